@@ -1,0 +1,281 @@
+//! The command line: every flag of the contract, parsed with pico-args into a `Config`.
+//! A bad flag or value is one clear line; `main` prints it with the usage and exits 2.
+
+use std::ffi::OsString;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use crate::limits::{
+    BODY_BYTES_MAX_DEFAULT, BOOTSTRAP_LIMIT_S_DEFAULT, CONNECTIONS_MAX_DEFAULT, LOCK_TIMEOUT_S_DEFAULT, LOCK_TTL_S_MAX,
+    RM_LIMIT_DAYS_DEFAULT,
+};
+
+pub const DEFAULT_PORT: u16 = 8001;
+
+pub const USAGE: &str = "\
+Usage: lighthouse [OPTIONS]
+
+A highly-available, light-weight, in-memory distributed store for one JSON document, served
+over HTTP. Read with GET /data/PATH; change it by taking the lock (PUT /lock), staging under
+/update/NAME/PATH, and committing (PUT /lock/NAME) or aborting (DELETE /lock/NAME).
+
+Options:
+  --help                     print this help and exit
+  --version                  print the version and exit
+  --data.d=DIR               keep a snapshot of every version in DIR (created if missing) and
+                             load the newest valid one at start; without it, memory only
+  --bind=IP[:PORT]           address to listen on (default 127.0.0.1:8001)
+  --port=PORT                port to listen on (overrides the port of --bind)
+  --advertise=HOST:PORT      address peers use to reach this node (default: the bind address)
+  --seeds=HOST:PORT,...      nodes to join at start
+  --bootstrap                serve at once, without waiting to catch up with the cluster
+  --bootstrap-limit=SECONDS  longest wait to catch up before serving anyway (default 120)
+  --lock-timeout=SECONDS     a lock lapses this long after its holder's last request (default 30)
+  --rm-limit=DAYS            remove snapshots older than this, never the newest (default 7)
+  --max-body=BYTES           largest request body accepted (default 67108864)
+  --max-connections=N        open client connections; more are answered 503 (default 16384)
+  --log-level=LEVEL          off, error, warn, info, debug or trace (default info)
+  --token-file=PATH          require 'Authorization: Bearer TOKEN' for changes (first line of PATH)
+  --read-token-file=PATH     require a token for reads too
+  --cluster-key-file=PATH    key that protects and authenticates the peer endpoints
+";
+
+/// Everything the command line says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub data_dir: Option<PathBuf>,
+    pub bind: SocketAddr,
+    pub advertise: Option<String>,
+    pub seeds: Vec<String>,
+    pub bootstrap: bool,
+    pub bootstrap_limit_s: u64,
+    pub lock_timeout_s: u64,
+    pub rm_limit_days: f64,
+    pub max_body: u64,
+    pub max_connections: usize,
+    pub log_level: log::LevelFilter,
+    pub token_file: Option<PathBuf>,
+    pub read_token_file: Option<PathBuf>,
+    pub cluster_key_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: None,
+            bind: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            advertise: None,
+            seeds: Vec::new(),
+            bootstrap: false,
+            bootstrap_limit_s: BOOTSTRAP_LIMIT_S_DEFAULT,
+            lock_timeout_s: LOCK_TIMEOUT_S_DEFAULT,
+            rm_limit_days: RM_LIMIT_DAYS_DEFAULT,
+            max_body: BODY_BYTES_MAX_DEFAULT,
+            max_connections: CONNECTIONS_MAX_DEFAULT,
+            log_level: log::LevelFilter::Info,
+            token_file: None,
+            read_token_file: None,
+            cluster_key_file: None,
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    Run(Box<Config>),
+    Help,
+    Version,
+}
+
+impl Config {
+    /// The address peers know this node by.
+    pub fn address(&self) -> String {
+        self.advertise.clone().unwrap_or_else(|| self.bind.to_string())
+    }
+}
+
+/// Parses the arguments (without the program name).
+pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
+    let mut args = pico_args::Arguments::from_vec(args);
+    if args.contains("--help") || args.contains("-h") {
+        return Ok(Command::Help);
+    }
+    if args.contains("--version") || args.contains("-V") {
+        return Ok(Command::Version);
+    }
+    let defaults = Config::default();
+    let mut config = Config {
+        data_dir: value(&mut args, "--data.d", |s| non_empty(s).map(PathBuf::from))?,
+        bind: value(&mut args, "--bind", parse_bind)?.unwrap_or(defaults.bind),
+        advertise: value(&mut args, "--advertise", parse_host_port)?,
+        seeds: value(&mut args, "--seeds", parse_seeds)?.unwrap_or_default(),
+        bootstrap: args.contains("--bootstrap"),
+        bootstrap_limit_s: value(&mut args, "--bootstrap-limit", whole::<u64>)?.unwrap_or(defaults.bootstrap_limit_s),
+        lock_timeout_s: value(&mut args, "--lock-timeout", parse_lock_timeout)?.unwrap_or(defaults.lock_timeout_s),
+        rm_limit_days: value(&mut args, "--rm-limit", parse_days)?.unwrap_or(defaults.rm_limit_days),
+        max_body: value(&mut args, "--max-body", whole::<u64>)?.unwrap_or(defaults.max_body),
+        max_connections: value(&mut args, "--max-connections", parse_connections)?.unwrap_or(defaults.max_connections),
+        log_level: value(&mut args, "--log-level", parse_level)?.unwrap_or(defaults.log_level),
+        token_file: value(&mut args, "--token-file", |s| non_empty(s).map(PathBuf::from))?,
+        read_token_file: value(&mut args, "--read-token-file", |s| non_empty(s).map(PathBuf::from))?,
+        cluster_key_file: value(&mut args, "--cluster-key-file", |s| non_empty(s).map(PathBuf::from))?,
+    };
+    if let Some(port) = value(&mut args, "--port", whole::<u16>)? {
+        config.bind.set_port(port);
+    }
+    let rest = args.finish();
+    if let Some(first) = rest.first() {
+        return Err(format!("unknown argument '{}'", first.to_string_lossy()));
+    }
+    Ok(Command::Run(Box::new(config)))
+}
+
+/// The value of an optional flag, with the flag's name in any error.
+fn value<T>(
+    args: &mut pico_args::Arguments,
+    flag: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    args.opt_value_from_fn(flag, parse).map_err(|e| match e {
+        pico_args::Error::Utf8ArgumentParsingFailed { cause, .. } => format!("{flag}: {cause}"),
+        pico_args::Error::OptionWithoutAValue(_) => format!("{flag} needs a value"),
+        other => format!("{flag}: {other}"),
+    })
+}
+
+fn non_empty(s: &str) -> Result<&str, String> {
+    if s.is_empty() { Err("the value is empty".into()) } else { Ok(s) }
+}
+
+fn whole<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+    s.parse().map_err(|_| format!("'{s}' is not a whole number in range"))
+}
+
+fn parse_bind(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = s.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let ip = s.trim_start_matches('[').trim_end_matches(']');
+    ip.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, DEFAULT_PORT)).map_err(|_| format!("'{s}' is not IP or IP:PORT"))
+}
+
+fn parse_host_port(s: &str) -> Result<String, String> {
+    let bad = || format!("'{s}' is not HOST:PORT");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().is_err() || host.contains(['/', ' ', ',']) {
+        return Err(bad());
+    }
+    Ok(s.to_string())
+}
+
+fn parse_seeds(s: &str) -> Result<Vec<String>, String> {
+    s.split(',').filter(|seed| !seed.trim().is_empty()).map(|seed| parse_host_port(seed.trim())).collect()
+}
+
+fn parse_lock_timeout(s: &str) -> Result<u64, String> {
+    let seconds: u64 = whole(s)?;
+    if seconds == 0 || seconds > LOCK_TTL_S_MAX {
+        return Err(format!("'{s}' is not between 1 and {LOCK_TTL_S_MAX} seconds"));
+    }
+    Ok(seconds)
+}
+
+fn parse_days(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(days) if days.is_finite() && days >= 0.0 => Ok(days),
+        _ => Err(format!("'{s}' is not a number of days")),
+    }
+}
+
+fn parse_connections(s: &str) -> Result<usize, String> {
+    let n: usize = whole(s)?;
+    if n == 0 { Err("at least 1 connection".into()) } else { Ok(n) }
+}
+
+fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
+    s.parse().map_err(|_| format!("'{s}' is not one of off, error, warn, info, debug, trace"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, String> {
+        match parse(args.iter().map(OsString::from).collect())? {
+            Command::Run(config) => Ok(*config),
+            other => panic!("expected a run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_8001_in_memory() {
+        let config = run(&[]).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8001");
+        assert_eq!(config.data_dir, None);
+    }
+
+    #[test]
+    fn every_flag_is_read_in_both_spellings() {
+        let config = run(&[
+            "--data.d=/tmp/x",
+            "--bind",
+            "0.0.0.0:9000",
+            "--port=9001",
+            "--advertise=node1:9001",
+            "--seeds=a:1,b:2",
+            "--bootstrap",
+            "--bootstrap-limit=5",
+            "--lock-timeout=7",
+            "--rm-limit=0.5",
+            "--max-body=1000",
+            "--max-connections=10",
+            "--log-level=debug",
+            "--token-file=/t",
+            "--read-token-file=/r",
+            "--cluster-key-file=/k",
+        ])
+        .unwrap();
+        assert_eq!(config.data_dir, Some(PathBuf::from("/tmp/x")));
+        assert_eq!(config.bind.to_string(), "0.0.0.0:9001");
+        assert_eq!(config.address(), "node1:9001");
+        assert_eq!(config.seeds, ["a:1", "b:2"]);
+        assert!(config.bootstrap);
+        assert_eq!((config.bootstrap_limit_s, config.lock_timeout_s, config.max_body), (5, 7, 1000));
+        assert_eq!((config.rm_limit_days, config.max_connections), (0.5, 10));
+        assert_eq!(config.log_level, log::LevelFilter::Debug);
+        assert_eq!(config.cluster_key_file, Some(PathBuf::from("/k")));
+    }
+
+    #[test]
+    fn bind_without_port_uses_8001() {
+        assert_eq!(run(&["--bind=127.0.0.2"]).unwrap().bind.to_string(), "127.0.0.2:8001");
+        assert_eq!(run(&["--bind=[::1]"]).unwrap().bind.to_string(), "[::1]:8001");
+    }
+
+    #[test]
+    fn bad_flags_and_values_are_one_clear_line() {
+        for (args, needle) in [
+            (&["--frobnicate"][..], "unknown argument '--frobnicate'"),
+            (&["--port=99999"], "--port"),
+            (&["--port=x"], "--port"),
+            (&["--bind=nonsense"], "--bind"),
+            (&["--seeds=a"], "--seeds"),
+            (&["--lock-timeout=0"], "--lock-timeout"),
+            (&["--rm-limit=-1"], "--rm-limit"),
+            (&["--log-level=loud"], "--log-level"),
+            (&["--data.d"], "--data.d needs a value"),
+        ] {
+            let error = run(args).unwrap_err();
+            assert!(error.contains(needle), "{args:?} gave '{error}'");
+            assert!(!error.contains('\n'), "one line: '{error}'");
+        }
+    }
+
+    #[test]
+    fn help_and_version_win() {
+        assert_eq!(parse(vec!["--help".into()]), Ok(Command::Help));
+        assert_eq!(parse(vec!["--port=1".into(), "--version".into()]), Ok(Command::Version));
+    }
+}

@@ -1,0 +1,181 @@
+//! The pure core: everything Lighthouse decides, with no I/O.
+//!
+//! A `Node` takes the time and one input (a parsed request, a finished disk job, a timer) and
+//! returns an answer, queueing any further effects (answers to parked requests, jobs for the
+//! writer thread) for the event loop to carry out. It never reads a clock, a socket or a file,
+//! so tests can drive it directly, and a simulation can run several on a simulated network.
+
+mod store;
+
+pub use store::{Format, ReadError, Rendered, Store, etag_matches};
+
+use crate::clock::{Deadline, Now};
+use crate::flush::{Done, Job};
+use crate::http::{Headers, Method, Response};
+use crate::limits::INACTIVE_RETRY_AFTER_S;
+use crate::path::{self, Query};
+use crate::value::Value;
+use crate::version::Version;
+
+/// Identifies one request whose answer may come later (the event loop's connection and request).
+pub type Ticket = u64;
+
+/// A request as the core sees it: the head's relevant parts and the whole body.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: Method,
+    pub target: &'a str,
+    pub headers: Headers<'a>,
+    pub body: &'a [u8],
+}
+
+/// What the core does with a request.
+#[derive(Debug)]
+pub enum Reply {
+    /// Answer now.
+    Now(Response),
+    /// The answer comes later as `Effect::Answer` with the request's ticket; until then the
+    /// connection reads no further requests, so pipelined answers stay in order.
+    Later,
+}
+
+/// Work the core asks the event loop to do.
+#[derive(Debug)]
+pub enum Effect {
+    /// Send the answer to a parked request.
+    Answer { ticket: Ticket, response: Response },
+    /// Hand a job to the writer thread.
+    Job(Job),
+}
+
+/// The settings the core needs, derived from the command line.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// The address peers know this node by (`--advertise`, else the bind address).
+    pub address: String,
+}
+
+/// The state of one Lighthouse node.
+pub struct Node {
+    config: CoreConfig,
+    store: Store,
+    /// False while a starting node catches up with its cluster: `/data` answers 503.
+    active: bool,
+    effects: Vec<Effect>,
+}
+
+impl Node {
+    /// A node serving `root` at `version` (a new store is `{}` at sequence 0).
+    pub fn new(config: CoreConfig, version: Version, root: Value) -> Node {
+        Node { config, store: Store::new(version, root), active: true, effects: Vec::new() }
+    }
+
+    pub fn version(&self) -> Version {
+        self.store.version()
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// Effects queued since the last call, oldest first.
+    pub fn drain_effects(&mut self) -> std::vec::Drain<'_, Effect> {
+        self.effects.drain(..)
+    }
+
+    /// Runs what is due at `now` (lease expiry, sync, waits that end).
+    pub fn tick(&mut self, _now: Now) {}
+
+    /// When `tick` next has something to do.
+    pub fn next_deadline(&self) -> Option<Deadline> {
+        None
+    }
+
+    /// Takes the report of a finished writer job.
+    pub fn job_done(&mut self, _now: Now, _done: Done) {}
+
+    /// Handles one request. `ticket` names it if the answer has to wait.
+    pub fn handle(&mut self, _now: Now, _ticket: Ticket, request: &Request) -> Reply {
+        Reply::Now(self.route(request))
+    }
+
+    fn route(&mut self, request: &Request) -> Response {
+        if request.method == Method::Unknown {
+            return Response::error(501, "method not implemented");
+        }
+        let (raw_path, raw_query) = path::split_target(request.target);
+        let Some((resource, below)) = split_resource(raw_path) else {
+            return Response::error(400, path::PathError::NotAbsolute.message());
+        };
+        let query = Query::parse(raw_query);
+        match resource {
+            "" if below.is_empty() => self.info(request.method),
+            "data" => self.data(request, below, query),
+            "version" if below.is_empty() => match request.method {
+                Method::Get | Method::Head => Response::json(200, self.store.version().to_pretty_line().into_bytes()),
+                _ => method_not_allowed("GET, HEAD"),
+            },
+            _ => Response::error(404, &format!("no such resource: {raw_path}")),
+        }
+    }
+
+    /// `GET /`: who this node is and how it is doing.
+    fn info(&self, method: Method) -> Response {
+        if !matches!(method, Method::Get | Method::Head) {
+            return method_not_allowed("GET, HEAD");
+        }
+        let version = self.store.version();
+        let body = serde_json::json!({
+            "name": "lighthouse",
+            "version": env!("CARGO_PKG_VERSION"),
+            "address": self.config.address,
+            "store": {"sequence": version.sequence, "checksum": version.checksum.to_string()},
+            "active": self.active,
+        });
+        json_response(200, &body)
+    }
+
+    /// `/data[/path]`: reads only; the store changes through the lock.
+    fn data(&mut self, request: &Request, raw_path: &str, query: Query) -> Response {
+        if !matches!(request.method, Method::Get | Method::Head) {
+            return Response::error(405, "the store changes only through a lock: see /lock and /update")
+                .with_header("Allow", "GET, HEAD");
+        }
+        if !self.active {
+            return Response::error(503, "this node is starting and has not caught up with its cluster yet")
+                .with_header("Retry-After", &INACTIVE_RETRY_AFTER_S.to_string());
+        }
+        let format = match (query.raw, query.keys) {
+            (_, true) => Format::Keys,
+            (true, false) => Format::Raw,
+            (false, false) => Format::Json,
+        };
+        match self.store.read(raw_path, format) {
+            Ok(rendered) => rendered.response(request.headers.if_none_match),
+            Err(e) => e.response(request.target),
+        }
+    }
+}
+
+/// Splits a raw path into its first segment (the resource, not decoded: resource names are
+/// plain words) and the raw rest: `/data/a/b` gives `data` and `/a/b`; `/` gives `` and ``.
+fn split_resource(raw_path: &str) -> Option<(&str, &str)> {
+    let below_root = raw_path.strip_prefix('/')?;
+    let (resource, rest) = match below_root.find('/') {
+        Some(i) => below_root.split_at(i),
+        None => (below_root, ""),
+    };
+    // "/version/" is "/version": one trailing slash is ignored on every path.
+    Some((resource, if rest == "/" { "" } else { rest }))
+}
+
+fn method_not_allowed(allow: &str) -> Response {
+    Response::error(405, "method not allowed on this resource").with_header("Allow", allow)
+}
+
+/// Pretty JSON of a serde_json value, with the final newline.
+pub fn json_response(status: u16, body: &serde_json::Value) -> Response {
+    let mut bytes = serde_json::to_vec_pretty(body).expect("serializing a Value cannot fail");
+    bytes.push(b'\n');
+    Response::json(status, bytes)
+}

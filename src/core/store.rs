@@ -1,0 +1,249 @@
+//! The current store (its version and tree) and the reads of it.
+//!
+//! Reads are the hot path, so each answer is rendered once per version: the first GET of a path
+//! renders the subtree and its header block into shared buffers, and every later GET of the same
+//! path (until the store changes) answers from them without rendering or allocating.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::http::{Bytes, Response};
+use crate::limits::{RENDER_CACHE_BYTES_MAX, RENDER_CACHE_ENTRIES_MAX};
+use crate::path::{self, PathError};
+use crate::value::Value;
+use crate::version::{Checksum, Version};
+
+/// The ways a subtree can be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Pretty JSON (the default).
+    Json,
+    /// `?raw`: a string without quotes as text; numbers, booleans and null as their text;
+    /// objects and arrays as JSON.
+    Raw,
+    /// `?keys`: an object's keys as a JSON array, or an array's length.
+    Keys,
+}
+
+/// A rendered answer for one path of one version.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// `Content-Type`, `ETag` and `X-Lighthouse-Version` lines.
+    pub headers: Arc<[u8]>,
+    pub body: Arc<[u8]>,
+    /// The entity tag with its quotes, as `If-None-Match` sends it back.
+    pub etag: Arc<str>,
+}
+
+/// Why a read has no subtree to answer with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    BadPath(PathError),
+    NotFound,
+    /// `?keys` on a string, number, boolean or null.
+    NoKeys,
+}
+
+impl ReadError {
+    pub fn response(&self, path: &str) -> Response {
+        match self {
+            ReadError::BadPath(e) => Response::error(400, e.message()),
+            ReadError::NotFound => Response::error(404, &format!("no such path: {path}")),
+            ReadError::NoKeys => Response::error(400, "?keys applies to objects and arrays only"),
+        }
+    }
+}
+
+pub struct Store {
+    version: Version,
+    root: Value,
+    cache: RenderCache,
+}
+
+impl Store {
+    pub fn new(version: Version, root: Value) -> Store {
+        Store { version, root, cache: RenderCache::default() }
+    }
+
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    pub fn root(&self) -> &Value {
+        &self.root
+    }
+
+    /// Replaces the store with a newer version; every cached answer is of the old one.
+    pub fn replace(&mut self, version: Version, root: Value) {
+        self.version = version;
+        self.root = root;
+        self.cache.clear();
+    }
+
+    /// The answer for `GET {data_path}` where `data_path` is the raw path below `/data`.
+    pub fn read(&mut self, raw_path: &str, format: Format) -> Result<Rendered, ReadError> {
+        if let Some(hit) = self.cache.get(format, raw_path) {
+            return Ok(hit.clone());
+        }
+        // `raw_path` is what follows `/data`: empty for the whole store.
+        let segments =
+            if raw_path.is_empty() { Vec::new() } else { path::segments(raw_path).map_err(ReadError::BadPath)? };
+        let subtree = self.root.resolve(&segments).ok_or(ReadError::NotFound)?;
+        let rendered = render(subtree, format, self.version, segments.is_empty())?;
+        self.cache.insert(format, raw_path, rendered.clone());
+        Ok(rendered)
+    }
+}
+
+/// Renders a subtree with its headers. The ETag is the SHA-1 of the compact JSON of what the
+/// answer shows, so the same content has the same tag on every node and across restarts; the
+/// whole store's tag is its checksum, which is already known.
+fn render(subtree: &Value, format: Format, version: Version, is_root: bool) -> Result<Rendered, ReadError> {
+    let content_checksum = || if is_root { version.checksum } else { Checksum::of(subtree) };
+    let (content_type, body, etag) = match (format, subtree) {
+        (Format::Json, _) => ("application/json", subtree.to_pretty_line(), format!("\"{}\"", content_checksum())),
+        (Format::Raw, Value::String(s)) => {
+            ("text/plain; charset=utf-8", s.as_bytes().to_vec(), format!("\"{}.raw\"", content_checksum()))
+        }
+        (Format::Raw, Value::Array(_) | Value::Object(_)) => {
+            ("application/json", subtree.to_pretty_line(), format!("\"{}\"", content_checksum()))
+        }
+        (Format::Raw, scalar) => {
+            ("text/plain; charset=utf-8", scalar.to_compact(), format!("\"{}.raw\"", content_checksum()))
+        }
+        (Format::Keys, Value::Object(entries)) => {
+            let keys = Value::Array(Arc::new(entries.iter().map(|(k, _)| Value::String(k.clone())).collect()));
+            ("application/json", keys.to_pretty_line(), format!("\"{}.keys\"", Checksum::of(&keys)))
+        }
+        (Format::Keys, Value::Array(items)) => {
+            let length = format!("{}\n", items.len()).into_bytes();
+            ("application/json", length, format!("\"{}.keys\"", Checksum::of(subtree)))
+        }
+        (Format::Keys, _) => return Err(ReadError::NoKeys),
+    };
+    let headers =
+        format!("Content-Type: {content_type}\r\nETag: {etag}\r\nX-Lighthouse-Version: {}\r\n", version.to_header());
+    Ok(Rendered { headers: Arc::from(headers.into_bytes()), body: Arc::from(body), etag: Arc::from(etag) })
+}
+
+impl Rendered {
+    /// The 200 answer, or 304 when the client already has this content.
+    pub fn response(&self, if_none_match: Option<&str>) -> Response {
+        let not_modified = if_none_match.is_some_and(|tags| etag_matches(tags, &self.etag));
+        Response {
+            status: if not_modified { 304 } else { 200 },
+            headers: Bytes::Shared(self.headers.clone()),
+            body: if not_modified { Bytes::EMPTY } else { Bytes::Shared(self.body.clone()) },
+            close: false,
+        }
+    }
+}
+
+/// `If-None-Match` holds `*` or a list of tags, possibly weak (`W/"..."`).
+pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    if_none_match.split(',').map(str::trim).any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+/// Rendered answers of the current version, keyed by format and raw path. Cleared on each new
+/// version; bounded in entries and bytes, and simply stops caching when full.
+#[derive(Default)]
+struct RenderCache {
+    by_format: [HashMap<Box<str>, Rendered>; 3],
+    bytes: usize,
+}
+
+impl RenderCache {
+    fn get(&self, format: Format, raw_path: &str) -> Option<&Rendered> {
+        self.by_format[format as usize].get(raw_path)
+    }
+
+    fn insert(&mut self, format: Format, raw_path: &str, rendered: Rendered) {
+        let entries: usize = self.by_format.iter().map(HashMap::len).sum();
+        let size = rendered.body.len() + rendered.headers.len() + raw_path.len();
+        if entries >= RENDER_CACHE_ENTRIES_MAX || self.bytes + size > RENDER_CACHE_BYTES_MAX {
+            return;
+        }
+        self.bytes += size;
+        self.by_format[format as usize].insert(Box::from(raw_path), rendered);
+    }
+
+    fn clear(&mut self) {
+        self.by_format.iter_mut().for_each(HashMap::clear);
+        self.bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(text: &str) -> Store {
+        let root = Value::parse(text.as_bytes()).unwrap();
+        let version = Version { sequence: 1, checksum: Checksum::of(&root) };
+        Store::new(version, root)
+    }
+
+    fn body(rendered: &Rendered) -> String {
+        String::from_utf8(rendered.body.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn reads_render_pretty_json_with_a_final_newline() {
+        let mut s = store(r#"{"providers": {"beta": ["192.168.2.1", "192.168.2.2"]}, "size": 1024}"#);
+        assert_eq!(
+            body(&s.read("/providers/beta", Format::Json).unwrap()),
+            "[\n  \"192.168.2.1\",\n  \"192.168.2.2\"\n]\n"
+        );
+        assert_eq!(body(&s.read("/size", Format::Json).unwrap()), "1024\n");
+        assert_eq!(body(&s.read("/providers/beta/0", Format::Json).unwrap()), "\"192.168.2.1\"\n");
+        assert_eq!(s.read("/nope", Format::Json).unwrap_err(), ReadError::NotFound);
+        assert_eq!(s.read("/%zz", Format::Json).unwrap_err(), ReadError::BadPath(PathError::BadEscape));
+    }
+
+    #[test]
+    fn raw_and_keys_formats() {
+        let mut s = store(
+            r#"{"file": "/var/log/a b.log", "size": 1024, "on": true, "list": [1, 2, 3], "o": {"b": 1, "a": 2}}"#,
+        );
+        assert_eq!(body(&s.read("/file", Format::Raw).unwrap()), "/var/log/a b.log");
+        assert_eq!(body(&s.read("/size", Format::Raw).unwrap()), "1024");
+        assert_eq!(body(&s.read("/on", Format::Raw).unwrap()), "true");
+        assert_eq!(body(&s.read("/list", Format::Raw).unwrap()), "[\n  1,\n  2,\n  3\n]\n");
+        assert_eq!(body(&s.read("/o", Format::Keys).unwrap()), "[\n  \"a\",\n  \"b\"\n]\n");
+        assert_eq!(body(&s.read("/list", Format::Keys).unwrap()), "3\n");
+        assert_eq!(s.read("/size", Format::Keys).unwrap_err(), ReadError::NoKeys);
+    }
+
+    #[test]
+    fn etags_follow_content_not_version_and_root_tag_is_the_checksum() {
+        let mut a = store(r#"{"x": [1, 2], "y": 1}"#);
+        let mut b = store(r#"{"x": [1, 2], "y": 2}"#);
+        let tag = |s: &mut Store, p: &str| s.read(p, Format::Json).unwrap().etag.to_string();
+        assert_eq!(tag(&mut a, "/x"), tag(&mut b, "/x"));
+        assert_ne!(tag(&mut a, "/y"), tag(&mut b, "/y"));
+        assert_eq!(tag(&mut a, ""), format!("\"{}\"", a.version().checksum));
+        assert_ne!(tag(&mut a, "/x"), a.read("/x", Format::Keys).unwrap().etag.to_string());
+    }
+
+    #[test]
+    fn if_none_match_answers_304_without_a_body() {
+        let mut s = store(r#"{"x": 1}"#);
+        let rendered = s.read("/x", Format::Json).unwrap();
+        let etag = rendered.etag.to_string();
+        assert_eq!(rendered.response(Some(&etag)).status, 304);
+        assert!(rendered.response(Some(&etag)).body.is_empty());
+        assert_eq!(rendered.response(Some(&format!("\"other\", W/{etag}"))).status, 304);
+        assert_eq!(rendered.response(Some("*")).status, 304);
+        assert_eq!(rendered.response(Some("\"other\"")).status, 200);
+        assert_eq!(rendered.response(None).status, 200);
+    }
+
+    #[test]
+    fn a_new_version_drops_cached_answers() {
+        let mut s = store(r#"{"x": 1}"#);
+        assert_eq!(body(&s.read("/x", Format::Json).unwrap()), "1\n");
+        let root = Value::parse(br#"{"x": 2}"#).unwrap();
+        s.replace(Version { sequence: 2, checksum: Checksum::of(&root) }, root);
+        assert_eq!(body(&s.read("/x", Format::Json).unwrap()), "2\n");
+    }
+}

@@ -1,0 +1,250 @@
+//! The writer thread: the only place the server writes to disk.
+//!
+//! Like Redis's `bio.c`, the event loop hands it immutable work through a queue and goes on
+//! serving; the thread reports back through a channel and wakes the loop with a `mio::Waker`.
+//! A snapshot job carries the new store as a shared tree (one reference count, no copy), so
+//! serialization and hashing of a large store happen here too, never on the loop thread.
+//!
+//! A snapshot is written to a temporary name, fsync'd, renamed into place, and the directory
+//! fsync'd: after the report, the file survives `kill -9` and power loss.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::{self, JoinHandle};
+
+use log::{debug, warn};
+
+use crate::clock::unix_micros;
+use crate::snapshot;
+use crate::value::Value;
+use crate::version::Checksum;
+
+/// Where snapshots go and how long they are kept.
+#[derive(Debug, Clone)]
+pub struct DiskConfig {
+    /// `--data.d`; without it the store lives in memory only and jobs only compute checksums.
+    pub dir: Option<PathBuf>,
+    /// `--rm-limit` in microseconds.
+    pub keep_micros: u64,
+}
+
+/// Work for the writer thread.
+#[derive(Debug)]
+pub enum Job {
+    /// Seal a store at `sequence`: compute its checksum and, with a data directory, write it.
+    Snapshot { id: u64, sequence: u64, root: Value, cluster_json: Vec<u8> },
+    /// Remove a snapshot that must never be loaded (a commit that lost to a newer store).
+    Remove { file: PathBuf },
+}
+
+/// A finished job, reported back to the loop.
+#[derive(Debug)]
+pub enum Done {
+    Snapshot { id: u64, checksum: Checksum, result: Result<Option<PathBuf>, DiskError> },
+}
+
+/// A snapshot that could not be written. The answer to the waiting commit says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskError {
+    /// 507 when the disk is full, 503 otherwise (read-only, permissions, I/O error).
+    pub status: u16,
+    pub message: String,
+}
+
+impl DiskError {
+    fn from_io(e: &io::Error, file: &Path) -> DiskError {
+        let status =
+            if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) { 507 } else { 503 };
+        DiskError { status, message: format!("cannot write the snapshot {}: {e}", file.display()) }
+    }
+}
+
+/// Runs one job to completion. Pure apart from the disk, so simulations call it directly.
+pub fn run(job: Job, disk: &DiskConfig, names: &mut FileNames) -> Option<Done> {
+    match job {
+        Job::Snapshot { id, sequence, root, cluster_json } => {
+            let Some(dir) = &disk.dir else {
+                return Some(Done::Snapshot { id, checksum: Checksum::of(&root), result: Ok(None) });
+            };
+            let name = names.next_name();
+            let (checksum, result) = match write_snapshot(dir, &name, sequence, &root, &cluster_json) {
+                Ok(checksum) => {
+                    remove_expired(dir, &name, disk.keep_micros);
+                    (checksum, Ok(Some(dir.join(&name))))
+                }
+                Err(e) => (Checksum::of(&root), Err(e)),
+            };
+            Some(Done::Snapshot { id, checksum, result })
+        }
+        Job::Remove { file } => {
+            if let Err(e) = fs::remove_file(&file) {
+                warn!("cannot remove the superseded snapshot {}: {e}", file.display());
+            }
+            None
+        }
+    }
+}
+
+/// Writes, fsyncs and renames one snapshot, then fsyncs the directory.
+fn write_snapshot(dir: &Path, name: &str, sequence: u64, root: &Value, cluster: &[u8]) -> Result<Checksum, DiskError> {
+    let temporary = dir.join(snapshot::temporary_name(name));
+    let finished = dir.join(name);
+    let attempt = || -> io::Result<Checksum> {
+        let file = File::create(&temporary)?;
+        let checksum = snapshot::encode(&file, sequence, root, cluster)?;
+        file.sync_all()?;
+        fs::rename(&temporary, &finished)?;
+        File::open(dir)?.sync_all()?;
+        Ok(checksum)
+    };
+    attempt().map_err(|e| {
+        // Best effort: the temporary name is never loaded, and start-up removes leftovers.
+        let _ = fs::remove_file(&temporary);
+        DiskError::from_io(&e, &finished)
+    })
+}
+
+/// Removes snapshots older than the retention limit, never `newest` (the file just written).
+fn remove_expired(dir: &Path, newest: &str, keep_micros: u64) {
+    let Ok(files) = snapshot::list(dir) else { return };
+    let cutoff = unix_micros().saturating_sub(keep_micros);
+    for (time, file) in files {
+        if time < cutoff && file.file_name().is_some_and(|n| n != newest) {
+            match fs::remove_file(&file) {
+                Ok(()) => debug!("removed expired snapshot {}", file.display()),
+                Err(e) => warn!("cannot remove expired snapshot {}: {e}", file.display()),
+            }
+        }
+    }
+}
+
+/// Hands out snapshot names that always sort after every earlier one, even when two snapshots
+/// fall in the same microsecond or the wall clock steps back.
+#[derive(Debug, Default)]
+pub struct FileNames {
+    last_micros: u64,
+}
+
+impl FileNames {
+    /// Names after `newest_existing` (the newest file already in the directory).
+    pub fn after(newest_existing: u64) -> FileNames {
+        FileNames { last_micros: newest_existing }
+    }
+
+    pub fn next_name(&mut self) -> String {
+        self.last_micros = unix_micros().max(self.last_micros + 1);
+        snapshot::file_name(self.last_micros)
+    }
+}
+
+/// The loop's handle on the writer thread.
+pub struct Writer {
+    jobs: Option<Sender<Job>>,
+    done: Receiver<Done>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Starts the thread. `wake` is called after each report (the loop's `mio::Waker`).
+    pub fn spawn(disk: DiskConfig, wake: Arc<dyn Fn() + Send + Sync>) -> io::Result<Writer> {
+        let (job_sender, job_receiver) = mpsc::channel::<Job>();
+        let (done_sender, done_receiver) = mpsc::channel::<Done>();
+        let newest = match &disk.dir {
+            Some(dir) => snapshot::list(dir)?.first().map_or(0, |(time, _)| *time),
+            None => 0,
+        };
+        let thread = thread::Builder::new().name("lighthouse-writer".into()).spawn(move || {
+            let mut names = FileNames::after(newest);
+            for job in job_receiver {
+                if let Some(done) = run(job, &disk, &mut names) {
+                    if done_sender.send(done).is_err() {
+                        break;
+                    }
+                    wake();
+                }
+            }
+        })?;
+        Ok(Writer { jobs: Some(job_sender), done: done_receiver, thread: Some(thread) })
+    }
+
+    pub fn submit(&self, job: Job) {
+        let sender = self.jobs.as_ref().expect("no jobs after shutdown");
+        sender.send(job).expect("the writer thread outlives the loop");
+    }
+
+    /// A finished job, if one has been reported.
+    pub fn try_done(&self) -> Option<Done> {
+        self.done.try_recv().ok()
+    }
+
+    /// Lets the thread finish the jobs it has, then joins it.
+    pub fn shutdown(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lighthouse-flush-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_snapshot_job_writes_a_file_that_loads_back() {
+        let dir = temp_dir("write");
+        let disk = DiskConfig { dir: Some(dir.clone()), keep_micros: u64::MAX };
+        let root = Value::parse(br#"{"a": [1, 2]}"#).unwrap();
+        let job = Job::Snapshot { id: 7, sequence: 4, root: root.clone(), cluster_json: b"[]".to_vec() };
+        let Some(Done::Snapshot { id, checksum, result }) = run(job, &disk, &mut FileNames::default()) else {
+            panic!("a snapshot job reports");
+        };
+        assert_eq!((id, checksum), (7, Checksum::of(&root)));
+        let file = result.unwrap().unwrap();
+        let (loaded_file, snapshot) = snapshot::load_newest(&dir).unwrap().unwrap();
+        assert_eq!(loaded_file, file);
+        assert_eq!(snapshot.copy.root, root);
+        assert_eq!(snapshot.copy.version.sequence, 4);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn expired_snapshots_are_removed_but_never_the_newest() {
+        let dir = temp_dir("retention");
+        let old = snapshot::file_name(1_000_000);
+        fs::write(dir.join(&old), b"{}").unwrap();
+        let disk = DiskConfig { dir: Some(dir.clone()), keep_micros: 1 };
+        let mut names = FileNames::default();
+        for sequence in 1..=2 {
+            let job = Job::Snapshot { id: sequence, sequence, root: Value::default(), cluster_json: Vec::new() };
+            run(job, &disk, &mut names);
+        }
+        let left = snapshot::list(&dir).unwrap();
+        assert_eq!(left.len(), 1, "only the newest is kept: {left:?}");
+        assert_eq!(snapshot::load_newest(&dir).unwrap().unwrap().1.copy.version.sequence, 2);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn names_always_increase() {
+        let mut names = FileNames::after(4_000_000_000_000_000);
+        let (a, b) = (names.next_name(), names.next_name());
+        assert!(b > a);
+    }
+}

@@ -1,0 +1,413 @@
+//! Request heads (on httparse) and request bodies (`Content-Length` or chunked).
+
+use super::HttpError;
+use crate::limits::{CHUNK_LINE_BYTES_MAX, CHUNK_TRAILER_BYTES_MAX, REQUEST_HEAD_BYTES_MAX, REQUEST_HEADERS_COUNT_MAX};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Patch,
+    Options,
+    Trace,
+    Connect,
+    /// A token that is no method this server knows: 501.
+    Unknown,
+}
+
+impl Method {
+    fn parse(token: &str) -> Method {
+        match token {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "PATCH" => Method::Patch,
+            "OPTIONS" => Method::Options,
+            "TRACE" => Method::Trace,
+            "CONNECT" => Method::Connect,
+            _ => Method::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Patch => "PATCH",
+            Method::Options => "OPTIONS",
+            Method::Trace => "TRACE",
+            Method::Connect => "CONNECT",
+            Method::Unknown => "other",
+        }
+    }
+}
+
+/// How the body of a request is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// The request headers the server acts on; the others are read past.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Headers<'a> {
+    pub if_none_match: Option<&'a str>,
+    pub accept: Option<&'a str>,
+    pub authorization: Option<&'a str>,
+    pub last_event_id: Option<&'a str>,
+}
+
+/// A parsed request head, borrowing from the receive buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head<'a> {
+    pub method: Method,
+    pub target: &'a str,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    pub keep_alive: bool,
+    pub framing: Framing,
+    pub expect_continue: bool,
+    pub headers: Headers<'a>,
+    /// Bytes of the head, blank line included; the body starts here.
+    pub len: usize,
+}
+
+/// Parses a request head from the start of `buf`. `Ok(None)` means the head is not complete yet.
+pub fn parse_head(buf: &[u8], body_bytes_max: u64) -> Result<Option<Head<'_>>, HttpError> {
+    let mut lines = [httparse::EMPTY_HEADER; REQUEST_HEADERS_COUNT_MAX];
+    let mut request = httparse::Request::new(&mut lines);
+    let len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > REQUEST_HEAD_BYTES_MAX => {
+            return Err(HttpError::HeadTooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge),
+        Err(httparse::Error::Version) => {
+            return Err(HttpError::Malformed("unsupported HTTP version (1.0 and 1.1 are served)"));
+        }
+        Err(_) => return Err(HttpError::Malformed("malformed request head")),
+    };
+    if len > REQUEST_HEAD_BYTES_MAX {
+        return Err(HttpError::HeadTooLarge);
+    }
+    let (Some(method), Some(target), Some(minor_version)) = (request.method, request.path, request.version) else {
+        unreachable!("a complete head has a method, a target and a version");
+    };
+
+    let mut head = Head {
+        method: Method::parse(method),
+        target,
+        minor_version,
+        keep_alive: minor_version >= 1,
+        framing: Framing::None,
+        expect_continue: false,
+        headers: Headers::default(),
+        len,
+    };
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    for line in request.headers.iter() {
+        let name = line.name;
+        let value = line.value;
+        if name.eq_ignore_ascii_case("content-length") {
+            let length = parse_content_length(value, body_bytes_max)?;
+            if content_length.is_some_and(|earlier| earlier != length) {
+                return Err(HttpError::Malformed("conflicting Content-Length headers"));
+            }
+            content_length = Some(length);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = parse_transfer_encoding(value)?;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    head.keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && minor_version == 0 {
+                    head.keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            if !value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                return Err(HttpError::UnsupportedExpectation);
+            }
+            head.expect_continue = minor_version >= 1;
+        } else if name.eq_ignore_ascii_case("if-none-match") {
+            head.headers.if_none_match = text(value);
+        } else if name.eq_ignore_ascii_case("accept") {
+            head.headers.accept = text(value);
+        } else if name.eq_ignore_ascii_case("authorization") {
+            head.headers.authorization = text(value);
+        } else if name.eq_ignore_ascii_case("last-event-id") {
+            head.headers.last_event_id = text(value);
+        }
+    }
+    head.framing = match (chunked, content_length) {
+        // A message with both is a request-smuggling attempt or a broken proxy (RFC 9112 6.3).
+        (true, Some(_)) => {
+            return Err(HttpError::Malformed("both Transfer-Encoding and Content-Length"));
+        }
+        (true, None) => Framing::Chunked,
+        (false, Some(0) | None) => Framing::None,
+        (false, Some(length)) => Framing::Length(length),
+    };
+    Ok(Some(head))
+}
+
+fn text(value: &[u8]) -> Option<&str> {
+    std::str::from_utf8(value).ok().map(str::trim)
+}
+
+fn parse_content_length(value: &[u8], body_bytes_max: u64) -> Result<u64, HttpError> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(HttpError::Malformed("Content-Length is not a decimal number"));
+    }
+    // Digits that overflow u64 are a length nobody can send: too large, not malformed.
+    let length = digits
+        .iter()
+        .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+        .ok_or(HttpError::BodyTooLarge)?;
+    if length > body_bytes_max {
+        return Err(HttpError::BodyTooLarge);
+    }
+    Ok(length)
+}
+
+/// True when the codings end in `chunked` and are nothing else.
+fn parse_transfer_encoding(value: &[u8]) -> Result<bool, HttpError> {
+    let mut codings = value.split(|b| *b == b',').map(<[u8]>::trim_ascii).filter(|c| !c.is_empty());
+    match (codings.next(), codings.next()) {
+        (Some(only), None) if only.eq_ignore_ascii_case(b"chunked") => Ok(true),
+        (None, _) => Err(HttpError::Malformed("empty Transfer-Encoding")),
+        _ => Err(HttpError::UnsupportedTransferCoding),
+    }
+}
+
+/// Where the chunked decoder is in the byte stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Reading the hex digits of a chunk size.
+    Size { size: u64, digits: u8 },
+    /// Skipping a chunk extension up to the end of the line.
+    Extension { size: u64 },
+    /// After the CR of a size line.
+    SizeLf { size: u64 },
+    /// Copying chunk data.
+    Data { remaining: u64 },
+    /// Expecting the CR after chunk data.
+    DataCr,
+    /// Expecting the LF after chunk data.
+    DataLf,
+    /// At the start of a trailer line, or the blank line that ends the body.
+    TrailerStart,
+    /// Inside a trailer line, which is read and dropped.
+    TrailerLine,
+    /// After the CR of the final blank line.
+    EndLf,
+    /// The body is complete.
+    Done,
+}
+
+/// Decodes a chunked body incrementally: feed it whatever bytes have arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+    /// Bytes of the current size line or of the trailer section so far, to bound them.
+    line_bytes: usize,
+    /// Decoded bytes so far.
+    body_bytes: u64,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> ChunkedDecoder {
+        ChunkedDecoder { state: ChunkState::Size { size: 0, digits: 0 }, line_bytes: 0, body_bytes: 0 }
+    }
+}
+
+impl ChunkedDecoder {
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Decodes from `input`, appending data to `body`. Returns how many input bytes were used;
+    /// fewer than given only when the body ended (the rest is the next request).
+    pub fn decode(&mut self, input: &[u8], body: &mut Vec<u8>, body_bytes_max: u64) -> Result<usize, HttpError> {
+        const BAD: HttpError = HttpError::Malformed("malformed chunked body");
+        let mut i = 0;
+        while i < input.len() && self.state != ChunkState::Done {
+            if let ChunkState::Data { remaining } = self.state {
+                let available = input.len() - i;
+                let take = usize::try_from(remaining).map_or(available, |r| r.min(available));
+                body.extend_from_slice(&input[i..i + take]);
+                i += take;
+                let remaining = remaining - take as u64;
+                self.state = if remaining == 0 { ChunkState::DataCr } else { ChunkState::Data { remaining } };
+                continue;
+            }
+            let byte = input[i];
+            i += 1;
+            self.line_bytes += 1;
+            self.state = match self.state {
+                ChunkState::Size { size, digits } => match (byte, char::from(byte).to_digit(16)) {
+                    (_, Some(digit)) if digits < 16 => {
+                        ChunkState::Size { size: size * 16 + u64::from(digit), digits: digits + 1 }
+                    }
+                    (_, Some(_)) => return Err(HttpError::BodyTooLarge),
+                    (b';' | b' ' | b'\t', None) if digits > 0 => ChunkState::Extension { size },
+                    (b'\r', None) if digits > 0 => ChunkState::SizeLf { size },
+                    _ => return Err(BAD),
+                },
+                ChunkState::Extension { size } => match byte {
+                    b'\r' => ChunkState::SizeLf { size },
+                    b'\n' => return Err(BAD),
+                    _ if self.line_bytes > CHUNK_LINE_BYTES_MAX => return Err(BAD),
+                    _ => ChunkState::Extension { size },
+                },
+                ChunkState::SizeLf { size } if byte == b'\n' => {
+                    self.line_bytes = 0;
+                    if size == 0 {
+                        ChunkState::TrailerStart
+                    } else {
+                        self.body_bytes = self.body_bytes.saturating_add(size);
+                        if self.body_bytes > body_bytes_max {
+                            return Err(HttpError::BodyTooLarge);
+                        }
+                        ChunkState::Data { remaining: size }
+                    }
+                }
+                ChunkState::DataCr if byte == b'\r' => ChunkState::DataLf,
+                ChunkState::DataLf if byte == b'\n' => {
+                    self.line_bytes = 0;
+                    ChunkState::Size { size: 0, digits: 0 }
+                }
+                ChunkState::TrailerStart if byte == b'\r' => ChunkState::EndLf,
+                ChunkState::TrailerStart | ChunkState::TrailerLine => match byte {
+                    _ if self.line_bytes > CHUNK_TRAILER_BYTES_MAX => return Err(HttpError::HeadTooLarge),
+                    b'\n' => ChunkState::TrailerStart,
+                    _ => ChunkState::TrailerLine,
+                },
+                ChunkState::EndLf if byte == b'\n' => ChunkState::Done,
+                _ => return Err(BAD),
+            };
+        }
+        Ok(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: u64 = 1 << 20;
+
+    fn head(text: &str) -> Result<Option<Head<'_>>, HttpError> {
+        parse_head(text.as_bytes(), MAX)
+    }
+
+    #[test]
+    fn a_simple_get_keeps_alive() {
+        let h = head("GET /data/x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().unwrap();
+        assert_eq!((h.method, h.target, h.minor_version), (Method::Get, "/data/x", 1));
+        assert!(h.keep_alive);
+        assert_eq!(h.framing, Framing::None);
+        assert_eq!(h.len, 33);
+    }
+
+    #[test]
+    fn http_1_0_closes_unless_asked_to_keep_alive() {
+        assert!(!head("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().keep_alive);
+        assert!(head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().unwrap().keep_alive);
+        assert!(!head("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap().unwrap().keep_alive);
+    }
+
+    #[test]
+    fn partial_heads_wait_and_oversized_heads_are_refused() {
+        assert_eq!(head("GET / HTTP/1.1\r\nHost: a\r\n"), Ok(None));
+        let long = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(REQUEST_HEAD_BYTES_MAX));
+        assert_eq!(head(&long), Err(HttpError::HeadTooLarge));
+        let many: String = (0..=REQUEST_HEADERS_COUNT_MAX).map(|i| format!("X-{i}: 1\r\n")).collect();
+        assert_eq!(head(&format!("GET / HTTP/1.1\r\n{many}\r\n")), Err(HttpError::HeadTooLarge));
+    }
+
+    #[test]
+    fn body_framing() {
+        let h = head("PUT /x HTTP/1.1\r\nContent-Length: 12\r\n\r\n").unwrap().unwrap();
+        assert_eq!(h.framing, Framing::Length(12));
+        let h = head("PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap().unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+        let h = head("PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
+        assert!(h.unwrap().unwrap().expect_continue);
+    }
+
+    #[test]
+    fn bad_framing_is_refused_with_the_right_status() {
+        let cases = [
+            ("Content-Length: 12a", 400),
+            ("Content-Length: -1", 400),
+            ("Content-Length: 99999999999999999999999999", 413),
+            ("Content-Length: 2000000", 413),
+            ("Content-Length: 1\r\nContent-Length: 2", 400),
+            ("Transfer-Encoding: gzip, chunked", 501),
+            ("Transfer-Encoding: chunked\r\nContent-Length: 5", 400),
+            ("Expect: something-else", 417),
+        ];
+        for (line, status) in cases {
+            let text = format!("PUT /x HTTP/1.1\r\n{line}\r\n\r\n");
+            assert_eq!(head(&text).map(|_| ()).unwrap_err().status(), status, "{line}");
+        }
+    }
+
+    #[test]
+    fn garbage_and_unknown_versions_are_malformed() {
+        for text in ["\x00\x01\x02\r\n\r\n", "GET / HTTP/2.0\r\n\r\n", "GET / FOO\r\n\r\n", "G E T\r\n\r\n"] {
+            assert_eq!(head(text).map(|_| ()).unwrap_err().status(), 400, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_methods_parse_as_unknown() {
+        assert_eq!(head("BREW /pot HTTP/1.1\r\n\r\n").unwrap().unwrap().method, Method::Unknown);
+    }
+
+    fn decode_all(input: &[u8], step: usize) -> Result<(Vec<u8>, usize), HttpError> {
+        let mut decoder = ChunkedDecoder::default();
+        let mut body = Vec::new();
+        let mut used = 0;
+        while !decoder.is_done() && used < input.len() {
+            let end = (used + step).min(input.len());
+            used += decoder.decode(&input[used..end], &mut body, MAX)?;
+        }
+        assert!(decoder.is_done(), "body incomplete");
+        Ok((body, used))
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whatever_the_split() {
+        let input = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+        for step in 1..input.len() {
+            let (body, used) = decode_all(input, step).unwrap();
+            assert_eq!(body, b"hello, world");
+            assert_eq!(&input[used..], b"NEXT", "step {step}");
+        }
+    }
+
+    #[test]
+    fn bad_chunks_are_refused() {
+        for input in [&b"x\r\n"[..], b"5\r\nhelloXX", b"\r\n", b"5\nhello\r\n0\r\n\r\n", b"11111111111111111\r\n"] {
+            assert!(decode_all(input, 64).is_err(), "{input:?}");
+        }
+        let mut decoder = ChunkedDecoder::default();
+        let too_big = format!("{:x}\r\n", MAX + 1);
+        assert_eq!(decoder.decode(too_big.as_bytes(), &mut Vec::new(), MAX), Err(HttpError::BodyTooLarge));
+    }
+}

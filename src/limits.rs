@@ -1,0 +1,101 @@
+//! Every limit and period of the server in one place, the unit last in each name and the reason
+//! beside it. Limits that the command line can change are the `_DEFAULT` ones; the rest are fixed
+//! because nobody has needed to change them, and a fixed limit is one less thing to get wrong.
+
+// ---- HTTP requests -------------------------------------------------------------------------------
+
+/// The request line plus all headers. curl and browsers stay far below; a larger head is an
+/// attack or a bug, and it answers 431.
+pub const REQUEST_HEAD_BYTES_MAX: usize = 16 * 1024;
+/// Header lines in one request head. Real clients send fewer than 20; more answers 431.
+pub const REQUEST_HEADERS_COUNT_MAX: usize = 64;
+/// Default for `--max-body`: a whole store uploaded in one PUT fits with room to spare.
+pub const BODY_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
+/// One chunk-size line of a chunked body, extensions included. Sizes are at most 16 hex digits.
+pub const CHUNK_LINE_BYTES_MAX: usize = 1024;
+/// The trailer section after the last chunk. Trailers are read and dropped.
+pub const CHUNK_TRAILER_BYTES_MAX: usize = REQUEST_HEAD_BYTES_MAX;
+/// Raw chunked bytes kept before the decoded part is dropped from the receive buffer.
+pub const CHUNK_RAW_COMPACT_BYTES: usize = 64 * 1024;
+/// Requests answered for one connection before the loop turns to the others (pipelining).
+pub const PIPELINE_REQUESTS_PER_WAKE_MAX: usize = 64;
+
+// ---- Connections ---------------------------------------------------------------------------------
+
+/// Default for `--max-connections`: the benchmark's 10,000 idle connections plus a busy load.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 16 * 1024;
+/// A keep-alive connection with nothing to do is closed after this long.
+pub const IDLE_TIMEOUT_MS: u64 = 60_000;
+/// A request head must arrive within this long of its first byte.
+pub const HEAD_TIMEOUT_MS: u64 = 10_000;
+/// A request body must make progress at least this often.
+pub const BODY_STALL_TIMEOUT_MS: u64 = 10_000;
+/// A client that reads none of its pending answer for this long is closed.
+pub const SEND_STALL_TIMEOUT_MS: u64 = 60_000;
+/// After an error answer that closes the connection, unread input is drained this long (or up to
+/// `LINGER_BYTES_MAX`) so the client sees the answer instead of a reset.
+pub const LINGER_MS: u64 = 2_000;
+pub const LINGER_BYTES_MAX: usize = 1024 * 1024;
+
+// ---- Event loop budgets --------------------------------------------------------------------------
+
+/// Bytes read from one connection per wake-up, so one fast sender cannot starve the others.
+pub const READ_BUDGET_BYTES: usize = 256 * 1024;
+/// Bytes written to one connection per wake-up.
+pub const WRITE_BUDGET_BYTES: usize = 4 * 1024 * 1024;
+/// Connections accepted per wake-up of the listener.
+pub const ACCEPT_BUDGET: usize = 256;
+/// After EMFILE or ENFILE the listener rests this long instead of spinning on the error.
+pub const ACCEPT_PAUSE_MS: u64 = 100;
+/// Events taken from the poller per wake-up.
+pub const EVENTS_CAPACITY: usize = 1024;
+
+// ---- Buffers -------------------------------------------------------------------------------------
+
+/// The unit a receive or send buffer is taken from the pool in; most requests and small answers fit.
+pub const BUFFER_BYTES: usize = 16 * 1024;
+/// Buffers kept for reuse. An idle connection owns none, so memory follows activity, not count.
+pub const BUFFER_POOL_COUNT_MAX: usize = 256;
+/// A buffer that grew past this (a large body) goes back to the allocator, not the pool.
+pub const BUFFER_POOL_BYTES_MAX: usize = 64 * 1024;
+/// Bodies at least this long are queued by reference (shared) instead of copied into a buffer.
+pub const SHARED_BODY_BYTES_MIN: usize = 16 * 1024;
+/// Unsent output above which a connection stops reading new requests until the client catches up.
+pub const SEND_BACKLOG_BYTES_MAX: usize = 1024 * 1024;
+/// Segments passed to one vectored write.
+pub const WRITE_SEGMENTS_MAX: usize = 16;
+
+// ---- The store -----------------------------------------------------------------------------------
+
+/// Nesting of arrays and objects in the store. serde_json refuses input nested deeper than 128,
+/// and a snapshot wraps the store in two more levels, so a deeper store could not be reloaded.
+pub const STORE_DEPTH_MAX: usize = 100;
+const _: () = assert!(STORE_DEPTH_MAX + 2 < 128);
+/// Rendered answers kept per version. A miss costs one render, so the bound only protects memory
+/// from a client that reads many distinct paths.
+pub const RENDER_CACHE_ENTRIES_MAX: usize = 4096;
+pub const RENDER_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+// ---- The lock ------------------------------------------------------------------------------------
+
+/// Default for `--lock-timeout`.
+pub const LOCK_TIMEOUT_S_DEFAULT: u64 = 30;
+/// The longest lease `PUT /lock?ttl=S` may ask for: a forgotten lock blocks every writer.
+pub const LOCK_TTL_S_MAX: u64 = 3600;
+/// Lock names are 1 to this many characters of `A-Z a-z 0-9 . _ ~ -`.
+pub const LOCK_NAME_BYTES_MAX: usize = 128;
+
+// ---- Disk ----------------------------------------------------------------------------------------
+
+/// Default for `--rm-limit`: snapshots older than this are removed (never the newest valid one).
+pub const RM_LIMIT_DAYS_DEFAULT: f64 = 7.0;
+/// Snapshots waiting for the writer thread. A newer pending snapshot replaces an older one, so one
+/// is enough; the constant names the bound.
+pub const FLUSH_PENDING_MAX: usize = 1;
+
+// ---- Cluster -------------------------------------------------------------------------------------
+
+/// Default for `--bootstrap-limit`: the longest a starting node stays inactive.
+pub const BOOTSTRAP_LIMIT_S_DEFAULT: u64 = 120;
+/// The `Retry-After` an inactive node answers `/data` with.
+pub const INACTIVE_RETRY_AFTER_S: u64 = 1;

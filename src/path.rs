@@ -1,0 +1,146 @@
+//! Request targets: the path split into percent-decoded segments, and the query's parameters.
+//!
+//! `/data/a%2Fb/0/` is the segments `data`, `a/b`, `0`: each segment is decoded on its own, so an
+//! encoded slash stays inside its key, and one empty segment from a trailing slash is dropped.
+//! Empty segments elsewhere are kept, because `""` is a valid JSON key.
+
+use std::borrow::Cow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// The target is not an origin-form path (it does not start with `/`).
+    NotAbsolute,
+    /// A `%` not followed by two hex digits.
+    BadEscape,
+    /// The decoded bytes are not UTF-8, so they cannot name a JSON key.
+    NotUtf8,
+}
+
+impl PathError {
+    pub fn message(self) -> &'static str {
+        match self {
+            PathError::NotAbsolute => "the request target must be a path starting with /",
+            PathError::BadEscape => "bad percent-escape in the path: % must be followed by two hex digits",
+            PathError::NotUtf8 => "the decoded path is not UTF-8",
+        }
+    }
+}
+
+/// Splits a request target into its path and its query (without the `?`).
+pub fn split_target(target: &str) -> (&str, &str) {
+    match target.split_once('?') {
+        Some((path, query)) => (path, query),
+        None => (target, ""),
+    }
+}
+
+/// The raw (still encoded) segments of a path, with one trailing empty segment dropped.
+pub fn raw_segments(path: &str) -> Result<impl Iterator<Item = &str>, PathError> {
+    let rest = path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let empty = rest.is_empty();
+    Ok(rest.split('/').filter(move |_| !empty))
+}
+
+/// The decoded segments of a path.
+pub fn segments(path: &str) -> Result<Vec<Cow<'_, str>>, PathError> {
+    raw_segments(path)?.map(decode).collect()
+}
+
+/// Percent-decodes one segment; borrows when there is nothing to decode.
+pub fn decode(segment: &str) -> Result<Cow<'_, str>, PathError> {
+    if !segment.contains('%') {
+        return Ok(Cow::Borrowed(segment));
+    }
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let high = bytes.get(i + 1).and_then(|b| char::from(*b).to_digit(16));
+            let low = bytes.get(i + 2).and_then(|b| char::from(*b).to_digit(16));
+            let (Some(high), Some(low)) = (high, low) else {
+                return Err(PathError::BadEscape);
+            };
+            decoded.push(u8::try_from(high * 16 + low).expect("two hex digits fit a byte"));
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(decoded).map(Cow::Owned).map_err(|_| PathError::NotUtf8)
+}
+
+/// The parameters of a query string: `raw`, `keys` (or `shallow`), `wait=S`, `ttl=S`.
+/// Unknown parameters are ignored, as most servers do.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Query<'a> {
+    pub raw: bool,
+    pub keys: bool,
+    pub wait: Option<&'a str>,
+    pub ttl: Option<&'a str>,
+}
+
+impl<'a> Query<'a> {
+    pub fn parse(query: &'a str) -> Query<'a> {
+        let mut parsed = Query::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match name {
+                "raw" => parsed.raw = true,
+                "keys" | "shallow" => parsed.keys = true,
+                "wait" => parsed.wait = Some(value),
+                "ttl" => parsed.ttl = Some(value),
+                _ => {}
+            }
+        }
+        parsed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoded(path: &str) -> Vec<String> {
+        segments(path).unwrap().into_iter().map(Cow::into_owned).collect()
+    }
+
+    #[test]
+    fn segments_are_decoded_one_by_one() {
+        assert_eq!(decoded("/data/providers/beta/0"), ["data", "providers", "beta", "0"]);
+        assert_eq!(decoded("/data/a%2Fb"), ["data", "a/b"]);
+        assert_eq!(decoded("/data/sn%C3%B8w%20man"), ["data", "snøw man"]);
+        assert_eq!(decoded("/data/a+b"), ["data", "a+b"], "plus is not a space in a path");
+    }
+
+    #[test]
+    fn one_trailing_slash_is_ignored_and_inner_empty_segments_kept() {
+        assert_eq!(decoded("/data/x/"), ["data", "x"]);
+        assert_eq!(decoded("/lock/"), ["lock"]);
+        assert_eq!(decoded("/"), Vec::<String>::new());
+        assert_eq!(decoded("/data//x"), ["data", "", "x"]);
+        assert_eq!(decoded("/data//"), ["data", ""]);
+    }
+
+    #[test]
+    fn bad_escapes_and_non_utf8_are_errors() {
+        assert_eq!(segments("/data/%G1").unwrap_err(), PathError::BadEscape);
+        assert_eq!(segments("/data/%2").unwrap_err(), PathError::BadEscape);
+        assert_eq!(segments("/data/%").unwrap_err(), PathError::BadEscape);
+        assert_eq!(segments("/data/%FF").unwrap_err(), PathError::NotUtf8);
+        assert_eq!(segments("data").unwrap_err(), PathError::NotAbsolute);
+        assert_eq!(segments("*").unwrap_err(), PathError::NotAbsolute);
+    }
+
+    #[test]
+    fn query_parameters() {
+        assert_eq!(split_target("/data/x?raw"), ("/data/x", "raw"));
+        assert_eq!(split_target("/data/x"), ("/data/x", ""));
+        let q = Query::parse("wait=30&keys&x=1&ttl=5");
+        assert_eq!(q, Query { raw: false, keys: true, wait: Some("30"), ttl: Some("5") });
+        assert!(Query::parse("shallow").keys);
+        assert!(Query::parse("raw=1").raw);
+    }
+}

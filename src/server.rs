@@ -1,0 +1,71 @@
+//! Start-up: load the newest valid snapshot, build the core, bind the port, run the loop.
+
+use std::io;
+
+use log::{info, warn};
+use mio::net::TcpListener;
+
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::core::{CoreConfig, Node};
+use crate::event_loop::{EventLoop, Parts};
+use crate::flush::DiskConfig;
+use crate::snapshot;
+use crate::value::Value;
+use crate::version::Version;
+
+/// Runs a server until SIGTERM or SIGINT.
+pub fn run(config: &Config) -> io::Result<()> {
+    match crate::sys::raise_open_files_limit() {
+        Ok(limit) if (limit as usize) < config.max_connections + 64 => warn!(
+            "the open-files limit is {limit}, below --max-connections={}; \
+             connections past it wait until others close",
+            config.max_connections
+        ),
+        Ok(_) => {}
+        Err(e) => warn!("cannot read the open-files limit: {e}"),
+    }
+    let (version, root) = load(config)?;
+    let listener = TcpListener::bind(config.bind)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.bind)))?;
+    crate::sys::set_listen_backlog(&listener)?;
+    let bound = listener.local_addr()?;
+    let address = config.advertise.clone().unwrap_or_else(|| bound.to_string());
+    let core = Node::new(CoreConfig { address }, version, root);
+    let disk = DiskConfig {
+        dir: config.data_dir.clone(),
+        keep_micros: (config.rm_limit_days * 86_400e6).min(u64::MAX as f64) as u64,
+    };
+    let parts = Parts {
+        listener,
+        core,
+        writer_disk: disk,
+        clock: SystemClock::new(),
+        max_body: config.max_body,
+        max_connections: config.max_connections,
+    };
+    let event_loop = EventLoop::new(parts)?;
+    info!("listening on {bound}");
+    event_loop.run()
+}
+
+/// The store to start from: the newest valid snapshot in `--data.d`, else `{}` at sequence 0.
+fn load(config: &Config) -> io::Result<(Version, Value)> {
+    let Some(dir) = &config.data_dir else {
+        info!("no --data.d: the store lives in memory only");
+        return Ok((Version::initial(), Value::default()));
+    };
+    let loaded = snapshot::load_newest(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot use the data directory {}: {e}", dir.display())))?;
+    match loaded {
+        Some((file, snapshot)) => {
+            let version = snapshot.copy.version;
+            info!("loaded {} (sequence {}, checksum {})", file.display(), version.sequence, version.checksum);
+            Ok((version, snapshot.copy.root))
+        }
+        None => {
+            info!("no snapshot in {}: starting from an empty store", dir.display());
+            Ok((Version::initial(), Value::default()))
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! Snapshot files: their names, their encoding, and finding the newest valid one at start-up.
+//!
+//! `--data.d` holds one file per version, named by its UTC time (`YYYYMMDDTHHMMSS.ffffff.json`)
+//! and holding `{"cluster": [peers], "copy": {"data": STORE, "version": VERSION}}`. The store is
+//! written as compact JSON with sorted keys, exactly the bytes its checksum is taken of.
+//! The file ends with `"file-sha1"`, the SHA-1 of every byte before that field, because the
+//! store's checksum covers only the data: a flipped bit in the sequence or the cluster list would
+//! otherwise pass. A file is valid when its file checksum matches (or, for a file written by hand
+//! without one, when the checksum of its data matches its version); a file cut short or with any
+//! single flipped bit fails.
+
+use std::fs;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use log::warn;
+
+use crate::clock::Civil;
+use crate::limits::STORE_DEPTH_MAX;
+use crate::value::Value;
+use crate::version::{Checksum, HashWriter, Version};
+
+/// A store and its version, as snapshots and peers exchange them.
+#[derive(Debug, Clone)]
+pub struct Copy {
+    pub version: Version,
+    pub root: Value,
+}
+
+/// What a snapshot file holds.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub copy: Copy,
+    /// The cluster table as it was written: one JSON object per peer.
+    pub cluster: Vec<serde_json::Value>,
+}
+
+/// Why a copy or a snapshot is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    Json(String),
+    Shape(&'static str),
+    TooDeep,
+    ChecksumMismatch { declared: Checksum, actual: Checksum },
+    FileChecksumMismatch { declared: String, actual: String },
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Json(e) => write!(f, "not JSON: {e}"),
+            DecodeError::Shape(what) => write!(f, "{what}"),
+            DecodeError::TooDeep => write!(f, "the data is nested deeper than {STORE_DEPTH_MAX} levels"),
+            DecodeError::ChecksumMismatch { declared, actual } => {
+                write!(f, "checksum mismatch: the version says {declared}, the data hashes to {actual}")
+            }
+            DecodeError::FileChecksumMismatch { declared, actual } => {
+                write!(f, "file checksum mismatch: the file says {declared}, its bytes hash to {actual}")
+            }
+        }
+    }
+}
+
+/// Decodes `{"version": {...}, "data": ...}` and checks that the data matches the checksum.
+pub fn decode_copy(value: serde_json::Value) -> Result<Copy, DecodeError> {
+    let serde_json::Value::Object(mut fields) = value else {
+        return Err(DecodeError::Shape("a copy is an object with \"version\" and \"data\""));
+    };
+    let version = fields.get("version").and_then(Version::from_json).ok_or(DecodeError::Shape(
+        "the copy has no valid \"version\" {\"sequence\": N, \"checksum\": \"40 hex digits\"}",
+    ))?;
+    let data = fields.remove("data").ok_or(DecodeError::Shape("the copy has no \"data\""))?;
+    let root = Value::from_json(data);
+    if root.depth() > STORE_DEPTH_MAX {
+        return Err(DecodeError::TooDeep);
+    }
+    let actual = Checksum::of(&root);
+    if actual != version.checksum {
+        return Err(DecodeError::ChecksumMismatch { declared: version.checksum, actual });
+    }
+    Ok(Copy { version, root })
+}
+
+/// Parses and checks a copy sent by a peer (`PUT /copy`).
+pub fn parse_copy(bytes: &[u8]) -> Result<Copy, DecodeError> {
+    let value = serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+    decode_copy(value)
+}
+
+/// The field that closes every snapshot file: `,"file-sha1":"<40 hex digits>"}`.
+const FILE_SHA1_OPEN: &[u8] = b",\"file-sha1\":\"";
+const FILE_SHA1_CLOSE: &[u8] = b"\"}";
+const FILE_SHA1_BYTES: usize = FILE_SHA1_OPEN.len() + 40 + FILE_SHA1_CLOSE.len();
+
+/// Parses and checks a snapshot file's bytes.
+pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
+    let file_checked = check_file_sha1(bytes)?;
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let serde_json::Value::Object(mut fields) = value else {
+        return Err(DecodeError::Shape("a snapshot is an object with \"copy\" and \"cluster\""));
+    };
+    if fields.keys().any(|k| !matches!(k.as_str(), "cluster" | "copy" | "file-sha1")) {
+        return Err(DecodeError::Shape("the snapshot has a field other than \"cluster\", \"copy\", \"file-sha1\""));
+    }
+    if fields.contains_key("file-sha1") && !file_checked {
+        return Err(DecodeError::Shape("\"file-sha1\" is not the last field of the snapshot"));
+    }
+    let copy = decode_copy(fields.remove("copy").ok_or(DecodeError::Shape("the snapshot has no \"copy\""))?)?;
+    let cluster = match fields.remove("cluster") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Array(peers)) => peers,
+        Some(_) => return Err(DecodeError::Shape("\"cluster\" is not a list")),
+    };
+    Ok(Snapshot { copy, cluster })
+}
+
+/// Checks the file checksum when the file ends with one: `Ok(true)` if it matches, `Ok(false)`
+/// if there is none, an error if it does not match.
+fn check_file_sha1(bytes: &[u8]) -> Result<bool, DecodeError> {
+    let Some(covered_len) = bytes.len().checked_sub(FILE_SHA1_BYTES) else { return Ok(false) };
+    let (covered, trailer) = bytes.split_at(covered_len);
+    let Some(hex) = trailer.strip_prefix(FILE_SHA1_OPEN).and_then(|t| t.strip_suffix(FILE_SHA1_CLOSE)) else {
+        return Ok(false);
+    };
+    // Compared as text, not parsed: a flipped case bit in a hex letter must not pass.
+    let actual = Checksum::of_bytes(covered).to_string();
+    if hex == actual.as_bytes() {
+        Ok(true)
+    } else {
+        Err(DecodeError::FileChecksumMismatch { declared: String::from_utf8_lossy(hex).into_owned(), actual })
+    }
+}
+
+/// Writes a snapshot: the cluster table (already compact JSON), then the store streamed through
+/// SHA-1 on its way out, then the version with the checksum that produced, then the file's own
+/// checksum. Returns the store's checksum.
+pub fn encode<W: Write>(out: W, sequence: u64, root: &Value, cluster_json: &[u8]) -> io::Result<Checksum> {
+    let mut file = Hashing { inner: BufWriter::with_capacity(256 * 1024, out), hash: HashWriter::default() };
+    file.write_all(b"{\"cluster\":")?;
+    file.write_all(if cluster_json.is_empty() { b"[]" } else { cluster_json })?;
+    file.write_all(b",\"copy\":{\"data\":")?;
+    let checksum = {
+        // Hashing sees large blocks; the file writer buffers on its own.
+        let mut data = Hashing { inner: &mut file, hash: HashWriter::default() };
+        let mut buffered = BufWriter::with_capacity(64 * 1024, &mut data);
+        root.write_compact(&mut buffered)?;
+        buffered.flush()?;
+        drop(buffered);
+        data.hash.finish()
+    };
+    let version = Version { sequence, checksum };
+    file.write_all(b",\"version\":")?;
+    file.write_all(version.to_compact().as_bytes())?;
+    file.write_all(b"}")?;
+    let file_sha1 = file.hash.finish();
+    let mut out = file.inner;
+    out.write_all(FILE_SHA1_OPEN)?;
+    out.write_all(file_sha1.to_string().as_bytes())?;
+    out.write_all(FILE_SHA1_CLOSE)?;
+    out.flush()?;
+    Ok(checksum)
+}
+
+/// Passes writes through to `inner` and hashes them on the way.
+struct Hashing<W: Write> {
+    inner: W,
+    hash: HashWriter,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(bytes)?;
+        self.hash.write_all(&bytes[..n])?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The file name for a snapshot taken at `unix_micros`: `YYYYMMDDTHHMMSS.ffffff.json`.
+pub fn file_name(unix_micros: u64) -> String {
+    let c = Civil::from_unix(unix_micros / 1_000_000);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:06}.json",
+        c.year,
+        c.month,
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
+        unix_micros % 1_000_000
+    )
+}
+
+/// The time in a snapshot file name, or `None` if the name is not one.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    let b = name.as_bytes();
+    let shape_ok = b.len() == 27
+        && name.ends_with(".json")
+        && b[8] == b'T'
+        && b[15] == b'.'
+        && b[..8].iter().chain(&b[9..15]).chain(&b[16..22]).all(u8::is_ascii_digit);
+    if !shape_ok {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| name[range].parse::<u32>().ok();
+    let (year, month, day) = (number(0..4)?, number(4..6)?, number(6..8)?);
+    let (hour, minute, second, micros) = (number(9..11)?, number(11..13)?, number(13..15)?, number(16..22)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let days = u64::try_from(Civil::days_from_civil(i64::from(year), month, day)).ok()?;
+    let seconds = days * 86_400 + u64::from(hour * 3600 + minute * 60 + second);
+    Some(seconds * 1_000_000 + u64::from(micros))
+}
+
+/// Snapshot files in `dir`, newest first, with their times.
+pub fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut files: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let time = parse_file_name(name.to_str()?)?;
+            Some((time, entry.path()))
+        })
+        .collect();
+    files.sort_by(|a, b| b.cmp(a));
+    Ok(files)
+}
+
+/// Loads the newest valid snapshot in `dir`, warning about each newer file that is not valid.
+/// Creates `dir` if it is missing. `Ok(None)` means there is no valid snapshot.
+pub fn load_newest(dir: &Path) -> io::Result<Option<(PathBuf, Snapshot)>> {
+    fs::create_dir_all(dir)?;
+    remove_temporary_files(dir);
+    for (_, file) in list(dir)? {
+        let bytes = match fs::read(&file) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                warn!("skipping snapshot {}: {e}", file.display());
+                continue;
+            }
+        };
+        match decode(&bytes) {
+            Ok(snapshot) => return Ok(Some((file, snapshot))),
+            Err(e) => warn!("skipping snapshot {}: {e}", file.display()),
+        }
+    }
+    Ok(None)
+}
+
+/// The name a snapshot is written under before it is renamed into place. It does not match the
+/// snapshot pattern, so a file left by a crash in the middle of a write is never loaded.
+pub fn temporary_name(final_name: &str) -> String {
+    format!(".{final_name}.tmp")
+}
+
+fn remove_temporary_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.')
+            && name.ends_with(".json.tmp")
+            && let Err(e) = fs::remove_file(entry.path())
+        {
+            warn!("cannot remove the unfinished snapshot {}: {e}", entry.path().display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed() -> Value {
+        Value::parse(br#"{"size": 1024, "providers": {"beta": ["192.168.2.1"]}}"#).unwrap()
+    }
+
+    fn encoded(sequence: u64, root: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(&mut out, sequence, root, br#"[{"address":"127.0.0.1:9"}]"#).unwrap();
+        out
+    }
+
+    #[test]
+    fn encoded_snapshots_decode_to_the_same_store() {
+        let bytes = encoded(3, &seed());
+        let snapshot = decode(&bytes).unwrap();
+        assert_eq!(snapshot.copy.root, seed());
+        assert_eq!(snapshot.copy.version, Version { sequence: 3, checksum: Checksum::of(&seed()) });
+        assert_eq!(snapshot.cluster[0]["address"], "127.0.0.1:9");
+    }
+
+    #[test]
+    fn every_truncation_is_refused() {
+        let bytes = encoded(3, &seed());
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err(), "a file cut at byte {cut} was accepted");
+        }
+    }
+
+    #[test]
+    fn every_flipped_bit_is_refused() {
+        let bytes = encoded(3, &seed());
+        for position in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[position / 8] ^= 1 << (position % 8);
+            assert!(decode(&damaged).is_err(), "a file with bit {position} flipped was accepted");
+        }
+    }
+
+    #[test]
+    fn a_hand_written_file_without_file_checksum_is_checked_by_its_data_checksum() {
+        let good = format!(
+            r#"{{"copy": {{"version": {{"sequence": 2, "checksum": "{}"}}, "data": {{}}}}}}"#,
+            Version::initial().checksum
+        );
+        assert_eq!(decode(good.as_bytes()).unwrap().copy.version.sequence, 2);
+        let bad = good.replace("{}}", "{\"a\": 1}}");
+        assert!(matches!(decode(bad.as_bytes()), Err(DecodeError::ChecksumMismatch { .. })));
+    }
+
+    #[test]
+    fn a_checksum_that_does_not_match_is_refused() {
+        let text = format!(
+            r#"{{"version": {{"sequence": 1, "checksum": "{}"}}, "data": {{"a": 1}}}}"#,
+            Version::initial().checksum
+        );
+        assert!(matches!(parse_copy(text.as_bytes()), Err(DecodeError::ChecksumMismatch { .. })));
+        assert!(matches!(parse_copy(b"[1]"), Err(DecodeError::Shape(_))));
+        assert!(matches!(parse_copy(b"{\"data\": 1"), Err(DecodeError::Json(_))));
+    }
+
+    #[test]
+    fn file_names_sort_by_time_and_round_trip() {
+        let micros = 1_795_000_000_123_456;
+        let name = file_name(micros);
+        assert_eq!(name, "20261118T110640.123456.json");
+        assert_eq!(parse_file_name(&name), Some(micros));
+        assert!(file_name(micros + 1) > name);
+        for junk in ["20261118T074640.123456.jso", "x0261118T074640.123456.json", "20261318T074640.123456.json"] {
+            assert_eq!(parse_file_name(junk), None, "{junk}");
+        }
+        assert_eq!(parse_file_name(&temporary_name(&name)), None);
+    }
+}

@@ -1,0 +1,72 @@
+//! The two things the server asks the operating system for directly, through `libc`:
+//! the file-descriptor limit, and SIGTERM/SIGINT delivered as a readable byte to the event loop
+//! (the self-pipe trick, since a signal handler may do almost nothing but `write`).
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use mio::net::UnixStream;
+
+/// Raises the soft limit on open files to the hard limit, so `--max-connections` is not capped
+/// by a conservative default of 1024. Returns the soft limit now in force.
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is a valid, writable rlimit for getrlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        // SAFETY: `raised` is a valid rlimit that does not exceed the hard limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// The write end of the self-pipe, for the signal handler. -1 until installed.
+static SIGNAL_PIPE_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_shutdown_signal(_signal: libc::c_int) {
+    let fd = SIGNAL_PIPE_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let byte = 1u8;
+        // SAFETY: write(2) is async-signal-safe; the fd stays open for the life of the process
+        // (the write end is leaked on purpose in `shutdown_signals`). A full pipe drops the
+        // byte, which is fine: one pending byte already says "stop".
+        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+    }
+}
+
+/// Routes SIGTERM and SIGINT to a byte on the returned stream, which the loop polls.
+pub fn shutdown_signals() -> io::Result<UnixStream> {
+    let (read_end, write_end) = UnixStream::pair()?;
+    SIGNAL_PIPE_FD.store(write_end.as_raw_fd(), Ordering::Relaxed);
+    std::mem::forget(write_end);
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: a zeroed sigaction is a valid starting point; the handler only calls write(2).
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_shutdown_signal as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: `action` is initialised and the handler is async-signal-safe.
+        if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(read_end)
+}
+
+/// Listens again with a longer backlog than the 128 mio asks for, so a burst of connections
+/// (a thousand clients starting at once) waits in the queue instead of being dropped and retried
+/// a second later. Linux caps it at `net.core.somaxconn`.
+pub fn set_listen_backlog(listener: &mio::net::TcpListener) -> io::Result<()> {
+    const BACKLOG: libc::c_int = 4096;
+    // SAFETY: the fd is a valid, bound, listening socket owned by `listener`.
+    if unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! The command line: help, version, bad flags, and a clean stop on SIGTERM.
+
+mod support;
+
+use std::process::Command;
+
+use support::{BINARY, Server, TempDir};
+
+#[test]
+fn help_prints_usage_and_exits_0() {
+    let output = Command::new(BINARY).arg("--help").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8(output.stdout).unwrap();
+    for flag in ["--data.d", "--bind", "--port", "--seeds", "--bootstrap", "--lock-timeout", "--max-body"] {
+        assert!(text.contains(flag), "usage mentions {flag}");
+    }
+}
+
+#[test]
+fn version_prints_the_version_and_exits_0() {
+    let output = Command::new(BINARY).arg("--version").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), format!("lighthouse {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn a_bad_flag_prints_one_line_and_the_usage_and_exits_2() {
+    for args in [&["--no-such-flag"][..], &["--port=notaport"], &["--max-body=-5"], &["--lock-timeout"]] {
+        let output = Command::new(BINARY).args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let text = String::from_utf8(output.stderr).unwrap();
+        let first = text.lines().next().unwrap();
+        assert!(first.starts_with("lighthouse: "), "{args:?}: {first}");
+        assert!(text.contains("Usage: lighthouse"), "{args:?} prints the usage");
+    }
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let server = Server::start(&[]);
+    assert_eq!(server.get("/version").status, 200);
+    let status = server.terminate();
+    assert_eq!(status.code(), Some(0), "SIGTERM exits 0");
+}
+
+#[test]
+fn sigint_stops_the_server_cleanly_with_a_data_directory() {
+    let dir = TempDir::new("sigint");
+    let mut server = Server::start(&[&dir.flag()]);
+    support::signal(&server.child, libc::SIGINT);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(server.log().iter().any(|l| l.contains("stopped")));
+}
+
+#[test]
+fn the_port_flag_overrides_the_port_of_bind() {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let server = Server::start(&[&format!("--port={port}")]);
+    assert_eq!(server.addr.port(), port);
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let server = Server::start(&[]);
+    let output = Command::new(BINARY).arg(format!("--bind={}", server.addr)).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8(output.stderr).unwrap().contains("cannot listen on"));
+}

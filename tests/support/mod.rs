@@ -1,0 +1,339 @@
+//! What the integration tests share: a real server process on a free loopback port, a raw HTTP
+//! client that can send exactly the bytes a test wants, temporary directories, and waiting for a
+//! condition with a deadline instead of sleeping.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The server binary cargo built for these tests.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_lighthouse");
+
+/// How long a test waits for anything before failing.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+/// A running `lighthouse` process, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub args: Vec<String>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts a server on a free loopback port with the given extra flags.
+    pub fn start(args: &[&str]) -> Server {
+        Server::start_on("127.0.0.1:0", args)
+    }
+
+    /// Starts a server bound to `bind` (port 0 picks a free one).
+    pub fn start_on(bind: &str, args: &[&str]) -> Server {
+        let mut all: Vec<String> = vec![format!("--bind={bind}")];
+        all.extend(args.iter().map(|a| a.to_string()));
+        if !all.iter().any(|a| a.starts_with("--log-level")) {
+            all.push("--log-level=info".into());
+        }
+        let mut child = Command::new(BINARY)
+            .args(&all)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the server binary starts");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let lines = log.clone();
+        let echo = std::env::var_os("LIGHTHOUSE_TEST_LOG").is_some();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("[server] {line}");
+                }
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = addr_tx.send(addr.trim().to_string());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let addr = match addr_rx.recv_timeout(PATIENCE) {
+            Ok(addr) => addr.parse().expect("the logged address parses"),
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                panic!("server with {all:?} did not start (exit {status:?}); log:\n{}", log.lock().unwrap().join("\n"));
+            }
+        };
+        Server { child, addr, args: all, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Everything the server has logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        signal(&self.child, libc::SIGTERM);
+        wait_exit(&mut self.child)
+    }
+
+    /// `kill -9`.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// One request on a new connection.
+    pub fn request(&self, method: &str, path: &str, body: &[u8]) -> Response {
+        self.request_with(method, path, &[], body)
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.request("GET", path, b"")
+    }
+
+    pub fn request_with(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        let mut client = Client::connect(self.addr);
+        client.send_request(method, path, headers, body);
+        client.read_response()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(child: &Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits");
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(pid, signal) };
+}
+
+fn wait_exit(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting works") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the server did not exit in time");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("the body is UTF-8")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The message of an error answer, checking it is one line of `{"error": "..."}`.
+    pub fn error(&self) -> String {
+        let text = self.text();
+        assert!(text.ends_with('\n') && text.lines().count() == 1, "error body is one line: {text:?}");
+        let value = self.json();
+        let object = value.as_object().expect("error body is an object");
+        assert_eq!(object.len(), 1, "error body has only \"error\": {text}");
+        object["error"].as_str().expect("error is a string").to_string()
+    }
+}
+
+/// A raw HTTP/1.1 client on one connection.
+pub struct Client {
+    pub stream: TcpStream,
+    buffered: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connects to the server");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client { stream, buffered: Vec::new() }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("the server accepts the bytes");
+    }
+
+    pub fn send_request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) {
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !body.is_empty() || matches!(method, "PUT" | "POST") {
+            request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        request.push_str("\r\n");
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(body);
+        self.send(&bytes);
+    }
+
+    /// Reads one response (for a request that was not HEAD).
+    pub fn read_response(&mut self) -> Response {
+        self.read_response_to(false)
+    }
+
+    /// Reads one response; `head_request` says there is no body whatever the headers say.
+    pub fn read_response_to(&mut self, head_request: bool) -> Response {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut parsed = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(head_len) = parsed.parse(&self.buffered).expect("a valid response head") {
+                let status = parsed.code.expect("a status");
+                let headers: Vec<(String, String)> = parsed
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                    .collect();
+                let length = headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                    .map(|(_, v)| v.parse::<usize>().expect("numeric length"));
+                let body_len =
+                    if head_request || matches!(status, 100..=199 | 204 | 304) { 0 } else { length.unwrap_or(0) };
+                while self.buffered.len() < head_len + body_len {
+                    self.fill();
+                }
+                let body = self.buffered[head_len..head_len + body_len].to_vec();
+                self.buffered.drain(..head_len + body_len);
+                return Response { status, headers, body };
+            }
+            self.fill();
+        }
+    }
+
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 64 * 1024];
+        let n = self.stream.read(&mut chunk).expect("the server answers in time");
+        assert!(n > 0, "the server closed the connection; had {:?}", String::from_utf8_lossy(&self.buffered));
+        self.buffered.extend_from_slice(&chunk[..n]);
+    }
+
+    /// True when the server has closed the connection (reads EOF, with nothing else pending).
+    pub fn is_closed_by_server(&mut self) -> bool {
+        let mut chunk = [0u8; 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => true,
+            Ok(n) => {
+                self.buffered.extend_from_slice(&chunk[..n]);
+                false
+            }
+            Err(e) => matches!(e.kind(), std::io::ErrorKind::ConnectionReset),
+        }
+    }
+}
+
+/// Runs curl and returns (exit code, stdout).
+pub fn curl(args: &[&str]) -> (i32, String) {
+    let output = Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "15"])
+        .args(args)
+        .output()
+        .expect("curl runs (apt-get install curl)");
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Polls `condition` until it holds or `PATIENCE` runs out, then fails with `what`.
+pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("lighthouse-test-{name}-{}-{unique}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("temp dir is created");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// `--data.d=<this dir>`.
+    pub fn flag(&self) -> String {
+        format!("--data.d={}", self.0.display())
+    }
+
+    /// Snapshot file names in the directory, oldest first.
+    pub fn snapshots(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.0)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| lighthouse::snapshot::parse_file_name(n).is_some())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The seed's example configuration.
+pub const SEED_CONFIG: &str = r#"{
+  "file": "/var/log/apache2/access.log",
+  "size": 1024,
+  "providers": {
+    "alpha": ["192.168.1.1", "192.168.1.2"],
+    "beta": ["192.168.2.1", "192.168.2.2"],
+    "gamma": ["192.168.3.1", "192.168.3.2"]
+  }
+}"#;
+
+/// Writes a valid snapshot of `json` at `sequence` into `dir`, as the server would, and returns
+/// the file's path.
+pub fn write_snapshot(dir: &Path, unix_micros: u64, sequence: u64, json: &str) -> PathBuf {
+    let root = lighthouse::value::Value::parse(json.as_bytes()).expect("test JSON parses");
+    let path = dir.join(lighthouse::snapshot::file_name(unix_micros));
+    let file = std::fs::File::create(&path).expect("snapshot file is created");
+    lighthouse::snapshot::encode(&file, sequence, &root, b"[]").expect("snapshot is written");
+    path
+}
