@@ -22,7 +22,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::buffer::{Pool, Received, RecvBuffer, SendQueue};
 use crate::clock::{Now, SystemClock, http_date};
 use crate::core::{Effect, Node, Reply, Request, Ticket};
-use crate::flush::Writer;
+use crate::flush::Workers;
 use crate::http::{self, ChunkedDecoder, Framing, Head, HttpError, Method, Response};
 use crate::limits::{
     ACCEPT_BUDGET, ACCEPT_PAUSE_MS, BODY_STALL_TIMEOUT_MS, BUFFER_BYTES, CHUNK_RAW_COMPACT_BYTES, EVENTS_CAPACITY,
@@ -105,7 +105,7 @@ pub struct EventLoop {
     date: String,
     date_second: u64,
     core: Node,
-    writer: Writer,
+    workers: Workers,
     pool: Pool,
     conns: Vec<Option<Connection>>,
     free_slots: Vec<usize>,
@@ -126,7 +126,7 @@ pub struct EventLoop {
 pub struct Parts {
     pub listener: TcpListener,
     pub core: Node,
-    pub writer_disk: crate::flush::DiskConfig,
+    pub disk: crate::flush::DiskConfig,
     pub clock: SystemClock,
     pub max_body: u64,
     pub max_connections: usize,
@@ -138,8 +138,8 @@ impl EventLoop {
         let mut listener = parts.listener;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let writer = Writer::spawn(
-            parts.writer_disk,
+        let workers = Workers::spawn(
+            parts.disk,
             Arc::new(move || {
                 if let Err(e) = waker.wake() {
                     error!("cannot wake the event loop: {e}");
@@ -159,7 +159,7 @@ impl EventLoop {
             date: http_date(now.unix_ms / 1000),
             date_second: now.unix_ms / 1000,
             core: parts.core,
-            writer,
+            workers,
             pool: Pool::default(),
             conns: Vec::new(),
             free_slots: Vec::new(),
@@ -585,7 +585,7 @@ impl EventLoop {
     // ---- Answers from the core and reports from the writer ----------------------------------------
 
     fn take_reports(&mut self) {
-        while let Some(done) = self.writer.try_done() {
+        while let Some(done) = self.workers.try_done() {
             self.core.job_done(self.now, done);
         }
     }
@@ -596,7 +596,8 @@ impl EventLoop {
         for effect in effects.drain(..) {
             match effect {
                 Effect::Answer { ticket, response } => self.answer_parked(ticket, response),
-                Effect::Job(job) => self.writer.submit(job),
+                Effect::Job(job) if !self.workers.is_shut_down() => self.workers.submit(job),
+                Effect::Job(_) => debug!("stopping: a job queued after shutdown is dropped"),
             }
         }
         self.effects = effects;
@@ -689,7 +690,7 @@ impl EventLoop {
         self.listener = None;
         let mut byte = [0u8; 64];
         let _ = self.signals.read(&mut byte);
-        self.writer.shutdown();
+        self.workers.shutdown();
         self.take_reports();
         let mut effects = std::mem::take(&mut self.effects);
         effects.extend(self.core.drain_effects());

@@ -1,9 +1,11 @@
-//! The writer thread: the only place the server writes to disk.
+//! The worker threads: the only places the server writes to disk or does long computations.
 //!
-//! Like Redis's `bio.c`, the event loop hands it immutable work through a queue and goes on
-//! serving; the thread reports back through a channel and wakes the loop with a `mio::Waker`.
-//! A snapshot job carries the new store as a shared tree (one reference count, no copy), so
-//! serialization and hashing of a large store happen here too, never on the loop thread.
+//! Like Redis's `bio.c`, the event loop hands them immutable work through queues and goes on
+//! serving; each thread reports back through one channel and wakes the loop with a `mio::Waker`.
+//! The writer thread seals and writes snapshots: a job carries the new store as a shared tree
+//! (one reference count, no copy), so serializing and hashing a large store happen there, never
+//! on the loop thread. The decoder thread parses and checks copies sent by peers, so a large
+//! `PUT /copy` does not stall the loop either, and never waits behind an fsync.
 //!
 //! A snapshot is written to a temporary name, fsync'd, renamed into place, and the directory
 //! fsync'd: after the report, the file survives `kill -9` and power loss.
@@ -14,11 +16,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{self, JoinHandle};
+use std::time::Instant;
 
 use log::{debug, warn};
 
 use crate::clock::unix_micros;
-use crate::snapshot;
+use crate::snapshot::{self, Copy, DecodeError};
 use crate::value::Value;
 use crate::version::Checksum;
 
@@ -38,12 +41,32 @@ pub enum Job {
     Snapshot { id: u64, sequence: u64, root: Value, cluster_json: Vec<u8> },
     /// Remove a snapshot that must never be loaded (a commit that lost to a newer store).
     Remove { file: PathBuf },
+    /// Parse a copy sent by a peer and check its checksum.
+    Decode { id: u64, body: Vec<u8> },
+}
+
+impl Job {
+    /// Jobs that touch the disk go to the writer thread; the others to the decoder thread.
+    fn is_disk(&self) -> bool {
+        !matches!(self, Job::Decode { .. })
+    }
 }
 
 /// A finished job, reported back to the loop.
 #[derive(Debug)]
 pub enum Done {
-    Snapshot { id: u64, checksum: Checksum, result: Result<Option<PathBuf>, DiskError> },
+    /// `result` holds the file written (`None` without a data directory); `elapsed_us` is how
+    /// long the job took, for the latency histogram.
+    Snapshot {
+        id: u64,
+        checksum: Checksum,
+        result: Result<Option<PathBuf>, DiskError>,
+        elapsed_us: u64,
+    },
+    Decoded {
+        id: u64,
+        result: Result<Copy, DecodeError>,
+    },
 }
 
 /// A snapshot that could not be written. The answer to the waiting commit says why.
@@ -66,8 +89,11 @@ impl DiskError {
 pub fn run(job: Job, disk: &DiskConfig, names: &mut FileNames) -> Option<Done> {
     match job {
         Job::Snapshot { id, sequence, root, cluster_json } => {
+            let started = Instant::now();
+            let elapsed_us = || u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             let Some(dir) = &disk.dir else {
-                return Some(Done::Snapshot { id, checksum: Checksum::of(&root), result: Ok(None) });
+                let checksum = Checksum::of(&root);
+                return Some(Done::Snapshot { id, checksum, result: Ok(None), elapsed_us: elapsed_us() });
             };
             let name = names.next_name();
             let (checksum, result) = match write_snapshot(dir, &name, sequence, &root, &cluster_json) {
@@ -77,7 +103,7 @@ pub fn run(job: Job, disk: &DiskConfig, names: &mut FileNames) -> Option<Done> {
                 }
                 Err(e) => (Checksum::of(&root), Err(e)),
             };
-            Some(Done::Snapshot { id, checksum, result })
+            Some(Done::Snapshot { id, checksum, result, elapsed_us: elapsed_us() })
         }
         Job::Remove { file } => {
             if let Err(e) = fs::remove_file(&file) {
@@ -85,6 +111,7 @@ pub fn run(job: Job, disk: &DiskConfig, names: &mut FileNames) -> Option<Done> {
             }
             None
         }
+        Job::Decode { id, body } => Some(Done::Decoded { id, result: snapshot::parse_copy(&body) }),
     }
 }
 
@@ -140,39 +167,49 @@ impl FileNames {
     }
 }
 
-/// The loop's handle on the writer thread.
-pub struct Writer {
-    jobs: Option<Sender<Job>>,
+/// The loop's handle on the worker threads.
+pub struct Workers {
+    writer: Option<Sender<Job>>,
+    decoder: Option<Sender<Job>>,
     done: Receiver<Done>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
-impl Writer {
-    /// Starts the thread. `wake` is called after each report (the loop's `mio::Waker`).
-    pub fn spawn(disk: DiskConfig, wake: Arc<dyn Fn() + Send + Sync>) -> io::Result<Writer> {
-        let (job_sender, job_receiver) = mpsc::channel::<Job>();
-        let (done_sender, done_receiver) = mpsc::channel::<Done>();
+impl Workers {
+    /// Starts the writer and decoder threads. `wake` is called after each report (the loop's
+    /// `mio::Waker`).
+    pub fn spawn(disk: DiskConfig, wake: Arc<dyn Fn() + Send + Sync>) -> io::Result<Workers> {
+        let (done_sender, done) = mpsc::channel::<Done>();
         let newest = match &disk.dir {
             Some(dir) => snapshot::list(dir)?.first().map_or(0, |(time, _)| *time),
             None => 0,
         };
-        let thread = thread::Builder::new().name("lighthouse-writer".into()).spawn(move || {
-            let mut names = FileNames::after(newest);
-            for job in job_receiver {
-                if let Some(done) = run(job, &disk, &mut names) {
-                    if done_sender.send(done).is_err() {
-                        break;
+        let mut threads = Vec::new();
+        let mut start = |name: &str| -> io::Result<Sender<Job>> {
+            let (sender, receiver) = mpsc::channel::<Job>();
+            let (disk, done_sender, wake) = (disk.clone(), done_sender.clone(), wake.clone());
+            threads.push(thread::Builder::new().name(name.into()).spawn(move || {
+                let mut names = FileNames::after(newest);
+                for job in receiver {
+                    if let Some(done) = run(job, &disk, &mut names) {
+                        if done_sender.send(done).is_err() {
+                            break;
+                        }
+                        wake();
                     }
-                    wake();
                 }
-            }
-        })?;
-        Ok(Writer { jobs: Some(job_sender), done: done_receiver, thread: Some(thread) })
+            })?);
+            Ok(sender)
+        };
+        let writer = start("lighthouse-writer")?;
+        let decoder = start("lighthouse-decoder")?;
+        Ok(Workers { writer: Some(writer), decoder: Some(decoder), done, threads })
     }
 
     pub fn submit(&self, job: Job) {
-        let sender = self.jobs.as_ref().expect("no jobs after shutdown");
-        sender.send(job).expect("the writer thread outlives the loop");
+        let queue = if job.is_disk() { &self.writer } else { &self.decoder };
+        let sender = queue.as_ref().expect("no jobs after shutdown");
+        sender.send(job).expect("the worker threads outlive the loop");
     }
 
     /// A finished job, if one has been reported.
@@ -180,16 +217,21 @@ impl Writer {
         self.done.try_recv().ok()
     }
 
-    /// Lets the thread finish the jobs it has, then joins it.
+    /// Lets the threads finish the jobs they have, then joins them.
     pub fn shutdown(&mut self) {
-        self.jobs = None;
-        if let Some(thread) = self.thread.take() {
+        self.writer = None;
+        self.decoder = None;
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
+
+    pub fn is_shut_down(&self) -> bool {
+        self.writer.is_none()
+    }
 }
 
-impl Drop for Writer {
+impl Drop for Workers {
     fn drop(&mut self) {
         self.shutdown();
     }
@@ -212,7 +254,7 @@ mod tests {
         let disk = DiskConfig { dir: Some(dir.clone()), keep_micros: u64::MAX };
         let root = Value::parse(br#"{"a": [1, 2]}"#).unwrap();
         let job = Job::Snapshot { id: 7, sequence: 4, root: root.clone(), cluster_json: b"[]".to_vec() };
-        let Some(Done::Snapshot { id, checksum, result }) = run(job, &disk, &mut FileNames::default()) else {
+        let Some(Done::Snapshot { id, checksum, result, .. }) = run(job, &disk, &mut FileNames::default()) else {
             panic!("a snapshot job reports");
         };
         assert_eq!((id, checksum), (7, Checksum::of(&root)));

@@ -99,3 +99,6 @@ pub const FLUSH_PENDING_MAX: usize = 1;
 pub const BOOTSTRAP_LIMIT_S_DEFAULT: u64 = 120;
 /// The `Retry-After` an inactive node answers `/data` with.
 pub const INACTIVE_RETRY_AFTER_S: u64 = 1;
+/// `PUT /copy` bodies being checked by the decoder thread at once; more answer 503. Each holds
+/// a body of up to `--max-body` bytes, so this bounds their memory.
+pub const DECODES_IN_FLIGHT_MAX: usize = 8;

@@ -31,7 +31,9 @@ pub fn run(config: &Config) -> io::Result<()> {
     crate::sys::set_listen_backlog(&listener)?;
     let bound = listener.local_addr()?;
     let address = config.advertise.clone().unwrap_or_else(|| bound.to_string());
-    let core = Node::new(CoreConfig { address }, version, root);
+    let core_config =
+        CoreConfig { address, durable: config.data_dir.is_some(), lock_timeout_ms: config.lock_timeout_s * 1000 };
+    let core = Node::new(core_config, version, root);
     let disk = DiskConfig {
         dir: config.data_dir.clone(),
         keep_micros: (config.rm_limit_days * 86_400e6).min(u64::MAX as f64) as u64,
@@ -39,7 +41,7 @@ pub fn run(config: &Config) -> io::Result<()> {
     let parts = Parts {
         listener,
         core,
-        writer_disk: disk,
+        disk,
         clock: SystemClock::new(),
         max_body: config.max_body,
         max_connections: config.max_connections,

@@ -5,9 +5,19 @@
 //! writer thread) for the event loop to carry out. It never reads a clock, a socket or a file,
 //! so tests can drive it directly, and a simulation can run several on a simulated network.
 
+mod copy;
+mod durability;
+mod lock;
 mod store;
+mod transaction;
 
+#[cfg(test)]
+mod tests;
+
+pub use lock::{Lock, LockState, valid_name};
 pub use store::{Format, ReadError, Rendered, Store, etag_matches};
+
+use std::sync::Arc;
 
 use crate::clock::{Deadline, Now};
 use crate::flush::{Done, Job};
@@ -16,6 +26,7 @@ use crate::limits::INACTIVE_RETRY_AFTER_S;
 use crate::path::{self, Query};
 use crate::value::Value;
 use crate::version::Version;
+use durability::DiskQueue;
 
 /// Identifies one request whose answer may come later (the event loop's connection and request).
 pub type Ticket = u64;
@@ -44,7 +55,7 @@ pub enum Reply {
 pub enum Effect {
     /// Send the answer to a parked request.
     Answer { ticket: Ticket, response: Response },
-    /// Hand a job to the writer thread.
+    /// Hand a job to a worker thread.
     Job(Job),
 }
 
@@ -53,29 +64,84 @@ pub enum Effect {
 pub struct CoreConfig {
     /// The address peers know this node by (`--advertise`, else the bind address).
     pub address: String,
+    /// Snapshots go to a data directory: commits are answered only once durable.
+    pub durable: bool,
+    /// The default lease of the lock (`--lock-timeout`).
+    pub lock_timeout_ms: u64,
+}
+
+/// Counters an operator reads in `/metrics`; each only ever grows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metrics {
+    pub commits: u64,
+    pub aborts: u64,
+    pub lease_expiries: u64,
+    /// Commits answered 409 because a newer store arrived during the transaction.
+    pub conflicts: u64,
+    /// Snapshot writes that failed (disk full, read-only, I/O error).
+    pub flush_failures: u64,
+    /// Snapshot files written.
+    pub snapshot_writes: u64,
+    /// Copies from peers that replaced the store.
+    pub copies_taken: u64,
 }
 
 /// The state of one Lighthouse node.
 pub struct Node {
     config: CoreConfig,
     store: Store,
+    /// The lock and its transaction, when someone holds it.
+    lock: Option<Lock>,
+    /// Snapshot writes: the one in flight and what the disk still lacks.
+    disk: DiskQueue,
+    /// `PUT /copy` requests whose bodies the decoder thread is checking: (job, ticket).
+    decoding: Vec<(u64, Ticket)>,
+    /// The body of `GET /copy` for the current version, rendered on first use.
+    copy_body: Option<(Version, Arc<[u8]>)>,
     /// False while a starting node catches up with its cluster: `/data` answers 503.
     active: bool,
     effects: Vec<Effect>,
+    next_job_id: u64,
+    metrics: Metrics,
 }
 
 impl Node {
-    /// A node serving `root` at `version` (a new store is `{}` at sequence 0).
+    /// A node serving `root` at `version` (a new store is `{}` at sequence 0). With a data
+    /// directory, `version` is taken to be on disk already.
     pub fn new(config: CoreConfig, version: Version, root: Value) -> Node {
-        Node { config, store: Store::new(version, root), active: true, effects: Vec::new() }
+        Node {
+            config,
+            store: Store::new(version, root),
+            lock: None,
+            disk: DiskQueue::new(version),
+            decoding: Vec::new(),
+            copy_body: None,
+            active: true,
+            effects: Vec::new(),
+            next_job_id: 1,
+            metrics: Metrics::default(),
+        }
     }
 
     pub fn version(&self) -> Version {
         self.store.version()
     }
 
+    pub fn root(&self) -> &Value {
+        self.store.root()
+    }
+
     pub fn is_active(&self) -> bool {
         self.active
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The lock's holder, if any.
+    pub fn lock_holder(&self) -> Option<&str> {
+        self.lock.as_ref().map(|l| l.name.as_str())
     }
 
     /// Effects queued since the last call, oldest first.
@@ -83,40 +149,59 @@ impl Node {
         self.effects.drain(..)
     }
 
-    /// Runs what is due at `now` (lease expiry, sync, waits that end).
-    pub fn tick(&mut self, _now: Now) {}
+    /// Runs what is due at `now`: the lease lapsing, a snapshot write to retry.
+    pub fn tick(&mut self, now: Now) {
+        self.expire_lock(now);
+        self.pump_disk(now);
+    }
 
     /// When `tick` next has something to do.
     pub fn next_deadline(&self) -> Option<Deadline> {
-        None
+        let lease = self.lock.as_ref().filter(|l| !l.is_committing()).map(|l| l.expires);
+        [lease, self.disk.retry_at()].into_iter().flatten().min()
     }
 
-    /// Takes the report of a finished writer job.
-    pub fn job_done(&mut self, _now: Now, _done: Done) {}
+    /// Takes the report of a finished worker job.
+    pub fn job_done(&mut self, now: Now, done: Done) {
+        match done {
+            Done::Snapshot { id, checksum, result, .. } => self.snapshot_done(now, id, checksum, result),
+            Done::Decoded { id, result } => self.copy_decoded(now, id, result),
+        }
+    }
 
     /// Handles one request. `ticket` names it if the answer has to wait.
-    pub fn handle(&mut self, _now: Now, _ticket: Ticket, request: &Request) -> Reply {
-        Reply::Now(self.route(request))
-    }
-
-    fn route(&mut self, request: &Request) -> Response {
+    pub fn handle(&mut self, now: Now, ticket: Ticket, request: &Request) -> Reply {
         if request.method == Method::Unknown {
-            return Response::error(501, "method not implemented");
+            return Reply::Now(Response::error(501, "method not implemented"));
         }
         let (raw_path, raw_query) = path::split_target(request.target);
         let Some((resource, below)) = split_resource(raw_path) else {
-            return Response::error(400, path::PathError::NotAbsolute.message());
+            return Reply::Now(Response::error(400, path::PathError::NotAbsolute.message()));
         };
         let query = Query::parse(raw_query);
-        match resource {
+        let response = match resource {
             "" if below.is_empty() => self.info(request.method),
             "data" => self.data(request, below, query),
             "version" if below.is_empty() => match request.method {
                 Method::Get | Method::Head => Response::json(200, self.store.version().to_pretty_line().into_bytes()),
                 _ => method_not_allowed("GET, HEAD"),
             },
+            "lock" => return self.lock_request(now, ticket, request, below, query),
+            "update" => self.update_request(now, request, below),
+            "copy" if below.is_empty() => return self.copy_request(now, ticket, request),
             _ => Response::error(404, &format!("no such resource: {raw_path}")),
-        }
+        };
+        Reply::Now(response)
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_job_id;
+        self.next_job_id += 1;
+        id
+    }
+
+    fn answer(&mut self, ticket: Ticket, response: Response) {
+        self.effects.push(Effect::Answer { ticket, response });
     }
 
     /// `GET /`: who this node is and how it is doing.
@@ -131,6 +216,7 @@ impl Node {
             "address": self.config.address,
             "store": {"sequence": version.sequence, "checksum": version.checksum.to_string()},
             "active": self.active,
+            "lock": self.lock_holder(),
         });
         json_response(200, &body)
     }
@@ -152,7 +238,7 @@ impl Node {
         };
         match self.store.read(raw_path, format) {
             Ok(rendered) => rendered.response(request.headers.if_none_match),
-            Err(e) => e.response(request.target),
+            Err(e) => e.response(path::split_target(request.target).0),
         }
     }
 }

@@ -337,3 +337,64 @@ pub fn write_snapshot(dir: &Path, unix_micros: u64, sequence: u64, json: &str) -
     lighthouse::snapshot::encode(&file, sequence, &root, b"[]").expect("snapshot is written");
     path
 }
+
+/// One request on a new connection that may fail (the server may be gone): for crash tests.
+pub fn try_request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    request.extend_from_slice(body);
+    stream.write_all(&request)?;
+    let mut buffered = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buffered.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Response::new(&mut headers);
+        let Ok(httparse::Status::Complete(head_len)) = parsed.parse(&buffered) else { continue };
+        let length: usize = parsed
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+            .unwrap_or(0);
+        if buffered.len() >= head_len + length {
+            let status = parsed.code.unwrap_or(0);
+            let headers = parsed
+                .headers
+                .iter()
+                .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                .collect();
+            return Ok(Response { status, headers, body: buffered[head_len..head_len + length].to_vec() });
+        }
+    }
+}
+
+/// A small deterministic random source (xorshift), so failing runs can be replayed by seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Takes the lock as `name`, puts `json` at `path` and commits; returns the commit's answer.
+pub fn transact(server: &Server, name: &str, path: &str, json: &str) -> Response {
+    assert_eq!(server.request("PUT", "/lock", name.as_bytes()).status, 200, "acquire {name}");
+    assert_eq!(server.request("PUT", &format!("/update/{name}{path}"), json.as_bytes()).status, 201, "stage {path}");
+    server.request("PUT", &format!("/lock/{name}"), b"")
+}

@@ -1,0 +1,165 @@
+//! The flush queue: which snapshot the writer thread works on next.
+//!
+//! One job is in flight at a time. A waiting commit goes first; otherwise, with a data directory,
+//! the queue writes the current store whenever the disk lags behind it (a copy taken from a peer,
+//! say). Nothing waits on a timer: the next job starts the moment the writer reports, and because
+//! the queue always writes the *current* store, any versions that arrived meanwhile coalesce into
+//! that one write. After a failed write it retries once a second, never in a tight loop.
+
+use std::path::PathBuf;
+
+use log::{error, info, warn};
+
+use super::{Effect, Node};
+use crate::clock::{Deadline, Now};
+use crate::core::lock::LockState;
+use crate::flush::{DiskError, Job};
+use crate::http::Response;
+use crate::value::Value;
+use crate::version::{Checksum, Version};
+
+/// A failed background write is retried after this long.
+const PERSIST_RETRY_MS: u64 = 1_000;
+
+/// What the writer thread is doing for the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InFlight {
+    /// Sealing (and writing) the lock's commit.
+    Commit { id: u64 },
+    /// Writing the current store, which is already served, to disk.
+    Persist { id: u64, version: Version },
+}
+
+#[derive(Debug)]
+pub(super) struct DiskQueue {
+    in_flight: Option<InFlight>,
+    /// The newest version known to be on disk.
+    durable: Version,
+    /// After a failed background write: not before this.
+    retry_at: Option<Deadline>,
+}
+
+impl DiskQueue {
+    pub(super) fn new(durable: Version) -> DiskQueue {
+        DiskQueue { in_flight: None, durable, retry_at: None }
+    }
+
+    pub(super) fn retry_at(&self) -> Option<Deadline> {
+        self.retry_at
+    }
+}
+
+impl Node {
+    /// Starts the next job if the writer is idle.
+    pub(super) fn pump_disk(&mut self, now: Now) {
+        if self.disk.in_flight.is_some() {
+            return;
+        }
+        if let Some(lock) = &mut self.lock
+            && let LockState::Committing { job: job @ None, .. } = &mut lock.state
+        {
+            let id = self.next_job_id;
+            self.next_job_id += 1;
+            *job = Some(id);
+            self.disk.in_flight = Some(InFlight::Commit { id });
+            let (sequence, root) = (lock.base.sequence + 1, lock.staged.clone());
+            self.effects.push(snapshot_job(id, sequence, root));
+            return;
+        }
+        let behind = self.config.durable && self.store.version() != self.disk.durable;
+        if behind && self.disk.retry_at.is_none_or(|at| at.fired(now)) {
+            self.disk.retry_at = None;
+            let id = self.next_id();
+            let version = self.store.version();
+            self.disk.in_flight = Some(InFlight::Persist { id, version });
+            self.effects.push(snapshot_job(id, version.sequence, self.store.root().clone()));
+        }
+    }
+
+    /// The writer finished a snapshot job.
+    pub(super) fn snapshot_done(
+        &mut self,
+        now: Now,
+        id: u64,
+        checksum: Checksum,
+        result: Result<Option<PathBuf>, DiskError>,
+    ) {
+        if result.as_ref().is_ok_and(Option::is_some) {
+            self.metrics.snapshot_writes += 1;
+        }
+        match self.disk.in_flight.take() {
+            Some(InFlight::Commit { id: commit }) if commit == id => self.commit_done(now, checksum, result),
+            Some(InFlight::Persist { id: persist, version }) if persist == id => match result {
+                Ok(_) => {
+                    assert_eq!(checksum, version.checksum, "a written store hashes to its version");
+                    self.disk.durable = self.disk.durable.max(version);
+                }
+                Err(e) => {
+                    self.metrics.flush_failures += 1;
+                    error!("{}; the store is served but not on disk, retrying", e.message);
+                    self.disk.retry_at = Some(Deadline::after(now, PERSIST_RETRY_MS));
+                }
+            },
+            other => unreachable!("a report for job {id} while {other:?} is in flight"),
+        }
+        self.pump_disk(now);
+    }
+
+    /// The lock's commit is sealed (and durable, with a data directory), or failed.
+    fn commit_done(&mut self, now: Now, checksum: Checksum, result: Result<Option<PathBuf>, DiskError>) {
+        let lock = self.lock.as_mut().expect("a commit in flight has its lock");
+        let LockState::Committing { ticket, .. } = lock.state else {
+            unreachable!("the lock of a commit in flight is committing");
+        };
+        lock.state = LockState::Open;
+        lock.renew(now);
+        let file = match result {
+            Ok(file) => file,
+            Err(e) => {
+                self.metrics.flush_failures += 1;
+                error!("commit of lock {} failed: {}", lock.name, e.message);
+                let message = format!("{}; nothing was committed and the lock is still held", e.message);
+                self.answer(ticket, Response::error(e.status, &message));
+                return;
+            }
+        };
+        if self.store.version() != lock.base {
+            // A newer store arrived from a peer while the snapshot was written. It wins, and this
+            // commit's file must never be loaded.
+            if let Some(file) = file {
+                self.effects.push(Effect::Job(Job::Remove { file }));
+            }
+            let response = self.conflict_response();
+            self.answer(ticket, response);
+            return;
+        }
+        let lock = self.lock.take().expect("checked above");
+        let version = Version { sequence: lock.base.sequence + 1, checksum };
+        info!("lock {} committed sequence {} ({} changes)", lock.name, version.sequence, lock.changes);
+        if self.config.durable {
+            self.disk.durable = version;
+        }
+        self.store.replace(version, lock.staged);
+        self.metrics.commits += 1;
+        self.answer(ticket, Response::json(200, version.to_pretty_line().into_bytes()));
+    }
+
+    /// The 409 of a commit whose store changed under the transaction.
+    pub(super) fn conflict_response(&mut self) -> Response {
+        self.metrics.conflicts += 1;
+        let lock = self.lock.as_ref().expect("a conflict is about the held lock");
+        warn!("commit of lock {} refused: a newer store arrived from another node", lock.name);
+        let message = format!(
+            "a newer store (sequence {}) arrived from another node while the lock was held \
+             (the transaction started from sequence {}); nothing was committed and the lock is \
+             still held: abort and retry",
+            self.store.version().sequence,
+            lock.base.sequence
+        );
+        Response::error(409, &message)
+    }
+}
+
+fn snapshot_job(id: u64, sequence: u64, root: Value) -> Effect {
+    Effect::Job(Job::Snapshot { id, sequence, root, cluster_json: b"[]".to_vec() })
+}

@@ -1,0 +1,125 @@
+//! The lock: a named lease that owns one transaction.
+//!
+//! Acquiring the lock starts a transaction on the current store. Its staged tree begins as the
+//! store's root (one reference count, whatever the store's size) and changes by path copying, so
+//! staging never copies more than the path to an edit. The lease lapses `lease_ms` after the
+//! holder's last request; a lapsed transaction is dropped and nothing it staged lands.
+
+use crate::clock::{Deadline, Now};
+use crate::core::Ticket;
+use crate::limits::LOCK_NAME_BYTES_MAX;
+use crate::value::Value;
+use crate::version::Version;
+
+/// Where a transaction is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockState {
+    /// Staging: the holder may change, read, commit or abort.
+    Open,
+    /// A commit is waiting for the writer (`job` is `None` while it waits its turn). The answer
+    /// goes to `ticket` once the snapshot is sealed (and durable, with a data directory).
+    Committing { ticket: Ticket, job: Option<u64> },
+}
+
+#[derive(Debug)]
+pub struct Lock {
+    pub name: String,
+    pub state: LockState,
+    /// When it was acquired, for people reading `GET /lock`.
+    pub since_unix_ms: u64,
+    /// How long the lease runs after each request of the holder.
+    pub lease_ms: u64,
+    pub expires: Deadline,
+    /// The store version and tree the transaction started from.
+    pub base: Version,
+    pub base_root: Value,
+    /// The store as the transaction would leave it.
+    pub staged: Value,
+    /// Successful staging requests so far.
+    pub changes: u64,
+}
+
+impl Lock {
+    pub fn new(name: &str, now: Now, lease_ms: u64, base: Version, base_root: Value) -> Lock {
+        Lock {
+            name: name.to_string(),
+            state: LockState::Open,
+            since_unix_ms: now.unix_ms,
+            lease_ms,
+            expires: Deadline::after(now, lease_ms),
+            base,
+            staged: base_root.clone(),
+            base_root,
+            changes: 0,
+        }
+    }
+
+    /// Extends the lease from now.
+    pub fn renew(&mut self, now: Now) {
+        self.expires = Deadline::after(now, self.lease_ms);
+    }
+
+    /// True when the staged store differs from the one the transaction started from.
+    pub fn changed_something(&self) -> bool {
+        !self.staged.same_content(&self.base_root)
+    }
+
+    /// Starts the transaction again on a newer store. Only for a transaction that changed nothing,
+    /// so that a holder who has only read sees the newest data.
+    pub fn rebase(&mut self, base: Version, base_root: Value) {
+        debug_assert!(!self.changed_something());
+        self.base = base;
+        self.staged = base_root.clone();
+        self.base_root = base_root;
+    }
+
+    pub fn is_committing(&self) -> bool {
+        matches!(self.state, LockState::Committing { .. })
+    }
+
+    /// What `GET /lock` with `Accept: application/json` shows.
+    pub fn details(&self, now: Now) -> serde_json::Value {
+        let remaining_ms = self.expires.0.saturating_sub(now.mono_ms);
+        serde_json::json!({
+            "name": self.name,
+            "since": self.since_unix_ms,
+            "expires": now.unix_ms + remaining_ms,
+            "lease": self.lease_ms / 1000,
+            "base": {"sequence": self.base.sequence, "checksum": self.base.checksum.to_string()},
+            "changes": self.changes,
+            "committing": self.is_committing(),
+        })
+    }
+}
+
+/// Lock names are 1 to 128 characters of `A-Z a-z 0-9 . _ ~ -` (URL-safe without escaping).
+pub fn valid_name(name: &str) -> bool {
+    (1..=LOCK_NAME_BYTES_MAX).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_url_safe_words_of_bounded_length() {
+        for good in ["a", "deploy-42", "A.b_c~d", &"x".repeat(128)] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in ["", "has space", "slash/", "ünï", "semi;colon", &"x".repeat(129)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_lease_runs_from_the_last_renewal() {
+        let now = Now { mono_ms: 1_000, unix_ms: 50_000 };
+        let mut lock = Lock::new("a", now, 30_000, Version::initial(), Value::default());
+        assert!(!lock.expires.fired(Now { mono_ms: 30_999, unix_ms: 0 }));
+        assert!(lock.expires.fired(Now { mono_ms: 31_000, unix_ms: 0 }));
+        lock.renew(Now { mono_ms: 20_000, unix_ms: 0 });
+        assert!(!lock.expires.fired(Now { mono_ms: 31_000, unix_ms: 0 }));
+        assert_eq!(lock.details(Now { mono_ms: 20_000, unix_ms: 69_000 })["expires"], 99_000);
+    }
+}

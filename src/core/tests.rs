@@ -1,0 +1,314 @@
+//! The core driven directly: no sockets, no threads, a clock that moves only when told.
+
+use super::*;
+use crate::flush::{self, DiskConfig, DiskError, FileNames};
+use crate::snapshot::Copy;
+use crate::version::Checksum;
+
+struct Harness {
+    node: Node,
+    now: Now,
+    next_ticket: Ticket,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let config = CoreConfig { address: "127.0.0.1:1".into(), durable: false, lock_timeout_ms: 30_000 };
+        let node = Node::new(config, Version::initial(), Value::default());
+        Harness { node, now: Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 }, next_ticket: 1 }
+    }
+
+    /// Sends a request; answers that come later are collected by `settle`.
+    fn send(&mut self, method: Method, target: &str, body: &str) -> (Ticket, Reply) {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let request = Request { method, target, headers: Headers::default(), body: body.as_bytes() };
+        (ticket, self.node.handle(self.now, ticket, &request))
+    }
+
+    /// A request that must be answered at once.
+    fn call(&mut self, method: Method, target: &str, body: &str) -> Response {
+        match self.send(method, target, body) {
+            (_, Reply::Now(response)) => response,
+            (_, Reply::Later) => panic!("{method:?} {target} was parked"),
+        }
+    }
+
+    /// A request whose answer waits for the workers: runs them and returns the answer.
+    fn call_later(&mut self, method: Method, target: &str, body: &str) -> Response {
+        let (ticket, reply) = self.send(method, target, body);
+        match reply {
+            Reply::Now(response) => response,
+            Reply::Later => self.settle().into_iter().find(|(t, _)| *t == ticket).expect("answered").1,
+        }
+    }
+
+    /// Runs every queued job (in memory, no disk) until nothing is left; returns the answers.
+    fn settle(&mut self) -> Vec<(Ticket, Response)> {
+        let mut answers = Vec::new();
+        loop {
+            let effects: Vec<Effect> = self.node.drain_effects().collect();
+            if effects.is_empty() {
+                return answers;
+            }
+            for effect in effects {
+                match effect {
+                    Effect::Answer { ticket, response } => answers.push((ticket, response)),
+                    Effect::Job(job) => {
+                        let disk = DiskConfig { dir: None, keep_micros: 0 };
+                        if let Some(done) = flush::run(job, &disk, &mut FileNames::default()) {
+                            self.node.job_done(self.now, done);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now.mono_ms += ms;
+        self.now.unix_ms += ms;
+        self.node.tick(self.now);
+    }
+
+    fn body(&mut self, target: &str) -> String {
+        let response = self.call(Method::Get, target, "");
+        String::from_utf8(response.body.as_slice().to_vec()).unwrap()
+    }
+}
+
+fn copy_of(sequence: u64, json: &str) -> Copy {
+    let root = Value::parse(json.as_bytes()).unwrap();
+    Copy { version: Version { sequence, checksum: Checksum::of(&root) }, root }
+}
+
+fn copy_body(copy: &Copy) -> String {
+    format!(
+        r#"{{"version": {}, "data": {}}}"#,
+        copy.version.to_compact(),
+        String::from_utf8(copy.root.to_compact()).unwrap()
+    )
+}
+
+#[test]
+fn a_transaction_stages_then_commits_a_new_version() {
+    let mut h = Harness::new();
+    assert_eq!(h.call(Method::Put, "/lock", "deploy\n").status, 200);
+    assert_eq!(h.call(Method::Put, "/update/deploy", r#"{"a": [1]}"#).status, 201);
+    assert_eq!(h.call(Method::Put, "/update/deploy/a/1", "2").status, 201);
+    assert_eq!(h.body("/update/deploy/a"), "[\n  1,\n  2\n]\n");
+    assert_eq!(h.body("/data"), "{}\n", "staged changes are invisible until the commit");
+    let committed = h.call_later(Method::Put, "/lock/deploy", "");
+    assert_eq!(committed.status, 200);
+    let expected = Version { sequence: 1, checksum: Checksum::of_bytes(br#"{"a":[1,2]}"#) };
+    assert_eq!(committed.body.as_slice(), expected.to_pretty_line().as_bytes());
+    assert_eq!(h.node.version(), expected);
+    assert_eq!(h.body("/data/a/1"), "2\n");
+    assert_eq!(h.node.lock_holder(), None);
+    assert_eq!(h.node.metrics().commits, 1);
+}
+
+#[test]
+fn the_lock_belongs_to_one_name_at_a_time() {
+    let mut h = Harness::new();
+    assert_eq!(h.call(Method::Get, "/lock", "").status, 404);
+    assert_eq!(h.call(Method::Put, "/lock", "alice").status, 200);
+    assert_eq!(h.body("/lock"), "alice\n");
+    assert_eq!(h.call(Method::Put, "/lock", "bob").status, 403);
+    assert_eq!(h.call(Method::Put, "/update/bob/x", "1").status, 403);
+    assert_eq!(h.call(Method::Put, "/lock/bob", "").status, 404);
+    assert_eq!(h.call(Method::Delete, "/lock/bob", "").status, 404);
+    assert_eq!(h.call(Method::Put, "/lock", "bad name").status, 400);
+    assert_eq!(h.call(Method::Put, "/update/alice/x", "1").status, 201);
+    assert_eq!(h.call(Method::Put, "/lock", "alice").status, 200, "renewal");
+    assert_eq!(h.body("/update/alice/x"), "1\n", "renewal keeps staged changes");
+    assert_eq!(h.call(Method::Delete, "/lock", "").status, 200);
+    assert_eq!(h.call(Method::Get, "/lock", "").status, 404);
+    assert_eq!(h.node.root(), &Value::default(), "abort drops staged changes");
+}
+
+#[test]
+fn a_commit_that_changes_nothing_makes_no_version_and_no_job() {
+    let mut h = Harness::new();
+    h.call(Method::Put, "/lock", "a");
+    h.call(Method::Put, "/update/a/x", "1");
+    h.call(Method::Delete, "/update/a/x", "");
+    let response = h.call(Method::Put, "/lock", "");
+    assert_eq!(response.status, 200);
+    assert_eq!(h.node.version(), Version::initial());
+    assert!(h.node.drain_effects().next().is_none(), "no snapshot job");
+}
+
+#[test]
+fn the_lease_lapses_without_requests_and_activity_renews_it() {
+    let mut h = Harness::new();
+    h.call(Method::Put, "/lock", "a");
+    h.call(Method::Put, "/update/a/x", "1");
+    h.advance(20_000);
+    h.call(Method::Get, "/update/a", "");
+    h.advance(20_000);
+    assert_eq!(h.node.lock_holder(), Some("a"), "the read renewed the lease");
+    assert_eq!(h.node.next_deadline(), Some(Deadline(1_000 + 20_000 + 30_000)));
+    h.advance(10_000);
+    assert_eq!(h.node.lock_holder(), None);
+    assert_eq!(h.node.metrics().lease_expiries, 1);
+    assert_eq!(h.call(Method::Put, "/update/a/x", "2").status, 403);
+    assert_eq!(h.call(Method::Put, "/lock", "").status, 404, "nothing to commit");
+}
+
+#[test]
+fn ttl_sets_the_lease_within_its_bound() {
+    let mut h = Harness::new();
+    assert_eq!(h.call(Method::Put, "/lock?ttl=0", "a").status, 400);
+    assert_eq!(h.call(Method::Put, "/lock?ttl=3601", "a").status, 400);
+    assert_eq!(h.call(Method::Put, "/lock?ttl=2", "a").status, 200);
+    h.advance(2_000);
+    assert_eq!(h.node.lock_holder(), None);
+}
+
+#[test]
+fn staging_rules_follow_the_contract() {
+    let mut h = Harness::new();
+    h.call(Method::Put, "/lock", "t");
+    let put = |h: &mut Harness, path: &str, body: &str| h.call(Method::Put, &format!("/update/t{path}"), body).status;
+    assert_eq!(put(&mut h, "", r#"{"list": [0, 1], "obj": {}}"#), 201);
+    assert_eq!(put(&mut h, "/list/2", "2"), 201, "index equal to the length appends");
+    assert_eq!(put(&mut h, "/list/0", "\"zero\""), 201, "index below the length replaces");
+    assert_eq!(put(&mut h, "/list/9", "9"), 404, "index past the end");
+    assert_eq!(put(&mut h, "/missing/x", "1"), 404, "missing parent");
+    assert_eq!(put(&mut h, "/obj/new", "true"), 201, "a key is created");
+    assert_eq!(put(&mut h, "/obj/new/x", "1"), 404, "a scalar is no parent");
+    assert_eq!(put(&mut h, "/obj", "not json"), 400);
+    assert_eq!(h.body("/update/t/obj"), "{\n  \"new\": true\n}\n", "a bad body stages nothing");
+    assert_eq!(h.call(Method::Delete, "/update/t/list/0", "").status, 204);
+    assert_eq!(h.body("/update/t/list"), "[\n  1,\n  2\n]\n", "elements shift down");
+    assert_eq!(h.call(Method::Delete, "/update/t/list/5", "").status, 404);
+    assert_eq!(h.call(Method::Delete, "/update/t", "").status, 204);
+    assert_eq!(h.body("/update/t"), "{}\n", "an empty path resets to {{}}");
+    assert_eq!(h.call(Method::Get, "/update/t/nope", "").status, 404);
+    assert_eq!(h.call(Method::Get, "/update", "").status, 404);
+    assert_eq!(h.call(Method::Get, "/update/", "").status, 404);
+    assert_eq!(h.call(Method::Post, "/update/t", "1").status, 405);
+}
+
+#[test]
+fn a_newer_copy_makes_a_changed_transaction_conflict() {
+    let mut h = Harness::new();
+    h.call(Method::Put, "/lock", "a");
+    h.call(Method::Put, "/update/a/mine", "1");
+    let theirs = copy_of(5, r#"{"theirs": 1}"#);
+    assert_eq!(h.call_later(Method::Put, "/copy", &copy_body(&theirs)).status, 201);
+    assert_eq!(h.node.version(), theirs.version);
+    let response = h.call_later(Method::Put, "/lock/a", "");
+    assert_eq!(response.status, 409);
+    assert_eq!(h.node.lock_holder(), Some("a"), "the lock stays held after a conflict");
+    assert_eq!(h.node.version(), theirs.version, "nothing committed");
+    assert_eq!(h.call(Method::Delete, "/lock/a", "").status, 200);
+    assert_eq!(h.node.metrics().conflicts, 1);
+}
+
+#[test]
+fn a_newer_copy_rebases_a_transaction_that_changed_nothing() {
+    let mut h = Harness::new();
+    h.call(Method::Put, "/lock", "a");
+    let theirs = copy_of(5, r#"{"theirs": 1}"#);
+    h.call_later(Method::Put, "/copy", &copy_body(&theirs));
+    assert_eq!(h.body("/update/a/theirs"), "1\n");
+    h.call(Method::Put, "/update/a/mine", "2");
+    let response = h.call_later(Method::Put, "/lock/a", "");
+    assert_eq!(response.status, 200);
+    assert_eq!(h.node.version().sequence, 6);
+}
+
+#[test]
+fn copies_that_are_older_equal_or_bad_change_nothing() {
+    let mut h = Harness::new();
+    let newer = copy_of(3, r#"{"v": 3}"#);
+    h.call_later(Method::Put, "/copy", &copy_body(&newer));
+    for older in [copy_of(2, r#"{"v": 2}"#), copy_of(3, r#"{"v": 3}"#)] {
+        assert_eq!(h.call_later(Method::Put, "/copy", &copy_body(&older)).status, 201);
+        assert_eq!(h.node.version(), newer.version);
+    }
+    let forged = copy_body(&copy_of(9, r#"{"v": 9}"#)).replace("\"v\":9", "\"v\":10");
+    assert_eq!(h.call_later(Method::Put, "/copy", &forged).status, 400);
+    assert_eq!(h.call_later(Method::Put, "/copy", "{").status, 400);
+    assert_eq!(h.node.version(), newer.version);
+    let served: serde_json::Value = serde_json::from_slice(h.call(Method::Get, "/copy", "").body.as_slice()).unwrap();
+    assert_eq!(served["version"]["sequence"], 3);
+    assert_eq!(served["data"], serde_json::json!({"v": 3}));
+}
+
+#[test]
+fn a_failed_snapshot_write_answers_5xx_and_keeps_the_lock_and_the_store() {
+    let mut h = Harness::new();
+    h.call(Method::Put, "/lock", "a");
+    h.call(Method::Put, "/update/a/x", "1");
+    let (ticket, reply) = h.send(Method::Put, "/lock/a", "");
+    assert!(matches!(reply, Reply::Later));
+    let Some(Effect::Job(Job::Snapshot { id, root, .. })) = h.node.drain_effects().next() else {
+        panic!("the commit asks for a snapshot");
+    };
+    let full = DiskError { status: 507, message: "no space left".into() };
+    h.node.job_done(h.now, Done::Snapshot { id, checksum: Checksum::of(&root), result: Err(full), elapsed_us: 1 });
+    let answers = h.settle();
+    assert_eq!(
+        answers,
+        vec![(ticket, Response::error(507, "no space left; nothing was committed and the lock is still held"))]
+    );
+    assert_eq!(h.node.version(), Version::initial());
+    assert_eq!(h.node.lock_holder(), Some("a"));
+    assert_eq!(h.body("/update/a/x"), "1\n", "staged changes survive for a retry");
+    assert_eq!(h.call_later(Method::Put, "/lock/a", "").status, 200, "a retry succeeds");
+}
+
+#[test]
+fn a_copy_taken_while_the_commit_is_written_wins_and_the_commit_file_is_removed() {
+    let config = CoreConfig { address: "127.0.0.1:1".into(), durable: true, lock_timeout_ms: 30_000 };
+    let mut h = Harness::new();
+    h.node = Node::new(config, Version::initial(), Value::default());
+    h.call(Method::Put, "/lock", "a");
+    h.call(Method::Put, "/update/a/x", "1");
+    let (ticket, _) = h.send(Method::Put, "/lock/a", "");
+    let Some(Effect::Job(Job::Snapshot { id, root, .. })) = h.node.drain_effects().next() else { panic!() };
+    let theirs = copy_of(4, r#"{"theirs": true}"#);
+    assert!(h.node.take_copy(h.now, theirs.clone()));
+    let file = std::path::PathBuf::from("/data/20260101T000000.000001.json");
+    h.node.job_done(
+        h.now,
+        Done::Snapshot { id, checksum: Checksum::of(&root), result: Ok(Some(file.clone())), elapsed_us: 1 },
+    );
+    let effects: Vec<Effect> = h.node.drain_effects().collect();
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Answer { ticket: t, response } if *t == ticket && response.status == 409))
+    );
+    assert!(effects.iter().any(|e| matches!(e, Effect::Job(Job::Remove { file: f }) if *f == file)));
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Job(Job::Snapshot { sequence: 4, .. }))),
+        "the copy is persisted"
+    );
+    assert_eq!(h.node.version(), theirs.version);
+}
+
+#[test]
+fn requests_for_the_lock_in_every_state_follow_the_status_table() {
+    let mut h = Harness::new();
+    // No lock.
+    assert_eq!(h.call(Method::Put, "/lock", "").status, 404);
+    assert_eq!(h.call(Method::Delete, "/lock", "").status, 404);
+    assert_eq!(h.call(Method::Put, "/update/a", "1").status, 403);
+    // Held.
+    h.call(Method::Put, "/lock", "a");
+    assert_eq!(h.call(Method::Get, "/lock/a", "").status, 200);
+    assert_eq!(h.call(Method::Get, "/lock/b", "").status, 404);
+    assert_eq!(h.call(Method::Post, "/lock", "").status, 405);
+    assert_eq!(h.call(Method::Get, "/lock/a/b", "").status, 404);
+    // After commit and after abort the lock is free again.
+    h.call(Method::Put, "/update/a/x", "1");
+    assert_eq!(h.call_later(Method::Put, "/lock", "").status, 200);
+    assert_eq!(h.call(Method::Put, "/update/a/x", "2").status, 403);
+    h.call(Method::Put, "/lock", "b");
+    assert_eq!(h.call(Method::Delete, "/lock/b", "").status, 200);
+    assert_eq!(h.call(Method::Get, "/lock", "").status, 404);
+}

@@ -1,0 +1,231 @@
+//! The write path over HTTP: `/lock` (acquire, renew, commit, abort, inspect) and
+//! `/update/NAME[/path]` (stage, read back, remove). Status codes are the contract's, which are
+//! the first Lighthouse's, so scripts written for it keep working.
+
+use log::info;
+
+use super::lock::{Lock, LockState, valid_name};
+use super::{Node, Reply, Request, Ticket, json_response, method_not_allowed};
+use crate::clock::Now;
+use crate::http::{Method, Response};
+use crate::limits::{LOCK_TTL_S_MAX, STORE_DEPTH_MAX};
+use crate::path::{self, Query};
+use crate::value::{EditError, Value};
+
+impl Node {
+    /// `/lock` and `/lock/NAME`.
+    pub(super) fn lock_request(
+        &mut self,
+        now: Now,
+        ticket: Ticket,
+        request: &Request,
+        below: &str,
+        query: Query,
+    ) -> Reply {
+        let name = match single_segment(below) {
+            Ok(name) => name,
+            Err(response) => return Reply::Now(response),
+        };
+        let response = match (request.method, name.as_deref()) {
+            (Method::Get | Method::Head, name) => self.lock_info(now, request, name),
+            (Method::Put, Some(name)) => return self.commit(now, ticket, Some(name)),
+            (Method::Put, None) => {
+                let Ok(body) = std::str::from_utf8(request.body) else {
+                    return Reply::Now(Response::error(400, "the lock name must be UTF-8 text"));
+                };
+                match body.trim() {
+                    // The seed's form: an empty PUT /lock commits the held lock.
+                    "" => return self.commit(now, ticket, None),
+                    name => self.acquire(now, request, name, query.ttl),
+                }
+            }
+            (Method::Delete, name) => self.abort(name),
+            _ => method_not_allowed("GET, HEAD, PUT, DELETE"),
+        };
+        Reply::Now(response)
+    }
+
+    /// `GET /lock`: the holder's name as text, or with `Accept: application/json` the details.
+    /// `GET /lock/NAME` answers the same when NAME holds the lock, 404 otherwise.
+    fn lock_info(&self, now: Now, request: &Request, name: Option<&str>) -> Response {
+        match self.lock.as_ref().filter(|l| name.is_none_or(|n| n == l.name)) {
+            Some(lock) => describe(lock, now, request),
+            None => Response::error(404, "no lock is held"),
+        }
+    }
+
+    /// `PUT /lock` with a name: acquire, or renew when the name already holds it. Answers like
+    /// `GET /lock`.
+    fn acquire(&mut self, now: Now, request: &Request, name: &str, ttl: Option<&str>) -> Response {
+        if !valid_name(name) {
+            return Response::error(400, "a lock name is 1 to 128 characters of A-Z a-z 0-9 . _ ~ -");
+        }
+        let lease_ms = match ttl {
+            None => self.config.lock_timeout_ms,
+            Some(ttl) => match ttl.parse::<u64>() {
+                Ok(seconds) if (1..=LOCK_TTL_S_MAX).contains(&seconds) => seconds * 1000,
+                _ => {
+                    return Response::error(
+                        400,
+                        &format!("ttl must be a whole number of seconds from 1 to {LOCK_TTL_S_MAX}"),
+                    );
+                }
+            },
+        };
+        match &mut self.lock {
+            Some(lock) if lock.name == name => {
+                lock.lease_ms = lease_ms;
+                lock.renew(now);
+            }
+            Some(lock) => return Response::error(403, &format!("the lock is held by {}", lock.name)),
+            None => {
+                info!("lock {name} acquired at sequence {}", self.store.version().sequence);
+                let lock = Lock::new(name, now, lease_ms, self.store.version(), self.store.root().clone());
+                self.lock = Some(lock);
+            }
+        }
+        describe(self.lock.as_ref().expect("held now"), now, request)
+    }
+
+    /// `PUT /lock/NAME` (or an empty `PUT /lock`): commit. The answer waits for the writer.
+    fn commit(&mut self, now: Now, ticket: Ticket, name: Option<&str>) -> Reply {
+        let Some(lock) = self.lock.as_mut().filter(|l| name.is_none_or(|n| n == l.name)) else {
+            let message = match name {
+                Some(name) => format!("{name} does not hold the lock"),
+                None => "no lock is held".into(),
+            };
+            return Reply::Now(Response::error(404, &message));
+        };
+        if lock.is_committing() {
+            return Reply::Now(Response::error(409, "a commit of this lock is already in progress"));
+        }
+        if !lock.changed_something() {
+            let lock = self.lock.take().expect("checked above");
+            info!("lock {} released without changes", lock.name);
+            return Reply::Now(Response::json(200, self.store.version().to_pretty_line().into_bytes()));
+        }
+        if lock.base != self.store.version() {
+            return Reply::Now(self.conflict_response());
+        }
+        lock.state = LockState::Committing { ticket, job: None };
+        self.pump_disk(now);
+        Reply::Later
+    }
+
+    /// `DELETE /lock[/NAME]`: drop the staged changes and free the lock.
+    fn abort(&mut self, name: Option<&str>) -> Response {
+        let Some(lock) = self.lock.as_ref().filter(|l| name.is_none_or(|n| n == l.name)) else {
+            return Response::error(404, "no such lock is held");
+        };
+        if lock.is_committing() {
+            return Response::error(409, "a commit of this lock is in progress");
+        }
+        let lock = self.lock.take().expect("checked above");
+        info!("lock {} aborted ({} changes dropped)", lock.name, lock.changes);
+        self.metrics.aborts += 1;
+        Response::json(200, self.store.version().to_pretty_line().into_bytes())
+    }
+
+    /// Drops a lock whose lease has lapsed (never one whose commit is being written).
+    pub(super) fn expire_lock(&mut self, now: Now) {
+        let lapsed = self.lock.as_ref().is_some_and(|l| !l.is_committing() && l.expires.fired(now));
+        if lapsed {
+            let lock = self.lock.take().expect("checked above");
+            info!(
+                "lock {} lapsed after {} s without a request; {} changes dropped",
+                lock.name,
+                lock.lease_ms / 1000,
+                lock.changes
+            );
+            self.metrics.lease_expiries += 1;
+        }
+    }
+
+    /// `/update/NAME[/path]`: the transaction's staged store.
+    pub(super) fn update_request(&mut self, now: Now, request: &Request, below: &str) -> Response {
+        let segments = match path::segments(if below.is_empty() { "/" } else { below }) {
+            Ok(segments) => segments,
+            Err(e) => return Response::error(400, e.message()),
+        };
+        let Some((name, path)) = segments.split_first() else {
+            return Response::error(404, "the lock's name is missing: use /update/NAME/path");
+        };
+        let lock = match &mut self.lock {
+            Some(lock) if lock.name == *name => lock,
+            Some(_) => return Response::error(403, &format!("{name} does not hold the lock")),
+            None => return Response::error(403, "no lock is held: take it first with PUT /lock"),
+        };
+        lock.renew(now);
+        let committing = lock.is_committing();
+        match request.method {
+            Method::Get | Method::Head => match lock.staged.resolve(path) {
+                Some(subtree) => Response::json(200, subtree.to_pretty_line()),
+                None => Response::error(404, &format!("no such path in the staged store: /{}", path.join("/"))),
+            },
+            Method::Put | Method::Delete if committing => {
+                Response::error(409, "the transaction is being committed; wait for the commit's answer")
+            }
+            Method::Put => {
+                let value = match Value::parse(request.body) {
+                    Ok(value) => value,
+                    Err(e) => return Response::error(400, &format!("the body is not JSON: {e}")),
+                };
+                match lock.staged.put(path, value, STORE_DEPTH_MAX) {
+                    Ok(()) => {
+                        lock.changes += 1;
+                        Response::empty(201)
+                    }
+                    Err(e) => edit_error(e, path),
+                }
+            }
+            Method::Delete => match lock.staged.delete(path) {
+                Ok(()) => {
+                    lock.changes += 1;
+                    Response::empty(204)
+                }
+                Err(e) => edit_error(e, path),
+            },
+            _ => method_not_allowed("GET, HEAD, PUT, DELETE"),
+        }
+    }
+}
+
+/// The lock as `GET /lock` shows it: its name as text, or its details as JSON when the request
+/// accepts `application/json`.
+fn describe(lock: &Lock, now: Now, request: &Request) -> Response {
+    if request.headers.accept.is_some_and(|a| a.contains("application/json")) {
+        json_response(200, &lock.details(now))
+    } else {
+        Response::text(200, format!("{}\n", lock.name))
+    }
+}
+
+fn edit_error<S: AsRef<str>>(e: EditError, path: &[S]) -> Response {
+    let shown: Vec<&str> = path.iter().map(AsRef::as_ref).collect();
+    let shown = format!("/{}", shown.join("/"));
+    match e {
+        EditError::NoParent => Response::error(
+            404,
+            &format!(
+                "cannot put {shown}: its parent does not exist, is not an object or array, or the index is past the end"
+            ),
+        ),
+        EditError::NotFound => Response::error(404, &format!("no such path in the staged store: {shown}")),
+        EditError::TooDeep => {
+            Response::error(400, &format!("the store would nest deeper than {STORE_DEPTH_MAX} levels"))
+        }
+    }
+}
+
+/// The one decoded segment of `/NAME` (or `None` for an empty rest); more segments are 404.
+fn single_segment(below: &str) -> Result<Option<String>, Response> {
+    if below.is_empty() {
+        return Ok(None);
+    }
+    let segments = path::segments(below).map_err(|e| Response::error(400, e.message()))?;
+    match segments.as_slice() {
+        [] => Ok(None),
+        [name] => Ok(Some(name.to_string())),
+        _ => Err(Response::error(404, "no such resource: /lock/NAME takes no further path")),
+    }
+}

@@ -1,0 +1,243 @@
+//! The write path over real HTTP: the lock, staging under /update, commit and abort, the lease,
+//! and the seed's walkthrough run with curl exactly as the README shows it.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Client, SEED_CONFIG, Server, TempDir, curl, transact, wait_for};
+
+#[test]
+fn the_readme_walkthrough_runs_with_curl_byte_for_byte() {
+    let dir = TempDir::new("walkthrough");
+    let server = Server::start(&[&dir.flag()]);
+    let seed_file = dir.path().join("seed.json");
+    std::fs::write(&seed_file, SEED_CONFIG).unwrap();
+    let url = |path: &str| server.url(path);
+    assert_eq!(curl(&["-X", "PUT", "-d", "deploy", &url("/lock")]), (0, "deploy\n".into()));
+    assert_eq!(
+        curl(&["-X", "PUT", "--data-binary", &format!("@{}", seed_file.display()), &url("/update/deploy")]),
+        (0, String::new())
+    );
+    let checksum = lighthouse::version::Checksum::of(&lighthouse::value::Value::parse(SEED_CONFIG.as_bytes()).unwrap());
+    assert_eq!(
+        curl(&["-X", "PUT", &url("/lock/deploy")]),
+        (0, format!("{{\n  \"checksum\": \"{checksum}\",\n  \"sequence\": 1\n}}\n"))
+    );
+    assert_eq!(curl(&[&url("/data/file")]), (0, "\"/var/log/apache2/access.log\"\n".into()));
+    assert_eq!(curl(&[&url("/data/size")]), (0, "1024\n".into()));
+    assert_eq!(curl(&[&url("/data/providers/beta")]), (0, "[\n  \"192.168.2.1\",\n  \"192.168.2.2\"\n]\n".into()));
+    assert_eq!(curl(&[&url("/data/providers/beta/0")]), (0, "\"192.168.2.1\"\n".into()));
+    assert_eq!(curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}", &url("/lock")]), (0, "404".into()));
+}
+
+#[test]
+fn status_codes_before_a_lock_with_it_with_the_wrong_name_and_after() {
+    let server = Server::start(&[]);
+    let status = |method: &str, path: &str, body: &str| server.request(method, path, body.as_bytes()).status;
+    // Before any lock.
+    assert_eq!(status("GET", "/lock", ""), 404);
+    assert_eq!(status("PUT", "/lock", ""), 404, "commit without a lock");
+    assert_eq!(status("PUT", "/lock/a", ""), 404);
+    assert_eq!(status("DELETE", "/lock", ""), 404);
+    assert_eq!(status("DELETE", "/lock/a", ""), 404);
+    assert_eq!(status("PUT", "/update/a/x", "1"), 403);
+    assert_eq!(status("GET", "/update/a", ""), 403);
+    assert_eq!(status("GET", "/update", ""), 404);
+    assert_eq!(status("PUT", "/update/", "1"), 404);
+    assert_eq!(status("PUT", "/lock", "no spaces allowed"), 400);
+    assert_eq!(status("PUT", "/lock", &"x".repeat(129)), 400);
+    // With the lock, by its holder and by another name.
+    assert_eq!(status("PUT", "/lock", "a"), 200);
+    assert_eq!(server.get("/lock").text(), "a\n");
+    assert_eq!(status("PUT", "/lock", "b"), 403);
+    assert_eq!(status("PUT", "/update/b/x", "1"), 403);
+    assert_eq!(status("DELETE", "/update/b", ""), 403);
+    assert_eq!(status("PUT", "/lock/b", ""), 404);
+    assert_eq!(status("DELETE", "/lock/b", ""), 404);
+    assert_eq!(status("PUT", "/update/a/x", "{\"y\": 1}"), 201);
+    assert_eq!(status("PUT", "/update/a/x/y", "not json"), 400);
+    assert_eq!(status("PUT", "/update/a/nope/y", "1"), 404);
+    assert_eq!(status("GET", "/update/a/x/y", ""), 200);
+    assert_eq!(status("DELETE", "/update/a/x/z", ""), 404);
+    assert_eq!(status("PUT", "/data/x", "1"), 405);
+    // After commit.
+    assert_eq!(status("PUT", "/lock/a", ""), 200);
+    assert_eq!(status("GET", "/lock", ""), 404);
+    assert_eq!(status("PUT", "/update/a/x", "1"), 403);
+    assert_eq!(server.get("/data/x/y").text(), "1\n");
+    // After abort.
+    assert_eq!(status("PUT", "/lock", "b"), 200);
+    assert_eq!(status("PUT", "/update/b/x", "2"), 201);
+    assert_eq!(status("DELETE", "/lock", ""), 200);
+    assert_eq!(status("GET", "/lock", ""), 404);
+    assert_eq!(server.get("/data/x/y").text(), "1\n", "the aborted change did not land");
+    assert_eq!(server.get("/version").json()["sequence"], 1);
+}
+
+#[test]
+fn lock_details_as_json() {
+    let server = Server::start(&[]);
+    server.request("PUT", "/lock?ttl=120", b"ops");
+    server.request("PUT", "/update/ops/a", b"1");
+    let details = server.request_with("GET", "/lock", &[("Accept", "application/json")], b"").json();
+    assert_eq!(details["name"], "ops");
+    assert_eq!(details["lease"], 120);
+    assert_eq!(details["changes"], 1);
+    assert_eq!(details["base"]["sequence"], 0);
+    assert_eq!(details["committing"], false);
+    let (since, expires) = (details["since"].as_u64().unwrap(), details["expires"].as_u64().unwrap());
+    assert!((119_000..=121_000).contains(&(expires - since)), "expires {expires} since {since}");
+}
+
+#[test]
+fn the_lease_lapses_on_the_timer_and_drops_staged_changes() {
+    let server = Server::start(&["--lock-timeout=1"]);
+    let started = Instant::now();
+    assert_eq!(server.request("PUT", "/lock", b"slow").status, 200);
+    assert_eq!(server.request("PUT", "/update/slow/x", b"1").status, 201);
+    wait_for("the lease to lapse", || server.get("/lock").status == 404);
+    assert!(started.elapsed() >= Duration::from_millis(900), "lapsed after {:?}", started.elapsed());
+    assert_eq!(server.request("PUT", "/update/slow/x", b"2").status, 403);
+    assert_eq!(server.request("PUT", "/lock/slow", b"").status, 404);
+    assert_eq!(server.get("/data").text(), "{}\n");
+    assert!(server.log().iter().any(|l| l.contains("lock slow lapsed")));
+}
+
+#[test]
+fn requests_of_the_holder_renew_the_lease() {
+    let server = Server::start(&["--lock-timeout=1"]);
+    server.request("PUT", "/lock", b"busy");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(2_500) {
+        assert_eq!(server.get("/update/busy").status, 200, "held after {:?}", started.elapsed());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(server.get("/lock").text(), "busy\n");
+}
+
+#[test]
+fn a_commit_that_changes_nothing_writes_no_file() {
+    let dir = TempDir::new("noop");
+    let server = Server::start(&[&dir.flag()]);
+    assert_eq!(transact(&server, "a", "/x", "1").status, 200);
+    assert_eq!(dir.snapshots().len(), 1);
+    server.request("PUT", "/lock", b"a");
+    server.request("PUT", "/update/a/x", b"1");
+    let response = server.request("PUT", "/lock/a", b"");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json()["sequence"], 1);
+    assert_eq!(dir.snapshots().len(), 1, "no new file");
+    assert_eq!(server.get("/version").json()["sequence"], 1);
+}
+
+#[test]
+fn a_durable_commit_is_on_disk_when_it_is_answered() {
+    let dir = TempDir::new("durable");
+    let server = Server::start(&[&dir.flag()]);
+    let response = transact(&server, "a", "/answer", "42");
+    assert_eq!(response.status, 200);
+    let files = dir.snapshots();
+    assert_eq!(files.len(), 1);
+    let bytes = std::fs::read(dir.path().join(&files[0])).unwrap();
+    let snapshot = lighthouse::snapshot::decode(&bytes).expect("the file is a valid snapshot");
+    assert_eq!(snapshot.copy.version.sequence, 1);
+    assert_eq!(snapshot.copy.version.checksum.to_string(), response.json()["checksum"].as_str().unwrap());
+    drop(server);
+    let restarted = Server::start(&[&dir.flag()]);
+    assert_eq!(restarted.get("/data/answer").text(), "42\n");
+}
+
+#[test]
+fn a_newer_copy_during_a_transaction_makes_its_commit_409_and_the_lock_stays() {
+    let server = Server::start(&[]);
+    server.request("PUT", "/lock", b"a");
+    server.request("PUT", "/update/a/mine", b"1");
+    let root = lighthouse::value::Value::parse(br#"{"theirs": 1}"#).unwrap();
+    let checksum = lighthouse::version::Checksum::of(&root);
+    let body = format!(r#"{{"version": {{"sequence": 7, "checksum": "{checksum}"}}, "data": {{"theirs": 1}}}}"#);
+    assert_eq!(server.request("PUT", "/copy", body.as_bytes()).status, 201);
+    let commit = server.request("PUT", "/lock/a", b"");
+    assert_eq!(commit.status, 409);
+    assert!(commit.error().contains("abort and retry"));
+    assert_eq!(server.get("/lock").text(), "a\n");
+    assert_eq!(server.get("/data").json(), serde_json::json!({"theirs": 1}));
+    assert_eq!(server.request("DELETE", "/lock/a", b"").status, 200);
+}
+
+#[test]
+fn a_copy_with_a_wrong_checksum_is_refused_and_changes_nothing() {
+    let server = Server::start(&[]);
+    let body = format!(r#"{{"version": {{"sequence": 7, "checksum": "{}"}}, "data": {{"x": 1}}}}"#, "a".repeat(40));
+    let response = server.request("PUT", "/copy", body.as_bytes());
+    assert_eq!(response.status, 400);
+    assert!(response.error().contains("checksum"));
+    assert_eq!(server.get("/version").json()["sequence"], 0);
+    assert_eq!(server.request("PUT", "/copy", b"[not a copy").status, 400);
+}
+
+#[test]
+fn get_copy_gives_the_store_and_its_version() {
+    let server = Server::start(&[]);
+    transact(&server, "a", "/k", "\"v\"");
+    let copy = server.get("/copy").json();
+    assert_eq!(copy["data"], serde_json::json!({"k": "v"}));
+    assert_eq!(copy["version"], server.get("/version").json());
+}
+
+#[test]
+fn a_chunked_upload_with_100_continue_stages_a_value() {
+    let server = Server::start(&[]);
+    server.request("PUT", "/lock", b"up");
+    let mut client = Client::connect(server.addr);
+    client.send(b"PUT /update/up/big HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n");
+    assert_eq!(client.read_response().status, 100);
+    client.send(b"4\r\n[1, \r\n3\r\n2]\n\r\n0\r\n\r\n");
+    assert_eq!(client.read_response().status, 201);
+    assert_eq!(server.get("/update/up/big/1").text(), "2\n");
+}
+
+#[test]
+fn curl_uploads_from_stdin_with_a_chunked_body() {
+    let server = Server::start(&[]);
+    server.request("PUT", "/lock", b"pipe");
+    let mut child = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-T", "-", &server.url("/update/pipe/x")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"{\"from\": \"stdin\"}").unwrap();
+    let started = Instant::now();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), "201");
+    assert!(started.elapsed() < Duration::from_millis(900), "100-continue answered at once, not after curl's 1 s wait");
+    assert_eq!(server.get("/update/pipe/x/from").text(), "\"stdin\"\n");
+}
+
+#[test]
+fn a_large_body_over_one_mebibyte_goes_through_curl() {
+    let server = Server::start(&[]);
+    server.request("PUT", "/lock", b"big");
+    let dir = TempDir::new("bigbody");
+    let file = dir.path().join("big.json");
+    let value = format!("\"{}\"", "x".repeat(3 * 1024 * 1024));
+    std::fs::write(&file, &value).unwrap();
+    let started = Instant::now();
+    let (code, out) = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "PUT",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &server.url("/update/big/blob"),
+    ]);
+    assert_eq!((code, out.as_str()), (0, "201"));
+    assert!(started.elapsed() < Duration::from_millis(900), "no 1 s Expect wait: {:?}", started.elapsed());
+    assert_eq!(server.request("PUT", "/lock/big", b"").status, 200);
+    assert_eq!(server.get("/data/blob").body.len(), value.len() + 1);
+}
