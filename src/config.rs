@@ -160,7 +160,8 @@ fn parse_bind(s: &str) -> Result<SocketAddr, String> {
     ip.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, DEFAULT_PORT)).map_err(|_| format!("'{s}' is not IP or IP:PORT"))
 }
 
-fn parse_host_port(s: &str) -> Result<String, String> {
+/// Checks a `HOST:PORT` address (a name or an IP, then a port).
+pub fn parse_host_port(s: &str) -> Result<String, String> {
     let bad = || format!("'{s}' is not HOST:PORT");
     let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
     if host.is_empty() || port.parse::<u16>().is_err() || host.contains(['/', ' ', ',']) {

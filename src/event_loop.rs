@@ -22,13 +22,14 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::buffer::{Pool, Received, RecvBuffer, SendQueue};
 use crate::clock::{Now, SystemClock, http_date};
 use crate::core::{Effect, Node, Reply, Request, Ticket};
-use crate::flush::Workers;
+use crate::flush::{Done, Job, Workers};
 use crate::http::{self, ChunkedDecoder, Framing, Head, HttpError, Method, Response};
 use crate::limits::{
     ACCEPT_BUDGET, ACCEPT_PAUSE_MS, BODY_STALL_TIMEOUT_MS, BUFFER_BYTES, CHUNK_RAW_COMPACT_BYTES, EVENTS_CAPACITY,
     HEAD_TIMEOUT_MS, IDLE_TIMEOUT_MS, LINGER_BYTES_MAX, LINGER_MS, PIPELINE_REQUESTS_PER_WAKE_MAX, READ_BUDGET_BYTES,
     REQUEST_HEAD_BYTES_MAX, SEND_BACKLOG_BYTES_MAX, SEND_STALL_TIMEOUT_MS, WRITE_BUDGET_BYTES,
 };
+use crate::peers::{PEER_TOKEN_BASE, Peers, Work};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -118,6 +119,7 @@ pub struct EventLoop {
     accept_more: bool,
     accept_paused_until_ms: Option<u64>,
     effects: Vec<Effect>,
+    peers: Peers,
     max_body: u64,
     max_connections: usize,
 }
@@ -170,6 +172,7 @@ impl EventLoop {
             accept_more: false,
             accept_paused_until_ms: None,
             effects: Vec::new(),
+            peers: Peers::new(parts.max_body, String::new()),
             max_body: parts.max_body,
             max_connections: parts.max_connections,
         })
@@ -193,6 +196,11 @@ impl EventLoop {
                     LISTENER => self.accept(),
                     WAKER => self.take_reports(),
                     SIGNALS => stop = true,
+                    Token(t) if t >= PEER_TOKEN_BASE => {
+                        let mut work = Work::default();
+                        self.peers.ready(t, self.now.mono_ms, self.poll.registry(), &mut self.pool, &mut work);
+                        self.peer_work(work);
+                    }
                     Token(t) => {
                         let readable = event.is_readable() || event.is_read_closed() || event.is_error();
                         self.serve(t - CONNECTION_TOKEN_BASE, readable, event.is_writable());
@@ -204,6 +212,9 @@ impl EventLoop {
                 self.accept();
             }
             self.core.tick(self.now);
+            let mut work = Work::default();
+            self.peers.expire(self.now.mono_ms, &mut self.pool, &mut work);
+            self.peer_work(work);
             self.apply_effects();
             self.expire_timers();
             if stop {
@@ -228,6 +239,7 @@ impl EventLoop {
         let next = [
             self.timers.peek().map(|Reverse((at, _, _))| *at),
             self.core.next_deadline().map(|d| d.0),
+            self.peers.next_deadline(),
             self.accept_paused_until_ms,
         ]
         .into_iter()
@@ -586,18 +598,51 @@ impl EventLoop {
 
     fn take_reports(&mut self) {
         while let Some(done) = self.workers.try_done() {
-            self.core.job_done(self.now, done);
+            match done {
+                Done::Resolved { address, result } => {
+                    let mut work = Work::default();
+                    let registry = self.poll.registry();
+                    self.peers.resolved(&address, result, self.now.mono_ms, registry, &mut self.pool, &mut work);
+                    self.peer_work(work);
+                }
+                done => self.core.job_done(self.now, done),
+            }
         }
     }
 
+    /// Hands peer outcomes to the core and name lookups to the workers.
+    fn peer_work(&mut self, work: Work) {
+        for (id, outcome) in work.outcomes {
+            self.core.peer_reply(self.now, id, outcome);
+        }
+        for address in work.resolve {
+            if !self.workers.is_shut_down() {
+                self.workers.submit(Job::Resolve { address });
+            }
+        }
+    }
+
+    /// Carries out what the core asked for, until it asks for nothing more (a peer request that
+    /// fails at once gives the core an outcome, which may ask for more).
     fn apply_effects(&mut self) {
         let mut effects = std::mem::take(&mut self.effects);
-        effects.extend(self.core.drain_effects());
-        for effect in effects.drain(..) {
-            match effect {
-                Effect::Answer { ticket, response } => self.answer_parked(ticket, response),
-                Effect::Job(job) if !self.workers.is_shut_down() => self.workers.submit(job),
-                Effect::Job(_) => debug!("stopping: a job queued after shutdown is dropped"),
+        loop {
+            effects.extend(self.core.drain_effects());
+            if effects.is_empty() {
+                break;
+            }
+            for effect in effects.drain(..) {
+                match effect {
+                    Effect::Answer { ticket, response } => self.answer_parked(ticket, response),
+                    Effect::Job(job) if !self.workers.is_shut_down() => self.workers.submit(job),
+                    Effect::Job(_) => debug!("stopping: a job queued after shutdown is dropped"),
+                    Effect::Peer(request) => {
+                        let mut work = Work::default();
+                        let registry = self.poll.registry();
+                        self.peers.send(request, self.now.mono_ms, registry, &mut self.pool, &mut work);
+                        self.peer_work(work);
+                    }
+                }
             }
         }
         self.effects = effects;
@@ -691,7 +736,11 @@ impl EventLoop {
         let mut byte = [0u8; 64];
         let _ = self.signals.read(&mut byte);
         self.workers.shutdown();
-        self.take_reports();
+        while let Some(done) = self.workers.try_done() {
+            if !matches!(done, Done::Resolved { .. }) {
+                self.core.job_done(self.now, done);
+            }
+        }
         let mut effects = std::mem::take(&mut self.effects);
         effects.extend(self.core.drain_effects());
         for effect in effects {

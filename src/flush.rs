@@ -21,9 +21,9 @@ use std::time::Instant;
 use log::{debug, warn};
 
 use crate::clock::unix_micros;
-use crate::snapshot::{self, Copy, DecodeError};
+use crate::snapshot::{self, DecodeError, NodeJson, Sealed};
 use crate::value::Value;
-use crate::version::Checksum;
+use crate::version::Lineage;
 
 /// Where snapshots go and how long they are kept.
 #[derive(Debug, Clone)]
@@ -34,39 +34,37 @@ pub struct DiskConfig {
     pub keep_micros: u64,
 }
 
-/// Work for the writer thread.
+/// Work for the worker threads.
 #[derive(Debug)]
 pub enum Job {
-    /// Seal a store at `sequence`: compute its checksum and, with a data directory, write it.
-    Snapshot { id: u64, sequence: u64, root: Value, cluster_json: Vec<u8> },
+    /// Seal a commit at `sequence`, extending `parent`: render and hash the store, and with a data
+    /// directory write it.
+    Seal { id: u64, sequence: u64, root: Value, parent: Lineage, node: NodeJson },
+    /// Write a store that is already sealed (a copy taken from a peer) to the data directory.
+    Write { id: u64, body: Arc<[u8]>, node: NodeJson },
     /// Remove a snapshot that must never be loaded (a commit that lost to a newer store).
     Remove { file: PathBuf },
-    /// Parse a copy sent by a peer and check its checksum.
+    /// Parse a copy sent by a peer, check its checksum and render its canonical body.
     Decode { id: u64, body: Vec<u8> },
+    /// Look up a peer's host name (for the event loop's peer links; a lookup may block).
+    Resolve { address: String },
 }
 
 impl Job {
     /// Jobs that touch the disk go to the writer thread; the others to the decoder thread.
     fn is_disk(&self) -> bool {
-        !matches!(self, Job::Decode { .. })
+        !matches!(self, Job::Decode { .. } | Job::Resolve { .. })
     }
 }
 
-/// A finished job, reported back to the loop.
+/// A finished job, reported back to the loop. `file` is the snapshot written (`None` without a
+/// data directory); `elapsed_us` is how long the job took, for the latency histogram.
 #[derive(Debug)]
 pub enum Done {
-    /// `result` holds the file written (`None` without a data directory); `elapsed_us` is how
-    /// long the job took, for the latency histogram.
-    Snapshot {
-        id: u64,
-        checksum: Checksum,
-        result: Result<Option<PathBuf>, DiskError>,
-        elapsed_us: u64,
-    },
-    Decoded {
-        id: u64,
-        result: Result<Copy, DecodeError>,
-    },
+    Sealed { id: u64, sealed: Sealed, file: Result<Option<PathBuf>, DiskError>, elapsed_us: u64 },
+    Written { id: u64, file: Result<Option<PathBuf>, DiskError>, elapsed_us: u64 },
+    Decoded { id: u64, result: Result<Sealed, DecodeError> },
+    Resolved { address: String, result: Result<std::net::SocketAddr, String> },
 }
 
 /// A snapshot that could not be written. The answer to the waiting commit says why.
@@ -87,23 +85,19 @@ impl DiskError {
 
 /// Runs one job to completion. Pure apart from the disk, so simulations call it directly.
 pub fn run(job: Job, disk: &DiskConfig, names: &mut FileNames) -> Option<Done> {
+    let started = Instant::now();
+    let elapsed_us = || u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     match job {
-        Job::Snapshot { id, sequence, root, cluster_json } => {
-            let started = Instant::now();
-            let elapsed_us = || u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            let Some(dir) = &disk.dir else {
-                let checksum = Checksum::of(&root);
-                return Some(Done::Snapshot { id, checksum, result: Ok(None), elapsed_us: elapsed_us() });
-            };
-            let name = names.next_name();
-            let (checksum, result) = match write_snapshot(dir, &name, sequence, &root, &cluster_json) {
-                Ok(checksum) => {
-                    remove_expired(dir, &name, disk.keep_micros);
-                    (checksum, Ok(Some(dir.join(&name))))
-                }
-                Err(e) => (Checksum::of(&root), Err(e)),
-            };
-            Some(Done::Snapshot { id, checksum, result, elapsed_us: elapsed_us() })
+        Job::Seal { id, sequence, root, parent, mut node } => {
+            let sealed = snapshot::seal(root, sequence, Some(&parent));
+            // The node's own commits include this one, which only now has its checksum.
+            node.add_mine(sealed.copy.version);
+            let file = write(disk, names, &node, &sealed.body);
+            Some(Done::Sealed { id, sealed, file, elapsed_us: elapsed_us() })
+        }
+        Job::Write { id, body, node } => {
+            let file = write(disk, names, &node, &body);
+            Some(Done::Written { id, file, elapsed_us: elapsed_us() })
         }
         Job::Remove { file } => {
             if let Err(e) = fs::remove_file(&file) {
@@ -112,20 +106,36 @@ pub fn run(job: Job, disk: &DiskConfig, names: &mut FileNames) -> Option<Done> {
             None
         }
         Job::Decode { id, body } => Some(Done::Decoded { id, result: snapshot::parse_copy(&body) }),
+        Job::Resolve { address } => {
+            use std::net::ToSocketAddrs;
+            let result = match address.to_socket_addrs() {
+                Ok(mut found) => found.next().ok_or_else(|| "no address found".to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            Some(Done::Resolved { address, result })
+        }
     }
 }
 
+/// Writes a snapshot into the data directory, if there is one, and applies the retention rule.
+fn write(disk: &DiskConfig, names: &mut FileNames, node: &NodeJson, body: &[u8]) -> Result<Option<PathBuf>, DiskError> {
+    let Some(dir) = &disk.dir else { return Ok(None) };
+    let name = names.next_name();
+    write_snapshot(dir, &name, node, body)?;
+    remove_expired(dir, &name, disk.keep_micros);
+    Ok(Some(dir.join(name)))
+}
+
 /// Writes, fsyncs and renames one snapshot, then fsyncs the directory.
-fn write_snapshot(dir: &Path, name: &str, sequence: u64, root: &Value, cluster: &[u8]) -> Result<Checksum, DiskError> {
+fn write_snapshot(dir: &Path, name: &str, node: &NodeJson, body: &[u8]) -> Result<(), DiskError> {
     let temporary = dir.join(snapshot::temporary_name(name));
     let finished = dir.join(name);
-    let attempt = || -> io::Result<Checksum> {
+    let attempt = || -> io::Result<()> {
         let file = File::create(&temporary)?;
-        let checksum = snapshot::encode(&file, sequence, root, cluster)?;
+        snapshot::encode(io::BufWriter::with_capacity(256 * 1024, &file), node, body)?;
         file.sync_all()?;
         fs::rename(&temporary, &finished)?;
-        File::open(dir)?.sync_all()?;
-        Ok(checksum)
+        File::open(dir)?.sync_all()
     };
     attempt().map_err(|e| {
         // Best effort: the temporary name is never loaded, and start-up removes leftovers.
@@ -249,20 +259,22 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_job_writes_a_file_that_loads_back() {
+    fn a_seal_job_writes_a_file_that_loads_back() {
         let dir = temp_dir("write");
         let disk = DiskConfig { dir: Some(dir.clone()), keep_micros: u64::MAX };
         let root = Value::parse(br#"{"a": [1, 2]}"#).unwrap();
-        let job = Job::Snapshot { id: 7, sequence: 4, root: root.clone(), cluster_json: b"[]".to_vec() };
-        let Some(Done::Snapshot { id, checksum, result, .. }) = run(job, &disk, &mut FileNames::default()) else {
-            panic!("a snapshot job reports");
+        let parent = Lineage::of(crate::version::Version::initial());
+        let job = Job::Seal { id: 7, sequence: 1, root: root.clone(), parent, node: NodeJson::default() };
+        let Some(Done::Sealed { id, sealed, file, .. }) = run(job, &disk, &mut FileNames::default()) else {
+            panic!("a seal job reports");
         };
-        assert_eq!((id, checksum), (7, Checksum::of(&root)));
-        let file = result.unwrap().unwrap();
+        assert_eq!((id, sealed.copy.version.checksum), (7, crate::version::Checksum::of(&root)));
+        let file = file.unwrap().unwrap();
         let (loaded_file, snapshot) = snapshot::load_newest(&dir).unwrap().unwrap();
         assert_eq!(loaded_file, file);
-        assert_eq!(snapshot.copy.root, root);
-        assert_eq!(snapshot.copy.version.sequence, 4);
+        assert_eq!(snapshot.sealed.copy.root, root);
+        assert_eq!(snapshot.sealed.copy.version, sealed.copy.version);
+        assert_eq!(snapshot.sealed.body, sealed.body);
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -273,13 +285,21 @@ mod tests {
         fs::write(dir.join(&old), b"{}").unwrap();
         let disk = DiskConfig { dir: Some(dir.clone()), keep_micros: 1 };
         let mut names = FileNames::default();
+        let mut parent = Lineage::of(crate::version::Version::initial());
         for sequence in 1..=2 {
-            let job = Job::Snapshot { id: sequence, sequence, root: Value::default(), cluster_json: Vec::new() };
-            run(job, &disk, &mut names);
+            let job = Job::Seal {
+                id: sequence,
+                sequence,
+                root: Value::default(),
+                parent: parent.clone(),
+                node: NodeJson::default(),
+            };
+            let Some(Done::Sealed { sealed, .. }) = run(job, &disk, &mut names) else { panic!() };
+            parent = sealed.copy.lineage;
         }
         let left = snapshot::list(&dir).unwrap();
         assert_eq!(left.len(), 1, "only the newest is kept: {left:?}");
-        assert_eq!(snapshot::load_newest(&dir).unwrap().unwrap().1.copy.version.sequence, 2);
+        assert_eq!(snapshot::load_newest(&dir).unwrap().unwrap().1.sealed.copy.version.sequence, 2);
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -32,6 +32,7 @@ pub mod flush;
 pub mod http;
 pub mod limits;
 pub mod path;
+pub mod peers;
 pub mod server;
 pub mod snapshot;
 pub mod sys;

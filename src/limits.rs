@@ -76,6 +76,13 @@ const _: () = assert!(STORE_DEPTH_MAX + 2 < 128);
 pub const RENDER_CACHE_ENTRIES_MAX: usize = 4096;
 pub const RENDER_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// `PUT /copy` bodies being checked by the decoder thread at once; more answer 503. Each holds
+/// a body of up to `--max-body` bytes, so this bounds their memory.
+pub const DECODES_IN_FLIGHT_MAX: usize = 8;
+/// Versions remembered in a store's lineage, to tell whether a copy contains this node's commits.
+/// A commit more than this many versions behind the copy that replaces it cannot be told apart.
+pub const LINEAGE_VERSIONS_MAX: usize = 64;
+
 // ---- The lock ------------------------------------------------------------------------------------
 
 /// Default for `--lock-timeout`.
@@ -95,10 +102,26 @@ pub const FLUSH_PENDING_MAX: usize = 1;
 
 // ---- Cluster -------------------------------------------------------------------------------------
 
+/// Peers in the table; addresses learned by gossip past this are ignored, a bound against a
+/// flood of made-up addresses.
+pub const PEERS_MAX: usize = 64;
+/// How often a node syncs with each peer, give or take the jitter (so nodes do not march in step).
+pub const SYNC_PERIOD_MS: u64 = 500;
+pub const SYNC_JITTER_MS: u64 = 100;
+const _: () = assert!(SYNC_JITTER_MS < SYNC_PERIOD_MS);
+/// A connection to a peer must be established within this long.
+pub const PEER_CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// A peer that sends no byte of an awaited answer for this long is given up on.
+pub const PEER_RESPONSE_STALL_MS: u64 = 3_000;
+/// Requests written to one peer connection before their answers arrive (pipelined).
+pub const PEER_IN_FLIGHT_MAX: usize = 8;
+/// Requests waiting for one peer connection; more fail at once.
+pub const PEER_QUEUE_MAX: usize = 32;
+/// After a failed connection, the first wait before the next attempt; it doubles up to the cap.
+pub const PEER_BACKOFF_MIN_MS: u64 = 100;
+pub const PEER_BACKOFF_MAX_MS: u64 = 5_000;
+
 /// Default for `--bootstrap-limit`: the longest a starting node stays inactive.
 pub const BOOTSTRAP_LIMIT_S_DEFAULT: u64 = 120;
 /// The `Retry-After` an inactive node answers `/data` with.
 pub const INACTIVE_RETRY_AFTER_S: u64 = 1;
-/// `PUT /copy` bodies being checked by the decoder thread at once; more answer 503. Each holds
-/// a body of up to `--max-body` bytes, so this bounds their memory.
-pub const DECODES_IN_FLIGHT_MAX: usize = 8;

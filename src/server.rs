@@ -7,12 +7,10 @@ use mio::net::TcpListener;
 
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::core::{CoreConfig, Node};
+use crate::core::{CoreConfig, Node, Start};
 use crate::event_loop::{EventLoop, Parts};
 use crate::flush::DiskConfig;
 use crate::snapshot;
-use crate::value::Value;
-use crate::version::Version;
 
 /// Runs a server until SIGTERM or SIGINT.
 pub fn run(config: &Config) -> io::Result<()> {
@@ -25,49 +23,53 @@ pub fn run(config: &Config) -> io::Result<()> {
         Ok(_) => {}
         Err(e) => warn!("cannot read the open-files limit: {e}"),
     }
-    let (version, root) = load(config)?;
+    let start = load(config)?;
     let listener = TcpListener::bind(config.bind)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.bind)))?;
     crate::sys::set_listen_backlog(&listener)?;
     let bound = listener.local_addr()?;
-    let address = config.advertise.clone().unwrap_or_else(|| bound.to_string());
-    let core_config =
-        CoreConfig { address, durable: config.data_dir.is_some(), lock_timeout_ms: config.lock_timeout_s * 1000 };
-    let core = Node::new(core_config, version, root);
+    let clock = SystemClock::new();
+    let core_config = CoreConfig {
+        address: config.advertise.clone().unwrap_or_else(|| bound.to_string()),
+        durable: config.data_dir.is_some(),
+        lock_timeout_ms: config.lock_timeout_s * 1000,
+        seeds: config.seeds.clone(),
+        bootstrap: config.bootstrap,
+        bootstrap_limit_ms: config.bootstrap_limit_s.saturating_mul(1000),
+        rng_seed: crate::clock::unix_micros() ^ u64::from(std::process::id()),
+    };
+    let core = Node::new(core_config, clock.now(), start);
+    if !core.is_active() {
+        info!("joining the cluster: /data answers 503 until this node has caught up");
+    }
     let disk = DiskConfig {
         dir: config.data_dir.clone(),
         keep_micros: (config.rm_limit_days * 86_400e6).min(u64::MAX as f64) as u64,
     };
-    let parts = Parts {
-        listener,
-        core,
-        disk,
-        clock: SystemClock::new(),
-        max_body: config.max_body,
-        max_connections: config.max_connections,
-    };
+    let parts =
+        Parts { listener, core, disk, clock, max_body: config.max_body, max_connections: config.max_connections };
     let event_loop = EventLoop::new(parts)?;
     info!("listening on {bound}");
     event_loop.run()
 }
 
 /// The store to start from: the newest valid snapshot in `--data.d`, else `{}` at sequence 0.
-fn load(config: &Config) -> io::Result<(Version, Value)> {
+fn load(config: &Config) -> io::Result<Start> {
     let Some(dir) = &config.data_dir else {
         info!("no --data.d: the store lives in memory only");
-        return Ok((Version::initial(), Value::default()));
+        return Ok(Start::empty());
     };
     let loaded = snapshot::load_newest(dir)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot use the data directory {}: {e}", dir.display())))?;
     match loaded {
         Some((file, snapshot)) => {
-            let version = snapshot.copy.version;
+            let version = snapshot.sealed.copy.version;
             info!("loaded {} (sequence {}, checksum {})", file.display(), version.sequence, version.checksum);
-            Ok((version, snapshot.copy.root))
+            Ok(Start { sealed: snapshot.sealed, cluster: snapshot.cluster, mine: snapshot.mine })
         }
         None => {
             info!("no snapshot in {}: starting from an empty store", dir.display());
-            Ok((Version::initial(), Value::default()))
+            Ok(Start::empty())
         }
     }
 }

@@ -1,38 +1,53 @@
-//! Snapshot files: their names, their encoding, and finding the newest valid one at start-up.
+//! Copies and snapshot files: how a store travels between nodes and lands on disk.
+//!
+//! A *copy* is a store with its version and lineage. Nodes exchange it as one compact JSON
+//! object, the copy body: `{"data":STORE,"lineage":[...],"version":{...}}`, where `data` is
+//! exactly the bytes the checksum is the SHA-1 of. The workers render (seal) each body once per
+//! version; `GET /copy`, pushes to peers and snapshot files all reuse it.
 //!
 //! `--data.d` holds one file per version, named by its UTC time (`YYYYMMDDTHHMMSS.ffffff.json`)
-//! and holding `{"cluster": [peers], "copy": {"data": STORE, "version": VERSION}}`. The store is
-//! written as compact JSON with sorted keys, exactly the bytes its checksum is taken of.
-//! The file ends with `"file-sha1"`, the SHA-1 of every byte before that field, because the
-//! store's checksum covers only the data: a flipped bit in the sequence or the cluster list would
-//! otherwise pass. A file is valid when its file checksum matches (or, for a file written by hand
-//! without one, when the checksum of its data matches its version); a file cut short or with any
-//! single flipped bit fails.
+//! and holding `{"cluster":[peers],"copy":BODY,"file-sha1":"..."}`. The file checksum is the
+//! SHA-1 of every byte before `,"file-sha1"`, because the store's checksum covers only the data:
+//! a flipped bit in the sequence or the cluster list would otherwise pass. A file is valid when
+//! its file checksum matches (or, for a file written by hand without one, when the checksum of
+//! its data matches its version); a file cut short or with any single flipped bit fails.
 
 use std::fs;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use log::warn;
 
 use crate::clock::Civil;
 use crate::limits::STORE_DEPTH_MAX;
 use crate::value::Value;
-use crate::version::{Checksum, HashWriter, Version};
+use crate::version::{Checksum, Lineage, Version};
 
-/// A store and its version, as snapshots and peers exchange them.
+/// A store with its version and lineage.
 #[derive(Debug, Clone)]
 pub struct Copy {
     pub version: Version,
     pub root: Value,
+    pub lineage: Lineage,
+}
+
+/// A copy with its rendered body.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub copy: Copy,
+    /// `{"data":...,"lineage":[...],"version":{...}}`, compact.
+    pub body: Arc<[u8]>,
 }
 
 /// What a snapshot file holds.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    pub copy: Copy,
+    pub sealed: Sealed,
     /// The cluster table as it was written: one JSON object per peer.
     pub cluster: Vec<serde_json::Value>,
+    /// This node's own recent commits, to count them if a concurrent commit supersedes them.
+    pub mine: Vec<Version>,
 }
 
 /// Why a copy or a snapshot is refused.
@@ -61,28 +76,89 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
-/// Decodes `{"version": {...}, "data": ...}` and checks that the data matches the checksum.
-pub fn decode_copy(value: serde_json::Value) -> Result<Copy, DecodeError> {
+/// Seals a new version: renders the store, hashes it, and builds the body. `parent` is the
+/// lineage the new version extends (`None` for a store with no history).
+pub fn seal(root: Value, sequence: u64, parent: Option<&Lineage>) -> Sealed {
+    let mut body = Vec::with_capacity(64);
+    body.extend_from_slice(b"{\"data\":");
+    let data_start = body.len();
+    root.write_compact(&mut body).expect("writing to a Vec cannot fail");
+    let checksum = Checksum::of_bytes(&body[data_start..]);
+    let version = Version { sequence, checksum };
+    let lineage = match parent {
+        Some(parent) => parent.extended(version),
+        None => Lineage::of(version),
+    };
+    finish_body(&mut body, &lineage);
+    Sealed { copy: Copy { version, root, lineage }, body: body.into() }
+}
+
+/// Appends `,"lineage":[...],"version":{...}}` after the data.
+fn finish_body(body: &mut Vec<u8>, lineage: &Lineage) {
+    body.extend_from_slice(b",\"lineage\":");
+    body.extend_from_slice(lineage.to_compact().as_bytes());
+    body.extend_from_slice(b",\"version\":");
+    body.extend_from_slice(lineage.current().to_compact().as_bytes());
+    body.push(b'}');
+}
+
+/// Decodes `{"version": {...}, "data": ..., "lineage": [...]}` (lineage optional), checks that the
+/// data matches the checksum, and renders the canonical body.
+pub fn decode_copy(value: serde_json::Value) -> Result<Sealed, DecodeError> {
     let serde_json::Value::Object(mut fields) = value else {
         return Err(DecodeError::Shape("a copy is an object with \"version\" and \"data\""));
     };
     let version = fields.get("version").and_then(Version::from_json).ok_or(DecodeError::Shape(
         "the copy has no valid \"version\" {\"sequence\": N, \"checksum\": \"40 hex digits\"}",
     ))?;
+    let lineage = Lineage::from_json(fields.get("lineage"), version);
     let data = fields.remove("data").ok_or(DecodeError::Shape("the copy has no \"data\""))?;
+    drop(fields);
     let root = Value::from_json(data);
     if root.depth() > STORE_DEPTH_MAX {
         return Err(DecodeError::TooDeep);
     }
-    let actual = Checksum::of(&root);
+    let mut body = b"{\"data\":".to_vec();
+    let data_start = body.len();
+    root.write_compact(&mut body).expect("writing to a Vec cannot fail");
+    let actual = Checksum::of_bytes(&body[data_start..]);
     if actual != version.checksum {
         return Err(DecodeError::ChecksumMismatch { declared: version.checksum, actual });
     }
-    Ok(Copy { version, root })
+    finish_body(&mut body, &lineage);
+    Ok(Sealed { copy: Copy { version, root, lineage }, body: body.into() })
 }
 
-/// Parses and checks a copy sent by a peer (`PUT /copy`).
-pub fn parse_copy(bytes: &[u8]) -> Result<Copy, DecodeError> {
+/// What a snapshot holds about the node itself, rendered as compact JSON by the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeJson {
+    /// The cluster table: `[{"address": ..., ...}, ...]`.
+    pub cluster: Vec<u8>,
+    /// This node's own recent commits: `[{"checksum": ..., "sequence": ...}, ...]`.
+    pub mine: Vec<u8>,
+}
+
+impl NodeJson {
+    /// Appends a version to `mine` (used by the writer once a commit's checksum is known).
+    pub fn add_mine(&mut self, version: Version) {
+        let closing = self.mine.pop();
+        debug_assert_eq!(closing, Some(b']'), "mine is a JSON list");
+        if self.mine.len() > 1 {
+            self.mine.push(b',');
+        }
+        self.mine.extend_from_slice(version.to_compact().as_bytes());
+        self.mine.push(b']');
+    }
+}
+
+impl Default for NodeJson {
+    fn default() -> NodeJson {
+        NodeJson { cluster: b"[]".to_vec(), mine: b"[]".to_vec() }
+    }
+}
+
+/// Parses and checks a copy sent by a peer (`PUT /copy`, or the answer to `GET /copy`).
+pub fn parse_copy(bytes: &[u8]) -> Result<Sealed, DecodeError> {
     let value = serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
     decode_copy(value)
 }
@@ -99,19 +175,30 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     let serde_json::Value::Object(mut fields) = value else {
         return Err(DecodeError::Shape("a snapshot is an object with \"copy\" and \"cluster\""));
     };
-    if fields.keys().any(|k| !matches!(k.as_str(), "cluster" | "copy" | "file-sha1")) {
-        return Err(DecodeError::Shape("the snapshot has a field other than \"cluster\", \"copy\", \"file-sha1\""));
+    if fields.keys().any(|k| !matches!(k.as_str(), "cluster" | "copy" | "mine" | "file-sha1")) {
+        return Err(DecodeError::Shape(
+            "the snapshot has a field other than \"cluster\", \"copy\", \"mine\", \"file-sha1\"",
+        ));
     }
     if fields.contains_key("file-sha1") && !file_checked {
         return Err(DecodeError::Shape("\"file-sha1\" is not the last field of the snapshot"));
     }
-    let copy = decode_copy(fields.remove("copy").ok_or(DecodeError::Shape("the snapshot has no \"copy\""))?)?;
     let cluster = match fields.remove("cluster") {
         None | Some(serde_json::Value::Null) => Vec::new(),
         Some(serde_json::Value::Array(peers)) => peers,
         Some(_) => return Err(DecodeError::Shape("\"cluster\" is not a list")),
     };
-    Ok(Snapshot { copy, cluster })
+    let mine = match fields.remove("mine") {
+        None => Vec::new(),
+        Some(serde_json::Value::Array(versions)) => versions
+            .iter()
+            .map(Version::from_json)
+            .collect::<Option<Vec<Version>>>()
+            .ok_or(DecodeError::Shape("\"mine\" is not a list of versions"))?,
+        Some(_) => return Err(DecodeError::Shape("\"mine\" is not a list of versions")),
+    };
+    let sealed = decode_copy(fields.remove("copy").ok_or(DecodeError::Shape("the snapshot has no \"copy\""))?)?;
+    Ok(Snapshot { sealed, cluster, mine })
 }
 
 /// Checks the file checksum when the file ends with one: `Ok(true)` if it matches, `Ok(false)`
@@ -131,52 +218,19 @@ fn check_file_sha1(bytes: &[u8]) -> Result<bool, DecodeError> {
     }
 }
 
-/// Writes a snapshot: the cluster table (already compact JSON), then the store streamed through
-/// SHA-1 on its way out, then the version with the checksum that produced, then the file's own
-/// checksum. Returns the store's checksum.
-pub fn encode<W: Write>(out: W, sequence: u64, root: &Value, cluster_json: &[u8]) -> io::Result<Checksum> {
-    let mut file = Hashing { inner: BufWriter::with_capacity(256 * 1024, out), hash: HashWriter::default() };
-    file.write_all(b"{\"cluster\":")?;
-    file.write_all(if cluster_json.is_empty() { b"[]" } else { cluster_json })?;
-    file.write_all(b",\"copy\":{\"data\":")?;
-    let checksum = {
-        // Hashing sees large blocks; the file writer buffers on its own.
-        let mut data = Hashing { inner: &mut file, hash: HashWriter::default() };
-        let mut buffered = BufWriter::with_capacity(64 * 1024, &mut data);
-        root.write_compact(&mut buffered)?;
-        buffered.flush()?;
-        drop(buffered);
-        data.hash.finish()
-    };
-    let version = Version { sequence, checksum };
-    file.write_all(b",\"version\":")?;
-    file.write_all(version.to_compact().as_bytes())?;
-    file.write_all(b"}")?;
-    let file_sha1 = file.hash.finish();
-    let mut out = file.inner;
+/// Writes a snapshot file: the node's table (`{"cluster":[...],"mine":[...]}` parts, rendered by
+/// the core as `node_json`), the copy body, then the file checksum.
+pub fn encode<W: Write>(mut out: W, node: &NodeJson, body: &[u8]) -> io::Result<()> {
+    let parts: [&[u8]; 6] = [b"{\"cluster\":", &node.cluster, b",\"copy\":", body, b",\"mine\":", &node.mine];
+    let mut hash = sha1_smol::Sha1::new();
+    for part in parts {
+        out.write_all(part)?;
+        hash.update(part);
+    }
     out.write_all(FILE_SHA1_OPEN)?;
-    out.write_all(file_sha1.to_string().as_bytes())?;
+    out.write_all(hash.digest().to_string().as_bytes())?;
     out.write_all(FILE_SHA1_CLOSE)?;
-    out.flush()?;
-    Ok(checksum)
-}
-
-/// Passes writes through to `inner` and hashes them on the way.
-struct Hashing<W: Write> {
-    inner: W,
-    hash: HashWriter,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(bytes)?;
-        self.hash.write_all(&bytes[..n])?;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
+    out.flush()
 }
 
 /// The file name for a snapshot taken at `unix_micros`: `YYYYMMDDTHHMMSS.ffffff.json`.
@@ -280,18 +334,40 @@ mod tests {
     }
 
     fn encoded(sequence: u64, root: &Value) -> Vec<u8> {
+        let parent = Lineage::of(Version { sequence: sequence - 1, checksum: Checksum([7; 20]) });
+        let sealed = seal(root.clone(), sequence, Some(&parent));
+        let node = NodeJson {
+            cluster: br#"[{"address":"127.0.0.1:9"}]"#.to_vec(),
+            mine: format!("[{}]", sealed.copy.version.to_compact()).into_bytes(),
+        };
         let mut out = Vec::new();
-        encode(&mut out, sequence, root, br#"[{"address":"127.0.0.1:9"}]"#).unwrap();
+        encode(&mut out, &node, &sealed.body).unwrap();
         out
     }
 
     #[test]
-    fn encoded_snapshots_decode_to_the_same_store() {
+    fn encoded_snapshots_decode_to_the_same_store_and_lineage() {
         let bytes = encoded(3, &seed());
         let snapshot = decode(&bytes).unwrap();
-        assert_eq!(snapshot.copy.root, seed());
-        assert_eq!(snapshot.copy.version, Version { sequence: 3, checksum: Checksum::of(&seed()) });
+        let copy = &snapshot.sealed.copy;
+        assert_eq!(copy.root, seed());
+        assert_eq!(copy.version, Version { sequence: 3, checksum: Checksum::of(&seed()) });
+        let sequences: Vec<u64> = copy.lineage.versions().map(|v| v.sequence).collect();
+        assert_eq!(sequences, vec![2, 3]);
         assert_eq!(snapshot.cluster[0]["address"], "127.0.0.1:9");
+        assert_eq!(snapshot.mine, vec![copy.version]);
+        let resealed = seal(seed(), 3, Some(&Lineage::of(Version { sequence: 2, checksum: Checksum([7; 20]) })));
+        assert_eq!(snapshot.sealed.body, resealed.body, "the body is canonical");
+    }
+
+    #[test]
+    fn a_copy_body_parses_as_json_with_its_version() {
+        let sealed = seal(seed(), 1, None);
+        let value: serde_json::Value = serde_json::from_slice(&sealed.body).unwrap();
+        assert_eq!(value["data"]["size"], 1024);
+        assert_eq!(Version::from_json(&value["version"]), Some(sealed.copy.version));
+        let parsed = parse_copy(&sealed.body).unwrap();
+        assert_eq!(parsed.body, sealed.body);
     }
 
     #[test]
@@ -318,7 +394,7 @@ mod tests {
             r#"{{"copy": {{"version": {{"sequence": 2, "checksum": "{}"}}, "data": {{}}}}}}"#,
             Version::initial().checksum
         );
-        assert_eq!(decode(good.as_bytes()).unwrap().copy.version.sequence, 2);
+        assert_eq!(decode(good.as_bytes()).unwrap().sealed.copy.version.sequence, 2);
         let bad = good.replace("{}}", "{\"a\": 1}}");
         assert!(matches!(decode(bad.as_bytes()), Err(DecodeError::ChecksumMismatch { .. })));
     }

@@ -165,3 +165,109 @@ mod tests {
         assert_eq!(version.to_pretty_line(), serde_json::to_string_pretty(&pretty).unwrap() + "\n");
     }
 }
+
+/// The recent history of a store: its version and the versions before it, oldest first, at most
+/// `LINEAGE_VERSIONS_MAX`. Sequences are consecutive, since each version is its parent's
+/// sequence + 1.
+///
+/// Copies carry their lineage, so a node that replaces its store with a copy can tell which of
+/// its own commits the copy contains, and which were superseded by a concurrent commit elsewhere
+/// and are lost. A commit older than the copy's window cannot be told apart and is not counted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lineage(std::collections::VecDeque<Version>);
+
+impl Lineage {
+    /// A lineage that knows only `version`.
+    pub fn of(version: Version) -> Lineage {
+        Lineage(std::iter::once(version).collect())
+    }
+
+    pub fn current(&self) -> Version {
+        *self.0.back().expect("a lineage is never empty")
+    }
+
+    pub fn versions(&self) -> impl Iterator<Item = &Version> {
+        self.0.iter()
+    }
+
+    /// The lineage of a child of the current version.
+    pub fn extended(&self, version: Version) -> Lineage {
+        let mut next = self.clone();
+        if next.0.len() >= crate::limits::LINEAGE_VERSIONS_MAX {
+            next.0.pop_front();
+        }
+        next.0.push_back(version);
+        next
+    }
+
+    /// True when `version` is certainly not in the history of this lineage's store: the window
+    /// reaches back to its sequence, and another version (or none) stands there.
+    pub fn excludes(&self, version: &Version) -> bool {
+        let oldest = self.0.front().expect("a lineage is never empty").sequence;
+        version.sequence >= oldest && !self.0.contains(version)
+    }
+
+    /// `[{"checksum": "...", "sequence": N}, ...]` in compact form.
+    pub fn to_compact(&self) -> String {
+        let entries: Vec<String> = self.0.iter().map(Version::to_compact).collect();
+        format!("[{}]", entries.join(","))
+    }
+
+    /// Reads a lineage that must end with `current`; anything malformed gives just `current`,
+    /// since a lineage only refines what is counted, never what is taken.
+    pub fn from_json(value: Option<&serde_json::Value>, current: Version) -> Lineage {
+        let entries = value.and_then(serde_json::Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let start = entries.len().saturating_sub(crate::limits::LINEAGE_VERSIONS_MAX);
+        let versions: Option<std::collections::VecDeque<Version>> =
+            entries[start..].iter().map(Version::from_json).collect();
+        match versions {
+            Some(versions)
+                if versions.back() == Some(&current)
+                    && versions.iter().zip(versions.iter().skip(1)).all(|(a, b)| a.sequence + 1 == b.sequence) =>
+            {
+                Lineage(versions)
+            }
+            _ => Lineage::of(current),
+        }
+    }
+}
+
+#[cfg(test)]
+mod lineage_tests {
+    use super::*;
+
+    fn v(sequence: u64, tag: u8) -> Version {
+        Version { sequence, checksum: Checksum([tag; 20]) }
+    }
+
+    fn chain(versions: &[(u64, u8)]) -> Lineage {
+        versions[1..].iter().fold(Lineage::of(v(versions[0].0, versions[0].1)), |l, &(s, t)| l.extended(v(s, t)))
+    }
+
+    #[test]
+    fn a_lineage_excludes_versions_it_cannot_contain() {
+        let theirs = chain(&[(1, 0), (2, 9), (3, 8)]);
+        assert!(!theirs.excludes(&v(2, 9)), "an ancestor");
+        assert!(theirs.excludes(&v(2, 1)), "a concurrent commit at the same sequence");
+        assert!(theirs.excludes(&v(4, 1)), "a later version");
+        assert!(!theirs.excludes(&v(0, 1)), "older than the window: cannot tell");
+    }
+
+    #[test]
+    fn json_round_trips_and_malformed_lineages_shrink_to_the_current_version() {
+        let lineage = chain(&[(4, 1), (5, 2)]);
+        let json: serde_json::Value = serde_json::from_str(&lineage.to_compact()).unwrap();
+        assert_eq!(Lineage::from_json(Some(&json), v(5, 2)), lineage);
+        assert_eq!(Lineage::from_json(Some(&json), v(6, 2)), Lineage::of(v(6, 2)), "must end at the version");
+        let gap: serde_json::Value = serde_json::from_str(&chain(&[(4, 1), (6, 2)]).to_compact()).unwrap();
+        assert_eq!(Lineage::from_json(Some(&gap), v(6, 2)), Lineage::of(v(6, 2)), "sequences must be consecutive");
+        assert_eq!(Lineage::from_json(None, v(6, 2)), Lineage::of(v(6, 2)));
+    }
+
+    #[test]
+    fn lineages_are_bounded() {
+        let lineage = (1..200).fold(Lineage::of(v(0, 0)), |l, s| l.extended(v(s, 0)));
+        assert_eq!(lineage.versions().count(), crate::limits::LINEAGE_VERSIONS_MAX);
+        assert_eq!(lineage.current(), v(199, 0));
+    }
+}

@@ -141,8 +141,8 @@ fn a_durable_commit_is_on_disk_when_it_is_answered() {
     assert_eq!(files.len(), 1);
     let bytes = std::fs::read(dir.path().join(&files[0])).unwrap();
     let snapshot = lighthouse::snapshot::decode(&bytes).expect("the file is a valid snapshot");
-    assert_eq!(snapshot.copy.version.sequence, 1);
-    assert_eq!(snapshot.copy.version.checksum.to_string(), response.json()["checksum"].as_str().unwrap());
+    assert_eq!(snapshot.sealed.copy.version.sequence, 1);
+    assert_eq!(snapshot.sealed.copy.version.checksum.to_string(), response.json()["checksum"].as_str().unwrap());
     drop(server);
     let restarted = Server::start(&[&dir.flag()]);
     assert_eq!(restarted.get("/data/answer").text(), "42\n");

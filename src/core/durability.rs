@@ -15,8 +15,9 @@ use crate::clock::{Deadline, Now};
 use crate::core::lock::LockState;
 use crate::flush::{DiskError, Job};
 use crate::http::Response;
-use crate::value::Value;
-use crate::version::{Checksum, Version};
+use crate::limits::LINEAGE_VERSIONS_MAX;
+use crate::snapshot::{NodeJson, Sealed};
+use crate::version::Version;
 
 /// A failed background write is retried after this long.
 const PERSIST_RETRY_MS: u64 = 1_000;
@@ -25,9 +26,9 @@ const PERSIST_RETRY_MS: u64 = 1_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum InFlight {
     /// Sealing (and writing) the lock's commit.
-    Commit { id: u64 },
+    Commit { id: u64, stamp: u64 },
     /// Writing the current store, which is already served, to disk.
-    Persist { id: u64, version: Version },
+    Persist { id: u64, version: Version, stamp: u64 },
 }
 
 #[derive(Debug)]
@@ -35,17 +36,25 @@ pub(super) struct DiskQueue {
     in_flight: Option<InFlight>,
     /// The newest version known to be on disk.
     durable: Version,
+    /// The cluster table's stamp in the newest file: a new peer is worth a write too, so that a
+    /// restart without `--seeds` finds it.
+    durable_stamp: u64,
     /// After a failed background write: not before this.
     retry_at: Option<Deadline>,
 }
 
 impl DiskQueue {
     pub(super) fn new(durable: Version) -> DiskQueue {
-        DiskQueue { in_flight: None, durable, retry_at: None }
+        DiskQueue { in_flight: None, durable, durable_stamp: 0, retry_at: None }
     }
 
     pub(super) fn retry_at(&self) -> Option<Deadline> {
         self.retry_at
+    }
+
+    /// The table as it stands is on disk (at start-up, it came from there).
+    pub(super) fn table_written(&mut self, stamp: u64) {
+        self.durable_stamp = stamp;
     }
 }
 
@@ -55,65 +64,79 @@ impl Node {
         if self.disk.in_flight.is_some() {
             return;
         }
+        let stamp = self.cluster.stamp;
+        let node = self.node_json();
         if let Some(lock) = &mut self.lock
             && let LockState::Committing { job: job @ None, .. } = &mut lock.state
         {
             let id = self.next_job_id;
             self.next_job_id += 1;
             *job = Some(id);
-            self.disk.in_flight = Some(InFlight::Commit { id });
+            self.disk.in_flight = Some(InFlight::Commit { id, stamp });
             let (sequence, root) = (lock.base.sequence + 1, lock.staged.clone());
-            self.effects.push(snapshot_job(id, sequence, root));
+            let parent = self.store.lineage().clone();
+            self.effects.push(Effect::Job(Job::Seal { id, sequence, root, parent, node }));
             return;
         }
-        let behind = self.config.durable && self.store.version() != self.disk.durable;
-        if behind && self.disk.retry_at.is_none_or(|at| at.fired(now)) {
+        let behind = self.store.version() != self.disk.durable || stamp != self.disk.durable_stamp;
+        if self.config.durable && behind && self.disk.retry_at.is_none_or(|at| at.fired(now)) {
             self.disk.retry_at = None;
             let id = self.next_id();
             let version = self.store.version();
-            self.disk.in_flight = Some(InFlight::Persist { id, version });
-            self.effects.push(snapshot_job(id, version.sequence, self.store.root().clone()));
+            self.disk.in_flight = Some(InFlight::Persist { id, version, stamp });
+            self.effects.push(Effect::Job(Job::Write { id, body: self.store.body().clone(), node }));
         }
     }
 
-    /// The writer finished a snapshot job.
-    pub(super) fn snapshot_done(
-        &mut self,
-        now: Now,
-        id: u64,
-        checksum: Checksum,
-        result: Result<Option<PathBuf>, DiskError>,
-    ) {
-        if result.as_ref().is_ok_and(Option::is_some) {
+    /// What a snapshot holds about this node: its table and its own recent commits.
+    fn node_json(&self) -> NodeJson {
+        let mine: Vec<String> = self.mine.iter().map(Version::to_compact).collect();
+        NodeJson { cluster: self.cluster.to_compact(), mine: format!("[{}]", mine.join(",")).into_bytes() }
+    }
+
+    /// The writer sealed the lock's commit.
+    pub(super) fn sealed_done(&mut self, now: Now, id: u64, sealed: Sealed, file: Result<Option<PathBuf>, DiskError>) {
+        let Some(InFlight::Commit { id: commit, stamp }) = self.disk.in_flight.take() else {
+            unreachable!("a sealed report for job {id} without a commit in flight");
+        };
+        assert_eq!(commit, id, "the sealed commit is the one in flight");
+        if file.as_ref().is_ok_and(Option::is_some) {
             self.metrics.snapshot_writes += 1;
         }
-        match self.disk.in_flight.take() {
-            Some(InFlight::Commit { id: commit }) if commit == id => self.commit_done(now, checksum, result),
-            Some(InFlight::Persist { id: persist, version }) if persist == id => match result {
-                Ok(_) => {
-                    assert_eq!(checksum, version.checksum, "a written store hashes to its version");
-                    self.disk.durable = self.disk.durable.max(version);
-                }
-                Err(e) => {
-                    self.metrics.flush_failures += 1;
-                    error!("{}; the store is served but not on disk, retrying", e.message);
-                    self.disk.retry_at = Some(Deadline::after(now, PERSIST_RETRY_MS));
-                }
-            },
-            other => unreachable!("a report for job {id} while {other:?} is in flight"),
+        self.commit_done(now, sealed, file, stamp);
+        self.pump_disk(now);
+    }
+
+    /// The writer wrote the current store (or failed to).
+    pub(super) fn written_done(&mut self, now: Now, id: u64, file: Result<Option<PathBuf>, DiskError>) {
+        let Some(InFlight::Persist { id: persist, version, stamp }) = self.disk.in_flight.take() else {
+            unreachable!("a written report for job {id} without a write in flight");
+        };
+        assert_eq!(persist, id, "the written store is the one in flight");
+        match file {
+            Ok(_) => {
+                self.metrics.snapshot_writes += 1;
+                self.disk.durable = self.disk.durable.max(version);
+                self.disk.durable_stamp = stamp;
+            }
+            Err(e) => {
+                self.metrics.flush_failures += 1;
+                error!("{}; the store is served but not on disk, retrying", e.message);
+                self.disk.retry_at = Some(Deadline::after(now, PERSIST_RETRY_MS));
+            }
         }
         self.pump_disk(now);
     }
 
     /// The lock's commit is sealed (and durable, with a data directory), or failed.
-    fn commit_done(&mut self, now: Now, checksum: Checksum, result: Result<Option<PathBuf>, DiskError>) {
+    fn commit_done(&mut self, now: Now, sealed: Sealed, file: Result<Option<PathBuf>, DiskError>, stamp: u64) {
         let lock = self.lock.as_mut().expect("a commit in flight has its lock");
         let LockState::Committing { ticket, .. } = lock.state else {
             unreachable!("the lock of a commit in flight is committing");
         };
         lock.state = LockState::Open;
         lock.renew(now);
-        let file = match result {
+        let file = match file {
             Ok(file) => file,
             Err(e) => {
                 self.metrics.flush_failures += 1;
@@ -134,14 +157,20 @@ impl Node {
             return;
         }
         let lock = self.lock.take().expect("checked above");
-        let version = Version { sequence: lock.base.sequence + 1, checksum };
+        let version = sealed.copy.version;
         info!("lock {} committed sequence {} ({} changes)", lock.name, version.sequence, lock.changes);
         if self.config.durable {
             self.disk.durable = version;
+            self.disk.durable_stamp = stamp;
         }
-        self.store.replace(version, lock.staged);
+        if self.mine.len() >= LINEAGE_VERSIONS_MAX {
+            self.mine.pop_front();
+        }
+        self.mine.push_back(version);
+        self.store.replace(sealed);
         self.metrics.commits += 1;
         self.answer(ticket, Response::json(200, version.to_pretty_line().into_bytes()));
+        self.push_to_older(now);
     }
 
     /// The 409 of a commit whose store changed under the transaction.
@@ -158,8 +187,4 @@ impl Node {
         );
         Response::error(409, &message)
     }
-}
-
-fn snapshot_job(id: u64, sequence: u64, root: Value) -> Effect {
-    Effect::Job(Job::Snapshot { id, sequence, root, cluster_json: b"[]".to_vec() })
 }

@@ -5,6 +5,7 @@
 //! writer thread) for the event loop to carry out. It never reads a clock, a socket or a file,
 //! so tests can drive it directly, and a simulation can run several on a simulated network.
 
+mod cluster;
 mod copy;
 mod durability;
 mod lock;
@@ -14,18 +15,21 @@ mod transaction;
 #[cfg(test)]
 mod tests;
 
+pub use cluster::{CallKind, Peer, PeerReply, PeerRequest};
 pub use lock::{Lock, LockState, valid_name};
 pub use store::{Format, ReadError, Rendered, Store, etag_matches};
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 
 use crate::clock::{Deadline, Now};
 use crate::flush::{Done, Job};
 use crate::http::{Headers, Method, Response};
-use crate::limits::INACTIVE_RETRY_AFTER_S;
+use crate::limits::{INACTIVE_RETRY_AFTER_S, LINEAGE_VERSIONS_MAX};
 use crate::path::{self, Query};
+use crate::snapshot::{Sealed, seal};
 use crate::value::Value;
 use crate::version::Version;
+use cluster::Cluster;
 use durability::DiskQueue;
 
 /// Identifies one request whose answer may come later (the event loop's connection and request).
@@ -57,6 +61,8 @@ pub enum Effect {
     Answer { ticket: Ticket, response: Response },
     /// Hand a job to a worker thread.
     Job(Job),
+    /// Send a request to a peer; its outcome comes back through `Node::peer_reply`.
+    Peer(PeerRequest),
 }
 
 /// The settings the core needs, derived from the command line.
@@ -68,6 +74,80 @@ pub struct CoreConfig {
     pub durable: bool,
     /// The default lease of the lock (`--lock-timeout`).
     pub lock_timeout_ms: u64,
+    /// Nodes to join at start (`--seeds`).
+    pub seeds: Vec<String>,
+    /// Serve at once, without catching up with the cluster (`--bootstrap`).
+    pub bootstrap: bool,
+    /// The longest a starting node stays inactive (`--bootstrap-limit`).
+    pub bootstrap_limit_ms: u64,
+    /// Seeds the jitter of sync rounds (a simulation passes its own, to replay a run).
+    pub rng_seed: u64,
+}
+
+impl CoreConfig {
+    /// A single node at `address` with default settings (tests and examples).
+    pub fn single(address: &str) -> CoreConfig {
+        CoreConfig {
+            address: address.into(),
+            durable: false,
+            lock_timeout_ms: crate::limits::LOCK_TIMEOUT_S_DEFAULT * 1000,
+            seeds: Vec::new(),
+            bootstrap: false,
+            bootstrap_limit_ms: crate::limits::BOOTSTRAP_LIMIT_S_DEFAULT * 1000,
+            rng_seed: 1,
+        }
+    }
+}
+
+/// What a node starts from: the newest valid snapshot, or an empty store.
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub sealed: Sealed,
+    /// The cluster table stored with it.
+    pub cluster: Vec<serde_json::Value>,
+    /// This node's own recent commits stored with it.
+    pub mine: Vec<Version>,
+}
+
+impl Start {
+    /// A new store: `{}` at sequence 0.
+    pub fn empty() -> Start {
+        Start { sealed: seal(Value::default(), 0, None), cluster: Vec::new(), mine: Vec::new() }
+    }
+}
+
+/// Whether a node serves `/data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Active,
+    /// Catching up with the cluster: active once the store reaches `target` (the newest version a
+    /// peer reported; `None` until one answers), or at `limit`.
+    Joining {
+        limit: Deadline,
+        target: Option<Version>,
+    },
+}
+
+/// Who waits for a copy the decoder thread is checking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decoding {
+    /// A `PUT /copy` request.
+    Request(Ticket),
+    /// A copy fetched from a peer.
+    Fetched,
+}
+
+/// A small deterministic random source (xorshift64), for jitter.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
 }
 
 /// Counters an operator reads in `/metrics`; each only ever grows.
@@ -82,8 +162,14 @@ pub struct Metrics {
     pub flush_failures: u64,
     /// Snapshot files written.
     pub snapshot_writes: u64,
-    /// Copies from peers that replaced the store.
+    /// Copies from peers that replaced the store (pushed to it or pulled by it).
     pub copies_taken: u64,
+    /// Copies this node pushed that a peer took in.
+    pub copies_pushed: u64,
+    /// Copies this node fetched from a peer and took.
+    pub copies_pulled: u64,
+    /// Commits of this node lost to a concurrent commit elsewhere.
+    pub superseded_commits: u64,
 }
 
 /// The state of one Lighthouse node.
@@ -94,33 +180,50 @@ pub struct Node {
     lock: Option<Lock>,
     /// Snapshot writes: the one in flight and what the disk still lacks.
     disk: DiskQueue,
-    /// `PUT /copy` requests whose bodies the decoder thread is checking: (job, ticket).
-    decoding: Vec<(u64, Ticket)>,
-    /// The body of `GET /copy` for the current version, rendered on first use.
-    copy_body: Option<(Version, Arc<[u8]>)>,
-    /// False while a starting node catches up with its cluster: `/data` answers 503.
-    active: bool,
+    /// The peers and the requests out to them.
+    cluster: Cluster,
+    /// This node's own recent commits, newest last: counted as superseded if a copy that does not
+    /// contain them replaces the store.
+    mine: VecDeque<Version>,
+    /// Copies the decoder thread is checking, and who waits for each: (job, waiter).
+    decoding: Vec<(u64, Decoding)>,
+    activation: Activation,
     effects: Vec<Effect>,
     next_job_id: u64,
     metrics: Metrics,
+    rng: Rng,
 }
 
 impl Node {
-    /// A node serving `root` at `version` (a new store is `{}` at sequence 0). With a data
-    /// directory, `version` is taken to be on disk already.
-    pub fn new(config: CoreConfig, version: Version, root: Value) -> Node {
-        Node {
-            config,
-            store: Store::new(version, root),
+    /// A node serving `start`. With a data directory, `start` is taken to be on disk already.
+    pub fn new(config: CoreConfig, now: Now, start: Start) -> Node {
+        let version = start.sealed.copy.version;
+        let mut node = Node {
+            rng: Rng(config.rng_seed | 1),
+            store: Store::new(start.sealed),
             lock: None,
             disk: DiskQueue::new(version),
+            cluster: Cluster::default(),
+            mine: start.mine.into_iter().rev().take(LINEAGE_VERSIONS_MAX).rev().collect(),
             decoding: Vec::new(),
-            copy_body: None,
-            active: true,
+            activation: Activation::Active,
             effects: Vec::new(),
             next_job_id: 1,
             metrics: Metrics::default(),
+            config,
+        };
+        for entry in &start.cluster {
+            node.restore_peer(entry, now);
         }
+        for seed in node.config.seeds.clone() {
+            node.learn(&seed, now);
+        }
+        node.disk.table_written(node.cluster.stamp);
+        if !node.config.bootstrap && !node.cluster.peers.is_empty() {
+            let limit = Deadline::after(now, node.config.bootstrap_limit_ms);
+            node.activation = Activation::Joining { limit, target: None };
+        }
+        node
     }
 
     pub fn version(&self) -> Version {
@@ -132,11 +235,21 @@ impl Node {
     }
 
     pub fn is_active(&self) -> bool {
-        self.active
+        self.activation == Activation::Active
     }
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The peers this node knows.
+    pub fn peers(&self) -> &[Peer] {
+        &self.cluster.peers
+    }
+
+    /// This node's commits not yet known to be superseded (for tests and simulations).
+    pub fn own_commits(&self) -> impl Iterator<Item = &Version> {
+        self.mine.iter()
     }
 
     /// The lock's holder, if any.
@@ -149,23 +262,32 @@ impl Node {
         self.effects.drain(..)
     }
 
-    /// Runs what is due at `now`: the lease lapsing, a snapshot write to retry.
+    /// Runs what is due at `now`: the lease lapsing, the end of joining, sync rounds, a snapshot
+    /// write to retry.
     pub fn tick(&mut self, now: Now) {
         self.expire_lock(now);
+        self.check_activation(now);
+        self.sync(now);
         self.pump_disk(now);
     }
 
     /// When `tick` next has something to do.
     pub fn next_deadline(&self) -> Option<Deadline> {
         let lease = self.lock.as_ref().filter(|l| !l.is_committing()).map(|l| l.expires);
-        [lease, self.disk.retry_at()].into_iter().flatten().min()
+        let joining = match self.activation {
+            Activation::Joining { limit, .. } => Some(limit),
+            Activation::Active => None,
+        };
+        [lease, joining, self.cluster.next_sync(), self.disk.retry_at()].into_iter().flatten().min()
     }
 
     /// Takes the report of a finished worker job.
     pub fn job_done(&mut self, now: Now, done: Done) {
         match done {
-            Done::Snapshot { id, checksum, result, .. } => self.snapshot_done(now, id, checksum, result),
+            Done::Sealed { id, sealed, file, .. } => self.sealed_done(now, id, sealed, file),
+            Done::Written { id, file, .. } => self.written_done(now, id, file),
             Done::Decoded { id, result } => self.copy_decoded(now, id, result),
+            Done::Resolved { .. } => unreachable!("name lookups are the event loop's"),
         }
     }
 
@@ -186,9 +308,11 @@ impl Node {
                 Method::Get | Method::Head => Response::json(200, self.store.version().to_pretty_line().into_bytes()),
                 _ => method_not_allowed("GET, HEAD"),
             },
+            "lock" | "update" if !self.is_active() => inactive(),
             "lock" => return self.lock_request(now, ticket, request, below, query),
             "update" => self.update_request(now, request, below),
             "copy" if below.is_empty() => return self.copy_request(now, ticket, request),
+            "state" if below.is_empty() => self.state_request(now, request.method, request.body),
             _ => Response::error(404, &format!("no such resource: {raw_path}")),
         };
         Reply::Now(response)
@@ -215,8 +339,9 @@ impl Node {
             "version": env!("CARGO_PKG_VERSION"),
             "address": self.config.address,
             "store": {"sequence": version.sequence, "checksum": version.checksum.to_string()},
-            "active": self.active,
+            "active": self.is_active(),
             "lock": self.lock_holder(),
+            "cluster": {"peers": self.cluster.peers.len(), "reachable": self.cluster.reachable()},
         });
         json_response(200, &body)
     }
@@ -227,9 +352,8 @@ impl Node {
             return Response::error(405, "the store changes only through a lock: see /lock and /update")
                 .with_header("Allow", "GET, HEAD");
         }
-        if !self.active {
-            return Response::error(503, "this node is starting and has not caught up with its cluster yet")
-                .with_header("Retry-After", &INACTIVE_RETRY_AFTER_S.to_string());
+        if !self.is_active() {
+            return inactive();
         }
         let format = match (query.raw, query.keys) {
             (_, true) => Format::Keys,
@@ -253,6 +377,12 @@ fn split_resource(raw_path: &str) -> Option<(&str, &str)> {
     };
     // "/version/" is "/version": one trailing slash is ignored on every path.
     Some((resource, if rest == "/" { "" } else { rest }))
+}
+
+/// The 503 of a node that is still catching up with its cluster.
+fn inactive() -> Response {
+    Response::error(503, "this node is starting and has not caught up with its cluster yet")
+        .with_header("Retry-After", &INACTIVE_RETRY_AFTER_S.to_string())
 }
 
 fn method_not_allowed(allow: &str) -> Response {

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use crate::http::{Bytes, Response};
 use crate::limits::{RENDER_CACHE_BYTES_MAX, RENDER_CACHE_ENTRIES_MAX};
 use crate::path::{self, PathError};
+use crate::snapshot::Sealed;
 use crate::value::Value;
-use crate::version::{Checksum, Version};
+use crate::version::{Checksum, Lineage, Version};
 
 /// The ways a subtree can be answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,29 +55,38 @@ impl ReadError {
     }
 }
 
+/// The store being served: a sealed copy (tree, version, lineage, body) and its rendered answers.
 pub struct Store {
-    version: Version,
-    root: Value,
+    sealed: Sealed,
     cache: RenderCache,
 }
 
 impl Store {
-    pub fn new(version: Version, root: Value) -> Store {
-        Store { version, root, cache: RenderCache::default() }
+    pub fn new(sealed: Sealed) -> Store {
+        Store { sealed, cache: RenderCache::default() }
     }
 
     pub fn version(&self) -> Version {
-        self.version
+        self.sealed.copy.version
     }
 
     pub fn root(&self) -> &Value {
-        &self.root
+        &self.sealed.copy.root
+    }
+
+    pub fn lineage(&self) -> &Lineage {
+        &self.sealed.copy.lineage
+    }
+
+    /// The copy body, as `GET /copy`, pushes and snapshot files give it.
+    pub fn body(&self) -> &Arc<[u8]> {
+        &self.sealed.body
     }
 
     /// Replaces the store with a newer version; every cached answer is of the old one.
-    pub fn replace(&mut self, version: Version, root: Value) {
-        self.version = version;
-        self.root = root;
+    pub fn replace(&mut self, sealed: Sealed) {
+        assert!(sealed.copy.version > self.version(), "the store never goes back to an older version");
+        self.sealed = sealed;
         self.cache.clear();
     }
 
@@ -88,8 +98,8 @@ impl Store {
         // `raw_path` is what follows `/data`: empty for the whole store.
         let segments =
             if raw_path.is_empty() { Vec::new() } else { path::segments(raw_path).map_err(ReadError::BadPath)? };
-        let subtree = self.root.resolve(&segments).ok_or(ReadError::NotFound)?;
-        let rendered = render(subtree, format, self.version, segments.is_empty())?;
+        let subtree = self.root().resolve(&segments).ok_or(ReadError::NotFound)?;
+        let rendered = render(subtree, format, self.version(), segments.is_empty())?;
         self.cache.insert(format, raw_path, rendered.clone());
         Ok(rendered)
     }
@@ -176,11 +186,10 @@ impl RenderCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::seal;
 
     fn store(text: &str) -> Store {
-        let root = Value::parse(text.as_bytes()).unwrap();
-        let version = Version { sequence: 1, checksum: Checksum::of(&root) };
-        Store::new(version, root)
+        Store::new(seal(Value::parse(text.as_bytes()).unwrap(), 1, None))
     }
 
     fn body(rendered: &Rendered) -> String {
@@ -242,8 +251,7 @@ mod tests {
     fn a_new_version_drops_cached_answers() {
         let mut s = store(r#"{"x": 1}"#);
         assert_eq!(body(&s.read("/x", Format::Json).unwrap()), "1\n");
-        let root = Value::parse(br#"{"x": 2}"#).unwrap();
-        s.replace(Version { sequence: 2, checksum: Checksum::of(&root) }, root);
+        s.replace(seal(Value::parse(br#"{"x": 2}"#).unwrap(), 2, None));
         assert_eq!(body(&s.read("/x", Format::Json).unwrap()), "2\n");
     }
 }

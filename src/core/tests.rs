@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::flush::{self, DiskConfig, DiskError, FileNames};
-use crate::snapshot::Copy;
+use crate::snapshot::{Sealed, seal};
 use crate::version::Checksum;
 
 struct Harness {
@@ -13,9 +13,9 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
-        let config = CoreConfig { address: "127.0.0.1:1".into(), durable: false, lock_timeout_ms: 30_000 };
-        let node = Node::new(config, Version::initial(), Value::default());
-        Harness { node, now: Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 }, next_ticket: 1 }
+        let now = Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 };
+        let node = Node::new(CoreConfig::single("127.0.0.1:1"), now, Start::empty());
+        Harness { node, now, next_ticket: 1 }
     }
 
     /// Sends a request; answers that come later are collected by `settle`.
@@ -54,6 +54,7 @@ impl Harness {
             for effect in effects {
                 match effect {
                     Effect::Answer { ticket, response } => answers.push((ticket, response)),
+                    Effect::Peer(request) => panic!("a single node asked a peer: {request:?}"),
                     Effect::Job(job) => {
                         let disk = DiskConfig { dir: None, keep_micros: 0 };
                         if let Some(done) = flush::run(job, &disk, &mut FileNames::default()) {
@@ -77,17 +78,12 @@ impl Harness {
     }
 }
 
-fn copy_of(sequence: u64, json: &str) -> Copy {
-    let root = Value::parse(json.as_bytes()).unwrap();
-    Copy { version: Version { sequence, checksum: Checksum::of(&root) }, root }
+fn copy_of(sequence: u64, json: &str) -> Sealed {
+    seal(Value::parse(json.as_bytes()).unwrap(), sequence, None)
 }
 
-fn copy_body(copy: &Copy) -> String {
-    format!(
-        r#"{{"version": {}, "data": {}}}"#,
-        copy.version.to_compact(),
-        String::from_utf8(copy.root.to_compact()).unwrap()
-    )
+fn copy_body(copy: &Sealed) -> String {
+    String::from_utf8(copy.body.to_vec()).unwrap()
 }
 
 #[test]
@@ -198,11 +194,11 @@ fn a_newer_copy_makes_a_changed_transaction_conflict() {
     h.call(Method::Put, "/update/a/mine", "1");
     let theirs = copy_of(5, r#"{"theirs": 1}"#);
     assert_eq!(h.call_later(Method::Put, "/copy", &copy_body(&theirs)).status, 201);
-    assert_eq!(h.node.version(), theirs.version);
+    assert_eq!(h.node.version(), theirs.copy.version);
     let response = h.call_later(Method::Put, "/lock/a", "");
     assert_eq!(response.status, 409);
     assert_eq!(h.node.lock_holder(), Some("a"), "the lock stays held after a conflict");
-    assert_eq!(h.node.version(), theirs.version, "nothing committed");
+    assert_eq!(h.node.version(), theirs.copy.version, "nothing committed");
     assert_eq!(h.call(Method::Delete, "/lock/a", "").status, 200);
     assert_eq!(h.node.metrics().conflicts, 1);
 }
@@ -227,12 +223,12 @@ fn copies_that_are_older_equal_or_bad_change_nothing() {
     h.call_later(Method::Put, "/copy", &copy_body(&newer));
     for older in [copy_of(2, r#"{"v": 2}"#), copy_of(3, r#"{"v": 3}"#)] {
         assert_eq!(h.call_later(Method::Put, "/copy", &copy_body(&older)).status, 201);
-        assert_eq!(h.node.version(), newer.version);
+        assert_eq!(h.node.version(), newer.copy.version);
     }
     let forged = copy_body(&copy_of(9, r#"{"v": 9}"#)).replace("\"v\":9", "\"v\":10");
     assert_eq!(h.call_later(Method::Put, "/copy", &forged).status, 400);
     assert_eq!(h.call_later(Method::Put, "/copy", "{").status, 400);
-    assert_eq!(h.node.version(), newer.version);
+    assert_eq!(h.node.version(), newer.copy.version);
     let served: serde_json::Value = serde_json::from_slice(h.call(Method::Get, "/copy", "").body.as_slice()).unwrap();
     assert_eq!(served["version"]["sequence"], 3);
     assert_eq!(served["data"], serde_json::json!({"v": 3}));
@@ -245,11 +241,12 @@ fn a_failed_snapshot_write_answers_5xx_and_keeps_the_lock_and_the_store() {
     h.call(Method::Put, "/update/a/x", "1");
     let (ticket, reply) = h.send(Method::Put, "/lock/a", "");
     assert!(matches!(reply, Reply::Later));
-    let Some(Effect::Job(Job::Snapshot { id, root, .. })) = h.node.drain_effects().next() else {
-        panic!("the commit asks for a snapshot");
+    let Some(Effect::Job(Job::Seal { id, root, sequence, .. })) = h.node.drain_effects().next() else {
+        panic!("the commit asks for a seal");
     };
     let full = DiskError { status: 507, message: "no space left".into() };
-    h.node.job_done(h.now, Done::Snapshot { id, checksum: Checksum::of(&root), result: Err(full), elapsed_us: 1 });
+    let sealed = seal(root, sequence, None);
+    h.node.job_done(h.now, Done::Sealed { id, sealed, file: Err(full), elapsed_us: 1 });
     let answers = h.settle();
     assert_eq!(
         answers,
@@ -263,20 +260,20 @@ fn a_failed_snapshot_write_answers_5xx_and_keeps_the_lock_and_the_store() {
 
 #[test]
 fn a_copy_taken_while_the_commit_is_written_wins_and_the_commit_file_is_removed() {
-    let config = CoreConfig { address: "127.0.0.1:1".into(), durable: true, lock_timeout_ms: 30_000 };
+    let config = CoreConfig { durable: true, ..CoreConfig::single("127.0.0.1:1") };
     let mut h = Harness::new();
-    h.node = Node::new(config, Version::initial(), Value::default());
+    h.node = Node::new(config, h.now, Start::empty());
     h.call(Method::Put, "/lock", "a");
     h.call(Method::Put, "/update/a/x", "1");
     let (ticket, _) = h.send(Method::Put, "/lock/a", "");
-    let Some(Effect::Job(Job::Snapshot { id, root, .. })) = h.node.drain_effects().next() else { panic!() };
+    let Some(Effect::Job(Job::Seal { id, root, sequence, parent, .. })) = h.node.drain_effects().next() else {
+        panic!("the commit asks for a seal")
+    };
     let theirs = copy_of(4, r#"{"theirs": true}"#);
     assert!(h.node.take_copy(h.now, theirs.clone()));
     let file = std::path::PathBuf::from("/data/20260101T000000.000001.json");
-    h.node.job_done(
-        h.now,
-        Done::Snapshot { id, checksum: Checksum::of(&root), result: Ok(Some(file.clone())), elapsed_us: 1 },
-    );
+    let sealed = seal(root, sequence, Some(&parent));
+    h.node.job_done(h.now, Done::Sealed { id, sealed, file: Ok(Some(file.clone())), elapsed_us: 1 });
     let effects: Vec<Effect> = h.node.drain_effects().collect();
     assert!(
         effects
@@ -284,11 +281,8 @@ fn a_copy_taken_while_the_commit_is_written_wins_and_the_commit_file_is_removed(
             .any(|e| matches!(e, Effect::Answer { ticket: t, response } if *t == ticket && response.status == 409))
     );
     assert!(effects.iter().any(|e| matches!(e, Effect::Job(Job::Remove { file: f }) if *f == file)));
-    assert!(
-        effects.iter().any(|e| matches!(e, Effect::Job(Job::Snapshot { sequence: 4, .. }))),
-        "the copy is persisted"
-    );
-    assert_eq!(h.node.version(), theirs.version);
+    assert!(effects.iter().any(|e| matches!(e, Effect::Job(Job::Write { .. }))), "the copy is persisted");
+    assert_eq!(h.node.version(), theirs.copy.version);
 }
 
 #[test]

@@ -2,9 +2,11 @@
 //! `Content-Length` or chunked encoding, and answers encoded with their status line and headers.
 //! Nothing here touches a socket: the event loop feeds bytes in and takes bytes out.
 
+mod client;
 mod request;
 mod response;
 
+pub use client::{ResponseHead, parse_response_head};
 pub use request::{ChunkedDecoder, Framing, Head, Headers, Method, parse_head};
 pub use response::{Bytes, Response, encode_head, reason};
 

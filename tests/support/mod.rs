@@ -334,7 +334,9 @@ pub fn write_snapshot(dir: &Path, unix_micros: u64, sequence: u64, json: &str) -
     let root = lighthouse::value::Value::parse(json.as_bytes()).expect("test JSON parses");
     let path = dir.join(lighthouse::snapshot::file_name(unix_micros));
     let file = std::fs::File::create(&path).expect("snapshot file is created");
-    lighthouse::snapshot::encode(&file, sequence, &root, b"[]").expect("snapshot is written");
+    let sealed = lighthouse::snapshot::seal(root, sequence, None);
+    let node = lighthouse::snapshot::NodeJson::default();
+    lighthouse::snapshot::encode(&file, &node, &sealed.body).expect("snapshot is written");
     path
 }
 

@@ -1,0 +1,383 @@
+//! The cluster: the table of peers, gossip, and the sync that makes every node converge.
+//!
+//! Every node keeps a table of the nodes it knows (never itself). About every half second, with
+//! jitter, it sends each peer its table with itself first (`PUT /state`) and reads the peer's
+//! table and version (`GET /state`). A peer with a newer version is fetched from (`GET /copy`);
+//! a peer with an older one is pushed to (`PUT /copy`), and after a commit or a taken copy every
+//! peer known to be older is pushed to at once. Versions compare by sequence, then checksum, so
+//! two concurrent commits converge everywhere on the greater one.
+//!
+//! The core only decides: each request to a peer is an `Effect::Peer`, and its outcome comes
+//! back through `Node::peer_reply`. The event loop (or a simulated network) carries them.
+
+use log::{debug, info, warn};
+
+use super::{Activation, Effect, Node, json_response};
+use crate::clock::{Deadline, Now};
+use crate::config::parse_host_port;
+use crate::http::{Bytes, Method, Response};
+use crate::limits::{DECODES_IN_FLIGHT_MAX, PEERS_MAX, SYNC_JITTER_MS, SYNC_PERIOD_MS};
+use crate::version::Version;
+
+/// One node in the table.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub address: String,
+    /// The version it last reported (`None` until reached).
+    pub version: Option<Version>,
+    pub reachable: bool,
+    /// Unix milliseconds: when it last answered, when its version last changed, when this node
+    /// last pushed a copy to it.
+    pub last_reachable: Option<u64>,
+    pub last_update: Option<u64>,
+    pub last_push: Option<u64>,
+    next_sync: Deadline,
+    /// State requests (`PUT /state`, `GET /state`) still out.
+    exchanging: u8,
+    /// The version of a `PUT /copy` still out.
+    pushing: Option<Version>,
+}
+
+impl Peer {
+    fn new(address: &str, now: Now) -> Peer {
+        Peer {
+            address: address.to_string(),
+            version: None,
+            reachable: false,
+            last_reachable: None,
+            last_update: None,
+            last_push: None,
+            next_sync: Deadline(now.mono_ms),
+            exchanging: 0,
+            pushing: None,
+        }
+    }
+
+    /// The entry `GET /state` and snapshot files show.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "address": self.address,
+            "version": self.version.map(|v| serde_json::json!({"sequence": v.sequence, "checksum": v.checksum.to_string()})),
+            "reachable": self.reachable,
+            "last-reachable": self.last_reachable,
+            "last-update": self.last_update,
+            "last-push": self.last_push,
+        })
+    }
+
+    fn saw_version(&mut self, version: Version, now: Now) {
+        if self.version != Some(version) {
+            self.last_update = Some(now.unix_ms);
+        }
+        self.version = Some(self.version.map_or(version, |v| v.max(version)));
+    }
+
+    fn answered(&mut self, now: Now) {
+        self.reachable = true;
+        self.last_reachable = Some(now.unix_ms);
+    }
+}
+
+/// What a request to a peer was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    PutState,
+    GetState,
+    GetCopy,
+    PutCopy(Version),
+}
+
+/// A request to a peer, for the event loop to send.
+#[derive(Debug, Clone)]
+pub struct PeerRequest {
+    pub id: u64,
+    pub peer: String,
+    pub method: Method,
+    pub path: &'static str,
+    pub body: Bytes,
+}
+
+/// A peer's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerReply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// The peers and the requests out to them.
+#[derive(Debug, Default)]
+pub struct Cluster {
+    pub peers: Vec<Peer>,
+    /// Requests out: (id, peer address, kind).
+    calls: Vec<(u64, String, CallKind)>,
+    /// Other names of this node, learned when a "peer" turned out to be itself.
+    aliases: Vec<String>,
+    /// Bumped whenever an address joins, so the disk queue knows the table changed.
+    pub stamp: u64,
+    /// The peer being fetched from, and the version it promised.
+    fetching: Option<(String, Version)>,
+}
+
+impl Cluster {
+    fn find(&mut self, address: &str) -> Option<&mut Peer> {
+        self.peers.iter_mut().find(|p| p.address == address)
+    }
+
+    pub fn reachable(&self) -> usize {
+        self.peers.iter().filter(|p| p.reachable).count()
+    }
+
+    /// The table as compact JSON, for snapshots.
+    pub fn to_compact(&self) -> Vec<u8> {
+        let entries: Vec<serde_json::Value> = self.peers.iter().map(Peer::to_json).collect();
+        serde_json::to_vec(&entries).expect("serializing a Value cannot fail")
+    }
+
+    pub fn next_sync(&self) -> Option<Deadline> {
+        self.peers.iter().map(|p| p.next_sync).min()
+    }
+}
+
+impl Node {
+    /// Adds an address to the table unless it is this node, known, malformed, or the table is full.
+    pub(super) fn learn(&mut self, address: &str, now: Now) {
+        let me = &self.config.address;
+        if address == me || self.cluster.aliases.iter().any(|a| a == address) || self.cluster.find(address).is_some() {
+            return;
+        }
+        if parse_host_port(address).is_err() {
+            debug!("ignoring the malformed peer address {address:?}");
+            return;
+        }
+        if self.cluster.peers.len() >= PEERS_MAX {
+            warn!("the cluster table is full ({PEERS_MAX} peers); not adding {address}");
+            return;
+        }
+        info!("peer {address} joins the table");
+        self.cluster.peers.push(Peer::new(address, now));
+        self.cluster.stamp += 1;
+    }
+
+    /// Restores a peer from a snapshot's table.
+    pub(super) fn restore_peer(&mut self, entry: &serde_json::Value, now: Now) {
+        let Some(address) = entry.get("address").and_then(serde_json::Value::as_str) else { return };
+        self.learn(address, now);
+        let ms = |field: &str| entry.get(field).and_then(serde_json::Value::as_u64);
+        if let Some(peer) = self.cluster.find(address) {
+            peer.version = entry.get("version").and_then(Version::from_json);
+            peer.last_reachable = ms("last-reachable");
+            peer.last_update = ms("last-update");
+            peer.last_push = ms("last-push");
+        }
+    }
+
+    /// `GET /state` (and the answer to `PUT /state`): this node, its version and its table.
+    fn state(&self) -> Response {
+        let version = self.store.version();
+        let peers: Vec<serde_json::Value> = self.cluster.peers.iter().map(Peer::to_json).collect();
+        json_response(
+            200,
+            &serde_json::json!({
+                "me": self.config.address,
+                "version": {"sequence": version.sequence, "checksum": version.checksum.to_string()},
+                "cluster": peers,
+            }),
+        )
+    }
+
+    /// `/state`: `GET` shows the table; `PUT` with `[{"address": ...}, ...]` (the sender first)
+    /// adds the addresses this node does not know.
+    pub(super) fn state_request(&mut self, now: Now, method: Method, body: &[u8]) -> Response {
+        match method {
+            Method::Get | Method::Head => self.state(),
+            Method::Put => {
+                let Ok(serde_json::Value::Array(entries)) = serde_json::from_slice::<serde_json::Value>(body) else {
+                    return Response::error(400, "PUT /state takes a list of {\"address\": \"host:port\"}");
+                };
+                for entry in &entries {
+                    if let Some(address) = entry.get("address").and_then(serde_json::Value::as_str) {
+                        self.learn(address, now);
+                    }
+                }
+                self.state()
+            }
+            _ => super::method_not_allowed("GET, HEAD, PUT"),
+        }
+    }
+
+    /// Starts a sync exchange with every peer whose turn has come.
+    pub(super) fn sync(&mut self, now: Now) {
+        let due: Vec<String> = self
+            .cluster
+            .peers
+            .iter()
+            .filter(|p| p.next_sync.fired(now) && p.exchanging == 0)
+            .map(|p| p.address.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let gossip = self.gossip_body();
+        for address in due {
+            let jitter = self.rng.below(2 * SYNC_JITTER_MS + 1);
+            let peer = self.cluster.find(&address).expect("listed above");
+            peer.next_sync = Deadline::after(now, SYNC_PERIOD_MS - SYNC_JITTER_MS + jitter);
+            peer.exchanging = 2;
+            self.call(&address, CallKind::PutState, Method::Put, "/state", Bytes::Shared(gossip.clone()));
+            self.call(&address, CallKind::GetState, Method::Get, "/state", Bytes::EMPTY);
+        }
+    }
+
+    /// `[{"address": me}, {"address": peer}, ...]`.
+    fn gossip_body(&self) -> std::sync::Arc<[u8]> {
+        let mut entries = vec![serde_json::json!({"address": self.config.address})];
+        entries.extend(self.cluster.peers.iter().map(|p| serde_json::json!({"address": p.address})));
+        serde_json::to_vec(&entries).expect("serializing a Value cannot fail").into()
+    }
+
+    fn call(&mut self, address: &str, kind: CallKind, method: Method, path: &'static str, body: Bytes) {
+        let id = self.next_id();
+        self.cluster.calls.push((id, address.to_string(), kind));
+        self.effects.push(Effect::Peer(PeerRequest { id, peer: address.to_string(), method, path, body }));
+    }
+
+    /// Pushes the current store to every peer known to be older that is not being pushed to.
+    pub(super) fn push_to_older(&mut self, now: Now) {
+        let ours = self.store.version();
+        let older: Vec<String> = self
+            .cluster
+            .peers
+            .iter()
+            .filter(|p| p.version.is_some_and(|v| v < ours) && p.pushing.is_none())
+            .map(|p| p.address.clone())
+            .collect();
+        for address in older {
+            let peer = self.cluster.find(&address).expect("listed above");
+            peer.pushing = Some(ours);
+            peer.last_push = Some(now.unix_ms);
+            let body = Bytes::Shared(self.store.body().clone());
+            self.call(&address, CallKind::PutCopy(ours), Method::Put, "/copy", body);
+        }
+    }
+
+    /// The outcome of a request to a peer. Unknown ids (a duplicate answer) are ignored.
+    pub fn peer_reply(&mut self, now: Now, id: u64, result: Result<PeerReply, String>) {
+        let Some(position) = self.cluster.calls.iter().position(|(call, _, _)| *call == id) else { return };
+        let (_, address, kind) = self.cluster.calls.swap_remove(position);
+        let Some(peer) = self.cluster.find(&address) else { return };
+        match kind {
+            CallKind::PutState | CallKind::GetState => peer.exchanging = peer.exchanging.saturating_sub(1),
+            CallKind::PutCopy(_) => peer.pushing = None,
+            CallKind::GetCopy => {}
+        }
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(e) => {
+                if peer.reachable {
+                    info!("peer {address} is unreachable: {e}");
+                }
+                peer.reachable = false;
+                if kind == CallKind::GetCopy {
+                    self.cluster.fetching = None;
+                }
+                return;
+            }
+        };
+        peer.answered(now);
+        match (kind, reply.status) {
+            (CallKind::GetState, 200) => self.state_read(now, &address, &reply.body),
+            (CallKind::PutState, 200) => {}
+            (CallKind::PutCopy(_), 201) => {
+                if let Some(version) = reply_version(&reply.body) {
+                    self.cluster.find(&address).expect("found above").saw_version(version, now);
+                    self.metrics.copies_pushed += 1;
+                }
+                // A newer version may have been committed while this push was out.
+                self.push_to_older(now);
+            }
+            (CallKind::GetCopy, 200) => {
+                let id = self.next_id();
+                self.decoding.push((id, super::Decoding::Fetched));
+                self.effects.push(Effect::Job(crate::flush::Job::Decode { id, body: reply.body }));
+            }
+            (kind, status) => {
+                debug!("peer {address} answered {kind:?} with {status}");
+                if kind == CallKind::GetCopy {
+                    self.cluster.fetching = None;
+                }
+            }
+        }
+    }
+
+    /// A peer's `GET /state`: its version and table.
+    fn state_read(&mut self, now: Now, address: &str, body: &[u8]) {
+        let Ok(state) = serde_json::from_slice::<serde_json::Value>(body) else { return };
+        if state.get("me").and_then(serde_json::Value::as_str) == Some(self.config.address.as_str()) {
+            // The "peer" is this node under another name.
+            info!("{address} is this node; dropping it from the table");
+            self.cluster.peers.retain(|p| p.address != address);
+            self.cluster.aliases.push(address.to_string());
+            return;
+        }
+        if let Some(entries) = state.get("cluster").and_then(serde_json::Value::as_array) {
+            for entry in entries {
+                if let Some(learned) = entry.get("address").and_then(serde_json::Value::as_str) {
+                    self.learn(learned, now);
+                }
+            }
+        }
+        let Some(theirs) = state.get("version").and_then(Version::from_json) else { return };
+        self.cluster.find(address).expect("a peer in the table").saw_version(theirs, now);
+        if let Activation::Joining { target, .. } = &mut self.activation {
+            *target = Some(target.map_or(theirs, |t| t.max(theirs)));
+        }
+        self.check_activation(now);
+        let ours = self.store.version();
+        if theirs > ours {
+            self.fetch(address, theirs);
+        } else if theirs < ours {
+            self.push_to_older(now);
+        }
+    }
+
+    /// Fetches a newer copy from `address`, unless a fetch of at least that version is out.
+    fn fetch(&mut self, address: &str, theirs: Version) {
+        let busy = self.cluster.fetching.as_ref().is_some_and(|(_, v)| *v >= theirs);
+        if busy || self.decoding.len() >= DECODES_IN_FLIGHT_MAX {
+            return;
+        }
+        self.cluster.fetching = Some((address.to_string(), theirs));
+        self.call(address, CallKind::GetCopy, Method::Get, "/copy", Bytes::EMPTY);
+    }
+
+    /// A fetched copy was decoded (or refused).
+    pub(super) fn fetched(&mut self, now: Now, result: Result<crate::snapshot::Sealed, crate::snapshot::DecodeError>) {
+        let from = self.cluster.fetching.take().map(|(address, _)| address).unwrap_or_default();
+        match result {
+            Ok(sealed) => {
+                if self.take_copy(now, sealed) {
+                    self.metrics.copies_pulled += 1;
+                }
+            }
+            Err(e) => warn!("refused the copy fetched from {from}: {e}"),
+        }
+    }
+
+    /// Becomes active once caught up with the newest version a peer reported, or at the limit.
+    pub(super) fn check_activation(&mut self, now: Now) {
+        let Activation::Joining { limit, target } = self.activation else { return };
+        let caught_up = target.is_some_and(|t| self.store.version() >= t);
+        if caught_up {
+            info!("caught up with the cluster at sequence {}; serving", self.store.version().sequence);
+            self.activation = Activation::Active;
+        } else if limit.fired(now) {
+            warn!("could not catch up with the cluster within --bootstrap-limit; serving what this node has");
+            self.activation = Activation::Active;
+        }
+    }
+}
+
+/// The version in a `PUT /copy` answer (`{"checksum": ..., "sequence": ...}`).
+fn reply_version(body: &[u8]) -> Option<Version> {
+    Version::from_json(&serde_json::from_slice(body).ok()?)
+}

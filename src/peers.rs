@@ -1,0 +1,420 @@
+//! Outbound HTTP/1.1 connections to peers, on the event loop next to the client connections.
+//!
+//! One link per peer address: a non-blocking connect with a timeout, then a keep-alive
+//! connection that carries up to `PEER_IN_FLIGHT_MAX` pipelined requests and parses the answers
+//! with httparse, in order. A link that fails (refused, reset, timed out, garbage) fails every
+//! request on it and rests before the next attempt, doubling the rest up to a cap; requests that
+//! arrive while it rests fail at once. So an unreachable peer costs the clients nothing: no
+//! blocking, no retry storm, just one failed connect every few seconds.
+//!
+//! Host names are resolved on a worker thread (a DNS lookup can block), numeric addresses at once.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+
+use log::debug;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::buffer::{Pool, Received, RecvBuffer, SendQueue};
+use crate::core::{PeerReply, PeerRequest};
+use crate::http::{self, ChunkedDecoder, Framing, ResponseHead};
+use crate::limits::{
+    BUFFER_BYTES, PEER_BACKOFF_MAX_MS, PEER_BACKOFF_MIN_MS, PEER_CONNECT_TIMEOUT_MS, PEER_IN_FLIGHT_MAX,
+    PEER_QUEUE_MAX, PEER_RESPONSE_STALL_MS, PEERS_MAX, READ_BUDGET_BYTES, WRITE_BUDGET_BYTES,
+};
+
+/// Link `i` has token `PEER_TOKEN_BASE + i`; client connections stay below it.
+pub const PEER_TOKEN_BASE: usize = 1 << 32;
+
+/// The outcome of one request to a peer.
+pub type Outcome = (u64, Result<PeerReply, String>);
+
+/// Where a link's address stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Unresolved,
+    /// A worker is looking the name up.
+    Resolving,
+    Resolved(SocketAddr),
+}
+
+/// A response being read.
+#[derive(Debug)]
+struct Reading {
+    head: ResponseHead,
+    chunked: Option<ChunkedDecoder>,
+    body: Vec<u8>,
+}
+
+struct PeerConnection {
+    socket: TcpStream,
+    connected: bool,
+    send: SendQueue,
+    recv: RecvBuffer,
+    reading: Option<Reading>,
+    writable_interest: bool,
+}
+
+struct Link {
+    address: String,
+    target: Target,
+    conn: Option<PeerConnection>,
+    /// Requests waiting to be written, oldest first.
+    queue: VecDeque<PeerRequest>,
+    /// Ids of requests written and not yet answered, in order.
+    sent: VecDeque<u64>,
+    /// Resting after a failure until this time.
+    resting_until_ms: u64,
+    backoff_ms: u64,
+    /// The connect deadline, or when an awaited answer counts as stalled.
+    deadline_ms: u64,
+}
+
+/// All peer links.
+pub struct Peers {
+    links: Vec<Link>,
+    max_body: u64,
+    /// Sent with every request (the cluster key, with the hardening work).
+    extra_headers: String,
+}
+
+/// What the loop must do for the links after a call.
+#[derive(Default)]
+pub struct Work {
+    pub outcomes: Vec<Outcome>,
+    /// Names to resolve on a worker thread.
+    pub resolve: Vec<String>,
+}
+
+impl Peers {
+    pub fn new(max_body: u64, extra_headers: String) -> Peers {
+        Peers { links: Vec::new(), max_body, extra_headers }
+    }
+
+    /// Queues a request for its peer, connecting if needed.
+    pub fn send(&mut self, request: PeerRequest, now_ms: u64, registry: &Registry, pool: &mut Pool, work: &mut Work) {
+        let index = match self.links.iter().position(|l| l.address == request.peer) {
+            Some(index) => index,
+            None if self.links.len() >= PEERS_MAX * 2 => {
+                work.outcomes.push((request.id, Err("too many peer links".into())));
+                return;
+            }
+            None => {
+                self.links.push(Link::new(&request.peer));
+                self.links.len() - 1
+            }
+        };
+        let link = &mut self.links[index];
+        if link.resting_until_ms > now_ms {
+            let wait = link.resting_until_ms - now_ms;
+            work.outcomes.push((request.id, Err(format!("unreachable; next attempt in {wait} ms"))));
+            return;
+        }
+        if link.queue.len() >= PEER_QUEUE_MAX {
+            work.outcomes.push((request.id, Err("too many requests waiting for this peer".into())));
+            return;
+        }
+        link.queue.push_back(request);
+        self.advance(index, now_ms, registry, pool, work);
+    }
+
+    /// A worker resolved (or failed to resolve) a name.
+    pub fn resolved(
+        &mut self,
+        address: &str,
+        result: Result<SocketAddr, String>,
+        now_ms: u64,
+        registry: &Registry,
+        pool: &mut Pool,
+        work: &mut Work,
+    ) {
+        let Some(index) = self.links.iter().position(|l| l.address == address) else { return };
+        match result {
+            Ok(socket_address) => {
+                self.links[index].target = Target::Resolved(socket_address);
+                self.advance(index, now_ms, registry, pool, work);
+            }
+            Err(e) => {
+                self.links[index].target = Target::Unresolved;
+                self.fail(index, &format!("cannot resolve {address}: {e}"), now_ms, pool, work);
+            }
+        }
+    }
+
+    /// A poller event for link token `token`.
+    pub fn ready(&mut self, token: usize, now_ms: u64, registry: &Registry, pool: &mut Pool, work: &mut Work) {
+        let index = token - PEER_TOKEN_BASE;
+        if index >= self.links.len() || self.links[index].conn.is_none() {
+            return;
+        }
+        if let Err(e) = self.read(index, now_ms, pool, work) {
+            self.fail(index, &e, now_ms, pool, work);
+            return;
+        }
+        self.advance(index, now_ms, registry, pool, work);
+    }
+
+    /// Fails links whose connect or answer is overdue.
+    pub fn expire(&mut self, now_ms: u64, pool: &mut Pool, work: &mut Work) {
+        for index in 0..self.links.len() {
+            let link = &self.links[index];
+            let waiting =
+                link.conn.is_some() && (!link.sent.is_empty() || link.conn.as_ref().is_some_and(|c| !c.connected));
+            if waiting && link.deadline_ms <= now_ms {
+                let what = if link.conn.as_ref().is_some_and(|c| c.connected) {
+                    "no answer in time"
+                } else {
+                    "connect timed out"
+                };
+                self.fail(index, what, now_ms, pool, work);
+            }
+        }
+    }
+
+    /// The earliest link deadline.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.links
+            .iter()
+            .filter(|l| l.conn.as_ref().is_some_and(|c| !c.connected) || !l.sent.is_empty())
+            .map(|l| l.deadline_ms)
+            .min()
+    }
+
+    /// Connects, writes what is queued, and keeps the poller interest right.
+    fn advance(&mut self, index: usize, now_ms: u64, registry: &Registry, pool: &mut Pool, work: &mut Work) {
+        if let Err(e) = self.try_advance(index, now_ms, registry, pool, work) {
+            self.fail(index, &e, now_ms, pool, work);
+        }
+    }
+
+    fn try_advance(
+        &mut self,
+        index: usize,
+        now_ms: u64,
+        registry: &Registry,
+        pool: &mut Pool,
+        work: &mut Work,
+    ) -> Result<(), String> {
+        let link = &mut self.links[index];
+        if link.queue.is_empty() && link.sent.is_empty() {
+            return Ok(());
+        }
+        if link.conn.is_none() {
+            let address = match link.target {
+                Target::Resolved(address) => address,
+                Target::Resolving => return Ok(()),
+                Target::Unresolved => match link.address.parse::<SocketAddr>() {
+                    Ok(address) => {
+                        link.target = Target::Resolved(address);
+                        address
+                    }
+                    Err(_) => {
+                        link.target = Target::Resolving;
+                        work.resolve.push(link.address.clone());
+                        return Ok(());
+                    }
+                },
+            };
+            let mut socket = TcpStream::connect(address).map_err(|e| format!("connect: {e}"))?;
+            registry
+                .register(&mut socket, Token(PEER_TOKEN_BASE + index), Interest::READABLE | Interest::WRITABLE)
+                .map_err(|e| format!("register: {e}"))?;
+            link.conn = Some(PeerConnection {
+                socket,
+                connected: false,
+                send: SendQueue::default(),
+                recv: RecvBuffer::default(),
+                reading: None,
+                writable_interest: true,
+            });
+            link.deadline_ms = now_ms + PEER_CONNECT_TIMEOUT_MS;
+            return Ok(());
+        }
+        let conn = link.conn.as_mut().expect("checked above");
+        if !conn.connected {
+            if let Ok(Some(e)) | Err(e) = conn.socket.take_error() {
+                return Err(format!("connect: {e}"));
+            }
+            match conn.socket.peer_addr() {
+                Ok(_) => conn.connected = true,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
+                Err(e) => return Err(format!("connect: {e}")),
+            }
+            let _ = conn.socket.set_nodelay(true);
+        }
+        while link.sent.len() < PEER_IN_FLIGHT_MAX {
+            let Some(request) = link.queue.pop_front() else { break };
+            let head = format!(
+                "{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n",
+                request.method.as_str(),
+                request.path,
+                link.address,
+                request.body.len(),
+                self.extra_headers
+            );
+            conn.send.push_bytes(head.as_bytes(), pool);
+            conn.send.push_body(request.body, pool);
+            if link.sent.is_empty() {
+                link.deadline_ms = now_ms + PEER_RESPONSE_STALL_MS;
+            }
+            link.sent.push_back(request.id);
+        }
+        conn.send.write_to(&mut conn.socket, WRITE_BUDGET_BYTES, pool).map_err(|e| format!("write: {e}"))?;
+        let want_writable = !conn.send.is_empty();
+        if want_writable != conn.writable_interest {
+            let interest = if want_writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+            registry
+                .reregister(&mut conn.socket, Token(PEER_TOKEN_BASE + index), interest)
+                .map_err(|e| format!("{e}"))?;
+            conn.writable_interest = want_writable;
+        }
+        Ok(())
+    }
+
+    /// Reads and parses answers until the socket has no more.
+    fn read(&mut self, index: usize, now_ms: u64, pool: &mut Pool, work: &mut Work) -> Result<(), String> {
+        let max_body = self.max_body;
+        let link = &mut self.links[index];
+        let mut budget = READ_BUDGET_BYTES;
+        let held_max = usize::try_from(max_body).unwrap_or(usize::MAX).saturating_add(2 * BUFFER_BYTES);
+        loop {
+            let Some(conn) = link.conn.as_mut().filter(|c| c.connected) else { return Ok(()) };
+            let received = conn.recv.read_from(&mut conn.socket, held_max, pool);
+            match received {
+                Received::Bytes(n) => {
+                    budget = budget.saturating_sub(n);
+                    link.deadline_ms = now_ms + PEER_RESPONSE_STALL_MS;
+                }
+                Received::WouldBlock => break,
+                Received::Eof => {
+                    parse_answers(link, max_body, work)?;
+                    if let Some(reading) = link.conn.as_mut().and_then(|c| c.reading.take())
+                        && reading.head.until_close
+                    {
+                        let id = link.sent.pop_front().ok_or("an answer nobody asked for")?;
+                        let body = reading.body;
+                        work.outcomes.push((id, Ok(PeerReply { status: reading.head.status, body })));
+                    }
+                    if !link.sent.is_empty() {
+                        return Err("the peer closed the connection".into());
+                    }
+                    // An idle keep-alive connection the peer closed: reconnect on the next request.
+                    drop_connection(link, pool);
+                    return Ok(());
+                }
+                Received::Full => return Err("answer too large".into()),
+                Received::Error(e) => return Err(format!("read: {e}")),
+            }
+            parse_answers(link, max_body, work)?;
+            if budget == 0 {
+                break;
+            }
+        }
+        parse_answers(link, max_body, work)?;
+        if let Some(conn) = link.conn.as_mut() {
+            conn.recv.release_if_empty(pool);
+        }
+        Ok(())
+    }
+
+    /// Fails every request of a link, closes it, and rests before the next attempt.
+    fn fail(&mut self, index: usize, why: &str, now_ms: u64, pool: &mut Pool, work: &mut Work) {
+        let link = &mut self.links[index];
+        debug!("peer {}: {why}", link.address);
+        for id in link.sent.drain(..).chain(link.queue.drain(..).map(|r| r.id)) {
+            work.outcomes.push((id, Err(why.to_string())));
+        }
+        drop_connection(link, pool);
+        if link.address.parse::<SocketAddr>().is_err() {
+            link.target = Target::Unresolved;
+        }
+        link.resting_until_ms = now_ms + link.backoff_ms;
+        link.backoff_ms = (link.backoff_ms * 2).min(PEER_BACKOFF_MAX_MS);
+    }
+}
+
+impl Link {
+    fn new(address: &str) -> Link {
+        Link {
+            address: address.to_string(),
+            target: Target::Unresolved,
+            conn: None,
+            queue: VecDeque::new(),
+            sent: VecDeque::new(),
+            resting_until_ms: 0,
+            backoff_ms: PEER_BACKOFF_MIN_MS,
+            deadline_ms: u64::MAX,
+        }
+    }
+}
+
+fn drop_connection(link: &mut Link, pool: &mut Pool) {
+    if let Some(mut conn) = link.conn.take() {
+        conn.recv.consume(conn.recv.len());
+        conn.recv.release_if_empty(pool);
+    }
+}
+
+/// Takes every complete answer out of the receive buffer.
+fn parse_answers(link: &mut Link, max_body: u64, work: &mut Work) -> Result<(), String> {
+    loop {
+        let Some(conn) = link.conn.as_mut() else { return Ok(()) };
+        if conn.reading.is_none() {
+            if conn.recv.is_empty() {
+                return Ok(());
+            }
+            let Some(head) =
+                http::parse_response_head(conn.recv.data(), max_body).map_err(|e| e.message().to_string())?
+            else {
+                return Ok(());
+            };
+            conn.recv.consume(head.len);
+            if (100..200).contains(&head.status) {
+                continue;
+            }
+            let chunked = (head.framing == Framing::Chunked).then(ChunkedDecoder::default);
+            conn.reading = Some(Reading { head, chunked, body: Vec::new() });
+        }
+        let reading = conn.reading.as_mut().expect("set above");
+        let complete = match (&mut reading.chunked, reading.head.framing) {
+            (Some(decoder), _) => {
+                let used = decoder
+                    .decode(conn.recv.data(), &mut reading.body, max_body)
+                    .map_err(|e| e.message().to_string())?;
+                conn.recv.consume(used);
+                decoder.is_done()
+            }
+            (None, Framing::Length(length)) => {
+                let wanted = usize::try_from(length).expect("bounded by max_body") - reading.body.len();
+                let take = wanted.min(conn.recv.len());
+                reading.body.extend_from_slice(&conn.recv.data()[..take]);
+                conn.recv.consume(take);
+                take == wanted
+            }
+            (None, _) if reading.head.until_close => {
+                reading.body.extend_from_slice(conn.recv.data());
+                let all = conn.recv.len();
+                conn.recv.consume(all);
+                if reading.body.len() as u64 > max_body {
+                    return Err("answer too large".into());
+                }
+                false
+            }
+            (None, _) => true,
+        };
+        if !complete {
+            return Ok(());
+        }
+        let reading = conn.reading.take().expect("set above");
+        let id = link.sent.pop_front().ok_or("an answer nobody asked for")?;
+        // A complete answer: the link works, so the next failure starts the backoff afresh.
+        link.backoff_ms = PEER_BACKOFF_MIN_MS;
+        work.outcomes.push((id, Ok(PeerReply { status: reading.head.status, body: reading.body })));
+        if !reading.head.keep_alive && link.sent.is_empty() {
+            link.conn = None;
+            return Ok(());
+        }
+    }
+}
