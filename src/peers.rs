@@ -3,9 +3,11 @@
 //! One link per peer address: a non-blocking connect with a timeout, then a keep-alive
 //! connection that carries up to `PEER_IN_FLIGHT_MAX` pipelined requests and parses the answers
 //! with httparse, in order. A link that fails (refused, reset, timed out, garbage) fails every
-//! request on it and rests before the next attempt, doubling the rest up to a cap; requests that
-//! arrive while it rests fail at once. So an unreachable peer costs the clients nothing: no
-//! blocking, no retry storm, just one failed connect every few seconds.
+//! request on it. A failed *connect* also makes the link rest before the next attempt, doubling
+//! the rest up to a cap, and requests that arrive while it rests fail at once: an unreachable
+//! peer costs the clients nothing, just one failed connect every few seconds. A connection that
+//! was up and then broke is simply reconnected by the next request (the sync period already
+//! spaces them), so a healed link is used again within one sync period.
 //!
 //! Host names are resolved on a worker thread (a DNS lookup can block), numeric addresses at once.
 
@@ -153,6 +155,12 @@ impl Peers {
             self.fail(index, &e, now_ms, pool, work);
             return;
         }
+        if self.links[index].conn.as_ref().is_some_and(|c| !c.connected)
+            && let Err(e) = self.links[index].check_connected()
+        {
+            self.fail(index, &e, now_ms, pool, work);
+            return;
+        }
         self.advance(index, now_ms, registry, pool, work);
     }
 
@@ -232,18 +240,10 @@ impl Peers {
             link.deadline_ms = now_ms + PEER_CONNECT_TIMEOUT_MS;
             return Ok(());
         }
-        let conn = link.conn.as_mut().expect("checked above");
-        if !conn.connected {
-            if let Ok(Some(e)) | Err(e) = conn.socket.take_error() {
-                return Err(format!("connect: {e}"));
-            }
-            match conn.socket.peer_addr() {
-                Ok(_) => conn.connected = true,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
-                Err(e) => return Err(format!("connect: {e}")),
-            }
-            let _ = conn.socket.set_nodelay(true);
+        if !link.check_connected()? {
+            return Ok(());
         }
+        let conn = link.conn.as_mut().expect("checked above");
         while link.sent.len() < PEER_IN_FLIGHT_MAX {
             let Some(request) = link.queue.pop_front() else { break };
             let head = format!(
@@ -319,23 +319,47 @@ impl Peers {
         Ok(())
     }
 
-    /// Fails every request of a link, closes it, and rests before the next attempt.
+    /// Fails every request of a link and closes it. If it never connected, the link rests
+    /// before the next attempt, and the rest doubles.
     fn fail(&mut self, index: usize, why: &str, now_ms: u64, pool: &mut Pool, work: &mut Work) {
         let link = &mut self.links[index];
         debug!("peer {}: {why}", link.address);
         for id in link.sent.drain(..).chain(link.queue.drain(..).map(|r| r.id)) {
             work.outcomes.push((id, Err(why.to_string())));
         }
+        let never_connected = link.conn.as_ref().is_none_or(|c| !c.connected);
         drop_connection(link, pool);
-        if link.address.parse::<SocketAddr>().is_err() {
-            link.target = Target::Unresolved;
+        if never_connected {
+            if link.address.parse::<SocketAddr>().is_err() {
+                link.target = Target::Unresolved;
+            }
+            link.resting_until_ms = now_ms + link.backoff_ms;
+            link.backoff_ms = (link.backoff_ms * 2).min(PEER_BACKOFF_MAX_MS);
         }
-        link.resting_until_ms = now_ms + link.backoff_ms;
-        link.backoff_ms = (link.backoff_ms * 2).min(PEER_BACKOFF_MAX_MS);
     }
 }
 
 impl Link {
+    /// Whether a pending connect has completed: `Ok(false)` while it is still under way.
+    fn check_connected(&mut self) -> Result<bool, String> {
+        let Some(conn) = self.conn.as_mut() else { return Ok(false) };
+        if conn.connected {
+            return Ok(true);
+        }
+        if let Ok(Some(e)) | Err(e) = conn.socket.take_error() {
+            return Err(format!("connect: {e}"));
+        }
+        match conn.socket.peer_addr() {
+            Ok(_) => {
+                conn.connected = true;
+                let _ = conn.socket.set_nodelay(true);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(format!("connect: {e}")),
+        }
+    }
+
     fn new(address: &str) -> Link {
         Link {
             address: address.to_string(),

@@ -47,7 +47,29 @@ pub struct Snapshot {
     /// The cluster table as it was written: one JSON object per peer.
     pub cluster: Vec<serde_json::Value>,
     /// This node's own recent commits, to count them if a concurrent commit supersedes them.
-    pub mine: Vec<Version>,
+    pub mine: Vec<OwnCommit>,
+}
+
+/// One of this node's own commits, and whether the store has moved to a history without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnCommit {
+    pub version: Version,
+    pub superseded: bool,
+}
+
+impl OwnCommit {
+    /// `{"checksum": "...", "sequence": N, "superseded": false}`.
+    pub fn to_compact(&self) -> String {
+        format!(
+            r#"{{"checksum":"{}","sequence":{},"superseded":{}}}"#,
+            self.version.checksum, self.version.sequence, self.superseded
+        )
+    }
+
+    fn from_json(value: &serde_json::Value) -> Option<OwnCommit> {
+        let superseded = value.get("superseded").and_then(serde_json::Value::as_bool).unwrap_or(false);
+        Some(OwnCommit { version: Version::from_json(value)?, superseded })
+    }
 }
 
 /// Why a copy or a snapshot is refused.
@@ -146,7 +168,7 @@ impl NodeJson {
         if self.mine.len() > 1 {
             self.mine.push(b',');
         }
-        self.mine.extend_from_slice(version.to_compact().as_bytes());
+        self.mine.extend_from_slice(OwnCommit { version, superseded: false }.to_compact().as_bytes());
         self.mine.push(b']');
     }
 }
@@ -192,8 +214,8 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
         None => Vec::new(),
         Some(serde_json::Value::Array(versions)) => versions
             .iter()
-            .map(Version::from_json)
-            .collect::<Option<Vec<Version>>>()
+            .map(OwnCommit::from_json)
+            .collect::<Option<Vec<OwnCommit>>>()
             .ok_or(DecodeError::Shape("\"mine\" is not a list of versions"))?,
         Some(_) => return Err(DecodeError::Shape("\"mine\" is not a list of versions")),
     };
@@ -338,7 +360,8 @@ mod tests {
         let sealed = seal(root.clone(), sequence, Some(&parent));
         let node = NodeJson {
             cluster: br#"[{"address":"127.0.0.1:9"}]"#.to_vec(),
-            mine: format!("[{}]", sealed.copy.version.to_compact()).into_bytes(),
+            mine: format!("[{}]", OwnCommit { version: sealed.copy.version, superseded: false }.to_compact())
+                .into_bytes(),
         };
         let mut out = Vec::new();
         encode(&mut out, &node, &sealed.body).unwrap();
@@ -355,7 +378,7 @@ mod tests {
         let sequences: Vec<u64> = copy.lineage.versions().map(|v| v.sequence).collect();
         assert_eq!(sequences, vec![2, 3]);
         assert_eq!(snapshot.cluster[0]["address"], "127.0.0.1:9");
-        assert_eq!(snapshot.mine, vec![copy.version]);
+        assert_eq!(snapshot.mine, vec![OwnCommit { version: copy.version, superseded: false }]);
         let resealed = seal(seed(), 3, Some(&Lineage::of(Version { sequence: 2, checksum: Checksum([7; 20]) })));
         assert_eq!(snapshot.sealed.body, resealed.body, "the body is canonical");
     }

@@ -200,6 +200,11 @@ impl Lineage {
         next
     }
 
+    /// True when `version` is in the window of this lineage.
+    pub fn contains(&self, version: &Version) -> bool {
+        self.0.contains(version)
+    }
+
     /// True when `version` is certainly not in the history of this lineage's store: the window
     /// reaches back to its sequence, and another version (or none) stands there.
     pub fn excludes(&self, version: &Version) -> bool {

@@ -133,8 +133,9 @@ impl Cluster {
         serde_json::to_vec(&entries).expect("serializing a Value cannot fail")
     }
 
+    /// The next sync round due; peers still answering the last one are not due.
     pub fn next_sync(&self) -> Option<Deadline> {
-        self.peers.iter().map(|p| p.next_sync).min()
+        self.peers.iter().filter(|p| p.exchanging == 0).map(|p| p.next_sync).min()
     }
 }
 

@@ -14,8 +14,34 @@ use crate::flush::Job;
 use crate::http::{Bytes, Method, Response};
 use crate::limits::DECODES_IN_FLIGHT_MAX;
 use crate::snapshot::{DecodeError, Sealed};
+use crate::version::Lineage;
 
 impl Node {
+    /// Marks this node's commits that a new history leaves out as superseded (and logs and counts
+    /// it), and those it brings back as alive again. A node that moves to another node's branch
+    /// cannot know whether a third node built on its own, so a mark can be undone later; once the
+    /// cluster converges, the marks say exactly which of this node's commits are lost.
+    fn judge_own_commits(&mut self, lineage: &Lineage) {
+        for commit in self.mine.iter_mut() {
+            let version = commit.version;
+            if !commit.superseded && lineage.excludes(&version) {
+                commit.superseded = true;
+                self.metrics.superseded_commits += 1;
+                warn!(
+                    "this node's commit of sequence {} ({}) was superseded by a concurrent commit elsewhere \
+                     (sequence {} wins); it is lost unless a later store built on it",
+                    version.sequence,
+                    version.checksum,
+                    lineage.current().sequence
+                );
+            } else if commit.superseded && lineage.contains(&version) {
+                commit.superseded = false;
+                self.metrics.superseded_commits_recovered += 1;
+                info!("this node's commit of sequence {} ({}) survived after all", version.sequence, version.checksum);
+            }
+        }
+    }
+
     pub(super) fn copy_request(&mut self, _now: Now, ticket: Ticket, request: &Request) -> Reply {
         match request.method {
             Method::Get | Method::Head => Reply::Now(Response {
@@ -71,17 +97,7 @@ impl Node {
             return false;
         }
         info!("took sequence {} ({}) from a peer", theirs.sequence, theirs.checksum);
-        let lineage = &sealed.copy.lineage;
-        let lost: Vec<_> = self.mine.iter().filter(|mine| lineage.excludes(mine)).copied().collect();
-        for version in &lost {
-            warn!(
-                "this node's commit of sequence {} ({}) was superseded by a concurrent commit elsewhere \
-                 (sequence {} wins) and is lost",
-                version.sequence, version.checksum, theirs.sequence
-            );
-            self.metrics.superseded_commits += 1;
-        }
-        self.mine.retain(|mine| !lost.contains(mine));
+        self.judge_own_commits(&sealed.copy.lineage);
         if let Some(lock) = &mut self.lock
             && !lock.is_committing()
             && !lock.changed_something()

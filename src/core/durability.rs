@@ -16,7 +16,7 @@ use crate::core::lock::LockState;
 use crate::flush::{DiskError, Job};
 use crate::http::Response;
 use crate::limits::LINEAGE_VERSIONS_MAX;
-use crate::snapshot::{NodeJson, Sealed};
+use crate::snapshot::{NodeJson, OwnCommit, Sealed};
 use crate::version::Version;
 
 /// A failed background write is retried after this long.
@@ -48,8 +48,10 @@ impl DiskQueue {
         DiskQueue { in_flight: None, durable, durable_stamp: 0, retry_at: None }
     }
 
+    /// When a failed background write is retried; nothing while a job is in flight, since its
+    /// report starts the next one anyway.
     pub(super) fn retry_at(&self) -> Option<Deadline> {
-        self.retry_at
+        self.retry_at.filter(|_| self.in_flight.is_none())
     }
 
     /// The table as it stands is on disk (at start-up, it came from there).
@@ -90,7 +92,7 @@ impl Node {
 
     /// What a snapshot holds about this node: its table and its own recent commits.
     fn node_json(&self) -> NodeJson {
-        let mine: Vec<String> = self.mine.iter().map(Version::to_compact).collect();
+        let mine: Vec<String> = self.mine.iter().map(OwnCommit::to_compact).collect();
         NodeJson { cluster: self.cluster.to_compact(), mine: format!("[{}]", mine.join(",")).into_bytes() }
     }
 
@@ -166,7 +168,7 @@ impl Node {
         if self.mine.len() >= LINEAGE_VERSIONS_MAX {
             self.mine.pop_front();
         }
-        self.mine.push_back(version);
+        self.mine.push_back(OwnCommit { version, superseded: false });
         self.store.replace(sealed);
         self.metrics.commits += 1;
         self.answer(ticket, Response::json(200, version.to_pretty_line().into_bytes()));

@@ -26,7 +26,7 @@ use crate::flush::{Done, Job};
 use crate::http::{Headers, Method, Response};
 use crate::limits::{INACTIVE_RETRY_AFTER_S, LINEAGE_VERSIONS_MAX};
 use crate::path::{self, Query};
-use crate::snapshot::{Sealed, seal};
+use crate::snapshot::{OwnCommit, Sealed, seal};
 use crate::value::Value;
 use crate::version::Version;
 use cluster::Cluster;
@@ -106,7 +106,7 @@ pub struct Start {
     /// The cluster table stored with it.
     pub cluster: Vec<serde_json::Value>,
     /// This node's own recent commits stored with it.
-    pub mine: Vec<Version>,
+    pub mine: Vec<OwnCommit>,
 }
 
 impl Start {
@@ -168,8 +168,10 @@ pub struct Metrics {
     pub copies_pushed: u64,
     /// Copies this node fetched from a peer and took.
     pub copies_pulled: u64,
-    /// Commits of this node lost to a concurrent commit elsewhere.
+    /// Times a commit of this node was superseded by a concurrent commit elsewhere...
     pub superseded_commits: u64,
+    /// ...and times a superseded commit came back, in a store that built on it after all.
+    pub superseded_commits_recovered: u64,
 }
 
 /// The state of one Lighthouse node.
@@ -182,9 +184,9 @@ pub struct Node {
     disk: DiskQueue,
     /// The peers and the requests out to them.
     cluster: Cluster,
-    /// This node's own recent commits, newest last: counted as superseded if a copy that does not
-    /// contain them replaces the store.
-    mine: VecDeque<Version>,
+    /// This node's own recent commits, newest last, each marked superseded while the store's
+    /// history does not contain it.
+    mine: VecDeque<OwnCommit>,
     /// Copies the decoder thread is checking, and who waits for each: (job, waiter).
     decoding: Vec<(u64, Decoding)>,
     activation: Activation,
@@ -247,9 +249,15 @@ impl Node {
         &self.cluster.peers
     }
 
-    /// This node's commits not yet known to be superseded (for tests and simulations).
-    pub fn own_commits(&self) -> impl Iterator<Item = &Version> {
+    /// This node's recent commits (at most `LINEAGE_VERSIONS_MAX`), oldest first.
+    pub fn own_commits(&self) -> impl Iterator<Item = &OwnCommit> {
         self.mine.iter()
+    }
+
+    /// This node's recent commits that the store's history does not contain: lost to concurrent
+    /// commits elsewhere, unless a later store brings them back.
+    pub fn superseded(&self) -> impl Iterator<Item = Version> + '_ {
+        self.mine.iter().filter(|c| c.superseded).map(|c| c.version)
     }
 
     /// The lock's holder, if any.

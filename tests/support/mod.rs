@@ -12,6 +12,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod proxy;
+
 /// The server binary cargo built for these tests.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_lighthouse");
 

@@ -1,0 +1,206 @@
+//! Clusters of real server processes on loopback. Each node sits behind a TCP proxy and
+//! advertises the proxy's address, so a test can cut and heal the links between nodes.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::proxy::Proxy;
+use support::{Server, TempDir, transact, wait_for};
+
+/// One node: its proxy, its data directory, and the running process (if it runs).
+struct Member {
+    proxy: Proxy,
+    dir: TempDir,
+    server: Option<Server>,
+}
+
+impl Member {
+    fn new(name: &str) -> Member {
+        Member { proxy: Proxy::new(), dir: TempDir::new(name), server: None }
+    }
+
+    /// The address peers know it by.
+    fn address(&self) -> String {
+        self.proxy.addr.to_string()
+    }
+
+    fn start(&mut self, args: &[&str]) {
+        let mut all = vec![self.dir.flag(), format!("--advertise={}", self.address())];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let server = Server::start(&all);
+        self.proxy.forward_to(server.addr);
+        self.server = Some(server);
+    }
+
+    fn server(&self) -> &Server {
+        self.server.as_ref().expect("the member runs")
+    }
+
+    fn kill9(&mut self) {
+        self.server.take().expect("the member runs").kill9();
+    }
+
+    /// The addresses in its `/state` table.
+    fn peers(&self) -> Vec<String> {
+        let state = self.server().get("/state").json();
+        let mut peers: Vec<String> =
+            state["cluster"].as_array().unwrap().iter().map(|p| p["address"].as_str().unwrap().to_string()).collect();
+        peers.sort();
+        peers
+    }
+
+    fn version(&self) -> serde_json::Value {
+        self.server().get("/version").json()
+    }
+}
+
+/// Three members where each knows only the one before it.
+fn chain_of_three() -> Vec<Member> {
+    let mut members: Vec<Member> = (0..3).map(|i| Member::new(&format!("node{i}"))).collect();
+    members[0].start(&[]);
+    let seed = format!("--seeds={}", members[0].address());
+    members[1].start(&[&seed]);
+    let seed = format!("--seeds={}", members[1].address());
+    members[2].start(&[&seed]);
+    wait_for("every node to catch up and serve", || {
+        members.iter().all(|m| m.server().get("/").json()["active"] == true)
+    });
+    members
+}
+
+fn wait_converged(members: &[&Member]) -> serde_json::Value {
+    wait_for("every node to serve the same version", || {
+        let first = members[0].version();
+        members.iter().all(|m| m.version() == first)
+    });
+    members[0].version()
+}
+
+#[test]
+fn gossip_fills_every_table_even_from_a_chain_of_seeds() {
+    let members = chain_of_three();
+    for (i, member) in members.iter().enumerate() {
+        let mut others: Vec<String> =
+            members.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, m)| m.address()).collect();
+        others.sort();
+        wait_for(&format!("node {i} to list both others"), || member.peers() == others);
+    }
+    let state = members[2].server().get("/state").json();
+    assert_eq!(state["me"], members[2].address(), "a node is not in its own table");
+    for peer in state["cluster"].as_array().unwrap() {
+        for field in ["version", "reachable", "last-reachable", "last-update", "last-push"] {
+            assert!(peer.get(field).is_some(), "a table entry has {field}");
+        }
+    }
+    let summary = members[0].server().get("/").json();
+    assert_eq!(summary["cluster"]["peers"], 2);
+}
+
+#[test]
+fn a_commit_on_any_node_is_served_by_all_within_500_ms() {
+    let members = chain_of_three();
+    wait_for("the table to fill", || members.iter().all(|m| m.peers().len() == 2));
+    for (round, writer) in members.iter().enumerate() {
+        let value = format!("\"written on node {round}\"");
+        assert_eq!(transact(writer.server(), "w", "/key", &value).status, 200);
+        let committed = Instant::now();
+        wait_for("all nodes to serve the commit", || {
+            members.iter().all(|m| m.server().get("/data/key").text() == format!("{value}\n"))
+        });
+        let took = committed.elapsed();
+        assert!(took < Duration::from_millis(500), "round {round}: the commit reached all nodes after {took:?}");
+    }
+}
+
+#[test]
+fn a_node_killed_and_restarted_without_seeds_catches_up_from_its_stored_peers() {
+    let mut members = chain_of_three();
+    assert_eq!(transact(members[0].server(), "w", "/before", "1").status, 200);
+    wait_converged(&members.iter().collect::<Vec<_>>());
+    members[2].kill9();
+    assert_eq!(transact(members[0].server(), "w", "/after", "2").status, 200);
+    members[2].start(&[]);
+    wait_for("the restarted node to catch up", || members[2].server().get("/data/after").status == 200);
+    assert_eq!(members[2].server().get("/data/after").text(), "2\n");
+    assert_eq!(members[2].version(), members[0].version());
+}
+
+#[test]
+fn a_new_node_with_an_empty_directory_and_seeds_serves_the_cluster_store() {
+    let mut members = chain_of_three();
+    assert_eq!(transact(members[1].server(), "w", "/greeting", "\"hello\"").status, 200);
+    wait_converged(&members.iter().collect::<Vec<_>>());
+    let mut newcomer = Member::new("newcomer");
+    newcomer.start(&[&format!("--seeds={}", members[0].address())]);
+    wait_for("the newcomer to serve the store", || newcomer.server().get("/data/greeting").status == 200);
+    assert_eq!(newcomer.server().get("/data/greeting").text(), "\"hello\"\n");
+    assert_eq!(newcomer.version(), members[0].version());
+    members.push(newcomer);
+    wait_for("every node to know the newcomer", || members.iter().all(|m| m.peers().len() == 3));
+}
+
+#[test]
+fn unreachable_seeds_keep_a_node_inactive_until_the_bootstrap_limit() {
+    let started = Instant::now();
+    let server = Server::start(&["--seeds=127.0.0.1:1", "--bootstrap-limit=2"]);
+    let first = server.get("/data");
+    assert_eq!(first.status, 503, "inactive at first");
+    assert_eq!(first.header("Retry-After"), Some("1"));
+    assert_eq!(server.get("/version").status, 200, "/version answers while inactive");
+    assert_eq!(server.get("/state").status, 200, "/state answers while inactive");
+    assert_eq!(server.get("/copy").status, 200, "/copy answers while inactive");
+    assert_eq!(server.request("PUT", "/lock", b"early").status, 503, "no transactions while inactive");
+    wait_for("the node to become active", || server.get("/data").status == 200);
+    assert!(started.elapsed() >= Duration::from_millis(1_900), "active after {:?}", started.elapsed());
+    assert_eq!(server.get("/").json()["active"], true);
+}
+
+#[test]
+fn bootstrap_makes_a_node_with_seeds_active_at_once() {
+    let server = Server::start(&["--seeds=127.0.0.1:1", "--bootstrap"]);
+    assert_eq!(server.get("/data").status, 200);
+}
+
+#[test]
+fn after_a_partition_heals_all_nodes_converge_on_the_greater_version_within_a_second() {
+    let members = chain_of_three();
+    wait_for("the table to fill", || members.iter().all(|m| m.peers().len() == 2));
+    for member in &members {
+        member.proxy.cut();
+    }
+    let a = transact(members[0].server(), "w", "/a", "1").json();
+    let b = transact(members[1].server(), "w", "/b", "1").json();
+    assert_eq!(a["sequence"], b["sequence"], "two concurrent commits at the same sequence");
+    let winner = if a["checksum"].as_str() > b["checksum"].as_str() { &a } else { &b };
+    let (winner_index, loser_index) = if winner == &a { (0, 1) } else { (1, 0) };
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ne!(members[0].version(), members[1].version(), "the partition held");
+    for member in &members {
+        member.proxy.heal();
+    }
+    let healed = Instant::now();
+    let converged = wait_converged(&members.iter().collect::<Vec<_>>());
+    let took = healed.elapsed();
+    assert!(took < Duration::from_secs(1), "converged {took:?} after the heal");
+    assert_eq!(&converged, winner, "the greater checksum wins everywhere");
+    let key = if winner_index == 0 { "/data/a" } else { "/data/b" };
+    assert!(members.iter().all(|m| m.server().get(key).status == 200));
+    let loser = members[loser_index].server();
+    wait_for("the loser to log its superseded commit", || loser.log().iter().any(|l| l.contains("superseded")));
+}
+
+#[test]
+fn a_copy_with_a_wrong_checksum_changes_nothing_anywhere() {
+    let members = chain_of_three();
+    let before = wait_converged(&members.iter().collect::<Vec<_>>());
+    let forged =
+        format!(r#"{{"version": {{"sequence": 99, "checksum": "{}"}}, "data": {{"evil": true}}}}"#, "f".repeat(40));
+    assert_eq!(members[0].server().request("PUT", "/copy", forged.as_bytes()).status, 400);
+    std::thread::sleep(Duration::from_millis(1_200));
+    for member in &members {
+        assert_eq!(member.version(), before);
+        assert_eq!(member.server().get("/data/evil").status, 404);
+    }
+}
