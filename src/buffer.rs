@@ -224,6 +224,26 @@ impl SendQueue {
         }
     }
 
+    /// Queues the head of a streamed answer and its first piece.
+    pub fn push_stream_start(&mut self, response: Response, http10_client: bool, date: &str, pool: &mut Pool) {
+        let tail = self.tail(pool);
+        let before = tail.len();
+        http::encode_stream_head(&response, http10_client, date, tail);
+        self.pending += tail.len() - before;
+        self.push_chunk(response.body.as_slice(), !http10_client, pool);
+    }
+
+    /// Queues one piece of a streamed answer.
+    pub fn push_chunk(&mut self, bytes: &[u8], chunked: bool, pool: &mut Pool) {
+        if bytes.is_empty() {
+            return;
+        }
+        let tail = self.tail(pool);
+        let before = tail.len();
+        http::encode_chunk(bytes, chunked, tail);
+        self.pending += tail.len() - before;
+    }
+
     /// Writes as much as the socket takes, up to `budget` bytes, with vectored writes.
     /// Returns the bytes written; `WouldBlock` is not an error (the rest waits for writable).
     pub fn write_to<W: Write>(&mut self, sink: &mut W, budget: usize, pool: &mut Pool) -> io::Result<usize> {

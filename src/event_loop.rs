@@ -27,7 +27,8 @@ use crate::http::{self, ChunkedDecoder, Framing, Head, HttpError, Method, Respon
 use crate::limits::{
     ACCEPT_BUDGET, ACCEPT_PAUSE_MS, BODY_STALL_TIMEOUT_MS, BUFFER_BYTES, CHUNK_RAW_COMPACT_BYTES, EVENTS_CAPACITY,
     HEAD_TIMEOUT_MS, IDLE_TIMEOUT_MS, LINGER_BYTES_MAX, LINGER_MS, PIPELINE_REQUESTS_PER_WAKE_MAX, READ_BUDGET_BYTES,
-    REQUEST_HEAD_BYTES_MAX, SEND_BACKLOG_BYTES_MAX, SEND_STALL_TIMEOUT_MS, WRITE_BUDGET_BYTES,
+    REQUEST_HEAD_BYTES_MAX, SEND_BACKLOG_BYTES_MAX, SEND_STALL_TIMEOUT_MS, STREAM_BACKLOG_BYTES_MAX,
+    WRITE_BUDGET_BYTES,
 };
 use crate::peers::{PEER_TOKEN_BASE, Peers, Work};
 
@@ -47,6 +48,7 @@ Content-Length: 57\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{\"error\": \"t
 /// How an answer is framed, remembered while its request waits in the core.
 #[derive(Debug, Clone, Copy)]
 struct AnswerShape {
+    method: Method,
     head_only: bool,
     keep_alive: bool,
     http10: bool,
@@ -63,6 +65,9 @@ enum Phase {
     Chunked { head_len: usize, raw: usize, decoder: ChunkedDecoder },
     /// The core answers later; later requests wait in the receive buffer, in order.
     Parked { ticket: Ticket, shape: AnswerShape },
+    /// An event stream: the core sends events until the client goes. Input is read only to see
+    /// the client close; `chunked` is false for an HTTP/1.0 client (the stream ends at close).
+    Streaming { ticket: Ticket, chunked: bool },
     /// The last answer is queued; close once it is sent. `linger` drains unread input first, so
     /// the client reads the answer instead of a reset.
     Closing { linger: bool },
@@ -256,7 +261,10 @@ impl EventLoop {
         for _ in 0..ACCEPT_BUDGET {
             let Some(listener) = &self.listener else { return };
             match listener.accept() {
-                Ok((socket, _)) if self.open >= self.max_connections => refuse(socket),
+                Ok((socket, _)) if self.open >= self.max_connections => {
+                    self.core.metrics_mut().connections_refused += 1;
+                    refuse(socket);
+                }
                 Ok((socket, _)) => {
                     if let Err(e) = self.add_connection(socket) {
                         warn!("cannot register a new connection: {e}");
@@ -308,6 +316,9 @@ impl EventLoop {
         self.arm_timer(slot, &mut conn);
         self.conns[slot] = Some(conn);
         self.open += 1;
+        let metrics = self.core.metrics_mut();
+        metrics.connections_accepted += 1;
+        metrics.connections_open = self.open as u64;
         Ok(())
     }
 
@@ -341,10 +352,19 @@ impl EventLoop {
                 Received::Bytes(n) => {
                     budget = budget.saturating_sub(n);
                     conn.last_progress_ms = self.now.mono_ms;
-                    if let Phase::Lingering { drained, .. } = &mut conn.phase {
-                        *drained += n;
-                        let all = conn.recv.len();
-                        conn.recv.consume(all);
+                    self.core.metrics_mut().bytes_received += n as u64;
+                    match &mut conn.phase {
+                        Phase::Lingering { drained, .. } => {
+                            *drained += n;
+                            let all = conn.recv.len();
+                            conn.recv.consume(all);
+                        }
+                        // A stream's client has nothing more to ask; its input is dropped.
+                        Phase::Streaming { .. } => {
+                            let all = conn.recv.len();
+                            conn.recv.consume(all);
+                        }
+                        _ => {}
                     }
                 }
                 Received::WouldBlock | Received::Full => break,
@@ -379,6 +399,9 @@ impl EventLoop {
                 }
             }
             Phase::Lingering { drained, .. } if conn.read_closed || drained > LINGER_BYTES_MAX => Verdict::Close,
+            Phase::Streaming { .. } if conn.read_closed || conn.send.len() > STREAM_BACKLOG_BYTES_MAX => Verdict::Close,
+            // A watcher whose client left is dropped; a parked commit still gets its answer.
+            Phase::Parked { ticket, .. } if conn.read_closed && self.core.disconnected(ticket) => Verdict::Close,
             // The client closed its side and everything it asked for is answered.
             Phase::Head { .. } | Phase::Body { .. } | Phase::Chunked { .. } if conn.read_closed && output_done => {
                 Verdict::Close
@@ -417,7 +440,11 @@ impl EventLoop {
         // Closing the socket removes it from the poller; no deregister call is needed.
         conn.recv.consume(conn.recv.len());
         conn.recv.release_if_empty(&mut self.pool);
+        if let Phase::Parked { ticket, .. } | Phase::Streaming { ticket, .. } = conn.phase {
+            self.core.disconnected(ticket);
+        }
         self.open -= 1;
+        self.core.metrics_mut().connections_open = self.open as u64;
     }
 
     /// Parses and answers the complete requests in the receive buffer, in order.
@@ -525,13 +552,14 @@ impl EventLoop {
                     }
                 }
             }
-            Phase::Parked { .. } | Phase::Closing { .. } | Phase::Lingering { .. } => false,
+            Phase::Parked { .. } | Phase::Streaming { .. } | Phase::Closing { .. } | Phase::Lingering { .. } => false,
         }
     }
 
     /// Hands one complete request to the core and queues its answer, or parks it.
     fn dispatch(&mut self, ticket: Ticket, head: &Head, body: &[u8], send: &mut SendQueue) -> Phase {
         let shape = AnswerShape {
+            method: head.method,
             head_only: head.method == Method::Head,
             keep_alive: head.keep_alive,
             http10: head.minor_version == 0,
@@ -540,11 +568,17 @@ impl EventLoop {
         match self.core.handle(self.now, ticket, &request) {
             Reply::Now(response) => self.queue_answer(send, response, shape),
             Reply::Later => Phase::Parked { ticket, shape },
+            Reply::Stream(response) => {
+                self.core.metrics_mut().count_request(shape.method, response.status);
+                send.push_stream_start(response, shape.http10, &self.date, &mut self.pool);
+                Phase::Streaming { ticket, chunked: !shape.http10 }
+            }
         }
     }
 
     /// Queues an answer and returns the phase that follows it.
     fn queue_answer(&mut self, send: &mut SendQueue, response: Response, shape: AnswerShape) -> Phase {
+        self.core.metrics_mut().count_request(shape.method, response.status);
         let keep_alive = shape.keep_alive && !response.close;
         let linger = response.close;
         send.push_response(response, shape.head_only, keep_alive, shape.http10, &self.date, &mut self.pool);
@@ -554,7 +588,7 @@ impl EventLoop {
     /// Answers a request that cannot be parsed, and closes after it.
     fn fail(&mut self, conn: &mut Connection, e: HttpError) {
         debug!("bad request: {}", e.message());
-        let shape = AnswerShape { head_only: false, keep_alive: false, http10: false };
+        let shape = AnswerShape { method: Method::Unknown, head_only: false, keep_alive: false, http10: false };
         conn.phase = self.queue_answer(&mut conn.send, e.response(), shape);
     }
 
@@ -566,6 +600,7 @@ impl EventLoop {
         let written = conn.send.write_to(&mut conn.socket, WRITE_BUDGET_BYTES, &mut self.pool)?;
         if written > 0 {
             conn.last_progress_ms = self.now.mono_ms;
+            self.core.metrics_mut().bytes_sent += written as u64;
         }
         if written >= WRITE_BUDGET_BYTES && !conn.send.is_empty() {
             self.serve_later(slot, conn);
@@ -634,6 +669,7 @@ impl EventLoop {
             for effect in effects.drain(..) {
                 match effect {
                     Effect::Answer { ticket, response } => self.answer_parked(ticket, response),
+                    Effect::Event { ticket, bytes } => self.stream_event(ticket, &bytes),
                     Effect::Job(job) if !self.workers.is_shut_down() => self.workers.submit(job),
                     Effect::Job(_) => debug!("stopping: a job queued after shutdown is dropped"),
                     Effect::Peer(request) => {
@@ -663,6 +699,20 @@ impl EventLoop {
         self.settle(slot, conn, verdict);
     }
 
+    /// Sends one event on a stream; a reader too slow to keep up is disconnected.
+    fn stream_event(&mut self, ticket: Ticket, bytes: &crate::http::Bytes) {
+        let slot = (ticket & TICKET_SLOT_MASK) as usize;
+        let Some(Some(conn)) = self.conns.get_mut(slot) else { return };
+        let Phase::Streaming { ticket: streaming, chunked } = conn.phase else { return };
+        if streaming != ticket {
+            return;
+        }
+        let mut conn = self.conns[slot].take().expect("checked above");
+        conn.send.push_chunk(bytes.as_slice(), chunked, &mut self.pool);
+        let verdict = self.drive(slot, &mut conn, false, true);
+        self.settle(slot, conn, verdict);
+    }
+
     // ---- Timers ----------------------------------------------------------------------------------
 
     fn arm_timer(&mut self, slot: usize, conn: &mut Connection) {
@@ -681,7 +731,7 @@ impl EventLoop {
             Phase::Head { since_ms: None } => conn.last_progress_ms + IDLE_TIMEOUT_MS,
             Phase::Head { since_ms: Some(since) } => since + HEAD_TIMEOUT_MS,
             Phase::Body { .. } | Phase::Chunked { .. } => conn.last_progress_ms + BODY_STALL_TIMEOUT_MS,
-            Phase::Parked { .. } => u64::MAX,
+            Phase::Parked { .. } | Phase::Streaming { .. } => u64::MAX,
             Phase::Closing { .. } => conn.last_progress_ms + SEND_STALL_TIMEOUT_MS,
             Phase::Lingering { until_ms, .. } => until_ms,
         }
@@ -765,8 +815,10 @@ impl Phase {
             Phase::Head { .. } => Some(REQUEST_HEAD_BYTES_MAX + BUFFER_BYTES),
             Phase::Body { head_len, body_len } => Some(head_len + body_len + BUFFER_BYTES),
             Phase::Chunked { head_len, raw, .. } => Some(head_len + raw + CHUNK_RAW_COMPACT_BYTES + BUFFER_BYTES),
-            Phase::Lingering { .. } => Some(BUFFER_BYTES),
-            Phase::Parked { .. } | Phase::Closing { .. } => None,
+            Phase::Lingering { .. } | Phase::Streaming { .. } => Some(BUFFER_BYTES),
+            // Read while parked, to see a client that leaves; requests behind wait unparsed.
+            Phase::Parked { .. } => Some(REQUEST_HEAD_BYTES_MAX + BUFFER_BYTES),
+            Phase::Closing { .. } => None,
         }
     }
 }

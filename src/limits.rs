@@ -83,6 +83,17 @@ pub const DECODES_IN_FLIGHT_MAX: usize = 8;
 /// A commit more than this many versions behind the copy that replaces it cannot be told apart.
 pub const LINEAGE_VERSIONS_MAX: usize = 64;
 
+// ---- Watching ------------------------------------------------------------------------------------
+
+/// The longest `?wait=` a long-poll may ask for; longer waits are cut to this.
+pub const WAIT_S_MAX: u64 = 300;
+/// Long-polls and event streams waiting on one node; more answer 503.
+pub const WATCHERS_MAX: usize = 65_536;
+/// Idle event streams get a comment line this often, so proxies and clients see they are alive.
+pub const STREAM_HEARTBEAT_MS: u64 = 15_000;
+/// Unsent events above which a slow stream reader is disconnected rather than buffered for.
+pub const STREAM_BACKLOG_BYTES_MAX: usize = 1024 * 1024;
+
 // ---- The lock ------------------------------------------------------------------------------------
 
 /// Default for `--lock-timeout`.

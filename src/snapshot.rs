@@ -38,6 +38,8 @@ pub struct Sealed {
     pub copy: Copy,
     /// `{"data":...,"lineage":[...],"version":{...}}`, compact.
     pub body: Arc<[u8]>,
+    /// Bytes of the store's compact JSON (the `data` part of the body).
+    pub data_len: usize,
 }
 
 /// What a snapshot file holds.
@@ -106,13 +108,14 @@ pub fn seal(root: Value, sequence: u64, parent: Option<&Lineage>) -> Sealed {
     let data_start = body.len();
     root.write_compact(&mut body).expect("writing to a Vec cannot fail");
     let checksum = Checksum::of_bytes(&body[data_start..]);
+    let data_len = body.len() - data_start;
     let version = Version { sequence, checksum };
     let lineage = match parent {
         Some(parent) => parent.extended(version),
         None => Lineage::of(version),
     };
     finish_body(&mut body, &lineage);
-    Sealed { copy: Copy { version, root, lineage }, body: body.into() }
+    Sealed { copy: Copy { version, root, lineage }, body: body.into(), data_len }
 }
 
 /// Appends `,"lineage":[...],"version":{...}}` after the data.
@@ -147,8 +150,9 @@ pub fn decode_copy(value: serde_json::Value) -> Result<Sealed, DecodeError> {
     if actual != version.checksum {
         return Err(DecodeError::ChecksumMismatch { declared: version.checksum, actual });
     }
+    let data_len = body.len() - data_start;
     finish_body(&mut body, &lineage);
-    Ok(Sealed { copy: Copy { version, root, lineage }, body: body.into() })
+    Ok(Sealed { copy: Copy { version, root, lineage }, body: body.into(), data_len })
 }
 
 /// What a snapshot holds about the node itself, rendered as compact JSON by the core.

@@ -251,6 +251,7 @@ impl Sim {
                 Some(Origin::Peer { from, generation, id }) => self.reply(i, from, generation, id, response),
                 None => panic!("seed {}: an answer for unknown ticket {ticket}", self.seed),
             },
+            Effect::Event { .. } => unreachable!("nobody streams in the simulation"),
             Effect::Job(job) => {
                 let delay = self.rng.below(8);
                 self.at(delay, Event::JobDone { node: i, generation, job });
@@ -290,7 +291,7 @@ impl Sim {
         sim_node.next_ticket += 1;
         let request = Request { method, target, headers: Headers::default(), body };
         match node.handle(self.now, ticket, &request) {
-            Reply::Now(response) => Some(response),
+            Reply::Now(response) | Reply::Stream(response) => Some(response),
             Reply::Later => {
                 sim_node.origins.insert(ticket, Origin::Commit(u64::MAX));
                 None
@@ -369,7 +370,9 @@ impl Sim {
                 let head =
                     Request { method: request.method, target: request.path, headers: Headers::default(), body: &body };
                 match node.handle(self.now, ticket, &head) {
-                    Reply::Now(response) => self.reply(to, from, from_generation, request.id, response),
+                    Reply::Now(response) | Reply::Stream(response) => {
+                        self.reply(to, from, from_generation, request.id, response)
+                    }
                     Reply::Later => {
                         let origin = Origin::Peer { from, generation: from_generation, id: request.id };
                         self.nodes[to].origins.insert(ticket, origin);

@@ -110,6 +110,7 @@ impl Node {
             _ => None,
         });
         self.store.replace(sealed);
+        self.store_changed();
         self.metrics.copies_taken += 1;
         if let Some(ticket) = waiting_commit {
             // The commit had not started writing; it can only lose now.

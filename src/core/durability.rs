@@ -97,20 +97,34 @@ impl Node {
     }
 
     /// The writer sealed the lock's commit.
-    pub(super) fn sealed_done(&mut self, now: Now, id: u64, sealed: Sealed, file: Result<Option<PathBuf>, DiskError>) {
+    pub(super) fn sealed_done(
+        &mut self,
+        now: Now,
+        id: u64,
+        sealed: Sealed,
+        file: Result<Option<PathBuf>, DiskError>,
+        elapsed_us: u64,
+    ) {
         let Some(InFlight::Commit { id: commit, stamp }) = self.disk.in_flight.take() else {
             unreachable!("a sealed report for job {id} without a commit in flight");
         };
         assert_eq!(commit, id, "the sealed commit is the one in flight");
         if file.as_ref().is_ok_and(Option::is_some) {
             self.metrics.snapshot_writes += 1;
+            self.metrics.snapshot_seconds.observe(elapsed_us as f64 / 1e6);
         }
         self.commit_done(now, sealed, file, stamp);
         self.pump_disk(now);
     }
 
     /// The writer wrote the current store (or failed to).
-    pub(super) fn written_done(&mut self, now: Now, id: u64, file: Result<Option<PathBuf>, DiskError>) {
+    pub(super) fn written_done(
+        &mut self,
+        now: Now,
+        id: u64,
+        file: Result<Option<PathBuf>, DiskError>,
+        elapsed_us: u64,
+    ) {
         let Some(InFlight::Persist { id: persist, version, stamp }) = self.disk.in_flight.take() else {
             unreachable!("a written report for job {id} without a write in flight");
         };
@@ -118,6 +132,7 @@ impl Node {
         match file {
             Ok(_) => {
                 self.metrics.snapshot_writes += 1;
+                self.metrics.snapshot_seconds.observe(elapsed_us as f64 / 1e6);
                 self.disk.durable = self.disk.durable.max(version);
                 self.disk.durable_stamp = stamp;
             }
@@ -170,6 +185,7 @@ impl Node {
         }
         self.mine.push_back(OwnCommit { version, superseded: false });
         self.store.replace(sealed);
+        self.store_changed();
         self.metrics.commits += 1;
         self.answer(ticket, Response::json(200, version.to_pretty_line().into_bytes()));
         self.push_to_older(now);

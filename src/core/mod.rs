@@ -9,14 +9,17 @@ mod cluster;
 mod copy;
 mod durability;
 mod lock;
+mod metrics;
 mod store;
 mod transaction;
+mod watch;
 
 #[cfg(test)]
 mod tests;
 
 pub use cluster::{CallKind, Peer, PeerReply, PeerRequest};
 pub use lock::{Lock, LockState, valid_name};
+pub use metrics::{Gauges, Histogram, Metrics};
 pub use store::{Format, ReadError, Rendered, Store, etag_matches};
 
 use std::collections::VecDeque;
@@ -31,6 +34,7 @@ use crate::value::Value;
 use crate::version::Version;
 use cluster::Cluster;
 use durability::DiskQueue;
+use watch::Watches;
 
 /// Identifies one request whose answer may come later (the event loop's connection and request).
 pub type Ticket = u64;
@@ -52,6 +56,9 @@ pub enum Reply {
     /// The answer comes later as `Effect::Answer` with the request's ticket; until then the
     /// connection reads no further requests, so pipelined answers stay in order.
     Later,
+    /// Start a stream (server-sent events): the head and the first event now, more events later
+    /// as `Effect::Event` with the request's ticket, for as long as the connection lasts.
+    Stream(Response),
 }
 
 /// Work the core asks the event loop to do.
@@ -63,6 +70,8 @@ pub enum Effect {
     Job(Job),
     /// Send a request to a peer; its outcome comes back through `Node::peer_reply`.
     Peer(PeerRequest),
+    /// Send one more event on a stream.
+    Event { ticket: Ticket, bytes: crate::http::Bytes },
 }
 
 /// The settings the core needs, derived from the command line.
@@ -150,30 +159,6 @@ impl Rng {
     }
 }
 
-/// Counters an operator reads in `/metrics`; each only ever grows.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Metrics {
-    pub commits: u64,
-    pub aborts: u64,
-    pub lease_expiries: u64,
-    /// Commits answered 409 because a newer store arrived during the transaction.
-    pub conflicts: u64,
-    /// Snapshot writes that failed (disk full, read-only, I/O error).
-    pub flush_failures: u64,
-    /// Snapshot files written.
-    pub snapshot_writes: u64,
-    /// Copies from peers that replaced the store (pushed to it or pulled by it).
-    pub copies_taken: u64,
-    /// Copies this node pushed that a peer took in.
-    pub copies_pushed: u64,
-    /// Copies this node fetched from a peer and took.
-    pub copies_pulled: u64,
-    /// Times a commit of this node was superseded by a concurrent commit elsewhere...
-    pub superseded_commits: u64,
-    /// ...and times a superseded commit came back, in a store that built on it after all.
-    pub superseded_commits_recovered: u64,
-}
-
 /// The state of one Lighthouse node.
 pub struct Node {
     config: CoreConfig,
@@ -190,6 +175,8 @@ pub struct Node {
     /// Copies the decoder thread is checking, and who waits for each: (job, waiter).
     decoding: Vec<(u64, Decoding)>,
     activation: Activation,
+    /// Long-polls and event streams waiting for their subtree to change.
+    watches: Watches,
     effects: Vec<Effect>,
     next_job_id: u64,
     metrics: Metrics,
@@ -209,6 +196,7 @@ impl Node {
             mine: start.mine.into_iter().rev().take(LINEAGE_VERSIONS_MAX).rev().collect(),
             decoding: Vec::new(),
             activation: Activation::Active,
+            watches: Watches::default(),
             effects: Vec::new(),
             next_job_id: 1,
             metrics: Metrics::default(),
@@ -244,6 +232,11 @@ impl Node {
         &self.metrics
     }
 
+    /// The counters, for the event loop to count requests, bytes and connections in.
+    pub fn metrics_mut(&mut self) -> &mut Metrics {
+        &mut self.metrics
+    }
+
     /// The peers this node knows.
     pub fn peers(&self) -> &[Peer] {
         &self.cluster.peers
@@ -274,6 +267,7 @@ impl Node {
     /// write to retry.
     pub fn tick(&mut self, now: Now) {
         self.expire_lock(now);
+        self.expire_watches(now);
         self.check_activation(now);
         self.sync(now);
         self.pump_disk(now);
@@ -286,14 +280,17 @@ impl Node {
             Activation::Joining { limit, .. } => Some(limit),
             Activation::Active => None,
         };
-        [lease, joining, self.cluster.next_sync(), self.disk.retry_at()].into_iter().flatten().min()
+        [lease, joining, self.cluster.next_sync(), self.disk.retry_at(), self.watches.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Takes the report of a finished worker job.
     pub fn job_done(&mut self, now: Now, done: Done) {
         match done {
-            Done::Sealed { id, sealed, file, .. } => self.sealed_done(now, id, sealed, file),
-            Done::Written { id, file, .. } => self.written_done(now, id, file),
+            Done::Sealed { id, sealed, file, elapsed_us } => self.sealed_done(now, id, sealed, file, elapsed_us),
+            Done::Written { id, file, elapsed_us } => self.written_done(now, id, file, elapsed_us),
             Done::Decoded { id, result } => self.copy_decoded(now, id, result),
             Done::Resolved { .. } => unreachable!("name lookups are the event loop's"),
         }
@@ -311,7 +308,14 @@ impl Node {
         let query = Query::parse(raw_query);
         let response = match resource {
             "" if below.is_empty() => self.info(request.method),
-            "data" => self.data(request, below, query),
+            "data" => return self.data(now, ticket, request, below, query),
+            "health" if below.is_empty() => {
+                get_only(request.method, || json_response(200, &serde_json::json!({"status": "ok"})))
+            }
+            "ready" if below.is_empty() => get_only(request.method, || {
+                if self.is_active() { json_response(200, &serde_json::json!({"status": "ready"})) } else { inactive() }
+            }),
+            "metrics" if below.is_empty() => get_only(request.method, || self.metrics_response()),
             "version" if below.is_empty() => match request.method {
                 Method::Get | Method::Head => Response::json(200, self.store.version().to_pretty_line().into_bytes()),
                 _ => method_not_allowed("GET, HEAD"),
@@ -354,25 +358,64 @@ impl Node {
         json_response(200, &body)
     }
 
-    /// `/data[/path]`: reads only; the store changes through the lock.
-    fn data(&mut self, request: &Request, raw_path: &str, query: Query) -> Response {
+    /// `/data[/path]`: reads, long-polls and event streams; the store changes through the lock.
+    fn data(&mut self, now: Now, ticket: Ticket, request: &Request, raw_path: &str, query: Query) -> Reply {
         if !matches!(request.method, Method::Get | Method::Head) {
-            return Response::error(405, "the store changes only through a lock: see /lock and /update")
-                .with_header("Allow", "GET, HEAD");
+            let refused = Response::error(405, "the store changes only through a lock: see /lock and /update");
+            return Reply::Now(refused.with_header("Allow", "GET, HEAD"));
         }
         if !self.is_active() {
-            return inactive();
+            return Reply::Now(inactive());
         }
         let format = match (query.raw, query.keys) {
             (_, true) => Format::Keys,
             (true, false) => Format::Raw,
             (false, false) => Format::Json,
         };
-        match self.store.read(raw_path, format) {
-            Ok(rendered) => rendered.response(request.headers.if_none_match),
-            Err(e) => e.response(path::split_target(request.target).0),
+        let headers = request.headers;
+        if headers.accept.is_some_and(|a| a.contains("text/event-stream")) && request.method == Method::Get {
+            return self.event_stream(now, ticket, raw_path, format, headers.last_event_id);
+        }
+        let rendered = match self.store.read(raw_path, format) {
+            Ok(rendered) => rendered,
+            Err(e) => return Reply::Now(e.response(path::split_target(request.target).0)),
+        };
+        if let (Some(wait), Some(tags)) = (query.wait, headers.if_none_match)
+            && etag_matches(tags, &rendered.etag)
+        {
+            return self.long_poll(now, ticket, raw_path, format, &rendered.etag, wait);
+        }
+        Reply::Now(rendered.response(headers.if_none_match))
+    }
+
+    /// Called whenever the store is replaced: wakes the watchers of changed subtrees.
+    fn store_changed(&mut self) {
+        self.wake_watchers();
+    }
+
+    fn metrics_response(&self) -> Response {
+        let gauges = Gauges {
+            sequence: self.store.version().sequence,
+            store_bytes: self.store.data_len(),
+            active: self.is_active(),
+            lock_held: self.lock.is_some(),
+            peers: self.cluster.peers.len(),
+            peers_reachable: self.cluster.reachable(),
+            watchers: self.watches.waiting(),
+        };
+        let body = metrics::render(&self.metrics, &gauges);
+        Response {
+            status: 200,
+            headers: crate::http::Bytes::Static(b"Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+            body: crate::http::Bytes::Owned(body.into_bytes()),
+            close: false,
         }
     }
+}
+
+/// Answers `GET` and `HEAD` with `answer`, anything else with 405.
+fn get_only(method: Method, answer: impl FnOnce() -> Response) -> Response {
+    if matches!(method, Method::Get | Method::Head) { answer() } else { method_not_allowed("GET, HEAD") }
 }
 
 /// Splits a raw path into its first segment (the resource, not decoded: resource names are

@@ -78,6 +78,11 @@ impl Store {
         &self.sealed.copy.lineage
     }
 
+    /// Bytes of the store's compact JSON.
+    pub fn data_len(&self) -> usize {
+        self.sealed.data_len
+    }
+
     /// The copy body, as `GET /copy`, pushes and snapshot files give it.
     pub fn body(&self) -> &Arc<[u8]> {
         &self.sealed.body

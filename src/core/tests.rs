@@ -29,7 +29,7 @@ impl Harness {
     /// A request that must be answered at once.
     fn call(&mut self, method: Method, target: &str, body: &str) -> Response {
         match self.send(method, target, body) {
-            (_, Reply::Now(response)) => response,
+            (_, Reply::Now(response) | Reply::Stream(response)) => response,
             (_, Reply::Later) => panic!("{method:?} {target} was parked"),
         }
     }
@@ -38,7 +38,7 @@ impl Harness {
     fn call_later(&mut self, method: Method, target: &str, body: &str) -> Response {
         let (ticket, reply) = self.send(method, target, body);
         match reply {
-            Reply::Now(response) => response,
+            Reply::Now(response) | Reply::Stream(response) => response,
             Reply::Later => self.settle().into_iter().find(|(t, _)| *t == ticket).expect("answered").1,
         }
     }
@@ -55,6 +55,7 @@ impl Harness {
                 match effect {
                     Effect::Answer { ticket, response } => answers.push((ticket, response)),
                     Effect::Peer(request) => panic!("a single node asked a peer: {request:?}"),
+                    Effect::Event { .. } => {}
                     Effect::Job(job) => {
                         let disk = DiskConfig { dir: None, keep_micros: 0 };
                         if let Some(done) = flush::run(job, &disk, &mut FileNames::default()) {

@@ -8,7 +8,7 @@ mod response;
 
 pub use client::{ResponseHead, parse_response_head};
 pub use request::{ChunkedDecoder, Framing, Head, Headers, Method, parse_head};
-pub use response::{Bytes, Response, encode_head, reason};
+pub use response::{Bytes, Response, encode_chunk, encode_head, encode_stream_head, reason};
 
 /// A request that cannot be served, with the status it answers. Each closes the connection,
 /// because after it the position of the next request in the byte stream is unknown.

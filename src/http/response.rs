@@ -151,6 +151,37 @@ pub fn encode_head(response: &Response, keep_alive: bool, http10_client: bool, d
     out.extend_from_slice(b"\r\n");
 }
 
+/// Writes the head of a streamed answer (server-sent events): no length, the body follows in
+/// chunks for HTTP/1.1, or runs until the connection closes for HTTP/1.0.
+pub fn encode_stream_head(response: &Response, http10_client: bool, date: &str, out: &mut Vec<u8>) {
+    let mut status = itoa_buffer();
+    let _ = write!(status, "{}", response.status);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason(response.status).as_bytes());
+    out.extend_from_slice(b"\r\nServer: lighthouse\r\nDate: ");
+    out.extend_from_slice(date.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(if http10_client { b"Connection: close\r\n" } else { b"Transfer-Encoding: chunked\r\n" });
+    out.extend_from_slice(response.headers.as_slice());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Frames a piece of a streamed answer: a chunk for HTTP/1.1, the bytes as they are for 1.0.
+pub fn encode_chunk(bytes: &[u8], chunked: bool, out: &mut Vec<u8>) {
+    if !chunked {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    let mut size = itoa_buffer();
+    let _ = write!(size, "{:x}", bytes.len());
+    out.extend_from_slice(size.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// A small stack string for formatting numbers without allocating.
 fn itoa_buffer() -> StackString {
     StackString { bytes: [0; 24], len: 0 }
@@ -208,6 +239,21 @@ mod tests {
         assert!(head_of(&response, true, true).contains("Connection: keep-alive\r\n"));
         assert!(!head_of(&response, true, false).contains("Connection"));
         assert!(!head_of(&response, true, false).contains("Content-Length"), "204 has no body");
+    }
+
+    #[test]
+    fn streamed_answers_are_chunked_for_http_1_1_and_until_close_for_1_0() {
+        let response = Response::text(200, "").with_header("Cache-Control", "no-cache");
+        let mut out = Vec::new();
+        encode_stream_head(&response, false, DATE, &mut out);
+        let head = String::from_utf8(out).unwrap();
+        assert!(head.contains("Transfer-Encoding: chunked\r\n") && !head.contains("Content-Length"));
+        let mut out = Vec::new();
+        encode_chunk(b"data: 1\n\n", true, &mut out);
+        assert_eq!(out, b"9\r\ndata: 1\n\n\r\n");
+        let mut out = Vec::new();
+        encode_stream_head(&response, true, DATE, &mut out);
+        assert!(String::from_utf8(out).unwrap().contains("Connection: close\r\n"));
     }
 
     #[test]

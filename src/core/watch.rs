@@ -1,0 +1,315 @@
+//! Watching: long-polls (`?wait=S` with `If-None-Match`) and server-sent event streams
+//! (`Accept: text/event-stream`) on a subtree of the store.
+//!
+//! Watchers are grouped by path. Each group remembers the subtree it last saw; when the store
+//! changes (a commit, or a copy from a peer), each group compares its subtree with the new one,
+//! which costs a pointer comparison for every part that did not change. Only groups whose subtree
+//! did change wake their watchers, so a change elsewhere in the store wakes nobody, and a waiting
+//! client costs no CPU at all. Answers are rendered once per version and path and shared by every
+//! watcher of that path.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use log::debug;
+
+use super::{Effect, Format, Node, ReadError, Reply, Ticket};
+use crate::clock::{Deadline, Now};
+use crate::http::{Bytes, Response};
+use crate::limits::{STREAM_HEARTBEAT_MS, WAIT_S_MAX, WATCHERS_MAX};
+use crate::path;
+use crate::value::Value;
+
+/// What a watcher waits for.
+#[derive(Debug, Clone)]
+enum Kind {
+    /// A long-poll: answered once the answer's tag differs from `etag`, or at `deadline_ms` (304).
+    Poll { etag: String, deadline_ms: u64 },
+    /// An event stream: one event per change; `etag` is the last one sent.
+    Stream { etag: String },
+}
+
+#[derive(Debug, Clone)]
+struct Watcher {
+    ticket: Ticket,
+    format: Format,
+    kind: Kind,
+}
+
+/// The watchers of one path.
+#[derive(Debug)]
+struct Group {
+    /// The path as first asked for (below `/data`), to render answers with.
+    raw_path: String,
+    /// The subtree when last looked at (`None`: the path did not exist).
+    seen: Option<Value>,
+    watchers: Vec<Watcher>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Watches {
+    groups: HashMap<Vec<String>, Group>,
+    /// Which group each watcher is in.
+    by_ticket: HashMap<Ticket, Vec<String>>,
+    /// Long-poll deadlines; entries of watchers already gone are skipped when they come up.
+    deadlines: BinaryHeap<Reverse<(u64, Ticket)>>,
+    streams: usize,
+    next_heartbeat: Option<Deadline>,
+}
+
+impl Watches {
+    pub(super) fn waiting(&self) -> usize {
+        self.by_ticket.len()
+    }
+
+    pub(super) fn next_deadline(&self) -> Option<Deadline> {
+        let poll = self.deadlines.peek().map(|Reverse((at, _))| Deadline(*at));
+        [poll, self.next_heartbeat].into_iter().flatten().min()
+    }
+
+    fn add(&mut self, key: Vec<String>, raw_path: &str, seen: Option<Value>, watcher: Watcher) {
+        if let Kind::Poll { deadline_ms, .. } = watcher.kind {
+            self.deadlines.push(Reverse((deadline_ms, watcher.ticket)));
+        }
+        self.by_ticket.insert(watcher.ticket, key.clone());
+        let group = self.groups.entry(key).or_insert_with(|| Group {
+            raw_path: raw_path.to_string(),
+            seen,
+            watchers: Vec::new(),
+        });
+        group.watchers.push(watcher);
+    }
+
+    /// Takes a watcher out; returns it if it was there.
+    fn remove(&mut self, ticket: Ticket) -> Option<(Watcher, String)> {
+        let key = self.by_ticket.remove(&ticket)?;
+        let group = self.groups.get_mut(&key).expect("a watcher's group exists");
+        let position = group.watchers.iter().position(|w| w.ticket == ticket).expect("a watcher is in its group");
+        let watcher = group.watchers.swap_remove(position);
+        let raw_path = group.raw_path.clone();
+        if group.watchers.is_empty() {
+            self.groups.remove(&key);
+        }
+        if matches!(watcher.kind, Kind::Stream { .. }) {
+            self.streams -= 1;
+        }
+        Some((watcher, raw_path))
+    }
+}
+
+impl Node {
+    /// `GET /data/path?wait=S` with `If-None-Match`: answers now if the content already differs,
+    /// else parks until it does or the wait ends.
+    pub(super) fn long_poll(
+        &mut self,
+        now: Now,
+        ticket: Ticket,
+        raw_path: &str,
+        format: Format,
+        etag: &str,
+        wait: &str,
+    ) -> Reply {
+        let seconds = match wait.parse::<f64>() {
+            Ok(s) if s.is_finite() && s >= 0.0 => s.min(WAIT_S_MAX as f64),
+            _ => {
+                return Reply::Now(Response::error(
+                    400,
+                    &format!("wait must be a number of seconds (at most {WAIT_S_MAX})"),
+                ));
+            }
+        };
+        let Some((key, seen)) = self.watch_key(raw_path) else {
+            return Reply::Now(Response::error(400, "bad path"));
+        };
+        if self.watches.waiting() >= WATCHERS_MAX {
+            return Reply::Now(Response::error(503, "too many watchers on this node").with_header("Retry-After", "1"));
+        }
+        let deadline_ms = now.mono_ms + (seconds * 1000.0) as u64;
+        let watcher = Watcher { ticket, format, kind: Kind::Poll { etag: etag.to_string(), deadline_ms } };
+        self.watches.add(key, raw_path, seen, watcher);
+        Reply::Later
+    }
+
+    /// `GET /data/path` with `Accept: text/event-stream`: the current subtree as the first event
+    /// (unless `Last-Event-ID` says the client has this version already), then one per change.
+    pub(super) fn event_stream(
+        &mut self,
+        now: Now,
+        ticket: Ticket,
+        raw_path: &str,
+        format: Format,
+        last_event_id: Option<&str>,
+    ) -> Reply {
+        let rendered = match self.store.read(raw_path, format) {
+            Ok(rendered) => rendered,
+            Err(e) => return Reply::Now(e.response(&format!("/data{raw_path}"))),
+        };
+        let Some((key, seen)) = self.watch_key(raw_path) else {
+            return Reply::Now(Response::error(400, "bad path"));
+        };
+        if self.watches.waiting() >= WATCHERS_MAX {
+            return Reply::Now(Response::error(503, "too many watchers on this node").with_header("Retry-After", "1"));
+        }
+        let sequence = self.store.version().sequence;
+        let up_to_date = last_event_id.and_then(|id| id.trim().parse::<u64>().ok()).is_some_and(|id| id >= sequence);
+        let first = if up_to_date { Vec::new() } else { event(sequence, None, rendered.body.as_ref()) };
+        let watcher = Watcher { ticket, format, kind: Kind::Stream { etag: rendered.etag.to_string() } };
+        self.watches.add(key, raw_path, seen, watcher);
+        self.watches.streams += 1;
+        self.watches.next_heartbeat.get_or_insert(Deadline::after(now, STREAM_HEARTBEAT_MS));
+        let head = b"Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
+        Reply::Stream(Response { status: 200, headers: Bytes::Static(head), body: Bytes::Owned(first), close: false })
+    }
+
+    /// The group key of a path and the subtree there now.
+    fn watch_key(&self, raw_path: &str) -> Option<(Vec<String>, Option<Value>)> {
+        let segments = if raw_path.is_empty() { Vec::new() } else { path::segments(raw_path).ok()? };
+        let key: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
+        let seen = self.store.root().resolve(&key).cloned();
+        Some((key, seen))
+    }
+
+    /// After the store changed: wakes the watchers of every path whose subtree changed.
+    pub(super) fn wake_watchers(&mut self) {
+        let sequence = self.store.version().sequence;
+        let root = self.store.root().clone();
+        let mut changed: Vec<Vec<String>> = Vec::new();
+        for (key, group) in self.watches.groups.iter_mut() {
+            let now_there = root.resolve(key);
+            let same = match (&group.seen, now_there) {
+                (Some(before), Some(after)) => before.same_content(after),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                group.seen = now_there.cloned();
+                changed.push(key.clone());
+            }
+        }
+        for key in changed {
+            let Some(group) = self.watches.groups.get_mut(&key) else { continue };
+            let raw_path = group.raw_path.clone();
+            let watchers = std::mem::take(&mut group.watchers);
+            let mut staying = Vec::with_capacity(watchers.len());
+            for mut watcher in watchers {
+                if self.notify(&raw_path, &mut watcher, sequence) {
+                    staying.push(watcher);
+                } else {
+                    self.watches.by_ticket.remove(&watcher.ticket);
+                }
+            }
+            let group = self.watches.groups.get_mut(&key).expect("still there");
+            group.watchers = staying;
+            if group.watchers.is_empty() {
+                self.watches.groups.remove(&key);
+            }
+        }
+    }
+
+    /// Tells one watcher about a change; returns whether it keeps watching.
+    fn notify(&mut self, raw_path: &str, watcher: &mut Watcher, sequence: u64) -> bool {
+        let rendered = self.store.read(raw_path, watcher.format);
+        match (&mut watcher.kind, rendered) {
+            (Kind::Poll { etag, .. }, Ok(rendered)) if *rendered.etag == **etag => true,
+            (Kind::Poll { .. }, Ok(rendered)) => {
+                self.answer(watcher.ticket, rendered.response(None));
+                false
+            }
+            (Kind::Poll { .. }, Err(e)) => {
+                self.answer(watcher.ticket, e.response(&format!("/data{raw_path}")));
+                false
+            }
+            (Kind::Stream { etag }, Ok(rendered)) if *rendered.etag == **etag => true,
+            (Kind::Stream { etag }, Ok(rendered)) => {
+                *etag = rendered.etag.to_string();
+                let bytes = event(sequence, None, rendered.body.as_ref());
+                self.effects.push(Effect::Event { ticket: watcher.ticket, bytes: Bytes::Owned(bytes) });
+                true
+            }
+            (Kind::Stream { etag }, Err(e)) => {
+                etag.clear();
+                let message = match e {
+                    ReadError::NotFound => format!("no such path: /data{raw_path}"),
+                    other => format!("{other:?}"),
+                };
+                let body = serde_json::json!({ "error": message }).to_string();
+                let bytes = event(sequence, Some("missing"), body.as_bytes());
+                self.effects.push(Effect::Event { ticket: watcher.ticket, bytes: Bytes::Owned(bytes) });
+                true
+            }
+        }
+    }
+
+    /// Answers long-polls whose wait ended (304), and keeps idle streams alive.
+    pub(super) fn expire_watches(&mut self, now: Now) {
+        while let Some(&Reverse((at, ticket))) = self.watches.deadlines.peek() {
+            if at > now.mono_ms {
+                break;
+            }
+            self.watches.deadlines.pop();
+            let is_due = self.watches.by_ticket.contains_key(&ticket);
+            if !is_due {
+                continue;
+            }
+            let (watcher, raw_path) = self.watches.remove(ticket).expect("checked above");
+            let Kind::Poll { etag, .. } = watcher.kind else { unreachable!("only polls have deadlines") };
+            let response = match self.store.read(&raw_path, watcher.format) {
+                Ok(rendered) => rendered.response(Some(&etag)),
+                Err(e) => e.response(&format!("/data{raw_path}")),
+            };
+            self.answer(ticket, response);
+        }
+        if self.watches.next_heartbeat.is_some_and(|d| d.fired(now)) {
+            self.watches.next_heartbeat = (self.watches.streams > 0).then(|| Deadline::after(now, STREAM_HEARTBEAT_MS));
+            let streams: Vec<Ticket> = self
+                .watches
+                .groups
+                .values()
+                .flat_map(|g| g.watchers.iter())
+                .filter(|w| matches!(w.kind, Kind::Stream { .. }))
+                .map(|w| w.ticket)
+                .collect();
+            for ticket in streams {
+                self.effects.push(Effect::Event { ticket, bytes: Bytes::Static(b": keep-alive\n\n") });
+            }
+        }
+    }
+
+    /// The client of a parked or streaming request left: forget its watcher. Returns whether
+    /// the request was a watcher (other parked requests, such as commits, still finish).
+    pub fn disconnected(&mut self, ticket: Ticket) -> bool {
+        let was_watching = self.watches.remove(ticket).is_some();
+        if was_watching {
+            debug!("a watcher went away");
+        }
+        was_watching
+    }
+}
+
+/// One server-sent event: `id: SEQUENCE`, an optional `event:` type, then the body's lines as
+/// `data:` lines.
+fn event(sequence: u64, kind: Option<&str>, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("id: {sequence}\n").into_bytes();
+    if let Some(kind) = kind {
+        out.extend_from_slice(format!("event: {kind}\n").as_bytes());
+    }
+    let text = body.strip_suffix(b"\n").unwrap_or(body);
+    for line in text.split(|b| *b == b'\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event;
+
+    #[test]
+    fn events_put_every_line_of_the_body_in_a_data_line() {
+        assert_eq!(event(7, None, b"{\n  \"a\": 1\n}\n"), b"id: 7\ndata: {\ndata:   \"a\": 1\ndata: }\n\n");
+        assert_eq!(event(8, Some("missing"), b"{}"), b"id: 8\nevent: missing\ndata: {}\n\n");
+    }
+}
