@@ -84,7 +84,7 @@ impl DiskError {
 }
 
 /// Runs one job to completion. Pure apart from the disk, so simulations call it directly.
-pub fn run(job: Job, disk: &DiskConfig, names: &mut FileNames) -> Option<Done> {
+pub fn run(job: Job, disk: &DiskConfig, names: &mut WriterState) -> Option<Done> {
     let started = Instant::now();
     let elapsed_us = || u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     match job {
@@ -118,11 +118,18 @@ pub fn run(job: Job, disk: &DiskConfig, names: &mut FileNames) -> Option<Done> {
 }
 
 /// Writes a snapshot into the data directory, if there is one, and applies the retention rule.
-fn write(disk: &DiskConfig, names: &mut FileNames, node: &NodeJson, body: &[u8]) -> Result<Option<PathBuf>, DiskError> {
+fn write(
+    disk: &DiskConfig,
+    names: &mut WriterState,
+    node: &NodeJson,
+    body: &[u8],
+) -> Result<Option<PathBuf>, DiskError> {
     let Some(dir) = &disk.dir else { return Ok(None) };
     let name = names.next_name();
     write_snapshot(dir, &name, node, body)?;
-    remove_expired(dir, &name, disk.keep_micros);
+    if names.sweep_due() {
+        remove_expired(dir, &name, disk.keep_micros);
+    }
     Ok(Some(dir.join(name)))
 }
 
@@ -158,17 +165,33 @@ fn remove_expired(dir: &Path, newest: &str, keep_micros: u64) {
     }
 }
 
-/// Hands out snapshot names that always sort after every earlier one, even when two snapshots
-/// fall in the same microsecond or the wall clock steps back.
+/// What the writer remembers between jobs: the last file name it handed out (names always sort
+/// after every earlier one, even when two snapshots fall in the same microsecond or the wall clock
+/// steps back), and when it last swept out expired files.
 #[derive(Debug, Default)]
-pub struct FileNames {
+pub struct WriterState {
     last_micros: u64,
+    swept_micros: Option<u64>,
 }
 
-impl FileNames {
+/// Expired snapshots are looked for at most this often: retention counts in days, and listing a
+/// directory of thousands of files on every commit would slow every commit.
+const SWEEP_INTERVAL_MICROS: u64 = 60_000_000;
+
+impl WriterState {
     /// Names after `newest_existing` (the newest file already in the directory).
-    pub fn after(newest_existing: u64) -> FileNames {
-        FileNames { last_micros: newest_existing }
+    pub fn after(newest_existing: u64) -> WriterState {
+        WriterState { last_micros: newest_existing, swept_micros: None }
+    }
+
+    /// True when it is time to sweep expired files (the first write, then once a minute).
+    fn sweep_due(&mut self) -> bool {
+        let now = unix_micros();
+        let due = self.swept_micros.is_none_or(|at| now.saturating_sub(at) >= SWEEP_INTERVAL_MICROS);
+        if due {
+            self.swept_micros = Some(now);
+        }
+        due
     }
 
     pub fn next_name(&mut self) -> String {
@@ -199,7 +222,7 @@ impl Workers {
             let (sender, receiver) = mpsc::channel::<Job>();
             let (disk, done_sender, wake) = (disk.clone(), done_sender.clone(), wake.clone());
             threads.push(thread::Builder::new().name(name.into()).spawn(move || {
-                let mut names = FileNames::after(newest);
+                let mut names = WriterState::after(newest);
                 for job in receiver {
                     if let Some(done) = run(job, &disk, &mut names) {
                         if done_sender.send(done).is_err() {
@@ -265,7 +288,7 @@ mod tests {
         let root = Value::parse(br#"{"a": [1, 2]}"#).unwrap();
         let parent = Lineage::of(crate::version::Version::initial());
         let job = Job::Seal { id: 7, sequence: 1, root: root.clone(), parent, node: NodeJson::default() };
-        let Some(Done::Sealed { id, sealed, file, .. }) = run(job, &disk, &mut FileNames::default()) else {
+        let Some(Done::Sealed { id, sealed, file, .. }) = run(job, &disk, &mut WriterState::default()) else {
             panic!("a seal job reports");
         };
         assert_eq!((id, sealed.copy.version.checksum), (7, crate::version::Checksum::of(&root)));
@@ -284,7 +307,8 @@ mod tests {
         let old = snapshot::file_name(1_000_000);
         fs::write(dir.join(&old), b"{}").unwrap();
         let disk = DiskConfig { dir: Some(dir.clone()), keep_micros: 1 };
-        let mut names = FileNames::default();
+        // Sweeps run at most once a minute; this test starts each write with a sweep due.
+        let mut names = WriterState::default();
         let mut parent = Lineage::of(crate::version::Version::initial());
         for sequence in 1..=2 {
             let job = Job::Seal {
@@ -294,6 +318,7 @@ mod tests {
                 parent: parent.clone(),
                 node: NodeJson::default(),
             };
+            names.swept_micros = None;
             let Some(Done::Sealed { sealed, .. }) = run(job, &disk, &mut names) else { panic!() };
             parent = sealed.copy.lineage;
         }
@@ -305,7 +330,7 @@ mod tests {
 
     #[test]
     fn names_always_increase() {
-        let mut names = FileNames::after(4_000_000_000_000_000);
+        let mut names = WriterState::after(4_000_000_000_000_000);
         let (a, b) = (names.next_name(), names.next_name());
         assert!(b > a);
     }

@@ -1,7 +1,7 @@
 //! The core driven directly: no sockets, no threads, a clock that moves only when told.
 
 use super::*;
-use crate::flush::{self, DiskConfig, DiskError, FileNames};
+use crate::flush::{self, DiskConfig, DiskError, WriterState};
 use crate::snapshot::{Sealed, seal};
 use crate::version::Checksum;
 
@@ -58,7 +58,7 @@ impl Harness {
                     Effect::Event { .. } => {}
                     Effect::Job(job) => {
                         let disk = DiskConfig { dir: None, keep_micros: 0 };
-                        if let Some(done) = flush::run(job, &disk, &mut FileNames::default()) {
+                        if let Some(done) = flush::run(job, &disk, &mut WriterState::default()) {
                             self.node.job_done(self.now, done);
                         }
                     }
