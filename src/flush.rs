@@ -222,6 +222,7 @@ impl Workers {
             let (sender, receiver) = mpsc::channel::<Job>();
             let (disk, done_sender, wake) = (disk.clone(), done_sender.clone(), wake.clone());
             threads.push(thread::Builder::new().name(name.into()).spawn(move || {
+                crate::sys::lower_thread_priority();
                 let mut names = WriterState::after(newest);
                 for job in receiver {
                     if let Some(done) = run(job, &disk, &mut names) {

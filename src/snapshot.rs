@@ -18,10 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use log::warn;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::clock::Civil;
 use crate::limits::STORE_DEPTH_MAX;
-use crate::value::Value;
+use crate::value::{Value, ValueSeed};
 use crate::version::{Checksum, Lineage, Version};
 
 /// A store with its version and lineage.
@@ -118,6 +119,16 @@ pub fn seal(root: Value, sequence: u64, parent: Option<&Lineage>) -> Sealed {
     Sealed { copy: Copy { version, root, lineage }, body: body.into(), data_len }
 }
 
+/// Renders the body of a copy that is already sealed (one whose body was set aside to save
+/// memory); gives the body and the length of its data.
+pub fn render_body(copy: &Copy) -> (Arc<[u8]>, usize) {
+    let mut body = b"{\"data\":".to_vec();
+    copy.root.write_compact(&mut body).expect("writing to a Vec cannot fail");
+    let data_len = body.len() - b"{\"data\":".len();
+    finish_body(&mut body, &copy.lineage);
+    (body.into(), data_len)
+}
+
 /// Appends `,"lineage":[...],"version":{...}}` after the data.
 fn finish_body(body: &mut Vec<u8>, lineage: &Lineage) {
     body.extend_from_slice(b",\"lineage\":");
@@ -127,32 +138,76 @@ fn finish_body(body: &mut Vec<u8>, lineage: &Lineage) {
     body.push(b'}');
 }
 
-/// Decodes `{"version": {...}, "data": ..., "lineage": [...]}` (lineage optional), checks that the
-/// data matches the checksum, and renders the canonical body.
-pub fn decode_copy(value: serde_json::Value) -> Result<Sealed, DecodeError> {
-    let serde_json::Value::Object(mut fields) = value else {
-        return Err(DecodeError::Shape("a copy is an object with \"version\" and \"data\""));
-    };
-    let version = fields.get("version").and_then(Version::from_json).ok_or(DecodeError::Shape(
-        "the copy has no valid \"version\" {\"sequence\": N, \"checksum\": \"40 hex digits\"}",
-    ))?;
-    let lineage = Lineage::from_json(fields.get("lineage"), version);
-    let data = fields.remove("data").ok_or(DecodeError::Shape("the copy has no \"data\""))?;
-    drop(fields);
-    let root = Value::from_json(data);
-    if root.depth() > STORE_DEPTH_MAX {
-        return Err(DecodeError::TooDeep);
+/// The fields of a copy as parsed: the store straight into a tree, the small rest as JSON.
+#[derive(Default)]
+struct CopyFields {
+    version: Option<serde_json::Value>,
+    lineage: Option<serde_json::Value>,
+    data: Option<Value>,
+}
+
+impl CopyFields {
+    /// Checks the version and gives the copy (its lineage falls back to the version alone).
+    fn into_copy(self) -> Result<Copy, DecodeError> {
+        let version = self.version.as_ref().and_then(Version::from_json).ok_or(DecodeError::Shape(
+            "the copy has no valid \"version\" {\"sequence\": N, \"checksum\": \"40 hex digits\"}",
+        ))?;
+        if version.sequence == u64::MAX {
+            // No commit could follow it: a sequence must leave room for the next one.
+            return Err(DecodeError::Shape("the copy's sequence is the largest possible"));
+        }
+        let lineage = Lineage::from_json(self.lineage.as_ref(), version);
+        let root = self.data.ok_or(DecodeError::Shape("the copy has no \"data\""))?;
+        Ok(Copy { version, root, lineage })
     }
+}
+
+/// Parses a copy object: `{"data": ..., "lineage": [...], "version": {...}}`, in any order.
+struct CopySeed;
+
+impl<'de> DeserializeSeed<'de> for CopySeed {
+    type Value = CopyFields;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<CopyFields, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CopySeed {
+    type Value = CopyFields;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a copy: an object with \"version\" and \"data\"")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CopyFields, A::Error> {
+        let mut fields = CopyFields::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "data" => fields.data = Some(map.next_value_seed(ValueSeed)?),
+                "version" => fields.version = Some(map.next_value()?),
+                "lineage" => fields.lineage = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(fields)
+    }
+}
+
+/// Renders the canonical body of a copy and checks the data against the version's checksum.
+fn seal_checked(copy: Copy) -> Result<Sealed, DecodeError> {
     let mut body = b"{\"data\":".to_vec();
     let data_start = body.len();
-    root.write_compact(&mut body).expect("writing to a Vec cannot fail");
+    copy.root.write_compact(&mut body).expect("writing to a Vec cannot fail");
     let actual = Checksum::of_bytes(&body[data_start..]);
-    if actual != version.checksum {
-        return Err(DecodeError::ChecksumMismatch { declared: version.checksum, actual });
+    if actual != copy.version.checksum {
+        return Err(DecodeError::ChecksumMismatch { declared: copy.version.checksum, actual });
     }
     let data_len = body.len() - data_start;
-    finish_body(&mut body, &lineage);
-    Ok(Sealed { copy: Copy { version, root, lineage }, body: body.into(), data_len })
+    finish_body(&mut body, &copy.lineage);
+    Ok(Sealed { copy, body: body.into(), data_len })
 }
 
 /// What a snapshot holds about the node itself, rendered as compact JSON by the core.
@@ -185,36 +240,83 @@ impl Default for NodeJson {
 
 /// Parses and checks a copy sent by a peer (`PUT /copy`, or the answer to `GET /copy`).
 pub fn parse_copy(bytes: &[u8]) -> Result<Sealed, DecodeError> {
-    let value = serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
-    decode_copy(value)
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let fields = CopySeed.deserialize(&mut deserializer).and_then(|f| deserializer.end().map(|()| f));
+    seal_checked(fields.map_err(json_error)?.into_copy()?)
 }
 
-/// The field that closes every snapshot file: `,"file-sha1":"<40 hex digits>"}`.
-const FILE_SHA1_OPEN: &[u8] = b",\"file-sha1\":\"";
-const FILE_SHA1_CLOSE: &[u8] = b"\"}";
-const FILE_SHA1_BYTES: usize = FILE_SHA1_OPEN.len() + 40 + FILE_SHA1_CLOSE.len();
+fn json_error(e: serde_json::Error) -> DecodeError {
+    if e.to_string().contains("deeper than") { DecodeError::TooDeep } else { DecodeError::Json(e.to_string()) }
+}
+
+/// The fields of a snapshot file as parsed.
+#[derive(Default)]
+struct FileFields {
+    cluster: Option<serde_json::Value>,
+    copy: Option<CopyFields>,
+    mine: Option<serde_json::Value>,
+    file_sha1: bool,
+}
+
+/// Parses a snapshot file's top-level object in one pass, the store straight into a tree.
+struct FileSeed;
+
+impl<'de> DeserializeSeed<'de> for FileSeed {
+    type Value = FileFields;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<FileFields, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FileSeed {
+    type Value = FileFields;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a snapshot: an object with \"copy\" and \"cluster\"")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FileFields, A::Error> {
+        let mut fields = FileFields::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "cluster" => fields.cluster = Some(map.next_value()?),
+                "copy" => fields.copy = Some(map.next_value_seed(CopySeed)?),
+                "mine" => fields.mine = Some(map.next_value()?),
+                "file-sha1" => {
+                    map.next_value::<IgnoredAny>()?;
+                    fields.file_sha1 = true;
+                }
+                _ => {
+                    return Err(de::Error::custom(
+                        "the snapshot has a field other than \"cluster\", \"copy\", \"mine\", \"file-sha1\"",
+                    ));
+                }
+            }
+        }
+        Ok(fields)
+    }
+}
 
 /// Parses and checks a snapshot file's bytes.
+///
+/// A file whose file checksum matches is exactly as this server wrote it, so its copy body is
+/// taken as it stands in the file and its data checksum is not computed again: loading costs one
+/// SHA-1 pass and one parse. A file written by hand is checked by rendering and hashing its data.
 pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     let file_checked = check_file_sha1(bytes)?;
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
-    let serde_json::Value::Object(mut fields) = value else {
-        return Err(DecodeError::Shape("a snapshot is an object with \"copy\" and \"cluster\""));
-    };
-    if fields.keys().any(|k| !matches!(k.as_str(), "cluster" | "copy" | "mine" | "file-sha1")) {
-        return Err(DecodeError::Shape(
-            "the snapshot has a field other than \"cluster\", \"copy\", \"mine\", \"file-sha1\"",
-        ));
-    }
-    if fields.contains_key("file-sha1") && !file_checked {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let fields = FileSeed.deserialize(&mut deserializer).and_then(|f| deserializer.end().map(|()| f));
+    let fields = fields.map_err(json_error)?;
+    if fields.file_sha1 && !file_checked {
         return Err(DecodeError::Shape("\"file-sha1\" is not the last field of the snapshot"));
     }
-    let cluster = match fields.remove("cluster") {
+    let cluster = match fields.cluster {
         None | Some(serde_json::Value::Null) => Vec::new(),
         Some(serde_json::Value::Array(peers)) => peers,
         Some(_) => return Err(DecodeError::Shape("\"cluster\" is not a list")),
     };
-    let mine = match fields.remove("mine") {
+    let mine = match fields.mine {
         None => Vec::new(),
         Some(serde_json::Value::Array(versions)) => versions
             .iter()
@@ -223,9 +325,42 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
             .ok_or(DecodeError::Shape("\"mine\" is not a list of versions"))?,
         Some(_) => return Err(DecodeError::Shape("\"mine\" is not a list of versions")),
     };
-    let sealed = decode_copy(fields.remove("copy").ok_or(DecodeError::Shape("the snapshot has no \"copy\""))?)?;
+    let copy = fields.copy.ok_or(DecodeError::Shape("the snapshot has no \"copy\""))?.into_copy()?;
+    let sealed = match file_checked.then(|| written_body(bytes)).flatten() {
+        Some((body, data_len)) => Sealed { copy, body: Arc::from(body), data_len },
+        None => seal_checked(copy)?,
+    };
     Ok(Snapshot { sealed, cluster, mine })
 }
+
+/// The copy body and the length of its data, as they stand in a file this server wrote:
+/// `{"cluster":[...],"copy":BODY,"mine":[...],"file-sha1":"..."}`, where BODY is
+/// `{"data":DATA,"lineage":[...],"version":{...}}`. The cluster table holds only addresses,
+/// versions and numbers, and `mine` only versions, so the markers below cannot occur in them,
+/// and the last `,"lineage":[` is the copy's own, after all of DATA.
+fn written_body(bytes: &[u8]) -> Option<(&[u8], usize)> {
+    const START: &[u8] = b",\"copy\":{\"data\":";
+    const END: &[u8] = b",\"mine\":[";
+    const LINEAGE: &[u8] = b",\"lineage\":[";
+    let start = find(bytes, START)? + START.len() - b"{\"data\":".len();
+    let end = rfind(bytes, END)?;
+    let body = bytes.get(start..end)?;
+    let data_len = rfind(body, LINEAGE)?.checked_sub(b"{\"data\":".len())?;
+    Some((body, data_len))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).rposition(|w| w == needle)
+}
+
+/// The field that closes every snapshot file: `,"file-sha1":"<40 hex digits>"}`.
+const FILE_SHA1_OPEN: &[u8] = b",\"file-sha1\":\"";
+const FILE_SHA1_CLOSE: &[u8] = b"\"}";
+const FILE_SHA1_BYTES: usize = FILE_SHA1_OPEN.len() + 40 + FILE_SHA1_CLOSE.len();
 
 /// Checks the file checksum when the file ends with one: `Ok(true)` if it matches, `Ok(false)`
 /// if there is none, an error if it does not match.
@@ -433,7 +568,8 @@ mod tests {
             Version::initial().checksum
         );
         assert!(matches!(parse_copy(text.as_bytes()), Err(DecodeError::ChecksumMismatch { .. })));
-        assert!(matches!(parse_copy(b"[1]"), Err(DecodeError::Shape(_))));
+        assert!(matches!(parse_copy(b"[1]"), Err(DecodeError::Json(_))), "not an object");
+        assert!(matches!(parse_copy(b"{\"data\": 1}"), Err(DecodeError::Shape(_))), "no version");
         assert!(matches!(parse_copy(b"{\"data\": 1"), Err(DecodeError::Json(_))));
     }
 

@@ -70,3 +70,12 @@ pub fn set_listen_backlog(listener: &mio::net::TcpListener) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Lowers the calling thread's CPU priority (nice 10), for the worker threads: when a large store
+/// is being serialized or hashed on the same core as the event loop, the loop's answers come first.
+/// On Linux, nice is per thread. Failing to lower it is harmless, so errors are ignored.
+pub fn lower_thread_priority() {
+    const NICE: libc::c_int = 10;
+    // SAFETY: setpriority on the calling thread (who = 0) with a valid priority; no memory involved.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, NICE) };
+}

@@ -2,33 +2,57 @@
 //!
 //! Every container sits behind an `Arc`, so a copy of the whole store is one reference count.
 //! A transaction starts from the current root and changes it with path copying: only the nodes on
-//! the way to an edit are cloned, each clone being a list of references to the unchanged children.
+//! the way to an edit are copied, each copy being a list of references to the unchanged children.
 //! That makes acquiring the lock O(1) on any store, lets a finished store be handed to the writer
 //! thread without copying, and makes "did this subtree change?" a pointer comparison.
 //!
-//! Objects are vectors sorted by key (byte order, as serde_json's `BTreeMap` sorts them): compact,
-//! quick to clone, searched by bisection. Rendering writes exactly what serde_json writes for the
-//! same `serde_json::Value` (compact, or pretty with two spaces), which the checksum depends on.
+//! The layout is chosen for memory, since a node holds whole stores: a `Value` is 24 bytes;
+//! strings and keys up to 22 bytes live inside it (most keys, names and addresses allocate
+//! nothing); numbers are stored flat; an array or object is one allocation (`Arc<[T]>`), its
+//! entries sorted by key (byte order, as serde_json's `BTreeMap` sorts them) and found by
+//! bisection. JSON text is parsed straight into this tree through serde, with no intermediate
+//! `serde_json::Value`. Rendering writes exactly what serde_json writes for the same document
+//! (compact, or pretty with two spaces), which the checksum depends on.
 
+use std::cell::RefCell;
+use std::fmt;
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use serde_json::Number;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-/// Keys and strings. Shared so that cloning an object to edit one key copies no key bytes.
-pub type Str = Arc<str>;
-/// An object's entries, sorted by key, keys unique.
-pub type Entries = Vec<(Str, Value)>;
+use crate::limits::STORE_DEPTH_MAX;
+
+/// Strings at most this long are stored inline, without an allocation.
+const INLINE_BYTES_MAX: usize = 22;
+
+/// A string or key: inline when short, shared when long. Compared and ordered as bytes.
+#[derive(Clone)]
+pub enum Str {
+    Inline { len: u8, bytes: [u8; INLINE_BYTES_MAX] },
+    Shared(Arc<str>),
+}
+
+/// An object's entry.
+pub type Entry = (Str, Value);
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     Null,
     Bool(bool),
-    Number(Number),
+    /// Integers from 0 up.
+    UInt(u64),
+    /// Negative integers.
+    Int(i64),
+    /// Everything else JSON calls a number (always finite).
+    Float(f64),
     String(Str),
-    Array(Arc<Vec<Value>>),
-    Object(Arc<Entries>),
+    Array(Arc<[Value]>),
+    /// Sorted by key, keys unique.
+    Object(Arc<[Entry]>),
 }
+
+const _: () = assert!(std::mem::size_of::<Value>() == 24, "a Value stays 24 bytes");
 
 /// Why an edit could not be made. Both answer 404 at the HTTP level except `TooDeep`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +65,65 @@ pub enum EditError {
     TooDeep,
 }
 
+impl Str {
+    pub fn new(s: &str) -> Str {
+        if s.len() <= INLINE_BYTES_MAX {
+            let mut bytes = [0u8; INLINE_BYTES_MAX];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            Str::Inline { len: s.len() as u8, bytes }
+        } else {
+            Str::Shared(Arc::from(s))
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Str::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Str::Shared(s) => s.as_bytes(),
+        }
+    }
+
+    /// The text. Always valid UTF-8: both variants are only ever built from a `&str`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Str::Inline { .. } => std::str::from_utf8(self.as_bytes()).expect("built from a str"),
+            Str::Shared(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Str {
+    fn eq(&self, other: &Str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Str {}
+
+impl PartialOrd for Str {
+    fn partial_cmp(&self, other: &Str) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Str {
+    fn cmp(&self, other: &Str) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl fmt::Debug for Str {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Str {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Default for Value {
     fn default() -> Value {
         Value::empty_object()
@@ -49,30 +132,16 @@ impl Default for Value {
 
 impl Value {
     pub fn empty_object() -> Value {
-        Value::Object(Arc::new(Vec::new()))
+        Value::Object(Arc::from(Vec::new()))
     }
 
-    /// Parses JSON text into a tree. Duplicate keys keep the last value, as serde_json does.
+    /// Parses JSON text into a tree, at most `STORE_DEPTH_MAX` levels deep. Duplicate keys keep
+    /// the last value, as serde_json does.
     pub fn parse(bytes: &[u8]) -> Result<Value, serde_json::Error> {
-        let parsed: serde_json::Value = serde_json::from_slice(bytes)?;
-        Ok(Value::from_json(parsed))
-    }
-
-    /// Converts a serde_json tree, consuming it so each string is moved rather than kept twice.
-    pub fn from_json(value: serde_json::Value) -> Value {
-        match value {
-            serde_json::Value::Null => Value::Null,
-            serde_json::Value::Bool(b) => Value::Bool(b),
-            serde_json::Value::Number(n) => Value::Number(n),
-            serde_json::Value::String(s) => Value::String(Str::from(s)),
-            serde_json::Value::Array(items) => {
-                Value::Array(Arc::new(items.into_iter().map(Value::from_json).collect()))
-            }
-            // serde_json's map is a BTreeMap, so its entries arrive sorted and unique.
-            serde_json::Value::Object(map) => {
-                Value::Object(Arc::new(map.into_iter().map(|(k, v)| (Str::from(k), Value::from_json(v))).collect()))
-            }
-        }
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let value = ValueSeed.deserialize(&mut deserializer)?;
+        deserializer.end()?;
+        Ok(value)
     }
 
     /// The child selected by one path segment: a key of an object, or a decimal index of an array.
@@ -116,20 +185,16 @@ impl Value {
             _ => return Err(EditError::NoParent),
         }
         match self.resolve_mut(parent_path) {
-            Value::Object(entries) => {
-                let entries = Arc::make_mut(entries);
-                match find_key(entries, last) {
-                    Ok(i) => entries[i].1 = value,
-                    Err(i) => entries.insert(i, (Str::from(last), value)),
-                }
-            }
+            Value::Object(entries) => match find_key(entries, last) {
+                Ok(i) => Arc::make_mut(entries)[i].1 = value,
+                Err(i) => *entries = spliced(entries, i..i, Some((Str::new(last), value))),
+            },
             Value::Array(items) => {
-                let items = Arc::make_mut(items);
                 let index = parse_index(last).expect("index checked above");
                 if index == items.len() {
-                    items.push(value);
+                    *items = spliced(items, index..index, Some(value));
                 } else {
-                    items[index] = value;
+                    Arc::make_mut(items)[index] = value;
                 }
             }
             _ => unreachable!("parent checked above"),
@@ -150,13 +215,12 @@ impl Value {
         }
         match self.resolve_mut(parent_path) {
             Value::Object(entries) => {
-                let entries = Arc::make_mut(entries);
                 let i = find_key(entries, last).expect("key checked above");
-                entries.remove(i);
+                *entries = spliced(entries, i..i + 1, None);
             }
             Value::Array(items) => {
-                let items = Arc::make_mut(items);
-                items.remove(parse_index(last).expect("index checked above"));
+                let i = parse_index(last).expect("index checked above");
+                *items = spliced(items, i..i + 1, None);
             }
             _ => unreachable!("path checked above"),
         }
@@ -169,9 +233,8 @@ impl Value {
             let segment = segment.as_ref();
             match node {
                 Value::Object(entries) => {
-                    let entries = Arc::make_mut(entries);
                     let i = find_key(entries, segment).expect("path checked by the caller");
-                    &mut entries[i].1
+                    &mut Arc::make_mut(entries)[i].1
                 }
                 Value::Array(items) => {
                     let index = parse_index(segment).expect("path checked by the caller");
@@ -200,11 +263,6 @@ impl Value {
     /// Writes compact JSON with sorted keys, byte for byte what `serde_json::to_writer` writes.
     pub fn write_compact<W: Write>(&self, out: &mut W) -> io::Result<()> {
         match self {
-            Value::Null => out.write_all(b"null"),
-            Value::Bool(true) => out.write_all(b"true"),
-            Value::Bool(false) => out.write_all(b"false"),
-            Value::Number(n) => write!(out, "{n}"),
-            Value::String(s) => write_str(out, s),
             Value::Array(items) => {
                 out.write_all(b"[")?;
                 for (i, item) in items.iter().enumerate() {
@@ -221,12 +279,29 @@ impl Value {
                     if i > 0 {
                         out.write_all(b",")?;
                     }
-                    write_str(out, key)?;
+                    write_str(out, key.as_bytes())?;
                     out.write_all(b":")?;
                     value.write_compact(out)?;
                 }
                 out.write_all(b"}")
             }
+            scalar => scalar.write_scalar(out),
+        }
+    }
+
+    fn write_scalar<W: Write>(&self, out: &mut W) -> io::Result<()> {
+        match self {
+            Value::Null => out.write_all(b"null"),
+            Value::Bool(true) => out.write_all(b"true"),
+            Value::Bool(false) => out.write_all(b"false"),
+            Value::UInt(n) => write_u64(out, *n, false),
+            Value::Int(n) => write_u64(out, n.unsigned_abs(), *n < 0),
+            Value::Float(f) => {
+                let number = serde_json::Number::from_f64(*f).expect("stored floats are finite");
+                write!(out, "{number}")
+            }
+            Value::String(s) => write_str(out, s.as_bytes()),
+            Value::Array(_) | Value::Object(_) => unreachable!("containers are not scalars"),
         }
     }
 
@@ -254,7 +329,7 @@ impl Value {
                 for (i, (key, value)) in entries.iter().enumerate() {
                     out.write_all(if i > 0 { b",\n" } else { b"\n" })?;
                     write_indent(out, level + 1)?;
-                    write_str(out, key)?;
+                    write_str(out, key.as_bytes())?;
                     out.write_all(b": ")?;
                     value.write_pretty_at(out, level + 1)?;
                 }
@@ -262,7 +337,9 @@ impl Value {
                 write_indent(out, level)?;
                 out.write_all(b"}")
             }
-            scalar_or_empty => scalar_or_empty.write_compact(out),
+            Value::Array(_) => out.write_all(b"[]"),
+            Value::Object(_) => out.write_all(b"{}"),
+            scalar => scalar.write_scalar(out),
         }
     }
 
@@ -282,9 +359,15 @@ impl Value {
     }
 }
 
+/// A copy of `items` with `range` replaced by `insert`: the one way a container grows or shrinks,
+/// since each is a single allocation.
+fn spliced<T: Clone>(items: &[T], range: std::ops::Range<usize>, insert: Option<T>) -> Arc<[T]> {
+    items[..range.start].iter().cloned().chain(insert).chain(items[range.end..].iter().cloned()).collect()
+}
+
 /// Index of `key` in sorted entries, or where it would be inserted.
-pub fn find_key(entries: &[(Str, Value)], key: &str) -> Result<usize, usize> {
-    entries.binary_search_by(|(k, _)| k.as_ref().cmp(key))
+pub fn find_key(entries: &[Entry], key: &str) -> Result<usize, usize> {
+    entries.binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
 }
 
 /// An array index: decimal digits without sign or leading zeros ("0", "7", "12"), so that each
@@ -310,36 +393,202 @@ fn write_indent<W: Write>(out: &mut W, level: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes an integer in decimal without the formatting machinery.
+fn write_u64<W: Write>(out: &mut W, mut n: u64, negative: bool) -> io::Result<()> {
+    let mut digits = [0u8; 21];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if negative {
+        i -= 1;
+        digits[i] = b'-';
+    }
+    out.write_all(&digits[i..])
+}
+
+/// For each byte, the escape serde_json writes for it: 0 for none, `u` for `\u00XX`, else the
+/// letter after the backslash.
+static ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        table[i] = b'u';
+        i += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
 /// Writes a JSON string the way serde_json does: quote, backslash and control characters escaped
 /// (the short forms where JSON has them, else `\u00XX` in lower-case hex), everything else as is.
-pub fn write_str<W: Write>(out: &mut W, s: &str) -> io::Result<()> {
+pub fn write_str<W: Write>(out: &mut W, s: &[u8]) -> io::Result<()> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.write_all(b"\"")?;
-    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &byte) in bytes.iter().enumerate() {
-        let short: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => b"",
-            _ => continue,
-        };
-        out.write_all(&bytes[start..i])?;
-        if short.is_empty() {
-            let hex = [b'\\', b'u', b'0', b'0', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]];
-            out.write_all(&hex)?;
+    for (i, &byte) in s.iter().enumerate() {
+        let escape = ESCAPE[usize::from(byte)];
+        if escape == 0 {
+            continue;
+        }
+        out.write_all(&s[start..i])?;
+        if escape == b'u' {
+            out.write_all(&[b'\\', b'u', b'0', b'0', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]])?;
         } else {
-            out.write_all(short)?;
+            out.write_all(&[b'\\', escape])?;
         }
         start = i + 1;
     }
-    out.write_all(&bytes[start..])?;
+    out.write_all(&s[start..])?;
     out.write_all(b"\"")
+}
+
+/// Parses a whole document into a tree, as a part of a larger serde parse (a snapshot file or a
+/// copy holds the store inside other fields).
+pub struct ValueSeed;
+
+impl<'de> DeserializeSeed<'de> for ValueSeed {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        let scratch = RefCell::new(Scratch::default());
+        Depth { depth: 0, scratch: &scratch }.deserialize(deserializer)
+    }
+}
+
+/// The elements of the containers being parsed, innermost last. Each container's elements are
+/// pushed here and moved into their single allocation when it closes, so parsing allocates once
+/// per container and leaves no half-grown vectors behind.
+#[derive(Default)]
+struct Scratch {
+    values: Vec<Value>,
+    entries: Vec<Entry>,
+}
+
+/// Parses a value `depth` levels below the top; deeper than `STORE_DEPTH_MAX` is an error.
+struct Depth<'s> {
+    depth: usize,
+    scratch: &'s RefCell<Scratch>,
+}
+
+impl<'de> DeserializeSeed<'de> for Depth<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Depth<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::UInt(n))
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Value, E> {
+        Ok(if n < 0 { Value::Int(n) } else { Value::UInt(n as u64) })
+    }
+
+    fn visit_f64<E: de::Error>(self, f: f64) -> Result<Value, E> {
+        if f.is_finite() { Ok(Value::Float(f)) } else { Err(E::custom("a number out of range")) }
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(Str::new(s)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let child = self.below::<A::Error>()?;
+        let start = self.scratch.borrow().values.len();
+        while let Some(item) = seq.next_element_seed(Depth { depth: child, scratch: self.scratch })? {
+            self.scratch.borrow_mut().values.push(item);
+        }
+        let items: Arc<[Value]> = self.scratch.borrow_mut().values.drain(start..).collect();
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let child = self.below::<A::Error>()?;
+        let start = self.scratch.borrow().entries.len();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let value = map.next_value_seed(Depth { depth: child, scratch: self.scratch })?;
+            self.scratch.borrow_mut().entries.push((key, value));
+        }
+        let mut scratch = self.scratch.borrow_mut();
+        let entries = &mut scratch.entries[start..];
+        if !entries.is_sorted_by(|a, b| a.0 < b.0) {
+            // Sorted by key; of equal keys the last wins, as in serde_json's map. A stable sort
+            // keeps equal keys in input order, so the last of each run is the one to keep.
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            let sorted: Vec<Entry> = scratch.entries.drain(start..).collect();
+            for entry in sorted {
+                let has_previous = scratch.entries.len() > start;
+                match scratch.entries.last_mut() {
+                    Some(last) if has_previous && last.0 == entry.0 => *last = entry,
+                    _ => scratch.entries.push(entry),
+                }
+            }
+        }
+        let entries: Arc<[Entry]> = scratch.entries.drain(start..).collect();
+        Ok(Value::Object(entries))
+    }
+}
+
+impl Depth<'_> {
+    /// The depth of this container's children, or an error when it is one level too deep.
+    fn below<E: de::Error>(&self) -> Result<usize, E> {
+        if self.depth >= STORE_DEPTH_MAX {
+            return Err(E::custom(format!("nested deeper than {STORE_DEPTH_MAX} levels")));
+        }
+        Ok(self.depth + 1)
+    }
+}
+
+/// Parses an object key.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Str;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Str, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Str;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Str, E> {
+        Ok(Str::new(s))
+    }
 }
 
 #[cfg(test)]
@@ -358,13 +607,15 @@ mod tests {
         )
     }
 
-    const AWKWARD: &str = r#"{"z": [1, -2, 3.5, 1e300, -0.0, 12345678901234567890, 0.1],
+    const AWKWARD: &str = r#"{"z": [1, -2, 3.5, 1e300, -0.0, 12345678901234567890, 0.1, 1e2, -9223372036854775808,
+        18446744073709551615, 18446744073709551616, 5e-324],
         "a": {"": null, "é": "\"quoted\" \\ \n\t\r\b\f \u0001\u001f\u007f ☃ 😀", "nested": [[], {}, [{}]]},
-        "m": true, "n": false}"#;
+        "a long key that does not fit inline at all": "and a long string value that does not either",
+        "dup": 1, "dup": 2, "m": true, "n": false}"#;
 
     #[test]
     fn rendering_matches_serde_json_byte_for_byte() {
-        for text in [AWKWARD, "{}", "[]", "0", "\"x\"", "[[[]]]", r#"{"a":{"b":{}}}"#] {
+        for text in [AWKWARD, "{}", "[]", "0", "\"x\"", "[[[]]]", r#"{"a":{"b":{}}}"#, "-1", "1.5e-7"] {
             let reference: serde_json::Value = serde_json::from_str(text).unwrap();
             let tree = parse(text);
             assert_eq!(
@@ -383,11 +634,38 @@ mod tests {
     }
 
     #[test]
-    fn every_control_character_is_escaped_like_serde_json() {
-        let all: String = (0u8..0x80).map(char::from).collect();
+    fn every_byte_is_escaped_like_serde_json() {
+        let all: String = (0u8..0x80).map(char::from).chain("é☃😀".chars()).collect();
         let mut ours = Vec::new();
-        write_str(&mut ours, &all).unwrap();
+        write_str(&mut ours, all.as_bytes()).unwrap();
         assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&all).unwrap());
+    }
+
+    #[test]
+    fn duplicate_keys_keep_the_last_value_as_serde_json_does() {
+        assert_eq!(parse(r#"{"b": 1, "a": 2, "b": 3}"#).to_compact(), br#"{"a":2,"b":3}"#);
+    }
+
+    #[test]
+    fn nesting_is_bounded_while_parsing() {
+        let ok = format!("{}{}", "[".repeat(STORE_DEPTH_MAX), "]".repeat(STORE_DEPTH_MAX));
+        assert_eq!(parse(&ok).depth(), STORE_DEPTH_MAX);
+        let deep = format!("{}{}", "[".repeat(STORE_DEPTH_MAX + 1), "]".repeat(STORE_DEPTH_MAX + 1));
+        assert!(Value::parse(deep.as_bytes()).unwrap_err().to_string().contains("deeper"));
+    }
+
+    #[test]
+    fn short_strings_are_inline_and_long_ones_shared() {
+        assert!(matches!(Str::new("192.168.255.255:65535"), Str::Inline { .. }));
+        assert!(matches!(Str::new(&"x".repeat(23)), Str::Shared(_)));
+        assert_eq!(Str::new("ünï").as_str(), "ünï");
+        assert!(Str::new("a") < Str::new(&"b".repeat(40)));
+    }
+
+    #[test]
+    fn trailing_garbage_is_an_error() {
+        assert!(Value::parse(b"{} x").is_err());
+        assert!(Value::parse(b"").is_err());
     }
 
     #[test]
@@ -413,6 +691,8 @@ mod tests {
         assert_eq!(store.put(&["new", "3"], parse("9"), 100), Err(EditError::NoParent));
         assert_eq!(store.put(&["missing", "x"], parse("9"), 100), Err(EditError::NoParent));
         assert_eq!(store.put(&["size", "x"], parse("9"), 100), Err(EditError::NoParent));
+        store.put(&["a"], parse("1"), 100).unwrap();
+        assert_eq!(store.to_compact()[..6], *br#"{"a":1"#, "new keys land in sorted order");
         store.put::<&str>(&[], parse("[]"), 100).unwrap();
         assert_eq!(store, parse("[]"));
     }
@@ -468,5 +748,6 @@ mod tests {
         let mut other = seed();
         other.put(&["size"], parse("1025"), 100).unwrap();
         assert!(!seed().same_content(&other));
+        assert!(!parse("1").same_content(&parse("1.0")), "an integer is not a float, as in serde_json");
     }
 }

@@ -256,7 +256,7 @@ impl Node {
             let peer = self.cluster.find(&address).expect("listed above");
             peer.pushing = Some(ours);
             peer.last_push = Some(now.unix_ms);
-            let body = Bytes::Shared(self.store.body().clone());
+            let body = Bytes::Shared(self.store.body());
             self.call(&address, CallKind::PutCopy(ours), Method::Put, "/copy", body);
         }
     }

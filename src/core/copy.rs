@@ -47,7 +47,7 @@ impl Node {
             Method::Get | Method::Head => Reply::Now(Response {
                 status: 200,
                 headers: Bytes::Static(b"Content-Type: application/json\r\n"),
-                body: Bytes::Shared(self.store.body().clone()),
+                body: Bytes::Shared(self.store.body()),
                 close: false,
             }),
             Method::Put => {

@@ -86,7 +86,8 @@ impl Node {
             let id = self.next_id();
             let version = self.store.version();
             self.disk.in_flight = Some(InFlight::Persist { id, version, stamp });
-            self.effects.push(Effect::Job(Job::Write { id, body: self.store.body().clone(), node }));
+            let body = self.store.body();
+            self.effects.push(Effect::Job(Job::Write { id, body, node }));
         }
     }
 

@@ -209,6 +209,7 @@ impl Node {
             node.learn(&seed, now);
         }
         node.disk.table_written(node.cluster.stamp);
+        node.keep_body_if_needed();
         if !node.config.bootstrap && !node.cluster.peers.is_empty() {
             let limit = Deadline::after(now, node.config.bootstrap_limit_ms);
             node.activation = Activation::Joining { limit, target: None };
@@ -391,6 +392,15 @@ impl Node {
     /// Called whenever the store is replaced: wakes the watchers of changed subtrees.
     fn store_changed(&mut self) {
         self.wake_watchers();
+        self.keep_body_if_needed();
+    }
+
+    /// A node with peers keeps the copy body of its store, to push it; a node without lets it go
+    /// (it is as large as the store's JSON) and renders it again if `GET /copy` asks.
+    fn keep_body_if_needed(&mut self) {
+        if self.cluster.peers.is_empty() {
+            self.store.forget_body();
+        }
     }
 
     fn metrics_response(&self) -> Response {

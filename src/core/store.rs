@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::http::{Bytes, Response};
 use crate::limits::{RENDER_CACHE_BYTES_MAX, RENDER_CACHE_ENTRIES_MAX};
 use crate::path::{self, PathError};
-use crate::snapshot::Sealed;
+use crate::snapshot::{Sealed, render_body};
 use crate::value::Value;
 use crate::version::{Checksum, Lineage, Version};
 
@@ -83,9 +83,19 @@ impl Store {
         self.sealed.data_len
     }
 
-    /// The copy body, as `GET /copy`, pushes and snapshot files give it.
-    pub fn body(&self) -> &Arc<[u8]> {
-        &self.sealed.body
+    /// The copy body, as `GET /copy`, pushes and snapshot files give it; rendered again here if
+    /// it was set aside.
+    pub fn body(&mut self) -> Arc<[u8]> {
+        if self.sealed.body.is_empty() {
+            (self.sealed.body, self.sealed.data_len) = render_body(&self.sealed.copy);
+        }
+        self.sealed.body.clone()
+    }
+
+    /// Lets go of the copy body: a node without peers needs it only for `GET /copy`, and it is as
+    /// large as the store's JSON.
+    pub fn forget_body(&mut self) {
+        self.sealed.body = Arc::from(Vec::new());
     }
 
     /// Replaces the store with a newer version; every cached answer is of the old one.
@@ -127,7 +137,7 @@ fn render(subtree: &Value, format: Format, version: Version, is_root: bool) -> R
             ("text/plain; charset=utf-8", scalar.to_compact(), format!("\"{}.raw\"", content_checksum()))
         }
         (Format::Keys, Value::Object(entries)) => {
-            let keys = Value::Array(Arc::new(entries.iter().map(|(k, _)| Value::String(k.clone())).collect()));
+            let keys = Value::Array(entries.iter().map(|(k, _)| Value::String(k.clone())).collect());
             ("application/json", keys.to_pretty_line(), format!("\"{}.keys\"", Checksum::of(&keys)))
         }
         (Format::Keys, Value::Array(items)) => {
