@@ -25,9 +25,9 @@ use crate::core::{Effect, Node, Reply, Request, Ticket};
 use crate::flush::{Done, Job, Workers};
 use crate::http::{self, ChunkedDecoder, Framing, Head, HttpError, Method, Response};
 use crate::limits::{
-    ACCEPT_BUDGET, ACCEPT_PAUSE_MS, BODY_STALL_TIMEOUT_MS, BUFFER_BYTES, CHUNK_RAW_COMPACT_BYTES, EVENTS_CAPACITY,
-    HEAD_TIMEOUT_MS, IDLE_TIMEOUT_MS, LINGER_BYTES_MAX, LINGER_MS, PIPELINE_REQUESTS_PER_WAKE_MAX, READ_BUDGET_BYTES,
-    REQUEST_HEAD_BYTES_MAX, SEND_BACKLOG_BYTES_MAX, SEND_STALL_TIMEOUT_MS, STREAM_BACKLOG_BYTES_MAX,
+    ACCEPT_BUDGET, ACCEPT_PAUSE_MS, BODIES_BYTES_MAX, BODY_STALL_TIMEOUT_MS, BUFFER_BYTES, CHUNK_RAW_COMPACT_BYTES,
+    EVENTS_CAPACITY, HEAD_TIMEOUT_MS, IDLE_TIMEOUT_MS, LINGER_BYTES_MAX, LINGER_MS, PIPELINE_REQUESTS_PER_WAKE_MAX,
+    READ_BUDGET_BYTES, REQUEST_HEAD_BYTES_MAX, SEND_BACKLOG_BYTES_MAX, SEND_STALL_TIMEOUT_MS, STREAM_BACKLOG_BYTES_MAX,
     WRITE_BUDGET_BYTES,
 };
 use crate::peers::{PEER_TOKEN_BASE, Peers, Work};
@@ -37,7 +37,7 @@ const WAKER: Token = Token(1);
 const SIGNALS: Token = Token(2);
 /// Connection `i` has token `CONNECTION_TOKEN_BASE + i`.
 const CONNECTION_TOKEN_BASE: usize = 16;
-/// A ticket is the connection's generation above these bits and its slot below them.
+/// A ticket is a request serial number above these bits and the connection's slot below them.
 const TICKET_SLOT_BITS: u32 = 24;
 const TICKET_SLOT_MASK: u64 = (1 << TICKET_SLOT_BITS) - 1;
 
@@ -94,6 +94,8 @@ struct Connection {
     /// When this connection's timer fires, and the earliest entry it has in the timer heap.
     deadline_ms: u64,
     armed_ms: u64,
+    /// Bytes of the global body budget held for the body being received.
+    reserved: usize,
 }
 
 /// What to do with a connection after serving it.
@@ -124,6 +126,10 @@ pub struct EventLoop {
     accept_more: bool,
     accept_paused_until_ms: Option<u64>,
     effects: Vec<Effect>,
+    /// Bytes of request bodies being received, across connections (at most `BODIES_BYTES_MAX`).
+    bodies_reserved: usize,
+    /// Numbers the requests handed to the core, for their tickets.
+    request_serial: u64,
     peers: Peers,
     max_body: u64,
     max_connections: usize,
@@ -177,6 +183,8 @@ impl EventLoop {
             accept_more: false,
             accept_paused_until_ms: None,
             effects: Vec::new(),
+            bodies_reserved: 0,
+            request_serial: 0,
             peers: Peers::new(parts.max_body, String::new()),
             max_body: parts.max_body,
             max_connections: parts.max_connections,
@@ -213,6 +221,9 @@ impl EventLoop {
                 }
             }
             self.serve_again();
+            let mut work = Work::default();
+            self.peers.serve_again(self.now.mono_ms, self.poll.registry(), &mut self.pool, &mut work);
+            self.peer_work(work);
             if self.accept_more || self.accept_paused_until_ms.is_some_and(|t| self.now.mono_ms >= t) {
                 self.accept();
             }
@@ -238,7 +249,7 @@ impl EventLoop {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.again.is_empty() || self.accept_more {
+        if !self.again.is_empty() || self.accept_more || self.peers.has_work_waiting() {
             return Some(Duration::ZERO);
         }
         let next = [
@@ -312,6 +323,7 @@ impl EventLoop {
             last_progress_ms: self.now.mono_ms,
             deadline_ms: u64::MAX,
             armed_ms: u64::MAX,
+            reserved: 0,
         };
         self.arm_timer(slot, &mut conn);
         self.conns[slot] = Some(conn);
@@ -379,11 +391,11 @@ impl EventLoop {
         if self.flush(slot, conn).is_err() {
             return Verdict::Close;
         }
-        self.verdict(conn)
+        self.verdict(slot, conn)
     }
 
     /// Decides whether a served connection stays open.
-    fn verdict(&mut self, conn: &mut Connection) -> Verdict {
+    fn verdict(&mut self, slot: usize, conn: &mut Connection) -> Verdict {
         let output_done = conn.send.is_empty();
         match conn.phase {
             Phase::Closing { linger } if output_done => {
@@ -393,6 +405,8 @@ impl EventLoop {
                     let all = conn.recv.len();
                     conn.recv.consume(all);
                     conn.phase = Phase::Lingering { until_ms: self.now.mono_ms + LINGER_MS, drained: 0 };
+                    // Read at once: the client's close may have arrived already.
+                    self.serve_later(slot, conn);
                     Verdict::Keep
                 } else {
                     Verdict::Close
@@ -402,8 +416,11 @@ impl EventLoop {
             Phase::Streaming { .. } if conn.read_closed || conn.send.len() > STREAM_BACKLOG_BYTES_MAX => Verdict::Close,
             // A watcher whose client left is dropped; a parked commit still gets its answer.
             Phase::Parked { ticket, .. } if conn.read_closed && self.core.disconnected(ticket) => Verdict::Close,
-            // The client closed its side and everything it asked for is answered.
-            Phase::Head { .. } | Phase::Body { .. } | Phase::Chunked { .. } if conn.read_closed && output_done => {
+            // The client closed its side and everything it asked for is answered (requests still
+            // buffered are answered first: the connection is queued to be served again).
+            Phase::Head { .. } | Phase::Body { .. } | Phase::Chunked { .. }
+                if conn.read_closed && output_done && !conn.queued_again =>
+            {
                 Verdict::Close
             }
             _ => Verdict::Keep,
@@ -437,6 +454,7 @@ impl EventLoop {
     }
 
     fn close(&mut self, mut conn: Connection) {
+        self.release(&mut conn);
         // Closing the socket removes it from the poller; no deregister call is needed.
         conn.recv.consume(conn.recv.len());
         conn.recv.release_if_empty(&mut self.pool);
@@ -461,7 +479,6 @@ impl EventLoop {
     /// Advances the request in progress by what is buffered. Returns true when a request was
     /// answered or parked and the next one may follow.
     fn next_request(&mut self, slot: usize, conn: &mut Connection) -> bool {
-        let ticket = (conn.generation << TICKET_SLOT_BITS) | slot as u64;
         match &mut conn.phase {
             Phase::Head { since_ms } => {
                 if conn.recv.is_empty() {
@@ -481,7 +498,7 @@ impl EventLoop {
                 let (head_len, framing, expect_continue) = (head.len, head.framing, head.expect_continue);
                 match framing {
                     Framing::None => {
-                        let phase = self.dispatch(ticket, &head, &[], &mut conn.send);
+                        let phase = self.dispatch(slot, &head, &[], &mut conn.send);
                         conn.recv.consume(head_len);
                         conn.phase = phase;
                         true
@@ -490,10 +507,14 @@ impl EventLoop {
                         let body_len = usize::try_from(length).expect("bounded by --max-body");
                         if conn.recv.len() >= head_len + body_len {
                             let body = &conn.recv.data()[head_len..head_len + body_len];
-                            let phase = self.dispatch(ticket, &head, body, &mut conn.send);
+                            let phase = self.dispatch(slot, &head, body, &mut conn.send);
                             conn.recv.consume(head_len + body_len);
                             conn.phase = phase;
                             return true;
+                        }
+                        if !self.reserve(conn, body_len) {
+                            self.fail(conn, HttpError::Busy);
+                            return false;
                         }
                         if expect_continue {
                             conn.send.push_bytes(b"HTTP/1.1 100 Continue\r\n\r\n", &mut self.pool);
@@ -517,9 +538,10 @@ impl EventLoop {
                 }
                 let head = reparse(conn.recv.data(), self.max_body);
                 let body = &conn.recv.data()[head_len..head_len + body_len];
-                let phase = self.dispatch(ticket, &head, body, &mut conn.send);
+                let phase = self.dispatch(slot, &head, body, &mut conn.send);
                 conn.recv.consume(head_len + body_len);
                 conn.phase = phase;
+                self.release(conn);
                 true
             }
             Phase::Chunked { head_len, raw, decoder } => {
@@ -536,12 +558,19 @@ impl EventLoop {
                     Ok(used) if decoder.is_done() => {
                         let head = reparse(conn.recv.data(), self.max_body);
                         let body = std::mem::take(&mut conn.body);
-                        let phase = self.dispatch(ticket, &head, &body, &mut conn.send);
+                        let phase = self.dispatch(slot, &head, &body, &mut conn.send);
                         conn.recv.consume(head_len + used_before + used);
                         conn.phase = phase;
+                        self.release(conn);
                         true
                     }
                     Ok(used) => {
+                        let grown = conn.body.len().saturating_sub(conn.reserved);
+                        if !self.reserve(conn, grown) {
+                            self.fail(conn, HttpError::Busy);
+                            return false;
+                        }
+                        let Phase::Chunked { raw, .. } = &mut conn.phase else { unreachable!("still chunked") };
                         *raw += used;
                         if *raw > CHUNK_RAW_COMPACT_BYTES {
                             // The decoded bytes are in `body`; keep only the head and the rest.
@@ -556,8 +585,28 @@ impl EventLoop {
         }
     }
 
-    /// Hands one complete request to the core and queues its answer, or parks it.
-    fn dispatch(&mut self, ticket: Ticket, head: &Head, body: &[u8], send: &mut SendQueue) -> Phase {
+    /// Takes `bytes` more of the global body budget for this connection; false when it is spent.
+    fn reserve(&mut self, conn: &mut Connection, bytes: usize) -> bool {
+        if self.bodies_reserved + bytes > BODIES_BYTES_MAX {
+            return false;
+        }
+        self.bodies_reserved += bytes;
+        conn.reserved += bytes;
+        true
+    }
+
+    /// Gives back a connection's share of the body budget (its body arrived, or it closed).
+    fn release(&mut self, conn: &mut Connection) {
+        self.bodies_reserved -= conn.reserved;
+        conn.reserved = 0;
+    }
+
+    /// Hands one complete request to the core and queues its answer, or parks it. Each request
+    /// gets its own ticket, so an answer meant for an earlier request on the same connection can
+    /// never be taken for a later one's.
+    fn dispatch(&mut self, slot: usize, head: &Head, body: &[u8], send: &mut SendQueue) -> Phase {
+        self.request_serial += 1;
+        let ticket = (self.request_serial << TICKET_SLOT_BITS) | slot as u64;
         let shape = AnswerShape {
             method: head.method,
             head_only: head.method == Method::Head,

@@ -18,7 +18,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use log::{debug, warn};
+use log::{debug, error, warn};
 
 use crate::clock::unix_micros;
 use crate::snapshot::{self, DecodeError, NodeJson, Sealed};
@@ -42,18 +42,30 @@ pub enum Job {
     Seal { id: u64, sequence: u64, root: Value, parent: Lineage, node: NodeJson },
     /// Write a store that is already sealed (a copy taken from a peer) to the data directory.
     Write { id: u64, body: Arc<[u8]>, node: NodeJson },
-    /// Remove a snapshot that must never be loaded (a commit that lost to a newer store).
-    Remove { file: PathBuf },
+    /// Remove a snapshot that must never be loaded (a commit that lost to a newer store), durably.
+    Remove { id: u64, file: PathBuf },
     /// Parse a copy sent by a peer, check its checksum and render its canonical body.
     Decode { id: u64, body: Vec<u8> },
     /// Look up a peer's host name (for the event loop's peer links; a lookup may block).
     Resolve { address: String },
 }
 
+/// The worker threads, one queue each, so that no kind of job waits behind another: a copy is not
+/// checked behind an fsync, and a slow DNS lookup delays neither.
+#[derive(Debug, Clone, Copy)]
+enum Queue {
+    Writer,
+    Decoder,
+    Resolver,
+}
+
 impl Job {
-    /// Jobs that touch the disk go to the writer thread; the others to the decoder thread.
-    fn is_disk(&self) -> bool {
-        !matches!(self, Job::Decode { .. } | Job::Resolve { .. })
+    fn queue(&self) -> Queue {
+        match self {
+            Job::Seal { .. } | Job::Write { .. } | Job::Remove { .. } => Queue::Writer,
+            Job::Decode { .. } => Queue::Decoder,
+            Job::Resolve { .. } => Queue::Resolver,
+        }
     }
 }
 
@@ -61,10 +73,29 @@ impl Job {
 /// data directory); `elapsed_us` is how long the job took, for the latency histogram.
 #[derive(Debug)]
 pub enum Done {
-    Sealed { id: u64, sealed: Sealed, file: Result<Option<PathBuf>, DiskError>, elapsed_us: u64 },
-    Written { id: u64, file: Result<Option<PathBuf>, DiskError>, elapsed_us: u64 },
-    Decoded { id: u64, result: Result<Sealed, DecodeError> },
-    Resolved { address: String, result: Result<std::net::SocketAddr, String> },
+    Sealed {
+        id: u64,
+        sealed: Sealed,
+        file: Result<Option<PathBuf>, DiskError>,
+        elapsed_us: u64,
+    },
+    Written {
+        id: u64,
+        file: Result<Option<PathBuf>, DiskError>,
+        elapsed_us: u64,
+    },
+    Decoded {
+        id: u64,
+        result: Result<Sealed, DecodeError>,
+    },
+    /// The file is gone, and the directory fsync'd (or the removal failed and was logged).
+    Removed {
+        id: u64,
+    },
+    Resolved {
+        address: String,
+        result: Result<std::net::SocketAddr, String>,
+    },
 }
 
 /// A snapshot that could not be written. The answer to the waiting commit says why.
@@ -99,11 +130,15 @@ pub fn run(job: Job, disk: &DiskConfig, names: &mut WriterState) -> Option<Done>
             let file = write(disk, names, &node, &body);
             Some(Done::Written { id, file, elapsed_us: elapsed_us() })
         }
-        Job::Remove { file } => {
-            if let Err(e) = fs::remove_file(&file) {
-                warn!("cannot remove the superseded snapshot {}: {e}", file.display());
+        Job::Remove { id, file } => {
+            let removed = fs::remove_file(&file).and_then(|()| match file.parent() {
+                Some(dir) => File::open(dir)?.sync_all(),
+                None => Ok(()),
+            });
+            if let Err(e) = removed {
+                error!("cannot remove the superseded snapshot {}: {e}", file.display());
             }
-            None
+            Some(Done::Removed { id })
         }
         Job::Decode { id, body } => Some(Done::Decoded { id, result: snapshot::parse_copy(&body) }),
         Job::Resolve { address } => {
@@ -202,15 +237,15 @@ impl WriterState {
 
 /// The loop's handle on the worker threads.
 pub struct Workers {
-    writer: Option<Sender<Job>>,
-    decoder: Option<Sender<Job>>,
+    /// One sender per `Queue`, in its order; empty after shutdown.
+    queues: Vec<Sender<Job>>,
     done: Receiver<Done>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Workers {
-    /// Starts the writer and decoder threads. `wake` is called after each report (the loop's
-    /// `mio::Waker`).
+    /// Starts the writer, decoder and resolver threads. `wake` is called after each report (the
+    /// loop's `mio::Waker`).
     pub fn spawn(disk: DiskConfig, wake: Arc<dyn Fn() + Send + Sync>) -> io::Result<Workers> {
         let (done_sender, done) = mpsc::channel::<Done>();
         let newest = match &disk.dir {
@@ -235,14 +270,12 @@ impl Workers {
             })?);
             Ok(sender)
         };
-        let writer = start("lighthouse-writer")?;
-        let decoder = start("lighthouse-decoder")?;
-        Ok(Workers { writer: Some(writer), decoder: Some(decoder), done, threads })
+        let queues = vec![start("lighthouse-writer")?, start("lighthouse-decoder")?, start("lighthouse-resolver")?];
+        Ok(Workers { queues, done, threads })
     }
 
     pub fn submit(&self, job: Job) {
-        let queue = if job.is_disk() { &self.writer } else { &self.decoder };
-        let sender = queue.as_ref().expect("no jobs after shutdown");
+        let sender = self.queues.get(job.queue() as usize).expect("no jobs after shutdown");
         sender.send(job).expect("the worker threads outlive the loop");
     }
 
@@ -253,15 +286,14 @@ impl Workers {
 
     /// Lets the threads finish the jobs they have, then joins them.
     pub fn shutdown(&mut self) {
-        self.writer = None;
-        self.decoder = None;
+        self.queues.clear();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
 
     pub fn is_shut_down(&self) -> bool {
-        self.writer.is_none()
+        self.queues.is_empty()
     }
 }
 

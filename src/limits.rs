@@ -60,6 +60,10 @@ pub const BUFFER_POOL_COUNT_MAX: usize = 256;
 pub const BUFFER_POOL_BYTES_MAX: usize = 64 * 1024;
 /// Bodies at least this long are queued by reference (shared) instead of copied into a buffer.
 pub const SHARED_BODY_BYTES_MIN: usize = 16 * 1024;
+/// Request bodies being received at once, across all connections: each connection may hold up to
+/// `--max-body`, so without this bound many slow uploads could hold any amount of memory. A body
+/// that would pass it answers 503.
+pub const BODIES_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// Unsent output above which a connection stops reading new requests until the client catches up.
 pub const SEND_BACKLOG_BYTES_MAX: usize = 1024 * 1024;
 /// Segments passed to one vectored write.

@@ -77,6 +77,9 @@ struct Link {
 /// All peer links.
 pub struct Peers {
     links: Vec<Link>,
+    /// Links that stopped reading or writing on their budget, to serve again next turn: with
+    /// edge-triggered events, no new event would come for bytes already waiting.
+    again: Vec<usize>,
     max_body: u64,
     /// Sent with every request (the cluster key, with the hardening work).
     extra_headers: String,
@@ -92,7 +95,7 @@ pub struct Work {
 
 impl Peers {
     pub fn new(max_body: u64, extra_headers: String) -> Peers {
-        Peers { links: Vec::new(), max_body, extra_headers }
+        Peers { links: Vec::new(), again: Vec::new(), max_body, extra_headers }
     }
 
     /// Queues a request for its peer, connecting if needed.
@@ -162,6 +165,21 @@ impl Peers {
             return;
         }
         self.advance(index, now_ms, registry, pool, work);
+    }
+
+    /// Serves the links that used their budget last turn.
+    pub fn serve_again(&mut self, now_ms: u64, registry: &Registry, pool: &mut Pool, work: &mut Work) {
+        let mut again = std::mem::take(&mut self.again);
+        again.sort_unstable();
+        again.dedup();
+        for index in again {
+            self.ready(PEER_TOKEN_BASE + index, now_ms, registry, pool, work);
+        }
+    }
+
+    /// True when some link waits to be served again without an event.
+    pub fn has_work_waiting(&self) -> bool {
+        !self.again.is_empty()
     }
 
     /// Fails links whose connect or answer is overdue.
@@ -261,7 +279,11 @@ impl Peers {
             }
             link.sent.push_back(request.id);
         }
-        conn.send.write_to(&mut conn.socket, WRITE_BUDGET_BYTES, pool).map_err(|e| format!("write: {e}"))?;
+        let written =
+            conn.send.write_to(&mut conn.socket, WRITE_BUDGET_BYTES, pool).map_err(|e| format!("write: {e}"))?;
+        if written >= WRITE_BUDGET_BYTES && !conn.send.is_empty() {
+            self.again.push(index);
+        }
         let want_writable = !conn.send.is_empty();
         if want_writable != conn.writable_interest {
             let interest = if want_writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
@@ -309,6 +331,7 @@ impl Peers {
             }
             parse_answers(link, max_body, work)?;
             if budget == 0 {
+                self.again.push(index);
                 break;
             }
         }

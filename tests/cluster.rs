@@ -204,3 +204,22 @@ fn a_copy_with_a_wrong_checksum_changes_nothing_anywhere() {
         assert_eq!(member.server().get("/data/evil").status, 404);
     }
 }
+
+#[test]
+fn a_large_store_reaches_a_new_node_quickly() {
+    let mut first = Member::new("large-first");
+    first.start(&[]);
+    let blob = format!(
+        "[{}]",
+        (0..60_000).map(|i| format!("\"item-{i:08}-{}\"", "x".repeat(40))).collect::<Vec<_>>().join(",")
+    );
+    assert!(blob.len() > 3 * 1024 * 1024);
+    assert_eq!(transact(first.server(), "w", "/blob", &blob).status, 200);
+    let started = Instant::now();
+    let mut second = Member::new("large-second");
+    second.start(&[&format!("--seeds={}", first.address())]);
+    wait_for("the new node to serve the large store", || second.server().get("/data/blob/59999").status == 200);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "a {} MiB store took {took:?} to arrive", blob.len() >> 20);
+    assert_eq!(second.version(), first.version());
+}

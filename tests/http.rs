@@ -233,3 +233,41 @@ fn connections_over_the_limit_get_503() {
         d.read_response().status == 200
     });
 }
+
+#[test]
+fn pipelined_requests_followed_by_a_half_close_are_all_answered() {
+    let server = Server::start(&[]);
+    let mut client = Client::connect(server.addr);
+    let requests = "GET /version HTTP/1.1\r\nHost: x\r\n\r\n".repeat(300);
+    client.send(requests.as_bytes());
+    client.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    for i in 0..300 {
+        assert_eq!(client.read_response().status, 200, "answer {i}");
+    }
+    assert!(client.is_closed_by_server(), "closed after the last answer");
+}
+
+#[test]
+fn bodies_in_progress_share_a_bounded_budget() {
+    // Five uploads declared at 60 MiB each, none sent: together past the 256 MiB budget.
+    let server = Server::start(&[]);
+    let mut uploads: Vec<Client> = Vec::new();
+    let mut refused = 0;
+    for _ in 0..5 {
+        let mut client = Client::connect(server.addr);
+        client.send(b"PUT /lock HTTP/1.1\r\nContent-Length: 62914560\r\nExpect: 100-continue\r\n\r\n");
+        let answer = client.read_response();
+        match answer.status {
+            100 => uploads.push(client),
+            503 => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((uploads.len(), refused), (4, 1));
+    drop(uploads);
+    support::wait_for("the budget to be given back", || {
+        let mut client = Client::connect(server.addr);
+        client.send(b"PUT /lock HTTP/1.1\r\nContent-Length: 62914560\r\nExpect: 100-continue\r\n\r\n");
+        client.read_response().status == 100
+    });
+}

@@ -341,9 +341,9 @@ impl Sim {
                 let path = write(self, &node, &body);
                 Some(Done::Written { id, file: Ok(Some(path)), elapsed_us: 1 })
             }
-            Job::Remove { file } => {
+            Job::Remove { id, file } => {
                 self.nodes[i].files.retain(|f| f.path != file);
-                None
+                Some(Done::Removed { id })
             }
             Job::Decode { id, body } => Some(Done::Decoded { id, result: snapshot::parse_copy(&body) }),
             Job::Resolve { .. } => unreachable!("the core never resolves names"),

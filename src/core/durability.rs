@@ -29,6 +29,8 @@ enum InFlight {
     Commit { id: u64, stamp: u64 },
     /// Writing the current store, which is already served, to disk.
     Persist { id: u64, version: Version, stamp: u64 },
+    /// Removing the file of a commit that lost to a newer store; its 409 waits for this.
+    Remove { id: u64 },
 }
 
 #[derive(Debug)]
@@ -80,8 +82,13 @@ impl Node {
             self.effects.push(Effect::Job(Job::Seal { id, sequence, root, parent, node }));
             return;
         }
-        let behind = self.store.version() != self.disk.durable || stamp != self.disk.durable_stamp;
-        if self.config.durable && behind && self.disk.retry_at.is_none_or(|at| at.fired(now)) {
+        let behind =
+            self.config.durable && (self.store.version() != self.disk.durable || stamp != self.disk.durable_stamp);
+        if !behind {
+            // Nothing to retry: a commit wrote what a failed write could not.
+            self.disk.retry_at = None;
+        }
+        if behind && self.disk.retry_at.is_none_or(|at| at.fired(now)) {
             self.disk.retry_at = None;
             let id = self.next_id();
             let version = self.store.version();
@@ -146,30 +153,53 @@ impl Node {
         self.pump_disk(now);
     }
 
+    /// The file of a commit that lost is gone: now its 409 can be answered.
+    pub(super) fn removed_done(&mut self, now: Now, id: u64) {
+        let Some(InFlight::Remove { id: removing }) = self.disk.in_flight.take() else {
+            unreachable!("a removal report for job {id} without a removal in flight");
+        };
+        assert_eq!(removing, id, "the removal is the one in flight");
+        let lock = self.lock.as_mut().expect("a losing commit keeps its lock");
+        let LockState::Committing { ticket, .. } = lock.state else {
+            unreachable!("the lock of a losing commit is committing until its file is gone");
+        };
+        lock.state = LockState::Open;
+        lock.renew(now);
+        let response = self.conflict_response();
+        self.answer(ticket, response);
+        self.pump_disk(now);
+    }
+
     /// The lock's commit is sealed (and durable, with a data directory), or failed.
     fn commit_done(&mut self, now: Now, sealed: Sealed, file: Result<Option<PathBuf>, DiskError>, stamp: u64) {
         let lock = self.lock.as_mut().expect("a commit in flight has its lock");
         let LockState::Committing { ticket, .. } = lock.state else {
             unreachable!("the lock of a commit in flight is committing");
         };
+        if self.store.version() != lock.base
+            && let Ok(Some(file)) = file
+        {
+            // A newer store arrived from a peer while the snapshot was written. It wins, and this
+            // commit's file must never be loaded: the 409 waits until the file is gone, so a crash
+            // in between cannot bring the lost commit back.
+            let id = self.next_job_id;
+            self.next_job_id += 1;
+            lock.state = LockState::Committing { ticket, job: Some(id) };
+            self.disk.in_flight = Some(InFlight::Remove { id });
+            self.effects.push(Effect::Job(Job::Remove { id, file }));
+            return;
+        }
         lock.state = LockState::Open;
         lock.renew(now);
-        let file = match file {
-            Ok(file) => file,
-            Err(e) => {
-                self.metrics.flush_failures += 1;
-                error!("commit of lock {} failed: {}", lock.name, e.message);
-                let message = format!("{}; nothing was committed and the lock is still held", e.message);
-                self.answer(ticket, Response::error(e.status, &message));
-                return;
-            }
-        };
+        if let Err(e) = file {
+            self.metrics.flush_failures += 1;
+            error!("commit of lock {} failed: {}", lock.name, e.message);
+            let message = format!("{}; nothing was committed and the lock is still held", e.message);
+            self.answer(ticket, Response::error(e.status, &message));
+            return;
+        }
         if self.store.version() != lock.base {
-            // A newer store arrived from a peer while the snapshot was written. It wins, and this
-            // commit's file must never be loaded.
-            if let Some(file) = file {
-                self.effects.push(Effect::Job(Job::Remove { file }));
-            }
+            // A newer store arrived while the commit was sealed (without a data directory).
             let response = self.conflict_response();
             self.answer(ticket, response);
             return;

@@ -293,6 +293,7 @@ impl Node {
             Done::Sealed { id, sealed, file, elapsed_us } => self.sealed_done(now, id, sealed, file, elapsed_us),
             Done::Written { id, file, elapsed_us } => self.written_done(now, id, file, elapsed_us),
             Done::Decoded { id, result } => self.copy_decoded(now, id, result),
+            Done::Removed { id } => self.removed_done(now, id),
             Done::Resolved { .. } => unreachable!("name lookups are the event loop's"),
         }
     }

@@ -43,6 +43,16 @@ impl Harness {
         }
     }
 
+    /// A request whose answer waits for the workers: runs them and returns every answer given.
+    fn call_later_all(&mut self, method: Method, target: &str, body: &str) -> Vec<(Ticket, Response)> {
+        let (ticket, reply) = self.send(method, target, body);
+        let mut answers = self.settle();
+        if let Reply::Now(response) = reply {
+            answers.push((ticket, response));
+        }
+        answers
+    }
+
     /// Runs every queued job (in memory, no disk) until nothing is left; returns the answers.
     fn settle(&mut self) -> Vec<(Ticket, Response)> {
         let mut answers = Vec::new();
@@ -276,14 +286,95 @@ fn a_copy_taken_while_the_commit_is_written_wins_and_the_commit_file_is_removed(
     let sealed = seal(root, sequence, Some(&parent));
     h.node.job_done(h.now, Done::Sealed { id, sealed, file: Ok(Some(file.clone())), elapsed_us: 1 });
     let effects: Vec<Effect> = h.node.drain_effects().collect();
+    let Some(Effect::Job(Job::Remove { id: removal, file: removed })) = effects.first() else {
+        panic!("the losing commit's file is removed first: {effects:?}");
+    };
+    assert_eq!(*removed, file);
+    assert_eq!(effects.len(), 1, "no answer before the file is gone");
+    h.node.job_done(h.now, Done::Removed { id: *removal });
+    let effects: Vec<Effect> = h.node.drain_effects().collect();
     assert!(
         effects
             .iter()
             .any(|e| matches!(e, Effect::Answer { ticket: t, response } if *t == ticket && response.status == 409))
     );
-    assert!(effects.iter().any(|e| matches!(e, Effect::Job(Job::Remove { file: f }) if *f == file)));
     assert!(effects.iter().any(|e| matches!(e, Effect::Job(Job::Write { .. }))), "the copy is persisted");
     assert_eq!(h.node.version(), theirs.copy.version);
+    assert_eq!(h.node.lock_holder(), Some("a"), "the lock stays held after the 409");
+}
+
+#[test]
+fn a_failed_background_write_made_good_by_a_commit_leaves_no_deadline_in_the_past() {
+    let config = CoreConfig { durable: true, ..CoreConfig::single("127.0.0.1:1") };
+    let mut h = Harness::new();
+    h.node = Node::new(config, h.now, Start::empty());
+    // A new peer makes the table worth writing; that write fails.
+    assert_eq!(h.call(Method::Put, "/state", r#"[{"address": "127.0.0.1:2"}]"#).status, 200);
+    h.node.tick(h.now);
+    let effects: Vec<Effect> = h.node.drain_effects().collect();
+    let Some(Effect::Job(Job::Write { id, .. })) = effects.iter().find(|e| matches!(e, Effect::Job(Job::Write { .. })))
+    else {
+        panic!("the table is written: {effects:?}");
+    };
+    let failed = Err(DiskError { status: 503, message: "gone".into() });
+    h.node.job_done(h.now, Done::Written { id: *id, file: failed, elapsed_us: 1 });
+    // Before the retry, a commit writes everything.
+    h.call(Method::Put, "/lock", "a");
+    h.call(Method::Put, "/update/a/x", "1");
+    let (_, reply) = h.send(Method::Put, "/lock/a", "");
+    assert!(matches!(reply, Reply::Later));
+    let jobs: Vec<Effect> = h.node.drain_effects().collect();
+    let Some(Effect::Job(Job::Seal { id, root, sequence, parent, .. })) =
+        jobs.into_iter().find(|e| matches!(e, Effect::Job(Job::Seal { .. })))
+    else {
+        panic!("the commit is sealed");
+    };
+    let sealed = seal(root, sequence, Some(&parent));
+    h.node.job_done(h.now, Done::Sealed { id, sealed, file: Ok(None), elapsed_us: 1 });
+    h.advance(2_000);
+    let _ = h.node.drain_effects().count();
+    let deadline = h.node.next_deadline();
+    assert!(deadline.is_none_or(|d| d.0 > h.now.mono_ms), "a deadline in the past would spin the loop: {deadline:?}");
+}
+
+#[test]
+fn a_copy_at_the_largest_sequence_is_refused() {
+    let mut h = Harness::new();
+    let top = copy_of(u64::MAX, r#"{"x": 1}"#);
+    assert_eq!(h.call_later(Method::Put, "/copy", &copy_body(&top)).status, 400);
+    assert_eq!(h.node.version(), Version::initial());
+}
+
+#[test]
+fn a_stale_long_poll_deadline_does_not_touch_a_later_watcher_of_the_same_connection() {
+    let mut h = Harness::new();
+    h.call(Method::Put, "/lock", "a");
+    h.call(Method::Put, "/update/a/x", "1");
+    h.call_later(Method::Put, "/lock/a", "");
+    let tag = h.call(Method::Get, "/data/x", "").headers.as_slice().to_vec();
+    let tag = String::from_utf8(tag).unwrap();
+    let etag = tag.lines().find_map(|l| l.strip_prefix("ETag: ")).unwrap().trim().to_string();
+    let ticket = 77;
+    let request = |target: &'static str, accept: Option<&'static str>| Request {
+        method: Method::Get,
+        target,
+        headers: Headers {
+            if_none_match: Some(Box::leak(etag.clone().into_boxed_str())),
+            accept,
+            ..Headers::default()
+        },
+        body: b"",
+    };
+    assert!(matches!(h.node.handle(h.now, ticket, &request("/data/x?wait=3", None)), Reply::Later));
+    h.call(Method::Put, "/lock", "a");
+    h.call(Method::Put, "/update/a/x", "2");
+    let answers = h.call_later_all(Method::Put, "/lock/a", "");
+    assert!(answers.iter().any(|(t, r)| *t == ticket && r.status == 200), "the poll was woken");
+    // The same ticket now streams; the first poll's deadline must not end it.
+    let stream = h.node.handle(h.now, ticket, &request("/data/x", Some("text/event-stream")));
+    assert!(matches!(stream, Reply::Stream(_)));
+    h.advance(5_000);
+    assert!(h.settle().iter().all(|(t, _)| *t != ticket), "nothing answers the stream");
 }
 
 #[test]

@@ -67,6 +67,15 @@ impl Watches {
         [poll, self.next_heartbeat].into_iter().flatten().min()
     }
 
+    /// The deadline of the long-poll with this ticket, if there is one.
+    fn poll_deadline(&self, ticket: Ticket) -> Option<u64> {
+        let group = self.groups.get(self.by_ticket.get(&ticket)?)?;
+        match group.watchers.iter().find(|w| w.ticket == ticket)?.kind {
+            Kind::Poll { deadline_ms, .. } => Some(deadline_ms),
+            Kind::Stream { .. } => None,
+        }
+    }
+
     fn add(&mut self, key: Vec<String>, raw_path: &str, seen: Option<Value>, watcher: Watcher) {
         if let Kind::Poll { deadline_ms, .. } = watcher.kind {
             self.deadlines.push(Reverse((deadline_ms, watcher.ticket)));
@@ -247,8 +256,9 @@ impl Node {
                 break;
             }
             self.watches.deadlines.pop();
-            let is_due = self.watches.by_ticket.contains_key(&ticket);
-            if !is_due {
+            // The entry may be stale: its poll answered early, and the ticket (the connection's)
+            // now parks another request. Only a poll with exactly this deadline is due.
+            if self.watches.poll_deadline(ticket) != Some(at) {
                 continue;
             }
             let (watcher, raw_path) = self.watches.remove(ticket).expect("checked above");

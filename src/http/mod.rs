@@ -26,6 +26,8 @@ pub enum HttpError {
     UnsupportedExpectation,
     /// 408: the head or body did not arrive in time.
     Timeout,
+    /// 503: too many bodies are being received at once (see `BODIES_BYTES_MAX`).
+    Busy,
 }
 
 impl HttpError {
@@ -37,6 +39,7 @@ impl HttpError {
             HttpError::UnsupportedTransferCoding => 501,
             HttpError::UnsupportedExpectation => 417,
             HttpError::Timeout => 408,
+            HttpError::Busy => 503,
         }
     }
 
@@ -48,6 +51,7 @@ impl HttpError {
             HttpError::UnsupportedTransferCoding => "only the chunked transfer coding is supported",
             HttpError::UnsupportedExpectation => "only Expect: 100-continue is supported",
             HttpError::Timeout => "request not received in time",
+            HttpError::Busy => "too many large request bodies are being received at once; retry",
         }
     }
 
