@@ -96,6 +96,11 @@ struct Connection {
     armed_ms: u64,
     /// Bytes of the global body budget held for the body being received.
     reserved: usize,
+    /// TCP_NODELAY is set. Only connections kept alive past their first answer need it: one
+    /// answer is one write, and Nagle's algorithm holds nothing back while nothing is unacknowledged.
+    nodelay: bool,
+    /// At least one request was answered (or parked) on this connection.
+    answered: bool,
 }
 
 /// What to do with a connection after serving it.
@@ -276,11 +281,12 @@ impl EventLoop {
                     self.core.metrics_mut().connections_refused += 1;
                     refuse(socket);
                 }
-                Ok((socket, _)) => {
-                    if let Err(e) = self.add_connection(socket) {
-                        warn!("cannot register a new connection: {e}");
-                    }
-                }
+                Ok((socket, _)) => match self.add_connection(socket) {
+                    // The listener defers accepts until the request's first bytes are in, so
+                    // reading at once saves a round through the poller.
+                    Ok(slot) => self.serve(slot, true, false),
+                    Err(e) => warn!("cannot register a new connection: {e}"),
+                },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_out_of_resources(&e) => {
                     // Retrying at once would spin: the pending connection stays in the backlog
@@ -295,9 +301,7 @@ impl EventLoop {
         self.accept_more = true;
     }
 
-    fn add_connection(&mut self, mut socket: TcpStream) -> io::Result<()> {
-        // Answers go out in one write each; Nagle would only delay them.
-        socket.set_nodelay(true)?;
+    fn add_connection(&mut self, mut socket: TcpStream) -> io::Result<usize> {
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1
@@ -324,6 +328,8 @@ impl EventLoop {
             deadline_ms: u64::MAX,
             armed_ms: u64::MAX,
             reserved: 0,
+            nodelay: false,
+            answered: false,
         };
         self.arm_timer(slot, &mut conn);
         self.conns[slot] = Some(conn);
@@ -331,7 +337,7 @@ impl EventLoop {
         let metrics = self.core.metrics_mut();
         metrics.connections_accepted += 1;
         metrics.connections_open = self.open as u64;
-        Ok(())
+        Ok(slot)
     }
 
     // ---- Serving a connection --------------------------------------------------------------------
@@ -434,6 +440,11 @@ impl EventLoop {
             self.free_slots.push(slot);
             return;
         }
+        if !conn.nodelay && conn.answered && matches!(conn.phase, Phase::Head { .. }) {
+            // Kept alive after an answer: from now on answers may follow unacknowledged ones.
+            let _ = conn.socket.set_nodelay(true);
+            conn.nodelay = true;
+        }
         conn.recv.release_if_empty(&mut self.pool);
         if conn.body.capacity() > 0 && !matches!(conn.phase, Phase::Chunked { .. }) {
             conn.body = Vec::new();
@@ -501,6 +512,7 @@ impl EventLoop {
                         let phase = self.dispatch(slot, &head, &[], &mut conn.send);
                         conn.recv.consume(head_len);
                         conn.phase = phase;
+                        conn.answered = true;
                         true
                     }
                     Framing::Length(length) => {
@@ -510,6 +522,7 @@ impl EventLoop {
                             let phase = self.dispatch(slot, &head, body, &mut conn.send);
                             conn.recv.consume(head_len + body_len);
                             conn.phase = phase;
+                            conn.answered = true;
                             return true;
                         }
                         if !self.reserve(conn, body_len) {
@@ -541,6 +554,7 @@ impl EventLoop {
                 let phase = self.dispatch(slot, &head, body, &mut conn.send);
                 conn.recv.consume(head_len + body_len);
                 conn.phase = phase;
+                conn.answered = true;
                 self.release(conn);
                 true
             }
@@ -561,6 +575,7 @@ impl EventLoop {
                         let phase = self.dispatch(slot, &head, &body, &mut conn.send);
                         conn.recv.consume(head_len + used_before + used);
                         conn.phase = phase;
+                        conn.answered = true;
                         self.release(conn);
                         true
                     }

@@ -27,6 +27,7 @@ pub fn run(config: &Config) -> io::Result<()> {
     let listener = TcpListener::bind(config.bind)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.bind)))?;
     crate::sys::set_listen_backlog(&listener)?;
+    crate::sys::defer_accept(&listener);
     let bound = listener.local_addr()?;
     let clock = SystemClock::new();
     let core_config = CoreConfig {
