@@ -174,7 +174,7 @@ fn write_snapshot(dir: &Path, name: &str, node: &NodeJson, body: &[u8]) -> Resul
     let finished = dir.join(name);
     let attempt = || -> io::Result<()> {
         let file = File::create(&temporary)?;
-        snapshot::encode(io::BufWriter::with_capacity(256 * 1024, &file), node, body)?;
+        snapshot::encode(&file, node, body)?;
         file.sync_all()?;
         fs::rename(&temporary, &finished)?;
         File::open(dir)?.sync_all()

@@ -382,15 +382,24 @@ fn check_file_sha1(bytes: &[u8]) -> Result<bool, DecodeError> {
 /// Writes a snapshot file: the node's table (`{"cluster":[...],"mine":[...]}` parts, rendered by
 /// the core as `node_json`), the copy body, then the file checksum.
 pub fn encode<W: Write>(mut out: W, node: &NodeJson, body: &[u8]) -> io::Result<()> {
-    let parts: [&[u8]; 6] = [b"{\"cluster\":", &node.cluster, b",\"copy\":", body, b",\"mine\":", &node.mine];
+    // Three writes: the small head, the body as it is (no copy, however large), the small tail.
+    let mut head = Vec::with_capacity(node.cluster.len() + 32);
+    head.extend_from_slice(b"{\"cluster\":");
+    head.extend_from_slice(&node.cluster);
+    head.extend_from_slice(b",\"copy\":");
+    let mut tail = Vec::with_capacity(node.mine.len() + FILE_SHA1_BYTES + 16);
+    tail.extend_from_slice(b",\"mine\":");
+    tail.extend_from_slice(&node.mine);
     let mut hash = sha1_smol::Sha1::new();
-    for part in parts {
-        out.write_all(part)?;
+    for part in [&head[..], body, &tail[..]] {
         hash.update(part);
     }
-    out.write_all(FILE_SHA1_OPEN)?;
-    out.write_all(hash.digest().to_string().as_bytes())?;
-    out.write_all(FILE_SHA1_CLOSE)?;
+    tail.extend_from_slice(FILE_SHA1_OPEN);
+    tail.extend_from_slice(hash.digest().to_string().as_bytes());
+    tail.extend_from_slice(FILE_SHA1_CLOSE);
+    out.write_all(&head)?;
+    out.write_all(body)?;
+    out.write_all(&tail)?;
     out.flush()
 }
 
