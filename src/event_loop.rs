@@ -148,6 +148,8 @@ pub struct Parts {
     pub clock: SystemClock,
     pub max_body: u64,
     pub max_connections: usize,
+    /// Header lines sent with every request to a peer (the cluster key).
+    pub peer_headers: String,
 }
 
 impl EventLoop {
@@ -190,7 +192,7 @@ impl EventLoop {
             effects: Vec::new(),
             bodies_reserved: 0,
             request_serial: 0,
-            peers: Peers::new(parts.max_body, String::new()),
+            peers: Peers::new(parts.max_body, parts.peer_headers),
             max_body: parts.max_body,
             max_connections: parts.max_connections,
         })

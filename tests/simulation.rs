@@ -177,6 +177,7 @@ impl Sim {
             bootstrap: false,
             bootstrap_limit_ms: 3_000,
             rng_seed: self.rng.next(),
+            access: Default::default(),
         }
     }
 

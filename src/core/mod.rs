@@ -5,6 +5,7 @@
 //! writer thread) for the event loop to carry out. It never reads a clock, a socket or a file,
 //! so tests can drive it directly, and a simulation can run several on a simulated network.
 
+mod auth;
 mod cluster;
 mod copy;
 mod durability;
@@ -17,6 +18,7 @@ mod watch;
 #[cfg(test)]
 mod tests;
 
+pub use auth::{Access, Secret};
 pub use cluster::{CallKind, Peer, PeerReply, PeerRequest};
 pub use lock::{Lock, LockState, valid_name};
 pub use metrics::{Gauges, Histogram, Metrics};
@@ -91,6 +93,8 @@ pub struct CoreConfig {
     pub bootstrap_limit_ms: u64,
     /// Seeds the jitter of sync rounds (a simulation passes its own, to replay a run).
     pub rng_seed: u64,
+    /// The tokens and the cluster key, if any.
+    pub access: Access,
 }
 
 impl CoreConfig {
@@ -104,6 +108,7 @@ impl CoreConfig {
             bootstrap: false,
             bootstrap_limit_ms: crate::limits::BOOTSTRAP_LIMIT_S_DEFAULT * 1000,
             rng_seed: 1,
+            access: Access::default(),
         }
     }
 }
@@ -307,6 +312,9 @@ impl Node {
         let Some((resource, below)) = split_resource(raw_path) else {
             return Reply::Now(Response::error(400, path::PathError::NotAbsolute.message()));
         };
+        if let Some(refused) = self.config.access.check(resource, request.method, request.headers.authorization) {
+            return Reply::Now(refused);
+        }
         let query = Query::parse(raw_query);
         let response = match resource {
             "" if below.is_empty() => self.info(request.method),

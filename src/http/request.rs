@@ -59,12 +59,24 @@ pub enum Framing {
 }
 
 /// The request headers the server acts on; the others are read past.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
 pub struct Headers<'a> {
     pub if_none_match: Option<&'a str>,
     pub accept: Option<&'a str>,
     pub authorization: Option<&'a str>,
     pub last_event_id: Option<&'a str>,
+}
+
+/// Shows everything but the credentials.
+impl std::fmt::Debug for Headers<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Headers")
+            .field("if_none_match", &self.if_none_match)
+            .field("accept", &self.accept)
+            .field("authorization", &self.authorization.map(|_| ".."))
+            .field("last_event_id", &self.last_event_id)
+            .finish()
+    }
 }
 
 /// A parsed request head, borrowing from the receive buffer.

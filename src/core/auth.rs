@@ -1,0 +1,136 @@
+//! Access control: bearer tokens for changes (`--token-file`), for reads (`--read-token-file`), and
+//! a key shared by the nodes of a cluster for the peer endpoints (`--cluster-key-file`).
+//!
+//! Secrets are compared through their SHA-1 digests, byte by byte without an early exit, so the time
+//! a comparison takes says nothing about how much of a guess was right, not even its length.
+//! A `Secret` never prints itself: its `Debug` is a placeholder, and no log line carries one.
+
+use std::fmt;
+
+use crate::http::{Method, Response};
+
+/// A token or key, kept as its digest.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret([u8; 20]);
+
+impl Secret {
+    pub fn new(text: &str) -> Secret {
+        Secret(sha1_smol::Sha1::from(text.as_bytes()).digest().bytes())
+    }
+
+    /// True when `candidate` is this secret, in time that does not depend on where they differ.
+    pub fn matches(&self, candidate: &str) -> bool {
+        let other = Secret::new(candidate);
+        self.0.iter().zip(other.0.iter()).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Who may do what. Each `None` leaves that kind of request open.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Needed to change the store: `PUT`, `POST` and `DELETE` on `/lock` and `/update`.
+    pub write: Option<Secret>,
+    /// Needed to read anything but `/health` and `/ready`; the write token reads too.
+    pub read: Option<Secret>,
+    /// Needed for the peer endpoints, `/copy` and `/state`, and sent by this node to its peers.
+    pub cluster: Option<Secret>,
+}
+
+/// What a request needs, by its resource and method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Nothing,
+    Read,
+    Write,
+    Cluster,
+}
+
+impl Access {
+    /// `None` when the request may go on; else the 401 to answer.
+    pub fn check(&self, resource: &str, method: Method, authorization: Option<&str>) -> Option<Response> {
+        let changes = !matches!(method, Method::Get | Method::Head);
+        let need = match resource {
+            "health" | "ready" => Need::Nothing,
+            "copy" | "state" => Need::Cluster,
+            "lock" | "update" if changes => Need::Write,
+            _ => Need::Read,
+        };
+        let token = authorization.and_then(bearer);
+        let allowed = match need {
+            Need::Nothing => true,
+            Need::Read => match (&self.read, &self.write) {
+                (None, _) => true,
+                (Some(read), write) => {
+                    token.is_some_and(|t| read.matches(t) || write.as_ref().is_some_and(|w| w.matches(t)))
+                }
+            },
+            Need::Write => self.write.as_ref().is_none_or(|write| token.is_some_and(|t| write.matches(t))),
+            Need::Cluster => self.cluster.as_ref().is_none_or(|key| token.is_some_and(|t| key.matches(t))),
+        };
+        if allowed {
+            return None;
+        }
+        let what = match need {
+            Need::Cluster => "this peer endpoint needs the cluster key: Authorization: Bearer KEY",
+            Need::Write => "changes need a token: Authorization: Bearer TOKEN",
+            _ => "reads need a token: Authorization: Bearer TOKEN",
+        };
+        Some(Response::error(401, what).with_header("WWW-Authenticate", "Bearer realm=\"lighthouse\""))
+    }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header.
+fn bearer(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_match_only_themselves() {
+        let secret = Secret::new("s3cret");
+        assert!(secret.matches("s3cret"));
+        assert!(!secret.matches("s3cre"));
+        assert!(!secret.matches("s3cret "));
+        assert!(!secret.matches(""));
+        assert_eq!(format!("{secret:?}"), "Secret(..)", "a secret never prints itself");
+    }
+
+    #[test]
+    fn each_kind_of_request_needs_its_own_secret() {
+        let access =
+            Access { write: Some(Secret::new("w")), read: Some(Secret::new("r")), cluster: Some(Secret::new("k")) };
+        let status =
+            |resource: &str, method: Method, auth: Option<&str>| access.check(resource, method, auth).map(|r| r.status);
+        assert_eq!(status("health", Method::Get, None), None);
+        assert_eq!(status("ready", Method::Get, None), None);
+        assert_eq!(status("data", Method::Get, None), Some(401));
+        assert_eq!(status("data", Method::Get, Some("Bearer r")), None);
+        assert_eq!(status("data", Method::Get, Some("bearer w")), None, "the write token reads too");
+        assert_eq!(status("data", Method::Get, Some("Bearer k")), Some(401));
+        assert_eq!(status("lock", Method::Put, Some("Bearer r")), Some(401));
+        assert_eq!(status("lock", Method::Put, Some("Bearer w")), None);
+        assert_eq!(status("update", Method::Delete, Some("Basic w")), Some(401));
+        assert_eq!(status("copy", Method::Put, Some("Bearer w")), Some(401));
+        assert_eq!(status("state", Method::Get, Some("Bearer k")), None);
+        let unauthorized = access.check("lock", Method::Put, None).unwrap();
+        assert!(String::from_utf8_lossy(unauthorized.headers.as_slice()).contains("WWW-Authenticate: Bearer"));
+    }
+
+    #[test]
+    fn without_secrets_everything_is_open() {
+        let access = Access::default();
+        for resource in ["data", "lock", "update", "copy", "state", "metrics"] {
+            assert_eq!(access.check(resource, Method::Put, None), None, "{resource}");
+        }
+    }
+}
