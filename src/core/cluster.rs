@@ -176,12 +176,17 @@ impl Node {
     fn state(&self) -> Response {
         let version = self.store.version();
         let peers: Vec<serde_json::Value> = self.cluster.peers.iter().map(Peer::to_json).collect();
+        let superseded: Vec<serde_json::Value> = self
+            .superseded()
+            .map(|v| serde_json::json!({"sequence": v.sequence, "checksum": v.checksum.to_string()}))
+            .collect();
         json_response(
             200,
             &serde_json::json!({
                 "me": self.config.address,
                 "version": {"sequence": version.sequence, "checksum": version.checksum.to_string()},
                 "cluster": peers,
+                "superseded": superseded,
             }),
         )
     }
