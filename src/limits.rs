@@ -43,8 +43,9 @@ pub const LINGER_BYTES_MAX: usize = 1024 * 1024;
 pub const READ_BUDGET_BYTES: usize = 256 * 1024;
 /// Bytes written to one connection per wake-up.
 pub const WRITE_BUDGET_BYTES: usize = 4 * 1024 * 1024;
-/// Connections accepted per wake-up of the listener.
-pub const ACCEPT_BUDGET: usize = 256;
+/// Connections accepted (and, their request being in, served at once) per wake-up of the listener:
+/// a burst of new connections waits its turn behind the ones already open.
+pub const ACCEPT_BUDGET: usize = 64;
 /// After EMFILE or ENFILE the listener rests this long instead of spinning on the error.
 pub const ACCEPT_PAUSE_MS: u64 = 100;
 /// Events taken from the poller per wake-up.
@@ -83,9 +84,10 @@ pub const RENDER_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// `PUT /copy` bodies being checked by the decoder thread at once; more answer 503. Each holds
 /// a body of up to `--max-body` bytes, so this bounds their memory.
 pub const DECODES_IN_FLIGHT_MAX: usize = 8;
-/// Versions remembered in a store's lineage, to tell whether a copy contains this node's commits.
-/// A commit more than this many versions behind the copy that replaces it cannot be told apart.
-pub const LINEAGE_VERSIONS_MAX: usize = 64;
+/// Versions remembered in a store's lineage, to tell whether a copy contains this node's commits:
+/// 16 hex digits each, 4 KiB in every copy and snapshot. A commit more than this many versions
+/// behind the copy that replaces it cannot be told apart (at one commit a second, four minutes).
+pub const LINEAGE_VERSIONS_MAX: usize = 256;
 
 // ---- Watching ------------------------------------------------------------------------------------
 

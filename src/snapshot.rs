@@ -523,8 +523,8 @@ mod tests {
         let copy = &snapshot.sealed.copy;
         assert_eq!(copy.root, seed());
         assert_eq!(copy.version, Version { sequence: 3, checksum: Checksum::of(&seed()) });
-        let sequences: Vec<u64> = copy.lineage.versions().map(|v| v.sequence).collect();
-        assert_eq!(sequences, vec![2, 3]);
+        assert_eq!(copy.lineage.len(), 2);
+        assert!(copy.lineage.contains(&Version { sequence: 2, checksum: Checksum([7; 20]) }));
         assert_eq!(snapshot.cluster[0]["address"], "127.0.0.1:9");
         assert_eq!(snapshot.mine, vec![OwnCommit { version: copy.version, superseded: false }]);
         let resealed = seal(seed(), 3, Some(&Lineage::of(Version { sequence: 2, checksum: Checksum([7; 20]) })));

@@ -5,56 +5,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::proxy::Proxy;
-use support::{Server, TempDir, transact, wait_for};
-
-/// One node: its proxy, its data directory, and the running process (if it runs).
-struct Member {
-    proxy: Proxy,
-    dir: TempDir,
-    server: Option<Server>,
-}
-
-impl Member {
-    fn new(name: &str) -> Member {
-        Member { proxy: Proxy::new(), dir: TempDir::new(name), server: None }
-    }
-
-    /// The address peers know it by.
-    fn address(&self) -> String {
-        self.proxy.addr.to_string()
-    }
-
-    fn start(&mut self, args: &[&str]) {
-        let mut all = vec![self.dir.flag(), format!("--advertise={}", self.address())];
-        all.extend(args.iter().map(|a| a.to_string()));
-        let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        let server = Server::start(&all);
-        self.proxy.forward_to(server.addr);
-        self.server = Some(server);
-    }
-
-    fn server(&self) -> &Server {
-        self.server.as_ref().expect("the member runs")
-    }
-
-    fn kill9(&mut self) {
-        self.server.take().expect("the member runs").kill9();
-    }
-
-    /// The addresses in its `/state` table.
-    fn peers(&self) -> Vec<String> {
-        let state = self.server().get("/state").json();
-        let mut peers: Vec<String> =
-            state["cluster"].as_array().unwrap().iter().map(|p| p["address"].as_str().unwrap().to_string()).collect();
-        peers.sort();
-        peers
-    }
-
-    fn version(&self) -> serde_json::Value {
-        self.server().get("/version").json()
-    }
-}
+use support::cluster::Member;
+use support::{Server, transact, wait_for};
 
 /// Three members where each knows only the one before it.
 fn chain_of_three() -> Vec<Member> {
