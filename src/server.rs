@@ -118,7 +118,8 @@ fn load(config: &Config) -> io::Result<Start> {
         info!("no --data.d: the store lives in memory only");
         return Ok(Start::empty());
     };
-    let loaded = snapshot::load_newest(dir)
+    // Without seeds the copy body is needed only if the snapshot names peers; the loader knows.
+    let loaded = snapshot::load_newest_keeping(dir, !config.seeds.is_empty())
         .map_err(|e| io::Error::new(e.kind(), format!("cannot use the data directory {}: {e}", dir.display())))?;
     match loaded {
         Some((file, snapshot)) => {

@@ -304,6 +304,14 @@ impl<'de> Visitor<'de> for FileSeed {
 /// taken as it stands in the file and its data checksum is not computed again: loading costs one
 /// SHA-1 pass and one parse. A file written by hand is checked by rendering and hashing its data.
 pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
+    decode_keeping(bytes, true)
+}
+
+/// As `decode`; without `keep_body` the copy body of a file this server wrote is not copied out of
+/// the file (the sealed copy then has an empty body, rendered again if it is ever needed). A node
+/// without peers has no use for it, and it is as large as the store's JSON. A file that names
+/// peers keeps it whatever `keep_body` says.
+pub fn decode_keeping(bytes: &[u8], keep_body: bool) -> Result<Snapshot, DecodeError> {
     let file_checked = check_file_sha1(bytes)?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let fields = FileSeed.deserialize(&mut deserializer).and_then(|f| deserializer.end().map(|()| f));
@@ -326,8 +334,10 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
         Some(_) => return Err(DecodeError::Shape("\"mine\" is not a list of versions")),
     };
     let copy = fields.copy.ok_or(DecodeError::Shape("the snapshot has no \"copy\""))?.into_copy()?;
+    let keep_body = keep_body || !cluster.is_empty();
     let sealed = match file_checked.then(|| written_body(bytes)).flatten() {
-        Some((body, data_len)) => Sealed { copy, body: Arc::from(body), data_len },
+        Some((body, data_len)) if keep_body => Sealed { copy, body: Arc::from(body), data_len },
+        Some((_, data_len)) => Sealed { copy, body: Arc::from(Vec::new()), data_len },
         None => seal_checked(copy)?,
     };
     Ok(Snapshot { sealed, cluster, mine })
@@ -457,6 +467,11 @@ pub fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 /// Loads the newest valid snapshot in `dir`, warning about each newer file that is not valid.
 /// Creates `dir` if it is missing. `Ok(None)` means there is no valid snapshot.
 pub fn load_newest(dir: &Path) -> io::Result<Option<(PathBuf, Snapshot)>> {
+    load_newest_keeping(dir, true)
+}
+
+/// As `load_newest`, passing `keep_body` to `decode_keeping`.
+pub fn load_newest_keeping(dir: &Path, keep_body: bool) -> io::Result<Option<(PathBuf, Snapshot)>> {
     fs::create_dir_all(dir)?;
     remove_temporary_files(dir);
     for (_, file) in list(dir)? {
@@ -467,7 +482,7 @@ pub fn load_newest(dir: &Path) -> io::Result<Option<(PathBuf, Snapshot)>> {
                 continue;
             }
         };
-        match decode(&bytes) {
+        match decode_keeping(&bytes, keep_body) {
             Ok(snapshot) => return Ok(Some((file, snapshot))),
             Err(e) => warn!("skipping snapshot {}: {e}", file.display()),
         }
