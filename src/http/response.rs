@@ -126,15 +126,7 @@ pub fn reason(status: u16) -> &'static str {
 /// `keep_alive` is whether the connection stays open after it; `http10_client` adds the explicit
 /// `Connection: keep-alive` an HTTP/1.0 client needs to keep it. `date` is a cached IMF-fixdate.
 pub fn encode_head(response: &Response, keep_alive: bool, http10_client: bool, date: &str, out: &mut Vec<u8>) {
-    let mut status = itoa_buffer();
-    let _ = write!(status, "{}", response.status);
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(reason(response.status).as_bytes());
-    out.extend_from_slice(b"\r\nServer: lighthouse\r\nDate: ");
-    out.extend_from_slice(date.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    encode_status_line(response.status, date, out);
     if !response.has_no_body() {
         let mut length = itoa_buffer();
         let _ = write!(length, "{}", response.body.len());
@@ -154,17 +146,22 @@ pub fn encode_head(response: &Response, keep_alive: bool, http10_client: bool, d
 /// Writes the head of a streamed answer (server-sent events): no length, the body follows in
 /// chunks for HTTP/1.1, or runs until the connection closes for HTTP/1.0.
 pub fn encode_stream_head(response: &Response, http10_client: bool, date: &str, out: &mut Vec<u8>) {
-    let mut status = itoa_buffer();
-    let _ = write!(status, "{}", response.status);
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(reason(response.status).as_bytes());
-    out.extend_from_slice(b"\r\nServer: lighthouse\r\nDate: ");
-    out.extend_from_slice(date.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    encode_status_line(response.status, date, out);
     out.extend_from_slice(if http10_client { b"Connection: close\r\n" } else { b"Transfer-Encoding: chunked\r\n" });
     out.extend_from_slice(response.headers.as_slice());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The status line and the headers every answer has: `Server` and `Date`.
+fn encode_status_line(status: u16, date: &str, out: &mut Vec<u8>) {
+    let mut digits = itoa_buffer();
+    let _ = write!(digits, "{status}");
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(digits.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\nServer: lighthouse\r\nDate: ");
+    out.extend_from_slice(date.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
