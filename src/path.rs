@@ -37,8 +37,9 @@ pub fn split_target(target: &str) -> (&str, &str) {
 /// The raw (still encoded) segments of a path, with one trailing empty segment dropped.
 pub fn raw_segments(path: &str) -> Result<impl Iterator<Item = &str>, PathError> {
     let rest = path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    // "/" has no segments; "//" has one, the empty key, before its trailing slash.
     let empty = rest.is_empty();
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
     Ok(rest.split('/').filter(move |_| !empty))
 }
 
@@ -122,6 +123,7 @@ mod tests {
         assert_eq!(decoded("/"), Vec::<String>::new());
         assert_eq!(decoded("/data//x"), ["data", "", "x"]);
         assert_eq!(decoded("/data//"), ["data", ""]);
+        assert_eq!(decoded("//"), [""], "the empty key at the root");
     }
 
     #[test]

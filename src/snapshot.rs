@@ -129,9 +129,14 @@ pub fn render_body(copy: &Copy) -> (Arc<[u8]>, usize) {
     (body.into(), data_len)
 }
 
-/// Appends `,"lineage":[...],"version":{...}}` after the data.
+/// Appends `,"lineage":{...},"version":{...}}` after the data.
 fn finish_body(body: &mut Vec<u8>, lineage: &Lineage) {
     body.extend_from_slice(b",\"lineage\":");
+    finish_body_tail(body, lineage);
+}
+
+/// Appends the lineage's own JSON, `,"version":{...}` and the closing brace.
+fn finish_body_tail(body: &mut Vec<u8>, lineage: &Lineage) {
     body.extend_from_slice(lineage.to_compact().as_bytes());
     body.extend_from_slice(b",\"version\":");
     body.extend_from_slice(lineage.current().to_compact().as_bytes());
@@ -335,7 +340,8 @@ pub fn decode_keeping(bytes: &[u8], keep_body: bool) -> Result<Snapshot, DecodeE
     };
     let copy = fields.copy.ok_or(DecodeError::Shape("the snapshot has no \"copy\""))?.into_copy()?;
     let keep_body = keep_body || !cluster.is_empty();
-    let sealed = match file_checked.then(|| written_body(bytes)).flatten() {
+    let written = file_checked.then(|| written_body(bytes, &cluster, &mine, &copy)).flatten();
+    let sealed = match written {
         Some((body, data_len)) if keep_body => Sealed { copy, body: Arc::from(body), data_len },
         Some((_, data_len)) => Sealed { copy, body: Arc::from(Vec::new()), data_len },
         None => seal_checked(copy)?,
@@ -343,28 +349,35 @@ pub fn decode_keeping(bytes: &[u8], keep_body: bool) -> Result<Snapshot, DecodeE
     Ok(Snapshot { sealed, cluster, mine })
 }
 
-/// The copy body and the length of its data, as they stand in a file this server wrote:
-/// `{"cluster":[...],"copy":BODY,"mine":[...],"file-sha1":"..."}`, where BODY is
-/// `{"data":DATA,"lineage":[...],"version":{...}}`. The cluster table holds only addresses,
-/// versions and numbers, and `mine` only versions, so the markers below cannot occur in them,
-/// and the last `,"lineage":[` is the copy's own, after all of DATA.
-fn written_body(bytes: &[u8]) -> Option<(&[u8], usize)> {
-    const START: &[u8] = b",\"copy\":{\"data\":";
-    const END: &[u8] = b",\"mine\":[";
-    const LINEAGE: &[u8] = b",\"lineage\":[";
-    let start = find(bytes, START)? + START.len() - b"{\"data\":".len();
-    let end = rfind(bytes, END)?;
-    let body = bytes.get(start..end)?;
-    let data_len = rfind(body, LINEAGE)?.checked_sub(b"{\"data\":".len())?;
-    Some((body, data_len))
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).rposition(|w| w == needle)
+/// The copy body and the length of its data, cut out of a file this server wrote, or `None` when
+/// the file is not laid out exactly so. The file is `{"cluster":C,"copy":BODY,"mine":M,
+/// "file-sha1":"..."}` and BODY is `{"data":DATA,"lineage":L,"version":V}`: C, M, L and V are
+/// rendered again from what was parsed and must match the bytes around BODY and DATA, so nothing
+/// inside DATA can be taken for a boundary. DATA must hash to the version's checksum: a file
+/// checksum vouches that no byte changed since it was written, not that the writer was this server.
+fn written_body<'a>(
+    bytes: &'a [u8],
+    cluster: &[serde_json::Value],
+    mine: &[OwnCommit],
+    copy: &Copy,
+) -> Option<(&'a [u8], usize)> {
+    let mut head = b"{\"cluster\":".to_vec();
+    head.extend_from_slice(&serde_json::to_vec(cluster).ok()?);
+    head.extend_from_slice(b",\"copy\":{\"data\":");
+    let mine: Vec<String> = mine.iter().map(OwnCommit::to_compact).collect();
+    let tail = format!(",\"mine\":[{}]", mine.join(","));
+    let covered = bytes.len().checked_sub(FILE_SHA1_BYTES)?;
+    let body_end = covered.checked_sub(tail.len())?;
+    if !bytes.starts_with(&head) || &bytes[body_end..covered] != tail.as_bytes() {
+        return None;
+    }
+    let body_start = head.len() - b"{\"data\":".len();
+    let body = bytes.get(body_start..body_end)?;
+    let mut body_tail = b",\"lineage\":".to_vec();
+    finish_body_tail(&mut body_tail, &copy.lineage);
+    let data = body.get(b"{\"data\":".len()..body.len().checked_sub(body_tail.len())?)?;
+    let whole = body.ends_with(&body_tail) && Checksum::of_bytes(data) == copy.version.checksum;
+    whole.then_some((body, data.len()))
 }
 
 /// The field that closes every snapshot file: `,"file-sha1":"<40 hex digits>"}`.
@@ -583,6 +596,29 @@ mod tests {
         assert_eq!(decode(good.as_bytes()).unwrap().sealed.copy.version.sequence, 2);
         let bad = good.replace("{}}", "{\"a\": 1}}");
         assert!(matches!(decode(bad.as_bytes()), Err(DecodeError::ChecksumMismatch { .. })));
+    }
+
+    /// Found by fuzzing (fuzz/regressions/snapshot_decode): files with a valid file checksum that
+    /// this server did not write, one with data that does not match its version, one with the
+    /// copy's fields in another order.
+    #[test]
+    fn a_file_checksum_vouches_for_no_byte_changed_not_for_the_writer() {
+        for bytes in [
+            &include_bytes!("../fuzz/regressions/snapshot_decode/trusted_file_wrong_data.json")[..],
+            include_bytes!("../fuzz/regressions/snapshot_decode/trusted_file_reordered_copy.json"),
+        ] {
+            match decode(bytes) {
+                Err(_) => {}
+                Ok(snapshot) => {
+                    let copy = &snapshot.sealed.copy;
+                    assert_eq!(Checksum::of(&copy.root), copy.version.checksum, "accepted data hashes to its version");
+                    let reparsed = parse_copy(&snapshot.sealed.body).expect("the body is a valid copy");
+                    assert_eq!(reparsed.copy.root, copy.root);
+                    assert_eq!(snapshot.sealed.data_len, copy.root.to_compact().len());
+                }
+            }
+        }
+        assert!(decode(include_bytes!("../fuzz/regressions/snapshot_decode/trusted_file_wrong_data.json")).is_err());
     }
 
     #[test]

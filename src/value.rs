@@ -633,6 +633,16 @@ mod tests {
         }
     }
 
+    /// Found by fuzzing (fuzz/regressions/staged_updates): without serde_json's `float_roundtrip`
+    /// this float read back as a neighbour, so its store's checksum could not be checked again.
+    #[test]
+    fn floats_read_back_exactly() {
+        for text in ["9467308077970.2143", "0.30000000000000004", "1.7976931348623157e308", "5e-324"] {
+            let value = parse(text);
+            assert_eq!(Value::parse(&value.to_compact()).unwrap(), value, "{text}");
+        }
+    }
+
     #[test]
     fn every_byte_is_escaped_like_serde_json() {
         let all: String = (0u8..0x80).map(char::from).chain("é☃😀".chars()).collect();

@@ -176,9 +176,15 @@ impl Node {
     fn state(&self) -> Response {
         let version = self.store.version();
         let peers: Vec<serde_json::Value> = self.cluster.peers.iter().map(Peer::to_json).collect();
-        let superseded: Vec<serde_json::Value> = self
-            .superseded()
-            .map(|v| serde_json::json!({"sequence": v.sequence, "checksum": v.checksum.to_string()}))
+        let own_commits: Vec<serde_json::Value> = self
+            .own_commits()
+            .map(|c| {
+                serde_json::json!({
+                    "sequence": c.version.sequence,
+                    "checksum": c.version.checksum.to_string(),
+                    "superseded": c.superseded,
+                })
+            })
             .collect();
         json_response(
             200,
@@ -186,7 +192,7 @@ impl Node {
                 "me": self.config.address,
                 "version": {"sequence": version.sequence, "checksum": version.checksum.to_string()},
                 "cluster": peers,
-                "superseded": superseded,
+                "own-commits": own_commits,
             }),
         )
     }

@@ -337,6 +337,17 @@ fn a_failed_background_write_made_good_by_a_commit_leaves_no_deadline_in_the_pas
     assert!(deadline.is_none_or(|d| d.0 > h.now.mono_ms), "a deadline in the past would spin the loop: {deadline:?}");
 }
 
+/// Found by fuzzing (fuzz/regressions/path): `/data//` is the key `""` at the root, not the root.
+#[test]
+fn a_double_slash_reads_the_empty_key() {
+    let mut h = Harness::new();
+    h.call(Method::Put, "/lock", "a");
+    h.call(Method::Put, "/update/a", r#"{"": 1, "b": 2}"#);
+    h.call_later(Method::Put, "/lock/a", "");
+    assert_eq!(h.body("/data//"), "1\n");
+    assert_eq!(h.body("/data/"), "{\n  \"\": 1,\n  \"b\": 2\n}\n");
+}
+
 #[test]
 fn a_copy_at_the_largest_sequence_is_refused() {
     let mut h = Harness::new();
