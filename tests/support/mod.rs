@@ -37,6 +37,7 @@ impl Server {
 
     /// Starts a server bound to `bind` (port 0 picks a free one).
     pub fn start_on(bind: &str, args: &[&str]) -> Server {
+        raise_open_files();
         let mut all: Vec<String> = vec![format!("--bind={bind}")];
         all.extend(args.iter().map(|a| a.to_string()));
         if !all.iter().any(|a| a.starts_with("--log-level")) {
@@ -118,6 +119,15 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Raises this test process's open-files limit to its hard limit, once: some tests hold thousands
+/// of connections, more than a default soft limit of 1024 allows.
+pub fn raise_open_files() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        lighthouse::sys::raise_open_files_limit().expect("the open-files limit can be read");
+    });
 }
 
 pub fn signal(child: &Child, signal: libc::c_int) {
