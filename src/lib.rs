@@ -4,23 +4,30 @@
 //! # The architecture in a page
 //!
 //! **One thread owns everything.** `event_loop` runs a hand-written, edge-triggered mio loop that
-//! multiplexes the listener, every client connection, and a waker. It parses HTTP with httparse
+//! multiplexes the listener, every client connection, the outbound connections to peers
+//! (`peers`), a waker for the worker threads and a pipe for signals. It parses HTTP with httparse
 //! (`http`), hands each complete request to the core, and writes the answers back in order. No
 //! locks or atomics guard the store, because only this thread ever touches it.
 //!
-//! **The core is pure.** `core::Node` holds the store, its version, the render cache (and, as the
-//! project grows, the lock and the cluster table). It takes `(now, input)` and returns an answer,
-//! queueing effects (answers to parked requests, jobs for the writer) for the loop to carry out.
-//! It never reads a clock, a socket or a file, so tests drive it directly.
+//! **The core is pure.** `core::Node` holds the store and its render cache, the lock and its
+//! transaction, the cluster table, the watchers, the flush queue and the metrics. It takes
+//! `(now, input)` (a request, a worker's report, a peer's answer, the passing of time) and returns
+//! an answer, queueing effects (answers to parked requests, events for streams, jobs for the
+//! workers, requests to peers) for the loop to carry out. It never reads a clock, a socket or a
+//! file, so tests drive it directly and `tests/simulation.rs` runs whole clusters of cores on a
+//! simulated network.
 //!
 //! **The document is a shared tree.** `value::Value` keeps arrays and objects behind `Arc`s, so a
 //! copy of the whole store costs one reference count and an edit copies only its path.
 //!
-//! **Disk work leaves the loop.** `flush::Writer` is one thread fed immutable jobs (a store to
-//! serialize, hash and write durably); it reports back through a channel and a `mio::Waker`.
-//! `snapshot` is the file format; `limits` is every bound and period with its reason.
+//! **Long work leaves the loop.** `flush::Workers` are three threads fed immutable jobs: a writer
+//! (seal a store: serialize, hash, write and fsync it), a decoder (parse and check copies from
+//! peers) and a resolver (DNS). They report back through a channel and a `mio::Waker`.
+//! `snapshot` is the copy and file format; `limits` is every bound and period with its reason.
 //!
-//! Tokens: 0 is the listener, 1 the writer's waker, 2 the signal pipe, 16 and up the connections.
+//! Tokens: 0 is the listener, 1 the workers' waker, 2 the signal pipe, 16 and up the client
+//! connections, 2^32 and up the peer links. A ticket (`core::Ticket`) names one parked request:
+//! a serial number and its connection's slot.
 #![deny(unsafe_code)]
 
 pub mod buffer;
