@@ -305,9 +305,10 @@ impl<'de> Visitor<'de> for FileSeed {
 
 /// Parses and checks a snapshot file's bytes.
 ///
-/// A file whose file checksum matches is exactly as this server wrote it, so its copy body is
-/// taken as it stands in the file and its data checksum is not computed again: loading costs one
-/// SHA-1 pass and one parse. A file written by hand is checked by rendering and hashing its data.
+/// A file whose file checksum matches and that is laid out as this server writes it has its copy
+/// body taken as it stands in the file: loading costs a parse, a SHA-1 pass over the file and one
+/// over the data, and a render compared with the data in place. Any other file is checked by
+/// rendering its data into a new body and hashing that.
 pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     decode_keeping(bytes, true)
 }
@@ -353,8 +354,9 @@ pub fn decode_keeping(bytes: &[u8], keep_body: bool) -> Result<Snapshot, DecodeE
 /// the file is not laid out exactly so. The file is `{"cluster":C,"copy":BODY,"mine":M,
 /// "file-sha1":"..."}` and BODY is `{"data":DATA,"lineage":L,"version":V}`: C, M, L and V are
 /// rendered again from what was parsed and must match the bytes around BODY and DATA, so nothing
-/// inside DATA can be taken for a boundary. DATA must hash to the version's checksum: a file
-/// checksum vouches that no byte changed since it was written, not that the writer was this server.
+/// inside DATA can be taken for a boundary. DATA must hash to the version's checksum and be the
+/// tree's own compact JSON: a file checksum vouches that no byte changed since it was written, not
+/// that the writer was this server.
 fn written_body<'a>(
     bytes: &'a [u8],
     cluster: &[serde_json::Value],
@@ -376,8 +378,34 @@ fn written_body<'a>(
     let mut body_tail = b",\"lineage\":".to_vec();
     finish_body_tail(&mut body_tail, &copy.lineage);
     let data = body.get(b"{\"data\":".len()..body.len().checked_sub(body_tail.len())?)?;
-    let whole = body.ends_with(&body_tail) && Checksum::of_bytes(data) == copy.version.checksum;
+    let whole =
+        body.ends_with(&body_tail) && Checksum::of_bytes(data) == copy.version.checksum && renders_to(&copy.root, data);
     whole.then_some((body, data.len()))
+}
+
+/// Whether a tree's compact JSON is exactly `expected`, compared as it renders, without a buffer.
+/// Data that hashes to its version but is not the canonical rendering (keys out of order, spaces,
+/// another spelling of a number) would be served under a checksum its own tree does not have, and
+/// every peer would refuse the copy.
+fn renders_to(root: &Value, expected: &[u8]) -> bool {
+    /// A writer that checks each write against the rest of `expected`, and stops at a difference.
+    struct Compare<'a>(&'a [u8]);
+    impl Write for Compare<'_> {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            match self.0.strip_prefix(bytes) {
+                Some(rest) => {
+                    self.0 = rest;
+                    Ok(bytes.len())
+                }
+                None => Err(io::ErrorKind::InvalidData.into()),
+            }
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut compare = Compare(expected);
+    root.write_compact(&mut compare).is_ok() && compare.0.is_empty()
 }
 
 /// The field that closes every snapshot file: `,"file-sha1":"<40 hex digits>"}`.
@@ -619,6 +647,18 @@ mod tests {
             }
         }
         assert!(decode(include_bytes!("../fuzz/regressions/snapshot_decode/trusted_file_wrong_data.json")).is_err());
+    }
+
+    #[test]
+    fn data_that_hashes_to_its_version_but_is_not_canonical_is_refused() {
+        // Fuzz finding F4: signed, laid out as written, data hashing to the version, but its keys
+        // out of order; the tree's own checksum is another, so peers would refuse every copy.
+        let bytes = include_bytes!("../fuzz/regressions/snapshot_decode/trusted_file_noncanonical_data.json");
+        assert!(check_file_sha1(bytes).expect("the file checksum matches"));
+        match decode(bytes) {
+            Err(DecodeError::ChecksumMismatch { .. }) => {}
+            other => panic!("expected a checksum mismatch, got {:?}", other.map(|s| s.sealed.copy.version)),
+        }
     }
 
     #[test]
