@@ -38,12 +38,6 @@ const STORE: &str = r#"{
 
 const NOW: Now = Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 };
 
-/// Whether to skip the findings already reported (`FUZZ_SKIP_KNOWN=1`), so fuzzing goes past them.
-fn skip_known() -> bool {
-    static SKIP: OnceLock<bool> = OnceLock::new();
-    *SKIP.get_or_init(|| std::env::var_os("FUZZ_SKIP_KNOWN").is_some_and(|v| v == "1"))
-}
-
 fn start() -> &'static Start {
     static START: OnceLock<Start> = OnceLock::new();
     START.get_or_init(|| {
@@ -143,13 +137,7 @@ fn check_resolve(root: &Value, path: &[Cow<'_, str>]) {
 }
 
 /// The core's answer to `GET target`, compared with what the path module and the tree say.
-fn check_get(
-    target: &str,
-    path: &str,
-    query: Query,
-    decoded: &Result<Vec<Cow<'_, str>>, PathError>,
-    root: &Value,
-) {
+fn check_get(target: &str, path: &str, query: Query, decoded: &Result<Vec<Cow<'_, str>>, PathError>, root: &Value) {
     // Only targets whose first raw segment is `data` are reads of the store.
     let Some(first) = path.strip_prefix('/').map(|rest| rest.split('/').next().unwrap_or("")) else { return };
     let mut node = Node::new(CoreConfig::single("127.0.0.1:1"), NOW, start().clone());
@@ -159,11 +147,6 @@ fn check_get(
         other => panic!("a GET without If-None-Match or Accept was not answered at once: {other:?}"),
     };
     if first != "data" {
-        return;
-    }
-    if skip_known() && path == "/data//" {
-        // Finding F1 (fuzz/README.md): the core reads `/data//` as the whole store, where
-        // `segments` gives `data`, "" (the key "" at the root).
         return;
     }
     let expected = match decoded {

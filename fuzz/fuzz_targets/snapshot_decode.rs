@@ -1,22 +1,26 @@
 //! Snapshot files: `snapshot::decode` on arbitrary bytes, then a node started from what it gives.
 //!
-//! Each input is decoded twice: as it is, and re-signed, that is with its file checksum
-//! (`,"file-sha1":"..."}`, replacing one already at its end) computed for its bytes, so the fuzzer
-//! also reaches the path that trusts a file whose checksum matches, which it could not reach by
-//! mutation alone (a mutated byte breaks the SHA-1).
+//! Each input is decoded as it is, and re-signed: with its file checksum (`,"file-sha1":"..."}`,
+//! replacing one already at its end) computed for its bytes, so the fuzzer also reaches the path
+//! that takes a file whose checksum matches as the server wrote it, which it could not reach by
+//! mutation alone (a mutated byte breaks the SHA-1). An input that holds the placeholder `@SHA1@`
+//! (or `@ID@`) is also decoded with it replaced by the SHA-1 of the text between the first
+//! `"data":` and the next `,"lineage":` (or that SHA-1's first 16 hex digits, a lineage id), then
+//! re-signed, so the data can change and still match its version.
 //!
-//! Checked: nothing panics; an accepted snapshot's data hashes to its version's checksum; its
-//! copy body parses with `parse_copy` to the same version, tree and lineage; its `data_len` is the
-//! length of the tree's compact JSON at the start of the body; and a node started from it answers
-//! `GET /copy` with a body that parses to the same version, and `GET /`, `/state`, `/version`,
-//! `/data` and `/metrics` without panicking.
+//! Checked: nothing panics; `decode` and `decode_keeping(.., false)` (what start-up calls) agree;
+//! an accepted snapshot's data hashes to its version's checksum; its copy body parses with
+//! `parse_copy` to the same version, tree and lineage; its `data_len` is the length of the tree's
+//! compact JSON at the start of the body; and a node started from it answers `GET /copy` with a
+//! body that parses to the same version, and `GET /`, `/state`, `/version`, `/data`, `/metrics`
+//! and `/ready` without panicking.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use lighthouse::clock::Now;
 use lighthouse::core::{CoreConfig, Node, Reply, Request, Start};
 use lighthouse::http::Method;
-use lighthouse::snapshot::{Snapshot, decode, parse_copy};
+use lighthouse::snapshot::{Snapshot, decode, decode_keeping, parse_copy};
 use lighthouse::version::Checksum;
 
 const NOW: Now = Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 };
@@ -24,23 +28,61 @@ const NOW: Now = Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 };
 const FILE_SHA1_OPEN: &[u8] = b",\"file-sha1\":\"";
 const FILE_SHA1_BYTES: usize = FILE_SHA1_OPEN.len() + 40 + 2;
 
-/// Whether to skip the findings already reported (`FUZZ_SKIP_KNOWN=1`), so fuzzing goes past them.
-fn skip_known() -> bool {
-    static SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SKIP.get_or_init(|| std::env::var_os("FUZZ_SKIP_KNOWN").is_some_and(|v| v == "1"))
-}
-
 fuzz_target!(|data: &[u8]| {
-    if let Ok(snapshot) = decode(data) {
-        check(snapshot, true);
-    }
-    let signed = resign(data);
-    if let Ok(snapshot) = decode(&signed) {
-        // Finding F3 (fuzz/README.md): a file whose file checksum matches is taken as it stands,
-        // its data unchecked and its copy body cut out of it by byte markers.
-        check(snapshot, !skip_known());
+    decode_and_check(data);
+    decode_and_check(&resign(data));
+    if let Some(filled) = fill_placeholders(data) {
+        decode_and_check(&resign(&filled));
     }
 });
+
+fn decode_and_check(bytes: &[u8]) {
+    let full = decode(bytes);
+    let lean = decode_keeping(bytes, false);
+    match (full, lean) {
+        (Ok(full), Ok(lean)) => {
+            let (a, b) = (&full.sealed, &lean.sealed);
+            assert_eq!(a.copy.version, b.copy.version, "decode and decode_keeping disagree on the version");
+            assert_eq!(a.copy.root, b.copy.root, "decode and decode_keeping disagree on the tree");
+            assert_eq!(a.copy.lineage, b.copy.lineage, "decode and decode_keeping disagree on the lineage");
+            assert_eq!(a.data_len, b.data_len, "decode and decode_keeping disagree on data_len");
+            assert!(b.body.is_empty() || b.body == a.body, "decode_keeping kept another body");
+            check(&full);
+            boot(lean);
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b, "decode and decode_keeping refuse for different reasons"),
+        (full, lean) => panic!("decode gives {:?}, decode_keeping {:?}", full.map(|_| ()), lean.map(|_| ())),
+    }
+}
+
+/// Replaces `@SHA1@` by the SHA-1 of the data text and `@ID@` by its first 16 hex digits.
+fn fill_placeholders(data: &[u8]) -> Option<Vec<u8>> {
+    const SHA1: &[u8] = b"@SHA1@";
+    const ID: &[u8] = b"@ID@";
+    if find(data, SHA1).is_none() && find(data, ID).is_none() {
+        return None;
+    }
+    let start = find(data, b"\"data\":")? + b"\"data\":".len();
+    let end = start + find(&data[start..], b",\"lineage\":")?;
+    let sum = sha1_smol::Sha1::from(&data[start..end]).digest().to_string();
+    Some(replace(&replace(data, SHA1, sum.as_bytes()), ID, &sum.as_bytes()[..16]))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn replace(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut rest = bytes;
+    while let Some(i) = find(rest, from) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(to);
+        rest = &rest[i + from.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
 
 /// The bytes with a matching file checksum at their end.
 fn resign(data: &[u8]) -> Vec<u8> {
@@ -55,27 +97,33 @@ fn resign(data: &[u8]) -> Vec<u8> {
     signed
 }
 
-fn check(snapshot: Snapshot, strict: bool) {
+/// Checks an accepted snapshot.
+fn check(snapshot: &Snapshot) {
     let copy = &snapshot.sealed.copy;
-    if strict {
-        assert_eq!(Checksum::of(&copy.root), copy.version.checksum, "an accepted snapshot's data does not match");
-        let reparsed = parse_copy(&snapshot.sealed.body).expect("the copy body of an accepted snapshot parses");
-        assert_eq!(reparsed.copy.version, copy.version, "the body's version");
-        assert_eq!(reparsed.copy.root, copy.root, "the body's tree");
-        assert_eq!(reparsed.copy.lineage, copy.lineage, "the body's lineage");
-        let compact = copy.root.to_compact();
-        let body = &snapshot.sealed.body;
-        assert_eq!(snapshot.sealed.data_len, compact.len(), "data_len");
-        assert!(body.starts_with(b"{\"data\":") && body[8..].starts_with(&compact), "the body starts with the data");
-    }
-    let version = copy.version;
+    let body = &snapshot.sealed.body;
+    let compact = copy.root.to_compact();
+    assert_eq!(Checksum::of(&copy.root), copy.version.checksum, "an accepted snapshot's data does not match");
+    let reparsed = parse_copy(body).expect("the copy body of an accepted snapshot parses");
+    assert_eq!(reparsed.copy.version, copy.version, "the body's version");
+    assert_eq!(reparsed.copy.root, copy.root, "the body's tree");
+    assert_eq!(reparsed.copy.lineage, copy.lineage, "the body's lineage");
+    assert_eq!(snapshot.sealed.data_len, compact.len(), "data_len");
+    assert!(body.starts_with(b"{\"data\":") && body[8..].starts_with(&compact), "the body starts with the data");
+}
+
+/// Starts a node from a snapshot, as start-up does, and reads from it: `GET /copy` must serve a
+/// copy a peer accepts.
+fn boot(snapshot: Snapshot) {
+    let version = snapshot.sealed.copy.version;
     let start = Start { sealed: snapshot.sealed, cluster: snapshot.cluster, mine: snapshot.mine };
     let mut node = Node::new(CoreConfig::single("127.0.0.1:1"), NOW, start);
     assert_eq!(node.version(), version);
     for target in ["/copy", "/", "/state", "/version", "/data", "/metrics", "/ready"] {
         let request = Request { method: Method::Get, target, headers: Default::default(), body: b"" };
-        let Reply::Now(response) = node.handle(NOW, 1, &request) else { panic!("GET {target} was not answered at once") };
-        if target == "/copy" && strict {
+        let Reply::Now(response) = node.handle(NOW, 1, &request) else {
+            panic!("GET {target} was not answered at once")
+        };
+        if target == "/copy" {
             assert_eq!(response.status, 200);
             let served = parse_copy(response.body.as_slice()).expect("GET /copy serves a copy that parses");
             assert_eq!(served.copy.version, version, "GET /copy serves another version");

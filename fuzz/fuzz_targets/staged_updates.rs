@@ -7,7 +7,8 @@
 //! SHA-1 of the compact JSON; serde_json reads and writes the compact JSON back byte for byte; the
 //! compact and pretty renderings equal serde_json's renderings of the model; a failed edit leaves
 //! the tree unchanged and unshared nodes uncopied, with the same error the model gives; and a clone
-//! taken before an edit is not changed by it. Every JSON text parses with `Value::parse` exactly
+//! taken before an edit is not changed by it; the copy a commit of the tree would send to peers
+//! (`snapshot::seal`) is accepted by `parse_copy` as the same tree. Every JSON text parses with `Value::parse` exactly
 //! when serde_json parses it (and it nests at most `STORE_DEPTH_MAX` levels), to the same document.
 #![no_main]
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use lighthouse::limits::STORE_DEPTH_MAX;
+use lighthouse::snapshot::{parse_copy, seal};
 use lighthouse::value::{EditError, Value};
 use lighthouse::version::Checksum;
 use serde_json::Value as Json;
@@ -60,7 +62,12 @@ enum Number {
     Int(i64),
     Float(f64),
     /// `[-]INT[.FRAC][e[+|-]EXP]`, with FRAC's leading zeros.
-    Text { negative: bool, int: u64, frac: Option<(u8, u64)>, exp: Option<(u8, i16)> },
+    Text {
+        negative: bool,
+        int: u64,
+        frac: Option<(u8, u64)>,
+        exp: Option<(u8, i16)>,
+    },
 }
 
 /// A JSON document to write as text.
@@ -123,7 +130,10 @@ fuzz_target!(|program: Program| {
             Op::PutNested(segments, levels) => {
                 let path = build_path(&tree, segments);
                 let levels = usize::from(*levels % 112);
-                (tree.put(&path, nested_value(levels), STORE_DEPTH_MAX), model_put(&mut model, &path, nested_json(levels)))
+                (
+                    tree.put(&path, nested_value(levels), STORE_DEPTH_MAX),
+                    model_put(&mut model, &path, nested_json(levels)),
+                )
             }
             Op::Delete(segments) => {
                 let path = build_path(&tree, segments);
@@ -160,8 +170,9 @@ fn parse_both(doc: &Gen, style: u8) -> Option<(Value, Json)> {
             assert_eq!(compact, serde_json::to_string(&json).unwrap(), "parsed {text:?}");
             Some((value, json))
         }
-        (Err(_), Ok(json)) => {
-            assert!(json_depth(&json) > STORE_DEPTH_MAX, "only Value::parse refused {text:?}");
+        (Err(_), Ok(_)) => {
+            // Nesting is bounded in the text, values of duplicate keys that serde_json drops included.
+            assert!(text_depth(&text) > STORE_DEPTH_MAX, "only Value::parse refused {text:?}");
             None
         }
         (Ok(value), Err(e)) => panic!("only serde_json refused {text:?} ({e}); we gave {value:?}"),
@@ -169,11 +180,29 @@ fn parse_both(doc: &Gen, style: u8) -> Option<(Value, Json)> {
     }
 }
 
+/// How deep brackets nest in JSON text.
+fn text_depth(text: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
+    for byte in text.bytes() {
+        match (in_string, escaped, byte) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') | (false, _, b'"') => in_string = !in_string,
+            (false, _, b'[' | b'{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// `levels` arrays, one inside the other (`null` for none).
 fn nested_value(levels: usize) -> Value {
-    (0..levels).fold(Value::Null, |inner, level| {
-        Value::Array(Arc::from(if level == 0 { Vec::new() } else { vec![inner] }))
-    })
+    (0..levels)
+        .fold(Value::Null, |inner, level| Value::Array(Arc::from(if level == 0 { Vec::new() } else { vec![inner] })))
 }
 
 fn nested_json(levels: usize) -> Json {
@@ -203,6 +232,11 @@ fn check(tree: &Value, model: &Json) {
     assert_eq!(pretty, serde_json::to_string_pretty(model).unwrap() + "\n", "pretty rendering");
     assert_eq!(tree.depth(), json_depth(model), "depth");
     assert!(tree.depth() <= STORE_DEPTH_MAX, "the tree nests deeper than the limit");
+    // What a commit of this tree sends to peers, and writes to disk, is accepted by them.
+    let sealed = seal(tree.clone(), 1, None);
+    let received = parse_copy(&sealed.body).expect("a peer accepts this node's copy");
+    assert_eq!(&received.copy.root, tree, "a peer receives another tree");
+    assert_eq!(received.body, sealed.body, "a peer renders another body");
 }
 
 /// Whether two trees are the same node (for containers, the same allocation).
