@@ -22,7 +22,9 @@
 //!
 //! **Long work leaves the loop.** `flush::Workers` are three threads fed immutable jobs: a writer
 //! (seal a store: serialize, hash, write and fsync it), a decoder (parse and check copies from
-//! peers) and a resolver (DNS). They report back through a channel and a `mio::Waker`.
+//! peers) and a resolver (DNS). They report back through a channel and a `mio::Waker`. They run
+//! at nice 10 and yield the core every 256 KiB of a large render, hash or write, so on a core
+//! shared with the loop, reads wait for a piece rather than for a scheduler tick.
 //! `snapshot` is the copy and file format; `limits` is every bound and period with its reason.
 //!
 //! Tokens: 0 is the listener, 1 the workers' waker, 2 the signal pipe, 16 and up the client
