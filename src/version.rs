@@ -78,6 +78,11 @@ impl Version {
         format!(r#"{{"checksum":"{}","sequence":{}}}"#, self.checksum, self.sequence)
     }
 
+    /// `{"checksum": "...", "sequence": N}` as a JSON value, for answers built with serde_json.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"sequence": self.sequence, "checksum": self.checksum.to_string()})
+    }
+
     /// The same, pretty-printed with a final newline, as the HTTP answers give it.
     pub fn to_pretty_line(&self) -> String {
         format!("{{\n  \"checksum\": \"{}\",\n  \"sequence\": {}\n}}\n", self.checksum, self.sequence)

@@ -57,7 +57,7 @@ impl Peer {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "address": self.address,
-            "version": self.version.map(|v| serde_json::json!({"sequence": v.sequence, "checksum": v.checksum.to_string()})),
+            "version": self.version.as_ref().map(Version::to_json),
             "reachable": self.reachable,
             "last-reachable": self.last_reachable,
             "last-update": self.last_update,
@@ -179,18 +179,16 @@ impl Node {
         let own_commits: Vec<serde_json::Value> = self
             .own_commits()
             .map(|c| {
-                serde_json::json!({
-                    "sequence": c.version.sequence,
-                    "checksum": c.version.checksum.to_string(),
-                    "superseded": c.superseded,
-                })
+                let mut commit = c.version.to_json();
+                commit["superseded"] = c.superseded.into();
+                commit
             })
             .collect();
         json_response(
             200,
             &serde_json::json!({
                 "me": self.config.address,
-                "version": {"sequence": version.sequence, "checksum": version.checksum.to_string()},
+                "version": version.to_json(),
                 "cluster": peers,
                 "own-commits": own_commits,
             }),

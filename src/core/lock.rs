@@ -85,7 +85,7 @@ impl Lock {
             "since": self.since_unix_ms,
             "expires": now.unix_ms + remaining_ms,
             "lease": self.lease_ms / 1000,
-            "base": {"sequence": self.base.sequence, "checksum": self.base.checksum.to_string()},
+            "base": self.base.to_json(),
             "changes": self.changes,
             "committing": self.is_committing(),
         })

@@ -360,7 +360,7 @@ impl Node {
             "name": "lighthouse",
             "version": env!("CARGO_PKG_VERSION"),
             "address": self.config.address,
-            "store": {"sequence": version.sequence, "checksum": version.checksum.to_string()},
+            "store": version.to_json(),
             "active": self.is_active(),
             "lock": self.lock_holder(),
             "cluster": {"peers": self.cluster.peers.len(), "reachable": self.cluster.reachable()},
