@@ -104,12 +104,7 @@ impl std::fmt::Display for DecodeError {
 /// Seals a new version: renders the store, hashes it, and builds the body. `parent` is the
 /// lineage the new version extends (`None` for a store with no history).
 pub fn seal(root: Value, sequence: u64, parent: Option<&Lineage>) -> Sealed {
-    let mut body = Vec::with_capacity(64);
-    body.extend_from_slice(b"{\"data\":");
-    let data_start = body.len();
-    root.write_compact(&mut Paced::new(&mut body)).expect("writing to a Vec cannot fail");
-    let checksum = paced_checksum(&body[data_start..]);
-    let data_len = body.len() - data_start;
+    let (mut body, data_len, checksum) = render_and_hash(&root);
     let version = Version { sequence, checksum };
     let lineage = match parent {
         Some(parent) => parent.extended(version),
@@ -203,14 +198,10 @@ impl<'de> Visitor<'de> for CopySeed {
 
 /// Renders the canonical body of a copy and checks the data against the version's checksum.
 fn seal_checked(copy: Copy) -> Result<Sealed, DecodeError> {
-    let mut body = b"{\"data\":".to_vec();
-    let data_start = body.len();
-    copy.root.write_compact(&mut Paced::new(&mut body)).expect("writing to a Vec cannot fail");
-    let actual = paced_checksum(&body[data_start..]);
+    let (mut body, data_len, actual) = render_and_hash(&copy.root);
     if actual != copy.version.checksum {
         return Err(DecodeError::ChecksumMismatch { declared: copy.version.checksum, actual });
     }
-    let data_len = body.len() - data_start;
     finish_body(&mut body, &copy.lineage);
     Ok(Sealed { copy, body: body.into(), data_len })
 }
@@ -490,11 +481,16 @@ impl<W: Write> Write for Paced<W> {
     }
 }
 
-/// `Checksum::of_bytes`, paced.
-fn paced_checksum(bytes: &[u8]) -> Checksum {
+/// The start of a copy body, `{"data":` and the store's compact JSON, with the length and the
+/// checksum of that JSON; rendered and hashed paced, since the workers call it on large stores.
+fn render_and_hash(root: &Value) -> (Vec<u8>, usize, Checksum) {
+    let mut body = b"{\"data\":".to_vec();
+    let data_start = body.len();
+    root.write_compact(&mut Paced::new(&mut body)).expect("writing to a Vec cannot fail");
     let mut hash = Paced::new(HashWriter::default());
-    hash.write_all(bytes).expect("hashing cannot fail");
-    hash.inner.finish()
+    hash.write_all(&body[data_start..]).expect("hashing cannot fail");
+    let data_len = body.len() - data_start;
+    (body, data_len, hash.inner.finish())
 }
 
 /// The file name for a snapshot taken at `unix_micros`: `YYYYMMDDTHHMMSS.ffffff.json`.
