@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use crate::limits::{
-    BODY_BYTES_MAX_DEFAULT, BOOTSTRAP_LIMIT_S_DEFAULT, CONNECTIONS_MAX_DEFAULT, LOCK_TIMEOUT_S_DEFAULT, LOCK_TTL_S_MAX,
-    RM_LIMIT_DAYS_DEFAULT,
+    BODY_BYTES_MAX_DEFAULT, BOOTSTRAP_LIMIT_S_DEFAULT, BOOTSTRAP_LIMIT_S_MAX, CONNECTIONS_MAX, CONNECTIONS_MAX_DEFAULT,
+    LOCK_TIMEOUT_S_DEFAULT, LOCK_TTL_S_MAX, RM_LIMIT_DAYS_DEFAULT, SNAPSHOTS_KEPT_DEFAULT, SNAPSHOTS_KEPT_MAX,
 };
 
 pub const DEFAULT_PORT: u16 = 8001;
@@ -32,6 +32,9 @@ Options:
   --bootstrap-limit=SECONDS  longest wait to catch up before serving anyway (default 120)
   --lock-timeout=SECONDS     a lock lapses this long after its holder's last request (default 30)
   --rm-limit=DAYS            remove snapshots older than this, never the newest (default 7)
+  --keep-snapshots=N         keep at most N snapshots, the newest ones (default 20)
+  --start-empty              start from an empty store even when every snapshot in --data.d
+                             is damaged (the damaged files are kept)
   --max-body=BYTES           largest request body accepted (default 67108864)
   --max-connections=N        open client connections; more are answered 503 (default 16384)
   --log-level=LEVEL          off, error, warn, info, debug or trace (default info)
@@ -51,6 +54,10 @@ pub struct Config {
     pub bootstrap_limit_s: u64,
     pub lock_timeout_s: u64,
     pub rm_limit_days: f64,
+    /// Snapshots kept in the data directory at most (`--keep-snapshots`).
+    pub keep_snapshots: usize,
+    /// Start from `{}` even when every snapshot is damaged (`--start-empty`).
+    pub start_empty: bool,
     pub max_body: u64,
     pub max_connections: usize,
     pub log_level: log::LevelFilter,
@@ -70,6 +77,8 @@ impl Default for Config {
             bootstrap_limit_s: BOOTSTRAP_LIMIT_S_DEFAULT,
             lock_timeout_s: LOCK_TIMEOUT_S_DEFAULT,
             rm_limit_days: RM_LIMIT_DAYS_DEFAULT,
+            keep_snapshots: SNAPSHOTS_KEPT_DEFAULT,
+            start_empty: false,
             max_body: BODY_BYTES_MAX_DEFAULT,
             max_connections: CONNECTIONS_MAX_DEFAULT,
             log_level: log::LevelFilter::Info,
@@ -95,8 +104,29 @@ impl Config {
     }
 }
 
-/// Parses the arguments (without the program name).
+/// The flags that take a value, as `--flag=VALUE` or `--flag VALUE`.
+const VALUE_FLAGS: [&str; 15] = [
+    "--data.d",
+    "--bind",
+    "--port",
+    "--advertise",
+    "--seeds",
+    "--bootstrap-limit",
+    "--lock-timeout",
+    "--rm-limit",
+    "--keep-snapshots",
+    "--max-body",
+    "--max-connections",
+    "--log-level",
+    "--token-file",
+    "--read-token-file",
+    "--cluster-key-file",
+];
+
+/// Parses the arguments (without the program name). Empty arguments are ignored (scripts pass
+/// `''` for options they leave unset); a flag given twice takes its last value.
 pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
+    let args = normalize(args)?;
     let mut args = pico_args::Arguments::from_vec(args);
     if args.contains("--help") || args.contains("-h") {
         return Ok(Command::Help);
@@ -106,23 +136,29 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     }
     let defaults = Config::default();
     let mut config = Config {
-        data_dir: value(&mut args, "--data.d", |s| non_empty(s).map(PathBuf::from))?,
-        bind: value(&mut args, "--bind", parse_bind)?.unwrap_or(defaults.bind),
-        advertise: value(&mut args, "--advertise", parse_host_port)?,
-        seeds: value(&mut args, "--seeds", parse_seeds)?.unwrap_or_default(),
-        bootstrap: args.contains("--bootstrap"),
-        bootstrap_limit_s: value(&mut args, "--bootstrap-limit", whole::<u64>)?.unwrap_or(defaults.bootstrap_limit_s),
-        lock_timeout_s: value(&mut args, "--lock-timeout", parse_lock_timeout)?.unwrap_or(defaults.lock_timeout_s),
-        rm_limit_days: value(&mut args, "--rm-limit", parse_days)?.unwrap_or(defaults.rm_limit_days),
-        max_body: value(&mut args, "--max-body", whole::<u64>)?.unwrap_or(defaults.max_body),
-        max_connections: value(&mut args, "--max-connections", parse_connections)?.unwrap_or(defaults.max_connections),
-        log_level: value(&mut args, "--log-level", parse_level)?.unwrap_or(defaults.log_level),
-        token_file: value(&mut args, "--token-file", |s| non_empty(s).map(PathBuf::from))?,
-        read_token_file: value(&mut args, "--read-token-file", |s| non_empty(s).map(PathBuf::from))?,
-        cluster_key_file: value(&mut args, "--cluster-key-file", |s| non_empty(s).map(PathBuf::from))?,
+        data_dir: last(&mut args, "--data.d", |s| non_empty(s).map(PathBuf::from))?,
+        bind: last(&mut args, "--bind", parse_bind)?.unwrap_or(defaults.bind),
+        advertise: last(&mut args, "--advertise", parse_host_port)?,
+        seeds: last(&mut args, "--seeds", parse_seeds)?.unwrap_or_default(),
+        bootstrap: flag(&mut args, "--bootstrap"),
+        bootstrap_limit_s: last(&mut args, "--bootstrap-limit", |s| ranged(s, 0, BOOTSTRAP_LIMIT_S_MAX))?
+            .unwrap_or(defaults.bootstrap_limit_s),
+        lock_timeout_s: last(&mut args, "--lock-timeout", |s| ranged(s, 1, LOCK_TTL_S_MAX))?
+            .unwrap_or(defaults.lock_timeout_s),
+        rm_limit_days: last(&mut args, "--rm-limit", parse_days)?.unwrap_or(defaults.rm_limit_days),
+        keep_snapshots: last(&mut args, "--keep-snapshots", |s| ranged(s, 1, SNAPSHOTS_KEPT_MAX as u64))?
+            .map_or(defaults.keep_snapshots, |n| n as usize),
+        start_empty: flag(&mut args, "--start-empty"),
+        max_body: last(&mut args, "--max-body", |s| ranged(s, 1, u64::MAX))?.unwrap_or(defaults.max_body),
+        max_connections: last(&mut args, "--max-connections", |s| ranged(s, 1, CONNECTIONS_MAX as u64))?
+            .map_or(defaults.max_connections, |n| n as usize),
+        log_level: last(&mut args, "--log-level", parse_level)?.unwrap_or(defaults.log_level),
+        token_file: last(&mut args, "--token-file", |s| non_empty(s).map(PathBuf::from))?,
+        read_token_file: last(&mut args, "--read-token-file", |s| non_empty(s).map(PathBuf::from))?,
+        cluster_key_file: last(&mut args, "--cluster-key-file", |s| non_empty(s).map(PathBuf::from))?,
     };
-    if let Some(port) = value(&mut args, "--port", whole::<u16>)? {
-        config.bind.set_port(port);
+    if let Some(port) = last(&mut args, "--port", |s| ranged(s, 0, u64::from(u16::MAX)))? {
+        config.bind.set_port(port as u16);
     }
     let rest = args.finish();
     if let Some(first) = rest.first() {
@@ -131,25 +167,61 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     Ok(Command::Run(Box::new(config)))
 }
 
-/// The value of an optional flag, with the flag's name in any error.
-fn value<T>(
+/// Drops empty arguments, and refuses a flag that takes a value whose next argument is another
+/// flag: `--data.d --port=1` must not make a directory named `--port=1`.
+fn normalize(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
+    let args: Vec<OsString> = args.into_iter().filter(|a| !a.is_empty()).collect();
+    for pair in args.windows(2) {
+        let (flag, next) = (pair[0].to_string_lossy(), pair[1].to_string_lossy());
+        if VALUE_FLAGS.contains(&flag.as_ref()) && next.starts_with('-') {
+            return Err(format!("{flag} needs a value (it was followed by '{next}')"));
+        }
+    }
+    if let Some(flag) = args.last().map(|a| a.to_string_lossy()).filter(|a| VALUE_FLAGS.contains(&a.as_ref())) {
+        return Err(format!("{flag} needs a value"));
+    }
+    Ok(args)
+}
+
+/// The last value of an optional flag given any number of times, with the flag's name in any error.
+fn last<T>(
     args: &mut pico_args::Arguments,
     flag: &'static str,
     parse: fn(&str) -> Result<T, String>,
 ) -> Result<Option<T>, String> {
-    args.opt_value_from_fn(flag, parse).map_err(|e| match e {
-        pico_args::Error::Utf8ArgumentParsingFailed { cause, .. } => format!("{flag}: {cause}"),
-        pico_args::Error::OptionWithoutAValue(_) => format!("{flag} needs a value"),
-        other => format!("{flag}: {other}"),
-    })
+    let mut found = None;
+    loop {
+        let value = args.opt_value_from_fn(flag, parse).map_err(|e| match e {
+            pico_args::Error::Utf8ArgumentParsingFailed { cause, .. } => format!("{flag}: {cause}"),
+            pico_args::Error::OptionWithoutAValue(_) => format!("{flag} needs a value"),
+            other => format!("{flag}: {other}"),
+        })?;
+        match value {
+            Some(value) => found = Some(value),
+            None => return Ok(found),
+        }
+    }
+}
+
+/// A flag without a value, given any number of times.
+fn flag(args: &mut pico_args::Arguments, flag: &'static str) -> bool {
+    let mut found = false;
+    while args.contains(flag) {
+        found = true;
+    }
+    found
 }
 
 fn non_empty(s: &str) -> Result<&str, String> {
     if s.is_empty() { Err("the value is empty".into()) } else { Ok(s) }
 }
 
-fn whole<T: std::str::FromStr>(s: &str) -> Result<T, String> {
-    s.parse().map_err(|_| format!("'{s}' is not a whole number in range"))
+/// A whole number from `min` to `max`, with the range in the error.
+fn ranged(s: &str, min: u64, max: u64) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("'{s}' is not a whole number from {min} to {max}")),
+    }
 }
 
 fn parse_bind(s: &str) -> Result<SocketAddr, String> {
@@ -174,24 +246,11 @@ fn parse_seeds(s: &str) -> Result<Vec<String>, String> {
     s.split(',').filter(|seed| !seed.trim().is_empty()).map(|seed| parse_host_port(seed.trim())).collect()
 }
 
-fn parse_lock_timeout(s: &str) -> Result<u64, String> {
-    let seconds: u64 = whole(s)?;
-    if seconds == 0 || seconds > LOCK_TTL_S_MAX {
-        return Err(format!("'{s}' is not between 1 and {LOCK_TTL_S_MAX} seconds"));
-    }
-    Ok(seconds)
-}
-
 fn parse_days(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(days) if days.is_finite() && days >= 0.0 => Ok(days),
         _ => Err(format!("'{s}' is not a number of days")),
     }
-}
-
-fn parse_connections(s: &str) -> Result<usize, String> {
-    let n: usize = whole(s)?;
-    if n == 0 { Err("at least 1 connection".into()) } else { Ok(n) }
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, String> {

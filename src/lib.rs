@@ -40,6 +40,7 @@ pub mod event_loop;
 pub mod flush;
 pub mod http;
 pub mod limits;
+pub mod logger;
 pub mod path;
 pub mod peers;
 pub mod server;

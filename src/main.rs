@@ -1,5 +1,9 @@
 //! The `lighthouse` binary: flags to `Config`, logging, then the server.
+//!
+//! Nothing printed here may abort the process when stdout or stderr is a closed pipe
+//! (`lighthouse --help | head -c 5`): every write ignores its error.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use lighthouse::config::{self, Command, USAGE};
@@ -8,24 +12,19 @@ fn main() -> ExitCode {
     let config = match config::parse(std::env::args_os().skip(1).collect()) {
         Ok(Command::Run(config)) => config,
         Ok(Command::Help) => {
-            print!("{USAGE}");
+            let _ = std::io::stdout().write_all(USAGE.as_bytes());
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
-            println!("lighthouse {}", env!("CARGO_PKG_VERSION"));
+            let _ = writeln!(std::io::stdout(), "lighthouse {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         Err(message) => {
-            eprintln!("lighthouse: {message}\n\n{USAGE}");
+            let _ = writeln!(std::io::stderr(), "lighthouse: {message}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
-    // Logging goes to stderr, with UTC timestamps; a second logger cannot exist in this process.
-    simple_logger::SimpleLogger::new()
-        .with_level(config.log_level)
-        .with_utc_timestamps()
-        .init()
-        .expect("the logger is set once");
+    lighthouse::logger::init(config.log_level);
     match lighthouse::server::run(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -74,3 +74,56 @@ fn a_port_in_use_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8(output.stderr).unwrap().contains("cannot listen on"));
 }
+
+#[test]
+fn empty_arguments_are_ignored() {
+    // The original's cluster test passes '' for options it leaves unset.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let server = Server::start(&["", &format!("--port={port}"), ""]);
+    assert_eq!(server.get("/version").status, 200);
+}
+
+#[test]
+fn a_flag_never_takes_the_next_flag_as_its_value_and_a_repeated_flag_takes_the_last() {
+    let dir = TempDir::new("next-flag");
+    let output = Command::new(BINARY).current_dir(dir.path()).args(["--data.d", "--port=19060"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let first = String::from_utf8(output.stderr).unwrap().lines().next().unwrap().to_string();
+    assert!(first.contains("--data.d needs a value"), "{first}");
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "no directory named after a flag");
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let server = Server::start(&["--port=1", &format!("--port={port}")]);
+    assert_eq!(server.addr.port(), port, "the last --port wins");
+}
+
+#[test]
+fn range_errors_say_the_range() {
+    for (flag, range) in [
+        ("--port=70000", "from 0 to 65535"),
+        ("--lock-timeout=0", "from 1 to 3600"),
+        ("--max-connections=0", "from 1 to"),
+        ("--keep-snapshots=0", "from 1 to"),
+    ] {
+        let output = Command::new(BINARY).arg(flag).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{flag}");
+        let first = String::from_utf8(output.stderr).unwrap().lines().next().unwrap().to_string();
+        assert!(first.contains(range), "{flag}: {first}");
+    }
+}
+
+#[test]
+fn a_closed_stdout_or_stderr_never_crashes_the_process() {
+    use std::process::Stdio;
+    for (arg, code) in [("--port=70000", 2), ("--help", 0), ("--version", 0)] {
+        let mut child = Command::new(BINARY).arg(arg).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        // Close the read ends before the process writes: its writes fail with EPIPE.
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{arg}: {status:?} (an abort has no exit code)");
+    }
+}
