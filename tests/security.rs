@@ -29,7 +29,7 @@ fn changes_need_the_token_and_reads_stay_open() {
     assert_eq!(server.request_with("PUT", "/lock", &auth, b"ops").status, 200);
     assert_eq!(server.request("PUT", "/update/ops/x", b"1").status, 401, "staging needs it too");
     assert_eq!(server.request_with("PUT", "/update/ops/x", &auth, b"1").status, 201);
-    assert_eq!(server.request("DELETE", "/lock", b"").status, 401, "so does aborting");
+    assert_eq!(server.request("DELETE", "/lock/ops", b"").status, 401, "so does aborting");
     assert_eq!(server.request_with("PUT", "/lock/ops", &auth, b"").status, 200);
     assert_eq!(server.get("/data/x").text(), "1\n", "reads need no token without --read-token-file");
     assert_eq!(server.get("/lock").status, 404);
@@ -106,4 +106,46 @@ fn an_unreadable_or_empty_token_file_stops_the_start() {
         assert_eq!(output.status.code(), Some(1), "{flag}");
         assert!(String::from_utf8_lossy(&output.stderr).contains("token"), "{flag}");
     }
+}
+
+#[test]
+fn without_a_cluster_key_the_write_token_guards_the_copy_and_a_cluster_still_syncs() {
+    let dir = TempDir::new("token-peers");
+    let token = secret_file(&dir, "token", "write-s3cret");
+    let token_flag = format!("--token-file={token}");
+    let first = Server::start(&[&token_flag]);
+    // The README's Security example: a token and no cluster key. A forged copy must not land.
+    let root = lighthouse::value::Value::parse(br#"{"evil": true}"#).unwrap();
+    let checksum = lighthouse::version::Checksum::of(&root);
+    let forged = format!(r#"{{"version": {{"sequence": 99, "checksum": "{checksum}"}}, "data": {{"evil": true}}}}"#);
+    let refused = first.request("PUT", "/copy", forged.as_bytes());
+    assert_eq!(refused.status, 401, "an unauthenticated copy is refused: {}", refused.text());
+    assert_eq!(first.request("PUT", "/state", br#"[{"address": "127.0.0.1:1"}]"#).status, 401);
+    assert_eq!(first.get("/version").json()["sequence"], 0);
+    assert_eq!(first.get("/data/evil").status, 404);
+    // Nodes that share the token sync: each sends it to its peers.
+    let second = Server::start(&[&token_flag, &format!("--seeds={}", first.addr)]);
+    wait_for("the second node to catch up", || second.get("/data").status == 200);
+    let auth = [("Authorization", "Bearer write-s3cret")];
+    assert_eq!(first.request_with("PUT", "/lock", &auth, b"ops").status, 200);
+    assert_eq!(first.request_with("PUT", "/update/ops/k", &auth, b"1").status, 201);
+    assert_eq!(first.request_with("PUT", "/lock/ops", &auth, b"").status, 200);
+    wait_for("the commit to reach the second node", || second.get("/data/k").status == 200);
+    // A node without the token may read (reads are open without --read-token-file), but nothing
+    // it commits reaches the others, and it shows them as not usable.
+    let outsider = Server::start(&[&format!("--seeds={}", first.addr), "--bootstrap-limit=60"]);
+    wait_for("the outsider to log the refusal", || {
+        outsider.log().iter().any(|l| l.contains("WARN") && l.contains(&first.addr.to_string()) && l.contains("401"))
+    });
+    wait_for("the outsider to read the store", || outsider.get("/data/k").status == 200);
+    let entry = |state: &serde_json::Value| {
+        state["cluster"].as_array().unwrap().iter().find(|p| p["address"] == first.addr.to_string()).cloned().unwrap()
+    };
+    let state = outsider.get("/state").json();
+    assert_eq!(entry(&state)["reachable"], false, "a peer that refuses us is not usable: {state}");
+    assert!(entry(&state)["problem"].as_str().unwrap().contains("401"), "{state}");
+    assert_eq!(support::transact(&outsider, "x", "/evil", "true").status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    assert_eq!(first.get("/data/evil").status, 404, "the outsider's commit was not taken");
+    assert_eq!(second.get("/data/evil").status, 404);
 }

@@ -1,6 +1,12 @@
 //! Access control: bearer tokens for changes (`--token-file`), for reads (`--read-token-file`), and
 //! a key shared by the nodes of a cluster for the peer endpoints (`--cluster-key-file`).
 //!
+//! One rule covers every way of changing the store: a request that changes something needs the
+//! write token. The peer endpoints `/copy` and `/state` take the cluster key when there is one;
+//! without one they are guarded like the rest (reading them needs read access, and `PUT /copy`,
+//! which replaces the store, needs the write token), and a node sends its write token (else its
+//! read token) to its peers, so a cluster whose nodes share their tokens works without a key.
+//!
 //! Secrets are compared through their SHA-1 digests, byte by byte without an early exit, so the time
 //! a comparison takes says nothing about how much of a guess was right, not even its length.
 //! A `Secret` never prints itself: its `Debug` is a placeholder, and no log line carries one.
@@ -34,11 +40,11 @@ impl fmt::Debug for Secret {
 /// Who may do what. Each `None` leaves that kind of request open.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
-    /// Needed to change the store: `PUT`, `POST` and `DELETE` on `/lock` and `/update`.
+    /// Needed for every request that changes something: any method but `GET` and `HEAD`.
     pub write: Option<Secret>,
     /// Needed to read anything but `/health` and `/ready`; the write token reads too.
     pub read: Option<Secret>,
-    /// Needed for the peer endpoints, `/copy` and `/state`, and sent by this node to its peers.
+    /// Needed for the peer endpoints, `/copy` and `/state`, every method.
     pub cluster: Option<Secret>,
 }
 
@@ -57,8 +63,8 @@ impl Access {
         let changes = !matches!(method, Method::Get | Method::Head);
         let need = match resource {
             "health" | "ready" => Need::Nothing,
-            "copy" | "state" => Need::Cluster,
-            "lock" | "update" if changes => Need::Write,
+            "copy" | "state" if self.cluster.is_some() => Need::Cluster,
+            _ if changes => Need::Write,
             _ => Need::Read,
         };
         let token = authorization.and_then(bearer);
@@ -124,6 +130,21 @@ mod tests {
         assert_eq!(status("state", Method::Get, Some("Bearer k")), None);
         let unauthorized = access.check("lock", Method::Put, None).unwrap();
         assert!(String::from_utf8_lossy(unauthorized.headers.as_slice()).contains("WWW-Authenticate: Bearer"));
+    }
+
+    #[test]
+    fn without_a_cluster_key_the_peer_endpoints_need_the_tokens() {
+        let access = Access { write: Some(Secret::new("w")), read: None, cluster: None };
+        let status =
+            |resource: &str, method: Method, auth: Option<&str>| access.check(resource, method, auth).map(|r| r.status);
+        assert_eq!(status("copy", Method::Put, None), Some(401), "a copy replaces the store: it needs the token");
+        assert_eq!(status("state", Method::Put, None), Some(401));
+        assert_eq!(status("copy", Method::Put, Some("Bearer w")), None);
+        assert_eq!(status("copy", Method::Get, None), None, "reads stay open without a read token");
+        assert_eq!(status("data", Method::Delete, None), Some(401), "every change needs it");
+        let reads = Access { write: None, read: Some(Secret::new("r")), cluster: None };
+        assert_eq!(reads.check("copy", Method::Get, None).map(|r| r.status), Some(401), "the copy is the whole store");
+        assert_eq!(reads.check("state", Method::Get, Some("Bearer r")).map(|r| r.status), None);
     }
 
     #[test]
