@@ -10,6 +10,7 @@
 //! A snapshot is written to a temporary name, fsync'd, renamed into place, and the directory
 //! fsync'd: after the report, the file survives `kill -9` and power loss.
 
+use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,10 @@ pub struct DiskConfig {
     pub dir: Option<PathBuf>,
     /// `--rm-limit` in microseconds.
     pub keep_micros: u64,
+    /// `--keep-snapshots`: the most snapshot files kept.
+    pub keep_count: usize,
+    /// Files that could not be loaded at start: never removed, so an operator can look at them.
+    pub damaged: Vec<PathBuf>,
 }
 
 /// Work for the worker threads.
@@ -138,6 +143,7 @@ pub fn run(job: Job, disk: &DiskConfig, names: &mut WriterState) -> Option<Done>
             if let Err(e) = removed {
                 error!("cannot remove the superseded snapshot {}: {e}", file.display());
             }
+            names.forget(&file);
             Some(Done::Removed { id })
         }
         Job::Decode { id, body } => Some(Done::Decoded { id, result: snapshot::parse_copy(&body) }),
@@ -152,7 +158,7 @@ pub fn run(job: Job, disk: &DiskConfig, names: &mut WriterState) -> Option<Done>
     }
 }
 
-/// Writes a snapshot into the data directory, if there is one, and applies the retention rule.
+/// Writes a snapshot into the data directory, if there is one, and applies the retention rules.
 fn write(
     disk: &DiskConfig,
     names: &mut WriterState,
@@ -162,10 +168,15 @@ fn write(
     let Some(dir) = &disk.dir else { return Ok(None) };
     let name = names.next_name();
     write_snapshot(dir, &name, node, body)?;
-    if names.sweep_due() {
-        remove_expired(dir, &name, disk.keep_micros);
+    names.files.push_back((names.last_micros, name));
+    for expired in names.expired(unix_micros(), disk) {
+        let file = dir.join(expired);
+        match fs::remove_file(&file) {
+            Ok(()) => debug!("removed old snapshot {}", file.display()),
+            Err(e) => warn!("cannot remove old snapshot {}: {e}", file.display()),
+        }
     }
-    Ok(Some(dir.join(name)))
+    Ok(Some(dir.join(&names.files.back().expect("pushed above").1)))
 }
 
 /// Writes, fsyncs and renames one snapshot, then fsyncs the directory.
@@ -173,7 +184,7 @@ fn write_snapshot(dir: &Path, name: &str, node: &NodeJson, body: &[u8]) -> Resul
     let temporary = dir.join(snapshot::temporary_name(name));
     let finished = dir.join(name);
     let attempt = || -> io::Result<()> {
-        let file = File::create(&temporary)?;
+        let file = create_private(&temporary)?;
         snapshot::encode(&file, node, body)?;
         file.sync_all()?;
         fs::rename(&temporary, &finished)?;
@@ -186,52 +197,60 @@ fn write_snapshot(dir: &Path, name: &str, node: &NodeJson, body: &[u8]) -> Resul
     })
 }
 
-/// Removes snapshots older than the retention limit, never `newest` (the file just written).
-fn remove_expired(dir: &Path, newest: &str, keep_micros: u64) {
-    let Ok(files) = snapshot::list(dir) else { return };
-    let cutoff = unix_micros().saturating_sub(keep_micros);
-    for (time, file) in files {
-        if time < cutoff && file.file_name().is_some_and(|n| n != newest) {
-            match fs::remove_file(&file) {
-                Ok(()) => debug!("removed expired snapshot {}", file.display()),
-                Err(e) => warn!("cannot remove expired snapshot {}: {e}", file.display()),
-            }
-        }
-    }
+/// Creates a file readable and writable by its owner only, whatever the umask: snapshots often
+/// hold addresses and secrets.
+fn create_private(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    Ok(file)
 }
 
 /// What the writer remembers between jobs: the last file name it handed out (names always sort
 /// after every earlier one, even when two snapshots fall in the same microsecond or the wall clock
-/// steps back), and when it last swept out expired files.
+/// steps back), and the snapshot files it may remove, oldest first, so the retention rules cost
+/// no directory listing.
 #[derive(Debug, Default)]
 pub struct WriterState {
     last_micros: u64,
-    swept_micros: Option<u64>,
+    files: VecDeque<(u64, String)>,
 }
 
-/// Expired snapshots are looked for at most this often: retention counts in days, and listing a
-/// directory of thousands of files on every commit would slow every commit.
-const SWEEP_INTERVAL_MICROS: u64 = 60_000_000;
-
 impl WriterState {
-    /// Names after `newest_existing` (the newest file already in the directory).
-    pub fn after(newest_existing: u64) -> WriterState {
-        WriterState { last_micros: newest_existing, swept_micros: None }
-    }
-
-    /// True when it is time to sweep expired files (the first write, then once a minute).
-    fn sweep_due(&mut self) -> bool {
-        let now = unix_micros();
-        let due = self.swept_micros.is_none_or(|at| now.saturating_sub(at) >= SWEEP_INTERVAL_MICROS);
-        if due {
-            self.swept_micros = Some(now);
+    /// The state for a directory holding `files` (newest first, as `snapshot::list` gives them),
+    /// of which `damaged` are never removed.
+    pub fn after(files: &[(u64, PathBuf)], damaged: &[PathBuf]) -> WriterState {
+        let removable = files.iter().rev().filter(|(_, file)| !damaged.contains(file));
+        WriterState {
+            last_micros: files.first().map_or(0, |(time, _)| *time),
+            files: removable
+                .filter_map(|(time, file)| Some((*time, file.file_name()?.to_str()?.to_string())))
+                .collect(),
         }
-        due
     }
 
     pub fn next_name(&mut self) -> String {
         self.last_micros = unix_micros().max(self.last_micros + 1);
         snapshot::file_name(self.last_micros)
+    }
+
+    /// Takes out of the list the files the retention rules remove now: past the newest
+    /// `keep_count`, or older than `keep_micros`; never the newest one.
+    fn expired(&mut self, now_micros: u64, disk: &DiskConfig) -> Vec<String> {
+        let cutoff = now_micros.saturating_sub(disk.keep_micros);
+        let mut expired = Vec::new();
+        while self.files.len() > 1
+            && (self.files.len() > disk.keep_count.max(1) || self.files.front().is_some_and(|(t, _)| *t < cutoff))
+        {
+            expired.push(self.files.pop_front().expect("more than one").1);
+        }
+        expired
+    }
+
+    /// Forgets a file removed for another reason (a commit that lost).
+    fn forget(&mut self, file: &Path) {
+        let name = file.file_name().and_then(|n| n.to_str());
+        self.files.retain(|(_, n)| Some(n.as_str()) != name);
     }
 }
 
@@ -248,17 +267,17 @@ impl Workers {
     /// loop's `mio::Waker`).
     pub fn spawn(disk: DiskConfig, wake: Arc<dyn Fn() + Send + Sync>) -> io::Result<Workers> {
         let (done_sender, done) = mpsc::channel::<Done>();
-        let newest = match &disk.dir {
-            Some(dir) => snapshot::list(dir)?.first().map_or(0, |(time, _)| *time),
-            None => 0,
+        let files = match &disk.dir {
+            Some(dir) => snapshot::list(dir)?,
+            None => Vec::new(),
         };
         let mut threads = Vec::new();
         let mut start = |name: &str| -> io::Result<Sender<Job>> {
             let (sender, receiver) = mpsc::channel::<Job>();
-            let (disk, done_sender, wake) = (disk.clone(), done_sender.clone(), wake.clone());
+            let (disk, done_sender, wake, files) = (disk.clone(), done_sender.clone(), wake.clone(), files.clone());
             threads.push(thread::Builder::new().name(name.into()).spawn(move || {
                 crate::sys::lower_thread_priority();
-                let mut names = WriterState::after(newest);
+                let mut names = WriterState::after(&files, &disk.damaged);
                 for job in receiver {
                     if let Some(done) = run(job, &disk, &mut names) {
                         if done_sender.send(done).is_err() {
@@ -317,7 +336,7 @@ mod tests {
     #[test]
     fn a_seal_job_writes_a_file_that_loads_back() {
         let dir = temp_dir("write");
-        let disk = DiskConfig { dir: Some(dir.clone()), keep_micros: u64::MAX };
+        let disk = DiskConfig { dir: Some(dir.clone()), keep_micros: u64::MAX, keep_count: 20, damaged: Vec::new() };
         let root = Value::parse(br#"{"a": [1, 2]}"#).unwrap();
         let parent = Lineage::of(crate::version::Version::initial());
         let job = Job::Seal { id: 7, sequence: 1, root: root.clone(), parent, node: NodeJson::default() };
@@ -334,27 +353,26 @@ mod tests {
         fs::remove_dir_all(dir).unwrap();
     }
 
+    /// Seals `count` commits on an empty store with `disk`'s rules, starting from what is in the directory.
+    fn commit_many(disk: &DiskConfig, count: u64) {
+        let dir = disk.dir.as_ref().unwrap();
+        let mut names = WriterState::after(&snapshot::list(dir).unwrap(), &disk.damaged);
+        let mut parent = Lineage::of(crate::version::Version::initial());
+        for sequence in 1..=count {
+            let (root, node) = (Value::default(), NodeJson::default());
+            let job = Job::Seal { id: sequence, sequence, root, parent: parent.clone(), node };
+            let Some(Done::Sealed { sealed, .. }) = run(job, disk, &mut names) else { panic!() };
+            parent = sealed.copy.lineage;
+        }
+    }
+
     #[test]
     fn expired_snapshots_are_removed_but_never_the_newest() {
         let dir = temp_dir("retention");
         let old = snapshot::file_name(1_000_000);
         fs::write(dir.join(&old), b"{}").unwrap();
-        let disk = DiskConfig { dir: Some(dir.clone()), keep_micros: 1 };
-        // Sweeps run at most once a minute; this test starts each write with a sweep due.
-        let mut names = WriterState::default();
-        let mut parent = Lineage::of(crate::version::Version::initial());
-        for sequence in 1..=2 {
-            let job = Job::Seal {
-                id: sequence,
-                sequence,
-                root: Value::default(),
-                parent: parent.clone(),
-                node: NodeJson::default(),
-            };
-            names.swept_micros = None;
-            let Some(Done::Sealed { sealed, .. }) = run(job, &disk, &mut names) else { panic!() };
-            parent = sealed.copy.lineage;
-        }
+        let disk = DiskConfig { dir: Some(dir.clone()), keep_micros: 1, keep_count: 20, damaged: Vec::new() };
+        commit_many(&disk, 2);
         let left = snapshot::list(&dir).unwrap();
         assert_eq!(left.len(), 1, "only the newest is kept: {left:?}");
         assert_eq!(snapshot::load_newest(&dir).unwrap().unwrap().1.sealed.copy.version.sequence, 2);
@@ -362,8 +380,36 @@ mod tests {
     }
 
     #[test]
+    fn at_most_keep_count_snapshots_stay_and_damaged_files_are_never_removed() {
+        let dir = temp_dir("count");
+        let damaged = dir.join(snapshot::file_name(1_000_000));
+        fs::write(&damaged, b"{not json").unwrap();
+        let disk = DiskConfig { dir: Some(dir.clone()), keep_micros: u64::MAX, keep_count: 3, damaged: vec![damaged] };
+        commit_many(&disk, 10);
+        let left: Vec<u64> = snapshot::list(&dir).unwrap().iter().map(|(time, _)| *time).collect();
+        assert_eq!(left.len(), 4, "three snapshots and the damaged file: {left:?}");
+        assert_eq!(*left.last().unwrap(), 1_000_000, "the damaged file stays");
+        assert_eq!(snapshot::load_newest(&dir).unwrap().unwrap().1.sealed.copy.version.sequence, 10);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn snapshot_files_are_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("private");
+        let disk = DiskConfig { dir: Some(dir.clone()), keep_micros: u64::MAX, keep_count: 3, damaged: Vec::new() };
+        commit_many(&disk, 1);
+        let (_, file) = snapshot::list(&dir).unwrap().remove(0);
+        assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        let nested = dir.join("a/b");
+        snapshot::create_private_dir(&nested).unwrap();
+        assert_eq!(fs::metadata(&nested).unwrap().permissions().mode() & 0o777, 0o700);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn names_always_increase() {
-        let mut names = WriterState::after(4_000_000_000_000_000);
+        let mut names = WriterState::after(&[(4_000_000_000_000_000, PathBuf::from("x"))], &[]);
         let (a, b) = (names.next_name(), names.next_name());
         assert!(b > a);
     }

@@ -24,6 +24,12 @@ pub const PIPELINE_REQUESTS_PER_WAKE_MAX: usize = 64;
 
 /// Default for `--max-connections`: the benchmark's 10,000 idle connections plus a busy load.
 pub const CONNECTIONS_MAX_DEFAULT: usize = 16 * 1024;
+/// The most `--max-connections` may ask for: a connection's slot must fit the 24 bits a ticket
+/// keeps for it.
+pub const CONNECTIONS_MAX: usize = (1 << 24) - 1;
+/// Open files the server needs beside its client connections: the listener, the poller, peer
+/// links, snapshot files, the signal pipe. A lower open-files limit is worth a warning.
+pub const OPEN_FILES_SPARE: usize = 64;
 /// A keep-alive connection with nothing to do is closed after this long.
 pub const IDLE_TIMEOUT_MS: u64 = 60_000;
 /// A request head must arrive within this long of its first byte.
@@ -106,6 +112,11 @@ pub const STREAM_BACKLOG_BYTES_MAX: usize = 1024 * 1024;
 pub const LOCK_TIMEOUT_S_DEFAULT: u64 = 30;
 /// The longest lease `PUT /lock?ttl=S` may ask for: a forgotten lock blocks every writer.
 pub const LOCK_TTL_S_MAX: u64 = 3600;
+/// A commit is remembered by its lock's name this long, so that a client retrying a commit whose
+/// answer it lost is told the commit landed (and which version it made)...
+pub const RECENT_COMMIT_MS: u64 = 10 * 60_000;
+/// ...and at most this many of them.
+pub const RECENT_COMMITS_MAX: usize = 64;
 /// Lock names are 1 to this many characters of `A-Z a-z 0-9 . _ ~ -`.
 pub const LOCK_NAME_BYTES_MAX: usize = 128;
 
@@ -113,6 +124,11 @@ pub const LOCK_NAME_BYTES_MAX: usize = 128;
 
 /// Default for `--rm-limit`: snapshots older than this are removed (never the newest valid one).
 pub const RM_LIMIT_DAYS_DEFAULT: f64 = 7.0;
+/// Default for `--keep-snapshots`: every version is a whole-store file, so disk use is about this
+/// many times the store; twenty versions leave room to look back without filling a disk.
+pub const SNAPSHOTS_KEPT_DEFAULT: usize = 20;
+/// The most `--keep-snapshots` may ask for; the writer keeps the names of the files in memory.
+pub const SNAPSHOTS_KEPT_MAX: usize = 1_000_000;
 /// Snapshots waiting for the writer thread. A newer pending snapshot replaces an older one, so one
 /// is enough; the constant names the bound.
 pub const FLUSH_PENDING_MAX: usize = 1;
@@ -126,6 +142,9 @@ pub const PEERS_MAX: usize = 64;
 pub const SYNC_PERIOD_MS: u64 = 500;
 pub const SYNC_JITTER_MS: u64 = 100;
 const _: () = assert!(SYNC_JITTER_MS < SYNC_PERIOD_MS);
+/// An address in the table that was never reached this long after it joined, and is not one of
+/// this node's `--seeds`, is forgotten: it never was a member.
+pub const PEER_UNREACHED_FORGET_MS: u64 = 30_000;
 /// A connection to a peer must be established within this long.
 pub const PEER_CONNECT_TIMEOUT_MS: u64 = 1_000;
 /// A peer that sends no byte of an awaited answer for this long is given up on.
@@ -140,5 +159,7 @@ pub const PEER_BACKOFF_MAX_MS: u64 = 5_000;
 
 /// Default for `--bootstrap-limit`: the longest a starting node stays inactive.
 pub const BOOTSTRAP_LIMIT_S_DEFAULT: u64 = 120;
+/// The longest `--bootstrap-limit` may be: a day.
+pub const BOOTSTRAP_LIMIT_S_MAX: u64 = 86_400;
 /// The `Retry-After` an inactive node answers `/data` with.
 pub const INACTIVE_RETRY_AFTER_S: u64 = 1;

@@ -1,7 +1,7 @@
 //! Start-up: load the newest valid snapshot, build the core, bind the port, run the loop.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use log::{info, warn};
 use mio::net::TcpListener;
@@ -11,12 +11,13 @@ use crate::config::Config;
 use crate::core::{Access, CoreConfig, Node, Secret, Start};
 use crate::event_loop::{EventLoop, Parts};
 use crate::flush::DiskConfig;
+use crate::limits::OPEN_FILES_SPARE;
 use crate::snapshot;
 
 /// Runs a server until SIGTERM or SIGINT.
 pub fn run(config: &Config) -> io::Result<()> {
     match crate::sys::raise_open_files_limit() {
-        Ok(limit) if (limit as usize) < config.max_connections + 64 => warn!(
+        Ok(limit) if limit < (config.max_connections + OPEN_FILES_SPARE) as u64 => warn!(
             "the open-files limit is {limit}, below --max-connections={}; \
              connections past it wait until others close",
             config.max_connections
@@ -25,30 +26,32 @@ pub fn run(config: &Config) -> io::Result<()> {
         Err(e) => warn!("cannot read the open-files limit: {e}"),
     }
     let secrets = Secrets::read(config)?;
-    let start = load(config)?;
+    let loaded = load(config)?;
     let listener = TcpListener::bind(config.bind)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.bind)))?;
     crate::sys::set_listen_backlog(&listener)?;
     crate::sys::defer_accept(&listener);
     let bound = listener.local_addr()?;
+    if let Some(warning) = exposure_warning(bound, &secrets) {
+        warn!("{warning}");
+    }
     let clock = SystemClock::new();
     let core_config = CoreConfig {
         address: config.advertise.clone().unwrap_or_else(|| bound.to_string()),
         durable: config.data_dir.is_some(),
-        lock_timeout_ms: config.lock_timeout_s * 1000,
+        lock_timeout_ms: seconds_to_ms(config.lock_timeout_s),
         seeds: config.seeds.clone(),
-        bootstrap: config.bootstrap,
-        bootstrap_limit_ms: config.bootstrap_limit_s.saturating_mul(1000),
+        bootstrap: config.bootstrap && !loaded.must_catch_up,
+        bootstrap_limit_ms: (!loaded.must_catch_up).then(|| seconds_to_ms(config.bootstrap_limit_s)),
         rng_seed: crate::clock::unix_micros() ^ u64::from(std::process::id()),
         access: secrets.access(),
     };
-    let core = Node::new(core_config, clock.now(), start);
-    if !core.is_active() {
-        info!("joining the cluster: /data answers 503 until this node has caught up");
-    }
+    let core = Node::new(core_config, clock.now(), loaded.start);
     let disk = DiskConfig {
         dir: config.data_dir.clone(),
         keep_micros: (config.rm_limit_days * 86_400e6).min(u64::MAX as f64) as u64,
+        keep_count: config.keep_snapshots,
+        damaged: loaded.damaged,
     };
     let parts = Parts {
         listener,
@@ -58,9 +61,8 @@ pub fn run(config: &Config) -> io::Result<()> {
         max_body: config.max_body,
         max_connections: config.max_connections,
         peer_headers: secrets
-            .cluster
-            .as_ref()
-            .map(|key| format!("Authorization: Bearer {key}\r\n"))
+            .for_peers()
+            .map(|secret| format!("Authorization: Bearer {secret}\r\n"))
             .unwrap_or_default(),
     };
     let event_loop = EventLoop::new(parts)?;
@@ -83,6 +85,16 @@ impl Secrets {
             read: read_secret(config.read_token_file.as_deref(), "--read-token-file")?,
             cluster: read_secret(config.cluster_key_file.as_deref(), "--cluster-key-file")?,
         })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.write.is_none() && self.read.is_none() && self.cluster.is_none()
+    }
+
+    /// What this node sends its peers: the cluster key, else the write token (the peer endpoints
+    /// then need it to change anything), else the read token (to read them).
+    fn for_peers(&self) -> Option<&str> {
+        self.cluster.as_deref().or(self.write.as_deref()).or(self.read.as_deref())
     }
 
     fn access(&self) -> Access {
@@ -112,24 +124,88 @@ fn read_secret(path: Option<&Path>, flag: &str) -> io::Result<Option<String>> {
     Ok(Some(secret.to_string()))
 }
 
-/// The store to start from: the newest valid snapshot in `--data.d`, else `{}` at sequence 0.
-fn load(config: &Config) -> io::Result<Start> {
+/// The warning for a node that anyone who can reach it may read and change.
+fn exposure_warning(bound: std::net::SocketAddr, secrets: &Secrets) -> Option<String> {
+    (!bound.ip().is_loopback() && secrets.is_empty()).then(|| {
+        format!(
+            "bound to {bound}, which is not loopback, with no token and no cluster key: anyone who can reach it \
+             can read and change the store (see --token-file, --read-token-file, --cluster-key-file)"
+        )
+    })
+}
+
+/// What start-up found in the data directory.
+struct Loaded {
+    start: Start,
+    /// Files that could not be loaded; the writer never removes them.
+    damaged: Vec<PathBuf>,
+    /// Every snapshot was damaged and the node has seeds: it serves nothing until it holds its
+    /// peers' store, however long that takes.
+    must_catch_up: bool,
+}
+
+/// The store to start from: the newest valid snapshot in `--data.d`, else `{}` at sequence 0. A
+/// directory whose snapshots are all damaged is not a fresh one: without peers to catch up from,
+/// the node refuses to start unless `--start-empty` says to.
+fn load(config: &Config) -> io::Result<Loaded> {
     let Some(dir) = &config.data_dir else {
         info!("no --data.d: the store lives in memory only");
-        return Ok(Start::empty());
+        return Ok(Loaded { start: Start::empty(), damaged: Vec::new(), must_catch_up: false });
     };
     // Without seeds the copy body is needed only if the snapshot names peers; the loader knows.
     let loaded = snapshot::load_newest_keeping(dir, !config.seeds.is_empty())
         .map_err(|e| io::Error::new(e.kind(), format!("cannot use the data directory {}: {e}", dir.display())))?;
-    match loaded {
-        Some((file, snapshot)) => {
-            let version = snapshot.sealed.copy.version;
-            info!("loaded {} (sequence {}, checksum {})", file.display(), version.sequence, version.checksum);
-            Ok(Start { sealed: snapshot.sealed, cluster: snapshot.cluster, mine: snapshot.mine })
-        }
-        None => {
-            info!("no snapshot in {}: starting from an empty store", dir.display());
-            Ok(Start::empty())
-        }
+    let damaged: Vec<PathBuf> = loaded.damaged.into_iter().map(|(file, _)| file).collect();
+    if let Some((file, snapshot)) = loaded.newest {
+        let version = snapshot.sealed.copy.version;
+        info!("loaded {} (sequence {}, checksum {})", file.display(), version.sequence, version.checksum);
+        let start = Start { sealed: snapshot.sealed, cluster: snapshot.cluster, mine: snapshot.mine };
+        return Ok(Loaded { start, damaged, must_catch_up: false });
+    }
+    if damaged.is_empty() {
+        info!("no snapshot in {}: starting from an empty store", dir.display());
+        return Ok(Loaded { start: Start::empty(), damaged, must_catch_up: false });
+    }
+    let names: Vec<String> = damaged.iter().map(|f| f.display().to_string()).collect();
+    let names = names.join(", ");
+    if config.start_empty {
+        warn!("every snapshot in {} is damaged ({names}); --start-empty: starting from an empty store", dir.display());
+        return Ok(Loaded { start: Start::empty(), damaged, must_catch_up: false });
+    }
+    if config.seeds.is_empty() {
+        let why = format!(
+            "every snapshot in {} is damaged ({names}), so there is no store to load; restore a good snapshot into \
+             the directory, or start with --start-empty to begin from an empty store (the damaged files are kept)",
+            dir.display()
+        );
+        return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+    }
+    warn!(
+        "every snapshot in {} is damaged ({names}); the damaged files are kept, and this node serves nothing \
+         until it holds the store of a peer (--seeds), however long that takes",
+        dir.display()
+    );
+    Ok(Loaded { start: Start::empty(), damaged, must_catch_up: true })
+}
+
+/// Seconds from the command line as the milliseconds the core counts in.
+fn seconds_to_ms(seconds: u64) -> u64 {
+    seconds.saturating_mul(1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exposed_node_without_secrets_is_warned_about() {
+        let none = Secrets { write: None, read: None, cluster: None };
+        let token = Secrets { write: Some("t".into()), read: None, cluster: None };
+        let public: std::net::SocketAddr = "0.0.0.0:8001".parse().unwrap();
+        let loopback: std::net::SocketAddr = "127.0.0.1:8001".parse().unwrap();
+        assert!(exposure_warning(public, &none).is_some_and(|w| w.contains("--token-file")));
+        assert_eq!(exposure_warning(public, &token), None);
+        assert_eq!(exposure_warning(loopback, &none), None);
+        assert_eq!(token.for_peers(), Some("t"), "the write token goes to peers without a cluster key");
     }
 }

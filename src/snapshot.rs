@@ -544,30 +544,50 @@ pub fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(files)
 }
 
-/// Loads the newest valid snapshot in `dir`, warning about each newer file that is not valid.
-/// Creates `dir` if it is missing. `Ok(None)` means there is no valid snapshot.
-pub fn load_newest(dir: &Path) -> io::Result<Option<(PathBuf, Snapshot)>> {
-    load_newest_keeping(dir, true)
+/// What a data directory held at start.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The newest valid snapshot and its file.
+    pub newest: Option<(PathBuf, Snapshot)>,
+    /// The files newer than it (all of them, when none is valid) that could not be loaded, and why.
+    pub damaged: Vec<(PathBuf, String)>,
 }
 
-/// As `load_newest`, passing `keep_body` to `decode_keeping`.
-pub fn load_newest_keeping(dir: &Path, keep_body: bool) -> io::Result<Option<(PathBuf, Snapshot)>> {
-    fs::create_dir_all(dir)?;
+/// Loads the newest valid snapshot in `dir`, warning about each newer file that is not valid.
+/// Creates `dir` (private to its owner) if it is missing.
+pub fn load_newest(dir: &Path) -> io::Result<Option<(PathBuf, Snapshot)>> {
+    load_newest_keeping(dir, true).map(|loaded| loaded.newest)
+}
+
+/// As `load_newest`, passing `keep_body` to `decode_keeping`, and telling which files were damaged.
+pub fn load_newest_keeping(dir: &Path, keep_body: bool) -> io::Result<Loaded> {
+    create_private_dir(dir)?;
     remove_temporary_files(dir);
+    let mut damaged = Vec::new();
     for (_, file) in list(dir)? {
-        let bytes = match fs::read(&file) {
-            Ok(bytes) => bytes,
+        let decoded = fs::read(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| decode_keeping(&bytes, keep_body).map_err(|e| e.to_string()));
+        match decoded {
+            Ok(snapshot) => return Ok(Loaded { newest: Some((file, snapshot)), damaged }),
             Err(e) => {
                 warn!("skipping snapshot {}: {e}", file.display());
-                continue;
+                damaged.push((file, e));
             }
-        };
-        match decode_keeping(&bytes, keep_body) {
-            Ok(snapshot) => return Ok(Some((file, snapshot))),
-            Err(e) => warn!("skipping snapshot {}: {e}", file.display()),
         }
     }
-    Ok(None)
+    Ok(Loaded { newest: None, damaged })
+}
+
+/// Creates `dir` and its missing parents; a directory this creates is readable by its owner only
+/// (snapshots often hold addresses and secrets), whatever the umask.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
 /// The name a snapshot is written under before it is renamed into place. It does not match the

@@ -147,3 +147,90 @@ fn a_snapshot_cut_short_or_with_a_flipped_bit_is_never_loaded() {
         }
     }
 }
+
+/// Writes a file with a snapshot's name and bytes that are no snapshot.
+fn damaged_snapshot(dir: &TempDir, micros: u64) -> String {
+    let name = lighthouse::snapshot::file_name(micros);
+    fs::write(dir.path().join(&name), b"{\"copy\": {\"version\": 3").unwrap();
+    name
+}
+
+#[test]
+fn a_directory_of_damaged_snapshots_is_refused_without_start_empty() {
+    let dir = TempDir::new("all-damaged");
+    let first = damaged_snapshot(&dir, T0);
+    let second = damaged_snapshot(&dir, T0 + 1);
+    let output = std::process::Command::new(support::BINARY)
+        .args([&dir.flag(), "--bind=127.0.0.1:0"])
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(1), "it refuses to start");
+    let log = String::from_utf8_lossy(&output.stderr);
+    let error = log.lines().find(|l| l.contains("ERROR")).unwrap_or_else(|| panic!("an error line in {log}"));
+    for needle in [first.as_str(), second.as_str(), "--start-empty", "damaged"] {
+        assert!(error.contains(needle), "the error names {needle}: {error}");
+    }
+    assert!(!log.contains("listening on"), "it never served: {log}");
+    assert_eq!(dir.snapshots(), [first.clone(), second.clone()], "the damaged files are kept");
+
+    let server = Server::start(&[&dir.flag(), "--start-empty"]);
+    assert_eq!(server.get("/version").json()["sequence"], 0);
+    assert!(server.log().iter().any(|l| l.contains("WARN") && l.contains("--start-empty")));
+    assert_eq!(support::transact(&server, "w", "/x", "1").status, 200);
+    drop(server);
+    let mut left = dir.snapshots();
+    left.retain(|n| *n == first || *n == second);
+    assert_eq!(left.len(), 2, "the damaged files are still there after a commit");
+}
+
+#[test]
+fn a_node_with_damaged_snapshots_and_peers_waits_for_their_store_past_the_bootstrap_limit() {
+    let peer = Server::start(&[]);
+    let dir = TempDir::new("damaged-with-peers");
+    damaged_snapshot(&dir, T0);
+    // The seed does not answer at first: the node must stay inactive past --bootstrap-limit.
+    let seed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let seed_address = seed.local_addr().unwrap();
+    drop(seed);
+    let node = Server::start(&[&dir.flag(), &format!("--seeds={seed_address}"), "--bootstrap-limit=1"]);
+    assert!(node.log().iter().any(|l| l.contains("damaged") && l.contains("serves nothing until")));
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    assert_eq!(node.get("/data").status, 503, "still inactive after the bootstrap limit");
+    // A peer with a store shows up: the node takes it and serves.
+    assert_eq!(support::transact(&peer, "w", "/from-peer", "true").status, 200);
+    let body = format!(r#"[{{"address": "{}"}}]"#, peer.addr);
+    assert_eq!(node.request("PUT", "/state", body.as_bytes()).status, 200);
+    support::wait_for("the node to catch up with the peer", || node.get("/data/from-peer").status == 200);
+    assert_eq!(node.get("/version").json(), peer.get("/version").json());
+}
+
+#[test]
+fn snapshots_and_a_new_data_directory_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = TempDir::new("private");
+    let dir = parent.path().join("data.d");
+    // A permissive umask (inherited by the server) must not widen them.
+    // SAFETY: umask(2) only sets this process's file-creation mask.
+    unsafe { libc::umask(0) };
+    let server = Server::start(&[&format!("--data.d={}", dir.display())]);
+    assert_eq!(support::transact(&server, "w", "/secret", "\"s3cret\"").status, 200);
+    let mode = |path: &std::path::Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    for entry in fs::read_dir(&dir).unwrap() {
+        assert_eq!(mode(&entry.unwrap().path()), 0o600);
+    }
+}
+
+#[test]
+fn at_most_keep_snapshots_files_stay_and_the_newest_loads() {
+    let dir = TempDir::new("keep");
+    let server = Server::start(&[&dir.flag(), "--keep-snapshots=3"]);
+    for i in 0..8 {
+        assert_eq!(support::transact(&server, "w", "/i", &i.to_string()).status, 200);
+    }
+    assert_eq!(dir.snapshots().len(), 3);
+    drop(server);
+    let restarted = Server::start(&[&dir.flag(), "--keep-snapshots=3"]);
+    assert_eq!(restarted.get("/data/i").text(), "7\n");
+    assert_eq!(restarted.get("/version").json()["sequence"], 8);
+}
