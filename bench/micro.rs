@@ -140,8 +140,13 @@ fn cached_node() -> (Node, Request<'static>, Now) {
     let now = Now { mono_ms: 1_000, unix_ms: 1_764_115_200_000 };
     let start = Start { sealed: snapshot::seal(store(ONE_MIB), 1, None), cluster: Vec::new(), mine: Vec::new() };
     let node = Node::new(CoreConfig::single("127.0.0.1:1"), now, start);
-    let request =
-        Request { method: Method::Get, target: "/data/providers/beta", headers: Headers::default(), body: b"" };
+    let request = Request {
+        method: Method::Get,
+        target: "/data/providers/beta",
+        headers: Headers::default(),
+        body: b"",
+        client: None,
+    };
     (node, request, now)
 }
 

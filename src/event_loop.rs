@@ -49,6 +49,8 @@ Content-Length: 57\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{\"error\": \"t
 #[derive(Debug, Clone, Copy)]
 struct AnswerShape {
     method: Method,
+    /// The endpoint family, for the request counters.
+    endpoint: usize,
     head_only: bool,
     keep_alive: bool,
     http10: bool,
@@ -77,6 +79,8 @@ enum Phase {
 
 struct Connection {
     socket: TcpStream,
+    /// The client's address, for the audit lines of the lock.
+    client: std::net::SocketAddr,
     /// Distinguishes this connection from earlier ones in the same slot, for tickets and timers.
     generation: u64,
     phase: Phase,
@@ -283,7 +287,7 @@ impl EventLoop {
                     self.core.metrics_mut().connections_refused += 1;
                     refuse(socket);
                 }
-                Ok((socket, _)) => match self.add_connection(socket) {
+                Ok((socket, client)) => match self.add_connection(socket, client) {
                     // The listener defers accepts until the request's first bytes are in, so
                     // reading at once saves a round through the poller.
                     Ok(slot) => self.serve(slot, true, false),
@@ -303,7 +307,7 @@ impl EventLoop {
         self.accept_more = true;
     }
 
-    fn add_connection(&mut self, mut socket: TcpStream) -> io::Result<usize> {
+    fn add_connection(&mut self, mut socket: TcpStream, client: std::net::SocketAddr) -> io::Result<usize> {
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1
@@ -318,6 +322,7 @@ impl EventLoop {
         self.next_generation += 1;
         let mut conn = Connection {
             socket,
+            client,
             generation,
             phase: Phase::Head { since_ms: None },
             recv: RecvBuffer::default(),
@@ -511,7 +516,7 @@ impl EventLoop {
                 let (head_len, framing, expect_continue) = (head.len, head.framing, head.expect_continue);
                 match framing {
                     Framing::None => {
-                        let phase = self.dispatch(slot, &head, &[], &mut conn.send);
+                        let phase = self.dispatch(slot, conn.client, &head, &[], &mut conn.send);
                         conn.recv.consume(head_len);
                         conn.phase = phase;
                         conn.answered = true;
@@ -521,7 +526,7 @@ impl EventLoop {
                         let body_len = usize::try_from(length).expect("bounded by --max-body");
                         if conn.recv.len() >= head_len + body_len {
                             let body = &conn.recv.data()[head_len..head_len + body_len];
-                            let phase = self.dispatch(slot, &head, body, &mut conn.send);
+                            let phase = self.dispatch(slot, conn.client, &head, body, &mut conn.send);
                             conn.recv.consume(head_len + body_len);
                             conn.phase = phase;
                             conn.answered = true;
@@ -553,7 +558,7 @@ impl EventLoop {
                 }
                 let head = reparse(conn.recv.data(), self.max_body);
                 let body = &conn.recv.data()[head_len..head_len + body_len];
-                let phase = self.dispatch(slot, &head, body, &mut conn.send);
+                let phase = self.dispatch(slot, conn.client, &head, body, &mut conn.send);
                 conn.recv.consume(head_len + body_len);
                 conn.phase = phase;
                 conn.answered = true;
@@ -574,7 +579,7 @@ impl EventLoop {
                     Ok(used) if decoder.is_done() => {
                         let head = reparse(conn.recv.data(), self.max_body);
                         let body = std::mem::take(&mut conn.body);
-                        let phase = self.dispatch(slot, &head, &body, &mut conn.send);
+                        let phase = self.dispatch(slot, conn.client, &head, &body, &mut conn.send);
                         conn.recv.consume(head_len + used_before + used);
                         conn.phase = phase;
                         conn.answered = true;
@@ -621,21 +626,33 @@ impl EventLoop {
     /// Hands one complete request to the core and queues its answer, or parks it. Each request
     /// gets its own ticket, so an answer meant for an earlier request on the same connection can
     /// never be taken for a later one's.
-    fn dispatch(&mut self, slot: usize, head: &Head, body: &[u8], send: &mut SendQueue) -> Phase {
+    fn dispatch(
+        &mut self,
+        slot: usize,
+        client: std::net::SocketAddr,
+        head: &Head,
+        body: &[u8],
+        send: &mut SendQueue,
+    ) -> Phase {
+        // One turn of the loop may take long (a burst of accepts, a pause of the process): the
+        // core must judge each request, a lease's deadline above all, by the time it is handled.
+        self.tick_clock();
         self.request_serial += 1;
         let ticket = (self.request_serial << TICKET_SLOT_BITS) | slot as u64;
         let shape = AnswerShape {
             method: head.method,
+            endpoint: crate::core::endpoint_of(head.target),
             head_only: head.method == Method::Head,
             keep_alive: head.keep_alive,
             http10: head.minor_version == 0,
         };
-        let request = Request { method: head.method, target: head.target, headers: head.headers, body };
+        let request =
+            Request { method: head.method, target: head.target, headers: head.headers, body, client: Some(client) };
         match self.core.handle(self.now, ticket, &request) {
             Reply::Now(response) => self.queue_answer(send, response, shape),
             Reply::Later => Phase::Parked { ticket, shape },
             Reply::Stream(response) => {
-                self.core.metrics_mut().count_request(shape.method, response.status);
+                self.core.metrics_mut().count_request(shape.endpoint, shape.method, response.status);
                 send.push_stream_start(response, shape.http10, &self.date, &mut self.pool);
                 Phase::Streaming { ticket, chunked: !shape.http10 }
             }
@@ -644,7 +661,7 @@ impl EventLoop {
 
     /// Queues an answer and returns the phase that follows it.
     fn queue_answer(&mut self, send: &mut SendQueue, response: Response, shape: AnswerShape) -> Phase {
-        self.core.metrics_mut().count_request(shape.method, response.status);
+        self.core.metrics_mut().count_request(shape.endpoint, shape.method, response.status);
         let keep_alive = shape.keep_alive && !response.close;
         let linger = response.close;
         send.push_response(response, shape.head_only, keep_alive, shape.http10, &self.date, &mut self.pool);
@@ -654,7 +671,13 @@ impl EventLoop {
     /// Answers a request that cannot be parsed, and closes after it.
     fn fail(&mut self, conn: &mut Connection, e: HttpError) {
         debug!("bad request: {}", e.message());
-        let shape = AnswerShape { method: Method::Unknown, head_only: false, keep_alive: false, http10: false };
+        let shape = AnswerShape {
+            method: Method::Unknown,
+            endpoint: usize::MAX,
+            head_only: false,
+            keep_alive: false,
+            http10: false,
+        };
         conn.phase = self.queue_answer(&mut conn.send, e.response(), shape);
     }
 
@@ -847,7 +870,11 @@ impl EventLoop {
     /// Stops accepting, lets the writer finish the snapshot in flight, sends the answers that
     /// produced, and returns.
     fn stop(mut self) -> io::Result<()> {
-        info!("stopping: finishing the snapshot write in flight");
+        if self.core.is_writing() {
+            info!("stopping: finishing the snapshot write in flight");
+        } else {
+            info!("stopping");
+        }
         self.listener = None;
         let mut byte = [0u8; 64];
         let _ = self.signals.read(&mut byte);

@@ -2,7 +2,8 @@
 //!
 //! `/data/a%2Fb/0/` is the segments `data`, `a/b`, `0`: each segment is decoded on its own, so an
 //! encoded slash stays inside its key, and one empty segment from a trailing slash is dropped.
-//! Empty segments elsewhere are kept, because `""` is a valid JSON key.
+//! An empty segment anywhere else (`/data//x`, `//`) names nothing and answers 404, as in the
+//! original.
 
 use std::borrow::Cow;
 
@@ -14,6 +15,8 @@ pub enum PathError {
     BadEscape,
     /// The decoded bytes are not UTF-8, so they cannot name a JSON key.
     NotUtf8,
+    /// An empty segment other than one trailing slash: `//` names nothing.
+    EmptySegment,
 }
 
 impl PathError {
@@ -22,6 +25,15 @@ impl PathError {
             PathError::NotAbsolute => "the request target must be a path starting with /",
             PathError::BadEscape => "bad percent-escape in the path: % must be followed by two hex digits",
             PathError::NotUtf8 => "the decoded path is not UTF-8",
+            PathError::EmptySegment => "no such path: an empty segment (//) names nothing",
+        }
+    }
+
+    /// The status a request with this path answers.
+    pub fn status(self) -> u16 {
+        match self {
+            PathError::EmptySegment => 404,
+            _ => 400,
         }
     }
 }
@@ -37,7 +49,7 @@ pub fn split_target(target: &str) -> (&str, &str) {
 /// The raw (still encoded) segments of a path, with one trailing empty segment dropped.
 pub fn raw_segments(path: &str) -> Result<impl Iterator<Item = &str>, PathError> {
     let rest = path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
-    // "/" has no segments; "//" has one, the empty key, before its trailing slash.
+    // "/" has no segments.
     let empty = rest.is_empty();
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     Ok(rest.split('/').filter(move |_| !empty))
@@ -45,7 +57,7 @@ pub fn raw_segments(path: &str) -> Result<impl Iterator<Item = &str>, PathError>
 
 /// The decoded segments of a path.
 pub fn segments(path: &str) -> Result<Vec<Cow<'_, str>>, PathError> {
-    raw_segments(path)?.map(decode).collect()
+    raw_segments(path)?.map(|s| if s.is_empty() { Err(PathError::EmptySegment) } else { decode(s) }).collect()
 }
 
 /// Percent-decodes one segment; borrows when there is nothing to decode.
@@ -117,13 +129,14 @@ mod tests {
     }
 
     #[test]
-    fn one_trailing_slash_is_ignored_and_inner_empty_segments_kept() {
+    fn one_trailing_slash_is_ignored_and_other_empty_segments_name_nothing() {
         assert_eq!(decoded("/data/x/"), ["data", "x"]);
         assert_eq!(decoded("/lock/"), ["lock"]);
         assert_eq!(decoded("/"), Vec::<String>::new());
-        assert_eq!(decoded("/data//x"), ["data", "", "x"]);
-        assert_eq!(decoded("/data//"), ["data", ""]);
-        assert_eq!(decoded("//"), [""], "the empty key at the root");
+        for path in ["/data//x", "/data//", "//", "/data/x//"] {
+            assert_eq!(segments(path).unwrap_err(), PathError::EmptySegment, "{path}");
+            assert_eq!(PathError::EmptySegment.status(), 404);
+        }
     }
 
     #[test]

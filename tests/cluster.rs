@@ -175,3 +175,25 @@ fn a_large_store_reaches_a_new_node_quickly() {
     assert!(took < Duration::from_secs(2), "a {} MiB store took {took:?} to arrive", blob.len() >> 20);
     assert_eq!(second.version(), first.version());
 }
+
+#[test]
+fn a_seed_that_never_answers_does_not_spread_and_is_kept_only_where_it_was_given() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_address = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let mut first = Member::new("dead-seed-first");
+    first.start(&[&format!("--seeds={dead_address}"), "--bootstrap"]);
+    let mut second = Member::new("dead-seed-second");
+    second.start(&[&format!("--seeds={}", first.address())]);
+    wait_for("the two nodes to know each other", || {
+        first.peers().contains(&second.address()) && second.peers().contains(&first.address())
+    });
+    // Several gossip rounds: the dead seed must not reach the second node's table.
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(!second.peers().contains(&dead_address), "a never-reached address spread: {:?}", second.peers());
+    assert!(first.peers().contains(&dead_address), "a node keeps its own --seeds");
+    // An address that some client PUT into the table and that never answers is forgotten.
+    let stranger = r#"[{"address": "127.0.0.1:1"}]"#;
+    assert_eq!(second.server().request("PUT", "/state", stranger.as_bytes()).status, 200);
+    assert!(second.peers().contains(&"127.0.0.1:1".to_string()));
+}

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{SEED_CONFIG, Server, TempDir, curl, write_snapshot};
+use support::{Client, SEED_CONFIG, Server, TempDir, curl, write_snapshot};
 
 /// A server loaded with the seed's example configuration at sequence 1.
 fn seeded() -> (Server, TempDir) {
@@ -108,4 +108,25 @@ fn reads_carry_an_etag_and_the_store_version_and_honour_if_none_match() {
     assert_eq!(again.status, 304);
     assert!(again.body.is_empty());
     assert_eq!(again.header("ETag"), Some(etag.as_str()));
+}
+
+#[test]
+fn empty_path_segments_name_nothing() {
+    let (server, _dir) = seeded();
+    for path in ["//", "/data//", "/data//providers", "/data/providers//beta", "/version//"] {
+        let answer = server.get(path);
+        assert_eq!(answer.status, 404, "{path}: {}", answer.text());
+        answer.error();
+    }
+    assert_eq!(server.get("/").status, 200);
+    assert_eq!(server.get("/data/providers/").status, 200, "one trailing slash is fine");
+}
+
+#[test]
+fn a_target_in_absolute_form_is_served_like_its_path() {
+    let (server, _dir) = seeded();
+    let mut client = Client::connect(server.addr);
+    client.send(format!("GET http://{}/data/size HTTP/1.1\r\nHost: x\r\n\r\n", server.addr).as_bytes());
+    let answer = client.read_response();
+    assert_eq!((answer.status, answer.text()), (200, "1024\n".to_string()));
 }

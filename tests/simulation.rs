@@ -175,7 +175,7 @@ impl Sim {
             lock_timeout_ms: 30_000,
             seeds: vec![seed],
             bootstrap: false,
-            bootstrap_limit_ms: 3_000,
+            bootstrap_limit_ms: Some(3_000),
             rng_seed: self.rng.next(),
             access: Default::default(),
         }
@@ -290,7 +290,7 @@ impl Sim {
         let node = sim_node.node.as_mut()?;
         let ticket = sim_node.next_ticket;
         sim_node.next_ticket += 1;
-        let request = Request { method, target, headers: Headers::default(), body };
+        let request = Request { method, target, headers: Headers::default(), body, client: None };
         match node.handle(self.now, ticket, &request) {
             Reply::Now(response) | Reply::Stream(response) => Some(response),
             Reply::Later => {
@@ -368,8 +368,13 @@ impl Sim {
                 let ticket = sim_node.next_ticket;
                 sim_node.next_ticket += 1;
                 let body = request.body.as_slice().to_vec();
-                let head =
-                    Request { method: request.method, target: request.path, headers: Headers::default(), body: &body };
+                let head = Request {
+                    method: request.method,
+                    target: request.path,
+                    headers: Headers::default(),
+                    body: &body,
+                    client: None,
+                };
                 match node.handle(self.now, ticket, &head) {
                     Reply::Now(response) | Reply::Stream(response) => {
                         self.reply(to, from, from_generation, request.id, response)

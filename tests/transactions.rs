@@ -69,10 +69,89 @@ fn status_codes_before_a_lock_with_it_with_the_wrong_name_and_after() {
     // After abort.
     assert_eq!(status("PUT", "/lock", "b"), 200);
     assert_eq!(status("PUT", "/update/b/x", "2"), 201);
-    assert_eq!(status("DELETE", "/lock", ""), 200);
+    assert_eq!(status("DELETE", "/lock/b", ""), 200);
     assert_eq!(status("GET", "/lock", ""), 404);
     assert_eq!(server.get("/data/x/y").text(), "1\n", "the aborted change did not land");
     assert_eq!(server.get("/version").json()["sequence"], 1);
+}
+
+#[test]
+fn a_commit_or_an_abort_that_names_no_lock_answers_404_and_changes_nothing() {
+    let server = Server::start(&[]);
+    assert_eq!(transact(&server, "first", "/x", "1").status, 200);
+    assert_eq!(server.request("PUT", "/lock", b"ops").status, 200);
+    assert_eq!(server.request("PUT", "/update/ops/x", b"2").status, 201);
+    // What the original Java client sends when its key is empty.
+    for (method, path) in [("PUT", "/lock"), ("PUT", "/lock/"), ("DELETE", "/lock"), ("DELETE", "/lock/")] {
+        let refused = server.request(method, path, b"");
+        assert_eq!(refused.status, 404, "{method} {path}");
+        assert!(refused.error().contains("name the lock"), "{method} {path}: {}", refused.error());
+    }
+    assert_eq!(server.get("/lock").text(), "ops\n", "the lock is still held");
+    assert_eq!(server.get("/update/ops/x").text(), "2\n", "the staged change is still there");
+    assert_eq!(server.get("/data/x").text(), "1\n", "nothing was committed");
+    assert_eq!(server.get("/version").json()["sequence"], 1);
+    assert_eq!(server.request("PUT", "/lock/ops", b"").status, 200, "naming it commits");
+    assert_eq!(server.get("/data/x").text(), "2\n");
+}
+
+/// The loop used to serve ready connections before expiring the lock, so a request handled just
+/// after the deadline renewed a lapsed lease. Here the server is stopped (SIGSTOP) while the
+/// request arrives, just before the deadline, and resumed after it: the request and the lapse are
+/// then due in the same turn of the loop, the request first.
+#[test]
+fn a_request_handled_after_the_deadline_does_not_renew_a_lapsed_lease() {
+    let server = Server::start(&["--lock-timeout=1"]);
+    assert_eq!(server.request("PUT", "/lock", b"late").status, 200);
+    assert_eq!(server.request("PUT", "/update/late/x", b"1").status, 201);
+    let renewed = Instant::now();
+    let mut client = Client::connect(server.addr);
+    support::signal(&server.child, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(800).saturating_sub(renewed.elapsed()));
+    client.send_request("PUT", "/update/late/x", &[], b"2");
+    std::thread::sleep(Duration::from_millis(1_300).saturating_sub(renewed.elapsed()));
+    support::signal(&server.child, libc::SIGCONT);
+    let late = client.read_response();
+    assert_eq!(late.status, 403, "a request handled 1.3 s into a 1 s lease: {} {}", late.status, late.text());
+    assert_eq!(server.get("/lock").status, 404, "the lease lapsed");
+    assert_eq!(server.get("/data").text(), "{}\n");
+    wait_for("the lapse in the log", || server.log().iter().any(|l| l.contains("lock late lapsed")));
+}
+
+#[test]
+fn every_lock_event_leaves_an_audit_line_with_the_client() {
+    let server = Server::start(&[]);
+    assert_eq!(transact(&server, "ops", "/x", "1").status, 200);
+    server.request("PUT", "/lock", b"ops");
+    server.request("PUT", "/lock", b"ops");
+    assert_eq!(server.request("DELETE", "/lock/ops", b"").status, 200);
+    wait_for("the abort in the log", || server.log().iter().any(|l| l.contains("aborted")));
+    let log = server.log();
+    for needle in [
+        "lock ops acquired at sequence 0 from 127.0.0.1:",
+        "lock ops committed sequence 1 (",
+        "1 change) from 127.0.0.1:",
+        "lock ops renewed by a new client 127.0.0.1:",
+        "lock ops aborted, 0 changes dropped from 127.0.0.1:",
+    ] {
+        assert!(log.iter().any(|l| l.contains(needle) && l.contains(" INFO ")), "no line with {needle:?}: {log:#?}");
+    }
+}
+
+#[test]
+fn a_retried_commit_learns_which_version_its_first_attempt_made() {
+    let server = Server::start(&[]);
+    let first = transact(&server, "ops", "/x", "1");
+    assert_eq!(first.status, 200);
+    let retried = server.request("PUT", "/lock/ops", b"");
+    assert_eq!(retried.status, 404);
+    let message = retried.error();
+    let checksum = first.json()["checksum"].as_str().unwrap().to_string();
+    assert!(message.contains("ops committed sequence 1") && message.contains(&checksum), "{message}");
+    server.request("PUT", "/lock", b"ops");
+    let wrong = server.request("DELETE", "/lock/other", b"");
+    assert_eq!(wrong.status, 404);
+    assert!(wrong.error().contains("held by ops, not other"), "{}", wrong.error());
 }
 
 #[test]

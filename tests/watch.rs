@@ -266,14 +266,18 @@ fn metrics_parse_as_prometheus_text_and_move_with_requests() {
     let before = scrape();
     assert_eq!(transact(&server, "w", "/x", "1").status, 200);
     server.request("PUT", "/lock", b"w");
-    server.request("DELETE", "/lock", b"");
+    server.request("DELETE", "/lock/w", b"");
     assert_eq!(server.get("/data/nope").status, 404);
     let after = scrape();
     assert_eq!(value(&after, "lighthouse_commits_total", &[]), value(&before, "lighthouse_commits_total", &[]) + 1.0);
     assert_eq!(value(&after, "lighthouse_aborts_total", &[]), 1.0);
     assert_eq!(value(&after, "lighthouse_store_sequence", &[]), 1.0);
-    assert!(value(&after, "lighthouse_requests_total", &[("method", "PUT"), ("class", "2xx")]) >= 4.0);
-    assert!(value(&after, "lighthouse_requests_total", &[("method", "GET"), ("class", "4xx")]) >= 1.0);
+    let requests = |endpoint: &str, method: &str, class: &str| {
+        value(&after, "lighthouse_requests_total", &[("endpoint", endpoint), ("method", method), ("class", class)])
+    };
+    assert!(requests("lock", "PUT", "2xx") >= 3.0, "acquire, commit, acquire");
+    assert!(requests("update", "PUT", "2xx") >= 1.0);
+    assert!(requests("data", "GET", "4xx") >= 1.0);
     assert!(
         value(&after, "lighthouse_received_bytes_total", &[]) > value(&before, "lighthouse_received_bytes_total", &[])
     );
@@ -303,4 +307,44 @@ fn snapshot_writes_are_counted_with_their_latency() {
     let text = server.get("/metrics").text();
     assert!(text.contains("lighthouse_snapshot_writes_total 1\n"), "{text}");
     assert!(text.contains("lighthouse_snapshot_write_seconds_count 1\n"));
+}
+
+#[test]
+fn a_long_poll_on_a_missing_path_waits_until_it_exists() {
+    let server = seeded(&[]);
+    let mut poll = Client::connect(server.addr);
+    poll.send_request("GET", "/data/new/key?wait=10", &[], b"");
+    poll.stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut byte = [0u8; 1];
+    assert!(poll.stream.read(&mut byte).is_err(), "no answer while the path is missing");
+    poll.stream.set_read_timeout(Some(support::PATIENCE)).unwrap();
+    assert_eq!(transact(&server, "w", "/new", r#"{"key": "made"}"#).status, 200);
+    let answer = poll.read_response();
+    assert_eq!((answer.status, answer.text()), (200, "\"made\"\n".to_string()));
+    // With If-None-Match too, and a wait that ends before the path exists: 404.
+    let started = Instant::now();
+    let ended = server.request_with("GET", "/data/never?wait=0.5", &[("If-None-Match", "\"x\"")], b"");
+    assert_eq!(ended.status, 404);
+    assert!(started.elapsed() >= Duration::from_millis(450), "waited {:?}", started.elapsed());
+}
+
+#[test]
+fn a_bad_wait_is_400_whatever_the_other_headers() {
+    let server = seeded(&[]);
+    assert_eq!(server.get("/data/a?wait=abc").status, 400, "without If-None-Match too");
+    assert_eq!(server.get("/data/a?wait=-1").status, 400);
+    assert_eq!(server.request_with("GET", "/data/a?wait=abc", &[("If-None-Match", "\"other\"")], b"").status, 400);
+    assert_eq!(server.get("/data/missing?wait=abc").status, 400);
+}
+
+#[test]
+fn an_event_stream_on_a_missing_path_starts_with_missing_and_goes_on() {
+    let server = seeded(&[]);
+    let mut stream = EventReader::open(&server, "/data/later HTTP/1.1\r\nAccept: text/event-stream");
+    let first = stream.events(1);
+    assert!(first[0].1.contains("no such path: /data/later"), "{first:?}");
+    assert!(stream.text.contains("event: missing"));
+    assert_eq!(transact(&server, "w", "/later", "5").status, 200);
+    let events = stream.events(2);
+    assert_eq!(events[1], ("2".to_string(), "5".to_string()));
 }

@@ -90,6 +90,11 @@ fn check_segments(path: &str, decoded: &Result<Vec<Cow<'_, str>>, PathError>) {
     let (decoded, raw) = match (decoded, raw) {
         (Ok(decoded), Ok(raw)) => (decoded, raw.collect::<Vec<&str>>()),
         (Err(PathError::NotAbsolute), Err(PathError::NotAbsolute)) => return,
+        (Err(PathError::EmptySegment), Ok(raw)) => {
+            let raw: Vec<&str> = raw.collect();
+            assert!(raw.iter().any(|r| r.is_empty()), "EmptySegment but no raw segment is empty: {raw:?}");
+            return;
+        }
         (Err(e), Ok(raw)) => {
             let raw: Vec<&str> = raw.collect();
             assert!(matches!(e, PathError::BadEscape | PathError::NotUtf8), "{e:?}");
@@ -106,10 +111,11 @@ fn check_segments(path: &str, decoded: &Result<Vec<Cow<'_, str>>, PathError>) {
         assert_eq!(matches!(decoded, Cow::Borrowed(_)), !raw.contains('%'), "borrows only when nothing to decode");
         assert_eq!(decode(&encode(decoded)).as_ref(), Ok(decoded), "encoded and decoded back");
     }
-    // A path built from the encoded segments has the same segments (one trailing empty segment is
-    // dropped, so a path whose last segment is empty needs one more slash).
+    // A path built from the encoded segments has the same segments (none is empty: an empty
+    // segment names nothing).
+    assert!(decoded.iter().all(|s| !s.is_empty()), "an empty segment was accepted: {decoded:?}");
     let mut rebuilt: String = decoded.iter().map(|s| format!("/{}", encode(s))).collect();
-    if decoded.last().is_none_or(|s| s.is_empty()) {
+    if decoded.is_empty() {
         rebuilt.push('/');
     }
     assert_eq!(segments(&rebuilt).as_ref(), Ok(decoded), "rebuilt as {rebuilt:?}");
@@ -141,16 +147,22 @@ fn check_get(target: &str, path: &str, query: Query, decoded: &Result<Vec<Cow<'_
     // Only targets whose first raw segment is `data` are reads of the store.
     let Some(first) = path.strip_prefix('/').map(|rest| rest.split('/').next().unwrap_or("")) else { return };
     let mut node = Node::new(CoreConfig::single("127.0.0.1:1"), NOW, start().clone());
-    let request = Request { method: Method::Get, target, headers: Default::default(), body: b"" };
+    let request = Request { method: Method::Get, target, headers: Default::default(), body: b"" , client: None};
     let response = match node.handle(NOW, 1, &request) {
         Reply::Now(response) => response,
+        // `?wait=S` on a path that does not exist (yet) waits for it.
+        Reply::Later if query.wait.is_some() => return,
         other => panic!("a GET without If-None-Match or Accept was not answered at once: {other:?}"),
     };
     if first != "data" {
         return;
     }
+    if query.wait.is_some_and(|wait| wait.parse::<f64>().map_or(true, |s| !s.is_finite() || s < 0.0)) {
+        assert_eq!(response.status, 400, "GET {target:?}: a bad ?wait= is refused");
+        return;
+    }
     let expected = match decoded {
-        Err(_) => Err(400),
+        Err(e) => Err(e.status()),
         Ok(decoded) => match root.resolve(&decoded[1..]) {
             None => Err(404),
             Some(Value::Array(_) | Value::Object(_)) => Ok(None),

@@ -72,7 +72,7 @@ impl Harness {
     fn call(&mut self, method: Method, target: &str, body: &[u8]) -> Option<Response> {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        let request = Request { method, target, headers: Default::default(), body };
+        let request = Request { method, target, headers: Default::default(), body, client: None };
         let reply = self.node.handle(self.now, ticket, &request);
         self.settle();
         match reply {

@@ -119,7 +119,7 @@ fn boot(snapshot: Snapshot) {
     let mut node = Node::new(CoreConfig::single("127.0.0.1:1"), NOW, start);
     assert_eq!(node.version(), version);
     for target in ["/copy", "/", "/state", "/version", "/data", "/metrics", "/ready"] {
-        let request = Request { method: Method::Get, target, headers: Default::default(), body: b"" };
+        let request = Request { method: Method::Get, target, headers: Default::default(), body: b"" , client: None};
         let Reply::Now(response) = node.handle(NOW, 1, &request) else {
             panic!("GET {target} was not answered at once")
         };

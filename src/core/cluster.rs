@@ -16,7 +16,7 @@ use super::{Activation, Effect, Node, json_response};
 use crate::clock::{Deadline, Now};
 use crate::config::parse_host_port;
 use crate::http::{Bytes, Method, Response};
-use crate::limits::{DECODES_IN_FLIGHT_MAX, PEERS_MAX, SYNC_JITTER_MS, SYNC_PERIOD_MS};
+use crate::limits::{DECODES_IN_FLIGHT_MAX, PEER_UNREACHED_FORGET_MS, PEERS_MAX, SYNC_JITTER_MS, SYNC_PERIOD_MS};
 use crate::version::Version;
 
 /// One node in the table.
@@ -31,6 +31,10 @@ pub struct Peer {
     pub last_reachable: Option<u64>,
     pub last_update: Option<u64>,
     pub last_push: Option<u64>,
+    /// Why it is not usable, when it is not: unreachable, or it refuses this node's key.
+    pub problem: Option<String>,
+    /// When it joined the table: an address never reached this long after is forgotten.
+    learned: Now,
     next_sync: Deadline,
     /// State requests (`PUT /state`, `GET /state`) still out.
     exchanging: u8,
@@ -47,6 +51,8 @@ impl Peer {
             last_reachable: None,
             last_update: None,
             last_push: None,
+            problem: None,
+            learned: now,
             next_sync: Deadline(now.mono_ms),
             exchanging: 0,
             pushing: None,
@@ -62,6 +68,7 @@ impl Peer {
             "last-reachable": self.last_reachable,
             "last-update": self.last_update,
             "last-push": self.last_push,
+            "problem": self.problem,
         })
     }
 
@@ -215,8 +222,33 @@ impl Node {
         }
     }
 
+    /// Forgets addresses that were never reached within `PEER_UNREACHED_FORGET_MS` of joining the
+    /// table and are not `--seeds` of this node: they never were members (a mistyped seed of some
+    /// other node, say). A peer that was reached once stays until an operator removes it.
+    fn forget_strangers(&mut self, now: Now) {
+        let seeds = &self.config.seeds;
+        let stranger = |p: &Peer| {
+            p.last_reachable.is_none()
+                && !seeds.contains(&p.address)
+                && now.mono_ms.saturating_sub(p.learned.mono_ms) >= PEER_UNREACHED_FORGET_MS
+        };
+        let before = self.cluster.peers.len();
+        for peer in self.cluster.peers.iter().filter(|p| stranger(p)) {
+            info!(
+                "forgetting peer {}: never reached in {} s, and not one of --seeds",
+                peer.address,
+                PEER_UNREACHED_FORGET_MS / 1000
+            );
+        }
+        self.cluster.peers.retain(|p| !stranger(p));
+        if self.cluster.peers.len() != before {
+            self.cluster.stamp += 1;
+        }
+    }
+
     /// Starts a sync exchange with every peer whose turn has come.
     pub(super) fn sync(&mut self, now: Now) {
+        self.forget_strangers(now);
         let due: Vec<String> = self
             .cluster
             .peers
@@ -238,10 +270,12 @@ impl Node {
         }
     }
 
-    /// `[{"address": me}, {"address": peer}, ...]`.
+    /// `[{"address": me}, {"address": peer}, ...]`: this node and the peers it reaches. An address
+    /// nobody reaches does not spread from table to table.
     fn gossip_body(&self) -> std::sync::Arc<[u8]> {
         let mut entries = vec![serde_json::json!({"address": self.config.address})];
-        entries.extend(self.cluster.peers.iter().map(|p| serde_json::json!({"address": p.address})));
+        let reached = self.cluster.peers.iter().filter(|p| p.reachable);
+        entries.extend(reached.map(|p| serde_json::json!({"address": p.address})));
         serde_json::to_vec(&entries).expect("serializing a Value cannot fail").into()
     }
 
@@ -281,19 +315,36 @@ impl Node {
             CallKind::GetCopy => {}
         }
         let reply = match result {
-            Ok(reply) => reply,
-            Err(e) => {
-                if peer.reachable {
-                    info!("peer {address} is unreachable: {e}");
+            Ok(reply) if reply.status != 401 => reply,
+            failed => {
+                let problem = match failed {
+                    Ok(_) => "it refuses this node's key (401): give every node the same --cluster-key-file (or, \
+                              without one, the same --token-file)"
+                        .to_string(),
+                    Err(e) => format!("unreachable: {e}"),
+                };
+                if peer.reachable || (peer.problem.as_ref() != Some(&problem) && problem.contains("401")) {
+                    warn!("peer {address} is not usable: {problem}");
                 }
                 peer.reachable = false;
+                peer.problem = Some(problem);
                 if kind == CallKind::GetCopy {
                     self.cluster.fetching = None;
                 }
                 return;
             }
         };
-        peer.answered(now);
+        // A peer that refused this node's key for a change stays not usable until a change goes
+        // through, even though its reads (open without a read token) still answer.
+        let refused = peer.problem.as_deref().is_some_and(|p| p.contains("401"));
+        if !refused || matches!(kind, CallKind::PutState | CallKind::PutCopy(_)) {
+            if !peer.reachable {
+                let again = if peer.last_reachable.is_some() { " again" } else { "" };
+                info!("peer {address} is reachable{again}");
+            }
+            peer.problem = None;
+            peer.answered(now);
+        }
         match (kind, reply.status) {
             (CallKind::GetState, 200) => self.state_read(now, &address, &reply.body),
             (CallKind::PutState, 200) => {}
@@ -329,8 +380,9 @@ impl Node {
             self.cluster.aliases.push(address.to_string());
             return;
         }
+        // Only the peers it reaches: an address nobody reaches does not spread.
         if let Some(entries) = state.get("cluster").and_then(serde_json::Value::as_array) {
-            for entry in entries {
+            for entry in entries.iter().filter(|e| e.get("reachable") == Some(&serde_json::Value::Bool(true))) {
                 if let Some(learned) = entry.get("address").and_then(serde_json::Value::as_str) {
                     self.learn(learned, now);
                 }
@@ -380,8 +432,12 @@ impl Node {
         if caught_up {
             info!("caught up with the cluster at sequence {}; serving", self.store.version().sequence);
             self.activation = Activation::Active;
-        } else if limit.fired(now) {
-            warn!("could not catch up with the cluster within --bootstrap-limit; serving what this node has");
+        } else if limit.is_some_and(|limit| limit.fired(now)) {
+            warn!(
+                "could not catch up with the cluster within --bootstrap-limit (no peer answered); serving what this \
+                 node has, sequence {}",
+                self.store.version().sequence
+            );
             self.activation = Activation::Active;
         }
     }

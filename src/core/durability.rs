@@ -56,6 +56,10 @@ impl DiskQueue {
         self.retry_at.filter(|_| self.in_flight.is_none())
     }
 
+    pub(super) fn is_busy(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
     /// The table as it stands is on disk (at start-up, it came from there).
     pub(super) fn table_written(&mut self, stamp: u64) {
         self.durable_stamp = stamp;
@@ -206,7 +210,15 @@ impl Node {
         }
         let lock = self.lock.take().expect("checked above");
         let version = sealed.copy.version;
-        info!("lock {} committed sequence {} ({} changes)", lock.name, version.sequence, lock.changes);
+        info!(
+            "lock {} committed sequence {} ({}, {}){}",
+            lock.name,
+            version.sequence,
+            version.checksum,
+            super::transaction::changes(lock.changes),
+            super::transaction::from(lock.client)
+        );
+        self.remember_commit(now, &lock.name, version);
         if self.config.durable {
             self.disk.durable = version;
             self.disk.durable_stamp = stamp;

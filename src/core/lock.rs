@@ -37,6 +37,17 @@ pub struct Lock {
     pub staged: Value,
     /// Successful staging requests so far.
     pub changes: u64,
+    /// The address of the client that took or last renewed it, for the audit lines.
+    pub client: Option<std::net::SocketAddr>,
+}
+
+/// A commit made a moment ago, so that a client retrying a commit whose answer it lost learns
+/// that it landed.
+#[derive(Debug, Clone)]
+pub struct RecentCommit {
+    pub name: String,
+    pub version: crate::version::Version,
+    pub unix_ms: u64,
 }
 
 impl Lock {
@@ -51,6 +62,7 @@ impl Lock {
             staged: base_root.clone(),
             base_root,
             changes: 0,
+            client: None,
         }
     }
 

@@ -35,6 +35,16 @@ impl Histogram {
 /// The methods requests are counted under.
 const METHODS: [&str; 6] = ["GET", "HEAD", "PUT", "POST", "DELETE", "other"];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// The endpoint families requests are counted under, so that peer traffic (`copy`, `state`) can
+/// be told from clients'.
+const ENDPOINTS: [&str; 6] = ["data", "lock", "update", "copy", "state", "other"];
+
+/// The endpoint family of a request target: its first path segment, if it is one of `ENDPOINTS`.
+pub fn endpoint_of(target: &str) -> usize {
+    let first = target.strip_prefix('/').unwrap_or(target);
+    let first = first.split(['/', '?']).next().unwrap_or("");
+    ENDPOINTS.iter().position(|e| *e == first).unwrap_or(ENDPOINTS.len() - 1)
+}
 
 /// Counters; each only ever grows, except the gauges marked so.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -59,8 +69,8 @@ pub struct Metrics {
     pub superseded_commits: u64,
     /// ...and times a superseded commit came back, in a store that built on it after all.
     pub superseded_commits_recovered: u64,
-    /// Kept by the event loop: answers by method and status class, bytes, connections.
-    pub requests: [[u64; 5]; 6],
+    /// Kept by the event loop: answers by endpoint, method and status class, bytes, connections.
+    pub requests: [[[u64; 5]; 6]; 6],
     pub bytes_received: u64,
     pub bytes_sent: u64,
     pub connections_accepted: u64,
@@ -70,8 +80,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Counts one answer.
-    pub fn count_request(&mut self, method: Method, status: u16) {
+    /// Counts one answer; `endpoint` is what `endpoint_of` gave for its target.
+    pub fn count_request(&mut self, endpoint: usize, method: Method, status: u16) {
         let method = match method {
             Method::Get => 0,
             Method::Head => 1,
@@ -81,7 +91,7 @@ impl Metrics {
             _ => 5,
         };
         let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.requests[method][class] += 1;
+        self.requests[endpoint.min(ENDPOINTS.len() - 1)][method][class] += 1;
     }
 }
 
@@ -109,15 +119,23 @@ pub fn render(metrics: &Metrics, gauges: &Gauges) -> String {
     let one = |value: u64| vec![(String::new(), value.to_string())];
 
     let mut requests = Vec::new();
-    for (m, method) in METHODS.iter().enumerate() {
-        for (c, class) in CLASSES.iter().enumerate() {
-            let count = metrics.requests[m][c];
-            if count > 0 {
-                requests.push((format!("{{method=\"{method}\",class=\"{class}\"}}"), count.to_string()));
+    for (e, endpoint) in ENDPOINTS.iter().enumerate() {
+        for (m, method) in METHODS.iter().enumerate() {
+            for (c, class) in CLASSES.iter().enumerate() {
+                let count = metrics.requests[e][m][c];
+                if count > 0 {
+                    let labels = format!("{{endpoint=\"{endpoint}\",method=\"{method}\",class=\"{class}\"}}");
+                    requests.push((labels, count.to_string()));
+                }
             }
         }
     }
-    family("requests_total", "counter", "HTTP requests answered, by method and status class.", &requests);
+    family(
+        "requests_total",
+        "counter",
+        "HTTP requests answered, by endpoint family, method and status class.",
+        &requests,
+    );
     family("connections_open", "gauge", "Client connections open now.", &one(metrics.connections_open));
     family("connections_accepted_total", "counter", "Client connections accepted.", &one(metrics.connections_accepted));
     family(
@@ -205,8 +223,9 @@ mod tests {
         metrics.snapshot_seconds.observe(0.0007);
         metrics.snapshot_seconds.observe(0.003);
         metrics.snapshot_seconds.observe(9.0);
-        metrics.count_request(Method::Get, 200);
-        metrics.count_request(Method::Put, 409);
+        metrics.count_request(endpoint_of("/data/x"), Method::Get, 200);
+        metrics.count_request(endpoint_of("/lock/a?x"), Method::Put, 409);
+        metrics.count_request(endpoint_of("/state"), Method::Put, 200);
         let gauges = Gauges {
             sequence: 3,
             store_bytes: 10,
@@ -220,7 +239,9 @@ mod tests {
         assert!(text.contains("lighthouse_snapshot_write_seconds_bucket{le=\"0.001\"} 1\n"));
         assert!(text.contains("lighthouse_snapshot_write_seconds_bucket{le=\"0.005\"} 2\n"));
         assert!(text.contains("lighthouse_snapshot_write_seconds_bucket{le=\"+Inf\"} 3\n"));
-        assert!(text.contains("lighthouse_requests_total{method=\"PUT\",class=\"4xx\"} 1\n"));
+        assert!(text.contains("lighthouse_requests_total{endpoint=\"lock\",method=\"PUT\",class=\"4xx\"} 1\n"));
+        assert!(text.contains("lighthouse_requests_total{endpoint=\"state\",method=\"PUT\",class=\"2xx\"} 1\n"));
+        assert!(text.contains("lighthouse_requests_total{endpoint=\"data\",method=\"GET\",class=\"2xx\"} 1\n"));
         assert!(text.contains("lighthouse_store_sequence 3\n"));
     }
 }

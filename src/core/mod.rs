@@ -21,15 +21,17 @@ mod tests;
 pub use auth::{Access, Secret};
 pub use cluster::{CallKind, Peer, PeerReply, PeerRequest};
 pub use lock::{Lock, LockState, valid_name};
-pub use metrics::{Gauges, Histogram, Metrics};
+pub use metrics::{Gauges, Histogram, Metrics, endpoint_of};
 pub use store::{Format, ReadError, Rendered, Store, etag_matches};
 
 use std::collections::VecDeque;
 
+use log::info;
+
 use crate::clock::{Deadline, Now};
 use crate::flush::{Done, Job};
 use crate::http::{Headers, Method, Response};
-use crate::limits::{INACTIVE_RETRY_AFTER_S, LINEAGE_VERSIONS_MAX};
+use crate::limits::{INACTIVE_RETRY_AFTER_S, LINEAGE_VERSIONS_MAX, RECENT_COMMIT_MS, RECENT_COMMITS_MAX};
 use crate::path::{self, Query};
 use crate::snapshot::{OwnCommit, Sealed, seal};
 use crate::value::Value;
@@ -48,6 +50,8 @@ pub struct Request<'a> {
     pub target: &'a str,
     pub headers: Headers<'a>,
     pub body: &'a [u8],
+    /// The client's address, for the audit lines of the lock (`None` in simulations and tests).
+    pub client: Option<std::net::SocketAddr>,
 }
 
 /// What the core does with a request.
@@ -89,8 +93,9 @@ pub struct CoreConfig {
     pub seeds: Vec<String>,
     /// Serve at once, without catching up with the cluster (`--bootstrap`).
     pub bootstrap: bool,
-    /// The longest a starting node stays inactive (`--bootstrap-limit`).
-    pub bootstrap_limit_ms: u64,
+    /// The longest a starting node stays inactive (`--bootstrap-limit`); `None`: until it has
+    /// caught up, however long that takes (every snapshot on disk was damaged).
+    pub bootstrap_limit_ms: Option<u64>,
     /// Seeds the jitter of sync rounds (a simulation passes its own, to replay a run).
     pub rng_seed: u64,
     /// The tokens and the cluster key, if any.
@@ -106,7 +111,7 @@ impl CoreConfig {
             lock_timeout_ms: crate::limits::LOCK_TIMEOUT_S_DEFAULT * 1000,
             seeds: Vec::new(),
             bootstrap: false,
-            bootstrap_limit_ms: crate::limits::BOOTSTRAP_LIMIT_S_DEFAULT * 1000,
+            bootstrap_limit_ms: Some(crate::limits::BOOTSTRAP_LIMIT_S_DEFAULT * 1000),
             rng_seed: 1,
             access: Access::default(),
         }
@@ -137,7 +142,7 @@ pub enum Activation {
     /// Catching up with the cluster: active once the store reaches `target` (the newest version a
     /// peer reported; `None` until one answers), or at `limit`.
     Joining {
-        limit: Deadline,
+        limit: Option<Deadline>,
         target: Option<Version>,
     },
 }
@@ -182,6 +187,8 @@ pub struct Node {
     activation: Activation,
     /// Long-polls and event streams waiting for their subtree to change.
     watches: Watches,
+    /// Commits of the last minutes by lock name, newest last, for retried commits.
+    recent_commits: VecDeque<lock::RecentCommit>,
     effects: Vec<Effect>,
     next_job_id: u64,
     metrics: Metrics,
@@ -202,6 +209,7 @@ impl Node {
             decoding: Vec::new(),
             activation: Activation::Active,
             watches: Watches::default(),
+            recent_commits: VecDeque::new(),
             effects: Vec::new(),
             next_job_id: 1,
             metrics: Metrics::default(),
@@ -216,8 +224,16 @@ impl Node {
         node.disk.table_written(node.cluster.stamp);
         node.keep_body_if_needed();
         if !node.config.bootstrap && !node.cluster.peers.is_empty() {
-            let limit = Deadline::after(now, node.config.bootstrap_limit_ms);
+            let limit = node.config.bootstrap_limit_ms.map(|ms| Deadline::after(now, ms));
             node.activation = Activation::Joining { limit, target: None };
+            match node.config.bootstrap_limit_ms {
+                Some(ms) => info!(
+                    "joining the cluster: /data answers 503 until this node has caught up with a peer, or for at \
+                     most {} s (--bootstrap-limit); --bootstrap serves at once",
+                    ms / 1000
+                ),
+                None => info!("joining the cluster: /data answers 503 until this node holds the store of a peer"),
+            }
         }
         node
     }
@@ -259,6 +275,11 @@ impl Node {
         self.mine.iter().filter(|c| c.superseded).map(|c| c.version)
     }
 
+    /// True while the writer thread works on a snapshot for this node.
+    pub fn is_writing(&self) -> bool {
+        self.disk.is_busy()
+    }
+
     /// The lock's holder, if any.
     pub fn lock_holder(&self) -> Option<&str> {
         self.lock.as_ref().map(|l| l.name.as_str())
@@ -283,7 +304,7 @@ impl Node {
     pub fn next_deadline(&self) -> Option<Deadline> {
         let lease = self.lock.as_ref().filter(|l| !l.is_committing()).map(|l| l.expires);
         let joining = match self.activation {
-            Activation::Joining { limit, .. } => Some(limit),
+            Activation::Joining { limit, .. } => limit,
             Activation::Active => None,
         };
         [lease, joining, self.cluster.next_sync(), self.disk.retry_at(), self.watches.next_deadline()]
@@ -340,6 +361,17 @@ impl Node {
         Reply::Now(response)
     }
 
+    /// Remembers a commit for `RECENT_COMMIT_MS`, at most `RECENT_COMMITS_MAX` of them.
+    fn remember_commit(&mut self, now: Now, name: &str, version: Version) {
+        let cutoff = now.unix_ms.saturating_sub(RECENT_COMMIT_MS);
+        while self.recent_commits.front().is_some_and(|c| c.unix_ms < cutoff)
+            || self.recent_commits.len() >= RECENT_COMMITS_MAX
+        {
+            self.recent_commits.pop_front();
+        }
+        self.recent_commits.push_back(lock::RecentCommit { name: name.to_string(), version, unix_ms: now.unix_ms });
+    }
+
     fn next_id(&mut self) -> u64 {
         let id = self.next_job_id;
         self.next_job_id += 1;
@@ -382,20 +414,27 @@ impl Node {
             (true, false) => Format::Raw,
             (false, false) => Format::Json,
         };
+        let wait_ms = match query.wait.map(watch::parse_wait).transpose() {
+            Ok(wait_ms) => wait_ms,
+            Err(refused) => return Reply::Now(refused),
+        };
         let headers = request.headers;
         if headers.accept.is_some_and(|a| a.contains("text/event-stream")) && request.method == Method::Get {
             return self.event_stream(now, ticket, raw_path, format, headers.last_event_id);
         }
-        let rendered = match self.store.read(raw_path, format) {
-            Ok(rendered) => rendered,
-            Err(e) => return Reply::Now(e.response(path::split_target(request.target).0)),
-        };
-        if let (Some(wait), Some(tags)) = (query.wait, headers.if_none_match)
-            && etag_matches(tags, &rendered.etag)
-        {
-            return self.long_poll(now, ticket, raw_path, format, &rendered.etag, wait);
+        match self.store.read(raw_path, format) {
+            Ok(rendered) => match (wait_ms, headers.if_none_match) {
+                (Some(wait_ms), Some(tags)) if etag_matches(tags, &rendered.etag) => {
+                    self.long_poll(now, ticket, raw_path, format, &rendered.etag, wait_ms)
+                }
+                _ => Reply::Now(rendered.response(headers.if_none_match)),
+            },
+            // Waiting on a path that does not exist yet: answered once it does (or 404 at the end).
+            Err(ReadError::NotFound) if let Some(wait_ms) = wait_ms => {
+                self.long_poll(now, ticket, raw_path, format, "", wait_ms)
+            }
+            Err(e) => Reply::Now(e.response(path::split_target(request.target).0)),
         }
-        Reply::Now(rendered.response(headers.if_none_match))
     }
 
     /// Called whenever the store is replaced: wakes the watchers of changed subtrees.
@@ -445,8 +484,8 @@ fn split_resource(raw_path: &str) -> Option<(&str, &str)> {
         Some(i) => below_root.split_at(i),
         None => (below_root, ""),
     };
-    // "/version/" is "/version": one trailing slash is ignored on every path.
-    Some((resource, if rest == "/" { "" } else { rest }))
+    // "/version/" is "/version": one trailing slash is ignored on every path, but "//" is not "/".
+    Some((resource, if rest == "/" && !resource.is_empty() { "" } else { rest }))
 }
 
 /// The 503 of a node that is still catching up with its cluster.

@@ -48,7 +48,7 @@ pub enum ReadError {
 impl ReadError {
     pub fn response(&self, path: &str) -> Response {
         match self {
-            ReadError::BadPath(e) => Response::error(400, e.message()),
+            ReadError::BadPath(e) => Response::error(e.status(), e.message()),
             ReadError::NotFound => Response::error(404, &format!("no such path: {path}")),
             ReadError::NoKeys => Response::error(400, "?keys applies to objects and arrays only"),
         }

@@ -22,7 +22,7 @@ impl Harness {
     fn send(&mut self, method: Method, target: &str, body: &str) -> (Ticket, Reply) {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        let request = Request { method, target, headers: Headers::default(), body: body.as_bytes() };
+        let request = Request { method, target, headers: Headers::default(), body: body.as_bytes(), client: None };
         (ticket, self.node.handle(self.now, ticket, &request))
     }
 
@@ -67,7 +67,7 @@ impl Harness {
                     Effect::Peer(request) => panic!("a single node asked a peer: {request:?}"),
                     Effect::Event { .. } => {}
                     Effect::Job(job) => {
-                        let disk = DiskConfig { dir: None, keep_micros: 0 };
+                        let disk = DiskConfig { dir: None, keep_micros: 0, keep_count: 1, damaged: Vec::new() };
                         if let Some(done) = flush::run(job, &disk, &mut WriterState::default()) {
                             self.node.job_done(self.now, done);
                         }
@@ -129,7 +129,8 @@ fn the_lock_belongs_to_one_name_at_a_time() {
     assert_eq!(h.call(Method::Put, "/update/alice/x", "1").status, 201);
     assert_eq!(h.call(Method::Put, "/lock", "alice").status, 200, "renewal");
     assert_eq!(h.body("/update/alice/x"), "1\n", "renewal keeps staged changes");
-    assert_eq!(h.call(Method::Delete, "/lock", "").status, 200);
+    assert_eq!(h.call(Method::Delete, "/lock", "").status, 404, "an abort names its lock");
+    assert_eq!(h.call(Method::Delete, "/lock/alice", "").status, 200);
     assert_eq!(h.call(Method::Get, "/lock", "").status, 404);
     assert_eq!(h.node.root(), &Value::default(), "abort drops staged changes");
 }
@@ -140,7 +141,7 @@ fn a_commit_that_changes_nothing_makes_no_version_and_no_job() {
     h.call(Method::Put, "/lock", "a");
     h.call(Method::Put, "/update/a/x", "1");
     h.call(Method::Delete, "/update/a/x", "");
-    let response = h.call(Method::Put, "/lock", "");
+    let response = h.call(Method::Put, "/lock/a", "");
     assert_eq!(response.status, 200);
     assert_eq!(h.node.version(), Version::initial());
     assert!(h.node.drain_effects().next().is_none(), "no snapshot job");
@@ -337,14 +338,17 @@ fn a_failed_background_write_made_good_by_a_commit_leaves_no_deadline_in_the_pas
     assert!(deadline.is_none_or(|d| d.0 > h.now.mono_ms), "a deadline in the past would spin the loop: {deadline:?}");
 }
 
-/// Found by fuzzing (fuzz/regressions/path): `/data//` is the key `""` at the root, not the root.
+/// Found by fuzzing (fuzz/regressions/path): `/data//` is not the root. An empty segment names
+/// nothing (as in the original), so it is 404, wherever it stands.
 #[test]
-fn a_double_slash_reads_the_empty_key() {
+fn a_double_slash_names_nothing() {
     let mut h = Harness::new();
     h.call(Method::Put, "/lock", "a");
     h.call(Method::Put, "/update/a", r#"{"": 1, "b": 2}"#);
     h.call_later(Method::Put, "/lock/a", "");
-    assert_eq!(h.body("/data//"), "1\n");
+    for target in ["/data//", "//", "/data//b", "/version//"] {
+        assert_eq!(h.call(Method::Get, target, "").status, 404, "{target}");
+    }
     assert_eq!(h.body("/data/"), "{\n  \"\": 1,\n  \"b\": 2\n}\n");
 }
 
@@ -375,6 +379,7 @@ fn a_stale_long_poll_deadline_does_not_touch_a_later_watcher_of_the_same_connect
             ..Headers::default()
         },
         body: b"",
+        client: None,
     };
     assert!(matches!(h.node.handle(h.now, ticket, &request("/data/x?wait=3", None)), Reply::Later));
     h.call(Method::Put, "/lock", "a");
@@ -401,11 +406,101 @@ fn requests_for_the_lock_in_every_state_follow_the_status_table() {
     assert_eq!(h.call(Method::Get, "/lock/b", "").status, 404);
     assert_eq!(h.call(Method::Post, "/lock", "").status, 405);
     assert_eq!(h.call(Method::Get, "/lock/a/b", "").status, 404);
-    // After commit and after abort the lock is free again.
+    // A commit or an abort that names no lock changes nothing.
     h.call(Method::Put, "/update/a/x", "1");
-    assert_eq!(h.call_later(Method::Put, "/lock", "").status, 200);
+    for (method, target) in
+        [(Method::Put, "/lock"), (Method::Put, "/lock/"), (Method::Delete, "/lock"), (Method::Delete, "/lock/")]
+    {
+        let refused = h.call(method, target, "");
+        assert_eq!(refused.status, 404, "{method:?} {target}");
+        assert!(String::from_utf8_lossy(refused.body.as_slice()).contains("name the lock"));
+    }
+    assert_eq!(h.body("/lock"), "a\n", "still held");
+    // After commit and after abort the lock is free again.
+    assert_eq!(h.call_later(Method::Put, "/lock/a", "").status, 200);
     assert_eq!(h.call(Method::Put, "/update/a/x", "2").status, 403);
     h.call(Method::Put, "/lock", "b");
     assert_eq!(h.call(Method::Delete, "/lock/b", "").status, 200);
     assert_eq!(h.call(Method::Get, "/lock", "").status, 404);
+}
+
+/// Answers every request to a peer with `status` (or as unreachable, for `None`).
+fn answer_peers(h: &mut Harness, status: Option<u16>) {
+    let requests: Vec<PeerRequest> = h
+        .node
+        .drain_effects()
+        .filter_map(|e| match e {
+            Effect::Peer(request) => Some(request),
+            _ => None,
+        })
+        .collect();
+    for request in requests {
+        let result = match status {
+            Some(status) => Ok(PeerReply { status, body: b"{}".to_vec() }),
+            None => Err("connection refused".to_string()),
+        };
+        h.node.peer_reply(h.now, request.id, result);
+    }
+}
+
+#[test]
+fn an_address_never_reached_is_forgotten_unless_it_is_a_seed_or_was_reached_once() {
+    let now = Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 };
+    let config =
+        CoreConfig { seeds: vec!["10.0.0.9:8001".into()], bootstrap: true, ..CoreConfig::single("10.0.0.1:8001") };
+    let mut h = Harness { node: Node::new(config, now, Start::empty()), now, next_ticket: 1 };
+    let gossip = r#"[{"address": "10.0.0.2:8001"}, {"address": "10.0.0.3:8001"}]"#;
+    assert_eq!(h.call(Method::Put, "/state", gossip).status, 200);
+    // 10.0.0.2 answers once, then never again; nobody else ever answers.
+    h.advance(0);
+    let requests: Vec<PeerRequest> = h
+        .node
+        .drain_effects()
+        .filter_map(|e| match e {
+            Effect::Peer(request) => Some(request),
+            _ => None,
+        })
+        .collect();
+    for request in requests {
+        let result = if request.peer == "10.0.0.2:8001" {
+            Ok(PeerReply { status: 200, body: b"{}".to_vec() })
+        } else {
+            Err("connection refused".to_string())
+        };
+        h.node.peer_reply(h.now, request.id, result);
+    }
+    for _ in 0..80 {
+        h.advance(500);
+        answer_peers(&mut h, None);
+    }
+    let mut left: Vec<&str> = h.node.peers().iter().map(|p| p.address.as_str()).collect();
+    left.sort();
+    assert_eq!(left, ["10.0.0.2:8001", "10.0.0.9:8001"], "the stranger 10.0.0.3 is gone; a member and a seed stay");
+}
+
+#[test]
+fn a_peer_that_refuses_the_key_is_shown_as_not_usable() {
+    let now = Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 };
+    let config = CoreConfig { seeds: vec!["10.0.0.2:8001".into()], ..CoreConfig::single("10.0.0.1:8001") };
+    let mut h = Harness { node: Node::new(config, now, Start::empty()), now, next_ticket: 1 };
+    h.advance(0);
+    answer_peers(&mut h, Some(401));
+    let peer = &h.node.peers()[0];
+    assert!(!peer.reachable);
+    assert!(peer.problem.as_ref().is_some_and(|p| p.contains("401")), "{:?}", peer.problem);
+    assert!(!h.node.is_active(), "nothing was learned from it");
+}
+
+#[test]
+fn a_lapsed_lease_is_expired_before_a_request_at_the_deadline_is_handled() {
+    let mut h = Harness::new();
+    assert_eq!(h.call(Method::Put, "/lock?ttl=1", "a").status, 200);
+    // The clock reaches the deadline, but no timer pass has run.
+    h.now.mono_ms += 1_000;
+    h.now.unix_ms += 1_000;
+    assert_eq!(h.call(Method::Put, "/update/a/x", "1").status, 403, "the lease lapsed at its deadline");
+    assert_eq!(h.call(Method::Put, "/lock", "a").status, 200, "taken again, as a new lock");
+    assert_eq!(h.node.metrics().lease_expiries, 1);
+    h.now.mono_ms += 999;
+    assert_eq!(h.call(Method::Put, "/update/a/x", "1").status, 201, "a request before the deadline renews");
 }

@@ -22,24 +22,31 @@ impl Node {
         below: &str,
         query: Query,
     ) -> Reply {
+        // A lease that lapsed before this request arrived is gone, even if the timer has not run.
+        self.expire_lock(now);
         let name = match single_segment(below) {
             Ok(name) => name,
             Err(response) => return Reply::Now(response),
         };
         let response = match (request.method, name.as_deref()) {
             (Method::Get | Method::Head, name) => self.lock_info(now, request, name),
-            (Method::Put, Some(name)) => return self.commit(now, ticket, Some(name)),
+            (Method::Put, Some(name)) => return self.commit(now, ticket, request, name),
             (Method::Put, None) => {
                 let Ok(body) = std::str::from_utf8(request.body) else {
                     return Reply::Now(Response::error(400, "the lock name must be UTF-8 text"));
                 };
                 match body.trim() {
-                    // The seed's form: an empty PUT /lock commits the held lock.
-                    "" => return self.commit(now, ticket, None),
+                    // The original answers 404 here: a commit that names no lock could commit
+                    // another client's transaction.
+                    "" => Response::error(
+                        404,
+                        "name the lock to commit: PUT /lock/NAME (PUT /lock takes a name to acquire)",
+                    ),
                     name => self.acquire(now, request, name, query.ttl),
                 }
             }
-            (Method::Delete, name) => self.abort(name),
+            (Method::Delete, Some(name)) => self.abort(request, name),
+            (Method::Delete, None) => Response::error(404, "name the lock to abort: DELETE /lock/NAME"),
             _ => method_not_allowed("GET, HEAD, PUT, DELETE"),
         };
         Reply::Now(response)
@@ -76,32 +83,38 @@ impl Node {
             Some(lock) if lock.name == name => {
                 lock.lease_ms = lease_ms;
                 lock.renew(now);
+                if request.client.is_some() && request.client != lock.client {
+                    let address = |client: Option<std::net::SocketAddr>| client.map_or("?".into(), |c| c.to_string());
+                    info!(
+                        "lock {name} renewed by a new client {} (was {})",
+                        address(request.client),
+                        address(lock.client)
+                    );
+                    lock.client = request.client;
+                }
             }
             Some(lock) => return Response::error(403, &format!("the lock is held by {}", lock.name)),
             None => {
-                info!("lock {name} acquired at sequence {}", self.store.version().sequence);
-                let lock = Lock::new(name, now, lease_ms, self.store.version(), self.store.root().clone());
+                info!("lock {name} acquired at sequence {}{}", self.store.version().sequence, from(request.client));
+                let mut lock = Lock::new(name, now, lease_ms, self.store.version(), self.store.root().clone());
+                lock.client = request.client;
                 self.lock = Some(lock);
             }
         }
         describe(self.lock.as_ref().expect("held now"), now, request)
     }
 
-    /// `PUT /lock/NAME` (or an empty `PUT /lock`): commit. The answer waits for the writer.
-    fn commit(&mut self, now: Now, ticket: Ticket, name: Option<&str>) -> Reply {
-        let Some(lock) = self.lock.as_mut().filter(|l| name.is_none_or(|n| n == l.name)) else {
-            let message = match name {
-                Some(name) => format!("{name} does not hold the lock"),
-                None => "no lock is held".into(),
-            };
-            return Reply::Now(Response::error(404, &message));
+    /// `PUT /lock/NAME`: commit. The answer waits for the writer.
+    fn commit(&mut self, now: Now, ticket: Ticket, request: &Request, name: &str) -> Reply {
+        let Some(lock) = self.lock.as_mut().filter(|l| l.name == name) else {
+            return Reply::Now(Response::error(404, &self.not_held(now, name)));
         };
         if lock.is_committing() {
             return Reply::Now(Response::error(409, "a commit of this lock is already in progress"));
         }
         if !lock.changed_something() {
             let lock = self.lock.take().expect("checked above");
-            info!("lock {} released without changes", lock.name);
+            info!("lock {} released without changes{}", lock.name, from(request.client));
             return Reply::Now(Response::json(200, self.store.version().to_pretty_line().into_bytes()));
         }
         if lock.base != self.store.version() {
@@ -112,18 +125,38 @@ impl Node {
         Reply::Later
     }
 
-    /// `DELETE /lock[/NAME]`: drop the staged changes and free the lock.
-    fn abort(&mut self, name: Option<&str>) -> Response {
-        let Some(lock) = self.lock.as_ref().filter(|l| name.is_none_or(|n| n == l.name)) else {
-            return Response::error(404, "no such lock is held");
+    /// `DELETE /lock/NAME`: drop the staged changes and free the lock.
+    fn abort(&mut self, request: &Request, name: &str) -> Response {
+        let lock = match &self.lock {
+            Some(lock) if lock.name == name => lock,
+            Some(lock) => return Response::error(404, &format!("the lock is held by {}, not {name}", lock.name)),
+            None => return Response::error(404, &format!("{name} does not hold the lock: no lock is held")),
         };
         if lock.is_committing() {
             return Response::error(409, "a commit of this lock is in progress");
         }
         let lock = self.lock.take().expect("checked above");
-        info!("lock {} aborted ({} changes dropped)", lock.name, lock.changes);
+        info!("lock {} aborted, {} dropped{}", lock.name, changes(lock.changes), from(request.client));
         self.metrics.aborts += 1;
         Response::json(200, self.store.version().to_pretty_line().into_bytes())
+    }
+
+    /// Why `name` cannot commit: another name holds the lock, none does, or `name` committed a
+    /// moment ago (a client whose answer was lost retries, and must learn that its commit landed).
+    fn not_held(&self, now: Now, name: &str) -> String {
+        let held = match &self.lock {
+            Some(lock) => format!("{name} does not hold the lock (it is held by {})", lock.name),
+            None => format!("{name} does not hold the lock: no lock is held"),
+        };
+        match self.recent_commits.iter().rev().find(|c| c.name == name) {
+            Some(commit) => format!(
+                "{held}; {name} committed sequence {} (checksum {}) {} s ago",
+                commit.version.sequence,
+                commit.version.checksum,
+                now.unix_ms.saturating_sub(commit.unix_ms) / 1000
+            ),
+            None => held,
+        }
     }
 
     /// Drops a lock whose lease has lapsed (never one whose commit is being written).
@@ -132,10 +165,11 @@ impl Node {
         if lapsed {
             let lock = self.lock.take().expect("checked above");
             info!(
-                "lock {} lapsed after {} s without a request; {} changes dropped",
+                "lock {} lapsed after {} s without a request from its holder{}; {} dropped",
                 lock.name,
                 lock.lease_ms / 1000,
-                lock.changes
+                from(lock.client),
+                changes(lock.changes)
             );
             self.metrics.lease_expiries += 1;
         }
@@ -143,9 +177,10 @@ impl Node {
 
     /// `/update/NAME[/path]`: the transaction's staged store.
     pub(super) fn update_request(&mut self, now: Now, request: &Request, below: &str) -> Response {
+        self.expire_lock(now);
         let segments = match path::segments(if below.is_empty() { "/" } else { below }) {
             Ok(segments) => segments,
-            Err(e) => return Response::error(400, e.message()),
+            Err(e) => return Response::error(e.status(), e.message()),
         };
         let Some((name, path)) = segments.split_first() else {
             return Response::error(404, "the lock's name is missing: use /update/NAME/path");
@@ -190,6 +225,16 @@ impl Node {
     }
 }
 
+/// ` from ADDRESS` for an audit line, or nothing when the client is not known.
+pub(super) fn from(client: Option<std::net::SocketAddr>) -> String {
+    client.map(|c| format!(" from {c}")).unwrap_or_default()
+}
+
+/// "1 change", "3 changes".
+pub(super) fn changes(count: u64) -> String {
+    format!("{count} change{}", if count == 1 { "" } else { "s" })
+}
+
 /// The lock as `GET /lock` shows it: its name as text, or its details as JSON when the request
 /// accepts `application/json`.
 fn describe(lock: &Lock, now: Now, request: &Request) -> Response {
@@ -222,7 +267,7 @@ fn single_segment(below: &str) -> Result<Option<String>, Response> {
     if below.is_empty() {
         return Ok(None);
     }
-    let segments = path::segments(below).map_err(|e| Response::error(400, e.message()))?;
+    let segments = path::segments(below).map_err(|e| Response::error(e.status(), e.message()))?;
     match segments.as_slice() {
         [] => Ok(None),
         [name] => Ok(Some(name.to_string())),

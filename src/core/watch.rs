@@ -116,24 +116,15 @@ impl Node {
         raw_path: &str,
         format: Format,
         etag: &str,
-        wait: &str,
+        wait_ms: u64,
     ) -> Reply {
-        let seconds = match wait.parse::<f64>() {
-            Ok(s) if s.is_finite() && s >= 0.0 => s.min(WAIT_S_MAX as f64),
-            _ => {
-                return Reply::Now(Response::error(
-                    400,
-                    &format!("wait must be a number of seconds (at most {WAIT_S_MAX})"),
-                ));
-            }
-        };
         let Some((key, seen)) = self.watch_key(raw_path) else {
             return Reply::Now(Response::error(400, "bad path"));
         };
         if self.watches.waiting() >= WATCHERS_MAX {
             return Reply::Now(Response::error(503, "too many watchers on this node").with_header("Retry-After", "1"));
         }
-        let deadline_ms = now.mono_ms + (seconds * 1000.0) as u64;
+        let deadline_ms = now.mono_ms + wait_ms;
         let watcher = Watcher { ticket, format, kind: Kind::Poll { etag: etag.to_string(), deadline_ms } };
         self.watches.add(key, raw_path, seen, watcher);
         Reply::Later
@@ -149,8 +140,10 @@ impl Node {
         format: Format,
         last_event_id: Option<&str>,
     ) -> Reply {
+        // A path that does not exist yet starts with the `missing` event, and the stream goes on.
         let rendered = match self.store.read(raw_path, format) {
-            Ok(rendered) => rendered,
+            Ok(rendered) => Some(rendered),
+            Err(ReadError::NotFound) => None,
             Err(e) => return Reply::Now(e.response(&format!("/data{raw_path}"))),
         };
         let Some((key, seen)) = self.watch_key(raw_path) else {
@@ -161,8 +154,12 @@ impl Node {
         }
         let sequence = self.store.version().sequence;
         let up_to_date = last_event_id.and_then(|id| id.trim().parse::<u64>().ok()).is_some_and(|id| id >= sequence);
-        let first = if up_to_date { Vec::new() } else { event(sequence, None, rendered.body.as_ref()) };
-        let watcher = Watcher { ticket, format, kind: Kind::Stream { etag: rendered.etag.to_string() } };
+        let (first, etag) = match &rendered {
+            _ if up_to_date => (Vec::new(), rendered.as_ref().map_or(String::new(), |r| r.etag.to_string())),
+            Some(rendered) => (event(sequence, None, rendered.body.as_ref()), rendered.etag.to_string()),
+            None => (missing_event(sequence, raw_path), String::new()),
+        };
+        let watcher = Watcher { ticket, format, kind: Kind::Stream { etag } };
         self.watches.add(key, raw_path, seen, watcher);
         self.watches.streams += 1;
         self.watches.next_heartbeat.get_or_insert(Deadline::after(now, STREAM_HEARTBEAT_MS));
@@ -235,14 +232,9 @@ impl Node {
                 self.effects.push(Effect::Event { ticket: watcher.ticket, bytes: Bytes::Owned(bytes) });
                 true
             }
-            (Kind::Stream { etag }, Err(e)) => {
+            (Kind::Stream { etag }, Err(_)) => {
                 etag.clear();
-                let message = match e {
-                    ReadError::NotFound => format!("no such path: /data{raw_path}"),
-                    other => format!("{other:?}"),
-                };
-                let body = serde_json::json!({ "error": message }).to_string();
-                let bytes = event(sequence, Some("missing"), body.as_bytes());
+                let bytes = missing_event(sequence, raw_path);
                 self.effects.push(Effect::Event { ticket: watcher.ticket, bytes: Bytes::Owned(bytes) });
                 true
             }
@@ -293,6 +285,21 @@ impl Node {
             debug!("a watcher went away");
         }
         was_watching
+    }
+}
+
+/// The `missing` event of a stream whose path does not exist (or no longer does).
+fn missing_event(sequence: u64, raw_path: &str) -> Vec<u8> {
+    let body = serde_json::json!({ "error": format!("no such path: /data{raw_path}") }).to_string();
+    event(sequence, Some("missing"), body.as_bytes())
+}
+
+/// The milliseconds of `?wait=SECONDS` (fractions allowed, at most `WAIT_S_MAX`), or the 400 of a
+/// value that is not a number of seconds.
+pub(super) fn parse_wait(wait: &str) -> Result<u64, Response> {
+    match wait.parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Ok((s.min(WAIT_S_MAX as f64) * 1000.0) as u64),
+        _ => Err(Response::error(400, &format!("wait must be a number of seconds (at most {WAIT_S_MAX})"))),
     }
 }
 

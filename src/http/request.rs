@@ -119,7 +119,7 @@ pub fn parse_head(buf: &[u8], body_bytes_max: u64) -> Result<Option<Head<'_>>, H
 
     let mut head = Head {
         method: Method::parse(method),
-        target,
+        target: origin_form(target),
         minor_version,
         keep_alive: minor_version >= 1,
         framing: Framing::None,
@@ -173,6 +173,22 @@ pub fn parse_head(buf: &[u8], body_bytes_max: u64) -> Result<Option<Head<'_>>, H
         (false, Some(length)) => Framing::Length(length),
     };
     Ok(Some(head))
+}
+
+/// The path and query of a target in absolute form (`http://host:8001/data?raw`, as some proxies
+/// send it; RFC 9112 3.2.2 says a server must accept it); any other target as it is.
+fn origin_form(target: &str) -> &str {
+    let after_scheme = ["http://", "https://"].iter().find_map(|scheme| {
+        let head = target.get(..scheme.len())?;
+        head.eq_ignore_ascii_case(scheme).then(|| &target[scheme.len()..])
+    });
+    match after_scheme {
+        None => target,
+        Some(rest) => match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('/') => &rest[i..],
+            _ => "/",
+        },
+    }
 }
 
 fn text(value: &[u8]) -> Option<&str> {
@@ -384,6 +400,16 @@ mod tests {
         for text in ["\x00\x01\x02\r\n\r\n", "GET / HTTP/2.0\r\n\r\n", "GET / FOO\r\n\r\n", "G E T\r\n\r\n"] {
             assert_eq!(head(text).map(|_| ()).unwrap_err().status(), 400, "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_target_in_absolute_form_is_served_by_its_path() {
+        let target = |t: &str| head(&format!("GET {t} HTTP/1.1\r\n\r\n")).unwrap().unwrap().target.to_string();
+        assert_eq!(target("http://node1:8001/data/x?raw"), "/data/x?raw");
+        assert_eq!(target("HTTPS://node1/lock"), "/lock");
+        assert_eq!(target("http://node1"), "/");
+        assert_eq!(target("http://node1?raw"), "/");
+        assert_eq!(target("/data/http://x"), "/data/http://x", "origin form stays as it is");
     }
 
     #[test]
