@@ -15,12 +15,12 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use lighthouse::clock::{Now, http_date};
+use lighthouse::core::clock::{Now, http_date};
+use lighthouse::core::value::Value;
+use lighthouse::core::version::Checksum;
 use lighthouse::core::{CoreConfig, Node, Reply, Request, Start};
+use lighthouse::core::{path, sealed};
 use lighthouse::http::{self, ChunkedDecoder, Headers, Method, Response};
-use lighthouse::value::Value;
-use lighthouse::version::Checksum;
-use lighthouse::{path, snapshot};
 
 /// The server's default `--max-body`.
 const MAX_BODY: u64 = 64 << 20;
@@ -138,7 +138,7 @@ fn render(c: &mut Criterion) {
 /// that request, and the time.
 fn cached_node() -> (Node, Request<'static>, Now) {
     let now = Now { mono_ms: 1_000, unix_ms: 1_764_115_200_000 };
-    let start = Start { sealed: snapshot::seal(store(ONE_MIB), 1, None), cluster: Vec::new(), mine: Vec::new() };
+    let start = Start { sealed: sealed::seal(store(ONE_MIB), 1, None), cluster: Vec::new(), mine: Vec::new() };
     let node = Node::new(CoreConfig::single("127.0.0.1:1"), now, start);
     let request = Request {
         method: Method::Get,

@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use crate::core::address::parse_host_port;
 use crate::limits::{
     BODY_BYTES_MAX_DEFAULT, BOOTSTRAP_LIMIT_S_DEFAULT, BOOTSTRAP_LIMIT_S_MAX, CONNECTIONS_MAX, CONNECTIONS_MAX_DEFAULT,
     LOCK_TIMEOUT_S_DEFAULT, LOCK_TTL_S_MAX, RM_LIMIT_DAYS_DEFAULT, SNAPSHOTS_KEPT_DEFAULT, SNAPSHOTS_KEPT_MAX,
@@ -230,16 +231,6 @@ fn parse_bind(s: &str) -> Result<SocketAddr, String> {
     }
     let ip = s.trim_start_matches('[').trim_end_matches(']');
     ip.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, DEFAULT_PORT)).map_err(|_| format!("'{s}' is not IP or IP:PORT"))
-}
-
-/// Checks a `HOST:PORT` address (a name or an IP, then a port).
-pub fn parse_host_port(s: &str) -> Result<String, String> {
-    let bad = || format!("'{s}' is not HOST:PORT");
-    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
-    if host.is_empty() || port.parse::<u16>().is_err() || host.contains(['/', ' ', ',']) {
-        return Err(bad());
-    }
-    Ok(s.to_string())
 }
 
 fn parse_seeds(s: &str) -> Result<Vec<String>, String> {

@@ -32,19 +32,8 @@
 //! a serial number and its connection's slot.
 #![deny(unsafe_code)]
 
-pub mod buffer;
-pub mod clock;
 pub mod config;
 pub mod core;
-pub mod event_loop;
-pub mod flush;
 pub mod http;
 pub mod limits;
-pub mod logger;
-pub mod path;
-pub mod peers;
-pub mod server;
-pub mod snapshot;
-pub mod sys;
-pub mod value;
-pub mod version;
+pub mod shell;

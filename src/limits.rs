@@ -82,6 +82,9 @@ pub const WRITE_SEGMENTS_MAX: usize = 16;
 /// and a snapshot wraps the store in two more levels, so a deeper store could not be reloaded.
 pub const STORE_DEPTH_MAX: usize = 100;
 const _: () = assert!(STORE_DEPTH_MAX + 2 < 128);
+/// The buffer between rendering a tree and hashing it, for checksums of subtrees: large enough that
+/// SHA-1 sees big blocks, small enough to sit in the cache.
+pub const HASH_BUFFER_BYTES: usize = 64 * 1024;
 /// Rendered answers kept per version. A miss costs one render, so the bound only protects memory
 /// from a client that reads many distinct paths.
 pub const RENDER_CACHE_ENTRIES_MAX: usize = 4096;
@@ -129,9 +132,9 @@ pub const RM_LIMIT_DAYS_DEFAULT: f64 = 7.0;
 pub const SNAPSHOTS_KEPT_DEFAULT: usize = 20;
 /// The most `--keep-snapshots` may ask for; the writer keeps the names of the files in memory.
 pub const SNAPSHOTS_KEPT_MAX: usize = 1_000_000;
-/// Snapshots waiting for the writer thread. A newer pending snapshot replaces an older one, so one
-/// is enough; the constant names the bound.
-pub const FLUSH_PENDING_MAX: usize = 1;
+/// The workers render, hash and write a large store in pieces of this size and yield the core
+/// between them, so that an event loop sharing the core waits for a piece, not a scheduler tick.
+pub const PACE_PIECE_BYTES: usize = 256 * 1024;
 
 // ---- Cluster -------------------------------------------------------------------------------------
 

@@ -24,8 +24,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    lighthouse::logger::init(config.log_level);
-    match lighthouse::server::run(&config) {
+    lighthouse::shell::logger::init(config.log_level);
+    match lighthouse::shell::server::run(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

@@ -95,7 +95,7 @@ fn kills() -> u64 {
 fn every_commit_answered_200_survives_kill_9() {
     let dir = TempDir::new("crash");
     let seed = std::env::var("LIGHTHOUSE_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_1234_u64);
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut acknowledged: u64 = 0;
     for round in 0..kills() {
         let server = Server::start(&[&dir.flag()]);
@@ -148,12 +148,15 @@ fn a_snapshot_write_interrupted_at_any_moment_leaves_a_startable_directory() {
     let server = Server::start(&[&dir.flag()]);
     transact(&server, "a", "/x", "1");
     drop(server);
-    let name = lighthouse::snapshot::file_name(lighthouse::clock::unix_micros());
-    std::fs::write(dir.path().join(lighthouse::snapshot::temporary_name(&name)), b"{\"cluster\":[],\"copy\":{\"da")
-        .unwrap();
+    let name = lighthouse::core::snapshot::file_name(lighthouse::shell::clock::unix_micros());
+    std::fs::write(
+        dir.path().join(lighthouse::core::snapshot::temporary_name(&name)),
+        b"{\"cluster\":[],\"copy\":{\"da",
+    )
+    .unwrap();
     let started = Instant::now();
     let server = Server::start(&[&dir.flag()]);
     assert_eq!(server.get("/data/x").text(), "1\n");
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(!dir.path().join(lighthouse::snapshot::temporary_name(&name)).exists(), "the leftover is removed");
+    assert!(!dir.path().join(lighthouse::core::snapshot::temporary_name(&name)).exists(), "the leftover is removed");
 }

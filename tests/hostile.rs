@@ -121,15 +121,15 @@ fn a_normal_client_gets_correct_answers_while_eight_others_send_garbage_at_full_
         .map(|i| {
             let (stop, sent, addr) = (stop.clone(), sent.clone(), server.addr);
             std::thread::spawn(move || {
-                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (i + 1));
+                let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15 ^ (i + 1));
                 let mut buffer = [0u8; 4096];
                 while !stop.load(Ordering::Relaxed) {
                     let Ok(mut stream) = TcpStream::connect(addr) else { continue };
                     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
                     let garbage: Vec<u8> = match rng.below(4) {
-                        0 => (0..1 + rng.below(3000)).map(|_| rng.next() as u8).collect(),
+                        0 => (0..1 + rng.below(3000)).map(|_| rng.next_u64() as u8).collect(),
                         1 => format!("GET /{} HTTP/1.1\r\n\r\n", "%".repeat(rng.below(50) as usize)).into_bytes(),
-                        2 => format!("PUT /lock HTTP/1.1\r\nContent-Length: {}\r\n\r\n", rng.next()).into_bytes(),
+                        2 => format!("PUT /lock HTTP/1.1\r\nContent-Length: {}\r\n\r\n", rng.next_u64()).into_bytes(),
                         _ => b"PUT /update/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(),
                     };
                     let _ = stream.write_all(&garbage);

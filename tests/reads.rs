@@ -71,7 +71,9 @@ fn version_is_sequence_and_checksum() {
     let (server, _dir) = seeded();
     let version = server.get("/version").json();
     assert_eq!(version["sequence"], 1);
-    let expected = lighthouse::version::Checksum::of(&lighthouse::value::Value::parse(SEED_CONFIG.as_bytes()).unwrap());
+    let expected = lighthouse::core::version::Checksum::of(
+        &lighthouse::core::value::Value::parse(SEED_CONFIG.as_bytes()).unwrap(),
+    );
     assert_eq!(version["checksum"], expected.to_string());
 }
 

@@ -115,8 +115,8 @@ fn without_a_cluster_key_the_write_token_guards_the_copy_and_a_cluster_still_syn
     let token_flag = format!("--token-file={token}");
     let first = Server::start(&[&token_flag]);
     // The README's Security example: a token and no cluster key. A forged copy must not land.
-    let root = lighthouse::value::Value::parse(br#"{"evil": true}"#).unwrap();
-    let checksum = lighthouse::version::Checksum::of(&root);
+    let root = lighthouse::core::value::Value::parse(br#"{"evil": true}"#).unwrap();
+    let checksum = lighthouse::core::version::Checksum::of(&root);
     let forged = format!(r#"{{"version": {{"sequence": 99, "checksum": "{checksum}"}}, "data": {{"evil": true}}}}"#);
     let refused = first.request("PUT", "/copy", forged.as_bytes());
     assert_eq!(refused.status, 401, "an unauthenticated copy is refused: {}", refused.text());

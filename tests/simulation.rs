@@ -1,6 +1,8 @@
 //! Deterministic simulation: 3 to 5 pure cores on a simulated clock and network, all driven by
 //! one seed. The network drops, delays, duplicates and reorders messages, partitions and heals;
-//! nodes crash and restart from their last durable snapshot; clients commit on random nodes.
+//! nodes crash and restart from their last durable snapshot; disks fill up or turn read-only for a
+//! while; clients commit on random nodes. Worker jobs run through `jobs::run`, the workers' own
+//! code, on a disk kept in memory.
 //! After every run: all nodes converge once the network heals, no node ever moves to an older
 //! version, and every answered commit is in the final store or was counted as superseded.
 //!
@@ -15,37 +17,14 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::path::PathBuf;
 
-use lighthouse::clock::Now;
+use lighthouse::core::clock::Now;
+use lighthouse::core::jobs::{self, Disk, DiskError, Job};
+use lighthouse::core::rng::Rng;
+use lighthouse::core::snapshot::{self, NodeJson};
+use lighthouse::core::value::Value;
+use lighthouse::core::version::{Checksum, Version};
 use lighthouse::core::{CoreConfig, Effect, Node, PeerReply, PeerRequest, Reply, Request, Start, Ticket};
-use lighthouse::flush::{Done, Job};
 use lighthouse::http::{Headers, Method, Response};
-use lighthouse::snapshot::{self, NodeJson};
-use lighthouse::value::Value;
-use lighthouse::version::{Checksum, Version};
-
-/// xorshift64*, seeded per run.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-}
 
 /// Who waits for the answer to a request a node parked.
 #[derive(Debug, Clone)]
@@ -90,6 +69,11 @@ enum Event {
     },
     Partition,
     Heal,
+    /// Node `node`'s disk starts failing, or works again (`None`).
+    Disk {
+        node: usize,
+        fault: Option<DiskFault>,
+    },
 }
 
 /// A snapshot file on the simulated disk.
@@ -109,6 +93,56 @@ struct SimNode {
     next_ticket: Ticket,
     /// The newest version this incarnation has served.
     high_water: Version,
+    /// The fault of its disk, if it has one now.
+    fault: Option<DiskFault>,
+}
+
+/// What a failing disk does to a write.
+#[derive(Debug, Clone, Copy)]
+enum DiskFault {
+    /// No space left: 507.
+    Full,
+    /// Mounted read-only: 503.
+    ReadOnly,
+}
+
+/// A node's disk in memory, with the file format of the real one and the faults of a bad one.
+struct SimDisk<'a> {
+    node: usize,
+    files: &'a mut Vec<File>,
+    next_file: &'a mut u64,
+    fault: Option<DiskFault>,
+}
+
+impl Disk for SimDisk<'_> {
+    fn write_snapshot(
+        &mut self,
+        node: &NodeJson,
+        body: &[u8],
+        pace: &mut dyn FnMut(),
+    ) -> Result<Option<PathBuf>, DiskError> {
+        match self.fault {
+            Some(DiskFault::Full) => {
+                return Err(DiskError { status: 507, message: "no space left (simulated)".into() });
+            }
+            Some(DiskFault::ReadOnly) => {
+                return Err(DiskError { status: 503, message: "read-only (simulated)".into() });
+            }
+            None => {}
+        }
+        let mut bytes = Vec::new();
+        snapshot::encode(&mut bytes, node, body, pace).expect("writing to memory");
+        let decoded = snapshot::decode(&bytes).expect("a written snapshot decodes");
+        let start = Start { sealed: decoded.sealed, cluster: decoded.cluster, mine: decoded.mine };
+        let path = PathBuf::from(format!("sim/{}/{}", self.node, self.next_file));
+        *self.next_file += 1;
+        self.files.push(File { path: path.clone(), start });
+        Ok(Some(path))
+    }
+
+    fn remove_snapshot(&mut self, file: &std::path::Path) {
+        self.files.retain(|f| f.path != file);
+    }
 }
 
 struct Sim {
@@ -160,6 +194,7 @@ impl Sim {
                 origins: HashMap::new(),
                 next_ticket: 1,
                 high_water: Version::initial(),
+                fault: None,
             });
             sim.boot(i);
         }
@@ -176,7 +211,7 @@ impl Sim {
             seeds: vec![seed],
             bootstrap: false,
             bootstrap_limit_ms: Some(3_000),
-            rng_seed: self.rng.next(),
+            rng_seed: self.rng.next_u64(),
             access: Default::default(),
         }
     }
@@ -319,36 +354,12 @@ impl Sim {
         self.drain(i);
     }
 
-    /// Runs a worker job as the real workers would, on a disk kept in memory.
-    fn run_job(&mut self, i: usize, job: Job) -> Option<Done> {
-        let write = |sim: &mut Sim, node: &NodeJson, body: &[u8]| -> PathBuf {
-            let mut bytes = Vec::new();
-            snapshot::encode(&mut bytes, node, body).unwrap();
-            let decoded = snapshot::decode(&bytes).expect("a written snapshot decodes");
-            let start = Start { sealed: decoded.sealed, cluster: decoded.cluster, mine: decoded.mine };
-            let path = PathBuf::from(format!("sim/{i}/{}", sim.next_file));
-            sim.next_file += 1;
-            sim.nodes[i].files.push(File { path: path.clone(), start });
-            path
-        };
-        match job {
-            Job::Seal { id, sequence, root, parent, mut node } => {
-                let sealed = snapshot::seal(root, sequence, Some(&parent));
-                node.add_mine(sealed.copy.version);
-                let path = write(self, &node, &sealed.body);
-                Some(Done::Sealed { id, sealed, file: Ok(Some(path)), elapsed_us: 1 })
-            }
-            Job::Write { id, body, node } => {
-                let path = write(self, &node, &body);
-                Some(Done::Written { id, file: Ok(Some(path)), elapsed_us: 1 })
-            }
-            Job::Remove { id, file } => {
-                self.nodes[i].files.retain(|f| f.path != file);
-                Some(Done::Removed { id })
-            }
-            Job::Decode { id, body } => Some(Done::Decoded { id, result: snapshot::parse_copy(&body) }),
-            Job::Resolve { .. } => unreachable!("the core never resolves names"),
-        }
+    /// Runs a worker job with the workers' own code (`jobs::run`), on node `i`'s simulated disk.
+    fn run_job(&mut self, i: usize, job: Job) -> jobs::Done {
+        let sim_node = &mut self.nodes[i];
+        let mut disk =
+            SimDisk { node: i, files: &mut sim_node.files, next_file: &mut self.next_file, fault: sim_node.fault };
+        jobs::run(job, &mut disk, &mut || {})
     }
 
     fn handle(&mut self, event: Event) {
@@ -398,9 +409,8 @@ impl Sim {
                 if self.nodes[i].generation != generation || self.nodes[i].node.is_none() {
                     return;
                 }
-                if let Some(done) = self.run_job(i, job) {
-                    self.nodes[i].node.as_mut().expect("checked above").job_done(self.now, done);
-                }
+                let done = self.run_job(i, job);
+                self.nodes[i].node.as_mut().expect("checked above").job_done(self.now, done);
                 self.drain(i);
             }
             Event::Client { node } => {
@@ -424,12 +434,19 @@ impl Sim {
             Event::Restart { .. } => {}
             Event::Partition => {
                 for group in self.groups.iter_mut() {
-                    *group = (self.rng.next() % 2) as u8;
+                    *group = (self.rng.next_u64() % 2) as u8;
                 }
                 let delay = 200 + self.rng.below(3_000);
                 self.at(delay, Event::Heal);
             }
             Event::Heal => self.groups.iter_mut().for_each(|g| *g = 0),
+            Event::Disk { node, fault } => {
+                self.nodes[node].fault = fault;
+                if fault.is_some() {
+                    let delay = 200 + self.rng.below(2_000);
+                    self.at(delay, Event::Disk { node, fault: None });
+                }
+            }
         }
     }
 
@@ -455,9 +472,12 @@ impl Sim {
         while t < CHAOS_MS {
             t += 500 + self.rng.below(2_500);
             let delay = t - self.now.mono_ms;
-            let event = match self.rng.below(3) {
+            let node = self.rng.below(self.nodes.len() as u64) as usize;
+            let event = match self.rng.below(5) {
                 0 => Event::Partition,
-                _ => Event::Crash { node: self.rng.below(self.nodes.len() as u64) as usize },
+                1 => Event::Disk { node, fault: Some(DiskFault::Full) },
+                2 => Event::Disk { node, fault: Some(DiskFault::ReadOnly) },
+                _ => Event::Crash { node },
             };
             if t < CHAOS_MS {
                 self.at(delay, event);
@@ -504,8 +524,9 @@ impl Sim {
     fn run(mut self) -> (usize, usize) {
         self.schedule_chaos();
         self.run_until(CHAOS_MS);
-        // Calm: heal, bring every node back, and let them converge.
+        // Calm: heal the network and the disks, bring every node back, and let them converge.
         self.groups.iter_mut().for_each(|g| *g = 0);
+        self.nodes.iter_mut().for_each(|n| n.fault = None);
         for i in 0..self.nodes.len() {
             if self.nodes[i].node.is_none() {
                 self.boot(i);

@@ -48,7 +48,7 @@ fn a_truncated_newest_snapshot_is_skipped_for_the_one_before() {
 fn a_newest_snapshot_with_a_wrong_checksum_is_skipped() {
     let dir = TempDir::new("checksum");
     write_snapshot(dir.path(), T0, 1, r#"{"v": 1}"#);
-    let newest = dir.path().join(lighthouse::snapshot::file_name(T0 + 1));
+    let newest = dir.path().join(lighthouse::core::snapshot::file_name(T0 + 1));
     let wrong = format!(
         r#"{{"cluster": [], "copy": {{"version": {{"sequence": 9, "checksum": "{}"}}, "data": {{"v": 9}}}}}}"#,
         "0".repeat(40)
@@ -63,11 +63,11 @@ fn a_newest_snapshot_with_a_wrong_checksum_is_skipped() {
 fn a_hand_written_snapshot_with_a_matching_checksum_loads() {
     let dir = TempDir::new("handmade");
     let data = r#"{"greeting":"hello"}"#;
-    let checksum = lighthouse::version::Checksum::of_bytes(data.as_bytes());
+    let checksum = lighthouse::core::version::Checksum::of_bytes(data.as_bytes());
     let text = format!(
         r#"{{"copy": {{"version": {{"sequence": 5, "checksum": "{checksum}"}}, "data": {data}}}, "cluster": []}}"#
     );
-    fs::write(dir.path().join(lighthouse::snapshot::file_name(T0)), text).unwrap();
+    fs::write(dir.path().join(lighthouse::core::snapshot::file_name(T0)), text).unwrap();
     let server = Server::start(&[&dir.flag()]);
     assert_eq!(server.get("/data/greeting").text(), "\"hello\"\n");
     assert_eq!(server.get("/version").json()["sequence"], 5);
@@ -90,7 +90,7 @@ fn damage_samples(len: usize) -> Vec<usize> {
         Some("all") => (0..len).collect(),
         other => {
             let count: usize = other.and_then(|v| v.parse().ok()).unwrap_or(400).min(len);
-            let mut rng = support::Rng(0xdead_beef);
+            let mut rng = support::Rng::new(0xdead_beef);
             (0..count).map(|_| rng.below(len as u64) as usize).collect()
         }
     }
@@ -113,21 +113,21 @@ fn a_snapshot_cut_short_or_with_a_flipped_bit_is_never_loaded() {
     let files = dir.snapshots();
     let newest = dir.path().join(files.last().unwrap());
     let bytes = fs::read(&newest).unwrap();
-    assert!(lighthouse::snapshot::decode(&bytes).is_ok(), "the file as written is valid");
+    assert!(lighthouse::core::snapshot::decode(&bytes).is_ok(), "the file as written is valid");
     let positions = damage_samples(bytes.len());
     for &cut in &positions {
         assert!(
-            lighthouse::snapshot::decode(&bytes[..cut]).is_err(),
+            lighthouse::core::snapshot::decode(&bytes[..cut]).is_err(),
             "cut at byte {cut} of {} was accepted",
             bytes.len()
         );
     }
-    let mut rng = support::Rng(0x5eed);
+    let mut rng = support::Rng::new(0x5eed);
     for &byte in &positions {
         let mut damaged = bytes.clone();
         let bit = rng.below(8);
         damaged[byte] ^= 1 << bit;
-        assert!(lighthouse::snapshot::decode(&damaged).is_err(), "bit {bit} of byte {byte} flipped was accepted");
+        assert!(lighthouse::core::snapshot::decode(&damaged).is_err(), "bit {bit} of byte {byte} flipped was accepted");
     }
     // End to end: with the newest file damaged, the server starts from the one before.
     for (i, &byte) in positions.iter().take(3).enumerate() {
@@ -150,7 +150,7 @@ fn a_snapshot_cut_short_or_with_a_flipped_bit_is_never_loaded() {
 
 /// Writes a file with a snapshot's name and bytes that are no snapshot.
 fn damaged_snapshot(dir: &TempDir, micros: u64) -> String {
-    let name = lighthouse::snapshot::file_name(micros);
+    let name = lighthouse::core::snapshot::file_name(micros);
     fs::write(dir.path().join(&name), b"{\"copy\": {\"version\": 3").unwrap();
     name
 }

@@ -82,7 +82,7 @@ fn a_cluster_under_load_and_faults_agrees_and_accounts_for_every_answered_commit
     for t in 0..2u64 {
         let (up, done, commits, markers) = (addresses.clone(), stop.clone(), answered.clone(), next_marker.clone());
         load.push(std::thread::spawn(move || {
-            let mut rng = Rng(seed.wrapping_mul(31) ^ (t + 1) ^ 0x9e37_79b9);
+            let mut rng = Rng::new(seed.wrapping_mul(31) ^ (t + 1) ^ 0x9e37_79b9);
             while !done.load(Ordering::Relaxed) {
                 let Some((node, address)) = pick(&up, &mut rng) else { continue };
                 let marker = markers.fetch_add(1, Ordering::Relaxed);
@@ -94,7 +94,7 @@ fn a_cluster_under_load_and_faults_agrees_and_accounts_for_every_answered_commit
         }));
         let (up, done, served) = (addresses.clone(), stop.clone(), reads.clone());
         load.push(std::thread::spawn(move || {
-            let mut rng = Rng(seed ^ (t + 7) ^ 0x51ed);
+            let mut rng = Rng::new(seed ^ (t + 7) ^ 0x51ed);
             while !done.load(Ordering::Relaxed) {
                 if let Some((_, address)) = pick(&up, &mut rng)
                     && try_request(address, "GET", "/data", b"").is_ok_and(|r| r.status == 200)
@@ -123,7 +123,7 @@ fn a_cluster_under_load_and_faults_agrees_and_accounts_for_every_answered_commit
             }
         })
     };
-    let mut rng = Rng(seed ^ 0xc4a0_5eed);
+    let mut rng = Rng::new(seed ^ 0xc4a0_5eed);
     let (mut kills, mut cuts) = (0, 0);
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(seconds) {

@@ -19,7 +19,9 @@ fn the_readme_walkthrough_runs_with_curl_byte_for_byte() {
         curl(&["-X", "PUT", "--data-binary", &format!("@{}", seed_file.display()), &url("/update/deploy")]),
         (0, String::new())
     );
-    let checksum = lighthouse::version::Checksum::of(&lighthouse::value::Value::parse(SEED_CONFIG.as_bytes()).unwrap());
+    let checksum = lighthouse::core::version::Checksum::of(
+        &lighthouse::core::value::Value::parse(SEED_CONFIG.as_bytes()).unwrap(),
+    );
     assert_eq!(
         curl(&["-X", "PUT", &url("/lock/deploy")]),
         (0, format!("{{\n  \"checksum\": \"{checksum}\",\n  \"sequence\": 1\n}}\n"))
@@ -219,7 +221,7 @@ fn a_durable_commit_is_on_disk_when_it_is_answered() {
     let files = dir.snapshots();
     assert_eq!(files.len(), 1);
     let bytes = std::fs::read(dir.path().join(&files[0])).unwrap();
-    let snapshot = lighthouse::snapshot::decode(&bytes).expect("the file is a valid snapshot");
+    let snapshot = lighthouse::core::snapshot::decode(&bytes).expect("the file is a valid snapshot");
     assert_eq!(snapshot.sealed.copy.version.sequence, 1);
     assert_eq!(snapshot.sealed.copy.version.checksum.to_string(), response.json()["checksum"].as_str().unwrap());
     drop(server);
@@ -232,8 +234,8 @@ fn a_newer_copy_during_a_transaction_makes_its_commit_409_and_the_lock_stays() {
     let server = Server::start(&[]);
     server.request("PUT", "/lock", b"a");
     server.request("PUT", "/update/a/mine", b"1");
-    let root = lighthouse::value::Value::parse(br#"{"theirs": 1}"#).unwrap();
-    let checksum = lighthouse::version::Checksum::of(&root);
+    let root = lighthouse::core::value::Value::parse(br#"{"theirs": 1}"#).unwrap();
+    let checksum = lighthouse::core::version::Checksum::of(&root);
     let body = format!(r#"{{"version": {{"sequence": 7, "checksum": "{checksum}"}}, "data": {{"theirs": 1}}}}"#);
     assert_eq!(server.request("PUT", "/copy", body.as_bytes()).status, 201);
     let commit = server.request("PUT", "/lock/a", b"");

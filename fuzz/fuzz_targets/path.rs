@@ -14,13 +14,13 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use lighthouse::clock::Now;
+use lighthouse::core::clock::Now;
 use lighthouse::core::{CoreConfig, Node, Reply, Request, Start};
 use lighthouse::http::Method;
 use lighthouse::limits::STORE_DEPTH_MAX;
-use lighthouse::path::{PathError, Query, decode, raw_segments, segments, split_target};
-use lighthouse::snapshot::seal;
-use lighthouse::value::{EditError, Value};
+use lighthouse::core::path::{PathError, Query, decode, raw_segments, segments, split_target};
+use lighthouse::core::sealed::seal;
+use lighthouse::core::value::{EditError, Value};
 
 /// Keys that need escaping, an empty key at two levels, digit keys in an object, and arrays.
 const STORE: &str = r#"{

@@ -17,11 +17,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lighthouse::clock::Now;
+use lighthouse::core::clock::Now;
 use lighthouse::core::{CoreConfig, Node, Reply, Request, Start};
 use lighthouse::http::Method;
-use lighthouse::snapshot::{Snapshot, decode, decode_keeping, parse_copy};
-use lighthouse::version::Checksum;
+use lighthouse::core::sealed::parse_copy;
+use lighthouse::core::snapshot::{Snapshot, decode, decode_keeping};
+use lighthouse::core::version::Checksum;
 
 const NOW: Now = Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 };
 

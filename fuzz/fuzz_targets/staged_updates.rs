@@ -18,9 +18,9 @@ use std::sync::Arc;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use lighthouse::limits::STORE_DEPTH_MAX;
-use lighthouse::snapshot::{parse_copy, seal};
-use lighthouse::value::{EditError, Value};
-use lighthouse::version::Checksum;
+use lighthouse::core::sealed::{parse_copy, seal};
+use lighthouse::core::value::{EditError, Value};
+use lighthouse::core::version::Checksum;
 use serde_json::Value as Json;
 
 /// Keys and segments the generator picks most of the time, so that edits meet.

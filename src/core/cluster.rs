@@ -13,11 +13,11 @@
 use log::{debug, info, warn};
 
 use super::{Activation, Effect, Node, json_response};
-use crate::clock::{Deadline, Now};
-use crate::config::parse_host_port;
+use crate::core::address::parse_host_port;
+use crate::core::clock::{Deadline, Now};
+use crate::core::version::Version;
 use crate::http::{Bytes, Method, Response};
 use crate::limits::{DECODES_IN_FLIGHT_MAX, PEER_UNREACHED_FORGET_MS, PEERS_MAX, SYNC_JITTER_MS, SYNC_PERIOD_MS};
-use crate::version::Version;
 
 /// One node in the table.
 #[derive(Debug, Clone)]
@@ -359,7 +359,7 @@ impl Node {
             (CallKind::GetCopy, 200) => {
                 let id = self.next_id();
                 self.decoding.push((id, super::Decoding::Fetched));
-                self.effects.push(Effect::Job(crate::flush::Job::Decode { id, body: reply.body }));
+                self.effects.push(Effect::Job(crate::core::jobs::Job::Decode { id, body: reply.body }));
             }
             (kind, status) => {
                 debug!("peer {address} answered {kind:?} with {status}");
@@ -413,7 +413,11 @@ impl Node {
     }
 
     /// A fetched copy was decoded (or refused).
-    pub(super) fn fetched(&mut self, now: Now, result: Result<crate::snapshot::Sealed, crate::snapshot::DecodeError>) {
+    pub(super) fn fetched(
+        &mut self,
+        now: Now,
+        result: Result<crate::core::sealed::Sealed, crate::core::sealed::DecodeError>,
+    ) {
         let from = self.cluster.fetching.take().map(|(address, _)| address).unwrap_or_default();
         match result {
             Ok(sealed) => {

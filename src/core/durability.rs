@@ -11,13 +11,14 @@ use std::path::PathBuf;
 use log::{error, info, warn};
 
 use super::{Effect, Node};
-use crate::clock::{Deadline, Now};
+use crate::core::clock::{Deadline, Now};
+use crate::core::jobs::{DiskError, Job};
 use crate::core::lock::LockState;
-use crate::flush::{DiskError, Job};
+use crate::core::sealed::Sealed;
+use crate::core::snapshot::{NodeJson, OwnCommit};
+use crate::core::version::Version;
 use crate::http::Response;
 use crate::limits::LINEAGE_VERSIONS_MAX;
-use crate::snapshot::{NodeJson, OwnCommit, Sealed};
-use crate::version::Version;
 
 /// A failed background write is retried after this long.
 const PERSIST_RETRY_MS: u64 = 1_000;

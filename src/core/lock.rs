@@ -5,11 +5,11 @@
 //! staging never copies more than the path to an edit. The lease lapses `lease_ms` after the
 //! holder's last request; a lapsed transaction is dropped and nothing it staged lands.
 
-use crate::clock::{Deadline, Now};
 use crate::core::Ticket;
+use crate::core::clock::{Deadline, Now};
+use crate::core::value::Value;
+use crate::core::version::Version;
 use crate::limits::LOCK_NAME_BYTES_MAX;
-use crate::value::Value;
-use crate::version::Version;
 
 /// Where a transaction is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,7 @@ pub struct Lock {
 #[derive(Debug, Clone)]
 pub struct RecentCommit {
     pub name: String,
-    pub version: crate::version::Version,
+    pub version: crate::core::version::Version,
     pub unix_ms: u64,
 }
 

@@ -5,13 +5,25 @@
 //! writer thread) for the event loop to carry out. It never reads a clock, a socket or a file,
 //! so tests can drive it directly, and a simulation can run several on a simulated network.
 
+pub mod address;
+pub mod clock;
+pub mod jobs;
+pub mod lineage;
+pub mod pace;
+pub mod path;
+pub mod rng;
+pub mod sealed;
+pub mod snapshot;
+pub mod value;
+pub mod version;
+
 mod auth;
 mod cluster;
-mod copy;
 mod durability;
 mod lock;
 mod metrics;
 mod store;
+mod take;
 mod transaction;
 mod watch;
 
@@ -28,16 +40,18 @@ use std::collections::VecDeque;
 
 use log::info;
 
-use crate::clock::{Deadline, Now};
-use crate::flush::{Done, Job};
+use crate::core::clock::{Deadline, Now};
+use crate::core::jobs::{Done, Job};
+use crate::core::rng::Rng;
+use crate::core::sealed::{Sealed, seal};
+use crate::core::snapshot::OwnCommit;
+use crate::core::value::Value;
+use crate::core::version::Version;
 use crate::http::{Headers, Method, Response};
 use crate::limits::{INACTIVE_RETRY_AFTER_S, LINEAGE_VERSIONS_MAX, RECENT_COMMIT_MS, RECENT_COMMITS_MAX};
-use crate::path::{self, Query};
-use crate::snapshot::{OwnCommit, Sealed, seal};
-use crate::value::Value;
-use crate::version::Version;
 use cluster::Cluster;
 use durability::DiskQueue;
+use path::Query;
 use watch::Watches;
 
 /// Identifies one request whose answer may come later (the event loop's connection and request).
@@ -156,19 +170,6 @@ enum Decoding {
     Fetched,
 }
 
-/// A small deterministic random source (xorshift64), for jitter.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 /// The state of one Lighthouse node.
 pub struct Node {
     config: CoreConfig,
@@ -200,7 +201,7 @@ impl Node {
     pub fn new(config: CoreConfig, now: Now, start: Start) -> Node {
         let version = start.sealed.copy.version;
         let mut node = Node {
-            rng: Rng(config.rng_seed | 1),
+            rng: Rng::new(config.rng_seed),
             store: Store::new(start.sealed),
             lock: None,
             disk: DiskQueue::new(version),
@@ -320,7 +321,6 @@ impl Node {
             Done::Written { id, file, elapsed_us } => self.written_done(now, id, file, elapsed_us),
             Done::Decoded { id, result } => self.copy_decoded(now, id, result),
             Done::Removed { id } => self.removed_done(now, id),
-            Done::Resolved { .. } => unreachable!("name lookups are the event loop's"),
         }
     }
 

@@ -7,12 +7,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::core::lineage::Lineage;
+use crate::core::path::{self, PathError};
+use crate::core::sealed::{Sealed, render_body};
+use crate::core::value::Value;
+use crate::core::version::{Checksum, Version};
 use crate::http::{Bytes, Response};
 use crate::limits::{RENDER_CACHE_BYTES_MAX, RENDER_CACHE_ENTRIES_MAX};
-use crate::path::{self, PathError};
-use crate::snapshot::{Sealed, render_body};
-use crate::value::Value;
-use crate::version::{Checksum, Lineage, Version};
 
 /// The ways a subtree can be answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,7 +202,7 @@ impl RenderCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::seal;
+    use crate::core::sealed::seal;
 
     fn store(text: &str) -> Store {
         Store::new(seal(Value::parse(text.as_bytes()).unwrap(), 1, None))

@@ -1,9 +1,9 @@
 //! The core driven directly: no sockets, no threads, a clock that moves only when told.
 
 use super::*;
-use crate::flush::{self, DiskConfig, DiskError, WriterState};
-use crate::snapshot::{Sealed, seal};
-use crate::version::Checksum;
+use crate::core::jobs::{self, DiskError, NoDisk};
+use crate::core::sealed::{Sealed, seal};
+use crate::core::version::Checksum;
 
 struct Harness {
     node: Node,
@@ -67,10 +67,8 @@ impl Harness {
                     Effect::Peer(request) => panic!("a single node asked a peer: {request:?}"),
                     Effect::Event { .. } => {}
                     Effect::Job(job) => {
-                        let disk = DiskConfig { dir: None, keep_micros: 0, keep_count: 1, damaged: Vec::new() };
-                        if let Some(done) = flush::run(job, &disk, &mut WriterState::default()) {
-                            self.node.job_done(self.now, done);
-                        }
+                        let done = jobs::run(job, &mut NoDisk, &mut || {});
+                        self.node.job_done(self.now, done);
                     }
                 }
             }

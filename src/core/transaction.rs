@@ -6,11 +6,11 @@ use log::info;
 
 use super::lock::{Lock, LockState, valid_name};
 use super::{Node, Reply, Request, Ticket, json_response, method_not_allowed};
-use crate::clock::Now;
+use crate::core::clock::Now;
+use crate::core::path::{self, Query};
+use crate::core::value::{EditError, Value};
 use crate::http::{Method, Response};
 use crate::limits::{LOCK_TTL_S_MAX, STORE_DEPTH_MAX};
-use crate::path::{self, Query};
-use crate::value::{EditError, Value};
 
 impl Node {
     /// `/lock` and `/lock/NAME`.

@@ -14,11 +14,11 @@ use std::collections::{BinaryHeap, HashMap};
 use log::debug;
 
 use super::{Effect, Format, Node, ReadError, Reply, Ticket};
-use crate::clock::{Deadline, Now};
+use crate::core::clock::{Deadline, Now};
+use crate::core::path;
+use crate::core::value::Value;
 use crate::http::{Bytes, Response};
 use crate::limits::{STREAM_HEARTBEAT_MS, WAIT_S_MAX, WATCHERS_MAX};
-use crate::path;
-use crate::value::Value;
 
 /// What a watcher waits for.
 #[derive(Debug, Clone)]

@@ -66,7 +66,7 @@ impl Response {
     /// An error: one line of JSON, `{"error": "..."}`.
     pub fn error(status: u16, message: &str) -> Response {
         let mut body = b"{\"error\": ".to_vec();
-        crate::value::write_str(&mut body, message.as_bytes()).expect("writing to a Vec cannot fail");
+        crate::core::value::write_str(&mut body, message.as_bytes()).expect("writing to a Vec cannot fail");
         body.extend_from_slice(b"}\n");
         Response::json(status, body)
     }

@@ -126,7 +126,7 @@ impl Drop for Server {
 pub fn raise_open_files() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        lighthouse::sys::raise_open_files_limit().expect("the open-files limit can be read");
+        lighthouse::shell::sys::raise_open_files_limit().expect("the open-files limit can be read");
     });
 }
 
@@ -315,7 +315,7 @@ impl TempDir {
                 entries
                     .filter_map(Result::ok)
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| lighthouse::snapshot::parse_file_name(n).is_some())
+                    .filter(|n| lighthouse::core::snapshot::parse_file_name(n).is_some())
                     .collect()
             })
             .unwrap_or_default();
@@ -344,12 +344,12 @@ pub const SEED_CONFIG: &str = r#"{
 /// Writes a valid snapshot of `json` at `sequence` into `dir`, as the server would, and returns
 /// the file's path.
 pub fn write_snapshot(dir: &Path, unix_micros: u64, sequence: u64, json: &str) -> PathBuf {
-    let root = lighthouse::value::Value::parse(json.as_bytes()).expect("test JSON parses");
-    let path = dir.join(lighthouse::snapshot::file_name(unix_micros));
+    let root = lighthouse::core::value::Value::parse(json.as_bytes()).expect("test JSON parses");
+    let path = dir.join(lighthouse::core::snapshot::file_name(unix_micros));
     let file = std::fs::File::create(&path).expect("snapshot file is created");
-    let sealed = lighthouse::snapshot::seal(root, sequence, None);
-    let node = lighthouse::snapshot::NodeJson::default();
-    lighthouse::snapshot::encode(&file, &node, &sealed.body).expect("snapshot is written");
+    let sealed = lighthouse::core::sealed::seal(root, sequence, None);
+    let node = lighthouse::core::snapshot::NodeJson::default();
+    lighthouse::core::snapshot::encode(&file, &node, &sealed.body, &mut || {}).expect("snapshot is written");
     path
 }
 
@@ -390,22 +390,9 @@ pub fn try_request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> s
     }
 }
 
-/// A small deterministic random source (xorshift), so failing runs can be replayed by seed.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// A number in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+/// The project's seeded generator, so failing runs can be replayed by seed.
+#[allow(unused_imports)]
+pub use lighthouse::core::rng::Rng;
 
 /// Takes the lock as `name`, puts `json` at `path` and commits; returns the commit's answer.
 pub fn transact(server: &Server, name: &str, path: &str, json: &str) -> Response {

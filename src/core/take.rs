@@ -9,12 +9,12 @@
 use log::{info, warn};
 
 use super::{Decoding, Effect, LockState, Node, Reply, Request, Ticket, method_not_allowed};
-use crate::clock::Now;
-use crate::flush::Job;
+use crate::core::clock::Now;
+use crate::core::jobs::Job;
+use crate::core::lineage::Lineage;
+use crate::core::sealed::{DecodeError, Sealed};
 use crate::http::{Bytes, Method, Response};
 use crate::limits::DECODES_IN_FLIGHT_MAX;
-use crate::snapshot::{DecodeError, Sealed};
-use crate::version::Lineage;
 
 impl Node {
     /// Marks this node's commits that a new history leaves out as superseded (and logs and counts

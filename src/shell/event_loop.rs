@@ -19,10 +19,8 @@ use log::{debug, error, info, warn};
 use mio::net::{TcpListener, TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::buffer::{Pool, Received, RecvBuffer, SendQueue};
-use crate::clock::{Now, SystemClock, http_date};
+use crate::core::clock::{Now, http_date};
 use crate::core::{Effect, Node, Reply, Request, Ticket};
-use crate::flush::{Done, Job, Workers};
 use crate::http::{self, ChunkedDecoder, Framing, Head, HttpError, Method, Response};
 use crate::limits::{
     ACCEPT_BUDGET, ACCEPT_PAUSE_MS, BODIES_BYTES_MAX, BODY_STALL_TIMEOUT_MS, BUFFER_BYTES, CHUNK_RAW_COMPACT_BYTES,
@@ -30,7 +28,10 @@ use crate::limits::{
     READ_BUDGET_BYTES, REQUEST_HEAD_BYTES_MAX, SEND_BACKLOG_BYTES_MAX, SEND_STALL_TIMEOUT_MS, STREAM_BACKLOG_BYTES_MAX,
     WRITE_BUDGET_BYTES,
 };
-use crate::peers::{PEER_TOKEN_BASE, Peers, Work};
+use crate::shell::buffer::{Pool, Received, RecvBuffer, SendQueue};
+use crate::shell::clock::SystemClock;
+use crate::shell::peers::{PEER_TOKEN_BASE, Peers, Work};
+use crate::shell::workers::{Report, Workers};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -148,7 +149,7 @@ pub struct EventLoop {
 pub struct Parts {
     pub listener: TcpListener,
     pub core: Node,
-    pub disk: crate::flush::DiskConfig,
+    pub disk: crate::shell::data_dir::DiskConfig,
     pub clock: SystemClock,
     pub max_body: u64,
     pub max_connections: usize,
@@ -170,7 +171,7 @@ impl EventLoop {
                 }
             }),
         )?;
-        let mut signals = crate::sys::shutdown_signals()?;
+        let mut signals = crate::shell::sys::shutdown_signals()?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         assert!(parts.max_connections < (1 << TICKET_SLOT_BITS), "slots must fit a ticket");
         let now = parts.clock.now();
@@ -721,15 +722,15 @@ impl EventLoop {
     // ---- Answers from the core and reports from the writer ----------------------------------------
 
     fn take_reports(&mut self) {
-        while let Some(done) = self.workers.try_done() {
-            match done {
-                Done::Resolved { address, result } => {
+        while let Some(report) = self.workers.try_report() {
+            match report {
+                Report::Resolved { address, result } => {
                     let mut work = Work::default();
                     let registry = self.poll.registry();
                     self.peers.resolved(&address, result, self.now.mono_ms, registry, &mut self.pool, &mut work);
                     self.peer_work(work);
                 }
-                done => self.core.job_done(self.now, done),
+                Report::Job(done) => self.core.job_done(self.now, done),
             }
         }
     }
@@ -740,9 +741,7 @@ impl EventLoop {
             self.core.peer_reply(self.now, id, outcome);
         }
         for address in work.resolve {
-            if !self.workers.is_shut_down() {
-                self.workers.submit(Job::Resolve { address });
-            }
+            self.workers.resolve(address);
         }
     }
 
@@ -879,8 +878,8 @@ impl EventLoop {
         let mut byte = [0u8; 64];
         let _ = self.signals.read(&mut byte);
         self.workers.shutdown();
-        while let Some(done) = self.workers.try_done() {
-            if !matches!(done, Done::Resolved { .. }) {
+        while let Some(report) = self.workers.try_report() {
+            if let Report::Job(done) = report {
                 self.core.job_done(self.now, done);
             }
         }

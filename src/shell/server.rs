@@ -6,17 +6,16 @@ use std::path::{Path, PathBuf};
 use log::{info, warn};
 use mio::net::TcpListener;
 
-use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::core::{Access, CoreConfig, Node, Secret, Start};
-use crate::event_loop::{EventLoop, Parts};
-use crate::flush::DiskConfig;
 use crate::limits::OPEN_FILES_SPARE;
-use crate::snapshot;
+use crate::shell::clock::SystemClock;
+use crate::shell::data_dir::{self, DiskConfig};
+use crate::shell::event_loop::{EventLoop, Parts};
 
 /// Runs a server until SIGTERM or SIGINT.
 pub fn run(config: &Config) -> io::Result<()> {
-    match crate::sys::raise_open_files_limit() {
+    match crate::shell::sys::raise_open_files_limit() {
         Ok(limit) if limit < (config.max_connections + OPEN_FILES_SPARE) as u64 => warn!(
             "the open-files limit is {limit}, below --max-connections={}; \
              connections past it wait until others close",
@@ -29,8 +28,8 @@ pub fn run(config: &Config) -> io::Result<()> {
     let loaded = load(config)?;
     let listener = TcpListener::bind(config.bind)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.bind)))?;
-    crate::sys::set_listen_backlog(&listener)?;
-    crate::sys::defer_accept(&listener);
+    crate::shell::sys::set_listen_backlog(&listener)?;
+    crate::shell::sys::defer_accept(&listener);
     let bound = listener.local_addr()?;
     if let Some(warning) = exposure_warning(bound, &secrets) {
         warn!("{warning}");
@@ -43,7 +42,7 @@ pub fn run(config: &Config) -> io::Result<()> {
         seeds: config.seeds.clone(),
         bootstrap: config.bootstrap && !loaded.must_catch_up,
         bootstrap_limit_ms: (!loaded.must_catch_up).then(|| seconds_to_ms(config.bootstrap_limit_s)),
-        rng_seed: crate::clock::unix_micros() ^ u64::from(std::process::id()),
+        rng_seed: crate::shell::clock::unix_micros() ^ u64::from(std::process::id()),
         access: secrets.access(),
     };
     let core = Node::new(core_config, clock.now(), loaded.start);
@@ -153,7 +152,7 @@ fn load(config: &Config) -> io::Result<Loaded> {
         return Ok(Loaded { start: Start::empty(), damaged: Vec::new(), must_catch_up: false });
     };
     // Without seeds the copy body is needed only if the snapshot names peers; the loader knows.
-    let loaded = snapshot::load_newest_keeping(dir, !config.seeds.is_empty())
+    let loaded = data_dir::load_newest_keeping(dir, !config.seeds.is_empty())
         .map_err(|e| io::Error::new(e.kind(), format!("cannot use the data directory {}: {e}", dir.display())))?;
     let damaged: Vec<PathBuf> = loaded.damaged.into_iter().map(|(file, _)| file).collect();
     if let Some((file, snapshot)) = loaded.newest {

@@ -1,8 +1,6 @@
-//! Time as a value. The event loop reads the clocks once per wake-up and passes `Now` to the
-//! core, so the core never asks the system and a test can run it on a simulated clock.
-//! Also the two calendar renderings the server needs: HTTP dates and snapshot file names.
-
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+//! Time as a value. The shell reads the clocks (`shell::clock`) and passes `Now` to the core, so
+//! the core never asks the system and a test can run it on a simulated clock. Also the calendar
+//! arithmetic the server needs: HTTP dates and snapshot file names.
 
 /// One reading of both clocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,33 +23,16 @@ impl Deadline {
     pub fn fired(self, now: Now) -> bool {
         now.mono_ms >= self.0
     }
-}
 
-/// The real clocks, measured from the moment the server started.
-pub struct SystemClock {
-    start: Instant,
-}
-
-impl SystemClock {
-    pub fn new() -> SystemClock {
-        SystemClock { start: Instant::now() }
-    }
-
-    pub fn now(&self) -> Now {
-        let mono_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Now { mono_ms, unix_ms: unix_micros() / 1000 }
+    /// Milliseconds from `now` until the deadline (0 once it has fired).
+    pub fn remaining_ms(self, now: Now) -> u64 {
+        self.0.saturating_sub(now.mono_ms)
     }
 }
 
-impl Default for SystemClock {
-    fn default() -> SystemClock {
-        SystemClock::new()
-    }
-}
-
-/// Microseconds since the Unix epoch (0 if the clock is before 1970).
-pub fn unix_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+/// Seconds (of a flag or a query) as the milliseconds the core counts in.
+pub fn seconds_to_ms(seconds: u64) -> u64 {
+    seconds.saturating_mul(1000)
 }
 
 /// A UTC calendar time.

@@ -8,7 +8,8 @@ use std::io::Write;
 
 use log::{LevelFilter, Log, Metadata, Record};
 
-use crate::clock::{Civil, unix_micros};
+use crate::core::clock::Civil;
+use crate::shell::clock::unix_micros;
 
 struct StderrLogger;
 

@@ -1,0 +1,127 @@
+//! The work the core hands to the worker threads, and what they report back.
+//!
+//! A job is immutable: the new store travels as a shared tree (one reference count, no copy), so
+//! serializing and hashing a large store happen on a worker, never on the event loop. `run` is the
+//! one place a job is carried out: the shell's workers call it with the real data directory and a
+//! pacing hook that yields the core; the simulation calls it with a simulated disk that can fail.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::core::lineage::Lineage;
+use crate::core::sealed::{self, DecodeError, Sealed};
+use crate::core::snapshot::NodeJson;
+use crate::core::value::Value;
+
+/// Work for the worker threads.
+#[derive(Debug)]
+pub enum Job {
+    /// Seal a commit at `sequence`, extending `parent`: render and hash the store, and with a data
+    /// directory write it.
+    Seal { id: u64, sequence: u64, root: Value, parent: Lineage, node: NodeJson },
+    /// Write a store that is already sealed (a copy taken from a peer) to the data directory.
+    Write { id: u64, body: Arc<[u8]>, node: NodeJson },
+    /// Remove a snapshot that must never be loaded (a commit that lost to a newer store), durably.
+    Remove { id: u64, file: PathBuf },
+    /// Parse a copy sent by a peer, check its checksum and render its canonical body.
+    Decode { id: u64, body: Vec<u8> },
+}
+
+impl Job {
+    /// True for the jobs that touch the data directory (one writer does them, in order); decoding
+    /// a copy goes to its own worker, so it never waits behind an fsync.
+    pub fn writes(&self) -> bool {
+        !matches!(self, Job::Decode { .. })
+    }
+}
+
+/// A finished job, reported back to the core. `file` is the snapshot written (`None` without a
+/// data directory); `elapsed_us` is how long the job took, for the latency histogram (the shell
+/// measures it).
+#[derive(Debug)]
+pub enum Done {
+    Sealed {
+        id: u64,
+        sealed: Sealed,
+        file: Result<Option<PathBuf>, DiskError>,
+        elapsed_us: u64,
+    },
+    Written {
+        id: u64,
+        file: Result<Option<PathBuf>, DiskError>,
+        elapsed_us: u64,
+    },
+    Decoded {
+        id: u64,
+        result: Result<Sealed, DecodeError>,
+    },
+    /// The file is gone, and the directory synced (or the removal failed and was logged).
+    Removed {
+        id: u64,
+    },
+}
+
+impl Done {
+    /// Records how long the job took.
+    pub fn took(mut self, micros: u64) -> Done {
+        if let Done::Sealed { elapsed_us, .. } | Done::Written { elapsed_us, .. } = &mut self {
+            *elapsed_us = micros;
+        }
+        self
+    }
+}
+
+/// A snapshot that could not be written. The answer to the waiting commit says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskError {
+    /// 507 when the disk is full, 503 otherwise (read-only, permissions, I/O error).
+    pub status: u16,
+    pub message: String,
+}
+
+/// Where the jobs' snapshot files go: the data directory, or a simulated one.
+pub trait Disk {
+    /// Writes a snapshot file durably (it survives `kill -9` and power loss once this returns) and
+    /// applies the retention rules; `Ok(None)` when there is no data directory.
+    fn write_snapshot(
+        &mut self,
+        node: &NodeJson,
+        body: &[u8],
+        pace: &mut dyn FnMut(),
+    ) -> Result<Option<PathBuf>, DiskError>;
+    /// Removes a snapshot file durably. A failure is logged; the file may stay.
+    fn remove_snapshot(&mut self, file: &Path);
+}
+
+/// The disk of a node without a data directory: nothing is written, and nothing fails.
+pub struct NoDisk;
+
+impl Disk for NoDisk {
+    fn write_snapshot(&mut self, _: &NodeJson, _: &[u8], _: &mut dyn FnMut()) -> Result<Option<PathBuf>, DiskError> {
+        Ok(None)
+    }
+
+    fn remove_snapshot(&mut self, _: &Path) {}
+}
+
+/// Carries out one job. `pace` is called between pieces of long work.
+pub fn run(job: Job, disk: &mut dyn Disk, pace: &mut dyn FnMut()) -> Done {
+    match job {
+        Job::Seal { id, sequence, root, parent, mut node } => {
+            let sealed = sealed::seal_paced(root, sequence, Some(&parent), pace);
+            // The node's own commits include this one, which only now has its checksum.
+            node.add_mine(sealed.copy.version);
+            let file = disk.write_snapshot(&node, &sealed.body, pace);
+            Done::Sealed { id, sealed, file, elapsed_us: 0 }
+        }
+        Job::Write { id, body, node } => {
+            let file = disk.write_snapshot(&node, &body, pace);
+            Done::Written { id, file, elapsed_us: 0 }
+        }
+        Job::Remove { id, file } => {
+            disk.remove_snapshot(&file);
+            Done::Removed { id }
+        }
+        Job::Decode { id, body } => Done::Decoded { id, result: sealed::parse_copy_paced(&body, pace) },
+    }
+}

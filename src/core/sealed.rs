@@ -1,0 +1,229 @@
+//! Copies: how a store travels between nodes. A *copy* is a store with its version and lineage;
+//! nodes exchange it as one compact JSON object, the copy body:
+//! `{"data":STORE,"lineage":{...},"version":{...}}`, where `data` is exactly the bytes the
+//! checksum is the SHA-1 of. Sealing renders and hashes a store once per version, and `GET /copy`,
+//! pushes to peers and snapshot files all reuse the body. Sealing and decoding are pure (bytes in,
+//! bytes and checksums out): the workers call them with a pacing hook, the simulation without.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use crate::core::lineage::Lineage;
+use crate::core::pace::Paced;
+use crate::core::value::{Value, ValueSeed};
+use crate::core::version::{Checksum, HashWriter, Version};
+use crate::limits::STORE_DEPTH_MAX;
+
+#[derive(Debug, Clone)]
+pub struct Copy {
+    pub version: Version,
+    pub root: Value,
+    pub lineage: Lineage,
+}
+
+/// A copy with its rendered body.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub copy: Copy,
+    /// `{"data":...,"lineage":[...],"version":{...}}`, compact.
+    pub body: Arc<[u8]>,
+    /// Bytes of the store's compact JSON (the `data` part of the body).
+    pub data_len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    Json(String),
+    Shape(&'static str),
+    TooDeep,
+    ChecksumMismatch { declared: Checksum, actual: Checksum },
+    FileChecksumMismatch { declared: String, actual: String },
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Json(e) => write!(f, "not JSON: {e}"),
+            DecodeError::Shape(what) => write!(f, "{what}"),
+            DecodeError::TooDeep => write!(f, "the data is nested deeper than {STORE_DEPTH_MAX} levels"),
+            DecodeError::ChecksumMismatch { declared, actual } => {
+                write!(f, "checksum mismatch: the version says {declared}, the data hashes to {actual}")
+            }
+            DecodeError::FileChecksumMismatch { declared, actual } => {
+                write!(f, "file checksum mismatch: the file says {declared}, its bytes hash to {actual}")
+            }
+        }
+    }
+}
+
+/// Seals a new version: renders the store, hashes it, and builds the body. `parent` is the
+/// lineage the new version extends (`None` for a store with no history).
+pub fn seal(root: Value, sequence: u64, parent: Option<&Lineage>) -> Sealed {
+    seal_paced(root, sequence, parent, &mut || {})
+}
+
+/// As `seal`, calling `pace` between pieces of the long render and hash (the workers yield the
+/// core there).
+pub fn seal_paced(root: Value, sequence: u64, parent: Option<&Lineage>, pace: &mut dyn FnMut()) -> Sealed {
+    let (mut body, data_len, checksum) = render_and_hash(&root, pace);
+    let version = Version { sequence, checksum };
+    let lineage = match parent {
+        Some(parent) => parent.extended(version),
+        None => Lineage::of(version),
+    };
+    finish_body(&mut body, &lineage);
+    Sealed { copy: Copy { version, root, lineage }, body: body.into(), data_len }
+}
+
+/// Renders the body of a copy that is already sealed (one whose body was set aside to save
+/// memory); gives the body and the length of its data.
+pub fn render_body(copy: &Copy) -> (Arc<[u8]>, usize) {
+    let mut body = b"{\"data\":".to_vec();
+    copy.root.write_compact(&mut body).expect("writing to a Vec cannot fail");
+    let data_len = body.len() - b"{\"data\":".len();
+    finish_body(&mut body, &copy.lineage);
+    (body.into(), data_len)
+}
+
+/// Appends `,"lineage":{...},"version":{...}}` after the data.
+fn finish_body(body: &mut Vec<u8>, lineage: &Lineage) {
+    body.extend_from_slice(b",\"lineage\":");
+    finish_body_tail(body, lineage);
+}
+
+/// Appends the lineage's own JSON, `,"version":{...}` and the closing brace.
+pub(crate) fn finish_body_tail(body: &mut Vec<u8>, lineage: &Lineage) {
+    body.extend_from_slice(lineage.to_compact().as_bytes());
+    body.extend_from_slice(b",\"version\":");
+    body.extend_from_slice(lineage.current().to_compact().as_bytes());
+    body.push(b'}');
+}
+
+/// The fields of a copy as parsed: the store straight into a tree, the small rest as JSON.
+#[derive(Default)]
+pub(crate) struct CopyFields {
+    version: Option<serde_json::Value>,
+    lineage: Option<serde_json::Value>,
+    data: Option<Value>,
+}
+
+impl CopyFields {
+    /// Checks the version and gives the copy (its lineage falls back to the version alone).
+    pub(crate) fn into_copy(self) -> Result<Copy, DecodeError> {
+        let version = self.version.as_ref().and_then(Version::from_json).ok_or(DecodeError::Shape(
+            "the copy has no valid \"version\" {\"sequence\": N, \"checksum\": \"40 hex digits\"}",
+        ))?;
+        if version.sequence == u64::MAX {
+            // No commit could follow it: a sequence must leave room for the next one.
+            return Err(DecodeError::Shape("the copy's sequence is the largest possible"));
+        }
+        let lineage = Lineage::from_json(self.lineage.as_ref(), version);
+        let root = self.data.ok_or(DecodeError::Shape("the copy has no \"data\""))?;
+        Ok(Copy { version, root, lineage })
+    }
+}
+
+/// Parses a copy object: `{"data": ..., "lineage": [...], "version": {...}}`, in any order.
+pub(crate) struct CopySeed;
+
+impl<'de> DeserializeSeed<'de> for CopySeed {
+    type Value = CopyFields;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<CopyFields, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CopySeed {
+    type Value = CopyFields;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a copy: an object with \"version\" and \"data\"")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CopyFields, A::Error> {
+        let mut fields = CopyFields::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "data" => fields.data = Some(map.next_value_seed(ValueSeed)?),
+                "version" => fields.version = Some(map.next_value()?),
+                "lineage" => fields.lineage = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(fields)
+    }
+}
+
+/// Renders the canonical body of a copy and checks the data against the version's checksum.
+pub(crate) fn seal_checked(copy: Copy, pace: &mut dyn FnMut()) -> Result<Sealed, DecodeError> {
+    let (mut body, data_len, actual) = render_and_hash(&copy.root, pace);
+    if actual != copy.version.checksum {
+        return Err(DecodeError::ChecksumMismatch { declared: copy.version.checksum, actual });
+    }
+    finish_body(&mut body, &copy.lineage);
+    Ok(Sealed { copy, body: body.into(), data_len })
+}
+
+/// Parses and checks a copy sent by a peer (`PUT /copy`, or the answer to `GET /copy`).
+pub fn parse_copy(bytes: &[u8]) -> Result<Sealed, DecodeError> {
+    parse_copy_paced(bytes, &mut || {})
+}
+
+/// As `parse_copy`, calling `pace` between pieces of the long render and hash.
+pub fn parse_copy_paced(bytes: &[u8], pace: &mut dyn FnMut()) -> Result<Sealed, DecodeError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let fields = CopySeed.deserialize(&mut deserializer).and_then(|f| deserializer.end().map(|()| f));
+    seal_checked(fields.map_err(json_error)?.into_copy()?, pace)
+}
+
+pub(crate) fn json_error(e: serde_json::Error) -> DecodeError {
+    if e.to_string().contains("deeper than") { DecodeError::TooDeep } else { DecodeError::Json(e.to_string()) }
+}
+
+/// The start of a copy body, `{"data":` and the store's compact JSON, with the length and the
+/// checksum of that JSON; rendered and hashed paced, since the workers call it on large stores.
+fn render_and_hash(root: &Value, pace: &mut dyn FnMut()) -> (Vec<u8>, usize, Checksum) {
+    let mut body = b"{\"data\":".to_vec();
+    let data_start = body.len();
+    root.write_compact(&mut Paced::new(&mut body, &mut *pace)).expect("writing to a Vec cannot fail");
+    let mut hash = Paced::new(HashWriter::default(), pace);
+    hash.write_all(&body[data_start..]).expect("hashing cannot fail");
+    let data_len = body.len() - data_start;
+    (body, data_len, hash.into_inner().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed() -> Value {
+        Value::parse(br#"{"size": 1024, "providers": {"beta": ["192.168.2.1"]}}"#).unwrap()
+    }
+
+    #[test]
+    fn a_copy_body_parses_as_json_with_its_version() {
+        let sealed = seal(seed(), 1, None);
+        let value: serde_json::Value = serde_json::from_slice(&sealed.body).unwrap();
+        assert_eq!(value["data"]["size"], 1024);
+        assert_eq!(Version::from_json(&value["version"]), Some(sealed.copy.version));
+        let parsed = parse_copy(&sealed.body).unwrap();
+        assert_eq!(parsed.body, sealed.body);
+    }
+
+    #[test]
+    fn a_checksum_that_does_not_match_is_refused() {
+        let text = format!(
+            r#"{{"version": {{"sequence": 1, "checksum": "{}"}}, "data": {{"a": 1}}}}"#,
+            Version::initial().checksum
+        );
+        assert!(matches!(parse_copy(text.as_bytes()), Err(DecodeError::ChecksumMismatch { .. })));
+        assert!(matches!(parse_copy(b"[1]"), Err(DecodeError::Json(_))), "not an object");
+        assert!(matches!(parse_copy(b"{\"data\": 1}"), Err(DecodeError::Shape(_))), "no version");
+        assert!(matches!(parse_copy(b"{\"data\": 1"), Err(DecodeError::Json(_))));
+    }
+}

@@ -1,0 +1,318 @@
+//! The data directory (`--data.d`): listing and loading snapshot files at start, and writing them
+//! durably (temporary name, fsync, rename, directory fsync) with the retention rules. The file
+//! format itself is `core::snapshot`'s.
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use log::{debug, error, warn};
+
+use crate::core::jobs::{Disk, DiskError};
+use crate::core::snapshot::{self, NodeJson, Snapshot, decode_keeping, parse_file_name};
+use crate::shell::clock::unix_micros;
+
+/// Snapshot files in `dir`, newest first, with their times.
+pub fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut files: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let time = parse_file_name(name.to_str()?)?;
+            Some((time, entry.path()))
+        })
+        .collect();
+    files.sort_by(|a, b| b.cmp(a));
+    Ok(files)
+}
+
+/// What a data directory held at start.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The newest valid snapshot and its file.
+    pub newest: Option<(PathBuf, Snapshot)>,
+    /// The files newer than it (all of them, when none is valid) that could not be loaded, and why.
+    pub damaged: Vec<(PathBuf, String)>,
+}
+
+/// Loads the newest valid snapshot in `dir`, warning about each newer file that is not valid.
+/// Creates `dir` (private to its owner) if it is missing.
+pub fn load_newest(dir: &Path) -> io::Result<Option<(PathBuf, Snapshot)>> {
+    load_newest_keeping(dir, true).map(|loaded| loaded.newest)
+}
+
+/// As `load_newest`, passing `keep_body` to `decode_keeping`, and telling which files were damaged.
+pub fn load_newest_keeping(dir: &Path, keep_body: bool) -> io::Result<Loaded> {
+    create_private_dir(dir)?;
+    remove_temporary_files(dir);
+    let mut damaged = Vec::new();
+    for (_, file) in list(dir)? {
+        let decoded = fs::read(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| decode_keeping(&bytes, keep_body).map_err(|e| e.to_string()));
+        match decoded {
+            Ok(snapshot) => return Ok(Loaded { newest: Some((file, snapshot)), damaged }),
+            Err(e) => {
+                warn!("skipping snapshot {}: {e}", file.display());
+                damaged.push((file, e));
+            }
+        }
+    }
+    Ok(Loaded { newest: None, damaged })
+}
+
+/// Creates `dir` and its missing parents; a directory this creates is readable by its owner only
+/// (snapshots often hold addresses and secrets), whatever the umask.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// Removes what a crash left in the middle of a write: temporary files are never loaded.
+fn remove_temporary_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.')
+            && name.ends_with(".json.tmp")
+            && let Err(e) = fs::remove_file(entry.path())
+        {
+            warn!("cannot remove the unfinished snapshot {}: {e}", entry.path().display());
+        }
+    }
+}
+
+/// Where snapshots go and how long they are kept.
+#[derive(Debug, Clone)]
+pub struct DiskConfig {
+    /// `--data.d`; without it the store lives in memory only and jobs only compute checksums.
+    pub dir: Option<PathBuf>,
+    /// `--rm-limit` in microseconds.
+    pub keep_micros: u64,
+    /// `--keep-snapshots`: the most snapshot files kept.
+    pub keep_count: usize,
+    /// Files that could not be loaded at start: never removed, so an operator can look at them.
+    pub damaged: Vec<PathBuf>,
+}
+
+/// The data directory as the writer thread sees it: where files go, and what it remembers between
+/// jobs. That is the last file name it handed out (names always sort after every earlier one, even
+/// when two snapshots fall in the same microsecond or the wall clock steps back), and the snapshot
+/// files it may remove, oldest first, so the retention rules cost no directory listing.
+#[derive(Debug)]
+pub struct DataDir {
+    config: DiskConfig,
+    last_micros: u64,
+    files: VecDeque<(u64, String)>,
+}
+
+impl DataDir {
+    /// The writer's view of `config.dir`, which holds `files` (newest first, as `list` gives them).
+    pub fn new(config: DiskConfig, files: &[(u64, PathBuf)]) -> DataDir {
+        let removable = files.iter().rev().filter(|(_, file)| !config.damaged.contains(file));
+        DataDir {
+            last_micros: files.first().map_or(0, |(time, _)| *time),
+            files: removable
+                .filter_map(|(time, file)| Some((*time, file.file_name()?.to_str()?.to_string())))
+                .collect(),
+            config,
+        }
+    }
+
+    fn next_name(&mut self) -> String {
+        self.last_micros = unix_micros().max(self.last_micros + 1);
+        snapshot::file_name(self.last_micros)
+    }
+
+    /// Takes out of the list the files the retention rules remove now: past the newest
+    /// `keep_count`, or older than `keep_micros`; never the newest one.
+    fn expired(&mut self, now_micros: u64) -> Vec<String> {
+        let cutoff = now_micros.saturating_sub(self.config.keep_micros);
+        let keep_count = self.config.keep_count.max(1);
+        let mut expired = Vec::new();
+        while self.files.len() > 1
+            && (self.files.len() > keep_count || self.files.front().is_some_and(|(t, _)| *t < cutoff))
+        {
+            expired.push(self.files.pop_front().expect("more than one").1);
+        }
+        expired
+    }
+}
+
+impl Disk for DataDir {
+    fn write_snapshot(
+        &mut self,
+        node: &NodeJson,
+        body: &[u8],
+        pace: &mut dyn FnMut(),
+    ) -> Result<Option<PathBuf>, DiskError> {
+        let Some(dir) = self.config.dir.clone() else { return Ok(None) };
+        let name = self.next_name();
+        write_atomically(&dir, &name, |file| snapshot::encode(file, node, body, &mut *pace))?;
+        self.files.push_back((self.last_micros, name.clone()));
+        for expired in self.expired(unix_micros()) {
+            let file = dir.join(expired);
+            match fs::remove_file(&file) {
+                Ok(()) => debug!("removed old snapshot {}", file.display()),
+                Err(e) => warn!("cannot remove old snapshot {}: {e}", file.display()),
+            }
+        }
+        Ok(Some(dir.join(name)))
+    }
+
+    fn remove_snapshot(&mut self, file: &Path) {
+        let removed = fs::remove_file(file).and_then(|()| match file.parent() {
+            Some(dir) => File::open(dir)?.sync_all(),
+            None => Ok(()),
+        });
+        if let Err(e) = removed {
+            error!("cannot remove the superseded snapshot {}: {e}", file.display());
+        }
+        let name = file.file_name().and_then(|n| n.to_str());
+        self.files.retain(|(_, n)| Some(n.as_str()) != name);
+    }
+}
+
+/// Writes `name` in `dir` so that it is there whole or not at all: under a temporary name, fsync'd,
+/// renamed into place, and the directory fsync'd. After it returns, the file survives `kill -9`
+/// and power loss.
+fn write_atomically(dir: &Path, name: &str, write: impl FnOnce(&File) -> io::Result<()>) -> Result<(), DiskError> {
+    let temporary = dir.join(snapshot::temporary_name(name));
+    let finished = dir.join(name);
+    let attempt = || -> io::Result<()> {
+        let file = create_private(&temporary)?;
+        write(&file)?;
+        file.sync_all()?;
+        fs::rename(&temporary, &finished)?;
+        File::open(dir)?.sync_all()
+    };
+    attempt().map_err(|e| {
+        // Best effort: the temporary name is never loaded, and start-up removes leftovers.
+        let _ = fs::remove_file(&temporary);
+        disk_error(&e, &finished)
+    })
+}
+
+/// The answer a commit gets when its snapshot cannot be written: 507 when the disk is full, 503
+/// otherwise (read-only, permissions, an I/O error).
+fn disk_error(e: &io::Error, file: &Path) -> DiskError {
+    let full = matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
+    DiskError {
+        status: if full { 507 } else { 503 },
+        message: format!("cannot write the snapshot {}: {e}", file.display()),
+    }
+}
+
+/// Creates a file readable and writable by its owner only, whatever the umask: snapshots often
+/// hold addresses and secrets.
+fn create_private(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::jobs::{self, Done, Job};
+    use crate::core::lineage::Lineage;
+    use crate::core::value::Value;
+    use crate::core::version::{Checksum, Version};
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lighthouse-data-dir-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn config(dir: &Path, keep_micros: u64, keep_count: usize, damaged: Vec<PathBuf>) -> DiskConfig {
+        DiskConfig { dir: Some(dir.to_path_buf()), keep_micros, keep_count, damaged }
+    }
+
+    #[test]
+    fn a_seal_job_writes_a_file_that_loads_back() {
+        let dir = temp_dir("write");
+        let mut data_dir = DataDir::new(config(&dir, u64::MAX, 20, Vec::new()), &[]);
+        let root = Value::parse(br#"{"a": [1, 2]}"#).unwrap();
+        let parent = Lineage::of(Version::initial());
+        let job = Job::Seal { id: 7, sequence: 1, root: root.clone(), parent, node: NodeJson::default() };
+        let Done::Sealed { id, sealed, file, .. } = jobs::run(job, &mut data_dir, &mut || {}) else {
+            panic!("a seal job reports");
+        };
+        assert_eq!((id, sealed.copy.version.checksum), (7, Checksum::of(&root)));
+        let file = file.unwrap().unwrap();
+        let (loaded_file, snapshot) = load_newest(&dir).unwrap().unwrap();
+        assert_eq!(loaded_file, file);
+        assert_eq!(snapshot.sealed.copy.root, root);
+        assert_eq!(snapshot.sealed.copy.version, sealed.copy.version);
+        assert_eq!(snapshot.sealed.body, sealed.body);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Seals `count` commits on an empty store with `disk`'s rules, starting from what is in the
+    /// directory.
+    fn commit_many(disk: DiskConfig, count: u64) {
+        let files = list(disk.dir.as_ref().unwrap()).unwrap();
+        let mut data_dir = DataDir::new(disk, &files);
+        let mut parent = Lineage::of(Version::initial());
+        for sequence in 1..=count {
+            let (root, node) = (Value::default(), NodeJson::default());
+            let job = Job::Seal { id: sequence, sequence, root, parent: parent.clone(), node };
+            let Done::Sealed { sealed, .. } = jobs::run(job, &mut data_dir, &mut || {}) else { panic!() };
+            parent = sealed.copy.lineage;
+        }
+    }
+
+    #[test]
+    fn expired_snapshots_are_removed_but_never_the_newest() {
+        let dir = temp_dir("retention");
+        fs::write(dir.join(snapshot::file_name(1_000_000)), b"{}").unwrap();
+        commit_many(config(&dir, 1, 20, Vec::new()), 2);
+        let left = list(&dir).unwrap();
+        assert_eq!(left.len(), 1, "only the newest is kept: {left:?}");
+        assert_eq!(load_newest(&dir).unwrap().unwrap().1.sealed.copy.version.sequence, 2);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn at_most_keep_count_snapshots_stay_and_damaged_files_are_never_removed() {
+        let dir = temp_dir("count");
+        let damaged = dir.join(snapshot::file_name(1_000_000));
+        fs::write(&damaged, b"{not json").unwrap();
+        commit_many(config(&dir, u64::MAX, 3, vec![damaged]), 10);
+        let left: Vec<u64> = list(&dir).unwrap().iter().map(|(time, _)| *time).collect();
+        assert_eq!(left.len(), 4, "three snapshots and the damaged file: {left:?}");
+        assert_eq!(*left.last().unwrap(), 1_000_000, "the damaged file stays");
+        assert_eq!(load_newest(&dir).unwrap().unwrap().1.sealed.copy.version.sequence, 10);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn snapshot_files_are_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("private");
+        commit_many(config(&dir, u64::MAX, 3, Vec::new()), 1);
+        let (_, file) = list(&dir).unwrap().remove(0);
+        assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        let nested = dir.join("a/b");
+        create_private_dir(&nested).unwrap();
+        assert_eq!(fs::metadata(&nested).unwrap().permissions().mode() & 0o777, 0o700);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn names_always_increase() {
+        let mut data_dir =
+            DataDir::new(config(Path::new("/x"), 1, 1, Vec::new()), &[(4_000_000_000_000_000, PathBuf::from("x"))]);
+        let (a, b) = (data_dir.next_name(), data_dir.next_name());
+        assert!(b > a);
+    }
+}
