@@ -15,8 +15,6 @@ pub const BODY_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
 pub const CHUNK_LINE_BYTES_MAX: usize = 1024;
 /// The trailer section after the last chunk. Trailers are read and dropped.
 pub const CHUNK_TRAILER_BYTES_MAX: usize = REQUEST_HEAD_BYTES_MAX;
-/// Raw chunked bytes kept before the decoded part is dropped from the receive buffer.
-pub const CHUNK_RAW_COMPACT_BYTES: usize = 64 * 1024;
 /// Requests answered for one connection before the loop turns to the others (pipelining).
 pub const PIPELINE_REQUESTS_PER_WAKE_MAX: usize = 64;
 
@@ -52,8 +50,18 @@ pub const WRITE_BUDGET_BYTES: usize = 4 * 1024 * 1024;
 /// Connections accepted (and, their request being in, served at once) per wake-up of the listener:
 /// a burst of new connections waits its turn behind the ones already open.
 pub const ACCEPT_BUDGET: usize = 64;
+/// What is read (and dropped) from a connection over `--max-connections` before it is answered
+/// 503, so that closing it does not reset the connection before the client reads the answer.
+pub const OVER_CAPACITY_SCRATCH_BYTES: usize = 4096;
 /// After EMFILE or ENFILE the listener rests this long instead of spinning on the error.
 pub const ACCEPT_PAUSE_MS: u64 = 100;
+/// The listen backlog, longer than the 128 mio asks for: a burst of connections (a thousand
+/// clients starting at once) waits in the queue instead of being dropped and retried a second
+/// later. Linux caps it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: i32 = 4096;
+/// The niceness of the worker threads: when a large store is rendered or hashed on the core the
+/// event loop runs on, the loop's answers come first.
+pub const WORKER_NICE: i32 = 10;
 /// Events taken from the poller per wake-up.
 pub const EVENTS_CAPACITY: usize = 1024;
 
@@ -132,6 +140,9 @@ pub const RM_LIMIT_DAYS_DEFAULT: f64 = 7.0;
 pub const SNAPSHOTS_KEPT_DEFAULT: usize = 20;
 /// The most `--keep-snapshots` may ask for; the writer keeps the names of the files in memory.
 pub const SNAPSHOTS_KEPT_MAX: usize = 1_000_000;
+/// A snapshot write that failed in the background (a copy taken from a peer, a table change) is
+/// tried again after this long, never in a tight loop.
+pub const PERSIST_RETRY_MS: u64 = 1_000;
 /// The workers render, hash and write a large store in pieces of this size and yield the core
 /// between them, so that an event loop sharing the core waits for a piece, not a scheduler tick.
 pub const PACE_PIECE_BYTES: usize = 256 * 1024;

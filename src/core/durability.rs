@@ -18,10 +18,7 @@ use crate::core::sealed::Sealed;
 use crate::core::snapshot::{NodeJson, OwnCommit};
 use crate::core::version::Version;
 use crate::http::Response;
-use crate::limits::LINEAGE_VERSIONS_MAX;
-
-/// A failed background write is retried after this long.
-const PERSIST_RETRY_MS: u64 = 1_000;
+use crate::limits::{LINEAGE_VERSIONS_MAX, PERSIST_RETRY_MS};
 
 /// What the writer thread is doing for the core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

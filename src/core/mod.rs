@@ -122,10 +122,10 @@ impl CoreConfig {
         CoreConfig {
             address: address.into(),
             durable: false,
-            lock_timeout_ms: crate::limits::LOCK_TIMEOUT_S_DEFAULT * 1000,
+            lock_timeout_ms: clock::seconds_to_ms(crate::limits::LOCK_TIMEOUT_S_DEFAULT),
             seeds: Vec::new(),
             bootstrap: false,
-            bootstrap_limit_ms: Some(crate::limits::BOOTSTRAP_LIMIT_S_DEFAULT * 1000),
+            bootstrap_limit_ms: Some(clock::seconds_to_ms(crate::limits::BOOTSTRAP_LIMIT_S_DEFAULT)),
             rng_seed: 1,
             access: Access::default(),
         }

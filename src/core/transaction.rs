@@ -6,7 +6,7 @@ use log::info;
 
 use super::lock::{Lock, LockState, valid_name};
 use super::{Node, Reply, Request, Ticket, json_response, method_not_allowed};
-use crate::core::clock::Now;
+use crate::core::clock::{Now, seconds_to_ms};
 use crate::core::path::{self, Query};
 use crate::core::value::{EditError, Value};
 use crate::http::{Method, Response};
@@ -70,7 +70,7 @@ impl Node {
         let lease_ms = match ttl {
             None => self.config.lock_timeout_ms,
             Some(ttl) => match ttl.parse::<u64>() {
-                Ok(seconds) if (1..=LOCK_TTL_S_MAX).contains(&seconds) => seconds * 1000,
+                Ok(seconds) if (1..=LOCK_TTL_S_MAX).contains(&seconds) => seconds_to_ms(seconds),
                 _ => {
                     return Response::error(
                         400,

@@ -1,14 +1,26 @@
-//! HTTP/1.1 as the server speaks it: request heads parsed by httparse, bodies framed by
-//! `Content-Length` or chunked encoding, and answers encoded with their status line and headers.
-//! Nothing here touches a socket: the event loop feeds bytes in and takes bytes out.
+//! HTTP/1.1 as the server speaks it, in both directions: one push reader for requests from clients
+//! and answers from peers (heads parsed by httparse, bodies framed by `Content-Length`, chunked
+//! encoding or the close), and one writer for the heads of answers and of requests to peers.
+//! Nothing here touches a socket: the shell feeds bytes in and takes bytes out.
 
-mod client;
+mod answer;
+mod chunked;
+mod reader;
 mod request;
 mod response;
+mod writer;
 
-pub use client::{ResponseHead, parse_response_head};
-pub use request::{ChunkedDecoder, Framing, Head, Headers, Method, parse_head};
-pub use response::{Bytes, Response, encode_chunk, encode_head, encode_stream_head, reason};
+pub use answer::{ResponseHead, parse_response_head};
+pub use chunked::ChunkedDecoder;
+pub use reader::{Reader, Side, Step};
+pub use request::{Framing, Head, Headers, Method, parse_head};
+pub use response::{Bytes, Response, reason};
+pub use writer::{encode_chunk, encode_head, encode_request_head, encode_stream_head};
+
+use crate::limits::{REQUEST_HEAD_BYTES_MAX, REQUEST_HEADERS_COUNT_MAX};
+
+/// The 431's message; the assertion in `HttpError::message` keeps it true to the limits.
+const HEAD_TOO_LARGE: &str = "request head too large (at most 16 KiB and 64 header lines)";
 
 /// A request that cannot be served, with the status it answers. Each closes the connection,
 /// because after it the position of the next request in the byte stream is unknown.
@@ -44,9 +56,11 @@ impl HttpError {
     }
 
     pub fn message(self) -> &'static str {
+        const _: () =
+            assert!(REQUEST_HEAD_BYTES_MAX == 16 * 1024 && REQUEST_HEADERS_COUNT_MAX == 64, "HEAD_TOO_LARGE says so");
         match self {
             HttpError::Malformed(why) => why,
-            HttpError::HeadTooLarge => "request head too large (at most 16 KiB and 64 header lines)",
+            HttpError::HeadTooLarge => HEAD_TOO_LARGE,
             HttpError::BodyTooLarge => "request body too large (see --max-body)",
             HttpError::UnsupportedTransferCoding => "only the chunked transfer coding is supported",
             HttpError::UnsupportedExpectation => "only Expect: 100-continue is supported",

@@ -2,6 +2,7 @@
 
 pub mod buffer;
 pub mod clock;
+pub mod connection;
 pub mod data_dir;
 pub mod event_loop;
 pub mod logger;

@@ -19,11 +19,12 @@ use log::debug;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use crate::core::clock::{Deadline, Now};
 use crate::core::{PeerReply, PeerRequest};
-use crate::http::{self, ChunkedDecoder, Framing, ResponseHead};
+use crate::http::{self, Reader, Side, Step};
 use crate::limits::{
-    BUFFER_BYTES, PEER_BACKOFF_MAX_MS, PEER_BACKOFF_MIN_MS, PEER_CONNECT_TIMEOUT_MS, PEER_IN_FLIGHT_MAX,
-    PEER_QUEUE_MAX, PEER_RESPONSE_STALL_MS, PEERS_MAX, READ_BUDGET_BYTES, WRITE_BUDGET_BYTES,
+    PEER_BACKOFF_MAX_MS, PEER_BACKOFF_MIN_MS, PEER_CONNECT_TIMEOUT_MS, PEER_IN_FLIGHT_MAX, PEER_QUEUE_MAX,
+    PEER_RESPONSE_STALL_MS, PEERS_MAX, READ_BUDGET_BYTES, WRITE_BUDGET_BYTES,
 };
 use crate::shell::buffer::{Pool, Received, RecvBuffer, SendQueue};
 
@@ -42,20 +43,12 @@ enum Target {
     Resolved(SocketAddr),
 }
 
-/// A response being read.
-#[derive(Debug)]
-struct Reading {
-    head: ResponseHead,
-    chunked: Option<ChunkedDecoder>,
-    body: Vec<u8>,
-}
-
 struct PeerConnection {
     socket: TcpStream,
     connected: bool,
     send: SendQueue,
     recv: RecvBuffer,
-    reading: Option<Reading>,
+    reader: Reader,
     writable_interest: bool,
 }
 
@@ -68,10 +61,10 @@ struct Link {
     /// Ids of requests written and not yet answered, in order.
     sent: VecDeque<u64>,
     /// Resting after a failure until this time.
-    resting_until_ms: u64,
+    resting_until: Deadline,
     backoff_ms: u64,
     /// The connect deadline, or when an awaited answer counts as stalled.
-    deadline_ms: u64,
+    deadline: Deadline,
 }
 
 /// All peer links.
@@ -99,7 +92,7 @@ impl Peers {
     }
 
     /// Queues a request for its peer, connecting if needed.
-    pub fn send(&mut self, request: PeerRequest, now_ms: u64, registry: &Registry, pool: &mut Pool, work: &mut Work) {
+    pub fn send(&mut self, request: PeerRequest, now: Now, registry: &Registry, pool: &mut Pool, work: &mut Work) {
         let index = match self.links.iter().position(|l| l.address == request.peer) {
             Some(index) => index,
             None if self.links.len() >= PEERS_MAX * 2 => {
@@ -112,8 +105,8 @@ impl Peers {
             }
         };
         let link = &mut self.links[index];
-        if link.resting_until_ms > now_ms {
-            let wait = link.resting_until_ms - now_ms;
+        if !link.resting_until.fired(now) {
+            let wait = link.resting_until.remaining_ms(now);
             work.outcomes.push((request.id, Err(format!("unreachable; next attempt in {wait} ms"))));
             return;
         }
@@ -122,7 +115,7 @@ impl Peers {
             return;
         }
         link.queue.push_back(request);
-        self.advance(index, now_ms, registry, pool, work);
+        self.advance(index, now, registry, pool, work);
     }
 
     /// A worker resolved (or failed to resolve) a name.
@@ -130,7 +123,7 @@ impl Peers {
         &mut self,
         address: &str,
         result: Result<SocketAddr, String>,
-        now_ms: u64,
+        now: Now,
         registry: &Registry,
         pool: &mut Pool,
         work: &mut Work,
@@ -139,41 +132,41 @@ impl Peers {
         match result {
             Ok(socket_address) => {
                 self.links[index].target = Target::Resolved(socket_address);
-                self.advance(index, now_ms, registry, pool, work);
+                self.advance(index, now, registry, pool, work);
             }
             Err(e) => {
                 self.links[index].target = Target::Unresolved;
-                self.fail(index, &format!("cannot resolve {address}: {e}"), now_ms, pool, work);
+                self.fail(index, &format!("cannot resolve {address}: {e}"), now, pool, work);
             }
         }
     }
 
     /// A poller event for link token `token`.
-    pub fn ready(&mut self, token: usize, now_ms: u64, registry: &Registry, pool: &mut Pool, work: &mut Work) {
+    pub fn ready(&mut self, token: usize, now: Now, registry: &Registry, pool: &mut Pool, work: &mut Work) {
         let index = token - PEER_TOKEN_BASE;
         if index >= self.links.len() || self.links[index].conn.is_none() {
             return;
         }
-        if let Err(e) = self.read(index, now_ms, pool, work) {
-            self.fail(index, &e, now_ms, pool, work);
+        if let Err(e) = self.read(index, now, pool, work) {
+            self.fail(index, &e, now, pool, work);
             return;
         }
         if self.links[index].conn.as_ref().is_some_and(|c| !c.connected)
             && let Err(e) = self.links[index].check_connected()
         {
-            self.fail(index, &e, now_ms, pool, work);
+            self.fail(index, &e, now, pool, work);
             return;
         }
-        self.advance(index, now_ms, registry, pool, work);
+        self.advance(index, now, registry, pool, work);
     }
 
     /// Serves the links that used their budget last turn.
-    pub fn serve_again(&mut self, now_ms: u64, registry: &Registry, pool: &mut Pool, work: &mut Work) {
+    pub fn serve_again(&mut self, now: Now, registry: &Registry, pool: &mut Pool, work: &mut Work) {
         let mut again = std::mem::take(&mut self.again);
         again.sort_unstable();
         again.dedup();
         for index in again {
-            self.ready(PEER_TOKEN_BASE + index, now_ms, registry, pool, work);
+            self.ready(PEER_TOKEN_BASE + index, now, registry, pool, work);
         }
     }
 
@@ -183,42 +176,42 @@ impl Peers {
     }
 
     /// Fails links whose connect or answer is overdue.
-    pub fn expire(&mut self, now_ms: u64, pool: &mut Pool, work: &mut Work) {
+    pub fn expire(&mut self, now: Now, pool: &mut Pool, work: &mut Work) {
         for index in 0..self.links.len() {
             let link = &self.links[index];
             let waiting =
                 link.conn.is_some() && (!link.sent.is_empty() || link.conn.as_ref().is_some_and(|c| !c.connected));
-            if waiting && link.deadline_ms <= now_ms {
+            if waiting && link.deadline.fired(now) {
                 let what = if link.conn.as_ref().is_some_and(|c| c.connected) {
                     "no answer in time"
                 } else {
                     "connect timed out"
                 };
-                self.fail(index, what, now_ms, pool, work);
+                self.fail(index, what, now, pool, work);
             }
         }
     }
 
     /// The earliest link deadline.
-    pub fn next_deadline(&self) -> Option<u64> {
+    pub fn next_deadline(&self) -> Option<Deadline> {
         self.links
             .iter()
             .filter(|l| l.conn.as_ref().is_some_and(|c| !c.connected) || !l.sent.is_empty())
-            .map(|l| l.deadline_ms)
+            .map(|l| l.deadline)
             .min()
     }
 
     /// Connects, writes what is queued, and keeps the poller interest right.
-    fn advance(&mut self, index: usize, now_ms: u64, registry: &Registry, pool: &mut Pool, work: &mut Work) {
-        if let Err(e) = self.try_advance(index, now_ms, registry, pool, work) {
-            self.fail(index, &e, now_ms, pool, work);
+    fn advance(&mut self, index: usize, now: Now, registry: &Registry, pool: &mut Pool, work: &mut Work) {
+        if let Err(e) = self.try_advance(index, now, registry, pool, work) {
+            self.fail(index, &e, now, pool, work);
         }
     }
 
     fn try_advance(
         &mut self,
         index: usize,
-        now_ms: u64,
+        now: Now,
         registry: &Registry,
         pool: &mut Pool,
         work: &mut Work,
@@ -252,10 +245,10 @@ impl Peers {
                 connected: false,
                 send: SendQueue::default(),
                 recv: RecvBuffer::default(),
-                reading: None,
+                reader: Reader::new(Side::Answers, self.max_body),
                 writable_interest: true,
             });
-            link.deadline_ms = now_ms + PEER_CONNECT_TIMEOUT_MS;
+            link.deadline = Deadline::after(now, PEER_CONNECT_TIMEOUT_MS);
             return Ok(());
         }
         if !link.check_connected()? {
@@ -264,18 +257,19 @@ impl Peers {
         let conn = link.conn.as_mut().expect("checked above");
         while link.sent.len() < PEER_IN_FLIGHT_MAX {
             let Some(request) = link.queue.pop_front() else { break };
-            let head = format!(
-                "{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n",
-                request.method.as_str(),
+            let mut head = Vec::with_capacity(256);
+            http::encode_request_head(
+                request.method,
                 request.path,
-                link.address,
+                &link.address,
                 request.body.len(),
-                self.extra_headers
+                &self.extra_headers,
+                &mut head,
             );
-            conn.send.push_bytes(head.as_bytes(), pool);
+            conn.send.push_bytes(&head, pool);
             conn.send.push_body(request.body, pool);
             if link.sent.is_empty() {
-                link.deadline_ms = now_ms + PEER_RESPONSE_STALL_MS;
+                link.deadline = Deadline::after(now, PEER_RESPONSE_STALL_MS);
             }
             link.sent.push_back(request.id);
         }
@@ -296,29 +290,20 @@ impl Peers {
     }
 
     /// Reads and parses answers until the socket has no more.
-    fn read(&mut self, index: usize, now_ms: u64, pool: &mut Pool, work: &mut Work) -> Result<(), String> {
-        let max_body = self.max_body;
+    fn read(&mut self, index: usize, now: Now, pool: &mut Pool, work: &mut Work) -> Result<(), String> {
         let link = &mut self.links[index];
         let mut budget = READ_BUDGET_BYTES;
-        let held_max = usize::try_from(max_body).unwrap_or(usize::MAX).saturating_add(2 * BUFFER_BYTES);
         loop {
             let Some(conn) = link.conn.as_mut().filter(|c| c.connected) else { return Ok(()) };
-            let received = conn.recv.read_from(&mut conn.socket, held_max, pool);
-            match received {
+            let held_max = conn.reader.receive_limit();
+            match conn.recv.read_from(&mut conn.socket, held_max, pool) {
                 Received::Bytes(n) => {
                     budget = budget.saturating_sub(n);
-                    link.deadline_ms = now_ms + PEER_RESPONSE_STALL_MS;
+                    link.deadline = Deadline::after(now, PEER_RESPONSE_STALL_MS);
                 }
                 Received::WouldBlock => break,
                 Received::Eof => {
-                    parse_answers(link, max_body, work)?;
-                    if let Some(reading) = link.conn.as_mut().and_then(|c| c.reading.take())
-                        && reading.head.until_close
-                    {
-                        let id = link.sent.pop_front().ok_or("an answer nobody asked for")?;
-                        let body = reading.body;
-                        work.outcomes.push((id, Ok(PeerReply { status: reading.head.status, body })));
-                    }
+                    take_answers(link, true, work)?;
                     if !link.sent.is_empty() {
                         return Err("the peer closed the connection".into());
                     }
@@ -326,16 +311,19 @@ impl Peers {
                     drop_connection(link, pool);
                     return Ok(());
                 }
-                Received::Full => return Err("answer too large".into()),
+                Received::Full => {}
                 Received::Error(e) => return Err(format!("read: {e}")),
             }
-            parse_answers(link, max_body, work)?;
+            take_answers(link, false, work)?;
+            if link.conn.as_ref().is_some_and(|c| c.recv.len() >= c.reader.receive_limit()) {
+                return Err("answer too large".into());
+            }
             if budget == 0 {
                 self.again.push(index);
                 break;
             }
         }
-        parse_answers(link, max_body, work)?;
+        take_answers(link, false, work)?;
         if let Some(conn) = link.conn.as_mut() {
             conn.recv.release_if_empty(pool);
         }
@@ -344,7 +332,7 @@ impl Peers {
 
     /// Fails every request of a link and closes it. If it never connected, the link rests
     /// before the next attempt, and the rest doubles.
-    fn fail(&mut self, index: usize, why: &str, now_ms: u64, pool: &mut Pool, work: &mut Work) {
+    fn fail(&mut self, index: usize, why: &str, now: Now, pool: &mut Pool, work: &mut Work) {
         let link = &mut self.links[index];
         debug!("peer {}: {why}", link.address);
         for id in link.sent.drain(..).chain(link.queue.drain(..).map(|r| r.id)) {
@@ -356,7 +344,7 @@ impl Peers {
             if link.address.parse::<SocketAddr>().is_err() {
                 link.target = Target::Unresolved;
             }
-            link.resting_until_ms = now_ms + link.backoff_ms;
+            link.resting_until = Deadline::after(now, link.backoff_ms);
             link.backoff_ms = (link.backoff_ms * 2).min(PEER_BACKOFF_MAX_MS);
         }
     }
@@ -390,9 +378,9 @@ impl Link {
             conn: None,
             queue: VecDeque::new(),
             sent: VecDeque::new(),
-            resting_until_ms: 0,
+            resting_until: Deadline(0),
             backoff_ms: PEER_BACKOFF_MIN_MS,
-            deadline_ms: u64::MAX,
+            deadline: Deadline(u64::MAX),
         }
     }
 }
@@ -404,64 +392,28 @@ fn drop_connection(link: &mut Link, pool: &mut Pool) {
     }
 }
 
-/// Takes every complete answer out of the receive buffer.
-fn parse_answers(link: &mut Link, max_body: u64, work: &mut Work) -> Result<(), String> {
+/// Takes every complete answer out of the receive buffer; `closed`: the peer closed its side.
+fn take_answers(link: &mut Link, closed: bool, work: &mut Work) -> Result<(), String> {
     loop {
         let Some(conn) = link.conn.as_mut() else { return Ok(()) };
-        if conn.reading.is_none() {
-            if conn.recv.is_empty() {
-                return Ok(());
-            }
-            let Some(head) =
-                http::parse_response_head(conn.recv.data(), max_body).map_err(|e| e.message().to_string())?
-            else {
-                return Ok(());
-            };
-            conn.recv.consume(head.len);
-            if (100..200).contains(&head.status) {
-                continue;
-            }
-            let chunked = (head.framing == Framing::Chunked).then(ChunkedDecoder::default);
-            conn.reading = Some(Reading { head, chunked, body: Vec::new() });
-        }
-        let reading = conn.reading.as_mut().expect("set above");
-        let complete = match (&mut reading.chunked, reading.head.framing) {
-            (Some(decoder), _) => {
-                let used = decoder
-                    .decode(conn.recv.data(), &mut reading.body, max_body)
-                    .map_err(|e| e.message().to_string())?;
+        match conn.reader.step(conn.recv.data(), closed).map_err(|e| e.message().to_string())? {
+            Step::More | Step::Body { consume: 0, .. } => return Ok(()),
+            Step::Consume(used) | Step::Body { consume: used, .. } => conn.recv.consume(used),
+            Step::Ready => {
+                let (head, body) = conn.reader.answer(conn.recv.data());
+                let reply = PeerReply { status: head.status, body: body.to_vec() };
+                let keep_alive = head.keep_alive;
+                let used = conn.reader.finish();
                 conn.recv.consume(used);
-                decoder.is_done()
-            }
-            (None, Framing::Length(length)) => {
-                let wanted = usize::try_from(length).expect("bounded by max_body") - reading.body.len();
-                let take = wanted.min(conn.recv.len());
-                reading.body.extend_from_slice(&conn.recv.data()[..take]);
-                conn.recv.consume(take);
-                take == wanted
-            }
-            (None, _) if reading.head.until_close => {
-                reading.body.extend_from_slice(conn.recv.data());
-                let all = conn.recv.len();
-                conn.recv.consume(all);
-                if reading.body.len() as u64 > max_body {
-                    return Err("answer too large".into());
+                let id = link.sent.pop_front().ok_or("an answer nobody asked for")?;
+                // A complete answer: the link works, so the next failure starts the backoff afresh.
+                link.backoff_ms = PEER_BACKOFF_MIN_MS;
+                work.outcomes.push((id, Ok(reply)));
+                if !keep_alive && link.sent.is_empty() {
+                    link.conn = None;
+                    return Ok(());
                 }
-                false
             }
-            (None, _) => true,
-        };
-        if !complete {
-            return Ok(());
-        }
-        let reading = conn.reading.take().expect("set above");
-        let id = link.sent.pop_front().ok_or("an answer nobody asked for")?;
-        // A complete answer: the link works, so the next failure starts the backoff afresh.
-        link.backoff_ms = PEER_BACKOFF_MIN_MS;
-        work.outcomes.push((id, Ok(PeerReply { status: reading.head.status, body: reading.body })));
-        if !reading.head.keep_alive && link.sent.is_empty() {
-            link.conn = None;
-            return Ok(());
         }
     }
 }

@@ -7,6 +7,7 @@ use log::{info, warn};
 use mio::net::TcpListener;
 
 use crate::config::Config;
+use crate::core::clock::seconds_to_ms;
 use crate::core::{Access, CoreConfig, Node, Secret, Start};
 use crate::limits::OPEN_FILES_SPARE;
 use crate::shell::clock::SystemClock;
@@ -185,11 +186,6 @@ fn load(config: &Config) -> io::Result<Loaded> {
         dir.display()
     );
     Ok(Loaded { start: Start::empty(), damaged, must_catch_up: true })
-}
-
-/// Seconds from the command line as the milliseconds the core counts in.
-fn seconds_to_ms(seconds: u64) -> u64 {
-    seconds.saturating_mul(1000)
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use mio::net::UnixStream;
 
+use crate::limits::{LISTEN_BACKLOG, WORKER_NICE};
+
 /// Raises the soft limit on open files to the hard limit, so `--max-connections` is not capped
 /// by a conservative default of 1024. Returns the soft limit now in force.
 pub fn raise_open_files_limit() -> io::Result<u64> {
@@ -86,9 +88,8 @@ pub fn defer_accept(listener: &mio::net::TcpListener) {
 /// (a thousand clients starting at once) waits in the queue instead of being dropped and retried
 /// a second later. Linux caps it at `net.core.somaxconn`.
 pub fn set_listen_backlog(listener: &mio::net::TcpListener) -> io::Result<()> {
-    const BACKLOG: libc::c_int = 4096;
     // SAFETY: the fd is a valid, bound, listening socket owned by `listener`.
-    if unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) } != 0 {
+    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -98,7 +99,6 @@ pub fn set_listen_backlog(listener: &mio::net::TcpListener) -> io::Result<()> {
 /// is being serialized or hashed on the same core as the event loop, the loop's answers come first.
 /// On Linux, nice is per thread. Failing to lower it is harmless, so errors are ignored.
 pub fn lower_thread_priority() {
-    const NICE: libc::c_int = 10;
     // SAFETY: setpriority on the calling thread (who = 0) with a valid priority; no memory involved.
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, NICE) };
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, WORKER_NICE) };
 }

@@ -1,4 +1,4 @@
-//! The client side, for talking to peers: request heads out, response heads in.
+//! Answer heads, as peers send them (the reader frames their bodies).
 
 use super::{Framing, HttpError};
 use crate::limits::{REQUEST_HEAD_BYTES_MAX, REQUEST_HEADERS_COUNT_MAX};
@@ -7,10 +7,8 @@ use crate::limits::{REQUEST_HEAD_BYTES_MAX, REQUEST_HEADERS_COUNT_MAX};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResponseHead {
     pub status: u16,
-    /// How the body is delimited; `None` with no length means "until the connection closes".
+    /// How the body is delimited.
     pub framing: Framing,
-    /// Neither `Content-Length` nor chunked: the body runs to the end of the connection.
-    pub until_close: bool,
     pub keep_alive: bool,
     pub len: usize,
 }
@@ -26,13 +24,7 @@ pub fn parse_response_head(buf: &[u8], body_bytes_max: u64) -> Result<Option<Res
         Err(_) => return Err(HttpError::Malformed("malformed response head")),
     };
     let status = response.code.expect("a complete head has a status");
-    let mut head = ResponseHead {
-        status,
-        framing: Framing::None,
-        until_close: false,
-        keep_alive: response.version == Some(1),
-        len,
-    };
+    let mut head = ResponseHead { status, framing: Framing::None, keep_alive: response.version == Some(1), len };
     let mut length = None;
     let mut chunked = false;
     for line in response.headers.iter() {
@@ -59,9 +51,8 @@ pub fn parse_response_head(buf: &[u8], body_bytes_max: u64) -> Result<Option<Res
         (false, true, _) => Framing::Chunked,
         (false, false, Some(n)) => Framing::Length(n),
         (false, false, None) => {
-            head.until_close = true;
             head.keep_alive = false;
-            Framing::None
+            Framing::UntilClose
         }
     };
     Ok(Some(head))
@@ -78,9 +69,9 @@ mod tests {
         let head = parse_response_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 100).unwrap().unwrap();
         assert_eq!(head.framing, Framing::Chunked);
         let head = parse_response_head(b"HTTP/1.0 200 OK\r\n\r\n", 100).unwrap().unwrap();
-        assert!(head.until_close && !head.keep_alive);
+        assert!(head.framing == Framing::UntilClose && !head.keep_alive);
         let head = parse_response_head(b"HTTP/1.1 204 No Content\r\n\r\n", 100).unwrap().unwrap();
-        assert_eq!((head.framing, head.until_close), (Framing::None, false));
+        assert_eq!(head.framing, Framing::None);
         assert_eq!(
             parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 101\r\n\r\n", 100),
             Err(HttpError::BodyTooLarge)
