@@ -38,6 +38,7 @@ fn check_request(input: &[u8], body_max: u64, step: usize) {
                 Framing::Length(n) => assert!(n > 0 && n <= body_max, "length {n} with limit {body_max}"),
                 Framing::Chunked => check_chunked(&input[head.len..], body_max, step),
                 Framing::None => {}
+                Framing::UntilClose => panic!("a request is never framed by the close: {head:?}"),
             }
         }
         Ok(None) => assert!(input.len() <= REQUEST_HEAD_BYTES_MAX, "an oversized partial head waits"),
@@ -50,13 +51,13 @@ fn check_response(input: &[u8], body_max: u64, step: usize) {
         Ok(Some(head)) => {
             assert!(head.len <= input.len(), "head longer than its input: {head:?}");
             assert_eq!(parse_response_head(&input[..head.len], body_max), Ok(Some(head)));
-            if head.until_close {
-                assert!(!head.keep_alive && head.framing == Framing::None, "{head:?}");
+            if head.framing == Framing::UntilClose {
+                assert!(!head.keep_alive, "{head:?}");
             }
             match head.framing {
                 Framing::Length(n) => assert!(n > 0 && n <= body_max, "length {n} with limit {body_max}"),
                 Framing::Chunked => check_chunked(&input[head.len..], body_max, step),
-                Framing::None => {}
+                Framing::None | Framing::UntilClose => {}
             }
         }
         Ok(None) => assert!(input.len() <= REQUEST_HEAD_BYTES_MAX, "an oversized partial head waits"),

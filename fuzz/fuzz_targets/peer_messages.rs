@@ -146,8 +146,8 @@ impl Harness {
     }
 
     fn abort(&mut self) {
-        let status = self.call(Method::Delete, "/lock", b"").map(|r| r.status);
-        assert!(status == Some(200) || self.hold, "DELETE /lock answered {status:?}");
+        let status = self.call(Method::Delete, "/lock/fuzz", b"").map(|r| r.status);
+        assert!(status == Some(200) || self.hold, "DELETE /lock/fuzz answered {status:?}");
     }
 
     fn put_copy(&mut self, body: &[u8]) {
