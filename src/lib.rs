@@ -3,29 +3,53 @@
 //!
 //! # The architecture in a page
 //!
-//! **One thread owns everything.** `event_loop` runs a hand-written, edge-triggered mio loop that
-//! multiplexes the listener, every client connection, the outbound connections to peers
-//! (`peers`), a waker for the worker threads and a pipe for signals. It parses HTTP with httparse
-//! (`http`), hands each complete request to the core, and writes the answers back in order. No
-//! locks or atomics guard the store, because only this thread ever touches it.
+//! **A pure core inside a thin I/O shell.** `core` decides everything and does no I/O: a
+//! `core::Node` takes the time and one input (a request, a worker's report, a peer's answer, the
+//! passing of time) and returns an answer, queueing effects (answers to parked requests, events
+//! for streams, jobs for the workers, requests to peers) for the shell to carry out. It never reads
+//! a clock, a socket or a file (`tests/architecture.rs` checks its imports), so tests drive it
+//! directly and `tests/simulation.rs` runs whole clusters of cores on a simulated network, clock
+//! and disk. `shell` does all the I/O: one thread runs a hand-written, edge-triggered mio loop over
+//! the listener, the client connections, the links to peers, a waker for the workers and a pipe
+//! for signals; it owns the core outright, so nothing is locked. `http` is the wire format, pure,
+//! used by both sides.
 //!
-//! **The core is pure.** `core::Node` holds the store and its render cache, the lock and its
-//! transaction, the cluster table, the watchers, the flush queue and the metrics. It takes
-//! `(now, input)` (a request, a worker's report, a peer's answer, the passing of time) and returns
-//! an answer, queueing effects (answers to parked requests, events for streams, jobs for the
-//! workers, requests to peers) for the loop to carry out. It never reads a clock, a socket or a
-//! file, so tests drive it directly and `tests/simulation.rs` runs whole clusters of cores on a
-//! simulated network.
+//! **The document is a shared tree.** `core::value::Value` keeps arrays and objects behind `Arc`s,
+//! so a copy of the whole store costs one reference count and an edit copies only its path.
 //!
-//! **The document is a shared tree.** `value::Value` keeps arrays and objects behind `Arc`s, so a
-//! copy of the whole store costs one reference count and an edit copies only its path.
+//! **Long work leaves the loop.** The shell's workers (`shell::workers`) carry out the core's
+//! jobs (`core::jobs::run`: seal a store, write it, check a copy) on threads fed immutable work,
+//! at a lower priority, yielding the core between 256 KiB pieces; they report through a channel
+//! and a `mio::Waker`, like Redis's `bio.c`.
 //!
-//! **Long work leaves the loop.** `flush::Workers` are three threads fed immutable jobs: a writer
-//! (seal a store: serialize, hash, write and fsync it), a decoder (parse and check copies from
-//! peers) and a resolver (DNS). They report back through a channel and a `mio::Waker`. They run
-//! at nice 10 and yield the core every 256 KiB of a large render, hash or write, so on a core
-//! shared with the loop, reads wait for a piece rather than for a scheduler tick.
-//! `snapshot` is the copy and file format; `limits` is every bound and period with its reason.
+//! # Which file owns what
+//!
+//! | file | owns |
+//! | --- | --- |
+//! | `main.rs` | the binary: flags to `Config`, logging, the server |
+//! | `config.rs` | the command line |
+//! | `limits.rs` | every limit and period, unit last, with its reason |
+//! | `http/reader.rs` | the push reader of requests (clients) and answers (peers) |
+//! | `http/writer.rs` | the heads of answers and of requests to peers; chunk framing |
+//! | `http/request.rs`, `answer.rs`, `chunked.rs`, `response.rs` | request heads, answer heads, chunked bodies, `Response` |
+//! | `core/mod.rs` | `Node`: requests in, answers and effects out; routing by resource |
+//! | `core/transaction.rs`, `lock.rs` | `/lock` and `/update`: the lease, staging, commit, abort |
+//! | `core/store.rs` | the store being served and its render cache (reads) |
+//! | `core/watch.rs` | long-polls and event streams |
+//! | `core/durability.rs` | which snapshot the writer works on next; commits waiting for it |
+//! | `core/cluster.rs`, `take.rs` | the peer table, gossip, push and pull; taking copies |
+//! | `core/auth.rs`, `metrics.rs` | tokens and the cluster key; `/metrics` |
+//! | `core/jobs.rs`, `pace.rs` | the workers' jobs and how they are carried out; pacing hooks |
+//! | `core/value/` | the tree (`mod.rs`), edits, rendering, parsing |
+//! | `core/version.rs`, `lineage.rs` | versions and checksums; a store's recent history |
+//! | `core/sealed.rs`, `snapshot.rs` | the copy format (peers); the snapshot file format (disk) |
+//! | `core/clock.rs`, `path.rs`, `address.rs`, `rng.rs` | time as a value; request paths; `HOST:PORT`; the seeded generator |
+//! | `shell/event_loop/` | the loop (`mod.rs`: turns, accepting, effects, timers) and serving a connection (`serve.rs`) |
+//! | `shell/connection.rs` | a client connection: its phases, input limits and timer |
+//! | `shell/peers.rs` | the outbound links to peers |
+//! | `shell/buffer.rs` | receive and send buffers from a shared pool |
+//! | `shell/workers.rs`, `data_dir.rs` | the worker threads; the data directory (load, durable writes, retention) |
+//! | `shell/server.rs`, `sys.rs`, `clock.rs`, `logger.rs` | start-up; system calls; the system clock; log lines |
 //!
 //! Tokens: 0 is the listener, 1 the workers' waker, 2 the signal pipe, 16 and up the client
 //! connections, 2^32 and up the peer links. A ticket (`core::Ticket`) names one parked request:

@@ -348,3 +348,54 @@ fn an_event_stream_on_a_missing_path_starts_with_missing_and_goes_on() {
     let events = stream.events(2);
     assert_eq!(events[1], ("2".to_string(), "5".to_string()));
 }
+
+/// The shell loop the README shows under "Long-poll", with its URL replaced.
+fn readme_loop(url: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("URL=http://localhost:8001/data/providers/beta").expect("the README's loop");
+    let script = &readme[start..start + readme[start..].find("```").expect("the end of the block")];
+    script.replacen("http://localhost:8001/data/providers/beta", url, 1)
+}
+
+#[test]
+fn the_readme_long_poll_loop_follows_changes_and_does_not_spin_when_the_server_is_gone() {
+    use std::process::{Command, Stdio};
+    let dir = TempDir::new("readme-loop");
+    // A server that is gone: every connection is closed at once. The loop must sleep, not spin.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/data/x", gone.local_addr().unwrap());
+    let mut child = Command::new("bash").arg("-c").arg(readme_loop(&url)).current_dir(dir.path()).spawn().unwrap();
+    gone.set_nonblocking(true).unwrap();
+    let started = Instant::now();
+    let mut attempts = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        match gone.accept() {
+            Ok(_) => attempts += 1,
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!((1..=5).contains(&attempts), "{attempts} requests in 3 s while the server was gone");
+    // A real server: the loop reports each change.
+    let server = seeded(&[]);
+    let url = server.url("/data/a");
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(readme_loop(&url))
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    use std::io::BufRead;
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), r#"providers changed: {"x":1}"#, "the first answer is the current content");
+    assert_eq!(transact(&server, "w", "/a/x", "2").status, 200);
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), r#"providers changed: {"x":2}"#);
+    let _ = child.kill();
+    let _ = child.wait();
+}

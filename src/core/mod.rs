@@ -1,9 +1,10 @@
 //! The pure core: everything Lighthouse decides, with no I/O.
 //!
-//! A `Node` takes the time and one input (a parsed request, a finished disk job, a timer) and
-//! returns an answer, queueing any further effects (answers to parked requests, jobs for the
-//! writer thread) for the event loop to carry out. It never reads a clock, a socket or a file,
-//! so tests can drive it directly, and a simulation can run several on a simulated network.
+//! A `Node` takes the time and one input (a parsed request, a finished disk job, a peer's answer,
+//! the passing of time) and returns an answer, queueing any further effects (answers to parked
+//! requests, events for streams, jobs for the workers, requests to peers) for the shell to carry
+//! out. It never reads a clock, a socket or a file, so tests drive it directly, and a simulation
+//! runs several on a simulated network. The domain types it works on live here too.
 
 pub mod address;
 pub mod clock;

@@ -1,4 +1,6 @@
-//! The shell: everything that does I/O.
+//! The shell: everything that does I/O. The event loop owns the core and every socket; the
+//! workers do the disk work and long computations the core asks for; start-up reads the flags'
+//! files and the data directory. Nothing here decides what the store does: that is the core's.
 
 pub mod buffer;
 pub mod clock;
