@@ -36,6 +36,8 @@ Options:
   --keep-snapshots=N         keep at most N snapshots, the newest ones (default 20)
   --start-empty              start from an empty store even when every snapshot in --data.d
                              is damaged (the damaged files are kept)
+  --writes=MODE              coordinated (default: one lock for the cluster, commits durable on a
+                             majority of voters) or local (each node its own lock)
   --max-body=BYTES           largest request body accepted (default 67108864)
   --max-connections=N        open client connections; more are answered 503 (default 16384)
   --log-level=LEVEL          off, error, warn, info, debug or trace (default info)
@@ -62,6 +64,8 @@ pub struct Config {
     pub max_body: u64,
     pub max_connections: usize,
     pub log_level: log::LevelFilter,
+    /// How writes work in a cluster (`--writes`).
+    pub writes: Writes,
     pub token_file: Option<PathBuf>,
     pub read_token_file: Option<PathBuf>,
     pub cluster_key_file: Option<PathBuf>,
@@ -83,11 +87,22 @@ impl Default for Config {
             max_body: BODY_BYTES_MAX_DEFAULT,
             max_connections: CONNECTIONS_MAX_DEFAULT,
             log_level: log::LevelFilter::Info,
+            writes: Writes::Coordinated,
             token_file: None,
             read_token_file: None,
             cluster_key_file: None,
         }
     }
+}
+
+/// How writes work in a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// One lock for the whole cluster, held by an elected coordinator; a commit is answered once a
+    /// majority of voters holds it durably.
+    Coordinated,
+    /// Each node its own lock; concurrent commits on two nodes: the greater version wins.
+    Local,
 }
 
 /// What the command line asks for.
@@ -106,7 +121,8 @@ impl Config {
 }
 
 /// The flags that take a value, as `--flag=VALUE` or `--flag VALUE`.
-const VALUE_FLAGS: [&str; 15] = [
+const VALUE_FLAGS: [&str; 16] = [
+    "--writes",
     "--data.d",
     "--bind",
     "--port",
@@ -154,6 +170,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         max_connections: last(&mut args, "--max-connections", |s| ranged(s, 1, CONNECTIONS_MAX as u64))?
             .map_or(defaults.max_connections, |n| n as usize),
         log_level: last(&mut args, "--log-level", parse_level)?.unwrap_or(defaults.log_level),
+        writes: last(&mut args, "--writes", parse_writes)?.unwrap_or(defaults.writes),
         token_file: last(&mut args, "--token-file", |s| non_empty(s).map(PathBuf::from))?,
         read_token_file: last(&mut args, "--read-token-file", |s| non_empty(s).map(PathBuf::from))?,
         cluster_key_file: last(&mut args, "--cluster-key-file", |s| non_empty(s).map(PathBuf::from))?,
@@ -241,6 +258,14 @@ fn parse_days(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(days) if days.is_finite() && days >= 0.0 => Ok(days),
         _ => Err(format!("'{s}' is not a number of days")),
+    }
+}
+
+fn parse_writes(s: &str) -> Result<Writes, String> {
+    match s {
+        "coordinated" => Ok(Writes::Coordinated),
+        "local" => Ok(Writes::Local),
+        _ => Err(format!("'{s}' is not coordinated or local")),
     }
 }
 

@@ -171,6 +171,49 @@ pub const PEER_QUEUE_MAX: usize = 32;
 pub const PEER_BACKOFF_MIN_MS: u64 = 100;
 pub const PEER_BACKOFF_MAX_MS: u64 = 5_000;
 
+// ---- Coordinated writes -------------------------------------------------------------------------
+
+/// L: how long a voter's promise to a coordinator lasts from the moment it hears from it. While it
+/// lasts the voter votes for nobody else, so a coordinator may grant the lock on its lease.
+pub const LEASE_MS: u64 = 2_000;
+/// rho: the largest difference between the rates of two nodes' monotonic clocks assumed, in
+/// thousandths (5%).
+pub const CLOCK_DRIFT_PER_MILLE: u64 = 50;
+/// P: the longest pause of a process assumed (a stop of the world, a swapped-out page, SIGSTOP).
+pub const PAUSE_MAX_MS: u64 = 500;
+/// The coordinator's lease, from the send time of a beat a majority acknowledged:
+/// L * (1 - rho) / (1 + rho) - P, about 1.31 s. Past it, it grants no lock and drops the held one.
+pub const COORDINATOR_LEASE_MS: u64 =
+    LEASE_MS * (1000 - CLOCK_DRIFT_PER_MILLE) / (1000 + CLOCK_DRIFT_PER_MILLE) - PAUSE_MAX_MS;
+const _: () = assert!(COORDINATOR_LEASE_MS > 4 * BEAT_MS, "several beats fit in a lease");
+/// The coordinator beats (its term, the committed version) to every member this often; a beat
+/// renews the voters' promises and tells followers which version to serve.
+pub const BEAT_MS: u64 = 250;
+/// A voter that hears no beat for this long (plus its stagger) stands for election: after its
+/// promise has run out, so the other voters are free to vote too.
+pub const ELECTION_TIMEOUT_MS: u64 = LEASE_MS + 100;
+/// Voters stand one after another in the order of their addresses, this far apart, so that
+/// elections rarely split; the order decides nothing else.
+pub const ELECTION_STAGGER_MS: u64 = 150;
+/// A candidate without a majority this long after it asked stands again, in a new term.
+pub const ELECTION_RETRY_MS: u64 = 400;
+/// A commit not durable on a majority of voters this long after it was asked for answers 504
+/// (outcome unknown); it may still land later.
+pub const COMMIT_TIMEOUT_MS: u64 = 1_500;
+/// A request forwarded to the coordinator and not answered this long after answers 503 (a commit:
+/// 504, outcome unknown).
+pub const FORWARD_TIMEOUT_MS: u64 = 2_000;
+const _: () = assert!(COMMIT_TIMEOUT_MS < FORWARD_TIMEOUT_MS, "the coordinator answers a commit first");
+/// `?min-version=N` without `?wait=` waits at most this long for the node to hold sequence N.
+pub const MIN_VERSION_WAIT_MS_DEFAULT: u64 = 5_000;
+/// The last bytes of a snapshot file read to order files by the (term, sequence) they hold: the
+/// lineage (4 KiB), the version and the coordination (voters, removed ids) fit with room to spare.
+pub const SNAPSHOT_TAIL_PEEK_BYTES: usize = 64 * 1024;
+/// Removed members remembered in the cluster's configuration, so they are never promoted again.
+pub const REMOVED_MEMBERS_MAX: usize = 64;
+/// Requests forwarded to the coordinator and waiting for its answer, on one node.
+pub const FORWARDS_MAX: usize = 1_024;
+
 /// Default for `--bootstrap-limit`: the longest a starting node stays inactive.
 pub const BOOTSTRAP_LIMIT_S_DEFAULT: u64 = 120;
 /// The longest `--bootstrap-limit` may be: a day.

@@ -8,18 +8,14 @@ use std::time::{Duration, Instant};
 use support::cluster::Member;
 use support::{Server, transact, wait_for};
 
-/// Three members where each knows only the one before it.
+/// Three members where each knows only the one before it (coordinated writes, the default).
 fn chain_of_three() -> Vec<Member> {
-    let mut members: Vec<Member> = (0..3).map(|i| Member::new(&format!("node{i}"))).collect();
-    members[0].start(&[]);
-    let seed = format!("--seeds={}", members[0].address());
-    members[1].start(&[&seed]);
-    let seed = format!("--seeds={}", members[1].address());
-    members[2].start(&[&seed]);
-    wait_for("every node to catch up and serve", || {
-        members.iter().all(|m| m.server().get("/").json()["active"] == true)
-    });
-    members
+    support::cluster::chain(3, "node", &[])
+}
+
+/// The same with local writes (each node its own lock), for the available mode's behaviours.
+fn chain_of_three_local() -> Vec<Member> {
+    support::cluster::chain(3, "local", &["--writes=local"])
 }
 
 fn wait_converged(members: &[&Member]) -> serde_json::Value {
@@ -76,7 +72,7 @@ fn a_node_killed_and_restarted_without_seeds_catches_up_from_its_stored_peers() 
     members[2].start(&[]);
     wait_for("the restarted node to catch up", || members[2].server().get("/data/after").status == 200);
     assert_eq!(members[2].server().get("/data/after").text(), "2\n");
-    assert_eq!(members[2].version(), members[0].version());
+    wait_converged(&members.iter().collect::<Vec<_>>());
 }
 
 #[test]
@@ -88,8 +84,10 @@ fn a_new_node_with_an_empty_directory_and_seeds_serves_the_cluster_store() {
     newcomer.start(&[&format!("--seeds={}", members[0].address())]);
     wait_for("the newcomer to serve the store", || newcomer.server().get("/data/greeting").status == 200);
     assert_eq!(newcomer.server().get("/data/greeting").text(), "\"hello\"\n");
-    assert_eq!(newcomer.version(), members[0].version());
     members.push(newcomer);
+    // The newcomer is promoted to voter, by a commit every node serves.
+    wait_for("the newcomer to be a voter", || members[0].writes()["voters"].as_array().map(Vec::len) == Some(4));
+    wait_converged(&members.iter().collect::<Vec<_>>());
     wait_for("every node to know the newcomer", || members.iter().all(|m| m.peers().len() == 3));
 }
 
@@ -117,7 +115,7 @@ fn bootstrap_makes_a_node_with_seeds_active_at_once() {
 
 #[test]
 fn after_a_partition_heals_all_nodes_converge_on_the_greater_version_within_a_second() {
-    let members = chain_of_three();
+    let members = chain_of_three_local();
     wait_for("the table to fill", || members.iter().all(|m| m.peers().len() == 2));
     for member in &members {
         member.proxy.cut();

@@ -131,8 +131,8 @@ fn without_a_cluster_key_the_write_token_guards_the_copy_and_a_cluster_still_syn
     assert_eq!(first.request_with("PUT", "/update/ops/k", &auth, b"1").status, 201);
     assert_eq!(first.request_with("PUT", "/lock/ops", &auth, b"").status, 200);
     wait_for("the commit to reach the second node", || second.get("/data/k").status == 200);
-    // A node without the token may read (reads are open without --read-token-file), but nothing
-    // it commits reaches the others, and it shows them as not usable.
+    // A node without the token may read (reads are open without --read-token-file), but it cannot
+    // join or write: its forwarded writes are refused, and it shows the others as not usable.
     let outsider = Server::start(&[&format!("--seeds={}", first.addr), "--bootstrap-limit=60"]);
     wait_for("the outsider to log the refusal", || {
         outsider.log().iter().any(|l| l.contains("WARN") && l.contains(&first.addr.to_string()) && l.contains("401"))
@@ -144,7 +144,9 @@ fn without_a_cluster_key_the_write_token_guards_the_copy_and_a_cluster_still_syn
     let state = outsider.get("/state").json();
     assert_eq!(entry(&state)["reachable"], false, "a peer that refuses us is not usable: {state}");
     assert!(entry(&state)["problem"].as_str().unwrap().contains("401"), "{state}");
-    assert_eq!(support::transact(&outsider, "x", "/evil", "true").status, 200);
+    assert_eq!(outsider.request("PUT", "/lock", b"x").status, 503, "it is no voter and knows no coordinator");
+    let forwarded = [("X-Lighthouse-Forwarded", "10.9.9.9:1")];
+    assert_eq!(first.request_with("PUT", "/lock", &forwarded, b"x").status, 401, "a forged forward needs the token");
     std::thread::sleep(std::time::Duration::from_millis(1_500));
     assert_eq!(first.get("/data/evil").status, 404, "the outsider's commit was not taken");
     assert_eq!(second.get("/data/evil").status, 404);

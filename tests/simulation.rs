@@ -133,7 +133,8 @@ impl Disk for SimDisk<'_> {
         let mut bytes = Vec::new();
         snapshot::encode(&mut bytes, node, body, pace).expect("writing to memory");
         let decoded = snapshot::decode(&bytes).expect("a written snapshot decodes");
-        let start = Start { sealed: decoded.sealed, cluster: decoded.cluster, mine: decoded.mine };
+        let committed = decoded.committed;
+        let start = Start { sealed: decoded.sealed, cluster: decoded.cluster, mine: decoded.mine, committed };
         let path = PathBuf::from(format!("sim/{}/{}", self.node, self.next_file));
         *self.next_file += 1;
         self.files.push(File { path: path.clone(), start });
@@ -142,6 +143,10 @@ impl Disk for SimDisk<'_> {
 
     fn remove_snapshot(&mut self, file: &std::path::Path) {
         self.files.retain(|f| f.path != file);
+    }
+
+    fn save_state(&mut self, _: &lighthouse::core::node_state::NodeState) -> Result<(), DiskError> {
+        Ok(())
     }
 }
 
@@ -213,6 +218,7 @@ impl Sim {
             bootstrap_limit_ms: Some(3_000),
             rng_seed: self.rng.next_u64(),
             access: Default::default(),
+            coordinated: None,
         }
     }
 
@@ -304,7 +310,8 @@ impl Sim {
     }
 
     fn reply(&mut self, at: usize, to: usize, generation: u64, id: u64, response: Response) {
-        let result = Ok(PeerReply { status: response.status, body: response.body.as_slice().to_vec() });
+        let result =
+            Ok(PeerReply { status: response.status, headers: Vec::new(), body: response.body.as_slice().to_vec() });
         let lost = Event::Outcome { to, generation, id, result: Err("lost".into()) };
         self.transmit(at, to, Event::Outcome { to, generation, id, result }, lost);
     }
@@ -381,7 +388,7 @@ impl Sim {
                 let body = request.body.as_slice().to_vec();
                 let head = Request {
                     method: request.method,
-                    target: request.path,
+                    target: &request.path,
                     headers: Headers::default(),
                     body: &body,
                     client: None,

@@ -231,7 +231,8 @@ fn a_durable_commit_is_on_disk_when_it_is_answered() {
 
 #[test]
 fn a_newer_copy_during_a_transaction_makes_its_commit_409_and_the_lock_stays() {
-    let server = Server::start(&[]);
+    // Local writes: a copy from another node may land under a transaction.
+    let server = Server::start(&["--writes=local"]);
     server.request("PUT", "/lock", b"a");
     server.request("PUT", "/update/a/mine", b"1");
     let root = lighthouse::core::value::Value::parse(br#"{"theirs": 1}"#).unwrap();

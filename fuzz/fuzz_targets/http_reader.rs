@@ -71,7 +71,7 @@ fn read(side: Side, input: &[u8], piece: usize, body_max: u64) -> Read {
                         (format!("{} {} {}", head.method.as_str(), head.target, head.keep_alive), body.to_vec())
                     }
                     Side::Answers => {
-                        let (head, body) = reader.answer(&buf);
+                        let (head, _, body) = reader.answer(&buf);
                         (format!("{} {}", head.status, head.keep_alive), body.to_vec())
                     }
                 };

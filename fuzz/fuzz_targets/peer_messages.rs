@@ -194,8 +194,8 @@ impl Harness {
         let Some(request) = self.outbox.pop_front() else { return };
         let success = if request.path == "/copy" && request.method == Method::Put { 201 } else { 200 };
         let result = match kind {
-            0 | 1 => Ok(PeerReply { status: success, body: body.to_vec() }),
-            2 => Ok(PeerReply { status: 500, body: body.to_vec() }),
+            0 | 1 => Ok(PeerReply { status: success, headers: Vec::new(), body: body.to_vec() }),
+            2 => Ok(PeerReply { status: 500, headers: Vec::new(), body: body.to_vec() }),
             _ => Err("connection refused".to_string()),
         };
         self.node.peer_reply(self.now, request.id, result);

@@ -116,7 +116,8 @@ fn check(snapshot: &Snapshot) {
 /// copy a peer accepts.
 fn boot(snapshot: Snapshot) {
     let version = snapshot.sealed.copy.version;
-    let start = Start { sealed: snapshot.sealed, cluster: snapshot.cluster, mine: snapshot.mine };
+    let committed = snapshot.committed;
+    let start = Start { sealed: snapshot.sealed, cluster: snapshot.cluster, mine: snapshot.mine, committed };
     let mut node = Node::new(CoreConfig::single("127.0.0.1:1"), NOW, start);
     assert_eq!(node.version(), version);
     for target in ["/copy", "/", "/state", "/version", "/data", "/metrics", "/ready"] {

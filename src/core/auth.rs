@@ -60,10 +60,24 @@ enum Need {
 impl Access {
     /// `None` when the request may go on; else the 401 to answer.
     pub fn check(&self, resource: &str, method: Method, authorization: Option<&str>) -> Option<Response> {
+        self.check_forwarded(resource, method, authorization, false)
+    }
+
+    /// As `check`; a request another node `forwarded` to this one (the coordinator) comes with
+    /// that node's key: with a cluster key, it must be that key (the forwarding node checked the
+    /// client's token).
+    pub fn check_forwarded(
+        &self,
+        resource: &str,
+        method: Method,
+        authorization: Option<&str>,
+        forwarded: bool,
+    ) -> Option<Response> {
         let changes = !matches!(method, Method::Get | Method::Head);
         let need = match resource {
+            _ if forwarded && self.cluster.is_some() => Need::Cluster,
             "health" | "ready" => Need::Nothing,
-            "copy" | "state" if self.cluster.is_some() => Need::Cluster,
+            "copy" | "state" | "cluster" if self.cluster.is_some() => Need::Cluster,
             _ if changes => Need::Write,
             _ => Need::Read,
         };

@@ -11,8 +11,8 @@ pub struct Now {
     pub unix_ms: u64,
 }
 
-/// A deadline on the monotonic clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A deadline on the monotonic clock (the default, 0, has always fired).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Deadline(pub u64);
 
 impl Deadline {

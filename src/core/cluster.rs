@@ -33,13 +33,17 @@ pub struct Peer {
     pub last_push: Option<u64>,
     /// Why it is not usable, when it is not: unreachable, or it refuses this node's key.
     pub problem: Option<String>,
+    /// Its node id (coordinated mode), as it tells it.
+    pub id: Option<String>,
+    /// It says its version is committed (false: it started from a version it must confirm).
+    pub committed: bool,
     /// When it joined the table: an address never reached this long after is forgotten.
     learned: Now,
     next_sync: Deadline,
     /// State requests (`PUT /state`, `GET /state`) still out.
     exchanging: u8,
     /// The version of a `PUT /copy` still out.
-    pushing: Option<Version>,
+    pub(super) pushing: Option<Version>,
 }
 
 impl Peer {
@@ -52,6 +56,8 @@ impl Peer {
             last_update: None,
             last_push: None,
             problem: None,
+            id: None,
+            committed: true,
             learned: now,
             next_sync: Deadline(now.mono_ms),
             exchanging: 0,
@@ -69,6 +75,7 @@ impl Peer {
             "last-update": self.last_update,
             "last-push": self.last_push,
             "problem": self.problem,
+            "id": self.id,
         })
     }
 
@@ -92,6 +99,13 @@ pub enum CallKind {
     GetState,
     GetCopy,
     PutCopy(Version),
+    /// Coordinated mode: a request for a vote, a beat, a version pushed to a voter, the version a
+    /// new coordinator adopts, a client's request forwarded to the coordinator.
+    Vote,
+    Beat,
+    Accept(Version),
+    FetchAccepted,
+    Forward,
 }
 
 /// A request to a peer, for the event loop to send.
@@ -100,7 +114,10 @@ pub struct PeerRequest {
     pub id: u64,
     pub peer: String,
     pub method: Method,
-    pub path: &'static str,
+    /// The target: a path and maybe a query.
+    pub path: String,
+    /// Header lines beside the ones every request to a peer has (each ending in CRLF).
+    pub headers: String,
     pub body: Bytes,
 }
 
@@ -108,6 +125,9 @@ pub struct PeerRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerReply {
     pub status: u16,
+    /// The header lines worth passing on to a client (`Content-Type`, `Retry-After`, ...), each
+    /// ending in CRLF.
+    pub headers: Vec<u8>,
     pub body: Vec<u8>,
 }
 
@@ -116,7 +136,7 @@ pub struct PeerReply {
 pub struct Cluster {
     pub peers: Vec<Peer>,
     /// Requests out: (id, peer address, kind).
-    calls: Vec<(u64, String, CallKind)>,
+    pub(super) calls: Vec<(u64, String, CallKind)>,
     /// Other names of this node, learned when a "peer" turned out to be itself.
     aliases: Vec<String>,
     /// Bumped whenever an address joins, so the disk queue knows the table changed.
@@ -128,6 +148,10 @@ pub struct Cluster {
 impl Cluster {
     fn find(&mut self, address: &str) -> Option<&mut Peer> {
         self.peers.iter_mut().find(|p| p.address == address)
+    }
+
+    pub(super) fn find_mut(&mut self, address: &str) -> Option<&mut Peer> {
+        self.find(address)
     }
 
     pub fn reachable(&self) -> usize {
@@ -180,7 +204,7 @@ impl Node {
     }
 
     /// `GET /state` (and the answer to `PUT /state`): this node, its version and its table.
-    fn state(&self) -> Response {
+    fn state(&self, now: Now) -> Response {
         let version = self.store.version();
         let peers: Vec<serde_json::Value> = self.cluster.peers.iter().map(Peer::to_json).collect();
         let own_commits: Vec<serde_json::Value> = self
@@ -195,9 +219,12 @@ impl Node {
             200,
             &serde_json::json!({
                 "me": self.config.address,
+                "id": self.consensus.as_ref().map(|c| c.state.id.clone()),
                 "version": version.to_json(),
+                "committed": self.consensus.as_ref().is_none_or(|c| c.confirmed),
                 "cluster": peers,
                 "own-commits": own_commits,
+                "writes": self.consensus_json(now),
             }),
         )
     }
@@ -206,17 +233,25 @@ impl Node {
     /// adds the addresses this node does not know.
     pub(super) fn state_request(&mut self, now: Now, method: Method, body: &[u8]) -> Response {
         match method {
-            Method::Get | Method::Head => self.state(),
+            Method::Get | Method::Head => self.state(now),
             Method::Put => {
                 let Ok(serde_json::Value::Array(entries)) = serde_json::from_slice::<serde_json::Value>(body) else {
                     return Response::error(400, "PUT /state takes a list of {\"address\": \"host:port\"}");
                 };
-                for entry in &entries {
+                for (i, entry) in entries.iter().enumerate() {
                     if let Some(address) = entry.get("address").and_then(serde_json::Value::as_str) {
                         self.learn(address, now);
+                        // The sender comes first, with its id.
+                        let id = entry.get("id").and_then(serde_json::Value::as_str);
+                        if i == 0
+                            && let (Some(id), Some(peer)) = (id, self.cluster.find(address))
+                            && crate::core::members::valid_id(id)
+                        {
+                            peer.id = Some(id.to_string());
+                        }
                     }
                 }
-                self.state()
+                self.state(now)
             }
             _ => super::method_not_allowed("GET, HEAD, PUT"),
         }
@@ -273,16 +308,18 @@ impl Node {
     /// `[{"address": me}, {"address": peer}, ...]`: this node and the peers it reaches. An address
     /// nobody reaches does not spread from table to table.
     fn gossip_body(&self) -> std::sync::Arc<[u8]> {
-        let mut entries = vec![serde_json::json!({"address": self.config.address})];
+        let id = self.consensus.as_ref().map(|c| c.state.id.clone());
+        let mut entries = vec![serde_json::json!({"address": self.config.address, "id": id})];
         let reached = self.cluster.peers.iter().filter(|p| p.reachable);
         entries.extend(reached.map(|p| serde_json::json!({"address": p.address})));
         serde_json::to_vec(&entries).expect("serializing a Value cannot fail").into()
     }
 
-    fn call(&mut self, address: &str, kind: CallKind, method: Method, path: &'static str, body: Bytes) {
+    pub(super) fn call(&mut self, address: &str, kind: CallKind, method: Method, path: &str, body: Bytes) {
         let id = self.next_id();
         self.cluster.calls.push((id, address.to_string(), kind));
-        self.effects.push(Effect::Peer(PeerRequest { id, peer: address.to_string(), method, path, body }));
+        let (peer, path, headers) = (address.to_string(), path.to_string(), String::new());
+        self.effects.push(Effect::Peer(PeerRequest { id, peer, method, path, headers, body }));
     }
 
     /// Pushes the current store to every peer known to be older that is not being pushed to.
@@ -308,11 +345,14 @@ impl Node {
     pub fn peer_reply(&mut self, now: Now, id: u64, result: Result<PeerReply, String>) {
         let Some(position) = self.cluster.calls.iter().position(|(call, _, _)| *call == id) else { return };
         let (_, address, kind) = self.cluster.calls.swap_remove(position);
+        if self.consensus_reply(now, id, &address, kind, &result) {
+            return;
+        }
         let Some(peer) = self.cluster.find(&address) else { return };
         match kind {
             CallKind::PutState | CallKind::GetState => peer.exchanging = peer.exchanging.saturating_sub(1),
             CallKind::PutCopy(_) => peer.pushing = None,
-            CallKind::GetCopy => {}
+            _ => {}
         }
         let reply = match result {
             Ok(reply) if reply.status != 401 => reply,
@@ -389,7 +429,18 @@ impl Node {
             }
         }
         let Some(theirs) = state.get("version").and_then(Version::from_json) else { return };
-        self.cluster.find(address).expect("a peer in the table").saw_version(theirs, now);
+        let peer = self.cluster.find(address).expect("a peer in the table");
+        peer.saw_version(theirs, now);
+        peer.committed = state.get("committed") != Some(&serde_json::Value::Bool(false));
+        if let Some(id) =
+            state.get("id").and_then(serde_json::Value::as_str).filter(|id| crate::core::members::valid_id(id))
+        {
+            peer.id = Some(id.to_string());
+        }
+        // A version its node does not know to be committed is nobody's to take.
+        if !peer.committed {
+            return;
+        }
         if let Activation::Joining { target, .. } = &mut self.activation {
             *target = Some(target.map_or(theirs, |t| t.max(theirs)));
         }
@@ -444,6 +495,58 @@ impl Node {
             );
             self.activation = Activation::Active;
         }
+    }
+}
+
+impl Node {
+    /// The outcome of a call of coordinated mode; true when it was one (the rest of `peer_reply`
+    /// is about the table and sync).
+    fn consensus_reply(
+        &mut self,
+        now: Now,
+        id: u64,
+        address: &str,
+        kind: CallKind,
+        result: &Result<PeerReply, String>,
+    ) -> bool {
+        let reply = result.as_ref().ok();
+        match kind {
+            CallKind::Forward => self.forward_reply(id, result.clone()),
+            CallKind::Vote => {
+                if let Some(reply) = reply.filter(|r| r.status == 200) {
+                    self.vote_reply(now, &reply.body);
+                }
+            }
+            CallKind::Beat => {
+                if let Some(reply) = reply.filter(|r| r.status == 200) {
+                    self.beat_reply(now, address, &reply.body);
+                }
+            }
+            CallKind::Accept(version) => {
+                let (status, body) = reply.map_or((0, &[][..]), |r| (r.status, &r.body[..]));
+                self.accept_reply(now, address, version, status, body);
+            }
+            CallKind::FetchAccepted => match reply.filter(|r| r.status == 200) {
+                Some(reply) => {
+                    let id = self.next_id();
+                    self.decoding.push((id, super::Decoding::Adopt));
+                    self.effects.push(Effect::Job(crate::core::jobs::Job::Decode { id, body: reply.body.clone() }));
+                }
+                None => warn!("could not fetch the version to adopt from {address}; the election will be held again"),
+            },
+            _ => return false,
+        }
+        // The table still learns that the peer answered (or not).
+        if let Some(peer) = self.cluster.find(address) {
+            match result {
+                Ok(_) => peer.answered(now),
+                Err(e) => {
+                    peer.reachable = false;
+                    peer.problem = Some(format!("unreachable: {e}"));
+                }
+            }
+        }
+        true
     }
 }
 

@@ -54,6 +54,19 @@ impl DiskQueue {
         self.retry_at.filter(|_| self.in_flight.is_none())
     }
 
+    /// A version written by a job the queue did not start (coordinated mode): it is on disk.
+    pub(super) fn wrote(&mut self, version: Version, stamp: u64) {
+        if version.sequence >= self.durable.sequence {
+            self.durable = version;
+            self.durable_stamp = stamp;
+        }
+    }
+
+    /// True when job `id` is the one this queue started (the others are coordinated mode's).
+    pub(super) fn owns(&self, id: u64) -> bool {
+        matches!(self.in_flight, Some(InFlight::Commit { id: job, .. } | InFlight::Persist { id: job, .. } | InFlight::Remove { id: job }) if job == id)
+    }
+
     pub(super) fn is_busy(&self) -> bool {
         self.in_flight.is_some()
     }
@@ -72,7 +85,9 @@ impl Node {
         }
         let stamp = self.cluster.stamp;
         let node = self.node_json();
-        if let Some(lock) = &mut self.lock
+        // In coordinated mode a commit is made durable on a majority (`replicate.rs`), not here.
+        if self.consensus.is_none()
+            && let Some(lock) = &mut self.lock
             && let LockState::Committing { job: job @ None, .. } = &mut lock.state
         {
             let id = self.next_job_id;
@@ -81,7 +96,8 @@ impl Node {
             self.disk.in_flight = Some(InFlight::Commit { id, stamp });
             let (sequence, root) = (lock.base.sequence + 1, lock.staged.clone());
             let parent = self.store.lineage().clone();
-            self.effects.push(Effect::Job(Job::Seal { id, sequence, root, parent, node }));
+            let job = Job::Seal { id, sequence, root, parent, node, coordination: None, write: true };
+            self.effects.push(Effect::Job(job));
             return;
         }
         let behind =
@@ -101,9 +117,10 @@ impl Node {
     }
 
     /// What a snapshot holds about this node: its table and its own recent commits.
-    fn node_json(&self) -> NodeJson {
+    pub(super) fn node_json(&self) -> NodeJson {
         let mine: Vec<String> = self.mine.iter().map(OwnCommit::to_compact).collect();
-        NodeJson { cluster: self.cluster.to_compact(), mine: format!("[{}]", mine.join(",")).into_bytes() }
+        let mine = format!("[{}]", mine.join(",")).into_bytes();
+        NodeJson { cluster: self.cluster.to_compact(), mine, committed: true }
     }
 
     /// The writer sealed the lock's commit.

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::core::lineage::Lineage;
+use crate::core::members::Coordination;
+use crate::core::node_state::NodeState;
 use crate::core::sealed::{self, DecodeError, Sealed};
 use crate::core::snapshot::NodeJson;
 use crate::core::value::Value;
@@ -16,9 +18,21 @@ use crate::core::value::Value;
 /// Work for the worker threads.
 #[derive(Debug)]
 pub enum Job {
-    /// Seal a commit at `sequence`, extending `parent`: render and hash the store, and with a data
-    /// directory write it.
-    Seal { id: u64, sequence: u64, root: Value, parent: Lineage, node: NodeJson },
+    /// Seal a commit at `sequence`, extending `parent`: render and hash the store, and, if `write`,
+    /// write it (with a data directory). `coordination`: the version's term and voters.
+    Seal {
+        id: u64,
+        sequence: u64,
+        root: Value,
+        parent: Lineage,
+        node: NodeJson,
+        coordination: Option<Box<Coordination>>,
+        write: bool,
+    },
+    /// Stamp a version with another coordination (a new coordinator's term); nothing is written.
+    Restamp { id: u64, sealed: Box<Sealed>, coordination: Box<Coordination> },
+    /// Write the node's id, term and vote, durably.
+    SaveState { id: u64, state: NodeState },
     /// Write a store that is already sealed (a copy taken from a peer) to the data directory.
     Write { id: u64, body: Arc<[u8]>, node: NodeJson },
     /// Remove a snapshot that must never be loaded (a commit that lost to a newer store), durably.
@@ -59,6 +73,11 @@ pub enum Done {
     Removed {
         id: u64,
     },
+    /// The node's state is on disk (or could not be written).
+    StateSaved {
+        id: u64,
+        result: Result<(), DiskError>,
+    },
 }
 
 impl Done {
@@ -91,6 +110,8 @@ pub trait Disk {
     ) -> Result<Option<PathBuf>, DiskError>;
     /// Removes a snapshot file durably. A failure is logged; the file may stay.
     fn remove_snapshot(&mut self, file: &Path);
+    /// Writes the node's state durably (nothing without a data directory).
+    fn save_state(&mut self, state: &NodeState) -> Result<(), DiskError>;
 }
 
 /// The disk of a node without a data directory: nothing is written, and nothing fails.
@@ -102,18 +123,26 @@ impl Disk for NoDisk {
     }
 
     fn remove_snapshot(&mut self, _: &Path) {}
+
+    fn save_state(&mut self, _: &NodeState) -> Result<(), DiskError> {
+        Ok(())
+    }
 }
 
 /// Carries out one job. `pace` is called between pieces of long work.
 pub fn run(job: Job, disk: &mut dyn Disk, pace: &mut dyn FnMut()) -> Done {
     match job {
-        Job::Seal { id, sequence, root, parent, mut node } => {
-            let sealed = sealed::seal_paced(root, sequence, Some(&parent), pace);
+        Job::Seal { id, sequence, root, parent, mut node, coordination, write } => {
+            let sealed = sealed::seal_paced(root, sequence, Some(&parent), coordination.map(|c| *c), pace);
             // The node's own commits include this one, which only now has its checksum.
             node.add_mine(sealed.copy.version);
-            let file = disk.write_snapshot(&node, &sealed.body, pace);
+            let file = if write { disk.write_snapshot(&node, &sealed.body, pace) } else { Ok(None) };
             Done::Sealed { id, sealed, file, elapsed_us: 0 }
         }
+        Job::Restamp { id, sealed, coordination } => {
+            Done::Sealed { id, sealed: sealed::restamp(&sealed, *coordination), file: Ok(None), elapsed_us: 0 }
+        }
+        Job::SaveState { id, state } => Done::StateSaved { id, result: disk.save_state(&state) },
         Job::Write { id, body, node } => {
             let file = disk.write_snapshot(&node, &body, pace);
             Done::Written { id, file, elapsed_us: 0 }

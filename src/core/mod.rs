@@ -10,6 +10,8 @@ pub mod address;
 pub mod clock;
 pub mod jobs;
 pub mod lineage;
+pub mod members;
+pub mod node_state;
 pub mod pace;
 pub mod path;
 pub mod rng;
@@ -20,9 +22,15 @@ pub mod version;
 
 mod auth;
 mod cluster;
+mod consensus;
+mod coordinated;
 mod durability;
+mod forward;
+mod info;
 mod lock;
+mod membership;
 mod metrics;
+mod replicate;
 mod store;
 mod take;
 mod transaction;
@@ -51,6 +59,7 @@ use crate::core::version::Version;
 use crate::http::{Headers, Method, Response};
 use crate::limits::{INACTIVE_RETRY_AFTER_S, LINEAGE_VERSIONS_MAX, RECENT_COMMIT_MS, RECENT_COMMITS_MAX};
 use cluster::Cluster;
+pub use consensus::Accepted;
 use durability::DiskQueue;
 use path::Query;
 use watch::Watches;
@@ -115,6 +124,19 @@ pub struct CoreConfig {
     pub rng_seed: u64,
     /// The tokens and the cluster key, if any.
     pub access: Access,
+    /// Coordinated writes (`--writes=coordinated`, the default): this node's state on disk, and
+    /// the id of the cluster it founds, if it starts one. `None`: local writes.
+    pub coordinated: Option<Coordinated>,
+}
+
+/// The settings of coordinated writes.
+#[derive(Debug, Clone)]
+pub struct Coordinated {
+    /// Id, term and vote as on disk (a new id for a new data directory).
+    pub state: node_state::NodeState,
+    /// Found a new cluster of one with this id: a first node without seeds, or `--bootstrap` on
+    /// a new data directory.
+    pub founding: Option<String>,
 }
 
 impl CoreConfig {
@@ -129,6 +151,7 @@ impl CoreConfig {
             bootstrap_limit_ms: Some(clock::seconds_to_ms(crate::limits::BOOTSTRAP_LIMIT_S_DEFAULT)),
             rng_seed: 1,
             access: Access::default(),
+            coordinated: None,
         }
     }
 }
@@ -141,12 +164,14 @@ pub struct Start {
     pub cluster: Vec<serde_json::Value>,
     /// This node's own recent commits stored with it.
     pub mine: Vec<OwnCommit>,
+    /// The version was known to be committed when it was written (see `Snapshot::committed`).
+    pub committed: bool,
 }
 
 impl Start {
     /// A new store: `{}` at sequence 0.
     pub fn empty() -> Start {
-        Start { sealed: seal(Value::default(), 0, None), cluster: Vec::new(), mine: Vec::new() }
+        Start { sealed: seal(Value::default(), 0, None), cluster: Vec::new(), mine: Vec::new(), committed: true }
     }
 }
 
@@ -169,6 +194,10 @@ enum Decoding {
     Request(Ticket),
     /// A copy fetched from a peer.
     Fetched,
+    /// A version the coordinator pushes (`PUT /cluster/accept`).
+    Accept(Ticket),
+    /// The version a new coordinator adopts, fetched from the voter that holds it.
+    Adopt,
 }
 
 /// The state of one Lighthouse node.
@@ -195,6 +224,16 @@ pub struct Node {
     next_job_id: u64,
     metrics: Metrics,
     rng: Rng,
+    /// Coordinated writes: terms, votes, the coordinator, leases (`None`: local writes).
+    consensus: Option<consensus::Consensus>,
+    /// A version accepted and durable here, not known to be committed (coordinated mode).
+    pending: Option<replicate::Pending>,
+    /// The version the coordinator is making durable on a majority.
+    commit: Option<replicate::InCommit>,
+    /// Requests forwarded to the coordinator, waiting for its answers.
+    forwards: Vec<forward::Forward>,
+    /// The last lock dropped because the coordinator lost its lease or term, and why.
+    dropped_lock: Option<(String, String)>,
 }
 
 impl Node {
@@ -215,8 +254,14 @@ impl Node {
             effects: Vec::new(),
             next_job_id: 1,
             metrics: Metrics::default(),
+            consensus: None,
+            pending: None,
+            commit: None,
+            forwards: Vec::new(),
+            dropped_lock: None,
             config,
         };
+        node.start_consensus(now, start.committed);
         for entry in &start.cluster {
             node.restore_peer(entry, now);
         }
@@ -248,8 +293,10 @@ impl Node {
         self.store.root()
     }
 
+    /// Serving `/data`: caught up with the cluster, and, in coordinated mode, sure that the store
+    /// is committed.
     pub fn is_active(&self) -> bool {
-        self.activation == Activation::Active
+        self.activation == Activation::Active && self.consensus.as_ref().is_none_or(|c| c.confirmed)
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -299,6 +346,10 @@ impl Node {
         self.expire_watches(now);
         self.check_activation(now);
         self.sync(now);
+        self.tick_consensus(now);
+        self.expire_commit(now);
+        self.expire_forwards(now);
+        self.consider_membership(now);
         self.pump_disk(now);
     }
 
@@ -309,19 +360,53 @@ impl Node {
             Activation::Joining { limit, .. } => limit,
             Activation::Active => None,
         };
-        [lease, joining, self.cluster.next_sync(), self.disk.retry_at(), self.watches.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        let commit = self.commit.as_ref().map(|c| c.deadline);
+        [
+            lease,
+            joining,
+            self.cluster.next_sync(),
+            self.disk.retry_at(),
+            self.watches.next_deadline(),
+            self.next_consensus_deadline(),
+            self.next_forward_deadline(),
+            commit,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Takes the report of a finished worker job.
     pub fn job_done(&mut self, now: Now, done: Done) {
+        let sealing = self.commit.as_ref().map(|c| c.sealing);
+        let writing = self.commit.as_ref().and_then(|c| c.own_write);
         match done {
-            Done::Sealed { id, sealed, file, elapsed_us } => self.sealed_done(now, id, sealed, file, elapsed_us),
-            Done::Written { id, file, elapsed_us } => self.written_done(now, id, file, elapsed_us),
+            Done::Sealed { id, sealed, file, elapsed_us } if Some(id) == sealing => {
+                self.count_write(&file, elapsed_us);
+                self.replicate_sealed(now, sealed, file);
+            }
+            Done::Sealed { id, sealed, file, elapsed_us } if self.disk.owns(id) => {
+                self.sealed_done(now, id, sealed, file, elapsed_us);
+            }
+            // The seal of a version this node stopped making durable (it stepped down).
+            Done::Sealed { .. } => {}
+            Done::Written { id, file, elapsed_us } if Some(id) == writing => {
+                self.count_write(&file, elapsed_us);
+                self.replicate_written(now, file);
+            }
+            Done::Written { id, file, elapsed_us } if self.disk.owns(id) => {
+                self.written_done(now, id, file, elapsed_us)
+            }
+            Done::Written { id, file, elapsed_us } => {
+                self.count_write(&file, elapsed_us);
+                self.accept_written(id, file);
+            }
             Done::Decoded { id, result } => self.copy_decoded(now, id, result),
             Done::Removed { id } => self.removed_done(now, id),
+            Done::StateSaved { id, result: Ok(()) } => self.state_saved(now, id),
+            Done::StateSaved { result: Err(e), .. } => {
+                panic!("this node's term and vote cannot be written ({}): it cannot vote safely", e.message)
+            }
         }
     }
 
@@ -334,10 +419,17 @@ impl Node {
         let Some((resource, below)) = split_resource(raw_path) else {
             return Reply::Now(Response::error(400, path::PathError::NotAbsolute.message()));
         };
-        if let Some(refused) = self.config.access.check(resource, request.method, request.headers.authorization) {
+        let forwarded = request.headers.forwarded.is_some();
+        let access = &self.config.access;
+        if let Some(refused) =
+            access.check_forwarded(resource, request.method, request.headers.authorization, forwarded)
+        {
             return Reply::Now(refused);
         }
         let query = Query::parse(raw_query);
+        // A forwarded request's client is the one the forwarding node names, for the audit lines.
+        let forwarded_client = request.headers.forwarded.and_then(|c| c.parse().ok());
+        let request = &Request { client: forwarded_client.or(request.client), ..*request };
         let response = match resource {
             "" if below.is_empty() => self.info(request.method),
             "data" => return self.data(now, ticket, request, below, query),
@@ -353,10 +445,22 @@ impl Node {
                 _ => method_not_allowed("GET, HEAD"),
             },
             "lock" | "update" if !self.is_active() => inactive(),
+            "lock" | "update" if self.must_forward(resource, request.method) => {
+                let commit = resource == "lock" && request.method == Method::Put && below.len() > 1;
+                return self.forward(now, ticket, request, commit);
+            }
             "lock" => return self.lock_request(now, ticket, request, below, query),
             "update" => self.update_request(now, request, below),
             "copy" if below.is_empty() => return self.copy_request(now, ticket, request),
             "state" if below.is_empty() => self.state_request(now, request.method, request.body),
+            "state" if request.method == Method::Delete && self.must_forward(resource, request.method) => {
+                return self.forward(now, ticket, request, false);
+            }
+            "state" if request.method == Method::Delete && self.consensus.is_some() => {
+                let address = path::decode(below.trim_matches('/')).unwrap_or_default().into_owned();
+                return self.remove_voter(now, ticket, &address);
+            }
+            "cluster" if self.consensus.is_some() => return self.cluster_request(now, ticket, request, below),
             _ => Response::error(404, &format!("no such resource: {raw_path}")),
         };
         Reply::Now(response)
@@ -381,24 +485,6 @@ impl Node {
 
     fn answer(&mut self, ticket: Ticket, response: Response) {
         self.effects.push(Effect::Answer { ticket, response });
-    }
-
-    /// `GET /`: who this node is and how it is doing.
-    fn info(&self, method: Method) -> Response {
-        if !matches!(method, Method::Get | Method::Head) {
-            return method_not_allowed("GET, HEAD");
-        }
-        let version = self.store.version();
-        let body = serde_json::json!({
-            "name": "lighthouse",
-            "version": env!("CARGO_PKG_VERSION"),
-            "address": self.config.address,
-            "store": version.to_json(),
-            "active": self.is_active(),
-            "lock": self.lock_holder(),
-            "cluster": {"peers": self.cluster.peers.len(), "reachable": self.cluster.reachable()},
-        });
-        json_response(200, &body)
     }
 
     /// `/data[/path]`: reads, long-polls and event streams; the store changes through the lock.
@@ -449,25 +535,6 @@ impl Node {
     fn keep_body_if_needed(&mut self) {
         if self.cluster.peers.is_empty() {
             self.store.forget_body();
-        }
-    }
-
-    fn metrics_response(&self) -> Response {
-        let gauges = Gauges {
-            sequence: self.store.version().sequence,
-            store_bytes: self.store.data_len(),
-            active: self.is_active(),
-            lock_held: self.lock.is_some(),
-            peers: self.cluster.peers.len(),
-            peers_reachable: self.cluster.reachable(),
-            watchers: self.watches.waiting(),
-        };
-        let body = metrics::render(&self.metrics, &gauges);
-        Response {
-            status: 200,
-            headers: crate::http::Bytes::Static(b"Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
-            body: crate::http::Bytes::Owned(body.into_bytes()),
-            close: false,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Copies: how a store travels between nodes. A *copy* is a store with its version and lineage;
 //! nodes exchange it as one compact JSON object, the copy body:
 //! `{"data":STORE,"lineage":{...},"version":{...}}`, where `data` is exactly the bytes the
-//! checksum is the SHA-1 of. Sealing renders and hashes a store once per version, and `GET /copy`,
+//! checksum is the SHA-1 of. In coordinated mode the body ends with the version's
+//! `"coordination"` (its term, cluster and voters). Sealing renders and hashes a store once per version, and `GET /copy`,
 //! pushes to peers and snapshot files all reuse the body. Sealing and decoding are pure (bytes in,
 //! bytes and checksums out): the workers call them with a pacing hook, the simulation without.
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::core::lineage::Lineage;
+use crate::core::members::Coordination;
 use crate::core::pace::Paced;
 use crate::core::value::{Value, ValueSeed};
 use crate::core::version::{Checksum, HashWriter, Version};
@@ -21,6 +23,15 @@ pub struct Copy {
     pub version: Version,
     pub root: Value,
     pub lineage: Lineage,
+    /// The term, cluster and voters of the version (coordinated mode only).
+    pub coordination: Option<Coordination>,
+}
+
+impl Copy {
+    /// The term the version was accepted in (0 outside coordinated mode).
+    pub fn term(&self) -> u64 {
+        self.coordination.as_ref().map_or(0, |c| c.term)
+    }
 }
 
 /// A copy with its rendered body.
@@ -61,43 +72,70 @@ impl std::fmt::Display for DecodeError {
 /// Seals a new version: renders the store, hashes it, and builds the body. `parent` is the
 /// lineage the new version extends (`None` for a store with no history).
 pub fn seal(root: Value, sequence: u64, parent: Option<&Lineage>) -> Sealed {
-    seal_paced(root, sequence, parent, &mut || {})
+    seal_paced(root, sequence, parent, None, &mut || {})
 }
 
-/// As `seal`, calling `pace` between pieces of the long render and hash (the workers yield the
-/// core there).
-pub fn seal_paced(root: Value, sequence: u64, parent: Option<&Lineage>, pace: &mut dyn FnMut()) -> Sealed {
+/// As `seal`, with the version's coordination, calling `pace` between pieces of the long render
+/// and hash (the workers yield the core there).
+pub fn seal_paced(
+    root: Value,
+    sequence: u64,
+    parent: Option<&Lineage>,
+    coordination: Option<Coordination>,
+    pace: &mut dyn FnMut(),
+) -> Sealed {
     let (mut body, data_len, checksum) = render_and_hash(&root, pace);
     let version = Version { sequence, checksum };
     let lineage = match parent {
         Some(parent) => parent.extended(version),
         None => Lineage::of(version),
     };
-    finish_body(&mut body, &lineage);
-    Sealed { copy: Copy { version, root, lineage }, body: body.into(), data_len }
+    let copy = Copy { version, root, lineage, coordination };
+    finish_body(&mut body, &copy);
+    Sealed { copy, body: body.into(), data_len }
 }
+
+/// The same version with another coordination (a new coordinator adopting it in its own term):
+/// the data part of the body is kept, the rest rendered again.
+pub fn restamp(sealed: &Sealed, coordination: Coordination) -> Sealed {
+    // A body set aside to save memory is rendered again first.
+    let body = if sealed.body.is_empty() { render_body(&sealed.copy).0 } else { sealed.body.clone() };
+    let data_end = DATA_START.len() + sealed.data_len;
+    let mut body = body[..data_end].to_vec();
+    let copy = Copy { coordination: Some(coordination), ..sealed.copy.clone() };
+    finish_body(&mut body, &copy);
+    Sealed { copy, body: body.into(), data_len: sealed.data_len }
+}
+
+/// Where the data starts in every copy body.
+const DATA_START: &[u8] = b"{\"data\":";
 
 /// Renders the body of a copy that is already sealed (one whose body was set aside to save
 /// memory); gives the body and the length of its data.
 pub fn render_body(copy: &Copy) -> (Arc<[u8]>, usize) {
-    let mut body = b"{\"data\":".to_vec();
+    let mut body = DATA_START.to_vec();
     copy.root.write_compact(&mut body).expect("writing to a Vec cannot fail");
-    let data_len = body.len() - b"{\"data\":".len();
-    finish_body(&mut body, &copy.lineage);
+    let data_len = body.len() - DATA_START.len();
+    finish_body(&mut body, copy);
     (body.into(), data_len)
 }
 
 /// Appends `,"lineage":{...},"version":{...}}` after the data.
-fn finish_body(body: &mut Vec<u8>, lineage: &Lineage) {
+fn finish_body(body: &mut Vec<u8>, copy: &Copy) {
     body.extend_from_slice(b",\"lineage\":");
-    finish_body_tail(body, lineage);
+    finish_body_tail(body, copy);
 }
 
-/// Appends the lineage's own JSON, `,"version":{...}` and the closing brace.
-pub(crate) fn finish_body_tail(body: &mut Vec<u8>, lineage: &Lineage) {
-    body.extend_from_slice(lineage.to_compact().as_bytes());
+/// Appends the lineage's own JSON, `,"version":{...}`, the coordination if any, and the closing
+/// brace.
+pub(crate) fn finish_body_tail(body: &mut Vec<u8>, copy: &Copy) {
+    body.extend_from_slice(copy.lineage.to_compact().as_bytes());
     body.extend_from_slice(b",\"version\":");
-    body.extend_from_slice(lineage.current().to_compact().as_bytes());
+    body.extend_from_slice(copy.lineage.current().to_compact().as_bytes());
+    if let Some(coordination) = &copy.coordination {
+        body.extend_from_slice(b",\"coordination\":");
+        body.extend_from_slice(coordination.to_compact().as_bytes());
+    }
     body.push(b'}');
 }
 
@@ -106,6 +144,7 @@ pub(crate) fn finish_body_tail(body: &mut Vec<u8>, lineage: &Lineage) {
 pub(crate) struct CopyFields {
     version: Option<serde_json::Value>,
     lineage: Option<serde_json::Value>,
+    coordination: Option<serde_json::Value>,
     data: Option<Value>,
 }
 
@@ -121,7 +160,13 @@ impl CopyFields {
         }
         let lineage = Lineage::from_json(self.lineage.as_ref(), version);
         let root = self.data.ok_or(DecodeError::Shape("the copy has no \"data\""))?;
-        Ok(Copy { version, root, lineage })
+        let coordination = match &self.coordination {
+            None => None,
+            Some(value) => Some(Coordination::from_json(value).ok_or(DecodeError::Shape(
+                "the copy's \"coordination\" is not {\"cluster\", \"term\", \"voters\": [{\"id\", \"address\"}]}",
+            ))?),
+        };
+        Ok(Copy { version, root, lineage, coordination })
     }
 }
 
@@ -150,6 +195,7 @@ impl<'de> Visitor<'de> for CopySeed {
                 "data" => fields.data = Some(map.next_value_seed(ValueSeed)?),
                 "version" => fields.version = Some(map.next_value()?),
                 "lineage" => fields.lineage = Some(map.next_value()?),
+                "coordination" => fields.coordination = Some(map.next_value()?),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -165,7 +211,7 @@ pub(crate) fn seal_checked(copy: Copy, pace: &mut dyn FnMut()) -> Result<Sealed,
     if actual != copy.version.checksum {
         return Err(DecodeError::ChecksumMismatch { declared: copy.version.checksum, actual });
     }
-    finish_body(&mut body, &copy.lineage);
+    finish_body(&mut body, &copy);
     Ok(Sealed { copy, body: body.into(), data_len })
 }
 
@@ -188,7 +234,7 @@ pub(crate) fn json_error(e: serde_json::Error) -> DecodeError {
 /// The start of a copy body, `{"data":` and the store's compact JSON, with the length and the
 /// checksum of that JSON; rendered and hashed paced, since the workers call it on large stores.
 fn render_and_hash(root: &Value, pace: &mut dyn FnMut()) -> (Vec<u8>, usize, Checksum) {
-    let mut body = b"{\"data\":".to_vec();
+    let mut body = DATA_START.to_vec();
     let data_start = body.len();
     root.write_compact(&mut Paced::new(&mut body, &mut *pace)).expect("writing to a Vec cannot fail");
     let mut hash = Paced::new(HashWriter::default(), pace);
@@ -200,6 +246,21 @@ fn render_and_hash(root: &Value, pace: &mut dyn FnMut()) -> (Vec<u8>, usize, Che
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::members::{Member, new_id};
+
+    #[test]
+    fn a_restamped_copy_keeps_its_data_and_version_and_parses_back() {
+        let member = Member { id: new_id(1), address: "10.0.0.1:8001".into() };
+        let first = Coordination { cluster: new_id(7), term: 1, voters: vec![member], removed: vec![] };
+        let sealed = seal_paced(seed(), 4, None, Some(first.clone()), &mut || {});
+        let again = restamp(&sealed, first.in_term(5));
+        assert_eq!(again.copy.version, sealed.copy.version);
+        assert_eq!(again.copy.term(), 5);
+        let parsed = parse_copy(&again.body).unwrap();
+        assert_eq!(parsed.body, again.body, "the body is canonical");
+        assert_eq!(parsed.copy.coordination, Some(first.in_term(5)));
+        assert_eq!(parse_copy(&seal(seed(), 4, None).body).unwrap().copy.coordination, None);
+    }
 
     fn seed() -> Value {
         Value::parse(br#"{"size": 1024, "providers": {"beta": ["192.168.2.1"]}}"#).unwrap()

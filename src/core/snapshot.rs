@@ -29,6 +29,10 @@ pub struct Snapshot {
     pub cluster: Vec<serde_json::Value>,
     /// This node's own recent commits, to count them if a concurrent commit supersedes them.
     pub mine: Vec<OwnCommit>,
+    /// False for a version that was not known to be committed when it was written (coordinated
+    /// mode: accepted, waiting for a majority); such a store is not served after a restart until
+    /// the cluster says it is committed.
+    pub committed: bool,
 }
 
 /// One of this node's own commits, and whether the store has moved to a history without it.
@@ -60,6 +64,8 @@ pub struct NodeJson {
     pub cluster: Vec<u8>,
     /// This node's own recent commits: `[{"checksum": ..., "sequence": ...}, ...]`.
     pub mine: Vec<u8>,
+    /// Whether the version written is known to be committed (see `Snapshot::committed`).
+    pub committed: bool,
 }
 
 impl NodeJson {
@@ -77,13 +83,14 @@ impl NodeJson {
 
 impl Default for NodeJson {
     fn default() -> NodeJson {
-        NodeJson { cluster: b"[]".to_vec(), mine: b"[]".to_vec() }
+        NodeJson { cluster: b"[]".to_vec(), mine: b"[]".to_vec(), committed: true }
     }
 }
 
 #[derive(Default)]
 struct FileFields {
     cluster: Option<serde_json::Value>,
+    committed: Option<bool>,
     copy: Option<CopyFields>,
     mine: Option<serde_json::Value>,
     file_sha1: bool,
@@ -113,6 +120,7 @@ impl<'de> Visitor<'de> for FileSeed {
             match key.as_ref() {
                 "cluster" => fields.cluster = Some(map.next_value()?),
                 "copy" => fields.copy = Some(map.next_value_seed(CopySeed)?),
+                "committed" => fields.committed = Some(map.next_value()?),
                 "mine" => fields.mine = Some(map.next_value()?),
                 "file-sha1" => {
                     map.next_value::<IgnoredAny>()?;
@@ -120,7 +128,7 @@ impl<'de> Visitor<'de> for FileSeed {
                 }
                 _ => {
                     return Err(de::Error::custom(
-                        "the snapshot has a field other than \"cluster\", \"copy\", \"mine\", \"file-sha1\"",
+                        "the snapshot has a field other than \"cluster\", \"committed\", \"copy\", \"mine\", \"file-sha1\"",
                     ));
                 }
             }
@@ -166,14 +174,15 @@ pub fn decode_keeping(bytes: &[u8], keep_body: bool) -> Result<Snapshot, DecodeE
         Some(_) => return Err(DecodeError::Shape("\"mine\" is not a list of versions")),
     };
     let copy = fields.copy.ok_or(DecodeError::Shape("the snapshot has no \"copy\""))?.into_copy()?;
+    let committed = fields.committed.unwrap_or(true);
     let keep_body = keep_body || !cluster.is_empty();
-    let written = file_checked.then(|| written_body(bytes, &cluster, &mine, &copy)).flatten();
+    let written = file_checked.then(|| written_body(bytes, &cluster, &mine, committed, &copy)).flatten();
     let sealed = match written {
         Some((body, data_len)) if keep_body => Sealed { copy, body: Arc::from(body), data_len },
         Some((_, data_len)) => Sealed { copy, body: Arc::from(Vec::new()), data_len },
         None => seal_checked(copy, &mut || {})?,
     };
-    Ok(Snapshot { sealed, cluster, mine })
+    Ok(Snapshot { sealed, cluster, mine, committed })
 }
 
 /// The copy body and the length of its data, cut out of a file this server wrote, or `None` when
@@ -187,13 +196,14 @@ fn written_body<'a>(
     bytes: &'a [u8],
     cluster: &[serde_json::Value],
     mine: &[OwnCommit],
+    committed: bool,
     copy: &Copy,
 ) -> Option<(&'a [u8], usize)> {
     let mut head = b"{\"cluster\":".to_vec();
     head.extend_from_slice(&serde_json::to_vec(cluster).ok()?);
     head.extend_from_slice(b",\"copy\":{\"data\":");
     let mine: Vec<String> = mine.iter().map(OwnCommit::to_compact).collect();
-    let tail = format!(",\"mine\":[{}]", mine.join(","));
+    let tail = format!("{},\"mine\":[{}]", if committed { "" } else { ",\"committed\":false" }, mine.join(","));
     let covered = bytes.len().checked_sub(FILE_SHA1_BYTES)?;
     let body_end = covered.checked_sub(tail.len())?;
     if !bytes.starts_with(&head) || &bytes[body_end..covered] != tail.as_bytes() {
@@ -202,7 +212,7 @@ fn written_body<'a>(
     let body_start = head.len() - b"{\"data\":".len();
     let body = bytes.get(body_start..body_end)?;
     let mut body_tail = b",\"lineage\":".to_vec();
-    finish_body_tail(&mut body_tail, &copy.lineage);
+    finish_body_tail(&mut body_tail, copy);
     let data = body.get(b"{\"data\":".len()..body.len().checked_sub(body_tail.len())?)?;
     let whole =
         body.ends_with(&body_tail) && Checksum::of_bytes(data) == copy.version.checksum && renders_to(&copy.root, data);
@@ -265,7 +275,10 @@ pub fn encode<W: Write>(out: W, node: &NodeJson, body: &[u8], pace: &mut dyn FnM
     head.extend_from_slice(b"{\"cluster\":");
     head.extend_from_slice(&node.cluster);
     head.extend_from_slice(b",\"copy\":");
-    let mut tail = Vec::with_capacity(node.mine.len() + FILE_SHA1_BYTES + 16);
+    let mut tail = Vec::with_capacity(node.mine.len() + FILE_SHA1_BYTES + 40);
+    if !node.committed {
+        tail.extend_from_slice(b",\"committed\":false");
+    }
     tail.extend_from_slice(b",\"mine\":");
     tail.extend_from_slice(&node.mine);
     let mut hash = Paced::new(HashWriter::default(), &mut *pace);
@@ -280,6 +293,20 @@ pub fn encode<W: Write>(out: W, node: &NodeJson, body: &[u8], pace: &mut dyn FnM
         out.write_all(part)?;
     }
     out.flush()
+}
+
+/// The (term, sequence) a snapshot file's last bytes name, to order files without reading them
+/// whole: the version and the coordination stand at the end of the copy body. (0, 0) when the
+/// tail does not show them; the file is checked in full when it is loaded.
+pub fn peek_order(tail: &[u8]) -> (u64, u64) {
+    let value_after = |key: &[u8]| -> Option<serde_json::Value> {
+        let at = tail.windows(key.len()).rposition(|w| w == key)? + key.len();
+        // One value, whatever follows it.
+        serde::Deserialize::deserialize(&mut serde_json::Deserializer::from_slice(&tail[at..])).ok()
+    };
+    let sequence = value_after(b",\"version\":").and_then(|v| v.get("sequence")?.as_u64()).unwrap_or(0);
+    let term = value_after(b",\"coordination\":").and_then(|c| c.get("term")?.as_u64()).unwrap_or(0);
+    (term, sequence)
 }
 
 /// The file name for a snapshot taken at `unix_micros`: `YYYYMMDDTHHMMSS.ffffff.json`.
@@ -335,12 +362,25 @@ mod tests {
     }
 
     fn encoded(sequence: u64, root: &Value) -> Vec<u8> {
+        encoded_as(sequence, root, None)
+    }
+
+    /// A file of coordinated mode: its version accepted in term 4, not known to be committed.
+    fn encoded_pending(sequence: u64, root: &Value) -> Vec<u8> {
+        use crate::core::members::{Coordination, Member, new_id};
+        let voters = vec![Member { id: new_id(1), address: "10.0.0.1:8001".into() }];
+        encoded_as(sequence, root, Some(Coordination { cluster: new_id(9), term: 4, voters, removed: vec![new_id(2)] }))
+    }
+
+    fn encoded_as(sequence: u64, root: &Value, coordination: Option<crate::core::members::Coordination>) -> Vec<u8> {
         let parent = Lineage::of(Version { sequence: sequence - 1, checksum: Checksum([7; 20]) });
-        let sealed = seal(root.clone(), sequence, Some(&parent));
+        let committed = coordination.is_none();
+        let sealed = crate::core::sealed::seal_paced(root.clone(), sequence, Some(&parent), coordination, &mut || {});
         let node = NodeJson {
             cluster: br#"[{"address":"127.0.0.1:9"}]"#.to_vec(),
             mine: format!("[{}]", OwnCommit { version: sealed.copy.version, superseded: false }.to_compact())
                 .into_bytes(),
+            committed,
         };
         let mut out = Vec::new();
         encode(&mut out, &node, &sealed.body, &mut || {}).unwrap();
@@ -364,20 +404,36 @@ mod tests {
 
     #[test]
     fn every_truncation_is_refused() {
-        let bytes = encoded(3, &seed());
-        for cut in 0..bytes.len() {
-            assert!(decode(&bytes[..cut]).is_err(), "a file cut at byte {cut} was accepted");
+        for bytes in [encoded(3, &seed()), encoded_pending(3, &seed())] {
+            for cut in 0..bytes.len() {
+                assert!(decode(&bytes[..cut]).is_err(), "a file cut at byte {cut} was accepted");
+            }
         }
     }
 
     #[test]
     fn every_flipped_bit_is_refused() {
-        let bytes = encoded(3, &seed());
-        for position in 0..bytes.len() * 8 {
-            let mut damaged = bytes.clone();
-            damaged[position / 8] ^= 1 << (position % 8);
-            assert!(decode(&damaged).is_err(), "a file with bit {position} flipped was accepted");
+        for bytes in [encoded(3, &seed()), encoded_pending(3, &seed())] {
+            for position in 0..bytes.len() * 8 {
+                let mut damaged = bytes.clone();
+                damaged[position / 8] ^= 1 << (position % 8);
+                assert!(decode(&damaged).is_err(), "a file with bit {position} flipped was accepted");
+            }
         }
+    }
+
+    #[test]
+    fn a_pending_file_of_coordinated_mode_keeps_its_term_and_state_and_peeks_in_order() {
+        let bytes = encoded_pending(3, &seed());
+        let snapshot = decode(&bytes).unwrap();
+        assert!(!snapshot.committed);
+        assert_eq!(snapshot.sealed.copy.term(), 4);
+        assert_eq!(peek_order(&bytes), (4, 3));
+        let key = b"\"lineage\"";
+        let lineage = bytes.windows(key.len()).position(|w| w == key).unwrap();
+        assert_eq!(peek_order(&bytes[lineage..]), (4, 3), "the tail from the lineage on is enough");
+        assert_eq!(peek_order(&encoded(5, &seed())), (0, 5));
+        assert!(decode(&encoded(3, &seed())).unwrap().committed);
     }
 
     #[test]

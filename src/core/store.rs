@@ -106,6 +106,28 @@ impl Store {
         self.cache.clear();
     }
 
+    /// Serves a version committed in coordinated mode: newer than the store, or the same version
+    /// stamped in a later term (then the cached answers still hold).
+    pub fn promote(&mut self, sealed: Sealed) {
+        assert!(sealed.copy.version.sequence >= self.version().sequence, "a committed version never goes back");
+        if sealed.copy.version != self.version() {
+            self.cache.clear();
+        }
+        self.sealed = sealed;
+    }
+
+    /// Replaces a store that was never served (loaded at start without knowing it was committed)
+    /// with the committed one, whatever their order.
+    pub fn reset(&mut self, sealed: Sealed) {
+        self.sealed = sealed;
+        self.cache.clear();
+    }
+
+    /// The store as sealed: version, tree, lineage, coordination and body.
+    pub fn sealed(&self) -> &Sealed {
+        &self.sealed
+    }
+
     /// The answer for `GET {data_path}` where `data_path` is the raw path below `/data`.
     pub fn read(&mut self, raw_path: &str, format: Format) -> Result<Rendered, ReadError> {
         if let Some(hit) = self.cache.get(format, raw_path) {

@@ -71,19 +71,24 @@ impl Node {
             unreachable!("a decoded copy was asked for");
         };
         let (_, waiter) = self.decoding.swap_remove(position);
-        let Decoding::Request(ticket) = waiter else {
-            self.fetched(now, result);
-            return;
+        let ticket = match waiter {
+            Decoding::Request(ticket) => ticket,
+            Decoding::Fetched => return self.fetched(now, result),
+            Decoding::Accept(ticket) => return self.accept_decoded(now, ticket, result),
+            Decoding::Adopt => return self.adopted(now, result),
         };
         let response = match result {
             Err(e) => {
                 warn!("refused a copy: {e}");
                 Response::error(400, &format!("copy refused: {e}"))
             }
-            Ok(sealed) => {
-                self.take_copy(now, sealed);
-                Response::json(201, self.store.version().to_pretty_line().into_bytes())
-            }
+            Ok(sealed) => match self.foreign(&sealed) {
+                Some(why) => Response::error(409, &why),
+                None => {
+                    self.take_copy(now, sealed);
+                    Response::json(201, self.store.version().to_pretty_line().into_bytes())
+                }
+            },
         };
         self.answer(ticket, response);
     }
@@ -92,6 +97,9 @@ impl Node {
     /// Counts this node's commits the copy does not contain, makes a waiting commit lose, writes
     /// the copy to disk, and pushes it on to older peers.
     pub(super) fn take_copy(&mut self, now: Now, sealed: Sealed) -> bool {
+        if self.consensus.is_some() {
+            return self.take_committed(now, sealed);
+        }
         let theirs = sealed.copy.version;
         if theirs <= self.store.version() {
             return false;
@@ -120,6 +128,69 @@ impl Node {
             let response = self.conflict_response();
             self.answer(ticket, response);
         }
+        self.check_activation(now);
+        self.pump_disk(now);
+        self.push_to_older(now);
+        true
+    }
+
+    /// Why a copy cannot be taken in this node's mode: a coordinated node takes only copies of its
+    /// own cluster (or, still a learner, of any), a local node only copies without a coordination.
+    fn foreign(&self, sealed: &Sealed) -> Option<String> {
+        let theirs = sealed.copy.coordination.as_ref();
+        match (self.consensus.is_some(), self.coordination(), theirs) {
+            (false, _, Some(_)) => Some(
+                "this node's writes are local (--writes=local); the copy is of a cluster with \
+                coordinated writes"
+                    .into(),
+            ),
+            (true, _, None) => {
+                Some("this node's writes are coordinated; the copy is of a node with local writes".into())
+            }
+            (true, Some(ours), Some(theirs)) if ours.cluster != theirs.cluster => {
+                Some(format!("the copy is of another cluster ({}, this one is {})", theirs.cluster, ours.cluster))
+            }
+            _ => None,
+        }
+    }
+
+    /// Coordinated mode: takes a committed store (pushed by the coordinator, or fetched from a
+    /// peer that serves it) when it is newer than the one served, or when the one served was never
+    /// confirmed. Committed versions form one chain, so a higher sequence is newer.
+    fn take_committed(&mut self, now: Now, sealed: Sealed) -> bool {
+        if self.foreign(&sealed).is_some() {
+            return false;
+        }
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        let ours = self.store.version();
+        let theirs = sealed.copy.version;
+        let newer = theirs.sequence > ours.sequence;
+        let confirms = theirs == ours && !consensus.confirmed;
+        let replaces_unconfirmed = !consensus.confirmed && theirs != ours;
+        if !(newer || confirms || replaces_unconfirmed) {
+            return false;
+        }
+        info!("took committed sequence {} ({}) from a peer", theirs.sequence, theirs.checksum);
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.writing.is_none() && p.sealed.copy.version.sequence <= theirs.sequence)
+        {
+            self.pending = None;
+        }
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        consensus.confirmed = true;
+        if crate::core::consensus::Accepted::of(&sealed).key() > consensus.accepted.key() || self.pending.is_none() {
+            consensus.accepted = crate::core::consensus::Accepted::of(&sealed);
+        }
+        if replaces_unconfirmed && !newer {
+            self.store.reset(sealed);
+        } else {
+            self.store.promote(sealed);
+        }
+        self.store_changed();
+        self.update_rank();
+        self.metrics.copies_taken += 1;
         self.check_activation(now);
         self.pump_disk(now);
         self.push_to_older(now);

@@ -434,7 +434,7 @@ fn answer_peers(h: &mut Harness, status: Option<u16>) {
         .collect();
     for request in requests {
         let result = match status {
-            Some(status) => Ok(PeerReply { status, body: b"{}".to_vec() }),
+            Some(status) => Ok(PeerReply { status, headers: Vec::new(), body: b"{}".to_vec() }),
             None => Err("connection refused".to_string()),
         };
         h.node.peer_reply(h.now, request.id, result);
@@ -461,7 +461,7 @@ fn an_address_never_reached_is_forgotten_unless_it_is_a_seed_or_was_reached_once
         .collect();
     for request in requests {
         let result = if request.peer == "10.0.0.2:8001" {
-            Ok(PeerReply { status: 200, body: b"{}".to_vec() })
+            Ok(PeerReply { status: 200, headers: Vec::new(), body: b"{}".to_vec() })
         } else {
             Err("connection refused".to_string())
         };

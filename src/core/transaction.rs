@@ -55,6 +55,9 @@ impl Node {
     /// `GET /lock`: the holder's name as text, or with `Accept: application/json` the details.
     /// `GET /lock/NAME` answers the same when NAME holds the lock, 404 otherwise.
     fn lock_info(&self, now: Now, request: &Request, name: Option<&str>) -> Response {
+        if let Some(refused) = self.without_lease(now) {
+            return refused;
+        }
         match self.lock.as_ref().filter(|l| name.is_none_or(|n| n == l.name)) {
             Some(lock) => describe(lock, now, request),
             None => Response::error(404, "no lock is held"),
@@ -66,6 +69,9 @@ impl Node {
     fn acquire(&mut self, now: Now, request: &Request, name: &str, ttl: Option<&str>) -> Response {
         if !valid_name(name) {
             return Response::error(400, "a lock name is 1 to 128 characters of A-Z a-z 0-9 . _ ~ -");
+        }
+        if let Some(refused) = self.without_lease(now) {
+            return refused;
         }
         let lease_ms = match ttl {
             None => self.config.lock_timeout_ms,
@@ -120,9 +126,33 @@ impl Node {
         if lock.base != self.store.version() {
             return Reply::Now(self.conflict_response());
         }
+        if self.consensus.is_none() {
+            lock.state = LockState::Committing { ticket, job: None };
+            self.pump_disk(now);
+            return Reply::Later;
+        }
+        // Coordinated: durable on a majority of voters before it is answered; after the change of
+        // voters being committed, if there is one.
         lock.state = LockState::Committing { ticket, job: None };
-        self.pump_disk(now);
+        self.start_lock_commit(now);
         Reply::Later
+    }
+
+    /// In coordinated mode, the 503 of a coordinator that holds no lease (or has not made its
+    /// term's first version durable yet): it may not grant or show the lock.
+    fn without_lease(&self, now: Now) -> Option<Response> {
+        let consensus = self.consensus.as_ref()?;
+        if consensus.has_lease(now) {
+            return None;
+        }
+        let why = match &consensus.role {
+            super::consensus::Role::Coordinator(leading) if !leading.ready => format!(
+                "this node was just elected coordinator (term {}) and is making the newest version durable; retry",
+                consensus.state.term
+            ),
+            _ => return Some(self.no_majority()),
+        };
+        Some(Response::error(503, &why).with_header("Retry-After", "1"))
     }
 
     /// `DELETE /lock/NAME`: drop the staged changes and free the lock.
@@ -147,6 +177,10 @@ impl Node {
         let held = match &self.lock {
             Some(lock) => format!("{name} does not hold the lock (it is held by {})", lock.name),
             None => format!("{name} does not hold the lock: no lock is held"),
+        };
+        let held = match &self.dropped_lock {
+            Some((dropped, why)) if dropped == name => format!("{held}; its lock was dropped: {why}"),
+            _ => held,
         };
         match self.recent_commits.iter().rev().find(|c| c.name == name) {
             Some(commit) => format!(

@@ -58,6 +58,27 @@ pub fn parse_response_head(buf: &[u8], body_bytes_max: u64) -> Result<Option<Res
     Ok(Some(head))
 }
 
+/// The header lines of an answer worth passing on to a client when a node relays the coordinator's
+/// answer (`Content-Type`, `Retry-After`, `Allow`, `WWW-Authenticate`, `ETag`,
+/// `X-Lighthouse-Version`), each ending in CRLF.
+pub fn relayed_headers(head: &[u8]) -> Vec<u8> {
+    const RELAYED: [&str; 6] =
+        ["content-type", "retry-after", "allow", "www-authenticate", "etag", "x-lighthouse-version"];
+    let mut lines = [httparse::EMPTY_HEADER; REQUEST_HEADERS_COUNT_MAX];
+    let mut response = httparse::Response::new(&mut lines);
+    let mut out = Vec::new();
+    if response.parse(head).is_err() {
+        return out;
+    }
+    for line in response.headers.iter().filter(|l| RELAYED.iter().any(|r| l.name.eq_ignore_ascii_case(r))) {
+        out.extend_from_slice(line.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(line.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ mod request;
 mod response;
 mod writer;
 
-pub use answer::{ResponseHead, parse_response_head};
+pub use answer::{ResponseHead, parse_response_head, relayed_headers};
 pub use chunked::ChunkedDecoder;
 pub use reader::{Reader, Side, Step};
 pub use request::{Framing, Head, Headers, Method, parse_head};

@@ -189,11 +189,11 @@ impl Reader {
         }
     }
 
-    /// The whole answer that is ready: its head and body.
-    pub fn answer<'a>(&'a self, buf: &'a [u8]) -> (ResponseHead, &'a [u8]) {
+    /// The whole answer that is ready: its head, the bytes of its head, and its body.
+    pub fn answer<'a>(&'a self, buf: &'a [u8]) -> (ResponseHead, &'a [u8], &'a [u8]) {
         let (head_bytes, body) = self.parts(buf);
         match parse_response_head(head_bytes, u64::MAX) {
-            Ok(Some(head)) => (head, body),
+            Ok(Some(head)) => (head, head_bytes, body),
             other => unreachable!("a head that parsed once parses again: {other:?}"),
         }
     }
@@ -233,12 +233,7 @@ mod tests {
 
     /// Feeds `input` in pieces of `step` bytes, as a socket would, and returns every message as
     /// (first line of the head, body), and whether a 100 Continue was asked for.
-    fn read_all(
-        side: Side,
-        input: &[u8],
-        piece: usize,
-        max_body: u64,
-    ) -> Result<(Messages, bool), HttpError> {
+    fn read_all(side: Side, input: &[u8], piece: usize, max_body: u64) -> Result<(Messages, bool), HttpError> {
         let mut reader = Reader::new(side, max_body);
         let mut buf: Vec<u8> = Vec::new();
         let mut fed = 0;
@@ -272,7 +267,7 @@ mod tests {
                             (format!("{} {}", head.method.as_str(), head.target), body.to_vec())
                         }
                         Side::Answers => {
-                            let (head, body) = reader.answer(&buf);
+                            let (head, _, body) = reader.answer(&buf);
                             (format!("{}", head.status), body.to_vec())
                         }
                     };

@@ -67,6 +67,9 @@ pub struct Headers<'a> {
     pub accept: Option<&'a str>,
     pub authorization: Option<&'a str>,
     pub last_event_id: Option<&'a str>,
+    /// `X-Lighthouse-Forwarded`: another node forwarded the request to this one (the coordinator);
+    /// the value is the client's address.
+    pub forwarded: Option<&'a str>,
 }
 
 /// Shows everything but the credentials.
@@ -77,6 +80,7 @@ impl std::fmt::Debug for Headers<'_> {
             .field("accept", &self.accept)
             .field("authorization", &self.authorization.map(|_| ".."))
             .field("last_event_id", &self.last_event_id)
+            .field("forwarded", &self.forwarded)
             .finish()
     }
 }
@@ -163,6 +167,8 @@ pub fn parse_head(buf: &[u8], body_bytes_max: u64) -> Result<Option<Head<'_>>, H
             head.headers.authorization = text(value);
         } else if name.eq_ignore_ascii_case("last-event-id") {
             head.headers.last_event_id = text(value);
+        } else if name.eq_ignore_ascii_case("x-lighthouse-forwarded") {
+            head.headers.forwarded = text(value);
         }
     }
     head.framing = match (chunked, content_length) {

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use log::{debug, error, warn};
 
 use crate::core::jobs::{Disk, DiskError};
+use crate::core::node_state::NodeState;
 use crate::core::snapshot::{self, NodeJson, Snapshot, decode_keeping, parse_file_name};
+use crate::limits::SNAPSHOT_TAIL_PEEK_BYTES;
 use crate::shell::clock::unix_micros;
 
 /// Snapshot files in `dir`, newest first, with their times.
@@ -44,10 +46,34 @@ pub fn load_newest(dir: &Path) -> io::Result<Option<(PathBuf, Snapshot)>> {
 
 /// As `load_newest`, passing `keep_body` to `decode_keeping`, and telling which files were damaged.
 pub fn load_newest_keeping(dir: &Path, keep_body: bool) -> io::Result<Loaded> {
+    load_in_order(dir, keep_body, false)
+}
+
+/// As `load_newest_keeping`; with `by_term`, the files are tried by the (term, sequence) of the
+/// version they hold, newest first, not by their names (coordinated mode: a version of a later
+/// term wins, and wall clocks may step back).
+pub fn load_in_order(dir: &Path, keep_body: bool, by_term: bool) -> io::Result<Loaded> {
     create_private_dir(dir)?;
     remove_temporary_files(dir);
     let mut damaged = Vec::new();
-    for (_, file) in list(dir)? {
+    let mut files = list(dir)?;
+    if by_term {
+        let mut keyed: Vec<((u64, u64, u64), PathBuf)> = files
+            .into_iter()
+            .map(|(time, file)| {
+                // A file whose tail shows no version is probably damaged: tried first, so that it
+                // is reported, not silently passed over.
+                let (term, sequence) = match peek(&file) {
+                    (0, 0) => (u64::MAX, u64::MAX),
+                    order => order,
+                };
+                ((term, sequence, time), file)
+            })
+            .collect();
+        keyed.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
+        files = keyed.into_iter().map(|((_, _, time), file)| (time, file)).collect();
+    }
+    for (_, file) in files {
         let decoded = fs::read(&file)
             .map_err(|e| e.to_string())
             .and_then(|bytes| decode_keeping(&bytes, keep_body).map_err(|e| e.to_string()));
@@ -61,6 +87,40 @@ pub fn load_newest_keeping(dir: &Path, keep_body: bool) -> io::Result<Loaded> {
     }
     Ok(Loaded { newest: None, damaged })
 }
+
+/// The (term, sequence) of the version in a snapshot file, from its last bytes.
+fn peek(file: &Path) -> (u64, u64) {
+    use std::io::{Read, Seek, SeekFrom};
+    let tail = || -> io::Result<Vec<u8>> {
+        let mut handle = File::open(file)?;
+        let length = handle.metadata()?.len();
+        handle.seek(SeekFrom::Start(length.saturating_sub(SNAPSHOT_TAIL_PEEK_BYTES as u64)))?;
+        let mut tail = Vec::with_capacity(SNAPSHOT_TAIL_PEEK_BYTES);
+        handle.read_to_end(&mut tail)?;
+        Ok(tail)
+    };
+    tail().map_or((0, 0), |tail| snapshot::peek_order(&tail))
+}
+
+/// The node's id, term and vote (`node.json`), if the directory holds them.
+pub fn load_state(dir: &Path) -> io::Result<Option<NodeState>> {
+    let file = dir.join(STATE_FILE);
+    match fs::read(&file) {
+        Ok(bytes) => NodeState::from_bytes(&bytes).map(Some).ok_or_else(|| {
+            let why = format!(
+                "{} is damaged: it holds this node's id, term and vote; remove it to start as a new node (it \
+                 joins its cluster as a learner), or restore it",
+                file.display()
+            );
+            io::Error::new(io::ErrorKind::InvalidData, why)
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The file of the node's state, beside the snapshots.
+pub const STATE_FILE: &str = "node.json";
 
 /// Creates `dir` and its missing parents; a directory this creates is readable by its owner only
 /// (snapshots often hold addresses and secrets), whatever the umask.
@@ -166,6 +226,12 @@ impl Disk for DataDir {
         Ok(Some(dir.join(name)))
     }
 
+    fn save_state(&mut self, state: &NodeState) -> Result<(), DiskError> {
+        let Some(dir) = &self.config.dir else { return Ok(()) };
+        use std::io::Write;
+        write_atomically(dir, STATE_FILE, |mut file| file.write_all(&state.to_bytes()))
+    }
+
     fn remove_snapshot(&mut self, file: &Path) {
         let removed = fs::remove_file(file).and_then(|()| match file.parent() {
             Some(dir) => File::open(dir)?.sync_all(),
@@ -243,7 +309,15 @@ mod tests {
         let mut data_dir = DataDir::new(config(&dir, u64::MAX, 20, Vec::new()), &[]);
         let root = Value::parse(br#"{"a": [1, 2]}"#).unwrap();
         let parent = Lineage::of(Version::initial());
-        let job = Job::Seal { id: 7, sequence: 1, root: root.clone(), parent, node: NodeJson::default() };
+        let job = Job::Seal {
+            id: 7,
+            sequence: 1,
+            root: root.clone(),
+            parent,
+            node: NodeJson::default(),
+            coordination: None,
+            write: true,
+        };
         let Done::Sealed { id, sealed, file, .. } = jobs::run(job, &mut data_dir, &mut || {}) else {
             panic!("a seal job reports");
         };
@@ -265,7 +339,15 @@ mod tests {
         let mut parent = Lineage::of(Version::initial());
         for sequence in 1..=count {
             let (root, node) = (Value::default(), NodeJson::default());
-            let job = Job::Seal { id: sequence, sequence, root, parent: parent.clone(), node };
+            let job = Job::Seal {
+                id: sequence,
+                sequence,
+                root,
+                parent: parent.clone(),
+                node,
+                coordination: None,
+                write: true,
+            };
             let Done::Sealed { sealed, .. } = jobs::run(job, &mut data_dir, &mut || {}) else { panic!() };
             parent = sealed.copy.lineage;
         }

@@ -260,12 +260,16 @@ impl Peers {
             let mut head = Vec::with_capacity(256);
             http::encode_request_head(
                 request.method,
-                request.path,
+                &request.path,
                 &link.address,
                 request.body.len(),
                 &self.extra_headers,
                 &mut head,
             );
+            // The request's own header lines go before the blank line that ends the head.
+            head.truncate(head.len() - 2);
+            head.extend_from_slice(request.headers.as_bytes());
+            head.extend_from_slice(b"\r\n");
             conn.send.push_bytes(&head, pool);
             conn.send.push_body(request.body, pool);
             if link.sent.is_empty() {
@@ -400,8 +404,9 @@ fn take_answers(link: &mut Link, closed: bool, work: &mut Work) -> Result<(), St
             Step::More | Step::Body { consume: 0, .. } => return Ok(()),
             Step::Consume(used) | Step::Body { consume: used, .. } => conn.recv.consume(used),
             Step::Ready => {
-                let (head, body) = conn.reader.answer(conn.recv.data());
-                let reply = PeerReply { status: head.status, body: body.to_vec() };
+                let (head, head_bytes, body) = conn.reader.answer(conn.recv.data());
+                let reply =
+                    PeerReply { status: head.status, headers: http::relayed_headers(head_bytes), body: body.to_vec() };
                 let keep_alive = head.keep_alive;
                 let used = conn.reader.finish();
                 conn.recv.consume(used);

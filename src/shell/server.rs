@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use log::{info, warn};
 use mio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, Writes};
 use crate::core::clock::seconds_to_ms;
-use crate::core::{Access, CoreConfig, Node, Secret, Start};
+use crate::core::members::new_id;
+use crate::core::node_state::NodeState;
+use crate::core::{Access, Coordinated, CoreConfig, Node, Secret, Start};
 use crate::limits::OPEN_FILES_SPARE;
 use crate::shell::clock::SystemClock;
 use crate::shell::data_dir::{self, DiskConfig};
@@ -43,14 +45,20 @@ pub fn run(config: &Config) -> io::Result<()> {
         seeds: config.seeds.clone(),
         bootstrap: config.bootstrap && !loaded.must_catch_up,
         bootstrap_limit_ms: (!loaded.must_catch_up).then(|| seconds_to_ms(config.bootstrap_limit_s)),
-        rng_seed: crate::shell::clock::unix_micros() ^ u64::from(std::process::id()),
+        rng_seed: random_u64(),
         access: secrets.access(),
+        coordinated: coordinated(config, &loaded)?,
     };
     let core = Node::new(core_config, clock.now(), loaded.start);
     let disk = DiskConfig {
         dir: config.data_dir.clone(),
         keep_micros: (config.rm_limit_days * 86_400e6).min(u64::MAX as f64) as u64,
-        keep_count: config.keep_snapshots,
+        // Coordinated mode keeps the committed version beside one that may be pending.
+        keep_count: if config.writes == Writes::Coordinated {
+            config.keep_snapshots.max(2)
+        } else {
+            config.keep_snapshots
+        },
         damaged: loaded.damaged,
     };
     let parts = Parts {
@@ -134,6 +142,45 @@ fn exposure_warning(bound: std::net::SocketAddr, secrets: &Secrets) -> Option<St
     })
 }
 
+/// The settings of coordinated writes: this node's id, term and vote from the data directory (new
+/// ones for a new directory), and whether it founds a new cluster. A node founds one when it has
+/// no seeds and no cluster of its own yet (a first node), or with `--bootstrap` on a directory that
+/// holds no node state. `--bootstrap` on a directory that does is ignored, with a warning.
+fn coordinated(config: &Config, loaded: &Loaded) -> io::Result<Option<Coordinated>> {
+    if config.writes == Writes::Local {
+        return Ok(None);
+    }
+    let stored = match &config.data_dir {
+        Some(dir) => data_dir::load_state(dir)?,
+        None => None,
+    };
+    let fresh = stored.is_none();
+    let state = stored.unwrap_or_else(|| NodeState { id: new_id(random_u64()), term: 0, vote: None });
+    let in_a_cluster = loaded.start.sealed.copy.coordination.is_some();
+    if config.bootstrap && !fresh {
+        warn!(
+            "--bootstrap is ignored: the data directory holds this node's state (id {}); it loads it as usual",
+            state.id
+        );
+    }
+    let founds =
+        !in_a_cluster && ((config.bootstrap && fresh) || (config.seeds.is_empty() && loaded.start.cluster.is_empty()));
+    if !in_a_cluster && !founds {
+        info!("this node ({}) joins its cluster as a learner: it waits for the coordinator to add it", state.id);
+    }
+    Ok(Some(Coordinated { state, founding: founds.then(|| new_id(random_u64())) }))
+}
+
+/// 64 random bits from the system, for ids and the seed of jitter.
+fn random_u64() -> u64 {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => crate::shell::clock::unix_micros() ^ (u64::from(std::process::id()) << 32),
+    }
+}
+
 /// What start-up found in the data directory.
 struct Loaded {
     start: Start,
@@ -153,13 +200,15 @@ fn load(config: &Config) -> io::Result<Loaded> {
         return Ok(Loaded { start: Start::empty(), damaged: Vec::new(), must_catch_up: false });
     };
     // Without seeds the copy body is needed only if the snapshot names peers; the loader knows.
-    let loaded = data_dir::load_newest_keeping(dir, !config.seeds.is_empty())
+    let by_term = config.writes == Writes::Coordinated;
+    let loaded = data_dir::load_in_order(dir, !config.seeds.is_empty(), by_term)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot use the data directory {}: {e}", dir.display())))?;
     let damaged: Vec<PathBuf> = loaded.damaged.into_iter().map(|(file, _)| file).collect();
     if let Some((file, snapshot)) = loaded.newest {
         let version = snapshot.sealed.copy.version;
         info!("loaded {} (sequence {}, checksum {})", file.display(), version.sequence, version.checksum);
-        let start = Start { sealed: snapshot.sealed, cluster: snapshot.cluster, mine: snapshot.mine };
+        let committed = snapshot.committed;
+        let start = Start { sealed: snapshot.sealed, cluster: snapshot.cluster, mine: snapshot.mine, committed };
         return Ok(Loaded { start, damaged, must_catch_up: false });
     }
     if damaged.is_empty() {

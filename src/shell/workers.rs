@@ -21,7 +21,7 @@ use crate::shell::data_dir::{self, DataDir, DiskConfig};
 #[derive(Debug)]
 pub enum Report {
     /// A core job finished.
-    Job(Done),
+    Job(Box<Done>),
     /// A peer's host name was looked up.
     Resolved { address: String, result: Result<SocketAddr, String> },
 }
@@ -48,10 +48,10 @@ impl Workers {
         };
         let mut data_dir = DataDir::new(disk.clone(), &files);
         let writer = spawn(&mut threads, "lighthouse-writer", report.clone(), wake.clone(), move |job: Job| {
-            Report::Job(run_timed(job, &mut data_dir))
+            Report::Job(Box::new(run_timed(job, &mut data_dir)))
         })?;
         let decoder = spawn(&mut threads, "lighthouse-decoder", report.clone(), wake.clone(), move |job: Job| {
-            Report::Job(run_timed(job, &mut NoDisk))
+            Report::Job(Box::new(run_timed(job, &mut NoDisk)))
         })?;
         let resolver = spawn(&mut threads, "lighthouse-resolver", report, wake, |address: String| {
             let result = match address.to_socket_addrs() {

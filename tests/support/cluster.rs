@@ -50,4 +50,46 @@ impl Member {
     pub fn version(&self) -> serde_json::Value {
         self.server().get("/version").json()
     }
+
+    /// What `/state` says of coordinated writes: `coordinator`, `term`, `voters`, `role`...
+    pub fn writes(&self) -> serde_json::Value {
+        self.server().get("/state").json()["writes"].clone()
+    }
+}
+
+/// Starts `count` members, each with the one before it as its seed (so gossip has work to do),
+/// with `args` besides.
+pub fn chain(count: usize, name: &str, args: &[&str]) -> Vec<Member> {
+    let mut members: Vec<Member> = (0..count).map(|i| Member::new(&format!("{name}{i}"))).collect();
+    for i in 0..count {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        if i > 0 {
+            all.push(format!("--seeds={}", members[i - 1].address()));
+        }
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        members[i].start(&all);
+    }
+    wait_settled(&members);
+    members
+}
+
+/// Waits until every member serves, and, with coordinated writes, all of them are voters, agree
+/// on the coordinator and serve the same version (the promotions are done).
+pub fn wait_settled(members: &[Member]) {
+    super::wait_for("every node to catch up and serve", || {
+        members.iter().all(|m| m.server().get("/").json()["active"] == true)
+    });
+    if members[0].writes()["writes"] != "coordinated" {
+        return;
+    }
+    super::wait_for("every node to be a voter and to know the coordinator", || {
+        let states: Vec<serde_json::Value> = members.iter().map(Member::writes).collect();
+        let coordinator = &states[0]["coordinator"];
+        let versions: Vec<serde_json::Value> = members.iter().map(Member::version).collect();
+        !coordinator.is_null()
+            && states.iter().all(|s| {
+                s["coordinator"] == *coordinator && s["voters"].as_array().map(Vec::len) == Some(members.len())
+            })
+            && versions.iter().all(|v| *v == versions[0])
+    });
 }

@@ -137,6 +137,9 @@ impl EventLoop {
     /// Serves until SIGTERM or SIGINT, then finishes the snapshot write in flight and returns.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        // What the core asked for while it started (a write of its state, a first sync) goes out
+        // before the first wait.
+        self.before_sleep();
         loop {
             if let Err(e) = self.poll.poll(&mut events, self.poll_timeout()) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -287,7 +290,7 @@ impl EventLoop {
                     self.peers.resolved(&address, result, self.now, registry, &mut self.pool, &mut work);
                     self.peer_work(work);
                 }
-                Report::Job(done) => self.core.job_done(self.now, done),
+                Report::Job(done) => self.core.job_done(self.now, *done),
             }
         }
     }
@@ -418,7 +421,7 @@ impl EventLoop {
         self.workers.shutdown();
         while let Some(report) = self.workers.try_report() {
             if let Report::Job(done) = report {
-                self.core.job_done(self.now, done);
+                self.core.job_done(self.now, *done);
             }
         }
         let mut effects = std::mem::take(&mut self.effects);

@@ -1,0 +1,547 @@
+//! Coordinated writes: who coordinates, by terms and votes, and for how long, by leases.
+//!
+//! Raft's rules, simplified because the lock allows at most one version in flight at a time, so
+//! there is no log: a node holds its committed store (served) and at most one newer version it has
+//! accepted (durable, not served). Versions order by (accepted term, sequence), never by checksum.
+//!
+//! - A node coordinates term T only with the votes of a majority of the voters of its newest
+//!   version. A voter writes (term, vote) to disk before it answers, votes once per term, only for
+//!   a candidate whose (accepted term, sequence) is at least its own, and never while it has
+//!   promised another coordinator a lease (or in the first `LEASE_MS` after it started, since it
+//!   may have promised one before).
+//! - A new coordinator adopts the newest accepted version among its voters' replies, stamps it with
+//!   its own term and makes it durable on a majority (`replicate.rs`) before it grants any lock.
+//! - The coordinator beats every `BEAT_MS`; each beat a voter acknowledges renews its promise for
+//!   `LEASE_MS` from receipt. The coordinator's lease runs `COORDINATOR_LEASE_MS` from the send
+//!   time of the newest beat a majority acknowledged, on its own clock; the lease gates lock grants
+//!   and `GET /lock`. Commits are fenced by the term, so they stay safe when the clock or pause
+//!   bounds are broken; only the lock's exclusivity depends on them.
+
+use log::{info, warn};
+
+use super::Node;
+use crate::core::clock::{Deadline, Now};
+use crate::core::members::{Coordination, Member, valid_id};
+use crate::core::node_state::NodeState;
+use crate::core::sealed::Sealed;
+use crate::core::version::{Checksum, Version};
+use crate::http::{Bytes, Method, Response};
+use crate::limits::{
+    BEAT_MS, COORDINATOR_LEASE_MS, ELECTION_RETRY_MS, ELECTION_STAGGER_MS, ELECTION_TIMEOUT_MS, LEASE_MS,
+};
+
+/// A version and the term it was accepted in; versions compare by (term, sequence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    pub term: u64,
+    pub version: Version,
+}
+
+impl Accepted {
+    pub fn of(sealed: &Sealed) -> Accepted {
+        Accepted { term: sealed.copy.term(), version: sealed.copy.version }
+    }
+
+    /// The order elections compare by.
+    pub fn key(&self) -> (u64, u64) {
+        (self.term, self.version.sequence)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"term": self.term, "sequence": self.version.sequence, "checksum": self.version.checksum.to_string()})
+    }
+
+    pub fn from_json(value: &serde_json::Value) -> Option<Accepted> {
+        let term = value.get("term")?.as_u64()?;
+        let sequence = value.get("sequence")?.as_u64()?;
+        let checksum = Checksum::parse_hex(value.get("checksum")?.as_str()?)?;
+        Some(Accepted { term, version: Version { sequence, checksum } })
+    }
+}
+
+/// What this node is in the current term.
+#[derive(Debug)]
+pub enum Role {
+    /// Follows the coordinator (if it knows one); stands for election at `election_at` if it is a
+    /// voter.
+    Follower,
+    /// Asked for votes in the current term: the voters that granted theirs, and the newest
+    /// accepted version among them (with who holds it).
+    Candidate { granted: Vec<String>, newest: (Accepted, String) },
+    /// Coordinates the current term.
+    Coordinator(Leading),
+}
+
+/// The coordinator's state.
+#[derive(Debug, Default)]
+pub struct Leading {
+    /// Per member id: the send time (own clock) of the newest beat it acknowledged.
+    pub acks: Vec<(String, u64)>,
+    /// The lease: locks may be granted before this.
+    pub lease_until: Deadline,
+    /// The version adopted at election is durable on a majority in this term: commits may start.
+    pub ready: bool,
+    pub next_beat: Deadline,
+}
+
+/// The consensus state of a node in coordinated mode.
+#[derive(Debug)]
+pub struct Consensus {
+    /// Id, term and vote, as on disk (or about to be: see `saving`).
+    pub state: NodeState,
+    /// The address peers know this node by.
+    pub address: String,
+    pub role: Role,
+    /// The coordinator of `state.term`, when known.
+    pub coordinator: Option<Member>,
+    /// This voter promised `coordinator` a lease until then: it votes for nobody else before.
+    pub promise_until: Deadline,
+    /// When a follower that is a voter stands for election, unless it hears a beat first.
+    pub election_at: Deadline,
+    /// The coordination of a node that starts a new cluster, until its first version carries one.
+    pub founding: Option<Coordination>,
+    /// A job writing `state` is in flight (its id), and the answers that wait for it.
+    pub saving: Option<u64>,
+    pub after_save: Vec<AfterSave>,
+    /// The newest version this node holds durably: the store, or the pending one.
+    pub accepted: Accepted,
+    /// The store being served is known to be committed. False only after a start from a version
+    /// that was accepted and not yet known committed: the node serves nothing until it knows.
+    pub confirmed: bool,
+    /// The rank of this node among the voters, for the stagger of elections.
+    pub rank: u64,
+}
+
+/// What waits for the node's state to be on disk.
+#[derive(Debug)]
+pub enum AfterSave {
+    /// Answer a vote request.
+    Answer { ticket: super::Ticket, response: Response },
+    /// Ask for votes (this node's own candidacy).
+    Campaign,
+}
+
+impl Consensus {
+    pub fn new(state: NodeState, address: String, accepted: Accepted, confirmed: bool, now: Now) -> Consensus {
+        Consensus {
+            state,
+            address,
+            role: Role::Follower,
+            coordinator: None,
+            // A restarted node may have promised a lease before it stopped: it promises nothing,
+            // and votes for nobody, for a whole lease.
+            promise_until: Deadline::after(now, LEASE_MS),
+            election_at: Deadline::after(now, ELECTION_TIMEOUT_MS),
+            founding: None,
+            saving: None,
+            after_save: Vec::new(),
+            accepted,
+            confirmed,
+            rank: 0,
+        }
+    }
+
+    pub fn me(&self) -> Member {
+        Member { id: self.state.id.clone(), address: self.address.clone() }
+    }
+
+    pub fn is_coordinator(&self) -> bool {
+        matches!(self.role, Role::Coordinator(_))
+    }
+
+    pub fn leading(&mut self) -> Option<&mut Leading> {
+        match &mut self.role {
+            Role::Coordinator(leading) => Some(leading),
+            _ => None,
+        }
+    }
+
+    /// The coordinator holds a lease now (and has made its term's first version durable).
+    pub fn has_lease(&self, now: Now) -> bool {
+        matches!(&self.role, Role::Coordinator(l) if l.ready && !l.lease_until.fired(now))
+    }
+}
+
+impl Node {
+    /// The coordination of the newest version this node holds (or of the cluster it founds).
+    pub(super) fn coordination(&self) -> Option<Coordination> {
+        let consensus = self.consensus.as_ref()?;
+        let newest = self.pending.as_ref().map(|p| &p.sealed).unwrap_or(self.store.sealed());
+        newest.copy.coordination.clone().or_else(|| consensus.founding.clone())
+    }
+
+    /// The voters of the newest version, this node's rank among them, and whether it is one.
+    pub(super) fn voters(&self) -> Vec<Member> {
+        self.coordination().map(|c| c.voters).unwrap_or_default()
+    }
+
+    /// Timers of coordinated mode: elections, beats, the lease.
+    pub(super) fn tick_consensus(&mut self, now: Now) {
+        let Some(consensus) = &mut self.consensus else { return };
+        if consensus.saving.is_some() {
+            return;
+        }
+        match &consensus.role {
+            Role::Coordinator(leading) => {
+                if leading.next_beat.fired(now) {
+                    self.beat(now);
+                }
+                self.check_lease(now);
+            }
+            Role::Follower | Role::Candidate { .. } => {
+                let me = consensus.state.id.clone();
+                if consensus.election_at.fired(now) && self.voters().iter().any(|m| m.id == me) {
+                    self.stand(now);
+                }
+            }
+        }
+    }
+
+    /// When the consensus timers next have something to do.
+    pub(super) fn next_consensus_deadline(&self) -> Option<Deadline> {
+        let consensus = self.consensus.as_ref()?;
+        if consensus.saving.is_some() {
+            return None;
+        }
+        match &consensus.role {
+            Role::Coordinator(leading) => Some(leading.next_beat.min(leading.lease_until)),
+            _ => Some(consensus.election_at),
+        }
+    }
+
+    /// Stands for election in a new term: votes for itself, writes that down, then asks.
+    fn stand(&mut self, now: Now) {
+        let coordination = self.coordination();
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        consensus.state.term += 1;
+        consensus.state.vote = Some(consensus.state.id.clone());
+        consensus.coordinator = None;
+        let newest = (consensus.accepted, consensus.address.clone());
+        consensus.role = Role::Candidate { granted: vec![consensus.state.id.clone()], newest };
+        let stagger = ELECTION_STAGGER_MS * consensus.rank + self.rng.below(ELECTION_STAGGER_MS);
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        consensus.election_at = Deadline::after(now, ELECTION_RETRY_MS + stagger);
+        info!(
+            "standing for election in term {} ({} voters)",
+            consensus.state.term,
+            coordination.as_ref().map_or(0, |c| c.voters.len())
+        );
+        consensus.after_save.push(AfterSave::Campaign);
+        self.save_state();
+        // A cluster of one: this node's own vote is the majority.
+        self.count_votes(now);
+    }
+
+    /// Asks every other voter for its vote (once this node's own vote is on disk).
+    fn campaign(&mut self) {
+        let consensus = self.consensus.as_ref().expect("coordinated");
+        if !matches!(consensus.role, Role::Candidate { .. }) {
+            return;
+        }
+        let body = serde_json::json!({
+            "term": consensus.state.term,
+            "candidate": consensus.me().to_json(),
+            "accepted": consensus.accepted.to_json(),
+        })
+        .to_string();
+        let me = consensus.state.id.clone();
+        for voter in self.voters().into_iter().filter(|m| m.id != me) {
+            let body = Bytes::Owned(body.clone().into_bytes());
+            self.call(&voter.address, super::cluster::CallKind::Vote, Method::Post, "/cluster/vote", body);
+        }
+    }
+
+    /// A voter's answer to this node's request for its vote.
+    pub(super) fn vote_reply(&mut self, now: Now, body: &[u8]) {
+        let Ok(reply) = serde_json::from_slice::<serde_json::Value>(body) else { return };
+        let term = reply.get("term").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        if self.saw_term(now, term) {
+            return;
+        }
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        let Role::Candidate { granted, newest } = &mut consensus.role else { return };
+        if term != consensus.state.term || reply.get("granted") != Some(&serde_json::Value::Bool(true)) {
+            return;
+        }
+        let Some(voter) = reply.get("voter").and_then(serde_json::Value::as_str).filter(|v| valid_id(v)) else {
+            return;
+        };
+        if !granted.iter().any(|g| g == voter) {
+            granted.push(voter.to_string());
+        }
+        let address = reply.get("address").and_then(serde_json::Value::as_str).unwrap_or_default();
+        if let Some(theirs) = reply.get("accepted").and_then(Accepted::from_json)
+            && theirs.key() > newest.0.key()
+        {
+            *newest = (theirs, address.to_string());
+        }
+        self.count_votes(now);
+    }
+
+    /// Becomes the coordinator once a majority of the voters granted their votes.
+    fn count_votes(&mut self, now: Now) {
+        let Some(coordination) = self.coordination() else { return };
+        let consensus = self.consensus.as_ref().expect("coordinated");
+        if consensus.saving.is_some() {
+            // Its own vote is not on disk yet; it counts once it is.
+            return;
+        }
+        let Role::Candidate { granted, newest } = &consensus.role else { return };
+        let votes = granted.iter().filter(|g| coordination.is_voter(g)).count();
+        if votes < coordination.majority() {
+            return;
+        }
+        let newest = newest.clone();
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        info!(
+            "coordinating term {} with {votes} of {} votes; the newest version is sequence {} of term {}",
+            consensus.state.term,
+            coordination.voters.len(),
+            newest.0.version.sequence,
+            newest.0.term
+        );
+        consensus.coordinator = Some(consensus.me());
+        consensus.role = Role::Coordinator(Leading { next_beat: Deadline(now.mono_ms), ..Leading::default() });
+        self.drop_lock_for("this node became the coordinator");
+        self.adopt(now, newest);
+        self.beat(now);
+    }
+
+    /// A request for this node's vote: `POST /cluster/vote`.
+    pub(super) fn vote_request(&mut self, now: Now, ticket: super::Ticket, body: &[u8]) -> super::Reply {
+        let Ok(request) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return super::Reply::Now(Response::error(
+                400,
+                "a vote request is {\"term\", \"candidate\", \"accepted\"}",
+            ));
+        };
+        let (Some(term), Some(candidate), Some(theirs)) = (
+            request.get("term").and_then(serde_json::Value::as_u64),
+            request.get("candidate").and_then(Member::from_json),
+            request.get("accepted").and_then(Accepted::from_json),
+        ) else {
+            return super::Reply::Now(Response::error(
+                400,
+                "a vote request is {\"term\", \"candidate\", \"accepted\"}",
+            ));
+        };
+        self.saw_term(now, term);
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        let refusal = if term < consensus.state.term {
+            Some(format!("term {term} is over (this node is in term {})", consensus.state.term))
+        } else if consensus.state.vote.as_ref().is_some_and(|v| *v != candidate.id) {
+            Some(format!("this node voted for another candidate in term {term}"))
+        } else if !consensus.promise_until.fired(now)
+            && consensus.coordinator.as_ref().is_none_or(|c| c.id != candidate.id)
+        {
+            Some("this node promised a lease to the coordinator (or started a moment ago)".to_string())
+        } else if theirs.key() < consensus.accepted.key() {
+            Some(format!(
+                "this node holds a newer version (sequence {} of term {})",
+                consensus.accepted.version.sequence, consensus.accepted.term
+            ))
+        } else {
+            None
+        };
+        let mut answer = serde_json::json!({
+            "term": consensus.state.term,
+            "voter": consensus.state.id,
+            "address": consensus.address,
+            "accepted": consensus.accepted.to_json(),
+            "granted": refusal.is_none(),
+        });
+        if let Some(why) = &refusal {
+            answer["why"] = why.as_str().into();
+            return super::Reply::Now(super::json_response(200, &answer));
+        }
+        consensus.state.vote = Some(candidate.id.clone());
+        consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS + ELECTION_STAGGER_MS * consensus.rank);
+        info!("voted for {} in term {term}", candidate.address);
+        consensus.after_save.push(AfterSave::Answer { ticket, response: super::json_response(200, &answer) });
+        self.save_state();
+        super::Reply::Later
+    }
+
+    /// Writes the node's state (id, term, vote) to disk; what waits for it runs in `state_saved`.
+    pub(super) fn save_state(&mut self) {
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        let id = self.next_job_id;
+        self.next_job_id += 1;
+        consensus.saving = Some(id);
+        let state = consensus.state.clone();
+        self.effects.push(super::Effect::Job(crate::core::jobs::Job::SaveState { id, state }));
+    }
+
+    /// The node's state is on disk: answer the votes that waited, ask for the votes this node needs.
+    pub(super) fn state_saved(&mut self, now: Now, id: u64) {
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        if consensus.saving != Some(id) {
+            return;
+        }
+        consensus.saving = None;
+        for waiting in std::mem::take(&mut consensus.after_save) {
+            match waiting {
+                AfterSave::Answer { ticket, response } => self.answer(ticket, response),
+                AfterSave::Campaign => {
+                    self.campaign();
+                    self.count_votes(now);
+                }
+            }
+        }
+    }
+
+    /// Every message carries a term: a newer one ends this node's term (a coordinator steps down,
+    /// a candidate gives up). Returns true when `term` is older than this node's: the message is
+    /// stale.
+    pub(super) fn saw_term(&mut self, now: Now, term: u64) -> bool {
+        let Some(consensus) = &mut self.consensus else { return false };
+        if term < consensus.state.term {
+            return true;
+        }
+        if term > consensus.state.term {
+            if consensus.is_coordinator() {
+                warn!("term {term} began elsewhere: this node stops coordinating term {}", consensus.state.term);
+            }
+            consensus.state.term = term;
+            consensus.state.vote = None;
+            consensus.coordinator = None;
+            consensus.role = Role::Follower;
+            consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS + ELECTION_STAGGER_MS * consensus.rank);
+            self.drop_lock_for(&format!("a new term ({term}) began"));
+            self.step_down_commit();
+        }
+        false
+    }
+
+    /// Sends a beat to every member: the term, and the committed version to serve.
+    fn beat(&mut self, now: Now) {
+        let Some(coordination) = self.coordination() else { return };
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        let Role::Coordinator(leading) = &mut consensus.role else { return };
+        leading.next_beat = Deadline::after(now, BEAT_MS);
+        let body = serde_json::json!({
+            "term": consensus.state.term,
+            "coordinator": consensus.me().to_json(),
+            "cluster": coordination.cluster,
+            "committed": Accepted::of(self.store.sealed()).to_json(),
+            "sent": now.mono_ms,
+        })
+        .to_string();
+        let me = consensus.state.id.clone();
+        let members: Vec<String> = self.members().into_iter().filter(|(id, _)| *id != me).map(|(_, a)| a).collect();
+        for address in members {
+            let body = Bytes::Owned(body.clone().into_bytes());
+            self.call(&address, super::cluster::CallKind::Beat, Method::Post, "/cluster/beat", body);
+        }
+        self.check_lease(now);
+    }
+
+    /// Recomputes the lease from the acknowledged beats; a coordinator whose lease ran out drops
+    /// the lock.
+    pub(super) fn check_lease(&mut self, now: Now) {
+        // The voters in effect are those of the committed version: a change of voters in flight
+        // counts once it is committed.
+        let committed = self.store.sealed().copy.coordination.clone();
+        let founding = self.consensus.as_ref().and_then(|c| c.founding.clone());
+        let Some(coordination) = committed.or(founding) else { return };
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        let me = consensus.state.id.clone();
+        let Role::Coordinator(leading) = &mut consensus.role else { return };
+        let mut sent: Vec<u64> =
+            leading.acks.iter().filter(|(id, _)| coordination.is_voter(id) && *id != me).map(|(_, at)| *at).collect();
+        if coordination.is_voter(&me) {
+            sent.push(now.mono_ms);
+        }
+        sent.sort_unstable_by(|a, b| b.cmp(a));
+        let had = !leading.lease_until.fired(now);
+        leading.lease_until = match sent.get(coordination.majority() - 1) {
+            Some(at) => Deadline(at + COORDINATOR_LEASE_MS),
+            None => Deadline(0),
+        };
+        if had && leading.lease_until.fired(now) {
+            warn!("the coordinator's lease ran out: no majority acknowledged its beats");
+            self.drop_lock_for("the coordinator lost its lease (no majority of voters answered)");
+        }
+    }
+
+    /// A beat from the coordinator: `POST /cluster/beat`.
+    pub(super) fn beat_request(&mut self, now: Now, body: &[u8]) -> Response {
+        let Ok(beat) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return Response::error(400, "a beat is {\"term\", \"coordinator\", \"committed\"}");
+        };
+        let (Some(term), Some(coordinator), committed) = (
+            beat.get("term").and_then(serde_json::Value::as_u64),
+            beat.get("coordinator").and_then(Member::from_json),
+            beat.get("committed").and_then(Accepted::from_json),
+        ) else {
+            return Response::error(400, "a beat is {\"term\", \"coordinator\", \"committed\"}");
+        };
+        let stale = self.saw_term(now, term);
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        if !stale && consensus.state.id != coordinator.id {
+            if consensus.coordinator.as_ref() != Some(&coordinator) {
+                info!("{} coordinates term {term}", coordinator.address);
+            }
+            if matches!(consensus.role, Role::Candidate { .. }) {
+                consensus.role = Role::Follower;
+            }
+            consensus.coordinator = Some(coordinator);
+            consensus.promise_until = Deadline::after(now, LEASE_MS);
+            consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS + ELECTION_STAGGER_MS * consensus.rank);
+            if let Some(committed) = committed {
+                self.learn_committed(now, committed);
+            }
+        }
+        let consensus = self.consensus.as_ref().expect("coordinated");
+        let answer = serde_json::json!({
+            "term": consensus.state.term,
+            "ok": !stale,
+            "id": consensus.state.id,
+            "sent": beat.get("sent"),
+            "accepted": consensus.accepted.to_json(),
+            "committed": consensus.confirmed.then(|| Accepted::of(self.store.sealed()).to_json()),
+        });
+        super::json_response(200, &answer)
+    }
+
+    /// A member's answer to a beat: it renews the lease, and says what the member holds.
+    pub(super) fn beat_reply(&mut self, now: Now, address: &str, body: &[u8]) {
+        let Ok(reply) = serde_json::from_slice::<serde_json::Value>(body) else { return };
+        let term = reply.get("term").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        if self.saw_term(now, term) || reply.get("ok") != Some(&serde_json::Value::Bool(true)) {
+            return;
+        }
+        let (Some(id), Some(sent)) = (
+            reply.get("id").and_then(serde_json::Value::as_str).filter(|id| valid_id(id)),
+            reply.get("sent").and_then(serde_json::Value::as_u64),
+        ) else {
+            return;
+        };
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        if term != consensus.state.term {
+            return;
+        }
+        let Role::Coordinator(leading) = &mut consensus.role else { return };
+        match leading.acks.iter_mut().find(|(member, _)| member == id) {
+            Some((_, at)) => *at = (*at).max(sent),
+            None => leading.acks.push((id.to_string(), sent)),
+        }
+        self.check_lease(now);
+        let committed = reply.get("committed").and_then(Accepted::from_json);
+        let accepted = reply.get("accepted").and_then(Accepted::from_json);
+        self.member_holds(now, id, address, accepted, committed);
+    }
+
+    /// The members a coordinator beats: the voters and the learners it knows, as (id, address).
+    pub(super) fn members(&self) -> Vec<(String, String)> {
+        let mut members: Vec<(String, String)> = self.voters().into_iter().map(|m| (m.id, m.address)).collect();
+        for peer in &self.cluster.peers {
+            if let Some(id) = &peer.id
+                && !members.iter().any(|(m, _)| m == id)
+            {
+                members.push((id.clone(), peer.address.clone()));
+            }
+        }
+        members
+    }
+}

@@ -1,0 +1,110 @@
+//! Coordinated mode's start, its peer endpoints, and what `GET /state` shows of it.
+
+use log::info;
+
+use super::Node;
+use super::consensus::{Accepted, Consensus, Leading, Role};
+use crate::core::clock::{Deadline, Now};
+use crate::core::members::{Coordination, Member};
+use crate::http::{Method, Response};
+use crate::limits::BEAT_MS;
+
+impl Node {
+    /// Sets up coordinated writes at start (nothing in local mode).
+    pub(super) fn start_consensus(&mut self, now: Now, committed: bool) {
+        let Some(coordinated) = self.config.coordinated.clone() else { return };
+        let accepted = Accepted::of(self.store.sealed());
+        let mut consensus = Consensus::new(coordinated.state, self.config.address.clone(), accepted, committed, now);
+        // A term of a version on disk is a term this node took part in.
+        consensus.state.term = consensus.state.term.max(accepted.term);
+        if self.store.sealed().copy.coordination.is_none()
+            && let Some(cluster) = coordinated.founding
+        {
+            info!("founding a new cluster ({cluster}) with this node as its only voter");
+            consensus.founding =
+                Some(Coordination { cluster, term: 0, voters: vec![consensus.me()], removed: Vec::new() });
+            // Alone, it owes no lease to anyone and can stand at once.
+            consensus.promise_until = Deadline(now.mono_ms);
+            consensus.election_at = Deadline(now.mono_ms);
+        }
+        if !committed {
+            info!(
+                "sequence {} of term {} was not known to be committed when it was written: serving nothing until the \
+                 cluster says which version is",
+                accepted.version.sequence, accepted.term
+            );
+        }
+        self.consensus = Some(consensus);
+        self.update_rank();
+        self.lead_alone(now, committed);
+    }
+
+    /// A node that is the only voter of its cluster, and serves a committed store, coordinates at
+    /// once (the next term, its own vote, written in the background): there is no other version
+    /// its term must win over, so writes are open from the first request.
+    fn lead_alone(&mut self, now: Now, committed: bool) {
+        let Some(coordination) = self.coordination() else { return };
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        if !committed || coordination.voters.len() != 1 || !coordination.is_voter(&consensus.state.id) {
+            return;
+        }
+        consensus.state.term += 1;
+        consensus.state.vote = Some(consensus.state.id.clone());
+        consensus.coordinator = Some(consensus.me());
+        consensus.promise_until = Deadline(now.mono_ms);
+        let leading = Leading { ready: true, next_beat: Deadline::after(now, BEAT_MS), ..Leading::default() };
+        consensus.role = Role::Coordinator(leading);
+        info!("coordinating term {} as the only voter", consensus.state.term);
+        self.save_state();
+        self.check_lease(now);
+    }
+
+    /// This node's place among the voters' addresses: elections are staggered by it.
+    pub(super) fn update_rank(&mut self) {
+        let mut addresses: Vec<String> = self.voters().into_iter().map(|m| m.address).collect();
+        addresses.sort();
+        let Some(consensus) = &mut self.consensus else { return };
+        consensus.rank = addresses.iter().position(|a| *a == consensus.address).unwrap_or(addresses.len()) as u64;
+    }
+
+    /// The peer endpoints of coordinated writes: `POST /cluster/vote`, `POST /cluster/beat`,
+    /// `PUT /cluster/accept`, `GET /cluster/accepted`.
+    pub(super) fn cluster_request(
+        &mut self,
+        now: Now,
+        ticket: super::Ticket,
+        request: &super::Request,
+        below: &str,
+    ) -> super::Reply {
+        let reply = match (request.method, below) {
+            (Method::Post, "/vote") => return self.vote_request(now, ticket, request.body),
+            (Method::Post, "/beat") => self.beat_request(now, request.body),
+            (Method::Put, "/accept") => return self.accept_request(ticket, request.body),
+            (Method::Get, "/accepted") => self.accepted_copy(),
+            (_, "/vote" | "/beat" | "/accept" | "/accepted") => super::method_not_allowed("the method the path names"),
+            _ => Response::error(404, &format!("no such resource: /cluster{below}")),
+        };
+        super::Reply::Now(reply)
+    }
+
+    /// `"coordinator"`, `"term"` and the voters, for `GET /` and `GET /state`.
+    pub(super) fn consensus_json(&self, now: Now) -> serde_json::Value {
+        let Some(consensus) = &self.consensus else { return serde_json::json!({"writes": "local"}) };
+        let role = match &consensus.role {
+            Role::Coordinator(_) => "coordinator",
+            Role::Candidate { .. } => "candidate",
+            Role::Follower if self.voters().iter().any(|m| m.id == consensus.state.id) => "follower",
+            Role::Follower => "learner",
+        };
+        serde_json::json!({
+            "writes": "coordinated",
+            "id": consensus.state.id,
+            "term": consensus.state.term,
+            "role": role,
+            "coordinator": consensus.coordinator.as_ref().map(|c| c.address.clone()),
+            "lease": consensus.has_lease(now),
+            "voters": self.voters().iter().map(Member::to_json).collect::<Vec<_>>(),
+            "accepted": consensus.accepted.to_json(),
+        })
+    }
+}

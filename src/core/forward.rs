@@ -1,0 +1,142 @@
+//! Requests for the lock, carried out by the coordinator whichever node they reach.
+//!
+//! In coordinated mode every request on `/lock` and `/update` (reads included) and every change
+//! of the voters is handled by the coordinator. A node that is not the coordinator forwards the
+//! request once, over its peer link, and answers the client with the coordinator's answer: there
+//! is no redirect to follow, so a transaction may send each request to another node (behind a
+//! round-robin balancer, say). A forwarded request carries `X-Lighthouse-Forwarded` (the client's
+//! address), and a node that receives one without being the coordinator answers 503 rather than
+//! forwarding it again. Without an answer within `FORWARD_TIMEOUT_MS` the client gets 503 (nothing
+//! was committed), or for a commit 504: its outcome is unknown.
+
+use super::cluster::CallKind;
+use super::{Node, Reply, Request, Ticket};
+use crate::core::clock::{Deadline, Now};
+use crate::core::members::Member;
+use crate::http::{Bytes, Method, Response};
+use crate::limits::{FORWARD_TIMEOUT_MS, FORWARDS_MAX};
+
+/// A request forwarded to the coordinator and waiting for its answer.
+#[derive(Debug)]
+pub struct Forward {
+    /// The peer call carrying it.
+    pub call: u64,
+    pub ticket: Ticket,
+    /// A commit (`PUT /lock/NAME`): without an answer its outcome is unknown.
+    pub commit: bool,
+    pub deadline: Deadline,
+}
+
+/// The header that marks a forwarded request; its value is the client's address.
+pub const FORWARDED: &str = "X-Lighthouse-Forwarded";
+
+impl Node {
+    /// True when this request belongs to the coordinator: this node is in coordinated mode and is
+    /// not the coordinator.
+    pub(super) fn must_forward(&self, resource: &str, method: Method) -> bool {
+        let Some(consensus) = &self.consensus else { return false };
+        let writes = matches!(resource, "lock" | "update") || (resource == "state" && method == Method::Delete);
+        writes && !consensus.is_coordinator()
+    }
+
+    /// Forwards a request to the coordinator (once), or answers why it cannot be.
+    pub(super) fn forward(&mut self, now: Now, ticket: Ticket, request: &Request, commit: bool) -> Reply {
+        if request.headers.forwarded.is_some() {
+            return Reply::Now(
+                Response::error(503, "this node is not the coordinator (any more); retry")
+                    .with_header("Retry-After", "1"),
+            );
+        }
+        let coordinator = self.consensus.as_ref().and_then(|c| c.coordinator.clone());
+        let Some(Member { address, .. }) = coordinator else { return Reply::Now(self.no_majority()) };
+        if self.forwards.len() >= FORWARDS_MAX {
+            return Reply::Now(
+                Response::error(503, "too many requests waiting for the coordinator; retry")
+                    .with_header("Retry-After", "1"),
+            );
+        }
+        let client = request.client.map_or_else(|| "unknown".to_string(), |c| c.to_string());
+        let mut headers = format!("{FORWARDED}: {client}\r\n");
+        if let Some(accept) = request.headers.accept {
+            headers.push_str(&format!("Accept: {accept}\r\n"));
+        }
+        let call = self.next_id();
+        self.cluster.calls.push((call, address.clone(), CallKind::Forward));
+        self.effects.push(super::Effect::Peer(super::PeerRequest {
+            id: call,
+            peer: address,
+            method: request.method,
+            path: request.target.to_string(),
+            headers,
+            body: Bytes::Owned(request.body.to_vec()),
+        }));
+        self.forwards.push(Forward { call, ticket, commit, deadline: Deadline::after(now, FORWARD_TIMEOUT_MS) });
+        Reply::Later
+    }
+
+    /// The coordinator's answer to a forwarded request: the client gets it as it is.
+    pub(super) fn forward_reply(&mut self, call: u64, result: Result<super::PeerReply, String>) {
+        let Some(position) = self.forwards.iter().position(|f| f.call == call) else { return };
+        let forward = self.forwards.swap_remove(position);
+        let response = match result {
+            Ok(reply) => Response {
+                status: reply.status,
+                headers: Bytes::Owned(reply.headers),
+                body: Bytes::Owned(reply.body),
+                close: false,
+            },
+            Err(e) => self.unanswered(&forward, &e),
+        };
+        self.answer(forward.ticket, response);
+    }
+
+    /// Answers the forwarded requests the coordinator did not answer in time.
+    pub(super) fn expire_forwards(&mut self, now: Now) {
+        while let Some(position) = self.forwards.iter().position(|f| f.deadline.fired(now)) {
+            let forward = self.forwards.swap_remove(position);
+            let response = self.unanswered(&forward, "no answer in time");
+            self.answer(forward.ticket, response);
+        }
+    }
+
+    pub(super) fn next_forward_deadline(&self) -> Option<Deadline> {
+        self.forwards.iter().map(|f| f.deadline).min()
+    }
+
+    /// 503 for a request that did not reach the coordinator or was not answered (nothing was
+    /// committed); 504 for a commit, whose outcome is then unknown.
+    fn unanswered(&self, forward: &Forward, why: &str) -> Response {
+        let coordinator = self.consensus.as_ref().and_then(|c| c.coordinator.as_ref()).map(|c| c.address.clone());
+        let coordinator = coordinator.unwrap_or_else(|| "the coordinator".into());
+        if forward.commit {
+            let message = format!(
+                "the coordinator {coordinator} did not answer the commit ({why}): it may have landed or not; do not \
+                 reuse the lock name, and read the version to find out"
+            );
+            let body = serde_json::json!({"error": message, "outcome": "unknown"}).to_string() + "\n";
+            return Response::json(504, body.into_bytes());
+        }
+        Response::error(503, &format!("the coordinator {coordinator} did not answer ({why}); nothing changed, retry"))
+            .with_header("Retry-After", "1")
+    }
+
+    /// The 503 of a node that knows no coordinator: writes need a majority of the voters.
+    pub(super) fn no_majority(&self) -> Response {
+        let voters = self.coordination().map(|c| c.voters).unwrap_or_default();
+        let me = self.consensus.as_ref().map(|c| c.state.id.clone()).unwrap_or_default();
+        let reachable = voters
+            .iter()
+            .filter(|v| v.id == me || self.cluster.peers.iter().any(|p| p.address == v.address && p.reachable))
+            .count();
+        let why = if voters.is_empty() {
+            "this node is not a voter of a cluster yet (it joins as a learner once the coordinator has its address)"
+                .to_string()
+        } else {
+            format!(
+                "writes need a majority: {reachable} of {} voters reachable, and no coordinator is known",
+                voters.len()
+            )
+        };
+        Response::error(503, &why).with_header("Retry-After", "1")
+    }
+}

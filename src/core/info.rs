@@ -1,0 +1,47 @@
+//! What a node says about itself: `GET /` (who it is, its store, its cluster and who coordinates)
+//! and `GET /metrics` (the Prometheus text format).
+
+use super::{Gauges, Node, json_response, method_not_allowed, metrics};
+use crate::http::{Method, Response};
+
+impl Node {
+    /// `GET /`: who this node is and how it is doing.
+    pub(super) fn info(&self, method: Method) -> Response {
+        if !matches!(method, Method::Get | Method::Head) {
+            return method_not_allowed("GET, HEAD");
+        }
+        let version = self.store.version();
+        let body = serde_json::json!({
+            "name": "lighthouse",
+            "version": env!("CARGO_PKG_VERSION"),
+            "address": self.config.address,
+            "store": version.to_json(),
+            "active": self.is_active(),
+            "lock": self.lock_holder(),
+            "cluster": {"peers": self.cluster.peers.len(), "reachable": self.cluster.reachable()},
+            "writes": if self.consensus.is_some() { "coordinated" } else { "local" },
+            "coordinator": self.consensus.as_ref().and_then(|c| c.coordinator.as_ref()).map(|c| c.address.clone()),
+            "term": self.consensus.as_ref().map(|c| c.state.term),
+        });
+        json_response(200, &body)
+    }
+
+    pub(super) fn metrics_response(&self) -> Response {
+        let gauges = Gauges {
+            sequence: self.store.version().sequence,
+            store_bytes: self.store.data_len(),
+            active: self.is_active(),
+            lock_held: self.lock.is_some(),
+            peers: self.cluster.peers.len(),
+            peers_reachable: self.cluster.reachable(),
+            watchers: self.watches.waiting(),
+        };
+        let body = metrics::render(&self.metrics, &gauges);
+        Response {
+            status: 200,
+            headers: crate::http::Bytes::Static(b"Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+            body: crate::http::Bytes::Owned(body.into_bytes()),
+            close: false,
+        }
+    }
+}

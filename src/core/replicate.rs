@@ -1,0 +1,581 @@
+//! Making a version durable on a majority before it counts (coordinated mode).
+//!
+//! The coordinator seals a new version (a commit, the version it adopted at election, a change of
+//! voters), writes it itself and, in parallel, pushes it to every other voter (`PUT
+//! /cluster/accept`). A voter acknowledges only once the version is on its disk. When a majority of
+//! the version's voters hold it durably it is committed: the coordinator answers 200, serves it,
+//! and its next beat (sent at once) tells every member to serve it too. A version that does not
+//! reach a majority within `COMMIT_TIMEOUT_MS` answers 504 (outcome unknown) and stays pending: a
+//! later majority commits it, or a later coordinator adopts it or replaces it. It is never answered
+//! 200 and lost later. Members that are behind get the committed store pushed to them.
+
+use log::{info, warn};
+
+use super::consensus::{Accepted, Role};
+use super::lock::LockState;
+use super::{Effect, Node, Reply, Ticket, cluster::CallKind};
+use crate::core::clock::{Deadline, Now};
+use crate::core::jobs::{DiskError, Job};
+use crate::core::members::Coordination;
+use crate::core::sealed::{DecodeError, Sealed};
+use crate::core::snapshot::OwnCommit;
+use crate::http::{Bytes, Method, Response};
+use crate::limits::{COMMIT_TIMEOUT_MS, LINEAGE_VERSIONS_MAX};
+
+/// What a version being made durable is for.
+#[derive(Debug)]
+pub enum Purpose {
+    /// The lock's commit; its answer goes to `ticket` (unless it was answered 504 already).
+    Lock { ticket: Ticket, answered: bool },
+    /// The newest version found at election, stamped with this coordinator's term.
+    Adopt,
+    /// A change of voters: `what` for the log, the request to answer if an operator asked.
+    Membership { what: String, ticket: Option<Ticket> },
+}
+
+/// A version the coordinator is making durable on a majority.
+#[derive(Debug)]
+pub struct InCommit {
+    pub purpose: Purpose,
+    /// The job sealing it (or stamping it), until it reports.
+    pub sealing: u64,
+    pub sealed: Option<Sealed>,
+    /// The coordinator's own write of it, while under way.
+    pub own_write: Option<u64>,
+    /// Members whose acknowledgment arrived (this node's own included once written).
+    pub durable: Vec<String>,
+    /// Members a push is out to.
+    pub pushing: Vec<String>,
+    /// Answered 504 past this.
+    pub deadline: Deadline,
+}
+
+/// A version this node accepted and holds durably (or is writing), not known to be committed.
+#[derive(Debug)]
+pub struct Pending {
+    pub sealed: Sealed,
+    /// The write under way, and the coordinator's request that waits for it (`PUT /cluster/accept`).
+    pub writing: Option<(u64, Option<Ticket>)>,
+}
+
+impl Node {
+    /// True when this node's writes are coordinated and it has voters other than itself: a commit
+    /// is then durable only on a majority.
+    fn single_voter(&self, coordination: &Coordination) -> bool {
+        let me = &self.consensus.as_ref().expect("coordinated").state.id;
+        coordination.voters.len() == 1 && coordination.is_voter(me)
+    }
+
+    /// Counts a snapshot file written (or failed) by a job of coordinated mode.
+    pub(super) fn count_write(&mut self, file: &Result<Option<std::path::PathBuf>, DiskError>, elapsed_us: u64) {
+        match file {
+            Ok(Some(_)) => {
+                self.metrics.snapshot_writes += 1;
+                self.metrics.snapshot_seconds.observe(elapsed_us as f64 / 1e6);
+            }
+            Ok(None) => {}
+            Err(_) => self.metrics.flush_failures += 1,
+        }
+    }
+
+    /// Starts making a new version durable: seals it from `root` (or stamps `base` in this term).
+    pub(super) fn replicate(&mut self, now: Now, purpose: Purpose, content: Content) {
+        let consensus = self.consensus.as_ref().expect("coordinated");
+        let term = consensus.state.term;
+        let id = self.next_id();
+        let mut node = self.node_json();
+        let job = match content {
+            Content::New { root, coordination } => {
+                let coordination = coordination.in_term(term);
+                let single = self.single_voter(&coordination);
+                node.committed = single;
+                Job::Seal {
+                    id,
+                    sequence: self.store.version().sequence + 1,
+                    root,
+                    parent: self.store.lineage().clone(),
+                    node,
+                    coordination: Some(Box::new(coordination)),
+                    write: single,
+                }
+            }
+            Content::Stamp { base, coordination } => {
+                Job::Restamp { id, sealed: base, coordination: Box::new(coordination.in_term(term)) }
+            }
+        };
+        self.effects.push(Effect::Job(job));
+        self.commit = Some(InCommit {
+            purpose,
+            sealing: id,
+            sealed: None,
+            own_write: None,
+            durable: Vec::new(),
+            pushing: Vec::new(),
+            deadline: Deadline::after(now, COMMIT_TIMEOUT_MS),
+        });
+    }
+
+    /// The worker sealed (or stamped) the version being made durable.
+    pub(super) fn replicate_sealed(
+        &mut self,
+        now: Now,
+        sealed: Sealed,
+        file: Result<Option<std::path::PathBuf>, DiskError>,
+    ) {
+        let coordination = sealed.copy.coordination.clone().expect("a coordinated version");
+        let me = self.consensus.as_ref().expect("coordinated").state.id.clone();
+        let written = match file {
+            Err(e) => return self.replicate_failed(now, e),
+            // A single voter wrote it already, committed; else it is written beside the pushes.
+            Ok(file) => file.is_some() || (self.single_voter(&coordination) && !self.config.durable),
+        };
+        let accepted = Accepted::of(&sealed);
+        self.consensus.as_mut().expect("coordinated").accepted = accepted;
+        let commit = self.commit.as_mut().expect("a version in flight");
+        commit.sealed = Some(sealed.clone());
+        if written {
+            commit.durable.push(me.clone());
+        } else {
+            let id = self.next_job_id;
+            self.next_job_id += 1;
+            let commit = self.commit.as_mut().expect("a version in flight");
+            commit.own_write = Some(id);
+            let mut node = self.node_json();
+            node.committed = false;
+            self.effects.push(Effect::Job(Job::Write { id, body: sealed.body.clone(), node }));
+        }
+        self.pending = Some(super::replicate::Pending { sealed, writing: None });
+        for voter in coordination.voters.iter().filter(|m| m.id != me) {
+            self.push_accept(&voter.id.clone(), &voter.address.clone());
+        }
+        self.check_commit(now);
+    }
+
+    /// Pushes the version in flight to one voter.
+    fn push_accept(&mut self, id: &str, address: &str) {
+        let Some(commit) = &mut self.commit else { return };
+        let Some(sealed) = &commit.sealed else { return };
+        if commit.durable.iter().any(|d| d == id) || commit.pushing.iter().any(|p| p == id) {
+            return;
+        }
+        commit.pushing.push(id.to_string());
+        let (version, body) = (sealed.copy.version, Bytes::Shared(sealed.body.clone()));
+        self.call(address, CallKind::Accept(version), Method::Put, "/cluster/accept", body);
+    }
+
+    /// The coordinator's own write of the version in flight is done (or failed).
+    pub(super) fn replicate_written(&mut self, now: Now, file: Result<Option<std::path::PathBuf>, DiskError>) {
+        let me = self.consensus.as_ref().expect("coordinated").state.id.clone();
+        let commit = self.commit.as_mut().expect("a version in flight");
+        commit.own_write = None;
+        match file {
+            Ok(_) => {
+                commit.durable.push(me);
+                self.check_commit(now);
+            }
+            Err(e) => self.replicate_failed(now, e),
+        }
+    }
+
+    /// The version could not be written here: nothing is committed (the lock stays held).
+    fn replicate_failed(&mut self, now: Now, e: DiskError) {
+        let commit = self.commit.take().expect("a version in flight");
+        warn!("the version being committed could not be written here: {}", e.message);
+        self.pending = None;
+        let accepted = Accepted::of(self.store.sealed());
+        self.consensus.as_mut().expect("coordinated").accepted = accepted;
+        if let Purpose::Lock { ticket, answered: false } = commit.purpose
+            && let Some(lock) = &mut self.lock
+        {
+            lock.state = LockState::Open;
+            lock.renew(now);
+            let message = format!("{}; nothing was committed and the lock is still held", e.message);
+            self.answer(ticket, Response::error(e.status, &message));
+        }
+        self.start_lock_commit(now);
+    }
+
+    /// A voter's answer to a push of the version in flight.
+    pub(super) fn accept_reply(
+        &mut self,
+        now: Now,
+        address: &str,
+        version: crate::core::version::Version,
+        status: u16,
+        body: &[u8],
+    ) {
+        let reply: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let term = reply.get("term").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        if self.saw_term(now, term) {
+            return;
+        }
+        let Some(id) = self.members().into_iter().find(|(_, a)| a == address).map(|(id, _)| id) else { return };
+        let Some(commit) = &mut self.commit else { return };
+        commit.pushing.retain(|p| *p != id);
+        let ours = commit.sealed.as_ref().map(Accepted::of);
+        let theirs = reply.get("accepted").and_then(Accepted::from_json);
+        if status == 201 && ours.is_some_and(|o| o.version == version && Some(o) == theirs) {
+            if !commit.durable.contains(&id) {
+                commit.durable.push(id);
+            }
+            self.check_commit(now);
+        }
+    }
+
+    /// Commits the version in flight once a majority of its voters hold it durably.
+    fn check_commit(&mut self, now: Now) {
+        let Some(commit) = &self.commit else { return };
+        let Some(sealed) = &commit.sealed else { return };
+        let coordination = sealed.copy.coordination.as_ref().expect("a coordinated version");
+        let durable = commit.durable.iter().filter(|id| coordination.is_voter(id)).count();
+        if durable < coordination.majority() {
+            return;
+        }
+        let commit = self.commit.take().expect("checked above");
+        let sealed = commit.sealed.expect("checked above");
+        let version = sealed.copy.version;
+        // A change of voters keeps the data: a transaction that started on the version before goes
+        // on from this one.
+        let before = self.store.version();
+        if let (Purpose::Membership { .. }, Some(lock)) = (&commit.purpose, &mut self.lock)
+            && lock.base == before
+            && version.checksum == before.checksum
+        {
+            lock.base = version;
+        }
+        self.pending = None;
+        self.disk.wrote(version, self.cluster.stamp);
+        self.store.promote(sealed);
+        self.store_changed();
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        consensus.confirmed = true;
+        match commit.purpose {
+            Purpose::Lock { ticket, answered } => self.lock_committed(now, ticket, answered, version),
+            Purpose::Adopt => {
+                info!(
+                    "term {}: sequence {} is durable on a majority; writes are open",
+                    consensus.state.term, version.sequence
+                );
+                if let Role::Coordinator(leading) = &mut consensus.role {
+                    leading.ready = true;
+                }
+            }
+            Purpose::Membership { what, ticket } => {
+                info!("{what}: committed as sequence {}", version.sequence);
+                if let Some(ticket) = ticket {
+                    self.answer(ticket, Response::json(200, version.to_pretty_line().into_bytes()));
+                }
+            }
+        }
+        self.check_activation(now);
+        self.after_commit(now);
+    }
+
+    /// The lock's commit is durable on a majority: the transaction is over.
+    fn lock_committed(&mut self, now: Now, ticket: Ticket, answered: bool, version: crate::core::version::Version) {
+        let lock = self.lock.take().expect("a lock commit has its lock");
+        info!(
+            "lock {} committed sequence {} ({}, {}){}",
+            lock.name,
+            version.sequence,
+            version.checksum,
+            super::transaction::changes(lock.changes),
+            super::transaction::from(lock.client)
+        );
+        self.remember_commit(now, &lock.name, version);
+        if self.mine.len() >= LINEAGE_VERSIONS_MAX {
+            self.mine.pop_front();
+        }
+        self.mine.push_back(OwnCommit { version, superseded: false });
+        self.metrics.commits += 1;
+        if answered {
+            warn!(
+                "the commit of lock {} that answered 504 landed after all, as sequence {}",
+                lock.name, version.sequence
+            );
+        } else {
+            self.answer(ticket, Response::json(200, version.to_pretty_line().into_bytes()));
+        }
+    }
+
+    /// Starts the lock's commit, once nothing else is in flight (a change of voters may be).
+    pub(super) fn start_lock_commit(&mut self, now: Now) {
+        if self.commit.is_some() {
+            return;
+        }
+        let Some(lock) = &self.lock else { return };
+        let LockState::Committing { ticket, job: None } = lock.state else { return };
+        let root = lock.staged.clone();
+        let coordination = self.coordination().expect("a coordinator has a coordination");
+        self.replicate(now, Purpose::Lock { ticket, answered: false }, Content::New { root, coordination });
+        let sealing = self.commit.as_ref().map(|c| c.sealing);
+        let lock = self.lock.as_mut().expect("checked above");
+        lock.state = LockState::Committing { ticket, job: sealing };
+    }
+
+    /// After a commit: tell every member at once, start a lock commit that waited, and see whether
+    /// the voters should change.
+    fn after_commit(&mut self, now: Now) {
+        self.start_lock_commit(now);
+        if let Some(leading) = self.consensus.as_mut().and_then(|c| c.leading()) {
+            leading.next_beat = Deadline(now.mono_ms);
+        }
+        self.tick_consensus(now);
+        self.consider_membership(now);
+    }
+
+    /// Answers 504 to a lock commit that has not reached a majority in time; the lock is free, and
+    /// the version may still land.
+    pub(super) fn expire_commit(&mut self, now: Now) {
+        let Some(commit) = &mut self.commit else { return };
+        if !commit.deadline.fired(now) {
+            return;
+        }
+        commit.deadline = Deadline(u64::MAX);
+        if let Purpose::Lock { ticket, answered } = &mut commit.purpose
+            && !*answered
+        {
+            *answered = true;
+            let ticket = *ticket;
+            let name = self.lock.as_ref().map(|l| l.name.clone()).unwrap_or_default();
+            warn!(
+                "the commit of lock {name} is not durable on a majority after {} s: answered 504",
+                COMMIT_TIMEOUT_MS / 1000
+            );
+            self.answer(ticket, outcome_unknown(&name));
+        }
+    }
+
+    /// This node stops coordinating: a commit in flight ends here, its outcome unknown.
+    pub(super) fn step_down_commit(&mut self) {
+        if let Some(lock) = self.lock.take_if(|l| matches!(l.state, LockState::Committing { job: None, .. })) {
+            // Its commit waited for a change of voters and never started: nothing was committed.
+            let LockState::Committing { ticket, .. } = lock.state else { unreachable!("checked above") };
+            let why = "this node stopped coordinating before the commit started; nothing was committed";
+            self.answer(ticket, Response::error(503, why).with_header("Retry-After", "1"));
+        }
+        let Some(commit) = self.commit.take() else { return };
+        if let Purpose::Lock { ticket, answered: false } = commit.purpose {
+            let name = self.lock.as_ref().map(|l| l.name.clone()).unwrap_or_default();
+            self.answer(ticket, outcome_unknown(&name));
+        }
+        if let Purpose::Membership { ticket: Some(ticket), what } = commit.purpose {
+            self.answer(ticket, Response::error(503, &format!("{what}: this node stopped coordinating; retry")));
+        }
+        if self.lock.as_ref().is_some_and(|l| l.is_committing()) {
+            self.lock = None;
+        }
+    }
+
+    /// A new coordinator's first act: the newest version among its voters, stamped with its term
+    /// and made durable on a majority, before any lock is granted.
+    pub(super) fn adopt(&mut self, now: Now, newest: (Accepted, String)) {
+        let (accepted, holder) = newest;
+        let base = match &self.pending {
+            Some(pending) if Accepted::of(&pending.sealed) == accepted => Some(pending.sealed.clone()),
+            _ if Accepted::of(self.store.sealed()) == accepted => Some(self.store.sealed().clone()),
+            _ => None,
+        };
+        match base {
+            Some(base) => self.stamp(now, base),
+            None => {
+                info!(
+                    "fetching sequence {} of term {} from {holder} to adopt it",
+                    accepted.version.sequence, accepted.term
+                );
+                self.call(&holder, CallKind::FetchAccepted, Method::Get, "/cluster/accepted", Bytes::EMPTY);
+            }
+        }
+    }
+
+    /// Stamps `base` with this coordinator's term and makes it durable on a majority.
+    pub(super) fn stamp(&mut self, now: Now, base: Sealed) {
+        let Some(coordination) = base.copy.coordination.clone().or_else(|| self.coordination()) else { return };
+        self.replicate(now, Purpose::Adopt, Content::Stamp { base: Box::new(base), coordination });
+    }
+
+    /// The version to adopt arrived (decoded): stamp it.
+    pub(super) fn adopted(&mut self, now: Now, result: Result<Sealed, DecodeError>) {
+        if !self.consensus.as_ref().is_some_and(|c| c.is_coordinator()) || self.commit.is_some() {
+            return;
+        }
+        match result {
+            Ok(sealed) => self.stamp(now, sealed),
+            Err(e) => warn!("the version to adopt was refused: {e}; standing again"),
+        }
+    }
+
+    /// `PUT /cluster/accept`: the coordinator pushes a version to this voter; decoded first.
+    pub(super) fn accept_request(&mut self, ticket: Ticket, body: &[u8]) -> Reply {
+        let id = self.next_id();
+        self.decoding.push((id, super::Decoding::Accept(ticket)));
+        self.effects.push(Effect::Job(Job::Decode { id, body: body.to_vec() }));
+        Reply::Later
+    }
+
+    /// A pushed version was decoded: accept it (write it, then answer), or refuse it.
+    pub(super) fn accept_decoded(&mut self, now: Now, ticket: Ticket, result: Result<Sealed, DecodeError>) {
+        let sealed = match result {
+            Ok(sealed) if sealed.copy.coordination.is_some() => sealed,
+            Ok(_) => return self.answer(ticket, Response::error(400, "a version to accept carries its coordination")),
+            Err(e) => return self.answer(ticket, Response::error(400, &format!("version refused: {e}"))),
+        };
+        let term = sealed.copy.term();
+        let stale = self.saw_term(now, term);
+        let consensus = self.consensus.as_ref().expect("coordinated");
+        let same_cluster = self
+            .coordination()
+            .is_none_or(|c| Some(&c.cluster) == sealed.copy.coordination.as_ref().map(|o| &o.cluster));
+        if stale || !same_cluster {
+            let why = if stale { "a version of an older term" } else { "a version of another cluster" };
+            let answer = serde_json::json!({"error": why, "term": consensus.state.term});
+            return self.answer(ticket, super::json_response(409, &answer));
+        }
+        let theirs = Accepted::of(&sealed);
+        let already = consensus.accepted == theirs && self.pending.as_ref().is_none_or(|p| p.writing.is_none());
+        if already || theirs == Accepted::of(self.store.sealed()) {
+            return self.answer(ticket, self.accepted_answer(201));
+        }
+        if theirs.key() < consensus.accepted.key() && theirs.version.sequence <= self.store.version().sequence {
+            return self.answer(ticket, self.accepted_answer(409));
+        }
+        let id = self.next_id();
+        let mut node = self.node_json();
+        node.committed = false;
+        self.effects.push(Effect::Job(Job::Write { id, body: sealed.body.clone(), node }));
+        self.consensus.as_mut().expect("coordinated").accepted = theirs;
+        self.pending = Some(Pending { sealed, writing: Some((id, Some(ticket))) });
+    }
+
+    /// A pushed version is on this voter's disk: acknowledge it.
+    pub(super) fn accept_written(&mut self, id: u64, file: Result<Option<std::path::PathBuf>, DiskError>) -> bool {
+        let Some(pending) = &mut self.pending else { return false };
+        let Some((writing, ticket)) = pending.writing else { return false };
+        if writing != id {
+            return false;
+        }
+        pending.writing = None;
+        let response = match file {
+            Ok(_) => self.accepted_answer(201),
+            Err(e) => {
+                // Not durable: not accepted.
+                self.pending = None;
+                let accepted = Accepted::of(self.store.sealed());
+                self.consensus.as_mut().expect("coordinated").accepted = accepted;
+                Response::error(e.status, &e.message)
+            }
+        };
+        if let Some(ticket) = ticket {
+            self.answer(ticket, response);
+        }
+        true
+    }
+
+    /// `{"term": T, "accepted": {...}}`.
+    fn accepted_answer(&self, status: u16) -> Response {
+        let consensus = self.consensus.as_ref().expect("coordinated");
+        super::json_response(
+            status,
+            &serde_json::json!({"term": consensus.state.term, "accepted": consensus.accepted.to_json()}),
+        )
+    }
+
+    /// `GET /cluster/accepted`: the newest version this node holds, committed or not, for a new
+    /// coordinator that must adopt it.
+    pub(super) fn accepted_copy(&mut self) -> Response {
+        let body = match &self.pending {
+            Some(pending) => pending.sealed.body.clone(),
+            None => self.store.body(),
+        };
+        Response {
+            status: 200,
+            headers: Bytes::Static(b"Content-Type: application/json\r\n"),
+            body: Bytes::Shared(body),
+            close: false,
+        }
+    }
+
+    /// A follower learns from a beat which version is committed: it serves it if it holds it.
+    pub(super) fn learn_committed(&mut self, now: Now, committed: Accepted) {
+        if let Some(pending) = &self.pending
+            && pending.writing.is_none()
+            && Accepted::of(&pending.sealed) == committed
+        {
+            let pending = self.pending.take().expect("checked above");
+            let version = pending.sealed.copy.version;
+            self.disk.wrote(version, self.cluster.stamp);
+            self.store.promote(pending.sealed);
+            self.store_changed();
+        }
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        if self.store.version() == committed.version && !consensus.confirmed {
+            consensus.confirmed = true;
+            info!("sequence {} is committed: serving it", committed.version.sequence);
+        }
+        self.check_activation(now);
+    }
+
+    /// The coordinator hears what a member holds: a voter that lacks the version in flight gets it
+    /// again, a member whose committed store is behind gets the committed store.
+    pub(super) fn member_holds(
+        &mut self,
+        _now: Now,
+        id: &str,
+        address: &str,
+        _accepted: Option<Accepted>,
+        committed: Option<Accepted>,
+    ) {
+        let in_flight_voter = self
+            .commit
+            .as_ref()
+            .and_then(|c| c.sealed.as_ref())
+            .is_some_and(|s| s.copy.coordination.as_ref().is_some_and(|c| c.is_voter(id)));
+        if in_flight_voter {
+            self.push_accept(id, address);
+        }
+        let ours = self.store.version();
+        let behind = committed.is_none_or(|c| {
+            c.version.sequence < ours.sequence || (c.version != ours && c.version.sequence == ours.sequence)
+        });
+        if behind
+            && let Some(peer) = self.cluster.find_mut(address)
+            && peer.pushing.is_none()
+        {
+            peer.pushing = Some(ours);
+            let body = Bytes::Shared(self.store.body());
+            self.call(address, CallKind::PutCopy(ours), Method::Put, "/copy", body);
+        }
+    }
+
+    /// Drops the lock when this node can no longer grant it: its holder's next request answers
+    /// that it is gone, and why.
+    pub(super) fn drop_lock_for(&mut self, why: &str) {
+        if let Some(lock) = self.lock.take_if(|l| !l.is_committing()) {
+            warn!(
+                "lock {} dropped{}: {why}; {} dropped",
+                lock.name,
+                super::transaction::from(lock.client),
+                super::transaction::changes(lock.changes)
+            );
+            self.dropped_lock = Some((lock.name, why.to_string()));
+        }
+    }
+}
+
+/// What a new version is made from.
+pub enum Content {
+    /// A new store: sealed at the next sequence with `coordination` (in this term).
+    New { root: crate::core::value::Value, coordination: Coordination },
+    /// An existing version, stamped with this term.
+    Stamp { base: Box<Sealed>, coordination: Coordination },
+}
+
+/// The 504 of a commit whose outcome is not known.
+pub(super) fn outcome_unknown(name: &str) -> Response {
+    let message = format!(
+        "the commit of lock {name} is not durable on a majority of voters yet: it may land or not; do not reuse the \
+         lock name, and read the version to find out (PUT /lock/{name} again tells whether it committed)"
+    );
+    let body = serde_json::json!({"error": message, "outcome": "unknown"}).to_string() + "\n";
+    Response::json(504, body.into_bytes())
+}
