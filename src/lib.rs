@@ -38,6 +38,11 @@
 //! | `core/watch.rs` | long-polls and event streams |
 //! | `core/durability.rs` | which snapshot the writer works on next; commits waiting for it |
 //! | `core/cluster.rs`, `take.rs` | the peer table, gossip, push and pull; taking copies |
+//! | `core/consensus.rs`, `coordinated.rs` | coordinated writes: terms, votes, beats, the lease; `/cluster/*` routing and status |
+//! | `core/replicate.rs`, `accept.rs` | a commit made durable on a majority (coordinator); accepting pushed versions (voter) |
+//! | `core/forward.rs`, `membership.rs` | writes sent on to the coordinator; voters added, replaced and removed |
+//! | `core/members.rs`, `node_state.rs` | the cluster's id, term and voters; a node's id, term and vote (`node.json`) |
+//! | `core/info.rs` | `GET /` and the figures of `/metrics` |
 //! | `core/auth.rs`, `metrics.rs` | tokens and the cluster key; `/metrics` |
 //! | `core/jobs.rs`, `pace.rs` | the workers' jobs and how they are carried out; pacing hooks |
 //! | `core/value/` | the tree (`mod.rs`), edits, rendering, parsing |

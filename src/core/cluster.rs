@@ -221,7 +221,7 @@ impl Node {
                 "me": self.config.address,
                 "id": self.consensus.as_ref().map(|c| c.state.id.clone()),
                 "version": version.to_json(),
-                "committed": self.consensus.as_ref().is_none_or(|c| c.confirmed),
+                "committed": self.store_confirmed(),
                 "cluster": peers,
                 "own-commits": own_commits,
                 "writes": self.consensus_json(now),
@@ -324,6 +324,9 @@ impl Node {
 
     /// Pushes the current store to every peer known to be older that is not being pushed to.
     pub(super) fn push_to_older(&mut self, now: Now) {
+        if !self.store_confirmed() {
+            return;
+        }
         let ours = self.store.version();
         let older: Vec<String> = self
             .cluster

@@ -17,7 +17,7 @@
 //!   and `GET /lock`. Commits are fenced by the term, so they stay safe when the clock or pause
 //!   bounds are broken; only the lock's exclusivity depends on them.
 
-use log::{info, warn};
+use log::{error, info, warn};
 
 use super::Node;
 use crate::core::clock::{Deadline, Now};
@@ -28,6 +28,7 @@ use crate::core::version::{Checksum, Version};
 use crate::http::{Bytes, Method, Response};
 use crate::limits::{
     BEAT_MS, COORDINATOR_LEASE_MS, ELECTION_RETRY_MS, ELECTION_STAGGER_MS, ELECTION_TIMEOUT_MS, LEASE_MS,
+    PERSIST_RETRY_MS,
 };
 
 /// A version and the term it was accepted in; versions compare by (term, sequence).
@@ -77,8 +78,8 @@ pub enum Role {
 pub struct Leading {
     /// Per member id: the send time (own clock) of the newest beat it acknowledged.
     pub acks: Vec<(String, u64)>,
-    /// The lease: locks may be granted before this.
-    pub lease_until: Deadline,
+    /// The lease, while it holds (as of the last check): locks may be granted before this.
+    pub lease_until: Option<Deadline>,
     /// The version adopted at election is durable on a majority in this term: commits may start.
     pub ready: bool,
     pub next_beat: Deadline,
@@ -103,6 +104,9 @@ pub struct Consensus {
     /// A job writing `state` is in flight (its id), and the answers that wait for it.
     pub saving: Option<u64>,
     pub after_save: Vec<AfterSave>,
+    /// The last write of the state failed: it is tried again then (nothing waiting is answered
+    /// before it is on disk).
+    pub save_retry: Option<Deadline>,
     /// The newest version this node holds durably: the store, or the pending one.
     pub accepted: Accepted,
     /// The store being served is known to be committed. False only after a start from a version
@@ -135,6 +139,7 @@ impl Consensus {
             founding: None,
             saving: None,
             after_save: Vec::new(),
+            save_retry: None,
             accepted,
             confirmed,
             rank: 0,
@@ -158,7 +163,7 @@ impl Consensus {
 
     /// The coordinator holds a lease now (and has made its term's first version durable).
     pub fn has_lease(&self, now: Now) -> bool {
-        matches!(&self.role, Role::Coordinator(l) if l.ready && !l.lease_until.fired(now))
+        matches!(&self.role, Role::Coordinator(l) if l.ready && l.lease_until.is_some_and(|d| !d.fired(now)))
     }
 }
 
@@ -179,6 +184,9 @@ impl Node {
     pub(super) fn tick_consensus(&mut self, now: Now) {
         let Some(consensus) = &mut self.consensus else { return };
         if consensus.saving.is_some() {
+            if consensus.save_retry.is_some_and(|at| at.fired(now)) {
+                self.save_state();
+            }
             return;
         }
         match &consensus.role {
@@ -189,9 +197,16 @@ impl Node {
                 self.check_lease(now);
             }
             Role::Follower | Role::Candidate { .. } => {
+                if !consensus.election_at.fired(now) {
+                    return;
+                }
                 let me = consensus.state.id.clone();
-                if consensus.election_at.fired(now) && self.voters().iter().any(|m| m.id == me) {
+                if self.voters().iter().any(|m| m.id == me) {
                     self.stand(now);
+                } else {
+                    // A learner never stands; it looks again later (it may have become a voter).
+                    let consensus = self.consensus.as_mut().expect("coordinated");
+                    consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS);
                 }
             }
         }
@@ -201,10 +216,12 @@ impl Node {
     pub(super) fn next_consensus_deadline(&self) -> Option<Deadline> {
         let consensus = self.consensus.as_ref()?;
         if consensus.saving.is_some() {
-            return None;
+            return consensus.save_retry;
         }
         match &consensus.role {
-            Role::Coordinator(leading) => Some(leading.next_beat.min(leading.lease_until)),
+            Role::Coordinator(leading) => {
+                Some(leading.lease_until.map_or(leading.next_beat, |d| d.min(leading.next_beat)))
+            }
             _ => Some(consensus.election_at),
         }
     }
@@ -255,7 +272,7 @@ impl Node {
     pub(super) fn vote_reply(&mut self, now: Now, body: &[u8]) {
         let Ok(reply) = serde_json::from_slice::<serde_json::Value>(body) else { return };
         let term = reply.get("term").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        if self.saw_term(now, term) {
+        if self.saw_term(term) {
             return;
         }
         let consensus = self.consensus.as_mut().expect("coordinated");
@@ -325,7 +342,7 @@ impl Node {
                 "a vote request is {\"term\", \"candidate\", \"accepted\"}",
             ));
         };
-        self.saw_term(now, term);
+        self.saw_term(term);
         let consensus = self.consensus.as_mut().expect("coordinated");
         let refusal = if term < consensus.state.term {
             Some(format!("term {term} is over (this node is in term {})", consensus.state.term))
@@ -368,8 +385,20 @@ impl Node {
         let id = self.next_job_id;
         self.next_job_id += 1;
         consensus.saving = Some(id);
+        consensus.save_retry = None;
         let state = consensus.state.clone();
         self.effects.push(super::Effect::Job(crate::core::jobs::Job::SaveState { id, state }));
+    }
+
+    /// The node's state could not be written: nothing that waits for it happens (no vote is
+    /// granted, no candidacy goes on) until a retry succeeds.
+    pub(super) fn state_not_saved(&mut self, now: Now, id: u64, why: &str) {
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        if consensus.saving != Some(id) {
+            return;
+        }
+        error!("this node's term and vote cannot be written ({why}): it neither votes nor stands until they can");
+        consensus.save_retry = Some(Deadline::after(now, PERSIST_RETRY_MS));
     }
 
     /// The node's state is on disk: answer the votes that waited, ask for the votes this node needs.
@@ -393,7 +422,7 @@ impl Node {
     /// Every message carries a term: a newer one ends this node's term (a coordinator steps down,
     /// a candidate gives up). Returns true when `term` is older than this node's: the message is
     /// stale.
-    pub(super) fn saw_term(&mut self, now: Now, term: u64) -> bool {
+    pub(super) fn saw_term(&mut self, term: u64) -> bool {
         let Some(consensus) = &mut self.consensus else { return false };
         if term < consensus.state.term {
             return true;
@@ -405,12 +434,28 @@ impl Node {
             consensus.state.term = term;
             consensus.state.vote = None;
             consensus.coordinator = None;
+            // The election timer is left as it is: a candidate that cannot win (its version is
+            // older) must not keep the others from standing by asking again and again.
             consensus.role = Role::Follower;
-            consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS + ELECTION_STAGGER_MS * consensus.rank);
             self.drop_lock_for(&format!("a new term ({term}) began"));
             self.step_down_commit();
         }
         false
+    }
+
+    /// A coordinator that cannot go on (its disk fails) stops coordinating: the voters elect
+    /// another once its lease has run out. It does not stand again before that.
+    pub(super) fn resign(&mut self, now: Now, why: &str) {
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        if !consensus.is_coordinator() {
+            return;
+        }
+        warn!("this node stops coordinating term {}: {why}", consensus.state.term);
+        consensus.role = Role::Follower;
+        consensus.coordinator = None;
+        consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS + ELECTION_STAGGER_MS * consensus.rank);
+        self.drop_lock_for(why);
+        self.step_down_commit();
     }
 
     /// Sends a beat to every member: the term, and the committed version to serve.
@@ -453,12 +498,12 @@ impl Node {
             sent.push(now.mono_ms);
         }
         sent.sort_unstable_by(|a, b| b.cmp(a));
-        let had = !leading.lease_until.fired(now);
-        leading.lease_until = match sent.get(coordination.majority() - 1) {
-            Some(at) => Deadline(at + COORDINATOR_LEASE_MS),
-            None => Deadline(0),
-        };
-        if had && leading.lease_until.fired(now) {
+        let had = leading.lease_until.is_some();
+        leading.lease_until = sent
+            .get(coordination.majority() - 1)
+            .map(|at| Deadline(at + COORDINATOR_LEASE_MS))
+            .filter(|until| !until.fired(now));
+        if had && leading.lease_until.is_none() {
             warn!("the coordinator's lease ran out: no majority acknowledged its beats");
             self.drop_lock_for("the coordinator lost its lease (no majority of voters answered)");
         }
@@ -476,7 +521,7 @@ impl Node {
         ) else {
             return Response::error(400, "a beat is {\"term\", \"coordinator\", \"committed\"}");
         };
-        let stale = self.saw_term(now, term);
+        let stale = self.saw_term(term);
         let consensus = self.consensus.as_mut().expect("coordinated");
         if !stale && consensus.state.id != coordinator.id {
             if consensus.coordinator.as_ref() != Some(&coordinator) {
@@ -508,7 +553,7 @@ impl Node {
     pub(super) fn beat_reply(&mut self, now: Now, address: &str, body: &[u8]) {
         let Ok(reply) = serde_json::from_slice::<serde_json::Value>(body) else { return };
         let term = reply.get("term").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        if self.saw_term(now, term) || reply.get("ok") != Some(&serde_json::Value::Bool(true)) {
+        if self.saw_term(term) || reply.get("ok") != Some(&serde_json::Value::Bool(true)) {
             return;
         }
         let (Some(id), Some(sent)) = (

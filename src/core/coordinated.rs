@@ -6,6 +6,7 @@ use super::Node;
 use super::consensus::{Accepted, Consensus, Leading, Role};
 use crate::core::clock::{Deadline, Now};
 use crate::core::members::{Coordination, Member};
+use crate::core::version::Version;
 use crate::http::{Method, Response};
 use crate::limits::BEAT_MS;
 
@@ -105,6 +106,39 @@ impl Node {
             "lease": consensus.has_lease(now),
             "voters": self.voters().iter().map(Member::to_json).collect::<Vec<_>>(),
             "accepted": consensus.accepted.to_json(),
+        })
+    }
+}
+
+/// What a node says of coordinated writes, for tests and simulations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsensusStatus {
+    pub id: String,
+    pub term: u64,
+    pub coordinator: bool,
+    /// It coordinates and holds a lease now: it may grant the lock.
+    pub lease: bool,
+    /// The voters of its newest version.
+    pub voters: usize,
+    /// The newest version it holds durably (committed or not), and its term.
+    pub accepted: Accepted,
+    /// The coordinator's commit in flight: its version (once sealed), and the members it is
+    /// durable on.
+    pub in_flight: Option<(Option<Version>, Vec<String>)>,
+}
+
+impl Node {
+    /// Coordinated writes as this node sees them at `now` (`None` in local mode).
+    pub fn consensus_status(&self, now: Now) -> Option<ConsensusStatus> {
+        let consensus = self.consensus.as_ref()?;
+        Some(ConsensusStatus {
+            id: consensus.state.id.clone(),
+            term: consensus.state.term,
+            coordinator: consensus.is_coordinator(),
+            lease: consensus.has_lease(now),
+            voters: self.voters().len(),
+            accepted: consensus.accepted,
+            in_flight: self.commit.as_ref().map(|c| (c.sealed.as_ref().map(|s| s.copy.version), c.durable.clone())),
         })
     }
 }

@@ -20,6 +20,7 @@ pub mod snapshot;
 pub mod value;
 pub mod version;
 
+mod accept;
 mod auth;
 mod cluster;
 mod consensus;
@@ -60,6 +61,7 @@ use crate::http::{Headers, Method, Response};
 use crate::limits::{INACTIVE_RETRY_AFTER_S, LINEAGE_VERSIONS_MAX, RECENT_COMMIT_MS, RECENT_COMMITS_MAX};
 use cluster::Cluster;
 pub use consensus::Accepted;
+pub use coordinated::ConsensusStatus;
 use durability::DiskQueue;
 use path::Query;
 use watch::Watches;
@@ -271,15 +273,23 @@ impl Node {
         node.disk.table_written(node.cluster.stamp);
         node.keep_body_if_needed();
         if !node.config.bootstrap && !node.cluster.peers.is_empty() {
-            let limit = node.config.bootstrap_limit_ms.map(|ms| Deadline::after(now, ms));
+            // A member of a cluster with coordinated writes serves only what it knows the cluster
+            // committed, and never an older version than it served before it stopped: it waits
+            // for a peer, past --bootstrap-limit.
+            let member = node.consensus.is_some() && node.store.sealed().copy.coordination.is_some();
+            let limit_ms = node.config.bootstrap_limit_ms.filter(|_| !member);
+            let limit = limit_ms.map(|ms| Deadline::after(now, ms));
             node.activation = Activation::Joining { limit, target: None };
-            match node.config.bootstrap_limit_ms {
+            match limit_ms {
                 Some(ms) => info!(
                     "joining the cluster: /data answers 503 until this node has caught up with a peer, or for at \
                      most {} s (--bootstrap-limit); --bootstrap serves at once",
                     ms / 1000
                 ),
-                None => info!("joining the cluster: /data answers 503 until this node holds the store of a peer"),
+                None => info!(
+                    "joining the cluster: /data answers 503 until this node holds the store a peer serves (with \
+                     coordinated writes, however long that takes)"
+                ),
             }
         }
         node
@@ -293,10 +303,21 @@ impl Node {
         self.store.root()
     }
 
+    /// The recent history of the store being served.
+    pub fn lineage(&self) -> &crate::core::lineage::Lineage {
+        self.store.lineage()
+    }
+
     /// Serving `/data`: caught up with the cluster, and, in coordinated mode, sure that the store
     /// is committed.
     pub fn is_active(&self) -> bool {
-        self.activation == Activation::Active && self.consensus.as_ref().is_none_or(|c| c.confirmed)
+        self.activation == Activation::Active && self.store_confirmed()
+    }
+
+    /// The store is one the cluster committed: always with local writes; in coordinated mode,
+    /// unless the node started from a version it has yet to confirm.
+    pub(super) fn store_confirmed(&self) -> bool {
+        self.consensus.as_ref().is_none_or(|c| c.confirmed)
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -404,9 +425,7 @@ impl Node {
             Done::Decoded { id, result } => self.copy_decoded(now, id, result),
             Done::Removed { id } => self.removed_done(now, id),
             Done::StateSaved { id, result: Ok(()) } => self.state_saved(now, id),
-            Done::StateSaved { result: Err(e), .. } => {
-                panic!("this node's term and vote cannot be written ({}): it cannot vote safely", e.message)
-            }
+            Done::StateSaved { id, result: Err(e) } => self.state_not_saved(now, id, &e.message),
         }
     }
 
@@ -450,7 +469,7 @@ impl Node {
                 return self.forward(now, ticket, request, commit);
             }
             "lock" => return self.lock_request(now, ticket, request, below, query),
-            "update" => self.update_request(now, request, below),
+            "update" => self.update_request(now, request, below, query),
             "copy" if below.is_empty() => return self.copy_request(now, ticket, request),
             "state" if below.is_empty() => self.state_request(now, request.method, request.body),
             "state" if request.method == Method::Delete && self.must_forward(resource, request.method) => {
@@ -496,15 +515,19 @@ impl Node {
         if !self.is_active() {
             return Reply::Now(inactive());
         }
-        let format = match (query.raw, query.keys) {
-            (_, true) => Format::Keys,
-            (true, false) => Format::Raw,
-            (false, false) => Format::Json,
-        };
+        let format = Format::of(&query);
         let wait_ms = match query.wait.map(watch::parse_wait).transpose() {
             Ok(wait_ms) => wait_ms,
             Err(refused) => return Reply::Now(refused),
         };
+        if let Some(min_version) = query.min_version {
+            let Ok(sequence) = min_version.parse::<u64>() else {
+                return Reply::Now(Response::error(400, "min-version must be a sequence number"));
+            };
+            if self.store.version().sequence < sequence {
+                return self.wait_for_version(now, ticket, raw_path, format, sequence, wait_ms);
+            }
+        }
         let headers = request.headers;
         if headers.accept.is_some_and(|a| a.contains("text/event-stream")) && request.method == Method::Get {
             return self.event_stream(now, ticket, raw_path, format, headers.last_event_id);
@@ -527,6 +550,7 @@ impl Node {
     /// Called whenever the store is replaced: wakes the watchers of changed subtrees.
     fn store_changed(&mut self) {
         self.wake_watchers();
+        self.wake_version_waiters();
         self.keep_body_if_needed();
     }
 

@@ -93,6 +93,8 @@ pub struct Query<'a> {
     pub keys: bool,
     pub wait: Option<&'a str>,
     pub ttl: Option<&'a str>,
+    /// `?min-version=N`: answer once the node holds at least sequence N.
+    pub min_version: Option<&'a str>,
 }
 
 impl<'a> Query<'a> {
@@ -105,6 +107,7 @@ impl<'a> Query<'a> {
                 "keys" | "shallow" => parsed.keys = true,
                 "wait" => parsed.wait = Some(value),
                 "ttl" => parsed.ttl = Some(value),
+                "min-version" => parsed.min_version = Some(value),
                 _ => {}
             }
         }
@@ -154,7 +157,8 @@ mod tests {
         assert_eq!(split_target("/data/x?raw"), ("/data/x", "raw"));
         assert_eq!(split_target("/data/x"), ("/data/x", ""));
         let q = Query::parse("wait=30&keys&x=1&ttl=5");
-        assert_eq!(q, Query { raw: false, keys: true, wait: Some("30"), ttl: Some("5") });
+        assert_eq!(q, Query { raw: false, keys: true, wait: Some("30"), ttl: Some("5"), min_version: None });
+        assert_eq!(Query::parse("min-version=7").min_version, Some("7"));
         assert!(Query::parse("shallow").keys);
         assert!(Query::parse("raw=1").raw);
     }

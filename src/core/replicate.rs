@@ -13,7 +13,7 @@ use log::{info, warn};
 
 use super::consensus::{Accepted, Role};
 use super::lock::LockState;
-use super::{Effect, Node, Reply, Ticket, cluster::CallKind};
+use super::{Effect, Node, Ticket, cluster::CallKind};
 use crate::core::clock::{Deadline, Now};
 use crate::core::jobs::{DiskError, Job};
 use crate::core::members::Coordination;
@@ -173,7 +173,15 @@ impl Node {
                 commit.durable.push(me);
                 self.check_commit(now);
             }
-            Err(e) => self.replicate_failed(now, e),
+            // The voters may hold the version already, and may yet commit it under the next
+            // coordinator: this node can neither abandon it nor make another version of this
+            // term at its sequence. It stops coordinating; the commit's outcome is unknown.
+            Err(e) => {
+                // Not durable here: not accepted here.
+                self.pending = None;
+                self.consensus.as_mut().expect("coordinated").accepted = Accepted::of(self.store.sealed());
+                self.resign(now, &format!("the version being committed could not be written here: {}", e.message));
+            }
         }
     }
 
@@ -204,14 +212,18 @@ impl Node {
         status: u16,
         body: &[u8],
     ) {
+        let Some(id) = self.members().into_iter().find(|(_, a)| a == address).map(|(id, _)| id) else { return };
+        // Whatever the answer (none, when the push was lost), the push is over: the next beat's
+        // answer may start another.
+        if let Some(commit) = &mut self.commit {
+            commit.pushing.retain(|p| *p != id);
+        }
         let reply: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
         let term = reply.get("term").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        if self.saw_term(now, term) {
+        if self.saw_term(term) {
             return;
         }
-        let Some(id) = self.members().into_iter().find(|(_, a)| a == address).map(|(id, _)| id) else { return };
         let Some(commit) = &mut self.commit else { return };
-        commit.pushing.retain(|p| *p != id);
         let ours = commit.sealed.as_ref().map(Accepted::of);
         let theirs = reply.get("accepted").and_then(Accepted::from_json);
         if status == 201 && ours.is_some_and(|o| o.version == version && Some(o) == theirs) {
@@ -403,116 +415,6 @@ impl Node {
             Ok(sealed) => self.stamp(now, sealed),
             Err(e) => warn!("the version to adopt was refused: {e}; standing again"),
         }
-    }
-
-    /// `PUT /cluster/accept`: the coordinator pushes a version to this voter; decoded first.
-    pub(super) fn accept_request(&mut self, ticket: Ticket, body: &[u8]) -> Reply {
-        let id = self.next_id();
-        self.decoding.push((id, super::Decoding::Accept(ticket)));
-        self.effects.push(Effect::Job(Job::Decode { id, body: body.to_vec() }));
-        Reply::Later
-    }
-
-    /// A pushed version was decoded: accept it (write it, then answer), or refuse it.
-    pub(super) fn accept_decoded(&mut self, now: Now, ticket: Ticket, result: Result<Sealed, DecodeError>) {
-        let sealed = match result {
-            Ok(sealed) if sealed.copy.coordination.is_some() => sealed,
-            Ok(_) => return self.answer(ticket, Response::error(400, "a version to accept carries its coordination")),
-            Err(e) => return self.answer(ticket, Response::error(400, &format!("version refused: {e}"))),
-        };
-        let term = sealed.copy.term();
-        let stale = self.saw_term(now, term);
-        let consensus = self.consensus.as_ref().expect("coordinated");
-        let same_cluster = self
-            .coordination()
-            .is_none_or(|c| Some(&c.cluster) == sealed.copy.coordination.as_ref().map(|o| &o.cluster));
-        if stale || !same_cluster {
-            let why = if stale { "a version of an older term" } else { "a version of another cluster" };
-            let answer = serde_json::json!({"error": why, "term": consensus.state.term});
-            return self.answer(ticket, super::json_response(409, &answer));
-        }
-        let theirs = Accepted::of(&sealed);
-        let already = consensus.accepted == theirs && self.pending.as_ref().is_none_or(|p| p.writing.is_none());
-        if already || theirs == Accepted::of(self.store.sealed()) {
-            return self.answer(ticket, self.accepted_answer(201));
-        }
-        if theirs.key() < consensus.accepted.key() && theirs.version.sequence <= self.store.version().sequence {
-            return self.answer(ticket, self.accepted_answer(409));
-        }
-        let id = self.next_id();
-        let mut node = self.node_json();
-        node.committed = false;
-        self.effects.push(Effect::Job(Job::Write { id, body: sealed.body.clone(), node }));
-        self.consensus.as_mut().expect("coordinated").accepted = theirs;
-        self.pending = Some(Pending { sealed, writing: Some((id, Some(ticket))) });
-    }
-
-    /// A pushed version is on this voter's disk: acknowledge it.
-    pub(super) fn accept_written(&mut self, id: u64, file: Result<Option<std::path::PathBuf>, DiskError>) -> bool {
-        let Some(pending) = &mut self.pending else { return false };
-        let Some((writing, ticket)) = pending.writing else { return false };
-        if writing != id {
-            return false;
-        }
-        pending.writing = None;
-        let response = match file {
-            Ok(_) => self.accepted_answer(201),
-            Err(e) => {
-                // Not durable: not accepted.
-                self.pending = None;
-                let accepted = Accepted::of(self.store.sealed());
-                self.consensus.as_mut().expect("coordinated").accepted = accepted;
-                Response::error(e.status, &e.message)
-            }
-        };
-        if let Some(ticket) = ticket {
-            self.answer(ticket, response);
-        }
-        true
-    }
-
-    /// `{"term": T, "accepted": {...}}`.
-    fn accepted_answer(&self, status: u16) -> Response {
-        let consensus = self.consensus.as_ref().expect("coordinated");
-        super::json_response(
-            status,
-            &serde_json::json!({"term": consensus.state.term, "accepted": consensus.accepted.to_json()}),
-        )
-    }
-
-    /// `GET /cluster/accepted`: the newest version this node holds, committed or not, for a new
-    /// coordinator that must adopt it.
-    pub(super) fn accepted_copy(&mut self) -> Response {
-        let body = match &self.pending {
-            Some(pending) => pending.sealed.body.clone(),
-            None => self.store.body(),
-        };
-        Response {
-            status: 200,
-            headers: Bytes::Static(b"Content-Type: application/json\r\n"),
-            body: Bytes::Shared(body),
-            close: false,
-        }
-    }
-
-    /// A follower learns from a beat which version is committed: it serves it if it holds it.
-    pub(super) fn learn_committed(&mut self, now: Now, committed: Accepted) {
-        if let Some(pending) = &self.pending
-            && pending.writing.is_none()
-            && Accepted::of(&pending.sealed) == committed
-        {
-            let pending = self.pending.take().expect("checked above");
-            let version = pending.sealed.copy.version;
-            self.disk.wrote(version, self.cluster.stamp);
-            self.store.promote(pending.sealed);
-            self.store_changed();
-        }
-        let consensus = self.consensus.as_mut().expect("coordinated");
-        if self.store.version() == committed.version && !consensus.confirmed {
-            consensus.confirmed = true;
-            info!("sequence {} is committed: serving it", committed.version.sequence);
-        }
-        self.check_activation(now);
     }
 
     /// The coordinator hears what a member holds: a voter that lacks the version in flight gets it

@@ -27,6 +27,17 @@ pub enum Format {
     Keys,
 }
 
+impl Format {
+    /// The format a query asks for (`?keys` wins over `?raw`).
+    pub fn of(query: &path::Query) -> Format {
+        match (query.raw, query.keys) {
+            (_, true) => Format::Keys,
+            (true, false) => Format::Raw,
+            (false, false) => Format::Json,
+        }
+    }
+}
+
 /// A rendered answer for one path of one version.
 #[derive(Debug, Clone)]
 pub struct Rendered {
@@ -118,9 +129,9 @@ impl Store {
 
     /// Replaces a store that was never served (loaded at start without knowing it was committed)
     /// with the committed one, whatever their order.
-    pub fn reset(&mut self, sealed: Sealed) {
-        self.sealed = sealed;
+    pub fn reset(&mut self, sealed: Sealed) -> Sealed {
         self.cache.clear();
+        std::mem::replace(&mut self.sealed, sealed)
     }
 
     /// The store as sealed: version, tree, lineage, coordination and body.
@@ -143,31 +154,46 @@ impl Store {
     }
 }
 
+/// A subtree as `format` shows it: its content type and body (for the store and for staged reads).
+pub fn body_of(subtree: &Value, format: Format) -> Result<(&'static str, Vec<u8>), ReadError> {
+    Ok(match (format, subtree) {
+        (Format::Json, _) | (Format::Raw, Value::Array(_) | Value::Object(_)) => {
+            ("application/json", subtree.to_pretty_line())
+        }
+        (Format::Raw, Value::String(s)) => ("text/plain; charset=utf-8", s.as_bytes().to_vec()),
+        (Format::Raw, scalar) => ("text/plain; charset=utf-8", scalar.to_compact()),
+        (Format::Keys, Value::Object(entries)) => {
+            let keys = Value::Array(entries.iter().map(|(k, _)| Value::String(k.clone())).collect());
+            ("application/json", keys.to_pretty_line())
+        }
+        (Format::Keys, Value::Array(items)) => ("application/json", format!("{}\n", items.len()).into_bytes()),
+        (Format::Keys, _) => return Err(ReadError::NoKeys),
+    })
+}
+
+/// A staged subtree as `format` shows it (`GET /update/NAME/path`), without tags or version.
+pub fn staged_response(subtree: &Value, format: Format) -> Response {
+    match body_of(subtree, format) {
+        Ok(("application/json", body)) => Response::json(200, body),
+        Ok((_, body)) => Response::text(200, body),
+        Err(e) => e.response(""),
+    }
+}
+
 /// Renders a subtree with its headers. The ETag is the SHA-1 of the compact JSON of what the
 /// answer shows, so the same content has the same tag on every node and across restarts; the
 /// whole store's tag is its checksum, which is already known.
 fn render(subtree: &Value, format: Format, version: Version, is_root: bool) -> Result<Rendered, ReadError> {
+    let (content_type, body) = body_of(subtree, format)?;
     let content_checksum = || if is_root { version.checksum } else { Checksum::of(subtree) };
-    let (content_type, body, etag) = match (format, subtree) {
-        (Format::Json, _) => ("application/json", subtree.to_pretty_line(), format!("\"{}\"", content_checksum())),
-        (Format::Raw, Value::String(s)) => {
-            ("text/plain; charset=utf-8", s.as_bytes().to_vec(), format!("\"{}.raw\"", content_checksum()))
-        }
-        (Format::Raw, Value::Array(_) | Value::Object(_)) => {
-            ("application/json", subtree.to_pretty_line(), format!("\"{}\"", content_checksum()))
-        }
-        (Format::Raw, scalar) => {
-            ("text/plain; charset=utf-8", scalar.to_compact(), format!("\"{}.raw\"", content_checksum()))
-        }
+    let etag = match (format, subtree) {
+        (Format::Raw, Value::Array(_) | Value::Object(_)) | (Format::Json, _) => format!("\"{}\"", content_checksum()),
+        (Format::Raw, _) => format!("\"{}.raw\"", content_checksum()),
         (Format::Keys, Value::Object(entries)) => {
             let keys = Value::Array(entries.iter().map(|(k, _)| Value::String(k.clone())).collect());
-            ("application/json", keys.to_pretty_line(), format!("\"{}.keys\"", Checksum::of(&keys)))
+            format!("\"{}.keys\"", Checksum::of(&keys))
         }
-        (Format::Keys, Value::Array(items)) => {
-            let length = format!("{}\n", items.len()).into_bytes();
-            ("application/json", length, format!("\"{}.keys\"", Checksum::of(subtree)))
-        }
-        (Format::Keys, _) => return Err(ReadError::NoKeys),
+        (Format::Keys, _) => format!("\"{}.keys\"", Checksum::of(subtree)),
     };
     let headers =
         format!("Content-Type: {content_type}\r\nETag: {etag}\r\nX-Lighthouse-Version: {}\r\n", version.to_header());

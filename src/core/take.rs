@@ -10,6 +10,7 @@ use log::{info, warn};
 
 use super::{Decoding, Effect, LockState, Node, Reply, Request, Ticket, method_not_allowed};
 use crate::core::clock::Now;
+use crate::core::consensus::Accepted;
 use crate::core::jobs::Job;
 use crate::core::lineage::Lineage;
 use crate::core::sealed::{DecodeError, Sealed};
@@ -44,6 +45,11 @@ impl Node {
 
     pub(super) fn copy_request(&mut self, _now: Now, ticket: Ticket, request: &Request) -> Reply {
         match request.method {
+            // A version this node does not know to be committed is nobody's to take.
+            Method::Get | Method::Head if !self.store_confirmed() => Reply::Now(
+                Response::error(503, "this node's store is not known to be committed yet; ask another node")
+                    .with_header("Retry-After", "1"),
+            ),
             Method::Get | Method::Head => Reply::Now(Response {
                 status: 200,
                 headers: Bytes::Static(b"Content-Type: application/json\r\n"),
@@ -74,7 +80,7 @@ impl Node {
         let ticket = match waiter {
             Decoding::Request(ticket) => ticket,
             Decoding::Fetched => return self.fetched(now, result),
-            Decoding::Accept(ticket) => return self.accept_decoded(now, ticket, result),
+            Decoding::Accept(ticket) => return self.accept_decoded(ticket, result),
             Decoding::Adopt => return self.adopted(now, result),
         };
         let response = match result {
@@ -155,19 +161,28 @@ impl Node {
     }
 
     /// Coordinated mode: takes a committed store (pushed by the coordinator, or fetched from a
-    /// peer that serves it) when it is newer than the one served, or when the one served was never
-    /// confirmed. Committed versions form one chain, so a higher sequence is newer.
+    /// peer that serves it) when it is newer than the one served. Committed versions form one
+    /// chain, so a higher sequence is newer.
+    ///
+    /// A store that was never confirmed (the node started from a version it accepted) is replaced
+    /// when the committed chain has another version at its sequence, or a version stamped in a
+    /// later term: a coordinator of that term adopted the newest version its voters held, so a
+    /// version it did not adopt was never committed and never will be. It is confirmed when the
+    /// committed version is itself. Otherwise the node waits (serving nothing) rather than serve a
+    /// version older than one it may have served before it stopped.
     fn take_committed(&mut self, now: Now, sealed: Sealed) -> bool {
         if self.foreign(&sealed).is_some() {
             return false;
         }
-        let consensus = self.consensus.as_mut().expect("coordinated");
-        let ours = self.store.version();
+        let confirmed = self.store_confirmed();
+        let ours = Accepted::of(self.store.sealed());
         let theirs = sealed.copy.version;
-        let newer = theirs.sequence > ours.sequence;
-        let confirms = theirs == ours && !consensus.confirmed;
-        let replaces_unconfirmed = !consensus.confirmed && theirs != ours;
-        if !(newer || confirms || replaces_unconfirmed) {
+        let newer = theirs.sequence > ours.version.sequence;
+        let confirms = theirs == ours.version && !confirmed;
+        let dead = !confirmed
+            && theirs != ours.version
+            && (theirs.sequence == ours.version.sequence || Accepted::of(&sealed).key() > ours.key());
+        if !(newer || confirms || dead) {
             return false;
         }
         info!("took committed sequence {} ({}) from a peer", theirs.sequence, theirs.checksum);
@@ -180,13 +195,13 @@ impl Node {
         }
         let consensus = self.consensus.as_mut().expect("coordinated");
         consensus.confirmed = true;
-        if crate::core::consensus::Accepted::of(&sealed).key() > consensus.accepted.key() || self.pending.is_none() {
-            consensus.accepted = crate::core::consensus::Accepted::of(&sealed);
+        if Accepted::of(&sealed).key() > consensus.accepted.key() || self.pending.is_none() {
+            consensus.accepted = Accepted::of(&sealed);
         }
-        if replaces_unconfirmed && !newer {
-            self.store.reset(sealed);
-        } else {
+        if confirmed {
             self.store.promote(sealed);
+        } else {
+            self.store.reset(sealed);
         }
         self.store_changed();
         self.update_rank();

@@ -8,6 +8,7 @@ use super::lock::{Lock, LockState, valid_name};
 use super::{Node, Reply, Request, Ticket, json_response, method_not_allowed};
 use crate::core::clock::{Now, seconds_to_ms};
 use crate::core::path::{self, Query};
+use crate::core::store::{Format, staged_response};
 use crate::core::value::{EditError, Value};
 use crate::http::{Method, Response};
 use crate::limits::{LOCK_TTL_S_MAX, STORE_DEPTH_MAX};
@@ -210,7 +211,7 @@ impl Node {
     }
 
     /// `/update/NAME[/path]`: the transaction's staged store.
-    pub(super) fn update_request(&mut self, now: Now, request: &Request, below: &str) -> Response {
+    pub(super) fn update_request(&mut self, now: Now, request: &Request, below: &str, query: Query) -> Response {
         self.expire_lock(now);
         let segments = match path::segments(if below.is_empty() { "/" } else { below }) {
             Ok(segments) => segments,
@@ -228,7 +229,7 @@ impl Node {
         let committing = lock.is_committing();
         match request.method {
             Method::Get | Method::Head => match lock.staged.resolve(path) {
-                Some(subtree) => Response::json(200, subtree.to_pretty_line()),
+                Some(subtree) => staged_response(subtree, Format::of(&query)),
                 None => Response::error(404, &format!("no such path in the staged store: /{}", path.join("/"))),
             },
             Method::Put | Method::Delete if committing => {

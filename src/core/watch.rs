@@ -18,7 +18,7 @@ use crate::core::clock::{Deadline, Now};
 use crate::core::path;
 use crate::core::value::Value;
 use crate::http::{Bytes, Response};
-use crate::limits::{STREAM_HEARTBEAT_MS, WAIT_S_MAX, WATCHERS_MAX};
+use crate::limits::{MIN_VERSION_WAIT_MS_DEFAULT, STREAM_HEARTBEAT_MS, WAIT_S_MAX, WATCHERS_MAX};
 
 /// What a watcher waits for.
 #[derive(Debug, Clone)]
@@ -46,8 +46,20 @@ struct Group {
     watchers: Vec<Watcher>,
 }
 
+/// A read that waits for the node to hold a sequence (`?min-version=N`).
+#[derive(Debug, Clone)]
+struct VersionWait {
+    ticket: Ticket,
+    sequence: u64,
+    raw_path: String,
+    format: Format,
+    deadline: Deadline,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Watches {
+    /// Reads waiting for a sequence, answered in `wake_version_waiters` or at their deadline.
+    versions: Vec<VersionWait>,
     groups: HashMap<Vec<String>, Group>,
     /// Which group each watcher is in.
     by_ticket: HashMap<Ticket, Vec<String>>,
@@ -59,12 +71,13 @@ pub(super) struct Watches {
 
 impl Watches {
     pub(super) fn waiting(&self) -> usize {
-        self.by_ticket.len()
+        self.by_ticket.len() + self.versions.len()
     }
 
     pub(super) fn next_deadline(&self) -> Option<Deadline> {
         let poll = self.deadlines.peek().map(|Reverse((at, _))| Deadline(*at));
-        [poll, self.next_heartbeat].into_iter().flatten().min()
+        let version = self.versions.iter().map(|w| w.deadline).min();
+        [poll, self.next_heartbeat, version].into_iter().flatten().min()
     }
 
     /// The deadline of the long-poll with this ticket, if there is one.
@@ -241,8 +254,55 @@ impl Node {
         }
     }
 
+    /// `GET /data/PATH?min-version=N` on a node that does not hold sequence N yet: the read waits
+    /// until it does (read your own writes on any node), at most the `?wait=` asked for (else
+    /// `MIN_VERSION_WAIT_MS_DEFAULT`), then answers 503.
+    pub(super) fn wait_for_version(
+        &mut self,
+        now: Now,
+        ticket: Ticket,
+        raw_path: &str,
+        format: Format,
+        sequence: u64,
+        wait_ms: Option<u64>,
+    ) -> Reply {
+        if self.watches.waiting() >= WATCHERS_MAX {
+            return Reply::Now(Response::error(503, "too many watchers on this node").with_header("Retry-After", "1"));
+        }
+        let deadline = Deadline::after(now, wait_ms.unwrap_or(MIN_VERSION_WAIT_MS_DEFAULT));
+        let wait = VersionWait { ticket, sequence, raw_path: raw_path.to_string(), format, deadline };
+        self.watches.versions.push(wait);
+        Reply::Later
+    }
+
+    /// After the store changed: answers the reads that waited for a sequence it now has.
+    pub(super) fn wake_version_waiters(&mut self) {
+        let sequence = self.store.version().sequence;
+        let (ready, waiting): (Vec<VersionWait>, Vec<VersionWait>) =
+            std::mem::take(&mut self.watches.versions).into_iter().partition(|w| w.sequence <= sequence);
+        self.watches.versions = waiting;
+        for wait in ready {
+            let response = match self.store.read(&wait.raw_path, wait.format) {
+                Ok(rendered) => rendered.response(None),
+                Err(e) => e.response(&format!("/data{}", wait.raw_path)),
+            };
+            self.answer(wait.ticket, response);
+        }
+    }
+
     /// Answers long-polls whose wait ended (304), and keeps idle streams alive.
     pub(super) fn expire_watches(&mut self, now: Now) {
+        let (expired, waiting): (Vec<VersionWait>, Vec<VersionWait>) =
+            std::mem::take(&mut self.watches.versions).into_iter().partition(|w| w.deadline.fired(now));
+        self.watches.versions = waiting;
+        for wait in expired {
+            let message = format!(
+                "this node does not hold sequence {} yet (it has {}); retry, or read from another node",
+                wait.sequence,
+                self.store.version().sequence
+            );
+            self.answer(wait.ticket, Response::error(503, &message).with_header("Retry-After", "1"));
+        }
         while let Some(&Reverse((at, ticket))) = self.watches.deadlines.peek() {
             if at > now.mono_ms {
                 break;
@@ -280,7 +340,9 @@ impl Node {
     /// The client of a parked or streaming request left: forget its watcher. Returns whether
     /// the request was a watcher (other parked requests, such as commits, still finish).
     pub fn disconnected(&mut self, ticket: Ticket) -> bool {
-        let was_watching = self.watches.remove(ticket).is_some();
+        let waited = self.watches.versions.len();
+        self.watches.versions.retain(|w| w.ticket != ticket);
+        let was_watching = self.watches.remove(ticket).is_some() || self.watches.versions.len() < waited;
         if was_watching {
             debug!("a watcher went away");
         }

@@ -587,44 +587,9 @@ impl Sim {
     }
 }
 
-fn seeds() -> Vec<u64> {
-    if let Some(seed) = std::env::var("LIGHTHOUSE_SIM_SEED").ok().and_then(|s| s.parse().ok()) {
-        return vec![seed];
-    }
-    let count: u64 = std::env::var("LIGHTHOUSE_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000);
-    (1..=count).collect()
-}
-
 #[test]
-fn clusters_converge_and_lose_no_answered_commit_under_faults() {
-    let seeds = seeds();
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let chunks: Vec<Vec<u64>> =
-        (0..threads).map(|t| seeds.iter().copied().skip(t).step_by(threads).collect()).collect();
-    let handles: Vec<_> = chunks
-        .into_iter()
-        .map(|chunk| {
-            std::thread::spawn(move || {
-                let (mut commits, mut superseded) = (0, 0);
-                for seed in chunk {
-                    let run = std::panic::catch_unwind(|| Sim::new(seed).run());
-                    let (c, s) = run.unwrap_or_else(|e| {
-                        eprintln!("FAILED: seed {seed}; replay with LIGHTHOUSE_SIM_SEED={seed}");
-                        std::panic::resume_unwind(e)
-                    });
-                    commits += c;
-                    superseded += s;
-                }
-                (commits, superseded)
-            })
-        })
-        .collect();
-    let (mut commits, mut superseded) = (0, 0);
-    for handle in handles {
-        let (c, s) = handle.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-        commits += c;
-        superseded += s;
-    }
-    eprintln!("{} seeds: {commits} commits answered, {superseded} superseded and counted", seeds.len());
-    assert!(commits > seeds.len(), "the runs committed something");
+fn local_writes_converge_and_lose_no_answered_commit_under_faults() {
+    let (commits, superseded) = super::run_seeds(|seed| Sim::new(seed).run());
+    eprintln!("local writes: {commits} commits answered, {superseded} superseded and counted");
+    assert!(commits > super::seeds().len(), "the runs committed something");
 }

@@ -1,0 +1,1118 @@
+//! Coordinated writes, simulated: 3 to 5 voters (and, in some runs, learners that join while it
+//! runs, and voters removed), each with its own clock (its rate off by up to rho, and pauses),
+//! on a network that drops, delays, duplicates and reorders messages, partitions (both ways and
+//! one way) and heals, with nodes that crash and restart from what their disks hold, and disks that
+//! fail for a while. Clients run the lock dance against random nodes, a request at a time, each to
+//! another node: increments of a counter, appends to a list, and reads with `?min-version=`.
+//!
+//! What must hold in every history (checked as it happens, and at the end):
+//! - one coordinator per term;
+//! - one committed checksum per sequence: every version any node serves, or any read returns;
+//! - no node serves an older version than it served before, across restarts too;
+//! - acknowledged increments wrote distinct values, and all are in the final store; every
+//!   acknowledged append is in the final list; nothing read or served is later discarded (the
+//!   final store's history contains every version served);
+//! - a read with `min-version=N` shows every commit answered with a sequence up to N;
+//! - while the clock and pause bounds hold, at most one node holds a lease at any moment.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::path::PathBuf;
+
+use lighthouse::core::clock::Now;
+use lighthouse::core::jobs::{self, Disk, DiskError, Job};
+use lighthouse::core::members::{Coordination, Member, new_id};
+use lighthouse::core::node_state::NodeState;
+use lighthouse::core::rng::Rng;
+use lighthouse::core::sealed::seal_paced;
+use lighthouse::core::snapshot::{self, NodeJson};
+use lighthouse::core::value::Value;
+use lighthouse::core::version::{Checksum, Version};
+use lighthouse::core::{Coordinated, CoreConfig, Effect, Node, PeerReply, PeerRequest, Reply, Request, Start, Ticket};
+use lighthouse::http::{Headers, Method, Response};
+use lighthouse::limits::{CLOCK_DRIFT_PER_MILLE, LEASE_MS, PAUSE_MAX_MS};
+
+const CHAOS_MS: u64 = 15_000;
+const SETTLE_MS: u64 = 25_000;
+/// A client gives up on a request after this long (the node crashed, or the answer was lost).
+const CLIENT_TIMEOUT_MS: u64 = 4_000;
+const CLIENTS: usize = 3;
+
+#[test]
+fn coordinated_writes_keep_every_acknowledged_commit_under_faults() {
+    let (commits, coordinators) = super::run_seeds(|seed| Sim::new(seed).run());
+    eprintln!("coordinated writes: {commits} commits answered 200, {coordinators} terms with a coordinator");
+    let seeds = super::seeds().len();
+    assert!(seeds < 100 || commits >= 5 * seeds, "the runs committed too little to prove anything: {commits}");
+}
+
+/// A node's clock: its rate off by `drift` thousandths, and pauses.
+#[derive(Debug, Clone)]
+struct Clock {
+    drift: i64,
+    offset: u64,
+    /// The process is stopped until then (real time): its events wait.
+    paused_until: u64,
+    /// After a pause, its next step runs with the time it read before the pause (it read the
+    /// clock, stopped, and acts on that reading).
+    stale: Option<Now>,
+}
+
+impl Clock {
+    fn now(&self, real: u64) -> Now {
+        let mono = self.offset + real * (1000 + self.drift) as u64 / 1000;
+        Now { mono_ms: mono, unix_ms: 1_800_000_000_000 + mono }
+    }
+
+    /// The real time at which this clock reads `mono`.
+    fn real_at(&self, mono: u64) -> u64 {
+        (mono.saturating_sub(self.offset) * 1000).div_ceil((1000 + self.drift) as u64)
+    }
+}
+
+/// A snapshot file on a simulated disk.
+struct File {
+    path: PathBuf,
+    start: Start,
+}
+
+struct SimNode {
+    address: String,
+    node: Option<Node>,
+    generation: u64,
+    files: Vec<File>,
+    /// `node.json`: id, term and vote.
+    state: Option<NodeState>,
+    origins: HashMap<Ticket, Origin>,
+    next_ticket: Ticket,
+    clock: Clock,
+    fault: Option<DiskFault>,
+    /// The highest sequence it ever served, across restarts.
+    served_max: u64,
+    /// Left the cluster for good (removed, and stopped).
+    gone: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum DiskFault {
+    Full,
+    ReadOnly,
+}
+
+#[derive(Debug, Clone)]
+enum Origin {
+    Client { client: usize, request: u64 },
+    Peer { from: usize, generation: u64, id: u64 },
+}
+
+#[derive(Debug)]
+enum Event {
+    Deliver {
+        to: usize,
+        from: usize,
+        from_generation: u64,
+        request: PeerRequest,
+    },
+    /// The answer to a request `to` sent (`from` answered it; none when it was lost).
+    Outcome {
+        to: usize,
+        from: Option<usize>,
+        generation: u64,
+        id: u64,
+        result: Result<PeerReply, String>,
+    },
+    JobDone {
+        node: usize,
+        generation: u64,
+        job: Job,
+    },
+    /// A client's request timed out, or it is time for its next task.
+    ClientWake {
+        client: usize,
+        request: u64,
+    },
+    Crash {
+        node: usize,
+    },
+    Restart {
+        node: usize,
+    },
+    Partition,
+    OneWay {
+        from: usize,
+        to: usize,
+    },
+    Heal,
+    Pause {
+        node: usize,
+        ms: u64,
+    },
+    Disk {
+        node: usize,
+        fault: Option<DiskFault>,
+    },
+    Join,
+    Remove,
+    /// The coordinator crashes, or is cut off from every other node (the moments right after it
+    /// answers a commit are the ones that matter).
+    CrashCoordinator,
+    IsolateCoordinator,
+}
+
+/// A step of a client's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Idle,
+    Acquire,
+    Read,
+    Stage,
+    Commit,
+    /// A read with `?min-version=`.
+    Check,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Task {
+    Increment,
+    Append,
+    Check,
+}
+
+struct Client {
+    task: Task,
+    step: Step,
+    /// The request in flight (its number; answers to older ones are ignored).
+    request: u64,
+    /// The lock name of this attempt: never reused after a commit with an unknown outcome.
+    name: String,
+    attempt: u64,
+    /// What the transaction read and writes.
+    value: u64,
+    /// For a check: the sequence asked for.
+    min_version: u64,
+}
+
+struct Sim {
+    seed: u64,
+    rng: Rng,
+    real: u64,
+    events: BinaryHeap<Reverse<(u64, u64)>>,
+    pending: HashMap<u64, Event>,
+    next_event: u64,
+    nodes: Vec<SimNode>,
+    cluster: String,
+    /// Directed links that lose everything.
+    blocked: HashSet<(usize, usize)>,
+    calm_from: u64,
+    clients: Vec<Client>,
+    next_request: u64,
+    /// Whether this run keeps the clock and pause bounds (drift <= rho, pauses <= P).
+    bounds_hold: bool,
+    // ---- The history ----
+    /// term -> the id of its coordinator.
+    coordinators: BTreeMap<u64, String>,
+    /// sequence -> the one checksum served or read at it.
+    committed: BTreeMap<u64, Checksum>,
+    /// Increments answered 200: (value written, sequence).
+    increments: Vec<(u64, u64)>,
+    /// Appends answered 200: (id, sequence).
+    appends: Vec<(u64, u64)>,
+    next_append: u64,
+}
+
+impl Sim {
+    fn new(seed: u64) -> Sim {
+        let mut rng = Rng::new(seed);
+        let count = 3 + rng.below(3) as usize;
+        let bounds_hold = rng.below(10) != 0;
+        let cluster = new_id(rng.next_u64());
+        let mut sim = Sim {
+            seed,
+            rng,
+            real: 0,
+            events: BinaryHeap::new(),
+            pending: HashMap::new(),
+            next_event: 0,
+            nodes: Vec::new(),
+            cluster,
+            blocked: HashSet::new(),
+            calm_from: CHAOS_MS,
+            clients: Vec::new(),
+            next_request: 1,
+            bounds_hold,
+            coordinators: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            increments: Vec::new(),
+            appends: Vec::new(),
+            next_append: 1,
+        };
+        // A cluster that exists already: every node holds the same first version, whose voters are
+        // all of them, and elects a coordinator.
+        let voters: Vec<Member> =
+            (0..count).map(|i| Member { id: new_id(1000 + i as u64), address: address(i) }).collect();
+        let coordination = Coordination { cluster: sim.cluster.clone(), term: 0, voters, removed: Vec::new() };
+        let first = seal_paced(
+            Value::parse(br#"{"counter": 0, "list": []}"#).unwrap(),
+            1,
+            None,
+            Some(coordination),
+            &mut || {},
+        );
+        for i in 0..count {
+            let start = Start { sealed: first.clone(), cluster: Vec::new(), mine: Vec::new(), committed: true };
+            sim.add_node(
+                Some(File { path: PathBuf::from(format!("sim/{i}/first")), start }),
+                Some(new_id(1000 + i as u64)),
+            );
+        }
+        for i in 0..CLIENTS {
+            sim.clients.push(Client {
+                task: Task::Check,
+                step: Step::Idle,
+                request: 0,
+                name: String::new(),
+                attempt: 0,
+                value: 0,
+                min_version: 0,
+            });
+            sim.at(10 + i as u64 * 7, Event::ClientWake { client: i, request: 0 });
+        }
+        sim
+    }
+
+    /// A node with a clock of its own, started from `file` (none: a new node with `--seeds`).
+    fn add_node(&mut self, file: Option<File>, id: Option<String>) {
+        let i = self.nodes.len();
+        let limit = if self.bounds_hold { CLOCK_DRIFT_PER_MILLE } else { 3 * CLOCK_DRIFT_PER_MILLE };
+        let drift = self.rng.below(2 * limit + 1) as i64 - limit as i64;
+        let state = id.map(|id| NodeState { id, term: 0, vote: None });
+        let offset = self.rng.below(1_000_000);
+        self.nodes.push(SimNode {
+            address: address(i),
+            node: None,
+            generation: 0,
+            files: file.into_iter().collect(),
+            state,
+            origins: HashMap::new(),
+            next_ticket: 1,
+            clock: Clock { drift, offset, paused_until: 0, stale: None },
+            fault: None,
+            served_max: 0,
+            gone: false,
+        });
+        self.boot(i);
+    }
+
+    fn now_of(&self, i: usize) -> Now {
+        self.nodes[i].clock.now(self.real)
+    }
+
+    /// Starts node `i` from the newest (term, sequence) file on its disk, as the data directory does.
+    fn boot(&mut self, i: usize) {
+        let newest = self.nodes[i]
+            .files
+            .iter()
+            .max_by_key(|f| (f.start.sealed.copy.term(), f.start.sealed.copy.version.sequence))
+            .map(|f| f.start.clone());
+        let fresh = self.nodes[i].state.is_none();
+        let id = new_id(self.rng.next_u64());
+        let state = self.nodes[i].state.clone().unwrap_or(NodeState { id, term: 0, vote: None });
+        self.nodes[i].state = Some(state.clone());
+        let seeds: Vec<String> =
+            (0..self.nodes.len()).filter(|&j| j != i).map(|j| self.nodes[j].address.clone()).take(2).collect();
+        let config = CoreConfig {
+            address: self.nodes[i].address.clone(),
+            durable: true,
+            lock_timeout_ms: 4_000,
+            seeds: if fresh || newest.is_none() { seeds } else { Vec::new() },
+            bootstrap: false,
+            bootstrap_limit_ms: Some(3_000),
+            rng_seed: self.rng.next_u64(),
+            access: Default::default(),
+            coordinated: Some(Coordinated { state, founding: None }),
+        };
+        // Every node remembers the others as a stored table would.
+        let mut start = newest.unwrap_or_else(Start::empty);
+        start.cluster = (0..self.nodes.len())
+            .filter(|&j| j != i)
+            .map(|j| serde_json::json!({"address": self.nodes[j].address, "last-reachable": 1}))
+            .collect();
+        let real = self.real;
+        super::log_context(|| format!("{real:>6} n{i}"));
+        let now = self.now_of(i);
+        let node = Node::new(config, now, start);
+        self.nodes[i].node = Some(node);
+        self.drain(i);
+    }
+
+    fn at(&mut self, delay: u64, event: Event) {
+        let id = self.next_event;
+        self.next_event += 1;
+        self.events.push(Reverse((self.real + delay, id)));
+        self.pending.insert(id, event);
+    }
+
+    fn calm(&self) -> bool {
+        self.real >= self.calm_from
+    }
+
+    /// Sends a message from `from` to `to`: lost on a cut link or at random (the sender hears of
+    /// it after a timeout), else delayed, sometimes duplicated.
+    fn transmit(&mut self, from: usize, to: usize, event: Event, lost: Event) {
+        let cut = self.blocked.contains(&(from, to));
+        if cut || (!self.calm() && self.rng.chance(30)) {
+            let timeout = 100 + self.rng.below(2_500);
+            self.at(timeout, lost);
+            return;
+        }
+        let delay = 1 + self.rng.below(if self.calm() { 4 } else { 30 });
+        if !self.calm()
+            && self.rng.chance(15)
+            && let Event::Deliver { to, from, from_generation, request } = &event
+        {
+            let copy =
+                Event::Deliver { to: *to, from: *from, from_generation: *from_generation, request: request.clone() };
+            let later = delay + self.rng.below(300);
+            self.at(later, copy);
+        }
+        self.at(delay, event);
+    }
+
+    fn drain(&mut self, i: usize) {
+        loop {
+            let Some(node) = self.nodes[i].node.as_mut() else { return };
+            let effects: Vec<Effect> = node.drain_effects().collect();
+            if effects.is_empty() {
+                break;
+            }
+            for effect in effects {
+                self.effect(i, effect);
+            }
+        }
+        self.observe(i);
+    }
+
+    fn effect(&mut self, i: usize, effect: Effect) {
+        let generation = self.nodes[i].generation;
+        match effect {
+            Effect::Answer { ticket, response } => match self.nodes[i].origins.remove(&ticket) {
+                Some(Origin::Client { client, request }) => self.client_answer(client, request, response),
+                Some(Origin::Peer { from, generation, id }) => self.reply(i, from, generation, id, response),
+                None => panic!("seed {}: an answer for unknown ticket {ticket}", self.seed),
+            },
+            Effect::Event { .. } => {}
+            Effect::Job(job) => {
+                let delay = self.rng.below(6);
+                self.at(delay, Event::JobDone { node: i, generation, job });
+            }
+            Effect::Peer(request) => {
+                let Some(to) = self.nodes.iter().position(|n| n.address == request.peer) else {
+                    panic!("seed {}: a request to an unknown address {}", self.seed, request.peer)
+                };
+                let id = request.id;
+                let lost = Event::Outcome { to: i, from: None, generation, id, result: Err("lost".into()) };
+                self.transmit(i, to, Event::Deliver { to, from: i, from_generation: generation, request }, lost);
+            }
+        }
+    }
+
+    fn reply(&mut self, at: usize, to: usize, generation: u64, id: u64, response: Response) {
+        let result = Ok(PeerReply {
+            status: response.status,
+            headers: response.headers.as_slice().to_vec(),
+            body: response.body.as_slice().to_vec(),
+        });
+        let lost = Event::Outcome { to, from: None, generation, id, result: Err("lost".into()) };
+        self.transmit(at, to, Event::Outcome { to, from: Some(at), generation, id, result }, lost);
+    }
+
+    /// Hands a request to node `i` (its answer comes back through the client's callback).
+    fn send(&mut self, i: usize, origin: Origin, method: Method, target: &str, body: &[u8], headers: Headers) {
+        let now = self.node_now(i);
+        let sim_node = &mut self.nodes[i];
+        let Some(node) = sim_node.node.as_mut() else { return };
+        let ticket = sim_node.next_ticket;
+        sim_node.next_ticket += 1;
+        let request = Request { method, target, headers, body, client: None };
+        match node.handle(now, ticket, &request) {
+            Reply::Now(response) | Reply::Stream(response) => match origin {
+                Origin::Client { client, request } => self.client_answer(client, request, response),
+                Origin::Peer { from, generation, id } => self.reply(i, from, generation, id, response),
+            },
+            Reply::Later => {
+                self.nodes[i].origins.insert(ticket, origin);
+            }
+        }
+        self.drain(i);
+    }
+
+    /// The time node `i` acts on: its clock now, or after a pause the reading it took before.
+    fn node_now(&mut self, i: usize) -> Now {
+        let real = self.real;
+        super::log_context(|| format!("{real:>6} n{i}"));
+        let now = self.now_of(i);
+        match self.nodes[i].clock.stale.take() {
+            Some(stale) => stale,
+            None => now,
+        }
+    }
+
+    fn run_job(&mut self, i: usize, job: Job) -> jobs::Done {
+        let sim_node = &mut self.nodes[i];
+        let mut disk =
+            SimDisk { node: i, files: &mut sim_node.files, state: &mut sim_node.state, fault: sim_node.fault };
+        jobs::run(job, &mut disk, &mut || {})
+    }
+
+    // ---- Clients ------------------------------------------------------------------------------
+
+    /// A node to send a client's request to: any node that runs.
+    fn pick_node(&mut self) -> Option<usize> {
+        let up: Vec<usize> =
+            (0..self.nodes.len()).filter(|&i| self.nodes[i].node.is_some() && !self.nodes[i].gone).collect();
+        (!up.is_empty()).then(|| up[self.rng.below(up.len() as u64) as usize])
+    }
+
+    fn client_send(&mut self, c: usize, method: Method, target: String, body: Vec<u8>) {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.clients[c].request = request;
+        self.at(CLIENT_TIMEOUT_MS, Event::ClientWake { client: c, request });
+        let Some(i) = self.pick_node() else { return };
+        self.send(i, Origin::Client { client: c, request }, method, &target, &body, Headers::default());
+    }
+
+    /// Starts a client's next task.
+    fn client_start(&mut self, c: usize) {
+        if self.calm() && self.real > self.calm_from + 2_000 {
+            self.clients[c].step = Step::Idle;
+            return;
+        }
+        let client = &mut self.clients[c];
+        client.attempt += 1;
+        client.name = format!("c{c}-{}", client.attempt);
+        client.task = match self.rng.below(5) {
+            0 | 1 => Task::Increment,
+            2 | 3 => Task::Append,
+            _ => Task::Check,
+        };
+        if self.clients[c].task == Task::Check {
+            let known: Vec<u64> = self.increments.iter().chain(&self.appends).map(|(_, s)| *s).collect();
+            if known.is_empty() {
+                self.clients[c].task = Task::Increment;
+            } else {
+                let sequence = known[self.rng.below(known.len() as u64) as usize];
+                self.clients[c].min_version = sequence;
+                self.clients[c].step = Step::Check;
+                self.client_send(c, Method::Get, format!("/data?min-version={sequence}&wait=2"), Vec::new());
+                return;
+            }
+        }
+        self.clients[c].step = Step::Acquire;
+        let name = self.clients[c].name.clone();
+        self.client_send(c, Method::Put, "/lock".into(), name.into_bytes());
+    }
+
+    /// Waits a little, then starts the next task.
+    fn client_rest(&mut self, c: usize) {
+        self.clients[c].step = Step::Idle;
+        let request = self.next_request;
+        self.next_request += 1;
+        self.clients[c].request = request;
+        let delay = 20 + self.rng.below(200);
+        self.at(delay, Event::ClientWake { client: c, request });
+    }
+
+    /// A client's request was not answered in time, or its rest is over.
+    fn client_wake(&mut self, c: usize, request: u64) {
+        if self.clients[c].request != request {
+            return;
+        }
+        match self.clients[c].step {
+            Step::Idle => self.client_start(c),
+            // No answer: a commit's outcome is unknown (it may land); anything else changed nothing.
+            _ => self.client_abort(c),
+        }
+    }
+
+    /// Gives up a transaction: aborts it (best effort) and rests.
+    fn client_abort(&mut self, c: usize) {
+        let name = self.clients[c].name.clone();
+        if let Some(i) = self.pick_node() {
+            let request = self.next_request;
+            self.next_request += 1;
+            // Nobody waits for this answer.
+            self.send(
+                i,
+                Origin::Client { client: usize::MAX, request },
+                Method::Delete,
+                &format!("/lock/{name}"),
+                b"",
+                Headers::default(),
+            );
+        }
+        self.client_rest(c);
+    }
+
+    fn client_answer(&mut self, c: usize, request: u64, response: Response) {
+        if c == usize::MAX || self.clients[c].request != request {
+            return;
+        }
+        let status = response.status;
+        let body = response.body.as_slice().to_vec();
+        let name = self.clients[c].name.clone();
+        match (self.clients[c].step, status) {
+            (Step::Acquire, 200) => {
+                self.clients[c].step = Step::Read;
+                let target = match self.clients[c].task {
+                    Task::Increment => format!("/update/{name}/counter"),
+                    _ => format!("/update/{name}/list?keys"),
+                };
+                self.client_send(c, Method::Get, target, Vec::new());
+            }
+            (Step::Read, 200) => {
+                let read: u64 =
+                    std::str::from_utf8(&body).ok().and_then(|t| t.trim().parse().ok()).unwrap_or_else(|| {
+                        panic!("seed {}: a staged read gave {:?}", self.seed, String::from_utf8_lossy(&body))
+                    });
+                self.clients[c].step = Step::Stage;
+                let (target, value) = match self.clients[c].task {
+                    Task::Increment => (format!("/update/{name}/counter"), read + 1),
+                    _ => {
+                        let id = self.next_append;
+                        self.next_append += 1;
+                        (format!("/update/{name}/list/{read}"), id)
+                    }
+                };
+                self.clients[c].value = value;
+                self.client_send(c, Method::Put, target, value.to_string().into_bytes());
+            }
+            (Step::Stage, 201) => {
+                self.clients[c].step = Step::Commit;
+                self.client_send(c, Method::Put, format!("/lock/{name}"), Vec::new());
+            }
+            (Step::Commit, 200) => {
+                let version: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let version = Version::from_json(&version).expect("a commit answers its version");
+                self.record_committed(version, "a commit's answer");
+                if !self.calm() {
+                    if self.rng.chance(150) {
+                        let delay = self.rng.below(5);
+                        self.at(delay, Event::CrashCoordinator);
+                    } else if self.rng.chance(100) {
+                        let delay = self.rng.below(5);
+                        self.at(delay, Event::IsolateCoordinator);
+                    }
+                }
+                let value = self.clients[c].value;
+                match self.clients[c].task {
+                    Task::Increment => self.increments.push((value, version.sequence)),
+                    _ => self.appends.push((value, version.sequence)),
+                }
+                self.client_rest(c);
+            }
+            // 504: the outcome is unknown; the lock name is not reused (each attempt has its own).
+            (Step::Commit, _) => self.client_rest(c),
+            (Step::Check, 200) => {
+                self.check_read(c, &response);
+                self.client_rest(c);
+            }
+            (Step::Check, _) => self.client_rest(c),
+            // Refused (another holder, no coordinator, the lock dropped): give up and retry later.
+            _ => self.client_abort(c),
+        }
+    }
+
+    /// A read with `min-version=N` shows every commit answered with a sequence up to N.
+    fn check_read(&mut self, c: usize, response: &Response) {
+        let headers = String::from_utf8_lossy(response.headers.as_slice()).into_owned();
+        let header = headers.lines().find_map(|l| l.strip_prefix("X-Lighthouse-Version: ")).expect("a read's version");
+        let (sequence, checksum) = header.trim().split_once('-').expect("SEQUENCE-CHECKSUM");
+        let version = Version { sequence: sequence.parse().unwrap(), checksum: Checksum::parse_hex(checksum).unwrap() };
+        self.record_committed(version, "a read");
+        let min = self.clients[c].min_version;
+        assert!(
+            version.sequence >= min,
+            "seed {}: a read with min-version={min} answered sequence {}",
+            self.seed,
+            version.sequence
+        );
+        let store: serde_json::Value = serde_json::from_slice(response.body.as_slice()).unwrap();
+        let counter = store["counter"].as_u64().unwrap_or(0);
+        let list: Vec<u64> =
+            store["list"].as_array().map(|l| l.iter().filter_map(|v| v.as_u64()).collect()).unwrap_or_default();
+        for (value, at) in &self.increments {
+            assert!(
+                *at > version.sequence || counter >= *value,
+                "seed {}: increment to {value} (sequence {at}) is missing from a read at {version:?}",
+                self.seed
+            );
+        }
+        for (id, at) in &self.appends {
+            assert!(
+                *at > version.sequence || list.contains(id),
+                "seed {}: append {id} (sequence {at}) is missing from a read at {version:?}",
+                self.seed
+            );
+        }
+    }
+
+    // ---- The history ----------------------------------------------------------------------------
+
+    /// One committed checksum per sequence.
+    fn record_committed(&mut self, version: Version, what: &str) {
+        let seed = self.seed;
+        let known = *self.committed.entry(version.sequence).or_insert(version.checksum);
+        assert_eq!(known, version.checksum, "seed {seed}: two versions at sequence {} ({what})", version.sequence);
+    }
+
+    /// What node `i` is and serves now: checked against the history.
+    fn observe(&mut self, i: usize) {
+        let now = self.now_of(i);
+        let Some(node) = self.nodes[i].node.as_ref() else { return };
+        let status = node.consensus_status(now).expect("coordinated");
+        if status.coordinator {
+            let seed = self.seed;
+            let known = self.coordinators.entry(status.term).or_insert(status.id.clone());
+            assert_eq!(*known, status.id, "seed {seed}: two coordinators in term {}", status.term);
+        }
+        if node.is_active() {
+            let version = node.version();
+            let served_max = self.nodes[i].served_max;
+            assert!(
+                version.sequence >= served_max,
+                "seed {}: node {i} went back to sequence {} after serving {served_max}",
+                self.seed,
+                version.sequence
+            );
+            self.nodes[i].served_max = version.sequence;
+            self.record_committed(version, "a node's store");
+        }
+        if self.bounds_hold {
+            let holders: Vec<usize> = (0..self.nodes.len())
+                .filter(|&j| {
+                    let now = self.now_of(j);
+                    self.nodes[j].node.as_ref().and_then(|n| n.consensus_status(now)).is_some_and(|s| s.lease)
+                })
+                .collect();
+            assert!(
+                holders.len() <= 1,
+                "seed {}: nodes {holders:?} hold a lease at once (real time {})",
+                self.seed,
+                self.real
+            );
+        }
+    }
+
+    // ---- Faults -----------------------------------------------------------------------------------
+
+    fn schedule_chaos(&mut self) {
+        let mut t = 0;
+        let joins = self.rng.below(3);
+        for _ in 0..joins {
+            let at = 1_000 + self.rng.below(CHAOS_MS - 4_000);
+            self.at(at, Event::Join);
+            // Sometimes two at once.
+            if self.rng.chance(300) {
+                self.at(at + 1, Event::Join);
+            }
+        }
+        if self.rng.chance(300) {
+            let at = 2_000 + self.rng.below(CHAOS_MS - 6_000);
+            self.at(at, Event::Remove);
+        }
+        while t < CHAOS_MS {
+            t += 400 + self.rng.below(2_000);
+            if t >= CHAOS_MS {
+                break;
+            }
+            let node = self.rng.below(self.nodes.len() as u64) as usize;
+            let pause_max = if self.bounds_hold { PAUSE_MAX_MS } else { 2 * LEASE_MS };
+            let event = match self.rng.below(8) {
+                0 => Event::Partition,
+                1 => {
+                    let to = self.rng.below(self.nodes.len() as u64) as usize;
+                    Event::OneWay { from: node, to }
+                }
+                2 => Event::Pause { node, ms: 1 + self.rng.below(pause_max) },
+                3 => Event::Disk {
+                    node,
+                    fault: Some(if self.rng.chance(500) { DiskFault::Full } else { DiskFault::ReadOnly }),
+                },
+                _ => Event::Crash { node },
+            };
+            self.at(t, event);
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        // A paused node's events wait for it.
+        let target = match &event {
+            Event::Deliver { to, .. } | Event::Outcome { to, .. } => Some(*to),
+            Event::JobDone { node, .. } => Some(*node),
+            _ => None,
+        };
+        if let Some(i) = target
+            && self.nodes[i].clock.paused_until > self.real
+        {
+            let wait = self.nodes[i].clock.paused_until - self.real;
+            self.at(wait, event);
+            return;
+        }
+        match event {
+            Event::Deliver { to, from, from_generation, request } => {
+                if self.nodes[to].node.is_none() {
+                    let lost = Event::Outcome {
+                        to: from,
+                        from: None,
+                        generation: from_generation,
+                        id: request.id,
+                        result: Err("refused".into()),
+                    };
+                    self.at(1, lost);
+                    return;
+                }
+                // A link cut while the message was on its way loses it.
+                if self.blocked.contains(&(from, to)) {
+                    let lost = Event::Outcome {
+                        to: from,
+                        from: None,
+                        generation: from_generation,
+                        id: request.id,
+                        result: Err("lost".into()),
+                    };
+                    let timeout = 100 + self.rng.below(2_500);
+                    self.at(timeout, lost);
+                    return;
+                }
+                let mut headers = Headers::default();
+                let forwarded = request
+                    .headers
+                    .lines()
+                    .find_map(|l| l.strip_prefix("X-Lighthouse-Forwarded: "))
+                    .map(str::to_string);
+                headers.forwarded = forwarded.as_deref();
+                let origin = Origin::Peer { from, generation: from_generation, id: request.id };
+                let body = request.body.as_slice().to_vec();
+                self.send(to, origin, request.method, &request.path, &body, headers);
+            }
+            Event::Outcome { to, from, generation, id, result } => {
+                if self.nodes[to].generation != generation {
+                    return;
+                }
+                let result = match from {
+                    Some(from) if self.blocked.contains(&(from, to)) => Err("lost".to_string()),
+                    _ => result,
+                };
+                let now = self.node_now(to);
+                let Some(node) = self.nodes[to].node.as_mut() else { return };
+                node.peer_reply(now, id, result);
+                self.drain(to);
+            }
+            Event::JobDone { node: i, generation, job } => {
+                if self.nodes[i].generation != generation || self.nodes[i].node.is_none() {
+                    return;
+                }
+                let done = self.run_job(i, job);
+                let now = self.node_now(i);
+                self.nodes[i].node.as_mut().expect("checked above").job_done(now, done);
+                self.drain(i);
+            }
+            Event::ClientWake { client, request } => self.client_wake(client, request),
+            Event::Crash { node: i } => {
+                if self.nodes[i].gone || self.nodes[i].node.take().is_none() {
+                    return;
+                }
+                self.nodes[i].generation += 1;
+                let origins = std::mem::take(&mut self.nodes[i].origins);
+                drop(origins);
+                // What it had sent and the network had not delivered dies with it, or not.
+                let dying: Vec<u64> = self
+                    .pending
+                    .iter()
+                    .filter(|(_, e)| matches!(e, Event::Deliver { from, .. } if *from == i))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in dying {
+                    if self.rng.chance(500) {
+                        let Some(Event::Deliver { from, from_generation, request, .. }) = self.pending.remove(&id)
+                        else {
+                            unreachable!("listed above")
+                        };
+                        // Nobody waits for its answer: the sender is gone.
+                        let _ = (from, from_generation, request);
+                    }
+                }
+                let delay = 50 + self.rng.below(2_500);
+                self.at(delay, Event::Restart { node: i });
+            }
+            Event::Restart { node } => {
+                if self.nodes[node].node.is_none() && !self.nodes[node].gone {
+                    self.boot(node);
+                }
+            }
+            Event::Partition => {
+                self.blocked.clear();
+                let groups: Vec<u64> = (0..self.nodes.len()).map(|_| self.rng.below(2)).collect();
+                for a in 0..self.nodes.len() {
+                    for b in 0..self.nodes.len() {
+                        if groups[a] != groups[b] {
+                            self.blocked.insert((a, b));
+                        }
+                    }
+                }
+                let delay = 300 + self.rng.below(3_000);
+                self.at(delay, Event::Heal);
+            }
+            Event::OneWay { from, to } => {
+                if from != to {
+                    self.blocked.insert((from, to));
+                    let delay = 300 + self.rng.below(3_000);
+                    self.at(delay, Event::Heal);
+                }
+            }
+            Event::Heal => self.blocked.clear(),
+            Event::Pause { node, ms } => {
+                let now = self.now_of(node);
+                let clock = &mut self.nodes[node].clock;
+                clock.paused_until = clock.paused_until.max(self.real + ms);
+                clock.stale = Some(now);
+            }
+            Event::Disk { node, fault } => {
+                self.nodes[node].fault = fault;
+                if fault.is_some() {
+                    let delay = 200 + self.rng.below(2_000);
+                    self.at(delay, Event::Disk { node, fault: None });
+                }
+            }
+            Event::CrashCoordinator | Event::IsolateCoordinator => {
+                let coordinators: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&i| {
+                        let now = self.now_of(i);
+                        self.nodes[i].node.as_ref().and_then(|n| n.consensus_status(now)).is_some_and(|s| s.coordinator)
+                    })
+                    .collect();
+                for i in coordinators {
+                    if matches!(event, Event::CrashCoordinator) {
+                        self.handle(Event::Crash { node: i });
+                    } else {
+                        for j in 0..self.nodes.len() {
+                            self.blocked.insert((i, j));
+                            self.blocked.insert((j, i));
+                        }
+                        let delay = 300 + self.rng.below(3_000);
+                        self.at(delay, Event::Heal);
+                    }
+                }
+            }
+            Event::Join => {
+                if self.nodes.len() < 7 {
+                    self.add_node(None, None);
+                }
+            }
+            Event::Remove => {
+                // An operator removes the last voter it knows of (never the only one left), by
+                // asking any node; it then stops that node for good once the removal committed.
+                let voters = (0..self.nodes.len()).filter(|&i| !self.nodes[i].gone).count();
+                if voters > 3 {
+                    let victim = self.nodes.len() - 1;
+                    let address = self.nodes[victim].address.clone();
+                    if let Some(i) = self.pick_node() {
+                        let request = self.next_request;
+                        self.next_request += 1;
+                        self.send(
+                            i,
+                            Origin::Client { client: usize::MAX, request },
+                            Method::Delete,
+                            &format!("/state/{address}"),
+                            b"",
+                            Headers::default(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs events and node timers in time order until `until`.
+    fn run_until(&mut self, until: u64) {
+        let (mut spins, mut last_real) = (0, u64::MAX);
+        loop {
+            let next_event = self.events.peek().map(|Reverse((t, _))| *t);
+            let next_timer = (0..self.nodes.len())
+                .filter_map(|i| {
+                    let sim_node = &self.nodes[i];
+                    let deadline = sim_node.node.as_ref()?.next_deadline()?;
+                    Some((sim_node.clock.real_at(deadline.0).max(sim_node.clock.paused_until), i))
+                })
+                .min();
+            let candidates = [next_event.map(|t| (t, usize::MAX)), next_timer].into_iter().flatten();
+            let Some((next, who)) = candidates.min() else { return };
+            if next > until {
+                self.real = until;
+                return;
+            }
+            self.real = self.real.max(next);
+            if who != usize::MAX && next_event.is_none_or(|e| e > next) {
+                let now = self.node_now(who);
+                if let Some(node) = self.nodes[who].node.as_mut() {
+                    node.tick(now);
+                    // A timer that fires and is not moved on would spin a real server's loop.
+                    if self.real == last_real {
+                        spins += 1;
+                    } else {
+                        (spins, last_real) = (0, self.real);
+                    }
+                    let next = node.next_deadline();
+                    assert!(spins < 10_000, "seed {}: node {who}'s timer at {next:?} does not move on", self.seed);
+                }
+                self.drain(who);
+            } else {
+                let Reverse((_, id)) = self.events.pop().expect("peeked");
+                // Gone: a message lost in a crash.
+                if let Some(event) = self.pending.remove(&id) {
+                    self.handle(event);
+                }
+            }
+        }
+    }
+
+    fn converged(&self) -> Option<Version> {
+        let live: Vec<&SimNode> = self.nodes.iter().filter(|n| !n.gone).collect();
+        let all_active = live.iter().all(|n| n.node.as_ref().is_some_and(Node::is_active));
+        let versions: HashSet<Version> = live.iter().filter_map(|n| Some(n.node.as_ref()?.version())).collect();
+        (all_active && versions.len() == 1).then(|| *versions.iter().next().expect("one"))
+    }
+
+    /// One whole run; panics with the seed on any broken invariant.
+    fn run(mut self) -> (usize, usize) {
+        self.schedule_chaos();
+        self.run_until(CHAOS_MS);
+        self.blocked.clear();
+        for i in 0..self.nodes.len() {
+            self.nodes[i].fault = None;
+            if self.nodes[i].node.is_none() && !self.nodes[i].gone {
+                self.boot(i);
+            }
+        }
+        let mut t = CHAOS_MS;
+        let mut converged = None;
+        while t < CHAOS_MS + SETTLE_MS {
+            t += 200;
+            self.run_until(t);
+            converged = self.converged();
+            if converged.is_some() && self.clients.iter().all(|c| c.step == Step::Idle) && t > CHAOS_MS + 5_000 {
+                break;
+            }
+        }
+        let states: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| match &n.node {
+                None => format!("n{i}: down{}", if n.gone { " (removed)" } else { "" }),
+                Some(node) => {
+                    let s = node.consensus_status(n.clock.now(self.real)).expect("coordinated");
+                    format!(
+                        "n{i}: serves {} active {} | term {} coordinator {} lease {} voters {} accepted ({}, {}) in flight {:?}",
+                        node.version().sequence,
+                        node.is_active(),
+                        s.term,
+                        s.coordinator,
+                        s.lease,
+                        s.voters,
+                        s.accepted.term,
+                        s.accepted.version.sequence,
+                        s.in_flight.map(|(v, durable)| (v.map(|v| v.sequence), durable.len()))
+                    )
+                }
+            })
+            .collect();
+        let version = converged
+            .unwrap_or_else(|| panic!("seed {}: no convergence after the faults:\n{}", self.seed, states.join("\n")));
+        let node = self.nodes.iter().find_map(|n| n.node.as_ref()).expect("a node runs");
+        assert_eq!(Checksum::of(node.root()), version.checksum, "seed {}: the store matches its checksum", self.seed);
+        let store: serde_json::Value = serde_json::from_slice(&node.root().to_compact()).unwrap();
+        let counter = store["counter"].as_u64().unwrap();
+        let list: Vec<u64> = store["list"].as_array().unwrap().iter().filter_map(|v| v.as_u64()).collect();
+        let mut values: Vec<u64> = self.increments.iter().map(|(v, _)| *v).collect();
+        values.sort_unstable();
+        let count = values.len();
+        values.dedup();
+        assert_eq!(values.len(), count, "seed {}: two acknowledged increments wrote the same value", self.seed);
+        assert!(
+            values.last().is_none_or(|max| counter >= *max),
+            "seed {}: the final counter {counter} lost increments up to {:?}",
+            self.seed,
+            values.last()
+        );
+        for (id, at) in &self.appends {
+            assert!(
+                list.contains(id),
+                "seed {}: acknowledged append {id} (sequence {at}) is not in the final list",
+                self.seed
+            );
+        }
+        for (sequence, checksum) in &self.committed {
+            let served = Version { sequence: *sequence, checksum: *checksum };
+            let lineage = node.lineage();
+            assert!(
+                lineage.contains(&served) || !lineage.excludes(&served),
+                "seed {}: sequence {sequence} ({checksum:?}) was served or read, and the final history has another",
+                self.seed
+            );
+        }
+        (self.increments.len() + self.appends.len(), self.coordinators.len())
+    }
+}
+
+fn address(i: usize) -> String {
+    format!("10.0.1.{}:8001", i + 1)
+}
+
+/// A node's disk in memory: snapshot files with the real format, `node.json`, and faults.
+struct SimDisk<'a> {
+    node: usize,
+    files: &'a mut Vec<File>,
+    state: &'a mut Option<NodeState>,
+    fault: Option<DiskFault>,
+}
+
+impl SimDisk<'_> {
+    fn failing(&self) -> Result<(), DiskError> {
+        match self.fault {
+            Some(DiskFault::Full) => Err(DiskError { status: 507, message: "no space left (simulated)".into() }),
+            Some(DiskFault::ReadOnly) => Err(DiskError { status: 503, message: "read-only (simulated)".into() }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Disk for SimDisk<'_> {
+    fn write_snapshot(
+        &mut self,
+        node: &NodeJson,
+        body: &[u8],
+        pace: &mut dyn FnMut(),
+    ) -> Result<Option<PathBuf>, DiskError> {
+        self.failing()?;
+        let mut bytes = Vec::new();
+        snapshot::encode(&mut bytes, node, body, pace).expect("writing to memory");
+        let decoded = snapshot::decode(&bytes).expect("a written snapshot decodes");
+        let committed = decoded.committed;
+        let start = Start { sealed: decoded.sealed, cluster: decoded.cluster, mine: decoded.mine, committed };
+        let path = PathBuf::from(format!("sim/{}/{}", self.node, self.files.len()));
+        self.files.push(File { path: path.clone(), start });
+        Ok(Some(path))
+    }
+
+    fn remove_snapshot(&mut self, file: &std::path::Path) {
+        self.files.retain(|f| f.path != file);
+    }
+
+    fn save_state(&mut self, state: &NodeState) -> Result<(), DiskError> {
+        self.failing()?;
+        *self.state = Some(state.clone());
+        Ok(())
+    }
+}
