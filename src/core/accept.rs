@@ -105,6 +105,15 @@ impl Node {
 
     /// A follower learns from a beat which version is committed: it serves it if it holds it.
     pub(super) fn learn_committed(&mut self, now: Now, committed: Accepted) {
+        // A late beat may name a version older than one this node has since taken from a peer:
+        // that pending version is superseded, never served.
+        if self.pending.as_ref().is_some_and(|p| {
+            p.writing.is_none()
+                && self.store_confirmed()
+                && p.sealed.copy.version.sequence < self.store.version().sequence
+        }) {
+            self.pending = None;
+        }
         if let Some(pending) = &self.pending
             && pending.writing.is_none()
             && Accepted::of(&pending.sealed) == committed

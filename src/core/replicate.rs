@@ -344,28 +344,45 @@ impl Node {
             return;
         }
         commit.deadline = Deadline(u64::MAX);
-        if let Purpose::Lock { ticket, answered } = &mut commit.purpose
-            && !*answered
-        {
-            *answered = true;
-            let ticket = *ticket;
-            let name = self.lock.as_ref().map(|l| l.name.clone()).unwrap_or_default();
-            warn!(
-                "the commit of lock {name} is not durable on a majority after {} s: answered 504",
-                COMMIT_TIMEOUT_MS / 1000
-            );
-            self.answer(ticket, outcome_unknown(&name));
+        match &mut commit.purpose {
+            Purpose::Lock { ticket, answered } if !*answered => {
+                *answered = true;
+                let ticket = *ticket;
+                let name = self.lock.as_ref().map(|l| l.name.clone()).unwrap_or_default();
+                warn!(
+                    "the commit of lock {name} is not durable on a majority after {} ms: answered 504",
+                    COMMIT_TIMEOUT_MS
+                );
+                self.answer(ticket, outcome_unknown(&name));
+            }
+            Purpose::Membership { what, ticket } => {
+                let what = format!("{what}: not durable on a majority of voters after {COMMIT_TIMEOUT_MS} ms");
+                warn!("{what}");
+                if let Some(ticket) = ticket.take() {
+                    let body =
+                        serde_json::json!({"error": format!("{what}; it may land or not"), "outcome": "unknown"});
+                    self.answer(ticket, super::json_response(504, &body));
+                }
+                self.refuse_waiting_commit(&what);
+            }
+            _ => {}
+        }
+    }
+
+    /// A lock commit that waits behind a change of voters and will not start: nothing was
+    /// committed, so it answers 503 and the lock is free.
+    pub(super) fn refuse_waiting_commit(&mut self, why: &str) {
+        if let Some(lock) = self.lock.take_if(|l| matches!(l.state, LockState::Committing { job: None, .. })) {
+            let LockState::Committing { ticket, .. } = lock.state else { unreachable!("checked above") };
+            warn!("the commit of lock {} did not start: {why}; nothing was committed", lock.name);
+            let message = format!("the commit did not start: {why}; nothing was committed");
+            self.answer(ticket, Response::error(503, &message).with_header("Retry-After", "1"));
         }
     }
 
     /// This node stops coordinating: a commit in flight ends here, its outcome unknown.
     pub(super) fn step_down_commit(&mut self) {
-        if let Some(lock) = self.lock.take_if(|l| matches!(l.state, LockState::Committing { job: None, .. })) {
-            // Its commit waited for a change of voters and never started: nothing was committed.
-            let LockState::Committing { ticket, .. } = lock.state else { unreachable!("checked above") };
-            let why = "this node stopped coordinating before the commit started; nothing was committed";
-            self.answer(ticket, Response::error(503, why).with_header("Retry-After", "1"));
-        }
+        self.refuse_waiting_commit("this node stopped coordinating");
         let Some(commit) = self.commit.take() else { return };
         if let Purpose::Lock { ticket, answered: false } = commit.purpose {
             let name = self.lock.as_ref().map(|l| l.name.clone()).unwrap_or_default();
@@ -452,6 +469,7 @@ impl Node {
     /// Drops the lock when this node can no longer grant it: its holder's next request answers
     /// that it is gone, and why.
     pub(super) fn drop_lock_for(&mut self, why: &str) {
+        self.refuse_waiting_commit(why);
         if let Some(lock) = self.lock.take_if(|l| !l.is_committing()) {
             warn!(
                 "lock {} dropped{}: {why}; {} dropped",

@@ -7,6 +7,7 @@
 //! ```sh
 //! LIGHTHOUSE_SIM_SEEDS=100000 cargo test --release --test simulation -- --nocapture
 //! LIGHTHOUSE_SIM_SEED=1234 cargo test --release --test simulation -- --nocapture
+//! LIGHTHOUSE_SIM_FIRST=50001 LIGHTHOUSE_SIM_SEEDS=10000 cargo test --release --test simulation coordinated
 //! ```
 
 mod coordinated;
@@ -47,13 +48,15 @@ fn init_log() {
     }
 }
 
-/// The seeds to run: `LIGHTHOUSE_SIM_SEED` alone, or `LIGHTHOUSE_SIM_SEEDS` of them (default 1,000).
+/// The seeds to run: `LIGHTHOUSE_SIM_SEED` alone, or `LIGHTHOUSE_SIM_SEEDS` of them (default 1,000)
+/// from `LIGHTHOUSE_SIM_FIRST` (default 1), so that a long run can be split.
 fn seeds() -> Vec<u64> {
-    if let Some(seed) = std::env::var("LIGHTHOUSE_SIM_SEED").ok().and_then(|s| s.parse().ok()) {
+    let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
+    if let Some(seed) = var("LIGHTHOUSE_SIM_SEED") {
         return vec![seed];
     }
-    let count: u64 = std::env::var("LIGHTHOUSE_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000);
-    (1..=count).collect()
+    let first = var("LIGHTHOUSE_SIM_FIRST").unwrap_or(1);
+    (first..first + var("LIGHTHOUSE_SIM_SEEDS").unwrap_or(1_000)).collect()
 }
 
 /// Runs `run` for every seed, on as many threads as there are cores, and sums what the runs
