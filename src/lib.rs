@@ -8,7 +8,7 @@
 //! passing of time) and returns an answer, queueing effects (answers to parked requests, events
 //! for streams, jobs for the workers, requests to peers) for the shell to carry out. It never reads
 //! a clock, a socket or a file (`tests/architecture.rs` checks its imports), so tests drive it
-//! directly and `tests/simulation.rs` runs whole clusters of cores on a simulated network, clock
+//! directly and `tests/simulation/` runs whole clusters of cores on a simulated network, clock
 //! and disk. `shell` does all the I/O: one thread runs a hand-written, edge-triggered mio loop over
 //! the listener, the client connections, the links to peers, a waker for the workers and a pipe
 //! for signals; it owns the core outright, so nothing is locked. `http` is the wire format, pure,

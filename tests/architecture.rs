@@ -1,6 +1,6 @@
 //! The rule the source tree is laid out by: `src/core/` is the pure side. It imports nothing that
 //! does I/O, spawns threads, reads a clock, parses the command line or calls the system, so
-//! whole clusters of cores can run on a simulated network and clock (`tests/simulation.rs`).
+//! whole clusters of cores can run on a simulated network and clock (`tests/simulation/`).
 //! `std::net::SocketAddr` is allowed: it is a plain value (a client's address in an audit line).
 
 use std::path::{Path, PathBuf};
