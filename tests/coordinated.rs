@@ -145,10 +145,7 @@ fn set_counter_to_zero(members: &[Member]) {
 
 /// Waits until every node serves the same counter, and returns it.
 fn final_counter(members: &[Member]) -> u64 {
-    wait_for("every node to serve the same version", || {
-        let versions: Vec<serde_json::Value> = members.iter().map(Member::version).collect();
-        versions.iter().all(|v| *v == versions[0])
-    });
+    final_version(members);
     let counters: Vec<u64> = members.iter().map(|m| m.server().get("/data/counter").json().as_u64().unwrap()).collect();
     assert!(counters.iter().all(|c| *c == counters[0]), "every node serves one counter: {counters:?}");
     counters[0]
@@ -307,10 +304,7 @@ fn with_every_link_cut_no_commit_is_answered_200_and_writes_resume_after_the_hea
                 && member.server().request("PUT", &format!("/lock/{name}"), b"").status == 200
         });
     }
-    wait_for("the three to agree", || {
-        let versions: Vec<serde_json::Value> = members.iter().map(Member::version).collect();
-        versions.iter().all(|v| *v == versions[0])
-    });
+    final_version(&members);
 }
 
 #[test]
@@ -403,4 +397,35 @@ fn delete_state_address_removes_a_dead_voter_by_a_commit() {
     let again = members[leader].server().request("DELETE", &format!("/state/{gone}"), b"");
     assert_eq!(again.status, 404, "it is no voter any more");
     assert_eq!(transact(members[other].server(), "after", "/two", "2").status, 200, "two voters commit");
+}
+
+#[test]
+fn a_local_writes_cluster_upgrades_to_coordinated_writes_with_its_store() {
+    let mut members = support::cluster::chain(3, "upgrade", &["--writes=local"]);
+    assert_eq!(transact(members[1].server(), "before", "/kept", r#""from local writes""#).status, 200);
+    let local = final_version(&members);
+    for member in &mut members {
+        member.server.take().unwrap().terminate();
+    }
+    // The README's upgrade: the first node founds the cluster with the store it holds.
+    members[0].start(&["--bootstrap"]);
+    members[1].start(&[]);
+    members[2].start(&[]);
+    support::cluster::wait_settled(&members);
+    for member in &members {
+        assert_eq!(member.server().get("/data/kept").text(), "\"from local writes\"\n");
+        let sequence = member.version()["sequence"].as_u64().unwrap();
+        assert!(sequence >= local["sequence"].as_u64().unwrap(), "the store did not go back");
+    }
+    assert_eq!(transact(members[2].server(), "after", "/added", "1").status, 200);
+    assert_eq!(members[0].server().get("/data/kept").status, 200);
+}
+
+/// Waits until every node serves the same version, and returns it.
+fn final_version(members: &[Member]) -> serde_json::Value {
+    wait_for("every node to serve the same version", || {
+        let versions: Vec<serde_json::Value> = members.iter().map(Member::version).collect();
+        versions.iter().all(|v| *v == versions[0])
+    });
+    members[0].version()
 }

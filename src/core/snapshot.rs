@@ -296,17 +296,18 @@ pub fn encode<W: Write>(out: W, node: &NodeJson, body: &[u8], pace: &mut dyn FnM
 }
 
 /// The (term, sequence) a snapshot file's last bytes name, to order files without reading them
-/// whole: the version and the coordination stand at the end of the copy body. (0, 0) when the
-/// tail does not show them; the file is checked in full when it is loaded.
-pub fn peek_order(tail: &[u8]) -> (u64, u64) {
+/// whole: the version and the coordination stand at the end of the copy body. `None` when the
+/// tail shows no version (term 0 when it shows no coordination); the file is checked in full when
+/// it is loaded.
+pub fn peek_order(tail: &[u8]) -> Option<(u64, u64)> {
     let value_after = |key: &[u8]| -> Option<serde_json::Value> {
         let at = tail.windows(key.len()).rposition(|w| w == key)? + key.len();
         // One value, whatever follows it.
         serde::Deserialize::deserialize(&mut serde_json::Deserializer::from_slice(&tail[at..])).ok()
     };
-    let sequence = value_after(b",\"version\":").and_then(|v| v.get("sequence")?.as_u64()).unwrap_or(0);
+    let sequence = value_after(b",\"version\":").and_then(|v| v.get("sequence")?.as_u64())?;
     let term = value_after(b",\"coordination\":").and_then(|c| c.get("term")?.as_u64()).unwrap_or(0);
-    (term, sequence)
+    Some((term, sequence))
 }
 
 /// The file name for a snapshot taken at `unix_micros`: `YYYYMMDDTHHMMSS.ffffff.json`.
@@ -428,11 +429,13 @@ mod tests {
         let snapshot = decode(&bytes).unwrap();
         assert!(!snapshot.committed);
         assert_eq!(snapshot.sealed.copy.term(), 4);
-        assert_eq!(peek_order(&bytes), (4, 3));
+        assert_eq!(peek_order(&bytes), Some((4, 3)));
         let key = b"\"lineage\"";
         let lineage = bytes.windows(key.len()).position(|w| w == key).unwrap();
-        assert_eq!(peek_order(&bytes[lineage..]), (4, 3), "the tail from the lineage on is enough");
-        assert_eq!(peek_order(&encoded(5, &seed())), (0, 5));
+        assert_eq!(peek_order(&bytes[lineage..]), Some((4, 3)), "the tail from the lineage on is enough");
+        assert_eq!(peek_order(&encoded(5, &seed())), Some((0, 5)));
+        assert_eq!(peek_order(&encoded(0, &seed())), Some((0, 0)), "a first version is a version");
+        assert_eq!(peek_order(b"{\"copy\":{\"data\":{}"), None, "no version in sight");
         assert!(decode(&encoded(3, &seed())).unwrap().committed);
     }
 

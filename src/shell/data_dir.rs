@@ -63,10 +63,7 @@ pub fn load_in_order(dir: &Path, keep_body: bool, by_term: bool) -> io::Result<L
             .map(|(time, file)| {
                 // A file whose tail shows no version is probably damaged: tried first, so that it
                 // is reported, not silently passed over.
-                let (term, sequence) = match peek(&file) {
-                    (0, 0) => (u64::MAX, u64::MAX),
-                    order => order,
-                };
+                let (term, sequence) = peek(&file).unwrap_or((u64::MAX, u64::MAX));
                 ((term, sequence, time), file)
             })
             .collect();
@@ -88,8 +85,9 @@ pub fn load_in_order(dir: &Path, keep_body: bool, by_term: bool) -> io::Result<L
     Ok(Loaded { newest: None, damaged })
 }
 
-/// The (term, sequence) of the version in a snapshot file, from its last bytes.
-fn peek(file: &Path) -> (u64, u64) {
+/// The (term, sequence) of the version in a snapshot file, from its last bytes; `None` when they
+/// show none (the file is probably damaged).
+fn peek(file: &Path) -> Option<(u64, u64)> {
     use std::io::{Read, Seek, SeekFrom};
     let tail = || -> io::Result<Vec<u8>> {
         let mut handle = File::open(file)?;
@@ -99,7 +97,7 @@ fn peek(file: &Path) -> (u64, u64) {
         handle.read_to_end(&mut tail)?;
         Ok(tail)
     };
-    tail().map_or((0, 0), |tail| snapshot::peek_order(&tail))
+    tail().ok().and_then(|tail| snapshot::peek_order(&tail))
 }
 
 /// The node's id, term and vote (`node.json`), if the directory holds them.
