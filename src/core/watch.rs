@@ -9,7 +9,7 @@
 //! watcher of that path.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use log::debug;
 
@@ -60,7 +60,8 @@ struct VersionWait {
 pub(super) struct Watches {
     /// Reads waiting for a sequence, answered in `wake_version_waiters` or at their deadline.
     versions: Vec<VersionWait>,
-    groups: HashMap<Vec<String>, Group>,
+    /// Ordered, so that watchers are woken in the same order every time (a simulation replays).
+    groups: BTreeMap<Vec<String>, Group>,
     /// Which group each watcher is in.
     by_ticket: HashMap<Ticket, Vec<String>>,
     /// Long-poll deadlines; entries of watchers already gone are skipped when they come up.

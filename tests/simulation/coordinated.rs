@@ -197,7 +197,8 @@ struct Sim {
     rng: Rng,
     real: u64,
     events: BinaryHeap<Reverse<(u64, u64)>>,
-    pending: HashMap<u64, Event>,
+    /// By id, so that walking it is the same every run (a seed replays exactly).
+    pending: BTreeMap<u64, Event>,
     next_event: u64,
     nodes: Vec<SimNode>,
     cluster: String,
@@ -231,7 +232,7 @@ impl Sim {
             rng,
             real: 0,
             events: BinaryHeap::new(),
-            pending: HashMap::new(),
+            pending: BTreeMap::new(),
             next_event: 0,
             nodes: Vec::new(),
             cluster,
@@ -971,6 +972,7 @@ impl Sim {
                 let Reverse((_, id)) = self.events.pop().expect("peeked");
                 // Gone: a message lost in a crash.
                 if let Some(event) = self.pending.remove(&id) {
+                    log::trace!("{} event {id}: {:.300}", self.real, format!("{event:?}"));
                     self.handle(event);
                 }
             }

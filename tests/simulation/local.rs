@@ -155,7 +155,8 @@ struct Sim {
     rng: Rng,
     now: Now,
     events: BinaryHeap<Reverse<(u64, u64)>>,
-    pending: HashMap<u64, Event>,
+    /// By id, so that walking it is the same every run (a seed replays exactly).
+    pending: BTreeMap<u64, Event>,
     next_event: u64,
     nodes: Vec<SimNode>,
     /// Partition group of each node; messages between groups are lost.
@@ -181,7 +182,7 @@ impl Sim {
             rng,
             now,
             events: BinaryHeap::new(),
-            pending: HashMap::new(),
+            pending: BTreeMap::new(),
             next_event: 0,
             nodes: Vec::new(),
             groups: vec![0; count],

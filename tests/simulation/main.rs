@@ -44,7 +44,11 @@ fn log_context(context: impl FnOnce() -> String) {
 
 fn init_log() {
     if std::env::var("LIGHTHOUSE_SIM_LOG").is_ok() && log::set_logger(&SimLogger).is_ok() {
-        log::set_max_level(log::LevelFilter::Info);
+        log::set_max_level(if std::env::var("LIGHTHOUSE_SIM_LOG").as_deref() == Ok("trace") {
+            log::LevelFilter::Trace
+        } else {
+            log::LevelFilter::Info
+        });
     }
 }
 
