@@ -316,7 +316,7 @@ fn cutting_the_coordinators_inbound_links_loses_nothing() {
     let leader = coordinator(&members);
     members[leader].proxy.cut();
     let during = writers.answered();
-    writers.wait_answered(during + 20);
+    writers.wait_answered(during + 10);
     members[leader].proxy.heal();
     let after = writers.answered();
     writers.wait_answered(after + 20);

@@ -22,14 +22,14 @@ impl Node {
     }
 
     /// A pushed version was decoded: accept it (write it, then answer), or refuse it.
-    pub(super) fn accept_decoded(&mut self, ticket: Ticket, result: Result<Sealed, DecodeError>) {
+    pub(super) fn accept_decoded(&mut self, now: Now, ticket: Ticket, result: Result<Sealed, DecodeError>) {
         let sealed = match result {
             Ok(sealed) if sealed.copy.coordination.is_some() => sealed,
             Ok(_) => return self.answer(ticket, Response::error(400, "a version to accept carries its coordination")),
             Err(e) => return self.answer(ticket, Response::error(400, &format!("version refused: {e}"))),
         };
         let term = sealed.copy.term();
-        let stale = self.saw_term(term);
+        let stale = self.saw_term(now, term);
         let consensus = self.consensus.as_ref().expect("coordinated");
         let same_cluster = self
             .coordination()
@@ -40,18 +40,18 @@ impl Node {
             return self.answer(ticket, super::json_response(409, &answer));
         }
         let theirs = Accepted::of(&sealed);
-        let already = consensus.accepted == theirs && self.pending.as_ref().is_none_or(|p| p.writing.is_none());
+        let accepted = self.accepted();
+        let already = accepted == theirs && self.pending.as_ref().is_none_or(|p| p.writing.is_none());
         if already || theirs == Accepted::of(self.store.sealed()) {
             return self.answer(ticket, self.accepted_answer(201));
         }
-        if theirs.key() < consensus.accepted.key() && theirs.version.sequence <= self.store.version().sequence {
+        if theirs.key() < accepted.key() && theirs.version.sequence <= self.store.version().sequence {
             return self.answer(ticket, self.accepted_answer(409));
         }
         let id = self.next_id();
         let mut node = self.node_json();
         node.committed = false;
         self.effects.push(Effect::Job(Job::Write { id, body: sealed.body.clone(), node }));
-        self.consensus.as_mut().expect("coordinated").accepted = theirs;
         self.pending = Some(Pending { sealed, writing: Some((id, Some(ticket))) });
     }
 
@@ -68,8 +68,6 @@ impl Node {
             Err(e) => {
                 // Not durable: not accepted.
                 self.pending = None;
-                let accepted = Accepted::of(self.store.sealed());
-                self.consensus.as_mut().expect("coordinated").accepted = accepted;
                 Response::error(e.status, &e.message)
             }
         };
@@ -84,17 +82,14 @@ impl Node {
         let consensus = self.consensus.as_ref().expect("coordinated");
         super::json_response(
             status,
-            &serde_json::json!({"term": consensus.state.term, "accepted": consensus.accepted.to_json()}),
+            &serde_json::json!({"term": consensus.state.term, "accepted": self.accepted().to_json()}),
         )
     }
 
     /// `GET /cluster/accepted`: the newest version this node holds, committed or not, for a new
     /// coordinator that must adopt it.
     pub(super) fn accepted_copy(&mut self) -> Response {
-        let body = match &self.pending {
-            Some(pending) => pending.sealed.body.clone(),
-            None => self.store.body(),
-        };
+        let body = self.newest_held().body.clone();
         Response {
             status: 200,
             headers: Bytes::Static(b"Content-Type: application/json\r\n"),

@@ -27,8 +27,7 @@ use crate::core::sealed::Sealed;
 use crate::core::version::{Checksum, Version};
 use crate::http::{Bytes, Method, Response};
 use crate::limits::{
-    BEAT_MS, COORDINATOR_LEASE_MS, ELECTION_RETRY_MS, ELECTION_STAGGER_MS, ELECTION_TIMEOUT_MS, LEASE_MS,
-    PERSIST_RETRY_MS,
+    BEAT_MS, COORDINATOR_LEASE_MS, ELECTION_STAGGER_MS, ELECTION_TIMEOUT_MS, LEASE_MS, PERSIST_RETRY_MS,
 };
 
 /// A version and the term it was accepted in; versions compare by (term, sequence).
@@ -107,8 +106,6 @@ pub struct Consensus {
     /// The last write of the state failed: it is tried again then (nothing waiting is answered
     /// before it is on disk).
     pub save_retry: Option<Deadline>,
-    /// The newest version this node holds durably: the store, or the pending one.
-    pub accepted: Accepted,
     /// The store being served is known to be committed. False only after a start from a version
     /// that was accepted and not yet known committed: the node serves nothing until it knows.
     pub confirmed: bool,
@@ -126,7 +123,7 @@ pub enum AfterSave {
 }
 
 impl Consensus {
-    pub fn new(state: NodeState, address: String, accepted: Accepted, confirmed: bool, now: Now) -> Consensus {
+    pub fn new(state: NodeState, address: String, confirmed: bool, now: Now) -> Consensus {
         Consensus {
             state,
             address,
@@ -140,7 +137,6 @@ impl Consensus {
             saving: None,
             after_save: Vec::new(),
             save_retry: None,
-            accepted,
             confirmed,
             rank: 0,
         }
@@ -173,6 +169,22 @@ impl Node {
         let consensus = self.consensus.as_ref()?;
         let newest = self.pending.as_ref().map(|p| &p.sealed).unwrap_or(self.store.sealed());
         newest.copy.coordination.clone().or_else(|| consensus.founding.clone())
+    }
+
+    /// The newest version this node holds, committed or not: the one it is accepting (or, as the
+    /// coordinator, committing) when that is newer than its store, else the store. It is what the
+    /// node tells a candidate and what it gives a new coordinator that adopts it, so the two can
+    /// never differ (a pending version older than a store taken since is passed over).
+    pub(super) fn newest_held(&self) -> &Sealed {
+        match &self.pending {
+            Some(p) if Accepted::of(&p.sealed).key() > Accepted::of(self.store.sealed()).key() => &p.sealed,
+            _ => self.store.sealed(),
+        }
+    }
+
+    /// The (term, version) of `newest_held`.
+    pub(super) fn accepted(&self) -> Accepted {
+        Accepted::of(self.newest_held())
     }
 
     /// The voters of the newest version, this node's rank among them, and whether it is one.
@@ -226,159 +238,6 @@ impl Node {
         }
     }
 
-    /// Stands for election in a new term: votes for itself, writes that down, then asks.
-    fn stand(&mut self, now: Now) {
-        let coordination = self.coordination();
-        let consensus = self.consensus.as_mut().expect("coordinated");
-        consensus.state.term += 1;
-        consensus.state.vote = Some(consensus.state.id.clone());
-        consensus.coordinator = None;
-        let newest = (consensus.accepted, consensus.address.clone());
-        consensus.role = Role::Candidate { granted: vec![consensus.state.id.clone()], newest };
-        let stagger = ELECTION_STAGGER_MS * consensus.rank + self.rng.below(ELECTION_STAGGER_MS);
-        let consensus = self.consensus.as_mut().expect("coordinated");
-        consensus.election_at = Deadline::after(now, ELECTION_RETRY_MS + stagger);
-        info!(
-            "standing for election in term {} ({} voters)",
-            consensus.state.term,
-            coordination.as_ref().map_or(0, |c| c.voters.len())
-        );
-        consensus.after_save.push(AfterSave::Campaign);
-        self.save_state();
-        // A cluster of one: this node's own vote is the majority.
-        self.count_votes(now);
-    }
-
-    /// Asks every other voter for its vote (once this node's own vote is on disk).
-    fn campaign(&mut self) {
-        let consensus = self.consensus.as_ref().expect("coordinated");
-        if !matches!(consensus.role, Role::Candidate { .. }) {
-            return;
-        }
-        let body = serde_json::json!({
-            "term": consensus.state.term,
-            "candidate": consensus.me().to_json(),
-            "accepted": consensus.accepted.to_json(),
-        })
-        .to_string();
-        let me = consensus.state.id.clone();
-        for voter in self.voters().into_iter().filter(|m| m.id != me) {
-            let body = Bytes::Owned(body.clone().into_bytes());
-            self.call(&voter.address, super::cluster::CallKind::Vote, Method::Post, "/cluster/vote", body);
-        }
-    }
-
-    /// A voter's answer to this node's request for its vote.
-    pub(super) fn vote_reply(&mut self, now: Now, body: &[u8]) {
-        let Ok(reply) = serde_json::from_slice::<serde_json::Value>(body) else { return };
-        let term = reply.get("term").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        if self.saw_term(term) {
-            return;
-        }
-        let consensus = self.consensus.as_mut().expect("coordinated");
-        let Role::Candidate { granted, newest } = &mut consensus.role else { return };
-        if term != consensus.state.term || reply.get("granted") != Some(&serde_json::Value::Bool(true)) {
-            return;
-        }
-        let Some(voter) = reply.get("voter").and_then(serde_json::Value::as_str).filter(|v| valid_id(v)) else {
-            return;
-        };
-        if !granted.iter().any(|g| g == voter) {
-            granted.push(voter.to_string());
-        }
-        let address = reply.get("address").and_then(serde_json::Value::as_str).unwrap_or_default();
-        if let Some(theirs) = reply.get("accepted").and_then(Accepted::from_json)
-            && theirs.key() > newest.0.key()
-        {
-            *newest = (theirs, address.to_string());
-        }
-        self.count_votes(now);
-    }
-
-    /// Becomes the coordinator once a majority of the voters granted their votes.
-    fn count_votes(&mut self, now: Now) {
-        let Some(coordination) = self.coordination() else { return };
-        let consensus = self.consensus.as_ref().expect("coordinated");
-        if consensus.saving.is_some() {
-            // Its own vote is not on disk yet; it counts once it is.
-            return;
-        }
-        let Role::Candidate { granted, newest } = &consensus.role else { return };
-        let votes = granted.iter().filter(|g| coordination.is_voter(g)).count();
-        if votes < coordination.majority() {
-            return;
-        }
-        let newest = newest.clone();
-        let consensus = self.consensus.as_mut().expect("coordinated");
-        info!(
-            "coordinating term {} with {votes} of {} votes; the newest version is sequence {} of term {}",
-            consensus.state.term,
-            coordination.voters.len(),
-            newest.0.version.sequence,
-            newest.0.term
-        );
-        consensus.coordinator = Some(consensus.me());
-        consensus.role = Role::Coordinator(Leading { next_beat: Deadline(now.mono_ms), ..Leading::default() });
-        self.drop_lock_for("this node became the coordinator");
-        self.adopt(now, newest);
-        self.beat(now);
-    }
-
-    /// A request for this node's vote: `POST /cluster/vote`.
-    pub(super) fn vote_request(&mut self, now: Now, ticket: super::Ticket, body: &[u8]) -> super::Reply {
-        let Ok(request) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return super::Reply::Now(Response::error(
-                400,
-                "a vote request is {\"term\", \"candidate\", \"accepted\"}",
-            ));
-        };
-        let (Some(term), Some(candidate), Some(theirs)) = (
-            request.get("term").and_then(serde_json::Value::as_u64),
-            request.get("candidate").and_then(Member::from_json),
-            request.get("accepted").and_then(Accepted::from_json),
-        ) else {
-            return super::Reply::Now(Response::error(
-                400,
-                "a vote request is {\"term\", \"candidate\", \"accepted\"}",
-            ));
-        };
-        self.saw_term(term);
-        let consensus = self.consensus.as_mut().expect("coordinated");
-        let refusal = if term < consensus.state.term {
-            Some(format!("term {term} is over (this node is in term {})", consensus.state.term))
-        } else if consensus.state.vote.as_ref().is_some_and(|v| *v != candidate.id) {
-            Some(format!("this node voted for another candidate in term {term}"))
-        } else if !consensus.promise_until.fired(now)
-            && consensus.coordinator.as_ref().is_none_or(|c| c.id != candidate.id)
-        {
-            Some("this node promised a lease to the coordinator (or started a moment ago)".to_string())
-        } else if theirs.key() < consensus.accepted.key() {
-            Some(format!(
-                "this node holds a newer version (sequence {} of term {})",
-                consensus.accepted.version.sequence, consensus.accepted.term
-            ))
-        } else {
-            None
-        };
-        let mut answer = serde_json::json!({
-            "term": consensus.state.term,
-            "voter": consensus.state.id,
-            "address": consensus.address,
-            "accepted": consensus.accepted.to_json(),
-            "granted": refusal.is_none(),
-        });
-        if let Some(why) = &refusal {
-            answer["why"] = why.as_str().into();
-            return super::Reply::Now(super::json_response(200, &answer));
-        }
-        consensus.state.vote = Some(candidate.id.clone());
-        consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS + ELECTION_STAGGER_MS * consensus.rank);
-        info!("voted for {} in term {term}", candidate.address);
-        consensus.after_save.push(AfterSave::Answer { ticket, response: super::json_response(200, &answer) });
-        self.save_state();
-        super::Reply::Later
-    }
-
     /// Writes the node's state (id, term, vote) to disk; what waits for it runs in `state_saved`.
     pub(super) fn save_state(&mut self) {
         let consensus = self.consensus.as_mut().expect("coordinated");
@@ -422,7 +281,7 @@ impl Node {
     /// Every message carries a term: a newer one ends this node's term (a coordinator steps down,
     /// a candidate gives up). Returns true when `term` is older than this node's: the message is
     /// stale.
-    pub(super) fn saw_term(&mut self, term: u64) -> bool {
+    pub(super) fn saw_term(&mut self, now: Now, term: u64) -> bool {
         let Some(consensus) = &mut self.consensus else { return false };
         if term < consensus.state.term {
             return true;
@@ -430,13 +289,19 @@ impl Node {
         if term > consensus.state.term {
             if consensus.is_coordinator() {
                 warn!("term {term} began elsewhere: this node stops coordinating term {}", consensus.state.term);
+                // A deposed coordinator (one that comes back from the minority side, say) waits
+                // for the new one's beats as a follower does, rather than stand at once in a
+                // later term and depose it in turn.
+                consensus.election_at =
+                    Deadline::after(now, ELECTION_TIMEOUT_MS + ELECTION_STAGGER_MS * consensus.rank);
             }
+            // Otherwise the election timer is left as it is: a candidate that cannot win (its
+            // version is older) must not keep the others from standing by asking again and again.
             consensus.state.term = term;
             consensus.state.vote = None;
             consensus.coordinator = None;
-            // The election timer is left as it is: a candidate that cannot win (its version is
-            // older) must not keep the others from standing by asking again and again.
             consensus.role = Role::Follower;
+            self.abandon_forwards(&format!("a new term ({term}) began"));
             self.drop_lock_for(&format!("a new term ({term}) began"));
             self.step_down_commit();
         }
@@ -459,7 +324,7 @@ impl Node {
     }
 
     /// Sends a beat to every member: the term, and the committed version to serve.
-    fn beat(&mut self, now: Now) {
+    pub(super) fn beat(&mut self, now: Now) {
         let Some(coordination) = self.coordination() else { return };
         let consensus = self.consensus.as_mut().expect("coordinated");
         let Role::Coordinator(leading) = &mut consensus.role else { return };
@@ -521,12 +386,14 @@ impl Node {
         ) else {
             return Response::error(400, "a beat is {\"term\", \"coordinator\", \"committed\"}");
         };
-        let stale = self.saw_term(term);
+        let stale = self.saw_term(now, term);
         let consensus = self.consensus.as_mut().expect("coordinated");
         if !stale && consensus.state.id != coordinator.id {
             if consensus.coordinator.as_ref() != Some(&coordinator) {
                 info!("{} coordinates term {term}", coordinator.address);
+                self.abandon_forwards(&format!("{} coordinates term {term} now", coordinator.address));
             }
+            let consensus = self.consensus.as_mut().expect("coordinated");
             if matches!(consensus.role, Role::Candidate { .. }) {
                 consensus.role = Role::Follower;
             }
@@ -537,13 +404,14 @@ impl Node {
                 self.learn_committed(now, committed);
             }
         }
+        let accepted = self.accepted();
         let consensus = self.consensus.as_ref().expect("coordinated");
         let answer = serde_json::json!({
             "term": consensus.state.term,
             "ok": !stale,
             "id": consensus.state.id,
             "sent": beat.get("sent"),
-            "accepted": consensus.accepted.to_json(),
+            "accepted": accepted.to_json(),
             "committed": consensus.confirmed.then(|| Accepted::of(self.store.sealed()).to_json()),
         });
         super::json_response(200, &answer)
@@ -553,7 +421,7 @@ impl Node {
     pub(super) fn beat_reply(&mut self, now: Now, address: &str, body: &[u8]) {
         let Ok(reply) = serde_json::from_slice::<serde_json::Value>(body) else { return };
         let term = reply.get("term").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        if self.saw_term(term) || reply.get("ok") != Some(&serde_json::Value::Bool(true)) {
+        if self.saw_term(now, term) || reply.get("ok") != Some(&serde_json::Value::Bool(true)) {
             return;
         }
         let (Some(id), Some(sent)) = (

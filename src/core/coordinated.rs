@@ -15,7 +15,7 @@ impl Node {
     pub(super) fn start_consensus(&mut self, now: Now, committed: bool) {
         let Some(coordinated) = self.config.coordinated.clone() else { return };
         let accepted = Accepted::of(self.store.sealed());
-        let mut consensus = Consensus::new(coordinated.state, self.config.address.clone(), accepted, committed, now);
+        let mut consensus = Consensus::new(coordinated.state, self.config.address.clone(), committed, now);
         // A term of a version on disk is a term this node took part in.
         consensus.state.term = consensus.state.term.max(accepted.term);
         if self.store.sealed().copy.coordination.is_none()
@@ -105,7 +105,7 @@ impl Node {
             "coordinator": consensus.coordinator.as_ref().map(|c| c.address.clone()),
             "lease": consensus.has_lease(now),
             "voters": self.voters().iter().map(Member::to_json).collect::<Vec<_>>(),
-            "accepted": consensus.accepted.to_json(),
+            "accepted": self.accepted().to_json(),
         })
     }
 }
@@ -120,7 +120,8 @@ pub struct ConsensusStatus {
     pub lease: bool,
     /// The voters of its newest version.
     pub voters: usize,
-    /// The newest version it holds durably (committed or not), and its term.
+    /// The newest version it holds durably (committed or not), and its term: what it tells a
+    /// candidate, and what it gives a new coordinator that adopts it.
     pub accepted: Accepted,
     /// The coordinator's commit in flight: its version (once sealed), and the members it is
     /// durable on.
@@ -137,7 +138,7 @@ impl Node {
             coordinator: consensus.is_coordinator(),
             lease: consensus.has_lease(now),
             voters: self.voters().len(),
-            accepted: consensus.accepted,
+            accepted: self.accepted(),
             in_flight: self.commit.as_ref().map(|c| (c.sealed.as_ref().map(|s| s.copy.version), c.durable.clone())),
         })
     }

@@ -14,7 +14,7 @@ use super::{Node, Reply, Request, Ticket};
 use crate::core::clock::{Deadline, Now};
 use crate::core::members::Member;
 use crate::http::{Bytes, Method, Response};
-use crate::limits::{FORWARD_TIMEOUT_MS, FORWARDS_MAX};
+use crate::limits::{COORDINATOR_LEASE_MS, FORWARD_TIMEOUT_MS, FORWARDS_MAX, LEASE_MS};
 
 /// A request forwarded to the coordinator and waiting for its answer.
 #[derive(Debug)]
@@ -48,7 +48,7 @@ impl Node {
             );
         }
         let coordinator = self.consensus.as_ref().and_then(|c| c.coordinator.clone());
-        let Some(Member { address, .. }) = coordinator else { return Reply::Now(self.no_majority()) };
+        let Some(Member { address, .. }) = coordinator else { return Reply::Now(self.no_majority(now)) };
         if self.forwards.len() >= FORWARDS_MAX {
             return Reply::Now(
                 Response::error(503, "too many requests waiting for the coordinator; retry")
@@ -99,6 +99,16 @@ impl Node {
         }
     }
 
+    /// The coordinator the waiting requests went to is no longer the coordinator: they are
+    /// answered at once (503, or 504 for a commit) rather than after their deadline, so that
+    /// clients retry with the next one.
+    pub(super) fn abandon_forwards(&mut self, why: &str) {
+        for forward in std::mem::take(&mut self.forwards) {
+            let response = self.unanswered(&forward, why);
+            self.answer(forward.ticket, response);
+        }
+    }
+
     pub(super) fn next_forward_deadline(&self) -> Option<Deadline> {
         self.forwards.iter().map(|f| f.deadline).min()
     }
@@ -120,22 +130,37 @@ impl Node {
             .with_header("Retry-After", "1")
     }
 
-    /// The 503 of a node that knows no coordinator: writes need a majority of the voters.
-    pub(super) fn no_majority(&self) -> Response {
+    /// The 503 of a node that knows no coordinator, or coordinates without a lease: writes need a
+    /// majority of the voters. A voter counts as reachable when it answered within a lease (for
+    /// the coordinator: acknowledged a beat within its lease, as the lease itself counts).
+    pub(super) fn no_majority(&self, now: Now) -> Response {
         let voters = self.coordination().map(|c| c.voters).unwrap_or_default();
-        let me = self.consensus.as_ref().map(|c| c.state.id.clone()).unwrap_or_default();
+        let Some(consensus) = &self.consensus else { return Response::error(503, "no coordinated writes") };
+        let acked = |id: &str| match &consensus.role {
+            super::consensus::Role::Coordinator(leading) => {
+                leading.acks.iter().any(|(by, sent)| by == id && sent + COORDINATOR_LEASE_MS > now.mono_ms)
+            }
+            _ => false,
+        };
+        let lately = |v: &Member| {
+            self.cluster.peers.iter().any(|p| {
+                p.address == v.address && p.reachable && p.last_reachable.is_some_and(|at| at + LEASE_MS >= now.unix_ms)
+            })
+        };
         let reachable = voters
             .iter()
-            .filter(|v| v.id == me || self.cluster.peers.iter().any(|p| p.address == v.address && p.reachable))
+            .filter(|v| v.id == consensus.state.id || if consensus.is_coordinator() { acked(&v.id) } else { lately(v) })
             .count();
+        let whom = if consensus.is_coordinator() {
+            "this node coordinates but no majority answered it lately"
+        } else {
+            "and no coordinator is known"
+        };
         let why = if voters.is_empty() {
             "this node is not a voter of a cluster yet (it joins as a learner once the coordinator has its address)"
                 .to_string()
         } else {
-            format!(
-                "writes need a majority: {reachable} of {} voters reachable, and no coordinator is known",
-                voters.len()
-            )
+            format!("writes need a majority: {reachable} of {} voters reachable, {whom}", voters.len())
         };
         Response::error(503, &why).with_header("Retry-After", "1")
     }

@@ -26,6 +26,7 @@ mod cluster;
 mod consensus;
 mod coordinated;
 mod durability;
+mod election;
 mod forward;
 mod info;
 mod lock;

@@ -129,8 +129,6 @@ impl Node {
             // A single voter wrote it already, committed; else it is written beside the pushes.
             Ok(file) => file.is_some() || (self.single_voter(&coordination) && !self.config.durable),
         };
-        let accepted = Accepted::of(&sealed);
-        self.consensus.as_mut().expect("coordinated").accepted = accepted;
         let commit = self.commit.as_mut().expect("a version in flight");
         commit.sealed = Some(sealed.clone());
         if written {
@@ -179,7 +177,6 @@ impl Node {
             Err(e) => {
                 // Not durable here: not accepted here.
                 self.pending = None;
-                self.consensus.as_mut().expect("coordinated").accepted = Accepted::of(self.store.sealed());
                 self.resign(now, &format!("the version being committed could not be written here: {}", e.message));
             }
         }
@@ -190,8 +187,6 @@ impl Node {
         let commit = self.commit.take().expect("a version in flight");
         warn!("the version being committed could not be written here: {}", e.message);
         self.pending = None;
-        let accepted = Accepted::of(self.store.sealed());
-        self.consensus.as_mut().expect("coordinated").accepted = accepted;
         if let Purpose::Lock { ticket, answered: false } = commit.purpose
             && let Some(lock) = &mut self.lock
         {
@@ -220,7 +215,7 @@ impl Node {
         }
         let reply: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
         let term = reply.get("term").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        if self.saw_term(term) {
+        if self.saw_term(now, term) {
             return;
         }
         let Some(commit) = &mut self.commit else { return };
@@ -400,11 +395,7 @@ impl Node {
     /// and made durable on a majority, before any lock is granted.
     pub(super) fn adopt(&mut self, now: Now, newest: (Accepted, String)) {
         let (accepted, holder) = newest;
-        let base = match &self.pending {
-            Some(pending) if Accepted::of(&pending.sealed) == accepted => Some(pending.sealed.clone()),
-            _ if Accepted::of(self.store.sealed()) == accepted => Some(self.store.sealed().clone()),
-            _ => None,
-        };
+        let base = (self.accepted() == accepted).then(|| self.newest_held().clone());
         match base {
             Some(base) => self.stamp(now, base),
             None => {

@@ -80,7 +80,7 @@ impl Node {
         let ticket = match waiter {
             Decoding::Request(ticket) => ticket,
             Decoding::Fetched => return self.fetched(now, result),
-            Decoding::Accept(ticket) => return self.accept_decoded(ticket, result),
+            Decoding::Accept(ticket) => return self.accept_decoded(now, ticket, result),
             Decoding::Adopt => return self.adopted(now, result),
         };
         let response = match result {
@@ -193,11 +193,7 @@ impl Node {
         {
             self.pending = None;
         }
-        let consensus = self.consensus.as_mut().expect("coordinated");
-        consensus.confirmed = true;
-        if Accepted::of(&sealed).key() > consensus.accepted.key() || self.pending.is_none() {
-            consensus.accepted = Accepted::of(&sealed);
-        }
+        self.consensus.as_mut().expect("coordinated").confirmed = true;
         if confirmed {
             self.store.promote(sealed);
         } else {

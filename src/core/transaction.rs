@@ -151,7 +151,7 @@ impl Node {
                 "this node was just elected coordinator (term {}) and is making the newest version durable; retry",
                 consensus.state.term
             ),
-            _ => return Some(self.no_majority()),
+            _ => return Some(self.no_majority(now)),
         };
         Some(Response::error(503, &why).with_header("Retry-After", "1"))
     }

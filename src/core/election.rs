@@ -1,0 +1,191 @@
+//! Elections: a voter whose promise to the coordinator ran out stands in a new term, asks the
+//! other voters for their votes, and coordinates once a majority granted them; and the voter's
+//! side, which grants a vote only by the rules in `consensus.rs` (written to disk first).
+
+use log::info;
+
+use super::Node;
+use super::consensus::{Accepted, AfterSave, Leading, Role};
+use crate::core::clock::{Deadline, Now};
+use crate::core::members::{Member, valid_id};
+use crate::http::{Bytes, Method, Response};
+use crate::limits::{ELECTION_RETRY_MS, ELECTION_STAGGER_MS, ELECTION_TIMEOUT_MS};
+
+impl Node {
+    /// Stands for election in a new term: votes for itself, writes that down, then asks.
+    pub(super) fn stand(&mut self, now: Now) {
+        let coordination = self.coordination();
+        let accepted = self.accepted();
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        consensus.state.term += 1;
+        consensus.state.vote = Some(consensus.state.id.clone());
+        consensus.coordinator = None;
+        let newest = (accepted, consensus.address.clone());
+        self.abandon_forwards("this node stands for election");
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        consensus.role = Role::Candidate { granted: vec![consensus.state.id.clone()], newest };
+        let stagger = ELECTION_STAGGER_MS * consensus.rank + self.rng.below(ELECTION_STAGGER_MS);
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        consensus.election_at = Deadline::after(now, ELECTION_RETRY_MS + stagger);
+        info!(
+            "standing for election in term {} ({} voters)",
+            consensus.state.term,
+            coordination.as_ref().map_or(0, |c| c.voters.len())
+        );
+        consensus.after_save.push(AfterSave::Campaign);
+        self.save_state();
+        // A cluster of one: this node's own vote is the majority.
+        self.count_votes(now);
+    }
+
+    /// Asks every other voter for its vote (once this node's own vote is on disk).
+    pub(super) fn campaign(&mut self) {
+        let accepted = self.accepted();
+        let consensus = self.consensus.as_ref().expect("coordinated");
+        if !matches!(consensus.role, Role::Candidate { .. }) {
+            return;
+        }
+        let body = serde_json::json!({
+            "term": consensus.state.term,
+            "candidate": consensus.me().to_json(),
+            "accepted": accepted.to_json(),
+        })
+        .to_string();
+        let me = consensus.state.id.clone();
+        for voter in self.voters().into_iter().filter(|m| m.id != me) {
+            let body = Bytes::Owned(body.clone().into_bytes());
+            self.call(&voter.address, super::cluster::CallKind::Vote, Method::Post, "/cluster/vote", body);
+        }
+    }
+
+    /// A voter's answer to this node's request for its vote.
+    pub(super) fn vote_reply(&mut self, now: Now, body: &[u8]) {
+        let Ok(reply) = serde_json::from_slice::<serde_json::Value>(body) else { return };
+        let term = reply.get("term").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        if self.saw_term(now, term) {
+            return;
+        }
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        let Role::Candidate { granted, newest } = &mut consensus.role else { return };
+        if term != consensus.state.term || reply.get("granted") != Some(&serde_json::Value::Bool(true)) {
+            return;
+        }
+        let Some(voter) = reply.get("voter").and_then(serde_json::Value::as_str).filter(|v| valid_id(v)) else {
+            return;
+        };
+        if !granted.iter().any(|g| g == voter) {
+            granted.push(voter.to_string());
+        }
+        let address = reply.get("address").and_then(serde_json::Value::as_str).unwrap_or_default();
+        if let Some(theirs) = reply.get("accepted").and_then(Accepted::from_json)
+            && theirs.key() > newest.0.key()
+        {
+            *newest = (theirs, address.to_string());
+        }
+        self.count_votes(now);
+    }
+
+    /// Becomes the coordinator once a majority of the voters granted their votes.
+    pub(super) fn count_votes(&mut self, now: Now) {
+        let Some(coordination) = self.coordination() else { return };
+        let consensus = self.consensus.as_ref().expect("coordinated");
+        if consensus.saving.is_some() {
+            // Its own vote is not on disk yet; it counts once it is.
+            return;
+        }
+        let Role::Candidate { granted, newest } = &consensus.role else { return };
+        let votes = granted.iter().filter(|g| coordination.is_voter(g)).count();
+        if votes < coordination.majority() {
+            return;
+        }
+        let newest = newest.clone();
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        info!(
+            "coordinating term {} with {votes} of {} votes; the newest version is sequence {} of term {}",
+            consensus.state.term,
+            coordination.voters.len(),
+            newest.0.version.sequence,
+            newest.0.term
+        );
+        consensus.coordinator = Some(consensus.me());
+        consensus.role = Role::Coordinator(Leading { next_beat: Deadline(now.mono_ms), ..Leading::default() });
+        self.drop_lock_for("this node became the coordinator");
+        self.adopt(now, newest);
+        self.beat(now);
+    }
+
+    /// A request for this node's vote: `POST /cluster/vote`.
+    pub(super) fn vote_request(&mut self, now: Now, ticket: super::Ticket, body: &[u8]) -> super::Reply {
+        let Ok(request) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return super::Reply::Now(Response::error(
+                400,
+                "a vote request is {\"term\", \"candidate\", \"accepted\"}",
+            ));
+        };
+        let (Some(term), Some(candidate), Some(theirs)) = (
+            request.get("term").and_then(serde_json::Value::as_u64),
+            request.get("candidate").and_then(Member::from_json),
+            request.get("accepted").and_then(Accepted::from_json),
+        ) else {
+            return super::Reply::Now(Response::error(
+                400,
+                "a vote request is {\"term\", \"candidate\", \"accepted\"}",
+            ));
+        };
+        let consensus = self.consensus.as_ref().expect("coordinated");
+        let leading = consensus.is_coordinator() && consensus.has_lease(now);
+        let promised =
+            !consensus.promise_until.fired(now) && consensus.coordinator.as_ref().is_some_and(|c| c.id != candidate.id);
+        if term > consensus.state.term && (leading || promised) {
+            // Raft's guard against disruptive candidates: while this node coordinates with a lease,
+            // or has promised the coordinator one, no candidate can win, so its term is not taken
+            // up (taking it would depose a working coordinator for nothing).
+            let why = "this node promised a lease to the coordinator, which is alive";
+            let answer = serde_json::json!({
+                "term": consensus.state.term,
+                "voter": consensus.state.id,
+                "address": consensus.address,
+                "accepted": self.accepted().to_json(),
+                "granted": false,
+                "why": why,
+            });
+            return super::Reply::Now(super::json_response(200, &answer));
+        }
+        self.saw_term(now, term);
+        let accepted = self.accepted();
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        let refusal = if term < consensus.state.term {
+            Some(format!("term {term} is over (this node is in term {})", consensus.state.term))
+        } else if consensus.state.vote.as_ref().is_some_and(|v| *v != candidate.id) {
+            Some(format!("this node voted for another candidate in term {term}"))
+        } else if !consensus.promise_until.fired(now)
+            && consensus.coordinator.as_ref().is_none_or(|c| c.id != candidate.id)
+        {
+            Some("this node promised a lease to the coordinator (or started a moment ago)".to_string())
+        } else if theirs.key() < accepted.key() {
+            Some(format!(
+                "this node holds a newer version (sequence {} of term {})",
+                accepted.version.sequence, accepted.term
+            ))
+        } else {
+            None
+        };
+        let mut answer = serde_json::json!({
+            "term": consensus.state.term,
+            "voter": consensus.state.id,
+            "address": consensus.address,
+            "accepted": accepted.to_json(),
+            "granted": refusal.is_none(),
+        });
+        if let Some(why) = &refusal {
+            answer["why"] = why.as_str().into();
+            return super::Reply::Now(super::json_response(200, &answer));
+        }
+        consensus.state.vote = Some(candidate.id.clone());
+        consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS + ELECTION_STAGGER_MS * consensus.rank);
+        info!("voted for {} in term {term}", candidate.address);
+        consensus.after_save.push(AfterSave::Answer { ticket, response: super::json_response(200, &answer) });
+        self.save_state();
+        super::Reply::Later
+    }
+}
