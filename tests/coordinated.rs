@@ -429,3 +429,19 @@ fn final_version(members: &[Member]) -> serde_json::Value {
     });
     members[0].version()
 }
+
+#[test]
+fn a_first_node_started_on_a_snapshot_from_before_coordinated_writes_is_joined_by_learners() {
+    let mut members: Vec<Member> = (0..3).map(|i| Member::new(&format!("hand{i}"))).collect();
+    support::write_snapshot(members[0].dir.path(), 1_700_000_000_000_000, 5, r#"{"written":"by hand"}"#);
+    members[0].start(&[]);
+    let seed = format!("--seeds={}", members[0].address());
+    members[1].start(&[&seed]);
+    members[2].start(&[&seed]);
+    support::cluster::wait_settled(&members);
+    for member in &members {
+        assert_eq!(member.server().get("/data/written").text(), "\"by hand\"\n");
+        assert_eq!(member.writes()["voters"].as_array().map(Vec::len), Some(3), "every node is a voter");
+    }
+    assert_eq!(transact(members[1].server(), "after", "/more", "1").status, 200);
+}

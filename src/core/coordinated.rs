@@ -58,6 +58,17 @@ impl Node {
         info!("coordinating term {} as the only voter", consensus.state.term);
         self.save_state();
         self.check_lease(now);
+        // A store from before coordinated writes (a snapshot of local writes, or one written by
+        // hand) is stamped with this term first, as a new coordinator stamps what it adopts: the
+        // learners that join take only versions of this cluster.
+        if self.store.sealed().copy.coordination.is_none() && self.store.version().sequence > 0 {
+            let term = self.consensus.as_ref().expect("coordinated").state.term;
+            info!(
+                "sequence {} is from before coordinated writes: stamping it with term {term}",
+                self.store.version().sequence
+            );
+            self.stamp(now, self.store.sealed().clone());
+        }
     }
 
     /// This node's place among the voters' addresses: elections are staggered by it.
