@@ -65,6 +65,9 @@ pub enum Role {
     /// Follows the coordinator (if it knows one); stands for election at `election_at` if it is a
     /// voter.
     Follower,
+    /// Asked the voters whether they would vote for it in the next term, without starting it
+    /// (Raft's pre-vote): the voters that said yes. It stands once a majority did.
+    Probing { granted: Vec<String> },
     /// Asked for votes in the current term: the voters that granted theirs, and the newest
     /// accepted version among them (with who holds it).
     Candidate { granted: Vec<String>, newest: (Accepted, String) },
@@ -208,13 +211,13 @@ impl Node {
                 }
                 self.check_lease(now);
             }
-            Role::Follower | Role::Candidate { .. } => {
+            Role::Follower | Role::Probing { .. } | Role::Candidate { .. } => {
                 if !consensus.election_at.fired(now) {
                     return;
                 }
                 let me = consensus.state.id.clone();
                 if self.voters().iter().any(|m| m.id == me) {
-                    self.stand(now);
+                    self.probe(now);
                 } else {
                     // A learner never stands; it looks again later (it may have become a voter).
                     let consensus = self.consensus.as_mut().expect("coordinated");
@@ -394,7 +397,7 @@ impl Node {
                 self.abandon_forwards(&format!("{} coordinates term {term} now", coordinator.address));
             }
             let consensus = self.consensus.as_mut().expect("coordinated");
-            if matches!(consensus.role, Role::Candidate { .. }) {
+            if matches!(consensus.role, Role::Candidate { .. } | Role::Probing { .. }) {
                 consensus.role = Role::Follower;
             }
             consensus.coordinator = Some(coordinator);

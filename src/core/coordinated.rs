@@ -104,7 +104,7 @@ impl Node {
         let Some(consensus) = &self.consensus else { return serde_json::json!({"writes": "local"}) };
         let role = match &consensus.role {
             Role::Coordinator(_) => "coordinator",
-            Role::Candidate { .. } => "candidate",
+            Role::Candidate { .. } | Role::Probing { .. } => "candidate",
             Role::Follower if self.voters().iter().any(|m| m.id == consensus.state.id) => "follower",
             Role::Follower => "learner",
         };

@@ -12,6 +12,47 @@ use crate::http::{Bytes, Method, Response};
 use crate::limits::{ELECTION_RETRY_MS, ELECTION_STAGGER_MS, ELECTION_TIMEOUT_MS};
 
 impl Node {
+    /// Asks the other voters whether they would vote for this node in the next term, without
+    /// starting that term (Raft's pre-vote): a voter cut off from a majority does not raise its
+    /// term while it is away, so when it comes back it cannot depose a working coordinator. It
+    /// stands once a majority (itself included) says yes; it asks again at `election_at`.
+    pub(super) fn probe(&mut self, now: Now) {
+        let accepted = self.accepted();
+        let stagger = self.rng.below(ELECTION_STAGGER_MS);
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        // No beat for an election timeout: it no longer knows a coordinator to forward to.
+        if consensus.coordinator.take().is_some() {
+            self.abandon_forwards("no beat from it for an election timeout");
+        }
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        consensus.role = Role::Probing { granted: vec![consensus.state.id.clone()] };
+        consensus.election_at =
+            Deadline::after(now, ELECTION_RETRY_MS + ELECTION_STAGGER_MS * consensus.rank + stagger);
+        let body = serde_json::json!({
+            "term": consensus.state.term + 1,
+            "candidate": consensus.me().to_json(),
+            "accepted": accepted.to_json(),
+            "pre": true,
+        })
+        .to_string();
+        let me = consensus.state.id.clone();
+        for voter in self.voters().into_iter().filter(|m| m.id != me) {
+            let body = Bytes::Owned(body.clone().into_bytes());
+            self.call(&voter.address, super::cluster::CallKind::Vote, Method::Post, "/cluster/vote", body);
+        }
+        self.count_probes(now);
+    }
+
+    /// Stands once a majority of the voters would vote for it.
+    fn count_probes(&mut self, now: Now) {
+        let Some(coordination) = self.coordination() else { return };
+        let consensus = self.consensus.as_ref().expect("coordinated");
+        let Role::Probing { granted } = &consensus.role else { return };
+        if granted.iter().filter(|g| coordination.is_voter(g)).count() >= coordination.majority() {
+            self.stand(now);
+        }
+    }
+
     /// Stands for election in a new term: votes for itself, writes that down, then asks.
     pub(super) fn stand(&mut self, now: Now) {
         let coordination = self.coordination();
@@ -62,6 +103,25 @@ impl Node {
     pub(super) fn vote_reply(&mut self, now: Now, body: &[u8]) {
         let Ok(reply) = serde_json::from_slice::<serde_json::Value>(body) else { return };
         let term = reply.get("term").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        if reply.get("pre") == Some(&serde_json::Value::Bool(true)) {
+            // A voter that would vote for this node is in an earlier term (or this one): only a
+            // later term matters, and ends the probe.
+            if term > self.consensus.as_ref().expect("coordinated").state.term {
+                self.saw_term(now, term);
+                return;
+            }
+            let consensus = self.consensus.as_mut().expect("coordinated");
+            let Role::Probing { granted } = &mut consensus.role else { return };
+            let voter = reply.get("voter").and_then(serde_json::Value::as_str).filter(|v| valid_id(v));
+            if let Some(voter) = voter
+                && reply.get("granted") == Some(&serde_json::Value::Bool(true))
+                && !granted.iter().any(|g| g == voter)
+            {
+                granted.push(voter.to_string());
+                self.count_probes(now);
+            }
+            return;
+        }
         if self.saw_term(now, term) {
             return;
         }
@@ -136,6 +196,35 @@ impl Node {
         let leading = consensus.is_coordinator() && consensus.has_lease(now);
         let promised =
             !consensus.promise_until.fired(now) && consensus.coordinator.as_ref().is_some_and(|c| c.id != candidate.id);
+        if request.get("pre") == Some(&serde_json::Value::Bool(true)) {
+            // Would this node vote for it in that term? Nothing changes here: no term, no vote.
+            let accepted = self.accepted();
+            let refusal = if term <= consensus.state.term {
+                Some(format!("term {term} is not after this node's ({})", consensus.state.term))
+            } else if leading
+                || (!consensus.promise_until.fired(now)
+                    && consensus.coordinator.as_ref().is_none_or(|c| c.id != candidate.id))
+            {
+                Some("this node promised a lease to the coordinator (or started a moment ago)".to_string())
+            } else if theirs.key() < accepted.key() {
+                Some(format!(
+                    "this node holds a newer version (sequence {} of term {})",
+                    accepted.version.sequence, accepted.term
+                ))
+            } else {
+                None
+            };
+            let answer = serde_json::json!({
+                "term": consensus.state.term,
+                "voter": consensus.state.id,
+                "address": consensus.address,
+                "accepted": accepted.to_json(),
+                "granted": refusal.is_none(),
+                "why": refusal,
+                "pre": true,
+            });
+            return super::Reply::Now(super::json_response(200, &answer));
+        }
         if term > consensus.state.term && (leading || promised) {
             // Raft's guard against disruptive candidates: while this node coordinates with a lease,
             // or has promised the coordinator one, no candidate can win, so its term is not taken
