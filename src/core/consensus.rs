@@ -9,6 +9,11 @@
 //!   a candidate whose (accepted term, sequence) is at least its own, and never while it has
 //!   promised another coordinator a lease (or in the first `LEASE_MS` after it started, since it
 //!   may have promised one before).
+//! - A voter whose promise ran out first asks the others whether they would vote for it (a
+//!   pre-vote, `election.rs`), and starts a term only once a majority would: a node cut off from a
+//!   majority keeps its term, so it cannot depose a working coordinator when it comes back. A node
+//!   that coordinates with a lease, or has promised one, refuses a candidate without taking up its
+//!   term.
 //! - A new coordinator adopts the newest accepted version among its voters' replies, stamps it with
 //!   its own term and makes it durable on a majority (`replicate.rs`) before it grants any lock.
 //! - The coordinator beats every `BEAT_MS`; each beat a voter acknowledges renews its promise for
