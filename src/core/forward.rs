@@ -19,8 +19,9 @@ use crate::limits::{COORDINATOR_LEASE_MS, FORWARD_TIMEOUT_MS, FORWARDS_MAX, LEAS
 /// A request forwarded to the coordinator and waiting for its answer.
 #[derive(Debug)]
 pub struct Forward {
-    /// The peer call carrying it.
+    /// The peer call carrying it, and the coordinator it went to.
     pub call: u64,
+    pub to: String,
     pub ticket: Ticket,
     /// A commit (`PUT /lock/NAME`): without an answer its outcome is unknown.
     pub commit: bool,
@@ -62,6 +63,7 @@ impl Node {
         }
         let call = self.next_id();
         self.cluster.calls.push((call, address.clone(), CallKind::Forward));
+        let to = address.clone();
         self.effects.push(super::Effect::Peer(super::PeerRequest {
             id: call,
             peer: address,
@@ -70,7 +72,7 @@ impl Node {
             headers,
             body: Bytes::Owned(request.body.to_vec()),
         }));
-        self.forwards.push(Forward { call, ticket, commit, deadline: Deadline::after(now, FORWARD_TIMEOUT_MS) });
+        self.forwards.push(Forward { call, to, ticket, commit, deadline: Deadline::after(now, FORWARD_TIMEOUT_MS) });
         Reply::Later
     }
 
@@ -116,15 +118,13 @@ impl Node {
     /// 503 for a request that did not reach the coordinator or was not answered (nothing was
     /// committed); 504 for a commit, whose outcome is then unknown.
     fn unanswered(&self, forward: &Forward, why: &str) -> Response {
-        let coordinator = self.consensus.as_ref().and_then(|c| c.coordinator.as_ref()).map(|c| c.address.clone());
-        let coordinator = coordinator.unwrap_or_else(|| "the coordinator".into());
+        let coordinator = &forward.to;
         if forward.commit {
             let message = format!(
                 "the coordinator {coordinator} did not answer the commit ({why}): it may have landed or not; do not \
                  reuse the lock name, and read the version to find out"
             );
-            let body = serde_json::json!({"error": message, "outcome": "unknown"}).to_string() + "\n";
-            return Response::json(504, body.into_bytes());
+            return Response::outcome_unknown(&message);
         }
         Response::error(503, &format!("the coordinator {coordinator} did not answer ({why}); nothing changed, retry"))
             .with_header("Retry-After", "1")

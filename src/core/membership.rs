@@ -74,7 +74,7 @@ impl Node {
             (Some(_), _) => Some("another change is being committed".to_string()),
             (None, Some(lock)) => Some(format!("the lock is held by {}", lock.name)),
             (None, None) if !self.consensus.as_ref().is_some_and(|c| c.has_lease(now)) => {
-                Some("the coordinator has no lease (no majority answered it lately)".to_string())
+                return Reply::Now(self.no_majority(now));
             }
             (None, None) => None,
         };

@@ -354,9 +354,7 @@ impl Node {
                 let what = format!("{what}: not durable on a majority of voters after {COMMIT_TIMEOUT_MS} ms");
                 warn!("{what}");
                 if let Some(ticket) = ticket.take() {
-                    let body =
-                        serde_json::json!({"error": format!("{what}; it may land or not"), "outcome": "unknown"});
-                    self.answer(ticket, super::json_response(504, &body));
+                    self.answer(ticket, Response::outcome_unknown(&format!("{what}; it may land or not")));
                 }
                 self.refuse_waiting_commit(&what);
             }
@@ -485,8 +483,8 @@ pub enum Content {
 pub(super) fn outcome_unknown(name: &str) -> Response {
     let message = format!(
         "the commit of lock {name} is not durable on a majority of voters yet: it may land or not; do not reuse the \
-         lock name, and read the version to find out (PUT /lock/{name} again tells whether it committed)"
+         lock name, and read the version to find out (PUT /lock/{name} again tells whether it committed, as long \
+         as this node coordinates)"
     );
-    let body = serde_json::json!({"error": message, "outcome": "unknown"}).to_string() + "\n";
-    Response::json(504, body.into_bytes())
+    Response::outcome_unknown(&message)
 }

@@ -70,6 +70,14 @@ impl Response {
         Response::json(status, body)
     }
 
+    /// 504 `{"error": "...", "outcome": "unknown"}`: a commit that may land or not.
+    pub fn outcome_unknown(message: &str) -> Response {
+        let mut body = b"{\"error\": ".to_vec();
+        crate::core::value::write_str(&mut body, message.as_bytes()).expect("writing to a Vec cannot fail");
+        body.extend_from_slice(b", \"outcome\": \"unknown\"}\n");
+        Response::json(504, body)
+    }
+
     /// Adds a header line.
     pub fn with_header(mut self, name: &str, value: &str) -> Response {
         let mut headers = match self.headers {
@@ -116,6 +124,7 @@ pub fn reason(status: u16) -> &'static str {
         500 => "Internal Server Error",
         501 => "Not Implemented",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         507 => "Insufficient Storage",
         _ => "Unknown",
     }
@@ -131,5 +140,13 @@ mod tests {
         assert_eq!(response.body.as_slice(), b"{\"error\": \"no such path: /a\\\"b\"}\n");
         let parsed: serde_json::Value = serde_json::from_slice(response.body.as_slice()).unwrap();
         assert_eq!(parsed["error"], "no such path: /a\"b");
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_a_504_in_the_same_style() {
+        let response = Response::outcome_unknown("it \"may\" land");
+        assert_eq!(response.status, 504);
+        assert_eq!(reason(504), "Gateway Timeout");
+        assert_eq!(response.body.as_slice(), b"{\"error\": \"it \\\"may\\\" land\", \"outcome\": \"unknown\"}\n");
     }
 }
