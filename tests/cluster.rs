@@ -176,9 +176,10 @@ fn a_large_store_reaches_a_new_node_quickly() {
 
 #[test]
 fn a_seed_that_never_answers_does_not_spread_and_is_kept_only_where_it_was_given() {
+    // A port that is bound and never answers (a closed one could be taken by another test's node
+    // while the tests run in parallel, and would then answer).
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_address = dead.local_addr().unwrap().to_string();
-    drop(dead);
     let mut first = Member::new("dead-seed-first");
     first.start(&[&format!("--seeds={dead_address}"), "--bootstrap"]);
     let mut second = Member::new("dead-seed-second");
@@ -194,4 +195,5 @@ fn a_seed_that_never_answers_does_not_spread_and_is_kept_only_where_it_was_given
     let stranger = r#"[{"address": "127.0.0.1:1"}]"#;
     assert_eq!(second.server().request("PUT", "/state", stranger.as_bytes()).status, 200);
     assert!(second.peers().contains(&"127.0.0.1:1".to_string()));
+    drop(dead);
 }

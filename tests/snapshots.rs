@@ -188,10 +188,10 @@ fn a_node_with_damaged_snapshots_and_peers_waits_for_their_store_past_the_bootst
     let peer = Server::start(&[]);
     let dir = TempDir::new("damaged-with-peers");
     damaged_snapshot(&dir, T0);
-    // The seed does not answer at first: the node must stay inactive past --bootstrap-limit.
+    // The seed never answers (bound, so that no other test's node can take its port): the node
+    // must stay inactive past --bootstrap-limit.
     let seed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let seed_address = seed.local_addr().unwrap();
-    drop(seed);
     let node = Server::start(&[&dir.flag(), &format!("--seeds={seed_address}"), "--bootstrap-limit=1"]);
     assert!(node.log().iter().any(|l| l.contains("damaged") && l.contains("serves nothing until")));
     std::thread::sleep(std::time::Duration::from_millis(1_500));

@@ -74,7 +74,8 @@ pub fn chain(count: usize, name: &str, args: &[&str]) -> Vec<Member> {
 }
 
 /// Waits until every member serves, and, with coordinated writes, all of them are voters, agree
-/// on the coordinator and serve the same version (the promotions are done).
+/// on the coordinator and serve the same version, and none holds a newer one still being
+/// committed (the promotions are done).
 pub fn wait_settled(members: &[Member]) {
     super::wait_for("every node to catch up and serve", || {
         members.iter().all(|m| m.server().get("/").json()["active"] == true)
@@ -91,5 +92,6 @@ pub fn wait_settled(members: &[Member]) {
                 s["coordinator"] == *coordinator && s["voters"].as_array().map(Vec::len) == Some(members.len())
             })
             && versions.iter().all(|v| *v == versions[0])
+            && states.iter().all(|s| s["accepted"]["sequence"] == versions[0]["sequence"])
     });
 }
