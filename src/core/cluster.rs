@@ -446,6 +446,11 @@ impl Node {
         }
         if let Activation::Joining { target, .. } = &mut self.activation {
             *target = Some(target.map_or(theirs, |t| t.max(theirs)));
+            if let Some(id) = state.get("id").and_then(serde_json::Value::as_str)
+                && !self.heard_while_joining.iter().any(|h| h == id)
+            {
+                self.heard_while_joining.push(id.to_string());
+            }
         }
         self.check_activation(now);
         let ours = self.store.version();
@@ -486,7 +491,19 @@ impl Node {
     /// Becomes active once caught up with the newest version a peer reported, or at the limit.
     pub(super) fn check_activation(&mut self, now: Now) {
         let Activation::Joining { limit, target } = self.activation else { return };
-        let caught_up = target.is_some_and(|t| self.store.version() >= t);
+        // With coordinated writes, the newest version of a majority of the voters (itself
+        // included): a committed version is on a majority, and a single peer may be one that is
+        // joining too, with an older store (this node may have served a newer one before it
+        // stopped, if its disk could not keep it).
+        let heard_enough = match (&self.consensus, self.coordination()) {
+            (Some(consensus), Some(coordination)) => {
+                let me = usize::from(coordination.is_voter(&consensus.state.id));
+                let heard = self.heard_while_joining.iter().filter(|h| coordination.is_voter(h)).count();
+                heard + me >= coordination.majority()
+            }
+            _ => true,
+        };
+        let caught_up = heard_enough && target.is_some_and(|t| self.store.version() >= t);
         if caught_up {
             info!("caught up with the cluster at sequence {}; serving", self.store.version().sequence);
             self.activation = Activation::Active;

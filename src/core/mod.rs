@@ -219,6 +219,9 @@ pub struct Node {
     /// Copies the decoder thread is checking, and who waits for each: (job, waiter).
     decoding: Vec<(u64, Decoding)>,
     activation: Activation,
+    /// While joining with coordinated writes: the voters that answered, whose versions `target`
+    /// is the newest of. A majority of them must answer before the node serves.
+    heard_while_joining: Vec<String>,
     /// Long-polls and event streams waiting for their subtree to change.
     watches: Watches,
     /// Commits of the last minutes by lock name, newest last, for retried commits.
@@ -252,6 +255,7 @@ impl Node {
             mine: start.mine.into_iter().rev().take(LINEAGE_VERSIONS_MAX).rev().collect(),
             decoding: Vec::new(),
             activation: Activation::Active,
+            heard_while_joining: Vec::new(),
             watches: Watches::default(),
             recent_commits: VecDeque::new(),
             effects: Vec::new(),

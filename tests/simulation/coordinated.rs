@@ -500,8 +500,13 @@ impl Sim {
 
     /// A node to send a client's request to: any node that runs.
     fn pick_node(&mut self) -> Option<usize> {
-        let up: Vec<usize> =
-            (0..self.nodes.len()).filter(|&i| self.nodes[i].node.is_some() && !self.nodes[i].gone).collect();
+        // Once the trap is set, clients use the majority side, as clients behind a balancer that
+        // checks `/ready` and writes would: the trap is about what that side commits.
+        let trapped = self.trap.as_ref().and_then(|t| t.set).filter(|_| !self.calm());
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].node.is_some() && !self.nodes[i].gone)
+            .filter(|&i| trapped.is_none_or(|(coordinator, keeper)| i != coordinator && i != keeper))
+            .collect();
         (!up.is_empty()).then(|| up[self.rng.below(up.len() as u64) as usize])
     }
 
