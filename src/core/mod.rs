@@ -59,7 +59,7 @@ use crate::core::snapshot::OwnCommit;
 use crate::core::value::Value;
 use crate::core::version::Version;
 use crate::http::{Headers, Method, Response};
-use crate::limits::{INACTIVE_RETRY_AFTER_S, LINEAGE_VERSIONS_MAX, RECENT_COMMIT_MS, RECENT_COMMITS_MAX};
+use crate::limits::{INACTIVE_RETRY_AFTER_S, LINEAGE_VERSIONS_MAX};
 use cluster::Cluster;
 pub use consensus::Accepted;
 pub use coordinated::ConsensusStatus;
@@ -488,17 +488,6 @@ impl Node {
             _ => Response::error(404, &format!("no such resource: {raw_path}")),
         };
         Reply::Now(response)
-    }
-
-    /// Remembers a commit for `RECENT_COMMIT_MS`, at most `RECENT_COMMITS_MAX` of them.
-    fn remember_commit(&mut self, now: Now, name: &str, version: Version) {
-        let cutoff = now.unix_ms.saturating_sub(RECENT_COMMIT_MS);
-        while self.recent_commits.front().is_some_and(|c| c.unix_ms < cutoff)
-            || self.recent_commits.len() >= RECENT_COMMITS_MAX
-        {
-            self.recent_commits.pop_front();
-        }
-        self.recent_commits.push_back(lock::RecentCommit { name: name.to_string(), version, unix_ms: now.unix_ms });
     }
 
     fn next_id(&mut self) -> u64 {

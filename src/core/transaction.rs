@@ -4,14 +4,15 @@
 
 use log::info;
 
-use super::lock::{Lock, LockState, valid_name};
+use super::lock::{Lock, LockState, RecentCommit, valid_name};
 use super::{Node, Reply, Request, Ticket, json_response, method_not_allowed};
 use crate::core::clock::{Now, seconds_to_ms};
 use crate::core::path::{self, Query};
 use crate::core::store::{Format, staged_response};
 use crate::core::value::{EditError, Value};
+use crate::core::version::Version;
 use crate::http::{Method, Response};
-use crate::limits::{LOCK_TTL_S_MAX, STORE_DEPTH_MAX};
+use crate::limits::{LOCK_TTL_S_MAX, RECENT_COMMIT_MS, RECENT_COMMITS_MAX, STORE_DEPTH_MAX};
 
 impl Node {
     /// `/lock` and `/lock/NAME`.
@@ -307,5 +308,18 @@ fn single_segment(below: &str) -> Result<Option<String>, Response> {
         [] => Ok(None),
         [name] => Ok(Some(name.to_string())),
         _ => Err(Response::error(404, "no such resource: /lock/NAME takes no further path")),
+    }
+}
+
+impl Node {
+    /// Remembers a commit for `RECENT_COMMIT_MS`, at most `RECENT_COMMITS_MAX` of them.
+    pub(super) fn remember_commit(&mut self, now: Now, name: &str, version: Version) {
+        let cutoff = now.unix_ms.saturating_sub(RECENT_COMMIT_MS);
+        while self.recent_commits.front().is_some_and(|c| c.unix_ms < cutoff)
+            || self.recent_commits.len() >= RECENT_COMMITS_MAX
+        {
+            self.recent_commits.pop_front();
+        }
+        self.recent_commits.push_back(RecentCommit { name: name.to_string(), version, unix_ms: now.unix_ms });
     }
 }
