@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use support::counter::{Increment, increment};
 use support::{PATIENCE, Response, Rng, TempDir, try_request, wait_for};
 
 /// Every node listens on this port in its own namespace (ports are per namespace, so no clash).
@@ -300,50 +301,6 @@ impl Drop for Lab {
             for node in &self.nodes {
                 eprintln!("---- last lines of {}'s log:\n{}", node.address, node.log_tail(60));
             }
-        }
-    }
-}
-
-/// What one increment came to.
-enum Increment {
-    /// Answered 200: it wrote `value`; its lock was granted at `started`.
-    Committed { value: u64, started: Instant },
-    /// Answered 504 (or the connection broke at the commit): it may or may not be in the store.
-    Unknown,
-    /// Refused before the commit (lock held elsewhere, no majority, lock lost): nothing written.
-    Refused,
-}
-
-/// One read-modify-write of `/counter` under the lock `name`, through the node at `address`.
-fn increment(address: SocketAddr, name: &str) -> Increment {
-    let Ok(acquired) = try_request(address, "PUT", "/lock", name.as_bytes()) else { return Increment::Refused };
-    if acquired.status != 200 {
-        return Increment::Refused;
-    }
-    let started = Instant::now();
-    let abort = || {
-        let _ = try_request(address, "DELETE", &format!("/lock/{name}"), b"");
-        Increment::Refused
-    };
-    let current = match try_request(address, "GET", &format!("/update/{name}/counter"), b"") {
-        Ok(read) if read.status == 200 => read.json().as_u64().expect("the counter is a number"),
-        _ => return abort(),
-    };
-    let value = current + 1;
-    match try_request(address, "PUT", &format!("/update/{name}/counter"), value.to_string().as_bytes()) {
-        Ok(staged) if staged.status == 201 => {}
-        _ => return abort(),
-    }
-    match try_request(address, "PUT", &format!("/lock/{name}"), b"") {
-        Ok(committed) if committed.status == 200 => Increment::Committed { value, started },
-        Ok(committed) if committed.status == 504 => {
-            assert_eq!(committed.json()["outcome"], "unknown", "a 504 says the outcome is unknown");
-            Increment::Unknown
-        }
-        Err(_) => Increment::Unknown,
-        Ok(committed) => {
-            assert_ne!(committed.status, 201, "a commit answers 200, 504 or an error");
-            abort()
         }
     }
 }

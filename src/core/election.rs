@@ -195,61 +195,29 @@ impl Node {
         let consensus = self.consensus.as_ref().expect("coordinated");
         let leading = consensus.is_coordinator() && consensus.has_lease(now);
         let promised =
-            !consensus.promise_until.fired(now) && consensus.coordinator.as_ref().is_some_and(|c| c.id != candidate.id);
-        if request.get("pre") == Some(&serde_json::Value::Bool(true)) {
-            // Would this node vote for it in that term? Nothing changes here: no term, no vote.
-            let accepted = self.accepted();
-            let refusal = if term <= consensus.state.term {
-                Some(format!("term {term} is not after this node's ({})", consensus.state.term))
-            } else if leading
-                || (!consensus.promise_until.fired(now)
-                    && consensus.coordinator.as_ref().is_none_or(|c| c.id != candidate.id))
-            {
-                Some("this node promised a lease to the coordinator (or started a moment ago)".to_string())
-            } else if theirs.key() < accepted.key() {
-                Some(format!(
-                    "this node holds a newer version (sequence {} of term {})",
-                    accepted.version.sequence, accepted.term
-                ))
-            } else {
-                None
-            };
-            let answer = serde_json::json!({
-                "term": consensus.state.term,
-                "voter": consensus.state.id,
-                "address": consensus.address,
-                "accepted": accepted.to_json(),
-                "granted": refusal.is_none(),
-                "why": refusal,
-                "pre": true,
-            });
-            return super::Reply::Now(super::json_response(200, &answer));
-        }
-        if term > consensus.state.term && (leading || promised) {
+            !consensus.promise_until.fired(now) && consensus.coordinator.as_ref().is_none_or(|c| c.id != candidate.id);
+        // A pre-vote asks whether this node would vote for the candidate in that term: nothing
+        // changes here, no term and no vote.
+        let pre = request.get("pre") == Some(&serde_json::Value::Bool(true));
+        if !pre && term > consensus.state.term && (leading || (promised && consensus.coordinator.is_some())) {
             // Raft's guard against disruptive candidates: while this node coordinates with a lease,
             // or has promised the coordinator one, no candidate can win, so its term is not taken
             // up (taking it would depose a working coordinator for nothing).
             let why = "this node promised a lease to the coordinator, which is alive";
-            let answer = serde_json::json!({
-                "term": consensus.state.term,
-                "voter": consensus.state.id,
-                "address": consensus.address,
-                "accepted": self.accepted().to_json(),
-                "granted": false,
-                "why": why,
-            });
-            return super::Reply::Now(super::json_response(200, &answer));
+            return super::Reply::Now(self.vote_answer(Some(why), false));
         }
-        self.saw_term(now, term);
+        if !pre {
+            self.saw_term(now, term);
+        }
         let accepted = self.accepted();
-        let consensus = self.consensus.as_mut().expect("coordinated");
-        let refusal = if term < consensus.state.term {
+        let consensus = self.consensus.as_ref().expect("coordinated");
+        let refusal = if pre && term <= consensus.state.term {
+            Some(format!("term {term} is not after this node's ({})", consensus.state.term))
+        } else if term < consensus.state.term {
             Some(format!("term {term} is over (this node is in term {})", consensus.state.term))
-        } else if consensus.state.vote.as_ref().is_some_and(|v| *v != candidate.id) {
+        } else if !pre && consensus.state.vote.as_ref().is_some_and(|v| *v != candidate.id) {
             Some(format!("this node voted for another candidate in term {term}"))
-        } else if !consensus.promise_until.fired(now)
-            && consensus.coordinator.as_ref().is_none_or(|c| c.id != candidate.id)
-        {
+        } else if leading || promised {
             Some("this node promised a lease to the coordinator (or started a moment ago)".to_string())
         } else if theirs.key() < accepted.key() {
             Some(format!(
@@ -259,22 +227,35 @@ impl Node {
         } else {
             None
         };
+        let answer = self.vote_answer(refusal.as_deref(), pre);
+        if refusal.is_some() || pre {
+            return super::Reply::Now(answer);
+        }
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        consensus.state.vote = Some(candidate.id.clone());
+        consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS + ELECTION_STAGGER_MS * consensus.rank);
+        info!("voted for {} in term {term}", candidate.address);
+        consensus.after_save.push(AfterSave::Answer { ticket, response: answer });
+        self.save_state();
+        super::Reply::Later
+    }
+
+    /// The answer to a vote request (or a pre-vote): granted, or refused and why.
+    fn vote_answer(&self, refusal: Option<&str>, pre: bool) -> Response {
+        let consensus = self.consensus.as_ref().expect("coordinated");
         let mut answer = serde_json::json!({
             "term": consensus.state.term,
             "voter": consensus.state.id,
             "address": consensus.address,
-            "accepted": accepted.to_json(),
+            "accepted": self.accepted().to_json(),
             "granted": refusal.is_none(),
         });
-        if let Some(why) = &refusal {
-            answer["why"] = why.as_str().into();
-            return super::Reply::Now(super::json_response(200, &answer));
+        if let Some(why) = refusal {
+            answer["why"] = why.into();
         }
-        consensus.state.vote = Some(candidate.id.clone());
-        consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS + ELECTION_STAGGER_MS * consensus.rank);
-        info!("voted for {} in term {term}", candidate.address);
-        consensus.after_save.push(AfterSave::Answer { ticket, response: super::json_response(200, &answer) });
-        self.save_state();
-        super::Reply::Later
+        if pre {
+            answer["pre"] = true.into();
+        }
+        super::json_response(200, &answer)
     }
 }

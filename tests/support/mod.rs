@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod counter;
 pub mod proxy;
 
 /// The server binary cargo built for these tests.
