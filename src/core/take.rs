@@ -174,6 +174,9 @@ impl Node {
         if self.foreign(&sealed).is_some() {
             return false;
         }
+        // A version committed in a later term proves that term began: a coordinator of an earlier
+        // one steps down (else it could count, for its lease, voters that joined in that term).
+        self.saw_term(now, sealed.copy.term());
         let confirmed = self.store_confirmed();
         let ours = Accepted::of(self.store.sealed());
         let theirs = sealed.copy.version;
