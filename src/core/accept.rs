@@ -45,7 +45,10 @@ impl Node {
         if already || theirs == Accepted::of(self.store.sealed()) {
             return self.answer(ticket, self.accepted_answer(201));
         }
-        if theirs.key() < accepted.key() && theirs.version.sequence <= self.store.version().sequence {
+        // An older version than one accepted here: a push delayed and overtaken by the next one of
+        // the same term (an older term is stale, above). Taking it would forget the newer version,
+        // which a majority may hold: then an election could pass over a committed version.
+        if theirs.key() < accepted.key() {
             return self.answer(ticket, self.accepted_answer(409));
         }
         let id = self.next_id();
