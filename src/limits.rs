@@ -213,6 +213,17 @@ pub const SNAPSHOT_TAIL_PEEK_BYTES: usize = 64 * 1024;
 pub const REMOVED_MEMBERS_MAX: usize = 64;
 /// Requests forwarded to the coordinator and waiting for its answer, on one node.
 pub const FORWARDS_MAX: usize = 1_024;
+/// A one-request write (`PUT /data/x`) waits this long for the lock before answering 409: long
+/// enough for the writes before it to commit, short enough for a script to notice a held lock.
+pub const WRITE_WAIT_MS: u64 = 2_000;
+/// One-request writes waiting for the lock; more answer 503 at once.
+pub const WRITES_WAITING_MAX: usize = 1_024;
+/// Bytes of the bodies of the writes waiting for the lock (each holds its parsed value).
+pub const WRITES_WAITING_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Operations in one JSON Patch: each may copy an array or object on its path.
+pub const PATCH_OPERATIONS_MAX: usize = 10_000;
+/// A forwarded one-request write may wait for the lock before its commit starts.
+pub const FORWARD_WRITE_TIMEOUT_MS: u64 = WRITE_WAIT_MS + FORWARD_TIMEOUT_MS;
 
 /// Default for `--bootstrap-limit`: the longest a starting node stays inactive.
 pub const BOOTSTRAP_LIMIT_S_DEFAULT: u64 = 120;

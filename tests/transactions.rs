@@ -62,7 +62,8 @@ fn status_codes_before_a_lock_with_it_with_the_wrong_name_and_after() {
     assert_eq!(status("PUT", "/update/a/nope/y", "1"), 404);
     assert_eq!(status("GET", "/update/a/x/y", ""), 200);
     assert_eq!(status("DELETE", "/update/a/x/z", ""), 404);
-    assert_eq!(status("PUT", "/data/x", "1"), 405);
+    // A one-request write waits for the lock (2 s), then says who holds it.
+    assert_eq!(status("PUT", "/data/x", "1"), 409);
     // After commit.
     assert_eq!(status("PUT", "/lock/a", ""), 200);
     assert_eq!(status("GET", "/lock", ""), 404);

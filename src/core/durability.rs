@@ -186,6 +186,7 @@ impl Node {
         lock.renew(now);
         let response = self.conflict_response();
         self.answer(ticket, response);
+        self.drop_failed_write();
         self.pump_disk(now);
     }
 
@@ -213,14 +214,17 @@ impl Node {
         if let Err(e) = file {
             self.metrics.flush_failures += 1;
             error!("commit of lock {} failed: {}", lock.name, e.message);
-            let message = format!("{}; nothing was committed and the lock is still held", e.message);
+            let held = if lock.one_request.is_some() { "retry" } else { "the lock is still held" };
+            let message = format!("{}; nothing was committed; {held}", e.message);
             self.answer(ticket, Response::error(e.status, &message));
+            self.drop_failed_write();
             return;
         }
         if self.store.version() != lock.base {
             // A newer store arrived while the commit was sealed (without a data directory).
             let response = self.conflict_response();
             self.answer(ticket, response);
+            self.drop_failed_write();
             return;
         }
         let lock = self.lock.take().expect("checked above");
@@ -245,7 +249,7 @@ impl Node {
         self.store.replace(sealed);
         self.store_changed();
         self.metrics.commits += 1;
-        self.answer(ticket, Response::json(200, version.to_pretty_line().into_bytes()));
+        self.answer(ticket, super::write::committed(&lock, version));
         self.push_to_older(now);
     }
 
@@ -254,10 +258,10 @@ impl Node {
         self.metrics.conflicts += 1;
         let lock = self.lock.as_ref().expect("a conflict is about the held lock");
         warn!("commit of lock {} refused: a newer store arrived from another node", lock.name);
+        let then = if lock.one_request.is_some() { "retry" } else { "the lock is still held: abort and retry" };
         let message = format!(
             "a newer store (sequence {}) arrived from another node while the lock was held \
-             (the transaction started from sequence {}); nothing was committed and the lock is \
-             still held: abort and retry",
+             (the transaction started from sequence {}); nothing was committed; {then}",
             self.store.version().sequence,
             lock.base.sequence
         );

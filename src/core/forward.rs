@@ -14,7 +14,7 @@ use super::{Node, Reply, Request, Ticket};
 use crate::core::clock::{Deadline, Now};
 use crate::core::members::Member;
 use crate::http::{Bytes, Method, Response};
-use crate::limits::{COORDINATOR_LEASE_MS, FORWARD_TIMEOUT_MS, FORWARDS_MAX, LEASE_MS};
+use crate::limits::{COORDINATOR_LEASE_MS, FORWARD_TIMEOUT_MS, FORWARD_WRITE_TIMEOUT_MS, FORWARDS_MAX, LEASE_MS};
 
 /// A request forwarded to the coordinator and waiting for its answer.
 #[derive(Debug)]
@@ -36,7 +36,9 @@ impl Node {
     /// not the coordinator.
     pub(super) fn must_forward(&self, resource: &str, method: Method) -> bool {
         let Some(consensus) = &self.consensus else { return false };
-        let writes = matches!(resource, "lock" | "update") || (resource == "state" && method == Method::Delete);
+        let writes = matches!(resource, "lock" | "update")
+            || (resource == "state" && method == Method::Delete)
+            || (resource == "data" && matches!(method, Method::Put | Method::Patch | Method::Delete));
         writes && !consensus.is_coordinator()
     }
 
@@ -58,8 +60,14 @@ impl Node {
         }
         let client = request.client.map_or_else(|| "unknown".to_string(), |c| c.to_string());
         let mut headers = format!("{FORWARDED}: {client}\r\n");
-        if let Some(accept) = request.headers.accept {
-            headers.push_str(&format!("Accept: {accept}\r\n"));
+        let passed = [
+            ("Accept", request.headers.accept),
+            ("Content-Type", request.headers.content_type),
+            ("If-Match", request.headers.if_match),
+            ("If-None-Match", request.headers.if_none_match),
+        ];
+        for (name, value) in passed.iter().filter_map(|(name, value)| Some((name, (*value)?))) {
+            headers.push_str(&format!("{name}: {value}\r\n"));
         }
         let call = self.next_id();
         self.cluster.calls.push((call, address.clone(), CallKind::Forward));
@@ -72,7 +80,10 @@ impl Node {
             headers,
             body: Bytes::Owned(request.body.to_vec()),
         }));
-        self.forwards.push(Forward { call, to, ticket, commit, deadline: Deadline::after(now, FORWARD_TIMEOUT_MS) });
+        // A one-request write may wait for the lock on the coordinator before it commits.
+        let timeout_ms =
+            if request.target.starts_with("/data") { FORWARD_WRITE_TIMEOUT_MS } else { FORWARD_TIMEOUT_MS };
+        self.forwards.push(Forward { call, to, ticket, commit, deadline: Deadline::after(now, timeout_ms) });
         Reply::Later
     }
 
@@ -121,8 +132,8 @@ impl Node {
         let coordinator = &forward.to;
         if forward.commit {
             let message = format!(
-                "the coordinator {coordinator} did not answer the commit ({why}): it may have landed or not; do not \
-                 reuse the lock name, and read the version to find out"
+                "the coordinator {coordinator} did not answer the commit ({why}): it may have landed or not; read \
+                 the version to find out (and do not reuse a lock's name)"
             );
             return Response::outcome_unknown(&message);
         }

@@ -39,6 +39,17 @@ pub struct Lock {
     pub changes: u64,
     /// The address of the client that took or last renewed it, for the audit lines.
     pub client: Option<std::net::SocketAddr>,
+    /// Held by a one-request write (`PUT /data/x`), not by a client's transaction.
+    pub one_request: Option<OneRequest>,
+}
+
+/// What the answer to a one-request write's commit carries besides the version.
+#[derive(Debug, Clone)]
+pub struct OneRequest {
+    /// The ETag of the written subtree (none for a delete).
+    pub etag: Option<String>,
+    /// The write replaced the whole store: its ETag is the new version's checksum.
+    pub whole_store: bool,
 }
 
 /// A commit made a moment ago, so that a client retrying a commit whose answer it lost learns
@@ -63,6 +74,7 @@ impl Lock {
             base_root,
             changes: 0,
             client: None,
+            one_request: None,
         }
     }
 

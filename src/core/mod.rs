@@ -25,6 +25,7 @@ mod auth;
 mod cluster;
 mod consensus;
 mod coordinated;
+mod data;
 mod durability;
 mod election;
 mod forward;
@@ -37,6 +38,7 @@ mod store;
 mod take;
 mod transaction;
 mod watch;
+mod write;
 
 #[cfg(test)]
 mod tests;
@@ -240,6 +242,8 @@ pub struct Node {
     forwards: Vec<forward::Forward>,
     /// The last lock dropped because the coordinator lost its lease or term, and why.
     dropped_lock: Option<(String, String)>,
+    /// One-request writes waiting for the lock.
+    waiting_writes: write::WaitingWrites,
 }
 
 impl Node {
@@ -266,6 +270,7 @@ impl Node {
             commit: None,
             forwards: Vec::new(),
             dropped_lock: None,
+            waiting_writes: write::WaitingWrites::new(),
             config,
         };
         node.start_consensus(now, start.committed);
@@ -377,6 +382,7 @@ impl Node {
         self.expire_forwards(now);
         self.consider_membership(now);
         self.pump_disk(now);
+        self.run_waiting_writes(now);
     }
 
     /// When `tick` next has something to do.
@@ -395,6 +401,7 @@ impl Node {
             self.watches.next_deadline(),
             self.next_consensus_deadline(),
             self.next_forward_deadline(),
+            self.next_write_deadline(),
             commit,
         ]
         .into_iter()
@@ -443,19 +450,30 @@ impl Node {
         let Some((resource, below)) = split_resource(raw_path) else {
             return Reply::Now(Response::error(400, path::PathError::NotAbsolute.message()));
         };
-        let forwarded = request.headers.forwarded.is_some();
-        let access = &self.config.access;
-        if let Some(refused) =
-            access.check_forwarded(resource, request.method, request.headers.authorization, forwarded)
+        if request.method == Method::Options {
+            // A browser's preflight carries no token; the shell adds what CORS allows.
+            return Reply::Now(Response::empty(204).with_header("Allow", "GET, HEAD, PUT, PATCH, DELETE, OPTIONS"));
+        }
+        if resource.is_empty()
+            && request.method == Method::Get
+            && request.headers.accept.is_some_and(|a| a.contains("text/html"))
         {
-            return Reply::Now(refused);
+            // A browser opening the node is sent to the page (which asks for a token if one is needed).
+            return Reply::Now(Response::empty(302).with_header("Location", "/ui"));
         }
         let query = Query::parse(raw_query);
+        let forwarded = request.headers.forwarded.is_some();
+        let url_token = auth::url_token(request.method, request.headers.authorization, query.access_token);
+        let authorization = request.headers.authorization.or(url_token.as_deref());
+        if let Some(refused) = self.config.access.check_forwarded(resource, request.method, authorization, forwarded) {
+            return Reply::Now(refused);
+        }
         // A forwarded request's client is the one the forwarding node names, for the audit lines.
         let forwarded_client = request.headers.forwarded.and_then(|c| c.parse().ok());
         let request = &Request { client: forwarded_client.or(request.client), ..*request };
         let response = match resource {
             "" if below.is_empty() => self.info(request.method),
+            "ui" if below.is_empty() => get_only(request.method, crate::ui::page),
             "data" => return self.data(now, ticket, request, below, query),
             "health" if below.is_empty() => {
                 get_only(request.method, || json_response(200, &serde_json::json!({"status": "ok"})))
@@ -498,47 +516,6 @@ impl Node {
 
     fn answer(&mut self, ticket: Ticket, response: Response) {
         self.effects.push(Effect::Answer { ticket, response });
-    }
-
-    /// `/data[/path]`: reads, long-polls and event streams; the store changes through the lock.
-    fn data(&mut self, now: Now, ticket: Ticket, request: &Request, raw_path: &str, query: Query) -> Reply {
-        if !matches!(request.method, Method::Get | Method::Head) {
-            let refused = Response::error(405, "the store changes only through a lock: see /lock and /update");
-            return Reply::Now(refused.with_header("Allow", "GET, HEAD"));
-        }
-        if !self.is_active() {
-            return Reply::Now(inactive());
-        }
-        let format = Format::of(&query);
-        let wait_ms = match query.wait.map(watch::parse_wait).transpose() {
-            Ok(wait_ms) => wait_ms,
-            Err(refused) => return Reply::Now(refused),
-        };
-        if let Some(min_version) = query.min_version {
-            let Ok(sequence) = min_version.parse::<u64>() else {
-                return Reply::Now(Response::error(400, "min-version must be a sequence number"));
-            };
-            if self.store.version().sequence < sequence {
-                return self.wait_for_version(now, ticket, raw_path, format, sequence, wait_ms);
-            }
-        }
-        let headers = request.headers;
-        if headers.accept.is_some_and(|a| a.contains("text/event-stream")) && request.method == Method::Get {
-            return self.event_stream(now, ticket, raw_path, format, headers.last_event_id);
-        }
-        match self.store.read(raw_path, format) {
-            Ok(rendered) => match (wait_ms, headers.if_none_match) {
-                (Some(wait_ms), Some(tags)) if etag_matches(tags, &rendered.etag) => {
-                    self.long_poll(now, ticket, raw_path, format, &rendered.etag, wait_ms)
-                }
-                _ => Reply::Now(rendered.response(headers.if_none_match)),
-            },
-            // Waiting on a path that does not exist yet: answered once it does (or 404 at the end).
-            Err(ReadError::NotFound) if let Some(wait_ms) = wait_ms => {
-                self.long_poll(now, ticket, raw_path, format, "", wait_ms)
-            }
-            Err(e) => Reply::Now(e.response(path::split_target(request.target).0)),
-        }
     }
 
     /// Called whenever the store is replaced: wakes the watchers of changed subtrees.

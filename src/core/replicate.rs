@@ -192,8 +192,10 @@ impl Node {
         {
             lock.state = LockState::Open;
             lock.renew(now);
-            let message = format!("{}; nothing was committed and the lock is still held", e.message);
+            let held = if lock.one_request.is_some() { "retry" } else { "the lock is still held" };
+            let message = format!("{}; nothing was committed; {held}", e.message);
             self.answer(ticket, Response::error(e.status, &message));
+            self.drop_failed_write();
         }
         self.start_lock_commit(now);
     }
@@ -301,7 +303,7 @@ impl Node {
                 lock.name, version.sequence
             );
         } else {
-            self.answer(ticket, Response::json(200, version.to_pretty_line().into_bytes()));
+            self.answer(ticket, super::write::committed(&lock, version));
         }
     }
 
@@ -348,7 +350,7 @@ impl Node {
                     "the commit of lock {name} is not durable on a majority after {} ms: answered 504",
                     COMMIT_TIMEOUT_MS
                 );
-                self.answer(ticket, outcome_unknown(&name));
+                self.answer(ticket, outcome_unknown(self.lock.as_ref()));
             }
             Purpose::Membership { what, ticket } => {
                 let what = format!("{what}: not durable on a majority of voters after {COMMIT_TIMEOUT_MS} ms");
@@ -378,8 +380,7 @@ impl Node {
         self.refuse_waiting_commit("this node stopped coordinating");
         let Some(commit) = self.commit.take() else { return };
         if let Purpose::Lock { ticket, answered: false } = commit.purpose {
-            let name = self.lock.as_ref().map(|l| l.name.clone()).unwrap_or_default();
-            self.answer(ticket, outcome_unknown(&name));
+            self.answer(ticket, outcome_unknown(self.lock.as_ref()));
         }
         if let Purpose::Membership { ticket: Some(ticket), what } = commit.purpose {
             self.answer(ticket, Response::error(503, &format!("{what}: this node stopped coordinating; retry")));
@@ -480,7 +481,13 @@ pub enum Content {
 }
 
 /// The 504 of a commit whose outcome is not known.
-pub(super) fn outcome_unknown(name: &str) -> Response {
+pub(super) fn outcome_unknown(lock: Option<&super::Lock>) -> Response {
+    let name = lock.map_or("", |l| l.name.as_str());
+    if lock.is_some_and(|l| l.one_request.is_some()) {
+        return Response::outcome_unknown(&format!(
+            "the write {name} is not durable on a majority of voters yet: it may land or not; read the data to find out"
+        ));
+    }
     let message = format!(
         "the commit of lock {name} is not durable on a majority of voters yet: it may land or not; do not reuse the \
          lock name, and read the version to find out (PUT /lock/{name} again tells whether it committed, as long \

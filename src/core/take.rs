@@ -133,6 +133,7 @@ impl Node {
             lock.renew(now);
             let response = self.conflict_response();
             self.answer(ticket, response);
+            self.drop_failed_write();
         }
         self.check_activation(now);
         self.pump_disk(now);

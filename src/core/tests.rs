@@ -260,7 +260,7 @@ fn a_failed_snapshot_write_answers_5xx_and_keeps_the_lock_and_the_store() {
     let answers = h.settle();
     assert_eq!(
         answers,
-        vec![(ticket, Response::error(507, "no space left; nothing was committed and the lock is still held"))]
+        vec![(ticket, Response::error(507, "no space left; nothing was committed; the lock is still held"))]
     );
     assert_eq!(h.node.version(), Version::initial());
     assert_eq!(h.node.lock_holder(), Some("a"));

@@ -142,7 +142,7 @@ impl Node {
 
     /// In coordinated mode, the 503 of a coordinator that holds no lease (or has not made its
     /// term's first version durable yet): it may not grant or show the lock.
-    fn without_lease(&self, now: Now) -> Option<Response> {
+    pub(super) fn without_lease(&self, now: Now) -> Option<Response> {
         let consensus = self.consensus.as_ref()?;
         if consensus.has_lease(now) {
             return None;

@@ -64,6 +64,10 @@ pub enum Framing {
 #[derive(Default, Clone, Copy, PartialEq, Eq)]
 pub struct Headers<'a> {
     pub if_none_match: Option<&'a str>,
+    pub if_match: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    /// The page's origin on a cross-origin request from a browser (CORS).
+    pub origin: Option<&'a str>,
     pub accept: Option<&'a str>,
     pub authorization: Option<&'a str>,
     pub last_event_id: Option<&'a str>,
@@ -77,6 +81,9 @@ impl std::fmt::Debug for Headers<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Headers")
             .field("if_none_match", &self.if_none_match)
+            .field("if_match", &self.if_match)
+            .field("content_type", &self.content_type)
+            .field("origin", &self.origin)
             .field("accept", &self.accept)
             .field("authorization", &self.authorization.map(|_| ".."))
             .field("last_event_id", &self.last_event_id)
@@ -161,6 +168,12 @@ pub fn parse_head(buf: &[u8], body_bytes_max: u64) -> Result<Option<Head<'_>>, H
             head.expect_continue = minor_version >= 1;
         } else if name.eq_ignore_ascii_case("if-none-match") {
             head.headers.if_none_match = text(value);
+        } else if name.eq_ignore_ascii_case("if-match") {
+            head.headers.if_match = text(value);
+        } else if name.eq_ignore_ascii_case("content-type") {
+            head.headers.content_type = text(value);
+        } else if name.eq_ignore_ascii_case("origin") {
+            head.headers.origin = text(value);
         } else if name.eq_ignore_ascii_case("accept") {
             head.headers.accept = text(value);
         } else if name.eq_ignore_ascii_case("authorization") {

@@ -3,7 +3,9 @@
 //! on a network that drops, delays, duplicates and reorders messages, partitions (both ways and
 //! one way) and heals, with nodes that crash and restart from what their disks hold, and disks that
 //! fail for a while. Clients run the lock dance against random nodes, a request at a time, each to
-//! another node: increments of a counter, appends to a list, and reads with `?min-version=`.
+//! another node: increments of a counter, appends to a list, and reads with `?min-version=`; and
+//! one-request writes: an increment by compare-and-set (read the counter and its ETag anywhere,
+//! `PUT /data/counter` with `If-Match`) and an append by JSON Patch.
 //!
 //! What must hold in every history (checked as it happens, and at the end):
 //! - one coordinator per term;
@@ -29,7 +31,7 @@ use lighthouse::core::snapshot::{self, NodeJson};
 use lighthouse::core::value::Value;
 use lighthouse::core::version::{Checksum, Version};
 use lighthouse::core::{Coordinated, CoreConfig, Effect, Node, PeerReply, PeerRequest, Reply, Request, Start, Ticket};
-use lighthouse::http::{Headers, Method, Response};
+use lighthouse::http::{Headers, Method, Response, parse_head};
 use lighthouse::limits::{CLOCK_DRIFT_PER_MILLE, LEASE_MS, PAUSE_MAX_MS};
 
 const CHAOS_MS: u64 = 15_000;
@@ -185,6 +187,10 @@ enum Step {
     Commit,
     /// A read with `?min-version=`.
     Check,
+    /// A one-request write's read of the value and its ETag.
+    ReadTag,
+    /// A one-request write.
+    Write,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +198,10 @@ enum Task {
     Increment,
     Append,
     Check,
+    /// `PUT /data/counter` with `If-Match`.
+    CasIncrement,
+    /// `PATCH /data` with a JSON Patch that appends.
+    PatchAppend,
 }
 
 struct Client {
@@ -511,12 +521,16 @@ impl Sim {
     }
 
     fn client_send(&mut self, c: usize, method: Method, target: String, body: Vec<u8>) {
+        self.client_send_with(c, method, target, body, Headers::default());
+    }
+
+    fn client_send_with(&mut self, c: usize, method: Method, target: String, body: Vec<u8>, headers: Headers) {
         let request = self.next_request;
         self.next_request += 1;
         self.clients[c].request = request;
         self.at(CLIENT_TIMEOUT_MS, Event::ClientWake { client: c, request });
         let Some(i) = self.pick_node() else { return };
-        self.send(i, Origin::Client { client: c, request }, method, &target, &body, Headers::default());
+        self.send(i, Origin::Client { client: c, request }, method, &target, &body, headers);
     }
 
     /// Starts a client's next task.
@@ -528,15 +542,37 @@ impl Sim {
         let client = &mut self.clients[c];
         client.attempt += 1;
         client.name = format!("c{c}-{}", client.attempt);
-        client.task = match self.rng.below(5) {
+        client.task = match self.rng.below(7) {
             0 | 1 => Task::Increment,
             2 | 3 => Task::Append,
+            4 => Task::CasIncrement,
+            5 => Task::PatchAppend,
             _ => Task::Check,
         };
         // Once the trap is set, every commit appends a new id: the versions the next coordinator
         // makes differ from the one the keeper holds (an increment could make the same bytes).
-        if self.trap.as_ref().is_some_and(|t| t.set.is_some()) && client.task == Task::Increment {
-            client.task = Task::Append;
+        if self.trap.as_ref().is_some_and(|t| t.set.is_some()) {
+            client.task = match client.task {
+                Task::Increment => Task::Append,
+                Task::CasIncrement => Task::PatchAppend,
+                task => task,
+            };
+        }
+        match self.clients[c].task {
+            Task::CasIncrement => {
+                self.clients[c].step = Step::ReadTag;
+                return self.client_send(c, Method::Get, "/data/counter".into(), Vec::new());
+            }
+            Task::PatchAppend => {
+                let id = self.next_append;
+                self.next_append += 1;
+                self.clients[c].value = id;
+                self.clients[c].step = Step::Write;
+                let patch = format!(r#"[{{"op": "add", "path": "/list/-", "value": {id}}}]"#);
+                let headers = Headers { content_type: Some("application/json-patch+json"), ..Headers::default() };
+                return self.client_send_with(c, Method::Patch, "/data".into(), patch.into_bytes(), headers);
+            }
+            _ => {}
         }
         if self.clients[c].task == Task::Check {
             let known: Vec<u64> = self.increments.iter().chain(&self.appends).map(|(_, s)| *s).collect();
@@ -629,6 +665,29 @@ impl Sim {
                 self.clients[c].value = value;
                 self.client_send(c, Method::Put, target, value.to_string().into_bytes());
             }
+            (Step::ReadTag, 200) => {
+                let read: u64 = std::str::from_utf8(&body).ok().and_then(|t| t.trim().parse().ok()).expect("a counter");
+                let headers = String::from_utf8_lossy(response.headers.as_slice()).into_owned();
+                let tag = headers.lines().find_map(|l| l.strip_prefix("ETag: ")).expect("a read's ETag").to_string();
+                self.clients[c].value = read + 1;
+                self.clients[c].step = Step::Write;
+                let headers = Headers { if_match: Some(&tag), ..Headers::default() };
+                let body = (read + 1).to_string().into_bytes();
+                self.client_send_with(c, Method::Put, "/data/counter".into(), body, headers);
+            }
+            (Step::Write, 200) => {
+                let version: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let version = Version::from_json(&version).expect("a write answers its version");
+                self.record_committed(version, "a one-request write's answer");
+                let value = self.clients[c].value;
+                match self.clients[c].task {
+                    Task::CasIncrement => self.increments.push((value, version.sequence)),
+                    _ => self.appends.push((value, version.sequence)),
+                }
+                self.client_rest(c);
+            }
+            // 412 (someone wrote first), 409, 503, or 504 (the outcome is unknown): rest.
+            (Step::ReadTag | Step::Write, _) => self.client_rest(c),
             (Step::Stage, 201) => {
                 self.clients[c].step = Step::Commit;
                 self.client_send(c, Method::Put, format!("/lock/{name}"), Vec::new());
@@ -827,13 +886,10 @@ impl Sim {
                     self.at(timeout, lost);
                     return;
                 }
-                let mut headers = Headers::default();
-                let forwarded = request
-                    .headers
-                    .lines()
-                    .find_map(|l| l.strip_prefix("X-Lighthouse-Forwarded: "))
-                    .map(str::to_string);
-                headers.forwarded = forwarded.as_deref();
+                // The request's headers as the receiving node's reader would parse them.
+                let head = format!("{} {} HTTP/1.1\r\n{}\r\n", request.method.as_str(), request.path, request.headers);
+                let parsed = parse_head(head.as_bytes(), u64::MAX).expect("a peer request's head parses");
+                let headers = parsed.expect("a whole head").headers;
                 let origin = Origin::Peer { from, generation: from_generation, id: request.id };
                 let body = request.body.as_slice().to_vec();
                 self.send(to, origin, request.method, &request.path, &body, headers);

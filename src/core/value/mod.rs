@@ -19,10 +19,12 @@ use std::sync::Arc;
 
 mod edit;
 mod parse;
+mod patch;
 mod render;
 
 pub use edit::EditError;
 pub use parse::ValueSeed;
+pub use patch::{PatchError, json_patch, merge_patch};
 pub use render::write_str;
 
 /// Strings at most this long are stored inline, without an allocation.

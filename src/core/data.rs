@@ -1,0 +1,135 @@
+//! `/data[/path]`: the store's reads (answers, long-polls, event streams) and its one-request
+//! writes. A write (`PUT` a value, `DELETE` it, `PATCH` it with a merge patch or a JSON Patch) is
+//! parsed and checked here, then carried out by `write.rs` as a transaction of its own.
+
+use super::store::{Format, ReadError, etag_matches};
+use super::write::{Edit, Write};
+use super::{Node, Reply, Request, Ticket, inactive, method_not_allowed, watch};
+use crate::core::clock::Now;
+use crate::core::path::{self, Query};
+use crate::core::value::Value;
+use crate::http::{Method, Response};
+
+/// The methods `/data` answers.
+pub(super) const DATA_METHODS: &str = "GET, HEAD, PUT, PATCH, DELETE";
+
+/// The longest name a one-request write shows as the lock's holder.
+const WRITE_NAME_BYTES_MAX: usize = 200;
+
+impl Node {
+    /// `/data[/path]`: reads, long-polls and event streams; `PUT`, `PATCH` and `DELETE` are
+    /// one-request writes.
+    pub(super) fn data(&mut self, now: Now, ticket: Ticket, request: &Request, raw_path: &str, query: Query) -> Reply {
+        match request.method {
+            Method::Get | Method::Head => {}
+            Method::Put | Method::Patch | Method::Delete => return self.data_write(now, ticket, request, raw_path),
+            _ => return Reply::Now(method_not_allowed(DATA_METHODS)),
+        }
+        if !self.is_active() {
+            return Reply::Now(inactive());
+        }
+        let format = Format::of(&query);
+        let wait_ms = match query.wait.map(watch::parse_wait).transpose() {
+            Ok(wait_ms) => wait_ms,
+            Err(refused) => return Reply::Now(refused),
+        };
+        if let Some(min_version) = query.min_version {
+            let Ok(sequence) = min_version.parse::<u64>() else {
+                return Reply::Now(Response::error(400, "min-version must be a sequence number"));
+            };
+            if self.store.version().sequence < sequence {
+                return self.wait_for_version(now, ticket, raw_path, format, sequence, wait_ms);
+            }
+        }
+        let headers = request.headers;
+        if headers.accept.is_some_and(|a| a.contains("text/event-stream")) && request.method == Method::Get {
+            return self.event_stream(now, ticket, raw_path, format, headers.last_event_id);
+        }
+        match self.store.read(raw_path, format) {
+            Ok(rendered) => match (wait_ms, headers.if_none_match) {
+                (Some(wait_ms), Some(tags)) if etag_matches(tags, &rendered.etag) => {
+                    self.long_poll(now, ticket, raw_path, format, &rendered.etag, wait_ms)
+                }
+                _ => Reply::Now(rendered.response(headers.if_none_match)),
+            },
+            // Waiting on a path that does not exist yet: answered once it does (or 404 at the end).
+            Err(ReadError::NotFound) if let Some(wait_ms) = wait_ms => {
+                self.long_poll(now, ticket, raw_path, format, "", wait_ms)
+            }
+            Err(e) => Reply::Now(e.response(path::split_target(request.target).0)),
+        }
+    }
+
+    /// `PUT`, `PATCH` or `DELETE` on `/data[/path]`: checked here, then forwarded to the
+    /// coordinator or carried out.
+    fn data_write(&mut self, now: Now, ticket: Ticket, request: &Request, raw_path: &str) -> Reply {
+        if !self.is_active() {
+            return Reply::Now(inactive());
+        }
+        let write = match parse_write(request, raw_path) {
+            Ok(write) => write,
+            Err(refused) => return Reply::Now(refused),
+        };
+        if self.must_forward("data", request.method) {
+            return self.forward(now, ticket, request, true);
+        }
+        self.write(now, ticket, write)
+    }
+}
+
+/// A one-request write as the request gives it, or the answer refusing it.
+fn parse_write(request: &Request, raw_path: &str) -> Result<Write, Response> {
+    let path = if raw_path.is_empty() {
+        Vec::new()
+    } else {
+        path::segments(raw_path).map_err(|e| Response::error(e.status(), e.message()))?
+    };
+    let path: Vec<String> = path.into_iter().map(|s| s.into_owned()).collect();
+    let body = || Value::parse(request.body).map_err(|e| Response::error(400, &format!("the body is not JSON: {e}")));
+    let edit = match request.method {
+        Method::Put => Edit::Put(body()?),
+        Method::Delete => Edit::Delete,
+        _ => {
+            let media_type = request.headers.content_type.and_then(|t| t.split(';').next()).map(str::trim);
+            match media_type.map(str::to_ascii_lowercase).as_deref() {
+                Some("application/merge-patch+json") => Edit::Merge(body()?),
+                Some("application/json-patch+json") => Edit::Patch(body()?),
+                _ => {
+                    return Err(Response::error(
+                        415,
+                        "PATCH takes Content-Type: application/merge-patch+json (RFC 7396) or \
+                         application/json-patch+json (RFC 6902)",
+                    )
+                    .with_header("Accept-Patch", "application/merge-patch+json, application/json-patch+json"));
+                }
+            }
+        }
+    };
+    let mut name = format!("{} /data{raw_path}", request.method.as_str());
+    if name.len() > WRITE_NAME_BYTES_MAX {
+        let cut = (0..=WRITE_NAME_BYTES_MAX).rev().find(|i| name.is_char_boundary(*i)).unwrap_or(0);
+        name.truncate(cut);
+        name.push_str("...");
+    }
+    let headers = request.headers;
+    Ok(Write {
+        edit,
+        path,
+        name,
+        if_match: headers.if_match.map(str::to_string),
+        if_none_match: headers.if_none_match.map(str::to_string),
+        client: request.client,
+        body_len: request.body.len(),
+    })
+}
+
+/// `If-Match` holds `*` or a list of strong tags; a tag of `?raw` (`"X.raw"`) names the same
+/// content as `"X"`.
+pub(super) fn if_match(tags: &str, etag: &str) -> bool {
+    tags.split(',').map(str::trim).any(|tag| tag == "*" || tag == etag || tag.replace(".raw\"", "\"") == etag)
+}
+
+/// `If-None-Match` on a write: `*` or one of the tags (weak ones too) matches the current content.
+pub(super) fn if_none_match(tags: &str, etag: &str) -> bool {
+    etag_matches(tags, etag)
+}

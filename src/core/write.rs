@@ -1,0 +1,249 @@
+//! One-request writes: `PUT`, `PATCH` and `DELETE` on `/data[/path]`, each a transaction of its
+//! own. A write takes the lock under its own name (`PUT /data/x`, a name no client can take, as
+//! it is not a valid lock name), puts its change on the current store and commits at once, so it
+//! goes through the same lease, commit path and majority as any transaction, on the coordinator
+//! in a cluster. Preconditions (`If-Match`, `If-None-Match`) are checked against the store the
+//! write is made on, under the lock, so a compare-and-set cannot race another write.
+//!
+//! While the lock is held (a transaction, or another write being committed) a write waits its
+//! turn, first come first served, for at most `WRITE_WAIT_MS`; then it answers 409 with the
+//! holder's name and `Retry-After`.
+
+use std::collections::VecDeque;
+
+use log::warn;
+
+use super::data::{if_match, if_none_match};
+use super::lock::{Lock, LockState, OneRequest};
+use super::{Node, Reply, Ticket};
+use crate::core::clock::{Deadline, Now};
+use crate::core::value::{EditError, PatchError, Value, json_patch, merge_patch};
+use crate::core::version::{Checksum, Version};
+use crate::http::Response;
+use crate::limits::{STORE_DEPTH_MAX, WRITE_WAIT_MS, WRITES_WAITING_BYTES_MAX, WRITES_WAITING_MAX};
+
+/// A change to the store that one request asks for.
+#[derive(Debug)]
+pub enum Edit {
+    /// `PUT`: the value at the path (its parent must exist).
+    Put(Value),
+    /// `DELETE`: the path removed.
+    Delete,
+    /// `PATCH` with `application/merge-patch+json` (RFC 7396).
+    Merge(Value),
+    /// `PATCH` with `application/json-patch+json` (RFC 6902).
+    Patch(Value),
+}
+
+/// A one-request write, parsed.
+#[derive(Debug)]
+pub struct Write {
+    pub edit: Edit,
+    /// Decoded segments below `/data`.
+    pub path: Vec<String>,
+    /// The name it holds the lock under: its method and path.
+    pub name: String,
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+    pub client: Option<std::net::SocketAddr>,
+    /// The request body's length, counted against `WRITES_WAITING_BYTES_MAX` while it waits.
+    pub body_len: usize,
+}
+
+/// A write waiting for the lock.
+#[derive(Debug)]
+pub struct Waiting {
+    ticket: Ticket,
+    write: Write,
+    deadline: Deadline,
+}
+
+/// The writes waiting for the lock, oldest first.
+pub type WaitingWrites = VecDeque<Waiting>;
+
+impl Node {
+    /// Carries out a write now, or queues it behind the lock's holder.
+    pub(super) fn write(&mut self, now: Now, ticket: Ticket, write: Write) -> Reply {
+        self.expire_lock(now);
+        if let Some(refused) = self.without_lease(now) {
+            return Reply::Now(refused);
+        }
+        if self.lock.is_none() && self.waiting_writes.is_empty() {
+            return match self.start_write(now, ticket, write) {
+                Some(response) => Reply::Now(response),
+                None => Reply::Later,
+            };
+        }
+        let waiting_bytes: usize = self.waiting_writes.iter().map(|w| w.write.body_len).sum();
+        if self.waiting_writes.len() >= WRITES_WAITING_MAX || waiting_bytes + write.body_len > WRITES_WAITING_BYTES_MAX
+        {
+            let refused = Response::error(503, "too many writes are waiting for the lock; retry");
+            return Reply::Now(refused.with_header("Retry-After", "1"));
+        }
+        self.waiting_writes.push_back(Waiting { ticket, write, deadline: Deadline::after(now, WRITE_WAIT_MS) });
+        Reply::Later
+    }
+
+    /// Starts the waiting writes whose turn has come, and refuses those that waited too long.
+    pub(super) fn run_waiting_writes(&mut self, now: Now) {
+        while let Some(i) = self.waiting_writes.iter().position(|w| w.deadline.fired(now)) {
+            let waiting = self.waiting_writes.remove(i).expect("found above");
+            let holder = self.lock.as_ref().map_or("a transaction", |l| l.name.as_str());
+            let message = format!(
+                "the lock is held by {holder}; this write waited {WRITE_WAIT_MS} ms and changed nothing; retry"
+            );
+            self.answer(waiting.ticket, Response::error(409, &message).with_header("Retry-After", "1"));
+        }
+        if self.waiting_writes.is_empty() {
+            return;
+        }
+        self.expire_lock(now);
+        while self.lock.is_none()
+            && let Some(waiting) = self.waiting_writes.pop_front()
+        {
+            let response = match self.without_lease(now) {
+                Some(refused) => Some(refused),
+                None => self.start_write(now, waiting.ticket, waiting.write),
+            };
+            if let Some(response) = response {
+                self.answer(waiting.ticket, response);
+            }
+        }
+    }
+
+    /// When the waiting writes need the core: at once when the lock is free, else when the
+    /// oldest has waited long enough.
+    pub(super) fn next_write_deadline(&self) -> Option<Deadline> {
+        let oldest = self.waiting_writes.iter().map(|w| w.deadline).min()?;
+        Some(if self.lock.is_none() { Deadline(0) } else { oldest })
+    }
+
+    /// Checks the preconditions and makes the change on the current store; commits it under the
+    /// lock (the answer comes later), or answers now (refused, or nothing changed).
+    fn start_write(&mut self, now: Now, ticket: Ticket, write: Write) -> Option<Response> {
+        let root = self.store.root();
+        let version = self.store.version();
+        let current = root.resolve(&write.path);
+        let current_tag = current.map(|subtree| tag(subtree, &write.path, version));
+        if let Some(refused) = precondition(&write, current_tag.as_deref()) {
+            return Some(refused);
+        }
+        let staged = match edited(root, current, &write) {
+            Ok(staged) => staged,
+            Err(refused) => return Some(refused),
+        };
+        if staged.same_content(root) {
+            let unchanged = Response::json(200, version.to_pretty_line().into_bytes());
+            return Some(match current_tag {
+                Some(etag) => unchanged.with_header("ETag", &etag),
+                None => unchanged,
+            });
+        }
+        let etag = match &write.edit {
+            Edit::Delete => None,
+            _ if write.path.is_empty() => None,
+            _ => staged.resolve(&write.path).map(|subtree| tag(subtree, &write.path, version)),
+        };
+        let whole_store = write.path.is_empty() && !matches!(write.edit, Edit::Delete);
+        let mut lock = Lock::new(&write.name, now, self.config.lock_timeout_ms, version, root.clone());
+        lock.staged = staged;
+        lock.changes = 1;
+        lock.client = write.client;
+        lock.one_request = Some(OneRequest { etag, whole_store });
+        lock.state = LockState::Committing { ticket, job: None };
+        self.lock = Some(lock);
+        if self.consensus.is_none() {
+            self.pump_disk(now);
+        } else {
+            self.start_lock_commit(now);
+        }
+        None
+    }
+
+    /// A one-request write whose commit failed or lost to a newer store: nobody will abort it, so
+    /// its lock goes now. Returns whether it was one.
+    pub(super) fn drop_failed_write(&mut self) -> bool {
+        let dropped = self.lock.take_if(|l| l.one_request.is_some() && !l.is_committing());
+        if let Some(lock) = &dropped {
+            warn!("write {} was not committed; its lock is free", lock.name);
+        }
+        dropped.is_some()
+    }
+}
+
+/// The answer to a commit that landed: its version, and for a one-request write the ETag of what
+/// it wrote, so that the next compare-and-set needs no read.
+pub(super) fn committed(lock: &Lock, version: Version) -> Response {
+    let answer = Response::json(200, version.to_pretty_line().into_bytes());
+    match &lock.one_request {
+        Some(OneRequest { whole_store: true, .. }) => answer.with_header("ETag", &format!("\"{}\"", version.checksum)),
+        Some(OneRequest { etag: Some(etag), .. }) => answer.with_header("ETag", etag),
+        _ => answer,
+    }
+}
+
+/// The ETag `GET /data/path` gives a subtree: its checksum (the store's version for the root).
+fn tag(subtree: &Value, path: &[String], version: Version) -> String {
+    if path.is_empty() { format!("\"{}\"", version.checksum) } else { format!("\"{}\"", Checksum::of(subtree)) }
+}
+
+/// 412 when `If-Match` or `If-None-Match` does not hold for the current content.
+fn precondition(write: &Write, current: Option<&str>) -> Option<Response> {
+    let shown = format!("/data/{}", write.path.join("/"));
+    let failed = match (&write.if_match, &write.if_none_match, current) {
+        (Some(_), _, None) => format!("If-Match: {shown} does not exist; nothing changed"),
+        (Some(tags), _, Some(etag)) if !if_match(tags, etag) => {
+            format!("If-Match: {shown} has changed (its ETag is now {etag}); nothing changed")
+        }
+        (_, Some(tags), Some(etag)) if if_none_match(tags, etag) => {
+            format!("If-None-Match: {shown} exists (its ETag is {etag}); nothing changed")
+        }
+        _ => return None,
+    };
+    let refused = Response::error(412, &failed);
+    Some(match current {
+        Some(etag) => refused.with_header("ETag", etag),
+        None => refused,
+    })
+}
+
+/// The store with the write's change made, or the answer refusing it.
+fn edited(root: &Value, current: Option<&Value>, write: &Write) -> Result<Value, Response> {
+    let path = &write.path;
+    let shown = format!("/data/{}", path.join("/"));
+    let mut staged = root.clone();
+    let put = |staged: &mut Value, value: Value| match staged.put(path, value, STORE_DEPTH_MAX) {
+        Ok(()) => Ok(()),
+        Err(EditError::TooDeep) => {
+            Err(Response::error(400, &format!("the store would nest deeper than {STORE_DEPTH_MAX} levels")))
+        }
+        Err(_) => Err(Response::error(
+            404,
+            &format!(
+                "cannot write {shown}: its parent does not exist, is not an object or array, or the index is past the end"
+            ),
+        )),
+    };
+    match &write.edit {
+        Edit::Put(value) => put(&mut staged, value.clone())?,
+        Edit::Delete => {
+            staged.delete(path).map_err(|_| Response::error(404, &format!("no such path: {shown}")))?;
+        }
+        Edit::Merge(patch) => put(&mut staged, merge_patch(current, patch))?,
+        Edit::Patch(operations) => {
+            if current.is_none() {
+                return Err(Response::error(404, &format!("no such path: {shown}")));
+            }
+            staged = json_patch(root, path, operations, STORE_DEPTH_MAX).map_err(|e| match e {
+                PatchError::Malformed(why) => Response::error(400, &format!("the JSON Patch is malformed: {why}")),
+                PatchError::DoesNotApply(why) => {
+                    Response::error(422, &format!("the JSON Patch does not apply: {why}; nothing changed"))
+                }
+                PatchError::TooDeep => {
+                    Response::error(400, &format!("the store would nest deeper than {STORE_DEPTH_MAX} levels"))
+                }
+            })?;
+        }
+    }
+    Ok(staged)
+}
