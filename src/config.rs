@@ -44,6 +44,7 @@ Options:
   --token-file=PATH          require 'Authorization: Bearer TOKEN' for changes (first line of PATH)
   --read-token-file=PATH     require a token for reads too
   --cluster-key-file=PATH    key that protects and authenticates the peer endpoints
+  --cors=ORIGIN[,ORIGIN...]  let pages on these origins (or * for any) read and write from a browser
 ";
 
 /// Everything the command line says.
@@ -69,6 +70,8 @@ pub struct Config {
     pub token_file: Option<PathBuf>,
     pub read_token_file: Option<PathBuf>,
     pub cluster_key_file: Option<PathBuf>,
+    /// The origins whose pages may use this server from a browser (`--cors`).
+    pub cors: Option<crate::http::Cors>,
 }
 
 impl Default for Config {
@@ -91,6 +94,7 @@ impl Default for Config {
             token_file: None,
             read_token_file: None,
             cluster_key_file: None,
+            cors: None,
         }
     }
 }
@@ -121,7 +125,8 @@ impl Config {
 }
 
 /// The flags that take a value, as `--flag=VALUE` or `--flag VALUE`.
-const VALUE_FLAGS: [&str; 16] = [
+const VALUE_FLAGS: [&str; 17] = [
+    "--cors",
     "--writes",
     "--data.d",
     "--bind",
@@ -174,6 +179,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         token_file: last(&mut args, "--token-file", |s| non_empty(s).map(PathBuf::from))?,
         read_token_file: last(&mut args, "--read-token-file", |s| non_empty(s).map(PathBuf::from))?,
         cluster_key_file: last(&mut args, "--cluster-key-file", |s| non_empty(s).map(PathBuf::from))?,
+        cors: last(&mut args, "--cors", crate::http::Cors::parse)?,
     };
     if let Some(port) = last(&mut args, "--port", |s| ranged(s, 0, u64::from(u16::MAX)))? {
         config.bind.set_port(port as u16);

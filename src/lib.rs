@@ -32,8 +32,10 @@
 //! | `http/reader.rs` | the push reader of requests (clients) and answers (peers) |
 //! | `http/writer.rs` | the heads of answers and of requests to peers; chunk framing |
 //! | `http/request.rs`, `answer.rs`, `chunked.rs`, `response.rs` | request heads, answer heads, chunked bodies, `Response` |
+//! | `http/cors.rs` | `--cors`: which origins a browser lets in, and the headers that say so |
 //! | `core/mod.rs` | `Node`: requests in, answers and effects out; routing by resource |
 //! | `core/transaction.rs`, `lock.rs` | `/lock` and `/update`: the lease, staging, commit, abort |
+//! | `core/data.rs`, `write.rs` | `/data`: reads; one-request writes (`PUT`, `PATCH`, `DELETE`), preconditions, waiting for the lock |
 //! | `core/store.rs` | the store being served and its render cache (reads) |
 //! | `core/watch.rs` | long-polls and event streams |
 //! | `core/durability.rs` | which snapshot the writer works on next; commits waiting for it |
@@ -45,7 +47,7 @@
 //! | `core/info.rs` | `GET /` and the figures of `/metrics` |
 //! | `core/auth.rs`, `metrics.rs` | tokens and the cluster key; `/metrics` |
 //! | `core/jobs.rs`, `pace.rs` | the workers' jobs and how they are carried out; pacing hooks |
-//! | `core/value/` | the tree (`mod.rs`), edits, rendering, parsing |
+//! | `core/value/` | the tree (`mod.rs`), edits, patches (RFC 7396, RFC 6902), rendering, parsing |
 //! | `core/version.rs`, `lineage.rs` | versions and checksums; a store's recent history |
 //! | `core/sealed.rs`, `snapshot.rs` | the copy format (peers); the snapshot file format (disk) |
 //! | `core/clock.rs`, `path.rs`, `address.rs`, `rng.rs` | time as a value; request paths; `HOST:PORT`; the seeded generator |
@@ -55,6 +57,7 @@
 //! | `shell/buffer.rs` | receive and send buffers from a shared pool |
 //! | `shell/workers.rs`, `data_dir.rs` | the worker threads; the data directory (load, durable writes, retention) |
 //! | `shell/server.rs`, `sys.rs`, `clock.rs`, `logger.rs` | start-up; system calls; the system clock; log lines |
+//! | `ui.rs`, `ui.html` | the page at `/ui` |
 //!
 //! Tokens: 0 is the listener, 1 the workers' waker, 2 the signal pipe, 16 and up the client
 //! connections, 2^32 and up the peer links. A ticket (`core::Ticket`) names one parked request:
@@ -66,3 +69,4 @@ pub mod core;
 pub mod http;
 pub mod limits;
 pub mod shell;
+pub mod ui;

@@ -76,7 +76,8 @@ impl Access {
         let changes = !matches!(method, Method::Get | Method::Head);
         let need = match resource {
             _ if forwarded && self.cluster.is_some() => Need::Cluster,
-            "health" | "ready" => Need::Nothing,
+            // The page holds no data: it asks for a token before it reads any.
+            "health" | "ready" | "ui" => Need::Nothing,
             "copy" | "state" | "cluster" if self.cluster.is_some() => Need::Cluster,
             _ if changes => Need::Write,
             _ => Need::Read,
@@ -103,6 +104,16 @@ impl Access {
         };
         Some(Response::error(401, what).with_header("WWW-Authenticate", "Bearer realm=\"lighthouse\""))
     }
+}
+
+/// A read's `?access_token=TOKEN` as the header it stands for (RFC 6750, section 2.3), for
+/// clients that cannot send one (a browser's `EventSource`). Only reads take it, and only without
+/// a header: a token in a URL ends up in proxy and browser logs, so it must never carry the power
+/// to change anything.
+pub fn url_token(method: Method, authorization: Option<&str>, access_token: Option<&str>) -> Option<String> {
+    let read = matches!(method, Method::Get | Method::Head);
+    let token = access_token.filter(|_| read && authorization.is_none())?;
+    Some(format!("Bearer {}", crate::core::path::decode(token).ok()?))
 }
 
 /// The token of an `Authorization: Bearer TOKEN` header.

@@ -5,7 +5,7 @@ use super::{Gauges, Node, json_response, method_not_allowed, metrics};
 use crate::http::{Method, Response};
 
 impl Node {
-    /// `GET /`: who this node is and how it is doing.
+    /// `GET /`: what this node is, as JSON.
     pub(super) fn info(&self, method: Method) -> Response {
         if !matches!(method, Method::Get | Method::Head) {
             return method_not_allowed("GET, HEAD");

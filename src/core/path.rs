@@ -95,6 +95,9 @@ pub struct Query<'a> {
     pub ttl: Option<&'a str>,
     /// `?min-version=N`: answer once the node holds at least sequence N.
     pub min_version: Option<&'a str>,
+    /// `?access_token=T`: the read token in the URL, for clients that cannot send a header (a
+    /// browser's `EventSource`; RFC 6750, section 2.3).
+    pub access_token: Option<&'a str>,
 }
 
 impl<'a> Query<'a> {
@@ -108,6 +111,7 @@ impl<'a> Query<'a> {
                 "wait" => parsed.wait = Some(value),
                 "ttl" => parsed.ttl = Some(value),
                 "min-version" => parsed.min_version = Some(value),
+                "access_token" => parsed.access_token = Some(value),
                 _ => {}
             }
         }
@@ -157,7 +161,8 @@ mod tests {
         assert_eq!(split_target("/data/x?raw"), ("/data/x", "raw"));
         assert_eq!(split_target("/data/x"), ("/data/x", ""));
         let q = Query::parse("wait=30&keys&x=1&ttl=5");
-        assert_eq!(q, Query { raw: false, keys: true, wait: Some("30"), ttl: Some("5"), min_version: None });
+        assert_eq!(q, Query { raw: false, keys: true, wait: Some("30"), ttl: Some("5"), ..Query::default() });
+        assert_eq!(Query::parse("access_token=abc").access_token, Some("abc"));
         assert_eq!(Query::parse("min-version=7").min_version, Some("7"));
         assert!(Query::parse("shallow").keys);
         assert!(Query::parse("raw=1").raw);

@@ -5,6 +5,7 @@
 
 mod answer;
 mod chunked;
+mod cors;
 mod reader;
 mod request;
 mod response;
@@ -12,6 +13,7 @@ mod writer;
 
 pub use answer::{ResponseHead, parse_response_head, relayed_headers};
 pub use chunked::ChunkedDecoder;
+pub use cors::Cors;
 pub use reader::{Reader, Side, Step};
 pub use request::{Framing, Head, Headers, Method, parse_head};
 pub use response::{Bytes, Response, reason};

@@ -205,10 +205,13 @@ impl SendQueue {
         });
     }
 
-    /// Queues a whole answer: head, then body unless the request was HEAD.
+    /// Queues a whole answer: head (with the `extra` header lines), then body unless the request
+    /// was HEAD.
+    #[allow(clippy::too_many_arguments)]
     pub fn push_response(
         &mut self,
         response: Response,
+        extra: &[u8],
         head_only: bool,
         keep_alive: bool,
         http10_client: bool,
@@ -218,6 +221,7 @@ impl SendQueue {
         let tail = self.tail(pool);
         let before = tail.len();
         http::encode_head(&response, keep_alive, http10_client, date, tail);
+        insert_before_blank_line(tail, extra);
         self.pending += tail.len() - before;
         if !head_only && !response.has_no_body() {
             self.push_body(response.body, pool);
@@ -225,10 +229,18 @@ impl SendQueue {
     }
 
     /// Queues the head of a streamed answer and its first piece.
-    pub fn push_stream_start(&mut self, response: Response, http10_client: bool, date: &str, pool: &mut Pool) {
+    pub fn push_stream_start(
+        &mut self,
+        response: Response,
+        extra: &[u8],
+        http10_client: bool,
+        date: &str,
+        pool: &mut Pool,
+    ) {
         let tail = self.tail(pool);
         let before = tail.len();
         http::encode_stream_head(&response, http10_client, date, tail);
+        insert_before_blank_line(tail, extra);
         self.pending += tail.len() - before;
         self.push_chunk(response.body.as_slice(), !http10_client, pool);
     }
@@ -293,6 +305,16 @@ impl SendQueue {
             }
             self.front_written = 0;
         }
+    }
+}
+
+/// Adds header lines to a head just written (it ends in the blank line).
+fn insert_before_blank_line(head: &mut Vec<u8>, extra: &[u8]) {
+    if !extra.is_empty() {
+        debug_assert!(head.ends_with(b"\r\n\r\n"));
+        head.truncate(head.len() - 2);
+        head.extend_from_slice(extra);
+        head.extend_from_slice(b"\r\n");
     }
 }
 

@@ -22,6 +22,8 @@ pub struct AnswerShape {
     pub head_only: bool,
     pub keep_alive: bool,
     pub http10: bool,
+    /// The allowed origin of a cross-origin request (`--cors`), whose headers the answer carries.
+    pub cors: Option<u16>,
 }
 
 /// Where a connection is in its request cycle.

@@ -68,6 +68,7 @@ pub fn run(config: &Config) -> io::Result<()> {
         clock,
         max_body: config.max_body,
         max_connections: config.max_connections,
+        cors: config.cors.clone(),
         peer_headers: secrets
             .for_peers()
             .map(|secret| format!("Authorization: Bearer {secret}\r\n"))

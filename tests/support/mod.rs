@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod browser;
 pub mod cluster;
 pub mod counter;
 pub mod proxy;

@@ -74,6 +74,8 @@ pub struct EventLoop {
     peers: Peers,
     max_body: u64,
     max_connections: usize,
+    /// The origins allowed to use this server from a browser (`--cors`).
+    cors: Option<&'static crate::http::Cors>,
 }
 
 /// What the loop needs to start: everything else it builds.
@@ -84,6 +86,7 @@ pub struct Parts {
     pub clock: SystemClock,
     pub max_body: u64,
     pub max_connections: usize,
+    pub cors: Option<crate::http::Cors>,
     /// Header lines sent with every request to a peer (the cluster key).
     pub peer_headers: String,
 }
@@ -131,6 +134,8 @@ impl EventLoop {
             peers: Peers::new(parts.max_body, parts.peer_headers),
             max_body: parts.max_body,
             max_connections: parts.max_connections,
+            // Lives as long as the process: answers borrow its header blocks without a copy.
+            cors: parts.cors.map(|cors| &*Box::leak(Box::new(cors))),
         })
     }
 

@@ -249,6 +249,7 @@ impl EventLoop {
             head_only: head.method == Method::Head,
             keep_alive: head.keep_alive,
             http10: head.minor_version == 0,
+            cors: self.cors.as_ref().and_then(|cors| cors.allowed(head.headers.origin)),
         };
         let request =
             Request { method: head.method, target: head.target, headers: head.headers, body, client: Some(client) };
@@ -257,7 +258,8 @@ impl EventLoop {
             Reply::Later => Phase::Parked { ticket, shape },
             Reply::Stream(response) => {
                 self.core.metrics_mut().count_request(shape.endpoint, shape.method, response.status);
-                send.push_stream_start(response, shape.http10, &self.date, &mut self.pool);
+                let cors = self.cors_headers(&shape);
+                send.push_stream_start(response, cors, shape.http10, &self.date, &mut self.pool);
                 Phase::Streaming { ticket, chunked: !shape.http10 }
             }
         }
@@ -268,7 +270,8 @@ impl EventLoop {
         self.core.metrics_mut().count_request(shape.endpoint, shape.method, response.status);
         let keep_alive = shape.keep_alive && !response.close;
         let linger = response.close;
-        send.push_response(response, shape.head_only, keep_alive, shape.http10, &self.date, &mut self.pool);
+        let cors = self.cors_headers(&shape);
+        send.push_response(response, cors, shape.head_only, keep_alive, shape.http10, &self.date, &mut self.pool);
         if keep_alive { Phase::Reading { since: None } } else { Phase::Closing { linger } }
     }
 
@@ -281,8 +284,18 @@ impl EventLoop {
             head_only: false,
             keep_alive: false,
             http10: false,
+            cors: None,
         };
         conn.phase = self.queue_answer(&mut conn.send, e.response(), shape);
+    }
+
+    /// The CORS header lines of an answer (none unless `--cors` allows the request's origin); a
+    /// preflight (`OPTIONS`) gets the methods and headers it may use too.
+    fn cors_headers(&self, shape: &AnswerShape) -> &'static [u8] {
+        match (&self.cors, shape.cors) {
+            (Some(cors), Some(which)) => cors.headers(which, shape.method == Method::Options),
+            _ => b"",
+        }
     }
 
     /// Writes queued output, up to the write budget.
