@@ -116,11 +116,14 @@ impl Node {
         }
     }
 
-    /// What a snapshot holds about this node: its table and its own recent commits.
+    /// What a snapshot holds about this node: its table, its own recent commits, and whether the
+    /// store is known to be committed (a store loaded unconfirmed stays so when it is written
+    /// again with a new table: else the next start would serve, and gossip as committed, a
+    /// version no majority may hold).
     pub(super) fn node_json(&self) -> NodeJson {
         let mine: Vec<String> = self.mine.iter().map(OwnCommit::to_compact).collect();
         let mine = format!("[{}]", mine.join(",")).into_bytes();
-        NodeJson { cluster: self.cluster.to_compact(), mine, committed: true }
+        NodeJson { cluster: self.cluster.to_compact(), mine, committed: self.store_confirmed() }
     }
 
     /// The writer sealed the lock's commit.

@@ -64,7 +64,7 @@ fn seeds() -> Vec<u64> {
 }
 
 /// Runs `run` for every seed, on as many threads as there are cores, and sums what the runs
-/// return; the failing seeds (their panics are printed as they happen) are named at the end so
+/// return; a failing seed is named as it fails (after its panic) and all of them at the end, so
 /// that they can be replayed.
 fn run_seeds(run: fn(u64) -> (usize, usize)) -> (usize, usize) {
     init_log();
@@ -80,7 +80,10 @@ fn run_seeds(run: fn(u64) -> (usize, usize)) -> (usize, usize) {
                 for seed in chunk {
                     match std::panic::catch_unwind(|| run(seed)) {
                         Ok((a, b)) => sums = (sums.0 + a, sums.1 + b),
-                        Err(_) => failed.push(seed),
+                        Err(_) => {
+                            eprintln!("seed {seed} failed");
+                            failed.push(seed);
+                        }
                     }
                 }
                 (sums, failed)
