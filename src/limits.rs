@@ -165,8 +165,9 @@ pub const PEER_CONNECT_TIMEOUT_MS: u64 = 1_000;
 pub const PEER_RESPONSE_STALL_MS: u64 = 3_000;
 /// Requests written to one peer connection before their answers arrive (pipelined).
 pub const PEER_IN_FLIGHT_MAX: usize = 8;
-/// Requests waiting for one peer connection; more fail at once.
-pub const PEER_QUEUE_MAX: usize = 32;
+/// Requests waiting for one peer connection; more fail at once. Writes forwarded to the
+/// coordinator queue here, so it takes a burst of clients (100 at once, say) without refusing.
+pub const PEER_QUEUE_MAX: usize = 256;
 /// After a failed connection, the first wait before the next attempt; it doubles up to the cap.
 pub const PEER_BACKOFF_MIN_MS: u64 = 100;
 pub const PEER_BACKOFF_MAX_MS: u64 = 5_000;
@@ -222,6 +223,9 @@ pub const WRITES_WAITING_MAX: usize = 1_024;
 pub const WRITES_WAITING_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Operations in one JSON Patch: each may copy an array or object on its path.
 pub const PATCH_OPERATIONS_MAX: usize = 10_000;
+/// Values one JSON Patch may copy (`copy` operations, counted over what each copies): a copy of
+/// a copy doubles, so a 1 KB patch could otherwise make a store of gigabytes.
+pub const PATCH_COPIED_VALUES_MAX: usize = 1_000_000;
 /// A forwarded one-request write may wait for the lock before its commit starts.
 pub const FORWARD_WRITE_TIMEOUT_MS: u64 = WRITE_WAIT_MS + FORWARD_TIMEOUT_MS;
 

@@ -96,6 +96,19 @@ fn the_page_shows_the_tree_the_cluster_and_live_changes_and_edits_with_if_match(
     assert_eq!(one.get("/data/services/web/port").text(), "7070\n", "the lost edit changed nothing");
     browser.wait_text("the editor showing the current value", "#editor", |t| t.trim() == "7070");
 
+    // Numbers are edited as the server wrote them: JavaScript would round this integer and
+    // write 1.0 as 1, and saving would change what nobody edited.
+    put(one, "/data/account", r#"{"id": 9007199254740993, "ratio": 1.0}"#);
+    let account = r#"[data-path="/data/account"]"#;
+    browser.wait_text("the new object", account, |t| t.contains("account"));
+    browser.click(account);
+    let text = browser.wait_text("the editor", "#editor", |t| t.contains("9007199254740993"));
+    assert!(text.contains("1.0"), "{text}");
+    browser.click("#save");
+    browser.wait_text("the saved message", "#message", |t| t.starts_with("Saved /data/account"));
+    assert_eq!(one.get("/data/account/id").text(), "9007199254740993\n");
+    assert_eq!(one.request("DELETE", "/data/account", b"").status, 200);
+
     if let Ok(path) = std::env::var("LIGHTHOUSE_UI_SCREENSHOT") {
         browser.click(r#"[data-path="/data/feature"]"#);
         browser.wait_text("the selection", "#selected-path", |t| t == "/data/feature");

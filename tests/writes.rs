@@ -120,6 +120,24 @@ fn put_delete_and_patch_each_commit_one_version_with_curl() {
     let (status, body) = curl_status(&["-X", "PATCH", "-d", "{}", &url("/data/web")]);
     assert_eq!(status, 415, "curl's form type is no patch format: {body}");
     assert!(body.contains("application/merge-patch+json"), "{body}");
+    let (status, body) =
+        curl_status(&["-X", "PUT", "-H", "Content-Type: application/json-patch+json", "-d", "[]", &url("/data/web")]);
+    assert_eq!(status, 415, "a patch sent with PUT is not stored as a value: {body}");
+
+    // A patch whose copies double what they copy is refused before it grows the store.
+    let before = sequence(&server);
+    let doubling = format!("[{}]", vec![r#"{"op": "copy", "from": "/hosts", "path": "/hosts/-"}"#; 40].join(","));
+    let (status, body) = curl_status(&[
+        "-X",
+        "PATCH",
+        "-H",
+        "Content-Type: application/json-patch+json",
+        "-d",
+        &doubling,
+        &url("/data/web"),
+    ]);
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(sequence(&server), before, "nothing changed");
 
     // DELETE removes.
     assert_eq!(curl_status(&["-X", "DELETE", &url("/data/web/spare")]).0, 200);
@@ -157,7 +175,21 @@ fn preconditions_guard_writes_and_a_failed_one_changes_nothing() {
     assert!(raw_tag.ends_with(".raw\""), "{raw_tag}");
     assert_eq!(put("/data/x", &[("If-Match", &raw_tag)], "4").status, 200);
     let tag = server.get("/data/x").header("ETag").unwrap().to_string();
-    assert_eq!(put("/data/x", &[("If-Match", &format!("W/{tag}"))], "5").status, 412);
+    let weak = put("/data/x", &[("If-Match", &format!("W/{tag}"))], "5");
+    assert_eq!(weak.status, 412);
+    assert!(weak.error().contains("weak"), "{}", weak.error());
+    let unquoted = put("/data/x", &[("If-Match", tag.trim_matches('"'))], "5");
+    assert_eq!(unquoted.status, 400, "a tag without its quotes is no tag");
+    assert!(unquoted.error().contains("double quotes"), "{}", unquoted.error());
+    // Every answer says the version it was made on.
+    let version = server.get("/data/x").header("X-Lighthouse-Version").unwrap().to_string();
+    assert!(stale.header("X-Lighthouse-Version").is_some());
+    let refused = put("/data/x", &[("If-Match", "\"0000\"")], "5");
+    assert_eq!(refused.header("X-Lighthouse-Version"), Some(version.as_str()));
+    let written = put("/data/x", &[("If-Match", &tag)], "6");
+    assert_ne!(written.header("X-Lighthouse-Version"), Some(version.as_str()));
+    assert_eq!(written.header("X-Lighthouse-Version"), server.get("/data/x").header("X-Lighthouse-Version"));
+    assert_eq!(put("/data/x", &[], "4").status, 200);
     // If-Match: * needs the path to exist; on DELETE and PATCH too.
     assert_eq!(put("/data/y", &[("If-Match", "*")], "1").status, 412);
     assert_eq!(server.get("/data/y").status, 404);
@@ -288,4 +320,20 @@ fn the_compare_and_set_loop_loses_no_increment_across_a_cluster() {
     // Preconditions hold on the coordinator, whichever node the write reaches.
     let refused = other.server().request_with("PUT", "/data/counter", &[("If-None-Match", "*")], b"0");
     assert_eq!(refused.status, 412, "{}", refused.text());
+    // A burst of writes through one node all reach the coordinator: none is refused for want of
+    // room on the way.
+    assert_eq!(other.server().request("PUT", "/data/burst", b"{}").status, 200);
+    let addr = other.server().addr;
+    let writers: Vec<_> = (0..100)
+        .map(|i| {
+            std::thread::spawn(move || {
+                support::try_request(addr, "PUT", &format!("/data/burst/k{i}"), i.to_string().as_bytes())
+                    .unwrap()
+                    .status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(members[0].server().get("/data/burst?keys").json().as_array().unwrap().len(), 100);
 }

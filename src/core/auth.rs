@@ -97,10 +97,12 @@ impl Access {
         if allowed {
             return None;
         }
-        let what = match need {
-            Need::Cluster => "this peer endpoint needs the cluster key: Authorization: Bearer KEY",
-            Need::Write => "changes need a token: Authorization: Bearer TOKEN",
-            _ => "reads need a token: Authorization: Bearer TOKEN",
+        let what = match (need, token.is_some()) {
+            (Need::Cluster, _) => "this peer endpoint needs the cluster key: Authorization: Bearer KEY",
+            (Need::Write, false) => "changes need a token: Authorization: Bearer TOKEN",
+            (Need::Write, true) => "this token does not allow changes: they need the write token",
+            (_, false) => "reads need a token: Authorization: Bearer TOKEN",
+            (_, true) => "this token does not allow reads: they need the read or the write token",
         };
         Some(Response::error(401, what).with_header("WWW-Authenticate", "Bearer realm=\"lighthouse\""))
     }

@@ -121,6 +121,10 @@ pub struct PeerRequest {
     pub body: Bytes,
 }
 
+/// How the shell's error for a request to a peer begins when the request never left this node
+/// (no connection, a full queue): the peer cannot have acted on it.
+pub const NOT_SENT: &str = "not sent: ";
+
 /// A peer's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerReply {

@@ -86,24 +86,27 @@ fn parse_write(request: &Request, raw_path: &str) -> Result<Write, Response> {
     };
     let path: Vec<String> = path.into_iter().map(|s| s.into_owned()).collect();
     let body = || Value::parse(request.body).map_err(|e| Response::error(400, &format!("the body is not JSON: {e}")));
+    let media_type = request.headers.content_type.and_then(|t| t.split(';').next()).map(str::trim);
+    let media_type = media_type.map(str::to_ascii_lowercase);
     let edit = match request.method {
+        Method::Put if media_type.as_deref().is_some_and(|t| t.ends_with("patch+json")) => {
+            let why = "a patch is sent with PATCH, not PUT (which would store the patch itself)";
+            return Err(Response::error(415, why));
+        }
         Method::Put => Edit::Put(body()?),
         Method::Delete => Edit::Delete,
-        _ => {
-            let media_type = request.headers.content_type.and_then(|t| t.split(';').next()).map(str::trim);
-            match media_type.map(str::to_ascii_lowercase).as_deref() {
-                Some("application/merge-patch+json") => Edit::Merge(body()?),
-                Some("application/json-patch+json") => Edit::Patch(body()?),
-                _ => {
-                    return Err(Response::error(
-                        415,
-                        "PATCH takes Content-Type: application/merge-patch+json (RFC 7396) or \
+        _ => match media_type.as_deref() {
+            Some("application/merge-patch+json") => Edit::Merge(body()?),
+            Some("application/json-patch+json") => Edit::Patch(body()?),
+            _ => {
+                return Err(Response::error(
+                    415,
+                    "PATCH takes Content-Type: application/merge-patch+json (RFC 7396) or \
                          application/json-patch+json (RFC 6902)",
-                    )
-                    .with_header("Accept-Patch", "application/merge-patch+json, application/json-patch+json"));
-                }
+                )
+                .with_header("Accept-Patch", "application/merge-patch+json, application/json-patch+json"));
             }
-        }
+        },
     };
     let mut name = format!("{} /data{raw_path}", request.method.as_str());
     if name.len() > WRITE_NAME_BYTES_MAX {

@@ -127,10 +127,13 @@ impl Node {
     }
 
     /// 503 for a request that did not reach the coordinator or was not answered (nothing was
-    /// committed); 504 for a commit, whose outcome is then unknown.
+    /// committed); 504 for a commit that was sent and not answered, whose outcome is unknown.
     fn unanswered(&self, forward: &Forward, why: &str) -> Response {
         let coordinator = &forward.to;
-        if forward.commit {
+        // A request that never left this node changed nothing, a commit included.
+        let not_sent = why.strip_prefix(super::NOT_SENT);
+        let why = not_sent.unwrap_or(why);
+        if forward.commit && not_sent.is_none() {
             let message = format!(
                 "the coordinator {coordinator} did not answer the commit ({why}): it may have landed or not; read \
                  the version to find out (and do not reuse a lock's name)"

@@ -45,3 +45,29 @@ impl Node {
         }
     }
 }
+
+/// True when an `Accept` header puts HTML first, as a browser navigating to a page does
+/// (`text/html,application/xhtml+xml,...`), and does not refuse it with `q=0`.
+pub(super) fn prefers_html(accept: &str) -> bool {
+    let first = accept.split(',').next().unwrap_or("");
+    let mut parts = first.split(';').map(|p| p.replace(' ', ""));
+    let media_type = parts.next().unwrap_or_default();
+    let refused =
+        parts.any(|p| p.eq_ignore_ascii_case("q=0") || p.starts_with("q=0.0") && p.trim_end_matches('0') == "q=0.");
+    media_type.eq_ignore_ascii_case("text/html") && !refused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefers_html;
+
+    #[test]
+    fn browsers_prefer_html_and_curl_does_not() {
+        assert!(prefers_html("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"));
+        assert!(prefers_html("TEXT/HTML"));
+        assert!(prefers_html("text/html;q=0.5"));
+        for other in ["*/*", "application/json, text/html", "text/html;q=0, application/json", "text/html; q=0.000"] {
+            assert!(!prefers_html(other), "{other}");
+        }
+    }
+}

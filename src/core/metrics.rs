@@ -33,7 +33,7 @@ impl Histogram {
 }
 
 /// The methods requests are counted under.
-const METHODS: [&str; 6] = ["GET", "HEAD", "PUT", "POST", "DELETE", "other"];
+const METHODS: [&str; 7] = ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "other"];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// The endpoint families requests are counted under, so that peer traffic (`copy`, `state`) can
 /// be told from clients'.
@@ -70,7 +70,7 @@ pub struct Metrics {
     /// ...and times a superseded commit came back, in a store that built on it after all.
     pub superseded_commits_recovered: u64,
     /// Kept by the event loop: answers by endpoint, method and status class, bytes, connections.
-    pub requests: [[[u64; 5]; 6]; 6],
+    pub requests: [[[u64; 5]; 7]; 6],
     pub bytes_received: u64,
     pub bytes_sent: u64,
     pub connections_accepted: u64,
@@ -88,7 +88,8 @@ impl Metrics {
             Method::Put => 2,
             Method::Post => 3,
             Method::Delete => 4,
-            _ => 5,
+            Method::Patch => 5,
+            _ => 6,
         };
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.requests[endpoint.min(ENDPOINTS.len() - 1)][method][class] += 1;

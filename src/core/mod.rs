@@ -44,7 +44,7 @@ mod write;
 mod tests;
 
 pub use auth::{Access, Secret};
-pub use cluster::{CallKind, Peer, PeerReply, PeerRequest};
+pub use cluster::{CallKind, NOT_SENT, Peer, PeerReply, PeerRequest};
 pub use lock::{Lock, LockState, valid_name};
 pub use metrics::{Gauges, Histogram, Metrics, endpoint_of};
 pub use store::{Format, ReadError, Rendered, Store, etag_matches};
@@ -452,12 +452,16 @@ impl Node {
         };
         if request.method == Method::Options {
             // A browser's preflight carries no token; the shell adds what CORS allows.
-            return Reply::Now(Response::empty(204).with_header("Allow", "GET, HEAD, PUT, PATCH, DELETE, OPTIONS"));
+            let allow = match resource {
+                "data" => "GET, HEAD, PUT, PATCH, DELETE, OPTIONS",
+                "lock" | "update" | "state" => "GET, HEAD, PUT, DELETE, OPTIONS",
+                "copy" => "GET, HEAD, PUT, OPTIONS",
+                _ => "GET, HEAD, OPTIONS",
+            };
+            return Reply::Now(Response::empty(204).with_header("Allow", allow));
         }
-        if resource.is_empty()
-            && request.method == Method::Get
-            && request.headers.accept.is_some_and(|a| a.contains("text/html"))
-        {
+        let get = matches!(request.method, Method::Get | Method::Head);
+        if resource.is_empty() && below.is_empty() && get && request.headers.accept.is_some_and(info::prefers_html) {
             // A browser opening the node is sent to the page (which asks for a token if one is needed).
             return Reply::Now(Response::empty(302).with_header("Location", "/ui"));
         }

@@ -20,7 +20,9 @@ use crate::core::clock::{Deadline, Now};
 use crate::core::value::{EditError, PatchError, Value, json_patch, merge_patch};
 use crate::core::version::{Checksum, Version};
 use crate::http::Response;
-use crate::limits::{STORE_DEPTH_MAX, WRITE_WAIT_MS, WRITES_WAITING_BYTES_MAX, WRITES_WAITING_MAX};
+use crate::limits::{
+    PATCH_COPIED_VALUES_MAX, STORE_DEPTH_MAX, WRITE_WAIT_MS, WRITES_WAITING_BYTES_MAX, WRITES_WAITING_MAX,
+};
 
 /// A change to the store that one request asks for.
 #[derive(Debug)]
@@ -126,14 +128,15 @@ impl Node {
         let current = root.resolve(&write.path);
         let current_tag = current.map(|subtree| tag(subtree, &write.path, version));
         if let Some(refused) = precondition(&write, current_tag.as_deref()) {
-            return Some(refused);
+            return Some(refused.with_header("X-Lighthouse-Version", &version.to_header()));
         }
         let staged = match edited(root, current, &write) {
             Ok(staged) => staged,
             Err(refused) => return Some(refused),
         };
         if staged.same_content(root) {
-            let unchanged = Response::json(200, version.to_pretty_line().into_bytes());
+            let unchanged = Response::json(200, version.to_pretty_line().into_bytes())
+                .with_header("X-Lighthouse-Version", &version.to_header());
             return Some(match current_tag {
                 Some(etag) => unchanged.with_header("ETag", &etag),
                 None => unchanged,
@@ -174,7 +177,8 @@ impl Node {
 /// The answer to a commit that landed: its version, and for a one-request write the ETag of what
 /// it wrote, so that the next compare-and-set needs no read.
 pub(super) fn committed(lock: &Lock, version: Version) -> Response {
-    let answer = Response::json(200, version.to_pretty_line().into_bytes());
+    let answer = Response::json(200, version.to_pretty_line().into_bytes())
+        .with_header("X-Lighthouse-Version", &version.to_header());
     match &lock.one_request {
         Some(OneRequest { whole_store: true, .. }) => answer.with_header("ETag", &format!("\"{}\"", version.checksum)),
         Some(OneRequest { etag: Some(etag), .. }) => answer.with_header("ETag", etag),
@@ -187,9 +191,22 @@ fn tag(subtree: &Value, path: &[String], version: Version) -> String {
     if path.is_empty() { format!("\"{}\"", version.checksum) } else { format!("\"{}\"", Checksum::of(subtree)) }
 }
 
-/// 412 when `If-Match` or `If-None-Match` does not hold for the current content.
+/// 412 when `If-Match` or `If-None-Match` does not hold for the current content (400 for an
+/// `If-Match` that names no tag as `GET` gives them).
 fn precondition(write: &Write, current: Option<&str>) -> Option<Response> {
     let shown = format!("/data/{}", write.path.join("/"));
+    if let Some(tags) = &write.if_match {
+        let tags: Vec<&str> = tags.split(',').map(str::trim).collect();
+        let quoted = |t: &str| t.len() >= 2 && t.starts_with('"') && t.ends_with('"');
+        if tags != ["*"] && !tags.iter().all(|t| quoted(t) || t.strip_prefix("W/").is_some_and(quoted)) {
+            let why = "If-Match takes * or ETags in double quotes, as GET gives them; nothing changed";
+            return Some(Response::error(400, why));
+        }
+        if tags.iter().all(|t| t.starts_with("W/")) {
+            let why = "If-Match: a weak ETag (W/\"...\") never matches; send the tag GET gives; nothing changed";
+            return Some(Response::error(412, why));
+        }
+    }
     let failed = match (&write.if_match, &write.if_none_match, current) {
         (Some(_), _, None) => format!("If-Match: {shown} does not exist; nothing changed"),
         (Some(tags), _, Some(etag)) if !if_match(tags, etag) => {
@@ -242,6 +259,10 @@ fn edited(root: &Value, current: Option<&Value>, write: &Write) -> Result<Value,
                 PatchError::TooDeep => {
                     Response::error(400, &format!("the store would nest deeper than {STORE_DEPTH_MAX} levels"))
                 }
+                PatchError::TooLarge => Response::error(
+                    413,
+                    &format!("the JSON Patch copies more than {PATCH_COPIED_VALUES_MAX} values; nothing changed"),
+                ),
             })?;
         }
     }

@@ -26,28 +26,17 @@ pub struct Cors {
 
 impl Cors {
     /// `*`, or origins separated by commas (`https://a.example,http://localhost:3000`), each a
-    /// scheme and a host with an optional port, as a browser sends it in `Origin`.
+    /// scheme and a host with an optional port, as a browser sends it in `Origin`. Origins are
+    /// kept as a browser writes them: scheme and host in lower case, no default port.
     pub fn parse(flag: &str) -> Result<Cors, String> {
         if flag.trim() == "*" {
             return Ok(Cors::new(None));
         }
-        let origins: Vec<String> = flag
-            .split(',')
-            .map(str::trim)
-            .filter(|o| !o.is_empty())
-            .map(|o| o.trim_end_matches('/').to_string())
-            .collect();
+        let origins: Vec<&str> = flag.split(',').map(str::trim).filter(|o| !o.is_empty()).collect();
         if origins.is_empty() || origins.len() > ORIGINS_MAX {
-            return Err(format!("--cors takes * or 1 to {ORIGINS_MAX} origins separated by commas"));
+            return Err(format!("takes * or 1 to {ORIGINS_MAX} origins separated by commas"));
         }
-        for origin in &origins {
-            let host = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
-            if host.is_none_or(|h| h.is_empty() || h.contains(['/', ' ', '?', '#'])) {
-                return Err(format!(
-                    "--cors: '{origin}' is not an origin (a scheme and a host, like https://config.example:8443)"
-                ));
-            }
-        }
+        let origins = origins.into_iter().map(origin).collect::<Result<Vec<String>, String>>()?;
         Ok(Cors::new(Some(origins)))
     }
 
@@ -74,7 +63,7 @@ impl Cors {
         let origin = origin?;
         match &self.origins {
             None => Some(0),
-            Some(origins) => origins.iter().position(|o| o.eq_ignore_ascii_case(origin)).map(|i| i as u16),
+            Some(origins) => origins.iter().position(|o| o == origin).map(|i| i as u16),
         }
     }
 
@@ -82,6 +71,38 @@ impl Cors {
     pub fn headers(&self, which: u16, preflight: bool) -> &[u8] {
         let (answer, preflight_answer) = &self.blocks[usize::from(which)];
         if preflight { preflight_answer } else { answer }
+    }
+}
+
+/// One origin as a browser serializes it, or why `text` is none.
+fn origin(text: &str) -> Result<String, String> {
+    let lower = text.to_ascii_lowercase();
+    let not = |why: &str| format!("'{text}' is not an origin ({why}; like https://config.example:8443)");
+    if lower == "*" {
+        return Err("* stands alone: --cors=* allows every origin".into());
+    }
+    let (scheme, rest) = lower.split_once("://").ok_or_else(|| not("it needs http:// or https://"))?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let default_port = match scheme {
+        "http" => "80",
+        "https" => "443",
+        _ => return Err(not("the scheme is http or https")),
+    };
+    let (host, port) = match rest.rsplit_once(':').filter(|(_, p)| !p.contains(']')) {
+        Some((host, port)) => (host, Some(port)),
+        None => (rest, None),
+    };
+    let host_ok = !host.is_empty() && !host.contains(['/', '?', '#', '@', ' ', '%']);
+    if !host_ok {
+        return Err(not("it needs a host, and no path, user or query"));
+    }
+    match port {
+        None => Ok(format!("{scheme}://{host}")),
+        Some(port) if port == default_port => Ok(format!("{scheme}://{host}")),
+        Some(port) => match port.parse::<u16>() {
+            Ok(number) if number > 0 && !port.starts_with('0') => Ok(format!("{scheme}://{host}:{port}")),
+            _ => Err(not("the port is a number from 1 to 65535")),
+        },
     }
 }
 
@@ -115,8 +136,33 @@ mod tests {
 
     #[test]
     fn what_is_not_an_origin_is_refused() {
-        for bad in ["", ",", "example.com", "http://", "https://a.example/path", "ftp://a.example"] {
+        for bad in [
+            "",
+            ",",
+            "example.com",
+            "http://",
+            "https://a.example/path",
+            "ftp://a.example",
+            "http://a.example:",
+            "http://user@a.example",
+            "http://a.example:08080",
+            "http://a.example:99999",
+            "http://a.example:0",
+            "*,http://a.example",
+        ] {
             assert!(Cors::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn origins_are_kept_as_browsers_send_them() {
+        let cors = Cors::parse("HTTP://A.Example, https://b.example:443, http://c.example:80/").unwrap();
+        assert_eq!(cors.allowed(Some("http://a.example")), Some(0));
+        assert_eq!(cors.allowed(Some("https://b.example")), Some(1));
+        assert_eq!(cors.allowed(Some("http://c.example")), Some(2));
+        let text = String::from_utf8(cors.headers(0, false).to_vec()).unwrap();
+        assert!(text.starts_with("Access-Control-Allow-Origin: http://a.example\r\n"), "{text}");
+        assert_eq!(cors.allowed(Some("http://[::1]:3000")), None);
+        assert_eq!(Cors::parse("http://[::1]:3000").unwrap().allowed(Some("http://[::1]:3000")), Some(0));
     }
 }

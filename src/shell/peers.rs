@@ -11,6 +11,7 @@
 //!
 //! Host names are resolved on a worker thread (a DNS lookup can block), numeric addresses at once.
 
+use crate::core::NOT_SENT;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -96,7 +97,7 @@ impl Peers {
         let index = match self.links.iter().position(|l| l.address == request.peer) {
             Some(index) => index,
             None if self.links.len() >= PEERS_MAX * 2 => {
-                work.outcomes.push((request.id, Err("too many peer links".into())));
+                work.outcomes.push((request.id, Err(format!("{NOT_SENT}too many peer links"))));
                 return;
             }
             None => {
@@ -107,11 +108,11 @@ impl Peers {
         let link = &mut self.links[index];
         if !link.resting_until.fired(now) {
             let wait = link.resting_until.remaining_ms(now);
-            work.outcomes.push((request.id, Err(format!("unreachable; next attempt in {wait} ms"))));
+            work.outcomes.push((request.id, Err(format!("{NOT_SENT}unreachable; next attempt in {wait} ms"))));
             return;
         }
         if link.queue.len() >= PEER_QUEUE_MAX {
-            work.outcomes.push((request.id, Err("too many requests waiting for this peer".into())));
+            work.outcomes.push((request.id, Err(format!("{NOT_SENT}too many requests waiting for this peer"))));
             return;
         }
         link.queue.push_back(request);
@@ -339,8 +340,11 @@ impl Peers {
     fn fail(&mut self, index: usize, why: &str, now: Now, pool: &mut Pool, work: &mut Work) {
         let link = &mut self.links[index];
         debug!("peer {}: {why}", link.address);
-        for id in link.sent.drain(..).chain(link.queue.drain(..).map(|r| r.id)) {
+        for id in link.sent.drain(..) {
             work.outcomes.push((id, Err(why.to_string())));
+        }
+        for request in link.queue.drain(..) {
+            work.outcomes.push((request.id, Err(format!("{NOT_SENT}{why}"))));
         }
         let never_connected = link.conn.as_ref().is_none_or(|c| !c.connected);
         drop_connection(link, pool);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{EditError, Str, Value, find_key, parse_index};
-use crate::limits::PATCH_OPERATIONS_MAX;
+use crate::limits::{PATCH_COPIED_VALUES_MAX, PATCH_OPERATIONS_MAX};
 
 /// Why a JSON Patch was not applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,9 @@ pub enum PatchError {
     DoesNotApply(String),
     /// The result would nest deeper than the store allows (400).
     TooDeep,
+    /// The `copy` operations would copy more than `PATCH_COPIED_VALUES_MAX` values (413): each may
+    /// double what the one before copied, so a small patch could grow the store without bound.
+    TooLarge,
 }
 
 /// RFC 7396: `patch` merged into `target`. An object patch sets its members recursively and
@@ -50,17 +53,24 @@ pub fn json_patch(root: &Value, base: &[String], operations: &Value, depth_max: 
         return Err(PatchError::Malformed(format!("at most {PATCH_OPERATIONS_MAX} operations in one patch")));
     }
     let mut doc = root.clone();
+    let mut copied = 0;
     for (i, operation) in operations.iter().enumerate() {
-        apply(&mut doc, base, operation, depth_max).map_err(|e| match e {
+        apply(&mut doc, base, operation, depth_max, &mut copied).map_err(|e| match e {
             PatchError::Malformed(m) => PatchError::Malformed(format!("operation {i}: {m}")),
             PatchError::DoesNotApply(m) => PatchError::DoesNotApply(format!("operation {i}: {m}")),
-            PatchError::TooDeep => PatchError::TooDeep,
+            other => other,
         })?;
     }
     Ok(doc)
 }
 
-fn apply(doc: &mut Value, base: &[String], operation: &Value, depth_max: usize) -> Result<(), PatchError> {
+fn apply(
+    doc: &mut Value,
+    base: &[String],
+    operation: &Value,
+    depth_max: usize,
+    copied: &mut usize,
+) -> Result<(), PatchError> {
     let member = |name: &str| operation.child(name);
     let text = |name: &str| match member(name) {
         Some(Value::String(s)) => Ok(s.as_str()),
@@ -96,8 +106,12 @@ fn apply(doc: &mut Value, base: &[String], operation: &Value, depth_max: usize) 
             add(doc, base.len(), &path, moved, depth_max)
         }
         "copy" => {
-            let copied = doc.resolve(&from()?).cloned().ok_or_else(|| missing(text("from").unwrap_or_default()))?;
-            add(doc, base.len(), &path, copied, depth_max)
+            let value = doc.resolve(&from()?).cloned().ok_or_else(|| missing(text("from").unwrap_or_default()))?;
+            *copied += values_in(&value, PATCH_COPIED_VALUES_MAX + 1);
+            if *copied > PATCH_COPIED_VALUES_MAX {
+                return Err(PatchError::TooLarge);
+            }
+            add(doc, base.len(), &path, value, depth_max)
         }
         "test" => match doc.resolve(&path) {
             Some(found) if same_json(found, &value()?) => Ok(()),
@@ -116,15 +130,23 @@ fn add(doc: &mut Value, base_len: usize, path: &[String], value: Value, depth_ma
         Some((last, parent_path)) => match doc.resolve(parent_path) {
             Some(Value::Array(items)) => {
                 let index = if last == "-" { Some(items.len()) } else { parse_index(last) };
-                let Some(index) = index.filter(|i| *i <= items.len()) else {
-                    return Err(PatchError::DoesNotApply(format!("index {last} is past the end of its array")));
+                let Some(index) = index else {
+                    return Err(PatchError::DoesNotApply(format!("\"{last}\" is not an array index (0, 1, ... or -)")));
                 };
+                if index > items.len() {
+                    return Err(PatchError::DoesNotApply(format!("index {last} is past the end of its array")));
+                }
                 let grown: Arc<[Value]> =
                     items[..index].iter().cloned().chain(Some(value)).chain(items[index..].iter().cloned()).collect();
                 (parent_path, Value::Array(grown))
             }
             Some(Value::Object(_)) => (path, value),
-            _ => return Err(PatchError::DoesNotApply(format!("the parent of /{} does not exist", path.join("/")))),
+            _ => {
+                return Err(PatchError::DoesNotApply(format!(
+                    "the parent of /{} does not exist or is not an object or array",
+                    path[base_len..].join("/")
+                )));
+            }
         },
     };
     doc.put(inserted.0, inserted.1, depth_max).map_err(|e| match e {
@@ -172,9 +194,9 @@ pub fn same_json(a: &Value, b: &Value) -> bool {
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().zip(y.iter()).all(|((ka, va), (kb, vb))| ka == kb && same_json(va, vb))
         }
-        (Value::UInt(_) | Value::Int(_) | Value::Float(_), Value::UInt(_) | Value::Int(_) | Value::Float(_)) => {
-            number(a) == number(b)
-        }
+        // Integers compare exactly (the store keeps them exactly, past 2^53 too); a float by value.
+        (Value::Float(_), Value::UInt(_) | Value::Int(_) | Value::Float(_))
+        | (Value::UInt(_) | Value::Int(_), Value::Float(_)) => number(a) == number(b),
         _ => a == b,
     }
 }
@@ -186,6 +208,23 @@ fn number(v: &Value) -> f64 {
         Value::Float(f) => *f,
         _ => f64::NAN,
     }
+}
+
+/// The values in `value` (itself, and every member and element below it), counted up to `limit`.
+fn values_in(value: &Value, limit: usize) -> usize {
+    let children: Box<dyn Iterator<Item = &Value>> = match value {
+        Value::Array(items) => Box::new(items.iter()),
+        Value::Object(entries) => Box::new(entries.iter().map(|(_, v)| v)),
+        _ => return 1,
+    };
+    let mut count = 1;
+    for child in children {
+        if count >= limit {
+            break;
+        }
+        count += values_in(child, limit - count);
+    }
+    count
 }
 
 /// Sets an object's member, in key order.
@@ -327,5 +366,18 @@ mod tests {
             let patch = parse(&format!(r#"[{{"op":"{op}","path":"","value":9}}]"#));
             assert_eq!(json_patch(&doc, &base, &patch, 100), Ok(parse(r#"{"list":[9,2]}"#)), "{op}");
         }
+    }
+
+    #[test]
+    fn test_compares_integers_exactly_and_copies_are_bounded() {
+        let doc = r#"{"v":9007199254740993,"f":1.0}"#;
+        let big = r#"[{"op":"test","path":"/v","value":9007199254740992}]"#;
+        assert!(matches!(patched(doc, big), Err(PatchError::DoesNotApply(_))));
+        assert!(patched(doc, r#"[{"op":"test","path":"/v","value":9007199254740993}]"#).is_ok());
+        assert!(patched(doc, r#"[{"op":"test","path":"/f","value":1}]"#).is_ok());
+        // Each copy of the list into itself doubles it: 2^31 values from a patch of 1 KB, unbounded.
+        let doubling = |n| format!("[{}]", vec![r#"{"op":"copy","from":"/l","path":"/l/-"}"#; n].join(","));
+        assert_eq!(patched(r#"{"l":[1]}"#, &doubling(30)), Err(PatchError::TooLarge));
+        assert_eq!(patched(r#"{"l":[1]}"#, &doubling(5)).unwrap().child("l").map(|l| values_in(l, 100)), Some(64));
     }
 }
