@@ -278,13 +278,19 @@ impl EventLoop {
     /// Answers a request that cannot be parsed, and closes after it.
     pub(super) fn fail(&mut self, conn: &mut Connection, e: HttpError) {
         debug!("bad request: {}", e.message());
+        // A head refused for its body (413, say) may still be read for its origin, so that a
+        // page on an allowed origin can read why.
+        let origin_allowed = || {
+            let head = crate::http::parse_head(conn.recv.data(), u64::MAX).ok().flatten()?;
+            self.cors?.allowed(head.headers.origin)
+        };
         let shape = AnswerShape {
             method: Method::Unknown,
             endpoint: usize::MAX,
             head_only: false,
             keep_alive: false,
             http10: false,
-            cors: None,
+            cors: origin_allowed(),
         };
         conn.phase = self.queue_answer(&mut conn.send, e.response(), shape);
     }
