@@ -19,6 +19,11 @@ fn curl_status(args: &[&str]) -> (u16, String) {
     (status.parse().expect("a status"), body.to_string())
 }
 
+/// `curl -X PATCH` with a JSON Patch: (status, body).
+fn json_patch(patch: &str, url: &str) -> (u16, String) {
+    curl_status(&["-X", "PATCH", "-H", "Content-Type: application/json-patch+json", "-d", patch, url])
+}
+
 fn sequence(server: &Server) -> u64 {
     server.get("/version").json()["sequence"].as_u64().unwrap()
 }
@@ -76,15 +81,7 @@ fn put_delete_and_patch_each_commit_one_version_with_curl() {
         {"op": "replace", "path": "/hosts/0", "value": "z"},
         {"op": "remove", "path": "/tls"}
     ]"#;
-    let (status, body) = curl_status(&[
-        "-X",
-        "PATCH",
-        "-H",
-        "Content-Type: application/json-patch+json",
-        "-d",
-        patch,
-        &url("/data/web"),
-    ]);
+    let (status, body) = json_patch(patch, &url("/data/web"));
     assert_eq!(status, 200, "{body}");
     assert_eq!(sequence(&server), before + 1, "one patch, one version");
     assert_eq!(
@@ -94,28 +91,12 @@ fn put_delete_and_patch_each_commit_one_version_with_curl() {
 
     // A JSON Patch that does not apply changes nothing, not even its first operations.
     let failing = r#"[{"op": "remove", "path": "/spare"}, {"op": "test", "path": "/secure", "value": false}]"#;
-    let (status, body) = curl_status(&[
-        "-X",
-        "PATCH",
-        "-H",
-        "Content-Type: application/json-patch+json",
-        "-d",
-        failing,
-        &url("/data/web"),
-    ]);
+    let (status, body) = json_patch(failing, &url("/data/web"));
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("operation 1: test failed"), "{body}");
     assert_eq!(server.get("/data/web/spare").status, 200, "the first operation did not land");
     let malformed = r#"[{"op": "frobnicate", "path": "/x"}]"#;
-    let (status, _) = curl_status(&[
-        "-X",
-        "PATCH",
-        "-H",
-        "Content-Type: application/json-patch+json",
-        "-d",
-        malformed,
-        &url("/data"),
-    ]);
+    let (status, _) = json_patch(malformed, &url("/data"));
     assert_eq!(status, 400);
     let (status, body) = curl_status(&["-X", "PATCH", "-d", "{}", &url("/data/web")]);
     assert_eq!(status, 415, "curl's form type is no patch format: {body}");
@@ -127,15 +108,7 @@ fn put_delete_and_patch_each_commit_one_version_with_curl() {
     // A patch whose copies double what they copy is refused before it grows the store.
     let before = sequence(&server);
     let doubling = format!("[{}]", vec![r#"{"op": "copy", "from": "/hosts", "path": "/hosts/-"}"#; 40].join(","));
-    let (status, body) = curl_status(&[
-        "-X",
-        "PATCH",
-        "-H",
-        "Content-Type: application/json-patch+json",
-        "-d",
-        &doubling,
-        &url("/data/web"),
-    ]);
+    let (status, body) = json_patch(&doubling, &url("/data/web"));
     assert_eq!(status, 413, "{body}");
     assert_eq!(sequence(&server), before, "nothing changed");
 
