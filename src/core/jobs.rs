@@ -100,8 +100,9 @@ pub struct DiskError {
 
 /// Where the jobs' snapshot files go: the data directory, or a simulated one.
 pub trait Disk {
-    /// Writes a snapshot file durably (it survives `kill -9` and power loss once this returns) and
-    /// applies the retention rules; `Ok(None)` when there is no data directory.
+    /// Writes a snapshot file durably (it survives `kill -9` and power loss once this returns);
+    /// `Ok(None)` when there is no data directory. Old files are removed later, off the answer's
+    /// path (`shell::data_dir::DataDir::tidy`).
     fn write_snapshot(
         &mut self,
         node: &NodeJson,

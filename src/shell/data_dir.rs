@@ -188,6 +188,20 @@ impl DataDir {
         snapshot::file_name(self.last_micros)
     }
 
+    /// Removes the files the retention rules no longer keep. The writer does it after it has
+    /// reported the write that made them old: an unlink takes about 0.3 ms on ext4, and the
+    /// answer to a commit need not wait for it.
+    pub fn tidy(&mut self) {
+        let Some(dir) = self.config.dir.clone() else { return };
+        for expired in self.expired(unix_micros()) {
+            let file = dir.join(expired);
+            match fs::remove_file(&file) {
+                Ok(()) => debug!("removed old snapshot {}", file.display()),
+                Err(e) => warn!("cannot remove old snapshot {}: {e}", file.display()),
+            }
+        }
+    }
+
     /// Takes out of the list the files the retention rules remove now: past the newest
     /// `keep_count`, or older than `keep_micros`; never the newest one.
     fn expired(&mut self, now_micros: u64) -> Vec<String> {
@@ -214,13 +228,6 @@ impl Disk for DataDir {
         let name = self.next_name();
         write_atomically(&dir, &name, |file| snapshot::encode(file, node, body, &mut *pace))?;
         self.files.push_back((self.last_micros, name.clone()));
-        for expired in self.expired(unix_micros()) {
-            let file = dir.join(expired);
-            match fs::remove_file(&file) {
-                Ok(()) => debug!("removed old snapshot {}", file.display()),
-                Err(e) => warn!("cannot remove old snapshot {}: {e}", file.display()),
-            }
-        }
         Ok(Some(dir.join(name)))
     }
 
@@ -347,6 +354,7 @@ mod tests {
                 write: true,
             };
             let Done::Sealed { sealed, .. } = jobs::run(job, &mut data_dir, &mut || {}) else { panic!() };
+            data_dir.tidy();
             parent = sealed.copy.lineage;
         }
     }

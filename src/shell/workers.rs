@@ -47,18 +47,21 @@ impl Workers {
             None => Vec::new(),
         };
         let mut data_dir = DataDir::new(disk.clone(), &files);
-        let writer = spawn(&mut threads, "lighthouse-writer", report.clone(), wake.clone(), move |job: Job| {
-            Report::Job(Box::new(run_timed(job, &mut data_dir)))
+        let writer = spawn(&mut threads, "lighthouse-writer", report.clone(), wake.clone(), move |job: Job, send| {
+            send(Report::Job(Box::new(run_timed(job, &mut data_dir))));
+            // Once the report is out: old snapshots go while the loop answers.
+            data_dir.tidy();
         })?;
-        let decoder = spawn(&mut threads, "lighthouse-decoder", report.clone(), wake.clone(), move |job: Job| {
-            Report::Job(Box::new(run_timed(job, &mut NoDisk)))
-        })?;
-        let resolver = spawn(&mut threads, "lighthouse-resolver", report, wake, |address: String| {
+        let decoder =
+            spawn(&mut threads, "lighthouse-decoder", report.clone(), wake.clone(), move |job: Job, send| {
+                send(Report::Job(Box::new(run_timed(job, &mut NoDisk))));
+            })?;
+        let resolver = spawn(&mut threads, "lighthouse-resolver", report, wake, |address: String, send| {
             let result = match address.to_socket_addrs() {
                 Ok(mut found) => found.next().ok_or_else(|| "no address found".to_string()),
                 Err(e) => Err(e.to_string()),
             };
-            Report::Resolved { address, result }
+            send(Report::Resolved { address, result });
         })?;
         Ok(Workers { writer: Some(writer), decoder: Some(decoder), resolver: Some(resolver), reports, threads })
     }
@@ -100,22 +103,27 @@ impl Drop for Workers {
     }
 }
 
-/// Starts a thread that runs `work` on each item of its queue and reports the result.
+/// Starts a thread that runs `work` on each item of its queue; `work` reports through the
+/// function it is given (which wakes the loop), and may go on with work of its own after.
 fn spawn<T: Send + 'static>(
     threads: &mut Vec<JoinHandle<()>>,
     name: &str,
     report: Sender<Report>,
     wake: Arc<dyn Fn() + Send + Sync>,
-    mut work: impl FnMut(T) -> Report + Send + 'static,
+    mut work: impl FnMut(T, &mut dyn FnMut(Report)) + Send + 'static,
 ) -> io::Result<Sender<T>> {
     let (sender, receiver) = mpsc::channel::<T>();
     threads.push(thread::Builder::new().name(name.into()).spawn(move || {
         crate::shell::sys::lower_thread_priority();
         for item in receiver {
-            if report.send(work(item)).is_err() {
+            let mut loop_gone = false;
+            work(item, &mut |done| match report.send(done) {
+                Ok(()) => wake(),
+                Err(_) => loop_gone = true,
+            });
+            if loop_gone {
                 break;
             }
-            wake();
         }
     })?);
     Ok(sender)
