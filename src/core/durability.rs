@@ -84,7 +84,6 @@ impl Node {
             return;
         }
         let stamp = self.cluster.stamp;
-        let node = self.node_json();
         // In coordinated mode a commit is made durable on a majority (`replicate.rs`), not here.
         if self.consensus.is_none()
             && let Some(lock) = &mut self.lock
@@ -96,6 +95,7 @@ impl Node {
             self.disk.in_flight = Some(InFlight::Commit { id, stamp });
             let (sequence, root) = (lock.base.sequence + 1, lock.staged.clone());
             let parent = self.store.lineage().clone();
+            let node = self.node_json();
             let job = Job::Seal { id, sequence, root, parent, node, coordination: None, write: true };
             self.effects.push(Effect::Job(job));
             return;
@@ -112,6 +112,7 @@ impl Node {
             let version = self.store.version();
             self.disk.in_flight = Some(InFlight::Persist { id, version, stamp });
             let body = self.store.body();
+            let node = self.node_json();
             self.effects.push(Effect::Job(Job::Write { id, body, node }));
         }
     }

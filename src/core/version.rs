@@ -55,11 +55,16 @@ impl Checksum {
 }
 
 impl fmt::Display for Checksum {
+    /// 40 lower-case hex digits, written at once (snapshots write hundreds of checksums, and
+    /// formatting each byte on its own showed in profiles of the commit path).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 40];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0x0f)];
         }
-        Ok(())
+        f.write_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"))
     }
 }
 
