@@ -126,7 +126,9 @@ impl Node {
         let root = self.store.root();
         let version = self.store.version();
         let current = root.resolve(&write.path);
-        let current_tag = current.map(|subtree| tag(subtree, &write.path, version));
+        // A tag hashes its whole subtree, on the loop: only when a precondition asks for it.
+        let conditional = write.if_match.is_some() || write.if_none_match.is_some();
+        let current_tag = current.filter(|_| conditional).map(|subtree| tag(subtree, &write.path, version));
         if let Some(refused) = precondition(&write, current_tag.as_deref()) {
             return Some(refused.with_header("X-Lighthouse-Version", &version.to_header()));
         }
@@ -142,10 +144,13 @@ impl Node {
                 None => unchanged,
             });
         }
+        // The tag of what a PUT wrote costs what parsing its body cost; a patch's result may be a
+        // large subtree, whose tag a client reads with GET when it needs one.
         let etag = match &write.edit {
-            Edit::Delete => None,
-            _ if write.path.is_empty() => None,
-            _ => staged.resolve(&write.path).map(|subtree| tag(subtree, &write.path, version)),
+            Edit::Put(_) if !write.path.is_empty() => {
+                staged.resolve(&write.path).map(|subtree| tag(subtree, &write.path, version))
+            }
+            _ => None,
         };
         let whole_store = write.path.is_empty() && !matches!(write.edit, Edit::Delete);
         let mut lock = Lock::new(&write.name, now, self.config.lock_timeout_ms, version, root.clone());
