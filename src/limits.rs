@@ -221,8 +221,9 @@ pub const WRITE_WAIT_MS: u64 = 2_000;
 pub const WRITES_WAITING_MAX: usize = 1_024;
 /// Bytes of the bodies of the writes waiting for the lock (each holds its parsed value).
 pub const WRITES_WAITING_BYTES_MAX: usize = 64 * 1024 * 1024;
-/// Operations in one JSON Patch: each may copy an array or object on its path.
-pub const PATCH_OPERATIONS_MAX: usize = 10_000;
+/// Operations in one JSON Patch: each copies the arrays and objects on its path (until wide
+/// objects are persistent maps), all on the loop.
+pub const PATCH_OPERATIONS_MAX: usize = 1_000;
 /// Values one JSON Patch may copy (`copy` operations, counted over what each copies): a copy of
 /// a copy doubles, so a 1 KB patch could otherwise make a store of gigabytes.
 pub const PATCH_COPIED_VALUES_MAX: usize = 1_000_000;

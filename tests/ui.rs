@@ -149,6 +149,9 @@ fn with_tokens_the_page_streams_and_edits_once_given_one() {
     browser.click("#save");
     browser.wait_text("the saved message", "#message", |t| t.starts_with("Saved"));
     assert_eq!(server.request_with("GET", "/data/x", &write, b"").text(), "2\n");
+    // The stream, read with the token in a header (never in a URL), goes on live.
+    assert_eq!(server.request_with("PUT", "/data/x", &write, b"3").status, 200);
+    browser.wait_text("the change streamed", r#"[data-path="/data/x"]"#, |t| t == "\"x\": 3");
 }
 
 /// A page on another origin that reads, streams and writes `target` (a Lighthouse node), and

@@ -341,7 +341,10 @@ impl Node {
             "term": consensus.state.term,
             "coordinator": consensus.me().to_json(),
             "cluster": coordination.cluster,
-            "committed": Accepted::of(self.store.sealed()).to_json(),
+            // Only a store known to be committed: one elected on a store it loaded unconfirmed
+            // says nothing until its adopted version is durable on a majority (else a member
+            // holding the same unconfirmed version would serve it as committed).
+            "committed": consensus.confirmed.then(|| Accepted::of(self.store.sealed()).to_json()),
             "sent": now.mono_ms,
         })
         .to_string();

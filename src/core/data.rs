@@ -68,7 +68,9 @@ impl Node {
         }
         let write = match parse_write(request, raw_path) {
             Ok(write) => write,
-            Err(refused) => return Reply::Now(refused),
+            Err(refused) => {
+                return Reply::Now(refused.with_header("X-Lighthouse-Version", &self.version().to_header()));
+            }
         };
         if self.must_forward("data", request.method) {
             return self.forward(now, ticket, request, true);

@@ -241,7 +241,10 @@ impl Node {
             super::transaction::changes(lock.changes),
             super::transaction::from(lock.client)
         );
-        self.remember_commit(now, &lock.name, version);
+        // Only transactions: a client retrying a lost commit must find its name among them.
+        if lock.one_request.is_none() {
+            self.remember_commit(now, &lock.name, version);
+        }
         if self.config.durable {
             self.disk.durable = version;
             self.disk.durable_stamp = stamp;

@@ -187,14 +187,17 @@ impl Node {
         let commit = self.commit.take().expect("a version in flight");
         warn!("the version being committed could not be written here: {}", e.message);
         self.pending = None;
-        if let Purpose::Lock { ticket, answered: false } = commit.purpose
+        if let Purpose::Lock { ticket, answered } = commit.purpose
             && let Some(lock) = &mut self.lock
         {
+            // Open again (its lease runs), even when its client already has a 504.
             lock.state = LockState::Open;
             lock.renew(now);
             let held = if lock.one_request.is_some() { "retry" } else { "the lock is still held" };
             let message = format!("{}; nothing was committed; {held}", e.message);
-            self.answer(ticket, Response::error(e.status, &message));
+            if !answered {
+                self.answer(ticket, Response::error(e.status, &message));
+            }
             self.drop_failed_write();
         }
         self.start_lock_commit(now);
@@ -291,7 +294,9 @@ impl Node {
             super::transaction::changes(lock.changes),
             super::transaction::from(lock.client)
         );
-        self.remember_commit(now, &lock.name, version);
+        if lock.one_request.is_none() {
+            self.remember_commit(now, &lock.name, version);
+        }
         if self.mine.len() >= LINEAGE_VERSIONS_MAX {
             self.mine.pop_front();
         }
@@ -425,7 +430,8 @@ impl Node {
     }
 
     /// The coordinator hears what a member holds: a voter that lacks the version in flight gets it
-    /// again, a member whose committed store is behind gets the committed store.
+    /// again, a member whose committed store is behind gets the committed store (once this node's
+    /// store is known to be committed).
     pub(super) fn member_holds(
         &mut self,
         _now: Now,
@@ -446,7 +452,10 @@ impl Node {
         let behind = committed.is_none_or(|c| {
             c.version.sequence < ours.sequence || (c.version != ours && c.version.sequence == ours.sequence)
         });
+        // Only a store known to be committed is pushed: a coordinator elected on a store it
+        // loaded unconfirmed has yet to make its adopted version durable on a majority.
         if behind
+            && self.store_confirmed()
             && let Some(peer) = self.cluster.find_mut(address)
             && peer.pushing.is_none()
         {

@@ -75,6 +75,8 @@ impl Node {
         if let Some(refused) = self.without_lease(now) {
             return refused;
         }
+        // Writes waiting for a lock just freed take it first: first come, first served.
+        self.run_waiting_writes(now);
         let lease_ms = match ttl {
             None => self.config.lock_timeout_ms,
             Some(ttl) => match ttl.parse::<u64>() {

@@ -72,7 +72,7 @@ impl Node {
         }
         if self.lock.is_none() && self.waiting_writes.is_empty() {
             return match self.start_write(now, ticket, write) {
-                Some(response) => Reply::Now(response),
+                Some(response) => Reply::Now(self.versioned(response)),
                 None => Reply::Later,
             };
         }
@@ -94,7 +94,9 @@ impl Node {
             let message = format!(
                 "the lock is held by {holder}; this write waited {WRITE_WAIT_MS} ms and changed nothing; retry"
             );
-            self.answer(waiting.ticket, Response::error(409, &message).with_header("Retry-After", "1"));
+            let refused = Response::error(409, &message).with_header("Retry-After", "1");
+            let refused = self.versioned(refused);
+            self.answer(waiting.ticket, refused);
         }
         if self.waiting_writes.is_empty() {
             return;
@@ -108,9 +110,16 @@ impl Node {
                 None => self.start_write(now, waiting.ticket, waiting.write),
             };
             if let Some(response) = response {
+                let response = self.versioned(response);
                 self.answer(waiting.ticket, response);
             }
         }
+    }
+
+    /// An answer of this node to a write, with the version it was made on (or made: a commit's
+    /// answer carries its own).
+    fn versioned(&self, response: Response) -> Response {
+        response.with_header("X-Lighthouse-Version", &self.store.version().to_header())
     }
 
     /// When the waiting writes need the core: at once when the lock is free, else when the
@@ -130,20 +139,12 @@ impl Node {
         let conditional = write.if_match.is_some() || write.if_none_match.is_some();
         let current_tag = current.filter(|_| conditional).map(|subtree| tag(subtree, &write.path, version));
         if let Some(refused) = precondition(&write, current_tag.as_deref()) {
-            return Some(refused.with_header("X-Lighthouse-Version", &version.to_header()));
+            return Some(refused);
         }
         let staged = match edited(root, current, &write) {
             Ok(staged) => staged,
             Err(refused) => return Some(refused),
         };
-        if staged.same_content(root) {
-            let unchanged = Response::json(200, version.to_pretty_line().into_bytes())
-                .with_header("X-Lighthouse-Version", &version.to_header());
-            return Some(match current_tag {
-                Some(etag) => unchanged.with_header("ETag", &etag),
-                None => unchanged,
-            });
-        }
         // The tag of what a PUT wrote costs what parsing its body cost; a patch's result may be a
         // large subtree, whose tag a client reads with GET when it needs one.
         let etag = match &write.edit {
@@ -152,6 +153,14 @@ impl Node {
             }
             _ => None,
         };
+        if staged.same_content(root) {
+            let unchanged = Response::json(200, version.to_pretty_line().into_bytes());
+            let whole_store = write.path.is_empty().then(|| format!("\"{}\"", version.checksum));
+            return Some(match etag.or(current_tag).or(whole_store) {
+                Some(etag) => unchanged.with_header("ETag", &etag),
+                None => unchanged,
+            });
+        }
         let whole_store = write.path.is_empty() && !matches!(write.edit, Edit::Delete);
         let mut lock = Lock::new(&write.name, now, self.config.lock_timeout_ms, version, root.clone());
         lock.staged = staged;

@@ -72,6 +72,13 @@ impl Cors {
         let (answer, preflight_answer) = &self.blocks[usize::from(which)];
         if preflight { preflight_answer } else { answer }
     }
+
+    /// The header lines for an answer to a request from no allowed origin: with a list of
+    /// origins, `Vary: Origin` still, so that a shared cache never gives this answer (without
+    /// `Access-Control-Allow-Origin`) to a page on an allowed origin.
+    pub fn headers_for_others(&self) -> &[u8] {
+        if self.origins.is_some() { b"Vary: Origin\r\n" } else { b"" }
+    }
 }
 
 /// One origin as a browser serializes it, or why `text` is none.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{EditError, Str, Value, find_key, parse_index};
+use super::{EditError, Entry, Value, parse_index};
 use crate::limits::{PATCH_COPIED_VALUES_MAX, PATCH_OPERATIONS_MAX};
 
 /// Why a JSON Patch was not applied.
@@ -26,21 +26,35 @@ pub enum PatchError {
 /// removes those it gives as `null`; any other patch replaces the target.
 pub fn merge_patch(target: Option<&Value>, patch: &Value) -> Value {
     let Value::Object(changes) = patch else { return patch.clone() };
-    let mut merged = match target {
-        Some(object @ Value::Object(_)) => object.clone(),
-        _ => Value::empty_object(),
+    let empty: &[Entry] = &[];
+    let members = match target {
+        Some(Value::Object(entries)) => &entries[..],
+        _ => empty,
     };
-    for (key, change) in changes.iter() {
-        let key = key.as_str();
-        if *change == Value::Null {
-            // Removing a member that is not there is no error in a merge patch.
-            let _ = merged.delete(&[key]);
-        } else {
-            let value = merge_patch(merged.child(key), change);
-            set_member(&mut merged, key, value);
+    // Both lists are sorted by key: one pass merges them, however many members either has.
+    let (mut ours, mut theirs) = (members.iter().peekable(), changes.iter().peekable());
+    let mut merged: Vec<Entry> = Vec::with_capacity(members.len() + changes.len());
+    loop {
+        let order = match (ours.peek(), theirs.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some((a, _)), Some((b, _))) => a.cmp(b),
+        };
+        let (kept, change) = match order {
+            std::cmp::Ordering::Less => (ours.next(), None),
+            std::cmp::Ordering::Greater => (None, theirs.next()),
+            std::cmp::Ordering::Equal => (ours.next(), theirs.next()),
+        };
+        match (kept, change) {
+            (Some(entry), None) => merged.push(entry.clone()),
+            // `null` removes the member (a member that is not there is no error).
+            (_, Some((_, Value::Null))) => {}
+            (kept, Some((key, change))) => merged.push((key.clone(), merge_patch(kept.map(|(_, v)| v), change))),
+            (None, None) => unreachable!("one side had an entry"),
         }
     }
-    merged
+    Value::Object(Arc::from(merged))
 }
 
 /// RFC 6902: applies `operations` to the subtree of `root` at `base`, all or nothing. Pointers
@@ -177,10 +191,19 @@ fn absolute(base: &[String], pointer: &str) -> Result<Vec<String>, PatchError> {
         return Err(PatchError::Malformed(format!("\"{pointer}\" is not a JSON Pointer (it starts with /)")));
     };
     for token in tokens.split('/') {
-        if token.replace("~0", "").replace("~1", "").contains('~') {
-            return Err(PatchError::Malformed(format!("\"{pointer}\": ~ is escaped as ~0 or ~1")));
+        let mut decoded = String::with_capacity(token.len());
+        let mut chars = token.chars();
+        while let Some(c) = chars.next() {
+            match (c, c == '~') {
+                (_, false) => decoded.push(c),
+                (_, true) => match chars.next() {
+                    Some('0') => decoded.push('~'),
+                    Some('1') => decoded.push('/'),
+                    _ => return Err(PatchError::Malformed(format!("\"{pointer}\": ~ is escaped as ~0 or ~1"))),
+                },
+            }
         }
-        path.push(token.replace("~1", "/").replace("~0", "~"));
+        path.push(decoded);
     }
     Ok(path)
 }
@@ -227,22 +250,6 @@ fn values_in(value: &Value, limit: usize) -> usize {
     count
 }
 
-/// Sets an object's member, in key order.
-fn set_member(object: &mut Value, key: &str, value: Value) {
-    let Value::Object(entries) = object else { unreachable!("merge targets are objects") };
-    match find_key(entries, key) {
-        Ok(i) => Arc::make_mut(entries)[i].1 = value,
-        Err(i) => {
-            *entries = entries[..i]
-                .iter()
-                .cloned()
-                .chain(Some((Str::new(key), value)))
-                .chain(entries[i..].iter().cloned())
-                .collect()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +283,11 @@ mod tests {
             assert_eq!(merged(target, patch), parse(result), "{target} + {patch}");
         }
         assert_eq!(merge_patch(None, &parse(r#"{"a":null,"b":1}"#)), parse(r#"{"b":1}"#));
+        // Many members merge in one pass (a quadratic merge took seconds on 100,000 keys).
+        let wide: String = (0..100_000).map(|i| format!("\"k{i}\":{i}")).collect::<Vec<_>>().join(",");
+        let merged = merged(&format!("{{{wide}}}"), &format!("{{{wide},\"k5\":null}}"));
+        assert_eq!(merged.child("k7"), Some(&parse("7")));
+        assert_eq!(merged.child("k5"), None);
     }
 
     fn patched(doc: &str, patch: &str) -> Result<Value, PatchError> {
@@ -347,6 +359,7 @@ mod tests {
         malformed(r#"[{"path":"/a"}]"#);
         malformed(r#"[{"op":"remove","path":"a"}]"#);
         malformed(r#"[{"op":"remove","path":"/a~2"}]"#);
+        malformed(r#"[{"op":"remove","path":"/~~01"}]"#);
         malformed("[1]");
         let too_many =
             format!("[{}]", vec![r#"{"op":"test","path":"/a","value":1}"#; PATCH_OPERATIONS_MAX + 1].join(","));

@@ -300,7 +300,8 @@ impl EventLoop {
     fn cors_headers(&self, shape: &AnswerShape) -> &'static [u8] {
         match (&self.cors, shape.cors) {
             (Some(cors), Some(which)) => cors.headers(which, shape.method == Method::Options),
-            _ => b"",
+            (Some(cors), None) => cors.headers_for_others(),
+            (None, _) => b"",
         }
     }
 
