@@ -3,6 +3,7 @@
 //! installs both (`apt-get install chromium chromium-driver`).
 
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
@@ -25,7 +26,10 @@ impl Browser {
     /// from reaching for Google's services, which this machine's closed network refuses.
     pub fn start() -> Browser {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // In a process group of its own, so that dropping the browser ends Chromium's processes
+        // too (they are ChromeDriver's children, and would outlive it).
         let driver = Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -145,7 +149,9 @@ impl Drop for Browser {
             let path = format!("/session/{}", self.session);
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.call("DELETE", &path, &Value::Null)));
         }
-        let _ = self.driver.kill();
+        let group = i32::try_from(self.driver.id()).expect("a pid fits an i32");
+        // SAFETY: kill(2) on the process group this browser started; no memory is involved.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
         let _ = self.driver.wait();
     }
 }
