@@ -257,7 +257,13 @@ impl Node {
         }
         self.pending = None;
         self.disk.wrote(version, self.cluster.stamp);
-        self.store.promote(sealed);
+        if self.store_confirmed() {
+            self.store.promote(sealed);
+        } else {
+            // Elected on a store loaded unconfirmed: the version it adopted replaces it, even at
+            // a lower sequence (the store was one no majority held).
+            self.store.reset(sealed);
+        }
         self.store_changed();
         let consensus = self.consensus.as_mut().expect("coordinated");
         consensus.confirmed = true;
