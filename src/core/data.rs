@@ -133,8 +133,3 @@ fn parse_write(request: &Request, raw_path: &str) -> Result<Write, Response> {
 pub(super) fn if_match(tags: &str, etag: &str) -> bool {
     tags.split(',').map(str::trim).any(|tag| tag == "*" || tag == etag || tag.replace(".raw\"", "\"") == etag)
 }
-
-/// `If-None-Match` on a write: `*` or one of the tags (weak ones too) matches the current content.
-pub(super) fn if_none_match(tags: &str, etag: &str) -> bool {
-    etag_matches(tags, etag)
-}

@@ -185,10 +185,11 @@ pub fn staged_response(subtree: &Value, format: Format) -> Response {
 /// whole store's tag is its checksum, which is already known.
 fn render(subtree: &Value, format: Format, version: Version, is_root: bool) -> Result<Rendered, ReadError> {
     let (content_type, body) = body_of(subtree, format)?;
-    let content_checksum = || if is_root { version.checksum } else { Checksum::of(subtree) };
     let etag = match (format, subtree) {
-        (Format::Raw, Value::Array(_) | Value::Object(_)) | (Format::Json, _) => format!("\"{}\"", content_checksum()),
-        (Format::Raw, _) => format!("\"{}.raw\"", content_checksum()),
+        (Format::Raw, Value::Array(_) | Value::Object(_)) | (Format::Json, _) => {
+            format!("\"{}\"", content_checksum(subtree, version, is_root))
+        }
+        (Format::Raw, _) => format!("\"{}.raw\"", content_checksum(subtree, version, is_root)),
         (Format::Keys, Value::Object(entries)) => {
             let keys = Value::Array(entries.iter().map(|(k, _)| Value::String(k.clone())).collect());
             format!("\"{}.keys\"", Checksum::of(&keys))
@@ -198,6 +199,12 @@ fn render(subtree: &Value, format: Format, version: Version, is_root: bool) -> R
     let headers =
         format!("Content-Type: {content_type}\r\nETag: {etag}\r\nX-Lighthouse-Version: {}\r\n", version.to_header());
     Ok(Rendered { headers: Arc::from(headers.into_bytes()), body: Arc::from(body), etag: Arc::from(etag) })
+}
+
+/// What a subtree's entity tag is made of: the SHA-1 of its compact JSON, which for the whole
+/// store is its version's checksum, already known. Reads and write preconditions use the same.
+pub fn content_checksum(subtree: &Value, version: Version, is_root: bool) -> Checksum {
+    if is_root { version.checksum } else { Checksum::of(subtree) }
 }
 
 impl Rendered {

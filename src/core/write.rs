@@ -13,12 +13,13 @@ use std::collections::VecDeque;
 
 use log::warn;
 
-use super::data::{if_match, if_none_match};
+use super::data::if_match;
 use super::lock::{Lock, LockState, OneRequest};
+use super::store::{content_checksum, etag_matches};
 use super::{Node, Reply, Ticket};
 use crate::core::clock::{Deadline, Now};
 use crate::core::value::{EditError, PatchError, Value, json_patch, merge_patch};
-use crate::core::version::{Checksum, Version};
+use crate::core::version::Version;
 use crate::http::Response;
 use crate::limits::{
     PATCH_COPIED_VALUES_MAX, STORE_DEPTH_MAX, WRITE_WAIT_MS, WRITES_WAITING_BYTES_MAX, WRITES_WAITING_MAX,
@@ -202,7 +203,7 @@ pub(super) fn committed(lock: &Lock, version: Version) -> Response {
 
 /// The ETag `GET /data/path` gives a subtree: its checksum (the store's version for the root).
 fn tag(subtree: &Value, path: &[String], version: Version) -> String {
-    if path.is_empty() { format!("\"{}\"", version.checksum) } else { format!("\"{}\"", Checksum::of(subtree)) }
+    format!("\"{}\"", content_checksum(subtree, version, path.is_empty()))
 }
 
 /// 412 when `If-Match` or `If-None-Match` does not hold for the current content (400 for an
@@ -226,7 +227,7 @@ fn precondition(write: &Write, current: Option<&str>) -> Option<Response> {
         (Some(tags), _, Some(etag)) if !if_match(tags, etag) => {
             format!("If-Match: {shown} has changed (its ETag is now {etag}); nothing changed")
         }
-        (_, Some(tags), Some(etag)) if if_none_match(tags, etag) => {
+        (_, Some(tags), Some(etag)) if etag_matches(tags, etag) => {
             format!("If-None-Match: {shown} exists (its ETag is {etag}); nothing changed")
         }
         _ => return None,
