@@ -11,9 +11,10 @@ use std::sync::Arc;
 use crate::core::lineage::Lineage;
 use crate::core::members::Coordination;
 use crate::core::node_state::NodeState;
-use crate::core::sealed::{self, DecodeError, Sealed};
+use crate::core::sealed::{self, Copy, DecodeError, Sealed};
 use crate::core::snapshot::NodeJson;
 use crate::core::value::Value;
+use crate::core::version::Version;
 
 /// Work for the worker threads.
 #[derive(Debug)]
@@ -39,13 +40,16 @@ pub enum Job {
     Remove { id: u64, file: PathBuf },
     /// Parse a copy sent by a peer, check its checksum and render its canonical body.
     Decode { id: u64, body: Vec<u8> },
+    /// Render the copy body of a store whose body was set aside (`GET /copy` on a node without
+    /// peers), off the loop.
+    Render { id: u64, copy: Box<Copy> },
 }
 
 impl Job {
     /// True for the jobs that touch the data directory (one writer does them, in order); decoding
-    /// a copy goes to its own worker, so it never waits behind an fsync.
+    /// and rendering a copy go to their own worker, so they never wait behind an fsync.
     pub fn writes(&self) -> bool {
-        !matches!(self, Job::Decode { .. })
+        !matches!(self, Job::Decode { .. } | Job::Render { .. })
     }
 }
 
@@ -68,6 +72,13 @@ pub enum Done {
     Decoded {
         id: u64,
         result: Result<Sealed, DecodeError>,
+    },
+    /// The copy body of `version`, and the length of its data.
+    Rendered {
+        id: u64,
+        version: Version,
+        body: Arc<[u8]>,
+        data_len: usize,
     },
     /// The file is gone, and the directory synced (or the removal failed and was logged).
     Removed {
@@ -153,5 +164,9 @@ pub fn run(job: Job, disk: &mut dyn Disk, pace: &mut dyn FnMut()) -> Done {
             Done::Removed { id }
         }
         Job::Decode { id, body } => Done::Decoded { id, result: sealed::parse_copy_paced(&body, pace) },
+        Job::Render { id, copy } => {
+            let (body, data_len) = sealed::render_body_paced(&copy, pace);
+            Done::Rendered { id, version: copy.version, body, data_len }
+        }
     }
 }

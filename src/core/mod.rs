@@ -220,6 +220,8 @@ pub struct Node {
     mine: VecDeque<OwnCommit>,
     /// Copies the decoder thread is checking, and who waits for each: (job, waiter).
     decoding: Vec<(u64, Decoding)>,
+    /// `GET /copy` requests waiting for the decoder thread to render the body.
+    copy_renders: take::CopyRenders,
     activation: Activation,
     /// While joining with coordinated writes: the voters that answered, whose versions `target`
     /// is the newest of. A majority of them must answer before the node serves.
@@ -258,6 +260,7 @@ impl Node {
             cluster: Cluster::default(),
             mine: start.mine.into_iter().rev().take(LINEAGE_VERSIONS_MAX).rev().collect(),
             decoding: Vec::new(),
+            copy_renders: take::CopyRenders::default(),
             activation: Activation::Active,
             heard_while_joining: Vec::new(),
             watches: Watches::default(),
@@ -435,6 +438,7 @@ impl Node {
                 self.accept_written(id, file);
             }
             Done::Decoded { id, result } => self.copy_decoded(now, id, result),
+            Done::Rendered { id, version, body, data_len } => self.copy_rendered(id, version, body, data_len),
             Done::Removed { id } => self.removed_done(now, id),
             Done::StateSaved { id, result: Ok(()) } => self.state_saved(now, id),
             Done::StateSaved { id, result: Err(e) } => self.state_not_saved(now, id, &e.message),

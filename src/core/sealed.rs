@@ -113,8 +113,13 @@ const DATA_START: &[u8] = b"{\"data\":";
 /// Renders the body of a copy that is already sealed (one whose body was set aside to save
 /// memory); gives the body and the length of its data.
 pub fn render_body(copy: &Copy) -> (Arc<[u8]>, usize) {
+    render_body_paced(copy, &mut || {})
+}
+
+/// As `render_body`, calling `pace` between pieces of the render.
+pub fn render_body_paced(copy: &Copy, pace: &mut dyn FnMut()) -> (Arc<[u8]>, usize) {
     let mut body = DATA_START.to_vec();
-    copy.root.write_compact(&mut body).expect("writing to a Vec cannot fail");
+    copy.root.write_compact(&mut Paced::new(&mut body, pace)).expect("writing to a Vec cannot fail");
     let data_len = body.len() - DATA_START.len();
     finish_body(&mut body, copy);
     (body.into(), data_len)
@@ -220,11 +225,44 @@ pub fn parse_copy(bytes: &[u8]) -> Result<Sealed, DecodeError> {
     parse_copy_paced(bytes, &mut || {})
 }
 
-/// As `parse_copy`, calling `pace` between pieces of the long render and hash.
+/// As `parse_copy`, calling `pace` between pieces of the long parse, render and hash.
+///
+/// A copy laid out as nodes send it (`{"data":DATA,"lineage":...}` with DATA the tree's
+/// canonical JSON, which is what every node sends) is read in one pass and its body kept as it
+/// came; anything else is parsed in general and its canonical body rendered anew.
 pub fn parse_copy_paced(bytes: &[u8], pace: &mut dyn FnMut()) -> Result<Sealed, DecodeError> {
+    if let Some(sealed) = parse_canonical_copy(bytes, pace) {
+        return sealed;
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let fields = CopySeed.deserialize(&mut deserializer).and_then(|f| deserializer.end().map(|()| f));
     seal_checked(fields.map_err(json_error)?.into_copy()?, pace)
+}
+
+/// A copy whose body is canonical, read in one pass: its data parsed where it stands, and the rest
+/// (the frame: the body with `null` for the data) parsed and rendered again to compare. `None`
+/// when anything departs from that form; a checksum mismatch is final.
+fn parse_canonical_copy(bytes: &[u8], pace: &mut dyn FnMut()) -> Option<Result<Sealed, DecodeError>> {
+    let rest = bytes.strip_prefix(DATA_START)?;
+    let (root, data_len) = Value::parse_canonical(rest, pace)?;
+    let (data, tail) = rest.split_at(data_len);
+    let frame = [DATA_START, b"null", tail].concat();
+    let mut deserializer = serde_json::Deserializer::from_slice(&frame);
+    let fields = CopySeed.deserialize(&mut deserializer).and_then(|f| deserializer.end().map(|()| f)).ok()?;
+    let mut copy = fields.into_copy().ok()?;
+    let mut canonical_tail = Vec::new();
+    finish_body(&mut canonical_tail, &copy);
+    if tail != canonical_tail {
+        return None;
+    }
+    let mut hash = Paced::new(HashWriter::default(), pace);
+    hash.write_all(data).expect("hashing cannot fail");
+    let actual = hash.into_inner().finish();
+    if actual != copy.version.checksum {
+        return Some(Err(DecodeError::ChecksumMismatch { declared: copy.version.checksum, actual }));
+    }
+    copy.root = root;
+    Some(Ok(Sealed { copy, body: bytes.into(), data_len }))
 }
 
 pub(crate) fn json_error(e: serde_json::Error) -> DecodeError {

@@ -140,9 +140,10 @@ impl<'de> Visitor<'de> for FileSeed {
 /// Parses and checks a snapshot file's bytes.
 ///
 /// A file whose file checksum matches and that is laid out as this server writes it has its copy
-/// body taken as it stands in the file: loading costs a parse, a SHA-1 pass over the file and one
-/// over the data, and a render compared with the data in place. Any other file is checked by
-/// rendering its data into a new body and hashing that.
+/// body taken as it stands in the file, and its data read in one pass that also checks that it is
+/// the tree's canonical JSON: loading costs that parse and a SHA-1 pass over the file and one over
+/// the data. Any other file is parsed in general and checked by rendering its data into a new
+/// body and hashing that.
 pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     decode_keeping(bytes, true)
 }
@@ -153,57 +154,110 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
 /// peers keeps it whatever `keep_body` says.
 pub fn decode_keeping(bytes: &[u8], keep_body: bool) -> Result<Snapshot, DecodeError> {
     let file_checked = check_file_sha1(bytes)?;
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let fields = FileSeed.deserialize(&mut deserializer).and_then(|f| deserializer.end().map(|()| f));
-    let fields = fields.map_err(json_error)?;
+    if file_checked && let Some(snapshot) = decode_written(bytes, keep_body) {
+        return Ok(snapshot);
+    }
+    let fields = parse_fields(bytes)?;
     if fields.file_sha1 && !file_checked {
         return Err(DecodeError::Shape("\"file-sha1\" is not the last field of the snapshot"));
     }
-    let cluster = match fields.cluster {
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(serde_json::Value::Array(peers)) => peers,
-        Some(_) => return Err(DecodeError::Shape("\"cluster\" is not a list")),
-    };
-    let mine = match fields.mine {
-        None => Vec::new(),
-        Some(serde_json::Value::Array(versions)) => versions
-            .iter()
-            .map(OwnCommit::from_json)
-            .collect::<Option<Vec<OwnCommit>>>()
-            .ok_or(DecodeError::Shape("\"mine\" is not a list of versions"))?,
-        Some(_) => return Err(DecodeError::Shape("\"mine\" is not a list of versions")),
-    };
-    let copy = fields.copy.ok_or(DecodeError::Shape("the snapshot has no \"copy\""))?.into_copy()?;
-    let committed = fields.committed.unwrap_or(true);
-    let keep_body = keep_body || !cluster.is_empty();
-    let written = file_checked.then(|| written_body(bytes, &cluster, &mine, committed, &copy)).flatten();
+    let parts = Parts::of(fields)?;
+    let copy = &parts.copy;
+    let canonical = |data: &[u8]| Checksum::of_bytes(data) == copy.version.checksum && renders_to(&copy.root, data);
+    let written = file_checked.then(|| written_body(bytes, &parts, canonical)).flatten();
+    let keep_body = keep_body || !parts.cluster.is_empty();
     let sealed = match written {
-        Some((body, data_len)) if keep_body => Sealed { copy, body: Arc::from(body), data_len },
-        Some((_, data_len)) => Sealed { copy, body: Arc::from(Vec::new()), data_len },
-        None => seal_checked(copy, &mut || {})?,
+        Some((body, data_len)) => {
+            let body = if keep_body { Arc::from(&bytes[body]) } else { Arc::from(Vec::new()) };
+            Sealed { copy: parts.copy, body, data_len }
+        }
+        None => seal_checked(parts.copy, &mut || {})?,
     };
-    Ok(Snapshot { sealed, cluster, mine, committed })
+    Ok(Snapshot { sealed, cluster: parts.cluster, mine: parts.mine, committed: parts.committed })
 }
 
-/// The copy body and the length of its data, cut out of a file this server wrote, or `None` when
-/// the file is not laid out exactly so. The file is `{"cluster":C,"copy":BODY,"mine":M,
+/// A file this server wrote, read in one pass: its data parsed as canonical JSON where it stands,
+/// and the rest (the frame: the file with `null` for the data, a few hundred bytes) parsed and
+/// checked as `written_body` checks any file. `None` when anything departs from that, for
+/// `decode_keeping` to parse the file in general (and say what is wrong with it, if anything).
+fn decode_written(bytes: &[u8], keep_body: bool) -> Option<Snapshot> {
+    const CLUSTER: &[u8] = b"{\"cluster\":";
+    const DATA: &[u8] = b",\"copy\":{\"data\":";
+    let cluster = bytes.strip_prefix(CLUSTER)?;
+    let mut peers = serde_json::Deserializer::from_slice(cluster).into_iter::<IgnoredAny>();
+    peers.next()?.ok()?;
+    let data_start = CLUSTER.len() + peers.byte_offset() + DATA.len();
+    if !bytes[..data_start].ends_with(DATA) {
+        return None;
+    }
+    let (root, data_len) = Value::parse_canonical(&bytes[data_start..], &mut || {})?;
+    let data = &bytes[data_start..data_start + data_len];
+    let frame = [&bytes[..data_start], b"null", &bytes[data_start + data_len..]].concat();
+    let mut parts = Parts::of(parse_fields(&frame).ok()?).ok()?;
+    let (frame_body, _) = written_body(&frame, &parts, |data| data == b"null")?;
+    if Checksum::of_bytes(data) != parts.copy.version.checksum {
+        return None;
+    }
+    parts.copy.root = root;
+    let keep_body = keep_body || !parts.cluster.is_empty();
+    let body_end = frame_body.end - b"null".len() + data_len;
+    let body = if keep_body { Arc::from(&bytes[frame_body.start..body_end]) } else { Arc::from(Vec::new()) };
+    let sealed = Sealed { copy: parts.copy, body, data_len };
+    Some(Snapshot { sealed, cluster: parts.cluster, mine: parts.mine, committed: parts.committed })
+}
+
+fn parse_fields(bytes: &[u8]) -> Result<FileFields, DecodeError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let fields = FileSeed.deserialize(&mut deserializer).and_then(|f| deserializer.end().map(|()| f));
+    fields.map_err(json_error)
+}
+
+/// A snapshot file's fields, checked.
+struct Parts {
+    cluster: Vec<serde_json::Value>,
+    mine: Vec<OwnCommit>,
+    committed: bool,
+    copy: Copy,
+}
+
+impl Parts {
+    fn of(fields: FileFields) -> Result<Parts, DecodeError> {
+        let cluster = match fields.cluster {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::Array(peers)) => peers,
+            Some(_) => return Err(DecodeError::Shape("\"cluster\" is not a list")),
+        };
+        let mine = match fields.mine {
+            None => Vec::new(),
+            Some(serde_json::Value::Array(versions)) => versions
+                .iter()
+                .map(OwnCommit::from_json)
+                .collect::<Option<Vec<OwnCommit>>>()
+                .ok_or(DecodeError::Shape("\"mine\" is not a list of versions"))?,
+            Some(_) => return Err(DecodeError::Shape("\"mine\" is not a list of versions")),
+        };
+        let copy = fields.copy.ok_or(DecodeError::Shape("the snapshot has no \"copy\""))?.into_copy()?;
+        Ok(Parts { cluster, mine, committed: fields.committed.unwrap_or(true), copy })
+    }
+}
+
+/// Where the copy body stands in a file this server wrote, and the length of its data, or `None`
+/// when the file is not laid out exactly so. The file is `{"cluster":C,"copy":BODY,"mine":M,
 /// "file-sha1":"..."}` and BODY is `{"data":DATA,"lineage":L,"version":V}`: C, M, L and V are
 /// rendered again from what was parsed and must match the bytes around BODY and DATA, so nothing
-/// inside DATA can be taken for a boundary. DATA must hash to the version's checksum and be the
-/// tree's own compact JSON: a file checksum vouches that no byte changed since it was written, not
-/// that the writer was this server.
-fn written_body<'a>(
-    bytes: &'a [u8],
-    cluster: &[serde_json::Value],
-    mine: &[OwnCommit],
-    committed: bool,
-    copy: &Copy,
-) -> Option<(&'a [u8], usize)> {
+/// inside DATA can be taken for a boundary. `data_is_canonical` must hold of DATA: that it hashes
+/// to the version's checksum and is the tree's own compact JSON, since a file checksum vouches
+/// that no byte changed since it was written, not that the writer was this server.
+fn written_body(
+    bytes: &[u8],
+    parts: &Parts,
+    data_is_canonical: impl FnOnce(&[u8]) -> bool,
+) -> Option<(std::ops::Range<usize>, usize)> {
     let mut head = b"{\"cluster\":".to_vec();
-    head.extend_from_slice(&serde_json::to_vec(cluster).ok()?);
+    head.extend_from_slice(&serde_json::to_vec(&parts.cluster).ok()?);
     head.extend_from_slice(b",\"copy\":{\"data\":");
-    let mine: Vec<String> = mine.iter().map(OwnCommit::to_compact).collect();
-    let tail = format!("{},\"mine\":[{}]", if committed { "" } else { ",\"committed\":false" }, mine.join(","));
+    let mine: Vec<String> = parts.mine.iter().map(OwnCommit::to_compact).collect();
+    let tail = format!("{},\"mine\":[{}]", if parts.committed { "" } else { ",\"committed\":false" }, mine.join(","));
     let covered = bytes.len().checked_sub(FILE_SHA1_BYTES)?;
     let body_end = covered.checked_sub(tail.len())?;
     if !bytes.starts_with(&head) || &bytes[body_end..covered] != tail.as_bytes() {
@@ -212,11 +266,10 @@ fn written_body<'a>(
     let body_start = head.len() - b"{\"data\":".len();
     let body = bytes.get(body_start..body_end)?;
     let mut body_tail = b",\"lineage\":".to_vec();
-    finish_body_tail(&mut body_tail, copy);
+    finish_body_tail(&mut body_tail, &parts.copy);
     let data = body.get(b"{\"data\":".len()..body.len().checked_sub(body_tail.len())?)?;
-    let whole =
-        body.ends_with(&body_tail) && Checksum::of_bytes(data) == copy.version.checksum && renders_to(&copy.root, data);
-    whole.then_some((body, data.len()))
+    let whole = body.ends_with(&body_tail) && data_is_canonical(data);
+    whole.then_some((body_start..body_end, data.len()))
 }
 
 /// Whether a tree's compact JSON is exactly `expected`, compared as it renders, without a buffer.

@@ -104,6 +104,18 @@ impl Store {
         self.sealed.body.clone()
     }
 
+    /// The copy body if it is at hand (it is set aside on a node without peers).
+    pub fn body_at_hand(&self) -> Option<Arc<[u8]>> {
+        (!self.sealed.body.is_empty()).then(|| self.sealed.body.clone())
+    }
+
+    /// Keeps a copy body rendered off the loop, if it is still the store's version's.
+    pub fn keep_body(&mut self, version: Version, body: Arc<[u8]>, data_len: usize) {
+        if version == self.version() && self.sealed.body.is_empty() {
+            (self.sealed.body, self.sealed.data_len) = (body, data_len);
+        }
+    }
+
     /// Lets go of the copy body: a node without peers needs it only for `GET /copy`, and it is as
     /// large as the store's JSON.
     pub fn forget_body(&mut self) {

@@ -6,6 +6,8 @@
 //! An older or equal copy is ignored; a malformed one or one whose checksum does not match its
 //! data is refused with 400 and changes nothing.
 
+use std::sync::Arc;
+
 use log::{info, warn};
 
 use super::{Decoding, Effect, LockState, Node, Reply, Request, Ticket, method_not_allowed};
@@ -14,8 +16,25 @@ use crate::core::consensus::Accepted;
 use crate::core::jobs::Job;
 use crate::core::lineage::Lineage;
 use crate::core::sealed::{DecodeError, Sealed};
+use crate::core::version::Version;
 use crate::http::{Bytes, Method, Response};
 use crate::limits::DECODES_IN_FLIGHT_MAX;
+
+/// `GET /copy` requests waiting for the decoder thread to render the copy body.
+#[derive(Default)]
+pub(super) struct CopyRenders {
+    job: Option<u64>,
+    waiting: Vec<Ticket>,
+}
+
+fn copy_response(body: Arc<[u8]>) -> Response {
+    Response {
+        status: 200,
+        headers: Bytes::Static(b"Content-Type: application/json\r\n"),
+        body: Bytes::Shared(body),
+        close: false,
+    }
+}
 
 impl Node {
     /// Marks this node's commits that a new history leaves out as superseded (and logs and counts
@@ -50,12 +69,22 @@ impl Node {
                 Response::error(503, "this node's store is not known to be committed yet; ask another node")
                     .with_header("Retry-After", "1"),
             ),
-            Method::Get | Method::Head => Reply::Now(Response {
-                status: 200,
-                headers: Bytes::Static(b"Content-Type: application/json\r\n"),
-                body: Bytes::Shared(self.store.body()),
-                close: false,
-            }),
+            Method::Get | Method::Head => match self.store.body_at_hand() {
+                Some(body) => Reply::Now(copy_response(body)),
+                None => {
+                    // Rendering a large store would stall the loop: the decoder thread renders
+                    // it once for every request waiting (their number is bounded by the
+                    // connections).
+                    if self.copy_renders.job.is_none() {
+                        let id = self.next_id();
+                        self.copy_renders.job = Some(id);
+                        let copy = Box::new(self.store.sealed().copy.clone());
+                        self.effects.push(Effect::Job(Job::Render { id, copy }));
+                    }
+                    self.copy_renders.waiting.push(ticket);
+                    Reply::Later
+                }
+            },
             Method::Put => {
                 if self.decoding.len() >= DECODES_IN_FLIGHT_MAX {
                     let busy =
@@ -68,6 +97,17 @@ impl Node {
                 Reply::Later
             }
             _ => Reply::Now(method_not_allowed("GET, HEAD, PUT")),
+        }
+    }
+
+    /// The decoder thread rendered a copy body: it answers every `GET /copy` waiting, and is kept
+    /// while it is the store's (until the next version).
+    pub(super) fn copy_rendered(&mut self, id: u64, version: Version, body: Arc<[u8]>, data_len: usize) {
+        assert_eq!(self.copy_renders.job, Some(id), "a rendered copy was asked for");
+        self.copy_renders.job = None;
+        self.store.keep_body(version, body.clone(), data_len);
+        for ticket in std::mem::take(&mut self.copy_renders.waiting) {
+            self.answer(ticket, copy_response(body.clone()));
         }
     }
 

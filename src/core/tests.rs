@@ -239,9 +239,37 @@ fn copies_that_are_older_equal_or_bad_change_nothing() {
     assert_eq!(h.call_later(Method::Put, "/copy", &forged).status, 400);
     assert_eq!(h.call_later(Method::Put, "/copy", "{").status, 400);
     assert_eq!(h.node.version(), newer.copy.version);
-    let served: serde_json::Value = serde_json::from_slice(h.call(Method::Get, "/copy", "").body.as_slice()).unwrap();
+    let served = h.call_later(Method::Get, "/copy", "");
+    let served: serde_json::Value = serde_json::from_slice(served.body.as_slice()).unwrap();
     assert_eq!(served["version"]["sequence"], 3);
     assert_eq!(served["data"], serde_json::json!({"v": 3}));
+}
+
+/// A node without peers sets its copy body aside; `GET /copy` has it rendered by the decoder
+/// thread, once for every request waiting, and keeps it until the store changes.
+#[test]
+fn a_copy_body_set_aside_is_rendered_off_the_loop_once() {
+    let mut h = Harness::new();
+    h.call(Method::Put, "/lock", "a");
+    h.call(Method::Put, "/update/a/x", "1");
+    h.call_later(Method::Put, "/lock/a", "");
+    let (first, reply) = h.send(Method::Get, "/copy", "");
+    assert!(matches!(reply, Reply::Later), "the body is rendered off the loop");
+    let (second, reply) = h.send(Method::Get, "/copy", "");
+    assert!(matches!(reply, Reply::Later));
+    let renders = h.node.effects.iter().filter(|e| matches!(e, Effect::Job(Job::Render { .. }))).count();
+    assert_eq!(renders, 1, "one render for both requests");
+    let answers = h.settle();
+    for ticket in [first, second] {
+        let (_, answer) = answers.iter().find(|(t, _)| *t == ticket).expect("answered");
+        let parsed = crate::core::sealed::parse_copy(answer.body.as_slice()).expect("a valid copy");
+        assert_eq!(parsed.copy.version, h.node.version());
+    }
+    assert_eq!(h.call(Method::Get, "/copy", "").status, 200, "kept for the next request");
+    h.call(Method::Put, "/lock", "a");
+    h.call(Method::Put, "/update/a/x", "2");
+    h.call_later(Method::Put, "/lock/a", "");
+    assert!(matches!(h.send(Method::Get, "/copy", "").1, Reply::Later), "a new version's body is set aside again");
 }
 
 #[test]

@@ -17,6 +17,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+mod canonical;
 mod edit;
 mod parse;
 mod patch;

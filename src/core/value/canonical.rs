@@ -1,0 +1,313 @@
+//! Parsing the tree's own compact JSON in one pass: the store's data in a snapshot file or a copy
+//! from a peer, which a checksum vouches for only if it is exactly the tree's rendering.
+//!
+//! `parse_canonical` accepts precisely the texts that `write_compact` writes: no whitespace, keys
+//! in strictly increasing byte order, strings escaped as serde_json escapes them (`\"`, `\\`, the
+//! short forms of JSON for `\b \f \n \r \t`, `\u00xx` in lower case for the other control
+//! characters, nothing else), integers without leading zeros, and floats in the one spelling their
+//! value renders to. It stops at the first byte that departs from that form, so the callers fall
+//! back to the general parser, which then either says why the text is invalid or renders the
+//! canonical text anew. Accepting a text is the same as "`Value::parse` of it renders back to
+//! it", checked in the same pass as the parse instead of by a second render.
+
+use std::sync::Arc;
+
+use super::{Entry, Str, Value};
+use crate::limits::{PACE_PIECE_BYTES, STORE_DEPTH_MAX};
+
+impl Value {
+    /// Parses the value at the start of `bytes` when it is in the tree's compact canonical form;
+    /// gives the tree and its length in bytes (anything may follow it). `None` when it is not
+    /// canonical, not JSON, or nested deeper than `STORE_DEPTH_MAX`. `pace` is called after each
+    /// `PACE_PIECE_BYTES` of input.
+    pub fn parse_canonical(bytes: &[u8], pace: &mut dyn FnMut()) -> Option<(Value, usize)> {
+        let mut parser =
+            Canonical { bytes, at: 0, paced_at: 0, pace, values: Vec::new(), entries: Vec::new(), text: Vec::new() };
+        let value = parser.value(0)?;
+        Some((value, parser.at))
+    }
+}
+
+struct Canonical<'a, 'p> {
+    bytes: &'a [u8],
+    at: usize,
+    paced_at: usize,
+    pace: &'p mut dyn FnMut(),
+    /// The elements of the open containers, innermost last (as in `parse`).
+    values: Vec<Value>,
+    entries: Vec<Entry>,
+    /// A string with escapes, unescaped.
+    text: Vec<u8>,
+}
+
+impl Canonical<'_, '_> {
+    fn value(&mut self, depth: usize) -> Option<Value> {
+        if self.at - self.paced_at >= PACE_PIECE_BYTES {
+            self.paced_at = self.at;
+            (self.pace)();
+        }
+        match *self.bytes.get(self.at)? {
+            b'{' => self.object(depth),
+            b'[' => self.array(depth),
+            b'"' => Some(Value::String(self.string()?)),
+            b'n' => self.literal(b"null", Value::Null),
+            b't' => self.literal(b"true", Value::Bool(true)),
+            b'f' => self.literal(b"false", Value::Bool(false)),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], value: Value) -> Option<Value> {
+        self.bytes[self.at..].starts_with(word).then(|| {
+            self.at += word.len();
+            value
+        })
+    }
+
+    /// The byte at the cursor, consumed when it is `byte`.
+    fn eat(&mut self, byte: u8) -> bool {
+        let found = self.bytes.get(self.at) == Some(&byte);
+        self.at += usize::from(found);
+        found
+    }
+
+    fn array(&mut self, depth: usize) -> Option<Value> {
+        if depth >= STORE_DEPTH_MAX {
+            return None;
+        }
+        self.at += 1;
+        let start = self.values.len();
+        if !self.eat(b']') {
+            loop {
+                let item = self.value(depth + 1)?;
+                self.values.push(item);
+                if self.eat(b']') {
+                    break;
+                }
+                if !self.eat(b',') {
+                    return None;
+                }
+            }
+        }
+        let items: Arc<[Value]> = self.values.drain(start..).collect();
+        Some(Value::Array(items))
+    }
+
+    fn object(&mut self, depth: usize) -> Option<Value> {
+        if depth >= STORE_DEPTH_MAX {
+            return None;
+        }
+        self.at += 1;
+        let start = self.entries.len();
+        if !self.eat(b'}') {
+            loop {
+                if self.bytes.get(self.at) != Some(&b'"') {
+                    return None;
+                }
+                let key = self.string()?;
+                let in_order = self.entries.len() == start || self.entries.last().is_some_and(|(last, _)| *last < key);
+                if !in_order || !self.eat(b':') {
+                    return None;
+                }
+                let value = self.value(depth + 1)?;
+                self.entries.push((key, value));
+                if self.eat(b'}') {
+                    break;
+                }
+                if !self.eat(b',') {
+                    return None;
+                }
+            }
+        }
+        let entries: Arc<[Entry]> = self.entries.drain(start..).collect();
+        Some(Value::Object(entries))
+    }
+
+    /// A string at the cursor (on its opening quote).
+    fn string(&mut self) -> Option<Str> {
+        self.at += 1;
+        let start = self.at;
+        let mut run = start;
+        self.text.clear();
+        loop {
+            let byte = *self.bytes.get(self.at)?;
+            match byte {
+                b'"' => break,
+                b'\\' => {
+                    self.text.extend_from_slice(&self.bytes[run..self.at]);
+                    let unescaped = self.escape()?;
+                    self.text.push(unescaped);
+                    run = self.at;
+                }
+                0..0x20 => return None,
+                _ => self.at += 1,
+            }
+        }
+        let raw = &self.bytes[run..self.at];
+        self.at += 1;
+        let text = if run == start {
+            raw
+        } else {
+            self.text.extend_from_slice(raw);
+            &self.text
+        };
+        std::str::from_utf8(text).ok().map(Str::new)
+    }
+
+    /// The escape at the cursor (on its backslash), when it is the one serde_json writes for the
+    /// byte it stands for.
+    fn escape(&mut self) -> Option<u8> {
+        let letter = *self.bytes.get(self.at + 1)?;
+        let (byte, length) = match letter {
+            b'"' => (b'"', 2),
+            b'\\' => (b'\\', 2),
+            b'b' => (0x08, 2),
+            b't' => (0x09, 2),
+            b'n' => (0x0a, 2),
+            b'f' => (0x0c, 2),
+            b'r' => (0x0d, 2),
+            b'u' => {
+                let digits = self.bytes.get(self.at + 2..self.at + 6)?;
+                let byte = match digits {
+                    [b'0', b'0', high @ b'0'..=b'1', low] => (high - b'0') << 4 | lower_hex(*low)?,
+                    _ => return None,
+                };
+                // Only the control characters without a short form are written as `\u00xx`.
+                if matches!(byte, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                    return None;
+                }
+                (byte, 6)
+            }
+            _ => return None,
+        };
+        self.at += length;
+        Some(byte)
+    }
+
+    /// A number at the cursor. Integers are read here; anything with a fraction or an exponent,
+    /// or out of the integers' range, is read by the general parser and kept only when it renders
+    /// back to the same text.
+    fn number(&mut self) -> Option<Value> {
+        let start = self.at;
+        let negative = self.bytes[start] == b'-';
+        let digits_start = start + usize::from(negative);
+        let mut end = digits_start;
+        while self.bytes.get(end).is_some_and(u8::is_ascii_digit) {
+            end += 1;
+        }
+        let digits = &self.bytes[digits_start..end];
+        let is_integer = !matches!(self.bytes.get(end), Some(b'.' | b'e' | b'E'));
+        let canonical_digits = digits == b"0" || digits.first().is_some_and(|d| (b'1'..=b'9').contains(d));
+        if is_integer && canonical_digits && !(negative && digits == b"0") {
+            let magnitude = digits.iter().try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')));
+            let value = match (magnitude, negative) {
+                (Some(n), false) => Some(Value::UInt(n)),
+                (Some(n), true) if n <= i64::MIN.unsigned_abs() => Some(Value::Int(0i64.wrapping_sub_unsigned(n))),
+                _ => None,
+            };
+            if let Some(value) = value {
+                self.at = end;
+                return Some(value);
+            }
+        }
+        while self.bytes.get(end).is_some_and(|b| matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')) {
+            end += 1;
+        }
+        let token = &self.bytes[start..end];
+        let value = Value::parse(token).ok()?;
+        if value.to_compact() != token {
+            return None;
+        }
+        self.at = end;
+        Some(value)
+    }
+}
+
+fn lower_hex(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::value::fixtures::*;
+
+    /// What the canonical parser must agree with: a text is canonical exactly when the general
+    /// parser reads it and renders it back to the same bytes, and then both read the same tree.
+    fn agrees(text: &[u8]) {
+        let general = Value::parse(text).ok().filter(|value| value.to_compact() == text);
+        let canonical = Value::parse_canonical(text, &mut || {}).filter(|(_, length)| *length == text.len());
+        match (&general, &canonical) {
+            (Some(a), Some((b, _))) => assert!(a == b, "{}", String::from_utf8_lossy(text)),
+            (None, None) => {}
+            _ => panic!(
+                "general {:?}, canonical {:?} on {}",
+                general.is_some(),
+                canonical.is_some(),
+                String::from_utf8_lossy(text)
+            ),
+        }
+    }
+
+    #[test]
+    fn the_rendering_of_every_tree_is_read_back_in_one_pass() {
+        for text in [AWKWARD, "{}", "[]", "0", "\"x\"", "[[[]]]", r#"{"a":{"b":{}}}"#, "-1", "1.5e-7", "5e-324"] {
+            let compact = parse(text).to_compact();
+            let (value, length) = Value::parse_canonical(&compact, &mut || {}).expect("canonical");
+            assert_eq!((value, length), (parse(text), compact.len()));
+        }
+        let all: String = (0u8..0x80).map(char::from).chain("é☃😀".chars()).collect();
+        agrees(&Value::String(Str::new(&all)).to_compact());
+    }
+
+    #[test]
+    fn every_other_spelling_is_refused() {
+        for text in [
+            "{ }", "[1, 2]", r#"{"b":1,"a":2}"#, r#"{"a":1,"a":2}"#, "01", "-0", "1.0e2", "1E2", "100.0e0", "+1",
+            "18446744073709551616", "-9223372036854775809", "1e400", r#""\/""#, r#""\u0041""#, r#""\u000a""#,
+            r#""\u001F""#, r#""\u007f""#, "\"\u{7f}\"", "\"\x01\"", "nul", "tru", "[1,]", "{\"a\"}", "\"\\x\"",
+            "-", "1.", ".5", "[", "{\"a\":", "\"\\u00", "\"\\", "18446744073709551615",
+            "-9223372036854775808", "0.1", "-0.0", "1e300", "12345678901234567890",
+        ] {
+            agrees(text.as_bytes());
+        }
+        agrees(b"\"\xff\"");
+        agrees(b"\"\xc3\"");
+    }
+
+    #[test]
+    fn it_stops_at_the_end_of_the_value_and_bounds_nesting() {
+        assert_eq!(Value::parse_canonical(br#"{"a":[1]},"lineage""#, &mut || {}), Some((parse(r#"{"a":[1]}"#), 9)));
+        let deep = format!("{}{}", "[".repeat(STORE_DEPTH_MAX + 1), "]".repeat(STORE_DEPTH_MAX + 1));
+        assert_eq!(Value::parse_canonical(deep.as_bytes(), &mut || {}), None);
+        let ok = format!("{}{}", "[".repeat(STORE_DEPTH_MAX), "]".repeat(STORE_DEPTH_MAX));
+        assert!(Value::parse_canonical(ok.as_bytes(), &mut || {}).is_some());
+    }
+
+    #[test]
+    fn a_long_parse_is_paced() {
+        let large = parse(&format!("[{}]", vec!["\"0123456789\""; 100_000].join(","))).to_compact();
+        let mut paces = 0;
+        assert!(Value::parse_canonical(&large, &mut || paces += 1).is_some());
+        assert_eq!(paces, large.len() / PACE_PIECE_BYTES);
+    }
+
+    /// Every single-byte change of a canonical text: the canonical parser and the general one
+    /// agree on each.
+    #[test]
+    fn single_byte_changes_are_judged_as_the_general_parser_judges_them() {
+        let compact = parse(AWKWARD).to_compact();
+        for i in 0..compact.len() {
+            for byte in [b' ', b'"', b'\\', b'0', b'9', b'-', b'.', b'e', b'a', b'z', b'}', b']', b',', 0x7f, 0xc3] {
+                let mut changed = compact.clone();
+                changed[i] = byte;
+                agrees(&changed);
+            }
+        }
+    }
+}
