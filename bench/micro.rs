@@ -2,7 +2,8 @@
 //! without starting servers and wrk as `bench/run` does. They measure, in-process and single
 //! threaded: parsing a request head (a wrk GET, a curl PUT), decoding a 16 KiB chunked body,
 //! resolving a 4-segment path in a store of a few thousand keys, rendering JSON (pretty and
-//! compact, a small subtree and a 1 MiB store) and hashing it, a whole GET answered by the pure
+//! compact, a small subtree and a 1 MiB store) and hashing it, reading a store back (parsing,
+//! SHA-1), a whole GET answered by the pure
 //! core from its render cache, and encoding that answer's head. Run them with
 //!
 //! ```sh
@@ -134,6 +135,21 @@ fn render(c: &mut Criterion) {
     group.finish();
 }
 
+/// Reading a store back: the general parser against the one-pass canonical parser, and SHA-1
+/// with the processor's extensions (where it has them) against `sha1_smol`, on 1 MiB of JSON.
+fn load(c: &mut Criterion) {
+    let compact = store(ONE_MIB).to_compact();
+    let mut group = c.benchmark_group("load");
+    group.throughput(Throughput::Bytes(compact.len() as u64));
+    group.bench_function("parse_general_1MiB", |b| b.iter(|| Value::parse(black_box(&compact)).unwrap()));
+    group.bench_function("parse_canonical_1MiB", |b| {
+        b.iter(|| Value::parse_canonical(black_box(&compact), &mut || {}).unwrap())
+    });
+    group.bench_function("sha1_1MiB", |b| b.iter(|| lighthouse::sha1::Sha1::digest(black_box(&compact))));
+    group.bench_function("sha1_smol_1MiB", |b| b.iter(|| sha1_smol::Sha1::from(black_box(&compact[..])).digest()));
+    group.finish();
+}
+
 /// A node serving `store(ONE_MIB)` whose render cache already holds `GET /data/providers/beta`,
 /// that request, and the time.
 fn cached_node() -> (Node, Request<'static>, Now) {
@@ -180,5 +196,5 @@ fn encode_head(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, parse_head, chunked, resolve, render, core_cached_get, encode_head);
+criterion_group!(benches, parse_head, chunked, resolve, render, load, core_cached_get, encode_head);
 criterion_main!(benches);

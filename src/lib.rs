@@ -57,6 +57,7 @@
 //! | `shell/buffer.rs` | receive and send buffers from a shared pool |
 //! | `shell/workers.rs`, `data_dir.rs` | the worker threads; the data directory (load, durable writes, retention) |
 //! | `shell/server.rs`, `sys.rs`, `clock.rs`, `logger.rs` | start-up; system calls; the system clock; log lines |
+//! | `sha1.rs` | SHA-1, with the processor's SHA extensions where it has them |
 //! | `ui.rs`, `ui.html` | the page at `/ui` |
 //!
 //! Tokens: 0 is the listener, 1 the workers' waker, 2 the signal pipe, 16 and up the client
@@ -68,5 +69,6 @@ pub mod config;
 pub mod core;
 pub mod http;
 pub mod limits;
+pub mod sha1;
 pub mod shell;
 pub mod ui;

@@ -21,7 +21,7 @@ pub struct Secret([u8; 20]);
 
 impl Secret {
     pub fn new(text: &str) -> Secret {
-        Secret(sha1_smol::Sha1::from(text.as_bytes()).digest().bytes())
+        Secret(crate::sha1::Sha1::digest(text.as_bytes()))
     }
 
     /// True when `candidate` is this secret, in time that does not depend on where they differ.

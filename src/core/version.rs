@@ -10,6 +10,7 @@ use std::io::{self, BufWriter, Write};
 use crate::limits::HASH_BUFFER_BYTES;
 
 use crate::core::value::Value;
+use crate::sha1::Sha1;
 
 /// A SHA-1 digest, shown as 40 lower-case hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -35,7 +36,7 @@ impl Checksum {
 
     /// The checksum of bytes that are already compact JSON.
     pub fn of_bytes(bytes: &[u8]) -> Checksum {
-        Checksum(sha1_smol::Sha1::from(bytes).digest().bytes())
+        Checksum(Sha1::digest(bytes))
     }
 
     /// Parses 40 hex digits (either case).
@@ -111,11 +112,11 @@ impl Version {
 
 /// An `io::Write` that feeds SHA-1.
 #[derive(Default)]
-pub struct HashWriter(sha1_smol::Sha1);
+pub struct HashWriter(Sha1);
 
 impl HashWriter {
     pub fn finish(&self) -> Checksum {
-        Checksum(self.0.digest().bytes())
+        Checksum(self.0.finish())
     }
 }
 
