@@ -43,13 +43,16 @@ pub enum Job {
     /// Render the copy body of a store whose body was set aside (`GET /copy` on a node without
     /// peers), off the loop.
     Render { id: u64, copy: Box<Copy> },
+    /// Let go of a version the store no longer serves: freeing a large tree (every node of a copy
+    /// taken from a peer, or a wide object an edit copied) takes milliseconds.
+    Retire(Box<Sealed>),
 }
 
 impl Job {
     /// True for the jobs that touch the data directory (one writer does them, in order); decoding
     /// and rendering a copy go to their own worker, so they never wait behind an fsync.
     pub fn writes(&self) -> bool {
-        !matches!(self, Job::Decode { .. } | Job::Render { .. })
+        !matches!(self, Job::Decode { .. } | Job::Render { .. } | Job::Retire(_))
     }
 }
 
@@ -84,6 +87,8 @@ pub enum Done {
     Removed {
         id: u64,
     },
+    /// A retired version is gone.
+    Retired,
     /// The node's state is on disk (or could not be written).
     StateSaved {
         id: u64,
@@ -164,6 +169,10 @@ pub fn run(job: Job, disk: &mut dyn Disk, pace: &mut dyn FnMut()) -> Done {
             Done::Removed { id }
         }
         Job::Decode { id, body } => Done::Decoded { id, result: sealed::parse_copy_paced(&body, pace) },
+        Job::Retire(sealed) => {
+            drop(sealed);
+            Done::Retired
+        }
         Job::Render { id, copy } => {
             let (body, data_len) = sealed::render_body_paced(&copy, pace);
             Done::Rendered { id, version: copy.version, body, data_len }

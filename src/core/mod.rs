@@ -370,6 +370,8 @@ impl Node {
 
     /// Effects queued since the last call, oldest first.
     pub fn drain_effects(&mut self) -> std::vec::Drain<'_, Effect> {
+        let retired = self.store.retired().map(|sealed| Effect::Job(Job::Retire(Box::new(sealed))));
+        self.effects.extend(retired);
         self.effects.drain(..)
     }
 
@@ -440,6 +442,7 @@ impl Node {
             Done::Decoded { id, result } => self.copy_decoded(now, id, result),
             Done::Rendered { id, version, body, data_len } => self.copy_rendered(id, version, body, data_len),
             Done::Removed { id } => self.removed_done(now, id),
+            Done::Retired => {}
             Done::StateSaved { id, result: Ok(()) } => self.state_saved(now, id),
             Done::StateSaved { id, result: Err(e) } => self.state_not_saved(now, id, &e.message),
         }

@@ -71,11 +71,19 @@ impl ReadError {
 pub struct Store {
     sealed: Sealed,
     cache: RenderCache,
+    /// Versions replaced since the core last handed them to a worker to free (`retired`).
+    retired: Vec<Sealed>,
 }
 
 impl Store {
     pub fn new(sealed: Sealed) -> Store {
-        Store { sealed, cache: RenderCache::default() }
+        Store { sealed, cache: RenderCache::default(), retired: Vec::new() }
+    }
+
+    /// The versions this store no longer serves, to be freed off the loop: freeing a large tree
+    /// takes milliseconds (a copy from a peer shares no node with the store it replaces).
+    pub fn retired(&mut self) -> std::vec::Drain<'_, Sealed> {
+        self.retired.drain(..)
     }
 
     pub fn version(&self) -> Version {
@@ -125,7 +133,7 @@ impl Store {
     /// Replaces the store with a newer version; every cached answer is of the old one.
     pub fn replace(&mut self, sealed: Sealed) {
         assert!(sealed.copy.version > self.version(), "the store never goes back to an older version");
-        self.sealed = sealed;
+        self.retired.push(std::mem::replace(&mut self.sealed, sealed));
         self.cache.clear();
     }
 
@@ -136,14 +144,14 @@ impl Store {
         if sealed.copy.version != self.version() {
             self.cache.clear();
         }
-        self.sealed = sealed;
+        self.retired.push(std::mem::replace(&mut self.sealed, sealed));
     }
 
     /// Replaces a store that was never served (loaded at start without knowing it was committed)
     /// with the committed one, whatever their order.
-    pub fn reset(&mut self, sealed: Sealed) -> Sealed {
+    pub fn reset(&mut self, sealed: Sealed) {
         self.cache.clear();
-        std::mem::replace(&mut self.sealed, sealed)
+        self.retired.push(std::mem::replace(&mut self.sealed, sealed));
     }
 
     /// The store as sealed: version, tree, lineage, coordination and body.
