@@ -8,7 +8,7 @@ use super::consensus::Accepted;
 use super::replicate::Pending;
 use super::{Effect, Node, Reply, Ticket};
 use crate::core::clock::Now;
-use crate::core::jobs::{DiskError, Job};
+use crate::core::jobs::{Body, DiskError, Job};
 use crate::core::sealed::{DecodeError, Sealed};
 use crate::http::{Bytes, Response};
 
@@ -54,7 +54,7 @@ impl Node {
         let id = self.next_id();
         let mut node = self.node_json();
         node.committed = false;
-        self.effects.push(Effect::Job(Job::Write { id, body: sealed.body.clone(), node }));
+        self.effects.push(Effect::Job(Job::Write { id, body: Body::Rendered(sealed.body.clone()), node }));
         self.pending = Some(Pending { sealed, writing: Some((id, Some(ticket))) });
     }
 

@@ -12,7 +12,7 @@ use log::{error, info, warn};
 
 use super::{Effect, Node};
 use crate::core::clock::{Deadline, Now};
-use crate::core::jobs::{DiskError, Job};
+use crate::core::jobs::{Body, DiskError, Job};
 use crate::core::lock::LockState;
 use crate::core::sealed::Sealed;
 use crate::core::snapshot::{NodeJson, OwnCommit};
@@ -111,7 +111,11 @@ impl Node {
             let id = self.next_id();
             let version = self.store.version();
             self.disk.in_flight = Some(InFlight::Persist { id, version, stamp });
-            let body = self.store.body();
+            // A node without peers has set the body aside: the writer renders it.
+            let body = match self.store.body_at_hand() {
+                Some(body) => Body::Rendered(body),
+                None => Body::SetAside(Box::new(self.store.sealed().copy.clone())),
+            };
             let node = self.node_json();
             self.effects.push(Effect::Job(Job::Write { id, body, node }));
         }

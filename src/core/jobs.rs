@@ -35,7 +35,7 @@ pub enum Job {
     /// Write the node's id, term and vote, durably.
     SaveState { id: u64, state: NodeState },
     /// Write a store that is already sealed (a copy taken from a peer) to the data directory.
-    Write { id: u64, body: Arc<[u8]>, node: NodeJson },
+    Write { id: u64, body: Body, node: NodeJson },
     /// Remove a snapshot that must never be loaded (a commit that lost to a newer store), durably.
     Remove { id: u64, file: PathBuf },
     /// Parse a copy sent by a peer, check its checksum and render its canonical body.
@@ -46,6 +46,14 @@ pub enum Job {
     /// Let go of a version the store no longer serves: freeing a large tree (every node of a copy
     /// taken from a peer, or a wide object an edit copied) takes milliseconds.
     Retire(Box<Sealed>),
+}
+
+/// The copy body a `Job::Write` writes: at hand, or set aside (a node without peers lets it go)
+/// and rendered by the writer from the copy, off the loop.
+#[derive(Debug)]
+pub enum Body {
+    Rendered(Arc<[u8]>),
+    SetAside(Box<Copy>),
 }
 
 impl Job {
@@ -161,6 +169,10 @@ pub fn run(job: Job, disk: &mut dyn Disk, pace: &mut dyn FnMut()) -> Done {
         }
         Job::SaveState { id, state } => Done::StateSaved { id, result: disk.save_state(&state) },
         Job::Write { id, body, node } => {
+            let body = match body {
+                Body::Rendered(body) => body,
+                Body::SetAside(copy) => sealed::render_body_paced(&copy, pace).0,
+            };
             let file = disk.write_snapshot(&node, &body, pace);
             Done::Written { id, file, elapsed_us: 0 }
         }

@@ -15,7 +15,7 @@ use super::consensus::{Accepted, Role};
 use super::lock::LockState;
 use super::{Effect, Node, Ticket, cluster::CallKind};
 use crate::core::clock::{Deadline, Now};
-use crate::core::jobs::{DiskError, Job};
+use crate::core::jobs::{Body, DiskError, Job};
 use crate::core::members::Coordination;
 use crate::core::sealed::{DecodeError, Sealed};
 use crate::core::snapshot::OwnCommit;
@@ -140,7 +140,7 @@ impl Node {
             commit.own_write = Some(id);
             let mut node = self.node_json();
             node.committed = false;
-            self.effects.push(Effect::Job(Job::Write { id, body: sealed.body.clone(), node }));
+            self.effects.push(Effect::Job(Job::Write { id, body: Body::Rendered(sealed.body.clone()), node }));
         }
         self.pending = Some(super::replicate::Pending { sealed, writing: None });
         for voter in coordination.voters.iter().filter(|m| m.id != me) {
