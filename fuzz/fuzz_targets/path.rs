@@ -165,7 +165,7 @@ fn check_get(target: &str, path: &str, query: Query, decoded: &Result<Vec<Cow<'_
         Err(e) => Err(e.status()),
         Ok(decoded) => match root.resolve(&decoded[1..]) {
             None => Err(404),
-            Some(Value::Array(_) | Value::Object(_)) => Ok(None),
+            Some(Value::Array(_) | Value::Object(_) | Value::Chunked(_)) => Ok(None),
             Some(_) if query.keys => Err(400),
             Some(scalar) => Ok(Some(scalar)),
         },

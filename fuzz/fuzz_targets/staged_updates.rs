@@ -244,6 +244,7 @@ fn same_node(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Array(a), Value::Array(b)) => Arc::ptr_eq(a, b),
         (Value::Object(a), Value::Object(b)) => Arc::ptr_eq(a, b),
+        (Value::Chunked(a), Value::Chunked(b)) => Arc::ptr_eq(a, b),
         (a, b) => a == b,
     }
 }
@@ -255,8 +256,9 @@ fn build_path(tree: &Value, segments: &[Segment]) -> Vec<String> {
     for segment in segments.iter().take(STORE_DEPTH_MAX + 4) {
         let text = match segment {
             Segment::Existing(n) => match node {
-                Some(Value::Object(entries)) if !entries.is_empty() => {
-                    entries[usize::from(*n) % entries.len()].0.as_str().to_string()
+                Some(object) if object.object_len() > 0 => {
+                    let nth = usize::from(*n) % object.object_len();
+                    object.entries().nth(nth).expect("within the length").0.as_str().to_string()
                 }
                 Some(Value::Array(items)) => (usize::from(*n) % (items.len() + 1)).to_string(),
                 _ => NAMES[usize::from(*n) % NAMES.len()].to_string(),

@@ -177,18 +177,22 @@ impl Store {
 /// A subtree as `format` shows it: its content type and body (for the store and for staged reads).
 pub fn body_of(subtree: &Value, format: Format) -> Result<(&'static str, Vec<u8>), ReadError> {
     Ok(match (format, subtree) {
-        (Format::Json, _) | (Format::Raw, Value::Array(_) | Value::Object(_)) => {
+        (Format::Json, _) | (Format::Raw, Value::Array(_) | Value::Object(_) | Value::Chunked(_)) => {
             ("application/json", subtree.to_pretty_line())
         }
         (Format::Raw, Value::String(s)) => ("text/plain; charset=utf-8", s.as_bytes().to_vec()),
         (Format::Raw, scalar) => ("text/plain; charset=utf-8", scalar.to_compact()),
-        (Format::Keys, Value::Object(entries)) => {
-            let keys = Value::Array(entries.iter().map(|(k, _)| Value::String(k.clone())).collect());
-            ("application/json", keys.to_pretty_line())
+        (Format::Keys, object @ (Value::Object(_) | Value::Chunked(_))) => {
+            ("application/json", keys_of(object).to_pretty_line())
         }
         (Format::Keys, Value::Array(items)) => ("application/json", format!("{}\n", items.len()).into_bytes()),
         (Format::Keys, _) => return Err(ReadError::NoKeys),
     })
+}
+
+/// An object's keys, as `?keys` shows them.
+fn keys_of(object: &Value) -> Value {
+    Value::Array(object.entries().map(|(k, _)| Value::String(k.clone())).collect())
 }
 
 /// A staged subtree as `format` shows it (`GET /update/NAME/path`), without tags or version.
@@ -206,13 +210,12 @@ pub fn staged_response(subtree: &Value, format: Format) -> Response {
 fn render(subtree: &Value, format: Format, version: Version, is_root: bool) -> Result<Rendered, ReadError> {
     let (content_type, body) = body_of(subtree, format)?;
     let etag = match (format, subtree) {
-        (Format::Raw, Value::Array(_) | Value::Object(_)) | (Format::Json, _) => {
+        (Format::Raw, Value::Array(_) | Value::Object(_) | Value::Chunked(_)) | (Format::Json, _) => {
             format!("\"{}\"", content_checksum(subtree, version, is_root))
         }
         (Format::Raw, _) => format!("\"{}.raw\"", content_checksum(subtree, version, is_root)),
-        (Format::Keys, Value::Object(entries)) => {
-            let keys = Value::Array(entries.iter().map(|(k, _)| Value::String(k.clone())).collect());
-            format!("\"{}.keys\"", Checksum::of(&keys))
+        (Format::Keys, object @ (Value::Object(_) | Value::Chunked(_))) => {
+            format!("\"{}.keys\"", Checksum::of(&keys_of(object)))
         }
         (Format::Keys, _) => format!("\"{}.keys\"", Checksum::of(subtree)),
     };

@@ -21,7 +21,6 @@ use lighthouse::core::clock::Now;
 use lighthouse::core::jobs::{self, Disk, DiskError, Job};
 use lighthouse::core::rng::Rng;
 use lighthouse::core::snapshot::{self, NodeJson};
-use lighthouse::core::value::Value;
 use lighthouse::core::version::{Checksum, Version};
 use lighthouse::core::{CoreConfig, Effect, Node, PeerReply, PeerRequest, Reply, Request, Start, Ticket};
 use lighthouse::http::{Headers, Method, Response};
@@ -567,10 +566,7 @@ impl Sim {
             self.converged().unwrap_or_else(|| panic!("seed {}: diverged again: {:?}", self.seed, versions(&self)));
         let node = self.nodes[0].node.as_ref().expect("all up");
         assert_eq!(Checksum::of(node.root()), version.checksum, "seed {}: the store matches its checksum", self.seed);
-        let markers: BTreeMap<String, bool> = match node.root() {
-            Value::Object(entries) => entries.iter().map(|(k, _)| (k.to_string(), true)).collect(),
-            _ => BTreeMap::new(),
-        };
+        let markers: BTreeMap<String, bool> = node.root().entries().map(|(k, _)| (k.to_string(), true)).collect();
         let mut superseded = 0;
         for (i, marker, committed) in &self.answered {
             let present = markers.contains_key(&format!("m{marker}"));

@@ -120,8 +120,7 @@ impl Canonical<'_, '_> {
                 }
             }
         }
-        let entries: Arc<[Entry]> = self.entries.drain(start..).collect();
-        Some(Value::Object(entries))
+        Some(Value::object_from_drain(self.entries.drain(start..)))
     }
 
     /// A string at the cursor (on its opening quote).

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::{Str, Value, find_key, parse_index};
+use super::object::spliced;
+use super::{Value, parse_index};
 
 /// Why an edit could not be made. Both answer 404 at the HTTP level except `TooDeep`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,15 +31,14 @@ impl Value {
         // Check before copying anything, so a failed edit leaves every node shared.
         let last = last.as_ref();
         match self.resolve(parent_path) {
-            Some(Value::Object(_)) => {}
+            Some(parent) if parent.is_object() => {}
             Some(Value::Array(items)) if parse_index(last).is_some_and(|i| i <= items.len()) => {}
             _ => return Err(EditError::NoParent),
         }
         match self.resolve_mut(parent_path) {
-            Value::Object(entries) => match find_key(entries, last) {
-                Ok(i) => Arc::make_mut(entries)[i].1 = value,
-                Err(i) => *entries = spliced(entries, i..i, Some((Str::new(last), value))),
-            },
+            object @ (Value::Object(_) | Value::Chunked(_)) => {
+                object.insert_member(last, value);
+            }
             Value::Array(items) => {
                 let index = parse_index(last).expect("index checked above");
                 if index == items.len() {
@@ -64,9 +64,8 @@ impl Value {
             return Err(EditError::NotFound);
         }
         match self.resolve_mut(parent_path) {
-            Value::Object(entries) => {
-                let i = find_key(entries, last).expect("key checked above");
-                *entries = spliced(entries, i..i + 1, None);
+            object @ (Value::Object(_) | Value::Chunked(_)) => {
+                object.remove_member(last);
             }
             Value::Array(items) => {
                 let i = parse_index(last).expect("index checked above");
@@ -82,10 +81,7 @@ impl Value {
         path.iter().fold(self, |node, segment| {
             let segment = segment.as_ref();
             match node {
-                Value::Object(entries) => {
-                    let i = find_key(entries, segment).expect("path checked by the caller");
-                    &mut Arc::make_mut(entries)[i].1
-                }
+                Value::Object(_) | Value::Chunked(_) => node.member_mut(segment).expect("path checked by the caller"),
                 Value::Array(items) => {
                     let index = parse_index(segment).expect("path checked by the caller");
                     &mut Arc::make_mut(items)[index]
@@ -94,12 +90,6 @@ impl Value {
             }
         })
     }
-}
-
-/// A copy of `items` with `range` replaced by `insert`: the one way a container grows or shrinks,
-/// since each is a single allocation.
-fn spliced<T: Clone>(items: &[T], range: std::ops::Range<usize>, insert: Option<T>) -> Arc<[T]> {
-    items[..range.start].iter().cloned().chain(insert).chain(items[range.end..].iter().cloned()).collect()
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! strings and keys up to 22 bytes live inside it (most keys, names and addresses allocate
 //! nothing); numbers are stored flat; an array or object is one allocation (`Arc<[T]>`), its
 //! entries sorted by key (byte order, as serde_json's `BTreeMap` sorts them) and found by
-//! bisection. JSON text is parsed straight into this tree through serde, with no intermediate
+//! bisection, except that an object wider than 512 entries is kept in chunks (`object.rs`), so
+//! that an edit copies one chunk of it, not all of it. JSON text is parsed straight into this tree through serde, with no intermediate
 //! `serde_json::Value`. Rendering writes exactly what serde_json writes for the same document
 //! (compact, or pretty with two spaces), which the checksum depends on.
 
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 mod canonical;
 mod edit;
+mod object;
 mod parse;
 mod patch;
 mod render;
@@ -41,7 +43,7 @@ pub enum Str {
 /// An object's entry.
 pub type Entry = (Str, Value);
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Value {
     Null,
     Bool(bool),
@@ -55,6 +57,25 @@ pub enum Value {
     Array(Arc<[Value]>),
     /// Sorted by key, keys unique.
     Object(Arc<[Entry]>),
+    /// A wide object, its entries in chunks (`object.rs`): the same JSON as `Object`, equal to
+    /// an `Object` of the same entries.
+    Chunked(object::Chunks),
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Null, Value::Null) => true,
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::UInt(a), Value::UInt(b)) => a == b,
+            (Value::Int(a), Value::Int(b)) => a == b,
+            (Value::Float(a), Value::Float(b)) => a == b,
+            (Value::String(a), Value::String(b)) => a == b,
+            (Value::Array(a), Value::Array(b)) => a == b,
+            (a, b) if a.is_object() && b.is_object() => a.object_len() == b.object_len() && a.entries().eq(b.entries()),
+            _ => false,
+        }
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<Value>() == 24, "a Value stays 24 bytes");
@@ -132,7 +153,7 @@ impl Value {
     /// The child selected by one path segment: a key of an object, or a decimal index of an array.
     pub fn child(&self, segment: &str) -> Option<&Value> {
         match self {
-            Value::Object(entries) => find_key(entries, segment).ok().map(|i| &entries[i].1),
+            Value::Object(_) | Value::Chunked(_) => self.member(segment),
             Value::Array(items) => parse_index(segment).and_then(|i| items.get(i)),
             _ => None,
         }
@@ -147,7 +168,7 @@ impl Value {
     pub fn depth(&self) -> usize {
         match self {
             Value::Array(items) => 1 + items.iter().map(Value::depth).max().unwrap_or(0),
-            Value::Object(entries) => 1 + entries.iter().map(|(_, v)| v.depth()).max().unwrap_or(0),
+            Value::Object(_) | Value::Chunked(_) => 1 + self.entries().map(|(_, v)| v.depth()).max().unwrap_or(0),
             _ => 0,
         }
     }
@@ -158,14 +179,23 @@ impl Value {
             (Value::Array(a), Value::Array(b)) => {
                 Arc::ptr_eq(a, b) || (a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.same_content(y)))
             }
-            (Value::Object(a), Value::Object(b)) => {
-                Arc::ptr_eq(a, b)
-                    || (a.len() == b.len()
-                        && a.iter().zip(b.iter()).all(|((ka, va), (kb, vb))| ka == kb && va.same_content(vb)))
+            (Value::Object(a), Value::Object(b)) => Arc::ptr_eq(a, b) || same_entries(a, b),
+            // Chunk by chunk while the chunks line up (an edit copies one): unchanged ones are
+            // shared, so comparing a wide object after an edit costs one chunk.
+            (Value::Chunked(a), Value::Chunked(b)) if a.len() == b.len() => {
+                Arc::ptr_eq(a, b) || a.iter().zip(b.iter()).all(|(x, y)| Arc::ptr_eq(x, y) || same_entries(x, y))
+            }
+            (a, b) if a.is_object() && b.is_object() => {
+                a.object_len() == b.object_len()
+                    && a.entries().zip(b.entries()).all(|((ka, va), (kb, vb))| ka == kb && va.same_content(vb))
             }
             (a, b) => a == b,
         }
     }
+}
+
+fn same_entries(a: &[Entry], b: &[Entry]) -> bool {
+    a.len() == b.len() && a.iter().zip(b.iter()).all(|((ka, va), (kb, vb))| ka == kb && va.same_content(vb))
 }
 
 /// Index of `key` in sorted entries, or where it would be inserted.

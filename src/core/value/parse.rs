@@ -120,8 +120,7 @@ impl<'de> Visitor<'de> for Depth<'_> {
                 }
             }
         }
-        let entries: Arc<[Entry]> = scratch.entries.drain(start..).collect();
-        Ok(Value::Object(entries))
+        Ok(Value::object_from_drain(scratch.entries.drain(start..)))
     }
 }
 

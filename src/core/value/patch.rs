@@ -22,18 +22,37 @@ pub enum PatchError {
     TooLarge,
 }
 
+/// Patches of at most this many members are merged into an object member by member (each edit
+/// copying one chunk of a wide object); larger ones in one pass over both (copying the target's
+/// entries once).
+const MERGE_BY_MEMBER_MAX: usize = 16;
+
 /// RFC 7396: `patch` merged into `target`. An object patch sets its members recursively and
 /// removes those it gives as `null`; any other patch replaces the target.
 pub fn merge_patch(target: Option<&Value>, patch: &Value) -> Value {
-    let Value::Object(changes) = patch else { return patch.clone() };
-    let empty: &[Entry] = &[];
-    let members = match target {
-        Some(Value::Object(entries)) => &entries[..],
-        _ => empty,
-    };
+    if !patch.is_object() {
+        return patch.clone();
+    }
+    if let Some(target) = target.filter(|t| t.is_object())
+        && patch.object_len() <= MERGE_BY_MEMBER_MAX
+    {
+        // A few members: edited one by one, each copying one chunk of a wide target.
+        let mut merged = target.clone();
+        for (key, change) in patch.entries() {
+            let key = key.as_str();
+            if matches!(change, Value::Null) {
+                merged.remove_member(key);
+            } else {
+                let member = merge_patch(merged.member(key), change);
+                merged.insert_member(key, member);
+            }
+        }
+        return merged;
+    }
+    let members = target.filter(|t| t.is_object()).unwrap_or(&Value::Null);
     // Both lists are sorted by key: one pass merges them, however many members either has.
-    let (mut ours, mut theirs) = (members.iter().peekable(), changes.iter().peekable());
-    let mut merged: Vec<Entry> = Vec::with_capacity(members.len() + changes.len());
+    let (mut ours, mut theirs) = (members.entries().peekable(), patch.entries().peekable());
+    let mut merged: Vec<Entry> = Vec::with_capacity(members.object_len() + patch.object_len());
     loop {
         let order = match (ours.peek(), theirs.peek()) {
             (None, None) => break,
@@ -54,7 +73,7 @@ pub fn merge_patch(target: Option<&Value>, patch: &Value) -> Value {
             (None, None) => unreachable!("one side had an entry"),
         }
     }
-    Value::Object(Arc::from(merged))
+    Value::object(merged)
 }
 
 /// RFC 6902: applies `operations` to the subtree of `root` at `base`, all or nothing. Pointers
@@ -91,7 +110,7 @@ fn apply(
         Some(_) => Err(PatchError::Malformed(format!("\"{name}\" must be a string"))),
         None => Err(PatchError::Malformed(format!("\"{name}\" is missing"))),
     };
-    if !matches!(operation, Value::Object(_)) {
+    if !operation.is_object() {
         return Err(PatchError::Malformed("an operation is an object".into()));
     }
     let op = text("op")?;
@@ -154,7 +173,7 @@ fn add(doc: &mut Value, base_len: usize, path: &[String], value: Value, depth_ma
                     items[..index].iter().cloned().chain(Some(value)).chain(items[index..].iter().cloned()).collect();
                 (parent_path, Value::Array(grown))
             }
-            Some(Value::Object(_)) => (path, value),
+            Some(parent) if parent.is_object() => (path, value),
             _ => {
                 return Err(PatchError::DoesNotApply(format!(
                     "the parent of /{} does not exist or is not an object or array",
@@ -214,8 +233,9 @@ pub fn same_json(a: &Value, b: &Value) -> bool {
         (Value::Array(x), Value::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y.iter()).all(|(a, b)| same_json(a, b))
         }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().zip(y.iter()).all(|((ka, va), (kb, vb))| ka == kb && same_json(va, vb))
+        (x, y) if x.is_object() && y.is_object() => {
+            x.object_len() == y.object_len()
+                && x.entries().zip(y.entries()).all(|((ka, va), (kb, vb))| ka == kb && same_json(va, vb))
         }
         // Integers compare exactly (the store keeps them exactly, past 2^53 too); a float by value.
         (Value::Float(_), Value::UInt(_) | Value::Int(_) | Value::Float(_))
@@ -237,7 +257,7 @@ fn number(v: &Value) -> f64 {
 fn values_in(value: &Value, limit: usize) -> usize {
     let children: Box<dyn Iterator<Item = &Value>> = match value {
         Value::Array(items) => Box::new(items.iter()),
-        Value::Object(entries) => Box::new(entries.iter().map(|(_, v)| v)),
+        Value::Object(_) | Value::Chunked(_) => Box::new(value.entries().map(|(_, v)| v)),
         _ => return 1,
     };
     let mut count = 1;

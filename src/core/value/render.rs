@@ -19,9 +19,9 @@ impl Value {
                 }
                 out.write_all(b"]")
             }
-            Value::Object(entries) => {
+            Value::Object(_) | Value::Chunked(_) => {
                 out.write_all(b"{")?;
-                for (i, (key, value)) in entries.iter().enumerate() {
+                for (i, (key, value)) in self.entries().enumerate() {
                     if i > 0 {
                         out.write_all(b",")?;
                     }
@@ -47,7 +47,7 @@ impl Value {
                 write!(out, "{number}")
             }
             Value::String(s) => write_str(out, s.as_bytes()),
-            Value::Array(_) | Value::Object(_) => unreachable!("containers are not scalars"),
+            Value::Array(_) | Value::Object(_) | Value::Chunked(_) => unreachable!("containers are not scalars"),
         }
     }
 
@@ -70,9 +70,9 @@ impl Value {
                 write_indent(out, level)?;
                 out.write_all(b"]")
             }
-            Value::Object(entries) if !entries.is_empty() => {
+            Value::Object(_) | Value::Chunked(_) if self.object_len() > 0 => {
                 out.write_all(b"{")?;
-                for (i, (key, value)) in entries.iter().enumerate() {
+                for (i, (key, value)) in self.entries().enumerate() {
                     out.write_all(if i > 0 { b",\n" } else { b"\n" })?;
                     write_indent(out, level + 1)?;
                     write_str(out, key.as_bytes())?;
@@ -84,7 +84,7 @@ impl Value {
                 out.write_all(b"}")
             }
             Value::Array(_) => out.write_all(b"[]"),
-            Value::Object(_) => out.write_all(b"{}"),
+            Value::Object(_) | Value::Chunked(_) => out.write_all(b"{}"),
             scalar => scalar.write_scalar(out),
         }
     }
