@@ -146,6 +146,12 @@ pub const PERSIST_RETRY_MS: u64 = 1_000;
 /// The workers render, hash and write a large store in pieces of this size and yield the core
 /// between them, so that an event loop sharing the core waits for a piece, not a scheduler tick.
 pub const PACE_PIECE_BYTES: usize = 256 * 1024;
+/// Loading a store shares the node of a small container of scalars with every later one of the
+/// same text (`core::value::canonical`): containers up to this many bytes of JSON are looked up...
+pub const SHARED_TEXT_BYTES_MAX: usize = 64;
+/// ...and at most this many distinct ones are remembered, so the table stays small (about 4 MiB
+/// at most) whatever the store holds.
+pub const SHARED_NODES_MAX: usize = 65_536;
 
 // ---- Cluster -------------------------------------------------------------------------------------
 

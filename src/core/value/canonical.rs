@@ -9,11 +9,17 @@
 //! back to the general parser, which then either says why the text is invalid or renders the
 //! canonical text anew. Accepting a text is the same as "`Value::parse` of it renders back to
 //! it", checked in the same pass as the parse instead of by a second render.
+//!
+//! Small arrays and objects of scalars that recur (a list of tags, `{"enabled": true}`) are made
+//! once and shared: in canonical text, the same text is the same content, so a node is found by
+//! its text. The tree is immutable and edits copy what they change, so sharing is invisible but
+//! for memory (a store of a million services with one of seven tag lists each: 96 MB less).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Entry, Str, Value};
-use crate::limits::{PACE_PIECE_BYTES, STORE_DEPTH_MAX};
+use crate::limits::{PACE_PIECE_BYTES, SHARED_NODES_MAX, SHARED_TEXT_BYTES_MAX, STORE_DEPTH_MAX};
 
 impl Value {
     /// Parses the value at the start of `bytes` when it is in the tree's compact canonical form;
@@ -21,8 +27,16 @@ impl Value {
     /// canonical, not JSON, or nested deeper than `STORE_DEPTH_MAX`. `pace` is called after each
     /// `PACE_PIECE_BYTES` of input.
     pub fn parse_canonical(bytes: &[u8], pace: &mut dyn FnMut()) -> Option<(Value, usize)> {
-        let mut parser =
-            Canonical { bytes, at: 0, paced_at: 0, pace, values: Vec::new(), entries: Vec::new(), text: Vec::new() };
+        let mut parser = Canonical {
+            bytes,
+            at: 0,
+            paced_at: 0,
+            pace,
+            values: Vec::new(),
+            entries: Vec::new(),
+            text: Vec::new(),
+            shared: HashMap::new(),
+        };
         let value = parser.value(0)?;
         Some((value, parser.at))
     }
@@ -38,9 +52,12 @@ struct Canonical<'a, 'p> {
     entries: Vec<Entry>,
     /// A string with escapes, unescaped.
     text: Vec<u8>,
+    /// Small containers of scalars parsed so far, by their text: the same text again (canonical
+    /// text is the same exactly when the content is) shares the node instead of allocating one.
+    shared: HashMap<&'a [u8], Value>,
 }
 
-impl Canonical<'_, '_> {
+impl<'a> Canonical<'a, '_> {
     fn value(&mut self, depth: usize) -> Option<Value> {
         if self.at - self.paced_at >= PACE_PIECE_BYTES {
             self.paced_at = self.at;
@@ -76,6 +93,7 @@ impl Canonical<'_, '_> {
         if depth >= STORE_DEPTH_MAX {
             return None;
         }
+        let open = self.at;
         self.at += 1;
         let start = self.values.len();
         if !self.eat(b']') {
@@ -90,14 +108,36 @@ impl Canonical<'_, '_> {
                 }
             }
         }
+        let scalars = self.values[start..].iter().all(|item| !item.is_container());
+        if let Some(shared) = self.shared_node(open, scalars) {
+            self.values.truncate(start);
+            return Some(shared);
+        }
         let items: Arc<[Value]> = self.values.drain(start..).collect();
-        Some(Value::Array(items))
+        Some(self.keep_shared(open, scalars, Value::Array(items)))
+    }
+
+    /// The node already made of the same text as the container from `open` to the cursor, if it
+    /// is small and of scalars only.
+    fn shared_node(&self, open: usize, scalars: bool) -> Option<Value> {
+        let text = &self.bytes[open..self.at];
+        (scalars && text.len() <= SHARED_TEXT_BYTES_MAX).then(|| self.shared.get(text).cloned()).flatten()
+    }
+
+    /// Keeps a small container of scalars to share with later ones of the same text.
+    fn keep_shared(&mut self, open: usize, scalars: bool, value: Value) -> Value {
+        let text = &self.bytes[open..self.at];
+        if scalars && text.len() <= SHARED_TEXT_BYTES_MAX && self.shared.len() < SHARED_NODES_MAX {
+            self.shared.insert(text, value.clone());
+        }
+        value
     }
 
     fn object(&mut self, depth: usize) -> Option<Value> {
         if depth >= STORE_DEPTH_MAX {
             return None;
         }
+        let open = self.at;
         self.at += 1;
         let start = self.entries.len();
         if !self.eat(b'}') {
@@ -120,7 +160,13 @@ impl Canonical<'_, '_> {
                 }
             }
         }
-        Some(Value::object_from_drain(self.entries.drain(start..)))
+        let scalars = self.entries[start..].iter().all(|(_, value)| !value.is_container());
+        if let Some(shared) = self.shared_node(open, scalars) {
+            self.entries.truncate(start);
+            return Some(shared);
+        }
+        let object = Value::object_from_drain(self.entries.drain(start..));
+        Some(self.keep_shared(open, scalars, object))
     }
 
     /// A string at the cursor (on its opening quote).
@@ -319,6 +365,23 @@ mod tests {
         assert_eq!(Value::parse_canonical(deep.as_bytes(), &mut || {}), None);
         let ok = format!("{}{}", "[".repeat(STORE_DEPTH_MAX), "]".repeat(STORE_DEPTH_MAX));
         assert!(Value::parse_canonical(ok.as_bytes(), &mut || {}).is_some());
+    }
+
+    #[test]
+    fn small_containers_of_scalars_of_the_same_text_share_one_node() {
+        let text = br#"[{"a":1},{"a":1},{"a":2},["x",null],["x",null],[["x",null]],[["x",null]]]"#;
+        let (mut tree, _) = Value::parse_canonical(text, &mut || {}).unwrap();
+        let Value::Array(items) = &tree else { panic!("an array") };
+        let same = |i: usize, j: usize| match (&items[i], &items[j]) {
+            (Value::Object(a), Value::Object(b)) => Arc::ptr_eq(a, b),
+            (Value::Array(a), Value::Array(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        assert!(same(0, 1) && same(3, 4), "the same text, one node");
+        assert!(!same(0, 2), "another text, another node");
+        assert!(!same(5, 6), "containers of containers are not looked up");
+        tree.put(&["1", "a"], Value::UInt(9), 100).unwrap();
+        assert_eq!(tree.to_compact(), br#"[{"a":1},{"a":9},{"a":2},["x",null],["x",null],[["x",null]],[["x",null]]]"#);
     }
 
     #[test]
