@@ -37,18 +37,21 @@ impl Node {
         if stale || !same_cluster {
             let why = if stale { "a version of an older term" } else { "a version of another cluster" };
             let answer = serde_json::json!({"error": why, "term": consensus.state.term});
+            self.store.retire(sealed);
             return self.answer(ticket, super::json_response(409, &answer));
         }
         let theirs = Accepted::of(&sealed);
         let accepted = self.accepted();
         let already = accepted == theirs && self.pending.as_ref().is_none_or(|p| p.writing.is_none());
         if already || theirs == Accepted::of(self.store.sealed()) {
+            self.store.retire(sealed);
             return self.answer(ticket, self.accepted_answer(201));
         }
         // An older version than one accepted here: a push delayed and overtaken by the next one of
         // the same term (an older term is stale, above). Taking it would forget the newer version,
         // which a majority may hold: then an election could pass over a committed version.
         if theirs.key() < accepted.key() {
+            self.store.retire(sealed);
             return self.answer(ticket, self.accepted_answer(409));
         }
         let id = self.next_id();
@@ -70,7 +73,7 @@ impl Node {
             Ok(_) => self.accepted_answer(201),
             Err(e) => {
                 // Not durable: not accepted.
-                self.pending = None;
+                self.drop_pending();
                 Response::error(e.status, &e.message)
             }
         };
@@ -110,7 +113,7 @@ impl Node {
                 && self.store_confirmed()
                 && p.sealed.copy.version.sequence < self.store.version().sequence
         }) {
-            self.pending = None;
+            self.drop_pending();
         }
         if let Some(pending) = &self.pending
             && pending.writing.is_none()

@@ -59,6 +59,14 @@ pub struct Pending {
 }
 
 impl Node {
+    /// Forgets the pending version; its tree is freed off the loop (one pushed by the coordinator
+    /// shares no node with the store).
+    pub(super) fn drop_pending(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            self.store.retire(pending.sealed);
+        }
+    }
+
     /// True when this node's writes are coordinated and it has voters other than itself: a commit
     /// is then durable only on a majority.
     fn single_voter(&self, coordination: &Coordination) -> bool {
@@ -176,7 +184,7 @@ impl Node {
             // term at its sequence. It stops coordinating; the commit's outcome is unknown.
             Err(e) => {
                 // Not durable here: not accepted here.
-                self.pending = None;
+                self.drop_pending();
                 self.resign(now, &format!("the version being committed could not be written here: {}", e.message));
             }
         }
@@ -186,7 +194,7 @@ impl Node {
     fn replicate_failed(&mut self, now: Now, e: DiskError) {
         let commit = self.commit.take().expect("a version in flight");
         warn!("the version being committed could not be written here: {}", e.message);
-        self.pending = None;
+        self.drop_pending();
         if let Purpose::Lock { ticket, answered } = commit.purpose
             && let Some(lock) = &mut self.lock
         {
@@ -255,7 +263,7 @@ impl Node {
         {
             lock.base = version;
         }
-        self.pending = None;
+        self.drop_pending();
         self.disk.wrote(version, self.cluster.stamp);
         if self.store_confirmed() {
             self.store.promote(sealed);
@@ -427,6 +435,9 @@ impl Node {
     /// The version to adopt arrived (decoded): stamp it.
     pub(super) fn adopted(&mut self, now: Now, result: Result<Sealed, DecodeError>) {
         if !self.consensus.as_ref().is_some_and(|c| c.is_coordinator()) || self.commit.is_some() {
+            if let Ok(sealed) = result {
+                self.store.retire(sealed);
+            }
             return;
         }
         match result {

@@ -187,7 +187,7 @@ fn decode_written(bytes: &[u8], keep_body: bool) -> Option<Snapshot> {
     let mut peers = serde_json::Deserializer::from_slice(cluster).into_iter::<IgnoredAny>();
     peers.next()?.ok()?;
     let data_start = CLUSTER.len() + peers.byte_offset() + DATA.len();
-    if !bytes[..data_start].ends_with(DATA) {
+    if !bytes.get(..data_start)?.ends_with(DATA) {
         return None;
     }
     let (root, data_len) = Value::parse_canonical(&bytes[data_start..], &mut || {})?;
@@ -565,6 +565,17 @@ mod tests {
             Err(DecodeError::ChecksumMismatch { .. }) => {}
             other => panic!("expected a checksum mismatch, got {:?}", other.map(|s| s.sealed.copy.version)),
         }
+    }
+
+    /// Found by a review: a file whose checksum matches and whose cluster value runs on over the
+    /// file checksum, so the data would start past the end of the file; refused, not a panic.
+    #[test]
+    fn a_cluster_that_swallows_the_file_checksum_is_refused() {
+        let covered = br#"{"cluster":{"a":1"#;
+        let file =
+            format!("{},\"file-sha1\":\"{}\"}}", std::str::from_utf8(covered).unwrap(), Checksum::of_bytes(covered));
+        assert!(check_file_sha1(file.as_bytes()).expect("the file checksum matches"));
+        assert!(decode(file.as_bytes()).is_err());
     }
 
     #[test]

@@ -80,6 +80,12 @@ impl Store {
         Store { sealed, cache: RenderCache::default(), retired: Vec::new() }
     }
 
+    /// A version decoded and not taken (older, equal, or refused): freed off the loop too, since
+    /// a copy from a peer shares no node with the store.
+    pub fn retire(&mut self, sealed: Sealed) {
+        self.retired.push(sealed);
+    }
+
     /// The versions this store no longer serves, to be freed off the loop: freeing a large tree
     /// takes milliseconds (a copy from a peer shares no node with the store it replaces).
     pub fn retired(&mut self) -> std::vec::Drain<'_, Sealed> {

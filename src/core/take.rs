@@ -129,7 +129,10 @@ impl Node {
                 Response::error(400, &format!("copy refused: {e}"))
             }
             Ok(sealed) => match self.foreign(&sealed) {
-                Some(why) => Response::error(409, &why),
+                Some(why) => {
+                    self.store.retire(sealed);
+                    Response::error(409, &why)
+                }
                 None => {
                     self.take_copy(now, sealed);
                     Response::json(201, self.store.version().to_pretty_line().into_bytes())
@@ -148,6 +151,7 @@ impl Node {
         }
         let theirs = sealed.copy.version;
         if theirs <= self.store.version() {
+            self.store.retire(sealed);
             return false;
         }
         info!("took sequence {} ({}) from a peer", theirs.sequence, theirs.checksum);
@@ -213,6 +217,7 @@ impl Node {
     /// version older than one it may have served before it stopped.
     fn take_committed(&mut self, now: Now, sealed: Sealed) -> bool {
         if self.foreign(&sealed).is_some() {
+            self.store.retire(sealed);
             return false;
         }
         // A version committed in a later term proves that term began: a coordinator of an earlier
@@ -227,6 +232,7 @@ impl Node {
             && theirs != ours.version
             && (theirs.sequence == ours.version.sequence || Accepted::of(&sealed).key() > ours.key());
         if !(newer || confirms || dead) {
+            self.store.retire(sealed);
             return false;
         }
         info!("took committed sequence {} ({}) from a peer", theirs.sequence, theirs.checksum);
@@ -235,7 +241,7 @@ impl Node {
             .as_ref()
             .is_some_and(|p| p.writing.is_none() && p.sealed.copy.version.sequence <= theirs.sequence)
         {
-            self.pending = None;
+            self.drop_pending();
         }
         self.consensus.as_mut().expect("coordinated").confirmed = true;
         if confirmed {

@@ -182,7 +182,9 @@ impl Value {
             (Value::Object(a), Value::Object(b)) => Arc::ptr_eq(a, b) || same_entries(a, b),
             // Chunk by chunk while the chunks line up (an edit copies one): unchanged ones are
             // shared, so comparing a wide object after an edit costs one chunk.
-            (Value::Chunked(a), Value::Chunked(b)) if a.len() == b.len() => {
+            (Value::Chunked(a), Value::Chunked(b))
+                if a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.len() == y.len()) =>
+            {
                 Arc::ptr_eq(a, b) || a.iter().zip(b.iter()).all(|(x, y)| Arc::ptr_eq(x, y) || same_entries(x, y))
             }
             (a, b) if a.is_object() && b.is_object() => {
