@@ -133,7 +133,8 @@ impl Value {
 
     /// After an edit of chunk `at`: a flat object grown wide is chunked, a chunk grown to twice
     /// its size is split, an emptied chunk is dropped (the search by first keys needs every
-    /// chunk to have one), and a wide object shrunk to one chunk is flat again.
+    /// chunk to have one), a chunk shrunk to a quarter joins a neighbour, and a wide object
+    /// shrunk to one chunk is flat again.
     fn rebalance(&mut self, at: usize) {
         match self {
             Value::Object(entries) if entries.len() > FLAT_ENTRIES_MAX => *self = Value::object(entries.to_vec()),
@@ -146,6 +147,15 @@ impl Value {
                         chunks[..at].iter().cloned().chain(halves).chain(chunks[at + 1..].iter().cloned()).collect();
                 } else if length == 0 {
                     *chunks = spliced(chunks, at..at + 1, None);
+                } else if length < CHUNK_ENTRIES / 4 && chunks.len() > 1 {
+                    // A chunk shrunk to a quarter joins a neighbour, so deletions cannot leave
+                    // a wide object in many tiny chunks.
+                    let left = if at + 1 < chunks.len() { at } else { at - 1 };
+                    if chunks[left].len() + chunks[left + 1].len() <= FLAT_ENTRIES_MAX {
+                        let joined: Chunk = chunks[left].iter().chain(chunks[left + 1].iter()).cloned().collect();
+                        let rest = chunks[left + 2..].iter().cloned();
+                        *chunks = chunks[..left].iter().cloned().chain(Some(joined)).chain(rest).collect();
+                    }
                 }
                 match &chunks[..] {
                     [] => *self = Value::empty_object(),
@@ -246,7 +256,10 @@ mod tests {
         for key in (600..1_900).map(|i| format!("k{i:06}")) {
             object.delete(&[&key]).ok();
         }
-        assert!(object.chunks().unwrap().iter().all(|chunk| !chunk.is_empty()));
+        let chunks = object.chunks().unwrap();
+        assert!(chunks.iter().all(|chunk| !chunk.is_empty()));
+        let small = chunks.iter().filter(|chunk| chunk.len() < CHUNK_ENTRIES / 4).count();
+        assert!(small <= 1, "tiny chunks are joined: {:?}", chunks.iter().map(|c| c.len()).collect::<Vec<_>>());
         for (key, value) in expected.iter().filter(|(k, _)| !("k000600".."k001900").contains(&k.as_str())) {
             assert_eq!(object.member(key.as_str()), Some(value), "{key}");
         }
