@@ -440,6 +440,9 @@ impl Sim {
                 None => panic!("seed {}: an answer for unknown ticket {ticket}", self.seed),
             },
             Effect::Event { .. } => {}
+            // Freeing a version the store let go of changes nothing the core sees: it is done
+            // here, with no event and no draw of the generator, so histories do not shift with it.
+            Effect::Job(Job::Retire(_)) => {}
             Effect::Job(job) => {
                 let delay = self.rng.below(6);
                 self.at(delay, Event::JobDone { node: i, generation, job });
