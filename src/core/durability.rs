@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use log::{error, info, warn};
 
-use super::{Effect, Node};
+use super::{Effect, Node, Ticket};
 use crate::core::clock::{Deadline, Now};
 use crate::core::jobs::{Body, DiskError, Job};
 use crate::core::lock::LockState;
@@ -41,11 +41,15 @@ pub(super) struct DiskQueue {
     durable_stamp: u64,
     /// After a failed background write: not before this.
     retry_at: Option<Deadline>,
+    /// `PUT /copy` requests whose copy was taken, answered once the disk holds its sequence (or a
+    /// later one): a node must not answer a copy it would forget in a crash. Bounded by the
+    /// connections.
+    copies_waiting: Vec<(u64, Ticket)>,
 }
 
 impl DiskQueue {
     pub(super) fn new(durable: Version) -> DiskQueue {
-        DiskQueue { in_flight: None, durable, durable_stamp: 0, retry_at: None }
+        DiskQueue { in_flight: None, durable, durable_stamp: 0, retry_at: None, copies_waiting: Vec::new() }
     }
 
     /// When a failed background write is retried; nothing while a job is in flight, since its
@@ -78,6 +82,29 @@ impl DiskQueue {
 }
 
 impl Node {
+    /// Answers a taken `PUT /copy` once its version is on disk (at once without a data directory).
+    pub(super) fn answer_copy_when_durable(&mut self, ticket: Ticket) {
+        let sequence = self.store.version().sequence;
+        self.disk.copies_waiting.push((sequence, ticket));
+        self.answer_durable_copies(None);
+    }
+
+    /// Answers the `PUT /copy` requests whose version the disk now holds, or, after a failed
+    /// write, every one waiting with why.
+    pub(super) fn answer_durable_copies(&mut self, failed: Option<&DiskError>) {
+        let durable = if self.config.durable { self.disk.durable.sequence } else { u64::MAX };
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            self.disk.copies_waiting.drain(..).partition(|(sequence, _)| *sequence <= durable || failed.is_some());
+        self.disk.copies_waiting = waiting;
+        for (_, ticket) in done {
+            let response = match failed {
+                Some(e) => Response::error(e.status, &format!("the copy was taken but is not on disk: {}", e.message)),
+                None => Response::json(201, self.store.version().to_pretty_line().into_bytes()),
+            };
+            self.answer(ticket, response);
+        }
+    }
+
     /// Starts the next job if the writer is idle.
     pub(super) fn pump_disk(&mut self, now: Now) {
         if self.disk.in_flight.is_some() {
@@ -175,6 +202,7 @@ impl Node {
                 self.metrics.flush_failures += 1;
                 error!("{}; the store is served but not on disk, retrying", e.message);
                 self.disk.retry_at = Some(Deadline::after(now, PERSIST_RETRY_MS));
+                self.answer_durable_copies(Some(&e));
             }
         }
         self.pump_disk(now);

@@ -446,6 +446,8 @@ impl Node {
             Done::StateSaved { id, result: Ok(()) } => self.state_saved(now, id),
             Done::StateSaved { id, result: Err(e) } => self.state_not_saved(now, id, &e.message),
         }
+        // Any write may have made a taken copy durable.
+        self.answer_durable_copies(None);
     }
 
     /// Handles one request. `ticket` names it if the answer has to wait.

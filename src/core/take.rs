@@ -134,7 +134,10 @@ impl Node {
                     Response::error(409, &why)
                 }
                 None => {
-                    self.take_copy(now, sealed);
+                    if self.take_copy(now, sealed) {
+                        // Answered once on disk: a node never goes back to an older version.
+                        return self.answer_copy_when_durable(ticket);
+                    }
                     Response::json(201, self.store.version().to_pretty_line().into_bytes())
                 }
             },

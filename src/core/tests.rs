@@ -245,6 +245,48 @@ fn copies_that_are_older_equal_or_bad_change_nothing() {
     assert_eq!(served["data"], serde_json::json!({"v": 3}));
 }
 
+/// With a data directory, a taken copy is answered once it is on disk: a node that answered it
+/// and then crashed would come back older (found by a user trial). A failed write says so.
+#[test]
+fn a_copy_is_answered_once_it_is_on_disk() {
+    let config = CoreConfig { durable: true, ..CoreConfig::single("127.0.0.1:1") };
+    let mut h = Harness::new();
+    h.node = Node::new(config, h.now, Start::empty());
+    let (ticket, reply) = h.send(Method::Put, "/copy", &copy_body(&copy_of(5, r#"{"v": 5}"#)));
+    assert!(matches!(reply, Reply::Later));
+    let Some(Effect::Job(Job::Decode { id, body })) = h.node.drain_effects().next() else { panic!("decoded first") };
+    h.node.job_done(h.now, jobs::run(Job::Decode { id, body }, &mut NoDisk, &mut || {}));
+    let effects: Vec<Effect> = h.node.drain_effects().collect();
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Answer { .. })), "not answered before the write");
+    let Some(Effect::Job(Job::Write { id, .. })) = effects.iter().find(|e| matches!(e, Effect::Job(Job::Write { .. })))
+    else {
+        panic!("the copy is written: {effects:?}");
+    };
+    let file = Ok(Some(std::path::PathBuf::from("/data/1.json")));
+    h.node.job_done(h.now, Done::Written { id: *id, file, elapsed_us: 1 });
+    let answered = h
+        .node
+        .drain_effects()
+        .any(|e| matches!(e, Effect::Answer { ticket: t, response } if t == ticket && response.status == 201));
+    assert!(answered, "answered once on disk");
+
+    let (ticket, _) = h.send(Method::Put, "/copy", &copy_body(&copy_of(6, r#"{"v": 6}"#)));
+    let Some(Effect::Job(Job::Decode { id, body })) = h.node.drain_effects().next() else { panic!("decoded first") };
+    h.node.job_done(h.now, jobs::run(Job::Decode { id, body }, &mut NoDisk, &mut || {}));
+    let Some(Effect::Job(Job::Write { id, .. })) =
+        h.node.drain_effects().find(|e| matches!(e, Effect::Job(Job::Write { .. })))
+    else {
+        panic!("the copy is written");
+    };
+    let full = DiskError { status: 507, message: "no space left".into() };
+    h.node.job_done(h.now, Done::Written { id, file: Err(full), elapsed_us: 1 });
+    let answered = h
+        .node
+        .drain_effects()
+        .any(|e| matches!(e, Effect::Answer { ticket: t, response } if t == ticket && response.status == 507));
+    assert!(answered, "a failed write is said");
+}
+
 /// A version the store no longer serves is freed by a worker, not on the loop.
 #[test]
 fn replaced_versions_are_handed_to_a_worker_to_free() {

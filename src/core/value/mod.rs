@@ -69,7 +69,9 @@ impl PartialEq for Value {
             (Value::Bool(a), Value::Bool(b)) => a == b,
             (Value::UInt(a), Value::UInt(b)) => a == b,
             (Value::Int(a), Value::Int(b)) => a == b,
-            (Value::Float(a), Value::Float(b)) => a == b,
+            // By bits: -0.0 and 0.0 render differently, so they are different content (a write
+            // of one over the other is a change). Stored floats are never NaN.
+            (Value::Float(a), Value::Float(b)) => a.to_bits() == b.to_bits(),
             (Value::String(a), Value::String(b)) => a == b,
             (Value::Array(a), Value::Array(b)) => a == b,
             (a, b) if a.is_object() && b.is_object() => a.object_len() == b.object_len() && a.entries().eq(b.entries()),
@@ -275,5 +277,6 @@ mod tests {
         other.put(&["size"], parse("1025"), 100).unwrap();
         assert!(!seed().same_content(&other));
         assert!(!parse("1").same_content(&parse("1.0")), "an integer is not a float, as in serde_json");
+        assert!(!parse("0.0").same_content(&parse("-0.0")), "they render differently (found by a user trial)");
     }
 }
