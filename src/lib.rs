@@ -18,7 +18,8 @@
 //! so a copy of the whole store costs one reference count and an edit copies only its path.
 //!
 //! **Long work leaves the loop.** The shell's workers (`shell::workers`) carry out the core's
-//! jobs (`core::jobs::run`: seal a store, write it, check a copy) on threads fed immutable work,
+//! jobs (`core::jobs::run`: seal a store, write it, check or render a copy, free a version no
+//! longer served) on threads fed immutable work,
 //! at a lower priority, yielding the core between 256 KiB pieces; they report through a channel
 //! and a `mio::Waker`, like Redis's `bio.c`.
 //!
@@ -47,7 +48,7 @@
 //! | `core/info.rs` | `GET /` and the figures of `/metrics` |
 //! | `core/auth.rs`, `metrics.rs` | tokens and the cluster key; `/metrics` |
 //! | `core/jobs.rs`, `pace.rs` | the workers' jobs and how they are carried out; pacing hooks |
-//! | `core/value/` | the tree (`mod.rs`), edits, patches (RFC 7396, RFC 6902), rendering, parsing |
+//! | `core/value/` | the tree (`mod.rs`), wide objects in chunks (`object.rs`), edits, patches (RFC 7396, RFC 6902), rendering, parsing (general, and the one pass over canonical JSON in `canonical.rs`) |
 //! | `core/version.rs`, `lineage.rs` | versions and checksums; a store's recent history |
 //! | `core/sealed.rs`, `snapshot.rs` | the copy format (peers); the snapshot file format (disk) |
 //! | `core/clock.rs`, `path.rs`, `address.rs`, `rng.rs` | time as a value; request paths; `HOST:PORT`; the seeded generator |
