@@ -92,6 +92,9 @@ impl Node {
     /// Answers the `PUT /copy` requests whose version the disk now holds, or, after a failed
     /// write, every one waiting with why.
     pub(super) fn answer_durable_copies(&mut self, failed: Option<&DiskError>) {
+        if self.disk.copies_waiting.is_empty() {
+            return;
+        }
         let durable = if self.config.durable { self.disk.durable.sequence } else { u64::MAX };
         let (done, waiting): (Vec<_>, Vec<_>) =
             self.disk.copies_waiting.drain(..).partition(|(sequence, _)| *sequence <= durable || failed.is_some());

@@ -234,9 +234,7 @@ pub fn parse_copy_paced(bytes: &[u8], pace: &mut dyn FnMut()) -> Result<Sealed, 
     if let Some(sealed) = parse_canonical_copy(bytes, pace) {
         return sealed;
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let fields = CopySeed.deserialize(&mut deserializer).and_then(|f| deserializer.end().map(|()| f));
-    seal_checked(fields.map_err(json_error)?.into_copy()?, pace)
+    seal_checked(copy_fields(bytes).map_err(json_error)?.into_copy()?, pace)
 }
 
 /// A copy whose body is canonical, read in one pass: its data parsed where it stands, and the rest
@@ -247,9 +245,7 @@ fn parse_canonical_copy(bytes: &[u8], pace: &mut dyn FnMut()) -> Option<Result<S
     let (root, data_len) = Value::parse_canonical(rest, pace)?;
     let (data, tail) = rest.split_at(data_len);
     let frame = [DATA_START, b"null", tail].concat();
-    let mut deserializer = serde_json::Deserializer::from_slice(&frame);
-    let fields = CopySeed.deserialize(&mut deserializer).and_then(|f| deserializer.end().map(|()| f)).ok()?;
-    let mut copy = fields.into_copy().ok()?;
+    let mut copy = copy_fields(&frame).ok()?.into_copy().ok()?;
     let mut canonical_tail = Vec::new();
     finish_body(&mut canonical_tail, &copy);
     if tail != canonical_tail {
@@ -263,6 +259,12 @@ fn parse_canonical_copy(bytes: &[u8], pace: &mut dyn FnMut()) -> Option<Result<S
     }
     copy.root = root;
     Some(Ok(Sealed { copy, body: bytes.into(), data_len }))
+}
+
+/// A copy body's fields, the whole text one copy object.
+fn copy_fields(bytes: &[u8]) -> Result<CopyFields, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    CopySeed.deserialize(&mut deserializer).and_then(|fields| deserializer.end().map(|()| fields))
 }
 
 pub(crate) fn json_error(e: serde_json::Error) -> DecodeError {
