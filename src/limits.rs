@@ -213,6 +213,9 @@ pub const FORWARD_TIMEOUT_MS: u64 = 2_000;
 const _: () = assert!(COMMIT_TIMEOUT_MS < FORWARD_TIMEOUT_MS, "the coordinator answers a commit first");
 /// `?min-version=N` without `?wait=` waits at most this long for the node to hold sequence N.
 pub const MIN_VERSION_WAIT_MS_DEFAULT: u64 = 5_000;
+/// Peers of another cluster or write mode remembered as already logged: an error is logged once
+/// per peer, and a misconfigured fleet stays far below this.
+pub const FOREIGN_PEERS_LOGGED_MAX: usize = 64;
 /// The last bytes of a snapshot file read to order files by the (term, sequence) they hold: the
 /// lineage (4 KiB), the version and the coordination (voters, removed ids) fit with room to spare.
 pub const SNAPSHOT_TAIL_PEEK_BYTES: usize = 64 * 1024;

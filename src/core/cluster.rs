@@ -37,6 +37,8 @@ pub struct Peer {
     pub id: Option<String>,
     /// It says its version is committed (false: it started from a version it must confirm).
     pub committed: bool,
+    /// It is of another cluster or write mode (`core::peering`): nothing it says is taken.
+    pub mismatch: Option<super::peering::Mismatch>,
     /// When it joined the table: an address never reached this long after is forgotten.
     learned: Now,
     next_sync: Deadline,
@@ -58,6 +60,7 @@ impl Peer {
             problem: None,
             id: None,
             committed: true,
+            mismatch: None,
             learned: now,
             next_sync: Deadline(now.mono_ms),
             exchanging: 0,
@@ -76,6 +79,7 @@ impl Peer {
             "last-push": self.last_push,
             "problem": self.problem,
             "id": self.id,
+            "foreign": self.mismatch.as_ref().map(super::peering::Mismatch::role),
         })
     }
 
@@ -322,7 +326,7 @@ impl Node {
     pub(super) fn call(&mut self, address: &str, kind: CallKind, method: Method, path: &str, body: Bytes) {
         let id = self.next_id();
         self.cluster.calls.push((id, address.to_string(), kind));
-        let (peer, path, headers) = (address.to_string(), path.to_string(), String::new());
+        let (peer, path, headers) = (address.to_string(), path.to_string(), self.envelope());
         self.effects.push(Effect::Peer(PeerRequest { id, peer, method, path, headers, body }));
     }
 
@@ -352,6 +356,14 @@ impl Node {
     pub fn peer_reply(&mut self, now: Now, id: u64, result: Result<PeerReply, String>) {
         let Some(position) = self.cluster.calls.iter().position(|(call, _, _)| *call == id) else { return };
         let (_, address, kind) = self.cluster.calls.swap_remove(position);
+        // Nothing is taken from a peer of another cluster or mode: its answer is a failure.
+        let result = match result {
+            Ok(reply) => match self.check_peer_answer(&address, &reply.headers) {
+                Ok(()) => Ok(reply),
+                Err(mismatch) => Err(mismatch.message(&address)),
+            },
+            Err(e) => Err(e),
+        };
         if self.consensus_reply(now, id, &address, kind, &result) {
             return;
         }
@@ -368,6 +380,7 @@ impl Node {
                     Ok(_) => "it refuses this node's key (401): give every node the same --cluster-key-file (or, \
                               without one, the same --token-file)"
                         .to_string(),
+                    Err(e) if peer.mismatch.is_some() => e,
                     Err(e) => format!("unreachable: {e}"),
                 };
                 if peer.reachable || (peer.problem.as_ref() != Some(&problem) && problem.contains("401")) {
@@ -499,15 +512,17 @@ impl Node {
         // included): a committed version is on a majority, and a single peer may be one that is
         // joining too, with an older store (this node may have served a newer one before it
         // stopped, if its disk could not keep it).
-        let heard_enough = match (&self.consensus, self.coordination()) {
+        // The only voter of its cluster is a majority on its own: it waits for nobody (its seeds
+        // may be down, or of another cluster).
+        let (heard_enough, alone_enough) = match (&self.consensus, self.coordination()) {
             (Some(consensus), Some(coordination)) => {
                 let me = usize::from(coordination.is_voter(&consensus.state.id));
                 let heard = self.heard_while_joining.iter().filter(|h| coordination.is_voter(h)).count();
-                heard + me >= coordination.majority()
+                (heard + me >= coordination.majority(), me >= coordination.majority())
             }
-            _ => true,
+            _ => (true, false),
         };
-        let caught_up = heard_enough && target.is_some_and(|t| self.store.version() >= t);
+        let caught_up = alone_enough || (heard_enough && target.is_some_and(|t| self.store.version() >= t));
         if caught_up {
             info!("caught up with the cluster at sequence {}; serving", self.store.version().sequence);
             self.activation = Activation::Active;

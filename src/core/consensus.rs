@@ -260,7 +260,11 @@ impl Node {
     /// The node's state could not be written: nothing that waits for it happens (no vote is
     /// granted, no candidacy goes on) until a retry succeeds.
     pub(super) fn state_not_saved(&mut self, now: Now, id: u64, why: &str) {
-        let consensus = self.consensus.as_mut().expect("coordinated");
+        // With local writes only the cluster a node joined is saved, and nobody waits for it.
+        let Some(consensus) = self.consensus.as_mut() else {
+            error!("node.json cannot be written ({why}): the cluster this node joined is kept in memory only");
+            return;
+        };
         if consensus.saving != Some(id) {
             return;
         }
@@ -270,7 +274,8 @@ impl Node {
 
     /// The node's state is on disk: answer the votes that waited, ask for the votes this node needs.
     pub(super) fn state_saved(&mut self, now: Now, id: u64) {
-        let consensus = self.consensus.as_mut().expect("coordinated");
+        // With local writes only the cluster a node joined is saved, and nobody waits for it.
+        let Some(consensus) = self.consensus.as_mut() else { return };
         if consensus.saving != Some(id) {
             return;
         }

@@ -59,7 +59,7 @@ impl Node {
             );
         }
         let client = request.client.map_or_else(|| "unknown".to_string(), |c| c.to_string());
-        let mut headers = format!("{FORWARDED}: {client}\r\n");
+        let mut headers = format!("{FORWARDED}: {client}\r\n{}", self.envelope());
         let passed = [
             ("Accept", request.headers.accept),
             ("Content-Type", request.headers.content_type),

@@ -17,6 +17,7 @@ pub mod path;
 pub mod rng;
 pub mod sealed;
 pub mod snapshot;
+pub mod startup;
 pub mod value;
 pub mod version;
 
@@ -33,6 +34,7 @@ mod info;
 mod lock;
 mod membership;
 mod metrics;
+mod peering;
 mod replicate;
 mod store;
 mod take;
@@ -129,6 +131,8 @@ pub struct CoreConfig {
     pub rng_seed: u64,
     /// The tokens and the cluster key, if any.
     pub access: Access,
+    /// This node's id and cluster as `node.json` holds them (`core::startup` decides them).
+    pub identity: node_state::NodeState,
     /// Coordinated writes (`--writes=coordinated`, the default): this node's state on disk, and
     /// the id of the cluster it founds, if it starts one. `None`: local writes.
     pub coordinated: Option<Coordinated>,
@@ -156,6 +160,7 @@ impl CoreConfig {
             bootstrap_limit_ms: Some(clock::seconds_to_ms(crate::limits::BOOTSTRAP_LIMIT_S_DEFAULT)),
             rng_seed: 1,
             access: Access::default(),
+            identity: node_state::NodeState::new("0000000000000001".into()),
             coordinated: None,
         }
     }
@@ -246,6 +251,11 @@ pub struct Node {
     dropped_lock: Option<(String, String)>,
     /// One-request writes waiting for the lock.
     waiting_writes: write::WaitingWrites,
+    /// This node's id and cluster (the cluster is learned from the first peer, when it starts
+    /// without one).
+    identity: node_state::NodeState,
+    /// Peers of another cluster or write mode already logged, and why.
+    mismatches_logged: Vec<(String, peering::Mismatch)>,
 }
 
 impl Node {
@@ -274,6 +284,8 @@ impl Node {
             forwards: Vec::new(),
             dropped_lock: None,
             waiting_writes: write::WaitingWrites::new(),
+            identity: config.identity.clone(),
+            mismatches_logged: Vec::new(),
             config,
         };
         node.start_consensus(now, start.committed);
@@ -481,6 +493,32 @@ impl Node {
         if let Some(refused) = self.config.access.check_forwarded(resource, request.method, authorization, forwarded) {
             return Reply::Now(refused);
         }
+        if request.headers.peer_writes.is_some() {
+            // A peer's request: refused whole when it is of another cluster or mode, and answered
+            // with this node's cluster and mode.
+            let reply = match self.check_peer_request(&request.headers) {
+                Some(refused) => return Reply::Now(refused),
+                None => self.route(now, ticket, request, resource, below, query),
+            };
+            return match reply {
+                Reply::Now(response) => Reply::Now(response.with_extra_lines(&self.envelope())),
+                other => other,
+            };
+        }
+        self.route(now, ticket, request, resource, below, query)
+    }
+
+    /// Hands a request to its resource.
+    fn route(
+        &mut self,
+        now: Now,
+        ticket: Ticket,
+        request: &Request,
+        resource: &str,
+        below: &str,
+        query: Query,
+    ) -> Reply {
+        let raw_path = path::split_target(request.target).0;
         // A forwarded request's client is the one the forwarding node names, for the audit lines.
         let forwarded_client = request.headers.forwarded.and_then(|c| c.parse().ok());
         let request = &Request { client: forwarded_client.or(request.client), ..*request };

@@ -1,5 +1,7 @@
-//! What a node keeps on disk beside its snapshots, in coordinated mode: its random id, the newest
-//! term it knows, and whom it voted for in that term. A vote is written (and fsync'd) before it is
+//! What a node keeps on disk beside its snapshots (`node.json`): its random id and the id of the
+//! cluster it belongs to, both written before the node first speaks to a peer, so that a restarted
+//! node is the same node of the same cluster; and, with coordinated writes, the newest term it
+//! knows and whom it voted for in that term. A vote is written (and fsync'd) before it is
 //! answered, so a node never votes twice in a term, across restarts too.
 
 use crate::core::members::valid_id;
@@ -10,27 +12,38 @@ pub struct NodeState {
     pub term: u64,
     /// The candidate voted for in `term`.
     pub vote: Option<String>,
+    /// The cluster this node belongs to (`None`: it has yet to hear of one; it joins the
+    /// cluster of the first peer that answers).
+    pub cluster: Option<String>,
 }
 
 impl NodeState {
-    /// `{"id":"...","term":T,"vote":"..."|null}` with a final newline.
+    /// A new node: no term, no vote, no cluster yet.
+    pub fn new(id: String) -> NodeState {
+        NodeState { id, term: 0, vote: None, cluster: None }
+    }
+
+    /// `{"cluster":"..."|null,"id":"...","term":T,"vote":"..."|null}` with a final newline.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes =
-            serde_json::json!({"id": self.id, "term": self.term, "vote": self.vote}).to_string().into_bytes();
+        let json = serde_json::json!({"cluster": self.cluster, "id": self.id, "term": self.term, "vote": self.vote});
+        let mut bytes = json.to_string().into_bytes();
         bytes.push(b'\n');
         bytes
     }
 
-    /// Reads what `to_bytes` wrote; `None` for anything else.
+    /// Reads what `to_bytes` wrote (a file without `cluster`, from before clusters had ids, has
+    /// none); `None` for anything else.
     pub fn from_bytes(bytes: &[u8]) -> Option<NodeState> {
         let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
         let id = value.get("id")?.as_str()?.to_string();
         let term = value.get("term")?.as_u64()?;
-        let vote = match value.get("vote")? {
-            serde_json::Value::Null => None,
-            vote => Some(vote.as_str()?.to_string()),
+        let optional = |field: &str| match value.get(field) {
+            None | Some(serde_json::Value::Null) => Some(None),
+            Some(text) => text.as_str().filter(|id| valid_id(id)).map(|id| Some(id.to_string())),
         };
-        (valid_id(&id) && vote.as_deref().is_none_or(valid_id)).then_some(NodeState { id, term, vote })
+        let vote = value.get("vote").and(optional("vote"))?;
+        let cluster = optional("cluster")?;
+        valid_id(&id).then_some(NodeState { id, term, vote, cluster })
     }
 }
 
@@ -40,9 +53,18 @@ mod tests {
 
     #[test]
     fn node_state_round_trips_and_refuses_junk() {
-        let state = NodeState { id: "00000000000000aa".into(), term: 7, vote: Some("00000000000000bb".into()) };
+        let mut state =
+            NodeState { id: "00000000000000aa".into(), term: 7, vote: Some("00000000000000bb".into()), cluster: None };
+        assert_eq!(NodeState::from_bytes(&state.to_bytes()), Some(state.clone()));
+        state.cluster = Some("00000000000000cc".into());
         assert_eq!(NodeState::from_bytes(&state.to_bytes()), Some(state));
+        let old = NodeState::from_bytes(b"{\"id\": \"00000000000000aa\", \"term\": 1, \"vote\": null}").unwrap();
+        assert_eq!(old.cluster, None, "a file from before cluster ids has none");
         assert_eq!(NodeState::from_bytes(b"{\"id\": \"x\", \"term\": 1, \"vote\": null}"), None);
+        assert_eq!(
+            NodeState::from_bytes(b"{\"id\": \"00000000000000aa\", \"term\": 1, \"vote\": null, \"cluster\": 5}"),
+            None
+        );
         assert_eq!(NodeState::from_bytes(b"{\"id\": \"00000000000000aa\""), None);
     }
 }

@@ -189,9 +189,16 @@ impl Node {
     }
 
     /// Why a copy cannot be taken in this node's mode: a coordinated node takes only copies of its
-    /// own cluster (or, still a learner, of any), a local node only copies without a coordination.
+    /// own cluster (or, a learner that has yet to hear of its cluster, of any), a local node only
+    /// copies without a coordination.
     fn foreign(&self, sealed: &Sealed) -> Option<String> {
         let theirs = sealed.copy.coordination.as_ref();
+        if let (Some(ours), Some(theirs)) = (self.cluster_id(), theirs)
+            && self.consensus.is_some()
+            && ours != theirs.cluster
+        {
+            return Some(format!("the copy is of another cluster ({}, this one is {ours})", theirs.cluster));
+        }
         match (self.consensus.is_some(), self.coordination(), theirs) {
             (false, _, Some(_)) => Some(
                 "this node's writes are local (--writes=local); the copy is of a cluster with \

@@ -60,10 +60,19 @@ pub fn parse_response_head(buf: &[u8], body_bytes_max: u64) -> Result<Option<Res
 
 /// The header lines of an answer worth passing on to a client when a node relays the coordinator's
 /// answer (`Content-Type`, `Retry-After`, `Allow`, `WWW-Authenticate`, `ETag`,
-/// `X-Lighthouse-Version`), each ending in CRLF.
+/// `X-Lighthouse-Version`), and the ones a peer's answer says its cluster with (`core::peering`),
+/// each ending in CRLF.
 pub fn relayed_headers(head: &[u8]) -> Vec<u8> {
-    const RELAYED: [&str; 6] =
-        ["content-type", "retry-after", "allow", "www-authenticate", "etag", "x-lighthouse-version"];
+    const RELAYED: [&str; 8] = [
+        "content-type",
+        "retry-after",
+        "allow",
+        "www-authenticate",
+        "etag",
+        "x-lighthouse-version",
+        "x-lighthouse-writes",
+        "x-lighthouse-cluster",
+    ];
     let mut lines = [httparse::EMPTY_HEADER; REQUEST_HEADERS_COUNT_MAX];
     let mut response = httparse::Response::new(&mut lines);
     let mut out = Vec::new();

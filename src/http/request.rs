@@ -74,6 +74,11 @@ pub struct Headers<'a> {
     /// `X-Lighthouse-Forwarded`: another node forwarded the request to this one (the coordinator);
     /// the value is the client's address.
     pub forwarded: Option<&'a str>,
+    /// `X-Lighthouse-Writes`, `X-Lighthouse-Cluster`, `X-Lighthouse-From`: a peer's request says
+    /// its write mode, its cluster and its address (`core::peering`).
+    pub peer_writes: Option<&'a str>,
+    pub peer_cluster: Option<&'a str>,
+    pub peer_from: Option<&'a str>,
 }
 
 /// Shows everything but the credentials.
@@ -88,6 +93,9 @@ impl std::fmt::Debug for Headers<'_> {
             .field("authorization", &self.authorization.map(|_| ".."))
             .field("last_event_id", &self.last_event_id)
             .field("forwarded", &self.forwarded)
+            .field("peer_writes", &self.peer_writes)
+            .field("peer_cluster", &self.peer_cluster)
+            .field("peer_from", &self.peer_from)
             .finish()
     }
 }
@@ -182,6 +190,12 @@ pub fn parse_head(buf: &[u8], body_bytes_max: u64) -> Result<Option<Head<'_>>, H
             head.headers.last_event_id = text(value);
         } else if name.eq_ignore_ascii_case("x-lighthouse-forwarded") {
             head.headers.forwarded = text(value);
+        } else if name.eq_ignore_ascii_case("x-lighthouse-writes") {
+            head.headers.peer_writes = text(value);
+        } else if name.eq_ignore_ascii_case("x-lighthouse-cluster") {
+            head.headers.peer_cluster = text(value);
+        } else if name.eq_ignore_ascii_case("x-lighthouse-from") {
+            head.headers.peer_from = text(value);
         }
     }
     head.framing = match (chunked, content_length) {

@@ -92,6 +92,17 @@ impl Response {
         self
     }
 
+    /// Adds header lines, each ending in CRLF.
+    pub fn with_extra_lines(mut self, lines: &str) -> Response {
+        let mut headers = match self.headers {
+            Bytes::Owned(v) => v,
+            other => other.as_slice().to_vec(),
+        };
+        headers.extend_from_slice(lines.as_bytes());
+        self.headers = Bytes::Owned(headers);
+        self
+    }
+
     /// Marks the answer as the last on its connection.
     pub fn closing(mut self) -> Response {
         self.close = true;

@@ -11,7 +11,8 @@ use log::{debug, error, warn};
 
 use crate::core::jobs::{Disk, DiskError};
 use crate::core::node_state::NodeState;
-use crate::core::snapshot::{self, NodeJson, Snapshot, decode_keeping, parse_file_name};
+use crate::core::snapshot::{self, NodeJson, parse_file_name};
+use crate::core::startup::Directory;
 use crate::limits::SNAPSHOT_TAIL_PEEK_BYTES;
 use crate::shell::clock::unix_micros;
 
@@ -29,92 +30,61 @@ pub fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(files)
 }
 
-/// What a data directory held at start.
-#[derive(Debug)]
-pub struct Loaded {
-    /// The newest valid snapshot and its file.
-    pub newest: Option<(PathBuf, Snapshot)>,
-    /// The files newer than it (all of them, when none is valid) that could not be loaded, and why.
-    pub damaged: Vec<(PathBuf, String)>,
+/// The last `SNAPSHOT_TAIL_PEEK_BYTES` of a file.
+fn tail(file: &Path) -> io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut handle = File::open(file)?;
+    let length = handle.metadata()?.len();
+    handle.seek(SeekFrom::Start(length.saturating_sub(SNAPSHOT_TAIL_PEEK_BYTES as u64)))?;
+    let mut tail = Vec::with_capacity(SNAPSHOT_TAIL_PEEK_BYTES);
+    handle.read_to_end(&mut tail)?;
+    Ok(tail)
 }
 
-/// Loads the newest valid snapshot in `dir`, warning about each newer file that is not valid.
-/// Creates `dir` (private to its owner) if it is missing.
-pub fn load_newest(dir: &Path) -> io::Result<Option<(PathBuf, Snapshot)>> {
-    load_newest_keeping(dir, true).map(|loaded| loaded.newest)
-}
+/// The data directory as start-up reads it (`core::startup`): its snapshot files and `node.json`.
+pub struct StartupDir<'a>(pub &'a Path);
 
-/// As `load_newest`, passing `keep_body` to `decode_keeping`, and telling which files were damaged.
-pub fn load_newest_keeping(dir: &Path, keep_body: bool) -> io::Result<Loaded> {
-    load_in_order(dir, keep_body, false)
-}
-
-/// As `load_newest_keeping`; with `by_term`, the files are tried by the (term, sequence) of the
-/// version they hold, newest first, not by their names (coordinated mode: a version of a later
-/// term wins, and wall clocks may step back).
-pub fn load_in_order(dir: &Path, keep_body: bool, by_term: bool) -> io::Result<Loaded> {
-    create_private_dir(dir)?;
-    remove_temporary_files(dir);
-    let mut damaged = Vec::new();
-    let mut files = list(dir)?;
-    if by_term {
-        let mut keyed: Vec<((u64, u64, u64), PathBuf)> = files
-            .into_iter()
-            .map(|(time, file)| {
-                // A file whose tail shows no version is probably damaged: tried first, so that it
-                // is reported, not silently passed over.
-                let (term, sequence) = peek(&file).unwrap_or((u64::MAX, u64::MAX));
-                ((term, sequence, time), file)
-            })
-            .collect();
-        keyed.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
-        files = keyed.into_iter().map(|((_, _, time), file)| (time, file)).collect();
+impl StartupDir<'_> {
+    /// Creates the directory (private to its owner) if it is missing, and removes what a crash
+    /// left in the middle of a write.
+    pub fn prepare(&self) -> io::Result<()> {
+        create_private_dir(self.0)?;
+        remove_temporary_files(self.0);
+        Ok(())
     }
-    for (_, file) in files {
-        let decoded = fs::read(&file)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| decode_keeping(&bytes, keep_body).map_err(|e| e.to_string()));
-        match decoded {
-            Ok(snapshot) => return Ok(Loaded { newest: Some((file, snapshot)), damaged }),
-            Err(e) => {
-                warn!("skipping snapshot {}: {e}", file.display());
-                damaged.push((file, e));
-            }
+}
+
+impl Directory for StartupDir<'_> {
+    fn snapshots(&mut self) -> Result<Vec<(u64, String)>, String> {
+        let files = list(self.0).map_err(|e| format!("cannot list {}: {e}", self.0.display()))?;
+        let names = files.into_iter().filter_map(|(time, file)| Some((time, file.file_name()?.to_str()?.to_string())));
+        Ok(names.collect())
+    }
+
+    fn read(&mut self, name: &str) -> Result<Vec<u8>, String> {
+        fs::read(self.0.join(name)).map_err(|e| e.to_string())
+    }
+
+    fn tail(&mut self, name: &str) -> Result<Vec<u8>, String> {
+        tail(&self.0.join(name)).map_err(|e| e.to_string())
+    }
+
+    fn node_state(&mut self) -> Result<Option<Vec<u8>>, String> {
+        let file = self.0.join(STATE_FILE);
+        match fs::read(&file) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", file.display())),
         }
     }
-    Ok(Loaded { newest: None, damaged })
 }
 
-/// The (term, sequence) of the version in a snapshot file, from its last bytes; `None` when they
-/// show none (the file is probably damaged).
-fn peek(file: &Path) -> Option<(u64, u64)> {
-    use std::io::{Read, Seek, SeekFrom};
-    let tail = || -> io::Result<Vec<u8>> {
-        let mut handle = File::open(file)?;
-        let length = handle.metadata()?.len();
-        handle.seek(SeekFrom::Start(length.saturating_sub(SNAPSHOT_TAIL_PEEK_BYTES as u64)))?;
-        let mut tail = Vec::with_capacity(SNAPSHOT_TAIL_PEEK_BYTES);
-        handle.read_to_end(&mut tail)?;
-        Ok(tail)
-    };
-    tail().ok().and_then(|tail| snapshot::peek_order(&tail))
-}
-
-/// The node's id, term and vote (`node.json`), if the directory holds them.
-pub fn load_state(dir: &Path) -> io::Result<Option<NodeState>> {
-    let file = dir.join(STATE_FILE);
-    match fs::read(&file) {
-        Ok(bytes) => NodeState::from_bytes(&bytes).map(Some).ok_or_else(|| {
-            let why = format!(
-                "{} is damaged: it holds this node's id, term and vote; remove it to start as a new node (it \
-                 joins its cluster as a learner), or restore it",
-                file.display()
-            );
-            io::Error::new(io::ErrorKind::InvalidData, why)
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+/// Writes `node.json` durably (fsync'd, and the directory fsync'd): start-up does it before the
+/// node first speaks to a peer.
+pub fn save_state(dir: &Path, state: &NodeState) -> io::Result<()> {
+    use std::io::Write;
+    write_atomically(dir, STATE_FILE, |mut file| file.write_all(&state.to_bytes()))
+        .map_err(|e| io::Error::other(e.message))
 }
 
 /// The file of the node's state, beside the snapshots.
@@ -294,8 +264,19 @@ mod tests {
     use super::*;
     use crate::core::jobs::{self, Done, Job};
     use crate::core::lineage::Lineage;
+    use crate::core::snapshot::{Snapshot, decode_keeping};
     use crate::core::value::Value;
     use crate::core::version::{Checksum, Version};
+
+    /// The newest snapshot in `dir` that decodes, with its file.
+    fn load_newest(dir: &Path) -> io::Result<Option<(PathBuf, Snapshot)>> {
+        for (_, file) in list(dir)? {
+            if let Ok(snapshot) = decode_keeping(&fs::read(&file)?, true) {
+                return Ok(Some((file, snapshot)));
+            }
+        }
+        Ok(None)
+    }
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("lighthouse-data-dir-{name}-{}", std::process::id()));

@@ -1,19 +1,19 @@
-//! Start-up: load the newest valid snapshot, build the core, bind the port, run the loop.
+//! Start-up: decide from the data directory how this node starts (`core::startup`), make its
+//! identity durable, build the core, bind the port, run the loop.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use log::{info, warn};
 use mio::net::TcpListener;
 
 use crate::config::{Config, Writes};
 use crate::core::clock::seconds_to_ms;
-use crate::core::members::new_id;
-use crate::core::node_state::NodeState;
-use crate::core::{Access, Coordinated, CoreConfig, Node, Secret, Start};
+use crate::core::startup::{self, Directory, Flags, Refusal, Startup};
+use crate::core::{Access, CoreConfig, Node, Secret};
 use crate::limits::OPEN_FILES_SPARE;
 use crate::shell::clock::SystemClock;
-use crate::shell::data_dir::{self, DiskConfig};
+use crate::shell::data_dir::{self, DiskConfig, StartupDir};
 use crate::shell::event_loop::{EventLoop, Parts};
 
 /// Runs a server until SIGTERM or SIGINT.
@@ -28,7 +28,7 @@ pub fn run(config: &Config) -> io::Result<()> {
         Err(e) => warn!("cannot read the open-files limit: {e}"),
     }
     let secrets = Secrets::read(config)?;
-    let loaded = load(config)?;
+    let startup = start_up(config)?;
     let listener = TcpListener::bind(config.bind)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.bind)))?;
     crate::shell::sys::set_listen_backlog(&listener)?;
@@ -43,13 +43,18 @@ pub fn run(config: &Config) -> io::Result<()> {
         durable: config.data_dir.is_some(),
         lock_timeout_ms: seconds_to_ms(config.lock_timeout_s),
         seeds: config.seeds.clone(),
-        bootstrap: config.bootstrap && !loaded.must_catch_up,
-        bootstrap_limit_ms: (!loaded.must_catch_up).then(|| seconds_to_ms(config.bootstrap_limit_s)),
+        bootstrap: startup.bootstrap,
+        bootstrap_limit_ms: (!startup.must_catch_up).then(|| seconds_to_ms(config.bootstrap_limit_s)),
         rng_seed: random_u64(),
         access: secrets.access(),
-        coordinated: coordinated(config, &loaded)?,
+        identity: startup.state.clone(),
+        coordinated: startup.coordinated,
     };
-    let core = Node::new(core_config, clock.now(), loaded.start);
+    let damaged = match &config.data_dir {
+        Some(dir) => startup.damaged.iter().map(|(name, _)| dir.join(name)).collect(),
+        None => Vec::new(),
+    };
+    let core = Node::new(core_config, clock.now(), startup.start);
     let disk = DiskConfig {
         dir: config.data_dir.clone(),
         keep_micros: (config.rm_limit_days * 86_400e6).min(u64::MAX as f64) as u64,
@@ -59,7 +64,7 @@ pub fn run(config: &Config) -> io::Result<()> {
         } else {
             config.keep_snapshots
         },
-        damaged: loaded.damaged,
+        damaged,
     };
     let parts = Parts {
         listener,
@@ -143,35 +148,6 @@ fn exposure_warning(bound: std::net::SocketAddr, secrets: &Secrets) -> Option<St
     })
 }
 
-/// The settings of coordinated writes: this node's id, term and vote from the data directory (new
-/// ones for a new directory), and whether it founds a new cluster. A node founds one when it has
-/// no seeds and no cluster of its own yet (a first node), or with `--bootstrap` on a directory that
-/// holds no node state. `--bootstrap` on a directory that does is ignored, with a warning.
-fn coordinated(config: &Config, loaded: &Loaded) -> io::Result<Option<Coordinated>> {
-    if config.writes == Writes::Local {
-        return Ok(None);
-    }
-    let stored = match &config.data_dir {
-        Some(dir) => data_dir::load_state(dir)?,
-        None => None,
-    };
-    let fresh = stored.is_none();
-    let state = stored.unwrap_or_else(|| NodeState { id: new_id(random_u64()), term: 0, vote: None });
-    let in_a_cluster = loaded.start.sealed.copy.coordination.is_some();
-    if config.bootstrap && !fresh {
-        warn!(
-            "--bootstrap is ignored: the data directory holds this node's state (id {}); it loads it as usual",
-            state.id
-        );
-    }
-    let founds =
-        !in_a_cluster && ((config.bootstrap && fresh) || (config.seeds.is_empty() && loaded.start.cluster.is_empty()));
-    if !in_a_cluster && !founds {
-        info!("this node ({}) joins its cluster as a learner: it waits for the coordinator to add it", state.id);
-    }
-    Ok(Some(Coordinated { state, founding: founds.then(|| new_id(random_u64())) }))
-}
-
 /// 64 random bits from the system, for ids and the seed of jitter.
 fn random_u64() -> u64 {
     use std::io::Read;
@@ -182,60 +158,34 @@ fn random_u64() -> u64 {
     }
 }
 
-/// What start-up found in the data directory.
-struct Loaded {
-    start: Start,
-    /// Files that could not be loaded; the writer never removes them.
-    damaged: Vec<PathBuf>,
-    /// Every snapshot was damaged and the node has seeds: it serves nothing until it holds its
-    /// peers' store, however long that takes.
-    must_catch_up: bool,
-}
-
-/// The store to start from: the newest valid snapshot in `--data.d`, else `{}` at sequence 0. A
-/// directory whose snapshots are all damaged is not a fresh one: without peers to catch up from,
-/// the node refuses to start unless `--start-empty` says to.
-fn load(config: &Config) -> io::Result<Loaded> {
-    let Some(dir) = &config.data_dir else {
-        info!("no --data.d: the store lives in memory only");
-        return Ok(Loaded { start: Start::empty(), damaged: Vec::new(), must_catch_up: false });
+/// Decides how this node starts (`core::startup`) from its data directory and flags, and makes
+/// its identity durable before it first speaks to a peer: a node that joined a cluster and is
+/// restarted comes back as the same node.
+fn start_up(config: &Config) -> io::Result<Startup> {
+    let flags = Flags {
+        coordinated: config.writes == Writes::Coordinated,
+        has_seeds: !config.seeds.is_empty(),
+        bootstrap: config.bootstrap,
+        start_empty: config.start_empty,
     };
-    // Without seeds the copy body is needed only if the snapshot names peers; the loader knows.
-    let by_term = config.writes == Writes::Coordinated;
-    let loaded = data_dir::load_in_order(dir, !config.seeds.is_empty(), by_term)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot use the data directory {}: {e}", dir.display())))?;
-    let damaged: Vec<PathBuf> = loaded.damaged.into_iter().map(|(file, _)| file).collect();
-    if let Some((file, snapshot)) = loaded.newest {
-        let version = snapshot.sealed.copy.version;
-        info!("loaded {} (sequence {}, checksum {})", file.display(), version.sequence, version.checksum);
-        let committed = snapshot.committed;
-        let start = Start { sealed: snapshot.sealed, cluster: snapshot.cluster, mine: snapshot.mine, committed };
-        return Ok(Loaded { start, damaged, must_catch_up: false });
+    let in_dir = |dir: &Path, why: String| format!("cannot use the data directory {}: {why}", dir.display());
+    let mut directory = config.data_dir.as_deref().map(StartupDir);
+    if let Some(directory) = &directory {
+        directory.prepare().map_err(|e| io::Error::new(e.kind(), in_dir(directory.0, e.to_string())))?;
     }
-    if damaged.is_empty() {
-        info!("no snapshot in {}: starting from an empty store", dir.display());
-        return Ok(Loaded { start: Start::empty(), damaged, must_catch_up: false });
+    let decided = startup::decide(directory.as_mut().map(|d| d as &mut dyn Directory), &flags, &mut random_u64);
+    let startup = match (decided, &config.data_dir) {
+        (Ok(startup), _) => startup,
+        (Err(Refusal(why)), Some(dir)) => return Err(io::Error::new(io::ErrorKind::InvalidData, in_dir(dir, why))),
+        (Err(Refusal(why)), None) => return Err(io::Error::new(io::ErrorKind::InvalidData, why)),
+    };
+    if let Some(dir) = &config.data_dir
+        && startup.save_state
+    {
+        data_dir::save_state(dir, &startup.state)
+            .map_err(|e| io::Error::new(e.kind(), in_dir(dir, format!("cannot write node.json: {e}"))))?;
     }
-    let names: Vec<String> = damaged.iter().map(|f| f.display().to_string()).collect();
-    let names = names.join(", ");
-    if config.start_empty {
-        warn!("every snapshot in {} is damaged ({names}); --start-empty: starting from an empty store", dir.display());
-        return Ok(Loaded { start: Start::empty(), damaged, must_catch_up: false });
-    }
-    if config.seeds.is_empty() {
-        let why = format!(
-            "every snapshot in {} is damaged ({names}), so there is no store to load; restore a good snapshot into \
-             the directory, or start with --start-empty to begin from an empty store (the damaged files are kept)",
-            dir.display()
-        );
-        return Err(io::Error::new(io::ErrorKind::InvalidData, why));
-    }
-    warn!(
-        "every snapshot in {} is damaged ({names}); the damaged files are kept, and this node serves nothing \
-         until it holds the store of a peer (--seeds), however long that takes",
-        dir.display()
-    );
-    Ok(Loaded { start: Start::empty(), damaged, must_catch_up: true })
+    Ok(startup)
 }
 
 #[cfg(test)]

@@ -319,7 +319,7 @@ impl Sim {
         let i = self.nodes.len();
         let limit = if self.bounds_hold { CLOCK_DRIFT_PER_MILLE } else { 3 * CLOCK_DRIFT_PER_MILLE };
         let drift = self.rng.below(2 * limit + 1) as i64 - limit as i64;
-        let state = id.map(|id| NodeState { id, term: 0, vote: None });
+        let state = id.map(NodeState::new);
         let offset = self.rng.below(1_000_000);
         self.nodes.push(SimNode {
             address: address(i),
@@ -350,7 +350,7 @@ impl Sim {
             .map(|f| f.start.clone());
         let fresh = self.nodes[i].state.is_none();
         let id = new_id(self.rng.next_u64());
-        let state = self.nodes[i].state.clone().unwrap_or(NodeState { id, term: 0, vote: None });
+        let state = self.nodes[i].state.clone().unwrap_or(NodeState::new(id));
         self.nodes[i].state = Some(state.clone());
         let seeds: Vec<String> =
             (0..self.nodes.len()).filter(|&j| j != i).map(|j| self.nodes[j].address.clone()).take(2).collect();
@@ -363,6 +363,7 @@ impl Sim {
             bootstrap_limit_ms: Some(3_000),
             rng_seed: self.rng.next_u64(),
             access: Default::default(),
+            identity: state.clone(),
             coordinated: Some(Coordinated { state, founding: None }),
         };
         // Every node remembers the others as a stored table would.

@@ -218,6 +218,7 @@ impl Sim {
             bootstrap_limit_ms: Some(3_000),
             rng_seed: self.rng.next_u64(),
             access: Default::default(),
+            identity: lighthouse::core::node_state::NodeState::new(lighthouse::core::members::new_id(i as u64 + 1)),
             coordinated: None,
         }
     }
