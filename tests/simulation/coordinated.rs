@@ -19,18 +19,19 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
-use std::path::PathBuf;
 
 use lighthouse::core::clock::Now;
-use lighthouse::core::jobs::{self, Disk, DiskError, Job};
+use lighthouse::core::jobs::{self, Job};
 use lighthouse::core::members::{Coordination, Member, new_id};
 use lighthouse::core::node_state::NodeState;
 use lighthouse::core::rng::Rng;
 use lighthouse::core::sealed::seal_paced;
-use lighthouse::core::snapshot::{self, NodeJson};
+use lighthouse::core::startup::Flags;
 use lighthouse::core::value::Value;
 use lighthouse::core::version::{Checksum, Version};
-use lighthouse::core::{Coordinated, CoreConfig, Effect, Node, PeerReply, PeerRequest, Reply, Request, Start, Ticket};
+use lighthouse::core::{CoreConfig, Effect, Node, PeerReply, PeerRequest, Reply, Request, Ticket};
+
+use super::disk::{DiskFault, SimDir};
 use lighthouse::http::{Headers, Method, Response, parse_head};
 use lighthouse::limits::{CLOCK_DRIFT_PER_MILLE, LEASE_MS, PAUSE_MAX_MS};
 
@@ -72,33 +73,19 @@ impl Clock {
     }
 }
 
-/// A snapshot file on a simulated disk.
-struct File {
-    path: PathBuf,
-    start: Start,
-}
-
 struct SimNode {
     address: String,
     node: Option<Node>,
     generation: u64,
-    files: Vec<File>,
-    /// `node.json`: id, term and vote.
-    state: Option<NodeState>,
+    /// Its data directory: snapshot files and `node.json`, as bytes.
+    dir: SimDir,
     origins: HashMap<Ticket, Origin>,
     next_ticket: Ticket,
     clock: Clock,
-    fault: Option<DiskFault>,
     /// The highest sequence it ever served, across restarts.
     served_max: u64,
     /// Left the cluster for good (removed, and stopped).
     gone: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum DiskFault {
-    Full,
-    ReadOnly,
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +142,12 @@ enum Event {
     },
     Join,
     Remove,
+    /// Every node crashes at once (each is restarted a moment later, from its disk).
+    CrashAll,
+    /// Every node is restarted in turn, as an operator upgrading the cluster would.
+    RollingRestart,
+    /// A node that joined while the run went on (and may never have voted) crashes.
+    CrashJoined,
     /// The coordinator crashes, or is cut off from every other node (the moments right after it
     /// answers a commit are the ones that matter).
     CrashCoordinator,
@@ -227,6 +220,8 @@ struct Sim {
     pending: BTreeMap<u64, Event>,
     next_event: u64,
     nodes: Vec<SimNode>,
+    /// How many nodes the cluster had at the start (the rest joined during the run).
+    initial: usize,
     cluster: String,
     /// Directed links that lose everything.
     blocked: HashSet<(usize, usize)>,
@@ -267,6 +262,7 @@ impl Sim {
             pending: BTreeMap::new(),
             next_event: 0,
             nodes: Vec::new(),
+            initial: count,
             cluster,
             blocked: HashSet::new(),
             calm_from: CHAOS_MS,
@@ -293,11 +289,8 @@ impl Sim {
             &mut || {},
         );
         for i in 0..count {
-            let start = Start { sealed: first.clone(), cluster: Vec::new(), mine: Vec::new(), committed: true };
-            sim.add_node(
-                Some(File { path: PathBuf::from(format!("sim/{i}/first")), start }),
-                Some(new_id(1000 + i as u64)),
-            );
+            let state = NodeState { cluster: Some(sim.cluster.clone()), ..NodeState::new(new_id(1000 + i as u64)) };
+            sim.add_node(SimDir::with_snapshot(&first.body, Some(state)));
         }
         for i in 0..CLIENTS {
             sim.clients.push(Client {
@@ -314,23 +307,21 @@ impl Sim {
         sim
     }
 
-    /// A node with a clock of its own, started from `file` (none: a new node with `--seeds`).
-    fn add_node(&mut self, file: Option<File>, id: Option<String>) {
+    /// A node with a clock of its own, started from `dir` (an empty one: a new node with
+    /// `--seeds`).
+    fn add_node(&mut self, dir: SimDir) {
         let i = self.nodes.len();
         let limit = if self.bounds_hold { CLOCK_DRIFT_PER_MILLE } else { 3 * CLOCK_DRIFT_PER_MILLE };
         let drift = self.rng.below(2 * limit + 1) as i64 - limit as i64;
-        let state = id.map(NodeState::new);
         let offset = self.rng.below(1_000_000);
         self.nodes.push(SimNode {
             address: address(i),
             node: None,
             generation: 0,
-            files: file.into_iter().collect(),
-            state,
+            dir,
             origins: HashMap::new(),
             next_ticket: 1,
             clock: Clock { drift, offset, paused_until: 0, stale: None },
-            fault: None,
             served_max: 0,
             gone: false,
         });
@@ -341,41 +332,35 @@ impl Sim {
         self.nodes[i].clock.now(self.real)
     }
 
-    /// Starts node `i` from the newest (term, sequence) file on its disk, as the data directory does.
+    /// Starts node `i` from what its disk holds, by the server's own start-up decision, with the
+    /// same command line every time: `--seeds` naming two other nodes. A node whose disk refuses
+    /// `node.json` does not start (the server exits), and is started again a little later.
     fn boot(&mut self, i: usize) {
-        let newest = self.nodes[i]
-            .files
-            .iter()
-            .max_by_key(|f| (f.start.sealed.copy.term(), f.start.sealed.copy.version.sequence))
-            .map(|f| f.start.clone());
-        let fresh = self.nodes[i].state.is_none();
-        let id = new_id(self.rng.next_u64());
-        let state = self.nodes[i].state.clone().unwrap_or(NodeState::new(id));
-        self.nodes[i].state = Some(state.clone());
         let seeds: Vec<String> =
             (0..self.nodes.len()).filter(|&j| j != i).map(|j| self.nodes[j].address.clone()).take(2).collect();
+        let flags = Flags { coordinated: true, has_seeds: true, bootstrap: false, start_empty: false };
+        let rng = &mut self.rng;
+        let Some(startup) = self.nodes[i].dir.start_up(&flags, &mut || rng.next_u64()) else {
+            let delay = 500 + self.rng.below(2_000);
+            self.at(delay, Event::Restart { node: i });
+            return;
+        };
         let config = CoreConfig {
             address: self.nodes[i].address.clone(),
             durable: true,
             lock_timeout_ms: 4_000,
-            seeds: if fresh || newest.is_none() { seeds } else { Vec::new() },
-            bootstrap: false,
-            bootstrap_limit_ms: Some(3_000),
+            seeds,
+            bootstrap: startup.bootstrap,
+            bootstrap_limit_ms: (!startup.must_catch_up).then_some(3_000),
             rng_seed: self.rng.next_u64(),
             access: Default::default(),
-            identity: state.clone(),
-            coordinated: Some(Coordinated { state, founding: None }),
+            identity: startup.state,
+            coordinated: startup.coordinated,
         };
-        // Every node remembers the others as a stored table would.
-        let mut start = newest.unwrap_or_else(Start::empty);
-        start.cluster = (0..self.nodes.len())
-            .filter(|&j| j != i)
-            .map(|j| serde_json::json!({"address": self.nodes[j].address, "last-reachable": 1}))
-            .collect();
         let real = self.real;
         super::log_context(|| format!("{real:>6} n{i}"));
         let now = self.now_of(i);
-        let node = Node::new(config, now, start);
+        let node = Node::new(config, now, startup.start);
         self.nodes[i].node = Some(node);
         self.drain(i);
     }
@@ -504,10 +489,7 @@ impl Sim {
     }
 
     fn run_job(&mut self, i: usize, job: Job) -> jobs::Done {
-        let sim_node = &mut self.nodes[i];
-        let mut disk =
-            SimDisk { node: i, files: &mut sim_node.files, state: &mut sim_node.state, fault: sim_node.fault };
-        jobs::run(job, &mut disk, &mut || {})
+        jobs::run(job, &mut self.nodes[i].dir, &mut || {})
     }
 
     // ---- Clients ------------------------------------------------------------------------------
@@ -826,6 +808,19 @@ impl Sim {
             let at = 2_000 + self.rng.below(CHAOS_MS - 6_000);
             self.at(at, Event::Remove);
         }
+        // The lifecycle operators go through: joiners restarted, whole-cluster and rolling restarts.
+        for _ in 0..joins {
+            let at = 3_000 + self.rng.below(CHAOS_MS - 4_000);
+            self.at(at, Event::CrashJoined);
+        }
+        if self.rng.chance(250) {
+            let at = 1_000 + self.rng.below(CHAOS_MS - 8_000);
+            self.at(at, Event::CrashAll);
+        }
+        if self.rng.chance(250) {
+            let at = 1_000 + self.rng.below(CHAOS_MS - 10_000);
+            self.at(at, Event::RollingRestart);
+        }
         while t < CHAOS_MS {
             t += 400 + self.rng.below(2_000);
             if t >= CHAOS_MS {
@@ -981,7 +976,7 @@ impl Sim {
                 clock.stale = Some(now);
             }
             Event::Disk { node, fault } => {
-                self.nodes[node].fault = fault;
+                self.nodes[node].dir.fault = fault;
                 if fault.is_some() {
                     let delay = 200 + self.rng.below(2_000);
                     self.at(delay, Event::Disk { node, fault: None });
@@ -1009,9 +1004,27 @@ impl Sim {
                     }
                 }
             }
+            Event::CrashAll => {
+                for i in 0..self.nodes.len() {
+                    self.handle(Event::Crash { node: i });
+                }
+            }
+            Event::RollingRestart => {
+                // One node after another, each given time to come back and catch up.
+                for i in 0..self.nodes.len() {
+                    let at = i as u64 * (1_500 + self.rng.below(1_500));
+                    self.at(at, Event::Crash { node: i });
+                }
+            }
+            Event::CrashJoined => {
+                if self.nodes.len() > self.initial {
+                    let i = self.initial + self.rng.below((self.nodes.len() - self.initial) as u64) as usize;
+                    self.handle(Event::Crash { node: i });
+                }
+            }
             Event::Join => {
                 if self.nodes.len() < 7 {
-                    self.add_node(None, None);
+                    self.add_node(SimDir::default());
                 }
             }
             Event::Remove => {
@@ -1099,7 +1112,7 @@ impl Sim {
         self.run_until(CHAOS_MS);
         self.blocked.clear();
         for i in 0..self.nodes.len() {
-            self.nodes[i].fault = None;
+            self.nodes[i].dir.fault = None;
             if self.nodes[i].node.is_none() && !self.nodes[i].gone {
                 self.boot(i);
             }
@@ -1139,6 +1152,7 @@ impl Sim {
             .collect();
         let version = converged
             .unwrap_or_else(|| panic!("seed {}: no convergence after the faults:\n{}", self.seed, states.join("\n")));
+        super::disk::assert_one_cluster(self.seed, self.nodes.iter().filter(|n| !n.gone).map(|n| &n.dir));
         let node = self.nodes.iter().find_map(|n| n.node.as_ref()).expect("a node runs");
         assert_eq!(Checksum::of(node.root()), version.checksum, "seed {}: the store matches its checksum", self.seed);
         let store: serde_json::Value = serde_json::from_slice(&node.root().to_compact()).unwrap();
@@ -1234,51 +1248,4 @@ fn the_trap_of_a_version_held_by_a_minority_keeps_the_answered_commit() {
 
 fn address(i: usize) -> String {
     format!("10.0.1.{}:8001", i + 1)
-}
-
-/// A node's disk in memory: snapshot files with the real format, `node.json`, and faults.
-struct SimDisk<'a> {
-    node: usize,
-    files: &'a mut Vec<File>,
-    state: &'a mut Option<NodeState>,
-    fault: Option<DiskFault>,
-}
-
-impl SimDisk<'_> {
-    fn failing(&self) -> Result<(), DiskError> {
-        match self.fault {
-            Some(DiskFault::Full) => Err(DiskError { status: 507, message: "no space left (simulated)".into() }),
-            Some(DiskFault::ReadOnly) => Err(DiskError { status: 503, message: "read-only (simulated)".into() }),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Disk for SimDisk<'_> {
-    fn write_snapshot(
-        &mut self,
-        node: &NodeJson,
-        body: &[u8],
-        pace: &mut dyn FnMut(),
-    ) -> Result<Option<PathBuf>, DiskError> {
-        self.failing()?;
-        let mut bytes = Vec::new();
-        snapshot::encode(&mut bytes, node, body, pace).expect("writing to memory");
-        let decoded = snapshot::decode(&bytes).expect("a written snapshot decodes");
-        let committed = decoded.committed;
-        let start = Start { sealed: decoded.sealed, cluster: decoded.cluster, mine: decoded.mine, committed };
-        let path = PathBuf::from(format!("sim/{}/{}", self.node, self.files.len()));
-        self.files.push(File { path: path.clone(), start });
-        Ok(Some(path))
-    }
-
-    fn remove_snapshot(&mut self, file: &std::path::Path) {
-        self.files.retain(|f| f.path != file);
-    }
-
-    fn save_state(&mut self, state: &NodeState) -> Result<(), DiskError> {
-        self.failing()?;
-        *self.state = Some(state.clone());
-        Ok(())
-    }
 }

@@ -15,15 +15,16 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
-use std::path::PathBuf;
 
 use lighthouse::core::clock::Now;
-use lighthouse::core::jobs::{self, Disk, DiskError, Job};
+use lighthouse::core::jobs::{self, Job};
 use lighthouse::core::rng::Rng;
-use lighthouse::core::snapshot::{self, NodeJson};
+use lighthouse::core::startup::Flags;
 use lighthouse::core::version::{Checksum, Version};
-use lighthouse::core::{CoreConfig, Effect, Node, PeerReply, PeerRequest, Reply, Request, Start, Ticket};
-use lighthouse::http::{Headers, Method, Response};
+use lighthouse::core::{CoreConfig, Effect, Node, PeerReply, PeerRequest, Reply, Request, Ticket};
+
+use super::disk::{DiskFault, SimDir};
+use lighthouse::http::{Headers, Method, Response, parse_head};
 
 /// Who waits for the answer to a request a node parked.
 #[derive(Debug, Clone)]
@@ -75,78 +76,17 @@ enum Event {
     },
 }
 
-/// A snapshot file on the simulated disk.
-struct File {
-    path: PathBuf,
-    start: Start,
-}
-
 struct SimNode {
     address: String,
     node: Option<Node>,
     /// Bumped at each crash, so messages for the dead incarnation are dropped.
     generation: u64,
-    /// Snapshot files, oldest first.
-    files: Vec<File>,
+    /// Its data directory: snapshot files and `node.json`, as bytes.
+    dir: SimDir,
     origins: HashMap<Ticket, Origin>,
     next_ticket: Ticket,
     /// The newest version this incarnation has served.
     high_water: Version,
-    /// The fault of its disk, if it has one now.
-    fault: Option<DiskFault>,
-}
-
-/// What a failing disk does to a write.
-#[derive(Debug, Clone, Copy)]
-enum DiskFault {
-    /// No space left: 507.
-    Full,
-    /// Mounted read-only: 503.
-    ReadOnly,
-}
-
-/// A node's disk in memory, with the file format of the real one and the faults of a bad one.
-struct SimDisk<'a> {
-    node: usize,
-    files: &'a mut Vec<File>,
-    next_file: &'a mut u64,
-    fault: Option<DiskFault>,
-}
-
-impl Disk for SimDisk<'_> {
-    fn write_snapshot(
-        &mut self,
-        node: &NodeJson,
-        body: &[u8],
-        pace: &mut dyn FnMut(),
-    ) -> Result<Option<PathBuf>, DiskError> {
-        match self.fault {
-            Some(DiskFault::Full) => {
-                return Err(DiskError { status: 507, message: "no space left (simulated)".into() });
-            }
-            Some(DiskFault::ReadOnly) => {
-                return Err(DiskError { status: 503, message: "read-only (simulated)".into() });
-            }
-            None => {}
-        }
-        let mut bytes = Vec::new();
-        snapshot::encode(&mut bytes, node, body, pace).expect("writing to memory");
-        let decoded = snapshot::decode(&bytes).expect("a written snapshot decodes");
-        let committed = decoded.committed;
-        let start = Start { sealed: decoded.sealed, cluster: decoded.cluster, mine: decoded.mine, committed };
-        let path = PathBuf::from(format!("sim/{}/{}", self.node, self.next_file));
-        *self.next_file += 1;
-        self.files.push(File { path: path.clone(), start });
-        Ok(Some(path))
-    }
-
-    fn remove_snapshot(&mut self, file: &std::path::Path) {
-        self.files.retain(|f| f.path != file);
-    }
-
-    fn save_state(&mut self, _: &lighthouse::core::node_state::NodeState) -> Result<(), DiskError> {
-        Ok(())
-    }
 }
 
 struct Sim {
@@ -163,7 +103,6 @@ struct Sim {
     /// Faults stop at this time: the network heals and stays healed.
     calm_from: u64,
     next_marker: u64,
-    next_file: u64,
     /// Commits answered 200: (node, marker, version).
     answered: Vec<(usize, u64, Version)>,
 }
@@ -187,7 +126,6 @@ impl Sim {
             groups: vec![0; count],
             calm_from: CHAOS_MS,
             next_marker: 0,
-            next_file: 0,
             answered: Vec::new(),
         };
         for i in 0..count {
@@ -195,39 +133,42 @@ impl Sim {
                 address: format!("10.0.0.{}:8001", i + 1),
                 node: None,
                 generation: 0,
-                files: Vec::new(),
+                dir: SimDir::default(),
                 origins: HashMap::new(),
                 next_ticket: 1,
                 high_water: Version::initial(),
-                fault: None,
             });
             sim.boot(i);
         }
         sim
     }
 
-    fn config(&mut self, i: usize) -> CoreConfig {
-        // Each node knows one other: gossip has to do the rest.
-        let seed = self.nodes[(i + 1) % self.nodes.len()].address.clone();
-        CoreConfig {
+    /// Starts node `i` from what its disk holds, by the server's own start-up decision, with the
+    /// same command line every time. Each node names one other as its seed (gossip has to do the
+    /// rest), but the first, which founds the cluster as README's first node does. A node whose
+    /// disk refuses `node.json` does not start (the server exits), and is started again later.
+    fn boot(&mut self, i: usize) {
+        let seeds = if i == 0 { Vec::new() } else { vec![self.nodes[(i + 1) % self.nodes.len()].address.clone()] };
+        let flags = Flags { coordinated: false, has_seeds: !seeds.is_empty(), bootstrap: false, start_empty: false };
+        let rng = &mut self.rng;
+        let Some(startup) = self.nodes[i].dir.start_up(&flags, &mut || rng.next_u64()) else {
+            let delay = 500 + self.rng.below(2_000);
+            self.at(delay, Event::Restart { node: i });
+            return;
+        };
+        let config = CoreConfig {
             address: self.nodes[i].address.clone(),
             durable: true,
             lock_timeout_ms: 30_000,
-            seeds: vec![seed],
-            bootstrap: false,
-            bootstrap_limit_ms: Some(3_000),
+            seeds,
+            bootstrap: startup.bootstrap,
+            bootstrap_limit_ms: (!startup.must_catch_up).then_some(3_000),
             rng_seed: self.rng.next_u64(),
             access: Default::default(),
-            identity: lighthouse::core::node_state::NodeState::new(lighthouse::core::members::new_id(i as u64 + 1)),
-            coordinated: None,
-        }
-    }
-
-    /// Starts node `i` from its newest snapshot file.
-    fn boot(&mut self, i: usize) {
-        let config = self.config(i);
-        let start = self.nodes[i].files.last().map_or_else(Start::empty, |f| f.start.clone());
-        let node = Node::new(config, self.now, start);
+            identity: startup.state,
+            coordinated: startup.coordinated,
+        };
+        let node = Node::new(config, self.now, startup.start);
         let sim_node = &mut self.nodes[i];
         sim_node.high_water = node.version();
         sim_node.node = Some(node);
@@ -314,8 +255,11 @@ impl Sim {
     }
 
     fn reply(&mut self, at: usize, to: usize, generation: u64, id: u64, response: Response) {
-        let result =
-            Ok(PeerReply { status: response.status, headers: Vec::new(), body: response.body.as_slice().to_vec() });
+        let result = Ok(PeerReply {
+            status: response.status,
+            headers: response.headers.as_slice().to_vec(),
+            body: response.body.as_slice().to_vec(),
+        });
         let lost = Event::Outcome { to, generation, id, result: Err("lost".into()) };
         self.transmit(at, to, Event::Outcome { to, generation, id, result }, lost);
     }
@@ -367,10 +311,7 @@ impl Sim {
 
     /// Runs a worker job with the workers' own code (`jobs::run`), on node `i`'s simulated disk.
     fn run_job(&mut self, i: usize, job: Job) -> jobs::Done {
-        let sim_node = &mut self.nodes[i];
-        let mut disk =
-            SimDisk { node: i, files: &mut sim_node.files, next_file: &mut self.next_file, fault: sim_node.fault };
-        jobs::run(job, &mut disk, &mut || {})
+        jobs::run(job, &mut self.nodes[i].dir, &mut || {})
     }
 
     fn handle(&mut self, event: Event) {
@@ -390,13 +331,12 @@ impl Sim {
                 let ticket = sim_node.next_ticket;
                 sim_node.next_ticket += 1;
                 let body = request.body.as_slice().to_vec();
-                let head = Request {
-                    method: request.method,
-                    target: &request.path,
-                    headers: Headers::default(),
-                    body: &body,
-                    client: None,
-                };
+                // The request's headers as the receiving node's reader would parse them.
+                let text = format!("{} {} HTTP/1.1\r\n{}\r\n", request.method.as_str(), request.path, request.headers);
+                let parsed = parse_head(text.as_bytes(), u64::MAX).expect("a peer request's head parses");
+                let headers = parsed.expect("a whole head").headers;
+                let head =
+                    Request { method: request.method, target: &request.path, headers, body: &body, client: None };
                 match node.handle(self.now, ticket, &head) {
                     Reply::Now(response) | Reply::Stream(response) => {
                         self.reply(to, from, from_generation, request.id, response)
@@ -452,7 +392,7 @@ impl Sim {
             }
             Event::Heal => self.groups.iter_mut().for_each(|g| *g = 0),
             Event::Disk { node, fault } => {
-                self.nodes[node].fault = fault;
+                self.nodes[node].dir.fault = fault;
                 if fault.is_some() {
                     let delay = 200 + self.rng.below(2_000);
                     self.at(delay, Event::Disk { node, fault: None });
@@ -537,7 +477,7 @@ impl Sim {
         self.run_until(CHAOS_MS);
         // Calm: heal the network and the disks, bring every node back, and let them converge.
         self.groups.iter_mut().for_each(|g| *g = 0);
-        self.nodes.iter_mut().for_each(|n| n.fault = None);
+        self.nodes.iter_mut().for_each(|n| n.dir.fault = None);
         for i in 0..self.nodes.len() {
             if self.nodes[i].node.is_none() {
                 self.boot(i);
@@ -568,6 +508,7 @@ impl Sim {
         }
         let version =
             self.converged().unwrap_or_else(|| panic!("seed {}: diverged again: {:?}", self.seed, versions(&self)));
+        super::disk::assert_one_cluster(self.seed, self.nodes.iter().map(|n| &n.dir));
         let node = self.nodes[0].node.as_ref().expect("all up");
         assert_eq!(Checksum::of(node.root()), version.checksum, "seed {}: the store matches its checksum", self.seed);
         let markers: BTreeMap<String, bool> = node.root().entries().map(|(k, _)| (k.to_string(), true)).collect();

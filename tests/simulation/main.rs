@@ -11,6 +11,7 @@
 //! ```
 
 mod coordinated;
+mod disk;
 mod local;
 
 use std::cell::RefCell;

@@ -1,0 +1,127 @@
+//! A node's data directory in memory, shared by both simulations: snapshot files and `node.json`
+//! as the bytes the real directory would hold (written by the writer's own code, `jobs::run`),
+//! and the faults of a bad disk. A node is booted from it by the server's own start-up decision
+//! (`core::startup::decide`), so a restart in a simulation is a restart as operators do it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use lighthouse::core::jobs::{Disk, DiskError};
+use lighthouse::core::node_state::NodeState;
+use lighthouse::core::snapshot::{self, NodeJson};
+use lighthouse::core::startup::{self, Directory, Flags, Startup};
+
+/// What a failing disk does to a write.
+#[derive(Debug, Clone, Copy)]
+pub enum DiskFault {
+    /// No space left: 507.
+    Full,
+    /// Mounted read-only: 503.
+    ReadOnly,
+}
+
+/// One node's directory.
+#[derive(Debug, Default)]
+pub struct SimDir {
+    /// Snapshot files by name (names sort by time, as the real ones do).
+    files: BTreeMap<String, Vec<u8>>,
+    node_json: Option<Vec<u8>>,
+    /// The time in the name of the last file written, in microseconds: names always increase.
+    last_micros: u64,
+    pub fault: Option<DiskFault>,
+}
+
+impl SimDir {
+    /// A directory holding one snapshot file, as a node of an existing cluster would.
+    pub fn with_snapshot(body: &[u8], state: Option<NodeState>) -> SimDir {
+        let mut dir = SimDir::default();
+        dir.write(&NodeJson::default(), body, &mut || {}).expect("no fault yet");
+        dir.node_json = state.map(|s| s.to_bytes());
+        dir
+    }
+
+    /// Decides how the node starts, as the server does, and writes `node.json` first if it must.
+    /// `None`: the node cannot start (its disk refuses `node.json`), as the server exits.
+    pub fn start_up(&mut self, flags: &Flags, random: &mut dyn FnMut() -> u64) -> Option<Startup> {
+        let startup = startup::decide(Some(self), flags, random).expect("a simulated directory never refuses start-up");
+        if startup.save_state {
+            self.save_state(&startup.state).ok()?;
+        }
+        Some(startup)
+    }
+
+    /// The node's state as `node.json` holds it.
+    pub fn state(&self) -> Option<NodeState> {
+        NodeState::from_bytes(self.node_json.as_ref()?)
+    }
+
+    fn failing(&self) -> Result<(), DiskError> {
+        match self.fault {
+            Some(DiskFault::Full) => Err(DiskError { status: 507, message: "no space left (simulated)".into() }),
+            Some(DiskFault::ReadOnly) => Err(DiskError { status: 503, message: "read-only (simulated)".into() }),
+            None => Ok(()),
+        }
+    }
+
+    fn write(&mut self, node: &NodeJson, body: &[u8], pace: &mut dyn FnMut()) -> Result<String, DiskError> {
+        self.failing()?;
+        let mut bytes = Vec::new();
+        snapshot::encode(&mut bytes, node, body, pace).expect("writing to memory");
+        self.last_micros = (self.last_micros + 1).max(1_800_000_000_000_000);
+        let name = snapshot::file_name(self.last_micros);
+        self.files.insert(name.clone(), bytes);
+        Ok(name)
+    }
+}
+
+/// Every node's `node.json` names one and the same cluster, once the cluster has settled: a node
+/// that was restarted is the node it was, of the cluster it was.
+pub fn assert_one_cluster<'a>(seed: u64, dirs: impl Iterator<Item = &'a SimDir>) {
+    let clusters: Vec<Option<String>> = dirs.map(|dir| dir.state().and_then(|s| s.cluster)).collect();
+    assert!(
+        clusters.iter().all(|c| c.is_some() && *c == clusters[0]),
+        "seed {seed}: the nodes' node.json name clusters {clusters:?}"
+    );
+}
+
+impl Disk for SimDir {
+    fn write_snapshot(
+        &mut self,
+        node: &NodeJson,
+        body: &[u8],
+        pace: &mut dyn FnMut(),
+    ) -> Result<Option<PathBuf>, DiskError> {
+        self.write(node, body, pace).map(|name| Some(PathBuf::from(name)))
+    }
+
+    fn remove_snapshot(&mut self, file: &Path) {
+        self.files.remove(&file.to_string_lossy().into_owned());
+    }
+
+    fn save_state(&mut self, state: &NodeState) -> Result<(), DiskError> {
+        self.failing()?;
+        self.node_json = Some(state.to_bytes());
+        Ok(())
+    }
+}
+
+impl Directory for SimDir {
+    fn snapshots(&mut self) -> Result<Vec<(u64, String)>, String> {
+        let names = self.files.keys().filter_map(|name| Some((snapshot::parse_file_name(name)?, name.clone())));
+        Ok(names.collect())
+    }
+
+    fn read(&mut self, name: &str) -> Result<Vec<u8>, String> {
+        self.files.get(name).cloned().ok_or_else(|| format!("{name} is gone"))
+    }
+
+    fn tail(&mut self, name: &str) -> Result<Vec<u8>, String> {
+        let bytes = self.read(name)?;
+        let from = bytes.len().saturating_sub(lighthouse::limits::SNAPSHOT_TAIL_PEEK_BYTES);
+        Ok(bytes[from..].to_vec())
+    }
+
+    fn node_state(&mut self) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.node_json.clone())
+    }
+}
