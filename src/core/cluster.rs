@@ -228,6 +228,7 @@ impl Node {
             &serde_json::json!({
                 "me": self.config.address,
                 "id": self.consensus.as_ref().map(|c| c.state.id.clone()),
+                "cluster-id": self.cluster_id(),
                 "version": version.to_json(),
                 "committed": self.store_confirmed(),
                 "cluster": peers,
