@@ -46,7 +46,8 @@ fn a_node_that_joined_comes_back_as_itself() {
     wait_settled(&members);
     assert_eq!(members[2].server().get("/state").json()["id"], id, "the restarted node has its old id");
     assert_eq!((voters(&members[0]), sequence(&members[0])), before, "no membership change was committed");
-    let replaced = members[0].server().log().into_iter().chain(members[1].server().log()).any(|l| l.contains("replacing"));
+    let replaced =
+        members[0].server().log().into_iter().chain(members[1].server().log()).any(|l| l.contains("replacing"));
     assert!(!replaced, "no node was taken for a replacement");
 }
 
@@ -123,7 +124,8 @@ fn two_clusters_share_nothing(writes: &str) {
     assert_eq!(b.get("/data/who").json(), "b3", "the second cluster keeps its own store");
     assert_eq!(b.request("PUT", "/data/who", b"\"b4\"").status, 200, "and takes its own writes");
     assert_eq!(a.get("/data/who").json(), "a2");
-    let errors = |s: &Server| s.log().iter().filter(|l| l.contains("ERROR") && l.contains("belongs to cluster")).count();
+    let errors =
+        |s: &Server| s.log().iter().filter(|l| l.contains("ERROR") && l.contains("belongs to cluster")).count();
     assert_eq!((errors(&a), errors(&b)), (1, 1), "each logs the other once");
     // A peer's message from the other cluster is refused, naming both ids.
     let b_cluster = b.get("/state").json()["cluster-id"].as_str().expect("a cluster id").to_string();
@@ -184,4 +186,89 @@ fn node_json_holds_the_id_and_cluster_before_the_node_speaks_to_peers() {
         serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|s| s["cluster"] == cluster)
     });
     drop(joiner);
+}
+
+/// Compare-and-set writers, one per node, each through its own node (the next one while that one
+/// is down), counting what they were answered.
+struct CasWriters {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Vec<(u64, Instant)>>>,
+}
+
+impl CasWriters {
+    fn start(addresses: Vec<std::net::SocketAddr>) -> CasWriters {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let threads = (0..addresses.len())
+            .map(|writer| {
+                let (addresses, stop) = (addresses.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut committed = Vec::new();
+                    let mut turn = writer;
+                    while !stop.load(Ordering::Relaxed) {
+                        match support::counter::cas_increment(addresses[turn % addresses.len()]) {
+                            support::counter::Increment::Committed { value, .. } => {
+                                committed.push((value, Instant::now()))
+                            }
+                            _ => {
+                                turn += 1;
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                        }
+                    }
+                    committed
+                })
+            })
+            .collect();
+        CasWriters { stop, threads }
+    }
+
+    fn finish(self) -> Vec<(u64, Instant)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut all: Vec<(u64, Instant)> = self.threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        all.sort_by_key(|(_, at)| *at);
+        all
+    }
+}
+
+#[test]
+fn a_rolling_restart_under_compare_and_set_writers_loses_nothing() {
+    let mut members = chain(3, "rolling", &[]);
+    assert_eq!(members[0].server().request("PUT", "/data/counter", b"0").status, 200);
+    let addresses: Vec<std::net::SocketAddr> = members.iter().map(|m| m.proxy.addr).collect();
+    let writers = CasWriters::start(addresses);
+    let mut steps = Vec::new();
+    for _round in 0..2 {
+        for i in 0..members.len() {
+            let began = Instant::now();
+            stop(&mut members[i]);
+            start_again(&mut members, i);
+            wait_settled(&members);
+            steps.push((began, Instant::now()));
+        }
+    }
+    let committed = writers.finish();
+    wait_settled(&members);
+    let mut values: Vec<u64> = committed.iter().map(|(v, _)| *v).collect();
+    values.sort_unstable();
+    let count = values.len();
+    values.dedup();
+    assert_eq!(values.len(), count, "two increments answered 200 wrote the same value");
+    for member in &members {
+        let counter = member.server().get("/data/counter").json().as_u64().unwrap();
+        assert!(counter >= count as u64, "{counter} on {} counts all {count} answered increments", member.address());
+        assert!(values.iter().all(|v| *v <= counter), "every answered value is at most the counter");
+    }
+    // The longest time without an answered write during each step (a restart and its catching up).
+    let mut worst = Duration::ZERO;
+    for (began, ended) in steps {
+        let mut last = began;
+        for at in committed.iter().map(|(_, at)| *at).filter(|at| *at > began && *at < ended) {
+            worst = worst.max(at - last);
+            last = at;
+        }
+        worst = worst.max(ended.saturating_duration_since(last));
+    }
+    eprintln!("rolling restart: {count} increments answered, longest write gap in a step {worst:?}");
+    assert!(worst < Duration::from_secs(5), "writes paused {worst:?} in one step of the rolling restart");
 }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::try_request;
+use super::{try_request, try_request_with};
 
 /// What one increment came to.
 pub enum Increment {
@@ -15,6 +15,22 @@ pub enum Increment {
     Unknown,
     /// Refused before the commit (lock held elsewhere, no majority, lock lost): nothing written.
     Refused,
+}
+
+/// One compare-and-set increment of `/counter` through the node at `address`: read it and its
+/// ETag, `PUT` the next value with `If-Match`. A 412 (someone else wrote first) is a refusal.
+pub fn cas_increment(address: SocketAddr) -> Increment {
+    let Ok(read) = try_request(address, "GET", "/data/counter", b"") else { return Increment::Refused };
+    let (Some(tag), 200) = (read.header("etag").map(str::to_string), read.status) else { return Increment::Refused };
+    let value = read.json().as_u64().expect("the counter is a number") + 1;
+    let started = Instant::now();
+    let headers = [("If-Match", tag.as_str())];
+    match try_request_with(address, "PUT", "/data/counter", &headers, value.to_string().as_bytes()) {
+        Ok(written) if written.status == 200 => Increment::Committed { value, started },
+        Ok(written) if written.status == 504 => Increment::Unknown,
+        Err(_) => Increment::Unknown,
+        Ok(_) => Increment::Refused,
+    }
 }
 
 /// One read-modify-write of `/counter` under the lock `name`, through the node at `address`.

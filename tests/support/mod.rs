@@ -357,10 +357,23 @@ pub fn write_snapshot(dir: &Path, unix_micros: u64, sequence: u64, json: &str) -
 
 /// One request on a new connection that may fail (the server may be gone): for crash tests.
 pub fn try_request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> std::io::Result<Response> {
+    try_request_with(addr, method, path, &[], body)
+}
+
+/// As `try_request`, with header lines.
+pub fn try_request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let lines: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
     let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{lines}Content-Length: {}\r\n\r\n", body.len())
+            .into_bytes();
     request.extend_from_slice(body);
     stream.write_all(&request)?;
     let mut buffered = Vec::new();
