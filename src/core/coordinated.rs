@@ -116,6 +116,7 @@ impl Node {
             "coordinator": consensus.coordinator.as_ref().map(|c| c.address.clone()),
             "lease": consensus.has_lease(now),
             "voters": self.voters().iter().map(Member::to_json).collect::<Vec<_>>(),
+            "voter-count": self.voters().len(),
             "accepted": self.accepted().to_json(),
         })
     }
