@@ -272,3 +272,33 @@ fn a_rolling_restart_under_compare_and_set_writers_loses_nothing() {
     eprintln!("rolling restart: {count} increments answered, longest write gap in a step {worst:?}");
     assert!(worst < Duration::from_secs(5), "writes paused {worst:?} in one step of the rolling restart");
 }
+
+#[test]
+fn a_new_cluster_at_a_voters_address_is_not_taken_for_its_replacement() {
+    let mut members = chain(3, "imposter", &[]);
+    assert_eq!(members[1].server().request("PUT", "/data/kept", b"true").status, 200);
+    wait_settled(&members);
+    let before = voters(&members[1]);
+    // The founder's disk dies, and it is started again as README once said: an empty directory and
+    // no seeds. It founds a cluster of its own, which the others refuse.
+    members[0].kill9();
+    std::fs::remove_dir_all(members[0].dir.path()).unwrap();
+    members[0].start(&[]);
+    wait_for("the others to see the new node as foreign", || {
+        let foreign = |m: &Member| {
+            m.server().get("/state").json()["cluster"].as_array().unwrap().iter().any(|p| p["foreign"] == "foreign")
+        };
+        foreign(&members[1]) && foreign(&members[2])
+    });
+    assert_eq!(voters(&members[1]), before, "the old cluster did not take it for the founder's replacement");
+    assert_eq!(members[1].server().get("/data/kept").json(), true);
+    // Started properly (with --seeds), it replaces the founder.
+    members[0].kill9();
+    std::fs::remove_dir_all(members[0].dir.path()).unwrap();
+    let seeds = format!("--seeds={},{}", members[1].address(), members[2].address());
+    members[0].start(&[&seeds]);
+    let id = members[0].server().get("/state").json()["id"].as_str().unwrap().to_string();
+    wait_for("the new node to be a voter in the founder's place", || voters(&members[1]).contains(&id));
+    wait_settled(&members);
+    assert_eq!(members[0].server().get("/data/kept").json(), true);
+}
