@@ -521,7 +521,11 @@ impl Node {
                 let heard = self.heard_while_joining.iter().filter(|h| coordination.is_voter(h)).count();
                 (heard + me >= coordination.majority(), me >= coordination.majority())
             }
-            _ => (true, false),
+            // A node that holds no version of a cluster yet (a new learner) serves only once it
+            // has taken one: two new learners that reach each other before the coordinator must
+            // not serve each other's empty store.
+            (Some(_), None) => (false, false),
+            (None, _) => (true, false),
         };
         let caught_up = alone_enough || (heard_enough && target.is_some_and(|t| self.store.version() >= t));
         if caught_up {
