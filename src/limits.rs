@@ -140,6 +140,10 @@ pub const RM_LIMIT_DAYS_DEFAULT: f64 = 7.0;
 pub const SNAPSHOTS_KEPT_DEFAULT: usize = 20;
 /// The most `--keep-snapshots` may ask for; the writer keeps the names of the files in memory.
 pub const SNAPSHOTS_KEPT_MAX: usize = 1_000_000;
+/// Snapshot files kept when the disk is full and older ones are removed to make room: the
+/// newest, and the one before it (coordinated mode's committed version beside a pending one; a
+/// local commit that lost to a newer store has its file removed).
+pub const SNAPSHOTS_KEPT_WHEN_FULL: usize = 2;
 /// A snapshot write that failed in the background (a copy taken from a peer, a table change) is
 /// tried again after this long, never in a tight loop.
 pub const PERSIST_RETRY_MS: u64 = 1_000;

@@ -123,7 +123,7 @@ impl Node {
             self.next_job_id += 1;
             *job = Some(id);
             self.disk.in_flight = Some(InFlight::Commit { id, stamp });
-            let (sequence, root) = (lock.base.sequence + 1, lock.staged.clone());
+            let (sequence, root) = (self.floor.max(lock.base.sequence).saturating_add(1), lock.staged.clone());
             let parent = self.store.lineage().clone();
             let node = self.node_json();
             let job = Job::Seal { id, sequence, root, parent, node, coordination: None, write: true };

@@ -293,7 +293,7 @@ impl Sim {
             &mut || {},
         );
         for i in 0..count {
-            let start = Start { sealed: first.clone(), cluster: Vec::new(), mine: Vec::new(), committed: true };
+            let start = Start { sealed: first.clone(), ..Start::empty() };
             sim.add_node(
                 Some(File { path: PathBuf::from(format!("sim/{i}/first")), start }),
                 Some(new_id(1000 + i as u64)),
@@ -1266,7 +1266,14 @@ impl Disk for SimDisk<'_> {
         snapshot::encode(&mut bytes, node, body, pace).expect("writing to memory");
         let decoded = snapshot::decode(&bytes).expect("a written snapshot decodes");
         let committed = decoded.committed;
-        let start = Start { sealed: decoded.sealed, cluster: decoded.cluster, mine: decoded.mine, committed };
+        let start = Start {
+            sealed: decoded.sealed,
+            cluster: decoded.cluster,
+            mine: decoded.mine,
+            committed,
+            floor: 0,
+            floor_unknown: None,
+        };
         let path = PathBuf::from(format!("sim/{}/{}", self.node, self.files.len()));
         self.files.push(File { path: path.clone(), start });
         Ok(Some(path))

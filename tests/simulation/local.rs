@@ -133,7 +133,14 @@ impl Disk for SimDisk<'_> {
         snapshot::encode(&mut bytes, node, body, pace).expect("writing to memory");
         let decoded = snapshot::decode(&bytes).expect("a written snapshot decodes");
         let committed = decoded.committed;
-        let start = Start { sealed: decoded.sealed, cluster: decoded.cluster, mine: decoded.mine, committed };
+        let start = Start {
+            sealed: decoded.sealed,
+            cluster: decoded.cluster,
+            mine: decoded.mine,
+            committed,
+            floor: 0,
+            floor_unknown: None,
+        };
         let path = PathBuf::from(format!("sim/{}/{}", self.node, self.next_file));
         *self.next_file += 1;
         self.files.push(File { path: path.clone(), start });

@@ -16,6 +16,7 @@ pub mod browser;
 pub mod cluster;
 pub mod counter;
 pub mod proxy;
+pub mod tmpfs;
 
 /// The server binary cargo built for these tests.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_lighthouse");
