@@ -215,15 +215,16 @@ fn a_damaged_snapshot_that_shows_no_sequence_stops_writes_until_the_operator_acc
     }
     server.kill9();
     // Cut short before its version: what it held is unknown.
-    let newest = dir.path().join(dir.snapshots().pop().unwrap());
-    let bytes = std::fs::read(&newest).unwrap();
-    std::fs::write(&newest, &bytes[..bytes.len() / 3]).unwrap();
+    let newest = dir.snapshots().pop().unwrap();
+    let file = dir.path().join(&newest);
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 3]).unwrap();
 
     let server = Server::start(&[&dir.flag()]);
     assert_eq!(server.get("/data/a").text(), "1\n", "reads are served");
     let refused = server.request("PUT", "/data/a", b"3");
     assert_eq!(refused.status, 503, "{}", refused.text());
-    for needle in ["--accept-lost-versions", newest.to_str().unwrap()] {
+    for needle in ["--accept-lost-versions", newest.as_str()] {
         assert!(refused.error().contains(needle), "the refusal names {needle}: {}", refused.text());
     }
     assert_eq!(server.request("PUT", "/lock", b"w").status, 503, "transactions too");
