@@ -294,3 +294,75 @@ fn identify(
     });
     Startup { start, damaged, must_catch_up, save_state: true, coordinated, bootstrap, state }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::sealed::seal;
+    use crate::core::snapshot::{NodeJson, encode, file_name};
+    use crate::core::value::Value;
+
+    /// Snapshot files in memory, by name.
+    #[derive(Default)]
+    struct Files(Vec<(u64, String, Vec<u8>)>);
+
+    impl Files {
+        /// A valid file of `{"n": sequence}` at `sequence`, named by `micros`; returns its bytes' index.
+        fn add(&mut self, micros: u64, sequence: u64) -> usize {
+            let root = Value::parse(format!(r#"{{"n": {sequence}}}"#).as_bytes()).unwrap();
+            let mut bytes = Vec::new();
+            encode(&mut bytes, &NodeJson::default(), &seal(root, sequence, None).body, &mut || {}).unwrap();
+            self.0.push((micros, file_name(micros), bytes));
+            self.0.len() - 1
+        }
+    }
+
+    impl Directory for Files {
+        fn snapshots(&mut self) -> Result<Vec<(u64, String)>, String> {
+            Ok(self.0.iter().map(|(time, name, _)| (*time, name.clone())).collect())
+        }
+        fn read(&mut self, name: &str) -> Result<Vec<u8>, String> {
+            Ok(self.0.iter().find(|(_, n, _)| n == name).ok_or("no such file")?.2.clone())
+        }
+        fn tail(&mut self, name: &str) -> Result<Vec<u8>, String> {
+            self.read(name)
+        }
+        fn node_state(&mut self) -> Result<Option<Vec<u8>>, String> {
+            Ok(None)
+        }
+    }
+
+    fn start(files: &mut Files, flags: &Flags) -> Start {
+        decide(Some(files as &mut dyn Directory), flags, &mut || 7).expect("it starts").start
+    }
+
+    #[test]
+    fn new_versions_are_numbered_above_a_damaged_newest_file() {
+        for coordinated in [false, true] {
+            let flags = Flags { coordinated, ..Flags::default() };
+            let mut files = Files::default();
+            files.add(1_000_000, 70);
+            let newest = files.add(2_000_000, 71);
+            // A flipped byte in the data: the file is damaged, its tail still names 71.
+            let data = files.0[newest].2.windows(4).position(|w| w == b"\"n\":").unwrap();
+            files.0[newest].2[data + 1] ^= 0x20;
+            let start = start(&mut files, &flags);
+            assert_eq!(start.sealed.copy.version.sequence, 70, "the one before is loaded");
+            assert_eq!((start.floor, start.floor_unknown), (71, None), "coordinated: {coordinated}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_file_that_shows_no_sequence_refuses_writes_until_accepted() {
+        let mut files = Files::default();
+        files.add(1_000_000, 70);
+        let newest = files.add(2_000_000, 71);
+        files.0[newest].2.truncate(10);
+        let refused = start(&mut files, &Flags::default());
+        assert_eq!(refused.floor, 70);
+        let why = refused.floor_unknown.expect("writes are refused");
+        assert!(why.contains(&files.0[newest].1) && why.contains("--accept-lost-versions"), "{why}");
+        let accepted = start(&mut files, &Flags { accept_lost_versions: true, ..Flags::default() });
+        assert_eq!((accepted.floor, accepted.floor_unknown), (70, None));
+    }
+}
