@@ -176,28 +176,18 @@ pub struct Start {
     pub mine: Vec<OwnCommit>,
     /// The version was known to be committed when it was written (see `Snapshot::committed`).
     pub committed: bool,
-    /// The versions this node makes are numbered above this: the highest sequence any file in
-    /// the data directory names, damaged ones too. A node whose newest file is damaged loads an
-    /// older one, and must not name a new version with a sequence the lost one had (a client
-    /// holding that sequence, such as an event stream's `Last-Event-ID`, would miss the change).
+    /// New versions are numbered above this: the highest sequence any file in the data directory
+    /// names, damaged ones too (`durability::next_sequence`).
     pub floor: u64,
-    /// Set when a damaged file shows no sequence at all, so the floor is not known: the node
-    /// refuses writes (503, with this message) rather than risk naming two versions with one
-    /// sequence. The operator lifts it (`--accept-lost-versions`).
+    /// Why writes are refused (503): a damaged file shows no sequence, so the floor is unknown.
     pub floor_unknown: Option<String>,
 }
 
 impl Start {
     /// A new store: `{}` at sequence 0.
     pub fn empty() -> Start {
-        Start {
-            sealed: seal(Value::default(), 0, None),
-            cluster: Vec::new(),
-            mine: Vec::new(),
-            committed: true,
-            floor: 0,
-            floor_unknown: None,
-        }
+        let sealed = seal(Value::default(), 0, None);
+        Start { sealed, cluster: Vec::new(), mine: Vec::new(), committed: true, floor: 0, floor_unknown: None }
     }
 }
 
@@ -272,9 +262,8 @@ pub struct Node {
     identity: node_state::NodeState,
     /// Peers of another cluster or write mode already logged, and why.
     mismatches_logged: Vec<(String, peering::Mismatch)>,
-    /// New versions made here are numbered above this (`Start::floor`).
+    /// `Start::floor`, `Start::floor_unknown`.
     floor: u64,
-    /// Why writes are refused while the floor is unknown (`Start::floor_unknown`).
     writes_refused: Option<String>,
     /// The last write the disk refused: when (Unix milliseconds) and why, for `/state`.
     last_disk_error: Option<(u64, String)>,
@@ -584,29 +573,6 @@ impl Node {
             _ => Response::error(404, &format!("no such resource: {raw_path}")),
         };
         Reply::Now(response)
-    }
-
-    /// Counts a write the disk refused, and keeps it as the last one for `/state`.
-    fn note_disk_error(&mut self, now: Now, done: &Done) {
-        let error = match done {
-            Done::Sealed { file: Err(e), .. } | Done::Written { file: Err(e), .. } => e,
-            Done::StateSaved { result: Err(e), .. } => e,
-            _ => return,
-        };
-        self.metrics.disk_errors += 1;
-        self.last_disk_error = Some((now.unix_ms, error.message.clone()));
-    }
-
-    /// The sequence of a new version made on `base`: the next one, and above every sequence the
-    /// data directory named at start (`Start::floor`), so that no sequence names two versions.
-    fn next_sequence(&self, base: u64) -> u64 {
-        base.max(self.floor).saturating_add(1)
-    }
-
-    /// The refusal of a write while the floor of new sequences is not known.
-    fn writes_refused(&self, method: Method) -> Option<Response> {
-        let why = self.writes_refused.as_deref()?;
-        matches!(method, Method::Put | Method::Post | Method::Patch | Method::Delete).then(|| Response::error(503, why))
     }
 
     fn next_id(&mut self) -> u64 {
