@@ -13,6 +13,7 @@ use crate::core::members::new_id;
 use crate::core::node_state::NodeState;
 use crate::core::snapshot::{self, decode_keeping};
 use crate::core::{Coordinated, Start};
+use crate::limits::SEQUENCE_PLAUSIBLE_MAX;
 
 /// What start-up reads of a data directory. Errors are the directory's own (permissions, I/O),
 /// never damage: a file that reads but does not decode is damaged, and that is decided here.
@@ -140,7 +141,9 @@ fn load_newest(dir: &mut dyn Directory, flags: &Flags) -> Result<Loaded, Refusal
     for (time, name) in files {
         let tail = dir.tail(&name).map_err(|e| unreadable(&name, &e))?;
         let peeked = snapshot::peek_order(&tail);
-        highest = highest.max(peeked.map_or(0, |(_, sequence)| sequence));
+        // A sequence no store reaches is damage too: it must not push the numbering to the end.
+        let plausible = peeked.filter(|(_, sequence)| *sequence <= SEQUENCE_PLAUSIBLE_MAX);
+        highest = highest.max(plausible.map_or(0, |(_, sequence)| sequence));
         let order = match peeked {
             Some(order) if flags.coordinated => order,
             // A file whose tail shows no version is probably damaged: tried first, so that it is
@@ -148,7 +151,7 @@ fn load_newest(dir: &mut dyn Directory, flags: &Flags) -> Result<Loaded, Refusal
             None if flags.coordinated => (u64::MAX, u64::MAX),
             _ => (0, 0),
         };
-        keyed.push(((order.0, order.1, time), name, peeked.is_some()));
+        keyed.push(((order.0, order.1, time), name, plausible.is_some()));
     }
     keyed.sort_by(|a, b| b.cmp(a));
     let mut damaged = Vec::new();
@@ -364,5 +367,17 @@ mod tests {
         assert!(why.contains(&files.0[newest].1) && why.contains("--accept-lost-versions"), "{why}");
         let accepted = start(&mut files, &Flags { accept_lost_versions: true, ..Flags::default() });
         assert_eq!((accepted.floor, accepted.floor_unknown), (70, None));
+    }
+
+    #[test]
+    fn a_damaged_file_naming_an_absurd_sequence_does_not_move_the_numbering() {
+        let mut files = Files::default();
+        files.add(1_000_000, 70);
+        let newest = files.add(2_000_000, 1 << 60);
+        let data = files.0[newest].2.windows(4).position(|w| w == b"\"n\":").unwrap();
+        files.0[newest].2[data + 1] ^= 0x20;
+        let start = start(&mut files, &Flags::default());
+        assert_eq!(start.floor, 70, "not numbered after {}", 1u64 << 60);
+        assert!(start.floor_unknown.is_some(), "writes wait for the operator");
     }
 }
