@@ -154,8 +154,7 @@ fn load(c: &mut Criterion) {
 /// that request, and the time.
 fn cached_node() -> (Node, Request<'static>, Now) {
     let now = Now { mono_ms: 1_000, unix_ms: 1_764_115_200_000 };
-    let start =
-        Start { sealed: sealed::seal(store(ONE_MIB), 1, None), cluster: Vec::new(), mine: Vec::new(), committed: true };
+    let start = Start { sealed: sealed::seal(store(ONE_MIB), 1, None), ..Start::empty() };
     let node = Node::new(CoreConfig::single("127.0.0.1:1"), now, start);
     let request = Request {
         method: Method::Get,

@@ -36,6 +36,8 @@ Options:
   --keep-snapshots=N         keep at most N snapshots, the newest ones (default 20)
   --start-empty              start from an empty store even when every snapshot in --data.d
                              is damaged (the damaged files are kept)
+  --accept-lost-versions     take writes even though a damaged snapshot shows no sequence:
+                             new versions are numbered after the highest sequence still known
   --writes=MODE              coordinated (default: one lock for the cluster, commits durable on a
                              majority of voters) or local (each node its own lock)
   --max-body=BYTES           largest request body accepted (default 67108864)
@@ -62,6 +64,8 @@ pub struct Config {
     pub keep_snapshots: usize,
     /// Start from `{}` even when every snapshot is damaged (`--start-empty`).
     pub start_empty: bool,
+    /// Take writes even though a damaged snapshot shows no sequence (`--accept-lost-versions`).
+    pub accept_lost_versions: bool,
     pub max_body: u64,
     pub max_connections: usize,
     pub log_level: log::LevelFilter,
@@ -87,6 +91,7 @@ impl Default for Config {
             rm_limit_days: RM_LIMIT_DAYS_DEFAULT,
             keep_snapshots: SNAPSHOTS_KEPT_DEFAULT,
             start_empty: false,
+            accept_lost_versions: false,
             max_body: BODY_BYTES_MAX_DEFAULT,
             max_connections: CONNECTIONS_MAX_DEFAULT,
             log_level: log::LevelFilter::Info,
@@ -171,6 +176,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         keep_snapshots: last(&mut args, "--keep-snapshots", |s| ranged(s, 1, SNAPSHOTS_KEPT_MAX as u64))?
             .map_or(defaults.keep_snapshots, |n| n as usize),
         start_empty: flag(&mut args, "--start-empty"),
+        accept_lost_versions: flag(&mut args, "--accept-lost-versions"),
         max_body: last(&mut args, "--max-body", |s| ranged(s, 1, u64::MAX))?.unwrap_or(defaults.max_body),
         max_connections: last(&mut args, "--max-connections", |s| ranged(s, 1, CONNECTIONS_MAX as u64))?
             .map_or(defaults.max_connections, |n| n as usize),

@@ -39,7 +39,7 @@
 //! | `core/data.rs`, `write.rs` | `/data`: reads; one-request writes (`PUT`, `PATCH`, `DELETE`), preconditions, waiting for the lock |
 //! | `core/store.rs` | the store being served and its render cache (reads) |
 //! | `core/watch.rs` | long-polls and event streams |
-//! | `core/durability.rs` | which snapshot the writer works on next; commits waiting for it |
+//! | `core/durability.rs` | which snapshot the writer works on next; commits waiting for it; the sequence of a new version; disk errors |
 //! | `core/cluster.rs`, `take.rs` | the peer table, gossip, push and pull; taking copies |
 //! | `core/consensus.rs`, `election.rs`, `coordinated.rs` | coordinated writes: terms, beats, the lease; standing and voting; `/cluster/*` routing and status |
 //! | `core/replicate.rs`, `accept.rs` | a commit made durable on a majority (coordinator); accepting pushed versions (voter) |
@@ -56,7 +56,7 @@
 //! | `shell/connection.rs` | a client connection: its phases, input limits and timer |
 //! | `shell/peers.rs` | the outbound links to peers |
 //! | `shell/buffer.rs` | receive and send buffers from a shared pool |
-//! | `shell/workers.rs`, `data_dir.rs` | the worker threads; the data directory (load, durable writes, retention) |
+//! | `shell/workers.rs`, `data_dir.rs` | the worker threads; the data directory (its lock and start-up probe, load, durable writes, retention, room made on a full disk) |
 //! | `shell/server.rs`, `sys.rs`, `clock.rs`, `logger.rs` | start-up; system calls; the system clock; log lines |
 //! | `sha1.rs` | SHA-1, with the processor's SHA extensions where it has them |
 //! | `ui.rs`, `ui.html` | the page at `/ui` |

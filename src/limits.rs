@@ -140,6 +140,14 @@ pub const RM_LIMIT_DAYS_DEFAULT: f64 = 7.0;
 pub const SNAPSHOTS_KEPT_DEFAULT: usize = 20;
 /// The most `--keep-snapshots` may ask for; the writer keeps the names of the files in memory.
 pub const SNAPSHOTS_KEPT_MAX: usize = 1_000_000;
+/// The highest sequence start-up believes a damaged file's last bytes: past it (2^53, a commit a
+/// microsecond for 285 years, and where JavaScript numbers lose precision) the number is damage,
+/// and new versions are not numbered after it (they would run out of sequences).
+pub const SEQUENCE_PLAUSIBLE_MAX: u64 = 1 << 53;
+/// Snapshot files kept when the disk is full and older ones are removed to make room: the
+/// newest, and the one before it (coordinated mode's committed version beside a pending one; a
+/// local commit that lost to a newer store has its file removed).
+pub const SNAPSHOTS_KEPT_WHEN_FULL: usize = 2;
 /// A snapshot write that failed in the background (a copy taken from a peer, a table change) is
 /// tried again after this long, never in a tight loop.
 pub const PERSIST_RETRY_MS: u64 = 1_000;

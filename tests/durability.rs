@@ -3,47 +3,12 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use support::tmpfs::Tmpfs;
 use support::{Rng, Server, TempDir, transact, try_request};
-
-/// A small tmpfs mounted for one test, unmounted when dropped. `None` when this process may not
-/// mount (not root, or no mount namespace rights): the test then says so and skips.
-struct Tmpfs {
-    dir: TempDir,
-}
-
-impl Tmpfs {
-    fn mount(name: &str, size: &str) -> Option<Tmpfs> {
-        let dir = TempDir::new(name);
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .ok()?;
-        if !status.success() {
-            eprintln!("skipping: cannot mount a tmpfs here (tests of a full disk need root)");
-            return None;
-        }
-        Some(Tmpfs { dir })
-    }
-
-    fn remount(&self, mode: &str) {
-        let status =
-            Command::new("mount").args(["-o", &format!("remount,{mode}")]).arg(self.dir.path()).status().unwrap();
-        assert!(status.success(), "remount {mode}");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
-    }
-}
 
 #[test]
 fn a_commit_onto_a_full_disk_answers_507_and_changes_nothing_until_space_is_back() {

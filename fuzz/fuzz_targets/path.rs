@@ -42,7 +42,7 @@ fn start() -> &'static Start {
     static START: OnceLock<Start> = OnceLock::new();
     START.get_or_init(|| {
         let root = Value::parse(STORE.as_bytes()).expect("the fixed store parses");
-        Start { sealed: seal(root, 1, None), cluster: Vec::new(), mine: Vec::new(), committed: true }
+        Start { sealed: seal(root, 1, None), ..Start::empty() }
     })
 }
 

@@ -139,7 +139,8 @@ fn rendered_copy(node: &mut Node) -> Response {
 fn boot(snapshot: Snapshot) {
     let version = snapshot.sealed.copy.version;
     let committed = snapshot.committed;
-    let start = Start { sealed: snapshot.sealed, cluster: snapshot.cluster, mine: snapshot.mine, committed };
+    let start =
+        Start { sealed: snapshot.sealed, cluster: snapshot.cluster, mine: snapshot.mine, committed, ..Start::empty() };
     let mut node = Node::new(CoreConfig::single("127.0.0.1:1"), NOW, start);
     assert_eq!(node.version(), version);
     for target in ["/copy", "/", "/state", "/version", "/data", "/metrics", "/ready"] {

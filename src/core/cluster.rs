@@ -234,6 +234,9 @@ impl Node {
                 "cluster": peers,
                 "own-commits": own_commits,
                 "writes": self.consensus_json(now),
+                "last-disk-error": self.last_disk_error.as_ref().map(|(time, message)| {
+                    serde_json::json!({"time": time, "message": message})
+                }),
             }),
         )
     }

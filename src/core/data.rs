@@ -75,6 +75,9 @@ impl Node {
         if self.must_forward("data", request.method) {
             return self.forward(now, ticket, request, true);
         }
+        if let Some(refused) = self.writes_refused(request.method) {
+            return Reply::Now(refused);
+        }
         self.write(now, ticket, write)
     }
 }

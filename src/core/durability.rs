@@ -5,6 +5,10 @@
 //! say). Nothing waits on a timer: the next job starts the moment the writer reports, and because
 //! the queue always writes the *current* store, any versions that arrived meanwhile coalesce into
 //! that one write. After a failed write it retries once a second, never in a tight loop.
+//!
+//! It also numbers new versions (above every sequence the data directory named at start, so
+//! that no sequence names two versions after a damaged newest file) and keeps the disk's
+//! failures for `/metrics` and `/state`.
 
 use std::path::PathBuf;
 
@@ -12,12 +16,12 @@ use log::{error, info, warn};
 
 use super::{Effect, Node, Ticket};
 use crate::core::clock::{Deadline, Now};
-use crate::core::jobs::{Body, DiskError, Job};
+use crate::core::jobs::{Body, DiskError, Done, Job};
 use crate::core::lock::LockState;
 use crate::core::sealed::Sealed;
 use crate::core::snapshot::{NodeJson, OwnCommit};
 use crate::core::version::Version;
-use crate::http::Response;
+use crate::http::{Method, Response};
 use crate::limits::{LINEAGE_VERSIONS_MAX, PERSIST_RETRY_MS};
 
 /// What the writer thread is doing for the core.
@@ -108,6 +112,31 @@ impl Node {
         }
     }
 
+    /// Counts a write the disk refused, and keeps it as the last one for `/state`.
+    pub(super) fn note_disk_error(&mut self, now: Now, done: &Done) {
+        let error = match done {
+            Done::Sealed { file: Err(e), .. } | Done::Written { file: Err(e), .. } => e,
+            Done::StateSaved { result: Err(e), .. } => e,
+            _ => return,
+        };
+        self.metrics.disk_errors += 1;
+        self.last_disk_error = Some((now.unix_ms, error.message.clone()));
+    }
+
+    /// The sequence of a new version made on `base`: the next one, and above every sequence the
+    /// data directory named at start (`Start::floor`), so that no sequence names two versions: a
+    /// node whose newest file is damaged loads an older one, and a client holding the lost
+    /// version's sequence (an event stream's `Last-Event-ID`) would miss a change named so again.
+    pub(super) fn next_sequence(&self, base: u64) -> u64 {
+        base.max(self.floor).saturating_add(1)
+    }
+
+    /// The refusal of a write while the floor of new sequences is not known.
+    pub(super) fn writes_refused(&self, method: Method) -> Option<Response> {
+        let why = self.writes_refused.as_deref()?;
+        matches!(method, Method::Put | Method::Post | Method::Patch | Method::Delete).then(|| Response::error(503, why))
+    }
+
     /// Starts the next job if the writer is idle.
     pub(super) fn pump_disk(&mut self, now: Now) {
         if self.disk.in_flight.is_some() {
@@ -123,7 +152,7 @@ impl Node {
             self.next_job_id += 1;
             *job = Some(id);
             self.disk.in_flight = Some(InFlight::Commit { id, stamp });
-            let (sequence, root) = (lock.base.sequence + 1, lock.staged.clone());
+            let (sequence, root) = (self.floor.max(lock.base.sequence).saturating_add(1), lock.staged.clone());
             let parent = self.store.lineage().clone();
             let node = self.node_json();
             let job = Job::Seal { id, sequence, root, parent, node, coordination: None, write: true };

@@ -77,6 +77,10 @@ pub struct Metrics {
     pub connections_refused: u64,
     /// A gauge: connections open now.
     pub connections_open: u64,
+    /// Writes the disk refused (snapshots and the node's state): full, read-only, I/O errors.
+    pub disk_errors: u64,
+    /// A gauge: snapshot files skipped as damaged at start (set by the shell once).
+    pub snapshots_skipped: u64,
 }
 
 impl Metrics {
@@ -188,6 +192,18 @@ pub fn render(metrics: &Metrics, gauges: &Gauges) -> String {
         &buckets,
     );
     family("flush_failures_total", "counter", "Snapshot writes that failed.", &one(metrics.flush_failures));
+    family(
+        "disk_errors_total",
+        "counter",
+        "Writes to the data directory that failed (snapshots, node.json): full, read-only, I/O error.",
+        &one(metrics.disk_errors),
+    );
+    family(
+        "snapshots_skipped",
+        "gauge",
+        "Snapshot files skipped as damaged at start (kept in the directory for the operator).",
+        &one(metrics.snapshots_skipped),
+    );
     family("peers", "gauge", "Peers in the cluster table.", &one(gauges.peers as u64));
     family("peers_reachable", "gauge", "Peers that answered the last request.", &one(gauges.peers_reachable as u64));
     family("copies_pushed_total", "counter", "Copies pushed to peers that took them.", &one(metrics.copies_pushed));

@@ -176,12 +176,18 @@ pub struct Start {
     pub mine: Vec<OwnCommit>,
     /// The version was known to be committed when it was written (see `Snapshot::committed`).
     pub committed: bool,
+    /// New versions are numbered above this: the highest sequence any file in the data directory
+    /// names, damaged ones too (`durability::next_sequence`).
+    pub floor: u64,
+    /// Why writes are refused (503): a damaged file shows no sequence, so the floor is unknown.
+    pub floor_unknown: Option<String>,
 }
 
 impl Start {
     /// A new store: `{}` at sequence 0.
     pub fn empty() -> Start {
-        Start { sealed: seal(Value::default(), 0, None), cluster: Vec::new(), mine: Vec::new(), committed: true }
+        let sealed = seal(Value::default(), 0, None);
+        Start { sealed, cluster: Vec::new(), mine: Vec::new(), committed: true, floor: 0, floor_unknown: None }
     }
 }
 
@@ -256,6 +262,11 @@ pub struct Node {
     identity: node_state::NodeState,
     /// Peers of another cluster or write mode already logged, and why.
     mismatches_logged: Vec<(String, peering::Mismatch)>,
+    /// `Start::floor`, `Start::floor_unknown`.
+    floor: u64,
+    writes_refused: Option<String>,
+    /// The last write the disk refused: when (Unix milliseconds) and why, for `/state`.
+    last_disk_error: Option<(u64, String)>,
 }
 
 impl Node {
@@ -286,6 +297,9 @@ impl Node {
             waiting_writes: write::WaitingWrites::new(),
             identity: config.identity.clone(),
             mismatches_logged: Vec::new(),
+            floor: start.floor,
+            writes_refused: start.floor_unknown,
+            last_disk_error: None,
             config,
         };
         node.start_consensus(now, start.committed);
@@ -428,6 +442,7 @@ impl Node {
 
     /// Takes the report of a finished worker job.
     pub fn job_done(&mut self, now: Now, done: Done) {
+        self.note_disk_error(now, &done);
         let sealing = self.commit.as_ref().map(|c| c.sealing);
         let writing = self.commit.as_ref().and_then(|c| c.own_write);
         match done {
@@ -542,6 +557,7 @@ impl Node {
                 let commit = resource == "lock" && request.method == Method::Put && below.len() > 1;
                 return self.forward(now, ticket, request, commit);
             }
+            "lock" | "update" if let Some(refused) = self.writes_refused(request.method) => refused,
             "lock" => return self.lock_request(now, ticket, request, below, query),
             "update" => self.update_request(now, request, below, query),
             "copy" if below.is_empty() => return self.copy_request(now, ticket, request),

@@ -99,7 +99,7 @@ impl Node {
                 node.committed = single;
                 Job::Seal {
                     id,
-                    sequence: self.store.version().sequence + 1,
+                    sequence: self.next_sequence(self.store.version().sequence),
                     root,
                     parent: self.store.lineage().clone(),
                     node,

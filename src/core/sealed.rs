@@ -87,8 +87,9 @@ pub fn seal_paced(
     let (mut body, data_len, checksum) = render_and_hash(&root, pace);
     let version = Version { sequence, checksum };
     let lineage = match parent {
-        Some(parent) => parent.extended(version),
-        None => Lineage::of(version),
+        Some(parent) if parent.current().sequence.checked_add(1) == Some(sequence) => parent.extended(version),
+        // A version numbered past sequences lost with a damaged file starts a history of its own.
+        _ => Lineage::of(version),
     };
     let copy = Copy { version, root, lineage, coordination };
     finish_body(&mut body, &copy);

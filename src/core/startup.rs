@@ -13,6 +13,7 @@ use crate::core::members::new_id;
 use crate::core::node_state::NodeState;
 use crate::core::snapshot::{self, decode_keeping};
 use crate::core::{Coordinated, Start};
+use crate::limits::SEQUENCE_PLAUSIBLE_MAX;
 
 /// What start-up reads of a data directory. Errors are the directory's own (permissions, I/O),
 /// never damage: a file that reads but does not decode is damaged, and that is decided here.
@@ -38,6 +39,8 @@ pub struct Flags {
     pub bootstrap: bool,
     /// `--start-empty`.
     pub start_empty: bool,
+    /// `--accept-lost-versions`: take writes although a damaged snapshot shows no sequence.
+    pub accept_lost_versions: bool,
 }
 
 /// A snapshot file that could not be loaded, and why.
@@ -90,56 +93,137 @@ pub fn decide(
         })?),
         None => None,
     };
-    let (newest, damaged) = load_newest(dir, flags)?;
+    let Loaded { newest, damaged, highest, unnumbered } = load_newest(dir, flags)?;
     let state = stored.clone().unwrap_or_else(|| NodeState::new(new_id(random())));
-    let (start, must_catch_up) = match newest {
+    let none_valid = newest.is_none();
+    let (mut start, must_catch_up) = match newest {
         Some(start) => (start, false),
         None => (start_without_snapshot(&damaged, flags)?, !damaged.is_empty() && !flags.start_empty),
     };
+    start.floor = highest;
+    start.floor_unknown = floor_unknown(&unnumbered, highest, flags, none_valid);
+    if highest > start.sealed.copy.version.sequence {
+        warn!(
+            "damaged snapshots name sequences up to {highest}, above the loaded {}: new versions are numbered from \
+             {}, so that no sequence names two versions",
+            start.sealed.copy.version.sequence,
+            highest.saturating_add(1)
+        );
+    }
     let mut startup = identify(start, damaged, must_catch_up, state, flags, random);
     startup.save_state = stored.as_ref() != Some(&startup.state);
     Ok(startup)
 }
 
-/// The newest snapshot that decodes, and the files tried before it that did not. With
-/// coordinated writes, files are tried by the (term, sequence) of the version they hold, newest
-/// first, not by their names: a version of a later term wins, and wall clocks may step back.
-fn load_newest(dir: &mut dyn Directory, flags: &Flags) -> Result<(Option<Start>, Vec<Damaged>), Refusal> {
-    let mut files = dir.snapshots().map_err(Refusal)?;
-    let mut keyed: Vec<((u64, u64, u64), String)> = Vec::with_capacity(files.len());
-    for (time, name) in files.drain(..) {
-        let order = if flags.coordinated {
+/// What the snapshot files of a directory hold.
+struct Loaded {
+    /// The newest snapshot that decodes.
+    newest: Option<Start>,
+    /// The files tried before it that did not.
+    damaged: Vec<Damaged>,
+    /// The highest sequence any file names, damaged ones too (from its last bytes, where the
+    /// version stands): new versions are numbered above it, so that no sequence ever names two
+    /// versions on this node, even when the newest file is lost.
+    highest: u64,
+    /// The damaged files whose last bytes show no sequence at all.
+    unnumbered: Vec<String>,
+}
+
+/// The newest snapshot that decodes, the files tried before it that did not, and the sequences
+/// all of them name. With coordinated writes, files are tried by the (term, sequence) of the
+/// version they hold, newest first, not by their names: a version of a later term wins, and wall
+/// clocks may step back. A file that cannot be read is a refusal, not damage: the node must not
+/// start on an older store than the one it served.
+fn load_newest(dir: &mut dyn Directory, flags: &Flags) -> Result<Loaded, Refusal> {
+    let files = dir.snapshots().map_err(Refusal)?;
+    let mut keyed: Vec<((u64, u64, u64), String, bool)> = Vec::with_capacity(files.len());
+    let mut highest = 0;
+    for (time, name) in files {
+        let tail = dir.tail(&name).map_err(|e| unreadable(&name, &e))?;
+        let peeked = snapshot::peek_order(&tail);
+        // A sequence no store reaches is damage too: it must not push the numbering to the end.
+        let plausible = peeked.filter(|(_, sequence)| *sequence <= SEQUENCE_PLAUSIBLE_MAX);
+        highest = highest.max(plausible.map_or(0, |(_, sequence)| sequence));
+        let order = match peeked {
+            Some(order) if flags.coordinated => order,
             // A file whose tail shows no version is probably damaged: tried first, so that it is
             // reported, not silently passed over.
-            let tail = dir.tail(&name).map_err(|e| Refusal(format!("cannot read {name}: {e}")))?;
-            snapshot::peek_order(&tail).unwrap_or((u64::MAX, u64::MAX))
-        } else {
-            (0, 0)
+            None if flags.coordinated => (u64::MAX, u64::MAX),
+            _ => (0, 0),
         };
-        keyed.push(((order.0, order.1, time), name));
+        keyed.push(((order.0, order.1, time), name, plausible.is_some()));
     }
     keyed.sort_by(|a, b| b.cmp(a));
     let mut damaged = Vec::new();
+    let mut unnumbered = Vec::new();
     // Without seeds the copy body is needed only if the snapshot names peers; the decoder knows.
     let keep_body = flags.has_seeds;
-    for (_, name) in keyed {
-        let bytes = dir.read(&name).map_err(|e| Refusal(format!("cannot read {name}: {e}")))?;
+    for (_, name, numbered) in keyed {
+        let bytes = dir.read(&name).map_err(|e| unreadable(&name, &e))?;
         match decode_keeping(&bytes, keep_body) {
             Ok(snapshot) => {
                 let version = snapshot.sealed.copy.version;
                 info!("loaded {name} (sequence {}, checksum {})", version.sequence, version.checksum);
                 let committed = snapshot.committed;
-                let start =
-                    Start { sealed: snapshot.sealed, cluster: snapshot.cluster, mine: snapshot.mine, committed };
-                return Ok((Some(start), damaged));
+                let start = Start {
+                    sealed: snapshot.sealed,
+                    cluster: snapshot.cluster,
+                    mine: snapshot.mine,
+                    committed,
+                    ..Start::empty()
+                };
+                highest = highest.max(version.sequence);
+                return Ok(Loaded { newest: Some(start), damaged, highest, unnumbered });
             }
             Err(e) => {
                 warn!("skipping snapshot {name}: {e}");
+                if !numbered {
+                    unnumbered.push(name.clone());
+                }
                 damaged.push((name, e.to_string()));
             }
         }
     }
-    Ok((None, damaged))
+    Ok(Loaded { newest: None, damaged, highest, unnumbered })
+}
+
+/// The refusal of a snapshot file that cannot be read (not a damaged one).
+fn unreadable(name: &str, e: &str) -> Refusal {
+    Refusal(format!(
+        "cannot read the snapshot {name}: {e}; this is not damage but a fault to fix (permissions, the disk), or move \
+         the file out of the directory"
+    ))
+}
+
+/// Why writes are refused when damaged files show no sequence (`unnumbered`): the sequences
+/// they used are unknown, so a new version could reuse one. The operator lifts it by saying the
+/// versions they held may be lost: `--accept-lost-versions`, or `--start-empty` when it is used
+/// (every file damaged).
+fn floor_unknown(unnumbered: &[String], highest: u64, flags: &Flags, none_valid: bool) -> Option<String> {
+    if unnumbered.is_empty() {
+        return None;
+    }
+    let names = unnumbered.join(", ");
+    let accepted = if flags.accept_lost_versions {
+        Some("--accept-lost-versions")
+    } else if flags.start_empty && none_valid {
+        Some("--start-empty")
+    } else {
+        None
+    };
+    if let Some(flag) = accepted {
+        warn!(
+            "the damaged snapshot(s) {names} show no sequence; {flag}: new versions are numbered after {highest}, the \
+             highest sequence still known, and may reuse a sequence the damaged files held"
+        );
+        return None;
+    }
+    let why = format!(
+        "writes are refused: the damaged snapshot(s) {names} show no sequence, so a new version could reuse one they \
+         held; restore the file(s), or restart with --accept-lost-versions to number new versions after {highest}"
+    );
+    warn!("{why}");
+    Some(why)
 }
 
 /// The store of a directory without a valid snapshot: empty when it holds none, or when every
@@ -212,4 +296,88 @@ fn identify(
         Coordinated { state: state.clone(), founding: founds.then(|| state.cluster.clone()).flatten() }
     });
     Startup { start, damaged, must_catch_up, save_state: true, coordinated, bootstrap, state }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::sealed::seal;
+    use crate::core::snapshot::{NodeJson, encode, file_name};
+    use crate::core::value::Value;
+
+    /// Snapshot files in memory, by name.
+    #[derive(Default)]
+    struct Files(Vec<(u64, String, Vec<u8>)>);
+
+    impl Files {
+        /// A valid file of `{"n": sequence}` at `sequence`, named by `micros`; returns its bytes' index.
+        fn add(&mut self, micros: u64, sequence: u64) -> usize {
+            let root = Value::parse(format!(r#"{{"n": {sequence}}}"#).as_bytes()).unwrap();
+            let mut bytes = Vec::new();
+            encode(&mut bytes, &NodeJson::default(), &seal(root, sequence, None).body, &mut || {}).unwrap();
+            self.0.push((micros, file_name(micros), bytes));
+            self.0.len() - 1
+        }
+    }
+
+    impl Directory for Files {
+        fn snapshots(&mut self) -> Result<Vec<(u64, String)>, String> {
+            Ok(self.0.iter().map(|(time, name, _)| (*time, name.clone())).collect())
+        }
+        fn read(&mut self, name: &str) -> Result<Vec<u8>, String> {
+            Ok(self.0.iter().find(|(_, n, _)| n == name).ok_or("no such file")?.2.clone())
+        }
+        fn tail(&mut self, name: &str) -> Result<Vec<u8>, String> {
+            self.read(name)
+        }
+        fn node_state(&mut self) -> Result<Option<Vec<u8>>, String> {
+            Ok(None)
+        }
+    }
+
+    fn start(files: &mut Files, flags: &Flags) -> Start {
+        decide(Some(files as &mut dyn Directory), flags, &mut || 7).expect("it starts").start
+    }
+
+    #[test]
+    fn new_versions_are_numbered_above_a_damaged_newest_file() {
+        for coordinated in [false, true] {
+            let flags = Flags { coordinated, ..Flags::default() };
+            let mut files = Files::default();
+            files.add(1_000_000, 70);
+            let newest = files.add(2_000_000, 71);
+            // A flipped byte in the data: the file is damaged, its tail still names 71.
+            let data = files.0[newest].2.windows(4).position(|w| w == b"\"n\":").unwrap();
+            files.0[newest].2[data + 1] ^= 0x20;
+            let start = start(&mut files, &flags);
+            assert_eq!(start.sealed.copy.version.sequence, 70, "the one before is loaded");
+            assert_eq!((start.floor, start.floor_unknown), (71, None), "coordinated: {coordinated}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_file_that_shows_no_sequence_refuses_writes_until_accepted() {
+        let mut files = Files::default();
+        files.add(1_000_000, 70);
+        let newest = files.add(2_000_000, 71);
+        files.0[newest].2.truncate(10);
+        let refused = start(&mut files, &Flags::default());
+        assert_eq!(refused.floor, 70);
+        let why = refused.floor_unknown.expect("writes are refused");
+        assert!(why.contains(&files.0[newest].1) && why.contains("--accept-lost-versions"), "{why}");
+        let accepted = start(&mut files, &Flags { accept_lost_versions: true, ..Flags::default() });
+        assert_eq!((accepted.floor, accepted.floor_unknown), (70, None));
+    }
+
+    #[test]
+    fn a_damaged_file_naming_an_absurd_sequence_does_not_move_the_numbering() {
+        let mut files = Files::default();
+        files.add(1_000_000, 70);
+        let newest = files.add(2_000_000, 1 << 60);
+        let data = files.0[newest].2.windows(4).position(|w| w == b"\"n\":").unwrap();
+        files.0[newest].2[data + 1] ^= 0x20;
+        let start = start(&mut files, &Flags::default());
+        assert_eq!(start.floor, 70, "not numbered after {}", 1u64 << 60);
+        assert!(start.floor_unknown.is_some(), "writes wait for the operator");
+    }
 }

@@ -13,7 +13,7 @@ use crate::core::jobs::{Disk, DiskError};
 use crate::core::node_state::NodeState;
 use crate::core::snapshot::{self, NodeJson, parse_file_name};
 use crate::core::startup::Directory;
-use crate::limits::SNAPSHOT_TAIL_PEEK_BYTES;
+use crate::limits::{SNAPSHOT_TAIL_PEEK_BYTES, SNAPSHOTS_KEPT_WHEN_FULL};
 use crate::shell::clock::unix_micros;
 
 /// Snapshot files in `dir`, newest first, with their times.
@@ -83,12 +83,86 @@ impl Directory for StartupDir<'_> {
 /// node first speaks to a peer.
 pub fn save_state(dir: &Path, state: &NodeState) -> io::Result<()> {
     use std::io::Write;
-    write_atomically(dir, STATE_FILE, |mut file| file.write_all(&state.to_bytes()))
-        .map_err(|e| io::Error::other(e.message))
+    let bytes = state.to_bytes();
+    write_atomically(dir, STATE_FILE, &mut |mut file: &File| file.write_all(&bytes))
 }
 
 /// The file of the node's state, beside the snapshots.
 pub const STATE_FILE: &str = "node.json";
+
+/// The file a server keeps locked (`flock`, exclusive) for as long as it runs on the directory,
+/// holding its process id: two servers on one directory would both answer writes, and after a
+/// restart one's would be gone.
+pub const LOCK_FILE: &str = "lighthouse.lock";
+
+/// The file start-up writes and removes to check that the directory takes files.
+const PROBE_FILE: &str = ".lighthouse-probe";
+
+/// Takes `dir` for this process: creates it if missing, locks `LOCK_FILE` in it and writes this
+/// process's id there. The lock lasts as long as the returned file is open (the kernel lets go of
+/// it when the process ends, however it ends). Another server holding it is an error naming its
+/// process id.
+pub fn lock(dir: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    create_private_dir(dir)?;
+    let path = dir.join(LOCK_FILE);
+    // On a directory that takes no files an existing lock file can still be locked: the probe
+    // that follows then says what is wrong with the directory.
+    let created = fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(&path);
+    if let Err(e) = created
+        && !path.is_file()
+    {
+        return Err(io::Error::new(e.kind(), format!("cannot create the lock file {}: {e}", path.display())));
+    }
+    // The lock is held through a read-only descriptor: a server that keeps a file open for
+    // writing would stop an operator from remounting its disk read-only.
+    let file = File::open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot open the lock file {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            let holder = match holder.trim() {
+                "" => "unknown".to_string(),
+                pid => pid.to_string(),
+            };
+            let why = format!(
+                "the data directory {} is in use by another server (process {holder}, which holds {}); one \
+                 directory serves one server",
+                dir.display(),
+                path.display()
+            );
+            return Err(io::Error::new(io::ErrorKind::WouldBlock, why));
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(io::Error::new(e.kind(), format!("cannot lock {}: {e}", path.display())));
+        }
+    }
+    // Best effort: the process id is for the operator's message; the lock is what counts.
+    if let Err(e) = fs::write(&path, format!("{}\n", std::process::id())) {
+        debug!("cannot write the process id into {}: {e}", path.display());
+    }
+    Ok(file)
+}
+
+/// Checks that `dir` takes a file: creates, writes, fsyncs and removes a probe file. A node that
+/// cannot write its snapshots must not start and answer `/ready`.
+pub fn probe(dir: &Path) -> io::Result<()> {
+    use std::io::Write;
+    let path = dir.join(PROBE_FILE);
+    let attempt = || -> io::Result<()> {
+        let mut file = create_private(&path)?;
+        file.write_all(b"lighthouse\n")?;
+        file.sync_all()?;
+        fs::remove_file(&path)?;
+        File::open(dir)?.sync_all()
+    };
+    attempt().map_err(|e| {
+        let _ = fs::remove_file(&path);
+        let why = format!("the data directory {} does not take a file ({}): {e}", dir.display(), path.display());
+        io::Error::new(e.kind(), why)
+    })
+}
 
 /// Creates `dir` and its missing parents; a directory this creates is readable by its owner only
 /// (snapshots often hold addresses and secrets), whatever the umask.
@@ -187,6 +261,51 @@ impl DataDir {
     }
 }
 
+impl DataDir {
+    /// Writes `name` (`what` it is, for the error) durably with `write`. On a full disk it frees
+    /// what the retention rules allow, the older snapshot files, and tries once more: a store
+    /// needs room for a few copies of itself, not for the `--keep-snapshots` it keeps by default.
+    fn write_durably(
+        &mut self,
+        dir: &Path,
+        name: &str,
+        what: &str,
+        mut write: impl FnMut(&File) -> io::Result<()>,
+    ) -> Result<(), DiskError> {
+        let written = match write_atomically(dir, name, &mut write) {
+            Err(e) if is_full(&e) && self.free_room(dir) > 0 => write_atomically(dir, name, &mut write),
+            written => written,
+        };
+        written.map_err(|e| disk_error(&e, what, &dir.join(name)))
+    }
+
+    /// Removes the older snapshot files, keeping the newest `SNAPSHOTS_KEPT_WHEN_FULL` (and, as
+    /// ever, the damaged ones). Returns how many it removed.
+    fn free_room(&mut self, dir: &Path) -> usize {
+        let mut removed = Vec::new();
+        while self.files.len() > SNAPSHOTS_KEPT_WHEN_FULL {
+            let (_, name) = self.files.pop_front().expect("more than kept");
+            let file = dir.join(&name);
+            match fs::remove_file(&file) {
+                Ok(()) => removed.push(name),
+                Err(e) => warn!("the disk is full, and the old snapshot {} cannot be removed: {e}", file.display()),
+            }
+        }
+        if !removed.is_empty() {
+            if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+                warn!("cannot sync the data directory {}: {e}", dir.display());
+            }
+            warn!(
+                "the disk of {} is full: removed {} older snapshot(s) ({}) to make room, and trying again",
+                dir.display(),
+                removed.len(),
+                removed.join(", ")
+            );
+        }
+        removed.len()
+    }
+}
+
 impl Disk for DataDir {
     fn write_snapshot(
         &mut self,
@@ -196,15 +315,16 @@ impl Disk for DataDir {
     ) -> Result<Option<PathBuf>, DiskError> {
         let Some(dir) = self.config.dir.clone() else { return Ok(None) };
         let name = self.next_name();
-        write_atomically(&dir, &name, |file| snapshot::encode(file, node, body, &mut *pace))?;
+        self.write_durably(&dir, &name, "the snapshot", |file| snapshot::encode(file, node, body, &mut *pace))?;
         self.files.push_back((self.last_micros, name.clone()));
         Ok(Some(dir.join(name)))
     }
 
     fn save_state(&mut self, state: &NodeState) -> Result<(), DiskError> {
-        let Some(dir) = &self.config.dir else { return Ok(()) };
+        let Some(dir) = self.config.dir.clone() else { return Ok(()) };
         use std::io::Write;
-        write_atomically(dir, STATE_FILE, |mut file| file.write_all(&state.to_bytes()))
+        let bytes = state.to_bytes();
+        self.write_durably(&dir, STATE_FILE, "this node's state", |mut file| file.write_all(&bytes))
     }
 
     fn remove_snapshot(&mut self, file: &Path) {
@@ -223,30 +343,33 @@ impl Disk for DataDir {
 /// Writes `name` in `dir` so that it is there whole or not at all: under a temporary name, fsync'd,
 /// renamed into place, and the directory fsync'd. After it returns, the file survives `kill -9`
 /// and power loss.
-fn write_atomically(dir: &Path, name: &str, write: impl FnOnce(&File) -> io::Result<()>) -> Result<(), DiskError> {
+fn write_atomically(dir: &Path, name: &str, write: &mut impl FnMut(&File) -> io::Result<()>) -> io::Result<()> {
     let temporary = dir.join(snapshot::temporary_name(name));
     let finished = dir.join(name);
-    let attempt = || -> io::Result<()> {
+    let mut attempt = || -> io::Result<()> {
         let file = create_private(&temporary)?;
         write(&file)?;
         file.sync_all()?;
         fs::rename(&temporary, &finished)?;
         File::open(dir)?.sync_all()
     };
-    attempt().map_err(|e| {
+    attempt().inspect_err(|_| {
         // Best effort: the temporary name is never loaded, and start-up removes leftovers.
         let _ = fs::remove_file(&temporary);
-        disk_error(&e, &finished)
     })
 }
 
-/// The answer a commit gets when its snapshot cannot be written: 507 when the disk is full, 503
-/// otherwise (read-only, permissions, an I/O error).
-fn disk_error(e: &io::Error, file: &Path) -> DiskError {
-    let full = matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
+/// True for the errors of a full disk or an exhausted quota.
+fn is_full(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// The answer a write waiting for `file` (`what` it holds) gets when it cannot be written: 507
+/// when the disk is full, 503 otherwise (read-only, permissions, an I/O error).
+fn disk_error(e: &io::Error, what: &str, file: &Path) -> DiskError {
     DiskError {
-        status: if full { 507 } else { 503 },
-        message: format!("cannot write the snapshot {}: {e}", file.display()),
+        status: if is_full(e) { 507 } else { 503 },
+        message: format!("cannot write {what} {}: {e}", file.display()),
     }
 }
 
@@ -374,6 +497,21 @@ mod tests {
         let nested = dir.join("a/b");
         create_private_dir(&nested).unwrap();
         assert_eq!(fs::metadata(&nested).unwrap().permissions().mode() & 0o777, 0o700);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_of_node_json_names_it_not_the_snapshot() {
+        let dir = temp_dir("state-error");
+        // A regular file where the directory should be: the write fails, even for root.
+        let not_a_dir = dir.join("file");
+        fs::write(&not_a_dir, b"x").unwrap();
+        let mut data_dir = DataDir::new(config(&not_a_dir, u64::MAX, 20, Vec::new()), &[]);
+        let state = NodeState::new("0123456789abcdef".into());
+        let error = data_dir.save_state(&state).unwrap_err();
+        assert_eq!(error.status, 503);
+        assert!(error.message.starts_with("cannot write this node's state"), "{}", error.message);
+        assert!(!error.message.contains("snapshot"), "{}", error.message);
         fs::remove_dir_all(dir).unwrap();
     }
 

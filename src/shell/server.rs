@@ -28,6 +28,11 @@ pub fn run(config: &Config) -> io::Result<()> {
         Err(e) => warn!("cannot read the open-files limit: {e}"),
     }
     let secrets = Secrets::read(config)?;
+    // Held (open and locked) until the server stops: one directory serves one server.
+    let _lock = match &config.data_dir {
+        Some(dir) => Some(take_data_dir(dir)?),
+        None => None,
+    };
     let startup = start_up(config)?;
     let listener = TcpListener::bind(config.bind)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.bind)))?;
@@ -54,7 +59,8 @@ pub fn run(config: &Config) -> io::Result<()> {
         Some(dir) => startup.damaged.iter().map(|(name, _)| dir.join(name)).collect(),
         None => Vec::new(),
     };
-    let core = Node::new(core_config, clock.now(), startup.start);
+    let mut core = Node::new(core_config, clock.now(), startup.start);
+    core.metrics_mut().snapshots_skipped = startup.damaged.len() as u64;
     let disk = DiskConfig {
         dir: config.data_dir.clone(),
         keep_micros: (config.rm_limit_days * 86_400e6).min(u64::MAX as f64) as u64,
@@ -158,6 +164,17 @@ fn random_u64() -> u64 {
     }
 }
 
+/// Takes the data directory for this process (its lock file) and checks that it takes a file: a
+/// second server on it, or a directory it cannot write, stops the start with one line saying why.
+fn take_data_dir(dir: &Path) -> io::Result<std::fs::File> {
+    let lock = data_dir::lock(dir).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock => e,
+        _ => io::Error::new(e.kind(), format!("cannot use the data directory {}: {e}", dir.display())),
+    })?;
+    data_dir::probe(dir)?;
+    Ok(lock)
+}
+
 /// Decides how this node starts (`core::startup`) from its data directory and flags, and makes
 /// its identity durable before it first speaks to a peer: a node that joined a cluster and is
 /// restarted comes back as the same node.
@@ -167,6 +184,7 @@ fn start_up(config: &Config) -> io::Result<Startup> {
         has_seeds: !config.seeds.is_empty(),
         bootstrap: config.bootstrap,
         start_empty: config.start_empty,
+        accept_lost_versions: config.accept_lost_versions,
     };
     let in_dir = |dir: &Path, why: String| format!("cannot use the data directory {}: {why}", dir.display());
     let mut directory = config.data_dir.as_deref().map(StartupDir);

@@ -338,7 +338,7 @@ impl Sim {
     fn boot(&mut self, i: usize) {
         let seeds: Vec<String> =
             (0..self.nodes.len()).filter(|&j| j != i).map(|j| self.nodes[j].address.clone()).take(2).collect();
-        let flags = Flags { coordinated: true, has_seeds: true, bootstrap: false, start_empty: false };
+        let flags = Flags { coordinated: true, has_seeds: true, ..Flags::default() };
         let rng = &mut self.rng;
         let Some(startup) = self.nodes[i].dir.start_up(&flags, &mut || rng.next_u64()) else {
             let delay = 500 + self.rng.below(2_000);

@@ -149,7 +149,7 @@ impl Sim {
     /// disk refuses `node.json` does not start (the server exits), and is started again later.
     fn boot(&mut self, i: usize) {
         let seeds = if i == 0 { Vec::new() } else { vec![self.nodes[(i + 1) % self.nodes.len()].address.clone()] };
-        let flags = Flags { coordinated: false, has_seeds: !seeds.is_empty(), bootstrap: false, start_empty: false };
+        let flags = Flags { coordinated: false, has_seeds: !seeds.is_empty(), ..Flags::default() };
         let rng = &mut self.rng;
         let Some(startup) = self.nodes[i].dir.start_up(&flags, &mut || rng.next_u64()) else {
             let delay = 500 + self.rng.below(2_000);

@@ -16,6 +16,7 @@ pub mod browser;
 pub mod cluster;
 pub mod counter;
 pub mod proxy;
+pub mod tmpfs;
 
 /// The server binary cargo built for these tests.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_lighthouse");
@@ -250,7 +251,14 @@ impl Client {
 
     fn fill(&mut self) {
         let mut chunk = [0u8; 64 * 1024];
-        let n = self.stream.read(&mut chunk).expect("the server answers in time");
+        // A read with a timeout fails with EINTR when this process is stopped and continued (the
+        // shared machine does), even without a signal handler: that is no answer, read again.
+        let n = loop {
+            match self.stream.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                read => break read.expect("the server answers in time"),
+            }
+        };
         assert!(n > 0, "the server closed the connection; had {:?}", String::from_utf8_lossy(&self.buffered));
         self.buffered.extend_from_slice(&chunk[..n]);
     }
