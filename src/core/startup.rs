@@ -38,6 +38,8 @@ pub struct Flags {
     pub bootstrap: bool,
     /// `--start-empty`.
     pub start_empty: bool,
+    /// `--force-new-cluster`.
+    pub force_new_cluster: bool,
 }
 
 /// A snapshot file that could not be loaded, and why.
@@ -76,6 +78,13 @@ pub fn decide(
     random: &mut dyn FnMut() -> u64,
 ) -> Result<Startup, Refusal> {
     let Some(dir) = dir else {
+        if flags.force_new_cluster {
+            return Err(Refusal(
+                "--force-new-cluster starts a cluster again from a surviving node's data directory: give it with \
+                 --data.d"
+                    .into(),
+            ));
+        }
         info!("no --data.d: the store lives in memory only");
         let state = NodeState::new(new_id(random()));
         return Ok(identify(Start::empty(), Vec::new(), false, state, flags, random));
@@ -96,6 +105,9 @@ pub fn decide(
         Some(start) => (start, false),
         None => (start_without_snapshot(&damaged, flags)?, !damaged.is_empty() && !flags.start_empty),
     };
+    if flags.force_new_cluster {
+        check_force(&start, flags)?;
+    }
     let mut startup = identify(start, damaged, must_catch_up, state, flags, random);
     startup.save_state = stored.as_ref() != Some(&startup.state);
     Ok(startup)
@@ -140,6 +152,22 @@ fn load_newest(dir: &mut dyn Directory, flags: &Flags) -> Result<(Option<Start>,
         }
     }
     Ok((None, damaged))
+}
+
+/// `--force-new-cluster` needs coordinated writes and a store of a cluster to go on with.
+fn check_force(start: &Start, flags: &Flags) -> Result<(), Refusal> {
+    if !flags.coordinated {
+        return Err(Refusal("--force-new-cluster is for coordinated writes; with --writes=local every node writes".into()));
+    }
+    if start.sealed.copy.coordination.is_none() {
+        return Err(Refusal(
+            "--force-new-cluster: the data directory holds no version of a cluster with coordinated writes, so \
+             there is nothing to go on with; give it the data directory of a surviving voter (or start a new \
+             cluster from a backup: PUT /copy)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The store of a directory without a valid snapshot: empty when it holds none, or when every
@@ -209,7 +237,11 @@ fn identify(
         if !in_a_cluster && !founds {
             info!("this node ({}) joins its cluster as a learner: it waits for the coordinator to add it", state.id);
         }
-        Coordinated { state: state.clone(), founding: founds.then(|| state.cluster.clone()).flatten() }
+        Coordinated {
+            state: state.clone(),
+            founding: founds.then(|| state.cluster.clone()).flatten(),
+            force_new_cluster: flags.force_new_cluster && in_a_cluster,
+        }
     });
     Startup { start, damaged, must_catch_up, save_state: true, coordinated, bootstrap, state }
 }

@@ -167,6 +167,7 @@ fn start_up(config: &Config) -> io::Result<Startup> {
         has_seeds: !config.seeds.is_empty(),
         bootstrap: config.bootstrap,
         start_empty: config.start_empty,
+        force_new_cluster: config.force_new_cluster,
     };
     let in_dir = |dir: &Path, why: String| format!("cannot use the data directory {}: {why}", dir.display());
     let mut directory = config.data_dir.as_deref().map(StartupDir);

@@ -364,7 +364,7 @@ impl Sim {
             rng_seed: self.rng.next_u64(),
             access: Default::default(),
             identity: state.clone(),
-            coordinated: Some(Coordinated { state, founding: None }),
+            coordinated: Some(Coordinated { state, founding: None, force_new_cluster: false }),
         };
         // Every node remembers the others as a stored table would.
         let mut start = newest.unwrap_or_else(Start::empty);
