@@ -157,7 +157,9 @@ fn load_newest(dir: &mut dyn Directory, flags: &Flags) -> Result<(Option<Start>,
 /// `--force-new-cluster` needs coordinated writes and a store of a cluster to go on with.
 fn check_force(start: &Start, flags: &Flags) -> Result<(), Refusal> {
     if !flags.coordinated {
-        return Err(Refusal("--force-new-cluster is for coordinated writes; with --writes=local every node writes".into()));
+        return Err(Refusal(
+            "--force-new-cluster is for coordinated writes; with --writes=local every node writes".into(),
+        ));
     }
     if start.sealed.copy.coordination.is_none() {
         return Err(Refusal(

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use log::{info, warn};
 
+use super::write::{Edit, Write};
 use super::{Decoding, Effect, LockState, Node, Reply, Request, Ticket, method_not_allowed};
 use crate::core::clock::Now;
 use crate::core::consensus::Accepted;
@@ -24,7 +25,6 @@ use crate::core::jobs::Job;
 use crate::core::lineage::Lineage;
 use crate::core::sealed::{DecodeError, Sealed};
 use crate::core::version::Version;
-use super::write::{Edit, Write};
 use crate::http::{Bytes, Method, Response};
 use crate::limits::DECODES_IN_FLIGHT_MAX;
 
