@@ -192,6 +192,14 @@ fn force_new_cluster_makes_a_survivor_the_only_voter_and_wiped_members_join_agai
     wait_settled(&members);
     wait_everywhere(&members, "the data on every node", &serde_json::json!({"kept": 1, "after": 2}));
     assert_eq!(members[0].server().request("PUT", "/data/later", b"3").status, 200);
+
+    // From now on the survivor restarts without the flag, as one of three voters.
+    members[1].server.take().expect("it runs").terminate();
+    members[1].start(&[]);
+    wait_settled(&members);
+    assert_eq!(members[1].server().request("PUT", "/data/restarted", b"4").status, 200);
+    let last = serde_json::json!({"kept": 1, "after": 2, "later": 3, "restarted": 4});
+    wait_everywhere(&members, "a write after the survivor's restart", &last);
 }
 
 #[test]
