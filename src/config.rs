@@ -38,6 +38,10 @@ Options:
                              is damaged (the damaged files are kept)
   --accept-lost-versions     take writes even though a damaged snapshot shows no sequence:
                              new versions are numbered after the highest sequence still known
+  --force-new-cluster        recover from a majority of voters lost for good: this node goes on,
+                             with the store in its --data.d, as the only voter of a new term of
+                             its cluster; wipe the other old members before adding them again
+                             (--seeds), and start without this flag after
   --writes=MODE              coordinated (default: one lock for the cluster, commits durable on a
                              majority of voters) or local (each node its own lock)
   --max-body=BYTES           largest request body accepted (default 67108864)
@@ -66,6 +70,8 @@ pub struct Config {
     pub start_empty: bool,
     /// Take writes even though a damaged snapshot shows no sequence (`--accept-lost-versions`).
     pub accept_lost_versions: bool,
+    /// Go on alone after a majority of the voters is lost (`--force-new-cluster`).
+    pub force_new_cluster: bool,
     pub max_body: u64,
     pub max_connections: usize,
     pub log_level: log::LevelFilter,
@@ -92,6 +98,7 @@ impl Default for Config {
             keep_snapshots: SNAPSHOTS_KEPT_DEFAULT,
             start_empty: false,
             accept_lost_versions: false,
+            force_new_cluster: false,
             max_body: BODY_BYTES_MAX_DEFAULT,
             max_connections: CONNECTIONS_MAX_DEFAULT,
             log_level: log::LevelFilter::Info,
@@ -177,6 +184,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
             .map_or(defaults.keep_snapshots, |n| n as usize),
         start_empty: flag(&mut args, "--start-empty"),
         accept_lost_versions: flag(&mut args, "--accept-lost-versions"),
+        force_new_cluster: flag(&mut args, "--force-new-cluster"),
         max_body: last(&mut args, "--max-body", |s| ranged(s, 1, u64::MAX))?.unwrap_or(defaults.max_body),
         max_connections: last(&mut args, "--max-connections", |s| ranged(s, 1, CONNECTIONS_MAX as u64))?
             .map_or(defaults.max_connections, |n| n as usize),
@@ -323,6 +331,7 @@ mod tests {
             "--token-file=/t",
             "--read-token-file=/r",
             "--cluster-key-file=/k",
+            "--force-new-cluster",
         ])
         .unwrap();
         assert_eq!(config.data_dir, Some(PathBuf::from("/tmp/x")));
@@ -334,6 +343,7 @@ mod tests {
         assert_eq!((config.rm_limit_days, config.max_connections), (0.5, 10));
         assert_eq!(config.log_level, log::LevelFilter::Debug);
         assert_eq!(config.cluster_key_file, Some(PathBuf::from("/k")));
+        assert!(config.force_new_cluster);
     }
 
     #[test]

@@ -40,7 +40,7 @@
 //! | `core/store.rs` | the store being served and its render cache (reads) |
 //! | `core/watch.rs` | long-polls and event streams |
 //! | `core/durability.rs` | which snapshot the writer works on next; commits waiting for it; the sequence of a new version; disk errors |
-//! | `core/cluster.rs`, `take.rs` | the peer table, gossip, push and pull; taking copies |
+//! | `core/cluster.rs`, `take.rs` | the peer table, gossip, push and pull; taking copies; a client's `PUT /copy` as a restore (coordinated writes) |
 //! | `core/consensus.rs`, `election.rs`, `coordinated.rs` | coordinated writes: terms, beats, the lease; standing and voting; `/cluster/*` routing and status |
 //! | `core/replicate.rs`, `accept.rs` | a commit made durable on a majority (coordinator); accepting pushed versions (voter) |
 //! | `core/forward.rs`, `membership.rs` | writes sent on to the coordinator; voters added, replaced and removed |

@@ -1,9 +1,10 @@
 //! Coordinated mode's start, its peer endpoints, and what `GET /state` shows of it.
 
-use log::info;
+use log::{info, warn};
 
 use super::Node;
 use super::consensus::{Accepted, Consensus, Leading, Role};
+use super::replicate::{Content, Purpose};
 use crate::core::clock::{Deadline, Now};
 use crate::core::members::{Coordination, Member};
 use crate::core::version::Version;
@@ -15,6 +16,9 @@ impl Node {
     pub(super) fn start_consensus(&mut self, now: Now, committed: bool) {
         let Some(coordinated) = self.config.coordinated.clone() else { return };
         let accepted = Accepted::of(self.store.sealed());
+        // `--force-new-cluster` takes the store as committed, whatever it was when written.
+        let force = coordinated.force_new_cluster && self.store.sealed().copy.coordination.is_some();
+        let committed = committed || force;
         let mut consensus = Consensus::new(coordinated.state, self.config.address.clone(), committed, now);
         // A term of a version on disk is a term this node took part in.
         consensus.state.term = consensus.state.term.max(accepted.term);
@@ -37,7 +41,54 @@ impl Node {
         }
         self.consensus = Some(consensus);
         self.update_rank();
-        self.lead_alone(now, committed);
+        if force {
+            self.force_new_cluster(now);
+        } else {
+            self.lead_alone(now, committed);
+        }
+    }
+
+    /// `--force-new-cluster`: a majority of the voters is lost for good, and this node goes on
+    /// with what it holds. Its store becomes the committed version of a new term, stamped with
+    /// this node as the only voter (the cluster keeps its id), and made durable here before any
+    /// write, as a coordinator adopts a version at election. The other old voters are recorded
+    /// as removed, so that one started again with its old data directory is never counted or
+    /// promoted: it must be wiped and join anew (an empty directory and `--seeds`).
+    fn force_new_cluster(&mut self, now: Now) {
+        let old = self.store.sealed().copy.coordination.clone().expect("checked by the caller");
+        let version = self.store.version();
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        let me = consensus.me();
+        consensus.state.term += 1;
+        consensus.state.vote = Some(me.id.clone());
+        consensus.coordinator = Some(me.clone());
+        consensus.promise_until = Deadline(now.mono_ms);
+        let leading = Leading { ready: false, next_beat: Deadline::after(now, BEAT_MS), ..Leading::default() };
+        consensus.role = Role::Coordinator(leading);
+        let term = consensus.state.term;
+        let mut next = Coordination { voters: vec![me.clone()], ..old.in_term(term) };
+        let others: Vec<&Member> = old.voters.iter().filter(|v| v.id != me.id).collect();
+        for voter in &others {
+            next = next.removing(&voter.id, term);
+        }
+        let others: Vec<String> = others.iter().map(|v| format!("{} ({})", v.address, v.id)).collect();
+        warn!(
+            "--force-new-cluster: this node ({} at {}) goes on as the ONLY voter of cluster {}, in term {term}, with \
+             its store (sequence {}, {}) as the committed version; any later commit the lost voters held is gone. \
+             The other voters are removed for good: {}. Wipe their data directories before starting them again \
+             with --seeds (they join as new nodes and are promoted), and restart this node without \
+             --force-new-cluster from now on",
+            me.id,
+            me.address,
+            next.cluster,
+            version.sequence,
+            version.checksum,
+            if others.is_empty() { "none".to_string() } else { others.join(", ") }
+        );
+        self.save_state();
+        self.check_lease(now);
+        let base = Box::new(self.store.sealed().clone());
+        self.replicate(now, Purpose::Adopt, Content::Stamp { base, coordination: next });
     }
 
     /// A node that is the only voter of its cluster, and serves a committed store, coordinates at

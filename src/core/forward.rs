@@ -38,7 +38,9 @@ impl Node {
         let Some(consensus) = &self.consensus else { return false };
         let writes = matches!(resource, "lock" | "update")
             || (resource == "state" && method == Method::Delete)
-            || (resource == "data" && matches!(method, Method::Put | Method::Patch | Method::Delete));
+            || (resource == "data" && matches!(method, Method::Put | Method::Patch | Method::Delete))
+            // A client's restore; a peer's push never asks.
+            || (resource == "copy" && method == Method::Put);
         writes && !consensus.is_coordinator()
     }
 
@@ -80,9 +82,9 @@ impl Node {
             headers,
             body: Bytes::Owned(request.body.to_vec()),
         }));
-        // A one-request write may wait for the lock on the coordinator before it commits.
-        let timeout_ms =
-            if request.target.starts_with("/data") { FORWARD_WRITE_TIMEOUT_MS } else { FORWARD_TIMEOUT_MS };
+        // A one-request write (or a restore) may wait for the lock on the coordinator before it commits.
+        let write = request.target.starts_with("/data") || request.target.starts_with("/copy");
+        let timeout_ms = if write { FORWARD_WRITE_TIMEOUT_MS } else { FORWARD_TIMEOUT_MS };
         self.forwards.push(Forward { call, to, ticket, commit, deadline: Deadline::after(now, timeout_ms) });
         Reply::Later
     }

@@ -50,6 +50,9 @@ pub struct OneRequest {
     pub etag: Option<String>,
     /// The write replaced the whole store: its ETag is the new version's checksum.
     pub whole_store: bool,
+    /// A restore (`PUT /copy` with coordinated writes): the checked copy, committed at its own
+    /// sequence and answered 201.
+    pub restore: Option<Box<crate::core::sealed::Sealed>>,
 }
 
 /// A commit made a moment ago, so that a client retrying a commit whose answer it lost learns

@@ -146,6 +146,9 @@ pub struct Coordinated {
     /// Found a new cluster of one with this id: a first node without seeds, or `--bootstrap` on
     /// a new data directory.
     pub founding: Option<String>,
+    /// `--force-new-cluster`: go on as the only voter of the cluster whose store this node holds,
+    /// in a new term, its store the committed version (a majority of the voters is lost for good).
+    pub force_new_cluster: bool,
 }
 
 impl CoreConfig {
@@ -214,6 +217,8 @@ enum Decoding {
     Accept(Ticket),
     /// The version a new coordinator adopts, fetched from the voter that holds it.
     Adopt,
+    /// A client's `PUT /copy` with coordinated writes: a restore (`take.rs`).
+    Restore { ticket: Ticket, client: Option<std::net::SocketAddr> },
 }
 
 /// The state of one Lighthouse node.

@@ -147,7 +147,8 @@ impl Node {
             let commit = self.commit.as_mut().expect("a version in flight");
             commit.own_write = Some(id);
             let mut node = self.node_json();
-            node.committed = false;
+            // The only voter's own copy is a majority: the version is committed once written.
+            node.committed = self.single_voter(&coordination);
             self.effects.push(Effect::Job(Job::Write { id, body: Body::Rendered(sealed.body.clone()), node }));
         }
         self.pending = Some(super::replicate::Pending { sealed, writing: None });
@@ -334,8 +335,28 @@ impl Node {
         let Some(lock) = &self.lock else { return };
         let LockState::Committing { ticket, job: None } = lock.state else { return };
         let root = lock.staged.clone();
+        let restore = lock.one_request.as_ref().and_then(|o| o.restore.clone());
         let coordination = self.coordination().expect("a coordinator has a coordination");
-        self.replicate(now, Purpose::Lock { ticket, answered: false }, Content::New { root, coordination });
+        let content = match restore {
+            None => Content::New { root, coordination },
+            // A change of voters committed while the restore waited its turn: the copy is no
+            // longer newer than the store, and is ignored.
+            Some(copy) if copy.copy.version.sequence <= self.store.version().sequence => {
+                let lock = self.lock.take().expect("checked above");
+                info!("PUT /copy of sequence {} ignored: the store is newer now", copy.copy.version.sequence);
+                self.store.retire(*copy);
+                if let Some(sealed) = lock.one_request.and_then(|o| o.restore) {
+                    self.store.retire(*sealed);
+                }
+                let version = self.store.version();
+                self.answer(ticket, Response::json(201, version.to_pretty_line().into_bytes()));
+                return;
+            }
+            // The copy's data at the copy's sequence, stamped with this cluster's voters in this
+            // term: its lineage and checksum stay the copy's.
+            Some(copy) => Content::Stamp { base: copy, coordination },
+        };
+        self.replicate(now, Purpose::Lock { ticket, answered: false }, content);
         let sealing = self.commit.as_ref().map(|c| c.sealing);
         let lock = self.lock.as_mut().expect("checked above");
         lock.state = LockState::Committing { ticket, job: sealing };

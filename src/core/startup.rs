@@ -41,6 +41,8 @@ pub struct Flags {
     pub start_empty: bool,
     /// `--accept-lost-versions`: take writes although a damaged snapshot shows no sequence.
     pub accept_lost_versions: bool,
+    /// `--force-new-cluster`.
+    pub force_new_cluster: bool,
 }
 
 /// A snapshot file that could not be loaded, and why.
@@ -79,6 +81,13 @@ pub fn decide(
     random: &mut dyn FnMut() -> u64,
 ) -> Result<Startup, Refusal> {
     let Some(dir) = dir else {
+        if flags.force_new_cluster {
+            return Err(Refusal(
+                "--force-new-cluster starts a cluster again from a surviving node's data directory: give it with \
+                 --data.d"
+                    .into(),
+            ));
+        }
         info!("no --data.d: the store lives in memory only");
         let state = NodeState::new(new_id(random()));
         return Ok(identify(Start::empty(), Vec::new(), false, state, flags, random));
@@ -109,6 +118,9 @@ pub fn decide(
             start.sealed.copy.version.sequence,
             highest.saturating_add(1)
         );
+    }
+    if flags.force_new_cluster {
+        check_force(&start, flags)?;
     }
     let mut startup = identify(start, damaged, must_catch_up, state, flags, random);
     startup.save_state = stored.as_ref() != Some(&startup.state);
@@ -226,6 +238,24 @@ fn floor_unknown(unnumbered: &[String], highest: u64, flags: &Flags, none_valid:
     Some(why)
 }
 
+/// `--force-new-cluster` needs coordinated writes and a store of a cluster to go on with.
+fn check_force(start: &Start, flags: &Flags) -> Result<(), Refusal> {
+    if !flags.coordinated {
+        return Err(Refusal(
+            "--force-new-cluster is for coordinated writes; with --writes=local every node writes".into(),
+        ));
+    }
+    if start.sealed.copy.coordination.is_none() {
+        return Err(Refusal(
+            "--force-new-cluster: the data directory holds no version of a cluster with coordinated writes, so \
+             there is nothing to go on with; give it the data directory of a surviving voter (or start a new \
+             cluster from a backup: PUT /copy)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The store of a directory without a valid snapshot: empty when it holds none, or when every
 /// one is damaged and `--start-empty` or seeds say the node may start without it.
 fn start_without_snapshot(damaged: &[Damaged], flags: &Flags) -> Result<Start, Refusal> {
@@ -293,7 +323,11 @@ fn identify(
         if !in_a_cluster && !founds {
             info!("this node ({}) joins its cluster as a learner: it waits for the coordinator to add it", state.id);
         }
-        Coordinated { state: state.clone(), founding: founds.then(|| state.cluster.clone()).flatten() }
+        Coordinated {
+            state: state.clone(),
+            founding: founds.then(|| state.cluster.clone()).flatten(),
+            force_new_cluster: flags.force_new_cluster && in_a_cluster,
+        }
     });
     Startup { start, damaged, must_catch_up, save_state: true, coordinated, bootstrap, state }
 }

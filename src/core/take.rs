@@ -5,11 +5,19 @@
 //! would stall the loop), and once checked it replaces the store if, and only if, it is newer.
 //! An older or equal copy is ignored; a malformed one or one whose checksum does not match its
 //! data is refused with 400 and changes nothing.
+//!
+//! With coordinated writes a peer's push (a request that carries `X-Lighthouse-Writes` and was not
+//! forwarded) is a committed version the node takes, and a client's `PUT /copy` is a restore: the
+//! coordinator commits the copy's data at the copy's sequence, stamped with its own term and
+//! voters, as a whole-store write (`write.rs`), answered 201 once durable on a majority; any other
+//! node forwards it there. The copy may be a backup of any cluster, or of a node with local
+//! writes: a restore takes its data and its sequence, never its voters.
 
 use std::sync::Arc;
 
 use log::{info, warn};
 
+use super::write::{Edit, Write};
 use super::{Decoding, Effect, LockState, Node, Reply, Request, Ticket, method_not_allowed};
 use crate::core::clock::Now;
 use crate::core::consensus::Accepted;
@@ -19,6 +27,11 @@ use crate::core::sealed::{DecodeError, Sealed};
 use crate::core::version::Version;
 use crate::http::{Bytes, Method, Response};
 use crate::limits::DECODES_IN_FLIGHT_MAX;
+
+/// A peer's own push of its copy: it says its write mode, and no node forwarded it for a client.
+fn is_peer_push(request: &Request) -> bool {
+    request.headers.peer_writes.is_some() && request.headers.forwarded.is_none()
+}
 
 /// `GET /copy` requests waiting for the decoder thread to render the copy body.
 #[derive(Default)]
@@ -62,7 +75,7 @@ impl Node {
         }
     }
 
-    pub(super) fn copy_request(&mut self, _now: Now, ticket: Ticket, request: &Request) -> Reply {
+    pub(super) fn copy_request(&mut self, now: Now, ticket: Ticket, request: &Request) -> Reply {
         match request.method {
             // A version this node does not know to be committed is nobody's to take.
             Method::Get | Method::Head if !self.store_confirmed() => Reply::Now(
@@ -85,6 +98,9 @@ impl Node {
                     Reply::Later
                 }
             },
+            Method::Put if self.consensus.is_some() && !is_peer_push(request) => {
+                self.restore_request(now, ticket, request)
+            }
             Method::Put => {
                 if self.decoding.len() >= DECODES_IN_FLIGHT_MAX {
                     let busy =
@@ -122,6 +138,7 @@ impl Node {
             Decoding::Fetched => return self.fetched(now, result),
             Decoding::Accept(ticket) => return self.accept_decoded(now, ticket, result),
             Decoding::Adopt => return self.adopted(now, result),
+            Decoding::Restore { ticket, client } => return self.restore_decoded(now, ticket, client, result),
         };
         let response = match result {
             Err(e) => {
@@ -143,6 +160,61 @@ impl Node {
             },
         };
         self.answer(ticket, response);
+    }
+
+    /// A client's `PUT /copy` with coordinated writes: a restore, which the coordinator commits
+    /// (any other node forwards it there, once). The copy is checked off the loop first.
+    fn restore_request(&mut self, now: Now, ticket: Ticket, request: &Request) -> Reply {
+        if !self.is_active() {
+            return Reply::Now(super::inactive());
+        }
+        if self.must_forward("copy", Method::Put) {
+            return self.forward(now, ticket, request, true);
+        }
+        if self.decoding.len() >= DECODES_IN_FLIGHT_MAX {
+            let busy = Response::error(503, "too many copies being checked; retry").with_header("Retry-After", "1");
+            return Reply::Now(busy);
+        }
+        let id = self.next_id();
+        self.decoding.push((id, Decoding::Restore { ticket, client: request.client }));
+        self.effects.push(Effect::Job(Job::Decode { id, body: request.body.to_vec() }));
+        Reply::Later
+    }
+
+    /// The copy of a restore is checked: it is committed as a whole-store write, under the lock
+    /// like any write (it waits for a transaction to end), if it is newer than the store then.
+    fn restore_decoded(
+        &mut self,
+        now: Now,
+        ticket: Ticket,
+        client: Option<std::net::SocketAddr>,
+        result: Result<Sealed, DecodeError>,
+    ) {
+        let sealed = match result {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                warn!("refused a copy to restore: {e}");
+                return self.answer(ticket, Response::error(400, &format!("copy refused: {e}")));
+            }
+        };
+        if !self.consensus.as_ref().is_some_and(|c| c.is_coordinator()) {
+            self.store.retire(sealed);
+            let why = "this node stopped coordinating while the copy was checked; nothing changed, retry";
+            return self.answer(ticket, Response::error(503, why).with_header("Retry-After", "1"));
+        }
+        let body_len = sealed.body.len();
+        let write = Write {
+            edit: Edit::Restore(Box::new(sealed)),
+            path: Vec::new(),
+            name: "PUT /copy".into(),
+            if_match: None,
+            if_none_match: None,
+            client,
+            body_len,
+        };
+        if let Reply::Now(response) = self.write(now, ticket, write) {
+            self.answer(ticket, response);
+        }
     }
 
     /// Replaces the store with a checked copy if it is newer; returns whether it was taken.

@@ -11,13 +11,14 @@
 
 use std::collections::VecDeque;
 
-use log::warn;
+use log::{info, warn};
 
 use super::data::if_match;
 use super::lock::{Lock, LockState, OneRequest};
 use super::store::{content_checksum, etag_matches};
 use super::{Node, Reply, Ticket};
 use crate::core::clock::{Deadline, Now};
+use crate::core::sealed::Sealed;
 use crate::core::value::{EditError, PatchError, Value, json_patch, merge_patch};
 use crate::core::version::Version;
 use crate::http::Response;
@@ -36,6 +37,9 @@ pub enum Edit {
     Merge(Value),
     /// `PATCH` with `application/json-patch+json` (RFC 6902).
     Patch(Value),
+    /// A client's `PUT /copy` with coordinated writes: the whole store and the sequence of a
+    /// checked copy (`take.rs`).
+    Restore(Box<Sealed>),
 }
 
 /// A one-request write, parsed.
@@ -133,6 +137,9 @@ impl Node {
     /// Checks the preconditions and makes the change on the current store; commits it under the
     /// lock (the answer comes later), or answers now (refused, or nothing changed).
     fn start_write(&mut self, now: Now, ticket: Ticket, write: Write) -> Option<Response> {
+        if matches!(write.edit, Edit::Restore(_)) {
+            return self.start_restore(now, ticket, write);
+        }
         let root = self.store.root();
         let version = self.store.version();
         let current = root.resolve(&write.path);
@@ -167,7 +174,7 @@ impl Node {
         lock.staged = staged;
         lock.changes = 1;
         lock.client = write.client;
-        lock.one_request = Some(OneRequest { etag, whole_store });
+        lock.one_request = Some(OneRequest { etag, whole_store, restore: None });
         lock.state = LockState::Committing { ticket, job: None };
         self.lock = Some(lock);
         if self.consensus.is_none() {
@@ -175,6 +182,39 @@ impl Node {
         } else {
             self.start_lock_commit(now);
         }
+        None
+    }
+
+    /// A restore takes the lock once its turn comes: a copy no newer than the store (by sequence)
+    /// is ignored, as the contract says of `PUT /copy` (201); a newer one is committed at its own
+    /// sequence, so that the version a backup names is the version the cluster serves.
+    fn start_restore(&mut self, now: Now, ticket: Ticket, write: Write) -> Option<Response> {
+        let Edit::Restore(copy) = write.edit else { unreachable!("a restore") };
+        let ours = self.store.version();
+        let theirs = copy.copy.version;
+        if theirs.sequence <= ours.sequence {
+            info!(
+                "PUT /copy of sequence {} ({}) ignored: the store is at sequence {}, as new or newer",
+                theirs.sequence, theirs.checksum, ours.sequence
+            );
+            self.store.retire(*copy);
+            return Some(Response::json(201, ours.to_pretty_line().into_bytes()));
+        }
+        info!(
+            "restoring sequence {} ({}) from a copy{}: the store is at sequence {}",
+            theirs.sequence,
+            theirs.checksum,
+            super::transaction::from(write.client),
+            ours.sequence
+        );
+        let mut lock = Lock::new(&write.name, now, self.config.lock_timeout_ms, ours, self.store.root().clone());
+        lock.staged = copy.copy.root.clone();
+        lock.changes = 1;
+        lock.client = write.client;
+        lock.one_request = Some(OneRequest { etag: None, whole_store: true, restore: Some(copy) });
+        lock.state = LockState::Committing { ticket, job: None };
+        self.lock = Some(lock);
+        self.start_lock_commit(now);
         None
     }
 
@@ -195,6 +235,8 @@ pub(super) fn committed(lock: &Lock, version: Version) -> Response {
     let answer = Response::json(200, version.to_pretty_line().into_bytes())
         .with_header("X-Lighthouse-Version", &version.to_header());
     match &lock.one_request {
+        Some(OneRequest { restore: Some(_), .. }) => Response::json(201, version.to_pretty_line().into_bytes())
+            .with_header("X-Lighthouse-Version", &version.to_header()),
         Some(OneRequest { whole_store: true, .. }) => answer.with_header("ETag", &format!("\"{}\"", version.checksum)),
         Some(OneRequest { etag: Some(etag), .. }) => answer.with_header("ETag", etag),
         _ => answer,
@@ -262,6 +304,7 @@ fn edited(root: &Value, current: Option<&Value>, write: &Write) -> Result<Value,
             staged.delete(path).map_err(|_| Response::error(404, &format!("no such path: {shown}")))?;
         }
         Edit::Merge(patch) => put(&mut staged, merge_patch(current, patch))?,
+        Edit::Restore(copy) => staged = copy.copy.root.clone(),
         Edit::Patch(operations) => {
             if current.is_none() {
                 return Err(Response::error(404, &format!("no such path: {shown}")));

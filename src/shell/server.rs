@@ -185,6 +185,7 @@ fn start_up(config: &Config) -> io::Result<Startup> {
         bootstrap: config.bootstrap,
         start_empty: config.start_empty,
         accept_lost_versions: config.accept_lost_versions,
+        force_new_cluster: config.force_new_cluster,
     };
     let in_dir = |dir: &Path, why: String| format!("cannot use the data directory {}: {why}", dir.display());
     let mut directory = config.data_dir.as_deref().map(StartupDir);
