@@ -4,10 +4,11 @@
 
 mod support;
 
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
 
 use support::cluster::chain;
-use support::{BINARY, Client, Server, TempDir, transact, wait_for};
+use support::{BINARY, Client, PATIENCE, Server, TempDir, transact, wait_for};
 
 /// A beat as a forger would write one: a term, a made-up coordinator, no committed version.
 fn beat(term: u64) -> Vec<u8> {
@@ -21,6 +22,28 @@ fn assert_writes_work(server: &Server, name: &str) {
     let answer = transact(server, name, "/k", &format!("\"{name}\""));
     assert_eq!(answer.status, 200, "a write after the forged request: {}", answer.text());
     assert_eq!(server.get("/data/k").json(), serde_json::json!(name));
+}
+
+/// Runs the server binary with `args`, expecting it to refuse to start: fails (and kills it) if it
+/// is still running after `PATIENCE`.
+fn refused_start(args: &[&str]) -> Output {
+    let mut child = Command::new(BINARY)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the server binary starts");
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!("{args:?} started and ran: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
 }
 
 fn term_of(server: &Server) -> u64 {
@@ -129,7 +152,7 @@ fn three_nodes_still_commit_behind_the_guards() {
 #[test]
 fn an_unspecified_bind_address_in_a_cluster_needs_advertise() {
     for bind in ["--bind=0.0.0.0:0", "--bind=[::]:0"] {
-        let output = Command::new(BINARY).args([bind, "--seeds=127.0.0.1:1"]).output().unwrap();
+        let output = refused_start(&[bind, "--seeds=127.0.0.1:1"]);
         assert_eq!(output.status.code(), Some(2), "{bind} with --seeds");
         let text = String::from_utf8(output.stderr).unwrap();
         let first = text.lines().next().unwrap();
@@ -141,7 +164,7 @@ fn an_unspecified_bind_address_in_a_cluster_needs_advertise() {
     let node = Server::start(&[&dir.flag(), "--writes=local", "--seeds=127.0.0.1:1", "--bootstrap"]);
     assert_eq!(transact(&node, "w", "/x", "1").status, 200);
     assert!(node.terminate().success());
-    let output = Command::new(BINARY).args(["--bind=0.0.0.0:0", &dir.flag(), "--writes=local"]).output().unwrap();
+    let output = refused_start(&["--bind=0.0.0.0:0", &dir.flag(), "--writes=local"]);
     assert_eq!(output.status.code(), Some(1), "a stored cluster and no --advertise");
     let text = String::from_utf8(output.stderr).unwrap();
     assert!(text.lines().any(|l| l.contains("add --advertise=HOST:PORT")), "{text}");

@@ -108,6 +108,51 @@ mod tests {
         assert_eq!(status("data", Method::Put, headers(Some("http://x"), None)), None);
     }
 
+    /// A node with coordinated writes at term 0: a learner that joins through a seed, or the founder
+    /// of a cluster of one.
+    fn node(founding: bool) -> (Node, crate::core::clock::Now) {
+        use crate::core::{Coordinated, CoreConfig, Start, node_state::NodeState};
+        let now = crate::core::clock::Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 };
+        let state = NodeState { id: "00000000000000a1".into(), term: 0, vote: None };
+        let coordinated = Coordinated { state, founding: founding.then(|| "00000000000000c1".to_string()) };
+        let seeds = if founding { Vec::new() } else { vec!["127.0.0.2:1".to_string()] };
+        let config = CoreConfig { seeds, coordinated: Some(coordinated), ..CoreConfig::single("127.0.0.1:1") };
+        (Node::new(config, now, Start::empty()), now)
+    }
+
+    fn beat(node: &mut Node, now: crate::core::clock::Now, term: u64) -> u16 {
+        let body = serde_json::json!({
+            "term": term, "coordinator": {"id": "00000000000000b2", "address": "127.0.0.2:1"}, "committed": null,
+        })
+        .to_string();
+        let headers = Headers { content_type: Some("application/json"), ..Headers::default() };
+        let request =
+            crate::core::Request { method: Method::Post, target: "/cluster/beat", headers, body: body.as_bytes(), client: None };
+        match node.handle(now, 1, &request) {
+            crate::core::Reply::Now(response) => response.status,
+            other => panic!("a beat is answered at once: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_new_learner_takes_the_clusters_term_however_high() {
+        let (mut learner, now) = node(false);
+        assert_eq!(beat(&mut learner, now, TERM_MAX + 1), 409, "never above the bound");
+        assert_eq!(beat(&mut learner, now, 5 * TERM_JUMP_MAX), 200);
+        assert_eq!(learner.consensus_status(now).unwrap().term, 5 * TERM_JUMP_MAX);
+    }
+
+    #[test]
+    fn a_member_refuses_a_term_far_beyond_its_own() {
+        let (mut founder, now) = node(true);
+        let term = founder.consensus_status(now).unwrap().term;
+        assert_eq!(beat(&mut founder, now, term + TERM_JUMP_MAX + 1), 409);
+        assert_eq!(beat(&mut founder, now, u64::MAX), 409);
+        assert_eq!(founder.consensus_status(now).unwrap().term, term, "no refused term was taken up");
+        assert_eq!(beat(&mut founder, now, term + TERM_JUMP_MAX), 200, "a jump within the bound is taken");
+        assert_eq!(founder.consensus_status(now).unwrap().term, term + TERM_JUMP_MAX);
+    }
+
     #[test]
     fn the_next_term_stops_at_the_bound() {
         assert_eq!(next_term(1), Some(2));
