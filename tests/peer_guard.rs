@@ -67,7 +67,8 @@ fn a_beat_a_web_page_could_send_is_refused_and_writes_go_on() {
     let forged = server.request_with("POST", "/cluster/beat", &headers, &beat(u64::MAX));
     assert_eq!(forged.status, 403, "{}", forged.text());
     assert!(forged.error().contains("Origin"), "{}", forged.error());
-    for (method, path) in [("PUT", "/state"), ("PUT", "/copy"), ("POST", "/cluster/vote"), ("GET", "/cluster/accepted")] {
+    for (method, path) in [("PUT", "/state"), ("PUT", "/copy"), ("POST", "/cluster/vote"), ("GET", "/cluster/accepted")]
+    {
         let answer = server.request_with(method, path, &[("Origin", "null")], b"[]");
         assert_eq!(answer.status, 403, "{method} {path} with an Origin");
     }

@@ -92,19 +92,31 @@ mod tests {
 
     #[test]
     fn a_browser_request_to_a_peer_endpoint_is_refused() {
-        let status = |resource: &str, method: Method, h: Headers| browser_refusal(resource, method, &h).map(|r| r.status);
+        let status =
+            |resource: &str, method: Method, h: Headers| browser_refusal(resource, method, &h).map(|r| r.status);
         let json = Some("application/json");
         assert_eq!(status("cluster", Method::Post, headers(None, json)), None);
         assert_eq!(status("cluster", Method::Post, headers(None, Some("Application/JSON; charset=utf-8"))), None);
         assert_eq!(status("cluster", Method::Post, headers(None, Some("text/plain"))), Some(415));
-        assert_eq!(status("cluster", Method::Post, headers(None, Some("application/x-www-form-urlencoded"))), Some(415));
+        assert_eq!(
+            status("cluster", Method::Post, headers(None, Some("application/x-www-form-urlencoded"))),
+            Some(415)
+        );
         assert_eq!(status("cluster", Method::Post, headers(None, None)), Some(415));
         assert_eq!(status("cluster", Method::Post, headers(Some("https://evil.example"), json)), Some(403));
         assert_eq!(status("cluster", Method::Get, headers(Some("null"), None)), Some(403));
         assert_eq!(status("state", Method::Put, headers(Some("http://127.0.0.1:8001"), json)), Some(403));
         assert_eq!(status("copy", Method::Put, headers(Some("http://x"), None)), Some(403));
-        assert_eq!(status("copy", Method::Put, headers(None, Some("application/x-www-form-urlencoded"))), None, "curl restores");
-        assert_eq!(status("state", Method::Get, headers(Some("http://127.0.0.1:8001"), None)), None, "the page reads it");
+        assert_eq!(
+            status("copy", Method::Put, headers(None, Some("application/x-www-form-urlencoded"))),
+            None,
+            "curl restores"
+        );
+        assert_eq!(
+            status("state", Method::Get, headers(Some("http://127.0.0.1:8001"), None)),
+            None,
+            "the page reads it"
+        );
         assert_eq!(status("data", Method::Put, headers(Some("http://x"), None)), None);
     }
 
@@ -126,8 +138,13 @@ mod tests {
         })
         .to_string();
         let headers = Headers { content_type: Some("application/json"), ..Headers::default() };
-        let request =
-            crate::core::Request { method: Method::Post, target: "/cluster/beat", headers, body: body.as_bytes(), client: None };
+        let request = crate::core::Request {
+            method: Method::Post,
+            target: "/cluster/beat",
+            headers,
+            body: body.as_bytes(),
+            client: None,
+        };
         match node.handle(now, 1, &request) {
             crate::core::Reply::Now(response) => response.status,
             other => panic!("a beat is answered at once: {other:?}"),

@@ -85,7 +85,9 @@ mod tests {
     #[test]
     fn ip_literals_and_localhost_are_served() {
         let guard = HostGuard::new("127.0.0.1:8001");
-        for host in ["127.0.0.1", "127.0.0.1:8001", "10.1.2.3:80", "[::1]", "[::1]:8001", "::1", "localhost", "LocalHost:8001"] {
+        for host in
+            ["127.0.0.1", "127.0.0.1:8001", "10.1.2.3:80", "[::1]", "[::1]:8001", "::1", "localhost", "LocalHost:8001"]
+        {
             assert_eq!(guard.check(Some(host)).map(|r| r.status), None, "{host}");
         }
         assert_eq!(guard.check(None).map(|r| r.status), None, "HTTP/1.0 without Host");
@@ -94,7 +96,17 @@ mod tests {
     #[test]
     fn other_names_are_refused_with_421() {
         let guard = HostGuard::new("127.0.0.1:8001");
-        for host in ["evil.example", "evil.example:8001", "localhost.evil.example", "127.0.0.1.evil.example", "", "[::1", "[::1]x", "localhost:port", "2130706433"] {
+        for host in [
+            "evil.example",
+            "evil.example:8001",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "",
+            "[::1",
+            "[::1]x",
+            "localhost:port",
+            "2130706433",
+        ] {
             let refused = guard.check(Some(host)).expect(host);
             assert_eq!(refused.status, 421, "{host}");
             assert!(String::from_utf8_lossy(refused.body.as_slice()).contains("DNS rebinding"));

@@ -350,7 +350,10 @@ mod tests {
 
     #[test]
     fn the_host_is_read_once() {
-        assert_eq!(head("GET / HTTP/1.1\r\nHost: localhost:8001\r\n\r\n").unwrap().unwrap().headers.host, Some("localhost:8001"));
+        assert_eq!(
+            head("GET / HTTP/1.1\r\nHost: localhost:8001\r\n\r\n").unwrap().unwrap().headers.host,
+            Some("localhost:8001")
+        );
         assert_eq!(head("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().headers.host, None);
         let twice = head("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n");
         assert_eq!(twice.map(|_| ()).unwrap_err().status(), 400);
