@@ -125,10 +125,12 @@ mod tests {
     fn node(founding: bool) -> (Node, crate::core::clock::Now) {
         use crate::core::{Coordinated, CoreConfig, Start, node_state::NodeState};
         let now = crate::core::clock::Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 };
-        let state = NodeState { id: "00000000000000a1".into(), term: 0, vote: None };
-        let coordinated = Coordinated { state, founding: founding.then(|| "00000000000000c1".to_string()) };
+        let cluster = founding.then(|| "00000000000000c1".to_string());
+        let state = NodeState { id: "00000000000000a1".into(), term: 0, vote: None, cluster: cluster.clone() };
+        let coordinated = Coordinated { state: state.clone(), founding: cluster };
         let seeds = if founding { Vec::new() } else { vec!["127.0.0.2:1".to_string()] };
-        let config = CoreConfig { seeds, coordinated: Some(coordinated), ..CoreConfig::single("127.0.0.1:1") };
+        let single = CoreConfig::single("127.0.0.1:1");
+        let config = CoreConfig { seeds, identity: state, coordinated: Some(coordinated), ..single };
         (Node::new(config, now, Start::empty()), now)
     }
 
