@@ -134,6 +134,21 @@ impl Config {
     pub fn address(&self) -> String {
         self.advertise.clone().unwrap_or_else(|| self.bind.to_string())
     }
+
+    /// A node in a cluster tells its peers the address to reach it by: an unspecified bind
+    /// address (`0.0.0.0`, `[::]`) is none, and without `--advertise` the peers would register a
+    /// voter at `0.0.0.0:PORT` that no one can reach. Checked here for `--seeds`, and at start-up
+    /// for a data directory whose snapshot names peers.
+    pub fn check_reachable_name(&self) -> Result<(), String> {
+        if self.bind.ip().is_unspecified() && self.advertise.is_none() {
+            return Err(format!(
+                "--bind={} listens on every address, so it names none the other nodes can reach: add \
+                 --advertise=HOST:PORT, the address they reach this node by",
+                self.bind
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The flags that take a value, as `--flag=VALUE` or `--flag VALUE`.
@@ -201,6 +216,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     let rest = args.finish();
     if let Some(first) = rest.first() {
         return Err(format!("unknown argument '{}'", first.to_string_lossy()));
+    }
+    if !config.seeds.is_empty() {
+        config.check_reachable_name()?;
     }
     Ok(Command::Run(Box::new(config)))
 }
@@ -364,11 +382,20 @@ mod tests {
             (&["--rm-limit=-1"], "--rm-limit"),
             (&["--log-level=loud"], "--log-level"),
             (&["--data.d"], "--data.d needs a value"),
+            (&["--bind=0.0.0.0:9000", "--seeds=a:1"], "add --advertise=HOST:PORT"),
+            (&["--bind=[::]", "--seeds=a:1"], "add --advertise=HOST:PORT"),
         ] {
             let error = run(args).unwrap_err();
             assert!(error.contains(needle), "{args:?} gave '{error}'");
             assert!(!error.contains('\n'), "one line: '{error}'");
         }
+    }
+
+    #[test]
+    fn an_unspecified_bind_address_is_fine_alone_or_advertised() {
+        assert!(run(&["--bind=0.0.0.0:9000"]).is_ok(), "a single node names itself to nobody");
+        assert!(run(&["--bind=0.0.0.0:9000", "--seeds=a:1", "--advertise=node1:9000"]).is_ok());
+        assert!(run(&["--bind=127.0.0.1:9000", "--seeds=a:1"]).is_ok());
     }
 
     #[test]

@@ -34,6 +34,7 @@
 //! | `http/writer.rs` | the heads of answers and of requests to peers; chunk framing |
 //! | `http/request.rs`, `answer.rs`, `chunked.rs`, `response.rs` | request heads, answer heads, chunked bodies, `Response` |
 //! | `http/cors.rs` | `--cors`: which origins a browser lets in, and the headers that say so |
+//! | `http/host.rs` | the `Host` names a node bound to loopback serves (DNS rebinding) |
 //! | `core/mod.rs` | `Node`: requests in, answers and effects out; routing by resource |
 //! | `core/transaction.rs`, `lock.rs` | `/lock` and `/update`: the lease, staging, commit, abort |
 //! | `core/data.rs`, `write.rs` | `/data`: reads; one-request writes (`PUT`, `PATCH`, `DELETE`), preconditions, waiting for the lock |
@@ -47,6 +48,7 @@
 //! | `core/members.rs`, `node_state.rs` | the cluster's id, term and voters; a node's id, term and vote (`node.json`) |
 //! | `core/info.rs` | `GET /` and the figures of `/metrics` |
 //! | `core/auth.rs`, `metrics.rs` | tokens and the cluster key; `/metrics` |
+//! | `core/guard.rs` | what no peer sends, refused at the peer endpoints: a browser's marks, terms out of bounds |
 //! | `core/jobs.rs`, `pace.rs` | the workers' jobs and how they are carried out; pacing hooks |
 //! | `core/value/` | the tree (`mod.rs`), wide objects in chunks (`object.rs`), edits, patches (RFC 7396, RFC 6902), rendering, parsing (general, and the one pass over canonical JSON in `canonical.rs`) |
 //! | `core/version.rs`, `lineage.rs` | versions and checksums; a store's recent history |

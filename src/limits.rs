@@ -219,6 +219,19 @@ pub const COMMIT_TIMEOUT_MS: u64 = 1_500;
 /// 504, outcome unknown).
 pub const FORWARD_TIMEOUT_MS: u64 = 2_000;
 const _: () = assert!(COMMIT_TIMEOUT_MS < FORWARD_TIMEOUT_MS, "the coordinator answers a commit first");
+/// The highest term a node takes from a peer, a copy or a file: 2^53, the largest integer every
+/// JSON reader holds exactly (a JavaScript page, `jq`). An honest cluster raises its term by one
+/// per election, and would need an election a millisecond for 285,000 years to get there, so a
+/// term above it is forged or corrupt; and a node's own `term + 1` can never overflow.
+pub const TERM_MAX: u64 = 1 << 53;
+/// A node that belongs to a cluster refuses (and logs, once) a term more than this far beyond its
+/// own. Pre-vote keeps a node cut off from a majority from raising its term while it is away, so
+/// an honest cluster's term moves by one per election, a few a day: a node away for years of
+/// them still catches up. A forged term must stay this close, so running a cluster's terms out to
+/// `TERM_MAX` takes 2^33 forged messages rather than one. A node that never joined a cluster (a
+/// new learner, at term 0) takes any term up to `TERM_MAX`: it must learn the cluster's.
+pub const TERM_JUMP_MAX: u64 = 1 << 20;
+const _: () = assert!(TERM_JUMP_MAX < TERM_MAX && TERM_MAX < u64::MAX / 2, "terms never overflow");
 /// `?min-version=N` without `?wait=` waits at most this long for the node to hold sequence N.
 pub const MIN_VERSION_WAIT_MS_DEFAULT: u64 = 5_000;
 /// Peers of another cluster or write mode remembered as already logged: an error is logged once

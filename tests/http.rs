@@ -11,7 +11,7 @@ use support::{Client, Server};
 fn pipelined_requests_are_answered_in_order() {
     let server = Server::start(&[]);
     let mut client = Client::connect(server.addr);
-    client.send(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\nGET /data/missing HTTP/1.1\r\nHost: x\r\n\r\nGET /data HTTP/1.1\r\nHost: x\r\n\r\n");
+    client.send(b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /data/missing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /data HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     let first = client.read_response();
     let second = client.read_response();
     let third = client.read_response();
@@ -62,7 +62,7 @@ fn connection_close_is_honoured() {
 fn a_request_sent_one_byte_at_a_time_is_answered() {
     let server = Server::start(&[]);
     let mut client = Client::connect(server.addr);
-    for byte in b"GET /version HTTP/1.1\r\nHost: slow\r\n\r\n" {
+    for byte in b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" {
         client.send(&[*byte]);
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -205,7 +205,7 @@ fn fifteen_hundred_concurrent_connections_are_all_answered() {
     let started = Instant::now();
     let mut clients: Vec<Client> = (0..1500).map(|_| Client::connect(server.addr)).collect();
     for client in &mut clients {
-        client.send(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n");
+        client.send(b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     }
     for (i, client) in clients.iter_mut().enumerate() {
         let response = client.read_response();
@@ -241,7 +241,7 @@ fn connections_over_the_limit_get_503() {
 fn pipelined_requests_followed_by_a_half_close_are_all_answered() {
     let server = Server::start(&[]);
     let mut client = Client::connect(server.addr);
-    let requests = "GET /version HTTP/1.1\r\nHost: x\r\n\r\n".repeat(300);
+    let requests = "GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(300);
     client.send(requests.as_bytes());
     client.stream.shutdown(std::net::Shutdown::Write).unwrap();
     for i in 0..300 {

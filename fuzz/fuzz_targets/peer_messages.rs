@@ -33,7 +33,7 @@ use libfuzzer_sys::fuzz_target;
 use lighthouse::core::clock::Now;
 use lighthouse::core::{CoreConfig, Effect, Node, PeerReply, PeerRequest, Reply, Request, Start, Ticket};
 use lighthouse::core::jobs::{self, Job, NoDisk};
-use lighthouse::http::{Method, Response};
+use lighthouse::http::{Headers, Method, Response};
 use lighthouse::core::sealed::{Sealed, parse_copy};
 use lighthouse::core::version::Checksum;
 
@@ -73,7 +73,9 @@ impl Harness {
     fn call(&mut self, method: Method, target: &str, body: &[u8]) -> Option<Response> {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        let request = Request { method, target, headers: Default::default(), body, client: None };
+        // As a peer sends it: a JSON body (a POST of another type never reaches the endpoints).
+        let headers = Headers { content_type: Some("application/json"), ..Headers::default() };
+        let request = Request { method, target, headers, body, client: None };
         let reply = self.node.handle(self.now, ticket, &request);
         self.settle();
         match reply {

@@ -29,6 +29,10 @@ impl Node {
             Err(e) => return self.answer(ticket, Response::error(400, &format!("version refused: {e}"))),
         };
         let term = sealed.copy.term();
+        if let Some(why) = self.term_refusal(term, "a pushed version") {
+            self.store.retire(sealed);
+            return self.answer(ticket, Response::error(409, &format!("version refused: {why}")));
+        }
         let stale = self.saw_term(now, term);
         let consensus = self.consensus.as_ref().expect("coordinated");
         let same_cluster = self

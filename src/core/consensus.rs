@@ -57,7 +57,7 @@ impl Accepted {
     }
 
     pub fn from_json(value: &serde_json::Value) -> Option<Accepted> {
-        let term = value.get("term")?.as_u64()?;
+        let term = value.get("term")?.as_u64().filter(|t| *t <= crate::limits::TERM_MAX)?;
         let sequence = value.get("sequence")?.as_u64()?;
         let checksum = Checksum::parse_hex(value.get("checksum")?.as_str()?)?;
         Some(Accepted { term, version: Version { sequence, checksum } })
@@ -119,6 +119,8 @@ pub struct Consensus {
     pub confirmed: bool,
     /// The rank of this node among the voters, for the stagger of elections.
     pub rank: u64,
+    /// Terms refused as out of bounds (`guard.rs`): the first is logged as a warning.
+    pub terms_refused: u64,
 }
 
 /// What waits for the node's state to be on disk.
@@ -147,6 +149,7 @@ impl Consensus {
             save_retry: None,
             confirmed,
             rank: 0,
+            terms_refused: 0,
         }
     }
 
@@ -294,7 +297,11 @@ impl Node {
     /// Every message carries a term: a newer one ends this node's term (a coordinator steps down,
     /// a candidate gives up). Returns true when `term` is older than this node's: the message is
     /// stale.
+    /// A term out of bounds (`guard.rs`) is taken as stale: the message is ignored.
     pub(super) fn saw_term(&mut self, now: Now, term: u64) -> bool {
+        if self.consensus.is_some() && self.term_refusal(term, "a peer's message").is_some() {
+            return true;
+        }
         let Some(consensus) = &mut self.consensus else { return false };
         if term < consensus.state.term {
             return true;
@@ -402,6 +409,9 @@ impl Node {
         ) else {
             return Response::error(400, "a beat is {\"term\", \"coordinator\", \"committed\"}");
         };
+        if let Some(why) = self.term_refusal(term, &format!("a beat from {}", coordinator.address)) {
+            return Response::error(409, &format!("beat refused: {why}"));
+        }
         let stale = self.saw_term(now, term);
         let consensus = self.consensus.as_mut().expect("coordinated");
         if !stale && consensus.state.id != coordinator.id {

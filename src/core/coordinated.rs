@@ -100,7 +100,15 @@ impl Node {
         if !committed || coordination.voters.len() != 1 || !coordination.is_voter(&consensus.state.id) {
             return;
         }
-        consensus.state.term += 1;
+        let Some(next) = super::guard::next_term(consensus.state.term) else {
+            log::error!(
+                "this node's term ({}) is at the highest a term may be: it cannot coordinate; its node.json holds a \
+                 term forged before terms were bounded",
+                consensus.state.term
+            );
+            return;
+        };
+        consensus.state.term = next;
         consensus.state.vote = Some(consensus.state.id.clone());
         consensus.coordinator = Some(consensus.me());
         consensus.promise_until = Deadline(now.mono_ms);

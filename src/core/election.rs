@@ -2,14 +2,14 @@
 //! other voters for their votes, and coordinates once a majority granted them; and the voter's
 //! side, which grants a vote only by the rules in `consensus.rs` (written to disk first).
 
-use log::info;
+use log::{error, info};
 
 use super::Node;
 use super::consensus::{Accepted, AfterSave, Leading, Role};
 use crate::core::clock::{Deadline, Now};
 use crate::core::members::{Member, valid_id};
 use crate::http::{Bytes, Method, Response};
-use crate::limits::{ELECTION_RETRY_MS, ELECTION_STAGGER_MS, ELECTION_TIMEOUT_MS};
+use crate::limits::{ELECTION_RETRY_MS, ELECTION_STAGGER_MS, ELECTION_TIMEOUT_MS, TERM_MAX};
 
 impl Node {
     /// Asks the other voters whether they would vote for this node in the next term, without
@@ -20,6 +20,15 @@ impl Node {
         let accepted = self.accepted();
         let stagger = self.rng.below(ELECTION_STAGGER_MS);
         let consensus = self.consensus.as_mut().expect("coordinated");
+        let Some(next) = super::guard::next_term(consensus.state.term) else {
+            error!(
+                "this node's term ({}) is at the highest a term may be ({TERM_MAX}): it never stands; its node.json \
+                 holds a term forged before terms were bounded",
+                consensus.state.term
+            );
+            consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS);
+            return;
+        };
         // No beat for an election timeout: it no longer knows a coordinator to forward to.
         if consensus.coordinator.take().is_some() {
             self.abandon_forwards("no beat from it for an election timeout");
@@ -29,7 +38,7 @@ impl Node {
         consensus.election_at =
             Deadline::after(now, ELECTION_RETRY_MS + ELECTION_STAGGER_MS * consensus.rank + stagger);
         let body = serde_json::json!({
-            "term": consensus.state.term + 1,
+            "term": next,
             "candidate": consensus.me().to_json(),
             "accepted": accepted.to_json(),
             "pre": true,
@@ -58,7 +67,9 @@ impl Node {
         let coordination = self.coordination();
         let accepted = self.accepted();
         let consensus = self.consensus.as_mut().expect("coordinated");
-        consensus.state.term += 1;
+        // `probe` went on only below the bound, and every term taken since is below it too.
+        let Some(next) = super::guard::next_term(consensus.state.term) else { return };
+        consensus.state.term = next;
         consensus.state.vote = Some(consensus.state.id.clone());
         consensus.coordinator = None;
         let newest = (accepted, consensus.address.clone());
@@ -192,6 +203,9 @@ impl Node {
                 "a vote request is {\"term\", \"candidate\", \"accepted\"}",
             ));
         };
+        if let Some(why) = self.term_refusal(term, &format!("a request for a vote from {}", candidate.address)) {
+            return super::Reply::Now(Response::error(409, &format!("vote refused: {why}")));
+        }
         let consensus = self.consensus.as_ref().expect("coordinated");
         let leading = consensus.is_coordinator() && consensus.has_lease(now);
         let promised =

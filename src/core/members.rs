@@ -49,7 +49,8 @@ impl Coordination {
 
     pub fn from_json(value: &serde_json::Value) -> Option<Coordination> {
         let cluster = value.get("cluster")?.as_str()?.to_string();
-        let term = value.get("term")?.as_u64()?;
+        // A term above the bound is forged or corrupt (`limits::TERM_MAX`).
+        let term = value.get("term")?.as_u64().filter(|t| *t <= crate::limits::TERM_MAX)?;
         let mut voters: Vec<Member> =
             value.get("voters")?.as_array()?.iter().map(Member::from_json).collect::<Option<_>>()?;
         voters.sort();

@@ -30,6 +30,7 @@ mod data;
 mod durability;
 mod election;
 mod forward;
+mod guard;
 mod info;
 mod lock;
 mod membership;
@@ -491,6 +492,11 @@ impl Node {
         let Some((resource, below)) = split_resource(raw_path) else {
             return Reply::Now(Response::error(400, path::PathError::NotAbsolute.message()));
         };
+        // Before anything else, a preflight included: what a web page sends never reaches a peer
+        // endpoint.
+        if let Some(refused) = guard::browser_refusal(resource, request.method, &request.headers) {
+            return Reply::Now(refused);
+        }
         if request.method == Method::Options {
             // A browser's preflight carries no token; the shell adds what CORS allows.
             let allow = match resource {

@@ -6,6 +6,7 @@
 mod answer;
 mod chunked;
 mod cors;
+mod host;
 mod reader;
 mod request;
 mod response;
@@ -14,6 +15,7 @@ mod writer;
 pub use answer::{ResponseHead, parse_response_head, relayed_headers};
 pub use chunked::ChunkedDecoder;
 pub use cors::Cors;
+pub use host::HostGuard;
 pub use reader::{Reader, Side, Step};
 pub use request::{Framing, Head, Headers, Method, parse_head};
 pub use response::{Bytes, Response, reason};

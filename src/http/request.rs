@@ -66,8 +66,12 @@ pub struct Headers<'a> {
     pub if_none_match: Option<&'a str>,
     pub if_match: Option<&'a str>,
     pub content_type: Option<&'a str>,
-    /// The page's origin on a cross-origin request from a browser (CORS).
+    /// The page's origin on a cross-origin request from a browser (CORS); browsers also send it
+    /// on same-origin requests other than `GET` and `HEAD`. A peer never sends one.
     pub origin: Option<&'a str>,
+    /// The name the client used to reach this server (`Host`), checked by a loopback node
+    /// against DNS rebinding (`http::host`).
+    pub host: Option<&'a str>,
     pub accept: Option<&'a str>,
     pub authorization: Option<&'a str>,
     pub last_event_id: Option<&'a str>,
@@ -89,6 +93,7 @@ impl std::fmt::Debug for Headers<'_> {
             .field("if_match", &self.if_match)
             .field("content_type", &self.content_type)
             .field("origin", &self.origin)
+            .field("host", &self.host)
             .field("accept", &self.accept)
             .field("authorization", &self.authorization.map(|_| ".."))
             .field("last_event_id", &self.last_event_id)
@@ -182,6 +187,13 @@ pub fn parse_head(buf: &[u8], body_bytes_max: u64) -> Result<Option<Head<'_>>, H
             head.headers.content_type = text(value);
         } else if name.eq_ignore_ascii_case("origin") {
             head.headers.origin = text(value);
+        } else if name.eq_ignore_ascii_case("host") {
+            // Two names for one request: which one a guard checks and which one a proxy routed by
+            // would be anyone's guess (RFC 9112 3.2 says 400).
+            if head.headers.host.is_some() {
+                return Err(HttpError::Malformed("more than one Host header"));
+            }
+            head.headers.host = text(value);
         } else if name.eq_ignore_ascii_case("accept") {
             head.headers.accept = text(value);
         } else if name.eq_ignore_ascii_case("authorization") {
@@ -334,6 +346,17 @@ mod tests {
         assert_eq!(target("http://node1"), "/");
         assert_eq!(target("http://node1?raw"), "/");
         assert_eq!(target("/data/http://x"), "/data/http://x", "origin form stays as it is");
+    }
+
+    #[test]
+    fn the_host_is_read_once() {
+        assert_eq!(
+            head("GET / HTTP/1.1\r\nHost: localhost:8001\r\n\r\n").unwrap().unwrap().headers.host,
+            Some("localhost:8001")
+        );
+        assert_eq!(head("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().headers.host, None);
+        let twice = head("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n");
+        assert_eq!(twice.map(|_| ()).unwrap_err().status(), 400);
     }
 
     #[test]

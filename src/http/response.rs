@@ -134,6 +134,7 @@ pub fn reason(status: u16) -> &'static str {
         412 => "Precondition Failed",
         415 => "Unsupported Media Type",
         417 => "Expectation Failed",
+        421 => "Misdirected Request",
         422 => "Unprocessable Content",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",

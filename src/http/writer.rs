@@ -165,5 +165,7 @@ mod tests {
         assert_eq!((head.method, head.target, head.framing), (Method::Put, "/copy", crate::http::Framing::Length(12)));
         assert_eq!(head.headers.authorization, Some("Bearer k"));
         assert_eq!(head.len, out.len());
+        // What the peer endpoints require of a peer (`core::guard`): JSON, and no browser's Origin.
+        assert_eq!((head.headers.content_type, head.headers.origin), (Some("application/json"), None));
     }
 }

@@ -34,6 +34,11 @@ pub fn run(config: &Config) -> io::Result<()> {
         None => None,
     };
     let startup = start_up(config)?;
+    let voters = startup.start.sealed.copy.coordination.as_ref().map_or(0, |c| c.voters.len());
+    if !startup.start.cluster.is_empty() || voters > 1 {
+        // A data directory whose snapshot names peers is in a cluster, --seeds or not.
+        config.check_reachable_name().map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
+    }
     let listener = TcpListener::bind(config.bind)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.bind)))?;
     crate::shell::sys::set_listen_backlog(&listener)?;
@@ -43,8 +48,11 @@ pub fn run(config: &Config) -> io::Result<()> {
         warn!("{warning}");
     }
     let clock = SystemClock::new();
+    let address = config.advertise.clone().unwrap_or_else(|| bound.to_string());
+    // A node on loopback is meant for this machine alone: it serves no Host a page could rebind.
+    let host_guard = bound.ip().is_loopback().then(|| crate::http::HostGuard::new(&address));
     let core_config = CoreConfig {
-        address: config.advertise.clone().unwrap_or_else(|| bound.to_string()),
+        address,
         durable: config.data_dir.is_some(),
         lock_timeout_ms: seconds_to_ms(config.lock_timeout_s),
         seeds: config.seeds.clone(),
@@ -80,6 +88,7 @@ pub fn run(config: &Config) -> io::Result<()> {
         max_body: config.max_body,
         max_connections: config.max_connections,
         cors: config.cors.clone(),
+        host_guard,
         peer_headers: secrets
             .for_peers()
             .map(|secret| format!("Authorization: Bearer {secret}\r\n"))

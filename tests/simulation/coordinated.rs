@@ -885,9 +885,12 @@ impl Sim {
                     self.at(timeout, lost);
                     return;
                 }
-                // The request's headers as the receiving node's reader would parse them.
-                let head = format!("{} {} HTTP/1.1\r\n{}\r\n", request.method.as_str(), request.path, request.headers);
-                let parsed = parse_head(head.as_bytes(), u64::MAX).expect("a peer request's head parses");
+                // The request's head as the shell writes it (`Content-Type: application/json`, the
+                // core's own header lines) and the receiving node's reader parses it.
+                let mut head = Vec::new();
+                let (method, path, length) = (request.method, &request.path, request.body.len());
+                lighthouse::http::encode_request_head(method, path, &request.peer, length, &request.headers, &mut head);
+                let parsed = parse_head(&head, u64::MAX).expect("a peer request's head parses");
                 let headers = parsed.expect("a whole head").headers;
                 let origin = Origin::Peer { from, generation: from_generation, id: request.id };
                 let body = request.body.as_slice().to_vec();

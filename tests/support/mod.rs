@@ -202,7 +202,11 @@ impl Client {
     }
 
     pub fn send_request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) {
-        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
+        // A node on loopback serves only IP literals, localhost and its advertised name.
+        let mut request = format!("{method} {path} HTTP/1.1\r\n");
+        if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+            request.push_str("Host: 127.0.0.1\r\n");
+        }
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -380,7 +384,7 @@ pub fn try_request_with(
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let lines: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
     let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{lines}Content-Length: {}\r\n\r\n", body.len())
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{lines}Content-Length: {}\r\n\r\n", body.len())
             .into_bytes();
     request.extend_from_slice(body);
     stream.write_all(&request)?;

@@ -76,6 +76,8 @@ pub struct EventLoop {
     max_connections: usize,
     /// The origins allowed to use this server from a browser (`--cors`).
     cors: Option<&'static crate::http::Cors>,
+    /// The `Host` names served, on a node bound to loopback (DNS rebinding).
+    host_guard: Option<crate::http::HostGuard>,
 }
 
 /// What the loop needs to start: everything else it builds.
@@ -87,6 +89,8 @@ pub struct Parts {
     pub max_body: u64,
     pub max_connections: usize,
     pub cors: Option<crate::http::Cors>,
+    /// On a node bound to a loopback address: the `Host` names it serves (DNS rebinding).
+    pub host_guard: Option<crate::http::HostGuard>,
     /// Header lines sent with every request to a peer (the cluster key).
     pub peer_headers: String,
 }
@@ -136,6 +140,7 @@ impl EventLoop {
             max_connections: parts.max_connections,
             // Lives as long as the process: answers borrow its header blocks without a copy.
             cors: parts.cors.map(|cors| &*Box::leak(Box::new(cors))),
+            host_guard: parts.host_guard,
         })
     }
 

@@ -251,6 +251,9 @@ impl EventLoop {
             http10: head.minor_version == 0,
             cors: self.cors.as_ref().and_then(|cors| cors.allowed(head.headers.origin)),
         };
+        if let Some(refused) = self.host_guard.as_ref().and_then(|guard| guard.check(head.headers.host)) {
+            return self.queue_answer(send, refused, shape);
+        }
         let request =
             Request { method: head.method, target: head.target, headers: head.headers, body, client: Some(client) };
         match self.core.handle(self.now, ticket, &request) {
