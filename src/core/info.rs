@@ -26,7 +26,7 @@ impl Node {
         json_response(200, &body)
     }
 
-    pub(super) fn metrics_response(&self) -> Response {
+    pub(super) fn metrics_response(&self, now: crate::core::clock::Now) -> Response {
         let gauges = Gauges {
             sequence: self.store.version().sequence,
             store_bytes: self.store.data_len(),
@@ -35,6 +35,10 @@ impl Node {
             peers: self.cluster.peers.len(),
             peers_reachable: self.cluster.reachable(),
             watchers: self.watches.waiting(),
+            role: self.own_role(),
+            term: self.consensus.as_ref().map_or(0, |c| c.state.term),
+            voters: self.voters().len(),
+            voters_reachable: self.reachable_voters(now),
         };
         let body = metrics::render(&self.metrics, &gauges);
         Response {

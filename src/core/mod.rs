@@ -48,7 +48,7 @@ mod tests;
 pub use auth::{Access, Secret};
 pub use cluster::{CallKind, NOT_SENT, Peer, PeerReply, PeerRequest};
 pub use lock::{Lock, LockState, valid_name};
-pub use metrics::{Gauges, Histogram, Metrics, endpoint_of};
+pub use metrics::{Buckets, CommitBuckets, Gauges, Histogram, Metrics, SnapshotBuckets, endpoint_of};
 pub use store::{Format, ReadError, Rendered, Store, etag_matches};
 
 use std::collections::VecDeque;
@@ -66,7 +66,7 @@ use crate::http::{Headers, Method, Response};
 use crate::limits::{INACTIVE_RETRY_AFTER_S, LINEAGE_VERSIONS_MAX};
 use cluster::Cluster;
 pub use consensus::Accepted;
-pub use coordinated::ConsensusStatus;
+pub use coordinated::{ConsensusStatus, NodeRole};
 use durability::DiskQueue;
 use path::Query;
 use watch::Watches;
@@ -256,6 +256,13 @@ pub struct Node {
     identity: node_state::NodeState,
     /// Peers of another cluster or write mode already logged, and why.
     mismatches_logged: Vec<(String, peering::Mismatch)>,
+    /// The time of the input being handled: each entry point (`handle`, `tick`, `job_done`,
+    /// `peer_reply`) sets it first, so that `answer` can time a commit without every path to an
+    /// answer passing the time down.
+    now: Now,
+    /// The commit being timed: the request waiting for its answer, and when it started
+    /// (monotonic milliseconds).
+    commit_started: Option<(Ticket, u64)>,
 }
 
 impl Node {
@@ -286,6 +293,8 @@ impl Node {
             waiting_writes: write::WaitingWrites::new(),
             identity: config.identity.clone(),
             mismatches_logged: Vec::new(),
+            now,
+            commit_started: None,
             config,
         };
         node.start_consensus(now, start.committed);
@@ -390,6 +399,7 @@ impl Node {
     /// Runs what is due at `now`: the lease lapsing, the end of joining, sync rounds, a snapshot
     /// write to retry.
     pub fn tick(&mut self, now: Now) {
+        self.now = now;
         self.expire_lock(now);
         self.expire_watches(now);
         self.check_activation(now);
@@ -428,6 +438,7 @@ impl Node {
 
     /// Takes the report of a finished worker job.
     pub fn job_done(&mut self, now: Now, done: Done) {
+        self.now = now;
         let sealing = self.commit.as_ref().map(|c| c.sealing);
         let writing = self.commit.as_ref().and_then(|c| c.own_write);
         match done {
@@ -464,6 +475,7 @@ impl Node {
 
     /// Handles one request. `ticket` names it if the answer has to wait.
     pub fn handle(&mut self, now: Now, ticket: Ticket, request: &Request) -> Reply {
+        self.now = now;
         if request.method == Method::Unknown {
             return Reply::Now(Response::error(501, "method not implemented"));
         }
@@ -532,7 +544,7 @@ impl Node {
             "ready" if below.is_empty() => get_only(request.method, || {
                 if self.is_active() { json_response(200, &serde_json::json!({"status": "ready"})) } else { inactive() }
             }),
-            "metrics" if below.is_empty() => get_only(request.method, || self.metrics_response()),
+            "metrics" if below.is_empty() => get_only(request.method, || self.metrics_response(now)),
             "version" if below.is_empty() => match request.method {
                 Method::Get | Method::Head => Response::json(200, self.store.version().to_pretty_line().into_bytes()),
                 _ => method_not_allowed("GET, HEAD"),
@@ -566,7 +578,19 @@ impl Node {
     }
 
     fn answer(&mut self, ticket: Ticket, response: Response) {
+        if let Some((_, started_ms)) = self.commit_started.take_if(|(timed, _)| *timed == ticket) {
+            let elapsed_ms = self.now.mono_ms.saturating_sub(started_ms);
+            self.metrics.commit_seconds.observe(elapsed_ms as f64 / 1000.0);
+            if response.status == 504 {
+                self.metrics.commits_unknown += 1;
+            }
+        }
         self.effects.push(Effect::Answer { ticket, response });
+    }
+
+    /// A commit starts: its answer (whenever, whatever it is) is timed.
+    fn time_commit(&mut self, now: Now, ticket: Ticket) {
+        self.commit_started = Some((ticket, now.mono_ms));
     }
 
     /// Called whenever the store is replaced: wakes the watchers of changed subtrees.
