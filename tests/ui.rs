@@ -49,12 +49,13 @@ fn the_page_shows_the_tree_the_cluster_and_live_changes_and_edits_with_if_match(
     assert_eq!(browser.wait_text("the tree", port, |t| !t.is_empty()), "\"port\": 8080");
     assert!(browser.text(r#"[data-path="/data/services/web/hosts/1"]"#).unwrap().contains("\"b\""));
 
-    // The cluster table: both nodes, one coordinator, no lag.
+    // The cluster table: both nodes, one coordinator and one voter, no lag.
     wait_for("both nodes in the cluster table", || {
         let table = cluster_table(&browser);
         table.len() == 2
             && table.iter().all(|row| row[2] == "yes" && row[3] == "0")
             && table.iter().filter(|row| row[4] == "coordinator").count() == 1
+            && table.iter().filter(|row| row[4] == "voter").count() == 1
     });
     assert!(cluster_table(&browser)[0][0].ends_with("(this node)"));
 

@@ -20,6 +20,7 @@ impl Node {
             "lock": self.lock_holder(),
             "cluster": {"peers": self.cluster.peers.len(), "reachable": self.cluster.reachable()},
             "writes": if self.consensus.is_some() { "coordinated" } else { "local" },
+            "role": self.own_role().as_str(),
             "coordinator": self.consensus.as_ref().and_then(|c| c.coordinator.as_ref()).map(|c| c.address.clone()),
             "term": self.consensus.as_ref().map(|c| c.state.term),
         });
