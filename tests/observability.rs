@@ -231,3 +231,47 @@ fn a_node_with_local_writes_says_so_in_its_metrics_and_state() {
         promtool_check(&member.server().get("/metrics").text());
     }
 }
+
+#[test]
+fn a_coordinator_cut_off_counts_its_504_its_lost_lease_and_the_voters_it_no_longer_reaches() {
+    let members = chain(3, "observe-cut", &[]);
+    let all: Vec<&Member> = members.iter().collect();
+    let (leader, _) = wait_agreed(&all, 3);
+    let server = members[leader].server();
+    let before = Scrape::of(server);
+    assert_eq!(server.request("PUT", "/lock", b"cut").status, 200);
+    assert_eq!(server.request("PUT", "/update/cut/x", b"1").status, 201);
+    for member in &members {
+        member.proxy.cut();
+    }
+    // 504 once pushed; 503 (nothing committed, not counted) if it waited behind a promotion.
+    let commit = server.request("PUT", "/lock/cut", b"");
+    assert!([503, 504].contains(&commit.status), "{}", commit.text());
+    wait_for("the coordinator to lose its lease and count it", || {
+        let scrape = Scrape::of(server);
+        scrape.count("lighthouse_leases_lost_total") == before.count("lighthouse_leases_lost_total") + 1
+            && scrape.count("lighthouse_voters_reachable") == 1
+    });
+    let after = Scrape::of(server);
+    let unknown = u64::from(commit.status == 504);
+    assert_eq!(
+        after.count("lighthouse_commits_unknown_total"),
+        before.count("lighthouse_commits_unknown_total") + unknown,
+        "a 504 is counted"
+    );
+    let histogram = |scrape: &Scrape, le: f64| -> f64 {
+        let sample = scrape.0.samples.iter().find(|s| s.metric == "lighthouse_commit_duration_seconds").unwrap();
+        let prometheus_parse::Value::Histogram(buckets) = &sample.value else { panic!("a histogram") };
+        buckets.iter().find(|b| b.less_than == le).map_or(0.0, |b| b.count)
+    };
+    assert_eq!(histogram(&after, f64::INFINITY), histogram(&before, f64::INFINITY) + 1.0, "the commit is timed");
+    if commit.status == 504 {
+        assert_eq!(histogram(&after, 1.0), histogram(&before, 1.0), "a 504 comes after the 1.5 s commit timeout");
+    }
+    promtool_check(&server.get("/metrics").text());
+
+    for member in &members {
+        member.proxy.heal();
+    }
+    wait_agreed(&all, 3);
+}

@@ -111,6 +111,8 @@ fn the_page_shows_the_tree_the_cluster_and_live_changes_and_edits_with_if_match(
     assert_eq!(one.request("DELETE", "/data/account", b"").status, 200);
 
     if let Ok(path) = std::env::var("LIGHTHOUSE_UI_SCREENSHOT") {
+        // The deletion's event redraws the tree: a node found before it would be stale.
+        wait_for("the deletion on the page", || browser.text(account).is_none());
         browser.click(r#"[data-path="/data/feature"]"#);
         browser.wait_text("the selection", "#selected-path", |t| t == "/data/feature");
         assert_eq!(browser.text("#message").unwrap(), "", "a new selection clears the old message");

@@ -169,6 +169,25 @@ pub struct Gauges {
     pub voters_reachable: usize,
 }
 
+impl super::Node {
+    /// A commit starts: its answer (whenever, whatever it is) is timed.
+    pub(super) fn time_commit(&mut self, now: super::Now, ticket: super::Ticket) {
+        self.commit_started = Some((ticket, now.mono_ms));
+    }
+
+    /// Every answer passes here: the one to the commit being timed is measured, and counted when
+    /// it is a 504.
+    pub(super) fn commit_answered(&mut self, ticket: super::Ticket, status: u16) {
+        if let Some((_, started_ms)) = self.commit_started.take_if(|(timed, _)| *timed == ticket) {
+            let elapsed_ms = self.now.mono_ms.saturating_sub(started_ms);
+            self.metrics.commit_seconds.observe(elapsed_ms as f64 / 1000.0);
+            if status == 504 {
+                self.metrics.commits_unknown += 1;
+            }
+        }
+    }
+}
+
 /// Renders everything in the Prometheus text format.
 pub fn render(metrics: &Metrics, gauges: &Gauges) -> String {
     let mut out = String::with_capacity(4096);

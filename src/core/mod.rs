@@ -256,12 +256,10 @@ pub struct Node {
     identity: node_state::NodeState,
     /// Peers of another cluster or write mode already logged, and why.
     mismatches_logged: Vec<(String, peering::Mismatch)>,
-    /// The time of the input being handled: each entry point (`handle`, `tick`, `job_done`,
-    /// `peer_reply`) sets it first, so that `answer` can time a commit without every path to an
-    /// answer passing the time down.
+    /// The time of the input being handled, set first by each entry point (`handle`, `tick`,
+    /// `job_done`, `peer_reply`): `answer` times a commit with it.
     now: Now,
-    /// The commit being timed: the request waiting for its answer, and when it started
-    /// (monotonic milliseconds).
+    /// The commit being timed: its request, and when it started (monotonic milliseconds).
     commit_started: Option<(Ticket, u64)>,
 }
 
@@ -578,19 +576,8 @@ impl Node {
     }
 
     fn answer(&mut self, ticket: Ticket, response: Response) {
-        if let Some((_, started_ms)) = self.commit_started.take_if(|(timed, _)| *timed == ticket) {
-            let elapsed_ms = self.now.mono_ms.saturating_sub(started_ms);
-            self.metrics.commit_seconds.observe(elapsed_ms as f64 / 1000.0);
-            if response.status == 504 {
-                self.metrics.commits_unknown += 1;
-            }
-        }
+        self.commit_answered(ticket, response.status);
         self.effects.push(Effect::Answer { ticket, response });
-    }
-
-    /// A commit starts: its answer (whenever, whatever it is) is timed.
-    fn time_commit(&mut self, now: Now, ticket: Ticket) {
-        self.commit_started = Some((ticket, now.mono_ms));
     }
 
     /// Called whenever the store is replaced: wakes the watchers of changed subtrees.
