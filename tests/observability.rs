@@ -275,3 +275,32 @@ fn a_coordinator_cut_off_counts_its_504_its_lost_lease_and_the_voters_it_no_long
     }
     wait_agreed(&all, 3);
 }
+
+#[test]
+fn a_voter_removed_while_it_runs_calls_itself_removed() {
+    let members = chain(3, "observe-removed", &[]);
+    let all: Vec<&Member> = members.iter().collect();
+    let (leader, _) = wait_agreed(&all, 3);
+    let victim = (leader + 1) % 3;
+    let gone = members[victim].address();
+    wait_for("the removal to be committed", || {
+        let removed = members[leader].server().request("DELETE", &format!("/state/{gone}"), b"");
+        assert!([200, 409].contains(&removed.status), "{}", removed.text());
+        removed.status == 200
+    });
+    wait_for("the removed node to call itself removed", || {
+        let scrape = Scrape::of(members[victim].server());
+        scrape.role() == "removed"
+            && scrape.count("lighthouse_voters") == 2
+            && state_roles(&members[victim]).0 == "removed"
+    });
+    promtool_check(&members[victim].server().get("/metrics").text());
+    // The others: two voters; the removed node, while their tables still list it, is shown removed.
+    for i in (0..3).filter(|i| *i != victim) {
+        wait_for(&format!("node {i} to count two voters"), || {
+            Scrape::of(members[i].server()).count("lighthouse_voters") == 2
+        });
+        let (_, peers) = state_roles(&members[i]);
+        assert!(peers.iter().all(|(address, role)| *address != gone || role == "removed"), "{peers:?}");
+    }
+}
