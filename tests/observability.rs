@@ -304,3 +304,30 @@ fn a_voter_removed_while_it_runs_calls_itself_removed() {
         assert!(peers.iter().all(|(address, role)| *address != gone || role == "removed"), "{peers:?}");
     }
 }
+
+#[test]
+fn a_seed_of_another_cluster_or_write_mode_is_shown_foreign_or_other_mode() {
+    let mut first = Member::new("observe-first");
+    first.start(&[]);
+    // A second cluster of one, restarted with a seed of the first.
+    let mut second = Member::new("observe-second");
+    second.start(&[]);
+    assert_eq!(second.server().request("PUT", "/data/x", b"1").status, 200);
+    second.server.take().unwrap().terminate();
+    let seed = format!("--seeds={}", first.address());
+    second.start(&[&seed]);
+    let mut local = Member::new("observe-local-seed");
+    local.start(&["--writes=local", &seed]);
+    let role_of_first = |member: &Member| {
+        let (_, peers) = state_roles(member);
+        peers.into_iter().find(|(address, _)| *address == first.address()).map(|(_, role)| role)
+    };
+    wait_for("the second cluster to show the first as foreign", || {
+        role_of_first(&second).as_deref() == Some("foreign")
+    });
+    wait_for("the local node to show the first as other-mode", || {
+        role_of_first(&local).as_deref() == Some("other-mode")
+    });
+    assert_eq!(Scrape::of(second.server()).role(), "coordinator", "it coordinates its own cluster still");
+    assert_eq!(Scrape::of(local.server()).role(), "local");
+}

@@ -214,16 +214,7 @@ impl Node {
     /// `GET /state` (and the answer to `PUT /state`): this node, its version and its table.
     fn state(&self, now: Now) -> Response {
         let version = self.store.version();
-        let peers: Vec<serde_json::Value> = self
-            .cluster
-            .peers
-            .iter()
-            .map(|peer| {
-                let mut entry = peer.to_json();
-                entry["role"] = self.role_of(peer.id.as_deref(), &peer.address).as_str().into();
-                entry
-            })
-            .collect();
+        let peers = self.peer_entries();
         let own_commits: Vec<serde_json::Value> = self
             .own_commits()
             .map(|c| {
@@ -364,7 +355,7 @@ impl Node {
 
     /// The outcome of a request to a peer. Unknown ids (a duplicate answer) are ignored.
     pub fn peer_reply(&mut self, now: Now, id: u64, result: Result<PeerReply, String>) {
-        self.now = now;
+        self.clock.now = now;
         let Some(position) = self.cluster.calls.iter().position(|(call, _, _)| *call == id) else { return };
         let (_, address, kind) = self.cluster.calls.swap_remove(position);
         // Nothing is taken from a peer of another cluster or mode: its answer is a failure.

@@ -4,6 +4,7 @@ use log::info;
 
 use super::Node;
 use super::consensus::{Accepted, Consensus, Leading, Role};
+use super::peering::Mismatch;
 use crate::core::clock::{Deadline, Now};
 use crate::core::members::{Coordination, Member};
 use crate::core::version::Version;
@@ -126,7 +127,8 @@ impl Node {
 
 /// What a node is in its cluster, as `GET /state`, the page and `/metrics` show it: one function
 /// (`Node::role_of`) decides it for this node and for each peer, from what the peer told of
-/// itself and the coordination of the newest version this node holds.
+/// itself (its id, its cluster and write mode) and the coordination of the newest version this
+/// node holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeRole {
     /// Coordinates the current term, as far as this node knows.
@@ -168,9 +170,14 @@ impl NodeRole {
 }
 
 impl Node {
-    /// The role of the node with `id` (as it told it; `None` until it has) at `address`. A
-    /// node of another cluster or write mode would be told apart here, before anything else.
-    pub(super) fn role_of(&self, id: Option<&str>, address: &str) -> NodeRole {
+    /// The role of the node with `id` (as it told it; `None` until it has) at `address`, which
+    /// told it is of another cluster or write mode when `mismatch` is.
+    pub(super) fn role_of(&self, id: Option<&str>, address: &str, mismatch: Option<&Mismatch>) -> NodeRole {
+        match mismatch {
+            Some(Mismatch::Cluster { .. }) => return NodeRole::Foreign,
+            Some(Mismatch::Writes { .. }) => return NodeRole::OtherMode,
+            None => {}
+        }
         let Some(consensus) = &self.consensus else { return NodeRole::Local };
         let coordination = self.coordination();
         let voters = coordination.as_ref().map_or(&[][..], |c| &c.voters[..]);
@@ -200,9 +207,19 @@ impl Node {
     /// This node's own role.
     pub(super) fn own_role(&self) -> NodeRole {
         match &self.consensus {
-            Some(consensus) => self.role_of(Some(&consensus.state.id), &self.config.address),
+            Some(consensus) => self.role_of(Some(&consensus.state.id), &self.config.address, None),
             None => NodeRole::Local,
         }
+    }
+
+    /// The entries of `GET /state`'s `cluster`: each peer as its snapshot entry has it, and its role.
+    pub(super) fn peer_entries(&self) -> Vec<serde_json::Value> {
+        let entry = |peer: &super::Peer| {
+            let mut entry = peer.to_json();
+            entry["role"] = self.role_of(peer.id.as_deref(), &peer.address, peer.mismatch.as_ref()).as_str().into();
+            entry
+        };
+        self.cluster.peers.iter().map(entry).collect()
     }
 }
 

@@ -169,17 +169,28 @@ pub struct Gauges {
     pub voters_reachable: usize,
 }
 
+/// What times a commit from its start to its answer.
+#[derive(Debug)]
+pub struct CommitClock {
+    /// The time of the input being handled: each entry point (`handle`, `tick`, `job_done`,
+    /// `peer_reply`) sets it first, so that `answer` can time a commit without every path to an
+    /// answer passing the time down.
+    pub now: super::Now,
+    /// The commit being timed: its request, and when it started (monotonic milliseconds).
+    pub started: Option<(super::Ticket, u64)>,
+}
+
 impl super::Node {
     /// A commit starts: its answer (whenever, whatever it is) is timed.
     pub(super) fn time_commit(&mut self, now: super::Now, ticket: super::Ticket) {
-        self.commit_started = Some((ticket, now.mono_ms));
+        self.clock.started = Some((ticket, now.mono_ms));
     }
 
     /// Every answer passes here: the one to the commit being timed is measured, and counted when
     /// it is a 504.
     pub(super) fn commit_answered(&mut self, ticket: super::Ticket, status: u16) {
-        if let Some((_, started_ms)) = self.commit_started.take_if(|(timed, _)| *timed == ticket) {
-            let elapsed_ms = self.now.mono_ms.saturating_sub(started_ms);
+        if let Some((_, started_ms)) = self.clock.started.take_if(|(timed, _)| *timed == ticket) {
+            let elapsed_ms = self.clock.now.mono_ms.saturating_sub(started_ms);
             self.metrics.commit_seconds.observe(elapsed_ms as f64 / 1000.0);
             if status == 504 {
                 self.metrics.commits_unknown += 1;

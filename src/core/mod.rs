@@ -256,11 +256,8 @@ pub struct Node {
     identity: node_state::NodeState,
     /// Peers of another cluster or write mode already logged, and why.
     mismatches_logged: Vec<(String, peering::Mismatch)>,
-    /// The time of the input being handled, set first by each entry point (`handle`, `tick`,
-    /// `job_done`, `peer_reply`): `answer` times a commit with it.
-    now: Now,
-    /// The commit being timed: its request, and when it started (monotonic milliseconds).
-    commit_started: Option<(Ticket, u64)>,
+    /// The commit being timed, and the time of the input being handled (`metrics.rs`).
+    clock: metrics::CommitClock,
 }
 
 impl Node {
@@ -291,8 +288,7 @@ impl Node {
             waiting_writes: write::WaitingWrites::new(),
             identity: config.identity.clone(),
             mismatches_logged: Vec::new(),
-            now,
-            commit_started: None,
+            clock: metrics::CommitClock { now, started: None },
             config,
         };
         node.start_consensus(now, start.committed);
@@ -397,7 +393,7 @@ impl Node {
     /// Runs what is due at `now`: the lease lapsing, the end of joining, sync rounds, a snapshot
     /// write to retry.
     pub fn tick(&mut self, now: Now) {
-        self.now = now;
+        self.clock.now = now;
         self.expire_lock(now);
         self.expire_watches(now);
         self.check_activation(now);
@@ -436,7 +432,7 @@ impl Node {
 
     /// Takes the report of a finished worker job.
     pub fn job_done(&mut self, now: Now, done: Done) {
-        self.now = now;
+        self.clock.now = now;
         let sealing = self.commit.as_ref().map(|c| c.sealing);
         let writing = self.commit.as_ref().and_then(|c| c.own_write);
         match done {
@@ -473,7 +469,7 @@ impl Node {
 
     /// Handles one request. `ticket` names it if the answer has to wait.
     pub fn handle(&mut self, now: Now, ticket: Ticket, request: &Request) -> Reply {
-        self.now = now;
+        self.clock.now = now;
         if request.method == Method::Unknown {
             return Reply::Now(Response::error(501, "method not implemented"));
         }
