@@ -348,6 +348,37 @@ fn render_cluster(metrics: &Metrics, gauges: &Gauges, family: &mut impl FnMut(&s
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::{CoreConfig, Effect, Node, Now, Reply, Request, Start, jobs};
+
+    #[test]
+    fn a_commit_is_timed_from_its_start_to_its_answer() {
+        let mut now = Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 };
+        let mut node = Node::new(CoreConfig::single("127.0.0.1:1"), now, Start::empty());
+        let body = b"1";
+        let request =
+            Request { method: Method::Put, target: "/data/x", headers: Default::default(), body, client: None };
+        assert!(matches!(node.handle(now, 7, &request), Reply::Later));
+        // The writer takes 12 ms.
+        now.mono_ms += 12;
+        let mut answers = Vec::new();
+        loop {
+            let effects: Vec<Effect> = node.drain_effects().collect();
+            if effects.is_empty() {
+                break;
+            }
+            for effect in effects {
+                match effect {
+                    Effect::Job(job) => node.job_done(now, jobs::run(job, &mut jobs::NoDisk, &mut || {})),
+                    Effect::Answer { ticket, response } => answers.push((ticket, response.status)),
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(answers, [(7, 200)]);
+        let timed = &node.metrics().commit_seconds;
+        assert_eq!((timed.count(), timed.sum_seconds), (1, 0.012));
+        assert_eq!(node.metrics().commits_unknown, 0);
+    }
 
     #[test]
     fn histograms_render_cumulative_buckets() {
