@@ -42,12 +42,12 @@
 //! | `core/watch.rs` | long-polls and event streams |
 //! | `core/durability.rs` | which snapshot the writer works on next; commits waiting for it; the sequence of a new version; disk errors |
 //! | `core/cluster.rs`, `take.rs` | the peer table, gossip, push and pull; taking copies; a client's `PUT /copy` as a restore (coordinated writes) |
-//! | `core/consensus.rs`, `election.rs`, `coordinated.rs` | coordinated writes: terms, beats, the lease; standing and voting; `/cluster/*` routing and status |
+//! | `core/consensus.rs`, `election.rs`, `coordinated.rs` | coordinated writes: terms, beats, the lease; standing and voting; `/cluster/*` routing and status; each node's role (`NodeRole`) |
 //! | `core/replicate.rs`, `accept.rs` | a commit made durable on a majority (coordinator); accepting pushed versions (voter) |
 //! | `core/forward.rs`, `membership.rs` | writes sent on to the coordinator; voters added, replaced and removed |
 //! | `core/members.rs`, `node_state.rs` | the cluster's id, term and voters; a node's id, term and vote (`node.json`) |
 //! | `core/info.rs` | `GET /` and the figures of `/metrics` |
-//! | `core/auth.rs`, `metrics.rs` | tokens and the cluster key; `/metrics` |
+//! | `core/auth.rs`, `metrics.rs` | tokens and the cluster key; `/metrics` (and the timing of commits) |
 //! | `core/guard.rs` | what no peer sends, refused at the peer endpoints: a browser's marks, terms out of bounds |
 //! | `core/jobs.rs`, `pace.rs` | the workers' jobs and how they are carried out; pacing hooks |
 //! | `core/value/` | the tree (`mod.rs`), wide objects in chunks (`object.rs`), edits, patches (RFC 7396, RFC 6902), rendering, parsing (general, and the one pass over canonical JSON in `canonical.rs`) |

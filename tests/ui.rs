@@ -49,12 +49,13 @@ fn the_page_shows_the_tree_the_cluster_and_live_changes_and_edits_with_if_match(
     assert_eq!(browser.wait_text("the tree", port, |t| !t.is_empty()), "\"port\": 8080");
     assert!(browser.text(r#"[data-path="/data/services/web/hosts/1"]"#).unwrap().contains("\"b\""));
 
-    // The cluster table: both nodes, one coordinator, no lag.
+    // The cluster table: both nodes, one coordinator and one voter, no lag.
     wait_for("both nodes in the cluster table", || {
         let table = cluster_table(&browser);
         table.len() == 2
             && table.iter().all(|row| row[2] == "yes" && row[3] == "0")
             && table.iter().filter(|row| row[4] == "coordinator").count() == 1
+            && table.iter().filter(|row| row[4] == "voter").count() == 1
     });
     assert!(cluster_table(&browser)[0][0].ends_with("(this node)"));
 
@@ -110,6 +111,8 @@ fn the_page_shows_the_tree_the_cluster_and_live_changes_and_edits_with_if_match(
     assert_eq!(one.request("DELETE", "/data/account", b"").status, 200);
 
     if let Ok(path) = std::env::var("LIGHTHOUSE_UI_SCREENSHOT") {
+        // The deletion's event redraws the tree: a node found before it would be stale.
+        wait_for("the deletion on the page", || browser.text(account).is_none());
         browser.click(r#"[data-path="/data/feature"]"#);
         browser.wait_text("the selection", "#selected-path", |t| t == "/data/feature");
         assert_eq!(browser.text("#message").unwrap(), "", "a new selection clears the old message");

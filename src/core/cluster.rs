@@ -214,7 +214,7 @@ impl Node {
     /// `GET /state` (and the answer to `PUT /state`): this node, its version and its table.
     fn state(&self, now: Now) -> Response {
         let version = self.store.version();
-        let peers: Vec<serde_json::Value> = self.cluster.peers.iter().map(Peer::to_json).collect();
+        let peers = self.peer_entries();
         let own_commits: Vec<serde_json::Value> = self
             .own_commits()
             .map(|c| {
@@ -229,6 +229,7 @@ impl Node {
                 "me": self.config.address,
                 "id": self.consensus.as_ref().map(|c| c.state.id.clone()),
                 "cluster-id": self.cluster_id(),
+                "role": self.own_role().as_str(),
                 "version": version.to_json(),
                 "committed": self.store_confirmed(),
                 "cluster": peers,
@@ -358,6 +359,7 @@ impl Node {
 
     /// The outcome of a request to a peer. Unknown ids (a duplicate answer) are ignored.
     pub fn peer_reply(&mut self, now: Now, id: u64, result: Result<PeerReply, String>) {
+        self.clock.now = now;
         let Some(position) = self.cluster.calls.iter().position(|(call, _, _)| *call == id) else { return };
         let (_, address, kind) = self.cluster.calls.swap_remove(position);
         // Nothing is taken from a peer of another cluster or mode: its answer is a failure.

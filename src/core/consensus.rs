@@ -393,6 +393,7 @@ impl Node {
             .filter(|until| !until.fired(now));
         if had && leading.lease_until.is_none() {
             warn!("the coordinator's lease ran out: no majority acknowledged its beats");
+            self.metrics.leases_lost += 1;
             self.drop_lock_for("the coordinator lost its lease (no majority of voters answered)");
         }
     }

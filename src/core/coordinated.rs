@@ -5,6 +5,7 @@ use log::{info, warn};
 use super::Node;
 use super::consensus::{Accepted, Consensus, Leading, Role};
 use super::replicate::{Content, Purpose};
+use super::peering::Mismatch;
 use crate::core::clock::{Deadline, Now};
 use crate::core::members::{Coordination, Member};
 use crate::core::version::Version;
@@ -115,6 +116,9 @@ impl Node {
         let leading = Leading { ready: true, next_beat: Deadline::after(now, BEAT_MS), ..Leading::default() };
         consensus.role = Role::Coordinator(leading);
         info!("coordinating term {} as the only voter", consensus.state.term);
+        // An election held with itself: started and won.
+        self.metrics.elections_started += 1;
+        self.metrics.elections_won += 1;
         self.save_state();
         self.check_lease(now);
         // A store from before coordinated writes (a snapshot of local writes, or one written by
@@ -178,6 +182,104 @@ impl Node {
             "voter-count": self.voters().len(),
             "accepted": self.accepted().to_json(),
         })
+    }
+}
+
+/// What a node is in its cluster, as `GET /state`, the page and `/metrics` show it: one function
+/// (`Node::role_of`) decides it for this node and for each peer, from what the peer told of
+/// itself (its id, its cluster and write mode) and the coordination of the newest version this
+/// node holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeRole {
+    /// Coordinates the current term, as far as this node knows.
+    Coordinator,
+    /// A voter of the newest version this node holds.
+    Voter,
+    /// Receives the store and the beats but does not vote: it joined and is not promoted yet.
+    Learner,
+    /// Removed from the voters (by `DELETE /state/ADDRESS`, or replaced at its address): it is
+    /// never promoted again.
+    Removed,
+    /// A node of another cluster (its cluster id is not this node's).
+    Foreign,
+    /// A node whose write mode (coordinated or local) is not this node's.
+    OtherMode,
+    /// Local writes (`--writes=local`): every node commits on its own.
+    Local,
+    /// Not heard from yet: its id is not known, nor is its address a voter's.
+    Unknown,
+}
+
+impl NodeRole {
+    /// The roles a node can have itself, in the order `/metrics` lists them.
+    pub const OWN: [NodeRole; 5] =
+        [NodeRole::Coordinator, NodeRole::Voter, NodeRole::Learner, NodeRole::Removed, NodeRole::Local];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Coordinator => "coordinator",
+            NodeRole::Voter => "voter",
+            NodeRole::Learner => "learner",
+            NodeRole::Removed => "removed",
+            NodeRole::Foreign => "foreign",
+            NodeRole::OtherMode => "other-mode",
+            NodeRole::Local => "local",
+            NodeRole::Unknown => "unknown",
+        }
+    }
+}
+
+impl Node {
+    /// The role of the node with `id` (as it told it; `None` until it has) at `address`, which
+    /// told it is of another cluster or write mode when `mismatch` is.
+    pub(super) fn role_of(&self, id: Option<&str>, address: &str, mismatch: Option<&Mismatch>) -> NodeRole {
+        match mismatch {
+            Some(Mismatch::Cluster { .. }) => return NodeRole::Foreign,
+            Some(Mismatch::Writes { .. }) => return NodeRole::OtherMode,
+            None => {}
+        }
+        let Some(consensus) = &self.consensus else { return NodeRole::Local };
+        let coordination = self.coordination();
+        let voters = coordination.as_ref().map_or(&[][..], |c| &c.voters[..]);
+        let coordinator = consensus.coordinator.as_ref();
+        let Some(id) = id else {
+            // Not heard from: known only by its address.
+            return if coordinator.is_some_and(|c| c.address == address) {
+                NodeRole::Coordinator
+            } else if voters.iter().any(|v| v.address == address) {
+                NodeRole::Voter
+            } else {
+                NodeRole::Unknown
+            };
+        };
+        let me = id == consensus.state.id;
+        if (me && consensus.is_coordinator()) || (!me && coordinator.is_some_and(|c| c.id == id)) {
+            NodeRole::Coordinator
+        } else if voters.iter().any(|v| v.id == id) {
+            NodeRole::Voter
+        } else if coordination.as_ref().is_some_and(|c| c.removed.iter().any(|r| r == id)) {
+            NodeRole::Removed
+        } else {
+            NodeRole::Learner
+        }
+    }
+
+    /// This node's own role.
+    pub(super) fn own_role(&self) -> NodeRole {
+        match &self.consensus {
+            Some(consensus) => self.role_of(Some(&consensus.state.id), &self.config.address, None),
+            None => NodeRole::Local,
+        }
+    }
+
+    /// The entries of `GET /state`'s `cluster`: each peer as its snapshot entry has it, and its role.
+    pub(super) fn peer_entries(&self) -> Vec<serde_json::Value> {
+        let entry = |peer: &super::Peer| {
+            let mut entry = peer.to_json();
+            entry["role"] = self.role_of(peer.id.as_deref(), &peer.address, peer.mismatch.as_ref()).as_str().into();
+            entry
+        };
+        self.cluster.peers.iter().map(entry).collect()
     }
 }
 

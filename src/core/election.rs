@@ -72,6 +72,7 @@ impl Node {
         consensus.state.term = next;
         consensus.state.vote = Some(consensus.state.id.clone());
         consensus.coordinator = None;
+        self.metrics.elections_started += 1;
         let newest = (accepted, consensus.address.clone());
         self.abandon_forwards("this node stands for election");
         let consensus = self.consensus.as_mut().expect("coordinated");
@@ -180,6 +181,7 @@ impl Node {
         );
         consensus.coordinator = Some(consensus.me());
         consensus.role = Role::Coordinator(Leading { next_beat: Deadline(now.mono_ms), ..Leading::default() });
+        self.metrics.elections_won += 1;
         self.drop_lock_for("this node became the coordinator");
         self.adopt(now, newest);
         self.beat(now);

@@ -129,8 +129,9 @@ impl Node {
     }
 
     /// 503 for a request that did not reach the coordinator or was not answered (nothing was
-    /// committed); 504 for a commit that was sent and not answered, whose outcome is unknown.
-    fn unanswered(&self, forward: &Forward, why: &str) -> Response {
+    /// committed); 504 for a commit that was sent and not answered, whose outcome is unknown
+    /// (counted: the coordinator's own 504s are counted there, and passed on uncounted here).
+    fn unanswered(&mut self, forward: &Forward, why: &str) -> Response {
         let coordinator = &forward.to;
         // A request that never left this node changed nothing, a commit included.
         let not_sent = why.strip_prefix(super::NOT_SENT);
@@ -140,18 +141,18 @@ impl Node {
                 "the coordinator {coordinator} did not answer the commit ({why}): it may have landed or not; read \
                  the version to find out (and do not reuse a lock's name)"
             );
+            self.metrics.commits_unknown += 1;
             return Response::outcome_unknown(&message);
         }
         Response::error(503, &format!("the coordinator {coordinator} did not answer ({why}); nothing changed, retry"))
             .with_header("Retry-After", "1")
     }
 
-    /// The 503 of a node that knows no coordinator, or coordinates without a lease: writes need a
-    /// majority of the voters. A voter counts as reachable when it answered within a lease (for
-    /// the coordinator: acknowledged a beat within its lease, as the lease itself counts).
-    pub(super) fn no_majority(&self, now: Now) -> Response {
-        let voters = self.coordination().map(|c| c.voters).unwrap_or_default();
-        let Some(consensus) = &self.consensus else { return Response::error(503, "no coordinated writes") };
+    /// The voters this node counts as reachable (itself included, when it is one): for the
+    /// coordinator, those that acknowledged a beat within its lease (as the lease itself counts);
+    /// for any other node, those that answered it within a lease.
+    pub(super) fn reachable_voters(&self, now: Now) -> usize {
+        let Some(consensus) = &self.consensus else { return 0 };
         let acked = |id: &str| match &consensus.role {
             super::consensus::Role::Coordinator(leading) => {
                 leading.acks.iter().any(|(by, sent)| by == id && sent + COORDINATOR_LEASE_MS > now.mono_ms)
@@ -163,10 +164,18 @@ impl Node {
                 p.address == v.address && p.reachable && p.last_reachable.is_some_and(|at| at + LEASE_MS >= now.unix_ms)
             })
         };
-        let reachable = voters
+        self.voters()
             .iter()
             .filter(|v| v.id == consensus.state.id || if consensus.is_coordinator() { acked(&v.id) } else { lately(v) })
-            .count();
+            .count()
+    }
+
+    /// The 503 of a node that knows no coordinator, or coordinates without a lease: writes need a
+    /// majority of the voters.
+    pub(super) fn no_majority(&self, now: Now) -> Response {
+        let voters = self.voters();
+        let Some(consensus) = &self.consensus else { return Response::error(503, "no coordinated writes") };
+        let reachable = self.reachable_voters(now);
         let whom = if consensus.is_coordinator() {
             "this node coordinates but no majority answered it lately"
         } else {

@@ -20,13 +20,14 @@ impl Node {
             "lock": self.lock_holder(),
             "cluster": {"peers": self.cluster.peers.len(), "reachable": self.cluster.reachable()},
             "writes": if self.consensus.is_some() { "coordinated" } else { "local" },
+            "role": self.own_role().as_str(),
             "coordinator": self.consensus.as_ref().and_then(|c| c.coordinator.as_ref()).map(|c| c.address.clone()),
             "term": self.consensus.as_ref().map(|c| c.state.term),
         });
         json_response(200, &body)
     }
 
-    pub(super) fn metrics_response(&self) -> Response {
+    pub(super) fn metrics_response(&self, now: crate::core::clock::Now) -> Response {
         let gauges = Gauges {
             sequence: self.store.version().sequence,
             store_bytes: self.store.data_len(),
@@ -35,6 +36,10 @@ impl Node {
             peers: self.cluster.peers.len(),
             peers_reachable: self.cluster.reachable(),
             watchers: self.watches.waiting(),
+            role: self.own_role(),
+            term: self.consensus.as_ref().map_or(0, |c| c.state.term),
+            voters: self.voters().len(),
+            voters_reachable: self.reachable_voters(now),
         };
         let body = metrics::render(&self.metrics, &gauges);
         Response {

@@ -4,23 +4,53 @@
 
 use std::fmt::Write as _;
 
+use super::coordinated::NodeRole;
 use crate::http::Method;
 
-/// Upper bounds, in seconds, of the snapshot write latency histogram's buckets.
-const SNAPSHOT_SECONDS_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+/// The upper bounds, in seconds, of one histogram's buckets (a type, so that a histogram cannot be
+/// rendered with another's bounds).
+pub trait Buckets {
+    const SECONDS: &'static [f64];
+}
+
+/// The most buckets a histogram has (besides `+Inf`).
+const BUCKETS_MAX: usize = 16;
+
+/// Snapshot writes: serialize, hash, write and fsync, from half a millisecond to seconds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SnapshotBuckets;
+impl Buckets for SnapshotBuckets {
+    const SECONDS: &'static [f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+}
+
+/// Commits: a write to disk (and, with coordinated writes, a round trip to a majority) measured
+/// in whole milliseconds, up to past the 504 of `COMMIT_TIMEOUT_MS` (1.5 s).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommitBuckets;
+impl Buckets for CommitBuckets {
+    const SECONDS: &'static [f64] =
+        &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0];
+}
+
+const _: () = assert!(SnapshotBuckets::SECONDS.len() <= BUCKETS_MAX && CommitBuckets::SECONDS.len() <= BUCKETS_MAX);
+const _: () = assert!(
+    CommitBuckets::SECONDS[10] * 1000.0 == crate::limits::COMMIT_TIMEOUT_MS as f64,
+    "a bucket ends at the commit timeout, so the 504s stand apart"
+);
 
 /// A latency histogram with fixed buckets.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Histogram {
+pub struct Histogram<B: Buckets> {
     /// Observations at or below each bucket's bound (not cumulative; rendering sums them).
-    counts: [u64; SNAPSHOT_SECONDS_BUCKETS.len()],
+    counts: [u64; BUCKETS_MAX],
     count: u64,
     sum_seconds: f64,
+    buckets: std::marker::PhantomData<B>,
 }
 
-impl Histogram {
+impl<B: Buckets> Histogram<B> {
     pub fn observe(&mut self, seconds: f64) {
-        if let Some(i) = SNAPSHOT_SECONDS_BUCKETS.iter().position(|bound| seconds <= *bound) {
+        if let Some(i) = B::SECONDS.iter().position(|bound| seconds <= *bound) {
             self.counts[i] += 1;
         }
         self.count += 1;
@@ -29,6 +59,20 @@ impl Histogram {
 
     pub fn count(&self) -> u64 {
         self.count
+    }
+
+    /// The samples of the histogram: cumulative buckets, `+Inf`, the sum and the count.
+    fn samples(&self) -> Vec<(String, String)> {
+        let mut samples = Vec::new();
+        let mut cumulative = 0;
+        for (bound, count) in B::SECONDS.iter().zip(self.counts) {
+            cumulative += count;
+            samples.push((format!("_bucket{{le=\"{bound}\"}}"), cumulative.to_string()));
+        }
+        samples.push(("_bucket{le=\"+Inf\"}".into(), self.count.to_string()));
+        samples.push(("_sum".into(), format!("{}", self.sum_seconds)));
+        samples.push(("_count".into(), self.count.to_string()));
+        samples
     }
 }
 
@@ -58,7 +102,7 @@ pub struct Metrics {
     pub flush_failures: u64,
     /// Snapshot files written, and how long each job took.
     pub snapshot_writes: u64,
-    pub snapshot_seconds: Histogram,
+    pub snapshot_seconds: Histogram<SnapshotBuckets>,
     /// Copies from peers that replaced the store (pushed to it or pulled by it).
     pub copies_taken: u64,
     /// Copies this node pushed that a peer took in.
@@ -69,6 +113,18 @@ pub struct Metrics {
     pub superseded_commits: u64,
     /// ...and times a superseded commit came back, in a store that built on it after all.
     pub superseded_commits_recovered: u64,
+    /// Coordinated writes: terms this node stood for, and won (a sole voter's own term at start
+    /// included)...
+    pub elections_started: u64,
+    pub elections_won: u64,
+    /// ...times its lease as coordinator ran out (no majority acknowledged its beats in time)...
+    pub leases_lost: u64,
+    /// ...and commits it answered 504, outcome unknown: not durable on a majority in time, the
+    /// coordinator stepped down, or (forwarded) the coordinator did not answer.
+    pub commits_unknown: u64,
+    /// From a commit's start (`PUT /lock/NAME`, or a one-request write taking the lock) to its
+    /// answer, whatever it was, on the node that carries the commit out.
+    pub commit_seconds: Histogram<CommitBuckets>,
     /// Kept by the event loop: answers by endpoint, method and status class, bytes, connections.
     pub requests: [[[u64; 5]; 7]; 6],
     pub bytes_received: u64,
@@ -109,6 +165,42 @@ pub struct Gauges {
     pub peers: usize,
     pub peers_reachable: usize,
     pub watchers: usize,
+    /// What this node is in its cluster; its term, the voters and those it reaches (0 with local
+    /// writes).
+    pub role: NodeRole,
+    pub term: u64,
+    pub voters: usize,
+    pub voters_reachable: usize,
+}
+
+/// What times a commit from its start to its answer.
+#[derive(Debug)]
+pub struct CommitClock {
+    /// The time of the input being handled: each entry point (`handle`, `tick`, `job_done`,
+    /// `peer_reply`) sets it first, so that `answer` can time a commit without every path to an
+    /// answer passing the time down.
+    pub now: super::Now,
+    /// The commit being timed: its request, and when it started (monotonic milliseconds).
+    pub started: Option<(super::Ticket, u64)>,
+}
+
+impl super::Node {
+    /// A commit starts: its answer (whenever, whatever it is) is timed.
+    pub(super) fn time_commit(&mut self, now: super::Now, ticket: super::Ticket) {
+        self.clock.started = Some((ticket, now.mono_ms));
+    }
+
+    /// Every answer passes here: the one to the commit being timed is measured, and counted when
+    /// it is a 504.
+    pub(super) fn commit_answered(&mut self, ticket: super::Ticket, status: u16) {
+        if let Some((_, started_ms)) = self.clock.started.take_if(|(timed, _)| *timed == ticket) {
+            let elapsed_ms = self.clock.now.mono_ms.saturating_sub(started_ms);
+            self.metrics.commit_seconds.observe(elapsed_ms as f64 / 1000.0);
+            if status == 504 {
+                self.metrics.commits_unknown += 1;
+            }
+        }
+    }
 }
 
 /// Renders everything in the Prometheus text format.
@@ -175,21 +267,11 @@ pub fn render(metrics: &Metrics, gauges: &Gauges) -> String {
         &one(metrics.conflicts),
     );
     family("snapshot_writes_total", "counter", "Snapshot files written.", &one(metrics.snapshot_writes));
-    let histogram = &metrics.snapshot_seconds;
-    let mut buckets = Vec::new();
-    let mut cumulative = 0;
-    for (bound, count) in SNAPSHOT_SECONDS_BUCKETS.iter().zip(histogram.counts) {
-        cumulative += count;
-        buckets.push((format!("_bucket{{le=\"{bound}\"}}"), cumulative.to_string()));
-    }
-    buckets.push(("_bucket{le=\"+Inf\"}".into(), histogram.count.to_string()));
-    buckets.push(("_sum".into(), format!("{}", histogram.sum_seconds)));
-    buckets.push(("_count".into(), histogram.count.to_string()));
     family(
         "snapshot_write_seconds",
         "histogram",
         "Time to seal and write a snapshot (serialize, hash, write, fsync).",
-        &buckets,
+        &metrics.snapshot_seconds.samples(),
     );
     family("flush_failures_total", "counter", "Snapshot writes that failed.", &one(metrics.flush_failures));
     family(
@@ -227,12 +309,92 @@ pub fn render(metrics: &Metrics, gauges: &Gauges) -> String {
         &one(metrics.superseded_commits_recovered),
     );
     family("watchers", "gauge", "Long-polls and event streams waiting for a change.", &one(gauges.watchers as u64));
+    render_cluster(metrics, gauges, &mut family);
     out
+}
+
+/// The families of the cluster: role, term, voters, elections, leases, commits.
+fn render_cluster(metrics: &Metrics, gauges: &Gauges, family: &mut impl FnMut(&str, &str, &str, &[(String, String)])) {
+    let one = |value: u64| vec![(String::new(), value.to_string())];
+    let roles: Vec<(String, String)> = NodeRole::OWN
+        .iter()
+        .map(|role| (format!("{{role=\"{}\"}}", role.as_str()), u64::from(*role == gauges.role).to_string()))
+        .collect();
+    family(
+        "role",
+        "gauge",
+        "1 for this node's role (coordinator, voter, learner, removed; local with local writes), 0 for the others.",
+        &roles,
+    );
+    family("term", "gauge", "The current term of coordinated writes (0 with local writes).", &one(gauges.term));
+    family("voters", "gauge", "Voters of the newest version this node holds.", &one(gauges.voters as u64));
+    family(
+        "voters_reachable",
+        "gauge",
+        "Voters this node reached within a lease, itself included when it is one.",
+        &one(gauges.voters_reachable as u64),
+    );
+    family(
+        "elections_started_total",
+        "counter",
+        "Terms this node stood for election in.",
+        &one(metrics.elections_started),
+    );
+    family("elections_won_total", "counter", "Terms this node won and coordinated.", &one(metrics.elections_won));
+    family(
+        "leases_lost_total",
+        "counter",
+        "Times this node's lease as coordinator ran out: no majority acknowledged its beats in time.",
+        &one(metrics.leases_lost),
+    );
+    family(
+        "commits_unknown_total",
+        "counter",
+        "Commits this node answered 504: not known to be durable on a majority in time, outcome unknown.",
+        &one(metrics.commits_unknown),
+    );
+    family(
+        "commit_duration_seconds",
+        "histogram",
+        "Time from a commit's start to its answer, on the node that carries it out.",
+        &metrics.commit_seconds.samples(),
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::{CoreConfig, Effect, Node, Now, Reply, Request, Start, jobs};
+
+    #[test]
+    fn a_commit_is_timed_from_its_start_to_its_answer() {
+        let mut now = Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 };
+        let mut node = Node::new(CoreConfig::single("127.0.0.1:1"), now, Start::empty());
+        let body = b"1";
+        let request =
+            Request { method: Method::Put, target: "/data/x", headers: Default::default(), body, client: None };
+        assert!(matches!(node.handle(now, 7, &request), Reply::Later));
+        // The writer takes 12 ms.
+        now.mono_ms += 12;
+        let mut answers = Vec::new();
+        loop {
+            let effects: Vec<Effect> = node.drain_effects().collect();
+            if effects.is_empty() {
+                break;
+            }
+            for effect in effects {
+                match effect {
+                    Effect::Job(job) => node.job_done(now, jobs::run(job, &mut jobs::NoDisk, &mut || {})),
+                    Effect::Answer { ticket, response } => answers.push((ticket, response.status)),
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(answers, [(7, 200)]);
+        let timed = &node.metrics().commit_seconds;
+        assert_eq!((timed.count(), timed.sum_seconds), (1, 0.012));
+        assert_eq!(node.metrics().commits_unknown, 0);
+    }
 
     #[test]
     fn histograms_render_cumulative_buckets() {
@@ -240,6 +402,7 @@ mod tests {
         metrics.snapshot_seconds.observe(0.0007);
         metrics.snapshot_seconds.observe(0.003);
         metrics.snapshot_seconds.observe(9.0);
+        metrics.commit_seconds.observe(1.5);
         metrics.count_request(endpoint_of("/data/x"), Method::Get, 200);
         metrics.count_request(endpoint_of("/lock/a?x"), Method::Put, 409);
         metrics.count_request(endpoint_of("/state"), Method::Put, 200);
@@ -251,14 +414,22 @@ mod tests {
             peers: 2,
             peers_reachable: 1,
             watchers: 0,
+            role: NodeRole::Voter,
+            term: 7,
+            voters: 3,
+            voters_reachable: 2,
         };
         let text = render(&metrics, &gauges);
         assert!(text.contains("lighthouse_snapshot_write_seconds_bucket{le=\"0.001\"} 1\n"));
         assert!(text.contains("lighthouse_snapshot_write_seconds_bucket{le=\"0.005\"} 2\n"));
         assert!(text.contains("lighthouse_snapshot_write_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("lighthouse_commit_duration_seconds_bucket{le=\"1\"} 0\n"));
+        assert!(text.contains("lighthouse_commit_duration_seconds_bucket{le=\"1.5\"} 1\n"));
         assert!(text.contains("lighthouse_requests_total{endpoint=\"lock\",method=\"PUT\",class=\"4xx\"} 1\n"));
         assert!(text.contains("lighthouse_requests_total{endpoint=\"state\",method=\"PUT\",class=\"2xx\"} 1\n"));
         assert!(text.contains("lighthouse_requests_total{endpoint=\"data\",method=\"GET\",class=\"2xx\"} 1\n"));
         assert!(text.contains("lighthouse_store_sequence 3\n"));
+        assert!(text.contains("lighthouse_role{role=\"voter\"} 1\nlighthouse_role{role=\"learner\"} 0\n"), "{text}");
+        assert!(text.contains("lighthouse_term 7\n") && text.contains("lighthouse_voters_reachable 2\n"));
     }
 }

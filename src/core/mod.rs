@@ -49,7 +49,7 @@ mod tests;
 pub use auth::{Access, Secret};
 pub use cluster::{CallKind, NOT_SENT, Peer, PeerReply, PeerRequest};
 pub use lock::{Lock, LockState, valid_name};
-pub use metrics::{Gauges, Histogram, Metrics, endpoint_of};
+pub use metrics::{Buckets, CommitBuckets, Gauges, Histogram, Metrics, SnapshotBuckets, endpoint_of};
 pub use store::{Format, ReadError, Rendered, Store, etag_matches};
 
 use std::collections::VecDeque;
@@ -67,7 +67,7 @@ use crate::http::{Headers, Method, Response};
 use crate::limits::{INACTIVE_RETRY_AFTER_S, LINEAGE_VERSIONS_MAX};
 use cluster::Cluster;
 pub use consensus::Accepted;
-pub use coordinated::ConsensusStatus;
+pub use coordinated::{ConsensusStatus, NodeRole};
 use durability::DiskQueue;
 use path::Query;
 use watch::Watches;
@@ -273,6 +273,8 @@ pub struct Node {
     writes_refused: Option<String>,
     /// The last write the disk refused: when (Unix milliseconds) and why, for `/state`.
     last_disk_error: Option<(u64, String)>,
+    /// The commit being timed, and the time of the input being handled (`metrics.rs`).
+    clock: metrics::CommitClock,
 }
 
 impl Node {
@@ -306,6 +308,7 @@ impl Node {
             floor: start.floor,
             writes_refused: start.floor_unknown,
             last_disk_error: None,
+            clock: metrics::CommitClock { now, started: None },
             config,
         };
         node.start_consensus(now, start.committed);
@@ -410,6 +413,7 @@ impl Node {
     /// Runs what is due at `now`: the lease lapsing, the end of joining, sync rounds, a snapshot
     /// write to retry.
     pub fn tick(&mut self, now: Now) {
+        self.clock.now = now;
         self.expire_lock(now);
         self.expire_watches(now);
         self.check_activation(now);
@@ -449,6 +453,7 @@ impl Node {
     /// Takes the report of a finished worker job.
     pub fn job_done(&mut self, now: Now, done: Done) {
         self.note_disk_error(now, &done);
+        self.clock.now = now;
         let sealing = self.commit.as_ref().map(|c| c.sealing);
         let writing = self.commit.as_ref().and_then(|c| c.own_write);
         match done {
@@ -485,6 +490,7 @@ impl Node {
 
     /// Handles one request. `ticket` names it if the answer has to wait.
     pub fn handle(&mut self, now: Now, ticket: Ticket, request: &Request) -> Reply {
+        self.clock.now = now;
         if request.method == Method::Unknown {
             return Reply::Now(Response::error(501, "method not implemented"));
         }
@@ -558,7 +564,7 @@ impl Node {
             "ready" if below.is_empty() => get_only(request.method, || {
                 if self.is_active() { json_response(200, &serde_json::json!({"status": "ready"})) } else { inactive() }
             }),
-            "metrics" if below.is_empty() => get_only(request.method, || self.metrics_response()),
+            "metrics" if below.is_empty() => get_only(request.method, || self.metrics_response(now)),
             "version" if below.is_empty() => match request.method {
                 Method::Get | Method::Head => Response::json(200, self.store.version().to_pretty_line().into_bytes()),
                 _ => method_not_allowed("GET, HEAD"),
@@ -593,6 +599,7 @@ impl Node {
     }
 
     fn answer(&mut self, ticket: Ticket, response: Response) {
+        self.commit_answered(ticket, response.status);
         self.effects.push(Effect::Answer { ticket, response });
     }
 

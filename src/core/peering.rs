@@ -42,11 +42,11 @@ impl Mismatch {
         }
     }
 
-    /// How `GET /state` shows such a peer.
+    /// How `GET /state` shows such a peer (its `role`, spelled by `NodeRole`).
     pub fn role(&self) -> &'static str {
         match self {
-            Mismatch::Cluster { .. } => "foreign",
-            Mismatch::Writes { .. } => "other-mode",
+            Mismatch::Cluster { .. } => super::NodeRole::Foreign.as_str(),
+            Mismatch::Writes { .. } => super::NodeRole::OtherMode.as_str(),
         }
     }
 }

@@ -130,6 +130,8 @@ impl Node {
         if lock.base != self.store.version() {
             return Reply::Now(self.conflict_response());
         }
+        self.time_commit(now, ticket);
+        let lock = self.lock.as_mut().expect("checked above");
         if self.consensus.is_none() {
             lock.state = LockState::Committing { ticket, job: None };
             self.pump_disk(now);

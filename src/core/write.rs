@@ -177,6 +177,7 @@ impl Node {
         lock.one_request = Some(OneRequest { etag, whole_store, restore: None });
         lock.state = LockState::Committing { ticket, job: None };
         self.lock = Some(lock);
+        self.time_commit(now, ticket);
         if self.consensus.is_none() {
             self.pump_disk(now);
         } else {
