@@ -15,9 +15,12 @@ use log::{debug, info, warn};
 use super::{Activation, Effect, Node, json_response};
 use crate::core::address::parse_host_port;
 use crate::core::clock::{Deadline, Now};
+use crate::core::members::valid_id;
 use crate::core::version::Version;
 use crate::http::{Bytes, Method, Response};
-use crate::limits::{DECODES_IN_FLIGHT_MAX, PEER_UNREACHED_FORGET_MS, PEERS_MAX, SYNC_JITTER_MS, SYNC_PERIOD_MS};
+use crate::limits::{
+    DECODES_IN_FLIGHT_MAX, PEER_UNREACHED_FORGET_MS, PEERS_MAX, REMOVED_MEMBERS_MAX, SYNC_JITTER_MS, SYNC_PERIOD_MS,
+};
 
 /// One node in the table.
 #[derive(Debug, Clone)]
@@ -151,6 +154,12 @@ pub struct Cluster {
     pub stamp: u64,
     /// The peer being fetched from, and the version it promised.
     fetching: Option<(String, Version)>,
+    /// Members removed from the cluster that this node dropped from its table, as (address, id),
+    /// newest last (at most `REMOVED_MEMBERS_MAX`): gossip naming the address does not bring them
+    /// back; a node announcing itself there with another id (a replacement) does.
+    departed: Vec<(String, String)>,
+    /// This node found itself removed from the cluster, said so, and wrote its id down.
+    left: bool,
 }
 
 impl Cluster {
@@ -185,6 +194,10 @@ impl Node {
         if address == me || self.cluster.aliases.iter().any(|a| a == address) || self.cluster.find(address).is_some() {
             return;
         }
+        if self.cluster.departed.iter().any(|(a, _)| a == address) {
+            debug!("not adding {address}: the member there was removed from the cluster");
+            return;
+        }
         if parse_host_port(address).is_err() {
             debug!("ignoring the malformed peer address {address:?}");
             return;
@@ -203,12 +216,67 @@ impl Node {
         let Some(address) = entry.get("address").and_then(serde_json::Value::as_str) else { return };
         self.learn(address, now);
         let ms = |field: &str| entry.get(field).and_then(serde_json::Value::as_u64);
+        let id = entry.get("id").and_then(serde_json::Value::as_str).filter(|id| valid_id(id));
         if let Some(peer) = self.cluster.find(address) {
             peer.version = entry.get("version").and_then(Version::from_json);
             peer.last_reachable = ms("last-reachable");
             peer.last_update = ms("last-update");
             peer.last_push = ms("last-push");
+            peer.id = id.map(str::to_string);
         }
+        // A member removed since is not brought back by the table of an older snapshot.
+        self.forget_removed();
+    }
+
+    /// A node announcing itself (`PUT /state`, the sender first, with its id) joins the table,
+    /// unless its id was removed from the cluster; a new id at a removed member's address is a
+    /// new node (a replacement), welcome.
+    fn learn_sender(&mut self, address: &str, id: Option<&str>, now: Now) {
+        let Some(id) = id.filter(|id| valid_id(id)) else { return self.learn(address, now) };
+        if self.removed_ids().iter().any(|r| r == id) {
+            return;
+        }
+        self.cluster.departed.retain(|(a, _)| a != address);
+        self.learn(address, now);
+        if let Some(peer) = self.cluster.find(address) {
+            peer.id = Some(id.to_string());
+        }
+    }
+
+    /// The ids the committed version lists as removed (none with local writes).
+    fn removed_ids(&self) -> Vec<String> {
+        let committed = self.store.sealed().copy.coordination.as_ref().filter(|_| self.consensus.is_some());
+        committed.map(|c| c.removed.clone()).unwrap_or_default()
+    }
+
+    /// Drops from the table every peer whose id the committed version lists as removed: nothing
+    /// syncs with it, beats it or pushes to it any more, and gossip does not bring it back.
+    pub(super) fn forget_removed(&mut self) {
+        let removed = self.removed_ids();
+        if removed.is_empty() {
+            return;
+        }
+        let gone = |p: &Peer| p.id.as_ref().is_some_and(|id| removed.contains(id));
+        let departed: Vec<(String, String)> = self
+            .cluster
+            .peers
+            .iter()
+            .filter(|p| gone(p))
+            .map(|p| (p.address.clone(), p.id.clone().expect("filtered above")))
+            .collect();
+        if departed.is_empty() {
+            return;
+        }
+        for (address, id) in departed {
+            info!("peer {address} ({id}) was removed from the cluster: dropping it from the table");
+            self.cluster.departed.retain(|(a, _)| *a != address);
+            if self.cluster.departed.len() >= REMOVED_MEMBERS_MAX {
+                self.cluster.departed.remove(0);
+            }
+            self.cluster.departed.push((address, id));
+        }
+        self.cluster.peers.retain(|p| !gone(p));
+        self.cluster.stamp += 1;
     }
 
     /// `GET /state` (and the answer to `PUT /state`): this node, its version and its table.
@@ -252,14 +320,10 @@ impl Node {
                 };
                 for (i, entry) in entries.iter().enumerate() {
                     if let Some(address) = entry.get("address").and_then(serde_json::Value::as_str) {
-                        self.learn(address, now);
                         // The sender comes first, with its id.
-                        let id = entry.get("id").and_then(serde_json::Value::as_str);
-                        if i == 0
-                            && let (Some(id), Some(peer)) = (id, self.cluster.find(address))
-                            && crate::core::members::valid_id(id)
-                        {
-                            peer.id = Some(id.to_string());
+                        match i {
+                            0 => self.learn_sender(address, entry.get("id").and_then(serde_json::Value::as_str), now),
+                            _ => self.learn(address, now),
                         }
                     }
                 }
@@ -293,9 +357,31 @@ impl Node {
         }
     }
 
+    /// Says once that this node was removed, and writes its id to disk (a node that joined may
+    /// not have written it yet): restarted on this data directory it is still the removed node,
+    /// never a new one that could be promoted.
+    fn note_removed(&mut self) {
+        if std::mem::replace(&mut self.cluster.left, true) {
+            return;
+        }
+        let consensus = self.consensus.as_ref().expect("only a coordinated node is removed");
+        warn!(
+            "this node ({}) was removed from its cluster: it serves nothing, votes for nobody and syncs with              nobody; stop it, or start it with an empty data directory and --seeds to join as a new node",
+            consensus.state.id
+        );
+        if consensus.saving.is_none() {
+            self.save_state();
+        }
+    }
+
     /// Starts a sync exchange with every peer whose turn has come.
     pub(super) fn sync(&mut self, now: Now) {
         self.forget_strangers(now);
+        self.forget_removed();
+        if self.is_removed() {
+            // A removed node has no cluster to sync with any more.
+            return self.note_removed();
+        }
         let due: Vec<String> = self
             .cluster
             .peers

@@ -355,7 +355,7 @@ impl Node {
     /// Serving `/data`: caught up with the cluster, and, in coordinated mode, sure that the store
     /// is committed.
     pub fn is_active(&self) -> bool {
-        self.activation == Activation::Active && self.store_confirmed()
+        self.activation == Activation::Active && self.store_confirmed() && !self.is_removed()
     }
 
     /// The store is one the cluster committed: always with local writes; in coordinated mode,
@@ -432,7 +432,8 @@ impl Node {
         [
             lease,
             joining,
-            self.cluster.next_sync(),
+            // A removed node syncs with nobody.
+            self.cluster.next_sync().filter(|_| !self.is_removed()),
             self.disk.retry_at(),
             self.watches.next_deadline(),
             self.next_consensus_deadline(),
@@ -550,14 +551,18 @@ impl Node {
                 get_only(request.method, || json_response(200, &serde_json::json!({"status": "ok"})))
             }
             "ready" if below.is_empty() => get_only(request.method, || {
-                if self.is_active() { json_response(200, &serde_json::json!({"status": "ready"})) } else { inactive() }
+                if self.is_active() {
+                    json_response(200, &serde_json::json!({"status": "ready"}))
+                } else {
+                    self.inactive()
+                }
             }),
             "metrics" if below.is_empty() => get_only(request.method, || self.metrics_response()),
             "version" if below.is_empty() => match request.method {
                 Method::Get | Method::Head => Response::json(200, self.store.version().to_pretty_line().into_bytes()),
                 _ => method_not_allowed("GET, HEAD"),
             },
-            "lock" | "update" if !self.is_active() => inactive(),
+            "lock" | "update" if !self.is_active() => self.inactive(),
             "lock" | "update" if self.must_forward(resource, request.method) => {
                 let commit = resource == "lock" && request.method == Method::Put && below.len() > 1;
                 return self.forward(now, ticket, request, commit);
@@ -624,6 +629,13 @@ fn split_resource(raw_path: &str) -> Option<(&str, &str)> {
 }
 
 /// The 503 of a node that is still catching up with its cluster.
+impl Node {
+    /// The answer of a node that does not serve: removed from its cluster, or not caught up yet.
+    fn inactive(&self) -> Response {
+        if self.is_removed() { self.removed_answer() } else { inactive() }
+    }
+}
+
 fn inactive() -> Response {
     Response::error(503, "this node is starting and has not caught up with its cluster yet")
         .with_header("Retry-After", &INACTIVE_RETRY_AFTER_S.to_string())
