@@ -471,7 +471,9 @@ impl Node {
     }
 
     /// The coordinator said in its last beat that it is no voter any more: this node owes it no
-    /// promise, forwards nothing to it, and stands (in the order of the voters' ranks) at once.
+    /// promise, forwards nothing more to it, and stands (in the order of the voters' ranks) at
+    /// once. Requests forwarded to it before are left to its answers (the removal that made it
+    /// leave among them, answered on another connection than the beat).
     fn coordinator_left(&mut self, now: Now) {
         let consensus = self.consensus.as_mut().expect("coordinated");
         if let Some(left) = consensus.coordinator.take() {
@@ -479,7 +481,6 @@ impl Node {
         }
         consensus.promise_until = Deadline(now.mono_ms);
         consensus.election_at = Deadline::after(now, ELECTION_STAGGER_MS * consensus.rank);
-        self.abandon_forwards("the coordinator left the voters");
     }
 
     /// The members a coordinator beats: the voters and the learners it knows, as (id, address).

@@ -572,8 +572,10 @@ impl Node {
             "update" => self.update_request(now, request, below, query),
             "copy" if below.is_empty() => return self.copy_request(now, ticket, request),
             "state" if below.is_empty() => self.state_request(now, request.method, request.body),
+            // A removal is a commit: unanswered once sent, its outcome is unknown (504), not "nothing
+            // changed".
             "state" if request.method == Method::Delete && self.must_forward(resource, request.method) => {
-                return self.forward(now, ticket, request, false);
+                return self.forward(now, ticket, request, true);
             }
             "state" if request.method == Method::Delete && self.consensus.is_some() => {
                 let address = path::decode(below.trim_matches('/')).unwrap_or_default().into_owned();
