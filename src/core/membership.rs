@@ -13,7 +13,7 @@
 //! its table (`cluster.rs`), and a removed node serves nothing (503 saying why) and never votes
 //! or stands, even when restarted on its old data directory.
 
-use log::{info, warn};
+use log::{debug, info, warn};
 
 use super::consensus::Role;
 use super::replicate::{Content, Purpose};
@@ -49,9 +49,13 @@ impl Node {
             .filter(|(id, _, _)| !coordination.is_voter(id) && !coordination.removed.contains(id) && *id != me)
             .collect();
         for (id, address, _) in &learners {
-            if let Some(old) = coordination.voters.iter().find(|v| v.address == *address && v.id != *id && v.id != me)
-                && self.removal_refused(now, &coordination, old).is_none()
-            {
+            if let Some(old) = coordination.voters.iter().find(|v| v.address == *address && v.id != *id && v.id != me) {
+                // The old voter goes first, and only when the voters left can commit; until then
+                // the new node is not promoted either (two voters at one address).
+                if let Some(why) = self.removal_refused(now, &coordination, old) {
+                    debug!("not replacing voter {address} yet: {why}");
+                    return;
+                }
                 let what = format!("replacing voter {address} ({}): a new node ({id}) answers at its address", old.id);
                 let next = coordination.removing(&old.id, 0);
                 let root = self.store.root().clone();
