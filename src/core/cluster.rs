@@ -357,21 +357,18 @@ impl Node {
         }
     }
 
-    /// Says once that this node was removed, and writes its id to disk (a node that joined may
-    /// not have written it yet): restarted on this data directory it is still the removed node,
-    /// never a new one that could be promoted.
+    /// Says once that this node was removed (its id is on disk since it started, so a restart on
+    /// this data directory finds it removed again).
     fn note_removed(&mut self) {
         if std::mem::replace(&mut self.cluster.left, true) {
             return;
         }
         let consensus = self.consensus.as_ref().expect("only a coordinated node is removed");
         warn!(
-            "this node ({}) was removed from its cluster: it serves nothing, votes for nobody and syncs with              nobody; stop it, or start it with an empty data directory and --seeds to join as a new node",
+            "this node ({}) was removed from its cluster: it serves nothing, votes for nobody and syncs with \
+             nobody; stop it, or start it with an empty data directory and --seeds to join as a new node",
             consensus.state.id
         );
-        if consensus.saving.is_none() {
-            self.save_state();
-        }
     }
 
     /// Starts a sync exchange with every peer whose turn has come.
