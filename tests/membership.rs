@@ -21,13 +21,19 @@ fn remove(via: &Member, address: &str) -> (u16, String) {
 }
 
 /// Removes `address` through `via`, retrying while another change (a promotion) is being
-/// committed, as a script would; returns the answer once it is not a 409 with `Retry-After`.
+/// committed, as a script would; returns the answer once it is not a 409 with `Retry-After`. A 504
+/// (the removal may have landed) is settled as the guide says: by reading the voters.
 fn remove_retrying(via: &Member, address: &str) -> (u16, String) {
     let mut answer = (0, String::new());
     wait_for(&format!("the removal of {address} to be answered"), || {
         answer = remove(via, address);
         !(answer.0 == 409 && answer.1.contains("retry")) && answer.0 != 503
     });
+    if answer.0 == 504 {
+        eprintln!("the removal of {address} answered 504 ({}): reading the voters", answer.1);
+        wait_for("the removal that answered 504 to land", || !voters(via).contains(&address.to_string()));
+        answer.0 = 200;
+    }
     answer
 }
 

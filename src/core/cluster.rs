@@ -18,9 +18,7 @@ use crate::core::clock::{Deadline, Now};
 use crate::core::members::valid_id;
 use crate::core::version::Version;
 use crate::http::{Bytes, Method, Response};
-use crate::limits::{
-    DECODES_IN_FLIGHT_MAX, PEER_UNREACHED_FORGET_MS, PEERS_MAX, REMOVED_MEMBERS_MAX, SYNC_JITTER_MS, SYNC_PERIOD_MS,
-};
+use crate::limits::{DECODES_IN_FLIGHT_MAX, PEER_UNREACHED_FORGET_MS, PEERS_MAX, SYNC_JITTER_MS, SYNC_PERIOD_MS};
 
 /// One node in the table.
 #[derive(Debug, Clone)]
@@ -154,12 +152,8 @@ pub struct Cluster {
     pub stamp: u64,
     /// The peer being fetched from, and the version it promised.
     fetching: Option<(String, Version)>,
-    /// Members removed from the cluster that this node dropped from its table, as (address, id),
-    /// newest last (at most `REMOVED_MEMBERS_MAX`): gossip naming the address does not bring them
-    /// back; a node announcing itself there with another id (a replacement) does.
-    departed: Vec<(String, String)>,
-    /// This node found itself removed from the cluster, said so, and wrote its id down.
-    left: bool,
+    /// Members removed from the cluster that this node dropped from its table (`membership.rs`).
+    pub(super) departures: super::membership::Departures,
 }
 
 impl Cluster {
@@ -194,8 +188,7 @@ impl Node {
         if address == me || self.cluster.aliases.iter().any(|a| a == address) || self.cluster.find(address).is_some() {
             return;
         }
-        if self.cluster.departed.iter().any(|(a, _)| a == address) {
-            debug!("not adding {address}: the member there was removed from the cluster");
+        if self.departed(address) {
             return;
         }
         if parse_host_port(address).is_err() {
@@ -224,59 +217,6 @@ impl Node {
             peer.last_push = ms("last-push");
             peer.id = id.map(str::to_string);
         }
-        // A member removed since is not brought back by the table of an older snapshot.
-        self.forget_removed();
-    }
-
-    /// A node announcing itself (`PUT /state`, the sender first, with its id) joins the table,
-    /// unless its id was removed from the cluster; a new id at a removed member's address is a
-    /// new node (a replacement), welcome.
-    fn learn_sender(&mut self, address: &str, id: Option<&str>, now: Now) {
-        let Some(id) = id.filter(|id| valid_id(id)) else { return self.learn(address, now) };
-        if self.removed_ids().iter().any(|r| r == id) {
-            return;
-        }
-        self.cluster.departed.retain(|(a, _)| a != address);
-        self.learn(address, now);
-        if let Some(peer) = self.cluster.find(address) {
-            peer.id = Some(id.to_string());
-        }
-    }
-
-    /// The ids the committed version lists as removed (none with local writes).
-    fn removed_ids(&self) -> Vec<String> {
-        let committed = self.store.sealed().copy.coordination.as_ref().filter(|_| self.consensus.is_some());
-        committed.map(|c| c.removed.clone()).unwrap_or_default()
-    }
-
-    /// Drops from the table every peer whose id the committed version lists as removed: nothing
-    /// syncs with it, beats it or pushes to it any more, and gossip does not bring it back.
-    pub(super) fn forget_removed(&mut self) {
-        let removed = self.removed_ids();
-        if removed.is_empty() {
-            return;
-        }
-        let gone = |p: &Peer| p.id.as_ref().is_some_and(|id| removed.contains(id));
-        let departed: Vec<(String, String)> = self
-            .cluster
-            .peers
-            .iter()
-            .filter(|p| gone(p))
-            .map(|p| (p.address.clone(), p.id.clone().expect("filtered above")))
-            .collect();
-        if departed.is_empty() {
-            return;
-        }
-        for (address, id) in departed {
-            info!("peer {address} ({id}) was removed from the cluster: dropping it from the table");
-            self.cluster.departed.retain(|(a, _)| *a != address);
-            if self.cluster.departed.len() >= REMOVED_MEMBERS_MAX {
-                self.cluster.departed.remove(0);
-            }
-            self.cluster.departed.push((address, id));
-        }
-        self.cluster.peers.retain(|p| !gone(p));
-        self.cluster.stamp += 1;
     }
 
     /// `GET /state` (and the answer to `PUT /state`): this node, its version and its table.
@@ -321,10 +261,8 @@ impl Node {
                 for (i, entry) in entries.iter().enumerate() {
                     if let Some(address) = entry.get("address").and_then(serde_json::Value::as_str) {
                         // The sender comes first, with its id.
-                        match i {
-                            0 => self.learn_sender(address, entry.get("id").and_then(serde_json::Value::as_str), now),
-                            _ => self.learn(address, now),
-                        }
+                        let id = entry.get("id").and_then(serde_json::Value::as_str).filter(|_| i == 0);
+                        self.learn_sender(address, id, now);
                     }
                 }
                 self.state(now)
@@ -357,27 +295,11 @@ impl Node {
         }
     }
 
-    /// Says once that this node was removed (its id is on disk since it started, so a restart on
-    /// this data directory finds it removed again).
-    fn note_removed(&mut self) {
-        if std::mem::replace(&mut self.cluster.left, true) {
-            return;
-        }
-        let consensus = self.consensus.as_ref().expect("only a coordinated node is removed");
-        warn!(
-            "this node ({}) was removed from its cluster: it serves nothing, votes for nobody and syncs with \
-             nobody; stop it, or start it with an empty data directory and --seeds to join as a new node",
-            consensus.state.id
-        );
-    }
-
     /// Starts a sync exchange with every peer whose turn has come.
     pub(super) fn sync(&mut self, now: Now) {
         self.forget_strangers(now);
-        self.forget_removed();
-        if self.is_removed() {
-            // A removed node has no cluster to sync with any more.
-            return self.note_removed();
+        if self.forget_removed() {
+            return;
         }
         let due: Vec<String> = self
             .cluster

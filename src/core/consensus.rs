@@ -32,7 +32,8 @@ use crate::core::sealed::Sealed;
 use crate::core::version::{Checksum, Version};
 use crate::http::{Bytes, Method, Response};
 use crate::limits::{
-    BEAT_MS, COORDINATOR_LEASE_MS, ELECTION_STAGGER_MS, ELECTION_TIMEOUT_MS, LEASE_MS, PERSIST_RETRY_MS,
+    BEAT_MS, COORDINATOR_LEASE_MS, ELECTION_STAGGER_MS, ELECTION_TIMEOUT_MS, HANDOVER_GRACE_MS, LEASE_MS,
+    PERSIST_RETRY_MS,
 };
 
 /// A version and the term it was accepted in; versions compare by (term, sequence).
@@ -472,15 +473,15 @@ impl Node {
 
     /// The coordinator said in its last beat that it is no voter any more: this node owes it no
     /// promise, forwards nothing more to it, and stands (in the order of the voters' ranks) at
-    /// once. Requests forwarded to it before are left to its answers (the removal that made it
-    /// leave among them, answered on another connection than the beat).
+    /// once (after a grace for the answers it sent with the beat: the removal that made it leave
+    /// among them, answered on another connection than the beat).
     fn coordinator_left(&mut self, now: Now) {
         let consensus = self.consensus.as_mut().expect("coordinated");
         if let Some(left) = consensus.coordinator.take() {
             info!("{} left the voters: electing another coordinator", left.address);
         }
         consensus.promise_until = Deadline(now.mono_ms);
-        consensus.election_at = Deadline::after(now, ELECTION_STAGGER_MS * consensus.rank);
+        consensus.election_at = Deadline::after(now, HANDOVER_GRACE_MS + ELECTION_STAGGER_MS * consensus.rank);
     }
 
     /// The members a coordinator beats: the voters and the learners it knows, as (id, address).

@@ -19,9 +19,10 @@ use super::consensus::Role;
 use super::replicate::{Content, Purpose};
 use super::{Node, Reply, Ticket};
 use crate::core::clock::{Deadline, Now};
-use crate::core::members::{Coordination, Member};
+use crate::core::cluster::Peer;
+use crate::core::members::{Coordination, Member, valid_id};
 use crate::http::Response;
-use crate::limits::{COORDINATOR_LEASE_MS, ELECTION_TIMEOUT_MS};
+use crate::limits::{COORDINATOR_LEASE_MS, ELECTION_TIMEOUT_MS, REMOVED_MEMBERS_MAX};
 
 impl Node {
     /// A coordinator with nothing in flight looks for a change of voters to make.
@@ -210,5 +211,113 @@ impl Node {
                 self.config.address
             ),
         )
+    }
+}
+
+/// Members removed from the cluster that this node dropped from its table, as (address, id),
+/// newest last (at most `REMOVED_MEMBERS_MAX`): gossip naming the address does not bring them back;
+/// a node announcing itself there with another id (a replacement) does.
+#[derive(Debug, Default)]
+pub struct Departures {
+    departed: Vec<(String, String)>,
+    /// This node found itself removed from the cluster, and said so.
+    left: bool,
+}
+
+/// The peer table and removed members: a removed member leaves every table and stays out.
+impl Node {
+    /// True when the member at `address` was removed: gossip naming it does not add it again.
+    pub(super) fn departed(&self, address: &str) -> bool {
+        let departed = self.cluster.departures.departed.iter().any(|(a, _)| a == address);
+        if departed {
+            debug!("not adding {address}: the member there was removed from the cluster");
+        }
+        departed
+    }
+
+    /// `GET /ready`: 200 while the node serves `/data`, else 503 saying why.
+    pub(super) fn ready(&self) -> Response {
+        if self.is_active() {
+            super::json_response(200, &serde_json::json!({"status": "ready"}))
+        } else {
+            self.inactive()
+        }
+    }
+
+    /// The answer of a node that does not serve: removed from its cluster, or not caught up yet.
+    pub(super) fn inactive(&self) -> Response {
+        if self.is_removed() { self.removed_answer() } else { super::inactive() }
+    }
+
+    /// A node announcing itself (`PUT /state`, the sender first, with its id) joins the table,
+    /// unless its id was removed from the cluster; a new id at a removed member's address is a
+    /// new node (a replacement), welcome.
+    pub(super) fn learn_sender(&mut self, address: &str, id: Option<&str>, now: Now) {
+        let Some(id) = id.filter(|id| valid_id(id)) else { return self.learn(address, now) };
+        if self.removed_ids().iter().any(|r| r == id) {
+            return;
+        }
+        self.cluster.departures.departed.retain(|(a, _)| a != address);
+        self.learn(address, now);
+        if let Some(peer) = self.cluster.find_mut(address) {
+            peer.id = Some(id.to_string());
+        }
+    }
+
+    /// The ids the committed version lists as removed (none with local writes).
+    fn removed_ids(&self) -> Vec<String> {
+        let committed = self.store.sealed().copy.coordination.as_ref().filter(|_| self.consensus.is_some());
+        committed.map(|c| c.removed.clone()).unwrap_or_default()
+    }
+
+    /// Before each sync round: true when this node itself was removed (it syncs with nobody any
+    /// more); else drops from the table every peer whose id the committed version lists as
+    /// removed: nothing syncs with it, beats it or pushes to it any more, and gossip does not
+    /// bring it back (nor does the table of an older snapshot, loaded at start).
+    pub(super) fn forget_removed(&mut self) -> bool {
+        if self.is_removed() {
+            self.note_removed();
+            return true;
+        }
+        let removed = self.removed_ids();
+        if removed.is_empty() {
+            return false;
+        }
+        let gone = |p: &Peer| p.id.as_ref().is_some_and(|id| removed.contains(id));
+        let departed: Vec<(String, String)> = self
+            .cluster
+            .peers
+            .iter()
+            .filter(|p| gone(p))
+            .map(|p| (p.address.clone(), p.id.clone().expect("filtered above")))
+            .collect();
+        if departed.is_empty() {
+            return false;
+        }
+        for (address, id) in departed {
+            info!("peer {address} ({id}) was removed from the cluster: dropping it from the table");
+            self.cluster.departures.departed.retain(|(a, _)| *a != address);
+            if self.cluster.departures.departed.len() >= REMOVED_MEMBERS_MAX {
+                self.cluster.departures.departed.remove(0);
+            }
+            self.cluster.departures.departed.push((address, id));
+        }
+        self.cluster.peers.retain(|p| !gone(p));
+        self.cluster.stamp += 1;
+        false
+    }
+
+    /// Says once that this node was removed (its id is on disk since it started, so a restart on
+    /// this data directory finds it removed again).
+    fn note_removed(&mut self) {
+        if std::mem::replace(&mut self.cluster.departures.left, true) {
+            return;
+        }
+        let consensus = self.consensus.as_ref().expect("only a coordinated node is removed");
+        warn!(
+            "this node ({}) was removed from its cluster: it serves nothing, votes for nobody and syncs with \
+             nobody; stop it, or start it with an empty data directory and --seeds to join as a new node",
+            consensus.state.id
+        );
     }
 }

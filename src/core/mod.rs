@@ -432,7 +432,6 @@ impl Node {
         [
             lease,
             joining,
-            // A removed node syncs with nobody.
             self.cluster.next_sync().filter(|_| !self.is_removed()),
             self.disk.retry_at(),
             self.watches.next_deadline(),
@@ -550,13 +549,7 @@ impl Node {
             "health" if below.is_empty() => {
                 get_only(request.method, || json_response(200, &serde_json::json!({"status": "ok"})))
             }
-            "ready" if below.is_empty() => get_only(request.method, || {
-                if self.is_active() {
-                    json_response(200, &serde_json::json!({"status": "ready"}))
-                } else {
-                    self.inactive()
-                }
-            }),
+            "ready" if below.is_empty() => get_only(request.method, || self.ready()),
             "metrics" if below.is_empty() => get_only(request.method, || self.metrics_response()),
             "version" if below.is_empty() => match request.method {
                 Method::Get | Method::Head => Response::json(200, self.store.version().to_pretty_line().into_bytes()),
@@ -572,8 +565,7 @@ impl Node {
             "update" => self.update_request(now, request, below, query),
             "copy" if below.is_empty() => return self.copy_request(now, ticket, request),
             "state" if below.is_empty() => self.state_request(now, request.method, request.body),
-            // A removal is a commit: unanswered once sent, its outcome is unknown (504), not "nothing
-            // changed".
+            // A removal is a commit: unanswered once sent, its outcome is unknown (504).
             "state" if request.method == Method::Delete && self.must_forward(resource, request.method) => {
                 return self.forward(now, ticket, request, true);
             }
@@ -631,13 +623,6 @@ fn split_resource(raw_path: &str) -> Option<(&str, &str)> {
 }
 
 /// The 503 of a node that is still catching up with its cluster.
-impl Node {
-    /// The answer of a node that does not serve: removed from its cluster, or not caught up yet.
-    fn inactive(&self) -> Response {
-        if self.is_removed() { self.removed_answer() } else { inactive() }
-    }
-}
-
 fn inactive() -> Response {
     Response::error(503, "this node is starting and has not caught up with its cluster yet")
         .with_header("Retry-After", &INACTIVE_RETRY_AFTER_S.to_string())
