@@ -15,7 +15,6 @@ use log::{debug, info, warn};
 use super::{Activation, Effect, Node, json_response};
 use crate::core::address::parse_host_port;
 use crate::core::clock::{Deadline, Now};
-use crate::core::members::valid_id;
 use crate::core::version::Version;
 use crate::http::{Bytes, Method, Response};
 use crate::limits::{DECODES_IN_FLIGHT_MAX, PEER_UNREACHED_FORGET_MS, PEERS_MAX, SYNC_JITTER_MS, SYNC_PERIOD_MS};
@@ -209,13 +208,12 @@ impl Node {
         let Some(address) = entry.get("address").and_then(serde_json::Value::as_str) else { return };
         self.learn(address, now);
         let ms = |field: &str| entry.get(field).and_then(serde_json::Value::as_u64);
-        let id = entry.get("id").and_then(serde_json::Value::as_str).filter(|id| valid_id(id));
         if let Some(peer) = self.cluster.find(address) {
             peer.version = entry.get("version").and_then(Version::from_json);
             peer.last_reachable = ms("last-reachable");
             peer.last_update = ms("last-update");
             peer.last_push = ms("last-push");
-            peer.id = id.map(str::to_string);
+            peer.id = super::membership::stored_id(entry);
         }
     }
 
