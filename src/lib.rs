@@ -44,7 +44,7 @@
 //! | `core/cluster.rs`, `take.rs` | the peer table, gossip, push and pull; taking copies; a client's `PUT /copy` as a restore (coordinated writes) |
 //! | `core/consensus.rs`, `election.rs`, `coordinated.rs` | coordinated writes: terms, beats, the lease; standing and voting; `/cluster/*` routing and status; each node's role (`NodeRole`) |
 //! | `core/replicate.rs`, `accept.rs` | a commit made durable on a majority (coordinator); accepting pushed versions (voter) |
-//! | `core/forward.rs`, `membership.rs` | writes sent on to the coordinator; voters added, replaced and removed |
+//! | `core/forward.rs`, `membership.rs` | writes sent on to the coordinator; voters added, replaced and removed (guarded), removed members out of every table |
 //! | `core/members.rs`, `node_state.rs` | the cluster's id, term and voters; a node's id, term and vote (`node.json`) |
 //! | `core/info.rs` | `GET /` and the figures of `/metrics` |
 //! | `core/auth.rs`, `metrics.rs` | tokens and the cluster key; `/metrics` (and the timing of commits) |

@@ -210,6 +210,11 @@ pub const ELECTION_TIMEOUT_MS: u64 = LEASE_MS + 100;
 /// Voters stand one after another in the order of their addresses, this far apart, so that
 /// elections rarely split; the order decides nothing else.
 pub const ELECTION_STAGGER_MS: u64 = 150;
+/// A voter told by the coordinator's last beat that it left the voters stands this long after
+/// (plus its stagger): the answers the coordinator sent with that beat (to requests forwarded to
+/// it, the removal among them) arrive first, since standing abandons forwarded requests.
+pub const HANDOVER_GRACE_MS: u64 = 100;
+const _: () = assert!(HANDOVER_GRACE_MS < ELECTION_STAGGER_MS, "far sooner than an election after a crash");
 /// A candidate without a majority this long after it asked stands again, in a new term.
 pub const ELECTION_RETRY_MS: u64 = 400;
 /// A commit not durable on a majority of voters this long after it was asked for answers 504

@@ -151,6 +151,8 @@ pub struct Cluster {
     pub stamp: u64,
     /// The peer being fetched from, and the version it promised.
     fetching: Option<(String, Version)>,
+    /// Members removed from the cluster that this node dropped from its table (`membership.rs`).
+    pub(super) departures: super::membership::Departures,
 }
 
 impl Cluster {
@@ -185,6 +187,9 @@ impl Node {
         if address == me || self.cluster.aliases.iter().any(|a| a == address) || self.cluster.find(address).is_some() {
             return;
         }
+        if self.departed(address) {
+            return;
+        }
         if parse_host_port(address).is_err() {
             debug!("ignoring the malformed peer address {address:?}");
             return;
@@ -208,6 +213,7 @@ impl Node {
             peer.last_reachable = ms("last-reachable");
             peer.last_update = ms("last-update");
             peer.last_push = ms("last-push");
+            peer.id = super::membership::stored_id(entry);
         }
     }
 
@@ -253,15 +259,9 @@ impl Node {
                 };
                 for (i, entry) in entries.iter().enumerate() {
                     if let Some(address) = entry.get("address").and_then(serde_json::Value::as_str) {
-                        self.learn(address, now);
                         // The sender comes first, with its id.
-                        let id = entry.get("id").and_then(serde_json::Value::as_str);
-                        if i == 0
-                            && let (Some(id), Some(peer)) = (id, self.cluster.find(address))
-                            && crate::core::members::valid_id(id)
-                        {
-                            peer.id = Some(id.to_string());
-                        }
+                        let id = entry.get("id").and_then(serde_json::Value::as_str).filter(|_| i == 0);
+                        self.learn_sender(address, id, now);
                     }
                 }
                 self.state(now)
@@ -297,6 +297,9 @@ impl Node {
     /// Starts a sync exchange with every peer whose turn has come.
     pub(super) fn sync(&mut self, now: Now) {
         self.forget_strangers(now);
+        if self.forget_removed() {
+            return;
+        }
         let due: Vec<String> = self
             .cluster
             .peers

@@ -32,7 +32,8 @@ use crate::core::sealed::Sealed;
 use crate::core::version::{Checksum, Version};
 use crate::http::{Bytes, Method, Response};
 use crate::limits::{
-    BEAT_MS, COORDINATOR_LEASE_MS, ELECTION_STAGGER_MS, ELECTION_TIMEOUT_MS, LEASE_MS, PERSIST_RETRY_MS,
+    BEAT_MS, COORDINATOR_LEASE_MS, ELECTION_STAGGER_MS, ELECTION_TIMEOUT_MS, HANDOVER_GRACE_MS, LEASE_MS,
+    PERSIST_RETRY_MS,
 };
 
 /// A version and the term it was accepted in; versions compare by (term, sequence).
@@ -347,9 +348,10 @@ impl Node {
     pub(super) fn beat(&mut self, now: Now) {
         let Some(coordination) = self.coordination() else { return };
         let consensus = self.consensus.as_mut().expect("coordinated");
+        let me = consensus.state.id.clone();
         let Role::Coordinator(leading) = &mut consensus.role else { return };
         leading.next_beat = Deadline::after(now, BEAT_MS);
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "term": consensus.state.term,
             "coordinator": consensus.me().to_json(),
             "cluster": coordination.cluster,
@@ -358,9 +360,14 @@ impl Node {
             // holding the same unconfirmed version would serve it as committed).
             "committed": consensus.confirmed.then(|| Accepted::of(self.store.sealed()).to_json()),
             "sent": now.mono_ms,
-        })
-        .to_string();
-        let me = consensus.state.id.clone();
+        });
+        // A coordinator that committed voters without itself says so in its last beat: the
+        // voters owe it no promise and elect another coordinator at once.
+        let leaving = self.store.sealed().copy.coordination.as_ref().is_some_and(|c| !c.is_voter(&me));
+        if leaving {
+            body["leaving"] = true.into();
+        }
+        let body = body.to_string();
         let members: Vec<String> = self.members().into_iter().filter(|(id, _)| *id != me).map(|(_, a)| a).collect();
         for address in members {
             let body = Bytes::Owned(body.clone().into_bytes());
@@ -430,6 +437,9 @@ impl Node {
             if let Some(committed) = committed {
                 self.learn_committed(now, committed);
             }
+            if beat.get("leaving") == Some(&serde_json::Value::Bool(true)) {
+                self.coordinator_left(now);
+            }
         }
         let accepted = self.accepted();
         let consensus = self.consensus.as_ref().expect("coordinated");
@@ -472,12 +482,27 @@ impl Node {
         self.member_holds(now, id, address, accepted, committed);
     }
 
+    /// The coordinator said in its last beat that it is no voter any more: this node owes it no
+    /// promise, forwards nothing more to it, and stands (in the order of the voters' ranks) at
+    /// once (after a grace for the answers it sent with the beat: the removal that made it leave
+    /// among them, answered on another connection than the beat).
+    fn coordinator_left(&mut self, now: Now) {
+        let consensus = self.consensus.as_mut().expect("coordinated");
+        if let Some(left) = consensus.coordinator.take() {
+            info!("{} left the voters: electing another coordinator", left.address);
+        }
+        consensus.promise_until = Deadline(now.mono_ms);
+        consensus.election_at = Deadline::after(now, HANDOVER_GRACE_MS + ELECTION_STAGGER_MS * consensus.rank);
+    }
+
     /// The members a coordinator beats: the voters and the learners it knows, as (id, address).
     pub(super) fn members(&self) -> Vec<(String, String)> {
         let mut members: Vec<(String, String)> = self.voters().into_iter().map(|m| (m.id, m.address)).collect();
+        let removed = self.coordination().map(|c| c.removed).unwrap_or_default();
         for peer in &self.cluster.peers {
             if let Some(id) = &peer.id
                 && !members.iter().any(|(m, _)| m == id)
+                && !removed.contains(id)
             {
                 members.push((id.clone(), peer.address.clone()));
             }

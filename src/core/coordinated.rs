@@ -168,6 +168,7 @@ impl Node {
         let role = match &consensus.role {
             Role::Coordinator(_) => "coordinator",
             Role::Candidate { .. } | Role::Probing { .. } => "candidate",
+            Role::Follower if self.is_removed() => "removed",
             Role::Follower if self.voters().iter().any(|m| m.id == consensus.state.id) => "follower",
             Role::Follower => "learner",
         };

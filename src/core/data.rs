@@ -4,7 +4,7 @@
 
 use super::store::{Format, ReadError, etag_matches};
 use super::write::{Edit, Write};
-use super::{Node, Reply, Request, Ticket, inactive, method_not_allowed, watch};
+use super::{Node, Reply, Request, Ticket, method_not_allowed, watch};
 use crate::core::clock::Now;
 use crate::core::path::{self, Query};
 use crate::core::value::Value;
@@ -26,7 +26,7 @@ impl Node {
             _ => return Reply::Now(method_not_allowed(DATA_METHODS)),
         }
         if !self.is_active() {
-            return Reply::Now(inactive());
+            return Reply::Now(self.inactive());
         }
         let format = Format::of(&query);
         let wait_ms = match query.wait.map(watch::parse_wait).transpose() {
@@ -64,7 +64,7 @@ impl Node {
     /// coordinator or carried out.
     fn data_write(&mut self, now: Now, ticket: Ticket, request: &Request, raw_path: &str) -> Reply {
         if !self.is_active() {
-            return Reply::Now(inactive());
+            return Reply::Now(self.inactive());
         }
         let write = match parse_write(request, raw_path) {
             Ok(write) => write,

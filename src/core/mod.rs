@@ -359,7 +359,7 @@ impl Node {
     /// Serving `/data`: caught up with the cluster, and, in coordinated mode, sure that the store
     /// is committed.
     pub fn is_active(&self) -> bool {
-        self.activation == Activation::Active && self.store_confirmed()
+        self.activation == Activation::Active && self.store_confirmed() && !self.is_removed()
     }
 
     /// The store is one the cluster committed: always with local writes; in coordinated mode,
@@ -437,7 +437,7 @@ impl Node {
         [
             lease,
             joining,
-            self.cluster.next_sync(),
+            self.cluster.next_sync().filter(|_| !self.is_removed()),
             self.disk.retry_at(),
             self.watches.next_deadline(),
             self.next_consensus_deadline(),
@@ -561,15 +561,13 @@ impl Node {
             "health" if below.is_empty() => {
                 get_only(request.method, || json_response(200, &serde_json::json!({"status": "ok"})))
             }
-            "ready" if below.is_empty() => get_only(request.method, || {
-                if self.is_active() { json_response(200, &serde_json::json!({"status": "ready"})) } else { inactive() }
-            }),
+            "ready" if below.is_empty() => get_only(request.method, || self.ready()),
             "metrics" if below.is_empty() => get_only(request.method, || self.metrics_response(now)),
             "version" if below.is_empty() => match request.method {
                 Method::Get | Method::Head => Response::json(200, self.store.version().to_pretty_line().into_bytes()),
                 _ => method_not_allowed("GET, HEAD"),
             },
-            "lock" | "update" if !self.is_active() => inactive(),
+            "lock" | "update" if !self.is_active() => self.inactive(),
             "lock" | "update" if self.must_forward(resource, request.method) => {
                 let commit = resource == "lock" && request.method == Method::Put && below.len() > 1;
                 return self.forward(now, ticket, request, commit);
@@ -579,8 +577,9 @@ impl Node {
             "update" => self.update_request(now, request, below, query),
             "copy" if below.is_empty() => return self.copy_request(now, ticket, request),
             "state" if below.is_empty() => self.state_request(now, request.method, request.body),
+            // A removal is a commit: unanswered once sent, its outcome is unknown (504).
             "state" if request.method == Method::Delete && self.must_forward(resource, request.method) => {
-                return self.forward(now, ticket, request, false);
+                return self.forward(now, ticket, request, true);
             }
             "state" if request.method == Method::Delete && self.consensus.is_some() => {
                 let address = path::decode(below.trim_matches('/')).unwrap_or_default().into_owned();

@@ -295,6 +295,7 @@ impl Node {
             }
         }
         self.check_activation(now);
+        self.leave_if_no_voter(now);
         self.after_commit(now);
     }
 

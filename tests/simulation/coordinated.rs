@@ -1,6 +1,6 @@
 //! Coordinated writes, simulated: 3 to 5 voters (and, in some runs, learners that join while it
-//! runs, and voters removed), each with its own clock (its rate off by up to rho, and pauses),
-//! on a network that drops, delays, duplicates and reorders messages, partitions (both ways and
+//! runs, and up to two nodes removed by an operator, the coordinator among them), each with its
+//! own clock (its rate off by up to rho, and pauses), on a network that drops, delays, duplicates and reorders messages, partitions (both ways and
 //! one way) and heals, with nodes that crash and restart from what their disks hold, and disks that
 //! fail for a while. Clients run the lock dance against random nodes, a request at a time, each to
 //! another node: increments of a counter, appends to a list, and reads with `?min-version=`; and
@@ -15,7 +15,9 @@
 //!   acknowledged append is in the final list; nothing read or served is later discarded (the
 //!   final store's history contains every version served);
 //! - a read with `min-version=N` shows every commit answered with a sequence up to N;
-//! - while the clock and pause bounds hold, at most one node holds a lease at any moment.
+//! - while the clock and pause bounds hold, at most one node holds a lease at any moment;
+//! - a node that knows it was removed never coordinates, and a removal answered 200 leaves every
+//!   running member's table by the end.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -40,6 +42,8 @@ const SETTLE_MS: u64 = 25_000;
 /// A client gives up on a request after this long (the node crashed, or the answer was lost).
 const CLIENT_TIMEOUT_MS: u64 = 4_000;
 const CLIENTS: usize = 3;
+/// The client number of the operator's requests (`DELETE /state/ADDRESS`).
+const OPERATOR: usize = usize::MAX - 1;
 
 #[test]
 fn coordinated_writes_keep_every_acknowledged_commit_under_faults() {
@@ -86,6 +90,8 @@ struct SimNode {
     served_max: u64,
     /// Left the cluster for good (removed, and stopped).
     gone: bool,
+    /// Its removal was answered 200 (it may still run, serving nothing).
+    removed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -141,7 +147,19 @@ enum Event {
         fault: Option<DiskFault>,
     },
     Join,
-    Remove,
+    /// An operator removes a node (the coordinator, or any other) by `DELETE /state/ADDRESS`.
+    Remove {
+        coordinator: bool,
+    },
+    /// The operator asks again (after a 503, or a 409 that says to retry), `left` more times.
+    RemoveAgain {
+        victim: usize,
+        left: u32,
+    },
+    /// The operator stops a removed node for good.
+    Stop {
+        node: usize,
+    },
     /// Every node crashes at once (each is restarted a moment later, from its disk).
     CrashAll,
     /// Every node is restarted in turn, as an operator upgrading the cluster would.
@@ -242,6 +260,9 @@ struct Sim {
     next_append: u64,
     /// Scripted runs: no random faults, only the trap.
     trap: Option<Trap>,
+    /// The operator's removals waiting for their answers: request -> (the node it removes, how
+    /// many more times the operator would ask).
+    removals: HashMap<u64, (usize, u32)>,
 }
 
 impl Sim {
@@ -275,6 +296,7 @@ impl Sim {
             appends: Vec::new(),
             next_append: 1,
             trap: None,
+            removals: HashMap::new(),
         };
         // A cluster that exists already: every node holds the same first version, whose voters are
         // all of them, and elects a coordinator.
@@ -324,6 +346,7 @@ impl Sim {
             clock: Clock { drift, offset, paused_until: 0, stale: None },
             served_max: 0,
             gone: false,
+            removed: false,
         });
         self.boot(i);
     }
@@ -336,8 +359,12 @@ impl Sim {
     /// same command line every time: `--seeds` naming two other nodes. A node whose disk refuses
     /// `node.json` does not start (the server exits), and is started again a little later.
     fn boot(&mut self, i: usize) {
-        let seeds: Vec<String> =
-            (0..self.nodes.len()).filter(|&j| j != i).map(|j| self.nodes[j].address.clone()).take(2).collect();
+        // An operator names members as seeds, not nodes it removed.
+        let seeds: Vec<String> = (0..self.nodes.len())
+            .filter(|&j| j != i && !self.nodes[j].gone && !self.nodes[j].removed)
+            .map(|j| self.nodes[j].address.clone())
+            .take(2)
+            .collect();
         let flags = Flags { coordinated: true, has_seeds: true, ..Flags::default() };
         let rng = &mut self.rng;
         let Some(startup) = self.nodes[i].dir.start_up(&flags, &mut || rng.next_u64()) else {
@@ -500,7 +527,8 @@ impl Sim {
         // checks `/ready` and writes would: the trap is about what that side commits.
         let trapped = self.trap.as_ref().and_then(|t| t.set).filter(|_| !self.calm());
         let up: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].node.is_some() && !self.nodes[i].gone)
+            // A balancer that checks `/ready` sends nothing to a node that says it was removed.
+            .filter(|&i| self.nodes[i].node.as_ref().is_some_and(|n| !n.is_removed()) && !self.nodes[i].gone)
             .filter(|&i| trapped.is_none_or(|(coordinator, keeper)| i != coordinator && i != keeper))
             .collect();
         (!up.is_empty()).then(|| up[self.rng.below(up.len() as u64) as usize])
@@ -619,6 +647,9 @@ impl Sim {
     }
 
     fn client_answer(&mut self, c: usize, request: u64, response: Response) {
+        if c == OPERATOR {
+            return self.operator_answer(request, response);
+        }
         if c == usize::MAX || self.clients[c].request != request {
             return;
         }
@@ -753,11 +784,56 @@ impl Sim {
         assert_eq!(known, version.checksum, "seed {seed}: two versions at sequence {} ({what})", version.sequence);
     }
 
+    /// The answer to an operator's removal: once it is 200, the node is removed; the operator
+    /// stops it for good, or (sometimes) forgets to, and it must then serve nothing.
+    fn operator_answer(&mut self, request: u64, response: Response) {
+        let Some((victim, left)) = self.removals.remove(&request) else { return };
+        let body = String::from_utf8_lossy(response.body.as_slice()).into_owned();
+        assert!(
+            [200, 404, 409, 503, 504].contains(&response.status),
+            "seed {}: a removal answered {} {body}",
+            self.seed,
+            response.status
+        );
+        // As a script would: a refusal that says to retry is retried a little later.
+        let retry = response.status == 503 || (response.status == 409 && body.contains("retry"));
+        if retry && left > 0 {
+            let delay = 200 + self.rng.below(800);
+            self.at(delay, Event::RemoveAgain { victim, left: left - 1 });
+        }
+        if response.status != 200 {
+            return;
+        }
+        self.nodes[victim].removed = true;
+        if self.rng.chance(700) {
+            // Once the node has handed out what it is answering now (it may be the one that
+            // answered).
+            self.at(1, Event::Stop { node: victim });
+        }
+    }
+
+    /// The operator's `DELETE /state/ADDRESS`, sent to any node (no answer: it asks again).
+    fn ask_removal(&mut self, victim: usize, left: u32) {
+        let address = self.nodes[victim].address.clone();
+        let Some(i) = self.pick_node() else { return };
+        let request = self.next_request;
+        self.next_request += 1;
+        self.removals.insert(request, (victim, left));
+        let target = format!("/state/{address}");
+        self.send(i, Origin::Client { client: OPERATOR, request }, Method::Delete, &target, b"", Headers::default());
+    }
+
     /// What node `i` is and serves now: checked against the history.
     fn observe(&mut self, i: usize) {
         let now = self.now_of(i);
         let Some(node) = self.nodes[i].node.as_ref() else { return };
         let status = node.consensus_status(now).expect("coordinated");
+        assert!(
+            !(node.is_removed() && status.coordinator),
+            "seed {}: node {i} coordinates term {} though it knows it was removed",
+            self.seed,
+            status.term
+        );
         if status.coordinator {
             let seed = self.seed;
             let known = self.coordinators.entry(status.term).or_insert(status.id.clone());
@@ -804,9 +880,12 @@ impl Sim {
                 self.at(at + 1, Event::Join);
             }
         }
-        if self.rng.chance(300) {
+        // Removals: none, one, or two (several voters), each of the coordinator or of any node.
+        let removals = if self.rng.chance(400) { 1 + self.rng.below(2) } else { 0 };
+        for _ in 0..removals {
             let at = 2_000 + self.rng.below(CHAOS_MS - 6_000);
-            self.at(at, Event::Remove);
+            let coordinator = self.rng.chance(400);
+            self.at(at, Event::Remove { coordinator });
         }
         // The lifecycle operators go through: joiners restarted, whole-cluster and rolling restarts.
         for _ in 0..joins {
@@ -1030,26 +1109,31 @@ impl Sim {
                     self.add_node(SimDir::default());
                 }
             }
-            Event::Remove => {
-                // An operator removes the last voter it knows of (never the only one left), by
-                // asking any node; it then stops that node for good once the removal committed.
-                let voters = (0..self.nodes.len()).filter(|&i| !self.nodes[i].gone).count();
-                if voters > 3 {
-                    let victim = self.nodes.len() - 1;
-                    let address = self.nodes[victim].address.clone();
-                    if let Some(i) = self.pick_node() {
-                        let request = self.next_request;
-                        self.next_request += 1;
-                        self.send(
-                            i,
-                            Origin::Client { client: usize::MAX, request },
-                            Method::Delete,
-                            &format!("/state/{address}"),
-                            b"",
-                            Headers::default(),
-                        );
-                    }
+            Event::Remove { coordinator } => {
+                // An operator removes a node by asking any node (the node refuses a removal that
+                // would leave no majority able to commit); it stops the node once answered 200.
+                let candidates: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&i| !self.nodes[i].gone && !self.nodes[i].removed)
+                    .filter(|&i| {
+                        let now = self.now_of(i);
+                        let status = self.nodes[i].node.as_ref().and_then(|n| n.consensus_status(now));
+                        !coordinator || status.is_some_and(|s| s.coordinator)
+                    })
+                    .collect();
+                if candidates.is_empty() {
+                    return;
                 }
+                let victim = candidates[self.rng.below(candidates.len() as u64) as usize];
+                self.ask_removal(victim, 20);
+            }
+            Event::RemoveAgain { victim, left } => {
+                if !self.nodes[victim].gone && !self.nodes[victim].removed {
+                    self.ask_removal(victim, left);
+                }
+            }
+            Event::Stop { node } => {
+                self.handle(Event::Crash { node });
+                self.nodes[node].gone = true;
             }
         }
     }
@@ -1099,7 +1183,9 @@ impl Sim {
     }
 
     fn converged(&self) -> Option<Version> {
-        let live: Vec<&SimNode> = self.nodes.iter().filter(|n| !n.gone).collect();
+        // A removed node that still runs serves nothing: it is not part of the cluster.
+        let live: Vec<&SimNode> =
+            self.nodes.iter().filter(|n| !n.gone && !n.node.as_ref().is_some_and(Node::is_removed)).collect();
         let all_active = live.iter().all(|n| n.node.as_ref().is_some_and(Node::is_active));
         let versions: HashSet<Version> = live.iter().filter_map(|n| Some(n.node.as_ref()?.version())).collect();
         (all_active && versions.len() == 1).then(|| *versions.iter().next().expect("one"))
@@ -1156,7 +1242,8 @@ impl Sim {
         let version = converged
             .unwrap_or_else(|| panic!("seed {}: no convergence after the faults:\n{}", self.seed, states.join("\n")));
         super::disk::assert_one_cluster(self.seed, self.nodes.iter().filter(|n| !n.gone).map(|n| &n.dir));
-        let node = self.nodes.iter().find_map(|n| n.node.as_ref()).expect("a node runs");
+        self.check_tables();
+        let node = self.nodes.iter().find_map(|n| n.node.as_ref().filter(|n| !n.is_removed())).expect("a node runs");
         assert_eq!(Checksum::of(node.root()), version.checksum, "seed {}: the store matches its checksum", self.seed);
         let store: serde_json::Value = serde_json::from_slice(&node.root().to_compact()).unwrap();
         let counter = store["counter"].as_u64().unwrap();
@@ -1199,6 +1286,38 @@ impl Sim {
             );
         }
         (self.increments.len() + self.appends.len(), self.coordinators.len())
+    }
+
+    /// Every removal answered 200 has left the table of every running member once the cluster
+    /// converged (each drops it at its next sync round: a few more rounds are run first).
+    fn check_tables(&mut self) {
+        let removed: Vec<String> =
+            self.nodes.iter().filter(|n| n.removed).filter_map(|n| n.dir.state().map(|s| s.id)).collect();
+        if removed.is_empty() {
+            return;
+        }
+        let until = self.real + 2_000;
+        self.run_until(until);
+        for i in 0..self.nodes.len() {
+            let now = self.now_of(i);
+            let Some(node) = self.nodes[i].node.as_mut().filter(|n| !n.is_removed()) else { continue };
+            let request =
+                Request { method: Method::Get, target: "/state", headers: Headers::default(), body: b"", client: None };
+            let Reply::Now(response) = node.handle(now, u64::MAX, &request) else {
+                panic!("GET /state answers at once")
+            };
+            let state: serde_json::Value = serde_json::from_slice(response.body.as_slice()).expect("/state is JSON");
+            let table = state["cluster"].as_array().cloned().unwrap_or_default();
+            for entry in table {
+                let id = entry["id"].as_str().unwrap_or_default();
+                assert!(
+                    !removed.iter().any(|r| r == id),
+                    "seed {}: node {i} still lists the removed node {} ({id}) in its table",
+                    self.seed,
+                    entry["address"]
+                );
+            }
+        }
     }
 
     /// The trap, set by the coordinator's first push once armed: that push reaches the keeper
