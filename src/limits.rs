@@ -212,6 +212,15 @@ pub const ELECTION_TIMEOUT_MS: u64 = LEASE_MS + 100;
 pub const ELECTION_STAGGER_MS: u64 = 150;
 /// A candidate without a majority this long after it asked stands again, in a new term.
 pub const ELECTION_RETRY_MS: u64 = 400;
+/// A coordinator whose lease lapsed (it was paused, say) beats at once and holds the first
+/// request that needs the lease this long for a majority to answer: voters that are up answer a
+/// beat in milliseconds; past it the request is refused as it would have been at once.
+pub const LEASE_RENEWAL_WAIT_MS: u64 = 2 * BEAT_MS;
+const _: () = assert!(LEASE_RENEWAL_WAIT_MS < FORWARD_TIMEOUT_MS, "a forwarded request is answered first");
+/// Requests parked while the lease is renewed, on one node; more are refused at once.
+pub const LEASE_WAITERS_MAX: usize = 1_024;
+/// Bytes of the bodies of the requests parked while the lease is renewed.
+pub const LEASE_WAITERS_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// A commit not durable on a majority of voters this long after it was asked for answers 504
 /// (outcome unknown); it may still land later.
 pub const COMMIT_TIMEOUT_MS: u64 = 1_500;

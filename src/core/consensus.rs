@@ -90,6 +90,9 @@ pub struct Leading {
     /// The version adopted at election is durable on a majority in this term: commits may start.
     pub ready: bool,
     pub next_beat: Deadline,
+    /// The lease lapsed and a request waits while beats renew it, until then (`renewal.rs`);
+    /// cleared whenever the lease holds.
+    pub renewal: Option<Deadline>,
 }
 
 /// The consensus state of a node in coordinated mode.
@@ -384,6 +387,9 @@ impl Node {
             .get(coordination.majority() - 1)
             .map(|at| Deadline(at + COORDINATOR_LEASE_MS))
             .filter(|until| !until.fired(now));
+        if leading.lease_until.is_some() {
+            leading.renewal = None;
+        }
         if had && leading.lease_until.is_none() {
             warn!("the coordinator's lease ran out: no majority acknowledged its beats");
             self.drop_lock_for("the coordinator lost its lease (no majority of voters answered)");
@@ -456,6 +462,7 @@ impl Node {
             None => leading.acks.push((id.to_string(), sent)),
         }
         self.check_lease(now);
+        self.run_lease_waiters(now);
         let committed = reply.get("committed").and_then(Accepted::from_json);
         let accepted = reply.get("accepted").and_then(Accepted::from_json);
         self.member_holds(now, id, address, accepted, committed);

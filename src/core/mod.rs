@@ -35,6 +35,7 @@ mod lock;
 mod membership;
 mod metrics;
 mod peering;
+mod renewal;
 mod replicate;
 mod store;
 mod take;
@@ -267,6 +268,8 @@ pub struct Node {
     writes_refused: Option<String>,
     /// The last write the disk refused: when (Unix milliseconds) and why, for `/state`.
     last_disk_error: Option<(u64, String)>,
+    /// Requests that need the lease, parked while the coordinator renews it.
+    lease_waiters: Vec<renewal::LeaseWaiter>,
 }
 
 impl Node {
@@ -300,6 +303,7 @@ impl Node {
             floor: start.floor,
             writes_refused: start.floor_unknown,
             last_disk_error: None,
+            lease_waiters: Vec::new(),
             config,
         };
         node.start_consensus(now, start.committed);
@@ -414,6 +418,7 @@ impl Node {
         self.consider_membership(now);
         self.pump_disk(now);
         self.run_waiting_writes(now);
+        self.run_lease_waiters(now);
     }
 
     /// When `tick` next has something to do.
@@ -433,6 +438,7 @@ impl Node {
             self.next_consensus_deadline(),
             self.next_forward_deadline(),
             self.next_write_deadline(),
+            self.next_lease_waiters_deadline(),
             commit,
         ]
         .into_iter()
@@ -537,6 +543,9 @@ impl Node {
         // A forwarded request's client is the one the forwarding node names, for the audit lines.
         let forwarded_client = request.headers.forwarded.and_then(|c| c.parse().ok());
         let request = &Request { client: forwarded_client.or(request.client), ..*request };
+        if let Some(parked) = self.wait_for_lease(now, ticket, request, resource) {
+            return parked;
+        }
         let response = match resource {
             "" if below.is_empty() => self.info(request.method),
             "ui" if below.is_empty() => get_only(request.method, crate::ui::page),

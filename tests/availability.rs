@@ -1,0 +1,59 @@
+//! Coordinated writes' availability with real server processes: a pause does not cost the first
+//! write after it, a node restarted while a majority is down keeps serving what it knows was
+//! committed (marked), and a node whose seeds never answer never serves an empty store of its own.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::cluster::{Member, chain};
+use support::{Server, TempDir, signal, wait_for};
+
+/// Stops a process for `pause`, then lets it go on.
+fn pause(server: &Server, pause: Duration) {
+    signal(&server.child, libc::SIGSTOP);
+    std::thread::sleep(pause);
+    signal(&server.child, libc::SIGCONT);
+}
+
+/// The member that coordinates, by its `/state`.
+fn coordinator(members: &[Member]) -> usize {
+    let address = members[0].writes()["coordinator"].as_str().expect("a coordinator").to_string();
+    members.iter().position(|m| m.address() == address).expect("the coordinator is a member")
+}
+
+#[test]
+fn a_single_voter_takes_the_first_write_after_a_pause() {
+    let dir = TempDir::new("pause-single");
+    let server = Server::start(&[&dir.flag()]);
+    wait_for("the node to coordinate", || server.get("/ready").status == 200);
+    assert_eq!(server.request("PUT", "/data/x", b"1").status, 200);
+    // Longer than the coordinator's lease: the lease it held has lapsed when it goes on.
+    pause(&server, Duration::from_millis(2_000));
+    let acquired = server.request("PUT", "/lock", b"after-pause");
+    assert_eq!(acquired.status, 200, "PUT /lock after a pause: {}", acquired.text());
+    assert_eq!(server.request("DELETE", "/lock/after-pause", b"").status, 200);
+    pause(&server, Duration::from_millis(2_000));
+    let written = server.request("PUT", "/data/x", b"2");
+    assert_eq!(written.status, 200, "PUT /data/x after a pause: {}", written.text());
+}
+
+#[test]
+fn the_coordinator_of_three_renews_its_lease_before_the_first_write_after_a_pause() {
+    let members = chain(3, "pause-three", &[]);
+    let c = coordinator(&members);
+    let server = members[c].server();
+    assert_eq!(server.request("PUT", "/data/x", b"1").status, 200);
+    // Longer than the coordinator's lease (about 1.3 s), shorter than the voters' election
+    // timeout (2.1 s): nobody else stands, and the lease has lapsed.
+    pause(server, Duration::from_millis(1_600));
+    let started = Instant::now();
+    let acquired = server.request("PUT", "/lock", b"after-pause");
+    assert_eq!(acquired.status, 200, "PUT /lock after a pause: {}", acquired.text());
+    assert!(started.elapsed() < Duration::from_secs(1), "the lease was renewed in {:?}", started.elapsed());
+    assert_eq!(server.request("DELETE", "/lock/after-pause", b"").status, 200);
+    assert_eq!(coordinator(&members), c, "the same node coordinates");
+    pause(server, Duration::from_millis(1_600));
+    let written = server.request("PUT", "/data/x", b"2");
+    assert_eq!(written.status, 200, "PUT /data/x after a pause: {}", written.text());
+}
