@@ -260,5 +260,9 @@ pub const FORWARD_WRITE_TIMEOUT_MS: u64 = WRITE_WAIT_MS + FORWARD_TIMEOUT_MS;
 pub const BOOTSTRAP_LIMIT_S_DEFAULT: u64 = 120;
 /// The longest `--bootstrap-limit` may be: a day.
 pub const BOOTSTRAP_LIMIT_S_MAX: u64 = 86_400;
+/// A node of coordinated writes that has not joined its cluster yet logs why this often (no seed
+/// answers, no majority of voters, data of local writes): often enough to be seen in a log that
+/// is watched, rarely enough not to fill one that is not.
+pub const JOINING_REPORT_MS: u64 = 30_000;
 /// The `Retry-After` an inactive node answers `/data` with.
 pub const INACTIVE_RETRY_AFTER_S: u64 = 1;

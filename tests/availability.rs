@@ -57,3 +57,45 @@ fn the_coordinator_of_three_renews_its_lease_before_the_first_write_after_a_paus
     let written = server.request("PUT", "/data/x", b"2");
     assert_eq!(written.status, 200, "PUT /data/x after a pause: {}", written.text());
 }
+
+/// An address nobody listens on: a port the system handed out and took back.
+fn dead_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let address = listener.local_addr().expect("bound").to_string();
+    drop(listener);
+    address
+}
+
+#[test]
+fn a_node_whose_seeds_never_answer_never_serves_an_empty_store() {
+    let dir = TempDir::new("dead-seed");
+    let seeds = format!("--seeds={}", dead_address());
+    let server = Server::start(&[&dir.flag(), &seeds, "--bootstrap-limit=1"]);
+    // Past --bootstrap-limit, with a margin for a slow machine: a node of local writes would
+    // serve {} by now.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let ready = server.get("/ready");
+    assert_eq!(ready.status, 503, "/ready of a node whose seed never answered: {}", ready.text());
+    let data = server.get("/data");
+    assert_eq!(data.status, 503, "/data of a node whose seed never answered: {}", data.text());
+    let log = server.log().join("\n");
+    assert!(
+        log.contains("never founds a cluster of its own") && log.contains("has ever answered"),
+        "the log says why it does not serve:\n{log}"
+    );
+}
+
+#[test]
+fn a_directory_of_local_writes_started_coordinated_with_seeds_logs_the_upgrade_hint() {
+    let dir = TempDir::new("upgrade-hint");
+    let local = Server::start(&[&dir.flag(), "--writes=local"]);
+    assert_eq!(local.request("PUT", "/data/x", b"1").status, 200);
+    assert!(local.terminate().success());
+    let seeds = format!("--seeds={}", dead_address());
+    let server = Server::start(&[&dir.flag(), &seeds, "--bootstrap-limit=1"]);
+    wait_for("the upgrade hint", || server.log().iter().any(|l| l.contains("--writes=local")));
+    let log = server.log().join("\n");
+    assert!(log.contains("--bootstrap") && log.contains("Upgrading"), "the hint names --bootstrap and README:\n{log}");
+    std::thread::sleep(Duration::from_millis(2_000));
+    assert_eq!(server.get("/ready").status, 503, "a learner of no cluster is not ready");
+}

@@ -64,7 +64,7 @@ use crate::core::snapshot::OwnCommit;
 use crate::core::value::Value;
 use crate::core::version::Version;
 use crate::http::{Headers, Method, Response};
-use crate::limits::{INACTIVE_RETRY_AFTER_S, LINEAGE_VERSIONS_MAX};
+use crate::limits::{INACTIVE_RETRY_AFTER_S, JOINING_REPORT_MS, LINEAGE_VERSIONS_MAX};
 use cluster::Cluster;
 pub use consensus::Accepted;
 pub use coordinated::ConsensusStatus;
@@ -270,6 +270,8 @@ pub struct Node {
     last_disk_error: Option<(u64, String)>,
     /// Requests that need the lease, parked while the coordinator renews it.
     lease_waiters: Vec<renewal::LeaseWaiter>,
+    /// While joining with coordinated writes: when the node next logs why it does not serve.
+    joining_report_at: Deadline,
 }
 
 impl Node {
@@ -304,6 +306,7 @@ impl Node {
             writes_refused: start.floor_unknown,
             last_disk_error: None,
             lease_waiters: Vec::new(),
+            joining_report_at: Deadline(u64::MAX),
             config,
         };
         node.start_consensus(now, start.committed);
@@ -316,22 +319,30 @@ impl Node {
         node.disk.table_written(node.cluster.stamp);
         node.keep_body_if_needed();
         if !node.config.bootstrap && !node.cluster.peers.is_empty() {
-            // A member of a cluster with coordinated writes serves only what it knows the cluster
-            // committed, and never an older version than it served before it stopped: it waits
-            // for a peer, past --bootstrap-limit.
-            let member = node.consensus.is_some() && node.store.sealed().copy.coordination.is_some();
-            let limit_ms = node.config.bootstrap_limit_ms.filter(|_| !member);
+            // With coordinated writes a node serves only a store of its cluster: a member serves
+            // only what it knows the cluster committed, never older than it served before it
+            // stopped, and a node with --seeds never founds a cluster of its own (a mistyped seed
+            // must not make it serve an empty store). It waits for its peers past
+            // --bootstrap-limit, and says why every `JOINING_REPORT_MS`.
+            let limit_ms = node.config.bootstrap_limit_ms.filter(|_| node.consensus.is_none());
             let limit = limit_ms.map(|ms| Deadline::after(now, ms));
             node.activation = Activation::Joining { limit, target: None };
+            node.joining_report_at = Deadline::after(now, JOINING_REPORT_MS);
             match limit_ms {
                 Some(ms) => info!(
                     "joining the cluster: /data answers 503 until this node has caught up with a peer, or for at \
                      most {} s (--bootstrap-limit); --bootstrap serves at once",
                     ms / 1000
                 ),
+                None if node.config.bootstrap_limit_ms.is_none() => info!(
+                    "joining the cluster: /data answers 503 until this node holds the store a peer serves, however \
+                     long that takes"
+                ),
                 None => info!(
-                    "joining the cluster: /data answers 503 until this node holds the store a peer serves (with \
-                     coordinated writes, however long that takes)"
+                    "joining the cluster: with coordinated writes /data and /ready answer 503 until this node holds \
+                     its cluster's store from a majority of the voters, however long that takes (--bootstrap-limit \
+                     does not apply: a node with --seeds or stored peers never founds a cluster of its own); {}",
+                    node.joining_why(now)
                 ),
             }
         }
@@ -425,8 +436,9 @@ impl Node {
     pub fn next_deadline(&self) -> Option<Deadline> {
         let lease = self.lock.as_ref().filter(|l| !l.is_committing()).map(|l| l.expires);
         let joining = match self.activation {
-            Activation::Joining { limit, .. } => limit,
-            Activation::Active => None,
+            Activation::Joining { limit: Some(limit), .. } => Some(limit.min(self.joining_report_at)),
+            Activation::Joining { limit: None, .. } if self.consensus.is_some() => Some(self.joining_report_at),
+            Activation::Joining { limit: None, .. } | Activation::Active => None,
         };
         let commit = self.commit.as_ref().map(|c| c.deadline);
         [
