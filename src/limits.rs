@@ -221,6 +221,10 @@ const _: () = assert!(LEASE_RENEWAL_WAIT_MS < FORWARD_TIMEOUT_MS, "a forwarded r
 pub const LEASE_WAITERS_MAX: usize = 1_024;
 /// Bytes of the bodies of the requests parked while the lease is renewed.
 pub const LEASE_WAITERS_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// The commit point (the newest version a node knows committed) is written to `node.json` at
+/// most this often: at once after a quiet spell, so a restart serves the last commit; under
+/// steady writes one small write a second beside the snapshot each commit writes.
+pub const COMMIT_POINT_SAVE_MS: u64 = 1_000;
 /// A commit not durable on a majority of voters this long after it was asked for answers 504
 /// (outcome unknown); it may still land later.
 pub const COMMIT_TIMEOUT_MS: u64 = 1_500;

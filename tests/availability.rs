@@ -99,3 +99,64 @@ fn a_directory_of_local_writes_started_coordinated_with_seeds_logs_the_upgrade_h
     std::thread::sleep(Duration::from_millis(2_000));
     assert_eq!(server.get("/ready").status, 503, "a learner of no cluster is not ready");
 }
+
+/// The sequence of the commit point a member's `node.json` holds (0 when none).
+fn commit_point(member: &Member) -> u64 {
+    let file = member.dir.path().join("node.json");
+    let state: serde_json::Value =
+        std::fs::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    state["committed"]["sequence"].as_u64().unwrap_or(0)
+}
+
+/// `--seeds=` every other member.
+fn seeds_but(members: &[Member], i: usize) -> String {
+    let others: Vec<String> = (0..members.len()).filter(|j| *j != i).map(|j| members[j].address()).collect();
+    format!("--seeds={}", others.join(","))
+}
+
+#[test]
+fn a_node_restarted_while_a_majority_is_down_serves_the_committed_store_marked_and_refuses_writes() {
+    let mut members = chain(3, "dark", &[]);
+    let c = coordinator(&members);
+    let written = members[c].server().request("PUT", "/data/x", b"1");
+    assert_eq!(written.status, 200, "the write: {}", written.text());
+    let sequence = written.json()["sequence"].as_u64().expect("a sequence");
+    // A follower: its files hold versions it accepted before they were committed.
+    let f = (c + 1) % 3;
+    wait_for("the follower to record the commit point", || {
+        members[f].server().get("/data/x").text() == "1\n" && commit_point(&members[f]) >= sequence
+    });
+    for i in (0..3).filter(|i| *i != f) {
+        assert!(members[i].server.take().unwrap().terminate().success());
+    }
+    assert!(members[f].server.take().unwrap().terminate().success());
+    let seeds = seeds_but(&members, f);
+    members[f].start(&[&seeds]);
+    let server = members[f].server();
+    let read = server.get("/data/x");
+    assert_eq!(read.status, 200, "a read with a majority down: {}", read.text());
+    assert_eq!(read.text(), "1\n");
+    let mark = read.header("X-Lighthouse-Unconfirmed").unwrap_or_default().to_string();
+    assert!(mark.contains(&format!("sequence {sequence}")), "the read is marked unconfirmed: {:?}", read.headers);
+    let write = server.request("PUT", "/data/x", b"2");
+    assert_eq!(write.status, 503, "a write with a majority down: {}", write.text());
+    assert!(write.error().contains("majority"), "{}", write.error());
+    let ready = server.get("/ready");
+    assert_eq!(ready.status, 503, "/ready while unconfirmed: {}", ready.text());
+    let stream = support::curl(&["--max-time", "1", "-i", "-H", "Accept: text/event-stream", &server.url("/data/x")]).1;
+    assert!(
+        stream.contains("X-Lighthouse-Unconfirmed") && stream.contains("data: 1"),
+        "the stream is marked:\n{stream}"
+    );
+    for i in (0..3).filter(|i| *i != f) {
+        let seeds = seeds_but(&members, i);
+        members[i].start(&[&seeds]);
+    }
+    let server = members[f].server();
+    wait_for("the restarted node to confirm its store", || {
+        let read = server.get("/data/x");
+        read.status == 200 && read.header("X-Lighthouse-Unconfirmed").is_none()
+    });
+    wait_for("a write through the restarted node", || server.request("PUT", "/data/x", b"2").status == 200);
+    assert_eq!(server.get("/ready").status, 200);
+}

@@ -138,6 +138,7 @@ impl Node {
             consensus.confirmed = true;
             info!("sequence {} is committed: serving it", committed.version.sequence);
         }
+        self.note_commit_point();
         self.check_activation(now);
     }
 }

@@ -122,6 +122,8 @@ pub struct Consensus {
     pub confirmed: bool,
     /// The rank of this node among the voters, for the stagger of elections.
     pub rank: u64,
+    /// The writes of the commit point (`state.committed`) to disk.
+    pub point: super::commit_point::PointWrites,
 }
 
 /// What waits for the node's state to be on disk.
@@ -150,6 +152,7 @@ impl Consensus {
             save_retry: None,
             confirmed,
             rank: 0,
+            point: Default::default(),
         }
     }
 

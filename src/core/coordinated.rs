@@ -14,7 +14,7 @@ impl Node {
     /// Sets up coordinated writes at start (nothing in local mode).
     pub(super) fn start_consensus(&mut self, now: Now, committed: bool) {
         let Some(coordinated) = self.config.coordinated.clone() else { return };
-        let accepted = Accepted::of(self.store.sealed());
+        let accepted = self.accepted();
         let mut consensus = Consensus::new(coordinated.state, self.config.address.clone(), committed, now);
         // A term of a version on disk is a term this node took part in.
         consensus.state.term = consensus.state.term.max(accepted.term);
@@ -46,7 +46,12 @@ impl Node {
     fn lead_alone(&mut self, now: Now, committed: bool) {
         let Some(coordination) = self.coordination() else { return };
         let consensus = self.consensus.as_mut().expect("coordinated");
-        if !committed || coordination.voters.len() != 1 || !coordination.is_voter(&consensus.state.id) {
+        // A version accepted and not known committed is adopted by an election, as any other.
+        if !committed
+            || self.pending.is_some()
+            || coordination.voters.len() != 1
+            || !coordination.is_voter(&consensus.state.id)
+        {
             return;
         }
         consensus.state.term += 1;

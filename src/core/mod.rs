@@ -24,6 +24,7 @@ pub mod version;
 mod accept;
 mod auth;
 mod cluster;
+mod commit_point;
 mod consensus;
 mod coordinated;
 mod data;
@@ -175,20 +176,25 @@ pub struct Start {
     pub cluster: Vec<serde_json::Value>,
     /// This node's own recent commits stored with it.
     pub mine: Vec<OwnCommit>,
-    /// The version was known to be committed when it was written (see `Snapshot::committed`).
+    /// The version was known to be committed when it was written (see `Snapshot::committed`), or
+    /// is the node's commit point (`NodeState::committed`).
     pub committed: bool,
     /// New versions are numbered above this: the highest sequence any file in the data directory
     /// names, damaged ones too (`durability::next_sequence`).
     pub floor: u64,
     /// Why writes are refused (503): a damaged file shows no sequence, so the floor is unknown.
     pub floor_unknown: Option<String>,
+    /// A newer version the node accepted and holds durably, not known to be committed (coordinated
+    /// mode): kept as it was before the restart, while `sealed`, the commit point, is served.
+    pub pending: Option<Sealed>,
 }
 
 impl Start {
     /// A new store: `{}` at sequence 0.
     pub fn empty() -> Start {
         let sealed = seal(Value::default(), 0, None);
-        Start { sealed, cluster: Vec::new(), mine: Vec::new(), committed: true, floor: 0, floor_unknown: None }
+        let (cluster, mine) = (Vec::new(), Vec::new());
+        Start { sealed, cluster, mine, committed: true, floor: 0, floor_unknown: None, pending: None }
     }
 }
 
@@ -309,6 +315,9 @@ impl Node {
             joining_report_at: Deadline(u64::MAX),
             config,
         };
+        if node.config.coordinated.is_some() {
+            node.pending = start.pending.map(|sealed| replicate::Pending { sealed, writing: None });
+        }
         node.start_consensus(now, start.committed);
         for entry in &start.cluster {
             node.restore_peer(entry, now);
@@ -430,6 +439,7 @@ impl Node {
         self.pump_disk(now);
         self.run_waiting_writes(now);
         self.run_lease_waiters(now);
+        self.save_commit_point(now);
     }
 
     /// When `tick` next has something to do.
@@ -451,6 +461,7 @@ impl Node {
             self.next_forward_deadline(),
             self.next_write_deadline(),
             self.next_lease_waiters_deadline(),
+            self.next_commit_point_deadline(),
             commit,
         ]
         .into_iter()
@@ -488,6 +499,7 @@ impl Node {
             Done::Rendered { id, version, body, data_len } => self.copy_rendered(id, version, body, data_len),
             Done::Removed { id } => self.removed_done(now, id),
             Done::Retired => {}
+            Done::StateSaved { id, result } if self.commit_point_saved(id, &result) => {}
             Done::StateSaved { id, result: Ok(()) } => self.state_saved(now, id),
             Done::StateSaved { id, result: Err(e) } => self.state_not_saved(now, id, &e.message),
         }
@@ -566,13 +578,22 @@ impl Node {
                 get_only(request.method, || json_response(200, &serde_json::json!({"status": "ok"})))
             }
             "ready" if below.is_empty() => get_only(request.method, || {
-                if self.is_active() { json_response(200, &serde_json::json!({"status": "ready"})) } else { inactive() }
+                if self.is_active() {
+                    json_response(200, &serde_json::json!({"status": "ready"}))
+                } else if self.serves_unconfirmed() {
+                    // Out of a load balancer's rotation, as a node catching up is: see
+                    // docs/operations.md, "When a majority is down".
+                    self.mark_read(self.unconfirmed_refusal())
+                } else {
+                    inactive()
+                }
             }),
             "metrics" if below.is_empty() => get_only(request.method, || self.metrics_response()),
             "version" if below.is_empty() => match request.method {
                 Method::Get | Method::Head => Response::json(200, self.store.version().to_pretty_line().into_bytes()),
                 _ => method_not_allowed("GET, HEAD"),
             },
+            "lock" | "update" if self.serves_unconfirmed() => self.unconfirmed_refusal(),
             "lock" | "update" if !self.is_active() => inactive(),
             "lock" | "update" if self.must_forward(resource, request.method) => {
                 let commit = resource == "lock" && request.method == Method::Put && below.len() > 1;
@@ -608,6 +629,7 @@ impl Node {
 
     /// Called whenever the store is replaced: wakes the watchers of changed subtrees.
     fn store_changed(&mut self) {
+        self.note_commit_point();
         self.wake_watchers();
         self.wake_version_waiters();
         self.keep_body_if_needed();

@@ -22,7 +22,7 @@ pub struct LeaseWaiter {
     ticket: Ticket,
     method: Method,
     target: String,
-    headers: [Option<String>; 8],
+    headers: [Option<String>; 11],
     body: Vec<u8>,
     client: Option<std::net::SocketAddr>,
 }
@@ -39,6 +39,9 @@ impl LeaseWaiter {
             h.authorization,
             h.last_event_id,
             h.forwarded,
+            h.peer_writes,
+            h.peer_cluster,
+            h.peer_from,
         ];
         LeaseWaiter {
             ticket,
@@ -51,10 +54,32 @@ impl LeaseWaiter {
     }
 
     fn request(&self) -> Request<'_> {
-        let [if_none_match, if_match, content_type, origin, accept, authorization, last_event_id, forwarded] =
-            self.headers.each_ref().map(Option::as_deref);
-        let headers =
-            Headers { if_none_match, if_match, content_type, origin, accept, authorization, last_event_id, forwarded };
+        let [
+            if_none_match,
+            if_match,
+            content_type,
+            origin,
+            accept,
+            authorization,
+            last_event_id,
+            forwarded,
+            peer_writes,
+            peer_cluster,
+            peer_from,
+        ] = self.headers.each_ref().map(Option::as_deref);
+        let headers = Headers {
+            if_none_match,
+            if_match,
+            content_type,
+            origin,
+            accept,
+            authorization,
+            last_event_id,
+            forwarded,
+            peer_writes,
+            peer_cluster,
+            peer_from,
+        };
         Request { method: self.method, target: &self.target, headers, body: &self.body, client: self.client }
     }
 }
