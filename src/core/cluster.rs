@@ -17,10 +17,7 @@ use crate::core::address::parse_host_port;
 use crate::core::clock::{Deadline, Now};
 use crate::core::version::Version;
 use crate::http::{Bytes, Method, Response};
-use crate::limits::{
-    DECODES_IN_FLIGHT_MAX, JOINING_REPORT_MS, LEASE_MS, PEER_UNREACHED_FORGET_MS, PEERS_MAX, SYNC_JITTER_MS,
-    SYNC_PERIOD_MS,
-};
+use crate::limits::{DECODES_IN_FLIGHT_MAX, PEER_UNREACHED_FORGET_MS, PEERS_MAX, SYNC_JITTER_MS, SYNC_PERIOD_MS};
 
 /// One node in the table.
 #[derive(Debug, Clone)]
@@ -548,57 +545,9 @@ impl Node {
                 self.store.version().sequence
             );
             self.activation = Activation::Active;
-        } else if self.consensus.is_some() && self.joining_report_at.fired(now) {
-            self.joining_report_at = Deadline::after(now, JOINING_REPORT_MS);
-            warn!("this node does not serve /data yet: {}", self.joining_why(now));
+        } else {
+            self.report_joining(now);
         }
-    }
-
-    /// Why a joining node of coordinated writes does not serve yet, and what may help.
-    pub(super) fn joining_why(&self, now: Now) -> String {
-        let reached: Vec<&str> =
-            self.cluster.peers.iter().filter(|p| p.last_reachable.is_some()).map(|p| p.address.as_str()).collect();
-        let known: Vec<&str> = self.cluster.peers.iter().map(|p| p.address.as_str()).collect();
-        let sequence = self.store.version().sequence;
-        let Some(coordination) = self.coordination() else {
-            if sequence > 0 {
-                return format!(
-                    "its data (sequence {sequence}) was written with --writes=local and names no coordinated cluster, \
-                     and no peer has given it one; if this is an upgrade from local writes, start the node with the \
-                     newest version with --bootstrap, then the others (README: Upgrading a --writes=local cluster)"
-                );
-            }
-            if reached.is_empty() {
-                return format!(
-                    "none of its seeds or stored peers has ever answered ({}); check --seeds and that they run; a node \
-                     with --seeds never founds a cluster of its own (start the first node without --seeds, or with \
-                     --bootstrap on an empty data directory)",
-                    known.join(", ")
-                );
-            }
-            return format!(
-                "its peers answer ({}) but none has given it the store of a coordinated cluster (are they joining \
-                 too?); one node must found the cluster: started without --seeds, or with --bootstrap on an empty \
-                 data directory",
-                reached.join(", ")
-            );
-        };
-        let up: Vec<&str> = self
-            .cluster
-            .peers
-            .iter()
-            .filter(|p| p.reachable && p.last_reachable.is_some_and(|at| at + LEASE_MS >= now.unix_ms))
-            .map(|p| p.address.as_str())
-            .collect();
-        format!(
-            "it needs the versions of a majority ({}) of the {} voters of its cluster, itself included, and has heard \
-             from {} (peers reachable now: {}); it holds sequence {sequence}",
-            coordination.majority(),
-            coordination.voters.len(),
-            self.heard_while_joining.iter().filter(|h| coordination.is_voter(h)).count()
-                + usize::from(self.consensus.as_ref().is_some_and(|c| coordination.is_voter(&c.state.id))),
-            if up.is_empty() { "none".to_string() } else { up.join(", ") }
-        )
     }
 }
 

@@ -32,6 +32,7 @@ mod durability;
 mod election;
 mod forward;
 mod info;
+mod joining;
 mod lock;
 mod membership;
 mod metrics;
@@ -55,8 +56,6 @@ pub use store::{Format, ReadError, Rendered, Store, etag_matches};
 
 use std::collections::VecDeque;
 
-use log::info;
-
 use crate::core::clock::{Deadline, Now};
 use crate::core::jobs::{Done, Job};
 use crate::core::rng::Rng;
@@ -65,7 +64,7 @@ use crate::core::snapshot::OwnCommit;
 use crate::core::value::Value;
 use crate::core::version::Version;
 use crate::http::{Headers, Method, Response};
-use crate::limits::{INACTIVE_RETRY_AFTER_S, JOINING_REPORT_MS, LINEAGE_VERSIONS_MAX};
+use crate::limits::{INACTIVE_RETRY_AFTER_S, LINEAGE_VERSIONS_MAX};
 use cluster::Cluster;
 pub use consensus::Accepted;
 pub use coordinated::ConsensusStatus;
@@ -328,32 +327,7 @@ impl Node {
         node.disk.table_written(node.cluster.stamp);
         node.keep_body_if_needed();
         if !node.config.bootstrap && !node.cluster.peers.is_empty() {
-            // With coordinated writes a node serves only a store of its cluster: a member serves
-            // only what it knows the cluster committed, never older than it served before it
-            // stopped, and a node with --seeds never founds a cluster of its own (a mistyped seed
-            // must not make it serve an empty store). It waits for its peers past
-            // --bootstrap-limit, and says why every `JOINING_REPORT_MS`.
-            let limit_ms = node.config.bootstrap_limit_ms.filter(|_| node.consensus.is_none());
-            let limit = limit_ms.map(|ms| Deadline::after(now, ms));
-            node.activation = Activation::Joining { limit, target: None };
-            node.joining_report_at = Deadline::after(now, JOINING_REPORT_MS);
-            match limit_ms {
-                Some(ms) => info!(
-                    "joining the cluster: /data answers 503 until this node has caught up with a peer, or for at \
-                     most {} s (--bootstrap-limit); --bootstrap serves at once",
-                    ms / 1000
-                ),
-                None if node.config.bootstrap_limit_ms.is_none() => info!(
-                    "joining the cluster: /data answers 503 until this node holds the store a peer serves, however \
-                     long that takes"
-                ),
-                None => info!(
-                    "joining the cluster: with coordinated writes /data and /ready answer 503 until this node holds \
-                     its cluster's store from a majority of the voters, however long that takes (--bootstrap-limit \
-                     does not apply: a node with --seeds or stored peers never founds a cluster of its own); {}",
-                    node.joining_why(now)
-                ),
-            }
+            node.start_joining(now);
         }
         node
     }
@@ -577,17 +551,7 @@ impl Node {
             "health" if below.is_empty() => {
                 get_only(request.method, || json_response(200, &serde_json::json!({"status": "ok"})))
             }
-            "ready" if below.is_empty() => get_only(request.method, || {
-                if self.is_active() {
-                    json_response(200, &serde_json::json!({"status": "ready"}))
-                } else if self.serves_unconfirmed() {
-                    // Out of a load balancer's rotation, as a node catching up is: see
-                    // docs/operations.md, "When a majority is down".
-                    self.mark_read(self.unconfirmed_refusal())
-                } else {
-                    inactive()
-                }
-            }),
+            "ready" if below.is_empty() => get_only(request.method, || self.ready()),
             "metrics" if below.is_empty() => get_only(request.method, || self.metrics_response()),
             "version" if below.is_empty() => match request.method {
                 Method::Get | Method::Head => Response::json(200, self.store.version().to_pretty_line().into_bytes()),
