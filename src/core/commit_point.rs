@@ -89,11 +89,19 @@ impl Node {
     }
 
     /// The node serves reads it cannot confirm: it started from a store it knows was committed
-    /// and has not heard from a majority of its voters since.
+    /// and has not heard from a majority of its voters since, or has yet to reach the version it
+    /// had accepted before it stopped (which it may have served: the commit point is written after).
     pub(super) fn serves_unconfirmed(&self) -> bool {
         self.consensus.as_ref().is_some_and(|c| c.confirmed)
-            && matches!(self.activation, Activation::Joining { .. })
+            && (matches!(self.activation, Activation::Joining { .. }) || !self.settled())
             && self.store.sealed().copy.coordination.is_some()
+    }
+
+    /// The store is at least as new as the version accepted before a restart from the commit
+    /// point (always, without such a restart).
+    pub(super) fn settled(&self) -> bool {
+        let store = Accepted::of(self.store.sealed());
+        self.consensus.as_ref().and_then(|c| c.accepted_at_start).is_none_or(|a| store.key() >= a.key())
     }
 
     /// A read's answer, marked when the node cannot confirm it serves the newest version.

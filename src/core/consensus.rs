@@ -124,6 +124,10 @@ pub struct Consensus {
     pub rank: u64,
     /// The writes of the commit point (`state.committed`) to disk.
     pub point: super::commit_point::PointWrites,
+    /// A node restarted from its commit point: the newer version it had accepted, which it may
+    /// have served (the commit point is written after). It serves as usual (active, confirmed)
+    /// only once its store is at least that new.
+    pub accepted_at_start: Option<Accepted>,
 }
 
 /// What waits for the node's state to be on disk.
@@ -153,6 +157,7 @@ impl Consensus {
             confirmed,
             rank: 0,
             point: Default::default(),
+            accepted_at_start: None,
         }
     }
 

@@ -16,6 +16,7 @@ impl Node {
         let Some(coordinated) = self.config.coordinated.clone() else { return };
         let accepted = self.accepted();
         let mut consensus = Consensus::new(coordinated.state, self.config.address.clone(), committed, now);
+        consensus.accepted_at_start = self.pending.as_ref().map(|p| Accepted::of(&p.sealed));
         // A term of a version on disk is a term this node took part in.
         consensus.state.term = consensus.state.term.max(accepted.term);
         if self.store.sealed().copy.coordination.is_none()

@@ -348,7 +348,7 @@ impl Node {
     /// Serving `/data`: caught up with the cluster, and, in coordinated mode, sure that the store
     /// is committed.
     pub fn is_active(&self) -> bool {
-        self.activation == Activation::Active && self.store_confirmed()
+        self.activation == Activation::Active && self.store_confirmed() && self.settled()
     }
 
     /// The store is one the cluster committed: always with local writes; in coordinated mode,
