@@ -42,7 +42,9 @@
 //! | `core/watch.rs` | long-polls and event streams |
 //! | `core/durability.rs` | which snapshot the writer works on next; commits waiting for it; the sequence of a new version; disk errors |
 //! | `core/cluster.rs`, `take.rs` | the peer table, gossip, push and pull; taking copies; a client's `PUT /copy` as a restore (coordinated writes) |
+//! | `core/joining.rs`, `commit_point.rs` | a node joining its cluster at start, and why it does not serve; the commit point in `node.json`, and reads served unconfirmed after a restart |
 //! | `core/consensus.rs`, `election.rs`, `coordinated.rs` | coordinated writes: terms, beats, the lease; standing and voting; `/cluster/*` routing and status; each node's role (`NodeRole`) |
+//! | `core/renewal.rs` | a coordinator whose lease lapsed (a pause) renews it before it answers a write |
 //! | `core/replicate.rs`, `accept.rs` | a commit made durable on a majority (coordinator); accepting pushed versions (voter) |
 //! | `core/forward.rs`, `membership.rs` | writes sent on to the coordinator; voters added, replaced and removed (guarded), removed members out of every table |
 //! | `core/members.rs`, `node_state.rs` | the cluster's id, term and voters; a node's id, term and vote (`node.json`) |

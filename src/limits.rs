@@ -217,6 +217,19 @@ pub const HANDOVER_GRACE_MS: u64 = 100;
 const _: () = assert!(HANDOVER_GRACE_MS < ELECTION_STAGGER_MS, "far sooner than an election after a crash");
 /// A candidate without a majority this long after it asked stands again, in a new term.
 pub const ELECTION_RETRY_MS: u64 = 400;
+/// A coordinator whose lease lapsed (it was paused, say) beats at once and holds the first
+/// request that needs the lease this long for a majority to answer: voters that are up answer a
+/// beat in milliseconds; past it the request is refused as it would have been at once.
+pub const LEASE_RENEWAL_WAIT_MS: u64 = 2 * BEAT_MS;
+const _: () = assert!(LEASE_RENEWAL_WAIT_MS < FORWARD_TIMEOUT_MS, "a forwarded request is answered first");
+/// Requests parked while the lease is renewed, on one node; more are refused at once.
+pub const LEASE_WAITERS_MAX: usize = 1_024;
+/// Bytes of the bodies of the requests parked while the lease is renewed.
+pub const LEASE_WAITERS_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// The commit point (the newest version a node knows committed) is written to `node.json` at
+/// most this often: at once after a quiet spell, so a restart serves the last commit; under
+/// steady writes one small write a second beside the snapshot each commit writes.
+pub const COMMIT_POINT_SAVE_MS: u64 = 1_000;
 /// A commit not durable on a majority of voters this long after it was asked for answers 504
 /// (outcome unknown); it may still land later.
 pub const COMMIT_TIMEOUT_MS: u64 = 1_500;
@@ -269,5 +282,9 @@ pub const FORWARD_WRITE_TIMEOUT_MS: u64 = WRITE_WAIT_MS + FORWARD_TIMEOUT_MS;
 pub const BOOTSTRAP_LIMIT_S_DEFAULT: u64 = 120;
 /// The longest `--bootstrap-limit` may be: a day.
 pub const BOOTSTRAP_LIMIT_S_MAX: u64 = 86_400;
+/// A node of coordinated writes that has not joined its cluster yet logs why this often (no seed
+/// answers, no majority of voters, data of local writes): often enough to be seen in a log that
+/// is watched, rarely enough not to fill one that is not.
+pub const JOINING_REPORT_MS: u64 = 30_000;
 /// The `Retry-After` an inactive node answers `/data` with.
 pub const INACTIVE_RETRY_AFTER_S: u64 = 1;

@@ -142,6 +142,7 @@ impl Node {
             consensus.confirmed = true;
             info!("sequence {} is committed: serving it", committed.version.sequence);
         }
+        self.note_commit_point();
         self.check_activation(now);
     }
 }

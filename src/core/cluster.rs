@@ -535,7 +535,14 @@ impl Node {
             (Some(_), None) => (false, false),
             (None, _) => (true, false),
         };
-        let caught_up = alone_enough || (heard_enough && target.is_some_and(|t| self.store.version() >= t));
+        // A node of coordinated writes serves only a store of a cluster (its own, or the one it
+        // founds): never a store of local writes, or the empty one a node with a mistyped seed has.
+        // A node restarted from its commit point with a newer version accepted (which it may have
+        // served: the commit point is written after) serves as usual once that one is settled.
+        let settled = self.settled();
+        let of_a_cluster = self.consensus.is_none() || self.coordination().is_some();
+        let caught_up = alone_enough
+            || (heard_enough && settled && of_a_cluster && target.is_some_and(|t| self.store.version() >= t));
         if caught_up {
             info!("caught up with the cluster at sequence {}; serving", self.store.version().sequence);
             self.activation = Activation::Active;
@@ -546,6 +553,8 @@ impl Node {
                 self.store.version().sequence
             );
             self.activation = Activation::Active;
+        } else {
+            self.report_joining(now);
         }
     }
 }

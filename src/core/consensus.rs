@@ -91,6 +91,9 @@ pub struct Leading {
     /// The version adopted at election is durable on a majority in this term: commits may start.
     pub ready: bool,
     pub next_beat: Deadline,
+    /// The lease lapsed and a request waits while beats renew it, until then (`renewal.rs`);
+    /// cleared whenever the lease holds.
+    pub renewal: Option<Deadline>,
 }
 
 /// The consensus state of a node in coordinated mode.
@@ -122,6 +125,12 @@ pub struct Consensus {
     pub rank: u64,
     /// Terms refused as out of bounds (`guard.rs`): the first is logged as a warning.
     pub terms_refused: u64,
+    /// The writes of the commit point (`state.committed`) to disk.
+    pub point: super::commit_point::PointWrites,
+    /// A node restarted from its commit point: the newer version it had accepted, which it may
+    /// have served (the commit point is written after). It serves as usual (active, confirmed)
+    /// only once its store is at least that new.
+    pub accepted_at_start: Option<Accepted>,
 }
 
 /// What waits for the node's state to be on disk.
@@ -151,6 +160,8 @@ impl Consensus {
             confirmed,
             rank: 0,
             terms_refused: 0,
+            point: Default::default(),
+            accepted_at_start: None,
         }
     }
 
@@ -398,6 +409,9 @@ impl Node {
             .get(coordination.majority() - 1)
             .map(|at| Deadline(at + COORDINATOR_LEASE_MS))
             .filter(|until| !until.fired(now));
+        if leading.lease_until.is_some() {
+            leading.renewal = None;
+        }
         if had && leading.lease_until.is_none() {
             warn!("the coordinator's lease ran out: no majority acknowledged its beats");
             self.metrics.leases_lost += 1;
@@ -477,6 +491,7 @@ impl Node {
             None => leading.acks.push((id.to_string(), sent)),
         }
         self.check_lease(now);
+        self.run_lease_waiters(now);
         let committed = reply.get("committed").and_then(Accepted::from_json);
         let accepted = reply.get("accepted").and_then(Accepted::from_json);
         self.member_holds(now, id, address, accepted, committed);

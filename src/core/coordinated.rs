@@ -4,8 +4,8 @@ use log::{info, warn};
 
 use super::Node;
 use super::consensus::{Accepted, Consensus, Leading, Role};
-use super::replicate::{Content, Purpose};
 use super::peering::Mismatch;
+use super::replicate::{Content, Purpose};
 use crate::core::clock::{Deadline, Now};
 use crate::core::members::{Coordination, Member};
 use crate::core::version::Version;
@@ -16,11 +16,12 @@ impl Node {
     /// Sets up coordinated writes at start (nothing in local mode).
     pub(super) fn start_consensus(&mut self, now: Now, committed: bool) {
         let Some(coordinated) = self.config.coordinated.clone() else { return };
-        let accepted = Accepted::of(self.store.sealed());
+        let accepted = self.accepted();
         // `--force-new-cluster` takes the store as committed, whatever it was when written.
         let force = coordinated.force_new_cluster && self.store.sealed().copy.coordination.is_some();
         let committed = committed || force;
         let mut consensus = Consensus::new(coordinated.state, self.config.address.clone(), committed, now);
+        consensus.accepted_at_start = self.pending.as_ref().map(|p| Accepted::of(&p.sealed));
         // A term of a version on disk is a term this node took part in.
         consensus.state.term = consensus.state.term.max(accepted.term);
         if self.store.sealed().copy.coordination.is_none()
@@ -98,7 +99,12 @@ impl Node {
     fn lead_alone(&mut self, now: Now, committed: bool) {
         let Some(coordination) = self.coordination() else { return };
         let consensus = self.consensus.as_mut().expect("coordinated");
-        if !committed || coordination.voters.len() != 1 || !coordination.is_voter(&consensus.state.id) {
+        // A version accepted and not known committed is adopted by an election, as any other.
+        if !committed
+            || self.pending.is_some()
+            || coordination.voters.len() != 1
+            || !coordination.is_voter(&consensus.state.id)
+        {
             return;
         }
         let Some(next) = super::guard::next_term(consensus.state.term) else {

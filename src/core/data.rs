@@ -25,9 +25,18 @@ impl Node {
             Method::Put | Method::Patch | Method::Delete => return self.data_write(now, ticket, request, raw_path),
             _ => return Reply::Now(method_not_allowed(DATA_METHODS)),
         }
-        if !self.is_active() {
+        if !self.is_active() && !self.serves_unconfirmed() {
             return Reply::Now(self.inactive());
         }
+        match self.read(now, ticket, request, raw_path, query) {
+            Reply::Now(response) => Reply::Now(self.mark_read(response)),
+            Reply::Stream(response) => Reply::Stream(self.mark_read(response)),
+            Reply::Later => Reply::Later,
+        }
+    }
+
+    /// A read, a long-poll or an event stream of a node that serves.
+    fn read(&mut self, now: Now, ticket: Ticket, request: &Request, raw_path: &str, query: Query) -> Reply {
         let format = Format::of(&query);
         let wait_ms = match query.wait.map(watch::parse_wait).transpose() {
             Ok(wait_ms) => wait_ms,
@@ -63,6 +72,9 @@ impl Node {
     /// `PUT`, `PATCH` or `DELETE` on `/data[/path]`: checked here, then forwarded to the
     /// coordinator or carried out.
     fn data_write(&mut self, now: Now, ticket: Ticket, request: &Request, raw_path: &str) -> Reply {
+        if self.serves_unconfirmed() {
+            return Reply::Now(self.unconfirmed_refusal());
+        }
         if !self.is_active() {
             return Reply::Now(self.inactive());
         }

@@ -126,7 +126,7 @@ mod tests {
         use crate::core::{Coordinated, CoreConfig, Start, node_state::NodeState};
         let now = crate::core::clock::Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 };
         let cluster = founding.then(|| "00000000000000c1".to_string());
-        let state = NodeState { id: "00000000000000a1".into(), term: 0, vote: None, cluster: cluster.clone() };
+        let state = NodeState { cluster: cluster.clone(), ..NodeState::new("00000000000000a1".into()) };
         let coordinated = Coordinated { state: state.clone(), founding: cluster, force_new_cluster: false };
         let seeds = if founding { Vec::new() } else { vec!["127.0.0.2:1".to_string()] };
         let single = CoreConfig::single("127.0.0.1:1");

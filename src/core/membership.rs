@@ -241,15 +241,6 @@ impl Node {
         departed
     }
 
-    /// `GET /ready`: 200 while the node serves `/data`, else 503 saying why.
-    pub(super) fn ready(&self) -> Response {
-        if self.is_active() {
-            super::json_response(200, &serde_json::json!({"status": "ready"}))
-        } else {
-            self.inactive()
-        }
-    }
-
     /// The answer of a node that does not serve: removed from its cluster, or not caught up yet.
     pub(super) fn inactive(&self) -> Response {
         if self.is_removed() { self.removed_answer() } else { super::inactive() }

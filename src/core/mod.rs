@@ -24,6 +24,7 @@ pub mod version;
 mod accept;
 mod auth;
 mod cluster;
+mod commit_point;
 mod consensus;
 mod coordinated;
 mod data;
@@ -32,10 +33,12 @@ mod election;
 mod forward;
 mod guard;
 mod info;
+mod joining;
 mod lock;
 mod membership;
 mod metrics;
 mod peering;
+mod renewal;
 mod replicate;
 mod store;
 mod take;
@@ -53,8 +56,6 @@ pub use metrics::{Buckets, CommitBuckets, Gauges, Histogram, Metrics, SnapshotBu
 pub use store::{Format, ReadError, Rendered, Store, etag_matches};
 
 use std::collections::VecDeque;
-
-use log::info;
 
 use crate::core::clock::{Deadline, Now};
 use crate::core::jobs::{Done, Job};
@@ -178,20 +179,25 @@ pub struct Start {
     pub cluster: Vec<serde_json::Value>,
     /// This node's own recent commits stored with it.
     pub mine: Vec<OwnCommit>,
-    /// The version was known to be committed when it was written (see `Snapshot::committed`).
+    /// The version was known to be committed when it was written (see `Snapshot::committed`), or
+    /// is the node's commit point (`NodeState::committed`).
     pub committed: bool,
     /// New versions are numbered above this: the highest sequence any file in the data directory
     /// names, damaged ones too (`durability::next_sequence`).
     pub floor: u64,
     /// Why writes are refused (503): a damaged file shows no sequence, so the floor is unknown.
     pub floor_unknown: Option<String>,
+    /// A newer version the node accepted and holds durably, not known to be committed (coordinated
+    /// mode): kept as it was before the restart, while `sealed`, the commit point, is served.
+    pub pending: Option<Sealed>,
 }
 
 impl Start {
     /// A new store: `{}` at sequence 0.
     pub fn empty() -> Start {
         let sealed = seal(Value::default(), 0, None);
-        Start { sealed, cluster: Vec::new(), mine: Vec::new(), committed: true, floor: 0, floor_unknown: None }
+        let (cluster, mine) = (Vec::new(), Vec::new());
+        Start { sealed, cluster, mine, committed: true, floor: 0, floor_unknown: None, pending: None }
     }
 }
 
@@ -275,6 +281,10 @@ pub struct Node {
     last_disk_error: Option<(u64, String)>,
     /// The commit being timed, and the time of the input being handled (`metrics.rs`).
     clock: metrics::CommitClock,
+    /// Requests that need the lease, parked while the coordinator renews it.
+    lease_waiters: Vec<renewal::LeaseWaiter>,
+    /// While joining with coordinated writes: when the node next logs why it does not serve.
+    joining_report_at: Deadline,
 }
 
 impl Node {
@@ -309,8 +319,13 @@ impl Node {
             writes_refused: start.floor_unknown,
             last_disk_error: None,
             clock: metrics::CommitClock { now, started: None },
+            lease_waiters: Vec::new(),
+            joining_report_at: Deadline(u64::MAX),
             config,
         };
+        if node.config.coordinated.is_some() {
+            node.pending = start.pending.map(|sealed| replicate::Pending { sealed, writing: None });
+        }
         node.start_consensus(now, start.committed);
         for entry in &start.cluster {
             node.restore_peer(entry, now);
@@ -321,24 +336,7 @@ impl Node {
         node.disk.table_written(node.cluster.stamp);
         node.keep_body_if_needed();
         if !node.config.bootstrap && !node.cluster.peers.is_empty() {
-            // A member of a cluster with coordinated writes serves only what it knows the cluster
-            // committed, and never an older version than it served before it stopped: it waits
-            // for a peer, past --bootstrap-limit.
-            let member = node.consensus.is_some() && node.store.sealed().copy.coordination.is_some();
-            let limit_ms = node.config.bootstrap_limit_ms.filter(|_| !member);
-            let limit = limit_ms.map(|ms| Deadline::after(now, ms));
-            node.activation = Activation::Joining { limit, target: None };
-            match limit_ms {
-                Some(ms) => info!(
-                    "joining the cluster: /data answers 503 until this node has caught up with a peer, or for at \
-                     most {} s (--bootstrap-limit); --bootstrap serves at once",
-                    ms / 1000
-                ),
-                None => info!(
-                    "joining the cluster: /data answers 503 until this node holds the store a peer serves (with \
-                     coordinated writes, however long that takes)"
-                ),
-            }
+            node.start_joining(now);
         }
         node
     }
@@ -359,7 +357,7 @@ impl Node {
     /// Serving `/data`: caught up with the cluster, and, in coordinated mode, sure that the store
     /// is committed.
     pub fn is_active(&self) -> bool {
-        self.activation == Activation::Active && self.store_confirmed() && !self.is_removed()
+        self.activation == Activation::Active && self.store_confirmed() && !self.is_removed() && self.settled()
     }
 
     /// The store is one the cluster committed: always with local writes; in coordinated mode,
@@ -424,14 +422,17 @@ impl Node {
         self.consider_membership(now);
         self.pump_disk(now);
         self.run_waiting_writes(now);
+        self.run_lease_waiters(now);
+        self.save_commit_point(now);
     }
 
     /// When `tick` next has something to do.
     pub fn next_deadline(&self) -> Option<Deadline> {
         let lease = self.lock.as_ref().filter(|l| !l.is_committing()).map(|l| l.expires);
         let joining = match self.activation {
-            Activation::Joining { limit, .. } => limit,
-            Activation::Active => None,
+            Activation::Joining { limit: Some(limit), .. } => Some(limit.min(self.joining_report_at)),
+            Activation::Joining { limit: None, .. } if self.consensus.is_some() => Some(self.joining_report_at),
+            Activation::Joining { limit: None, .. } | Activation::Active => None,
         };
         let commit = self.commit.as_ref().map(|c| c.deadline);
         [
@@ -443,6 +444,8 @@ impl Node {
             self.next_consensus_deadline(),
             self.next_forward_deadline(),
             self.next_write_deadline(),
+            self.next_lease_waiters_deadline(),
+            self.next_commit_point_deadline(),
             commit,
         ]
         .into_iter()
@@ -481,6 +484,7 @@ impl Node {
             Done::Rendered { id, version, body, data_len } => self.copy_rendered(id, version, body, data_len),
             Done::Removed { id } => self.removed_done(now, id),
             Done::Retired => {}
+            Done::StateSaved { id, result } if self.commit_point_saved(id, &result) => {}
             Done::StateSaved { id, result: Ok(()) } => self.state_saved(now, id),
             Done::StateSaved { id, result: Err(e) } => self.state_not_saved(now, id, &e.message),
         }
@@ -554,6 +558,9 @@ impl Node {
         // A forwarded request's client is the one the forwarding node names, for the audit lines.
         let forwarded_client = request.headers.forwarded.and_then(|c| c.parse().ok());
         let request = &Request { client: forwarded_client.or(request.client), ..*request };
+        if let Some(parked) = self.wait_for_lease(now, ticket, request, resource) {
+            return parked;
+        }
         let response = match resource {
             "" if below.is_empty() => self.info(request.method),
             "ui" if below.is_empty() => get_only(request.method, crate::ui::page),
@@ -567,6 +574,7 @@ impl Node {
                 Method::Get | Method::Head => Response::json(200, self.store.version().to_pretty_line().into_bytes()),
                 _ => method_not_allowed("GET, HEAD"),
             },
+            "lock" | "update" if self.serves_unconfirmed() => self.unconfirmed_refusal(),
             "lock" | "update" if !self.is_active() => self.inactive(),
             "lock" | "update" if self.must_forward(resource, request.method) => {
                 let commit = resource == "lock" && request.method == Method::Put && below.len() > 1;
@@ -604,6 +612,7 @@ impl Node {
 
     /// Called whenever the store is replaced: wakes the watchers of changed subtrees.
     fn store_changed(&mut self) {
+        self.note_commit_point();
         self.wake_watchers();
         self.wake_version_waiters();
         self.keep_body_if_needed();

@@ -3,7 +3,13 @@
 //! node is the same node of the same cluster; and, with coordinated writes, the newest term it
 //! knows and whom it voted for in that term. A vote is written (and fsync'd) before it is
 //! answered, so a node never votes twice in a term, across restarts too.
+//!
+//! It also holds the newest version the node knows was committed (its commit point), written in
+//! the background after the node learns of a commit: a follower's snapshot files hold versions it
+//! accepted before they were committed, so without it a node restarted while a majority is down
+//! would not know which of its versions it may serve (`core::commit_point`).
 
+use crate::core::consensus::Accepted;
 use crate::core::members::valid_id;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,17 +21,25 @@ pub struct NodeState {
     /// The cluster this node belongs to (`None`: it has yet to hear of one; it joins the
     /// cluster of the first peer that answers).
     pub cluster: Option<String>,
+    /// The newest version this node knows was committed (`None` in a file from before it was
+    /// kept, or before the node learned of any commit).
+    pub committed: Option<Accepted>,
 }
 
 impl NodeState {
     /// A new node: no term, no vote, no cluster yet.
     pub fn new(id: String) -> NodeState {
-        NodeState { id, term: 0, vote: None, cluster: None }
+        NodeState { id, term: 0, vote: None, cluster: None, committed: None }
     }
 
-    /// `{"cluster":"..."|null,"id":"...","term":T,"vote":"..."|null}` with a final newline.
+    /// `{"cluster":"..."|null,"id":"...","term":T,"vote":"..."|null}` (and
+    /// `"committed":{"term","sequence","checksum"}` once a commit is known) with a final newline.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let json = serde_json::json!({"cluster": self.cluster, "id": self.id, "term": self.term, "vote": self.vote});
+        let mut json =
+            serde_json::json!({"cluster": self.cluster, "id": self.id, "term": self.term, "vote": self.vote});
+        if let Some(committed) = &self.committed {
+            json["committed"] = committed.to_json();
+        }
         let mut bytes = json.to_string().into_bytes();
         bytes.push(b'\n');
         bytes
@@ -43,7 +57,11 @@ impl NodeState {
         };
         let vote = value.get("vote").and(optional("vote"))?;
         let cluster = optional("cluster")?;
-        valid_id(&id).then_some(NodeState { id, term, vote, cluster })
+        let committed = match value.get("committed") {
+            None => None,
+            Some(committed) => Some(Accepted::from_json(committed)?),
+        };
+        valid_id(&id).then_some(NodeState { id, term, vote, cluster, committed })
     }
 }
 
@@ -53,10 +71,17 @@ mod tests {
 
     #[test]
     fn node_state_round_trips_and_refuses_junk() {
-        let mut state =
-            NodeState { id: "00000000000000aa".into(), term: 7, vote: Some("00000000000000bb".into()), cluster: None };
+        let mut state = NodeState {
+            id: "00000000000000aa".into(),
+            term: 7,
+            vote: Some("00000000000000bb".into()),
+            cluster: None,
+            committed: None,
+        };
         assert_eq!(NodeState::from_bytes(&state.to_bytes()), Some(state.clone()));
         state.cluster = Some("00000000000000cc".into());
+        let checksum = crate::core::version::Checksum::parse_hex(&"ab".repeat(20)).unwrap();
+        state.committed = Some(Accepted { term: 6, version: crate::core::version::Version { sequence: 12, checksum } });
         assert_eq!(NodeState::from_bytes(&state.to_bytes()), Some(state));
         let old = NodeState::from_bytes(b"{\"id\": \"00000000000000aa\", \"term\": 1, \"vote\": null}").unwrap();
         assert_eq!(old.cluster, None, "a file from before cluster ids has none");

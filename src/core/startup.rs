@@ -12,7 +12,7 @@ use log::{info, warn};
 use crate::core::members::new_id;
 use crate::core::node_state::NodeState;
 use crate::core::snapshot::{self, decode_keeping};
-use crate::core::{Coordinated, Start};
+use crate::core::{Accepted, Coordinated, Start};
 use crate::limits::SEQUENCE_PLAUSIBLE_MAX;
 
 /// What start-up reads of a data directory. Errors are the directory's own (permissions, I/O),
@@ -106,6 +106,7 @@ pub fn decide(
     let state = stored.clone().unwrap_or_else(|| NodeState::new(new_id(random())));
     let none_valid = newest.is_none();
     let (mut start, must_catch_up) = match newest {
+        Some(start) if flags.coordinated => (start_at_commit_point(dir, &state, start, flags)?, false),
         Some(start) => (start, false),
         None => (start_without_snapshot(&damaged, flags)?, !damaged.is_empty() && !flags.start_empty),
     };
@@ -254,6 +255,54 @@ fn check_force(start: &Start, flags: &Flags) -> Result<(), Refusal> {
         ));
     }
     Ok(())
+}
+
+/// A node whose newest file holds a version it accepted without knowing it committed (a
+/// follower's files always do) starts from its commit point instead: the version `node.json` says
+/// it knew committed, loaded from its file, served at once (marked unconfirmed until a majority
+/// answers, `core::commit_point`); the newer version stays accepted and pending, as it was before
+/// the restart, so an election still counts it. Without a commit point, or a valid file of it,
+/// nothing changes: the node serves nothing until the cluster says which version is committed.
+fn start_at_commit_point(
+    dir: &mut dyn Directory,
+    state: &NodeState,
+    mut start: Start,
+    flags: &Flags,
+) -> Result<Start, Refusal> {
+    let Some(point) = state.committed else { return Ok(start) };
+    let newest = Accepted::of(&start.sealed);
+    if start.committed || newest.key() < point.key() {
+        return Ok(start);
+    }
+    if newest == point {
+        start.committed = true;
+        return Ok(start);
+    }
+    for (_, name) in dir.snapshots().map_err(Refusal)? {
+        let tail = dir.tail(&name).map_err(|e| Refusal(format!("cannot read {name}: {e}")))?;
+        if snapshot::peek_order(&tail) != Some(point.key()) {
+            continue;
+        }
+        let bytes = dir.read(&name).map_err(|e| Refusal(format!("cannot read {name}: {e}")))?;
+        let Ok(snapshot) = decode_keeping(&bytes, flags.has_seeds) else { continue };
+        if Accepted::of(&snapshot.sealed) != point {
+            continue;
+        }
+        info!(
+            "loaded {name} (sequence {} of term {}, the newest version this node knows was committed) to serve; \
+             sequence {} of term {} stays accepted, not known to be committed",
+            point.version.sequence, point.term, newest.version.sequence, newest.term
+        );
+        start.pending = Some(std::mem::replace(&mut start.sealed, snapshot.sealed));
+        start.committed = true;
+        return Ok(start);
+    }
+    warn!(
+        "no valid file holds sequence {} of term {}, the newest version this node knew was committed: it serves \
+         nothing until the cluster says which version is",
+        point.version.sequence, point.term
+    );
+    Ok(start)
 }
 
 /// The store of a directory without a valid snapshot: empty when it holds none, or when every

@@ -232,11 +232,11 @@ impl Node {
         match (&mut watcher.kind, rendered) {
             (Kind::Poll { etag, .. }, Ok(rendered)) if *rendered.etag == **etag => true,
             (Kind::Poll { .. }, Ok(rendered)) => {
-                self.answer(watcher.ticket, rendered.response(None));
+                self.answer_read(watcher.ticket, rendered.response(None));
                 false
             }
             (Kind::Poll { .. }, Err(e)) => {
-                self.answer(watcher.ticket, e.response(&format!("/data{raw_path}")));
+                self.answer_read(watcher.ticket, e.response(&format!("/data{raw_path}")));
                 false
             }
             (Kind::Stream { etag }, Ok(rendered)) if *rendered.etag == **etag => true,
@@ -287,7 +287,7 @@ impl Node {
                 Ok(rendered) => rendered.response(None),
                 Err(e) => e.response(&format!("/data{}", wait.raw_path)),
             };
-            self.answer(wait.ticket, response);
+            self.answer_read(wait.ticket, response);
         }
     }
 
@@ -320,7 +320,7 @@ impl Node {
                 Ok(rendered) => rendered.response(Some(&etag)),
                 Err(e) => e.response(&format!("/data{raw_path}")),
             };
-            self.answer(ticket, response);
+            self.answer_read(ticket, response);
         }
         if self.watches.next_heartbeat.is_some_and(|d| d.fired(now)) {
             self.watches.next_heartbeat = (self.watches.streams > 0).then(|| Deadline::after(now, STREAM_HEARTBEAT_MS));

@@ -1,0 +1,118 @@
+//! A node joining its cluster at start: how long it waits, and, with coordinated writes, why it
+//! does not serve yet.
+//!
+//! With coordinated writes a node serves only a store of its cluster: a member serves only what
+//! it knows the cluster committed, never older than it served before it stopped, and a node with
+//! `--seeds` never founds a cluster of its own (a mistyped seed must not make it serve an empty
+//! store as if it were the configuration). So `--bootstrap-limit` applies to local writes only, and
+//! a joining node of coordinated writes logs why it does not serve every `JOINING_REPORT_MS`.
+
+use log::{info, warn};
+
+use super::{Activation, Node, json_response};
+use crate::core::clock::{Deadline, Now};
+use crate::http::Response;
+use crate::limits::{JOINING_REPORT_MS, LEASE_MS};
+
+impl Node {
+    /// A node with peers starts inactive, until it has caught up with them.
+    pub(super) fn start_joining(&mut self, now: Now) {
+        // With coordinated writes it waits past --bootstrap-limit (see above).
+        let limit_ms = self.config.bootstrap_limit_ms.filter(|_| self.consensus.is_none());
+        let limit = limit_ms.map(|ms| Deadline::after(now, ms));
+        self.activation = Activation::Joining { limit, target: None };
+        self.joining_report_at = Deadline::after(now, JOINING_REPORT_MS);
+        match limit_ms {
+            Some(ms) => info!(
+                "joining the cluster: /data answers 503 until this node has caught up with a peer, or for at \
+                 most {} s (--bootstrap-limit); --bootstrap serves at once",
+                ms / 1000
+            ),
+            None if self.config.bootstrap_limit_ms.is_none() => info!(
+                "joining the cluster: /data answers 503 until this node holds the store a peer serves, however \
+                 long that takes"
+            ),
+            None if self.serves_unconfirmed() => info!(
+                "joining the cluster: serving reads of sequence {}, the newest version this node knows was \
+                 committed, marked {} until it hears from a majority of the voters; writes and /ready answer 503 \
+                 until then",
+                self.store.version().sequence,
+                super::commit_point::UNCONFIRMED
+            ),
+            None => info!(
+                "joining the cluster: with coordinated writes /data and /ready answer 503 until this node holds \
+                 its cluster's store from a majority of the voters, however long that takes (--bootstrap-limit \
+                 does not apply: a node with --seeds or stored peers never founds a cluster of its own); {}",
+                self.joining_why(now)
+            ),
+        }
+    }
+
+    /// Logs why the node does not serve yet, every `JOINING_REPORT_MS` (coordinated writes).
+    pub(super) fn report_joining(&mut self, now: Now) {
+        if self.consensus.is_some() && self.joining_report_at.fired(now) {
+            self.joining_report_at = Deadline::after(now, JOINING_REPORT_MS);
+            warn!("this node does not serve /data yet: {}", self.joining_why(now));
+        }
+    }
+
+    /// `GET /ready`: 200 when the node serves `/data` and can confirm its store; 503 otherwise. A
+    /// node that serves reads it cannot confirm is out of a load balancer's rotation, as a node
+    /// catching up is (docs/operations.md, "When a majority is down").
+    pub(super) fn ready(&self) -> Response {
+        if self.is_active() {
+            json_response(200, &serde_json::json!({"status": "ready"}))
+        } else if self.serves_unconfirmed() {
+            self.mark_read(self.unconfirmed_refusal())
+        } else {
+            self.inactive()
+        }
+    }
+
+    /// Why a joining node of coordinated writes does not serve yet, and what may help.
+    pub(super) fn joining_why(&self, now: Now) -> String {
+        let reached: Vec<&str> =
+            self.cluster.peers.iter().filter(|p| p.last_reachable.is_some()).map(|p| p.address.as_str()).collect();
+        let known: Vec<&str> = self.cluster.peers.iter().map(|p| p.address.as_str()).collect();
+        let sequence = self.store.version().sequence;
+        let Some(coordination) = self.coordination() else {
+            if sequence > 0 {
+                return format!(
+                    "its data (sequence {sequence}) was written with --writes=local and names no coordinated cluster, \
+                     and no peer has given it one; if this is an upgrade from local writes, start the node with the \
+                     newest version with --bootstrap, then the others (README: Upgrading a --writes=local cluster)"
+                );
+            }
+            if reached.is_empty() {
+                return format!(
+                    "none of its seeds or stored peers has ever answered ({}); check --seeds and that they run; a node \
+                     with --seeds never founds a cluster of its own (start the first node without --seeds, or with \
+                     --bootstrap on an empty data directory)",
+                    known.join(", ")
+                );
+            }
+            return format!(
+                "its peers answer ({}) but none has given it the store of a coordinated cluster (are they joining \
+                 too?); one node must found the cluster: started without --seeds, or with --bootstrap on an empty \
+                 data directory",
+                reached.join(", ")
+            );
+        };
+        let up: Vec<&str> = self
+            .cluster
+            .peers
+            .iter()
+            .filter(|p| p.reachable && p.last_reachable.is_some_and(|at| at + LEASE_MS >= now.unix_ms))
+            .map(|p| p.address.as_str())
+            .collect();
+        format!(
+            "it needs the versions of a majority ({}) of the {} voters of its cluster, itself included, and has heard \
+             from {} (peers reachable now: {}); it holds sequence {sequence}",
+            coordination.majority(),
+            coordination.voters.len(),
+            self.heard_while_joining.iter().filter(|h| coordination.is_voter(h)).count()
+                + usize::from(self.consensus.as_ref().is_some_and(|c| coordination.is_voter(&c.state.id))),
+            if up.is_empty() { "none".to_string() } else { up.join(", ") }
+        )
+    }
+}
