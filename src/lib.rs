@@ -35,19 +35,21 @@
 //! | `http/request.rs`, `answer.rs`, `chunked.rs`, `response.rs` | request heads, answer heads, chunked bodies, `Response` |
 //! | `http/cors.rs` | `--cors`: which origins a browser lets in, and the headers that say so |
 //! | `http/host.rs` | the `Host` names a node bound to loopback serves (DNS rebinding) |
-//! | `core/mod.rs` | `Node`: requests in, answers and effects out; routing by resource |
+//! | `core/mod.rs`, `routing.rs` | `Node`: requests in, answers and effects out; routing by resource |
 //! | `core/transaction.rs`, `lock.rs` | `/lock` and `/update`: the lease, staging, commit, abort |
 //! | `core/data.rs`, `write.rs` | `/data`: reads; one-request writes (`PUT`, `PATCH`, `DELETE`), preconditions, waiting for the lock |
 //! | `core/store.rs` | the store being served and its render cache (reads) |
 //! | `core/watch.rs` | long-polls and event streams |
 //! | `core/durability.rs` | which snapshot the writer works on next; commits waiting for it; the sequence of a new version; disk errors |
 //! | `core/cluster.rs`, `take.rs` | the peer table, gossip, push and pull; taking copies; a client's `PUT /copy` as a restore (coordinated writes) |
-//! | `core/joining.rs`, `commit_point.rs` | a node joining its cluster at start, and why it does not serve; the commit point in `node.json`, and reads served unconfirmed after a restart |
+//! | `core/joining.rs`, `commit_point.rs` | a node joining its cluster at start (when it serves), and why it does not serve; the commit point in `node.json`, and reads served unconfirmed after a restart |
 //! | `core/consensus.rs`, `election.rs`, `coordinated.rs` | coordinated writes: terms, beats, the lease; standing and voting; `/cluster/*` routing and status; each node's role (`NodeRole`) |
 //! | `core/renewal.rs` | a coordinator whose lease lapsed (a pause) renews it before it answers a write |
 //! | `core/replicate.rs`, `accept.rs` | a commit made durable on a majority (coordinator); accepting pushed versions (voter) |
 //! | `core/forward.rs`, `membership.rs` | writes sent on to the coordinator; voters added, replaced and removed (guarded), removed members out of every table |
 //! | `core/members.rs`, `node_state.rs` | the cluster's id, term and voters; a node's id, term and vote (`node.json`) |
+//! | `core/startup.rs` | how a node starts, from its data directory and flags alone: which snapshot loads, its identity, founding or joining (the server and the simulations both call it) |
+//! | `core/peering.rs` | the boundary of a cluster: the cluster id, write mode and address every peer message carries, and the refusal of a peer of another cluster or mode |
 //! | `core/info.rs` | `GET /` and the figures of `/metrics` |
 //! | `core/auth.rs`, `metrics.rs` | tokens and the cluster key; `/metrics` (and the timing of commits) |
 //! | `core/guard.rs` | what no peer sends, refused at the peer endpoints: a browser's marks, terms out of bounds |

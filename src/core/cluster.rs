@@ -513,50 +513,6 @@ impl Node {
             Err(e) => warn!("refused the copy fetched from {from}: {e}"),
         }
     }
-
-    /// Becomes active once caught up with the newest version a peer reported, or at the limit.
-    pub(super) fn check_activation(&mut self, now: Now) {
-        let Activation::Joining { limit, target } = self.activation else { return };
-        // With coordinated writes, the newest version of a majority of the voters (itself
-        // included): a committed version is on a majority, and a single peer may be one that is
-        // joining too, with an older store (this node may have served a newer one before it
-        // stopped, if its disk could not keep it).
-        // The only voter of its cluster is a majority on its own: it waits for nobody (its seeds
-        // may be down, or of another cluster).
-        let (heard_enough, alone_enough) = match (&self.consensus, self.coordination()) {
-            (Some(consensus), Some(coordination)) => {
-                let me = usize::from(coordination.is_voter(&consensus.state.id));
-                let heard = self.heard_while_joining.iter().filter(|h| coordination.is_voter(h)).count();
-                (heard + me >= coordination.majority(), me >= coordination.majority())
-            }
-            // A node that holds no version of a cluster yet (a new learner) serves only once it
-            // has taken one: two new learners that reach each other before the coordinator must
-            // not serve each other's empty store.
-            (Some(_), None) => (false, false),
-            (None, _) => (true, false),
-        };
-        // A node of coordinated writes serves only a store of a cluster (its own, or the one it
-        // founds): never a store of local writes, or the empty one a node with a mistyped seed has.
-        // A node restarted from its commit point with a newer version accepted (which it may have
-        // served: the commit point is written after) serves as usual once that one is settled.
-        let settled = self.settled();
-        let of_a_cluster = self.consensus.is_none() || self.coordination().is_some();
-        let caught_up = alone_enough
-            || (heard_enough && settled && of_a_cluster && target.is_some_and(|t| self.store.version() >= t));
-        if caught_up {
-            info!("caught up with the cluster at sequence {}; serving", self.store.version().sequence);
-            self.activation = Activation::Active;
-        } else if limit.is_some_and(|limit| limit.fired(now)) {
-            warn!(
-                "could not catch up with the cluster within --bootstrap-limit (no peer answered); serving what this \
-                 node has, sequence {}",
-                self.store.version().sequence
-            );
-            self.activation = Activation::Active;
-        } else {
-            self.report_joining(now);
-        }
-    }
 }
 
 impl Node {
