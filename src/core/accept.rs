@@ -142,6 +142,17 @@ impl Node {
             consensus.confirmed = true;
             info!("sequence {} is committed: serving it", committed.version.sequence);
         }
+        // What the node had accepted before it restarted was never committed, and so never
+        // served, when a coordinator of a later term committed an older sequence: it adopted the
+        // newest version a majority held, and that was not it. Holding that committed version,
+        // the node serves as usual (seed 684 of the default run waited for ever).
+        if let Some(before) = consensus.accepted_at_start
+            && committed.term > before.term
+            && committed.version.sequence < before.version.sequence
+            && self.store.version() == committed.version
+        {
+            consensus.accepted_at_start = None;
+        }
         self.note_commit_point();
         self.check_activation(now);
     }
