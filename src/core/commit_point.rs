@@ -92,7 +92,9 @@ impl Node {
     /// and has not heard from a majority of its voters since, or has yet to reach the version it
     /// had accepted before it stopped (which it may have served: the commit point is written after).
     pub(super) fn serves_unconfirmed(&self) -> bool {
-        self.consensus.as_ref().is_some_and(|c| c.confirmed)
+        // A node removed from its cluster serves nothing at all (it says so instead).
+        !self.is_removed()
+            && self.consensus.as_ref().is_some_and(|c| c.confirmed)
             && (matches!(self.activation, Activation::Joining { .. }) || !self.settled())
             && self.store.sealed().copy.coordination.is_some()
     }

@@ -106,7 +106,10 @@ pub fn decide(
     let state = stored.clone().unwrap_or_else(|| NodeState::new(new_id(random())));
     let none_valid = newest.is_none();
     let (mut start, must_catch_up) = match newest {
-        Some(start) if flags.coordinated => (start_at_commit_point(dir, &state, start, flags)?, false),
+        // `--force-new-cluster` goes on with the newest version this node holds, committed or not.
+        Some(start) if flags.coordinated && !flags.force_new_cluster => {
+            (start_at_commit_point(dir, &state, start, flags)?, false)
+        }
         Some(start) => (start, false),
         None => (start_without_snapshot(&damaged, flags)?, !damaged.is_empty() && !flags.start_empty),
     };
