@@ -237,7 +237,7 @@ impl Node {
                 "cluster-id": self.cluster_id(),
                 "role": self.own_role().as_str(),
                 "version": version.to_json(),
-                "committed": self.store_confirmed(),
+                "committed": self.store_confirmed() && self.settled(),
                 "cluster": peers,
                 "own-commits": own_commits,
                 "writes": self.consensus_json(now),
@@ -297,6 +297,9 @@ impl Node {
     /// Starts a sync exchange with every peer whose turn has come.
     pub(super) fn sync(&mut self, now: Now) {
         self.forget_strangers(now);
+        if self.identity_unsaved && self.cluster.next_sync().is_some_and(|d| d.fired(now)) {
+            self.save_identity();
+        }
         if self.forget_removed() {
             return;
         }

@@ -277,7 +277,8 @@ impl Node {
     pub(super) fn state_not_saved(&mut self, now: Now, id: u64, why: &str) {
         // With local writes only the cluster a node joined is saved, and nobody waits for it.
         let Some(consensus) = self.consensus.as_mut() else {
-            error!("node.json cannot be written ({why}): the cluster this node joined is kept in memory only");
+            error!("node.json cannot be written ({why}): the cluster this node joined is tried again shortly");
+            self.identity_unsaved = true;
             return;
         };
         if consensus.saving != Some(id) {

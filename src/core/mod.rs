@@ -274,6 +274,9 @@ pub struct Node {
     identity: node_state::NodeState,
     /// Peers of another cluster or write mode already logged, and why.
     mismatches_logged: Vec<(String, peering::Mismatch)>,
+    /// With local writes: the cluster this node joined could not be written to `node.json`; it
+    /// is tried again at the next sync round.
+    identity_unsaved: bool,
     /// `Start::floor`, `Start::floor_unknown`.
     floor: u64,
     writes_refused: Option<String>,
@@ -315,6 +318,7 @@ impl Node {
             waiting_writes: write::WaitingWrites::new(),
             identity: config.identity.clone(),
             mismatches_logged: Vec::new(),
+            identity_unsaved: false,
             floor: start.floor,
             writes_refused: start.floor_unknown,
             last_disk_error: None,

@@ -133,10 +133,17 @@ impl Node {
             consensus.state.cluster = Some(cluster.to_string());
             self.save_state();
         } else {
-            let id = self.next_id();
-            let state = NodeState { cluster: Some(cluster.to_string()), ..self.identity.clone() };
-            self.effects.push(super::Effect::Job(crate::core::jobs::Job::SaveState { id, state }));
+            self.save_identity();
         }
+    }
+
+    /// With local writes: writes `node.json` (nobody waits for it; a failure is tried again at
+    /// the next sync round, `sync`).
+    pub(super) fn save_identity(&mut self) {
+        self.identity_unsaved = false;
+        let id = self.next_id();
+        let state = self.identity.clone();
+        self.effects.push(super::Effect::Job(crate::core::jobs::Job::SaveState { id, state }));
     }
 
     fn log_mismatch_once(&mut self, address: &str, mismatch: &Mismatch) {
