@@ -12,7 +12,6 @@
 use log::{error, info};
 
 use super::Node;
-use crate::core::node_state::NodeState;
 use crate::http::{Headers, Response};
 use crate::limits::FOREIGN_PEERS_LOGGED_MAX;
 
