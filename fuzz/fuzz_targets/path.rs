@@ -150,8 +150,9 @@ fn check_get(target: &str, path: &str, query: Query, decoded: &Result<Vec<Cow<'_
     let request = Request { method: Method::Get, target, headers: Default::default(), body: b"" , client: None};
     let response = match node.handle(NOW, 1, &request) {
         Reply::Now(response) => response,
-        // `?wait=S` on a path that does not exist (yet) waits for it.
-        Reply::Later if query.wait.is_some() => return,
+        // `?wait=S` on a path that does not exist (yet) waits for it; `GET /copy` on a node
+        // without peers has its body rendered off the loop.
+        Reply::Later if query.wait.is_some() || first == "copy" => return,
         other => panic!("a GET without If-None-Match or Accept was not answered at once: {other:?}"),
     };
     if first != "data" {
