@@ -28,10 +28,9 @@ use lighthouse::core::members::{Coordination, Member, new_id};
 use lighthouse::core::node_state::NodeState;
 use lighthouse::core::rng::Rng;
 use lighthouse::core::sealed::seal_paced;
-use lighthouse::core::startup::Flags;
 use lighthouse::core::value::Value;
 use lighthouse::core::version::{Checksum, Version};
-use lighthouse::core::{CoreConfig, Effect, Node, PeerReply, PeerRequest, Reply, Request, Ticket};
+use lighthouse::core::{Effect, Node, PeerReply, PeerRequest, Reply, Request, Ticket};
 
 use super::disk::{DiskFault, SimDir};
 use lighthouse::http::{Headers, Method, Response, parse_head};
@@ -365,29 +364,15 @@ impl Sim {
             .map(|j| self.nodes[j].address.clone())
             .take(2)
             .collect();
-        let flags = Flags { coordinated: true, has_seeds: true, ..Flags::default() };
-        let rng = &mut self.rng;
-        let Some(startup) = self.nodes[i].dir.start_up(&flags, &mut || rng.next_u64()) else {
+        let real = self.real;
+        super::log_context(|| format!("{real:>6} n{i}"));
+        let now = self.now_of(i);
+        let address = self.nodes[i].address.clone();
+        let Some(node) = self.nodes[i].dir.boot(&address, seeds, true, &mut self.rng, now) else {
             let delay = 500 + self.rng.below(2_000);
             self.at(delay, Event::Restart { node: i });
             return;
         };
-        let config = CoreConfig {
-            address: self.nodes[i].address.clone(),
-            durable: true,
-            lock_timeout_ms: 4_000,
-            seeds,
-            bootstrap: startup.bootstrap,
-            bootstrap_limit_ms: (!startup.must_catch_up).then_some(3_000),
-            rng_seed: self.rng.next_u64(),
-            access: Default::default(),
-            identity: startup.state,
-            coordinated: startup.coordinated,
-        };
-        let real = self.real;
-        super::log_context(|| format!("{real:>6} n{i}"));
-        let now = self.now_of(i);
-        let node = Node::new(config, now, startup.start);
         self.nodes[i].node = Some(node);
         self.drain(i);
     }

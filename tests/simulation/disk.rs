@@ -6,10 +6,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use lighthouse::core::clock::Now;
 use lighthouse::core::jobs::{Disk, DiskError};
 use lighthouse::core::node_state::NodeState;
+use lighthouse::core::rng::Rng;
 use lighthouse::core::snapshot::{self, NodeJson};
 use lighthouse::core::startup::{self, Directory, Flags, Startup};
+use lighthouse::core::{CoreConfig, Node};
 
 /// What a failing disk does to a write.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +51,34 @@ impl SimDir {
             self.save_state(&startup.state).ok()?;
         }
         Some(startup)
+    }
+
+    /// Starts a node from this directory as the server does (`start_up`, then the core with the
+    /// settings the decision gave), with `seeds` and `coordinated` as its command line. `None`:
+    /// the disk refused `node.json`, and the node did not start.
+    pub fn boot(
+        &mut self,
+        address: &str,
+        seeds: Vec<String>,
+        coordinated: bool,
+        rng: &mut Rng,
+        now: Now,
+    ) -> Option<Node> {
+        let flags = Flags { coordinated, has_seeds: !seeds.is_empty(), ..Flags::default() };
+        let startup = self.start_up(&flags, &mut || rng.next_u64())?;
+        let config = CoreConfig {
+            address: address.to_string(),
+            durable: true,
+            lock_timeout_ms: if coordinated { 4_000 } else { 30_000 },
+            seeds,
+            bootstrap: startup.bootstrap,
+            bootstrap_limit_ms: (!startup.must_catch_up).then_some(3_000),
+            rng_seed: rng.next_u64(),
+            access: Default::default(),
+            identity: startup.state,
+            coordinated: startup.coordinated,
+        };
+        Some(Node::new(config, now, startup.start))
     }
 
     /// The node's state as `node.json` holds it.

@@ -19,9 +19,8 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use lighthouse::core::clock::Now;
 use lighthouse::core::jobs::{self, Job};
 use lighthouse::core::rng::Rng;
-use lighthouse::core::startup::Flags;
 use lighthouse::core::version::{Checksum, Version};
-use lighthouse::core::{CoreConfig, Effect, Node, PeerReply, PeerRequest, Reply, Request, Ticket};
+use lighthouse::core::{Effect, Node, PeerReply, PeerRequest, Reply, Request, Ticket};
 
 use super::disk::{DiskFault, SimDir};
 use lighthouse::http::{Headers, Method, Response, parse_head};
@@ -149,26 +148,12 @@ impl Sim {
     /// disk refuses `node.json` does not start (the server exits), and is started again later.
     fn boot(&mut self, i: usize) {
         let seeds = if i == 0 { Vec::new() } else { vec![self.nodes[(i + 1) % self.nodes.len()].address.clone()] };
-        let flags = Flags { coordinated: false, has_seeds: !seeds.is_empty(), ..Flags::default() };
-        let rng = &mut self.rng;
-        let Some(startup) = self.nodes[i].dir.start_up(&flags, &mut || rng.next_u64()) else {
+        let address = self.nodes[i].address.clone();
+        let Some(node) = self.nodes[i].dir.boot(&address, seeds, false, &mut self.rng, self.now) else {
             let delay = 500 + self.rng.below(2_000);
             self.at(delay, Event::Restart { node: i });
             return;
         };
-        let config = CoreConfig {
-            address: self.nodes[i].address.clone(),
-            durable: true,
-            lock_timeout_ms: 30_000,
-            seeds,
-            bootstrap: startup.bootstrap,
-            bootstrap_limit_ms: (!startup.must_catch_up).then_some(3_000),
-            rng_seed: self.rng.next_u64(),
-            access: Default::default(),
-            identity: startup.state,
-            coordinated: startup.coordinated,
-        };
-        let node = Node::new(config, self.now, startup.start);
         let sim_node = &mut self.nodes[i];
         sim_node.high_water = node.version();
         sim_node.node = Some(node);
