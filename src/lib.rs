@@ -63,13 +63,14 @@
 //! | `shell/peers.rs` | the outbound links to peers |
 //! | `shell/buffer.rs` | receive and send buffers from a shared pool |
 //! | `shell/workers.rs`, `data_dir.rs` | the worker threads; the data directory (its lock and start-up probe, load, durable writes, retention, room made on a full disk) |
-//! | `shell/server.rs`, `sys.rs`, `clock.rs`, `logger.rs` | start-up; system calls; the system clock; log lines |
+//! | `shell/server.rs`, `sys.rs`, `system_clock.rs`, `logger.rs` | start-up; system calls; the system's clocks (read only here); log lines |
 //! | `sha1.rs` | SHA-1, with the processor's SHA extensions where it has them |
 //! | `ui.rs`, `ui.html` | the page at `/ui` |
 //!
 //! Tokens: 0 is the listener, 1 the workers' waker, 2 the signal pipe, 16 and up the client
 //! connections, 2^32 and up the peer links. A ticket (`core::Ticket`) names one parked request:
-//! a serial number and its connection's slot.
+//! a serial number and its connection's slot (`limits.rs` holds these numbers and checks at
+//! compile time that they do not overlap).
 #![deny(unsafe_code)]
 
 pub mod config;

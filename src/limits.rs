@@ -22,9 +22,19 @@ pub const PIPELINE_REQUESTS_PER_WAKE_MAX: usize = 64;
 
 /// Default for `--max-connections`: the benchmark's 10,000 idle connections plus a busy load.
 pub const CONNECTIONS_MAX_DEFAULT: usize = 16 * 1024;
-/// The most `--max-connections` may ask for: a connection's slot must fit the 24 bits a ticket
-/// keeps for it.
-pub const CONNECTIONS_MAX: usize = (1 << 24) - 1;
+/// A ticket (`core::Ticket`, one parked request) is a request serial number above these bits and
+/// the connection's slot below them.
+pub const TICKET_SLOT_BITS: u32 = 24;
+/// The most `--max-connections` may ask for: a connection's slot must fit the bits a ticket keeps
+/// for it.
+pub const CONNECTIONS_MAX: usize = (1 << TICKET_SLOT_BITS) - 1;
+/// Connection `i` has poll token `CONNECTION_TOKEN_BASE + i`; the tokens below are the listener's,
+/// the workers' waker's and the signal pipe's.
+pub const CONNECTION_TOKEN_BASE: usize = 16;
+/// Peer link `i` has poll token `PEER_TOKEN_BASE + i`; client connections stay below it.
+pub const PEER_TOKEN_BASE: usize = 1 << 32;
+const _: () =
+    assert!(CONNECTION_TOKEN_BASE + CONNECTIONS_MAX < PEER_TOKEN_BASE, "client tokens stay below peer tokens");
 /// Open files the server needs beside its client connections: the listener, the poller, peer
 /// links, snapshot files, the signal pipe. A lower open-files limit is worth a warning.
 pub const OPEN_FILES_SPARE: usize = 64;
@@ -130,6 +140,16 @@ pub const RECENT_COMMIT_MS: u64 = 10 * 60_000;
 pub const RECENT_COMMITS_MAX: usize = 64;
 /// Lock names are 1 to this many characters of `A-Z a-z 0-9 . _ ~ -`.
 pub const LOCK_NAME_BYTES_MAX: usize = 128;
+/// A one-request write holds the lock under the name `METHOD /data/path`, cut to this many bytes
+/// (then `...`): it is never a lock name a client sends, so it may be longer than one.
+pub const WRITE_NAME_BYTES_MAX: usize = 200;
+
+// ---- Browsers ----------------------------------------------------------------------------------
+
+/// Origins `--cors` may list.
+pub const CORS_ORIGINS_MAX: usize = 64;
+/// How long a browser may cache a preflight's answer (`Access-Control-Max-Age`).
+pub const CORS_MAX_AGE_S: u32 = 600;
 
 // ---- Disk ----------------------------------------------------------------------------------------
 

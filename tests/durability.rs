@@ -113,7 +113,7 @@ fn a_snapshot_write_interrupted_at_any_moment_leaves_a_startable_directory() {
     let server = Server::start(&[&dir.flag()]);
     transact(&server, "a", "/x", "1");
     drop(server);
-    let name = lighthouse::core::snapshot::file_name(lighthouse::shell::clock::unix_micros());
+    let name = lighthouse::core::snapshot::file_name(lighthouse::shell::system_clock::unix_micros());
     std::fs::write(
         dir.path().join(lighthouse::core::snapshot::temporary_name(&name)),
         b"{\"cluster\":[],\"copy\":{\"da",

@@ -9,12 +9,10 @@ use crate::core::clock::Now;
 use crate::core::path::{self, Query};
 use crate::core::value::Value;
 use crate::http::{Method, Response};
+use crate::limits::WRITE_NAME_BYTES_MAX;
 
 /// The methods `/data` answers.
 pub(super) const DATA_METHODS: &str = "GET, HEAD, PUT, PATCH, DELETE";
-
-/// The longest name a one-request write shows as the lock's holder.
-const WRITE_NAME_BYTES_MAX: usize = 200;
 
 impl Node {
     /// `/data[/path]`: reads, long-polls and event streams; `PUT`, `PATCH` and `DELETE` are

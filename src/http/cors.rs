@@ -10,10 +10,8 @@ const EXPOSED: &str = "ETag, X-Lighthouse-Version, Retry-After";
 /// What a preflight allows.
 const METHODS: &str = "GET, HEAD, PUT, PATCH, DELETE, OPTIONS";
 const HEADERS: &str = "Authorization, Content-Type, If-Match, If-None-Match, Last-Event-ID, Accept";
-/// How long a browser may cache a preflight's answer, in seconds.
-const MAX_AGE_S: u32 = 600;
-/// Origins `--cors` may list.
-const ORIGINS_MAX: usize = 64;
+
+use crate::limits::{CORS_MAX_AGE_S, CORS_ORIGINS_MAX};
 
 /// The origins allowed to use this server from a browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +31,8 @@ impl Cors {
             return Ok(Cors::new(None));
         }
         let origins: Vec<&str> = flag.split(',').map(str::trim).filter(|o| !o.is_empty()).collect();
-        if origins.is_empty() || origins.len() > ORIGINS_MAX {
-            return Err(format!("takes * or 1 to {ORIGINS_MAX} origins separated by commas"));
+        if origins.is_empty() || origins.len() > CORS_ORIGINS_MAX {
+            return Err(format!("takes * or 1 to {CORS_ORIGINS_MAX} origins separated by commas"));
         }
         let origins = origins.into_iter().map(origin).collect::<Result<Vec<String>, String>>()?;
         Ok(Cors::new(Some(origins)))
@@ -47,7 +45,7 @@ impl Cors {
             );
             let preflight = format!(
                 "{answer}Access-Control-Allow-Methods: {METHODS}\r\nAccess-Control-Allow-Headers: {HEADERS}\r\n\
-                 Access-Control-Max-Age: {MAX_AGE_S}\r\n"
+                 Access-Control-Max-Age: {CORS_MAX_AGE_S}\r\n"
             );
             (answer.into_bytes(), preflight.into_bytes())
         };

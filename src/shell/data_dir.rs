@@ -14,7 +14,7 @@ use crate::core::node_state::NodeState;
 use crate::core::snapshot::{self, NodeJson, parse_file_name};
 use crate::core::startup::Directory;
 use crate::limits::{SNAPSHOT_TAIL_PEEK_BYTES, SNAPSHOTS_KEPT_WHEN_FULL};
-use crate::shell::clock::unix_micros;
+use crate::shell::system_clock::unix_micros;
 
 /// Snapshot files in `dir`, newest first, with their times.
 pub fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {

@@ -9,7 +9,7 @@ use std::io::Write;
 use log::{LevelFilter, Log, Metadata, Record};
 
 use crate::core::clock::Civil;
-use crate::shell::clock::unix_micros;
+use crate::shell::system_clock::unix_micros;
 
 struct StderrLogger;
 

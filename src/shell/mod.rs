@@ -3,7 +3,6 @@
 //! files and the data directory. Nothing here decides what the store does: that is the core's.
 
 pub mod buffer;
-pub mod clock;
 pub mod connection;
 pub mod data_dir;
 pub mod event_loop;
@@ -11,4 +10,5 @@ pub mod logger;
 pub mod peers;
 pub mod server;
 pub mod sys;
+pub mod system_clock;
 pub mod workers;

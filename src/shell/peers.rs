@@ -25,12 +25,9 @@ use crate::core::{PeerReply, PeerRequest};
 use crate::http::{self, Reader, Side, Step};
 use crate::limits::{
     PEER_BACKOFF_MAX_MS, PEER_BACKOFF_MIN_MS, PEER_CONNECT_TIMEOUT_MS, PEER_IN_FLIGHT_MAX, PEER_QUEUE_MAX,
-    PEER_RESPONSE_STALL_MS, PEERS_MAX, READ_BUDGET_BYTES, WRITE_BUDGET_BYTES,
+    PEER_RESPONSE_STALL_MS, PEER_TOKEN_BASE, PEERS_MAX, READ_BUDGET_BYTES, WRITE_BUDGET_BYTES,
 };
 use crate::shell::buffer::{Pool, Received, RecvBuffer, SendQueue};
-
-/// Link `i` has token `PEER_TOKEN_BASE + i`; client connections stay below it.
-pub const PEER_TOKEN_BASE: usize = 1 << 32;
 
 /// The outcome of one request to a peer.
 pub type Outcome = (u64, Result<PeerReply, String>);

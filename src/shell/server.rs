@@ -12,9 +12,9 @@ use crate::core::clock::seconds_to_ms;
 use crate::core::startup::{self, Directory, Flags, Refusal, Startup};
 use crate::core::{Access, CoreConfig, Node, Secret};
 use crate::limits::OPEN_FILES_SPARE;
-use crate::shell::clock::SystemClock;
 use crate::shell::data_dir::{self, DiskConfig, StartupDir};
 use crate::shell::event_loop::{EventLoop, Parts};
+use crate::shell::system_clock::SystemClock;
 
 /// Runs a server until SIGTERM or SIGINT.
 pub fn run(config: &Config) -> io::Result<()> {
@@ -169,7 +169,7 @@ fn random_u64() -> u64 {
     let mut bytes = [0u8; 8];
     match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
         Ok(()) => u64::from_le_bytes(bytes),
-        Err(_) => crate::shell::clock::unix_micros() ^ (u64::from(std::process::id()) << 32),
+        Err(_) => crate::shell::system_clock::unix_micros() ^ (u64::from(std::process::id()) << 32),
     }
 }
 

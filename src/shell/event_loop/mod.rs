@@ -23,11 +23,14 @@ use crate::core::clock::Deadline;
 use crate::core::clock::{Now, http_date};
 use crate::core::{Effect, Node, Ticket};
 use crate::http::{HttpError, Response};
-use crate::limits::{ACCEPT_BUDGET, ACCEPT_PAUSE_MS, EVENTS_CAPACITY, OVER_CAPACITY_SCRATCH_BYTES, WRITE_BUDGET_BYTES};
+use crate::limits::{
+    ACCEPT_BUDGET, ACCEPT_PAUSE_MS, CONNECTION_TOKEN_BASE, EVENTS_CAPACITY, OVER_CAPACITY_SCRATCH_BYTES,
+    PEER_TOKEN_BASE, TICKET_SLOT_BITS, WRITE_BUDGET_BYTES,
+};
 use crate::shell::buffer::Pool;
-use crate::shell::clock::SystemClock;
 use crate::shell::connection::{Connection, NEVER, Phase};
-use crate::shell::peers::{PEER_TOKEN_BASE, Peers, Work};
+use crate::shell::peers::{Peers, Work};
+use crate::shell::system_clock::SystemClock;
 
 mod serve;
 use crate::shell::workers::{Report, Workers};
@@ -35,10 +38,6 @@ use crate::shell::workers::{Report, Workers};
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const SIGNALS: Token = Token(2);
-/// Connection `i` has token `CONNECTION_TOKEN_BASE + i`.
-const CONNECTION_TOKEN_BASE: usize = 16;
-/// A ticket is a request serial number above these bits and the connection's slot below them.
-const TICKET_SLOT_BITS: u32 = 24;
 const TICKET_SLOT_MASK: u64 = (1 << TICKET_SLOT_BITS) - 1;
 
 /// The answer sent to a connection over `--max-connections`, before it is closed.

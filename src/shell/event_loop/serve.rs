@@ -8,7 +8,7 @@ use std::net::Shutdown;
 use log::debug;
 use mio::{Interest, Token};
 
-use super::{CONNECTION_TOKEN_BASE, EventLoop, TICKET_SLOT_BITS};
+use super::EventLoop;
 use crate::core::clock::Deadline;
 use crate::core::{Reply, Request};
 use crate::http::{Head, HttpError, Method, Response, Step};
@@ -16,6 +16,7 @@ use crate::limits::{
     BODIES_BYTES_MAX, LINGER_BYTES_MAX, LINGER_MS, PIPELINE_REQUESTS_PER_WAKE_MAX, READ_BUDGET_BYTES,
     SEND_BACKLOG_BYTES_MAX, STREAM_BACKLOG_BYTES_MAX, WRITE_BUDGET_BYTES,
 };
+use crate::limits::{CONNECTION_TOKEN_BASE, TICKET_SLOT_BITS};
 use crate::shell::buffer::{Received, SendQueue};
 use crate::shell::connection::{AnswerShape, Connection, Phase, Verdict};
 
