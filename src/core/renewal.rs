@@ -13,7 +13,7 @@
 
 use super::{Node, Reply, Request, Ticket};
 use crate::core::clock::{Deadline, Now};
-use crate::http::{Headers, Method};
+use crate::http::{Method, OwnedHeaders};
 use crate::limits::{LEASE_RENEWAL_WAIT_MS, LEASE_WAITERS_BYTES_MAX, LEASE_WAITERS_MAX};
 
 /// A request parked while the coordinator renews its lease: owned, to be handled again.
@@ -22,67 +22,25 @@ pub struct LeaseWaiter {
     ticket: Ticket,
     method: Method,
     target: String,
-    headers: [Option<String>; 12],
+    headers: OwnedHeaders,
     body: Vec<u8>,
     client: Option<std::net::SocketAddr>,
 }
 
 impl LeaseWaiter {
     fn of(ticket: Ticket, request: &Request) -> LeaseWaiter {
-        let h = request.headers;
-        let fields = [
-            h.if_none_match,
-            h.if_match,
-            h.content_type,
-            h.origin,
-            h.accept,
-            h.authorization,
-            h.last_event_id,
-            h.forwarded,
-            h.peer_writes,
-            h.peer_cluster,
-            h.peer_from,
-            h.host,
-        ];
         LeaseWaiter {
             ticket,
             method: request.method,
             target: request.target.to_string(),
-            headers: fields.map(|f| f.map(str::to_string)),
+            headers: request.headers.to_owned(),
             body: request.body.to_vec(),
             client: request.client,
         }
     }
 
     fn request(&self) -> Request<'_> {
-        let [
-            if_none_match,
-            if_match,
-            content_type,
-            origin,
-            accept,
-            authorization,
-            last_event_id,
-            forwarded,
-            peer_writes,
-            peer_cluster,
-            peer_from,
-            host,
-        ] = self.headers.each_ref().map(Option::as_deref);
-        let headers = Headers {
-            if_none_match,
-            if_match,
-            content_type,
-            origin,
-            accept,
-            authorization,
-            last_event_id,
-            forwarded,
-            peer_writes,
-            peer_cluster,
-            peer_from,
-            host,
-        };
+        let headers = self.headers.borrowed();
         Request { method: self.method, target: &self.target, headers, body: &self.body, client: self.client }
     }
 }

@@ -17,7 +17,7 @@ pub use chunked::ChunkedDecoder;
 pub use cors::Cors;
 pub use host::HostGuard;
 pub use reader::{Reader, Side, Step};
-pub use request::{Framing, Head, Headers, Method, parse_head};
+pub use request::{Framing, Head, HeaderSet, Headers, Method, OwnedHeaders, parse_head};
 pub use response::{Bytes, Response, reason};
 pub use writer::{encode_chunk, encode_head, encode_request_head, encode_stream_head};
 

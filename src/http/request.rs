@@ -61,32 +61,72 @@ pub enum Framing {
 }
 
 /// The request headers the server acts on; the others are read past.
+pub type Headers<'a> = HeaderSet<&'a str>;
+
+/// The same headers owned, for a request parked past the buffer it was read from.
+pub type OwnedHeaders = HeaderSet<String>;
+
+/// The headers the server acts on, borrowed from the request's buffer (`Headers`) or owned.
 #[derive(Default, Clone, Copy, PartialEq, Eq)]
-pub struct Headers<'a> {
-    pub if_none_match: Option<&'a str>,
-    pub if_match: Option<&'a str>,
-    pub content_type: Option<&'a str>,
+pub struct HeaderSet<S> {
+    pub if_none_match: Option<S>,
+    pub if_match: Option<S>,
+    pub content_type: Option<S>,
     /// The page's origin on a cross-origin request from a browser (CORS); browsers also send it
     /// on same-origin requests other than `GET` and `HEAD`. A peer never sends one.
-    pub origin: Option<&'a str>,
+    pub origin: Option<S>,
     /// The name the client used to reach this server (`Host`), checked by a loopback node
     /// against DNS rebinding (`http::host`).
-    pub host: Option<&'a str>,
-    pub accept: Option<&'a str>,
-    pub authorization: Option<&'a str>,
-    pub last_event_id: Option<&'a str>,
+    pub host: Option<S>,
+    pub accept: Option<S>,
+    pub authorization: Option<S>,
+    pub last_event_id: Option<S>,
     /// `X-Lighthouse-Forwarded`: another node forwarded the request to this one (the coordinator);
     /// the value is the client's address.
-    pub forwarded: Option<&'a str>,
+    pub forwarded: Option<S>,
     /// `X-Lighthouse-Writes`, `X-Lighthouse-Cluster`, `X-Lighthouse-From`: a peer's request says
     /// its write mode, its cluster and its address (`core::peering`).
-    pub peer_writes: Option<&'a str>,
-    pub peer_cluster: Option<&'a str>,
-    pub peer_from: Option<&'a str>,
+    pub peer_writes: Option<S>,
+    pub peer_cluster: Option<S>,
+    pub peer_from: Option<S>,
+}
+
+impl<S> HeaderSet<S> {
+    /// Every header through `f`: the one place that lists them all.
+    fn map<'s, T>(&'s self, f: impl Fn(&'s S) -> T) -> HeaderSet<T> {
+        HeaderSet {
+            if_none_match: self.if_none_match.as_ref().map(&f),
+            if_match: self.if_match.as_ref().map(&f),
+            content_type: self.content_type.as_ref().map(&f),
+            origin: self.origin.as_ref().map(&f),
+            host: self.host.as_ref().map(&f),
+            accept: self.accept.as_ref().map(&f),
+            authorization: self.authorization.as_ref().map(&f),
+            last_event_id: self.last_event_id.as_ref().map(&f),
+            forwarded: self.forwarded.as_ref().map(&f),
+            peer_writes: self.peer_writes.as_ref().map(&f),
+            peer_cluster: self.peer_cluster.as_ref().map(&f),
+            peer_from: self.peer_from.as_ref().map(&f),
+        }
+    }
+}
+
+impl Headers<'_> {
+    /// An owned copy, to keep past the request's buffer.
+    pub fn to_owned(&self) -> OwnedHeaders {
+        self.map(|value| value.to_string())
+    }
+}
+
+impl OwnedHeaders {
+    /// The headers borrowed, as a request carries them.
+    pub fn borrowed(&self) -> Headers<'_> {
+        self.map(String::as_str)
+    }
 }
 
 /// Shows everything but the credentials.
-impl std::fmt::Debug for Headers<'_> {
+impl<S: std::fmt::Debug> std::fmt::Debug for HeaderSet<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Headers")
             .field("if_none_match", &self.if_none_match)
@@ -95,7 +135,7 @@ impl std::fmt::Debug for Headers<'_> {
             .field("origin", &self.origin)
             .field("host", &self.host)
             .field("accept", &self.accept)
-            .field("authorization", &self.authorization.map(|_| ".."))
+            .field("authorization", &self.authorization.as_ref().map(|_| ".."))
             .field("last_event_id", &self.last_event_id)
             .field("forwarded", &self.forwarded)
             .field("peer_writes", &self.peer_writes)
