@@ -213,8 +213,110 @@ pub fn render(metrics: &Metrics, gauges: &Gauges) -> String {
             let _ = writeln!(out, "lighthouse_{name}{suffix_and_labels} {value}");
         }
     };
-    let one = |value: u64| vec![(String::new(), value.to_string())];
+    family(
+        "requests_total",
+        COUNTER,
+        "HTTP requests answered, by endpoint family, method and status class.",
+        &requests(metrics),
+    );
+    let (m, g) = (metrics, gauges);
+    scalars(
+        &mut family,
+        &[
+            ("connections_open", GAUGE, "Client connections open now.", m.connections_open),
+            ("connections_accepted_total", COUNTER, "Client connections accepted.", m.connections_accepted),
+            (
+                "connections_refused_total",
+                COUNTER,
+                "Client connections answered 503 because --max-connections were open.",
+                m.connections_refused,
+            ),
+            ("received_bytes_total", COUNTER, "Bytes read from clients.", m.bytes_received),
+            ("sent_bytes_total", COUNTER, "Bytes written to clients.", m.bytes_sent),
+            ("store_sequence", GAUGE, "Sequence number of the store being served.", g.sequence),
+            ("store_bytes", GAUGE, "Size of the store as compact JSON.", g.store_bytes as u64),
+            (
+                "active",
+                GAUGE,
+                "1 when the node serves /data, 0 while it catches up with its cluster.",
+                u64::from(g.active),
+            ),
+            ("lock_held", GAUGE, "1 while a lock is held.", u64::from(g.lock_held)),
+            ("commits_total", COUNTER, "Commits that made a new version.", m.commits),
+            ("aborts_total", COUNTER, "Transactions aborted by their holder.", m.aborts),
+            (
+                "lease_expiries_total",
+                COUNTER,
+                "Locks that lapsed without a request from their holder.",
+                m.lease_expiries,
+            ),
+            (
+                "conflicts_total",
+                COUNTER,
+                "Commits answered 409: a newer store arrived from a peer during the transaction.",
+                m.conflicts,
+            ),
+            ("snapshot_writes_total", COUNTER, "Snapshot files written.", m.snapshot_writes),
+        ],
+    );
+    family(
+        "snapshot_write_seconds",
+        "histogram",
+        "Time to seal and write a snapshot (serialize, hash, write, fsync).",
+        &metrics.snapshot_seconds.samples(),
+    );
+    scalars(
+        &mut family,
+        &[
+            ("flush_failures_total", COUNTER, "Snapshot writes that failed.", m.flush_failures),
+            (
+                "disk_errors_total",
+                COUNTER,
+                "Writes to the data directory that failed (snapshots, node.json): full, read-only, I/O error.",
+                m.disk_errors,
+            ),
+            (
+                "snapshots_skipped",
+                GAUGE,
+                "Snapshot files skipped as damaged at start (kept in the directory for the operator).",
+                m.snapshots_skipped,
+            ),
+            ("peers", GAUGE, "Peers in the cluster table.", g.peers as u64),
+            ("peers_reachable", GAUGE, "Peers that answered the last request.", g.peers_reachable as u64),
+            ("copies_pushed_total", COUNTER, "Copies pushed to peers that took them.", m.copies_pushed),
+            ("copies_pulled_total", COUNTER, "Copies fetched from peers and taken.", m.copies_pulled),
+            ("copies_taken_total", COUNTER, "Newer stores taken from peers, pushed or pulled.", m.copies_taken),
+            (
+                "superseded_commits_total",
+                COUNTER,
+                "Times a commit of this node was superseded by a concurrent commit elsewhere.",
+                m.superseded_commits,
+            ),
+            (
+                "superseded_commits_recovered_total",
+                COUNTER,
+                "Times a superseded commit of this node came back in a store that built on it.",
+                m.superseded_commits_recovered,
+            ),
+            ("watchers", GAUGE, "Long-polls and event streams waiting for a change.", g.watchers as u64),
+        ],
+    );
+    render_cluster(metrics, gauges, &mut family);
+    out
+}
 
+const GAUGE: &str = "gauge";
+const COUNTER: &str = "counter";
+
+/// Families of one sample each: (name, kind, help, value).
+fn scalars(family: &mut impl FnMut(&str, &str, &str, &[(String, String)]), rows: &[(&str, &str, &str, u64)]) {
+    for (name, kind, help, value) in rows {
+        family(name, kind, help, &[(String::new(), value.to_string())]);
+    }
+}
+
+/// The requests answered, one sample per endpoint, method and status class seen.
+fn requests(metrics: &Metrics) -> Vec<(String, String)> {
     let mut requests = Vec::new();
     for (e, endpoint) in ENDPOINTS.iter().enumerate() {
         for (m, method) in METHODS.iter().enumerate() {
@@ -227,131 +329,48 @@ pub fn render(metrics: &Metrics, gauges: &Gauges) -> String {
             }
         }
     }
-    family(
-        "requests_total",
-        "counter",
-        "HTTP requests answered, by endpoint family, method and status class.",
-        &requests,
-    );
-    family("connections_open", "gauge", "Client connections open now.", &one(metrics.connections_open));
-    family("connections_accepted_total", "counter", "Client connections accepted.", &one(metrics.connections_accepted));
-    family(
-        "connections_refused_total",
-        "counter",
-        "Client connections answered 503 because --max-connections were open.",
-        &one(metrics.connections_refused),
-    );
-    family("received_bytes_total", "counter", "Bytes read from clients.", &one(metrics.bytes_received));
-    family("sent_bytes_total", "counter", "Bytes written to clients.", &one(metrics.bytes_sent));
-    family("store_sequence", "gauge", "Sequence number of the store being served.", &one(gauges.sequence));
-    family("store_bytes", "gauge", "Size of the store as compact JSON.", &one(gauges.store_bytes as u64));
-    family(
-        "active",
-        "gauge",
-        "1 when the node serves /data, 0 while it catches up with its cluster.",
-        &one(u64::from(gauges.active)),
-    );
-    family("lock_held", "gauge", "1 while a lock is held.", &one(u64::from(gauges.lock_held)));
-    family("commits_total", "counter", "Commits that made a new version.", &one(metrics.commits));
-    family("aborts_total", "counter", "Transactions aborted by their holder.", &one(metrics.aborts));
-    family(
-        "lease_expiries_total",
-        "counter",
-        "Locks that lapsed without a request from their holder.",
-        &one(metrics.lease_expiries),
-    );
-    family(
-        "conflicts_total",
-        "counter",
-        "Commits answered 409: a newer store arrived from a peer during the transaction.",
-        &one(metrics.conflicts),
-    );
-    family("snapshot_writes_total", "counter", "Snapshot files written.", &one(metrics.snapshot_writes));
-    family(
-        "snapshot_write_seconds",
-        "histogram",
-        "Time to seal and write a snapshot (serialize, hash, write, fsync).",
-        &metrics.snapshot_seconds.samples(),
-    );
-    family("flush_failures_total", "counter", "Snapshot writes that failed.", &one(metrics.flush_failures));
-    family(
-        "disk_errors_total",
-        "counter",
-        "Writes to the data directory that failed (snapshots, node.json): full, read-only, I/O error.",
-        &one(metrics.disk_errors),
-    );
-    family(
-        "snapshots_skipped",
-        "gauge",
-        "Snapshot files skipped as damaged at start (kept in the directory for the operator).",
-        &one(metrics.snapshots_skipped),
-    );
-    family("peers", "gauge", "Peers in the cluster table.", &one(gauges.peers as u64));
-    family("peers_reachable", "gauge", "Peers that answered the last request.", &one(gauges.peers_reachable as u64));
-    family("copies_pushed_total", "counter", "Copies pushed to peers that took them.", &one(metrics.copies_pushed));
-    family("copies_pulled_total", "counter", "Copies fetched from peers and taken.", &one(metrics.copies_pulled));
-    family(
-        "copies_taken_total",
-        "counter",
-        "Newer stores taken from peers, pushed or pulled.",
-        &one(metrics.copies_taken),
-    );
-    family(
-        "superseded_commits_total",
-        "counter",
-        "Times a commit of this node was superseded by a concurrent commit elsewhere.",
-        &one(metrics.superseded_commits),
-    );
-    family(
-        "superseded_commits_recovered_total",
-        "counter",
-        "Times a superseded commit of this node came back in a store that built on it.",
-        &one(metrics.superseded_commits_recovered),
-    );
-    family("watchers", "gauge", "Long-polls and event streams waiting for a change.", &one(gauges.watchers as u64));
-    render_cluster(metrics, gauges, &mut family);
-    out
+    requests
 }
 
 /// The families of the cluster: role, term, voters, elections, leases, commits.
 fn render_cluster(metrics: &Metrics, gauges: &Gauges, family: &mut impl FnMut(&str, &str, &str, &[(String, String)])) {
-    let one = |value: u64| vec![(String::new(), value.to_string())];
     let roles: Vec<(String, String)> = NodeRole::OWN
         .iter()
         .map(|role| (format!("{{role=\"{}\"}}", role.as_str()), u64::from(*role == gauges.role).to_string()))
         .collect();
     family(
         "role",
-        "gauge",
+        GAUGE,
         "1 for this node's role (coordinator, voter, learner, removed; local with local writes), 0 for the others.",
         &roles,
     );
-    family("term", "gauge", "The current term of coordinated writes (0 with local writes).", &one(gauges.term));
-    family("voters", "gauge", "Voters of the newest version this node holds.", &one(gauges.voters as u64));
-    family(
-        "voters_reachable",
-        "gauge",
-        "Voters this node reached within a lease, itself included when it is one.",
-        &one(gauges.voters_reachable as u64),
-    );
-    family(
-        "elections_started_total",
-        "counter",
-        "Terms this node stood for election in.",
-        &one(metrics.elections_started),
-    );
-    family("elections_won_total", "counter", "Terms this node won and coordinated.", &one(metrics.elections_won));
-    family(
-        "leases_lost_total",
-        "counter",
-        "Times this node's lease as coordinator ran out: no majority acknowledged its beats in time.",
-        &one(metrics.leases_lost),
-    );
-    family(
-        "commits_unknown_total",
-        "counter",
-        "Commits this node answered 504: not known to be durable on a majority in time, outcome unknown.",
-        &one(metrics.commits_unknown),
+    let (m, g) = (metrics, gauges);
+    scalars(
+        family,
+        &[
+            ("term", GAUGE, "The current term of coordinated writes (0 with local writes).", g.term),
+            ("voters", GAUGE, "Voters of the newest version this node holds.", g.voters as u64),
+            (
+                "voters_reachable",
+                GAUGE,
+                "Voters this node reached within a lease, itself included when it is one.",
+                g.voters_reachable as u64,
+            ),
+            ("elections_started_total", COUNTER, "Terms this node stood for election in.", m.elections_started),
+            ("elections_won_total", COUNTER, "Terms this node won and coordinated.", m.elections_won),
+            (
+                "leases_lost_total",
+                COUNTER,
+                "Times this node's lease as coordinator ran out: no majority acknowledged its beats in time.",
+                m.leases_lost,
+            ),
+            (
+                "commits_unknown_total",
+                COUNTER,
+                "Commits this node answered 504: not known to be durable on a majority in time, outcome unknown.",
+                m.commits_unknown,
+            ),
+        ],
     );
     family(
         "commit_duration_seconds",
