@@ -73,6 +73,14 @@ impl Civil {
         }
     }
 
+    /// ISO 8601 without the fraction: `2026-12-05T13:24:06` with `-` and `:` as separators, the
+    /// basic `20261205T132406` with none.
+    pub fn iso8601(&self, date_separator: &str, time_separator: &str) -> String {
+        let (d, t) = (date_separator, time_separator);
+        let Civil { year, month, day, hour, minute, second, .. } = self;
+        format!("{year:04}{d}{month:02}{d}{day:02}T{hour:02}{t}{minute:02}{t}{second:02}")
+    }
+
     /// Days since the Unix epoch of a calendar date (Howard Hinnant's `days_from_civil`).
     pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
         let year = if month <= 2 { year - 1 } else { year };

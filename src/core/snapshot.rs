@@ -365,17 +365,8 @@ pub fn peek_order(tail: &[u8]) -> Option<(u64, u64)> {
 
 /// The file name for a snapshot taken at `unix_micros`: `YYYYMMDDTHHMMSS.ffffff.json`.
 pub fn file_name(unix_micros: u64) -> String {
-    let c = Civil::from_unix(unix_micros / 1_000_000);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:06}.json",
-        c.year,
-        c.month,
-        c.day,
-        c.hour,
-        c.minute,
-        c.second,
-        unix_micros % 1_000_000
-    )
+    let date = Civil::from_unix(unix_micros / 1_000_000).iso8601("", "");
+    format!("{date}.{:06}.json", unix_micros % 1_000_000)
 }
 
 /// The time in a snapshot file name, or `None` if the name is not one.

@@ -23,15 +23,9 @@ impl Log for StderrLogger {
             return;
         }
         let micros = unix_micros();
-        let c = Civil::from_unix(micros / 1_000_000);
+        let date = Civil::from_unix(micros / 1_000_000).iso8601("-", ":");
         let line = format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z {:<5} [{}] {}\n",
-            c.year,
-            c.month,
-            c.day,
-            c.hour,
-            c.minute,
-            c.second,
+            "{date}.{:03}Z {:<5} [{}] {}\n",
             micros / 1000 % 1000,
             record.level(),
             record.target(),
