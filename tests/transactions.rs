@@ -1,5 +1,5 @@
 //! The write path over real HTTP: the lock, staging under /update, commit and abort, the lease,
-//! and the seed's walkthrough run with curl exactly as the README shows it.
+//! and the seed's walkthrough run with curl exactly as README's first session shows it.
 
 mod support;
 

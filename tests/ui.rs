@@ -4,7 +4,7 @@
 //! every node, and an edit that lost a race must say so.
 //!
 //! `LIGHTHOUSE_UI_SCREENSHOT=docs/ui.png cargo test --release --test ui` saves the screenshot
-//! README shows.
+//! docs/tutorial.md shows.
 
 mod support;
 

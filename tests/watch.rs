@@ -349,22 +349,22 @@ fn an_event_stream_on_a_missing_path_starts_with_missing_and_goes_on() {
     assert_eq!(events[1], ("2".to_string(), "5".to_string()));
 }
 
-/// The shell loop the README shows under "Long-poll", with its URL replaced.
-fn readme_loop(url: &str) -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("URL=http://localhost:8001/data/providers/beta").expect("the README's loop");
-    let script = &readme[start..start + readme[start..].find("```").expect("the end of the block")];
+/// The shell loop docs/tutorial.md shows under "Long-poll", with its URL replaced.
+fn tutorial_loop(url: &str) -> String {
+    let tutorial = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/tutorial.md")).unwrap();
+    let start = tutorial.find("URL=http://localhost:8001/data/providers/beta").expect("the tutorial's loop");
+    let script = &tutorial[start..start + tutorial[start..].find("```").expect("the end of the block")];
     script.replacen("http://localhost:8001/data/providers/beta", url, 1)
 }
 
 #[test]
-fn the_readme_long_poll_loop_follows_changes_and_does_not_spin_when_the_server_is_gone() {
+fn the_tutorial_long_poll_loop_follows_changes_and_does_not_spin_when_the_server_is_gone() {
     use std::process::{Command, Stdio};
-    let dir = TempDir::new("readme-loop");
+    let dir = TempDir::new("tutorial-loop");
     // A server that is gone: every connection is closed at once. The loop must sleep, not spin.
     let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/data/x", gone.local_addr().unwrap());
-    let mut child = Command::new("bash").arg("-c").arg(readme_loop(&url)).current_dir(dir.path()).spawn().unwrap();
+    let mut child = Command::new("bash").arg("-c").arg(tutorial_loop(&url)).current_dir(dir.path()).spawn().unwrap();
     gone.set_nonblocking(true).unwrap();
     let started = Instant::now();
     let mut attempts = 0;
@@ -382,7 +382,7 @@ fn the_readme_long_poll_loop_follows_changes_and_does_not_spin_when_the_server_i
     let url = server.url("/data/a");
     let mut child = Command::new("bash")
         .arg("-c")
-        .arg(readme_loop(&url))
+        .arg(tutorial_loop(&url))
         .current_dir(dir.path())
         .stdout(Stdio::piped())
         .spawn()

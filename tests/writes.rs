@@ -1,7 +1,7 @@
 //! One-request writes on `/data` (`PUT`, `DELETE`, `PATCH` with a merge patch or a JSON Patch)
 //! and their preconditions (`If-Match`, `If-None-Match`), through the real binary, with curl as
-//! README shows them; the compare-and-set loop of README run by several shells at once, on one
-//! node and on a cluster of three.
+//! docs/tutorial.md shows them; the tutorial's compare-and-set loop run by several shells at once,
+//! on one node and on a cluster of three.
 
 mod support;
 
@@ -241,15 +241,15 @@ fn writes_need_the_write_token_and_a_url_token_only_reads() {
     assert_eq!(server.get("/data/x?raw&access_token=r-secret").text(), "1");
 }
 
-/// README's compare-and-set loop, taken from README.md itself (so the two cannot drift apart),
-/// with the URL as its first argument: increments `/data/counter` once, retrying while another
-/// writer got there first.
+/// The tutorial's compare-and-set loop, taken from docs/tutorial.md itself (so the two cannot drift
+/// apart), with the URL as its first argument: increments `/data/counter` once, retrying while
+/// another writer got there first.
 fn cas_increment() -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("url=localhost:8001/data/counter\n").expect("README's compare-and-set loop");
+    let tutorial = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/tutorial.md")).unwrap();
+    let start = tutorial.find("url=localhost:8001/data/counter\n").expect("the tutorial's compare-and-set loop");
     let last = "rm -f \"$h\"\n";
-    let end = start + readme[start..].find(last).expect("the loop's last line") + last.len();
-    format!("url=$1\n{}", &readme[start..end].split_once('\n').unwrap().1)
+    let end = start + tutorial[start..].find(last).expect("the loop's last line") + last.len();
+    format!("url=$1\n{}", &tutorial[start..end].split_once('\n').unwrap().1)
 }
 
 /// Runs `per_shell` increments in one shell per URL, all at once; returns when all are done.
@@ -266,7 +266,7 @@ fn run_shells(urls: &[String], per_shell: usize) {
 }
 
 #[test]
-fn the_compare_and_set_loop_of_readme_loses_no_increment_on_one_node() {
+fn the_compare_and_set_loop_of_the_tutorial_loses_no_increment_on_one_node() {
     let server = Server::start(&[]);
     assert_eq!(server.request("PUT", "/data/counter", b"0").status, 200);
     let url = server.url("/data/counter");
