@@ -366,7 +366,7 @@ fn a_local_writes_cluster_upgrades_to_coordinated_writes_with_its_store() {
     for member in &mut members {
         member.server.take().unwrap().terminate();
     }
-    // The README's upgrade: the first node founds the cluster with the store it holds.
+    // The upgrade of docs/clustering.md: the first node founds the cluster with the store it holds.
     members[0].start(&["--bootstrap"]);
     members[1].start(&[]);
     members[2].start(&[]);

@@ -114,7 +114,7 @@ fn without_a_cluster_key_the_write_token_guards_the_copy_and_a_cluster_still_syn
     let token = secret_file(&dir, "token", "write-s3cret");
     let token_flag = format!("--token-file={token}");
     let first = Server::start(&[&token_flag]);
-    // The README's Security example: a token and no cluster key. A forged copy must not land.
+    // The Security example of docs/operations.md: a token and no cluster key. A forged copy must not land.
     let root = lighthouse::core::value::Value::parse(br#"{"evil": true}"#).unwrap();
     let checksum = lighthouse::core::version::Checksum::of(&root);
     let forged = format!(r#"{{"version": {{"sequence": 99, "checksum": "{checksum}"}}, "data": {{"evil": true}}}}"#);

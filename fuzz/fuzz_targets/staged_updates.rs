@@ -272,7 +272,7 @@ fn build_path(tree: &Value, segments: &[Segment]) -> Vec<String> {
     path
 }
 
-// ---- The model: the edits as the README describes them, on serde_json's tree ---------------------
+// ---- The model: the edits as docs/tutorial.md describes them, on serde_json's tree --------------
 
 fn json_depth(json: &Json) -> usize {
     match json {
