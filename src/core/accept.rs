@@ -9,6 +9,7 @@ use super::replicate::Pending;
 use super::{Effect, Node, Reply, Ticket};
 use crate::core::clock::Now;
 use crate::core::jobs::{Body, DiskError, Job};
+use crate::core::messages::{AcceptAnswer, AcceptRefusal};
 use crate::core::sealed::{DecodeError, Sealed};
 use crate::http::{Bytes, Response};
 
@@ -40,9 +41,9 @@ impl Node {
             .is_none_or(|c| Some(&c.cluster) == sealed.copy.coordination.as_ref().map(|o| &o.cluster));
         if stale || !same_cluster {
             let why = if stale { "a version of an older term" } else { "a version of another cluster" };
-            let answer = serde_json::json!({"error": why, "term": consensus.state.term});
+            let answer = AcceptRefusal { error: why, term: consensus.state.term };
             self.store.retire(sealed);
-            return self.answer(ticket, super::json_response(409, &answer));
+            return self.answer(ticket, Response::json(409, answer.encode()));
         }
         let theirs = Accepted::of(&sealed);
         let accepted = self.accepted();
@@ -90,10 +91,8 @@ impl Node {
     /// `{"term": T, "accepted": {...}}`.
     fn accepted_answer(&self, status: u16) -> Response {
         let consensus = self.consensus.as_ref().expect("coordinated");
-        super::json_response(
-            status,
-            &serde_json::json!({"term": consensus.state.term, "accepted": self.accepted().to_json()}),
-        )
+        let answer = AcceptAnswer { term: consensus.state.term, accepted: Some(self.accepted()) };
+        Response::json(status, answer.encode())
     }
 
     /// `GET /cluster/accepted`: the newest version this node holds, committed or not, for a new

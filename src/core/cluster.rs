@@ -15,6 +15,7 @@ use log::{debug, info, warn};
 use super::{Activation, Effect, Node, json_response};
 use crate::core::address::parse_host_port;
 use crate::core::clock::{Deadline, Now};
+use crate::core::messages::{GossipEntry, PeerProblem, PeerState, StoredPeer};
 use crate::core::version::Version;
 use crate::http::{Bytes, Method, Response};
 use crate::limits::{DECODES_IN_FLIGHT_MAX, PEER_UNREACHED_FORGET_MS, PEERS_MAX, SYNC_JITTER_MS, SYNC_PERIOD_MS};
@@ -32,7 +33,7 @@ pub struct Peer {
     pub last_update: Option<u64>,
     pub last_push: Option<u64>,
     /// Why it is not usable, when it is not: unreachable, or it refuses this node's key.
-    pub problem: Option<String>,
+    pub problem: Option<PeerProblem>,
     /// Its node id (coordinated mode), as it tells it.
     pub id: Option<String>,
     /// It says its version is committed (false: it started from a version it must confirm).
@@ -77,7 +78,7 @@ impl Peer {
             "last-reachable": self.last_reachable,
             "last-update": self.last_update,
             "last-push": self.last_push,
-            "problem": self.problem,
+            "problem": self.problem.as_ref().map(PeerProblem::to_string),
             "id": self.id,
             "foreign": self.mismatch.as_ref().map(super::peering::Mismatch::role),
         })
@@ -205,15 +206,15 @@ impl Node {
 
     /// Restores a peer from a snapshot's table.
     pub(super) fn restore_peer(&mut self, entry: &serde_json::Value, now: Now) {
-        let Some(address) = entry.get("address").and_then(serde_json::Value::as_str) else { return };
+        let stored = StoredPeer::read(entry);
+        let Some(address) = stored.address.as_deref() else { return };
         self.learn(address, now);
-        let ms = |field: &str| entry.get(field).and_then(serde_json::Value::as_u64);
         if let Some(peer) = self.cluster.find(address) {
-            peer.version = entry.get("version").and_then(Version::from_json);
-            peer.last_reachable = ms("last-reachable");
-            peer.last_update = ms("last-update");
-            peer.last_push = ms("last-push");
-            peer.id = super::membership::stored_id(entry);
+            peer.version = stored.version;
+            peer.last_reachable = stored.last_reachable;
+            peer.last_update = stored.last_update;
+            peer.last_push = stored.last_push;
+            peer.id = stored.id;
         }
     }
 
@@ -254,13 +255,13 @@ impl Node {
         match method {
             Method::Get | Method::Head => self.state(now),
             Method::Put => {
-                let Ok(serde_json::Value::Array(entries)) = serde_json::from_slice::<serde_json::Value>(body) else {
+                let Some(entries) = GossipEntry::decode_list(body) else {
                     return Response::error(400, "PUT /state takes a list of {\"address\": \"host:port\"}");
                 };
                 for (i, entry) in entries.iter().enumerate() {
-                    if let Some(address) = entry.get("address").and_then(serde_json::Value::as_str) {
+                    if let Some(address) = entry.address.as_deref() {
                         // The sender comes first, with its id.
-                        let id = entry.get("id").and_then(serde_json::Value::as_str).filter(|_| i == 0);
+                        let id = entry.id.as_deref().filter(|_| i == 0);
                         self.learn_sender(address, id, now);
                     }
                 }
@@ -327,11 +328,9 @@ impl Node {
     /// `[{"address": me}, {"address": peer}, ...]`: this node and the peers it reaches. An address
     /// nobody reaches does not spread from table to table.
     fn gossip_body(&self) -> std::sync::Arc<[u8]> {
-        let id = self.consensus.as_ref().map(|c| c.state.id.clone());
-        let mut entries = vec![serde_json::json!({"address": self.config.address, "id": id})];
-        let reached = self.cluster.peers.iter().filter(|p| p.reachable);
-        entries.extend(reached.map(|p| serde_json::json!({"address": p.address})));
-        serde_json::to_vec(&entries).expect("serializing a Value cannot fail").into()
+        let id = self.consensus.as_ref().map(|c| c.state.id.as_str());
+        let reached = self.cluster.peers.iter().filter(|p| p.reachable).map(|p| p.address.as_str());
+        GossipEntry::encode_list(&self.config.address, id, reached).into()
     }
 
     pub(super) fn call(&mut self, address: &str, kind: CallKind, method: Method, path: &str, body: Bytes) {
@@ -389,13 +388,11 @@ impl Node {
             Ok(reply) if reply.status != 401 => reply,
             failed => {
                 let problem = match failed {
-                    Ok(_) => "it refuses this node's key (401): give every node the same --cluster-key-file (or, \
-                              without one, the same --token-file)"
-                        .to_string(),
-                    Err(e) if peer.mismatch.is_some() => e,
-                    Err(e) => format!("unreachable: {e}"),
+                    Ok(_) => PeerProblem::RefusesKey,
+                    Err(e) if peer.mismatch.is_some() => PeerProblem::Mismatch(e),
+                    Err(e) => PeerProblem::Unreachable(e),
                 };
-                if peer.reachable || (peer.problem.as_ref() != Some(&problem) && problem.contains("401")) {
+                if peer.reachable || (peer.problem.as_ref() != Some(&problem) && problem == PeerProblem::RefusesKey) {
                     warn!("peer {address} is not usable: {problem}");
                 }
                 peer.reachable = false;
@@ -408,7 +405,7 @@ impl Node {
         };
         // A peer that refused this node's key for a change stays not usable until a change goes
         // through, even though its reads (open without a read token) still answer.
-        let refused = peer.problem.as_deref().is_some_and(|p| p.contains("401"));
+        let refused = peer.problem == Some(PeerProblem::RefusesKey);
         if !refused || matches!(kind, CallKind::PutState | CallKind::PutCopy(_)) {
             if !peer.reachable {
                 let again = if peer.last_reachable.is_some() { " again" } else { "" };
@@ -421,7 +418,7 @@ impl Node {
             (CallKind::GetState, 200) => self.state_read(now, &address, &reply.body),
             (CallKind::PutState, 200) => {}
             (CallKind::PutCopy(_), 201) => {
-                if let Some(version) = reply_version(&reply.body) {
+                if let Some(version) = crate::core::messages::copy_answer(&reply.body) {
                     self.cluster.find(&address).expect("found above").saw_version(version, now);
                     self.metrics.copies_pushed += 1;
                 }
@@ -444,8 +441,8 @@ impl Node {
 
     /// A peer's `GET /state`: its version and table.
     fn state_read(&mut self, now: Now, address: &str, body: &[u8]) {
-        let Ok(state) = serde_json::from_slice::<serde_json::Value>(body) else { return };
-        if state.get("me").and_then(serde_json::Value::as_str) == Some(self.config.address.as_str()) {
+        let Some(state) = PeerState::decode(body) else { return };
+        if state.me.as_deref() == Some(self.config.address.as_str()) {
             // The "peer" is this node under another name.
             info!("{address} is this node; dropping it from the table");
             self.cluster.peers.retain(|p| p.address != address);
@@ -453,20 +450,14 @@ impl Node {
             return;
         }
         // Only the peers it reaches: an address nobody reaches does not spread.
-        if let Some(entries) = state.get("cluster").and_then(serde_json::Value::as_array) {
-            for entry in entries.iter().filter(|e| e.get("reachable") == Some(&serde_json::Value::Bool(true))) {
-                if let Some(learned) = entry.get("address").and_then(serde_json::Value::as_str) {
-                    self.learn(learned, now);
-                }
-            }
+        for learned in state.reached() {
+            self.learn(learned, now);
         }
-        let Some(theirs) = state.get("version").and_then(Version::from_json) else { return };
+        let Some(theirs) = state.version else { return };
         let peer = self.cluster.find(address).expect("a peer in the table");
         peer.saw_version(theirs, now);
-        peer.committed = state.get("committed") != Some(&serde_json::Value::Bool(false));
-        if let Some(id) =
-            state.get("id").and_then(serde_json::Value::as_str).filter(|id| crate::core::members::valid_id(id))
-        {
+        peer.committed = state.is_committed();
+        if let Some(id) = state.id.as_deref().filter(|id| crate::core::members::valid_id(id)) {
             peer.id = Some(id.to_string());
         }
         // A version its node does not know to be committed is nobody's to take.
@@ -475,7 +466,7 @@ impl Node {
         }
         if let Activation::Joining { target, .. } = &mut self.activation {
             *target = Some(target.map_or(theirs, |t| t.max(theirs)));
-            if let Some(id) = state.get("id").and_then(serde_json::Value::as_str)
+            if let Some(id) = state.id.as_deref()
                 && !self.heard_while_joining.iter().any(|h| h == id)
             {
                 self.heard_while_joining.push(id.to_string());
@@ -562,15 +553,10 @@ impl Node {
                 Ok(_) => peer.answered(now),
                 Err(e) => {
                     peer.reachable = false;
-                    peer.problem = Some(format!("unreachable: {e}"));
+                    peer.problem = Some(PeerProblem::Unreachable(e.clone()));
                 }
             }
         }
         true
     }
-}
-
-/// The version in a `PUT /copy` answer (`{"checksum": ..., "sequence": ...}`).
-fn reply_version(body: &[u8]) -> Option<Version> {
-    Version::from_json(&serde_json::from_slice(body).ok()?)
 }

@@ -26,10 +26,11 @@ use log::{error, info, warn};
 
 use super::Node;
 use crate::core::clock::{Deadline, Now};
-use crate::core::members::{Coordination, Member, valid_id};
+use crate::core::members::{Coordination, Member};
+use crate::core::messages::{Beat, BeatAnswer};
 use crate::core::node_state::NodeState;
 use crate::core::sealed::Sealed;
-use crate::core::version::{Checksum, Version};
+use crate::core::version::Version;
 use crate::http::{Bytes, Method, Response};
 use crate::limits::{
     BEAT_MS, COORDINATOR_LEASE_MS, ELECTION_STAGGER_MS, ELECTION_TIMEOUT_MS, HANDOVER_GRACE_MS, LEASE_MS,
@@ -57,11 +58,9 @@ impl Accepted {
         serde_json::json!({"term": self.term, "sequence": self.version.sequence, "checksum": self.version.checksum.to_string()})
     }
 
+    /// Decoded in `messages.rs`, with every other peer message.
     pub fn from_json(value: &serde_json::Value) -> Option<Accepted> {
-        let term = value.get("term")?.as_u64().filter(|t| *t <= crate::limits::TERM_MAX)?;
-        let sequence = value.get("sequence")?.as_u64()?;
-        let checksum = Checksum::parse_hex(value.get("checksum")?.as_str()?)?;
-        Some(Accepted { term, version: Version { sequence, checksum } })
+        crate::core::messages::accepted(value)
     }
 }
 
@@ -363,26 +362,24 @@ impl Node {
         let me = consensus.state.id.clone();
         let Role::Coordinator(leading) = &mut consensus.role else { return };
         leading.next_beat = Deadline::after(now, BEAT_MS);
-        let mut body = serde_json::json!({
-            "term": consensus.state.term,
-            "coordinator": consensus.me().to_json(),
-            "cluster": coordination.cluster,
-            // Only a store known to be committed: one elected on a store it loaded unconfirmed
-            // says nothing until its adopted version is durable on a majority (else a member
-            // holding the same unconfirmed version would serve it as committed).
-            "committed": consensus.confirmed.then(|| Accepted::of(self.store.sealed()).to_json()),
-            "sent": now.mono_ms,
-        });
         // A coordinator that committed voters without itself says so in its last beat: the
         // voters owe it no promise and elect another coordinator at once.
         let leaving = self.store.sealed().copy.coordination.as_ref().is_some_and(|c| !c.is_voter(&me));
-        if leaving {
-            body["leaving"] = true.into();
+        let body = Beat {
+            term: consensus.state.term,
+            coordinator: consensus.me(),
+            cluster: Some(coordination.cluster),
+            // Only a store known to be committed: one elected on a store it loaded unconfirmed
+            // says nothing until its adopted version is durable on a majority (else a member
+            // holding the same unconfirmed version would serve it as committed).
+            committed: consensus.confirmed.then(|| Accepted::of(self.store.sealed())),
+            sent: Some(now.mono_ms.into()),
+            leaving,
         }
-        let body = body.to_string();
+        .encode();
         let members: Vec<String> = self.members().into_iter().filter(|(id, _)| *id != me).map(|(_, a)| a).collect();
         for address in members {
-            let body = Bytes::Owned(body.clone().into_bytes());
+            let body = Bytes::Owned(body.clone());
             self.call(&address, super::cluster::CallKind::Beat, Method::Post, "/cluster/beat", body);
         }
         self.check_lease(now);
@@ -422,14 +419,7 @@ impl Node {
 
     /// A beat from the coordinator: `POST /cluster/beat`.
     pub(super) fn beat_request(&mut self, now: Now, body: &[u8]) -> Response {
-        let Ok(beat) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return Response::error(400, "a beat is {\"term\", \"coordinator\", \"committed\"}");
-        };
-        let (Some(term), Some(coordinator), committed) = (
-            beat.get("term").and_then(serde_json::Value::as_u64),
-            beat.get("coordinator").and_then(Member::from_json),
-            beat.get("committed").and_then(Accepted::from_json),
-        ) else {
+        let Some(Beat { term, coordinator, committed, leaving, sent, .. }) = Beat::decode(body) else {
             return Response::error(400, "a beat is {\"term\", \"coordinator\", \"committed\"}");
         };
         if let Some(why) = self.term_refusal(term, &format!("a beat from {}", coordinator.address)) {
@@ -452,34 +442,31 @@ impl Node {
             if let Some(committed) = committed {
                 self.learn_committed(now, committed);
             }
-            if beat.get("leaving") == Some(&serde_json::Value::Bool(true)) {
+            if leaving {
                 self.coordinator_left(now);
             }
         }
         let accepted = self.accepted();
         let consensus = self.consensus.as_ref().expect("coordinated");
-        let answer = serde_json::json!({
-            "term": consensus.state.term,
-            "ok": !stale,
-            "id": consensus.state.id,
-            "sent": beat.get("sent"),
-            "accepted": accepted.to_json(),
-            "committed": consensus.confirmed.then(|| Accepted::of(self.store.sealed()).to_json()),
-        });
-        super::json_response(200, &answer)
+        let answer = BeatAnswer {
+            term: consensus.state.term,
+            ok: !stale,
+            id: Some(consensus.state.id.clone()),
+            sent,
+            accepted: Some(accepted),
+            committed: consensus.confirmed.then(|| Accepted::of(self.store.sealed())),
+        };
+        Response::json(200, answer.encode())
     }
 
     /// A member's answer to a beat: it renews the lease, and says what the member holds.
     pub(super) fn beat_reply(&mut self, now: Now, address: &str, body: &[u8]) {
-        let Ok(reply) = serde_json::from_slice::<serde_json::Value>(body) else { return };
-        let term = reply.get("term").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        if self.saw_term(now, term) || reply.get("ok") != Some(&serde_json::Value::Bool(true)) {
+        let Some(reply) = BeatAnswer::decode(body) else { return };
+        let term = reply.term;
+        if self.saw_term(now, term) || !reply.ok {
             return;
         }
-        let (Some(id), Some(sent)) = (
-            reply.get("id").and_then(serde_json::Value::as_str).filter(|id| valid_id(id)),
-            reply.get("sent").and_then(serde_json::Value::as_u64),
-        ) else {
+        let (Some(id), Some(sent)) = (reply.id.as_deref(), reply.sent_ms()) else {
             return;
         };
         let consensus = self.consensus.as_mut().expect("coordinated");
@@ -493,8 +480,7 @@ impl Node {
         }
         self.check_lease(now);
         self.run_lease_waiters(now);
-        let committed = reply.get("committed").and_then(Accepted::from_json);
-        let accepted = reply.get("accepted").and_then(Accepted::from_json);
+        let (accepted, committed) = (reply.accepted, reply.committed);
         self.member_holds(now, id, address, accepted, committed);
     }
 

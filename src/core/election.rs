@@ -5,9 +5,9 @@
 use log::{error, info};
 
 use super::Node;
-use super::consensus::{Accepted, AfterSave, Leading, Role};
+use super::consensus::{AfterSave, Leading, Role};
 use crate::core::clock::{Deadline, Now};
-use crate::core::members::{Member, valid_id};
+use crate::core::messages::{VoteAnswer, VoteRequest};
 use crate::http::{Bytes, Method, Response};
 use crate::limits::{ELECTION_RETRY_MS, ELECTION_STAGGER_MS, ELECTION_TIMEOUT_MS, TERM_MAX};
 
@@ -37,16 +37,10 @@ impl Node {
         consensus.role = Role::Probing { granted: vec![consensus.state.id.clone()] };
         consensus.election_at =
             Deadline::after(now, ELECTION_RETRY_MS + ELECTION_STAGGER_MS * consensus.rank + stagger);
-        let body = serde_json::json!({
-            "term": next,
-            "candidate": consensus.me().to_json(),
-            "accepted": accepted.to_json(),
-            "pre": true,
-        })
-        .to_string();
+        let body = VoteRequest { term: next, candidate: consensus.me(), accepted, pre: true }.encode();
         let me = consensus.state.id.clone();
         for voter in self.voters().into_iter().filter(|m| m.id != me) {
-            let body = Bytes::Owned(body.clone().into_bytes());
+            let body = Bytes::Owned(body.clone());
             self.call(&voter.address, super::cluster::CallKind::Vote, Method::Post, "/cluster/vote", body);
         }
         self.count_probes(now);
@@ -98,24 +92,19 @@ impl Node {
         if !matches!(consensus.role, Role::Candidate { .. }) {
             return;
         }
-        let body = serde_json::json!({
-            "term": consensus.state.term,
-            "candidate": consensus.me().to_json(),
-            "accepted": accepted.to_json(),
-        })
-        .to_string();
+        let body = VoteRequest { term: consensus.state.term, candidate: consensus.me(), accepted, pre: false }.encode();
         let me = consensus.state.id.clone();
         for voter in self.voters().into_iter().filter(|m| m.id != me) {
-            let body = Bytes::Owned(body.clone().into_bytes());
+            let body = Bytes::Owned(body.clone());
             self.call(&voter.address, super::cluster::CallKind::Vote, Method::Post, "/cluster/vote", body);
         }
     }
 
     /// A voter's answer to this node's request for its vote.
     pub(super) fn vote_reply(&mut self, now: Now, body: &[u8]) {
-        let Ok(reply) = serde_json::from_slice::<serde_json::Value>(body) else { return };
-        let term = reply.get("term").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        if reply.get("pre") == Some(&serde_json::Value::Bool(true)) {
+        let Some(reply) = VoteAnswer::decode(body) else { return };
+        let term = reply.term;
+        if reply.pre {
             // A voter that would vote for this node is in an earlier term (or this one): only a
             // later term matters, and ends the probe.
             if term > self.consensus.as_ref().expect("coordinated").state.term {
@@ -124,9 +113,8 @@ impl Node {
             }
             let consensus = self.consensus.as_mut().expect("coordinated");
             let Role::Probing { granted } = &mut consensus.role else { return };
-            let voter = reply.get("voter").and_then(serde_json::Value::as_str).filter(|v| valid_id(v));
-            if let Some(voter) = voter
-                && reply.get("granted") == Some(&serde_json::Value::Bool(true))
+            if let Some(voter) = reply.voter.as_deref()
+                && reply.granted
                 && !granted.iter().any(|g| g == voter)
             {
                 granted.push(voter.to_string());
@@ -139,20 +127,19 @@ impl Node {
         }
         let consensus = self.consensus.as_mut().expect("coordinated");
         let Role::Candidate { granted, newest } = &mut consensus.role else { return };
-        if term != consensus.state.term || reply.get("granted") != Some(&serde_json::Value::Bool(true)) {
+        if term != consensus.state.term || !reply.granted {
             return;
         }
-        let Some(voter) = reply.get("voter").and_then(serde_json::Value::as_str).filter(|v| valid_id(v)) else {
+        let Some(voter) = reply.voter.as_deref() else {
             return;
         };
         if !granted.iter().any(|g| g == voter) {
             granted.push(voter.to_string());
         }
-        let address = reply.get("address").and_then(serde_json::Value::as_str).unwrap_or_default();
-        if let Some(theirs) = reply.get("accepted").and_then(Accepted::from_json)
+        if let Some(theirs) = reply.accepted
             && theirs.key() > newest.0.key()
         {
-            *newest = (theirs, address.to_string());
+            *newest = (theirs, reply.address.clone());
         }
         self.count_votes(now);
     }
@@ -189,17 +176,7 @@ impl Node {
 
     /// A request for this node's vote: `POST /cluster/vote`.
     pub(super) fn vote_request(&mut self, now: Now, ticket: super::Ticket, body: &[u8]) -> super::Reply {
-        let Ok(request) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return super::Reply::Now(Response::error(
-                400,
-                "a vote request is {\"term\", \"candidate\", \"accepted\"}",
-            ));
-        };
-        let (Some(term), Some(candidate), Some(theirs)) = (
-            request.get("term").and_then(serde_json::Value::as_u64),
-            request.get("candidate").and_then(Member::from_json),
-            request.get("accepted").and_then(Accepted::from_json),
-        ) else {
+        let Some(VoteRequest { term, candidate, accepted: theirs, pre }) = VoteRequest::decode(body) else {
             return super::Reply::Now(Response::error(
                 400,
                 "a vote request is {\"term\", \"candidate\", \"accepted\"}",
@@ -214,7 +191,6 @@ impl Node {
             !consensus.promise_until.fired(now) && consensus.coordinator.as_ref().is_none_or(|c| c.id != candidate.id);
         // A pre-vote asks whether this node would vote for the candidate in that term: nothing
         // changes here, no term and no vote.
-        let pre = request.get("pre") == Some(&serde_json::Value::Bool(true));
         if !pre && term > consensus.state.term && (leading || (promised && consensus.coordinator.is_some())) {
             // Raft's guard against disruptive candidates: while this node coordinates with a lease,
             // or has promised the coordinator one, no candidate can win, so its term is not taken
@@ -259,19 +235,15 @@ impl Node {
     /// The answer to a vote request (or a pre-vote): granted, or refused and why.
     fn vote_answer(&self, refusal: Option<&str>, pre: bool) -> Response {
         let consensus = self.consensus.as_ref().expect("coordinated");
-        let mut answer = serde_json::json!({
-            "term": consensus.state.term,
-            "voter": consensus.state.id,
-            "address": consensus.address,
-            "accepted": self.accepted().to_json(),
-            "granted": refusal.is_none(),
-        });
-        if let Some(why) = refusal {
-            answer["why"] = why.into();
-        }
-        if pre {
-            answer["pre"] = true.into();
-        }
-        super::json_response(200, &answer)
+        let answer = VoteAnswer {
+            term: consensus.state.term,
+            voter: Some(consensus.state.id.clone()),
+            address: consensus.address.clone(),
+            accepted: Some(self.accepted()),
+            granted: refusal.is_none(),
+            why: refusal.map(str::to_string),
+            pre,
+        };
+        Response::json(200, answer.encode())
     }
 }

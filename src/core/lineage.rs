@@ -88,9 +88,7 @@ impl Lineage {
     /// since a lineage only refines what is counted, never what is taken.
     pub fn from_json(value: Option<&serde_json::Value>, current: Version) -> Lineage {
         let parsed = || -> Option<Lineage> {
-            let value = value?;
-            let from = value.get("from")?.as_u64()?;
-            let hex = value.get("ids")?.as_str()?;
+            let (from, hex) = crate::core::messages::lineage_fields(value?)?;
             if hex.is_empty() || hex.len() % 16 != 0 {
                 return None;
             }

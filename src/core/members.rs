@@ -18,10 +18,9 @@ impl Member {
         serde_json::json!({"id": self.id, "address": self.address})
     }
 
+    /// Decoded in `messages.rs`, with every other peer message.
     pub fn from_json(value: &serde_json::Value) -> Option<Member> {
-        let id = value.get("id")?.as_str()?;
-        let address = value.get("address")?.as_str()?;
-        (valid_id(id) && !address.is_empty()).then(|| Member { id: id.to_string(), address: address.to_string() })
+        crate::core::messages::member(value)
     }
 }
 
@@ -47,19 +46,9 @@ impl Coordination {
             .to_string()
     }
 
+    /// Decoded in `messages.rs`, with every other peer message (a copy carries it).
     pub fn from_json(value: &serde_json::Value) -> Option<Coordination> {
-        let cluster = value.get("cluster")?.as_str()?.to_string();
-        // A term above the bound is forged or corrupt (`limits::TERM_MAX`).
-        let term = value.get("term")?.as_u64().filter(|t| *t <= crate::limits::TERM_MAX)?;
-        let mut voters: Vec<Member> =
-            value.get("voters")?.as_array()?.iter().map(Member::from_json).collect::<Option<_>>()?;
-        voters.sort();
-        voters.dedup_by(|a, b| a.id == b.id);
-        let removed: Vec<String> = match value.get("removed") {
-            None => Vec::new(),
-            Some(list) => list.as_array()?.iter().map(|v| v.as_str().map(str::to_string)).collect::<Option<_>>()?,
-        };
-        valid_id(&cluster).then_some(Coordination { cluster, term, voters, removed })
+        crate::core::messages::coordination(value)
     }
 
     pub fn is_voter(&self, id: &str) -> bool {

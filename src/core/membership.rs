@@ -214,12 +214,6 @@ impl Node {
     }
 }
 
-/// The id of a peer in a stored table (a snapshot's `cluster`), so that a member removed since is
-/// recognised, and dropped, at the first sync round.
-pub(super) fn stored_id(entry: &serde_json::Value) -> Option<String> {
-    entry.get("id").and_then(serde_json::Value::as_str).filter(|id| valid_id(id)).map(str::to_string)
-}
-
 /// Members removed from the cluster that this node dropped from its table, as (address, id),
 /// newest last (at most `REMOVED_MEMBERS_MAX`): gossip naming the address does not bring them back;
 /// a node announcing itself there with another id (a replacement) does.

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod jobs;
 pub mod lineage;
 pub mod members;
+pub mod messages;
 pub mod node_state;
 pub mod pace;
 pub mod path;

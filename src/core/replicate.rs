@@ -227,14 +227,14 @@ impl Node {
         if let Some(commit) = &mut self.commit {
             commit.pushing.retain(|p| *p != id);
         }
-        let reply: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-        let term = reply.get("term").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let reply = crate::core::messages::AcceptAnswer::decode(body);
+        let term = reply.term;
         if self.saw_term(now, term) {
             return;
         }
         let Some(commit) = &mut self.commit else { return };
         let ours = commit.sealed.as_ref().map(Accepted::of);
-        let theirs = reply.get("accepted").and_then(Accepted::from_json);
+        let theirs = reply.accepted;
         if status == 201 && ours.is_some_and(|o| o.version == version && Some(o) == theirs) {
             if !commit.durable.contains(&id) {
                 commit.durable.push(id);

@@ -102,11 +102,9 @@ impl Version {
     }
 
     /// Reads `{"sequence": N, "checksum": "..."}`; anything else is `None`.
+    /// Decoded in `messages.rs`, with every other peer message.
     pub fn from_json(value: &serde_json::Value) -> Option<Version> {
-        let object = value.as_object()?;
-        let sequence = object.get("sequence")?.as_u64()?;
-        let checksum = Checksum::parse_hex(object.get("checksum")?.as_str()?)?;
-        Some(Version { sequence, checksum })
+        crate::core::messages::version(value)
     }
 }
 
