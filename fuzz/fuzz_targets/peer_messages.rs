@@ -1,5 +1,7 @@
-//! What peers send: `parse_copy` (the body of `PUT /copy` and of the answer to `GET /copy`), and
-//! the pure core handling `PUT /state` and `PUT /copy` with arbitrary bodies, and peers' answers
+//! What peers send: every decoder of `core::messages` (vote requests and answers, beats and their
+//! answers, answers to pushed versions, gossip, a peer's `/state`, a stored table's entries, the
+//! answer to a pushed copy) on every body, `parse_copy` (the body of `PUT /copy` and of the answer
+//! to `GET /copy`), and the pure core handling `PUT /state` and `PUT /copy` with arbitrary bodies, and peers' answers
 //! to its own sync requests, its worker jobs run in memory as the core's test harness runs them.
 //!
 //! Input: a header byte, up to seven action bytes, then the bodies, separated by NUL bytes (which
@@ -19,7 +21,8 @@
 //!    for `PUT /copy`; bits 3-4 of the action byte make it a 500 or a failed connection instead);
 //! 7. reads: `GET /copy`, `/state`, `/version`, `/data`, `/`.
 //!
-//! Checked: nothing panics; an accepted copy's data hashes to its version's checksum and its
+//! Checked: nothing panics; a message that decodes encodes to a body that decodes to the same
+//! message; an accepted copy's data hashes to its version's checksum and its
 //! canonical body parses back to the same copy; every `PUT /copy` is answered (201 or 400; a
 //! durable node's once its copy is written, so a slow disk is let go first); a
 //! valid copy newer than the store replaces it exactly, an older, equal or invalid one changes
@@ -34,6 +37,9 @@ use lighthouse::core::clock::Now;
 use lighthouse::core::{CoreConfig, Effect, Node, PeerReply, PeerRequest, Reply, Request, Start, Ticket};
 use lighthouse::core::jobs::{self, Job, NoDisk};
 use lighthouse::http::{Headers, Method, Response};
+use lighthouse::core::messages::{
+    self, AcceptAnswer, Beat, BeatAnswer, GossipEntry, PeerState, StoredPeer, VoteAnswer, VoteRequest,
+};
 use lighthouse::core::sealed::{Sealed, parse_copy};
 use lighthouse::core::version::Checksum;
 
@@ -241,6 +247,9 @@ fuzz_target!(|data: &[u8]| {
     let (actions, bodies) = rest.split_at(count);
     let bodies: Vec<&[u8]> = bodies.split(|b| *b == 0).collect();
     let mut next_body = bodies.iter().copied().cycle();
+    for body in &bodies {
+        check_decoders(body);
+    }
     let mut h = Harness::new(header & 8 != 0);
     if actions.is_empty() {
         let body = bodies[0];
@@ -265,6 +274,37 @@ fuzz_target!(|data: &[u8]| {
     h.release();
     h.check();
 });
+
+/// Every message decoder on `body`: no panic, and what decodes survives its own encoding.
+fn check_decoders(body: &[u8]) {
+    if let Some(request) = VoteRequest::decode(body) {
+        assert_eq!(VoteRequest::decode(&request.encode()).as_ref(), Some(&request), "a vote request round-trips");
+    }
+    if let Some(answer) = VoteAnswer::decode(body) {
+        assert_eq!(VoteAnswer::decode(&answer.encode()).as_ref(), Some(&answer), "a vote answer round-trips");
+    }
+    if let Some(beat) = Beat::decode(body) {
+        assert_eq!(Beat::decode(&beat.encode()).as_ref(), Some(&beat), "a beat round-trips");
+    }
+    if let Some(answer) = BeatAnswer::decode(body) {
+        assert_eq!(BeatAnswer::decode(&answer.encode()).as_ref(), Some(&answer), "a beat answer round-trips");
+    }
+    let answer = AcceptAnswer::decode(body);
+    assert_eq!(AcceptAnswer::decode(&answer.encode()), answer, "an accept answer round-trips");
+    if let Some(entries) = GossipEntry::decode_list(body) {
+        assert!(entries.len() <= body.len(), "an entry per element");
+    }
+    if let Some(state) = PeerState::decode(body) {
+        let _ = state.reached().count();
+        let _ = state.is_committed();
+    }
+    let _ = messages::copy_answer(body);
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+        let _ = StoredPeer::read(&value);
+        let _ = messages::coordination(&value);
+        let _ = messages::lineage_fields(&value);
+    }
+}
 
 fn check_sealed(sealed: &Sealed) {
     let copy = &sealed.copy;

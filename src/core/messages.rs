@@ -539,3 +539,6 @@ impl std::fmt::Display for PeerProblem {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

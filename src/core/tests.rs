@@ -579,7 +579,8 @@ fn a_peer_that_refuses_the_key_is_shown_as_not_usable() {
     answer_peers(&mut h, Some(401));
     let peer = &h.node.peers()[0];
     assert!(!peer.reachable);
-    assert!(peer.problem.as_ref().is_some_and(|p| p.contains("401")), "{:?}", peer.problem);
+    assert_eq!(peer.problem, Some(crate::core::messages::PeerProblem::RefusesKey));
+    assert!(peer.problem.as_ref().is_some_and(|p| p.to_string().contains("401")), "{:?}", peer.problem);
     assert!(!h.node.is_active(), "nothing was learned from it");
 }
 
