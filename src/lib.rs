@@ -49,6 +49,7 @@
 //! | `core/forward.rs`, `membership.rs` | writes sent on to the coordinator; voters added, replaced and removed (guarded), removed members out of every table |
 //! | `core/members.rs`, `node_state.rs` | the cluster's id, term and voters; a node's id, term and vote (`node.json`) |
 //! | `core/startup.rs` | how a node starts, from its data directory and flags alone: which snapshot loads, its identity, founding or joining (the server and the simulations both call it) |
+//! | `core/messages.rs`, `messages/` | every message peers exchange as a type, encoded and decoded in one place (votes, beats, accept answers, gossip, a peer's `/state`, a copy's small objects; `node.json`'s fields); why a peer is not usable (`PeerProblem`) |
 //! | `core/peering.rs` | the boundary of a cluster: the cluster id, write mode and address every peer message carries, and the refusal of a peer of another cluster or mode |
 //! | `core/info.rs` | `GET /` and the figures of `/metrics` |
 //! | `core/auth.rs`, `metrics.rs` | tokens and the cluster key; `/metrics` (and the timing of commits) |

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::core::consensus::Accepted;
 use crate::core::members::{Coordination, Member, valid_id};
+use crate::core::node_state::NodeState;
 use crate::core::version::{Checksum, Version};
 use crate::limits::TERM_MAX;
 
@@ -48,6 +49,10 @@ mod field {
     }
     pub fn any<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
         value(d).map(Some)
+    }
+    /// A value to echo as it came: `null` is the same as not said (both are echoed as `null`).
+    pub fn echo<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+        value(d).map(|v| Some(v).filter(|v| !v.is_null()))
     }
     pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         value(d).map(|v| v.as_u64())
@@ -98,6 +103,21 @@ mod need {
     }
     pub fn member<'de, D: Deserializer<'de>>(d: D) -> Result<Member, D::Error> {
         super::member(&Value::deserialize(d)?).ok_or_else(|| D::Error::custom("not a member"))
+    }
+    pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Value::deserialize(d)?.as_str().map(str::to_string).ok_or_else(|| D::Error::custom("not a string"))
+    }
+    /// `null`, or a valid node id.
+    pub fn id_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Null => Ok(None),
+            Value::String(id) if crate::core::members::valid_id(&id) => Ok(Some(id)),
+            _ => Err(D::Error::custom("neither null nor a node id")),
+        }
+    }
+    /// A valid accepted version (when the field is given at all).
+    pub fn some_accepted<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Accepted>, D::Error> {
+        accepted(d).map(Some)
     }
 }
 
@@ -224,293 +244,47 @@ pub fn lineage_fields(value: &Value) -> Option<(u64, String)> {
     Some((fields.from?, fields.ids?))
 }
 
+// --- On disk, in the same shapes: `node.json`, a snapshot's own commits. ---
+
+#[derive(Deserialize)]
+struct NodeStateFields {
+    #[serde(deserialize_with = "need::text")]
+    id: String,
+    #[serde(deserialize_with = "need::u64")]
+    term: u64,
+    /// Required, `null` when the node voted for nobody in `term`.
+    #[serde(deserialize_with = "need::id_or_null")]
+    vote: Option<String>,
+    /// A file from before clusters had ids has none.
+    #[serde(default, deserialize_with = "need::id_or_null")]
+    cluster: Option<String>,
+    /// A file from before the commit point was kept has none; given, it must be valid.
+    #[serde(default, deserialize_with = "need::some_accepted")]
+    committed: Option<Accepted>,
+}
+
+/// `node.json`: `{"cluster", "id", "term", "vote"}` and, once known, `"committed"`; `None` for
+/// anything else.
+pub fn node_state(value: &Value) -> Option<NodeState> {
+    let NodeStateFields { id, term, vote, cluster, committed } = fields(value).ok()?;
+    valid_id(&id).then_some(NodeState { id, term, vote, cluster, committed })
+}
+
+#[derive(Deserialize)]
+struct OwnCommitFields {
+    #[serde(default, deserialize_with = "field::flag")]
+    superseded: bool,
+}
+
+/// Whether a snapshot's own commit (`{"checksum", "sequence", "superseded"}`) is superseded
+/// (missing or not a boolean: it is not).
+pub fn own_commit_superseded(value: &Value) -> bool {
+    fields::<OwnCommitFields>(value).is_ok_and(|f| f.superseded)
+}
+
 /// The version a `PUT /copy` was answered with (`{"checksum": ..., "sequence": ...}`).
 pub fn copy_answer(body: &[u8]) -> Option<Version> {
     version(&serde_json::from_slice(body).ok()?)
-}
-
-// --- Elections: `POST /cluster/vote` and its answer. ---
-
-/// `POST /cluster/vote`: a candidate asks for a voter's vote in `term`; with `pre`, only whether
-/// the voter would give it, without either of them taking up the term (Raft's pre-vote).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VoteRequest {
-    /// The newest version the candidate accepted: a voter holding a newer one refuses.
-    #[serde(deserialize_with = "need::accepted", serialize_with = "encode::accepted")]
-    pub accepted: Accepted,
-    #[serde(deserialize_with = "need::member", serialize_with = "encode::member")]
-    pub candidate: Member,
-    #[serde(default, deserialize_with = "field::flag", skip_serializing_if = "is_false")]
-    pub pre: bool,
-    #[serde(deserialize_with = "need::u64")]
-    pub term: u64,
-}
-
-impl VoteRequest {
-    /// `None` unless the body is JSON with a term, a valid candidate and its accepted version.
-    pub fn decode(body: &[u8]) -> Option<VoteRequest> {
-        body_fields(body)?.ok()
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        to_bytes(self)
-    }
-}
-
-/// A voter's answer to a vote request (or a pre-vote): granted, or refused and why.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VoteAnswer {
-    /// The newest version the voter accepted: the new coordinator adopts the newest of them.
-    #[serde(default, deserialize_with = "field::accepted", serialize_with = "encode::accepted_or_null")]
-    pub accepted: Option<Accepted>,
-    /// The voter's address, where its accepted version can be fetched (empty when not said).
-    #[serde(default, deserialize_with = "field::text_or_empty")]
-    pub address: String,
-    #[serde(default, deserialize_with = "field::flag")]
-    pub granted: bool,
-    /// It answers a pre-vote.
-    #[serde(default, deserialize_with = "field::flag", skip_serializing_if = "is_false")]
-    pub pre: bool,
-    /// The voter's term (0 when not said).
-    #[serde(default, deserialize_with = "field::u64_or_zero")]
-    pub term: u64,
-    /// The voter's id, when valid.
-    #[serde(default, deserialize_with = "field::id")]
-    pub voter: Option<String>,
-    #[serde(default, deserialize_with = "field::text", skip_serializing_if = "Option::is_none")]
-    pub why: Option<String>,
-}
-
-impl VoteAnswer {
-    /// `None` when the body is not JSON; any field of the wrong type is taken as not said.
-    pub fn decode(body: &[u8]) -> Option<VoteAnswer> {
-        body_fields(body)?.ok()
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        to_answer(self)
-    }
-}
-
-// --- Leases: `POST /cluster/beat` and its answer. ---
-
-/// `POST /cluster/beat`: the coordinator of `term`, the committed version to serve (if it knows
-/// its store to be committed), when it sent the beat (echoed in the answer), and whether it is
-/// leaving the voters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Beat {
-    /// The cluster's id (said, not read: the headers carry the one that is checked).
-    #[serde(default, deserialize_with = "field::text")]
-    pub cluster: Option<String>,
-    #[serde(default, deserialize_with = "field::accepted", serialize_with = "encode::accepted_or_null")]
-    pub committed: Option<Accepted>,
-    #[serde(deserialize_with = "need::member", serialize_with = "encode::member")]
-    pub coordinator: Member,
-    #[serde(default, deserialize_with = "field::flag", skip_serializing_if = "is_false")]
-    pub leaving: bool,
-    /// The coordinator's clock when it sent the beat, as sent: the answer echoes it unchanged.
-    #[serde(default, deserialize_with = "field::any")]
-    pub sent: Option<Value>,
-    #[serde(deserialize_with = "need::u64")]
-    pub term: u64,
-}
-
-impl Beat {
-    /// `None` unless the body is JSON with a term and a valid coordinator.
-    pub fn decode(body: &[u8]) -> Option<Beat> {
-        body_fields(body)?.ok()
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        to_bytes(self)
-    }
-}
-
-/// A member's answer to a beat: whether it took it, and what it holds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct BeatAnswer {
-    #[serde(default, deserialize_with = "field::accepted", serialize_with = "encode::accepted_or_null")]
-    pub accepted: Option<Accepted>,
-    /// Its store, when it knows it to be committed.
-    #[serde(default, deserialize_with = "field::accepted", serialize_with = "encode::accepted_or_null")]
-    pub committed: Option<Accepted>,
-    /// The member's id, when valid.
-    #[serde(default, deserialize_with = "field::id")]
-    pub id: Option<String>,
-    /// It took the beat (its term was not newer).
-    #[serde(default, deserialize_with = "field::flag")]
-    pub ok: bool,
-    /// The beat's `sent`, echoed.
-    #[serde(default, deserialize_with = "field::any")]
-    pub sent: Option<Value>,
-    /// The member's term (0 when not said).
-    #[serde(default, deserialize_with = "field::u64_or_zero")]
-    pub term: u64,
-}
-
-impl BeatAnswer {
-    /// `None` when the body is not JSON; any field of the wrong type is taken as not said.
-    pub fn decode(body: &[u8]) -> Option<BeatAnswer> {
-        body_fields(body)?.ok()
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        to_answer(self)
-    }
-
-    /// The echoed send time of the beat, in the coordinator's milliseconds.
-    pub fn sent_ms(&self) -> Option<u64> {
-        self.sent.as_ref().and_then(Value::as_u64)
-    }
-}
-
-// --- Replication: the answer to `PUT /cluster/accept`. ---
-
-/// A voter's answer to a pushed version (`201` once durable): its term and what it holds. The
-/// refusal of a version of an older term or another cluster (`409`) is an `AcceptRefusal`, read
-/// the same way (it has no `accepted`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AcceptAnswer {
-    #[serde(default, deserialize_with = "field::accepted", serialize_with = "encode::accepted_or_null")]
-    pub accepted: Option<Accepted>,
-    #[serde(default, deserialize_with = "field::u64_or_zero")]
-    pub term: u64,
-}
-
-impl AcceptAnswer {
-    /// Never fails: a body that is not JSON (or no body: the push was lost) says nothing.
-    pub fn decode(body: &[u8]) -> AcceptAnswer {
-        body_fields(body).and_then(Result::ok).unwrap_or_default()
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        to_answer(self)
-    }
-}
-
-/// A voter's refusal of a pushed version of an older term or another cluster, with its term.
-#[derive(Debug, Clone, Serialize)]
-pub struct AcceptRefusal {
-    pub error: &'static str,
-    pub term: u64,
-}
-
-impl AcceptRefusal {
-    pub fn encode(&self) -> Vec<u8> {
-        to_answer(self)
-    }
-}
-
-// --- Gossip: `PUT /state` and what a peer's `GET /state` tells. ---
-
-/// An entry of the gossip a node sends (`PUT /state`): the sender first, with its id (`null`
-/// with local writes), then the peers it reaches, by address only.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct GossipEntry {
-    #[serde(default, deserialize_with = "field::text")]
-    pub address: Option<String>,
-    /// Its id (taken from the first entry only, the sender's).
-    #[serde(default, deserialize_with = "field::text")]
-    pub id: Option<String>,
-}
-
-/// What gossip looks like on the wire: the sender's entry names its id, the others do not.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum GossipOut<'a> {
-    Sender { address: &'a str, id: Option<&'a str> },
-    Reached { address: &'a str },
-}
-
-impl GossipEntry {
-    /// The entries of a `PUT /state` body; `None` unless it is a JSON list. An entry that is not
-    /// an object has no fields.
-    pub fn decode_list(body: &[u8]) -> Option<Vec<GossipEntry>> {
-        let Ok(Value::Array(entries)) = serde_json::from_slice::<Value>(body) else { return None };
-        Some(entries.iter().map(|e| fields(e).unwrap_or_default()).collect())
-    }
-
-    /// `[{"address": me, "id": id}, {"address": peer}, ...]`.
-    pub fn encode_list<'a>(me: &str, id: Option<&str>, reached: impl Iterator<Item = &'a str>) -> Vec<u8> {
-        let mut entries = vec![GossipOut::Sender { address: me, id }];
-        entries.extend(reached.map(|address| GossipOut::Reached { address }));
-        to_bytes(&entries)
-    }
-}
-
-/// An entry of a peer's table, as its `GET /state` shows it (the fields gossip reads).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct PeerStateEntry {
-    #[serde(default, deserialize_with = "field::text")]
-    pub address: Option<String>,
-    #[serde(default, deserialize_with = "field::flag")]
-    pub reachable: bool,
-}
-
-/// What a node takes from a peer's `GET /state` (the endpoint's full answer is rendered by
-/// `cluster.rs` for clients too; these are the fields peers read).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct PeerState {
-    /// The peer's own address: when it is this node's, the "peer" is this node.
-    #[serde(default, deserialize_with = "field::text")]
-    pub me: Option<String>,
-    #[serde(default, deserialize_with = "entries")]
-    pub cluster: Vec<PeerStateEntry>,
-    #[serde(default, deserialize_with = "field::version")]
-    pub version: Option<Version>,
-    /// `false` when its store is not known to be committed (missing or other values: it is).
-    #[serde(default, deserialize_with = "field::boolean")]
-    pub committed: Option<bool>,
-    /// Its id as given (not checked: `cluster.rs` checks it where it keeps it).
-    #[serde(default, deserialize_with = "field::text")]
-    pub id: Option<String>,
-}
-
-fn entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PeerStateEntry>, D::Error> {
-    let value = Value::deserialize(d)?;
-    let list = value.as_array().map(Vec::as_slice).unwrap_or_default();
-    Ok(list.iter().map(|e| fields(e).unwrap_or_default()).collect())
-}
-
-impl PeerState {
-    /// `None` when the body is not JSON.
-    pub fn decode(body: &[u8]) -> Option<PeerState> {
-        body_fields(body)?.ok()
-    }
-
-    /// The addresses of the peers it reaches (an address nobody reaches does not spread).
-    pub fn reached(&self) -> impl Iterator<Item = &str> {
-        self.cluster.iter().filter(|e| e.reachable).filter_map(|e| e.address.as_deref())
-    }
-
-    /// Whether it says its store is committed.
-    pub fn is_committed(&self) -> bool {
-        self.committed != Some(false)
-    }
-}
-
-/// A peer of a stored table (a snapshot's `cluster`), as `Peer::to_json` wrote it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct StoredPeer {
-    #[serde(default, deserialize_with = "field::text")]
-    pub address: Option<String>,
-    #[serde(default, deserialize_with = "field::version")]
-    pub version: Option<Version>,
-    #[serde(default, rename = "last-reachable", deserialize_with = "field::u64")]
-    pub last_reachable: Option<u64>,
-    #[serde(default, rename = "last-update", deserialize_with = "field::u64")]
-    pub last_update: Option<u64>,
-    #[serde(default, rename = "last-push", deserialize_with = "field::u64")]
-    pub last_push: Option<u64>,
-    /// Its id, when valid.
-    #[serde(default, deserialize_with = "field::id")]
-    pub id: Option<String>,
-}
-
-impl StoredPeer {
-    pub fn read(entry: &Value) -> StoredPeer {
-        fields(entry).unwrap_or_default()
-    }
 }
 
 // --- Why a peer is not usable. ---
@@ -539,6 +313,11 @@ impl std::fmt::Display for PeerProblem {
         }
     }
 }
+
+mod coordinated;
+mod gossip;
+pub use coordinated::{AcceptAnswer, AcceptRefusal, Beat, BeatAnswer, VoteAnswer, VoteRequest};
+pub use gossip::{GossipEntry, PeerState, PeerStateEntry, StoredPeer};
 
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,6 @@
 //! would not know which of its versions it may serve (`core::commit_point`).
 
 use crate::core::consensus::Accepted;
-use crate::core::members::valid_id;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeState {
@@ -48,20 +47,8 @@ impl NodeState {
     /// Reads what `to_bytes` wrote (a file without `cluster`, from before clusters had ids, has
     /// none); `None` for anything else.
     pub fn from_bytes(bytes: &[u8]) -> Option<NodeState> {
-        let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-        let id = value.get("id")?.as_str()?.to_string();
-        let term = value.get("term")?.as_u64()?;
-        let optional = |field: &str| match value.get(field) {
-            None | Some(serde_json::Value::Null) => Some(None),
-            Some(text) => text.as_str().filter(|id| valid_id(id)).map(|id| Some(id.to_string())),
-        };
-        let vote = value.get("vote").and(optional("vote"))?;
-        let cluster = optional("cluster")?;
-        let committed = match value.get("committed") {
-            None => None,
-            Some(committed) => Some(Accepted::from_json(committed)?),
-        };
-        valid_id(&id).then_some(NodeState { id, term, vote, cluster, committed })
+        // Decoded in `messages.rs`, with the messages of the same shapes.
+        crate::core::messages::node_state(&serde_json::from_slice(bytes).ok()?)
     }
 }
 

@@ -52,7 +52,7 @@ impl OwnCommit {
     }
 
     fn from_json(value: &serde_json::Value) -> Option<OwnCommit> {
-        let superseded = value.get("superseded").and_then(serde_json::Value::as_bool).unwrap_or(false);
+        let superseded = crate::core::messages::own_commit_superseded(value);
         Some(OwnCommit { version: Version::from_json(value)?, superseded })
     }
 }

@@ -136,6 +136,8 @@ fn a_beat_answer_echoes_sent_as_it_came_and_round_trips() {
     assert_eq!(decoded, answer);
     assert_eq!(decoded.sent_ms(), None, "a send time that is not a whole number is none");
     assert_eq!(BeatAnswer::decode(b"5"), Some(BeatAnswer::default()), "a number has no fields");
+    // Not said and `null` are echoed alike, as `null` (the fuzz target's round trip found this).
+    assert_eq!(BeatAnswer::decode(br#"{"sent": null}"#), Some(BeatAnswer::default()));
 }
 
 #[test]
@@ -211,4 +213,30 @@ fn peer_problems_read_as_they_always_did() {
          --token-file)"
     );
     assert_eq!(PeerProblem::Mismatch("x belongs to cluster y".into()).to_string(), "x belongs to cluster y");
+}
+
+#[test]
+fn node_json_decodes_as_strictly_as_before() {
+    let read = |text: &str| NodeState::from_bytes(text.as_bytes());
+    let ok = r#"{"id": "00000000000000aa", "term": 1, "vote": null, "future": [1]}"#;
+    assert_eq!(read(ok).map(|s| s.term), Some(1), "unknown fields are ignored");
+    for bad in [
+        r#"{"id": "00000000000000aa", "term": 1}"#,
+        r#"{"id": "00000000000000aa", "term": 1, "vote": "x"}"#,
+        r#"{"id": "00000000000000aa", "term": -1, "vote": null}"#,
+        r#"{"id": "00000000000000aa", "term": 1, "vote": null, "committed": null}"#,
+        r#"{"id": "00000000000000aa", "term": 1, "vote": null, "cluster": 5}"#,
+        r#"["00000000000000aa", 1, null]"#,
+    ] {
+        assert_eq!(read(bad), None, "{bad}");
+    }
+    let no_cluster = read(r#"{"id": "00000000000000aa", "term": 1, "vote": null, "cluster": null}"#);
+    assert_eq!(no_cluster.map(|s| s.cluster), Some(None));
+}
+
+#[test]
+fn an_own_commit_is_superseded_only_when_it_says_true() {
+    assert!(own_commit_superseded(&json!({"superseded": true})));
+    assert!(!own_commit_superseded(&json!({"superseded": "true"})));
+    assert!(!own_commit_superseded(&json!({})));
 }

@@ -1,0 +1,181 @@
+//! The messages of coordinated writes: elections (`POST /cluster/vote` and its answer), leases
+//! (`POST /cluster/beat` and its answer) and replication (the answer to `PUT /cluster/accept`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{body_fields, encode, field, is_false, need, to_answer, to_bytes};
+use crate::core::consensus::Accepted;
+use crate::core::members::Member;
+
+// --- Elections: `POST /cluster/vote` and its answer. ---
+
+/// `POST /cluster/vote`: a candidate asks for a voter's vote in `term`; with `pre`, only whether
+/// the voter would give it, without either of them taking up the term (Raft's pre-vote).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoteRequest {
+    /// The newest version the candidate accepted: a voter holding a newer one refuses.
+    #[serde(deserialize_with = "need::accepted", serialize_with = "encode::accepted")]
+    pub accepted: Accepted,
+    #[serde(deserialize_with = "need::member", serialize_with = "encode::member")]
+    pub candidate: Member,
+    #[serde(default, deserialize_with = "field::flag", skip_serializing_if = "is_false")]
+    pub pre: bool,
+    #[serde(deserialize_with = "need::u64")]
+    pub term: u64,
+}
+
+impl VoteRequest {
+    /// `None` unless the body is JSON with a term, a valid candidate and its accepted version.
+    pub fn decode(body: &[u8]) -> Option<VoteRequest> {
+        body_fields(body)?.ok()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        to_bytes(self)
+    }
+}
+
+/// A voter's answer to a vote request (or a pre-vote): granted, or refused and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoteAnswer {
+    /// The newest version the voter accepted: the new coordinator adopts the newest of them.
+    #[serde(default, deserialize_with = "field::accepted", serialize_with = "encode::accepted_or_null")]
+    pub accepted: Option<Accepted>,
+    /// The voter's address, where its accepted version can be fetched (empty when not said).
+    #[serde(default, deserialize_with = "field::text_or_empty")]
+    pub address: String,
+    #[serde(default, deserialize_with = "field::flag")]
+    pub granted: bool,
+    /// It answers a pre-vote.
+    #[serde(default, deserialize_with = "field::flag", skip_serializing_if = "is_false")]
+    pub pre: bool,
+    /// The voter's term (0 when not said).
+    #[serde(default, deserialize_with = "field::u64_or_zero")]
+    pub term: u64,
+    /// The voter's id, when valid.
+    #[serde(default, deserialize_with = "field::id")]
+    pub voter: Option<String>,
+    #[serde(default, deserialize_with = "field::text", skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+impl VoteAnswer {
+    /// `None` when the body is not JSON; any field of the wrong type is taken as not said.
+    pub fn decode(body: &[u8]) -> Option<VoteAnswer> {
+        body_fields(body)?.ok()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        to_answer(self)
+    }
+}
+
+// --- Leases: `POST /cluster/beat` and its answer. ---
+
+/// `POST /cluster/beat`: the coordinator of `term`, the committed version to serve (if it knows
+/// its store to be committed), when it sent the beat (echoed in the answer), and whether it is
+/// leaving the voters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Beat {
+    /// The cluster's id (said, not read: the headers carry the one that is checked).
+    #[serde(default, deserialize_with = "field::text")]
+    pub cluster: Option<String>,
+    #[serde(default, deserialize_with = "field::accepted", serialize_with = "encode::accepted_or_null")]
+    pub committed: Option<Accepted>,
+    #[serde(deserialize_with = "need::member", serialize_with = "encode::member")]
+    pub coordinator: Member,
+    #[serde(default, deserialize_with = "field::flag", skip_serializing_if = "is_false")]
+    pub leaving: bool,
+    /// The coordinator's clock when it sent the beat, as sent: the answer echoes it unchanged.
+    #[serde(default, deserialize_with = "field::echo")]
+    pub sent: Option<Value>,
+    #[serde(deserialize_with = "need::u64")]
+    pub term: u64,
+}
+
+impl Beat {
+    /// `None` unless the body is JSON with a term and a valid coordinator.
+    pub fn decode(body: &[u8]) -> Option<Beat> {
+        body_fields(body)?.ok()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        to_bytes(self)
+    }
+}
+
+/// A member's answer to a beat: whether it took it, and what it holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BeatAnswer {
+    #[serde(default, deserialize_with = "field::accepted", serialize_with = "encode::accepted_or_null")]
+    pub accepted: Option<Accepted>,
+    /// Its store, when it knows it to be committed.
+    #[serde(default, deserialize_with = "field::accepted", serialize_with = "encode::accepted_or_null")]
+    pub committed: Option<Accepted>,
+    /// The member's id, when valid.
+    #[serde(default, deserialize_with = "field::id")]
+    pub id: Option<String>,
+    /// It took the beat (its term was not newer).
+    #[serde(default, deserialize_with = "field::flag")]
+    pub ok: bool,
+    /// The beat's `sent`, echoed.
+    #[serde(default, deserialize_with = "field::echo")]
+    pub sent: Option<Value>,
+    /// The member's term (0 when not said).
+    #[serde(default, deserialize_with = "field::u64_or_zero")]
+    pub term: u64,
+}
+
+impl BeatAnswer {
+    /// `None` when the body is not JSON; any field of the wrong type is taken as not said.
+    pub fn decode(body: &[u8]) -> Option<BeatAnswer> {
+        body_fields(body)?.ok()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        to_answer(self)
+    }
+
+    /// The echoed send time of the beat, in the coordinator's milliseconds.
+    pub fn sent_ms(&self) -> Option<u64> {
+        self.sent.as_ref().and_then(Value::as_u64)
+    }
+}
+
+// --- Replication: the answer to `PUT /cluster/accept`. ---
+
+/// A voter's answer to a pushed version (`201` once durable): its term and what it holds. The
+/// refusal of a version of an older term or another cluster (`409`) is an `AcceptRefusal`, read
+/// the same way (it has no `accepted`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptAnswer {
+    #[serde(default, deserialize_with = "field::accepted", serialize_with = "encode::accepted_or_null")]
+    pub accepted: Option<Accepted>,
+    #[serde(default, deserialize_with = "field::u64_or_zero")]
+    pub term: u64,
+}
+
+impl AcceptAnswer {
+    /// Never fails: a body that is not JSON (or no body: the push was lost) says nothing.
+    pub fn decode(body: &[u8]) -> AcceptAnswer {
+        body_fields(body).and_then(Result::ok).unwrap_or_default()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        to_answer(self)
+    }
+}
+
+/// A voter's refusal of a pushed version of an older term or another cluster, with its term.
+#[derive(Debug, Clone, Serialize)]
+pub struct AcceptRefusal {
+    pub error: &'static str,
+    pub term: u64,
+}
+
+impl AcceptRefusal {
+    pub fn encode(&self) -> Vec<u8> {
+        to_answer(self)
+    }
+}
