@@ -297,7 +297,8 @@ pub enum PeerProblem {
     Unreachable(String),
     /// It answered 401: it refuses this node's cluster key (or token).
     RefusesKey,
-    /// It is of another cluster or write mode (`peering::Mismatch::message`).
+    /// It is known to be of another cluster or write mode: the failure's words as they came
+    /// (`peering::Mismatch::message`, or the transport's when the link fails afterwards).
     Mismatch(String),
 }
 

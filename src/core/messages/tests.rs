@@ -240,3 +240,47 @@ fn an_own_commit_is_superseded_only_when_it_says_true() {
     assert!(!own_commit_superseded(&json!({"superseded": "true"})));
     assert!(!own_commit_superseded(&json!({})));
 }
+
+/// Ticks `node` and answers each request it sends a peer with `answer` (`None`: no answer yet).
+fn sync_round(
+    node: &mut crate::core::Node,
+    now: crate::core::clock::Now,
+    answer: impl Fn(&crate::core::PeerRequest) -> Option<Result<crate::core::PeerReply, String>>,
+) {
+    node.tick(now);
+    let requests: Vec<crate::core::PeerRequest> = node
+        .drain_effects()
+        .filter_map(|e| match e {
+            crate::core::Effect::Peer(request) => Some(request),
+            _ => None,
+        })
+        .collect();
+    for request in requests {
+        if let Some(result) = answer(&request) {
+            node.peer_reply(now, request.id, result);
+        }
+    }
+}
+
+#[test]
+fn only_an_answer_of_401_marks_a_peer_as_refusing_the_key_not_401_in_a_transport_error() {
+    use crate::core::{CoreConfig, Node, PeerReply, Start};
+    let mut now = crate::core::clock::Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 };
+    let config = CoreConfig { seeds: vec!["10.0.0.2:8001".into()], ..CoreConfig::single("10.0.0.1:8001") };
+    let mut node = Node::new(config, now, Start::empty());
+    // The link is down, and the transport's words happen to hold "401".
+    let down = "unreachable; next attempt in 4010 ms";
+    sync_round(&mut node, now, |_| Some(Err(down.to_string())));
+    assert_eq!(node.peers()[0].problem, Some(PeerProblem::Unreachable(down.to_string())));
+    // At the next round only its state read is answered: it is reachable again (a peer that
+    // refused the key would stay not usable until a change goes through).
+    now.mono_ms += crate::limits::SYNC_PERIOD_MS + crate::limits::SYNC_JITTER_MS;
+    now.unix_ms += crate::limits::SYNC_PERIOD_MS + crate::limits::SYNC_JITTER_MS;
+    let state = |r: &crate::core::PeerRequest| {
+        (r.method == crate::http::Method::Get && r.path == "/state")
+            .then(|| Ok(PeerReply { status: 200, headers: Vec::new(), body: b"{}".to_vec() }))
+    };
+    sync_round(&mut node, now, state);
+    let peer = &node.peers()[0];
+    assert!(peer.reachable && peer.problem.is_none(), "{:?}", peer.problem);
+}
