@@ -518,6 +518,12 @@ fn requests_for_the_lock_in_every_state_follow_the_status_table() {
 
 /// Answers every request to a peer with `status` (or as unreachable, for `None`).
 fn answer_peers(h: &mut Harness, status: Option<u16>) {
+    answer_each_peer(h, |_| status);
+}
+
+/// Answers every request to a peer with the status `status_of` its address gives (or as
+/// unreachable, for `None`).
+fn answer_each_peer(h: &mut Harness, status_of: impl Fn(&str) -> Option<u16>) {
     let requests: Vec<PeerRequest> = h
         .node
         .drain_effects()
@@ -527,7 +533,7 @@ fn answer_peers(h: &mut Harness, status: Option<u16>) {
         })
         .collect();
     for request in requests {
-        let result = match status {
+        let result = match status_of(&request.peer) {
             Some(status) => Ok(PeerReply { status, headers: Vec::new(), body: b"{}".to_vec() }),
             None => Err("connection refused".to_string()),
         };
@@ -545,22 +551,7 @@ fn an_address_never_reached_is_forgotten_unless_it_is_a_seed_or_was_reached_once
     assert_eq!(h.call(Method::Put, "/state", gossip).status, 200);
     // 10.0.0.2 answers once, then never again; nobody else ever answers.
     h.advance(0);
-    let requests: Vec<PeerRequest> = h
-        .node
-        .drain_effects()
-        .filter_map(|e| match e {
-            Effect::Peer(request) => Some(request),
-            _ => None,
-        })
-        .collect();
-    for request in requests {
-        let result = if request.peer == "10.0.0.2:8001" {
-            Ok(PeerReply { status: 200, headers: Vec::new(), body: b"{}".to_vec() })
-        } else {
-            Err("connection refused".to_string())
-        };
-        h.node.peer_reply(h.now, request.id, result);
-    }
+    answer_each_peer(&mut h, |peer| (peer == "10.0.0.2:8001").then_some(200));
     for _ in 0..80 {
         h.advance(500);
         answer_peers(&mut h, None);
