@@ -1,6 +1,9 @@
 //! Deterministic simulation of whole clusters of pure cores on a simulated clock, network and
-//! disk, all driven by one seed: `local.rs` for local writes (each node its own lock), and
-//! `coordinated.rs` for coordinated writes (one lock, commits durable on a majority).
+//! disk, all driven by one seed. `harness.rs` is the world both modes share (nodes booted by the
+//! server's own start-up decision on `disk.rs`'s directories, the network and its faults, the
+//! clocks, the event loop); a mode brings its workload, the faults it draws and its checks:
+//! `local.rs` for local writes (each node its own lock), and `coordinated/` for coordinated writes
+//! (one lock, commits durable on a majority).
 //!
 //! `cargo test --release --test simulation` runs 1,000 seeds of each. More, or one to replay:
 //!
@@ -12,6 +15,7 @@
 
 mod coordinated;
 mod disk;
+mod harness;
 mod local;
 
 use std::cell::RefCell;
