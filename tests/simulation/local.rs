@@ -36,7 +36,6 @@ static PROFILE: Profile = Profile {
     cut_in_flight: false,
     timers_first: true,
     labels: false,
-    rewinds: true,
 };
 
 /// A client starts a transaction on `node`.

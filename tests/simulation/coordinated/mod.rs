@@ -56,7 +56,6 @@ static PROFILE: Profile = Profile {
     cut_in_flight: true,
     timers_first: false,
     labels: true,
-    rewinds: false,
 };
 
 const CHAOS_MS: u64 = 15_000;

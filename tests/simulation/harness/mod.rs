@@ -50,8 +50,6 @@ pub struct Profile {
     pub timers_first: bool,
     /// Log lines name the time and the node.
     pub labels: bool,
-    /// A timer that is overdue (its deadline set in the past) sets the clock back to its deadline.
-    pub rewinds: bool,
 }
 
 /// What happens at a moment: the harness's events, and the mode's own.

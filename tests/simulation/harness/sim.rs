@@ -263,7 +263,8 @@ pub trait Sim: Sized {
                 h.real = until;
                 return;
             }
-            h.real = if h.profile.rewinds { next } else { h.real.max(next) };
+            // A timer already overdue (its deadline set in the past) fires now: time never goes back.
+            h.real = h.real.max(next);
             if who != usize::MAX && (h.profile.timers_first || next_event.is_none_or(|e| e > next)) {
                 // First every node whose timer is due (in the order of the nodes), or that one.
                 let due: Vec<usize> = if h.profile.timers_first { (0..h.nodes.len()).collect() } else { vec![who] };
