@@ -1,17 +1,10 @@
-//! Deterministic simulation: 3 to 5 pure cores on a simulated clock and network, all driven by
-//! one seed. The network drops, delays, duplicates and reorders messages, partitions and heals;
-//! nodes crash and restart from their last durable snapshot; disks fill up or turn read-only for a
-//! while; clients commit on random nodes. Worker jobs run through `jobs::run`, the workers' own
-//! code, on a disk kept in memory.
+//! Local writes, simulated: 3 to 5 nodes, each with its own lock, the first founding the cluster
+//! and the others joining it by `--seeds`, on the harness's network (it drops, delays, duplicates
+//! and reorders messages, partitions and heals); nodes crash and restart from their last durable
+//! snapshot; disks fill up or turn read-only for a while; clients commit on random nodes.
 //! After every run: all nodes converge once the network heals, no node ever moves to an older
-//! version, and every answered commit is in the final store or was counted as superseded.
-//!
-//! `cargo test --release --test simulation` runs 1,000 seeds. More, or one to replay:
-//!
-//! ```sh
-//! LIGHTHOUSE_SIM_SEEDS=1000000 cargo test --release --test simulation -- --nocapture
-//! LIGHTHOUSE_SIM_SEED=1234 cargo test --release --test simulation -- --nocapture
-//! ```
+//! version (within an incarnation), and every answered commit is in the final store or was counted
+//! as superseded. How to run it, replay a seed and run long: `main.rs`.
 
 use std::collections::BTreeMap;
 

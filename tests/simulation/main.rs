@@ -1,5 +1,5 @@
 //! Deterministic simulation of whole clusters of pure cores on a simulated clock, network and
-//! disk, all driven by one seed. `harness.rs` is the world both modes share (nodes booted by the
+//! disk, all driven by one seed. `harness/` is the world both modes share (nodes booted by the
 //! server's own start-up decision on `disk.rs`'s directories, the network and its faults, the
 //! clocks, the event loop); a mode brings its workload, the faults it draws and its checks:
 //! `local.rs` for local writes (each node its own lock), and `coordinated/` for coordinated writes
@@ -10,8 +10,12 @@
 //! ```sh
 //! LIGHTHOUSE_SIM_SEEDS=100000 cargo test --release --test simulation -- --nocapture
 //! LIGHTHOUSE_SIM_SEED=1234 cargo test --release --test simulation -- --nocapture
+//! LIGHTHOUSE_SIM_SEED=1234 LIGHTHOUSE_SIM_LOG=1 cargo test --release --test simulation local -- --nocapture
 //! LIGHTHOUSE_SIM_FIRST=50001 LIGHTHOUSE_SIM_SEEDS=10000 cargo test --release --test simulation coordinated
 //! ```
+//!
+//! `LIGHTHOUSE_SIM_LOG=1` (or `trace`, which adds every event) prints the nodes' log lines of the
+//! seed replayed; a seed replays the same history every time.
 
 mod coordinated;
 mod disk;

@@ -46,9 +46,10 @@ pub struct Profile {
     /// A link cut while a message or answer is on its way loses it, and a crash loses each request
     /// its node had sent and the network had not delivered with a chance of one in two.
     pub cut_in_flight: bool,
-    /// Node timers due at the moment of an event fire before it (else after).
+    /// Node timers due at the moment of an event fire before it, every due node's in node order
+    /// (else the event comes first, and timers fire one at a time).
     pub timers_first: bool,
-    /// Log lines name the time and the node.
+    /// Log lines name the time and the node (local mode's never did: its traces stay comparable).
     pub labels: bool,
 }
 
