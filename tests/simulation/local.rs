@@ -28,7 +28,6 @@ static PROFILE: Profile = Profile {
     heal_ms: 200,
     cut_in_flight: false,
     timers_first: true,
-    labels: false,
 };
 
 /// A client starts a transaction on `node`.

@@ -55,7 +55,6 @@ static PROFILE: Profile = Profile {
     heal_ms: 300,
     cut_in_flight: true,
     timers_first: false,
-    labels: true,
 };
 
 const CHAOS_MS: u64 = 15_000;

@@ -49,8 +49,6 @@ pub struct Profile {
     /// Node timers due at the moment of an event fire before it, every due node's in node order
     /// (else the event comes first, and timers fire one at a time).
     pub timers_first: bool,
-    /// Log lines name the time and the node (local mode's never did: its traces stay comparable).
-    pub labels: bool,
 }
 
 /// What happens at a moment: the harness's events, and the mode's own.
@@ -220,10 +218,8 @@ impl<E, C> Harness<E, C> {
 
     /// The log lines that follow are node `i`'s, now.
     fn label(&self, i: usize) {
-        if self.profile.labels {
-            let real = self.real;
-            super::log_context(|| format!("{real:>6} n{i}"));
-        }
+        let real = self.real;
+        super::log_context(|| format!("{real:>6} n{i}"));
     }
 
     /// The time node `i` acts on: its clock now, or after a pause the reading it took before.
