@@ -1,17 +1,25 @@
 //! Deterministic simulation of whole clusters of pure cores on a simulated clock, network and
-//! disk, all driven by one seed: `local.rs` for local writes (each node its own lock), and
-//! `coordinated.rs` for coordinated writes (one lock, commits durable on a majority).
+//! disk, all driven by one seed. `harness/` is the world both modes share (nodes booted by the
+//! server's own start-up decision on `disk.rs`'s directories, the network and its faults, the
+//! clocks, the event loop); a mode brings its workload, the faults it draws and its checks:
+//! `local.rs` for local writes (each node its own lock), and `coordinated/` for coordinated writes
+//! (one lock, commits durable on a majority).
 //!
 //! `cargo test --release --test simulation` runs 1,000 seeds of each. More, or one to replay:
 //!
 //! ```sh
 //! LIGHTHOUSE_SIM_SEEDS=100000 cargo test --release --test simulation -- --nocapture
 //! LIGHTHOUSE_SIM_SEED=1234 cargo test --release --test simulation -- --nocapture
+//! LIGHTHOUSE_SIM_SEED=1234 LIGHTHOUSE_SIM_LOG=1 cargo test --release --test simulation local -- --nocapture
 //! LIGHTHOUSE_SIM_FIRST=50001 LIGHTHOUSE_SIM_SEEDS=10000 cargo test --release --test simulation coordinated
 //! ```
+//!
+//! `LIGHTHOUSE_SIM_LOG=1` (or `trace`, which adds every event) prints the nodes' log lines of the
+//! seed replayed; a seed replays the same history every time.
 
 mod coordinated;
 mod disk;
+mod harness;
 mod local;
 
 use std::cell::RefCell;
