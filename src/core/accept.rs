@@ -8,7 +8,7 @@ use super::consensus::Accepted;
 use super::replicate::Pending;
 use super::{Effect, Node, Reply, Ticket};
 use crate::core::clock::Now;
-use crate::core::jobs::{Body, DiskError, Job};
+use crate::core::jobs::{Body, Decoding, DiskError, Job, Owner};
 use crate::core::messages::{AcceptAnswer, AcceptRefusal};
 use crate::core::sealed::{DecodeError, Sealed};
 use crate::http::{Bytes, Response};
@@ -16,8 +16,8 @@ use crate::http::{Bytes, Response};
 impl Node {
     /// `PUT /cluster/accept`: the coordinator pushes a version to this voter; decoded first.
     pub(super) fn accept_request(&mut self, ticket: Ticket, body: &[u8]) -> Reply {
-        let id = self.next_id();
-        self.decoding.push((id, super::Decoding::Accept(ticket)));
+        let id = self.ids.job(Owner::Decode(Decoding::Accept(ticket)));
+        self.decodes_in_flight += 1;
         self.effects.push(Effect::Job(Job::Decode { id, body: body.to_vec() }));
         Reply::Later
     }
@@ -59,11 +59,11 @@ impl Node {
             self.store.retire(sealed);
             return self.answer(ticket, self.accepted_answer(409));
         }
-        let id = self.next_id();
+        let id = self.ids.job(Owner::Accept);
         let mut node = self.node_json();
         node.committed = false;
         self.effects.push(Effect::Job(Job::Write { id, body: Body::Rendered(sealed.body.clone()), node }));
-        self.pending = Some(Pending { sealed, writing: Some((id, Some(ticket))) });
+        self.pending = Some(Pending { sealed, writing: Some((id.serial, Some(ticket))) });
     }
 
     /// A pushed version is on this voter's disk: acknowledge it.

@@ -15,6 +15,7 @@ use log::{debug, info, warn};
 use super::{Activation, Effect, Node, json_response};
 use crate::core::address::parse_host_port;
 use crate::core::clock::{Deadline, Now};
+use crate::core::jobs::{Decoding, Owner};
 use crate::core::messages::{GossipEntry, PeerProblem, PeerState, StoredPeer};
 use crate::core::version::Version;
 use crate::http::{Bytes, Method, Response};
@@ -334,7 +335,7 @@ impl Node {
     }
 
     pub(super) fn call(&mut self, address: &str, kind: CallKind, method: Method, path: &str, body: Bytes) {
-        let id = self.next_id();
+        let id = self.ids.call();
         self.cluster.calls.push((id, address.to_string(), kind));
         let (peer, path, headers) = (address.to_string(), path.to_string(), self.envelope());
         self.effects.push(Effect::Peer(PeerRequest { id, peer, method, path, headers, body }));
@@ -426,8 +427,8 @@ impl Node {
                 self.push_to_older(now);
             }
             (CallKind::GetCopy, 200) => {
-                let id = self.next_id();
-                self.decoding.push((id, super::Decoding::Fetched));
+                let id = self.ids.job(Owner::Decode(Decoding::Fetched));
+                self.decodes_in_flight += 1;
                 self.effects.push(Effect::Job(crate::core::jobs::Job::Decode { id, body: reply.body }));
             }
             (kind, status) => {
@@ -484,7 +485,7 @@ impl Node {
     /// Fetches a newer copy from `address`, unless a fetch of at least that version is out.
     fn fetch(&mut self, address: &str, theirs: Version) {
         let busy = self.cluster.fetching.as_ref().is_some_and(|(_, v)| *v >= theirs);
-        if busy || self.decoding.len() >= DECODES_IN_FLIGHT_MAX {
+        if busy || self.decodes_in_flight >= DECODES_IN_FLIGHT_MAX {
             return;
         }
         self.cluster.fetching = Some((address.to_string(), theirs));
@@ -539,8 +540,8 @@ impl Node {
             }
             CallKind::FetchAccepted => match reply.filter(|r| r.status == 200) {
                 Some(reply) => {
-                    let id = self.next_id();
-                    self.decoding.push((id, super::Decoding::Adopt));
+                    let id = self.ids.job(Owner::Decode(Decoding::Adopt));
+                    self.decodes_in_flight += 1;
                     self.effects.push(Effect::Job(crate::core::jobs::Job::Decode { id, body: reply.body.clone() }));
                 }
                 None => warn!("could not fetch the version to adopt from {address}; the election will be held again"),

@@ -58,9 +58,8 @@ impl Node {
         if point.saving.is_some() || point.written == consensus.state.committed || !point.next_at.fired(now) {
             return;
         }
-        let id = self.next_job_id;
-        self.next_job_id += 1;
-        point.saving = Some(id);
+        let id = self.ids.job(crate::core::jobs::Owner::CommitPoint);
+        point.saving = Some(id.serial);
         point.written = consensus.state.committed;
         point.next_at = Deadline::after(now, COMMIT_POINT_SAVE_MS);
         let state = consensus.state.clone();
@@ -68,17 +67,16 @@ impl Node {
     }
 
     /// True when `id` is a write of the commit point; its outcome is taken.
-    pub(super) fn commit_point_saved(&mut self, id: u64, result: &Result<(), DiskError>) -> bool {
-        let Some(consensus) = &mut self.consensus else { return false };
+    pub(super) fn commit_point_saved(&mut self, id: u64, result: &Result<(), DiskError>) {
+        let Some(consensus) = &mut self.consensus else { return };
         if consensus.point.saving != Some(id) {
-            return false;
+            return;
         }
         consensus.point.saving = None;
         if let Err(e) = result {
             log::warn!("the commit point could not be written to node.json ({}); it is tried again", e.message);
             consensus.point.written = None;
         }
-        true
     }
 
     /// When the commit point is next written, if it waits.

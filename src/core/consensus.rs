@@ -263,9 +263,8 @@ impl Node {
     /// Writes the node's state (id, term, vote) to disk; what waits for it runs in `state_saved`.
     pub(super) fn save_state(&mut self) {
         let consensus = self.consensus.as_mut().expect("coordinated");
-        let id = self.next_job_id;
-        self.next_job_id += 1;
-        consensus.saving = Some(id);
+        let id = self.ids.job(crate::core::jobs::Owner::NodeState);
+        consensus.saving = Some(id.serial);
         consensus.save_retry = None;
         let state = consensus.state.clone();
         self.effects.push(super::Effect::Job(crate::core::jobs::Job::SaveState { id, state }));

@@ -16,7 +16,7 @@ use log::{error, info, warn};
 
 use super::{Effect, Node, Ticket};
 use crate::core::clock::{Deadline, Now};
-use crate::core::jobs::{Body, DiskError, Done, Job};
+use crate::core::jobs::{Body, DiskError, Done, Job, Owner};
 use crate::core::lock::LockState;
 use crate::core::sealed::Sealed;
 use crate::core::snapshot::{NodeJson, OwnCommit};
@@ -68,11 +68,6 @@ impl DiskQueue {
             self.durable = version;
             self.durable_stamp = stamp;
         }
-    }
-
-    /// True when job `id` is the one this queue started (the others are coordinated mode's).
-    pub(super) fn owns(&self, id: u64) -> bool {
-        matches!(self.in_flight, Some(InFlight::Commit { id: job, .. } | InFlight::Persist { id: job, .. } | InFlight::Remove { id: job }) if job == id)
     }
 
     pub(super) fn is_busy(&self) -> bool {
@@ -148,10 +143,9 @@ impl Node {
             && let Some(lock) = &mut self.lock
             && let LockState::Committing { job: job @ None, .. } = &mut lock.state
         {
-            let id = self.next_job_id;
-            self.next_job_id += 1;
-            *job = Some(id);
-            self.disk.in_flight = Some(InFlight::Commit { id, stamp });
+            let id = self.ids.job(Owner::Disk);
+            *job = Some(id.serial);
+            self.disk.in_flight = Some(InFlight::Commit { id: id.serial, stamp });
             let (sequence, root) = (self.floor.max(lock.base.sequence).saturating_add(1), lock.staged.clone());
             let parent = self.store.lineage().clone();
             let node = self.node_json();
@@ -167,9 +161,9 @@ impl Node {
         }
         if behind && self.disk.retry_at.is_none_or(|at| at.fired(now)) {
             self.disk.retry_at = None;
-            let id = self.next_id();
+            let id = self.ids.job(Owner::Disk);
             let version = self.store.version();
-            self.disk.in_flight = Some(InFlight::Persist { id, version, stamp });
+            self.disk.in_flight = Some(InFlight::Persist { id: id.serial, version, stamp });
             // A node without peers has set the body aside: the writer renders it.
             let body = match self.store.body_at_hand() {
                 Some(body) => Body::Rendered(body),
@@ -270,10 +264,9 @@ impl Node {
             // A newer store arrived from a peer while the snapshot was written. It wins, and this
             // commit's file must never be loaded: the 409 waits until the file is gone, so a crash
             // in between cannot bring the lost commit back.
-            let id = self.next_job_id;
-            self.next_job_id += 1;
-            lock.state = LockState::Committing { ticket, job: Some(id) };
-            self.disk.in_flight = Some(InFlight::Remove { id });
+            let id = self.ids.job(Owner::Disk);
+            lock.state = LockState::Committing { ticket, job: Some(id.serial) };
+            self.disk.in_flight = Some(InFlight::Remove { id: id.serial });
             self.effects.push(Effect::Job(Job::Remove { id, file }));
             return;
         }

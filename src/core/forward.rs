@@ -71,7 +71,7 @@ impl Node {
         for (name, value) in passed.iter().filter_map(|(name, value)| Some((name, (*value)?))) {
             headers.push_str(&format!("{name}: {value}\r\n"));
         }
-        let call = self.next_id();
+        let call = self.ids.call();
         self.cluster.calls.push((call, address.clone(), CallKind::Forward));
         let to = address.clone();
         self.effects.push(super::Effect::Peer(super::PeerRequest {

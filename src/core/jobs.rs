@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::core::Ticket;
 use crate::core::lineage::Lineage;
 use crate::core::members::Coordination;
 use crate::core::node_state::NodeState;
@@ -16,13 +17,85 @@ use crate::core::snapshot::NodeJson;
 use crate::core::value::Value;
 use crate::core::version::Version;
 
+/// Who waits for a job's report: `Node::job_done` hands each report to its owner, and to no one
+/// else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The flush queue (`durability.rs`): a local commit's seal, a write of the served store, the
+    /// removal of a commit that lost.
+    Disk,
+    /// The version the coordinator is making durable (`replicate.rs`): its seal and its own write.
+    Commit,
+    /// A version the coordinator pushed, written here before it is acknowledged (`accept.rs`).
+    Accept,
+    /// A copy being checked, and who waits for it.
+    Decode(Decoding),
+    /// The copy body of `GET /copy` (`take.rs`).
+    Render,
+    /// The node's id, term and vote (`consensus.rs`), or, with local writes, the cluster it joined.
+    NodeState,
+    /// The commit point in `node.json` (`commit_point.rs`).
+    CommitPoint,
+}
+
+/// Who waits for a copy the decoder thread is checking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoding {
+    /// A `PUT /copy` request.
+    Request(Ticket),
+    /// A copy fetched from a peer.
+    Fetched,
+    /// A version the coordinator pushes (`PUT /cluster/accept`).
+    Accept(Ticket),
+    /// The version a new coordinator adopts, fetched from the voter that holds it.
+    Adopt,
+    /// A client's `PUT /copy` with coordinated writes: a restore (`take.rs`).
+    Restore { ticket: Ticket, client: Option<std::net::SocketAddr> },
+}
+
+/// A job's name: a serial number from the node's one allocator (`Ids`), and who waits for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobId {
+    pub serial: u64,
+    pub owner: Owner,
+}
+
+/// The one source of the ids of jobs and of calls to peers: every id is new, so a late report or
+/// answer is never taken for a newer one's.
+#[derive(Debug)]
+pub(crate) struct Ids {
+    next: u64,
+}
+
+impl Ids {
+    pub(crate) fn new() -> Ids {
+        Ids { next: 1 }
+    }
+
+    /// The id of a new job, reported to `owner`.
+    pub(crate) fn job(&mut self, owner: Owner) -> JobId {
+        JobId { serial: self.take(), owner }
+    }
+
+    /// The id of a new call to a peer.
+    pub(crate) fn call(&mut self) -> u64 {
+        self.take()
+    }
+
+    fn take(&mut self) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        id
+    }
+}
+
 /// Work for the worker threads.
 #[derive(Debug)]
 pub enum Job {
     /// Seal a commit at `sequence`, extending `parent`: render and hash the store, and, if `write`,
     /// write it (with a data directory). `coordination`: the version's term and voters.
     Seal {
-        id: u64,
+        id: JobId,
         sequence: u64,
         root: Value,
         parent: Lineage,
@@ -31,18 +104,18 @@ pub enum Job {
         write: bool,
     },
     /// Stamp a version with another coordination (a new coordinator's term); nothing is written.
-    Restamp { id: u64, sealed: Box<Sealed>, coordination: Box<Coordination> },
+    Restamp { id: JobId, sealed: Box<Sealed>, coordination: Box<Coordination> },
     /// Write the node's id, term and vote, durably.
-    SaveState { id: u64, state: NodeState },
+    SaveState { id: JobId, state: NodeState },
     /// Write a store that is already sealed (a copy taken from a peer) to the data directory.
-    Write { id: u64, body: Body, node: NodeJson },
+    Write { id: JobId, body: Body, node: NodeJson },
     /// Remove a snapshot that must never be loaded (a commit that lost to a newer store), durably.
-    Remove { id: u64, file: PathBuf },
+    Remove { id: JobId, file: PathBuf },
     /// Parse a copy sent by a peer, check its checksum and render its canonical body.
-    Decode { id: u64, body: Vec<u8> },
+    Decode { id: JobId, body: Vec<u8> },
     /// Render the copy body of a store whose body was set aside (`GET /copy` on a node without
     /// peers), off the loop.
-    Render { id: u64, copy: Box<Copy> },
+    Render { id: JobId, copy: Box<Copy> },
     /// Let go of a version the store no longer serves: freeing a large tree (every node of a copy
     /// taken from a peer, or a wide object an edit copied) takes milliseconds.
     Retire(Box<Sealed>),
@@ -70,36 +143,36 @@ impl Job {
 #[derive(Debug)]
 pub enum Done {
     Sealed {
-        id: u64,
+        id: JobId,
         sealed: Sealed,
         file: Result<Option<PathBuf>, DiskError>,
         elapsed_us: u64,
     },
     Written {
-        id: u64,
+        id: JobId,
         file: Result<Option<PathBuf>, DiskError>,
         elapsed_us: u64,
     },
     Decoded {
-        id: u64,
+        id: JobId,
         result: Result<Sealed, DecodeError>,
     },
     /// The copy body of `version`, and the length of its data.
     Rendered {
-        id: u64,
+        id: JobId,
         version: Version,
         body: Arc<[u8]>,
         data_len: usize,
     },
     /// The file is gone, and the directory synced (or the removal failed and was logged).
     Removed {
-        id: u64,
+        id: JobId,
     },
     /// A retired version is gone.
     Retired,
     /// The node's state is on disk (or could not be written).
     StateSaved {
-        id: u64,
+        id: JobId,
         result: Result<(), DiskError>,
     },
 }

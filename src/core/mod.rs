@@ -60,7 +60,7 @@ pub use store::{Format, ReadError, Rendered, Store, etag_matches};
 use std::collections::VecDeque;
 
 use crate::core::clock::{Deadline, Now};
-use crate::core::jobs::{Done, Job};
+use crate::core::jobs::{Done, Ids, Job, JobId, Owner};
 use crate::core::rng::Rng;
 use crate::core::sealed::{Sealed, seal};
 use crate::core::snapshot::OwnCommit;
@@ -214,21 +214,6 @@ pub enum Activation {
     },
 }
 
-/// Who waits for a copy the decoder thread is checking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Decoding {
-    /// A `PUT /copy` request.
-    Request(Ticket),
-    /// A copy fetched from a peer.
-    Fetched,
-    /// A version the coordinator pushes (`PUT /cluster/accept`).
-    Accept(Ticket),
-    /// The version a new coordinator adopts, fetched from the voter that holds it.
-    Adopt,
-    /// A client's `PUT /copy` with coordinated writes: a restore (`take.rs`).
-    Restore { ticket: Ticket, client: Option<std::net::SocketAddr> },
-}
-
 /// The state of one Lighthouse node.
 pub struct Node {
     config: CoreConfig,
@@ -242,8 +227,8 @@ pub struct Node {
     /// This node's own recent commits, newest last, each marked superseded while the store's
     /// history does not contain it.
     mine: VecDeque<OwnCommit>,
-    /// Copies the decoder thread is checking, and who waits for each: (job, waiter).
-    decoding: Vec<(u64, Decoding)>,
+    /// Copies the decoder thread is checking (each job names who waits for it).
+    decodes_in_flight: usize,
     /// `GET /copy` requests waiting for the decoder thread to render the body.
     copy_renders: take::CopyRenders,
     activation: Activation,
@@ -255,7 +240,8 @@ pub struct Node {
     /// Commits of the last minutes by lock name, newest last, for retried commits.
     recent_commits: VecDeque<lock::RecentCommit>,
     effects: Vec<Effect>,
-    next_job_id: u64,
+    /// The ids of jobs and of calls to peers.
+    ids: Ids,
     metrics: Metrics,
     rng: Rng,
     /// Coordinated writes: terms, votes, the coordinator, leases (`None`: local writes).
@@ -302,14 +288,14 @@ impl Node {
             disk: DiskQueue::new(version),
             cluster: Cluster::default(),
             mine: start.mine.into_iter().rev().take(LINEAGE_VERSIONS_MAX).rev().collect(),
-            decoding: Vec::new(),
+            decodes_in_flight: 0,
             copy_renders: take::CopyRenders::default(),
             activation: Activation::Active,
             heard_while_joining: Vec::new(),
             watches: Watches::default(),
             recent_commits: VecDeque::new(),
             effects: Vec::new(),
-            next_job_id: 1,
+            ids: Ids::new(),
             metrics: Metrics::default(),
             consensus: None,
             pending: None,
@@ -458,49 +444,53 @@ impl Node {
         .min()
     }
 
-    /// Takes the report of a finished worker job.
+    /// Takes the report of a finished worker job, and hands it to the job's owner.
     pub fn job_done(&mut self, now: Now, done: Done) {
         self.note_disk_error(now, &done);
         self.clock.now = now;
-        let sealing = self.commit.as_ref().map(|c| c.sealing);
-        let writing = self.commit.as_ref().and_then(|c| c.own_write);
         match done {
-            Done::Sealed { id, sealed, file, elapsed_us } if Some(id) == sealing => {
+            Done::Sealed { id: JobId { owner: Owner::Disk, serial }, sealed, file, elapsed_us } => {
+                self.sealed_done(now, serial, sealed, file, elapsed_us)
+            }
+            Done::Written { id: JobId { owner: Owner::Disk, serial }, file, elapsed_us } => {
+                self.written_done(now, serial, file, elapsed_us)
+            }
+            Done::Removed { id: JobId { owner: Owner::Disk, serial } } => self.removed_done(now, serial),
+            Done::Sealed { id: JobId { owner: Owner::Commit, serial }, sealed, file, elapsed_us } => {
+                self.commit_sealed(now, serial, sealed, file, elapsed_us)
+            }
+            Done::Written { id: JobId { owner: Owner::Commit, serial }, file, elapsed_us } => {
+                self.commit_written(now, serial, file, elapsed_us)
+            }
+            Done::Written { id: JobId { owner: Owner::Accept, serial }, file, elapsed_us } => {
                 self.count_write(&file, elapsed_us);
-                self.replicate_sealed(now, sealed, file);
+                self.accept_written(serial, file);
             }
-            Done::Sealed { id, sealed, file, elapsed_us } if self.disk.owns(id) => {
-                self.sealed_done(now, id, sealed, file, elapsed_us);
+            Done::Decoded { id: JobId { owner: Owner::Decode(waiter), .. }, result } => {
+                self.copy_decoded(now, waiter, result)
             }
-            // The seal of a version this node stopped making durable (it stepped down).
-            Done::Sealed { .. } => {}
-            Done::Written { id, file, elapsed_us } if Some(id) == writing => {
-                self.count_write(&file, elapsed_us);
-                self.replicate_written(now, file);
+            Done::Rendered { id: JobId { owner: Owner::Render, serial }, version, body, data_len } => {
+                self.copy_rendered(serial, version, body, data_len)
             }
-            Done::Written { id, file, elapsed_us } if self.disk.owns(id) => {
-                self.written_done(now, id, file, elapsed_us)
+            Done::StateSaved { id: JobId { owner: Owner::CommitPoint, serial }, result } => {
+                self.commit_point_saved(serial, &result)
             }
-            Done::Written { id, file, elapsed_us } => {
-                self.count_write(&file, elapsed_us);
-                self.accept_written(id, file);
+            Done::StateSaved { id: JobId { owner: Owner::NodeState, serial }, result: Ok(()) } => {
+                self.state_saved(now, serial)
             }
-            Done::Decoded { id, result } => self.copy_decoded(now, id, result),
-            Done::Rendered { id, version, body, data_len } => self.copy_rendered(id, version, body, data_len),
-            Done::Removed { id } => self.removed_done(now, id),
+            Done::StateSaved { id: JobId { owner: Owner::NodeState, serial }, result: Err(e) } => {
+                self.state_not_saved(now, serial, &e.message)
+            }
             Done::Retired => {}
-            Done::StateSaved { id, result } if self.commit_point_saved(id, &result) => {}
-            Done::StateSaved { id, result: Ok(()) } => self.state_saved(now, id),
-            Done::StateSaved { id, result: Err(e) } => self.state_not_saved(now, id, &e.message),
+            Done::Sealed { id, .. }
+            | Done::Written { id, .. }
+            | Done::Removed { id }
+            | Done::Decoded { id, .. }
+            | Done::Rendered { id, .. }
+            | Done::StateSaved { id, .. } => unreachable!("no {:?} job reports so: {}", id.owner, id.serial),
         }
         // Any write may have made a taken copy durable.
         self.answer_durable_copies(None);
-    }
-
-    fn next_id(&mut self) -> u64 {
-        let id = self.next_job_id;
-        self.next_job_id += 1;
-        id
     }
 
     fn answer(&mut self, ticket: Ticket, response: Response) {

@@ -140,7 +140,7 @@ impl Node {
     /// the next sync round, `sync`).
     pub(super) fn save_identity(&mut self) {
         self.identity_unsaved = false;
-        let id = self.next_id();
+        let id = self.ids.job(crate::core::jobs::Owner::NodeState);
         let state = self.identity.clone();
         self.effects.push(super::Effect::Job(crate::core::jobs::Job::SaveState { id, state }));
     }

@@ -15,7 +15,7 @@ use super::consensus::{Accepted, Role};
 use super::lock::LockState;
 use super::{Effect, Node, Ticket, cluster::CallKind};
 use crate::core::clock::{Deadline, Now};
-use crate::core::jobs::{Body, DiskError, Job};
+use crate::core::jobs::{Body, DiskError, Job, Owner};
 use crate::core::members::Coordination;
 use crate::core::sealed::{DecodeError, Sealed};
 use crate::core::snapshot::OwnCommit;
@@ -90,7 +90,7 @@ impl Node {
     pub(super) fn replicate(&mut self, now: Now, purpose: Purpose, content: Content) {
         let consensus = self.consensus.as_ref().expect("coordinated");
         let term = consensus.state.term;
-        let id = self.next_id();
+        let id = self.ids.job(Owner::Commit);
         let mut node = self.node_json();
         let job = match content {
             Content::New { root, coordination } => {
@@ -114,7 +114,7 @@ impl Node {
         self.effects.push(Effect::Job(job));
         self.commit = Some(InCommit {
             purpose,
-            sealing: id,
+            sealing: id.serial,
             sealed: None,
             own_write: None,
             durable: Vec::new(),
@@ -123,13 +123,38 @@ impl Node {
         });
     }
 
-    /// The worker sealed (or stamped) the version being made durable.
-    pub(super) fn replicate_sealed(
+    /// A seal (or stamp) of a version this node makes durable; one it stopped making durable (it
+    /// stepped down) is dropped.
+    pub(super) fn commit_sealed(
         &mut self,
         now: Now,
+        serial: u64,
         sealed: Sealed,
         file: Result<Option<std::path::PathBuf>, DiskError>,
+        elapsed_us: u64,
     ) {
+        if self.commit.as_ref().map(|c| c.sealing) == Some(serial) {
+            self.count_write(&file, elapsed_us);
+            self.replicate_sealed(now, sealed, file);
+        }
+    }
+
+    /// The coordinator's own write of a version it makes durable (or made, before it stepped down).
+    pub(super) fn commit_written(
+        &mut self,
+        now: Now,
+        serial: u64,
+        file: Result<Option<std::path::PathBuf>, DiskError>,
+        elapsed_us: u64,
+    ) {
+        self.count_write(&file, elapsed_us);
+        if self.commit.as_ref().and_then(|c| c.own_write) == Some(serial) {
+            self.replicate_written(now, file);
+        }
+    }
+
+    /// The worker sealed (or stamped) the version being made durable.
+    fn replicate_sealed(&mut self, now: Now, sealed: Sealed, file: Result<Option<std::path::PathBuf>, DiskError>) {
         let coordination = sealed.copy.coordination.clone().expect("a coordinated version");
         let me = self.consensus.as_ref().expect("coordinated").state.id.clone();
         let written = match file {
@@ -142,10 +167,9 @@ impl Node {
         if written {
             commit.durable.push(me.clone());
         } else {
-            let id = self.next_job_id;
-            self.next_job_id += 1;
+            let id = self.ids.job(Owner::Commit);
             let commit = self.commit.as_mut().expect("a version in flight");
-            commit.own_write = Some(id);
+            commit.own_write = Some(id.serial);
             let mut node = self.node_json();
             // The only voter's own copy is a majority: the version is committed once written.
             node.committed = self.single_voter(&coordination);
@@ -171,7 +195,7 @@ impl Node {
     }
 
     /// The coordinator's own write of the version in flight is done (or failed).
-    pub(super) fn replicate_written(&mut self, now: Now, file: Result<Option<std::path::PathBuf>, DiskError>) {
+    fn replicate_written(&mut self, now: Now, file: Result<Option<std::path::PathBuf>, DiskError>) {
         let me = self.consensus.as_ref().expect("coordinated").state.id.clone();
         let commit = self.commit.as_mut().expect("a version in flight");
         commit.own_write = None;

@@ -18,10 +18,10 @@ use std::sync::Arc;
 use log::{info, warn};
 
 use super::write::{Edit, Write};
-use super::{Decoding, Effect, LockState, Node, Reply, Request, Ticket, method_not_allowed};
+use super::{Effect, LockState, Node, Reply, Request, Ticket, method_not_allowed};
 use crate::core::clock::Now;
 use crate::core::consensus::Accepted;
-use crate::core::jobs::Job;
+use crate::core::jobs::{Decoding, Job, Owner};
 use crate::core::lineage::Lineage;
 use crate::core::sealed::{DecodeError, Sealed};
 use crate::core::version::Version;
@@ -89,8 +89,8 @@ impl Node {
                     // it once for every request waiting (their number is bounded by the
                     // connections).
                     if self.copy_renders.job.is_none() {
-                        let id = self.next_id();
-                        self.copy_renders.job = Some(id);
+                        let id = self.ids.job(Owner::Render);
+                        self.copy_renders.job = Some(id.serial);
                         let copy = Box::new(self.store.sealed().copy.clone());
                         self.effects.push(Effect::Job(Job::Render { id, copy }));
                     }
@@ -102,13 +102,13 @@ impl Node {
                 self.restore_request(now, ticket, request)
             }
             Method::Put => {
-                if self.decoding.len() >= DECODES_IN_FLIGHT_MAX {
+                if self.decodes_in_flight >= DECODES_IN_FLIGHT_MAX {
                     let busy =
                         Response::error(503, "too many copies being checked; retry").with_header("Retry-After", "1");
                     return Reply::Now(busy);
                 }
-                let id = self.next_id();
-                self.decoding.push((id, Decoding::Request(ticket)));
+                let id = self.ids.job(Owner::Decode(Decoding::Request(ticket)));
+                self.decodes_in_flight += 1;
                 self.effects.push(Effect::Job(Job::Decode { id, body: request.body.to_vec() }));
                 Reply::Later
             }
@@ -128,11 +128,8 @@ impl Node {
     }
 
     /// The decoder thread checked a copy: one sent with `PUT /copy`, or one fetched from a peer.
-    pub(super) fn copy_decoded(&mut self, now: Now, id: u64, result: Result<Sealed, DecodeError>) {
-        let Some(position) = self.decoding.iter().position(|(job, _)| *job == id) else {
-            unreachable!("a decoded copy was asked for");
-        };
-        let (_, waiter) = self.decoding.swap_remove(position);
+    pub(super) fn copy_decoded(&mut self, now: Now, waiter: Decoding, result: Result<Sealed, DecodeError>) {
+        self.decodes_in_flight -= 1;
         let ticket = match waiter {
             Decoding::Request(ticket) => ticket,
             Decoding::Fetched => return self.fetched(now, result),
@@ -171,12 +168,12 @@ impl Node {
         if self.must_forward("copy", Method::Put) {
             return self.forward(now, ticket, request, true);
         }
-        if self.decoding.len() >= DECODES_IN_FLIGHT_MAX {
+        if self.decodes_in_flight >= DECODES_IN_FLIGHT_MAX {
             let busy = Response::error(503, "too many copies being checked; retry").with_header("Retry-After", "1");
             return Reply::Now(busy);
         }
-        let id = self.next_id();
-        self.decoding.push((id, Decoding::Restore { ticket, client: request.client }));
+        let id = self.ids.job(Owner::Decode(Decoding::Restore { ticket, client: request.client }));
+        self.decodes_in_flight += 1;
         self.effects.push(Effect::Job(Job::Decode { id, body: request.body.to_vec() }));
         Reply::Later
     }

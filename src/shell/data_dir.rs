@@ -385,7 +385,7 @@ fn create_private(path: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::jobs::{self, Done, Job};
+    use crate::core::jobs::{self, Done, Job, JobId, Owner};
     use crate::core::lineage::Lineage;
     use crate::core::snapshot::{Snapshot, decode_keeping};
     use crate::core::value::Value;
@@ -419,7 +419,7 @@ mod tests {
         let root = Value::parse(br#"{"a": [1, 2]}"#).unwrap();
         let parent = Lineage::of(Version::initial());
         let job = Job::Seal {
-            id: 7,
+            id: JobId { serial: 7, owner: Owner::Disk },
             sequence: 1,
             root: root.clone(),
             parent,
@@ -430,7 +430,7 @@ mod tests {
         let Done::Sealed { id, sealed, file, .. } = jobs::run(job, &mut data_dir, &mut || {}) else {
             panic!("a seal job reports");
         };
-        assert_eq!((id, sealed.copy.version.checksum), (7, Checksum::of(&root)));
+        assert_eq!((id.serial, sealed.copy.version.checksum), (7, Checksum::of(&root)));
         let file = file.unwrap().unwrap();
         let (loaded_file, snapshot) = load_newest(&dir).unwrap().unwrap();
         assert_eq!(loaded_file, file);
@@ -449,7 +449,7 @@ mod tests {
         for sequence in 1..=count {
             let (root, node) = (Value::default(), NodeJson::default());
             let job = Job::Seal {
-                id: sequence,
+                id: JobId { serial: sequence, owner: Owner::Disk },
                 sequence,
                 root,
                 parent: parent.clone(),
