@@ -319,7 +319,7 @@ impl Node {
             lease: consensus.has_lease(now),
             voters: self.voters().len(),
             accepted: self.accepted(),
-            in_flight: self.commit.as_ref().map(|c| (c.sealed.as_ref().map(|s| s.copy.version), c.durable.clone())),
+            in_flight: self.commit.as_ref().map(super::replicate::InCommit::progress),
         })
     }
 }

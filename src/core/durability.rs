@@ -12,17 +12,16 @@
 
 use std::path::PathBuf;
 
-use log::{error, info, warn};
+use log::{error, warn};
 
 use super::{Effect, Node, Ticket};
 use crate::core::clock::{Deadline, Now};
 use crate::core::jobs::{Body, DiskError, Done, Job, Owner};
-use crate::core::lock::LockState;
 use crate::core::sealed::Sealed;
 use crate::core::snapshot::{NodeJson, OwnCommit};
 use crate::core::version::Version;
 use crate::http::{Method, Response};
-use crate::limits::{LINEAGE_VERSIONS_MAX, PERSIST_RETRY_MS};
+use crate::limits::PERSIST_RETRY_MS;
 
 /// What the writer thread is doing for the core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,10 +140,10 @@ impl Node {
         // In coordinated mode a commit is made durable on a majority (`replicate.rs`), not here.
         if self.consensus.is_none()
             && let Some(lock) = &mut self.lock
-            && let LockState::Committing { job: job @ None, .. } = &mut lock.state
+            && lock.waiting_commit().is_some()
         {
             let id = self.ids.job(Owner::Disk);
-            *job = Some(id.serial);
+            lock.commit_running(id.serial);
             self.disk.in_flight = Some(InFlight::Commit { id: id.serial, stamp });
             let (sequence, root) = (self.floor.max(lock.base.sequence).saturating_add(1), lock.staged.clone());
             let parent = self.store.lineage().clone();
@@ -240,81 +239,45 @@ impl Node {
             unreachable!("a removal report for job {id} without a removal in flight");
         };
         assert_eq!(removing, id, "the removal is the one in flight");
-        let lock = self.lock.as_mut().expect("a losing commit keeps its lock");
-        let LockState::Committing { ticket, .. } = lock.state else {
-            unreachable!("the lock of a losing commit is committing until its file is gone");
-        };
-        lock.state = LockState::Open;
-        lock.renew(now);
-        let response = self.conflict_response();
-        self.answer(ticket, response);
-        self.drop_failed_write();
+        self.commit_lost(now);
         self.pump_disk(now);
     }
 
     /// The lock's commit is sealed (and durable, with a data directory), or failed.
     fn commit_done(&mut self, now: Now, sealed: Sealed, file: Result<Option<PathBuf>, DiskError>, stamp: u64) {
         let lock = self.lock.as_mut().expect("a commit in flight has its lock");
-        let LockState::Committing { ticket, .. } = lock.state else {
-            unreachable!("the lock of a commit in flight is committing");
-        };
-        if self.store.version() != lock.base
-            && let Ok(Some(file)) = file
-        {
-            // A newer store arrived from a peer while the snapshot was written. It wins, and this
-            // commit's file must never be loaded: the 409 waits until the file is gone, so a crash
-            // in between cannot bring the lost commit back.
-            let id = self.ids.job(Owner::Disk);
-            lock.state = LockState::Committing { ticket, job: Some(id.serial) };
-            self.disk.in_flight = Some(InFlight::Remove { id: id.serial });
-            self.effects.push(Effect::Job(Job::Remove { id, file }));
-            return;
-        }
-        lock.state = LockState::Open;
-        lock.renew(now);
-        if let Err(e) = file {
-            self.metrics.flush_failures += 1;
-            error!("commit of lock {} failed: {}", lock.name, e.message);
-            let held = if lock.one_request.is_some() { "retry" } else { "the lock is still held" };
-            let message = format!("{}; nothing was committed; {held}", e.message);
-            self.answer(ticket, Response::error(e.status, &message));
-            self.drop_failed_write();
-            return;
-        }
-        if self.store.version() != lock.base {
+        let lost = self.store.version() != lock.base;
+        match file {
+            Ok(Some(file)) if lost => {
+                // A newer store arrived from a peer while the snapshot was written. It wins, and
+                // this commit's file must never be loaded: the 409 waits until the file is gone,
+                // so a crash in between cannot bring the lost commit back.
+                let id = self.ids.job(Owner::Disk);
+                lock.commit_running(id.serial);
+                self.disk.in_flight = Some(InFlight::Remove { id: id.serial });
+                self.effects.push(Effect::Job(Job::Remove { id, file }));
+            }
+            Err(e) => {
+                self.metrics.flush_failures += 1;
+                error!("commit of lock {} failed: {}", lock.name, e.message);
+                self.commit_failed(now, &e, false);
+            }
             // A newer store arrived while the commit was sealed (without a data directory).
-            let response = self.conflict_response();
-            self.answer(ticket, response);
-            self.drop_failed_write();
-            return;
+            Ok(_) if lost => self.commit_lost(now),
+            Ok(_) => {
+                let version = sealed.copy.version;
+                let lock = self.commit_landed(now, version);
+                if self.config.durable {
+                    self.disk.durable = version;
+                    self.disk.durable_stamp = stamp;
+                }
+                self.store.replace(sealed);
+                self.store_changed();
+                let ticket = lock.commit_ticket().expect("the lock of a landed commit was committing");
+                self.answer(ticket, super::write::committed(&lock, version));
+                self.push_to_older(now);
+            }
         }
-        let lock = self.lock.take().expect("checked above");
-        let version = sealed.copy.version;
-        info!(
-            "lock {} committed sequence {} ({}, {}){}",
-            lock.name,
-            version.sequence,
-            version.checksum,
-            super::transaction::changes(lock.changes),
-            super::transaction::from(lock.client)
-        );
-        // Only transactions: a client retrying a lost commit must find its name among them.
-        if lock.one_request.is_none() {
-            self.remember_commit(now, &lock.name, version);
-        }
-        if self.config.durable {
-            self.disk.durable = version;
-            self.disk.durable_stamp = stamp;
-        }
-        if self.mine.len() >= LINEAGE_VERSIONS_MAX {
-            self.mine.pop_front();
-        }
-        self.mine.push_back(OwnCommit { version, superseded: false });
-        self.store.replace(sealed);
-        self.store_changed();
-        self.metrics.commits += 1;
-        self.answer(ticket, super::write::committed(&lock, version));
-        self.push_to_older(now);
     }
 
     /// The 409 of a commit whose store changed under the transaction.

@@ -4,6 +4,12 @@
 //! store's root (one reference count, whatever the store's size) and changes by path copying, so
 //! staging never copies more than the path to an edit. The lease lapses `lease_ms` after the
 //! holder's last request; a lapsed transaction is dropped and nothing it staged lands.
+//!
+//! Where a transaction is (`LockState`) is private to this file: it changes only through the
+//! transitions below (`begin_commit`, `commit_running`, `reopen`, `restamped`), which both ways of
+//! committing use: the flush queue with local writes (`durability.rs`) and a majority of voters
+//! with coordinated writes (`replicate.rs`). A commit that lands or is lost ends in
+//! `transaction.rs` (`commit_landed`, `commit_failed`, `commit_lost`), for both.
 
 use crate::core::Ticket;
 use crate::core::clock::{Deadline, Now};
@@ -13,7 +19,7 @@ use crate::limits::LOCK_NAME_BYTES_MAX;
 
 /// Where a transaction is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LockState {
+enum LockState {
     /// Staging: the holder may change, read, commit or abort.
     Open,
     /// A commit is waiting for the writer (`job` is `None` while it waits its turn). The answer
@@ -24,7 +30,7 @@ pub enum LockState {
 #[derive(Debug)]
 pub struct Lock {
     pub name: String,
-    pub state: LockState,
+    state: LockState,
     /// When it was acquired, for people reading `GET /lock`.
     pub since_unix_ms: u64,
     /// How long the lease runs after each request of the holder.
@@ -102,6 +108,57 @@ impl Lock {
 
     pub fn is_committing(&self) -> bool {
         matches!(self.state, LockState::Committing { .. })
+    }
+
+    /// Begin commit: the holder (or a one-request write) asks to commit; the answer goes to
+    /// `ticket`, and the commit waits its turn for the writer (or for a change of voters).
+    pub fn begin_commit(&mut self, ticket: Ticket) {
+        assert_eq!(self.state, LockState::Open, "only an open transaction begins a commit");
+        self.state = LockState::Committing { ticket, job: None };
+    }
+
+    /// The commit that waits its turn, if one does: the ticket its answer goes to.
+    pub fn waiting_commit(&self) -> Option<Ticket> {
+        match self.state {
+            LockState::Committing { ticket, job: None } => Some(ticket),
+            _ => None,
+        }
+    }
+
+    /// The ticket the commit's answer goes to, while one is under way.
+    pub fn commit_ticket(&self) -> Option<Ticket> {
+        match self.state {
+            LockState::Committing { ticket, .. } => Some(ticket),
+            LockState::Open => None,
+        }
+    }
+
+    /// The commit's work is under way as `job` (sealing it, or removing the file of one that lost).
+    pub fn commit_running(&mut self, job: u64) {
+        let LockState::Committing { ticket, .. } = self.state else {
+            unreachable!("only a commit runs a job");
+        };
+        self.state = LockState::Committing { ticket, job: Some(job) };
+    }
+
+    /// Reopen: the commit failed or lost and the transaction goes on, its lease running from now.
+    /// Returns the ticket the commit's answer goes to.
+    pub fn reopen(&mut self, now: Now) -> Option<Ticket> {
+        let ticket = match self.state {
+            LockState::Committing { ticket, .. } => Some(ticket),
+            LockState::Open => None,
+        };
+        self.state = LockState::Open;
+        self.renew(now);
+        ticket
+    }
+
+    /// A version with the same data as `before` replaced it (a change of voters): a transaction
+    /// that started on `before` goes on from `version`.
+    pub fn restamped(&mut self, before: Version, version: Version) {
+        if self.base == before && version.checksum == before.checksum {
+            self.base = version;
+        }
     }
 
     /// What `GET /lock` with `Accept: application/json` shows.

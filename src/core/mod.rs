@@ -53,7 +53,7 @@ mod tests;
 
 pub use auth::{Access, Secret};
 pub use cluster::{CallKind, NOT_SENT, Peer, PeerReply, PeerRequest};
-pub use lock::{Lock, LockState, valid_name};
+pub use lock::{Lock, valid_name};
 pub use metrics::{Buckets, CommitBuckets, Gauges, Histogram, Metrics, SnapshotBuckets, endpoint_of};
 pub use store::{Format, ReadError, Rendered, Store, etag_matches};
 

@@ -12,15 +12,13 @@
 use log::{info, warn};
 
 use super::consensus::{Accepted, Role};
-use super::lock::LockState;
 use super::{Effect, Node, Ticket, cluster::CallKind};
 use crate::core::clock::{Deadline, Now};
 use crate::core::jobs::{Body, DiskError, Job, Owner};
 use crate::core::members::Coordination;
 use crate::core::sealed::{DecodeError, Sealed};
-use crate::core::snapshot::OwnCommit;
 use crate::http::{Bytes, Method, Response};
-use crate::limits::{COMMIT_TIMEOUT_MS, LINEAGE_VERSIONS_MAX};
+use crate::limits::COMMIT_TIMEOUT_MS;
 
 /// What a version being made durable is for.
 #[derive(Debug)]
@@ -37,17 +35,44 @@ pub enum Purpose {
 #[derive(Debug)]
 pub struct InCommit {
     pub purpose: Purpose,
-    /// The job sealing it (or stamping it), until it reports.
-    pub sealing: u64,
-    pub sealed: Option<Sealed>,
-    /// The coordinator's own write of it, while under way.
-    pub own_write: Option<u64>,
-    /// Members whose acknowledgment arrived (this node's own included once written).
-    pub durable: Vec<String>,
-    /// Members a push is out to.
-    pub pushing: Vec<String>,
+    phase: Phase,
     /// Answered 504 past this.
     pub deadline: Deadline,
+}
+
+/// Where a version being made durable is.
+#[derive(Debug)]
+enum Phase {
+    /// A worker seals it (or stamps it) as job `job`.
+    Sealing { job: u64 },
+    /// Sealed: pushed to the other voters and written here.
+    Replicating {
+        sealed: Box<Sealed>,
+        /// The coordinator's own write of it, while under way.
+        own_write: Option<u64>,
+        /// Members whose acknowledgment arrived (this node's own included once written).
+        durable: Vec<String>,
+        /// Members a push is out to.
+        pushing: Vec<String>,
+    },
+}
+
+impl InCommit {
+    /// The version, once sealed, and the members that hold it durably (`/cluster/status`).
+    pub(super) fn progress(&self) -> (Option<crate::core::version::Version>, Vec<String>) {
+        match &self.phase {
+            Phase::Sealing { .. } => (None, Vec::new()),
+            Phase::Replicating { sealed, durable, .. } => (Some(sealed.copy.version), durable.clone()),
+        }
+    }
+
+    /// The version, once sealed.
+    fn sealed(&self) -> Option<&Sealed> {
+        match &self.phase {
+            Phase::Sealing { .. } => None,
+            Phase::Replicating { sealed, .. } => Some(sealed),
+        }
+    }
 }
 
 /// A version this node accepted and holds durably (or is writing), not known to be committed.
@@ -112,15 +137,8 @@ impl Node {
             }
         };
         self.effects.push(Effect::Job(job));
-        self.commit = Some(InCommit {
-            purpose,
-            sealing: id.serial,
-            sealed: None,
-            own_write: None,
-            durable: Vec::new(),
-            pushing: Vec::new(),
-            deadline: Deadline::after(now, COMMIT_TIMEOUT_MS),
-        });
+        let phase = Phase::Sealing { job: id.serial };
+        self.commit = Some(InCommit { purpose, phase, deadline: Deadline::after(now, COMMIT_TIMEOUT_MS) });
     }
 
     /// A seal (or stamp) of a version this node makes durable; one it stopped making durable (it
@@ -133,7 +151,7 @@ impl Node {
         file: Result<Option<std::path::PathBuf>, DiskError>,
         elapsed_us: u64,
     ) {
-        if self.commit.as_ref().map(|c| c.sealing) == Some(serial) {
+        if self.commit.as_ref().is_some_and(|c| matches!(c.phase, Phase::Sealing { job } if job == serial)) {
             self.count_write(&file, elapsed_us);
             self.replicate_sealed(now, sealed, file);
         }
@@ -148,7 +166,9 @@ impl Node {
         elapsed_us: u64,
     ) {
         self.count_write(&file, elapsed_us);
-        if self.commit.as_ref().and_then(|c| c.own_write) == Some(serial) {
+        let own_write =
+            |c: &InCommit| matches!(c.phase, Phase::Replicating { own_write: Some(job), .. } if job == serial);
+        if self.commit.as_ref().is_some_and(own_write) {
             self.replicate_written(now, file);
         }
     }
@@ -162,19 +182,18 @@ impl Node {
             // A single voter wrote it already, committed; else it is written beside the pushes.
             Ok(file) => file.is_some() || (self.single_voter(&coordination) && !self.config.durable),
         };
-        let commit = self.commit.as_mut().expect("a version in flight");
-        commit.sealed = Some(sealed.clone());
-        if written {
-            commit.durable.push(me.clone());
+        let (durable, own_write) = if written {
+            (vec![me.clone()], None)
         } else {
             let id = self.ids.job(Owner::Commit);
-            let commit = self.commit.as_mut().expect("a version in flight");
-            commit.own_write = Some(id.serial);
             let mut node = self.node_json();
             // The only voter's own copy is a majority: the version is committed once written.
             node.committed = self.single_voter(&coordination);
             self.effects.push(Effect::Job(Job::Write { id, body: Body::Rendered(sealed.body.clone()), node }));
-        }
+            (Vec::new(), Some(id.serial))
+        };
+        let commit = self.commit.as_mut().expect("a version in flight");
+        commit.phase = Phase::Replicating { sealed: Box::new(sealed.clone()), own_write, durable, pushing: Vec::new() };
         self.pending = Some(super::replicate::Pending { sealed, writing: None });
         for voter in coordination.voters.iter().filter(|m| m.id != me) {
             self.push_accept(&voter.id.clone(), &voter.address.clone());
@@ -184,12 +203,13 @@ impl Node {
 
     /// Pushes the version in flight to one voter.
     fn push_accept(&mut self, id: &str, address: &str) {
-        let Some(commit) = &mut self.commit else { return };
-        let Some(sealed) = &commit.sealed else { return };
-        if commit.durable.iter().any(|d| d == id) || commit.pushing.iter().any(|p| p == id) {
+        let Some(InCommit { phase: Phase::Replicating { sealed, durable, pushing, .. }, .. }) = &mut self.commit else {
+            return;
+        };
+        if durable.iter().any(|d| d == id) || pushing.iter().any(|p| p == id) {
             return;
         }
-        commit.pushing.push(id.to_string());
+        pushing.push(id.to_string());
         let (version, body) = (sealed.copy.version, Bytes::Shared(sealed.body.clone()));
         self.call(address, CallKind::Accept(version), Method::Put, "/cluster/accept", body);
     }
@@ -197,11 +217,13 @@ impl Node {
     /// The coordinator's own write of the version in flight is done (or failed).
     fn replicate_written(&mut self, now: Now, file: Result<Option<std::path::PathBuf>, DiskError>) {
         let me = self.consensus.as_ref().expect("coordinated").state.id.clone();
-        let commit = self.commit.as_mut().expect("a version in flight");
-        commit.own_write = None;
+        let Some(InCommit { phase: Phase::Replicating { own_write, durable, .. }, .. }) = &mut self.commit else {
+            unreachable!("the coordinator's own write is of a sealed version in flight");
+        };
+        *own_write = None;
         match file {
             Ok(_) => {
-                commit.durable.push(me);
+                durable.push(me);
                 self.check_commit(now);
             }
             // The voters may hold the version already, and may yet commit it under the next
@@ -220,18 +242,11 @@ impl Node {
         let commit = self.commit.take().expect("a version in flight");
         warn!("the version being committed could not be written here: {}", e.message);
         self.drop_pending();
-        if let Purpose::Lock { ticket, answered } = commit.purpose
-            && let Some(lock) = &mut self.lock
+        if let Purpose::Lock { answered, .. } = commit.purpose
+            && self.lock.is_some()
         {
             // Open again (its lease runs), even when its client already has a 504.
-            lock.state = LockState::Open;
-            lock.renew(now);
-            let held = if lock.one_request.is_some() { "retry" } else { "the lock is still held" };
-            let message = format!("{}; nothing was committed; {held}", e.message);
-            if !answered {
-                self.answer(ticket, Response::error(e.status, &message));
-            }
-            self.drop_failed_write();
+            self.commit_failed(now, &e, answered);
         }
         self.start_lock_commit(now);
     }
@@ -248,20 +263,20 @@ impl Node {
         let Some(id) = self.members().into_iter().find(|(_, a)| a == address).map(|(id, _)| id) else { return };
         // Whatever the answer (none, when the push was lost), the push is over: the next beat's
         // answer may start another.
-        if let Some(commit) = &mut self.commit {
-            commit.pushing.retain(|p| *p != id);
+        if let Some(InCommit { phase: Phase::Replicating { pushing, .. }, .. }) = &mut self.commit {
+            pushing.retain(|p| *p != id);
         }
         let reply = crate::core::messages::AcceptAnswer::decode(body);
         let term = reply.term;
         if self.saw_term(now, term) {
             return;
         }
-        let Some(commit) = &mut self.commit else { return };
-        let ours = commit.sealed.as_ref().map(Accepted::of);
+        let Some(InCommit { phase: Phase::Replicating { sealed, durable, .. }, .. }) = &mut self.commit else { return };
+        let ours = Accepted::of(sealed);
         let theirs = reply.accepted;
-        if status == 201 && ours.is_some_and(|o| o.version == version && Some(o) == theirs) {
-            if !commit.durable.contains(&id) {
-                commit.durable.push(id);
+        if status == 201 && ours.version == version && Some(ours) == theirs {
+            if !durable.contains(&id) {
+                durable.push(id);
             }
             self.check_commit(now);
         }
@@ -269,24 +284,21 @@ impl Node {
 
     /// Commits the version in flight once a majority of its voters hold it durably.
     fn check_commit(&mut self, now: Now) {
-        let Some(commit) = &self.commit else { return };
-        let Some(sealed) = &commit.sealed else { return };
+        let Some(InCommit { phase: Phase::Replicating { sealed, durable, .. }, .. }) = &self.commit else { return };
         let coordination = sealed.copy.coordination.as_ref().expect("a coordinated version");
-        let durable = commit.durable.iter().filter(|id| coordination.is_voter(id)).count();
+        let durable = durable.iter().filter(|id| coordination.is_voter(id)).count();
         if durable < coordination.majority() {
             return;
         }
         let commit = self.commit.take().expect("checked above");
-        let sealed = commit.sealed.expect("checked above");
+        let Phase::Replicating { sealed, .. } = commit.phase else { unreachable!("checked above") };
+        let sealed = *sealed;
         let version = sealed.copy.version;
         // A change of voters keeps the data: a transaction that started on the version before goes
         // on from this one.
         let before = self.store.version();
-        if let (Purpose::Membership { .. }, Some(lock)) = (&commit.purpose, &mut self.lock)
-            && lock.base == before
-            && version.checksum == before.checksum
-        {
-            lock.base = version;
+        if let (Purpose::Membership { .. }, Some(lock)) = (&commit.purpose, &mut self.lock) {
+            lock.restamped(before, version);
         }
         self.drop_pending();
         self.disk.wrote(version, self.cluster.stamp);
@@ -325,23 +337,7 @@ impl Node {
 
     /// The lock's commit is durable on a majority: the transaction is over.
     fn lock_committed(&mut self, now: Now, ticket: Ticket, answered: bool, version: crate::core::version::Version) {
-        let lock = self.lock.take().expect("a lock commit has its lock");
-        info!(
-            "lock {} committed sequence {} ({}, {}){}",
-            lock.name,
-            version.sequence,
-            version.checksum,
-            super::transaction::changes(lock.changes),
-            super::transaction::from(lock.client)
-        );
-        if lock.one_request.is_none() {
-            self.remember_commit(now, &lock.name, version);
-        }
-        if self.mine.len() >= LINEAGE_VERSIONS_MAX {
-            self.mine.pop_front();
-        }
-        self.mine.push_back(OwnCommit { version, superseded: false });
-        self.metrics.commits += 1;
+        let lock = self.commit_landed(now, version);
         if answered {
             warn!(
                 "the commit of lock {} that answered 504 landed after all, as sequence {}",
@@ -358,7 +354,7 @@ impl Node {
             return;
         }
         let Some(lock) = &self.lock else { return };
-        let LockState::Committing { ticket, job: None } = lock.state else { return };
+        let Some(ticket) = lock.waiting_commit() else { return };
         let root = lock.staged.clone();
         let restore = lock.one_request.as_ref().and_then(|o| o.restore.clone());
         let coordination = self.coordination().expect("a coordinator has a coordination");
@@ -382,9 +378,10 @@ impl Node {
             Some(copy) => Content::Stamp { base: copy, coordination },
         };
         self.replicate(now, Purpose::Lock { ticket, answered: false }, content);
-        let sealing = self.commit.as_ref().map(|c| c.sealing);
-        let lock = self.lock.as_mut().expect("checked above");
-        lock.state = LockState::Committing { ticket, job: sealing };
+        let Some(InCommit { phase: Phase::Sealing { job }, .. }) = self.commit else {
+            unreachable!("a version in flight is sealed first");
+        };
+        self.lock.as_mut().expect("checked above").commit_running(job);
     }
 
     /// After a commit: tell every member at once, start a lock commit that waited, and see whether
@@ -432,8 +429,8 @@ impl Node {
     /// A lock commit that waits behind a change of voters and will not start: nothing was
     /// committed, so it answers 503 and the lock is free.
     pub(super) fn refuse_waiting_commit(&mut self, why: &str) {
-        if let Some(lock) = self.lock.take_if(|l| matches!(l.state, LockState::Committing { job: None, .. })) {
-            let LockState::Committing { ticket, .. } = lock.state else { unreachable!("checked above") };
+        if let Some(lock) = self.lock.take_if(|l| l.waiting_commit().is_some()) {
+            let ticket = lock.waiting_commit().expect("checked above");
             warn!("the commit of lock {} did not start: {why}; nothing was committed", lock.name);
             let message = format!("the commit did not start: {why}; nothing was committed");
             self.answer(ticket, Response::error(503, &message).with_header("Retry-After", "1"));
@@ -506,7 +503,7 @@ impl Node {
         let in_flight_voter = self
             .commit
             .as_ref()
-            .and_then(|c| c.sealed.as_ref())
+            .and_then(InCommit::sealed)
             .is_some_and(|s| s.copy.coordination.as_ref().is_some_and(|c| c.is_voter(id)));
         if in_flight_voter {
             self.push_accept(id, address);

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use log::{info, warn};
 
 use super::write::{Edit, Write};
-use super::{Effect, LockState, Node, Reply, Request, Ticket, method_not_allowed};
+use super::{Effect, Lock, Node, Reply, Request, Ticket, method_not_allowed};
 use crate::core::clock::Now;
 use crate::core::consensus::Accepted;
 use crate::core::jobs::{Decoding, Job, Owner};
@@ -235,21 +235,13 @@ impl Node {
             // The holder has only read so far: let the transaction see the newest store.
             lock.rebase(theirs, sealed.copy.root.clone());
         }
-        let waiting_commit = self.lock.as_ref().and_then(|l| match l.state {
-            LockState::Committing { ticket, job: None } => Some(ticket),
-            _ => None,
-        });
+        let waiting_commit = self.lock.as_ref().and_then(Lock::waiting_commit);
         self.store.replace(sealed);
         self.store_changed();
         self.metrics.copies_taken += 1;
-        if let Some(ticket) = waiting_commit {
+        if waiting_commit.is_some() {
             // The commit had not started writing; it can only lose now.
-            let lock = self.lock.as_mut().expect("a waiting commit has its lock");
-            lock.state = LockState::Open;
-            lock.renew(now);
-            let response = self.conflict_response();
-            self.answer(ticket, response);
-            self.drop_failed_write();
+            self.commit_lost(now);
         }
         self.check_activation(now);
         self.pump_disk(now);

@@ -4,15 +4,17 @@
 
 use log::info;
 
-use super::lock::{Lock, LockState, RecentCommit, valid_name};
+use super::lock::{Lock, RecentCommit, valid_name};
 use super::{Node, Reply, Request, Ticket, json_response, method_not_allowed};
 use crate::core::clock::{Now, seconds_to_ms};
+use crate::core::jobs::DiskError;
 use crate::core::path::{self, Query};
+use crate::core::snapshot::OwnCommit;
 use crate::core::store::{Format, staged_response};
 use crate::core::value::{EditError, Value};
 use crate::core::version::Version;
 use crate::http::{Method, Response};
-use crate::limits::{LOCK_TTL_S_MAX, RECENT_COMMIT_MS, RECENT_COMMITS_MAX, STORE_DEPTH_MAX};
+use crate::limits::{LINEAGE_VERSIONS_MAX, LOCK_TTL_S_MAX, RECENT_COMMIT_MS, RECENT_COMMITS_MAX, STORE_DEPTH_MAX};
 
 impl Node {
     /// `/lock` and `/lock/NAME`.
@@ -132,14 +134,13 @@ impl Node {
         }
         self.time_commit(now, ticket);
         let lock = self.lock.as_mut().expect("checked above");
+        lock.begin_commit(ticket);
         if self.consensus.is_none() {
-            lock.state = LockState::Committing { ticket, job: None };
             self.pump_disk(now);
             return Reply::Later;
         }
         // Coordinated: durable on a majority of voters before it is answered; after the change of
         // voters being committed, if there is one.
-        lock.state = LockState::Committing { ticket, job: None };
         self.start_lock_commit(now);
         Reply::Later
     }
@@ -316,6 +317,53 @@ fn single_segment(below: &str) -> Result<Option<String>, Response> {
 }
 
 impl Node {
+    /// Committed: the lock's commit landed as `version` and the transaction is over. Returns the
+    /// lock, whose answer the caller sends once the store is the new version.
+    pub(super) fn commit_landed(&mut self, now: Now, version: Version) -> Lock {
+        let lock = self.lock.take().expect("a commit that landed has its lock");
+        info!(
+            "lock {} committed sequence {} ({}, {}){}",
+            lock.name,
+            version.sequence,
+            version.checksum,
+            changes(lock.changes),
+            from(lock.client)
+        );
+        // Only transactions: a client retrying a lost commit must find its name among them.
+        if lock.one_request.is_none() {
+            self.remember_commit(now, &lock.name, version);
+        }
+        if self.mine.len() >= LINEAGE_VERSIONS_MAX {
+            self.mine.pop_front();
+        }
+        self.mine.push_back(OwnCommit { version, superseded: false });
+        self.metrics.commits += 1;
+        lock
+    }
+
+    /// Failed: the commit could not be made durable. Nothing was committed and the transaction
+    /// goes on (a one-request write's lock goes); its client is told why, unless `answered`.
+    pub(super) fn commit_failed(&mut self, now: Now, e: &DiskError, answered: bool) {
+        let lock = self.lock.as_mut().expect("a failed commit has its lock");
+        let ticket = lock.reopen(now);
+        let held = if lock.one_request.is_some() { "retry" } else { "the lock is still held" };
+        let message = format!("{}; nothing was committed; {held}", e.message);
+        if let Some(ticket) = ticket.filter(|_| !answered) {
+            self.answer(ticket, Response::error(e.status, &message));
+        }
+        self.drop_failed_write();
+    }
+
+    /// Lost: a newer store arrived from another node while the commit waited or was sealed.
+    /// Nothing was committed, the client gets 409, and the transaction goes on.
+    pub(super) fn commit_lost(&mut self, now: Now) {
+        let lock = self.lock.as_mut().expect("a losing commit keeps its lock");
+        let ticket = lock.reopen(now).expect("the lock of a losing commit is committing");
+        let response = self.conflict_response();
+        self.answer(ticket, response);
+        self.drop_failed_write();
+    }
+
     /// Remembers a commit for `RECENT_COMMIT_MS`, at most `RECENT_COMMITS_MAX` of them.
     pub(super) fn remember_commit(&mut self, now: Now, name: &str, version: Version) {
         let cutoff = now.unix_ms.saturating_sub(RECENT_COMMIT_MS);

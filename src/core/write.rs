@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use log::{info, warn};
 
 use super::data::if_match;
-use super::lock::{Lock, LockState, OneRequest};
+use super::lock::{Lock, OneRequest};
 use super::store::{content_checksum, etag_matches};
 use super::{Node, Reply, Ticket};
 use crate::core::clock::{Deadline, Now};
@@ -175,7 +175,7 @@ impl Node {
         lock.changes = 1;
         lock.client = write.client;
         lock.one_request = Some(OneRequest { etag, whole_store, restore: None });
-        lock.state = LockState::Committing { ticket, job: None };
+        lock.begin_commit(ticket);
         self.lock = Some(lock);
         self.time_commit(now, ticket);
         if self.consensus.is_none() {
@@ -213,7 +213,7 @@ impl Node {
         lock.changes = 1;
         lock.client = write.client;
         lock.one_request = Some(OneRequest { etag: None, whole_store: true, restore: Some(copy) });
-        lock.state = LockState::Committing { ticket, job: None };
+        lock.begin_commit(ticket);
         self.lock = Some(lock);
         self.start_lock_commit(now);
         None
