@@ -36,16 +36,16 @@
 //! | `http/cors.rs` | `--cors`: which origins a browser lets in, and the headers that say so |
 //! | `http/host.rs` | the `Host` names a node bound to loopback serves (DNS rebinding) |
 //! | `core/mod.rs`, `routing.rs` | `Node`: requests in, answers and effects out; routing by resource |
-//! | `core/transaction.rs`, `lock.rs` | `/lock` and `/update`: the lease, staging, commit, abort |
+//! | `core/transaction.rs`, `lock.rs` | `/lock` and `/update`: the lease, staging, commit, abort. `lock.rs` owns where a transaction is (open, or committing and for whom), private behind its transitions; `transaction.rs` ends every commit, in both modes (landed, failed, lost to a newer store) |
 //! | `core/data.rs`, `write.rs` | `/data`: reads; one-request writes (`PUT`, `PATCH`, `DELETE`), preconditions, waiting for the lock |
 //! | `core/store.rs` | the store being served and its render cache (reads) |
 //! | `core/watch.rs` | long-polls and event streams |
-//! | `core/durability.rs` | which snapshot the writer works on next; commits waiting for it; the sequence of a new version; disk errors |
+//! | `core/durability.rs` | the flush queue (`DiskQueue`): which snapshot the writer works on next, a local commit's seal; the sequence of a new version; disk errors |
 //! | `core/cluster.rs`, `take.rs` | the peer table, gossip, push and pull; taking copies; a client's `PUT /copy` as a restore (coordinated writes) |
 //! | `core/joining.rs`, `commit_point.rs` | a node joining its cluster at start (when it serves), and why it does not serve; the commit point in `node.json`, and reads served unconfirmed after a restart |
 //! | `core/consensus.rs`, `election.rs`, `coordinated.rs` | coordinated writes: terms, beats, the lease; standing and voting; `/cluster/*` routing and status; each node's role (`NodeRole`) |
 //! | `core/renewal.rs` | a coordinator whose lease lapsed (a pause) renews it before it answers a write |
-//! | `core/replicate.rs`, `accept.rs` | a commit made durable on a majority (coordinator); accepting pushed versions (voter) |
+//! | `core/replicate.rs`, `accept.rs` | a commit made durable on a majority (coordinator; its phase, `InCommit`, private); accepting pushed versions (voter) |
 //! | `core/forward.rs`, `membership.rs` | writes sent on to the coordinator; voters added, replaced and removed (guarded), removed members out of every table |
 //! | `core/members.rs`, `node_state.rs` | the cluster's id, term and voters; a node's id, term and vote (`node.json`) |
 //! | `core/startup.rs` | how a node starts, from its data directory and flags alone: which snapshot loads, its identity, founding or joining (the server and the simulations both call it) |
@@ -54,7 +54,7 @@
 //! | `core/info.rs` | `GET /` and the figures of `/metrics` |
 //! | `core/auth.rs`, `metrics.rs` | tokens and the cluster key; `/metrics` (and the timing of commits) |
 //! | `core/guard.rs` | what no peer sends, refused at the peer endpoints: a browser's marks, terms out of bounds |
-//! | `core/jobs.rs`, `pace.rs` | the workers' jobs and how they are carried out; pacing hooks |
+//! | `core/jobs.rs`, `pace.rs` | the workers' jobs, who waits for each (`Owner`: `Node::job_done` hands a report to its owner only), the one allocator of job and call ids, and how jobs are carried out; pacing hooks |
 //! | `core/value/` | the tree (`mod.rs`), wide objects in chunks (`object.rs`), edits, patches (RFC 7396, RFC 6902), rendering, parsing (general, and the one pass over canonical JSON in `canonical.rs`) |
 //! | `core/version.rs`, `lineage.rs` | versions and checksums; a store's recent history |
 //! | `core/sealed.rs`, `snapshot.rs` | the copy format (peers); the snapshot file format (disk) |

@@ -145,7 +145,7 @@ impl Node {
             let id = self.ids.job(Owner::Disk);
             lock.commit_running(id.serial);
             self.disk.in_flight = Some(InFlight::Commit { id: id.serial, stamp });
-            let (sequence, root) = (self.floor.max(lock.base.sequence).saturating_add(1), lock.staged.clone());
+            let (sequence, root) = (self.floor.max(lock.base().sequence).saturating_add(1), lock.staged().clone());
             let parent = self.store.lineage().clone();
             let node = self.node_json();
             let job = Job::Seal { id, sequence, root, parent, node, coordination: None, write: true };
@@ -246,7 +246,7 @@ impl Node {
     /// The lock's commit is sealed (and durable, with a data directory), or failed.
     fn commit_done(&mut self, now: Now, sealed: Sealed, file: Result<Option<PathBuf>, DiskError>, stamp: u64) {
         let lock = self.lock.as_mut().expect("a commit in flight has its lock");
-        let lost = self.store.version() != lock.base;
+        let lost = self.store.version() != lock.base();
         match file {
             Ok(Some(file)) if lost => {
                 // A newer store arrived from a peer while the snapshot was written. It wins, and
@@ -259,7 +259,7 @@ impl Node {
             }
             Err(e) => {
                 self.metrics.flush_failures += 1;
-                error!("commit of lock {} failed: {}", lock.name, e.message);
+                error!("commit of lock {} failed: {}", lock.name(), e.message);
                 self.commit_failed(now, &e, false);
             }
             // A newer store arrived while the commit was sealed (without a data directory).
@@ -284,13 +284,13 @@ impl Node {
     pub(super) fn conflict_response(&mut self) -> Response {
         self.metrics.conflicts += 1;
         let lock = self.lock.as_ref().expect("a conflict is about the held lock");
-        warn!("commit of lock {} refused: a newer store arrived from another node", lock.name);
-        let then = if lock.one_request.is_some() { "retry" } else { "the lock is still held: abort and retry" };
+        warn!("commit of lock {} refused: a newer store arrived from another node", lock.name());
+        let then = if lock.one_request().is_some() { "retry" } else { "the lock is still held: abort and retry" };
         let message = format!(
             "a newer store (sequence {}) arrived from another node while the lock was held \
              (the transaction started from sequence {}); nothing was committed; {then}",
             self.store.version().sequence,
-            lock.base.sequence
+            lock.base().sequence
         );
         Response::error(409, &message)
     }

@@ -27,26 +27,28 @@ enum LockState {
     Committing { ticket: Ticket, job: Option<u64> },
 }
 
+/// The lock and its transaction. Every field is private: it changes only through the methods
+/// below, so this file is the one place that says how a transaction may change.
 #[derive(Debug)]
 pub struct Lock {
-    pub name: String,
+    name: String,
     state: LockState,
     /// When it was acquired, for people reading `GET /lock`.
-    pub since_unix_ms: u64,
+    since_unix_ms: u64,
     /// How long the lease runs after each request of the holder.
-    pub lease_ms: u64,
-    pub expires: Deadline,
+    lease_ms: u64,
+    expires: Deadline,
     /// The store version and tree the transaction started from.
-    pub base: Version,
-    pub base_root: Value,
+    base: Version,
+    base_root: Value,
     /// The store as the transaction would leave it.
-    pub staged: Value,
+    staged: Value,
     /// Successful staging requests so far.
-    pub changes: u64,
+    changes: u64,
     /// The address of the client that took or last renewed it, for the audit lines.
-    pub client: Option<std::net::SocketAddr>,
+    client: Option<std::net::SocketAddr>,
     /// Held by a one-request write (`PUT /data/x`), not by a client's transaction.
-    pub one_request: Option<OneRequest>,
+    one_request: Option<OneRequest>,
 }
 
 /// What the answer to a one-request write's commit carries besides the version.
@@ -85,6 +87,73 @@ impl Lock {
             client: None,
             one_request: None,
         }
+    }
+
+    /// Taken (or last renewed) by `client`.
+    pub fn held_by(mut self, client: Option<std::net::SocketAddr>) -> Lock {
+        self.client = client;
+        self
+    }
+
+    /// A one-request write: its whole transaction is `staged`, one change.
+    pub fn written(mut self, staged: Value, one_request: OneRequest) -> Lock {
+        self.staged = staged;
+        self.changes = 1;
+        self.one_request = Some(one_request);
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn base(&self) -> Version {
+        self.base
+    }
+
+    pub fn staged(&self) -> &Value {
+        &self.staged
+    }
+
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    pub fn client(&self) -> Option<std::net::SocketAddr> {
+        self.client
+    }
+
+    pub fn one_request(&self) -> Option<&OneRequest> {
+        self.one_request.as_ref()
+    }
+
+    /// The copy a restore commits, leaving the lock.
+    pub fn into_restore(self) -> Option<Box<crate::core::sealed::Sealed>> {
+        self.one_request.and_then(|o| o.restore)
+    }
+
+    pub fn expires(&self) -> Deadline {
+        self.expires
+    }
+
+    pub fn lease_ms(&self) -> u64 {
+        self.lease_ms
+    }
+
+    /// The holder renews with a lease of `lease_ms` from now, from `client` (kept when unknown).
+    pub fn renew_by(&mut self, now: Now, lease_ms: u64, client: Option<std::net::SocketAddr>) {
+        self.lease_ms = lease_ms;
+        self.renew(now);
+        if client.is_some() {
+            self.client = client;
+        }
+    }
+
+    /// Stages one edit of the holder; it counts as a change when it succeeds.
+    pub fn stage<E>(&mut self, edit: impl FnOnce(&mut Value) -> Result<(), E>) -> Result<(), E> {
+        edit(&mut self.staged)?;
+        self.changes += 1;
+        Ok(())
     }
 
     /// Extends the lease from now.

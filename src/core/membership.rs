@@ -98,7 +98,7 @@ impl Node {
         }
         let busy = match (&self.commit, &self.lock) {
             (Some(_), _) => Some("another change is being committed".to_string()),
-            (None, Some(lock)) => Some(format!("the lock is held by {}", lock.name)),
+            (None, Some(lock)) => Some(format!("the lock is held by {}", lock.name())),
             (None, None) => None,
         };
         if let Some(why) = busy {

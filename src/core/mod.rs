@@ -389,7 +389,7 @@ impl Node {
 
     /// The lock's holder, if any.
     pub fn lock_holder(&self) -> Option<&str> {
-        self.lock.as_ref().map(|l| l.name.as_str())
+        self.lock.as_ref().map(|l| l.name())
     }
 
     /// Effects queued since the last call, oldest first.
@@ -419,7 +419,7 @@ impl Node {
 
     /// When `tick` next has something to do.
     pub fn next_deadline(&self) -> Option<Deadline> {
-        let lease = self.lock.as_ref().filter(|l| !l.is_committing()).map(|l| l.expires);
+        let lease = self.lock.as_ref().filter(|l| !l.is_committing()).map(|l| l.expires());
         let joining = match self.activation {
             Activation::Joining { limit: Some(limit), .. } => Some(limit.min(self.joining_report_at)),
             Activation::Joining { limit: None, .. } if self.consensus.is_some() => Some(self.joining_report_at),

@@ -341,7 +341,8 @@ impl Node {
         if answered {
             warn!(
                 "the commit of lock {} that answered 504 landed after all, as sequence {}",
-                lock.name, version.sequence
+                lock.name(),
+                version.sequence
             );
         } else {
             self.answer(ticket, super::write::committed(&lock, version));
@@ -355,8 +356,8 @@ impl Node {
         }
         let Some(lock) = &self.lock else { return };
         let Some(ticket) = lock.waiting_commit() else { return };
-        let root = lock.staged.clone();
-        let restore = lock.one_request.as_ref().and_then(|o| o.restore.clone());
+        let root = lock.staged().clone();
+        let restore = lock.one_request().and_then(|o| o.restore.clone());
         let coordination = self.coordination().expect("a coordinator has a coordination");
         let content = match restore {
             None => Content::New { root, coordination },
@@ -366,7 +367,7 @@ impl Node {
                 let lock = self.lock.take().expect("checked above");
                 info!("PUT /copy of sequence {} ignored: the store is newer now", copy.copy.version.sequence);
                 self.store.retire(*copy);
-                if let Some(sealed) = lock.one_request.and_then(|o| o.restore) {
+                if let Some(sealed) = lock.into_restore() {
                     self.store.retire(*sealed);
                 }
                 let version = self.store.version();
@@ -407,7 +408,7 @@ impl Node {
             Purpose::Lock { ticket, answered } if !*answered => {
                 *answered = true;
                 let ticket = *ticket;
-                let name = self.lock.as_ref().map(|l| l.name.clone()).unwrap_or_default();
+                let name = self.lock.as_ref().map(|l| l.name().to_string()).unwrap_or_default();
                 warn!(
                     "the commit of lock {name} is not durable on a majority after {} ms: answered 504",
                     COMMIT_TIMEOUT_MS
@@ -431,7 +432,7 @@ impl Node {
     pub(super) fn refuse_waiting_commit(&mut self, why: &str) {
         if let Some(lock) = self.lock.take_if(|l| l.waiting_commit().is_some()) {
             let ticket = lock.waiting_commit().expect("checked above");
-            warn!("the commit of lock {} did not start: {why}; nothing was committed", lock.name);
+            warn!("the commit of lock {} did not start: {why}; nothing was committed", lock.name());
             let message = format!("the commit did not start: {why}; nothing was committed");
             self.answer(ticket, Response::error(503, &message).with_header("Retry-After", "1"));
         }
@@ -532,11 +533,11 @@ impl Node {
         if let Some(lock) = self.lock.take_if(|l| !l.is_committing()) {
             warn!(
                 "lock {} dropped{}: {why}; {} dropped",
-                lock.name,
-                super::transaction::from(lock.client),
-                super::transaction::changes(lock.changes)
+                lock.name(),
+                super::transaction::from(lock.client()),
+                super::transaction::changes(lock.changes())
             );
-            self.dropped_lock = Some((lock.name, why.to_string()));
+            self.dropped_lock = Some((lock.name().to_string(), why.to_string()));
         }
     }
 }
@@ -551,8 +552,8 @@ pub enum Content {
 
 /// The 504 of a commit whose outcome is not known.
 pub(super) fn outcome_unknown(lock: Option<&super::Lock>) -> Response {
-    let name = lock.map_or("", |l| l.name.as_str());
-    if lock.is_some_and(|l| l.one_request.is_some()) {
+    let name = lock.map_or("", |l| l.name());
+    if lock.is_some_and(|l| l.one_request().is_some()) {
         return Response::outcome_unknown(&format!(
             "the write {name} is not durable on a majority of voters yet: it may land or not; read the data to find out"
         ));

@@ -62,7 +62,7 @@ impl Node {
         if let Some(refused) = self.without_lease(now) {
             return refused;
         }
-        match self.lock.as_ref().filter(|l| name.is_none_or(|n| n == l.name)) {
+        match self.lock.as_ref().filter(|l| name.is_none_or(|n| n == l.name())) {
             Some(lock) => describe(lock, now, request),
             None => Response::error(404, "no lock is held"),
         }
@@ -92,25 +92,22 @@ impl Node {
             },
         };
         match &mut self.lock {
-            Some(lock) if lock.name == name => {
-                lock.lease_ms = lease_ms;
-                lock.renew(now);
-                if request.client.is_some() && request.client != lock.client {
+            Some(lock) if lock.name() == name => {
+                if request.client.is_some() && request.client != lock.client() {
                     let address = |client: Option<std::net::SocketAddr>| client.map_or("?".into(), |c| c.to_string());
                     info!(
                         "lock {name} renewed by a new client {} (was {})",
                         address(request.client),
-                        address(lock.client)
+                        address(lock.client())
                     );
-                    lock.client = request.client;
                 }
+                lock.renew_by(now, lease_ms, request.client);
             }
-            Some(lock) => return Response::error(403, &format!("the lock is held by {}", lock.name)),
+            Some(lock) => return Response::error(403, &format!("the lock is held by {}", lock.name())),
             None => {
                 info!("lock {name} acquired at sequence {}{}", self.store.version().sequence, from(request.client));
-                let mut lock = Lock::new(name, now, lease_ms, self.store.version(), self.store.root().clone());
-                lock.client = request.client;
-                self.lock = Some(lock);
+                let lock = Lock::new(name, now, lease_ms, self.store.version(), self.store.root().clone());
+                self.lock = Some(lock.held_by(request.client));
             }
         }
         describe(self.lock.as_ref().expect("held now"), now, request)
@@ -118,7 +115,7 @@ impl Node {
 
     /// `PUT /lock/NAME`: commit. The answer waits for the writer.
     fn commit(&mut self, now: Now, ticket: Ticket, request: &Request, name: &str) -> Reply {
-        let Some(lock) = self.lock.as_mut().filter(|l| l.name == name) else {
+        let Some(lock) = self.lock.as_mut().filter(|l| l.name() == name) else {
             return Reply::Now(Response::error(404, &self.not_held(now, name)));
         };
         if lock.is_committing() {
@@ -126,10 +123,10 @@ impl Node {
         }
         if !lock.changed_something() {
             let lock = self.lock.take().expect("checked above");
-            info!("lock {} released without changes{}", lock.name, from(request.client));
+            info!("lock {} released without changes{}", lock.name(), from(request.client));
             return Reply::Now(Response::json(200, self.store.version().to_pretty_line().into_bytes()));
         }
-        if lock.base != self.store.version() {
+        if lock.base() != self.store.version() {
             return Reply::Now(self.conflict_response());
         }
         self.time_commit(now, ticket);
@@ -165,15 +162,15 @@ impl Node {
     /// `DELETE /lock/NAME`: drop the staged changes and free the lock.
     fn abort(&mut self, request: &Request, name: &str) -> Response {
         let lock = match &self.lock {
-            Some(lock) if lock.name == name => lock,
-            Some(lock) => return Response::error(404, &format!("the lock is held by {}, not {name}", lock.name)),
+            Some(lock) if lock.name() == name => lock,
+            Some(lock) => return Response::error(404, &format!("the lock is held by {}, not {name}", lock.name())),
             None => return Response::error(404, &format!("{name} does not hold the lock: no lock is held")),
         };
         if lock.is_committing() {
             return Response::error(409, "a commit of this lock is in progress");
         }
         let lock = self.lock.take().expect("checked above");
-        info!("lock {} aborted, {} dropped{}", lock.name, changes(lock.changes), from(request.client));
+        info!("lock {} aborted, {} dropped{}", lock.name(), changes(lock.changes()), from(request.client));
         self.metrics.aborts += 1;
         Response::json(200, self.store.version().to_pretty_line().into_bytes())
     }
@@ -182,7 +179,7 @@ impl Node {
     /// moment ago (a client whose answer was lost retries, and must learn that its commit landed).
     fn not_held(&self, now: Now, name: &str) -> String {
         let held = match &self.lock {
-            Some(lock) => format!("{name} does not hold the lock (it is held by {})", lock.name),
+            Some(lock) => format!("{name} does not hold the lock (it is held by {})", lock.name()),
             None => format!("{name} does not hold the lock: no lock is held"),
         };
         let held = match &self.dropped_lock {
@@ -202,15 +199,15 @@ impl Node {
 
     /// Drops a lock whose lease has lapsed (never one whose commit is being written).
     pub(super) fn expire_lock(&mut self, now: Now) {
-        let lapsed = self.lock.as_ref().is_some_and(|l| !l.is_committing() && l.expires.fired(now));
+        let lapsed = self.lock.as_ref().is_some_and(|l| !l.is_committing() && l.expires().fired(now));
         if lapsed {
             let lock = self.lock.take().expect("checked above");
             info!(
                 "lock {} lapsed after {} s without a request from its holder{}; {} dropped",
-                lock.name,
-                lock.lease_ms / 1000,
-                from(lock.client),
-                changes(lock.changes)
+                lock.name(),
+                lock.lease_ms() / 1000,
+                from(lock.client()),
+                changes(lock.changes())
             );
             self.metrics.lease_expiries += 1;
         }
@@ -227,14 +224,14 @@ impl Node {
             return Response::error(404, "the lock's name is missing: use /update/NAME/path");
         };
         let lock = match &mut self.lock {
-            Some(lock) if lock.name == *name => lock,
+            Some(lock) if lock.name() == *name => lock,
             Some(_) => return Response::error(403, &format!("{name} does not hold the lock")),
             None => return Response::error(403, "no lock is held: take it first with PUT /lock"),
         };
         lock.renew(now);
         let committing = lock.is_committing();
         match request.method {
-            Method::Get | Method::Head => match lock.staged.resolve(path) {
+            Method::Get | Method::Head => match lock.staged().resolve(path) {
                 Some(subtree) => staged_response(subtree, Format::of(&query)),
                 None => Response::error(404, &format!("no such path in the staged store: /{}", path.join("/"))),
             },
@@ -246,19 +243,13 @@ impl Node {
                     Ok(value) => value,
                     Err(e) => return Response::error(400, &format!("the body is not JSON: {e}")),
                 };
-                match lock.staged.put(path, value, STORE_DEPTH_MAX) {
-                    Ok(()) => {
-                        lock.changes += 1;
-                        Response::empty(201)
-                    }
+                match lock.stage(|staged| staged.put(path, value, STORE_DEPTH_MAX)) {
+                    Ok(()) => Response::empty(201),
                     Err(e) => edit_error(e, path),
                 }
             }
-            Method::Delete => match lock.staged.delete(path) {
-                Ok(()) => {
-                    lock.changes += 1;
-                    Response::empty(204)
-                }
+            Method::Delete => match lock.stage(|staged| staged.delete(path)) {
+                Ok(()) => Response::empty(204),
                 Err(e) => edit_error(e, path),
             },
             _ => method_not_allowed("GET, HEAD, PUT, DELETE"),
@@ -282,7 +273,7 @@ fn describe(lock: &Lock, now: Now, request: &Request) -> Response {
     if request.headers.accept.is_some_and(|a| a.contains("application/json")) {
         json_response(200, &lock.details(now))
     } else {
-        Response::text(200, format!("{}\n", lock.name))
+        Response::text(200, format!("{}\n", lock.name()))
     }
 }
 
@@ -323,15 +314,15 @@ impl Node {
         let lock = self.lock.take().expect("a commit that landed has its lock");
         info!(
             "lock {} committed sequence {} ({}, {}){}",
-            lock.name,
+            lock.name(),
             version.sequence,
             version.checksum,
-            changes(lock.changes),
-            from(lock.client)
+            changes(lock.changes()),
+            from(lock.client())
         );
         // Only transactions: a client retrying a lost commit must find its name among them.
-        if lock.one_request.is_none() {
-            self.remember_commit(now, &lock.name, version);
+        if lock.one_request().is_none() {
+            self.remember_commit(now, lock.name(), version);
         }
         if self.mine.len() >= LINEAGE_VERSIONS_MAX {
             self.mine.pop_front();
@@ -346,7 +337,7 @@ impl Node {
     pub(super) fn commit_failed(&mut self, now: Now, e: &DiskError, answered: bool) {
         let lock = self.lock.as_mut().expect("a failed commit has its lock");
         let ticket = lock.reopen(now);
-        let held = if lock.one_request.is_some() { "retry" } else { "the lock is still held" };
+        let held = if lock.one_request().is_some() { "retry" } else { "the lock is still held" };
         let message = format!("{}; nothing was committed; {held}", e.message);
         if let Some(ticket) = ticket.filter(|_| !answered) {
             self.answer(ticket, Response::error(e.status, &message));

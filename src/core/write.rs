@@ -95,7 +95,7 @@ impl Node {
     pub(super) fn run_waiting_writes(&mut self, now: Now) {
         while let Some(i) = self.waiting_writes.iter().position(|w| w.deadline.fired(now)) {
             let waiting = self.waiting_writes.remove(i).expect("found above");
-            let holder = self.lock.as_ref().map_or("a transaction", |l| l.name.as_str());
+            let holder = self.lock.as_ref().map_or("a transaction", |l| l.name());
             let message = format!(
                 "the lock is held by {holder}; this write waited {WRITE_WAIT_MS} ms and changed nothing; retry"
             );
@@ -170,11 +170,8 @@ impl Node {
             });
         }
         let whole_store = write.path.is_empty() && !matches!(write.edit, Edit::Delete);
-        let mut lock = Lock::new(&write.name, now, self.config.lock_timeout_ms, version, root.clone());
-        lock.staged = staged;
-        lock.changes = 1;
-        lock.client = write.client;
-        lock.one_request = Some(OneRequest { etag, whole_store, restore: None });
+        let lock = Lock::new(&write.name, now, self.config.lock_timeout_ms, version, root.clone());
+        let mut lock = lock.held_by(write.client).written(staged, OneRequest { etag, whole_store, restore: None });
         lock.begin_commit(ticket);
         self.lock = Some(lock);
         self.time_commit(now, ticket);
@@ -208,11 +205,10 @@ impl Node {
             super::transaction::from(write.client),
             ours.sequence
         );
-        let mut lock = Lock::new(&write.name, now, self.config.lock_timeout_ms, ours, self.store.root().clone());
-        lock.staged = copy.copy.root.clone();
-        lock.changes = 1;
-        lock.client = write.client;
-        lock.one_request = Some(OneRequest { etag: None, whole_store: true, restore: Some(copy) });
+        let lock = Lock::new(&write.name, now, self.config.lock_timeout_ms, ours, self.store.root().clone());
+        let staged = copy.copy.root.clone();
+        let one_request = OneRequest { etag: None, whole_store: true, restore: Some(copy) };
+        let mut lock = lock.held_by(write.client).written(staged, one_request);
         lock.begin_commit(ticket);
         self.lock = Some(lock);
         self.start_lock_commit(now);
@@ -222,9 +218,9 @@ impl Node {
     /// A one-request write whose commit failed or lost to a newer store: nobody will abort it, so
     /// its lock goes now. Returns whether it was one.
     pub(super) fn drop_failed_write(&mut self) -> bool {
-        let dropped = self.lock.take_if(|l| l.one_request.is_some() && !l.is_committing());
+        let dropped = self.lock.take_if(|l| l.one_request().is_some() && !l.is_committing());
         if let Some(lock) = &dropped {
-            warn!("write {} was not committed; its lock is free", lock.name);
+            warn!("write {} was not committed; its lock is free", lock.name());
         }
         dropped.is_some()
     }
@@ -235,7 +231,7 @@ impl Node {
 pub(super) fn committed(lock: &Lock, version: Version) -> Response {
     let answer = Response::json(200, version.to_pretty_line().into_bytes())
         .with_header("X-Lighthouse-Version", &version.to_header());
-    match &lock.one_request {
+    match &lock.one_request() {
         Some(OneRequest { restore: Some(_), .. }) => Response::json(201, version.to_pretty_line().into_bytes())
             .with_header("X-Lighthouse-Version", &version.to_header()),
         Some(OneRequest { whole_store: true, .. }) => answer.with_header("ETag", &format!("\"{}\"", version.checksum)),
