@@ -425,7 +425,7 @@ impl Node {
             Activation::Joining { limit: None, .. } if self.consensus.is_some() => Some(self.joining_report_at),
             Activation::Joining { limit: None, .. } | Activation::Active => None,
         };
-        let commit = self.commit.as_ref().map(|c| c.deadline);
+        let commit = self.commit.as_ref().map(replicate::InCommit::deadline);
         [
             lease,
             joining,

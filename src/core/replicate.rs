@@ -34,10 +34,10 @@ pub enum Purpose {
 /// A version the coordinator is making durable on a majority.
 #[derive(Debug)]
 pub struct InCommit {
-    pub purpose: Purpose,
+    purpose: Purpose,
     phase: Phase,
     /// Answered 504 past this.
-    pub deadline: Deadline,
+    deadline: Deadline,
 }
 
 /// Where a version being made durable is.
@@ -58,6 +58,11 @@ enum Phase {
 }
 
 impl InCommit {
+    /// When its lock commit is answered 504 if no majority holds it by then.
+    pub(super) fn deadline(&self) -> Deadline {
+        self.deadline
+    }
+
     /// The version, once sealed, and the members that hold it durably (`/cluster/status`).
     pub(super) fn progress(&self) -> (Option<crate::core::version::Version>, Vec<String>) {
         match &self.phase {
