@@ -264,3 +264,18 @@ pub fn run(job: Job, disk: &mut dyn Disk, pace: &mut dyn FnMut()) -> Done {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_id_is_new_whoever_asks_for_it() {
+        let mut ids = Ids::new();
+        let seal = ids.job(Owner::Disk);
+        let call = ids.call();
+        let decode = ids.job(Owner::Decode(Decoding::Fetched));
+        assert_eq!((seal.serial, call, decode.serial), (1, 2, 3));
+        assert_eq!(decode.owner, Owner::Decode(Decoding::Fetched));
+    }
+}

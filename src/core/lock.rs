@@ -275,4 +275,40 @@ mod tests {
         assert!(!lock.expires.fired(Now { mono_ms: 31_000, unix_ms: 0 }));
         assert_eq!(lock.details(Now { mono_ms: 20_000, unix_ms: 69_000 })["expires"], 99_000);
     }
+
+    #[test]
+    fn a_commit_waits_its_turn_runs_and_reopens_with_its_ticket_and_a_new_lease() {
+        let now = Now { mono_ms: 1_000, unix_ms: 0 };
+        let mut lock = Lock::new("a", now, 30_000, Version::initial(), Value::default());
+        assert_eq!((lock.waiting_commit(), lock.commit_ticket()), (None, None));
+        lock.begin_commit(7);
+        assert!(lock.is_committing());
+        assert_eq!((lock.waiting_commit(), lock.commit_ticket()), (Some(7), Some(7)));
+        lock.commit_running(42);
+        assert_eq!((lock.waiting_commit(), lock.commit_ticket()), (None, Some(7)));
+        let later = Now { mono_ms: 50_000, unix_ms: 0 };
+        assert_eq!(lock.reopen(later), Some(7));
+        assert!(!lock.is_committing());
+        assert_eq!(lock.expires(), Deadline::after(later, 30_000));
+    }
+
+    #[test]
+    #[should_panic(expected = "only an open transaction begins a commit")]
+    fn a_transaction_cannot_begin_a_second_commit() {
+        let now = Now { mono_ms: 0, unix_ms: 0 };
+        let mut lock = Lock::new("a", now, 30_000, Version::initial(), Value::default());
+        lock.begin_commit(1);
+        lock.begin_commit(2);
+    }
+
+    #[test]
+    fn staging_counts_only_the_edits_that_succeed() {
+        let now = Now { mono_ms: 0, unix_ms: 0 };
+        let mut lock = Lock::new("a", now, 30_000, Version::initial(), Value::default());
+        assert_eq!(lock.stage(|_| Err::<(), _>("refused")), Err("refused"));
+        assert_eq!((lock.changes(), lock.changed_something()), (0, false));
+        let key = vec!["k".to_string()];
+        assert!(lock.stage(|staged| staged.put(&key, Value::Bool(true), 8)).is_ok());
+        assert_eq!((lock.changes(), lock.changed_something()), (1, true));
+    }
 }
