@@ -458,7 +458,7 @@ impl Node {
         let peer = self.cluster.find(address).expect("a peer in the table");
         peer.saw_version(theirs, now);
         peer.committed = state.is_committed();
-        if let Some(id) = state.id.as_deref().filter(|id| crate::core::members::valid_id(id)) {
+        if let Some(id) = state.id.as_deref().filter(|id| crate::core::roster::valid_id(id)) {
             peer.id = Some(id.to_string());
         }
         // A version its node does not know to be committed is nobody's to take.

@@ -26,9 +26,9 @@ use log::{error, info, warn};
 
 use super::Node;
 use crate::core::clock::{Deadline, Now};
-use crate::core::members::{Coordination, Member};
 use crate::core::messages::{Beat, BeatAnswer};
 use crate::core::node_state::NodeState;
+use crate::core::roster::{Coordination, Member};
 use crate::core::sealed::Sealed;
 use crate::core::version::Version;
 use crate::http::{Bytes, Method, Response};

@@ -7,7 +7,7 @@ use super::consensus::{Accepted, Consensus, Leading, Role};
 use super::peering::Mismatch;
 use super::replicate::{Content, Purpose};
 use crate::core::clock::{Deadline, Now};
-use crate::core::members::{Coordination, Member};
+use crate::core::roster::{Coordination, Member};
 use crate::core::version::Version;
 use crate::http::{Method, Response};
 use crate::limits::BEAT_MS;

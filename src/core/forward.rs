@@ -12,7 +12,7 @@
 use super::cluster::CallKind;
 use super::{Node, Reply, Request, Ticket};
 use crate::core::clock::{Deadline, Now};
-use crate::core::members::Member;
+use crate::core::roster::Member;
 use crate::http::{Bytes, Method, Response};
 use crate::limits::{COORDINATOR_LEASE_MS, FORWARD_TIMEOUT_MS, FORWARD_WRITE_TIMEOUT_MS, FORWARDS_MAX, LEASE_MS};
 

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use crate::core::Ticket;
 use crate::core::lineage::Lineage;
-use crate::core::members::Coordination;
 use crate::core::node_state::NodeState;
-use crate::core::sealed::{self, Copy, DecodeError, Sealed};
+use crate::core::roster::Coordination;
+use crate::core::sealed::{self, DecodeError, Sealed, StoreCopy};
 use crate::core::snapshot::NodeJson;
 use crate::core::value::Value;
 use crate::core::version::Version;
@@ -26,7 +26,7 @@ pub enum Owner {
     Disk,
     /// The version the coordinator is making durable (`replicate.rs`): its seal and its own write.
     Commit,
-    /// A version the coordinator pushed, written here before it is acknowledged (`accept.rs`).
+    /// A version the coordinator pushed, written here before it is acknowledged (`voter.rs`).
     Accept,
     /// A copy being checked, and who waits for it.
     Decode(Decoding),
@@ -115,7 +115,7 @@ pub enum Job {
     Decode { id: JobId, body: Vec<u8> },
     /// Render the copy body of a store whose body was set aside (`GET /copy` on a node without
     /// peers), off the loop.
-    Render { id: JobId, copy: Box<Copy> },
+    Render { id: JobId, copy: Box<StoreCopy> },
     /// Let go of a version the store no longer serves: freeing a large tree (every node of a copy
     /// taken from a peer, or a wide object an edit copied) takes milliseconds.
     Retire(Box<Sealed>),
@@ -126,7 +126,7 @@ pub enum Job {
 #[derive(Debug)]
 pub enum Body {
     Rendered(Arc<[u8]>),
-    SetAside(Box<Copy>),
+    SetAside(Box<StoreCopy>),
 }
 
 impl Job {

@@ -20,7 +20,7 @@ use super::replicate::{Content, Purpose};
 use super::{Node, Reply, Ticket};
 use crate::core::clock::{Deadline, Now};
 use crate::core::cluster::Peer;
-use crate::core::members::{Coordination, Member, valid_id};
+use crate::core::roster::{Coordination, Member, valid_id};
 use crate::http::Response;
 use crate::limits::{COORDINATOR_LEASE_MS, ELECTION_TIMEOUT_MS, REMOVED_MEMBERS_MAX};
 

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::core::consensus::Accepted;
-use crate::core::members::{Coordination, Member, valid_id};
 use crate::core::node_state::NodeState;
+use crate::core::roster::{Coordination, Member, valid_id};
 use crate::core::version::{Checksum, Version};
 use crate::limits::TERM_MAX;
 
@@ -41,7 +41,7 @@ mod field {
     use serde_json::Value;
 
     use crate::core::consensus::Accepted;
-    use crate::core::members::valid_id;
+    use crate::core::roster::valid_id;
     use crate::core::version::Version;
 
     fn value<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
@@ -66,7 +66,7 @@ mod field {
     pub fn text_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         value(d).map(|v| v.as_str().unwrap_or_default().to_string())
     }
-    /// A node id: a string of the shape `members::valid_id` allows.
+    /// A node id: a string of the shape `roster::valid_id` allows.
     pub fn id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         text(d).map(|t| t.filter(|id| valid_id(id)))
     }
@@ -93,7 +93,7 @@ mod need {
     use serde_json::Value;
 
     use crate::core::consensus::Accepted;
-    use crate::core::members::Member;
+    use crate::core::roster::Member;
 
     pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         Value::deserialize(d)?.as_u64().ok_or_else(|| D::Error::custom("not a whole number"))
@@ -111,7 +111,7 @@ mod need {
     pub fn id_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         match Value::deserialize(d)? {
             Value::Null => Ok(None),
-            Value::String(id) if crate::core::members::valid_id(&id) => Ok(Some(id)),
+            Value::String(id) if crate::core::roster::valid_id(&id) => Ok(Some(id)),
             _ => Err(D::Error::custom("neither null nor a node id")),
         }
     }
@@ -126,7 +126,7 @@ mod encode {
     use serde::{Serialize, Serializer};
 
     use crate::core::consensus::Accepted;
-    use crate::core::members::Member;
+    use crate::core::roster::Member;
 
     pub fn accepted<S: Serializer>(a: &Accepted, s: S) -> Result<S::Ok, S::Error> {
         a.to_json().serialize(s)

@@ -10,19 +10,18 @@ pub mod address;
 pub mod clock;
 pub mod jobs;
 pub mod lineage;
-pub mod members;
 pub mod messages;
 pub mod node_state;
 pub mod pace;
 pub mod path;
 pub mod rng;
+pub mod roster;
 pub mod sealed;
 pub mod snapshot;
 pub mod startup;
 pub mod value;
 pub mod version;
 
-mod accept;
 mod auth;
 mod cluster;
 mod commit_point;
@@ -45,6 +44,7 @@ mod routing;
 mod store;
 mod take;
 mod transaction;
+mod voter;
 mod watch;
 mod write;
 

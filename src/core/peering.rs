@@ -108,7 +108,7 @@ impl Node {
                 (Some(ours), Some(theirs)) if ours != theirs => {
                     Some(Mismatch::Cluster { ours: ours.to_string(), theirs: theirs.to_string() })
                 }
-                (None, Some(theirs)) if crate::core::members::valid_id(theirs) => {
+                (None, Some(theirs)) if crate::core::roster::valid_id(theirs) => {
                     self.join_cluster(address, theirs);
                     None
                 }

@@ -15,7 +15,7 @@ use super::consensus::{Accepted, Role};
 use super::{Effect, Node, Ticket, cluster::CallKind};
 use crate::core::clock::{Deadline, Now};
 use crate::core::jobs::{Body, DiskError, Job, Owner};
-use crate::core::members::Coordination;
+use crate::core::roster::Coordination;
 use crate::core::sealed::{DecodeError, Sealed};
 use crate::http::{Bytes, Method, Response};
 use crate::limits::COMMIT_TIMEOUT_MS;

@@ -12,14 +12,16 @@ use std::sync::Arc;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::core::lineage::Lineage;
-use crate::core::members::Coordination;
 use crate::core::pace::Paced;
+use crate::core::roster::Coordination;
 use crate::core::value::{Value, ValueSeed};
 use crate::core::version::{Checksum, HashWriter, Version};
 use crate::limits::STORE_DEPTH_MAX;
 
+/// A copy of the store as peers exchange it and the disk keeps it: its version, its tree, its
+/// recent history, and its roster (coordinated mode).
 #[derive(Debug, Clone)]
-pub struct Copy {
+pub struct StoreCopy {
     pub version: Version,
     pub root: Value,
     pub lineage: Lineage,
@@ -27,7 +29,7 @@ pub struct Copy {
     pub coordination: Option<Coordination>,
 }
 
-impl Copy {
+impl StoreCopy {
     /// The term the version was accepted in (0 outside coordinated mode).
     pub fn term(&self) -> u64 {
         self.coordination.as_ref().map_or(0, |c| c.term)
@@ -37,7 +39,7 @@ impl Copy {
 /// A copy with its rendered body.
 #[derive(Debug, Clone)]
 pub struct Sealed {
-    pub copy: Copy,
+    pub copy: StoreCopy,
     /// `{"data":...,"lineage":[...],"version":{...}}`, compact.
     pub body: Arc<[u8]>,
     /// Bytes of the store's compact JSON (the `data` part of the body).
@@ -91,7 +93,7 @@ pub fn seal_paced(
         // A version numbered past sequences lost with a damaged file starts a history of its own.
         _ => Lineage::of(version),
     };
-    let copy = Copy { version, root, lineage, coordination };
+    let copy = StoreCopy { version, root, lineage, coordination };
     finish_body(&mut body, &copy);
     Sealed { copy, body: body.into(), data_len }
 }
@@ -103,7 +105,7 @@ pub fn restamp(sealed: &Sealed, coordination: Coordination) -> Sealed {
     let body = if sealed.body.is_empty() { render_body(&sealed.copy).0 } else { sealed.body.clone() };
     let data_end = DATA_START.len() + sealed.data_len;
     let mut body = body[..data_end].to_vec();
-    let copy = Copy { coordination: Some(coordination), ..sealed.copy.clone() };
+    let copy = StoreCopy { coordination: Some(coordination), ..sealed.copy.clone() };
     finish_body(&mut body, &copy);
     Sealed { copy, body: body.into(), data_len: sealed.data_len }
 }
@@ -113,12 +115,12 @@ const DATA_START: &[u8] = b"{\"data\":";
 
 /// Renders the body of a copy that is already sealed (one whose body was set aside to save
 /// memory); gives the body and the length of its data.
-pub fn render_body(copy: &Copy) -> (Arc<[u8]>, usize) {
+pub fn render_body(copy: &StoreCopy) -> (Arc<[u8]>, usize) {
     render_body_paced(copy, &mut || {})
 }
 
 /// As `render_body`, calling `pace` between pieces of the render.
-pub fn render_body_paced(copy: &Copy, pace: &mut dyn FnMut()) -> (Arc<[u8]>, usize) {
+pub fn render_body_paced(copy: &StoreCopy, pace: &mut dyn FnMut()) -> (Arc<[u8]>, usize) {
     let mut body = DATA_START.to_vec();
     copy.root.write_compact(&mut Paced::new(&mut body, pace)).expect("writing to a Vec cannot fail");
     let data_len = body.len() - DATA_START.len();
@@ -127,14 +129,14 @@ pub fn render_body_paced(copy: &Copy, pace: &mut dyn FnMut()) -> (Arc<[u8]>, usi
 }
 
 /// Appends `,"lineage":{...},"version":{...}}` after the data.
-fn finish_body(body: &mut Vec<u8>, copy: &Copy) {
+fn finish_body(body: &mut Vec<u8>, copy: &StoreCopy) {
     body.extend_from_slice(b",\"lineage\":");
     finish_body_tail(body, copy);
 }
 
 /// Appends the lineage's own JSON, `,"version":{...}`, the coordination if any, and the closing
 /// brace.
-pub(crate) fn finish_body_tail(body: &mut Vec<u8>, copy: &Copy) {
+pub(crate) fn finish_body_tail(body: &mut Vec<u8>, copy: &StoreCopy) {
     body.extend_from_slice(copy.lineage.to_compact().as_bytes());
     body.extend_from_slice(b",\"version\":");
     body.extend_from_slice(copy.lineage.current().to_compact().as_bytes());
@@ -156,7 +158,7 @@ pub(crate) struct CopyFields {
 
 impl CopyFields {
     /// Checks the version and gives the copy (its lineage falls back to the version alone).
-    pub(crate) fn into_copy(self) -> Result<Copy, DecodeError> {
+    pub(crate) fn into_copy(self) -> Result<StoreCopy, DecodeError> {
         let version = self.version.as_ref().and_then(Version::from_json).ok_or(DecodeError::Shape(
             "the copy has no valid \"version\" {\"sequence\": N, \"checksum\": \"40 hex digits\"}",
         ))?;
@@ -172,7 +174,7 @@ impl CopyFields {
                 "the copy's \"coordination\" is not {\"cluster\", \"term\", \"voters\": [{\"id\", \"address\"}]}",
             ))?),
         };
-        Ok(Copy { version, root, lineage, coordination })
+        Ok(StoreCopy { version, root, lineage, coordination })
     }
 }
 
@@ -212,7 +214,7 @@ impl<'de> Visitor<'de> for CopySeed {
 }
 
 /// Renders the canonical body of a copy and checks the data against the version's checksum.
-pub(crate) fn seal_checked(copy: Copy, pace: &mut dyn FnMut()) -> Result<Sealed, DecodeError> {
+pub(crate) fn seal_checked(copy: StoreCopy, pace: &mut dyn FnMut()) -> Result<Sealed, DecodeError> {
     let (mut body, data_len, actual) = render_and_hash(&copy.root, pace);
     if actual != copy.version.checksum {
         return Err(DecodeError::ChecksumMismatch { declared: copy.version.checksum, actual });
@@ -287,7 +289,7 @@ fn render_and_hash(root: &Value, pace: &mut dyn FnMut()) -> (Vec<u8>, usize, Che
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::members::{Member, new_id};
+    use crate::core::roster::{Member, new_id};
 
     #[test]
     fn a_restamped_copy_keeps_its_data_and_version_and_parses_back() {

@@ -17,7 +17,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visi
 use crate::core::clock::Civil;
 use crate::core::pace::Paced;
 use crate::core::sealed::{
-    Copy, CopyFields, CopySeed, DecodeError, Sealed, finish_body_tail, json_error, seal_checked,
+    CopyFields, CopySeed, DecodeError, Sealed, StoreCopy, finish_body_tail, json_error, seal_checked,
 };
 use crate::core::value::Value;
 use crate::core::version::{Checksum, HashWriter, Version};
@@ -217,7 +217,7 @@ struct Parts {
     cluster: Vec<serde_json::Value>,
     mine: Vec<OwnCommit>,
     committed: bool,
-    copy: Copy,
+    copy: StoreCopy,
 }
 
 impl Parts {
@@ -412,12 +412,12 @@ mod tests {
 
     /// A file of coordinated mode: its version accepted in term 4, not known to be committed.
     fn encoded_pending(sequence: u64, root: &Value) -> Vec<u8> {
-        use crate::core::members::{Coordination, Member, new_id};
+        use crate::core::roster::{Coordination, Member, new_id};
         let voters = vec![Member { id: new_id(1), address: "10.0.0.1:8001".into() }];
         encoded_as(sequence, root, Some(Coordination { cluster: new_id(9), term: 4, voters, removed: vec![new_id(2)] }))
     }
 
-    fn encoded_as(sequence: u64, root: &Value, coordination: Option<crate::core::members::Coordination>) -> Vec<u8> {
+    fn encoded_as(sequence: u64, root: &Value, coordination: Option<crate::core::roster::Coordination>) -> Vec<u8> {
         let parent = Lineage::of(Version { sequence: sequence - 1, checksum: Checksum([7; 20]) });
         let committed = coordination.is_none();
         let sealed = crate::core::sealed::seal_paced(root.clone(), sequence, Some(&parent), coordination, &mut || {});

@@ -9,8 +9,8 @@
 
 use log::{info, warn};
 
-use crate::core::members::new_id;
 use crate::core::node_state::NodeState;
+use crate::core::roster::new_id;
 use crate::core::snapshot::{self, decode_keeping};
 use crate::core::{Accepted, Coordinated, Start};
 use crate::limits::SEQUENCE_PLAUSIBLE_MAX;

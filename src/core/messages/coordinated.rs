@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{body_fields, encode, field, is_false, need, to_answer, to_bytes};
 use crate::core::consensus::Accepted;
-use crate::core::members::Member;
+use crate::core::roster::Member;
 
 // --- Elections: `POST /cluster/vote` and its answer. ---
 

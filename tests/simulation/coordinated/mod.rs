@@ -29,9 +29,9 @@ mod faults;
 
 use std::collections::{BTreeMap, HashMap};
 
-use lighthouse::core::members::{Coordination, Member, new_id};
 use lighthouse::core::node_state::NodeState;
 use lighthouse::core::rng::Rng;
+use lighthouse::core::roster::{Coordination, Member, new_id};
 use lighthouse::core::sealed::seal_paced;
 use lighthouse::core::value::Value;
 use lighthouse::core::version::Checksum;
