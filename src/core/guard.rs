@@ -123,11 +123,11 @@ mod tests {
     /// A node with coordinated writes at term 0: a learner that joins through a seed, or the founder
     /// of a cluster of one.
     fn node(founding: bool) -> (Node, crate::core::clock::Now) {
-        use crate::core::{Coordinated, CoreConfig, Start, node_state::NodeState};
+        use crate::core::{CoordinatedConfig, CoreConfig, Start, node_state::NodeState};
         let now = crate::core::clock::Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 };
         let cluster = founding.then(|| "00000000000000c1".to_string());
         let state = NodeState { cluster: cluster.clone(), ..NodeState::new("00000000000000a1".into()) };
-        let coordinated = Coordinated { state: state.clone(), founding: cluster, force_new_cluster: false };
+        let coordinated = CoordinatedConfig { state: state.clone(), founding: cluster, force_new_cluster: false };
         let seeds = if founding { Vec::new() } else { vec!["127.0.0.2:1".to_string()] };
         let single = CoreConfig::single("127.0.0.1:1");
         let config = CoreConfig { seeds, identity: state, coordinated: Some(coordinated), ..single };

@@ -138,12 +138,12 @@ pub struct CoreConfig {
     pub identity: node_state::NodeState,
     /// Coordinated writes (`--writes=coordinated`, the default): this node's state on disk, and
     /// the id of the cluster it founds, if it starts one. `None`: local writes.
-    pub coordinated: Option<Coordinated>,
+    pub coordinated: Option<CoordinatedConfig>,
 }
 
 /// The settings of coordinated writes.
 #[derive(Debug, Clone)]
-pub struct Coordinated {
+pub struct CoordinatedConfig {
     /// Id, term and vote as on disk (a new id for a new data directory).
     pub state: node_state::NodeState,
     /// Found a new cluster of one with this id: a first node without seeds, or `--bootstrap` on

@@ -12,7 +12,7 @@ use log::{info, warn};
 use crate::core::node_state::NodeState;
 use crate::core::roster::new_id;
 use crate::core::snapshot::{self, decode_keeping};
-use crate::core::{Accepted, Coordinated, Start};
+use crate::core::{Accepted, CoordinatedConfig, Start};
 use crate::limits::SEQUENCE_PLAUSIBLE_MAX;
 
 /// What start-up reads of a data directory. Errors are the directory's own (permissions, I/O),
@@ -64,7 +64,7 @@ pub struct Startup {
     /// it lacks what start-up decided (a joiner that is restarted must come back as itself).
     pub save_state: bool,
     /// Coordinated writes: the settings the core takes (`None`: local writes).
-    pub coordinated: Option<Coordinated>,
+    pub coordinated: Option<CoordinatedConfig>,
     /// `--bootstrap` still holds (it does not when the node must catch up).
     pub bootstrap: bool,
 }
@@ -375,7 +375,7 @@ fn identify(
         if !in_a_cluster && !founds {
             info!("this node ({}) joins its cluster as a learner: it waits for the coordinator to add it", state.id);
         }
-        Coordinated {
+        CoordinatedConfig {
             state: state.clone(),
             founding: founds.then(|| state.cluster.clone()).flatten(),
             force_new_cluster: flags.force_new_cluster && in_a_cluster,
