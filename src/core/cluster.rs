@@ -12,7 +12,8 @@
 
 use log::{debug, info, warn};
 
-use super::{Activation, Effect, Node, json_response};
+use super::coordinated::Coordinated;
+use super::{Activation, Effect, Shared, json_response};
 use crate::core::address::parse_host_port;
 use crate::core::clock::{Deadline, Now};
 use crate::core::jobs::{Decoding, Owner};
@@ -182,7 +183,7 @@ impl Cluster {
     }
 }
 
-impl Node {
+impl Shared {
     /// Adds an address to the table unless it is this node, known, malformed, or the table is full.
     pub(super) fn learn(&mut self, address: &str, now: Now) {
         let me = &self.config.address;
@@ -220,11 +221,12 @@ impl Node {
     }
 
     /// `GET /state` (and the answer to `PUT /state`): this node, its version and its table.
-    fn state(&self, now: Now) -> Response {
+    fn state(&self, co: Option<&Coordinated>, now: Now) -> Response {
         let version = self.store.version();
-        let peers = self.peer_entries();
+        let peers = self.peer_entries(co);
         let own_commits: Vec<serde_json::Value> = self
-            .own_commits()
+            .mine
+            .iter()
             .map(|c| {
                 let mut commit = c.version.to_json();
                 commit["superseded"] = c.superseded.into();
@@ -235,14 +237,14 @@ impl Node {
             200,
             &serde_json::json!({
                 "me": self.config.address,
-                "id": self.consensus.as_ref().map(|c| c.state.id.clone()),
+                "id": co.map(|co| co.consensus.state.id.clone()),
                 "cluster-id": self.cluster_id(),
-                "role": self.own_role().as_str(),
+                "role": self.own_role(co).as_str(),
                 "version": version.to_json(),
-                "committed": self.store_confirmed() && self.settled(),
+                "committed": co.is_none_or(|co| co.consensus.confirmed && co.settled(self)),
                 "cluster": peers,
                 "own-commits": own_commits,
-                "writes": self.consensus_json(now),
+                "writes": co.map_or_else(|| serde_json::json!({"writes": "local"}), |co| co.consensus_json(self, now)),
                 "last-disk-error": self.last_disk_error.as_ref().map(|(time, message)| {
                     serde_json::json!({"time": time, "message": message})
                 }),
@@ -252,9 +254,15 @@ impl Node {
 
     /// `/state`: `GET` shows the table; `PUT` with `[{"address": ...}, ...]` (the sender first)
     /// adds the addresses this node does not know.
-    pub(super) fn state_request(&mut self, now: Now, method: Method, body: &[u8]) -> Response {
+    pub(super) fn state_request(
+        &mut self,
+        co: Option<&Coordinated>,
+        now: Now,
+        method: Method,
+        body: &[u8],
+    ) -> Response {
         match method {
-            Method::Get | Method::Head => self.state(now),
+            Method::Get | Method::Head => self.state(co, now),
             Method::Put => {
                 let Some(entries) = GossipEntry::decode_list(body) else {
                     return Response::error(400, "PUT /state takes a list of {\"address\": \"host:port\"}");
@@ -263,10 +271,10 @@ impl Node {
                     if let Some(address) = entry.address.as_deref() {
                         // The sender comes first, with its id.
                         let id = entry.id.as_deref().filter(|_| i == 0);
-                        self.learn_sender(address, id, now);
+                        self.learn_sender(co, address, id, now);
                     }
                 }
-                self.state(now)
+                self.state(co, now)
             }
             _ => super::method_not_allowed("GET, HEAD, PUT"),
         }
@@ -297,12 +305,12 @@ impl Node {
     }
 
     /// Starts a sync exchange with every peer whose turn has come.
-    pub(super) fn sync(&mut self, now: Now) {
+    pub(super) fn sync(&mut self, now: Now, co: Option<&Coordinated>) {
         self.forget_strangers(now);
         if self.identity_unsaved && self.cluster.next_sync().is_some_and(|d| d.fired(now)) {
             self.save_identity();
         }
-        if self.forget_removed() {
+        if self.forget_removed(co) {
             return;
         }
         let due: Vec<String> = self
@@ -315,7 +323,7 @@ impl Node {
         if due.is_empty() {
             return;
         }
-        let gossip = self.gossip_body();
+        let gossip = self.gossip_body(co);
         for address in due {
             let jitter = self.rng.below(2 * SYNC_JITTER_MS + 1);
             let peer = self.cluster.find(&address).expect("listed above");
@@ -328,8 +336,8 @@ impl Node {
 
     /// `[{"address": me}, {"address": peer}, ...]`: this node and the peers it reaches. An address
     /// nobody reaches does not spread from table to table.
-    fn gossip_body(&self) -> std::sync::Arc<[u8]> {
-        let id = self.consensus.as_ref().map(|c| c.state.id.as_str());
+    fn gossip_body(&self, co: Option<&Coordinated>) -> std::sync::Arc<[u8]> {
+        let id = co.map(|co| co.consensus.state.id.as_str());
         let reached = self.cluster.peers.iter().filter(|p| p.reachable).map(|p| p.address.as_str());
         GossipEntry::encode_list(&self.config.address, id, reached).into()
     }
@@ -342,8 +350,8 @@ impl Node {
     }
 
     /// Pushes the current store to every peer known to be older that is not being pushed to.
-    pub(super) fn push_to_older(&mut self, now: Now) {
-        if !self.store_confirmed() {
+    pub(super) fn push_to_older(&mut self, co: Option<&Coordinated>, now: Now) {
+        if !Shared::store_confirmed(co) {
             return;
         }
         let ours = self.store.version();
@@ -364,19 +372,27 @@ impl Node {
     }
 
     /// The outcome of a request to a peer. Unknown ids (a duplicate answer) are ignored.
-    pub fn peer_reply(&mut self, now: Now, id: u64, result: Result<PeerReply, String>) {
+    pub(super) fn peer_reply(
+        &mut self,
+        mut co: Option<&mut Coordinated>,
+        now: Now,
+        id: u64,
+        result: Result<PeerReply, String>,
+    ) {
         self.clock.now = now;
         let Some(position) = self.cluster.calls.iter().position(|(call, _, _)| *call == id) else { return };
         let (_, address, kind) = self.cluster.calls.swap_remove(position);
         // Nothing is taken from a peer of another cluster or mode: its answer is a failure.
         let result = match result {
-            Ok(reply) => match self.check_peer_answer(&address, &reply.headers) {
+            Ok(reply) => match self.check_peer_answer(co.as_deref_mut(), &address, &reply.headers) {
                 Ok(()) => Ok(reply),
                 Err(mismatch) => Err(mismatch.message(&address)),
             },
             Err(e) => Err(e),
         };
-        if self.consensus_reply(now, id, &address, kind, &result) {
+        if let Some(co) = co.as_deref_mut()
+            && co.consensus_reply(self, now, id, &address, kind, &result)
+        {
             return;
         }
         let Some(peer) = self.cluster.find(&address) else { return };
@@ -416,7 +432,7 @@ impl Node {
             peer.answered(now);
         }
         match (kind, reply.status) {
-            (CallKind::GetState, 200) => self.state_read(now, &address, &reply.body),
+            (CallKind::GetState, 200) => self.state_read(co, now, &address, &reply.body),
             (CallKind::PutState, 200) => {}
             (CallKind::PutCopy(_), 201) => {
                 if let Some(version) = crate::core::messages::copy_answer(&reply.body) {
@@ -424,7 +440,7 @@ impl Node {
                     self.metrics.copies_pushed += 1;
                 }
                 // A newer version may have been committed while this push was out.
-                self.push_to_older(now);
+                self.push_to_older(co.as_deref(), now);
             }
             (CallKind::GetCopy, 200) => {
                 let id = self.ids.job(Owner::Decode(Decoding::Fetched));
@@ -441,7 +457,7 @@ impl Node {
     }
 
     /// A peer's `GET /state`: its version and table.
-    fn state_read(&mut self, now: Now, address: &str, body: &[u8]) {
+    fn state_read(&mut self, mut co: Option<&mut Coordinated>, now: Now, address: &str, body: &[u8]) {
         let Some(state) = PeerState::decode(body) else { return };
         if state.me.as_deref() == Some(self.config.address.as_str()) {
             // The "peer" is this node under another name.
@@ -468,17 +484,18 @@ impl Node {
         if let Activation::Joining { target, .. } = &mut self.activation {
             *target = Some(target.map_or(theirs, |t| t.max(theirs)));
             if let Some(id) = state.id.as_deref()
-                && !self.heard_while_joining.iter().any(|h| h == id)
+                && let Some(co) = co.as_deref_mut()
+                && !co.heard_while_joining.iter().any(|h| h == id)
             {
-                self.heard_while_joining.push(id.to_string());
+                co.heard_while_joining.push(id.to_string());
             }
         }
-        self.check_activation(now);
+        self.check_activation(now, co.as_deref());
         let ours = self.store.version();
         if theirs > ours {
             self.fetch(address, theirs);
         } else if theirs < ours {
-            self.push_to_older(now);
+            self.push_to_older(co.as_deref(), now);
         }
     }
 
@@ -495,13 +512,14 @@ impl Node {
     /// A fetched copy was decoded (or refused).
     pub(super) fn fetched(
         &mut self,
+        co: Option<&mut Coordinated>,
         now: Now,
         result: Result<crate::core::sealed::Sealed, crate::core::sealed::DecodeError>,
     ) {
         let from = self.cluster.fetching.take().map(|(address, _)| address).unwrap_or_default();
         match result {
             Ok(sealed) => {
-                if self.take_copy(now, sealed) {
+                if self.take_copy(co, now, sealed) {
                     self.metrics.copies_pulled += 1;
                 }
             }
@@ -510,11 +528,12 @@ impl Node {
     }
 }
 
-impl Node {
+impl Coordinated {
     /// The outcome of a call of coordinated mode; true when it was one (the rest of `peer_reply`
     /// is about the table and sync).
     fn consensus_reply(
         &mut self,
+        node: &mut Shared,
         now: Now,
         id: u64,
         address: &str,
@@ -523,33 +542,33 @@ impl Node {
     ) -> bool {
         let reply = result.as_ref().ok();
         match kind {
-            CallKind::Forward => self.forward_reply(id, result.clone()),
+            CallKind::Forward => self.forward_reply(node, id, result.clone()),
             CallKind::Vote => {
                 if let Some(reply) = reply.filter(|r| r.status == 200) {
-                    self.vote_reply(now, &reply.body);
+                    self.vote_reply(node, now, &reply.body);
                 }
             }
             CallKind::Beat => {
                 if let Some(reply) = reply.filter(|r| r.status == 200) {
-                    self.beat_reply(now, address, &reply.body);
+                    self.beat_reply(node, now, address, &reply.body);
                 }
             }
             CallKind::Accept(version) => {
                 let (status, body) = reply.map_or((0, &[][..]), |r| (r.status, &r.body[..]));
-                self.accept_reply(now, address, version, status, body);
+                self.accept_reply(node, now, address, version, status, body);
             }
             CallKind::FetchAccepted => match reply.filter(|r| r.status == 200) {
                 Some(reply) => {
-                    let id = self.ids.job(Owner::Decode(Decoding::Adopt));
-                    self.decodes_in_flight += 1;
-                    self.effects.push(Effect::Job(crate::core::jobs::Job::Decode { id, body: reply.body.clone() }));
+                    let id = node.ids.job(Owner::Decode(Decoding::Adopt));
+                    node.decodes_in_flight += 1;
+                    node.effects.push(Effect::Job(crate::core::jobs::Job::Decode { id, body: reply.body.clone() }));
                 }
                 None => warn!("could not fetch the version to adopt from {address}; the election will be held again"),
             },
             _ => return false,
         }
         // The table still learns that the peer answered (or not).
-        if let Some(peer) = self.cluster.find(address) {
+        if let Some(peer) = node.cluster.find(address) {
             match result {
                 Ok(_) => peer.answered(now),
                 Err(e) => {

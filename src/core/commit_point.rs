@@ -15,7 +15,8 @@
 //! cannot confirm that the version is the newest), `/ready` answers 503 and writes 503.
 
 use super::consensus::Accepted;
-use super::{Activation, Effect, Node, Ticket};
+use super::coordinated::Coordinated;
+use super::{Activation, Effect, Shared, Ticket};
 use crate::core::clock::{Deadline, Now};
 use crate::core::jobs::{DiskError, Job};
 use crate::http::Response;
@@ -35,40 +36,40 @@ pub struct PointWrites {
     next_at: Deadline,
 }
 
-impl Node {
+impl Coordinated {
     /// Notes the store as the commit point when it is known to be committed and newer than the
     /// one noted; `tick` writes it.
-    pub(super) fn note_commit_point(&mut self) {
-        let Some(consensus) = &self.consensus else { return };
-        let sealed = self.store.sealed();
+    pub(super) fn note_commit_point(&mut self, node: &mut Shared) {
+        let consensus = &self.consensus;
+        let sealed = node.store.sealed();
         if !consensus.confirmed || sealed.copy.coordination.is_none() {
             return;
         }
         let point = Accepted::of(sealed);
-        let consensus = self.consensus.as_mut().expect("checked above");
+        let consensus = &mut self.consensus;
         if consensus.state.committed.is_none_or(|known| known.key() < point.key()) {
             consensus.state.committed = Some(point);
         }
     }
 
     /// Writes the commit point when it changed, no write of it is out, and the last is old enough.
-    pub(super) fn save_commit_point(&mut self, now: Now) {
-        let Some(consensus) = &mut self.consensus else { return };
+    pub(super) fn save_commit_point(&mut self, node: &mut Shared, now: Now) {
+        let consensus = &mut self.consensus;
         let point = &mut consensus.point;
         if point.saving.is_some() || point.written == consensus.state.committed || !point.next_at.fired(now) {
             return;
         }
-        let id = self.ids.job(crate::core::jobs::Owner::CommitPoint);
+        let id = node.ids.job(crate::core::jobs::Owner::CommitPoint);
         point.saving = Some(id.serial);
         point.written = consensus.state.committed;
         point.next_at = Deadline::after(now, COMMIT_POINT_SAVE_MS);
         let state = consensus.state.clone();
-        self.effects.push(Effect::Job(Job::SaveState { id, state }));
+        node.effects.push(Effect::Job(Job::SaveState { id, state }));
     }
 
     /// True when `id` is a write of the commit point; its outcome is taken.
     pub(super) fn commit_point_saved(&mut self, id: u64, result: &Result<(), DiskError>) {
-        let Some(consensus) = &mut self.consensus else { return };
+        let consensus = &mut self.consensus;
         if consensus.point.saving != Some(id) {
             return;
         }
@@ -81,7 +82,7 @@ impl Node {
 
     /// When the commit point is next written, if it waits.
     pub(super) fn next_commit_point_deadline(&self) -> Option<Deadline> {
-        let consensus = self.consensus.as_ref()?;
+        let consensus = &self.consensus;
         let point = &consensus.point;
         (point.saving.is_none() && point.written != consensus.state.committed).then_some(point.next_at)
     }
@@ -89,24 +90,31 @@ impl Node {
     /// The node serves reads it cannot confirm: it started from a store it knows was committed
     /// and has not heard from a majority of its voters since, or has yet to reach the version it
     /// had accepted before it stopped (which it may have served: the commit point is written after).
-    pub(super) fn serves_unconfirmed(&self) -> bool {
+    pub(super) fn serves_unconfirmed(&self, node: &Shared) -> bool {
         // A node removed from its cluster serves nothing at all (it says so instead).
-        !self.is_removed()
-            && self.consensus.as_ref().is_some_and(|c| c.confirmed)
-            && (matches!(self.activation, Activation::Joining { .. }) || !self.settled())
-            && self.store.sealed().copy.coordination.is_some()
+        !self.is_removed(node)
+            && self.consensus.confirmed
+            && (matches!(node.activation, Activation::Joining { .. }) || !self.settled(node))
+            && node.store.sealed().copy.coordination.is_some()
     }
 
     /// The store is at least as new as the version accepted before a restart from the commit
     /// point (always, without such a restart).
-    pub(super) fn settled(&self) -> bool {
-        let store = Accepted::of(self.store.sealed());
-        self.consensus.as_ref().and_then(|c| c.accepted_at_start).is_none_or(|a| store.key() >= a.key())
+    pub(super) fn settled(&self, node: &Shared) -> bool {
+        let store = Accepted::of(node.store.sealed());
+        self.consensus.accepted_at_start.is_none_or(|a| store.key() >= a.key())
+    }
+}
+
+impl Shared {
+    /// The node serves reads it cannot confirm (coordinated writes only, see `Coordinated::serves_unconfirmed`).
+    pub(super) fn serves_unconfirmed(&self, co: Option<&Coordinated>) -> bool {
+        co.is_some_and(|co| co.serves_unconfirmed(self))
     }
 
     /// A read's answer, marked when the node cannot confirm it serves the newest version.
-    pub(super) fn mark_read(&self, response: Response) -> Response {
-        if !self.serves_unconfirmed() {
+    pub(super) fn mark_read(&self, co: Option<&Coordinated>, response: Response) -> Response {
+        if !self.serves_unconfirmed(co) {
             return response;
         }
         let sequence = self.store.version().sequence;
@@ -116,8 +124,8 @@ impl Node {
     }
 
     /// Answers a parked read, marked as `mark_read` says.
-    pub(super) fn answer_read(&mut self, ticket: Ticket, response: Response) {
-        let response = self.mark_read(response);
+    pub(super) fn answer_read(&mut self, co: Option<&Coordinated>, ticket: Ticket, response: Response) {
+        let response = self.mark_read(co, response);
         self.answer(ticket, response);
     }
 

@@ -24,7 +24,8 @@
 
 use log::{error, info, warn};
 
-use super::Node;
+use super::Shared;
+use super::coordinated::Coordinated;
 use crate::core::clock::{Deadline, Now};
 use crate::core::messages::{Beat, BeatAnswer};
 use crate::core::node_state::NodeState;
@@ -185,11 +186,11 @@ impl Consensus {
     }
 }
 
-impl Node {
+impl Coordinated {
     /// The coordination of the newest version this node holds (or of the cluster it founds).
-    pub(super) fn coordination(&self) -> Option<Coordination> {
-        let consensus = self.consensus.as_ref()?;
-        let newest = self.pending.as_ref().map(|p| &p.sealed).unwrap_or(self.store.sealed());
+    pub(super) fn coordination(&self, node: &Shared) -> Option<Coordination> {
+        let consensus = &self.consensus;
+        let newest = self.pending.as_ref().map(|p| &p.sealed).unwrap_or(node.store.sealed());
         newest.copy.coordination.clone().or_else(|| consensus.founding.clone())
     }
 
@@ -197,49 +198,49 @@ impl Node {
     /// coordinator, committing) when that is newer than its store, else the store. It is what the
     /// node tells a candidate and what it gives a new coordinator that adopts it, so the two can
     /// never differ (a pending version older than a store taken since is passed over).
-    pub(super) fn newest_held(&self) -> &Sealed {
+    pub(super) fn newest_held<'a>(&'a self, node: &'a Shared) -> &'a Sealed {
         match &self.pending {
-            Some(p) if Accepted::of(&p.sealed).key() > Accepted::of(self.store.sealed()).key() => &p.sealed,
-            _ => self.store.sealed(),
+            Some(p) if Accepted::of(&p.sealed).key() > Accepted::of(node.store.sealed()).key() => &p.sealed,
+            _ => node.store.sealed(),
         }
     }
 
     /// The (term, version) of `newest_held`.
-    pub(super) fn accepted(&self) -> Accepted {
-        Accepted::of(self.newest_held())
+    pub(super) fn accepted(&self, node: &Shared) -> Accepted {
+        Accepted::of(self.newest_held(node))
     }
 
     /// The voters of the newest version, this node's rank among them, and whether it is one.
-    pub(super) fn voters(&self) -> Vec<Member> {
-        self.coordination().map(|c| c.voters).unwrap_or_default()
+    pub(super) fn voters(&self, node: &Shared) -> Vec<Member> {
+        self.coordination(node).map(|c| c.voters).unwrap_or_default()
     }
 
     /// Timers of coordinated mode: elections, beats, the lease.
-    pub(super) fn tick_consensus(&mut self, now: Now) {
-        let Some(consensus) = &mut self.consensus else { return };
+    pub(super) fn tick_consensus(&mut self, node: &mut Shared, now: Now) {
+        let consensus = &mut self.consensus;
         if consensus.saving.is_some() {
             if consensus.save_retry.is_some_and(|at| at.fired(now)) {
-                self.save_state();
+                self.save_state(node);
             }
             return;
         }
         match &consensus.role {
             Role::Coordinator(leading) => {
                 if leading.next_beat.fired(now) {
-                    self.beat(now);
+                    self.beat(node, now);
                 }
-                self.check_lease(now);
+                self.check_lease(node, now);
             }
             Role::Follower | Role::Probing { .. } | Role::Candidate { .. } => {
                 if !consensus.election_at.fired(now) {
                     return;
                 }
                 let me = consensus.state.id.clone();
-                if self.voters().iter().any(|m| m.id == me) {
-                    self.probe(now);
+                if self.voters(node).iter().any(|m| m.id == me) {
+                    self.probe(node, now);
                 } else {
                     // A learner never stands; it looks again later (it may have become a voter).
-                    let consensus = self.consensus.as_mut().expect("coordinated");
+                    let consensus = &mut self.consensus;
                     consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS);
                 }
             }
@@ -248,7 +249,7 @@ impl Node {
 
     /// When the consensus timers next have something to do.
     pub(super) fn next_consensus_deadline(&self) -> Option<Deadline> {
-        let consensus = self.consensus.as_ref()?;
+        let consensus = &self.consensus;
         if consensus.saving.is_some() {
             return consensus.save_retry;
         }
@@ -261,24 +262,19 @@ impl Node {
     }
 
     /// Writes the node's state (id, term, vote) to disk; what waits for it runs in `state_saved`.
-    pub(super) fn save_state(&mut self) {
-        let consensus = self.consensus.as_mut().expect("coordinated");
-        let id = self.ids.job(crate::core::jobs::Owner::NodeState);
+    pub(super) fn save_state(&mut self, node: &mut Shared) {
+        let consensus = &mut self.consensus;
+        let id = node.ids.job(crate::core::jobs::Owner::NodeState);
         consensus.saving = Some(id.serial);
         consensus.save_retry = None;
         let state = consensus.state.clone();
-        self.effects.push(super::Effect::Job(crate::core::jobs::Job::SaveState { id, state }));
+        node.effects.push(super::Effect::Job(crate::core::jobs::Job::SaveState { id, state }));
     }
 
     /// The node's state could not be written: nothing that waits for it happens (no vote is
     /// granted, no candidacy goes on) until a retry succeeds.
     pub(super) fn state_not_saved(&mut self, now: Now, id: u64, why: &str) {
-        // With local writes only the cluster a node joined is saved, and nobody waits for it.
-        let Some(consensus) = self.consensus.as_mut() else {
-            error!("node.json cannot be written ({why}): the cluster this node joined is tried again shortly");
-            self.identity_unsaved = true;
-            return;
-        };
+        let consensus = &mut self.consensus;
         if consensus.saving != Some(id) {
             return;
         }
@@ -287,19 +283,18 @@ impl Node {
     }
 
     /// The node's state is on disk: answer the votes that waited, ask for the votes this node needs.
-    pub(super) fn state_saved(&mut self, now: Now, id: u64) {
-        // With local writes only the cluster a node joined is saved, and nobody waits for it.
-        let Some(consensus) = self.consensus.as_mut() else { return };
+    pub(super) fn state_saved(&mut self, node: &mut Shared, now: Now, id: u64) {
+        let consensus = &mut self.consensus;
         if consensus.saving != Some(id) {
             return;
         }
         consensus.saving = None;
         for waiting in std::mem::take(&mut consensus.after_save) {
             match waiting {
-                AfterSave::Answer { ticket, response } => self.answer(ticket, response),
+                AfterSave::Answer { ticket, response } => node.answer(ticket, response),
                 AfterSave::Campaign => {
-                    self.campaign();
-                    self.count_votes(now);
+                    self.campaign(node);
+                    self.count_votes(node, now);
                 }
             }
         }
@@ -309,11 +304,11 @@ impl Node {
     /// a candidate gives up). Returns true when `term` is older than this node's: the message is
     /// stale.
     /// A term out of bounds (`guard.rs`) is taken as stale: the message is ignored.
-    pub(super) fn saw_term(&mut self, now: Now, term: u64) -> bool {
-        if self.consensus.is_some() && self.term_refusal(term, "a peer's message").is_some() {
+    pub(super) fn saw_term(&mut self, node: &mut Shared, now: Now, term: u64) -> bool {
+        if self.term_refusal(node, term, "a peer's message").is_some() {
             return true;
         }
-        let Some(consensus) = &mut self.consensus else { return false };
+        let consensus = &mut self.consensus;
         if term < consensus.state.term {
             return true;
         }
@@ -332,17 +327,17 @@ impl Node {
             consensus.state.vote = None;
             consensus.coordinator = None;
             consensus.role = Role::Follower;
-            self.abandon_forwards(&format!("a new term ({term}) began"));
-            self.drop_lock_for(&format!("a new term ({term}) began"));
-            self.step_down_commit();
+            self.abandon_forwards(node, &format!("a new term ({term}) began"));
+            self.drop_lock_for(node, &format!("a new term ({term}) began"));
+            self.step_down_commit(node);
         }
         false
     }
 
     /// A coordinator that cannot go on (its disk fails) stops coordinating: the voters elect
     /// another once its lease has run out. It does not stand again before that.
-    pub(super) fn resign(&mut self, now: Now, why: &str) {
-        let consensus = self.consensus.as_mut().expect("coordinated");
+    pub(super) fn resign(&mut self, node: &mut Shared, now: Now, why: &str) {
+        let consensus = &mut self.consensus;
         if !consensus.is_coordinator() {
             return;
         }
@@ -350,20 +345,20 @@ impl Node {
         consensus.role = Role::Follower;
         consensus.coordinator = None;
         consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS + ELECTION_STAGGER_MS * consensus.rank);
-        self.drop_lock_for(why);
-        self.step_down_commit();
+        self.drop_lock_for(node, why);
+        self.step_down_commit(node);
     }
 
     /// Sends a beat to every member: the term, and the committed version to serve.
-    pub(super) fn beat(&mut self, now: Now) {
-        let Some(coordination) = self.coordination() else { return };
-        let consensus = self.consensus.as_mut().expect("coordinated");
+    pub(super) fn beat(&mut self, node: &mut Shared, now: Now) {
+        let Some(coordination) = self.coordination(node) else { return };
+        let consensus = &mut self.consensus;
         let me = consensus.state.id.clone();
         let Role::Coordinator(leading) = &mut consensus.role else { return };
         leading.next_beat = Deadline::after(now, BEAT_MS);
         // A coordinator that committed voters without itself says so in its last beat: the
         // voters owe it no promise and elect another coordinator at once.
-        let leaving = self.store.sealed().copy.coordination.as_ref().is_some_and(|c| !c.is_voter(&me));
+        let leaving = node.store.sealed().copy.coordination.as_ref().is_some_and(|c| !c.is_voter(&me));
         let body = Beat {
             term: consensus.state.term,
             coordinator: consensus.me(),
@@ -371,28 +366,28 @@ impl Node {
             // Only a store known to be committed: one elected on a store it loaded unconfirmed
             // says nothing until its adopted version is durable on a majority (else a member
             // holding the same unconfirmed version would serve it as committed).
-            committed: consensus.confirmed.then(|| Accepted::of(self.store.sealed())),
+            committed: consensus.confirmed.then(|| Accepted::of(node.store.sealed())),
             sent: Some(now.mono_ms.into()),
             leaving,
         }
         .encode();
-        let members: Vec<String> = self.members().into_iter().filter(|(id, _)| *id != me).map(|(_, a)| a).collect();
+        let members: Vec<String> = self.members(node).into_iter().filter(|(id, _)| *id != me).map(|(_, a)| a).collect();
         for address in members {
             let body = Bytes::Owned(body.clone());
-            self.call(&address, super::cluster::CallKind::Beat, Method::Post, "/cluster/beat", body);
+            node.call(&address, super::cluster::CallKind::Beat, Method::Post, "/cluster/beat", body);
         }
-        self.check_lease(now);
+        self.check_lease(node, now);
     }
 
     /// Recomputes the lease from the acknowledged beats; a coordinator whose lease ran out drops
     /// the lock.
-    pub(super) fn check_lease(&mut self, now: Now) {
+    pub(super) fn check_lease(&mut self, node: &mut Shared, now: Now) {
         // The voters in effect are those of the committed version: a change of voters in flight
         // counts once it is committed.
-        let committed = self.store.sealed().copy.coordination.clone();
-        let founding = self.consensus.as_ref().and_then(|c| c.founding.clone());
+        let committed = node.store.sealed().copy.coordination.clone();
+        let founding = self.consensus.founding.clone();
         let Some(coordination) = committed.or(founding) else { return };
-        let consensus = self.consensus.as_mut().expect("coordinated");
+        let consensus = &mut self.consensus;
         let me = consensus.state.id.clone();
         let Role::Coordinator(leading) = &mut consensus.role else { return };
         let mut sent: Vec<u64> =
@@ -411,27 +406,27 @@ impl Node {
         }
         if had && leading.lease_until.is_none() {
             warn!("the coordinator's lease ran out: no majority acknowledged its beats");
-            self.metrics.leases_lost += 1;
-            self.drop_lock_for("the coordinator lost its lease (no majority of voters answered)");
+            node.metrics.leases_lost += 1;
+            self.drop_lock_for(node, "the coordinator lost its lease (no majority of voters answered)");
         }
     }
 
     /// A beat from the coordinator: `POST /cluster/beat`.
-    pub(super) fn beat_request(&mut self, now: Now, body: &[u8]) -> Response {
+    pub(super) fn beat_request(&mut self, node: &mut Shared, now: Now, body: &[u8]) -> Response {
         let Some(Beat { term, coordinator, committed, leaving, sent, .. }) = Beat::decode(body) else {
             return Response::error(400, "a beat is {\"term\", \"coordinator\", \"committed\"}");
         };
-        if let Some(why) = self.term_refusal(term, &format!("a beat from {}", coordinator.address)) {
+        if let Some(why) = self.term_refusal(node, term, &format!("a beat from {}", coordinator.address)) {
             return Response::error(409, &format!("beat refused: {why}"));
         }
-        let stale = self.saw_term(now, term);
-        let consensus = self.consensus.as_mut().expect("coordinated");
+        let stale = self.saw_term(node, now, term);
+        let consensus = &mut self.consensus;
         if !stale && consensus.state.id != coordinator.id {
             if consensus.coordinator.as_ref() != Some(&coordinator) {
                 info!("{} coordinates term {term}", coordinator.address);
-                self.abandon_forwards(&format!("{} coordinates term {term} now", coordinator.address));
+                self.abandon_forwards(node, &format!("{} coordinates term {term} now", coordinator.address));
             }
-            let consensus = self.consensus.as_mut().expect("coordinated");
+            let consensus = &mut self.consensus;
             if matches!(consensus.role, Role::Candidate { .. } | Role::Probing { .. }) {
                 consensus.role = Role::Follower;
             }
@@ -439,36 +434,36 @@ impl Node {
             consensus.promise_until = Deadline::after(now, LEASE_MS);
             consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS + ELECTION_STAGGER_MS * consensus.rank);
             if let Some(committed) = committed {
-                self.learn_committed(now, committed);
+                self.learn_committed(node, now, committed);
             }
             if leaving {
                 self.coordinator_left(now);
             }
         }
-        let accepted = self.accepted();
-        let consensus = self.consensus.as_ref().expect("coordinated");
+        let accepted = self.accepted(node);
+        let consensus = &self.consensus;
         let answer = BeatAnswer {
             term: consensus.state.term,
             ok: !stale,
             id: Some(consensus.state.id.clone()),
             sent,
             accepted: Some(accepted),
-            committed: consensus.confirmed.then(|| Accepted::of(self.store.sealed())),
+            committed: consensus.confirmed.then(|| Accepted::of(node.store.sealed())),
         };
         Response::json(200, answer.encode())
     }
 
     /// A member's answer to a beat: it renews the lease, and says what the member holds.
-    pub(super) fn beat_reply(&mut self, now: Now, address: &str, body: &[u8]) {
+    pub(super) fn beat_reply(&mut self, node: &mut Shared, now: Now, address: &str, body: &[u8]) {
         let Some(reply) = BeatAnswer::decode(body) else { return };
         let term = reply.term;
-        if self.saw_term(now, term) || !reply.ok {
+        if self.saw_term(node, now, term) || !reply.ok {
             return;
         }
         let (Some(id), Some(sent)) = (reply.id.as_deref(), reply.sent_ms()) else {
             return;
         };
-        let consensus = self.consensus.as_mut().expect("coordinated");
+        let consensus = &mut self.consensus;
         if term != consensus.state.term {
             return;
         }
@@ -477,10 +472,10 @@ impl Node {
             Some((_, at)) => *at = (*at).max(sent),
             None => leading.acks.push((id.to_string(), sent)),
         }
-        self.check_lease(now);
-        self.run_lease_waiters(now);
+        self.check_lease(node, now);
+        self.run_lease_waiters(node, now);
         let (accepted, committed) = (reply.accepted, reply.committed);
-        self.member_holds(now, id, address, accepted, committed);
+        self.member_holds(node, now, id, address, accepted, committed);
     }
 
     /// The coordinator said in its last beat that it is no voter any more: this node owes it no
@@ -488,7 +483,7 @@ impl Node {
     /// once (after a grace for the answers it sent with the beat: the removal that made it leave
     /// among them, answered on another connection than the beat).
     fn coordinator_left(&mut self, now: Now) {
-        let consensus = self.consensus.as_mut().expect("coordinated");
+        let consensus = &mut self.consensus;
         if let Some(left) = consensus.coordinator.take() {
             info!("{} left the voters: electing another coordinator", left.address);
         }
@@ -497,10 +492,10 @@ impl Node {
     }
 
     /// The members a coordinator beats: the voters and the learners it knows, as (id, address).
-    pub(super) fn members(&self) -> Vec<(String, String)> {
-        let mut members: Vec<(String, String)> = self.voters().into_iter().map(|m| (m.id, m.address)).collect();
-        let removed = self.coordination().map(|c| c.removed).unwrap_or_default();
-        for peer in &self.cluster.peers {
+    pub(super) fn members(&self, node: &Shared) -> Vec<(String, String)> {
+        let mut members: Vec<(String, String)> = self.voters(node).into_iter().map(|m| (m.id, m.address)).collect();
+        let removed = self.coordination(node).map(|c| c.removed).unwrap_or_default();
+        for peer in &node.cluster.peers {
             if let Some(id) = &peer.id
                 && !members.iter().any(|(m, _)| m == id)
                 && !removed.contains(id)

@@ -2,30 +2,71 @@
 
 use log::{info, warn};
 
-use super::Node;
 use super::consensus::{Accepted, Consensus, Leading, Role};
+use super::forward::Forward;
+use super::jobs::{Done, JobId, Owner, no_owner};
 use super::peering::Mismatch;
-use super::replicate::{Content, Purpose};
+use super::replicate::{Content, InCommit, Pending, Purpose};
+use super::{CoordinatedConfig, Shared};
 use crate::core::clock::{Deadline, Now};
 use crate::core::roster::{Coordination, Member};
+use crate::core::sealed::Sealed;
 use crate::core::version::Version;
 use crate::http::{Method, Response};
 use crate::limits::BEAT_MS;
 
-impl Node {
-    /// Sets up coordinated writes at start (nothing in local mode).
-    pub(super) fn start_consensus(&mut self, now: Now, committed: bool) {
-        let Some(coordinated) = self.config.coordinated.clone() else { return };
-        let accepted = self.accepted();
+/// Coordinated mode's state: a node of coordinated writes has one, a node of local writes none.
+/// The coordinated code (this file, `consensus.rs`, `election.rs`, `replicate.rs`, `voter.rs`,
+/// `forward.rs`, `renewal.rs`, `membership.rs`, `commit_point.rs`) is `impl Coordinated`, and
+/// takes what every node has as `node: &mut Shared`.
+#[derive(Debug)]
+pub(super) struct Coordinated {
+    /// Terms, votes, the coordinator, leases.
+    pub(super) consensus: Consensus,
+    /// A version accepted and durable here, not known to be committed.
+    pub(super) pending: Option<Pending>,
+    /// The version the coordinator is making durable on a majority.
+    pub(super) commit: Option<InCommit>,
+    /// Requests forwarded to the coordinator, waiting for its answers.
+    pub(super) forwards: Vec<Forward>,
+    /// While joining: the voters that answered, whose versions the target is the newest of. A
+    /// majority of them must answer before the node serves.
+    pub(super) heard_while_joining: Vec<String>,
+    /// The last lock dropped because the coordinator lost its lease or term, and why.
+    pub(super) dropped_lock: Option<(String, String)>,
+    /// Requests that need the lease, parked while the coordinator renews it.
+    pub(super) lease_waiters: Vec<super::renewal::LeaseWaiter>,
+}
+
+impl Coordinated {
+    /// Sets up coordinated writes at start, from their settings and what the node loaded.
+    pub(super) fn start(
+        node: &mut Shared,
+        settings: CoordinatedConfig,
+        now: Now,
+        committed: bool,
+        pending: Option<Sealed>,
+    ) -> Coordinated {
         // `--force-new-cluster` takes the store as committed, whatever it was when written.
-        let force = coordinated.force_new_cluster && self.store.sealed().copy.coordination.is_some();
+        let force = settings.force_new_cluster && node.store.sealed().copy.coordination.is_some();
         let committed = committed || force;
-        let mut consensus = Consensus::new(coordinated.state, self.config.address.clone(), committed, now);
-        consensus.accepted_at_start = self.pending.as_ref().map(|p| Accepted::of(&p.sealed));
+        let consensus = Consensus::new(settings.state, node.config.address.clone(), committed, now);
+        let mut co = Coordinated {
+            consensus,
+            pending: pending.map(|sealed| Pending { sealed, writing: None }),
+            commit: None,
+            forwards: Vec::new(),
+            heard_while_joining: Vec::new(),
+            dropped_lock: None,
+            lease_waiters: Vec::new(),
+        };
+        let accepted = co.accepted(node);
+        let consensus = &mut co.consensus;
+        consensus.accepted_at_start = co.pending.as_ref().map(|p| Accepted::of(&p.sealed));
         // A term of a version on disk is a term this node took part in.
         consensus.state.term = consensus.state.term.max(accepted.term);
-        if self.store.sealed().copy.coordination.is_none()
-            && let Some(cluster) = coordinated.founding
+        if node.store.sealed().copy.coordination.is_none()
+            && let Some(cluster) = settings.founding
         {
             info!("founding a new cluster ({cluster}) with this node as its only voter");
             consensus.founding =
@@ -41,13 +82,53 @@ impl Node {
                 accepted.version.sequence, accepted.term
             );
         }
-        self.consensus = Some(consensus);
-        self.update_rank();
+        co.update_rank(node);
         if force {
-            self.force_new_cluster(now);
+            co.force_new_cluster(node, now);
         } else {
-            self.lead_alone(now, committed);
+            co.lead_alone(node, now, committed);
         }
+        co
+    }
+
+    /// Takes the report of a job of coordinated mode (or of a write of the node's state).
+    pub(super) fn job_done(&mut self, node: &mut Shared, now: Now, done: Done) {
+        match done {
+            Done::Sealed { id: JobId { owner: Owner::Commit, serial }, sealed, file, elapsed_us } => {
+                self.commit_sealed(node, now, serial, sealed, file, elapsed_us)
+            }
+            Done::Written { id: JobId { owner: Owner::Commit, serial }, file, elapsed_us } => {
+                self.commit_written(node, now, serial, file, elapsed_us)
+            }
+            Done::Written { id: JobId { owner: Owner::Accept, serial }, file, elapsed_us } => {
+                node.count_write(&file, elapsed_us);
+                self.accept_written(node, serial, file);
+            }
+            Done::StateSaved { id: JobId { owner: Owner::CommitPoint, serial }, result } => {
+                self.commit_point_saved(serial, &result)
+            }
+            Done::StateSaved { id: JobId { owner: Owner::NodeState, serial }, result: Ok(()) } => {
+                self.state_saved(node, now, serial)
+            }
+            Done::StateSaved { id: JobId { owner: Owner::NodeState, serial }, result: Err(e) } => {
+                self.state_not_saved(now, serial, &e.message)
+            }
+            done => no_owner(&done),
+        }
+    }
+
+    /// When coordinated mode's timers next have something to do.
+    pub(super) fn next_deadline(&self) -> Option<Deadline> {
+        [
+            self.next_consensus_deadline(),
+            self.next_forward_deadline(),
+            self.next_lease_waiters_deadline(),
+            self.next_commit_point_deadline(),
+            self.commit.as_ref().map(InCommit::deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// `--force-new-cluster`: a majority of the voters is lost for good, and this node goes on
@@ -56,10 +137,10 @@ impl Node {
     /// write, as a coordinator adopts a version at election. The other old voters are recorded
     /// as removed, so that one started again with its old data directory is never counted or
     /// promoted: it must be wiped and join anew (an empty directory and `--seeds`).
-    fn force_new_cluster(&mut self, now: Now) {
-        let old = self.store.sealed().copy.coordination.clone().expect("checked by the caller");
-        let version = self.store.version();
-        let consensus = self.consensus.as_mut().expect("coordinated");
+    fn force_new_cluster(&mut self, node: &mut Shared, now: Now) {
+        let old = node.store.sealed().copy.coordination.clone().expect("checked by the caller");
+        let version = node.store.version();
+        let consensus = &mut self.consensus;
         let me = consensus.me();
         consensus.state.term += 1;
         consensus.state.vote = Some(me.id.clone());
@@ -87,18 +168,18 @@ impl Node {
             version.checksum,
             if others.is_empty() { "none".to_string() } else { others.join(", ") }
         );
-        self.save_state();
-        self.check_lease(now);
-        let base = Box::new(self.store.sealed().clone());
-        self.replicate(now, Purpose::Adopt, Content::Stamp { base, coordination: next });
+        self.save_state(node);
+        self.check_lease(node, now);
+        let base = Box::new(node.store.sealed().clone());
+        self.replicate(node, now, Purpose::Adopt, Content::Stamp { base, coordination: next });
     }
 
     /// A node that is the only voter of its cluster, and serves a committed store, coordinates at
     /// once (the next term, its own vote, written in the background): there is no other version
     /// its term must win over, so writes are open from the first request.
-    fn lead_alone(&mut self, now: Now, committed: bool) {
-        let Some(coordination) = self.coordination() else { return };
-        let consensus = self.consensus.as_mut().expect("coordinated");
+    fn lead_alone(&mut self, node: &mut Shared, now: Now, committed: bool) {
+        let Some(coordination) = self.coordination(node) else { return };
+        let consensus = &mut self.consensus;
         // A version accepted and not known committed is adopted by an election, as any other.
         if !committed
             || self.pending.is_some()
@@ -123,28 +204,28 @@ impl Node {
         consensus.role = Role::Coordinator(leading);
         info!("coordinating term {} as the only voter", consensus.state.term);
         // An election held with itself: started and won.
-        self.metrics.elections_started += 1;
-        self.metrics.elections_won += 1;
-        self.save_state();
-        self.check_lease(now);
+        node.metrics.elections_started += 1;
+        node.metrics.elections_won += 1;
+        self.save_state(node);
+        self.check_lease(node, now);
         // A store from before coordinated writes (a snapshot of local writes, or one written by
         // hand) is stamped with this term first, as a new coordinator stamps what it adopts: the
         // learners that join take only versions of this cluster.
-        if self.store.sealed().copy.coordination.is_none() && self.store.version().sequence > 0 {
-            let term = self.consensus.as_ref().expect("coordinated").state.term;
+        if node.store.sealed().copy.coordination.is_none() && node.store.version().sequence > 0 {
+            let term = self.consensus.state.term;
             info!(
                 "sequence {} is from before coordinated writes: stamping it with term {term}",
-                self.store.version().sequence
+                node.store.version().sequence
             );
-            self.stamp(now, self.store.sealed().clone());
+            self.stamp(node, now, node.store.sealed().clone());
         }
     }
 
     /// This node's place among the voters' addresses: elections are staggered by it.
-    pub(super) fn update_rank(&mut self) {
-        let mut addresses: Vec<String> = self.voters().into_iter().map(|m| m.address).collect();
+    pub(super) fn update_rank(&mut self, node: &mut Shared) {
+        let mut addresses: Vec<String> = self.voters(node).into_iter().map(|m| m.address).collect();
         addresses.sort();
-        let Some(consensus) = &mut self.consensus else { return };
+        let consensus = &mut self.consensus;
         consensus.rank = addresses.iter().position(|a| *a == consensus.address).unwrap_or(addresses.len()) as u64;
     }
 
@@ -152,16 +233,17 @@ impl Node {
     /// `PUT /cluster/accept`, `GET /cluster/accepted`.
     pub(super) fn cluster_request(
         &mut self,
+        node: &mut Shared,
         now: Now,
         ticket: super::Ticket,
         request: &super::Request,
         below: &str,
     ) -> super::Reply {
         let reply = match (request.method, below) {
-            (Method::Post, "/vote") => return self.vote_request(now, ticket, request.body),
-            (Method::Post, "/beat") => self.beat_request(now, request.body),
-            (Method::Put, "/accept") => return self.accept_request(ticket, request.body),
-            (Method::Get, "/accepted") => self.accepted_copy(),
+            (Method::Post, "/vote") => return self.vote_request(node, now, ticket, request.body),
+            (Method::Post, "/beat") => self.beat_request(node, now, request.body),
+            (Method::Put, "/accept") => return self.accept_request(node, ticket, request.body),
+            (Method::Get, "/accepted") => self.accepted_copy(node),
             (_, "/vote" | "/beat" | "/accept" | "/accepted") => super::method_not_allowed("the method the path names"),
             _ => Response::error(404, &format!("no such resource: /cluster{below}")),
         };
@@ -169,13 +251,13 @@ impl Node {
     }
 
     /// `"coordinator"`, `"term"` and the voters, for `GET /` and `GET /state`.
-    pub(super) fn consensus_json(&self, now: Now) -> serde_json::Value {
-        let Some(consensus) = &self.consensus else { return serde_json::json!({"writes": "local"}) };
+    pub(super) fn consensus_json(&self, node: &Shared, now: Now) -> serde_json::Value {
+        let consensus = &self.consensus;
         let role = match &consensus.role {
             Role::Coordinator(_) => "coordinator",
             Role::Candidate { .. } | Role::Probing { .. } => "candidate",
-            Role::Follower if self.is_removed() => "removed",
-            Role::Follower if self.voters().iter().any(|m| m.id == consensus.state.id) => "follower",
+            Role::Follower if self.is_removed(node) => "removed",
+            Role::Follower if self.voters(node).iter().any(|m| m.id == consensus.state.id) => "follower",
             Role::Follower => "learner",
         };
         serde_json::json!({
@@ -185,9 +267,9 @@ impl Node {
             "role": role,
             "coordinator": consensus.coordinator.as_ref().map(|c| c.address.clone()),
             "lease": consensus.has_lease(now),
-            "voters": self.voters().iter().map(Member::to_json).collect::<Vec<_>>(),
-            "voter-count": self.voters().len(),
-            "accepted": self.accepted().to_json(),
+            "voters": self.voters(node).iter().map(Member::to_json).collect::<Vec<_>>(),
+            "voter-count": self.voters(node).len(),
+            "accepted": self.accepted(node).to_json(),
         })
     }
 }
@@ -236,17 +318,24 @@ impl NodeRole {
     }
 }
 
-impl Node {
+impl Shared {
     /// The role of the node with `id` (as it told it; `None` until it has) at `address`, which
     /// told it is of another cluster or write mode when `mismatch` is.
-    pub(super) fn role_of(&self, id: Option<&str>, address: &str, mismatch: Option<&Mismatch>) -> NodeRole {
+    fn role_of(
+        &self,
+        co: Option<&Coordinated>,
+        id: Option<&str>,
+        address: &str,
+        mismatch: Option<&Mismatch>,
+    ) -> NodeRole {
         match mismatch {
             Some(Mismatch::Cluster { .. }) => return NodeRole::Foreign,
             Some(Mismatch::Writes { .. }) => return NodeRole::OtherMode,
             None => {}
         }
-        let Some(consensus) = &self.consensus else { return NodeRole::Local };
-        let coordination = self.coordination();
+        let Some(co) = co else { return NodeRole::Local };
+        let consensus = &co.consensus;
+        let coordination = co.coordination(self);
         let voters = coordination.as_ref().map_or(&[][..], |c| &c.voters[..]);
         let coordinator = consensus.coordinator.as_ref();
         let Some(id) = id else {
@@ -272,18 +361,15 @@ impl Node {
     }
 
     /// This node's own role.
-    pub(super) fn own_role(&self) -> NodeRole {
-        match &self.consensus {
-            Some(consensus) => self.role_of(Some(&consensus.state.id), &self.config.address, None),
-            None => NodeRole::Local,
-        }
+    pub(super) fn own_role(&self, co: Option<&Coordinated>) -> NodeRole {
+        self.role_of(co, co.map(|co| co.consensus.state.id.as_str()), &self.config.address, None)
     }
 
     /// The entries of `GET /state`'s `cluster`: each peer as its snapshot entry has it, and its role.
-    pub(super) fn peer_entries(&self) -> Vec<serde_json::Value> {
+    pub(super) fn peer_entries(&self, co: Option<&Coordinated>) -> Vec<serde_json::Value> {
         let entry = |peer: &super::Peer| {
             let mut entry = peer.to_json();
-            entry["role"] = self.role_of(peer.id.as_deref(), &peer.address, peer.mismatch.as_ref()).as_str().into();
+            entry["role"] = self.role_of(co, peer.id.as_deref(), &peer.address, peer.mismatch.as_ref()).as_str().into();
             entry
         };
         self.cluster.peers.iter().map(entry).collect()
@@ -308,18 +394,18 @@ pub struct ConsensusStatus {
     pub in_flight: Option<(Option<Version>, Vec<String>)>,
 }
 
-impl Node {
-    /// Coordinated writes as this node sees them at `now` (`None` in local mode).
-    pub fn consensus_status(&self, now: Now) -> Option<ConsensusStatus> {
-        let consensus = self.consensus.as_ref()?;
-        Some(ConsensusStatus {
+impl Coordinated {
+    /// Coordinated writes as this node sees them at `now`.
+    pub(super) fn consensus_status(&self, node: &Shared, now: Now) -> ConsensusStatus {
+        let consensus = &self.consensus;
+        ConsensusStatus {
             id: consensus.state.id.clone(),
             term: consensus.state.term,
             coordinator: consensus.is_coordinator(),
             lease: consensus.has_lease(now),
-            voters: self.voters().len(),
-            accepted: self.accepted(),
+            voters: self.voters(node).len(),
+            accepted: self.accepted(node),
             in_flight: self.commit.as_ref().map(super::replicate::InCommit::progress),
-        })
+        }
     }
 }

@@ -2,9 +2,10 @@
 //! writes. A write (`PUT` a value, `DELETE` it, `PATCH` it with a merge patch or a JSON Patch) is
 //! parsed and checked here, then carried out by `write.rs` as a transaction of its own.
 
+use super::coordinated::Coordinated;
 use super::store::{Format, ReadError, etag_matches};
 use super::write::{Edit, Write};
-use super::{Node, Reply, Request, Ticket, method_not_allowed, watch};
+use super::{Reply, Request, Shared, Ticket, method_not_allowed, watch};
 use crate::core::clock::Now;
 use crate::core::path::{self, Query};
 use crate::core::value::Value;
@@ -14,21 +15,30 @@ use crate::limits::WRITE_NAME_BYTES_MAX;
 /// The methods `/data` answers.
 pub(super) const DATA_METHODS: &str = "GET, HEAD, PUT, PATCH, DELETE";
 
-impl Node {
+impl Shared {
     /// `/data[/path]`: reads, long-polls and event streams; `PUT`, `PATCH` and `DELETE` are
     /// one-request writes.
-    pub(super) fn data(&mut self, now: Now, ticket: Ticket, request: &Request, raw_path: &str, query: Query) -> Reply {
+    pub(super) fn data(
+        &mut self,
+        co: Option<&mut Coordinated>,
+        now: Now,
+        ticket: Ticket,
+        request: &Request,
+        raw_path: &str,
+        query: Query,
+    ) -> Reply {
         match request.method {
             Method::Get | Method::Head => {}
-            Method::Put | Method::Patch | Method::Delete => return self.data_write(now, ticket, request, raw_path),
+            Method::Put | Method::Patch | Method::Delete => return self.data_write(co, now, ticket, request, raw_path),
             _ => return Reply::Now(method_not_allowed(DATA_METHODS)),
         }
-        if !self.is_active() && !self.serves_unconfirmed() {
-            return Reply::Now(self.inactive());
+        let co = co.as_deref();
+        if !self.is_active(co) && !self.serves_unconfirmed(co) {
+            return Reply::Now(self.inactive(co));
         }
         match self.read(now, ticket, request, raw_path, query) {
-            Reply::Now(response) => Reply::Now(self.mark_read(response)),
-            Reply::Stream(response) => Reply::Stream(self.mark_read(response)),
+            Reply::Now(response) => Reply::Now(self.mark_read(co, response)),
+            Reply::Stream(response) => Reply::Stream(self.mark_read(co, response)),
             Reply::Later => Reply::Later,
         }
     }
@@ -69,26 +79,35 @@ impl Node {
 
     /// `PUT`, `PATCH` or `DELETE` on `/data[/path]`: checked here, then forwarded to the
     /// coordinator or carried out.
-    fn data_write(&mut self, now: Now, ticket: Ticket, request: &Request, raw_path: &str) -> Reply {
-        if self.serves_unconfirmed() {
+    fn data_write(
+        &mut self,
+        mut co: Option<&mut Coordinated>,
+        now: Now,
+        ticket: Ticket,
+        request: &Request,
+        raw_path: &str,
+    ) -> Reply {
+        if self.serves_unconfirmed(co.as_deref()) {
             return Reply::Now(self.unconfirmed_refusal());
         }
-        if !self.is_active() {
-            return Reply::Now(self.inactive());
+        if !self.is_active(co.as_deref()) {
+            return Reply::Now(self.inactive(co.as_deref()));
         }
         let write = match parse_write(request, raw_path) {
             Ok(write) => write,
             Err(refused) => {
-                return Reply::Now(refused.with_header("X-Lighthouse-Version", &self.version().to_header()));
+                return Reply::Now(refused.with_header("X-Lighthouse-Version", &self.store.version().to_header()));
             }
         };
-        if self.must_forward("data", request.method) {
-            return self.forward(now, ticket, request, true);
+        if let Some(co) = co.as_deref_mut()
+            && co.must_forward("data", request.method)
+        {
+            return co.forward(self, now, ticket, request, true);
         }
         if let Some(refused) = self.writes_refused(request.method) {
             return Reply::Now(refused);
         }
-        self.write(now, ticket, write)
+        self.write(co, now, ticket, write)
     }
 }
 

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 
 use log::{error, warn};
 
-use super::{Effect, Node, Ticket};
+use super::coordinated::Coordinated;
+use super::{Effect, Shared, Ticket};
 use crate::core::clock::{Deadline, Now};
 use crate::core::jobs::{Body, DiskError, Done, Job, Owner};
 use crate::core::sealed::Sealed;
@@ -79,7 +80,7 @@ impl DiskQueue {
     }
 }
 
-impl Node {
+impl Shared {
     /// Answers a taken `PUT /copy` once its version is on disk (at once without a data directory).
     pub(super) fn answer_copy_when_durable(&mut self, ticket: Ticket) {
         let sequence = self.store.version().sequence;
@@ -132,13 +133,13 @@ impl Node {
     }
 
     /// Starts the next job if the writer is idle.
-    pub(super) fn pump_disk(&mut self, now: Now) {
+    pub(super) fn pump_disk(&mut self, now: Now, co: Option<&Coordinated>) {
         if self.disk.in_flight.is_some() {
             return;
         }
         let stamp = self.cluster.stamp;
         // In coordinated mode a commit is made durable on a majority (`replicate.rs`), not here.
-        if self.consensus.is_none()
+        if co.is_none()
             && let Some(lock) = &mut self.lock
             && lock.waiting_commit().is_some()
         {
@@ -147,7 +148,7 @@ impl Node {
             self.disk.in_flight = Some(InFlight::Commit { id: id.serial, stamp });
             let (sequence, root) = (self.floor.max(lock.base().sequence).saturating_add(1), lock.staged().clone());
             let parent = self.store.lineage().clone();
-            let node = self.node_json();
+            let node = self.node_json(Shared::store_confirmed(co));
             let job = Job::Seal { id, sequence, root, parent, node, coordination: None, write: true };
             self.effects.push(Effect::Job(job));
             return;
@@ -168,7 +169,7 @@ impl Node {
                 Some(body) => Body::Rendered(body),
                 None => Body::SetAside(Box::new(self.store.sealed().copy.clone())),
             };
-            let node = self.node_json();
+            let node = self.node_json(Shared::store_confirmed(co));
             self.effects.push(Effect::Job(Job::Write { id, body, node }));
         }
     }
@@ -176,16 +177,17 @@ impl Node {
     /// What a snapshot holds about this node: its table, its own recent commits, and whether the
     /// store is known to be committed (a store loaded unconfirmed stays so when it is written
     /// again with a new table: else the next start would serve, and gossip as committed, a
-    /// version no majority may hold).
-    pub(super) fn node_json(&self) -> NodeJson {
+    /// version no majority may hold): `confirmed`, as `Shared::store_confirmed` says.
+    pub(super) fn node_json(&self, confirmed: bool) -> NodeJson {
         let mine: Vec<String> = self.mine.iter().map(OwnCommit::to_compact).collect();
         let mine = format!("[{}]", mine.join(",")).into_bytes();
-        NodeJson { cluster: self.cluster.to_compact(), mine, committed: self.store_confirmed() }
+        NodeJson { cluster: self.cluster.to_compact(), mine, committed: confirmed }
     }
 
     /// The writer sealed the lock's commit.
     pub(super) fn sealed_done(
         &mut self,
+        mut co: Option<&mut Coordinated>,
         now: Now,
         id: u64,
         sealed: Sealed,
@@ -200,13 +202,14 @@ impl Node {
             self.metrics.snapshot_writes += 1;
             self.metrics.snapshot_seconds.observe(elapsed_us as f64 / 1e6);
         }
-        self.commit_done(now, sealed, file, stamp);
-        self.pump_disk(now);
+        self.commit_done(co.as_deref_mut(), now, sealed, file, stamp);
+        self.pump_disk(now, co.as_deref());
     }
 
     /// The writer wrote the current store (or failed to).
     pub(super) fn written_done(
         &mut self,
+        co: Option<&mut Coordinated>,
         now: Now,
         id: u64,
         file: Result<Option<PathBuf>, DiskError>,
@@ -230,21 +233,28 @@ impl Node {
                 self.answer_durable_copies(Some(&e));
             }
         }
-        self.pump_disk(now);
+        self.pump_disk(now, co.as_deref());
     }
 
     /// The file of a commit that lost is gone: now its 409 can be answered.
-    pub(super) fn removed_done(&mut self, now: Now, id: u64) {
+    pub(super) fn removed_done(&mut self, co: Option<&mut Coordinated>, now: Now, id: u64) {
         let Some(InFlight::Remove { id: removing }) = self.disk.in_flight.take() else {
             unreachable!("a removal report for job {id} without a removal in flight");
         };
         assert_eq!(removing, id, "the removal is the one in flight");
         self.commit_lost(now);
-        self.pump_disk(now);
+        self.pump_disk(now, co.as_deref());
     }
 
     /// The lock's commit is sealed (and durable, with a data directory), or failed.
-    fn commit_done(&mut self, now: Now, sealed: Sealed, file: Result<Option<PathBuf>, DiskError>, stamp: u64) {
+    fn commit_done(
+        &mut self,
+        mut co: Option<&mut Coordinated>,
+        now: Now,
+        sealed: Sealed,
+        file: Result<Option<PathBuf>, DiskError>,
+        stamp: u64,
+    ) {
         let lock = self.lock.as_mut().expect("a commit in flight has its lock");
         let lost = self.store.version() != lock.base();
         match file {
@@ -272,10 +282,10 @@ impl Node {
                     self.disk.durable_stamp = stamp;
                 }
                 self.store.replace(sealed);
-                self.store_changed();
+                self.store_changed(co.as_deref_mut());
                 let ticket = lock.commit_ticket().expect("the lock of a landed commit was committing");
                 self.answer(ticket, super::write::committed(&lock, version));
-                self.push_to_older(now);
+                self.push_to_older(co.as_deref(), now);
             }
         }
     }

@@ -4,22 +4,23 @@
 
 use log::{error, info};
 
-use super::Node;
+use super::Shared;
 use super::consensus::{AfterSave, Leading, Role};
+use super::coordinated::Coordinated;
 use crate::core::clock::{Deadline, Now};
 use crate::core::messages::{VoteAnswer, VoteRequest};
 use crate::http::{Bytes, Method, Response};
 use crate::limits::{ELECTION_RETRY_MS, ELECTION_STAGGER_MS, ELECTION_TIMEOUT_MS, TERM_MAX};
 
-impl Node {
+impl Coordinated {
     /// Asks the other voters whether they would vote for this node in the next term, without
     /// starting that term (Raft's pre-vote): a voter cut off from a majority does not raise its
     /// term while it is away, so when it comes back it cannot depose a working coordinator. It
     /// stands once a majority (itself included) says yes; it asks again at `election_at`.
-    pub(super) fn probe(&mut self, now: Now) {
-        let accepted = self.accepted();
-        let stagger = self.rng.below(ELECTION_STAGGER_MS);
-        let consensus = self.consensus.as_mut().expect("coordinated");
+    pub(super) fn probe(&mut self, node: &mut Shared, now: Now) {
+        let accepted = self.accepted(node);
+        let stagger = node.rng.below(ELECTION_STAGGER_MS);
+        let consensus = &mut self.consensus;
         let Some(next) = super::guard::next_term(consensus.state.term) else {
             error!(
                 "this node's term ({}) is at the highest a term may be ({TERM_MAX}): it never stands; its node.json \
@@ -31,48 +32,48 @@ impl Node {
         };
         // No beat for an election timeout: it no longer knows a coordinator to forward to.
         if consensus.coordinator.take().is_some() {
-            self.abandon_forwards("no beat from it for an election timeout");
+            self.abandon_forwards(node, "no beat from it for an election timeout");
         }
-        let consensus = self.consensus.as_mut().expect("coordinated");
+        let consensus = &mut self.consensus;
         consensus.role = Role::Probing { granted: vec![consensus.state.id.clone()] };
         consensus.election_at =
             Deadline::after(now, ELECTION_RETRY_MS + ELECTION_STAGGER_MS * consensus.rank + stagger);
         let body = VoteRequest { term: next, candidate: consensus.me(), accepted, pre: true }.encode();
         let me = consensus.state.id.clone();
-        for voter in self.voters().into_iter().filter(|m| m.id != me) {
+        for voter in self.voters(node).into_iter().filter(|m| m.id != me) {
             let body = Bytes::Owned(body.clone());
-            self.call(&voter.address, super::cluster::CallKind::Vote, Method::Post, "/cluster/vote", body);
+            node.call(&voter.address, super::cluster::CallKind::Vote, Method::Post, "/cluster/vote", body);
         }
-        self.count_probes(now);
+        self.count_probes(node, now);
     }
 
     /// Stands once a majority of the voters would vote for it.
-    fn count_probes(&mut self, now: Now) {
-        let Some(coordination) = self.coordination() else { return };
-        let consensus = self.consensus.as_ref().expect("coordinated");
+    fn count_probes(&mut self, node: &mut Shared, now: Now) {
+        let Some(coordination) = self.coordination(node) else { return };
+        let consensus = &self.consensus;
         let Role::Probing { granted } = &consensus.role else { return };
         if granted.iter().filter(|g| coordination.is_voter(g)).count() >= coordination.majority() {
-            self.stand(now);
+            self.stand(node, now);
         }
     }
 
     /// Stands for election in a new term: votes for itself, writes that down, then asks.
-    pub(super) fn stand(&mut self, now: Now) {
-        let coordination = self.coordination();
-        let accepted = self.accepted();
-        let consensus = self.consensus.as_mut().expect("coordinated");
+    pub(super) fn stand(&mut self, node: &mut Shared, now: Now) {
+        let coordination = self.coordination(node);
+        let accepted = self.accepted(node);
+        let consensus = &mut self.consensus;
         // `probe` went on only below the bound, and every term taken since is below it too.
         let Some(next) = super::guard::next_term(consensus.state.term) else { return };
         consensus.state.term = next;
         consensus.state.vote = Some(consensus.state.id.clone());
         consensus.coordinator = None;
-        self.metrics.elections_started += 1;
+        node.metrics.elections_started += 1;
         let newest = (accepted, consensus.address.clone());
-        self.abandon_forwards("this node stands for election");
-        let consensus = self.consensus.as_mut().expect("coordinated");
+        self.abandon_forwards(node, "this node stands for election");
+        let consensus = &mut self.consensus;
         consensus.role = Role::Candidate { granted: vec![consensus.state.id.clone()], newest };
-        let stagger = ELECTION_STAGGER_MS * consensus.rank + self.rng.below(ELECTION_STAGGER_MS);
-        let consensus = self.consensus.as_mut().expect("coordinated");
+        let stagger = ELECTION_STAGGER_MS * consensus.rank + node.rng.below(ELECTION_STAGGER_MS);
+        let consensus = &mut self.consensus;
         consensus.election_at = Deadline::after(now, ELECTION_RETRY_MS + stagger);
         info!(
             "standing for election in term {} ({} voters)",
@@ -80,52 +81,52 @@ impl Node {
             coordination.as_ref().map_or(0, |c| c.voters.len())
         );
         consensus.after_save.push(AfterSave::Campaign);
-        self.save_state();
+        self.save_state(node);
         // A cluster of one: this node's own vote is the majority.
-        self.count_votes(now);
+        self.count_votes(node, now);
     }
 
     /// Asks every other voter for its vote (once this node's own vote is on disk).
-    pub(super) fn campaign(&mut self) {
-        let accepted = self.accepted();
-        let consensus = self.consensus.as_ref().expect("coordinated");
+    pub(super) fn campaign(&mut self, node: &mut Shared) {
+        let accepted = self.accepted(node);
+        let consensus = &self.consensus;
         if !matches!(consensus.role, Role::Candidate { .. }) {
             return;
         }
         let body = VoteRequest { term: consensus.state.term, candidate: consensus.me(), accepted, pre: false }.encode();
         let me = consensus.state.id.clone();
-        for voter in self.voters().into_iter().filter(|m| m.id != me) {
+        for voter in self.voters(node).into_iter().filter(|m| m.id != me) {
             let body = Bytes::Owned(body.clone());
-            self.call(&voter.address, super::cluster::CallKind::Vote, Method::Post, "/cluster/vote", body);
+            node.call(&voter.address, super::cluster::CallKind::Vote, Method::Post, "/cluster/vote", body);
         }
     }
 
     /// A voter's answer to this node's request for its vote.
-    pub(super) fn vote_reply(&mut self, now: Now, body: &[u8]) {
+    pub(super) fn vote_reply(&mut self, node: &mut Shared, now: Now, body: &[u8]) {
         let Some(reply) = VoteAnswer::decode(body) else { return };
         let term = reply.term;
         if reply.pre {
             // A voter that would vote for this node is in an earlier term (or this one): only a
             // later term matters, and ends the probe.
-            if term > self.consensus.as_ref().expect("coordinated").state.term {
-                self.saw_term(now, term);
+            if term > self.consensus.state.term {
+                self.saw_term(node, now, term);
                 return;
             }
-            let consensus = self.consensus.as_mut().expect("coordinated");
+            let consensus = &mut self.consensus;
             let Role::Probing { granted } = &mut consensus.role else { return };
             if let Some(voter) = reply.voter.as_deref()
                 && reply.granted
                 && !granted.iter().any(|g| g == voter)
             {
                 granted.push(voter.to_string());
-                self.count_probes(now);
+                self.count_probes(node, now);
             }
             return;
         }
-        if self.saw_term(now, term) {
+        if self.saw_term(node, now, term) {
             return;
         }
-        let consensus = self.consensus.as_mut().expect("coordinated");
+        let consensus = &mut self.consensus;
         let Role::Candidate { granted, newest } = &mut consensus.role else { return };
         if term != consensus.state.term || !reply.granted {
             return;
@@ -141,13 +142,13 @@ impl Node {
         {
             *newest = (theirs, reply.address.clone());
         }
-        self.count_votes(now);
+        self.count_votes(node, now);
     }
 
     /// Becomes the coordinator once a majority of the voters granted their votes.
-    pub(super) fn count_votes(&mut self, now: Now) {
-        let Some(coordination) = self.coordination() else { return };
-        let consensus = self.consensus.as_ref().expect("coordinated");
+    pub(super) fn count_votes(&mut self, node: &mut Shared, now: Now) {
+        let Some(coordination) = self.coordination(node) else { return };
+        let consensus = &self.consensus;
         if consensus.saving.is_some() {
             // Its own vote is not on disk yet; it counts once it is.
             return;
@@ -158,7 +159,7 @@ impl Node {
             return;
         }
         let newest = newest.clone();
-        let consensus = self.consensus.as_mut().expect("coordinated");
+        let consensus = &mut self.consensus;
         info!(
             "coordinating term {} with {votes} of {} votes; the newest version is sequence {} of term {}",
             consensus.state.term,
@@ -168,24 +169,30 @@ impl Node {
         );
         consensus.coordinator = Some(consensus.me());
         consensus.role = Role::Coordinator(Leading { next_beat: Deadline(now.mono_ms), ..Leading::default() });
-        self.metrics.elections_won += 1;
-        self.drop_lock_for("this node became the coordinator");
-        self.adopt(now, newest);
-        self.beat(now);
+        node.metrics.elections_won += 1;
+        self.drop_lock_for(node, "this node became the coordinator");
+        self.adopt(node, now, newest);
+        self.beat(node, now);
     }
 
     /// A request for this node's vote: `POST /cluster/vote`.
-    pub(super) fn vote_request(&mut self, now: Now, ticket: super::Ticket, body: &[u8]) -> super::Reply {
+    pub(super) fn vote_request(
+        &mut self,
+        node: &mut Shared,
+        now: Now,
+        ticket: super::Ticket,
+        body: &[u8],
+    ) -> super::Reply {
         let Some(VoteRequest { term, candidate, accepted: theirs, pre }) = VoteRequest::decode(body) else {
             return super::Reply::Now(Response::error(
                 400,
                 "a vote request is {\"term\", \"candidate\", \"accepted\"}",
             ));
         };
-        if let Some(why) = self.term_refusal(term, &format!("a request for a vote from {}", candidate.address)) {
+        if let Some(why) = self.term_refusal(node, term, &format!("a request for a vote from {}", candidate.address)) {
             return super::Reply::Now(Response::error(409, &format!("vote refused: {why}")));
         }
-        let consensus = self.consensus.as_ref().expect("coordinated");
+        let consensus = &self.consensus;
         let leading = consensus.is_coordinator() && consensus.has_lease(now);
         let promised =
             !consensus.promise_until.fired(now) && consensus.coordinator.as_ref().is_none_or(|c| c.id != candidate.id);
@@ -196,13 +203,13 @@ impl Node {
             // or has promised the coordinator one, no candidate can win, so its term is not taken
             // up (taking it would depose a working coordinator for nothing).
             let why = "this node promised a lease to the coordinator, which is alive";
-            return super::Reply::Now(self.vote_answer(Some(why), false));
+            return super::Reply::Now(self.vote_answer(node, Some(why), false));
         }
         if !pre {
-            self.saw_term(now, term);
+            self.saw_term(node, now, term);
         }
-        let accepted = self.accepted();
-        let consensus = self.consensus.as_ref().expect("coordinated");
+        let accepted = self.accepted(node);
+        let consensus = &self.consensus;
         let refusal = if pre && term <= consensus.state.term {
             Some(format!("term {term} is not after this node's ({})", consensus.state.term))
         } else if term < consensus.state.term {
@@ -219,27 +226,27 @@ impl Node {
         } else {
             None
         };
-        let answer = self.vote_answer(refusal.as_deref(), pre);
+        let answer = self.vote_answer(node, refusal.as_deref(), pre);
         if refusal.is_some() || pre {
             return super::Reply::Now(answer);
         }
-        let consensus = self.consensus.as_mut().expect("coordinated");
+        let consensus = &mut self.consensus;
         consensus.state.vote = Some(candidate.id.clone());
         consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS + ELECTION_STAGGER_MS * consensus.rank);
         info!("voted for {} in term {term}", candidate.address);
         consensus.after_save.push(AfterSave::Answer { ticket, response: answer });
-        self.save_state();
+        self.save_state(node);
         super::Reply::Later
     }
 
     /// The answer to a vote request (or a pre-vote): granted, or refused and why.
-    fn vote_answer(&self, refusal: Option<&str>, pre: bool) -> Response {
-        let consensus = self.consensus.as_ref().expect("coordinated");
+    fn vote_answer(&self, node: &Shared, refusal: Option<&str>, pre: bool) -> Response {
+        let consensus = &self.consensus;
         let answer = VoteAnswer {
             term: consensus.state.term,
             voter: Some(consensus.state.id.clone()),
             address: consensus.address.clone(),
-            accepted: Some(self.accepted()),
+            accepted: Some(self.accepted(node)),
             granted: refusal.is_none(),
             why: refusal.map(str::to_string),
             pre,

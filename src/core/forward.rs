@@ -10,7 +10,8 @@
 //! was committed), or for a commit 504: its outcome is unknown.
 
 use super::cluster::CallKind;
-use super::{Node, Reply, Request, Ticket};
+use super::coordinated::Coordinated;
+use super::{Reply, Request, Shared, Ticket};
 use crate::core::clock::{Deadline, Now};
 use crate::core::roster::Member;
 use crate::http::{Bytes, Method, Response};
@@ -31,11 +32,11 @@ pub struct Forward {
 /// The header that marks a forwarded request; its value is the client's address.
 pub const FORWARDED: &str = "X-Lighthouse-Forwarded";
 
-impl Node {
+impl Coordinated {
     /// True when this request belongs to the coordinator: this node is in coordinated mode and is
     /// not the coordinator.
     pub(super) fn must_forward(&self, resource: &str, method: Method) -> bool {
-        let Some(consensus) = &self.consensus else { return false };
+        let consensus = &self.consensus;
         let writes = matches!(resource, "lock" | "update")
             || (resource == "state" && method == Method::Delete)
             || (resource == "data" && matches!(method, Method::Put | Method::Patch | Method::Delete))
@@ -45,15 +46,22 @@ impl Node {
     }
 
     /// Forwards a request to the coordinator (once), or answers why it cannot be.
-    pub(super) fn forward(&mut self, now: Now, ticket: Ticket, request: &Request, commit: bool) -> Reply {
+    pub(super) fn forward(
+        &mut self,
+        node: &mut Shared,
+        now: Now,
+        ticket: Ticket,
+        request: &Request,
+        commit: bool,
+    ) -> Reply {
         if request.headers.forwarded.is_some() {
             return Reply::Now(
                 Response::error(503, "this node is not the coordinator (any more); retry")
                     .with_header("Retry-After", "1"),
             );
         }
-        let coordinator = self.consensus.as_ref().and_then(|c| c.coordinator.clone());
-        let Some(Member { address, .. }) = coordinator else { return Reply::Now(self.no_majority(now)) };
+        let coordinator = self.consensus.coordinator.clone();
+        let Some(Member { address, .. }) = coordinator else { return Reply::Now(self.no_majority(node, now)) };
         if self.forwards.len() >= FORWARDS_MAX {
             return Reply::Now(
                 Response::error(503, "too many requests waiting for the coordinator; retry")
@@ -61,7 +69,7 @@ impl Node {
             );
         }
         let client = request.client.map_or_else(|| "unknown".to_string(), |c| c.to_string());
-        let mut headers = format!("{FORWARDED}: {client}\r\n{}", self.envelope());
+        let mut headers = format!("{FORWARDED}: {client}\r\n{}", node.envelope());
         let passed = [
             ("Accept", request.headers.accept),
             ("Content-Type", request.headers.content_type),
@@ -71,10 +79,10 @@ impl Node {
         for (name, value) in passed.iter().filter_map(|(name, value)| Some((name, (*value)?))) {
             headers.push_str(&format!("{name}: {value}\r\n"));
         }
-        let call = self.ids.call();
-        self.cluster.calls.push((call, address.clone(), CallKind::Forward));
+        let call = node.ids.call();
+        node.cluster.calls.push((call, address.clone(), CallKind::Forward));
         let to = address.clone();
-        self.effects.push(super::Effect::Peer(super::PeerRequest {
+        node.effects.push(super::Effect::Peer(super::PeerRequest {
             id: call,
             peer: address,
             method: request.method,
@@ -90,7 +98,7 @@ impl Node {
     }
 
     /// The coordinator's answer to a forwarded request: the client gets it as it is.
-    pub(super) fn forward_reply(&mut self, call: u64, result: Result<super::PeerReply, String>) {
+    pub(super) fn forward_reply(&mut self, node: &mut Shared, call: u64, result: Result<super::PeerReply, String>) {
         let Some(position) = self.forwards.iter().position(|f| f.call == call) else { return };
         let forward = self.forwards.swap_remove(position);
         let response = match result {
@@ -100,27 +108,27 @@ impl Node {
                 body: Bytes::Owned(reply.body),
                 close: false,
             },
-            Err(e) => self.unanswered(&forward, &e),
+            Err(e) => self.unanswered(node, &forward, &e),
         };
-        self.answer(forward.ticket, response);
+        node.answer(forward.ticket, response);
     }
 
     /// Answers the forwarded requests the coordinator did not answer in time.
-    pub(super) fn expire_forwards(&mut self, now: Now) {
+    pub(super) fn expire_forwards(&mut self, node: &mut Shared, now: Now) {
         while let Some(position) = self.forwards.iter().position(|f| f.deadline.fired(now)) {
             let forward = self.forwards.swap_remove(position);
-            let response = self.unanswered(&forward, "no answer in time");
-            self.answer(forward.ticket, response);
+            let response = self.unanswered(node, &forward, "no answer in time");
+            node.answer(forward.ticket, response);
         }
     }
 
     /// The coordinator the waiting requests went to is no longer the coordinator: they are
     /// answered at once (503, or 504 for a commit) rather than after their deadline, so that
     /// clients retry with the next one.
-    pub(super) fn abandon_forwards(&mut self, why: &str) {
+    pub(super) fn abandon_forwards(&mut self, node: &mut Shared, why: &str) {
         for forward in std::mem::take(&mut self.forwards) {
-            let response = self.unanswered(&forward, why);
-            self.answer(forward.ticket, response);
+            let response = self.unanswered(node, &forward, why);
+            node.answer(forward.ticket, response);
         }
     }
 
@@ -131,7 +139,7 @@ impl Node {
     /// 503 for a request that did not reach the coordinator or was not answered (nothing was
     /// committed); 504 for a commit that was sent and not answered, whose outcome is unknown
     /// (counted: the coordinator's own 504s are counted there, and passed on uncounted here).
-    fn unanswered(&mut self, forward: &Forward, why: &str) -> Response {
+    fn unanswered(&mut self, node: &mut Shared, forward: &Forward, why: &str) -> Response {
         let coordinator = &forward.to;
         // A request that never left this node changed nothing, a commit included.
         let not_sent = why.strip_prefix(super::NOT_SENT);
@@ -141,7 +149,7 @@ impl Node {
                 "the coordinator {coordinator} did not answer the commit ({why}): it may have landed or not; read \
                  the version to find out (and do not reuse a lock's name)"
             );
-            self.metrics.commits_unknown += 1;
+            node.metrics.commits_unknown += 1;
             return Response::outcome_unknown(&message);
         }
         Response::error(503, &format!("the coordinator {coordinator} did not answer ({why}); nothing changed, retry"))
@@ -151,8 +159,8 @@ impl Node {
     /// The voters this node counts as reachable (itself included, when it is one): for the
     /// coordinator, those that acknowledged a beat within its lease (as the lease itself counts);
     /// for any other node, those that answered it within a lease.
-    pub(super) fn reachable_voters(&self, now: Now) -> usize {
-        let Some(consensus) = &self.consensus else { return 0 };
+    pub(super) fn reachable_voters(&self, node: &Shared, now: Now) -> usize {
+        let consensus = &self.consensus;
         let acked = |id: &str| match &consensus.role {
             super::consensus::Role::Coordinator(leading) => {
                 leading.acks.iter().any(|(by, sent)| by == id && sent + COORDINATOR_LEASE_MS > now.mono_ms)
@@ -160,11 +168,11 @@ impl Node {
             _ => false,
         };
         let lately = |v: &Member| {
-            self.cluster.peers.iter().any(|p| {
+            node.cluster.peers.iter().any(|p| {
                 p.address == v.address && p.reachable && p.last_reachable.is_some_and(|at| at + LEASE_MS >= now.unix_ms)
             })
         };
-        self.voters()
+        self.voters(node)
             .iter()
             .filter(|v| v.id == consensus.state.id || if consensus.is_coordinator() { acked(&v.id) } else { lately(v) })
             .count()
@@ -172,10 +180,10 @@ impl Node {
 
     /// The 503 of a node that knows no coordinator, or coordinates without a lease: writes need a
     /// majority of the voters.
-    pub(super) fn no_majority(&self, now: Now) -> Response {
-        let voters = self.voters();
-        let Some(consensus) = &self.consensus else { return Response::error(503, "no coordinated writes") };
-        let reachable = self.reachable_voters(now);
+    pub(super) fn no_majority(&self, node: &Shared, now: Now) -> Response {
+        let voters = self.voters(node);
+        let consensus = &self.consensus;
+        let reachable = self.reachable_voters(node, now);
         let whom = if consensus.is_coordinator() {
             "this node coordinates but no majority answered it lately"
         } else {

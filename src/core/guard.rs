@@ -16,7 +16,8 @@
 
 use log::{debug, warn};
 
-use super::Node;
+use super::Shared;
+use super::coordinated::Coordinated;
 use crate::http::{Headers, Method, Response};
 use crate::limits::{TERM_JUMP_MAX, TERM_MAX};
 
@@ -47,13 +48,13 @@ fn is_json(content_type: Option<&str>) -> bool {
     media.eq_ignore_ascii_case("application/json")
 }
 
-impl Node {
+impl Coordinated {
     /// `None` when this node may take up `term`, which came with `what` (`"a beat from
     /// 10.0.0.2:8001"`); else why not. The first refusal is logged as a warning, later ones only at
     /// debug level, so a flood of forged messages cannot flood the log.
-    pub(super) fn term_refusal(&mut self, term: u64, what: &str) -> Option<String> {
-        let has_cluster = self.coordination().is_some();
-        let consensus = self.consensus.as_mut()?;
+    pub(super) fn term_refusal(&mut self, node: &Shared, term: u64, what: &str) -> Option<String> {
+        let has_cluster = self.coordination(node).is_some();
+        let consensus = &mut self.consensus;
         let ours = consensus.state.term;
         let why = if term > TERM_MAX {
             format!("term {term} is above the highest a cluster can reach ({TERM_MAX})")
@@ -85,6 +86,7 @@ pub(super) fn next_term(term: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::Node;
 
     fn headers<'a>(origin: Option<&'a str>, content_type: Option<&'a str>) -> Headers<'a> {
         Headers { origin, content_type, ..Headers::default() }

@@ -1,12 +1,13 @@
 //! What a node says about itself: `GET /` (who it is, its store, its cluster and who coordinates)
 //! and `GET /metrics` (the Prometheus text format).
 
-use super::{Gauges, Node, json_response, method_not_allowed, metrics};
+use super::coordinated::Coordinated;
+use super::{Gauges, Shared, json_response, method_not_allowed, metrics};
 use crate::http::{Method, Response};
 
-impl Node {
+impl Shared {
     /// `GET /`: what this node is, as JSON.
-    pub(super) fn info(&self, method: Method) -> Response {
+    pub(super) fn info(&self, co: Option<&Coordinated>, method: Method) -> Response {
         if !matches!(method, Method::Get | Method::Head) {
             return method_not_allowed("GET, HEAD");
         }
@@ -16,30 +17,30 @@ impl Node {
             "version": env!("CARGO_PKG_VERSION"),
             "address": self.config.address,
             "store": version.to_json(),
-            "active": self.is_active(),
-            "lock": self.lock_holder(),
+            "active": self.is_active(co),
+            "lock": self.lock.as_ref().map(|l| l.name()),
             "cluster": {"peers": self.cluster.peers.len(), "reachable": self.cluster.reachable()},
-            "writes": if self.consensus.is_some() { "coordinated" } else { "local" },
-            "role": self.own_role().as_str(),
-            "coordinator": self.consensus.as_ref().and_then(|c| c.coordinator.as_ref()).map(|c| c.address.clone()),
-            "term": self.consensus.as_ref().map(|c| c.state.term),
+            "writes": self.writes_mode(),
+            "role": self.own_role(co).as_str(),
+            "coordinator": co.and_then(|co| co.consensus.coordinator.as_ref()).map(|c| c.address.clone()),
+            "term": co.map(|co| co.consensus.state.term),
         });
         json_response(200, &body)
     }
 
-    pub(super) fn metrics_response(&self, now: crate::core::clock::Now) -> Response {
+    pub(super) fn metrics_response(&self, co: Option<&Coordinated>, now: crate::core::clock::Now) -> Response {
         let gauges = Gauges {
             sequence: self.store.version().sequence,
             store_bytes: self.store.data_len(),
-            active: self.is_active(),
+            active: self.is_active(co),
             lock_held: self.lock.is_some(),
             peers: self.cluster.peers.len(),
             peers_reachable: self.cluster.reachable(),
             watchers: self.watches.waiting(),
-            role: self.own_role(),
-            term: self.consensus.as_ref().map_or(0, |c| c.state.term),
-            voters: self.voters().len(),
-            voters_reachable: self.reachable_voters(now),
+            role: self.own_role(co),
+            term: co.map_or(0, |co| co.consensus.state.term),
+            voters: co.map_or(0, |co| co.voters(self).len()),
+            voters_reachable: co.map_or(0, |co| co.reachable_voters(self, now)),
         };
         let body = metrics::render(&self.metrics, &gauges);
         Response {

@@ -177,6 +177,19 @@ pub enum Done {
     },
 }
 
+/// A report whose owner does not take it: no job of that owner reports so (a broken invariant).
+pub(super) fn no_owner(done: &Done) -> ! {
+    match done {
+        Done::Sealed { id, .. }
+        | Done::Written { id, .. }
+        | Done::Removed { id }
+        | Done::Decoded { id, .. }
+        | Done::Rendered { id, .. }
+        | Done::StateSaved { id, .. } => unreachable!("no {:?} job reports so: {}", id.owner, id.serial),
+        Done::Retired => unreachable!("a retired tree has no owner to report to"),
+    }
+}
+
 impl Done {
     /// Records how long the job took.
     pub fn took(mut self, micros: u64) -> Done {

@@ -16,35 +16,36 @@
 use log::{debug, info, warn};
 
 use super::consensus::Role;
+use super::coordinated::Coordinated;
 use super::replicate::{Content, Purpose};
-use super::{Node, Reply, Ticket};
+use super::{Reply, Shared, Ticket};
 use crate::core::clock::{Deadline, Now};
 use crate::core::cluster::Peer;
 use crate::core::roster::{Coordination, Member, valid_id};
 use crate::http::Response;
 use crate::limits::{COORDINATOR_LEASE_MS, ELECTION_TIMEOUT_MS, REMOVED_MEMBERS_MAX};
 
-impl Node {
+impl Coordinated {
     /// A coordinator with nothing in flight looks for a change of voters to make.
-    pub(super) fn consider_membership(&mut self, now: Now) {
-        let Some(consensus) = &self.consensus else { return };
-        if !consensus.has_lease(now) || self.commit.is_some() || self.lock.is_some() {
+    pub(super) fn consider_membership(&mut self, node: &mut Shared, now: Now) {
+        let consensus = &self.consensus;
+        if !consensus.has_lease(now) || self.commit.is_some() || node.lock.is_some() {
             return;
         }
-        let Some(coordination) = self.coordination() else { return };
+        let Some(coordination) = self.coordination(node) else { return };
         let me = consensus.state.id.clone();
         // A learner that answers beats promises like a voter: promoting it keeps the lease.
         let beaten: Vec<String> = match &consensus.role {
             super::consensus::Role::Coordinator(leading) => leading.acks.iter().map(|(id, _)| id.clone()).collect(),
             _ => Vec::new(),
         };
-        let learners: Vec<(String, String, bool)> = self
+        let learners: Vec<(String, String, bool)> = node
             .cluster
             .peers
             .iter()
             .filter_map(|p| {
                 let id = p.id.clone()?;
-                let caught_up = p.reachable && p.version == Some(self.store.version()) && beaten.contains(&id);
+                let caught_up = p.reachable && p.version == Some(node.store.version()) && beaten.contains(&id);
                 Some((id, p.address.clone(), caught_up))
             })
             .filter(|(id, _, _)| !coordination.is_voter(id) && !coordination.removed.contains(id) && *id != me)
@@ -59,8 +60,9 @@ impl Node {
                 }
                 let what = format!("replacing voter {address} ({}): a new node ({id}) answers at its address", old.id);
                 let next = coordination.removing(&old.id, 0);
-                let root = self.store.root().clone();
+                let root = node.store.root().clone();
                 self.replicate(
+                    node,
                     now,
                     Purpose::Membership { what, ticket: None },
                     Content::New { root, coordination: next },
@@ -72,31 +74,36 @@ impl Node {
             let what = format!("promoting learner {address} ({id}) to voter");
             info!("{what}");
             let next = coordination.adding(Member { id, address }, 0);
-            let root = self.store.root().clone();
-            self.replicate(now, Purpose::Membership { what, ticket: None }, Content::New { root, coordination: next });
+            let root = node.store.root().clone();
+            self.replicate(
+                node,
+                now,
+                Purpose::Membership { what, ticket: None },
+                Content::New { root, coordination: next },
+            );
         }
     }
 
     /// `DELETE /state/ADDRESS` at the coordinator: removes that voter (or learner) by a commit,
     /// unless the voters left could not commit.
-    pub(super) fn remove_voter(&mut self, now: Now, ticket: Ticket, address: &str) -> Reply {
-        let Some(coordination) = self.coordination() else {
+    pub(super) fn remove_voter(&mut self, node: &mut Shared, now: Now, ticket: Ticket, address: &str) -> Reply {
+        let Some(coordination) = self.coordination(node) else {
             return Reply::Now(Response::error(404, "this node is not in a cluster with coordinated writes"));
         };
-        let Some(target) = self.removable(&coordination, address) else {
+        let Some(target) = self.removable(node, &coordination, address) else {
             let voters: Vec<&str> = coordination.voters.iter().map(|v| v.address.as_str()).collect();
             let message =
                 format!("{address} is neither a voter nor a learner of this cluster (voters: {})", voters.join(", "));
             return Reply::Now(Response::error(404, &message));
         };
-        if !self.consensus.as_ref().is_some_and(|c| c.has_lease(now)) {
-            return Reply::Now(self.no_majority(now));
+        if !self.consensus.has_lease(now) {
+            return Reply::Now(self.no_majority(node, now));
         }
         if let Some(why) = self.removal_refused(now, &coordination, &target) {
             warn!("refused to remove {address}: {why}");
             return Reply::Now(Response::error(409, &why));
         }
-        let busy = match (&self.commit, &self.lock) {
+        let busy = match (&self.commit, &node.lock) {
             (Some(_), _) => Some("another change is being committed".to_string()),
             (None, Some(lock)) => Some(format!("the lock is held by {}", lock.name())),
             (None, None) => None,
@@ -110,8 +117,9 @@ impl Node {
         };
         info!("{what}");
         let next = coordination.removing(&target.id, 0);
-        let root = self.store.root().clone();
+        let root = node.store.root().clone();
         self.replicate(
+            node,
             now,
             Purpose::Membership { what, ticket: Some(ticket) },
             Content::New { root, coordination: next },
@@ -121,11 +129,11 @@ impl Node {
 
     /// The member at `address` an operator may remove: a voter, or a learner in this node's table
     /// (removing it keeps it from ever being promoted, and takes it out of every table).
-    fn removable(&self, coordination: &Coordination, address: &str) -> Option<Member> {
+    fn removable(&self, node: &Shared, coordination: &Coordination, address: &str) -> Option<Member> {
         if let Some(voter) = coordination.voters.iter().find(|v| v.address == address) {
             return Some(voter.clone());
         }
-        let peer = self.cluster.peers.iter().find(|p| p.address == address)?;
+        let peer = node.cluster.peers.iter().find(|p| p.address == address)?;
         let id = peer.id.clone().filter(|id| !coordination.removed.contains(id))?;
         Some(Member { id, address: address.to_string() })
     }
@@ -164,7 +172,7 @@ impl Node {
     /// `COORDINATOR_LEASE_MS`, as `no_majority` counts them (a working voter answers every
     /// `BEAT_MS`).
     fn answers_beats(&self, now: Now, id: &str) -> bool {
-        let Some(consensus) = &self.consensus else { return false };
+        let consensus = &self.consensus;
         if consensus.state.id == id {
             return true;
         }
@@ -174,14 +182,14 @@ impl Node {
 
     /// The coordinator committed a set of voters without itself: it says so in one last beat (the
     /// voters serve the commit and elect another coordinator at once) and stops coordinating.
-    pub(super) fn leave_if_no_voter(&mut self, now: Now) {
-        let Some(consensus) = &self.consensus else { return };
-        let committed = self.store.sealed().copy.coordination.as_ref();
+    pub(super) fn leave_if_no_voter(&mut self, node: &mut Shared, now: Now) {
+        let consensus = &self.consensus;
+        let committed = node.store.sealed().copy.coordination.as_ref();
         if !consensus.is_coordinator() || committed.is_none_or(|c| c.is_voter(&consensus.state.id)) {
             return;
         }
-        self.beat(now);
-        let consensus = self.consensus.as_mut().expect("coordinated");
+        self.beat(node, now);
+        let consensus = &mut self.consensus;
         warn!(
             "this node is no longer a voter: it stops coordinating term {}; the voters elect another coordinator",
             consensus.state.term
@@ -189,26 +197,26 @@ impl Node {
         consensus.role = Role::Follower;
         consensus.coordinator = None;
         consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS);
-        self.drop_lock_for("this node was removed from the voters");
+        self.drop_lock_for(node, "this node was removed from the voters");
     }
 
     /// This node's id is among the removed ones of the committed version: it never votes, stands
     /// or serves again (a node started with an empty data directory is a new node, and may join).
-    pub fn is_removed(&self) -> bool {
-        let Some(consensus) = &self.consensus else { return false };
-        let committed = self.store.sealed().copy.coordination.as_ref();
+    pub(super) fn is_removed(&self, node: &Shared) -> bool {
+        let consensus = &self.consensus;
+        let committed = node.store.sealed().copy.coordination.as_ref();
         committed.is_some_and(|c| c.removed.contains(&consensus.state.id))
     }
 
     /// What a removed node answers on `/data`, `/lock`, `/update` and `/ready`.
-    pub(super) fn removed_answer(&self) -> Response {
-        let id = self.consensus.as_ref().map(|c| c.state.id.as_str()).unwrap_or_default();
+    pub(super) fn removed_answer(&self, node: &Shared) -> Response {
+        let id = self.consensus.state.id.as_str();
         Response::error(
             503,
             &format!(
                 "this node ({id}) was removed from its cluster (DELETE /state/{}): it serves nothing; stop it, or \
                  start it with an empty data directory and --seeds to join as a new node",
-                self.config.address
+                node.config.address
             ),
         )
     }
@@ -225,7 +233,7 @@ pub struct Departures {
 }
 
 /// The peer table and removed members: a removed member leaves every table and stays out.
-impl Node {
+impl Shared {
     /// True when the member at `address` was removed: gossip naming it does not add it again.
     pub(super) fn departed(&self, address: &str) -> bool {
         let departed = self.cluster.departures.departed.iter().any(|(a, _)| a == address);
@@ -236,16 +244,19 @@ impl Node {
     }
 
     /// The answer of a node that does not serve: removed from its cluster, or not caught up yet.
-    pub(super) fn inactive(&self) -> Response {
-        if self.is_removed() { self.removed_answer() } else { super::inactive() }
+    pub(super) fn inactive(&self, co: Option<&Coordinated>) -> Response {
+        match co {
+            Some(co) if co.is_removed(self) => co.removed_answer(self),
+            _ => super::inactive(),
+        }
     }
 
     /// A node announcing itself (`PUT /state`, the sender first, with its id) joins the table,
     /// unless its id was removed from the cluster; a new id at a removed member's address is a
     /// new node (a replacement), welcome.
-    pub(super) fn learn_sender(&mut self, address: &str, id: Option<&str>, now: Now) {
+    pub(super) fn learn_sender(&mut self, co: Option<&Coordinated>, address: &str, id: Option<&str>, now: Now) {
         let Some(id) = id.filter(|id| valid_id(id)) else { return self.learn(address, now) };
-        if self.removed_ids().iter().any(|r| r == id) {
+        if self.removed_ids(co).iter().any(|r| r == id) {
             return;
         }
         self.cluster.departures.departed.retain(|(a, _)| a != address);
@@ -256,8 +267,8 @@ impl Node {
     }
 
     /// The ids the committed version lists as removed (none with local writes).
-    fn removed_ids(&self) -> Vec<String> {
-        let committed = self.store.sealed().copy.coordination.as_ref().filter(|_| self.consensus.is_some());
+    fn removed_ids(&self, co: Option<&Coordinated>) -> Vec<String> {
+        let committed = self.store.sealed().copy.coordination.as_ref().filter(|_| co.is_some());
         committed.map(|c| c.removed.clone()).unwrap_or_default()
     }
 
@@ -265,12 +276,12 @@ impl Node {
     /// more); else drops from the table every peer whose id the committed version lists as
     /// removed: nothing syncs with it, beats it or pushes to it any more, and gossip does not
     /// bring it back (nor does the table of an older snapshot, loaded at start).
-    pub(super) fn forget_removed(&mut self) -> bool {
-        if self.is_removed() {
-            self.note_removed();
+    pub(super) fn forget_removed(&mut self, co: Option<&Coordinated>) -> bool {
+        if let Some(co) = co.filter(|co| co.is_removed(self)) {
+            self.note_removed(co);
             return true;
         }
-        let removed = self.removed_ids();
+        let removed = self.removed_ids(co);
         if removed.is_empty() {
             return false;
         }
@@ -300,11 +311,11 @@ impl Node {
 
     /// Says once that this node was removed (its id is on disk since it started, so a restart on
     /// this data directory finds it removed again).
-    fn note_removed(&mut self) {
+    fn note_removed(&mut self, co: &Coordinated) {
         if std::mem::replace(&mut self.cluster.departures.left, true) {
             return;
         }
-        let consensus = self.consensus.as_ref().expect("only a coordinated node is removed");
+        let consensus = &co.consensus;
         warn!(
             "this node ({}) was removed from its cluster: it serves nothing, votes for nobody and syncs with \
              nobody; stop it, or start it with an empty data directory and --seeds to join as a new node",

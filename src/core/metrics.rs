@@ -184,7 +184,7 @@ pub struct CommitClock {
     pub started: Option<(super::Ticket, u64)>,
 }
 
-impl super::Node {
+impl super::Shared {
     /// A commit starts: its answer (whenever, whatever it is) is timed.
     pub(super) fn time_commit(&mut self, now: super::Now, ticket: super::Ticket) {
         self.clock.started = Some((ticket, now.mono_ms));

@@ -70,6 +70,7 @@ use crate::http::{Headers, Method, Response};
 use crate::limits::{INACTIVE_RETRY_AFTER_S, LINEAGE_VERSIONS_MAX};
 use cluster::Cluster;
 pub use consensus::Accepted;
+use coordinated::Coordinated;
 pub use coordinated::{ConsensusStatus, NodeRole};
 use durability::DiskQueue;
 use watch::Watches;
@@ -214,8 +215,20 @@ pub enum Activation {
     },
 }
 
-/// The state of one Lighthouse node.
+/// The state of one Lighthouse node: what every node has (`Shared`), and coordinated mode's state
+/// (`Coordinated`), which only a node of coordinated writes has. Each input is split between the
+/// two once, here, and goes to the coordinated code only when there is such a value, so no code of
+/// a node of local writes can reach coordinated state.
 pub struct Node {
+    shared: Shared,
+    /// `None`: local writes.
+    co: Option<Coordinated>,
+}
+
+/// The state every node has, whatever its write mode: the store, the lock, the disk, the peers,
+/// the effects queued for the shell. Coordinated code takes it as `node: &mut Shared`; shared code
+/// that may reach coordinated code takes coordinated mode's state as `co: Option<&mut Coordinated>`.
+struct Shared {
     config: CoreConfig,
     store: Store,
     /// The lock and its transaction, when someone holds it.
@@ -232,9 +245,6 @@ pub struct Node {
     /// `GET /copy` requests waiting for the decoder thread to render the body.
     copy_renders: take::CopyRenders,
     activation: Activation,
-    /// While joining with coordinated writes: the voters that answered, whose versions `target`
-    /// is the newest of. A majority of them must answer before the node serves.
-    heard_while_joining: Vec<String>,
     /// Long-polls and event streams waiting for their subtree to change.
     watches: Watches,
     /// Commits of the last minutes by lock name, newest last, for retried commits.
@@ -244,16 +254,6 @@ pub struct Node {
     ids: Ids,
     metrics: Metrics,
     rng: Rng,
-    /// Coordinated writes: terms, votes, the coordinator, leases (`None`: local writes).
-    consensus: Option<consensus::Consensus>,
-    /// A version accepted and durable here, not known to be committed (coordinated mode).
-    pending: Option<replicate::Pending>,
-    /// The version the coordinator is making durable on a majority.
-    commit: Option<replicate::InCommit>,
-    /// Requests forwarded to the coordinator, waiting for its answers.
-    forwards: Vec<forward::Forward>,
-    /// The last lock dropped because the coordinator lost its lease or term, and why.
-    dropped_lock: Option<(String, String)>,
     /// One-request writes waiting for the lock.
     waiting_writes: write::WaitingWrites,
     /// This node's id and cluster (the cluster is learned from the first peer, when it starts
@@ -271,8 +271,6 @@ pub struct Node {
     last_disk_error: Option<(u64, String)>,
     /// The commit being timed, and the time of the input being handled (`metrics.rs`).
     clock: metrics::CommitClock,
-    /// Requests that need the lease, parked while the coordinator renews it.
-    lease_waiters: Vec<renewal::LeaseWaiter>,
     /// While joining with coordinated writes: when the node next logs why it does not serve.
     joining_report_at: Deadline,
 }
@@ -281,7 +279,7 @@ impl Node {
     /// A node serving `start`. With a data directory, `start` is taken to be on disk already.
     pub fn new(config: CoreConfig, now: Now, start: Start) -> Node {
         let version = start.sealed.copy.version;
-        let mut node = Node {
+        let mut shared = Shared {
             rng: Rng::new(config.rng_seed),
             store: Store::new(start.sealed),
             lock: None,
@@ -291,17 +289,11 @@ impl Node {
             decodes_in_flight: 0,
             copy_renders: take::CopyRenders::default(),
             activation: Activation::Active,
-            heard_while_joining: Vec::new(),
             watches: Watches::default(),
             recent_commits: VecDeque::new(),
             effects: Vec::new(),
             ids: Ids::new(),
             metrics: Metrics::default(),
-            consensus: None,
-            pending: None,
-            commit: None,
-            forwards: Vec::new(),
-            dropped_lock: None,
             waiting_writes: write::WaitingWrites::new(),
             identity: config.identity.clone(),
             mismatches_logged: Vec::new(),
@@ -310,134 +302,155 @@ impl Node {
             writes_refused: start.floor_unknown,
             last_disk_error: None,
             clock: metrics::CommitClock { now, started: None },
-            lease_waiters: Vec::new(),
             joining_report_at: Deadline(u64::MAX),
             config,
         };
-        if node.config.coordinated.is_some() {
-            node.pending = start.pending.map(|sealed| replicate::Pending { sealed, writing: None });
-        }
-        node.start_consensus(now, start.committed);
+        // Coordinated writes set up their state at start (a local-writes node has none).
+        let settings = shared.config.coordinated.clone();
+        let co =
+            settings.map(|settings| Coordinated::start(&mut shared, settings, now, start.committed, start.pending));
         for entry in &start.cluster {
-            node.restore_peer(entry, now);
+            shared.restore_peer(entry, now);
         }
-        for seed in node.config.seeds.clone() {
-            node.learn(&seed, now);
+        for seed in shared.config.seeds.clone() {
+            shared.learn(&seed, now);
         }
-        node.disk.table_written(node.cluster.stamp);
-        node.keep_body_if_needed();
-        if !node.config.bootstrap && !node.cluster.peers.is_empty() {
-            node.start_joining(now);
+        shared.disk.table_written(shared.cluster.stamp);
+        shared.keep_body_if_needed();
+        if !shared.config.bootstrap && !shared.cluster.peers.is_empty() {
+            shared.start_joining(now, co.as_ref());
         }
-        node
+        Node { shared, co }
     }
 
     pub fn version(&self) -> Version {
-        self.store.version()
+        self.shared.store.version()
     }
 
     pub fn root(&self) -> &Value {
-        self.store.root()
+        self.shared.store.root()
     }
 
     /// The recent history of the store being served.
     pub fn lineage(&self) -> &crate::core::lineage::Lineage {
-        self.store.lineage()
+        self.shared.store.lineage()
     }
 
     /// Serving `/data`: caught up with the cluster, and, in coordinated mode, sure that the store
     /// is committed.
     pub fn is_active(&self) -> bool {
-        self.activation == Activation::Active && self.store_confirmed() && !self.is_removed() && self.settled()
+        self.shared.is_active(self.co.as_ref())
     }
 
-    /// The store is one the cluster committed: always with local writes; in coordinated mode,
-    /// unless the node started from a version it has yet to confirm.
-    pub(super) fn store_confirmed(&self) -> bool {
-        self.consensus.as_ref().is_none_or(|c| c.confirmed)
+    /// Removed from its cluster's voters (coordinated writes): it serves nothing any more.
+    pub fn is_removed(&self) -> bool {
+        self.co.as_ref().is_some_and(|co| co.is_removed(&self.shared))
+    }
+
+    /// Coordinated writes as this node sees them at `now` (`None` in local mode).
+    pub fn consensus_status(&self, now: Now) -> Option<ConsensusStatus> {
+        self.co.as_ref().map(|co| co.consensus_status(&self.shared, now))
     }
 
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        &self.shared.metrics
     }
 
     /// The counters, for the event loop to count requests, bytes and connections in.
     pub fn metrics_mut(&mut self) -> &mut Metrics {
-        &mut self.metrics
+        &mut self.shared.metrics
     }
 
     /// The peers this node knows.
     pub fn peers(&self) -> &[Peer] {
-        &self.cluster.peers
+        &self.shared.cluster.peers
     }
 
     /// This node's recent commits (at most `LINEAGE_VERSIONS_MAX`), oldest first.
     pub fn own_commits(&self) -> impl Iterator<Item = &OwnCommit> {
-        self.mine.iter()
+        self.shared.mine.iter()
     }
 
     /// This node's recent commits that the store's history does not contain: lost to concurrent
     /// commits elsewhere, unless a later store brings them back.
     pub fn superseded(&self) -> impl Iterator<Item = Version> + '_ {
-        self.mine.iter().filter(|c| c.superseded).map(|c| c.version)
+        self.shared.mine.iter().filter(|c| c.superseded).map(|c| c.version)
     }
 
     /// True while the writer thread works on a snapshot for this node.
     pub fn is_writing(&self) -> bool {
-        self.disk.is_busy()
+        self.shared.disk.is_busy()
     }
 
     /// The lock's holder, if any.
     pub fn lock_holder(&self) -> Option<&str> {
-        self.lock.as_ref().map(|l| l.name())
+        self.shared.lock.as_ref().map(|l| l.name())
     }
 
     /// Effects queued since the last call, oldest first.
     pub fn drain_effects(&mut self) -> std::vec::Drain<'_, Effect> {
-        let retired = self.store.retired().map(|sealed| Effect::Job(Job::Retire(Box::new(sealed))));
-        self.effects.extend(retired);
-        self.effects.drain(..)
+        let shared = &mut self.shared;
+        let retired = shared.store.retired().map(|sealed| Effect::Job(Job::Retire(Box::new(sealed))));
+        shared.effects.extend(retired);
+        shared.effects.drain(..)
+    }
+
+    /// Handles one request: answers now, later (`Effect::Answer`), or starts a stream.
+    pub fn handle(&mut self, now: Now, ticket: Ticket, request: &Request) -> Reply {
+        self.shared.handle(self.co.as_mut(), now, ticket, request)
+    }
+
+    /// Takes the outcome of a request to a peer (`Effect::Peer`).
+    pub fn peer_reply(&mut self, now: Now, id: u64, result: Result<PeerReply, String>) {
+        self.shared.peer_reply(self.co.as_mut(), now, id, result)
+    }
+
+    /// A client connection closed: forgets its long-polls and streams. True when one was forgotten.
+    pub fn disconnected(&mut self, ticket: Ticket) -> bool {
+        self.shared.disconnected(ticket)
     }
 
     /// Runs what is due at `now`: the lease lapsing, the end of joining, sync rounds, a snapshot
     /// write to retry.
     pub fn tick(&mut self, now: Now) {
-        self.clock.now = now;
-        self.expire_lock(now);
-        self.expire_watches(now);
-        self.check_activation(now);
-        self.sync(now);
-        self.tick_consensus(now);
-        self.expire_commit(now);
-        self.expire_forwards(now);
-        self.consider_membership(now);
-        self.pump_disk(now);
-        self.run_waiting_writes(now);
-        self.run_lease_waiters(now);
-        self.save_commit_point(now);
+        let Node { shared, co } = self;
+        shared.clock.now = now;
+        shared.expire_lock(now);
+        shared.expire_watches(now, co.as_ref());
+        shared.check_activation(now, co.as_ref());
+        shared.sync(now, co.as_ref());
+        if let Some(co) = co.as_mut() {
+            co.tick_consensus(shared, now);
+            co.expire_commit(shared, now);
+            co.expire_forwards(shared, now);
+            co.consider_membership(shared, now);
+        }
+        shared.pump_disk(now, co.as_ref());
+        shared.run_waiting_writes(now, co.as_mut());
+        if let Some(co) = co.as_mut() {
+            co.run_lease_waiters(shared, now);
+            co.save_commit_point(shared, now);
+        }
     }
 
     /// When `tick` next has something to do.
     pub fn next_deadline(&self) -> Option<Deadline> {
-        let lease = self.lock.as_ref().filter(|l| !l.is_committing()).map(|l| l.expires());
-        let joining = match self.activation {
-            Activation::Joining { limit: Some(limit), .. } => Some(limit.min(self.joining_report_at)),
-            Activation::Joining { limit: None, .. } if self.consensus.is_some() => Some(self.joining_report_at),
+        let Node { shared, co } = self;
+        let lease = shared.lock.as_ref().filter(|l| !l.is_committing()).map(|l| l.expires());
+        let joining = match shared.activation {
+            Activation::Joining { limit: Some(limit), .. } => Some(limit.min(shared.joining_report_at)),
+            Activation::Joining { limit: None, .. } if co.is_some() => Some(shared.joining_report_at),
             Activation::Joining { limit: None, .. } | Activation::Active => None,
         };
-        let commit = self.commit.as_ref().map(replicate::InCommit::deadline);
+        let removed = co.as_ref().is_some_and(|co| co.is_removed(shared));
         [
             lease,
             joining,
-            self.cluster.next_sync().filter(|_| !self.is_removed()),
-            self.disk.retry_at(),
-            self.watches.next_deadline(),
-            self.next_consensus_deadline(),
-            self.next_forward_deadline(),
-            self.next_write_deadline(),
-            self.next_lease_waiters_deadline(),
-            self.next_commit_point_deadline(),
-            commit,
+            shared.cluster.next_sync().filter(|_| !removed),
+            shared.disk.retry_at(),
+            shared.watches.next_deadline(),
+            shared.next_write_deadline(),
+            co.as_ref().and_then(|co| co.next_deadline()),
         ]
         .into_iter()
         .flatten()
@@ -446,51 +459,63 @@ impl Node {
 
     /// Takes the report of a finished worker job, and hands it to the job's owner.
     pub fn job_done(&mut self, now: Now, done: Done) {
-        self.note_disk_error(now, &done);
-        self.clock.now = now;
+        let Node { shared, co } = self;
+        shared.note_disk_error(now, &done);
+        shared.clock.now = now;
         match done {
             Done::Sealed { id: JobId { owner: Owner::Disk, serial }, sealed, file, elapsed_us } => {
-                self.sealed_done(now, serial, sealed, file, elapsed_us)
+                shared.sealed_done(co.as_mut(), now, serial, sealed, file, elapsed_us)
             }
             Done::Written { id: JobId { owner: Owner::Disk, serial }, file, elapsed_us } => {
-                self.written_done(now, serial, file, elapsed_us)
+                shared.written_done(co.as_mut(), now, serial, file, elapsed_us)
             }
-            Done::Removed { id: JobId { owner: Owner::Disk, serial } } => self.removed_done(now, serial),
-            Done::Sealed { id: JobId { owner: Owner::Commit, serial }, sealed, file, elapsed_us } => {
-                self.commit_sealed(now, serial, sealed, file, elapsed_us)
-            }
-            Done::Written { id: JobId { owner: Owner::Commit, serial }, file, elapsed_us } => {
-                self.commit_written(now, serial, file, elapsed_us)
-            }
-            Done::Written { id: JobId { owner: Owner::Accept, serial }, file, elapsed_us } => {
-                self.count_write(&file, elapsed_us);
-                self.accept_written(serial, file);
-            }
+            Done::Removed { id: JobId { owner: Owner::Disk, serial } } => shared.removed_done(co.as_mut(), now, serial),
             Done::Decoded { id: JobId { owner: Owner::Decode(waiter), .. }, result } => {
-                self.copy_decoded(now, waiter, result)
+                shared.copy_decoded(co.as_mut(), now, waiter, result)
             }
             Done::Rendered { id: JobId { owner: Owner::Render, serial }, version, body, data_len } => {
-                self.copy_rendered(serial, version, body, data_len)
-            }
-            Done::StateSaved { id: JobId { owner: Owner::CommitPoint, serial }, result } => {
-                self.commit_point_saved(serial, &result)
-            }
-            Done::StateSaved { id: JobId { owner: Owner::NodeState, serial }, result: Ok(()) } => {
-                self.state_saved(now, serial)
-            }
-            Done::StateSaved { id: JobId { owner: Owner::NodeState, serial }, result: Err(e) } => {
-                self.state_not_saved(now, serial, &e.message)
+                shared.copy_rendered(serial, version, body, data_len)
             }
             Done::Retired => {}
-            Done::Sealed { id, .. }
-            | Done::Written { id, .. }
-            | Done::Removed { id }
-            | Done::Decoded { id, .. }
-            | Done::Rendered { id, .. }
-            | Done::StateSaved { id, .. } => unreachable!("no {:?} job reports so: {}", id.owner, id.serial),
+            // The jobs of coordinated mode (and the node's state, which both modes write).
+            done => match co {
+                Some(co) => co.job_done(shared, now, done),
+                None => shared.local_state_saved(done),
+            },
         }
         // Any write may have made a taken copy durable.
-        self.answer_durable_copies(None);
+        shared.answer_durable_copies(None);
+    }
+}
+
+impl Shared {
+    /// With local writes only the cluster a node joined is saved to `node.json`, and nobody waits
+    /// for it: a failed write is tried again at the next sync round.
+    fn local_state_saved(&mut self, done: Done) {
+        match done {
+            Done::StateSaved { id: JobId { owner: Owner::NodeState, .. }, result: Ok(()) } => {}
+            Done::StateSaved { id: JobId { owner: Owner::NodeState, .. }, result: Err(e) } => {
+                log::error!(
+                    "node.json cannot be written ({}): the cluster this node joined is tried again shortly",
+                    e.message
+                );
+                self.identity_unsaved = true;
+            }
+            done => jobs::no_owner(&done),
+        }
+    }
+
+    /// Serving `/data`: caught up with the cluster, and, in coordinated mode, sure that the store
+    /// is committed, not removed, and at least as new as the version accepted before a restart.
+    fn is_active(&self, co: Option<&Coordinated>) -> bool {
+        self.activation == Activation::Active
+            && co.is_none_or(|co| co.consensus.confirmed && !co.is_removed(self) && co.settled(self))
+    }
+
+    /// The store is one the cluster committed: always with local writes; in coordinated mode,
+    /// unless the node started from a version it has yet to confirm.
+    fn store_confirmed(co: Option<&Coordinated>) -> bool {
+        co.is_none_or(|co| co.consensus.confirmed)
     }
 
     fn answer(&mut self, ticket: Ticket, response: Response) {
@@ -498,11 +523,14 @@ impl Node {
         self.effects.push(Effect::Answer { ticket, response });
     }
 
-    /// Called whenever the store is replaced: wakes the watchers of changed subtrees.
-    fn store_changed(&mut self) {
-        self.note_commit_point();
-        self.wake_watchers();
-        self.wake_version_waiters();
+    /// Called whenever the store is replaced: notes the commit point (coordinated mode), wakes
+    /// the watchers of changed subtrees.
+    fn store_changed(&mut self, mut co: Option<&mut Coordinated>) {
+        if let Some(co) = co.as_deref_mut() {
+            co.note_commit_point(self);
+        }
+        self.wake_watchers(co.as_deref());
+        self.wake_version_waiters(co.as_deref());
         self.keep_body_if_needed();
     }
 

@@ -11,7 +11,8 @@
 
 use log::{error, info};
 
-use super::Node;
+use super::Shared;
+use super::coordinated::Coordinated;
 use crate::http::{Headers, Response};
 use crate::limits::FOREIGN_PEERS_LOGGED_MAX;
 
@@ -50,14 +51,14 @@ impl Mismatch {
     }
 }
 
-impl Node {
+impl Shared {
     /// `coordinated` or `local`, as peers are told.
     pub(super) fn writes_mode(&self) -> &'static str {
-        if self.consensus.is_some() { "coordinated" } else { "local" }
+        if self.config.coordinated.is_some() { "coordinated" } else { "local" }
     }
 
     /// The id of this node's cluster, if it knows it.
-    pub fn cluster_id(&self) -> Option<&str> {
+    pub(super) fn cluster_id(&self) -> Option<&str> {
         self.identity.cluster.as_deref()
     }
 
@@ -73,16 +74,21 @@ impl Node {
 
     /// Checks a request that a peer sent (it carries `X-Lighthouse-Writes`): `Some` is the
     /// refusal to answer with. Requests of clients pass.
-    pub(super) fn check_peer_request(&mut self, headers: &Headers) -> Option<Response> {
+    pub(super) fn check_peer_request(&mut self, co: Option<&mut Coordinated>, headers: &Headers) -> Option<Response> {
         let writes = headers.peer_writes?;
         let from = headers.peer_from.unwrap_or("a peer");
-        let mismatch = self.meet(from, headers.peer_cluster, writes)?;
+        let mismatch = self.meet(co, from, headers.peer_cluster, writes)?;
         let message = mismatch.message(from);
         Some(Response::error(409, &message).with_extra_lines(&self.envelope()))
     }
 
     /// Checks the header lines of a peer's answer (`PeerReply::headers`).
-    pub(super) fn check_peer_answer(&mut self, address: &str, headers: &[u8]) -> Result<(), Mismatch> {
+    pub(super) fn check_peer_answer(
+        &mut self,
+        co: Option<&mut Coordinated>,
+        address: &str,
+        headers: &[u8],
+    ) -> Result<(), Mismatch> {
         let text = String::from_utf8_lossy(headers);
         let value = |name: &str| {
             text.lines().find_map(|line| {
@@ -94,12 +100,18 @@ impl Node {
         // as the node (a proxy's error): nothing to check.
         let Some(writes) = value(WRITES_HEADER) else { return Ok(()) };
         let cluster = value(CLUSTER_HEADER);
-        self.meet(address, cluster.as_deref(), &writes).map_or(Ok(()), Err)
+        self.meet(co, address, cluster.as_deref(), &writes).map_or(Ok(()), Err)
     }
 
     /// Meets a peer that says it is of `cluster` with `writes`: joins its cluster if this node has
     /// none yet, and tells when it is of another.
-    fn meet(&mut self, address: &str, cluster: Option<&str>, writes: &str) -> Option<Mismatch> {
+    fn meet(
+        &mut self,
+        co: Option<&mut Coordinated>,
+        address: &str,
+        cluster: Option<&str>,
+        writes: &str,
+    ) -> Option<Mismatch> {
         let ours = self.writes_mode();
         let mismatch = if writes != ours {
             Some(Mismatch::Writes { ours, theirs: writes.to_string() })
@@ -109,7 +121,7 @@ impl Node {
                     Some(Mismatch::Cluster { ours: ours.to_string(), theirs: theirs.to_string() })
                 }
                 (None, Some(theirs)) if crate::core::roster::valid_id(theirs) => {
-                    self.join_cluster(address, theirs);
+                    self.join_cluster(co, address, theirs);
                     None
                 }
                 _ => None,
@@ -125,12 +137,12 @@ impl Node {
     }
 
     /// Takes `cluster` as this node's cluster, for good: `node.json` is written at once.
-    fn join_cluster(&mut self, address: &str, cluster: &str) {
+    fn join_cluster(&mut self, co: Option<&mut Coordinated>, address: &str, cluster: &str) {
         info!("this node joins cluster {cluster} (first heard of from {address})");
         self.identity.cluster = Some(cluster.to_string());
-        if let Some(consensus) = self.consensus.as_mut() {
-            consensus.state.cluster = Some(cluster.to_string());
-            self.save_state();
+        if let Some(co) = co {
+            co.consensus.state.cluster = Some(cluster.to_string());
+            co.save_state(self);
         } else {
             self.save_identity();
         }

@@ -11,7 +11,8 @@
 //! voters refuses at once, as before. A single voter is its own majority: its lease is renewed
 //! by every request (`check_lease` counts its own beat as sent now), and never lapses.
 
-use super::{Node, Reply, Request, Ticket};
+use super::coordinated::Coordinated;
+use super::{Reply, Request, Shared, Ticket};
 use crate::core::clock::{Deadline, Now};
 use crate::http::{Method, OwnedHeaders};
 use crate::limits::{LEASE_RENEWAL_WAIT_MS, LEASE_WAITERS_BYTES_MAX, LEASE_WAITERS_MAX};
@@ -45,12 +46,13 @@ impl LeaseWaiter {
     }
 }
 
-impl Node {
+impl Coordinated {
     /// Parks a request that needs the lease while the coordinator renews it (starting a renewal
     /// if none was tried since the lease last held); `None`: handle it now (the lease holds, or
     /// cannot be renewed soon, or this node does not coordinate).
     pub(super) fn wait_for_lease(
         &mut self,
+        node: &mut Shared,
         now: Now,
         ticket: Ticket,
         request: &Request,
@@ -58,12 +60,12 @@ impl Node {
     ) -> Option<Reply> {
         let needs_lease = resource == "lock"
             || (resource == "data" && matches!(request.method, Method::Put | Method::Patch | Method::Delete));
-        if !needs_lease || !self.consensus.as_ref().is_some_and(|c| c.is_coordinator()) {
+        if !needs_lease || !self.consensus.is_coordinator() {
             return None;
         }
         // Renews a single voter's lease, and drops a lapsed one (and the lock it covered).
-        self.check_lease(now);
-        let consensus = self.consensus.as_mut().expect("coordinated");
+        self.check_lease(node, now);
+        let consensus = &mut self.consensus;
         if consensus.has_lease(now) {
             return None;
         }
@@ -78,7 +80,7 @@ impl Node {
         if leading.renewal.is_none() {
             leading.renewal = Some(Deadline::after(now, LEASE_RENEWAL_WAIT_MS));
             log::info!("the coordinator's lease lapsed (a pause?): beating at once to renew it before answering");
-            self.beat(now);
+            self.beat(node, now);
         }
         self.lease_waiters.push(LeaseWaiter::of(ticket, request));
         Some(Reply::Later)
@@ -86,24 +88,21 @@ impl Node {
 
     /// Handles the parked requests again once the lease holds, the renewal's time is up, or this
     /// node stopped coordinating.
-    pub(super) fn run_lease_waiters(&mut self, now: Now) {
+    pub(super) fn run_lease_waiters(&mut self, node: &mut Shared, now: Now) {
         if self.lease_waiters.is_empty() {
             return;
         }
-        let waiting = match self.consensus.as_ref() {
-            Some(c) if c.has_lease(now) => false,
-            Some(c) => match &c.role {
-                super::consensus::Role::Coordinator(leading) => leading.renewal.is_some_and(|d| !d.fired(now)),
-                _ => false,
-            },
-            None => false,
+        let waiting = match &self.consensus.role {
+            _ if self.consensus.has_lease(now) => false,
+            super::consensus::Role::Coordinator(leading) => leading.renewal.is_some_and(|d| !d.fired(now)),
+            _ => false,
         };
         if waiting {
             return;
         }
         for waiter in std::mem::take(&mut self.lease_waiters) {
-            match self.handle(now, waiter.ticket, &waiter.request()) {
-                super::Reply::Now(response) | super::Reply::Stream(response) => self.answer(waiter.ticket, response),
+            match node.handle(Some(self), now, waiter.ticket, &waiter.request()) {
+                super::Reply::Now(response) | super::Reply::Stream(response) => node.answer(waiter.ticket, response),
                 super::Reply::Later => {}
             }
         }
@@ -114,7 +113,7 @@ impl Node {
         if self.lease_waiters.is_empty() {
             return None;
         }
-        match &self.consensus.as_ref()?.role {
+        match &self.consensus.role {
             super::consensus::Role::Coordinator(leading) => leading.renewal,
             _ => Some(Deadline(0)),
         }

@@ -12,7 +12,8 @@
 use log::{info, warn};
 
 use super::consensus::{Accepted, Role};
-use super::{Effect, Node, Ticket, cluster::CallKind};
+use super::coordinated::Coordinated;
+use super::{Effect, Shared, Ticket, cluster::CallKind};
 use crate::core::clock::{Deadline, Now};
 use crate::core::jobs::{Body, DiskError, Job, Owner};
 use crate::core::roster::Coordination;
@@ -88,51 +89,39 @@ pub struct Pending {
     pub writing: Option<(u64, Option<Ticket>)>,
 }
 
-impl Node {
+impl Coordinated {
     /// Forgets the pending version; its tree is freed off the loop (one pushed by the coordinator
     /// shares no node with the store).
-    pub(super) fn drop_pending(&mut self) {
+    pub(super) fn drop_pending(&mut self, node: &mut Shared) {
         if let Some(pending) = self.pending.take() {
-            self.store.retire(pending.sealed);
+            node.store.retire(pending.sealed);
         }
     }
 
     /// True when this node's writes are coordinated and it has voters other than itself: a commit
     /// is then durable only on a majority.
     fn single_voter(&self, coordination: &Coordination) -> bool {
-        let me = &self.consensus.as_ref().expect("coordinated").state.id;
+        let me = &self.consensus.state.id;
         coordination.voters.len() == 1 && coordination.is_voter(me)
     }
 
-    /// Counts a snapshot file written (or failed) by a job of coordinated mode.
-    pub(super) fn count_write(&mut self, file: &Result<Option<std::path::PathBuf>, DiskError>, elapsed_us: u64) {
-        match file {
-            Ok(Some(_)) => {
-                self.metrics.snapshot_writes += 1;
-                self.metrics.snapshot_seconds.observe(elapsed_us as f64 / 1e6);
-            }
-            Ok(None) => {}
-            Err(_) => self.metrics.flush_failures += 1,
-        }
-    }
-
     /// Starts making a new version durable: seals it from `root` (or stamps `base` in this term).
-    pub(super) fn replicate(&mut self, now: Now, purpose: Purpose, content: Content) {
-        let consensus = self.consensus.as_ref().expect("coordinated");
+    pub(super) fn replicate(&mut self, node: &mut Shared, now: Now, purpose: Purpose, content: Content) {
+        let consensus = &self.consensus;
         let term = consensus.state.term;
-        let id = self.ids.job(Owner::Commit);
-        let mut node = self.node_json();
+        let id = node.ids.job(Owner::Commit);
+        let mut json = node.node_json(self.consensus.confirmed);
         let job = match content {
             Content::New { root, coordination } => {
                 let coordination = coordination.in_term(term);
                 let single = self.single_voter(&coordination);
-                node.committed = single;
+                json.committed = single;
                 Job::Seal {
                     id,
-                    sequence: self.next_sequence(self.store.version().sequence),
+                    sequence: node.next_sequence(node.store.version().sequence),
                     root,
-                    parent: self.store.lineage().clone(),
-                    node,
+                    parent: node.store.lineage().clone(),
+                    node: json,
                     coordination: Some(Box::new(coordination)),
                     write: single,
                 }
@@ -141,7 +130,7 @@ impl Node {
                 Job::Restamp { id, sealed: base, coordination: Box::new(coordination.in_term(term)) }
             }
         };
-        self.effects.push(Effect::Job(job));
+        node.effects.push(Effect::Job(job));
         let phase = Phase::Sealing { job: id.serial };
         self.commit = Some(InCommit { purpose, phase, deadline: Deadline::after(now, COMMIT_TIMEOUT_MS) });
     }
@@ -150,6 +139,7 @@ impl Node {
     /// stepped down) is dropped.
     pub(super) fn commit_sealed(
         &mut self,
+        node: &mut Shared,
         now: Now,
         serial: u64,
         sealed: Sealed,
@@ -157,57 +147,64 @@ impl Node {
         elapsed_us: u64,
     ) {
         if self.commit.as_ref().is_some_and(|c| matches!(c.phase, Phase::Sealing { job } if job == serial)) {
-            self.count_write(&file, elapsed_us);
-            self.replicate_sealed(now, sealed, file);
+            node.count_write(&file, elapsed_us);
+            self.replicate_sealed(node, now, sealed, file);
         }
     }
 
     /// The coordinator's own write of a version it makes durable (or made, before it stepped down).
     pub(super) fn commit_written(
         &mut self,
+        node: &mut Shared,
         now: Now,
         serial: u64,
         file: Result<Option<std::path::PathBuf>, DiskError>,
         elapsed_us: u64,
     ) {
-        self.count_write(&file, elapsed_us);
+        node.count_write(&file, elapsed_us);
         let own_write =
             |c: &InCommit| matches!(c.phase, Phase::Replicating { own_write: Some(job), .. } if job == serial);
         if self.commit.as_ref().is_some_and(own_write) {
-            self.replicate_written(now, file);
+            self.replicate_written(node, now, file);
         }
     }
 
     /// The worker sealed (or stamped) the version being made durable.
-    fn replicate_sealed(&mut self, now: Now, sealed: Sealed, file: Result<Option<std::path::PathBuf>, DiskError>) {
+    fn replicate_sealed(
+        &mut self,
+        node: &mut Shared,
+        now: Now,
+        sealed: Sealed,
+        file: Result<Option<std::path::PathBuf>, DiskError>,
+    ) {
         let coordination = sealed.copy.coordination.clone().expect("a coordinated version");
-        let me = self.consensus.as_ref().expect("coordinated").state.id.clone();
+        let me = self.consensus.state.id.clone();
         let written = match file {
-            Err(e) => return self.replicate_failed(now, e),
+            Err(e) => return self.replicate_failed(node, now, e),
             // A single voter wrote it already, committed; else it is written beside the pushes.
-            Ok(file) => file.is_some() || (self.single_voter(&coordination) && !self.config.durable),
+            Ok(file) => file.is_some() || (self.single_voter(&coordination) && !node.config.durable),
         };
         let (durable, own_write) = if written {
             (vec![me.clone()], None)
         } else {
-            let id = self.ids.job(Owner::Commit);
-            let mut node = self.node_json();
+            let id = node.ids.job(Owner::Commit);
+            let mut json = node.node_json(self.consensus.confirmed);
             // The only voter's own copy is a majority: the version is committed once written.
-            node.committed = self.single_voter(&coordination);
-            self.effects.push(Effect::Job(Job::Write { id, body: Body::Rendered(sealed.body.clone()), node }));
+            json.committed = self.single_voter(&coordination);
+            node.effects.push(Effect::Job(Job::Write { id, body: Body::Rendered(sealed.body.clone()), node: json }));
             (Vec::new(), Some(id.serial))
         };
         let commit = self.commit.as_mut().expect("a version in flight");
         commit.phase = Phase::Replicating { sealed: Box::new(sealed.clone()), own_write, durable, pushing: Vec::new() };
         self.pending = Some(super::replicate::Pending { sealed, writing: None });
         for voter in coordination.voters.iter().filter(|m| m.id != me) {
-            self.push_accept(&voter.id.clone(), &voter.address.clone());
+            self.push_accept(node, &voter.id.clone(), &voter.address.clone());
         }
-        self.check_commit(now);
+        self.check_commit(node, now);
     }
 
     /// Pushes the version in flight to one voter.
-    fn push_accept(&mut self, id: &str, address: &str) {
+    fn push_accept(&mut self, node: &mut Shared, id: &str, address: &str) {
         let Some(InCommit { phase: Phase::Replicating { sealed, durable, pushing, .. }, .. }) = &mut self.commit else {
             return;
         };
@@ -216,12 +213,12 @@ impl Node {
         }
         pushing.push(id.to_string());
         let (version, body) = (sealed.copy.version, Bytes::Shared(sealed.body.clone()));
-        self.call(address, CallKind::Accept(version), Method::Put, "/cluster/accept", body);
+        node.call(address, CallKind::Accept(version), Method::Put, "/cluster/accept", body);
     }
 
     /// The coordinator's own write of the version in flight is done (or failed).
-    fn replicate_written(&mut self, now: Now, file: Result<Option<std::path::PathBuf>, DiskError>) {
-        let me = self.consensus.as_ref().expect("coordinated").state.id.clone();
+    fn replicate_written(&mut self, node: &mut Shared, now: Now, file: Result<Option<std::path::PathBuf>, DiskError>) {
+        let me = self.consensus.state.id.clone();
         let Some(InCommit { phase: Phase::Replicating { own_write, durable, .. }, .. }) = &mut self.commit else {
             unreachable!("the coordinator's own write is of a sealed version in flight");
         };
@@ -229,43 +226,48 @@ impl Node {
         match file {
             Ok(_) => {
                 durable.push(me);
-                self.check_commit(now);
+                self.check_commit(node, now);
             }
             // The voters may hold the version already, and may yet commit it under the next
             // coordinator: this node can neither abandon it nor make another version of this
             // term at its sequence. It stops coordinating; the commit's outcome is unknown.
             Err(e) => {
                 // Not durable here: not accepted here.
-                self.drop_pending();
-                self.resign(now, &format!("the version being committed could not be written here: {}", e.message));
+                self.drop_pending(node);
+                self.resign(
+                    node,
+                    now,
+                    &format!("the version being committed could not be written here: {}", e.message),
+                );
             }
         }
     }
 
     /// The version could not be written here: nothing is committed (the lock stays held).
-    fn replicate_failed(&mut self, now: Now, e: DiskError) {
+    fn replicate_failed(&mut self, node: &mut Shared, now: Now, e: DiskError) {
         let commit = self.commit.take().expect("a version in flight");
         warn!("the version being committed could not be written here: {}", e.message);
-        self.drop_pending();
+        self.drop_pending(node);
         if let Purpose::Lock { answered, .. } = commit.purpose
-            && self.lock.is_some()
+            && node.lock.is_some()
         {
             // Open again (its lease runs), even when its client already has a 504.
-            self.commit_failed(now, &e, answered);
+            node.commit_failed(now, &e, answered);
         }
-        self.start_lock_commit(now);
+        self.start_lock_commit(node, now);
     }
 
     /// A voter's answer to a push of the version in flight.
     pub(super) fn accept_reply(
         &mut self,
+        node: &mut Shared,
         now: Now,
         address: &str,
         version: crate::core::version::Version,
         status: u16,
         body: &[u8],
     ) {
-        let Some(id) = self.members().into_iter().find(|(_, a)| a == address).map(|(id, _)| id) else { return };
+        let Some(id) = self.members(node).into_iter().find(|(_, a)| a == address).map(|(id, _)| id) else { return };
         // Whatever the answer (none, when the push was lost), the push is over: the next beat's
         // answer may start another.
         if let Some(InCommit { phase: Phase::Replicating { pushing, .. }, .. }) = &mut self.commit {
@@ -273,7 +275,7 @@ impl Node {
         }
         let reply = crate::core::messages::AcceptAnswer::decode(body);
         let term = reply.term;
-        if self.saw_term(now, term) {
+        if self.saw_term(node, now, term) {
             return;
         }
         let Some(InCommit { phase: Phase::Replicating { sealed, durable, .. }, .. }) = &mut self.commit else { return };
@@ -283,12 +285,12 @@ impl Node {
             if !durable.contains(&id) {
                 durable.push(id);
             }
-            self.check_commit(now);
+            self.check_commit(node, now);
         }
     }
 
     /// Commits the version in flight once a majority of its voters hold it durably.
-    fn check_commit(&mut self, now: Now) {
+    fn check_commit(&mut self, node: &mut Shared, now: Now) {
         let Some(InCommit { phase: Phase::Replicating { sealed, durable, .. }, .. }) = &self.commit else { return };
         let coordination = sealed.copy.coordination.as_ref().expect("a coordinated version");
         let durable = durable.iter().filter(|id| coordination.is_voter(id)).count();
@@ -301,24 +303,24 @@ impl Node {
         let version = sealed.copy.version;
         // A change of voters keeps the data: a transaction that started on the version before goes
         // on from this one.
-        let before = self.store.version();
-        if let (Purpose::Membership { .. }, Some(lock)) = (&commit.purpose, &mut self.lock) {
+        let before = node.store.version();
+        if let (Purpose::Membership { .. }, Some(lock)) = (&commit.purpose, &mut node.lock) {
             lock.restamped(before, version);
         }
-        self.drop_pending();
-        self.disk.wrote(version, self.cluster.stamp);
-        if self.store_confirmed() {
-            self.store.promote(sealed);
+        self.drop_pending(node);
+        node.disk.wrote(version, node.cluster.stamp);
+        if self.consensus.confirmed {
+            node.store.promote(sealed);
         } else {
             // Elected on a store loaded unconfirmed: the version it adopted replaces it, even at
             // a lower sequence (the store was one no majority held).
-            self.store.reset(sealed);
+            node.store.reset(sealed);
         }
-        self.store_changed();
-        let consensus = self.consensus.as_mut().expect("coordinated");
+        node.store_changed(Some(self));
+        let consensus = &mut self.consensus;
         consensus.confirmed = true;
         match commit.purpose {
-            Purpose::Lock { ticket, answered } => self.lock_committed(now, ticket, answered, version),
+            Purpose::Lock { ticket, answered } => self.lock_committed(node, now, ticket, answered, version),
             Purpose::Adopt => {
                 info!(
                     "term {}: sequence {} is durable on a majority; writes are open",
@@ -331,18 +333,25 @@ impl Node {
             Purpose::Membership { what, ticket } => {
                 info!("{what}: committed as sequence {}", version.sequence);
                 if let Some(ticket) = ticket {
-                    self.answer(ticket, Response::json(200, version.to_pretty_line().into_bytes()));
+                    node.answer(ticket, Response::json(200, version.to_pretty_line().into_bytes()));
                 }
             }
         }
-        self.check_activation(now);
-        self.leave_if_no_voter(now);
-        self.after_commit(now);
+        node.check_activation(now, Some(self));
+        self.leave_if_no_voter(node, now);
+        self.after_commit(node, now);
     }
 
     /// The lock's commit is durable on a majority: the transaction is over.
-    fn lock_committed(&mut self, now: Now, ticket: Ticket, answered: bool, version: crate::core::version::Version) {
-        let lock = self.commit_landed(now, version);
+    fn lock_committed(
+        &mut self,
+        node: &mut Shared,
+        now: Now,
+        ticket: Ticket,
+        answered: bool,
+        version: crate::core::version::Version,
+    ) {
+        let lock = node.commit_landed(now, version);
         if answered {
             warn!(
                 "the commit of lock {} that answered 504 landed after all, as sequence {}",
@@ -350,60 +359,60 @@ impl Node {
                 version.sequence
             );
         } else {
-            self.answer(ticket, super::write::committed(&lock, version));
+            node.answer(ticket, super::write::committed(&lock, version));
         }
     }
 
     /// Starts the lock's commit, once nothing else is in flight (a change of voters may be).
-    pub(super) fn start_lock_commit(&mut self, now: Now) {
+    pub(super) fn start_lock_commit(&mut self, node: &mut Shared, now: Now) {
         if self.commit.is_some() {
             return;
         }
-        let Some(lock) = &self.lock else { return };
+        let Some(lock) = &node.lock else { return };
         let Some(ticket) = lock.waiting_commit() else { return };
         let root = lock.staged().clone();
         let restore = lock.one_request().and_then(|o| o.restore.clone());
-        let coordination = self.coordination().expect("a coordinator has a coordination");
+        let coordination = self.coordination(node).expect("a coordinator has a coordination");
         let content = match restore {
             None => Content::New { root, coordination },
             // A change of voters committed while the restore waited its turn: the copy is no
             // longer newer than the store, and is ignored.
-            Some(copy) if copy.copy.version.sequence <= self.store.version().sequence => {
-                let lock = self.lock.take().expect("checked above");
+            Some(copy) if copy.copy.version.sequence <= node.store.version().sequence => {
+                let lock = node.lock.take().expect("checked above");
                 info!("PUT /copy of sequence {} ignored: the store is newer now", copy.copy.version.sequence);
-                self.store.retire(*copy);
+                node.store.retire(*copy);
                 if let Some(sealed) = lock.into_restore() {
-                    self.store.retire(*sealed);
+                    node.store.retire(*sealed);
                 }
-                let version = self.store.version();
-                self.answer(ticket, Response::json(201, version.to_pretty_line().into_bytes()));
+                let version = node.store.version();
+                node.answer(ticket, Response::json(201, version.to_pretty_line().into_bytes()));
                 return;
             }
             // The copy's data at the copy's sequence, stamped with this cluster's voters in this
             // term: its lineage and checksum stay the copy's.
             Some(copy) => Content::Stamp { base: copy, coordination },
         };
-        self.replicate(now, Purpose::Lock { ticket, answered: false }, content);
+        self.replicate(node, now, Purpose::Lock { ticket, answered: false }, content);
         let Some(InCommit { phase: Phase::Sealing { job }, .. }) = self.commit else {
             unreachable!("a version in flight is sealed first");
         };
-        self.lock.as_mut().expect("checked above").commit_running(job);
+        node.lock.as_mut().expect("checked above").commit_running(job);
     }
 
     /// After a commit: tell every member at once, start a lock commit that waited, and see whether
     /// the voters should change.
-    fn after_commit(&mut self, now: Now) {
-        self.start_lock_commit(now);
-        if let Some(leading) = self.consensus.as_mut().and_then(|c| c.leading()) {
+    fn after_commit(&mut self, node: &mut Shared, now: Now) {
+        self.start_lock_commit(node, now);
+        if let Some(leading) = self.consensus.leading() {
             leading.next_beat = Deadline(now.mono_ms);
         }
-        self.tick_consensus(now);
-        self.consider_membership(now);
+        self.tick_consensus(node, now);
+        self.consider_membership(node, now);
     }
 
     /// Answers 504 to a lock commit that has not reached a majority in time; the lock is free, and
     /// the version may still land.
-    pub(super) fn expire_commit(&mut self, now: Now) {
+    pub(super) fn expire_commit(&mut self, node: &mut Shared, now: Now) {
         let Some(commit) = &mut self.commit else { return };
         if !commit.deadline.fired(now) {
             return;
@@ -413,20 +422,20 @@ impl Node {
             Purpose::Lock { ticket, answered } if !*answered => {
                 *answered = true;
                 let ticket = *ticket;
-                let name = self.lock.as_ref().map(|l| l.name().to_string()).unwrap_or_default();
+                let name = node.lock.as_ref().map(|l| l.name().to_string()).unwrap_or_default();
                 warn!(
                     "the commit of lock {name} is not durable on a majority after {} ms: answered 504",
                     COMMIT_TIMEOUT_MS
                 );
-                self.answer(ticket, outcome_unknown(self.lock.as_ref()));
+                node.answer(ticket, outcome_unknown(node.lock.as_ref()));
             }
             Purpose::Membership { what, ticket } => {
                 let what = format!("{what}: not durable on a majority of voters after {COMMIT_TIMEOUT_MS} ms");
                 warn!("{what}");
                 if let Some(ticket) = ticket.take() {
-                    self.answer(ticket, Response::outcome_unknown(&format!("{what}; it may land or not")));
+                    node.answer(ticket, Response::outcome_unknown(&format!("{what}; it may land or not")));
                 }
-                self.refuse_waiting_commit(&what);
+                self.refuse_waiting_commit(node, &what);
             }
             _ => {}
         }
@@ -434,63 +443,63 @@ impl Node {
 
     /// A lock commit that waits behind a change of voters and will not start: nothing was
     /// committed, so it answers 503 and the lock is free.
-    pub(super) fn refuse_waiting_commit(&mut self, why: &str) {
-        if let Some(lock) = self.lock.take_if(|l| l.waiting_commit().is_some()) {
+    pub(super) fn refuse_waiting_commit(&mut self, node: &mut Shared, why: &str) {
+        if let Some(lock) = node.lock.take_if(|l| l.waiting_commit().is_some()) {
             let ticket = lock.waiting_commit().expect("checked above");
             warn!("the commit of lock {} did not start: {why}; nothing was committed", lock.name());
             let message = format!("the commit did not start: {why}; nothing was committed");
-            self.answer(ticket, Response::error(503, &message).with_header("Retry-After", "1"));
+            node.answer(ticket, Response::error(503, &message).with_header("Retry-After", "1"));
         }
     }
 
     /// This node stops coordinating: a commit in flight ends here, its outcome unknown.
-    pub(super) fn step_down_commit(&mut self) {
-        self.refuse_waiting_commit("this node stopped coordinating");
+    pub(super) fn step_down_commit(&mut self, node: &mut Shared) {
+        self.refuse_waiting_commit(node, "this node stopped coordinating");
         let Some(commit) = self.commit.take() else { return };
         if let Purpose::Lock { ticket, answered: false } = commit.purpose {
-            self.answer(ticket, outcome_unknown(self.lock.as_ref()));
+            node.answer(ticket, outcome_unknown(node.lock.as_ref()));
         }
         if let Purpose::Membership { ticket: Some(ticket), what } = commit.purpose {
-            self.answer(ticket, Response::error(503, &format!("{what}: this node stopped coordinating; retry")));
+            node.answer(ticket, Response::error(503, &format!("{what}: this node stopped coordinating; retry")));
         }
-        if self.lock.as_ref().is_some_and(|l| l.is_committing()) {
-            self.lock = None;
+        if node.lock.as_ref().is_some_and(|l| l.is_committing()) {
+            node.lock = None;
         }
     }
 
     /// A new coordinator's first act: the newest version among its voters, stamped with its term
     /// and made durable on a majority, before any lock is granted.
-    pub(super) fn adopt(&mut self, now: Now, newest: (Accepted, String)) {
+    pub(super) fn adopt(&mut self, node: &mut Shared, now: Now, newest: (Accepted, String)) {
         let (accepted, holder) = newest;
-        let base = (self.accepted() == accepted).then(|| self.newest_held().clone());
+        let base = (self.accepted(node) == accepted).then(|| self.newest_held(node).clone());
         match base {
-            Some(base) => self.stamp(now, base),
+            Some(base) => self.stamp(node, now, base),
             None => {
                 info!(
                     "fetching sequence {} of term {} from {holder} to adopt it",
                     accepted.version.sequence, accepted.term
                 );
-                self.call(&holder, CallKind::FetchAccepted, Method::Get, "/cluster/accepted", Bytes::EMPTY);
+                node.call(&holder, CallKind::FetchAccepted, Method::Get, "/cluster/accepted", Bytes::EMPTY);
             }
         }
     }
 
     /// Stamps `base` with this coordinator's term and makes it durable on a majority.
-    pub(super) fn stamp(&mut self, now: Now, base: Sealed) {
-        let Some(coordination) = base.copy.coordination.clone().or_else(|| self.coordination()) else { return };
-        self.replicate(now, Purpose::Adopt, Content::Stamp { base: Box::new(base), coordination });
+    pub(super) fn stamp(&mut self, node: &mut Shared, now: Now, base: Sealed) {
+        let Some(coordination) = base.copy.coordination.clone().or_else(|| self.coordination(node)) else { return };
+        self.replicate(node, now, Purpose::Adopt, Content::Stamp { base: Box::new(base), coordination });
     }
 
     /// The version to adopt arrived (decoded): stamp it.
-    pub(super) fn adopted(&mut self, now: Now, result: Result<Sealed, DecodeError>) {
-        if !self.consensus.as_ref().is_some_and(|c| c.is_coordinator()) || self.commit.is_some() {
+    pub(super) fn adopted(&mut self, node: &mut Shared, now: Now, result: Result<Sealed, DecodeError>) {
+        if !self.consensus.is_coordinator() || self.commit.is_some() {
             if let Ok(sealed) = result {
-                self.store.retire(sealed);
+                node.store.retire(sealed);
             }
             return;
         }
         match result {
-            Ok(sealed) => self.stamp(now, sealed),
+            Ok(sealed) => self.stamp(node, now, sealed),
             Err(e) => warn!("the version to adopt was refused: {e}; standing again"),
         }
     }
@@ -500,6 +509,7 @@ impl Node {
     /// store is known to be committed).
     pub(super) fn member_holds(
         &mut self,
+        node: &mut Shared,
         _now: Now,
         id: &str,
         address: &str,
@@ -512,30 +522,30 @@ impl Node {
             .and_then(InCommit::sealed)
             .is_some_and(|s| s.copy.coordination.as_ref().is_some_and(|c| c.is_voter(id)));
         if in_flight_voter {
-            self.push_accept(id, address);
+            self.push_accept(node, id, address);
         }
-        let ours = self.store.version();
+        let ours = node.store.version();
         let behind = committed.is_none_or(|c| {
             c.version.sequence < ours.sequence || (c.version != ours && c.version.sequence == ours.sequence)
         });
         // Only a store known to be committed is pushed: a coordinator elected on a store it
         // loaded unconfirmed has yet to make its adopted version durable on a majority.
         if behind
-            && self.store_confirmed()
-            && let Some(peer) = self.cluster.find_mut(address)
+            && self.consensus.confirmed
+            && let Some(peer) = node.cluster.find_mut(address)
             && peer.pushing.is_none()
         {
             peer.pushing = Some(ours);
-            let body = Bytes::Shared(self.store.body());
-            self.call(address, CallKind::PutCopy(ours), Method::Put, "/copy", body);
+            let body = Bytes::Shared(node.store.body());
+            node.call(address, CallKind::PutCopy(ours), Method::Put, "/copy", body);
         }
     }
 
     /// Drops the lock when this node can no longer grant it: its holder's next request answers
     /// that it is gone, and why.
-    pub(super) fn drop_lock_for(&mut self, why: &str) {
-        self.refuse_waiting_commit(why);
-        if let Some(lock) = self.lock.take_if(|l| !l.is_committing()) {
+    pub(super) fn drop_lock_for(&mut self, node: &mut Shared, why: &str) {
+        self.refuse_waiting_commit(node, why);
+        if let Some(lock) = node.lock.take_if(|l| !l.is_committing()) {
             warn!(
                 "lock {} dropped{}: {why}; {} dropped",
                 lock.name(),
@@ -543,6 +553,20 @@ impl Node {
                 super::transaction::changes(lock.changes())
             );
             self.dropped_lock = Some((lock.name().to_string(), why.to_string()));
+        }
+    }
+}
+
+impl Shared {
+    /// Counts a snapshot file written (or failed) by a job of coordinated mode.
+    pub(super) fn count_write(&mut self, file: &Result<Option<std::path::PathBuf>, DiskError>, elapsed_us: u64) {
+        match file {
+            Ok(Some(_)) => {
+                self.metrics.snapshot_writes += 1;
+                self.metrics.snapshot_seconds.observe(elapsed_us as f64 / 1e6);
+            }
+            Ok(None) => {}
+            Err(_) => self.metrics.flush_failures += 1,
         }
     }
 }

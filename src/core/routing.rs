@@ -2,14 +2,21 @@
 //! the peer endpoints (`guard.rs`) and, from a peer, the boundary of its cluster (`peering.rs`),
 //! then goes to the resource that owns it.
 
+use super::coordinated::Coordinated;
 use super::path::{self, Query};
-use super::{Node, Reply, Request, Ticket, auth, guard, info, json_response, method_not_allowed};
+use super::{Reply, Request, Shared, Ticket, auth, guard, info, json_response, method_not_allowed};
 use crate::core::clock::Now;
 use crate::http::{Method, Response};
 
-impl Node {
+impl Shared {
     /// Handles one request. `ticket` names it if the answer has to wait.
-    pub fn handle(&mut self, now: Now, ticket: Ticket, request: &Request) -> Reply {
+    pub(super) fn handle(
+        &mut self,
+        mut co: Option<&mut Coordinated>,
+        now: Now,
+        ticket: Ticket,
+        request: &Request,
+    ) -> Reply {
         self.clock.now = now;
         if request.method == Method::Unknown {
             return Reply::Now(Response::error(501, "method not implemented"));
@@ -48,21 +55,23 @@ impl Node {
         if request.headers.peer_writes.is_some() {
             // A peer's request: refused whole when it is of another cluster or mode, and answered
             // with this node's cluster and mode.
-            let reply = match self.check_peer_request(&request.headers) {
+            let reply = match self.check_peer_request(co.as_deref_mut(), &request.headers) {
                 Some(refused) => return Reply::Now(refused),
-                None => self.route(now, ticket, request, resource, below, query),
+                None => self.route(co, now, ticket, request, resource, below, query),
             };
             return match reply {
                 Reply::Now(response) => Reply::Now(response.with_extra_lines(&self.envelope())),
                 other => other,
             };
         }
-        self.route(now, ticket, request, resource, below, query)
+        self.route(co, now, ticket, request, resource, below, query)
     }
 
     /// Hands a request to its resource.
+    #[allow(clippy::too_many_arguments)]
     fn route(
         &mut self,
+        mut co: Option<&mut Coordinated>,
         now: Now,
         ticket: Ticket,
         request: &Request,
@@ -74,42 +83,56 @@ impl Node {
         // A forwarded request's client is the one the forwarding node names, for the audit lines.
         let forwarded_client = request.headers.forwarded.and_then(|c| c.parse().ok());
         let request = &Request { client: forwarded_client.or(request.client), ..*request };
-        if let Some(parked) = self.wait_for_lease(now, ticket, request, resource) {
+        if let Some(co) = co.as_deref_mut()
+            && let Some(parked) = co.wait_for_lease(self, now, ticket, request, resource)
+        {
             return parked;
         }
         let response = match resource {
-            "" if below.is_empty() => self.info(request.method),
+            "" if below.is_empty() => self.info(co.as_deref(), request.method),
             "ui" if below.is_empty() => get_only(request.method, crate::ui::page),
-            "data" => return self.data(now, ticket, request, below, query),
+            "data" => return self.data(co, now, ticket, request, below, query),
             "health" if below.is_empty() => {
                 get_only(request.method, || json_response(200, &serde_json::json!({"status": "ok"})))
             }
-            "ready" if below.is_empty() => get_only(request.method, || self.ready()),
-            "metrics" if below.is_empty() => get_only(request.method, || self.metrics_response(now)),
+            "ready" if below.is_empty() => get_only(request.method, || self.ready(co.as_deref())),
+            "metrics" if below.is_empty() => get_only(request.method, || self.metrics_response(co.as_deref(), now)),
             "version" if below.is_empty() => match request.method {
                 Method::Get | Method::Head => Response::json(200, self.store.version().to_pretty_line().into_bytes()),
                 _ => method_not_allowed("GET, HEAD"),
             },
-            "lock" | "update" if self.serves_unconfirmed() => self.unconfirmed_refusal(),
-            "lock" | "update" if !self.is_active() => self.inactive(),
-            "lock" | "update" if self.must_forward(resource, request.method) => {
+            "lock" | "update" if self.serves_unconfirmed(co.as_deref()) => self.unconfirmed_refusal(),
+            "lock" | "update" if !self.is_active(co.as_deref()) => self.inactive(co.as_deref()),
+            "lock" | "update"
+                if let Some(co) = co.as_deref_mut()
+                    && co.must_forward(resource, request.method) =>
+            {
                 let commit = resource == "lock" && request.method == Method::Put && below.len() > 1;
-                return self.forward(now, ticket, request, commit);
+                return co.forward(self, now, ticket, request, commit);
             }
             "lock" | "update" if let Some(refused) = self.writes_refused(request.method) => refused,
-            "lock" => return self.lock_request(now, ticket, request, below, query),
+            "lock" => return self.lock_request(co, now, ticket, request, below, query),
             "update" => self.update_request(now, request, below, query),
-            "copy" if below.is_empty() => return self.copy_request(now, ticket, request),
-            "state" if below.is_empty() => self.state_request(now, request.method, request.body),
+            "copy" if below.is_empty() => return self.copy_request(co, now, ticket, request),
+            "state" if below.is_empty() => self.state_request(co.as_deref(), now, request.method, request.body),
             // A removal is a commit: unanswered once sent, its outcome is unknown (504).
-            "state" if request.method == Method::Delete && self.must_forward(resource, request.method) => {
-                return self.forward(now, ticket, request, true);
+            "state"
+                if request.method == Method::Delete
+                    && let Some(co) = co.as_deref_mut()
+                    && co.must_forward(resource, request.method) =>
+            {
+                return co.forward(self, now, ticket, request, true);
             }
-            "state" if request.method == Method::Delete && self.consensus.is_some() => {
+            "state"
+                if request.method == Method::Delete
+                    && let Some(co) = co.as_deref_mut() =>
+            {
                 let address = path::decode(below.trim_matches('/')).unwrap_or_default().into_owned();
-                return self.remove_voter(now, ticket, &address);
+                return co.remove_voter(self, now, ticket, &address);
             }
-            "cluster" if self.consensus.is_some() => return self.cluster_request(now, ticket, request, below),
+            "cluster" if let Some(co) = co.as_deref_mut() => {
+                return co.cluster_request(self, now, ticket, request, below);
+            }
             _ => Response::error(404, &format!("no such resource: {raw_path}")),
         };
         Reply::Now(response)

@@ -17,8 +17,9 @@ use std::sync::Arc;
 
 use log::{info, warn};
 
+use super::coordinated::Coordinated;
 use super::write::{Edit, Write};
-use super::{Effect, Lock, Node, Reply, Request, Ticket, method_not_allowed};
+use super::{Effect, Lock, Reply, Request, Shared, Ticket, method_not_allowed};
 use crate::core::clock::Now;
 use crate::core::consensus::Accepted;
 use crate::core::jobs::{Decoding, Job, Owner};
@@ -49,7 +50,7 @@ fn copy_response(body: Arc<[u8]>) -> Response {
     }
 }
 
-impl Node {
+impl Shared {
     /// Marks this node's commits that a new history leaves out as superseded (and logs and counts
     /// it), and those it brings back as alive again. A node that moves to another node's branch
     /// cannot know whether a third node built on its own, so a mark can be undone later; once the
@@ -75,14 +76,20 @@ impl Node {
         }
     }
 
-    pub(super) fn copy_request(&mut self, now: Now, ticket: Ticket, request: &Request) -> Reply {
-        match request.method {
+    pub(super) fn copy_request(
+        &mut self,
+        co: Option<&mut Coordinated>,
+        now: Now,
+        ticket: Ticket,
+        request: &Request,
+    ) -> Reply {
+        match (request.method, co) {
             // A version this node does not know to be committed is nobody's to take.
-            Method::Get | Method::Head if !self.store_confirmed() => Reply::Now(
+            (Method::Get | Method::Head, co) if !Shared::store_confirmed(co.as_deref()) => Reply::Now(
                 Response::error(503, "this node's store is not known to be committed yet; ask another node")
                     .with_header("Retry-After", "1"),
             ),
-            Method::Get | Method::Head => match self.store.body_at_hand() {
+            (Method::Get | Method::Head, _) => match self.store.body_at_hand() {
                 Some(body) => Reply::Now(copy_response(body)),
                 None => {
                     // Rendering a large store would stall the loop: the decoder thread renders
@@ -98,10 +105,8 @@ impl Node {
                     Reply::Later
                 }
             },
-            Method::Put if self.consensus.is_some() && !is_peer_push(request) => {
-                self.restore_request(now, ticket, request)
-            }
-            Method::Put => {
+            (Method::Put, Some(co)) if !is_peer_push(request) => co.restore_request(self, now, ticket, request),
+            (Method::Put, _) => {
                 if self.decodes_in_flight >= DECODES_IN_FLIGHT_MAX {
                     let busy =
                         Response::error(503, "too many copies being checked; retry").with_header("Retry-After", "1");
@@ -112,7 +117,7 @@ impl Node {
                 self.effects.push(Effect::Job(Job::Decode { id, body: request.body.to_vec() }));
                 Reply::Later
             }
-            _ => Reply::Now(method_not_allowed("GET, HEAD, PUT")),
+            (_, _) => Reply::Now(method_not_allowed("GET, HEAD, PUT")),
         }
     }
 
@@ -128,27 +133,45 @@ impl Node {
     }
 
     /// The decoder thread checked a copy: one sent with `PUT /copy`, or one fetched from a peer.
-    pub(super) fn copy_decoded(&mut self, now: Now, waiter: Decoding, result: Result<Sealed, DecodeError>) {
+    pub(super) fn copy_decoded(
+        &mut self,
+        co: Option<&mut Coordinated>,
+        now: Now,
+        waiter: Decoding,
+        result: Result<Sealed, DecodeError>,
+    ) {
         self.decodes_in_flight -= 1;
-        let ticket = match waiter {
-            Decoding::Request(ticket) => ticket,
-            Decoding::Fetched => return self.fetched(now, result),
-            Decoding::Accept(ticket) => return self.accept_decoded(now, ticket, result),
-            Decoding::Adopt => return self.adopted(now, result),
-            Decoding::Restore { ticket, client } => return self.restore_decoded(now, ticket, client, result),
-        };
+        match (waiter, co) {
+            (Decoding::Request(ticket), co) => self.copy_checked(co, now, ticket, result),
+            (Decoding::Fetched, co) => self.fetched(co, now, result),
+            (Decoding::Accept(ticket), Some(co)) => co.accept_decoded(self, now, ticket, result),
+            (Decoding::Adopt, Some(co)) => co.adopted(self, now, result),
+            (Decoding::Restore { ticket, client }, Some(co)) => co.restore_decoded(self, now, ticket, client, result),
+            // Only coordinated mode decodes a version pushed to a voter, adopted, or restored.
+            (waiter, None) => unreachable!("a node of local writes decodes no {waiter:?}"),
+        }
+    }
+
+    /// A copy sent with `PUT /copy` by a peer (or, with local writes, by a client) was checked.
+    fn copy_checked(
+        &mut self,
+        mut co: Option<&mut Coordinated>,
+        now: Now,
+        ticket: Ticket,
+        result: Result<Sealed, DecodeError>,
+    ) {
         let response = match result {
             Err(e) => {
                 warn!("refused a copy: {e}");
                 Response::error(400, &format!("copy refused: {e}"))
             }
-            Ok(sealed) => match self.foreign(&sealed) {
+            Ok(sealed) => match self.foreign(co.as_deref(), &sealed) {
                 Some(why) => {
                     self.store.retire(sealed);
                     Response::error(409, &why)
                 }
                 None => {
-                    if self.take_copy(now, sealed) {
+                    if self.take_copy(co.as_deref_mut(), now, sealed) {
                         // Answered once on disk: a node never goes back to an older version.
                         return self.answer_copy_when_durable(ticket);
                     }
@@ -159,67 +182,12 @@ impl Node {
         self.answer(ticket, response);
     }
 
-    /// A client's `PUT /copy` with coordinated writes: a restore, which the coordinator commits
-    /// (any other node forwards it there, once). The copy is checked off the loop first.
-    fn restore_request(&mut self, now: Now, ticket: Ticket, request: &Request) -> Reply {
-        if !self.is_active() {
-            return Reply::Now(super::inactive());
-        }
-        if self.must_forward("copy", Method::Put) {
-            return self.forward(now, ticket, request, true);
-        }
-        if self.decodes_in_flight >= DECODES_IN_FLIGHT_MAX {
-            let busy = Response::error(503, "too many copies being checked; retry").with_header("Retry-After", "1");
-            return Reply::Now(busy);
-        }
-        let id = self.ids.job(Owner::Decode(Decoding::Restore { ticket, client: request.client }));
-        self.decodes_in_flight += 1;
-        self.effects.push(Effect::Job(Job::Decode { id, body: request.body.to_vec() }));
-        Reply::Later
-    }
-
-    /// The copy of a restore is checked: it is committed as a whole-store write, under the lock
-    /// like any write (it waits for a transaction to end), if it is newer than the store then.
-    fn restore_decoded(
-        &mut self,
-        now: Now,
-        ticket: Ticket,
-        client: Option<std::net::SocketAddr>,
-        result: Result<Sealed, DecodeError>,
-    ) {
-        let sealed = match result {
-            Ok(sealed) => sealed,
-            Err(e) => {
-                warn!("refused a copy to restore: {e}");
-                return self.answer(ticket, Response::error(400, &format!("copy refused: {e}")));
-            }
-        };
-        if !self.consensus.as_ref().is_some_and(|c| c.is_coordinator()) {
-            self.store.retire(sealed);
-            let why = "this node stopped coordinating while the copy was checked; nothing changed, retry";
-            return self.answer(ticket, Response::error(503, why).with_header("Retry-After", "1"));
-        }
-        let body_len = sealed.body.len();
-        let write = Write {
-            edit: Edit::Restore(Box::new(sealed)),
-            path: Vec::new(),
-            name: "PUT /copy".into(),
-            if_match: None,
-            if_none_match: None,
-            client,
-            body_len,
-        };
-        if let Reply::Now(response) = self.write(now, ticket, write) {
-            self.answer(ticket, response);
-        }
-    }
-
     /// Replaces the store with a checked copy if it is newer; returns whether it was taken.
     /// Counts this node's commits the copy does not contain, makes a waiting commit lose, writes
     /// the copy to disk, and pushes it on to older peers.
-    pub(super) fn take_copy(&mut self, now: Now, sealed: Sealed) -> bool {
-        if self.consensus.is_some() {
-            return self.take_committed(now, sealed);
+    pub(super) fn take_copy(&mut self, co: Option<&mut Coordinated>, now: Now, sealed: Sealed) -> bool {
+        if let Some(co) = co {
+            return co.take_committed(self, now, sealed);
         }
         let theirs = sealed.copy.version;
         if theirs <= self.store.version() {
@@ -237,30 +205,30 @@ impl Node {
         }
         let waiting_commit = self.lock.as_ref().and_then(Lock::waiting_commit);
         self.store.replace(sealed);
-        self.store_changed();
+        self.store_changed(None);
         self.metrics.copies_taken += 1;
         if waiting_commit.is_some() {
             // The commit had not started writing; it can only lose now.
             self.commit_lost(now);
         }
-        self.check_activation(now);
-        self.pump_disk(now);
-        self.push_to_older(now);
+        self.check_activation(now, None);
+        self.pump_disk(now, None);
+        self.push_to_older(None, now);
         true
     }
 
     /// Why a copy cannot be taken in this node's mode: a coordinated node takes only copies of its
     /// own cluster (or, a learner that has yet to hear of its cluster, of any), a local node only
     /// copies without a coordination.
-    fn foreign(&self, sealed: &Sealed) -> Option<String> {
+    fn foreign(&self, co: Option<&Coordinated>, sealed: &Sealed) -> Option<String> {
         let theirs = sealed.copy.coordination.as_ref();
         if let (Some(ours), Some(theirs)) = (self.cluster_id(), theirs)
-            && self.consensus.is_some()
+            && co.is_some()
             && ours != theirs.cluster
         {
             return Some(format!("the copy is of another cluster ({}, this one is {ours})", theirs.cluster));
         }
-        match (self.consensus.is_some(), self.coordination(), theirs) {
+        match (co.is_some(), co.and_then(|co| co.coordination(self)), theirs) {
             (false, _, Some(_)) => Some(
                 "this node's writes are local (--writes=local); the copy is of a cluster with \
                 coordinated writes"
@@ -275,6 +243,64 @@ impl Node {
             _ => None,
         }
     }
+}
+
+impl Coordinated {
+    /// A client's `PUT /copy` with coordinated writes: a restore, which the coordinator commits
+    /// (any other node forwards it there, once). The copy is checked off the loop first.
+    fn restore_request(&mut self, node: &mut Shared, now: Now, ticket: Ticket, request: &Request) -> Reply {
+        if !node.is_active(Some(self)) {
+            return Reply::Now(super::inactive());
+        }
+        if self.must_forward("copy", Method::Put) {
+            return self.forward(node, now, ticket, request, true);
+        }
+        if node.decodes_in_flight >= DECODES_IN_FLIGHT_MAX {
+            let busy = Response::error(503, "too many copies being checked; retry").with_header("Retry-After", "1");
+            return Reply::Now(busy);
+        }
+        let id = node.ids.job(Owner::Decode(Decoding::Restore { ticket, client: request.client }));
+        node.decodes_in_flight += 1;
+        node.effects.push(Effect::Job(Job::Decode { id, body: request.body.to_vec() }));
+        Reply::Later
+    }
+
+    /// The copy of a restore is checked: it is committed as a whole-store write, under the lock
+    /// like any write (it waits for a transaction to end), if it is newer than the store then.
+    fn restore_decoded(
+        &mut self,
+        node: &mut Shared,
+        now: Now,
+        ticket: Ticket,
+        client: Option<std::net::SocketAddr>,
+        result: Result<Sealed, DecodeError>,
+    ) {
+        let sealed = match result {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                warn!("refused a copy to restore: {e}");
+                return node.answer(ticket, Response::error(400, &format!("copy refused: {e}")));
+            }
+        };
+        if !self.consensus.is_coordinator() {
+            node.store.retire(sealed);
+            let why = "this node stopped coordinating while the copy was checked; nothing changed, retry";
+            return node.answer(ticket, Response::error(503, why).with_header("Retry-After", "1"));
+        }
+        let body_len = sealed.body.len();
+        let write = Write {
+            edit: Edit::Restore(Box::new(sealed)),
+            path: Vec::new(),
+            name: "PUT /copy".into(),
+            if_match: None,
+            if_none_match: None,
+            client,
+            body_len,
+        };
+        if let Reply::Now(response) = node.write(Some(self), now, ticket, write) {
+            node.answer(ticket, response);
+        }
+    }
 
     /// Coordinated mode: takes a committed store (pushed by the coordinator, or fetched from a
     /// peer that serves it) when it is newer than the one served. Committed versions form one
@@ -286,16 +312,16 @@ impl Node {
     /// version it did not adopt was never committed and never will be. It is confirmed when the
     /// committed version is itself. Otherwise the node waits (serving nothing) rather than serve a
     /// version older than one it may have served before it stopped.
-    fn take_committed(&mut self, now: Now, sealed: Sealed) -> bool {
-        if self.foreign(&sealed).is_some() {
-            self.store.retire(sealed);
+    fn take_committed(&mut self, node: &mut Shared, now: Now, sealed: Sealed) -> bool {
+        if node.foreign(Some(self), &sealed).is_some() {
+            node.store.retire(sealed);
             return false;
         }
         // A version committed in a later term proves that term began: a coordinator of an earlier
         // one steps down (else it could count, for its lease, voters that joined in that term).
-        self.saw_term(now, sealed.copy.term());
-        let confirmed = self.store_confirmed();
-        let ours = Accepted::of(self.store.sealed());
+        self.saw_term(node, now, sealed.copy.term());
+        let confirmed = self.consensus.confirmed;
+        let ours = Accepted::of(node.store.sealed());
         let theirs = sealed.copy.version;
         let newer = theirs.sequence > ours.version.sequence;
         let confirms = theirs == ours.version && !confirmed;
@@ -303,7 +329,7 @@ impl Node {
             && theirs != ours.version
             && (theirs.sequence == ours.version.sequence || Accepted::of(&sealed).key() > ours.key());
         if !(newer || confirms || dead) {
-            self.store.retire(sealed);
+            node.store.retire(sealed);
             return false;
         }
         info!("took committed sequence {} ({}) from a peer", theirs.sequence, theirs.checksum);
@@ -312,20 +338,20 @@ impl Node {
             .as_ref()
             .is_some_and(|p| p.writing.is_none() && p.sealed.copy.version.sequence <= theirs.sequence)
         {
-            self.drop_pending();
+            self.drop_pending(node);
         }
-        self.consensus.as_mut().expect("coordinated").confirmed = true;
+        self.consensus.confirmed = true;
         if confirmed {
-            self.store.promote(sealed);
+            node.store.promote(sealed);
         } else {
-            self.store.reset(sealed);
+            node.store.reset(sealed);
         }
-        self.store_changed();
-        self.update_rank();
-        self.metrics.copies_taken += 1;
-        self.check_activation(now);
-        self.pump_disk(now);
-        self.push_to_older(now);
+        node.store_changed(Some(self));
+        self.update_rank(node);
+        node.metrics.copies_taken += 1;
+        node.check_activation(now, Some(self));
+        node.pump_disk(now, Some(self));
+        node.push_to_older(Some(self), now);
         true
     }
 }

@@ -5,6 +5,14 @@ use crate::core::jobs::{self, DiskError, NoDisk};
 use crate::core::sealed::{Sealed, seal};
 use crate::core::version::Checksum;
 
+impl Node {
+    /// Takes a checked copy as if a peer had sent it.
+    fn take_copy(&mut self, now: Now, sealed: Sealed) -> bool {
+        let Node { shared, co } = self;
+        shared.take_copy(co.as_mut(), now, sealed)
+    }
+}
+
 struct Harness {
     node: Node,
     now: Now,
@@ -322,7 +330,7 @@ fn a_copy_body_set_aside_is_rendered_off_the_loop_once() {
     assert!(matches!(reply, Reply::Later), "the body is rendered off the loop");
     let (second, reply) = h.send(Method::Get, "/copy", "");
     assert!(matches!(reply, Reply::Later));
-    let renders = h.node.effects.iter().filter(|e| matches!(e, Effect::Job(Job::Render { .. }))).count();
+    let renders = h.node.shared.effects.iter().filter(|e| matches!(e, Effect::Job(Job::Render { .. }))).count();
     assert_eq!(renders, 1, "one render for both requests");
     let answers = h.settle();
     for ticket in [first, second] {

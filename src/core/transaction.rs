@@ -4,8 +4,9 @@
 
 use log::info;
 
+use super::coordinated::Coordinated;
 use super::lock::{Lock, RecentCommit, valid_name};
-use super::{Node, Reply, Request, Ticket, json_response, method_not_allowed};
+use super::{Reply, Request, Shared, Ticket, json_response, method_not_allowed};
 use crate::core::clock::{Now, seconds_to_ms};
 use crate::core::jobs::DiskError;
 use crate::core::path::{self, Query};
@@ -16,10 +17,11 @@ use crate::core::version::Version;
 use crate::http::{Method, Response};
 use crate::limits::{LINEAGE_VERSIONS_MAX, LOCK_TTL_S_MAX, RECENT_COMMIT_MS, RECENT_COMMITS_MAX, STORE_DEPTH_MAX};
 
-impl Node {
+impl Shared {
     /// `/lock` and `/lock/NAME`.
     pub(super) fn lock_request(
         &mut self,
+        co: Option<&mut Coordinated>,
         now: Now,
         ticket: Ticket,
         request: &Request,
@@ -33,8 +35,8 @@ impl Node {
             Err(response) => return Reply::Now(response),
         };
         let response = match (request.method, name.as_deref()) {
-            (Method::Get | Method::Head, name) => self.lock_info(now, request, name),
-            (Method::Put, Some(name)) => return self.commit(now, ticket, request, name),
+            (Method::Get | Method::Head, name) => self.lock_info(co.as_deref(), now, request, name),
+            (Method::Put, Some(name)) => return self.commit(co, now, ticket, request, name),
             (Method::Put, None) => {
                 let Ok(body) = std::str::from_utf8(request.body) else {
                     return Reply::Now(Response::error(400, "the lock name must be UTF-8 text"));
@@ -46,7 +48,7 @@ impl Node {
                         404,
                         "name the lock to commit: PUT /lock/NAME (PUT /lock takes a name to acquire)",
                     ),
-                    name => self.acquire(now, request, name, query.ttl),
+                    name => self.acquire(co, now, request, name, query.ttl),
                 }
             }
             (Method::Delete, Some(name)) => self.abort(request, name),
@@ -58,8 +60,8 @@ impl Node {
 
     /// `GET /lock`: the holder's name as text, or with `Accept: application/json` the details.
     /// `GET /lock/NAME` answers the same when NAME holds the lock, 404 otherwise.
-    fn lock_info(&self, now: Now, request: &Request, name: Option<&str>) -> Response {
-        if let Some(refused) = self.without_lease(now) {
+    fn lock_info(&self, co: Option<&Coordinated>, now: Now, request: &Request, name: Option<&str>) -> Response {
+        if let Some(refused) = self.without_lease(co, now) {
             return refused;
         }
         match self.lock.as_ref().filter(|l| name.is_none_or(|n| n == l.name())) {
@@ -70,15 +72,22 @@ impl Node {
 
     /// `PUT /lock` with a name: acquire, or renew when the name already holds it. Answers like
     /// `GET /lock`.
-    fn acquire(&mut self, now: Now, request: &Request, name: &str, ttl: Option<&str>) -> Response {
+    fn acquire(
+        &mut self,
+        mut co: Option<&mut Coordinated>,
+        now: Now,
+        request: &Request,
+        name: &str,
+        ttl: Option<&str>,
+    ) -> Response {
         if !valid_name(name) {
             return Response::error(400, "a lock name is 1 to 128 characters of A-Z a-z 0-9 . _ ~ -");
         }
-        if let Some(refused) = self.without_lease(now) {
+        if let Some(refused) = self.without_lease(co.as_deref(), now) {
             return refused;
         }
         // Writes waiting for a lock just freed take it first: first come, first served.
-        self.run_waiting_writes(now);
+        self.run_waiting_writes(now, co.as_deref_mut());
         let lease_ms = match ttl {
             None => self.config.lock_timeout_ms,
             Some(ttl) => match ttl.parse::<u64>() {
@@ -114,9 +123,16 @@ impl Node {
     }
 
     /// `PUT /lock/NAME`: commit. The answer waits for the writer.
-    fn commit(&mut self, now: Now, ticket: Ticket, request: &Request, name: &str) -> Reply {
+    fn commit(
+        &mut self,
+        co: Option<&mut Coordinated>,
+        now: Now,
+        ticket: Ticket,
+        request: &Request,
+        name: &str,
+    ) -> Reply {
         let Some(lock) = self.lock.as_mut().filter(|l| l.name() == name) else {
-            return Reply::Now(Response::error(404, &self.not_held(now, name)));
+            return Reply::Now(Response::error(404, &self.not_held(co.as_deref(), now, name)));
         };
         if lock.is_committing() {
             return Reply::Now(Response::error(409, "a commit of this lock is already in progress"));
@@ -132,20 +148,21 @@ impl Node {
         self.time_commit(now, ticket);
         let lock = self.lock.as_mut().expect("checked above");
         lock.begin_commit(ticket);
-        if self.consensus.is_none() {
-            self.pump_disk(now);
+        let Some(co) = co else {
+            self.pump_disk(now, None);
             return Reply::Later;
-        }
+        };
         // Coordinated: durable on a majority of voters before it is answered; after the change of
         // voters being committed, if there is one.
-        self.start_lock_commit(now);
+        co.start_lock_commit(self, now);
         Reply::Later
     }
 
     /// In coordinated mode, the 503 of a coordinator that holds no lease (or has not made its
     /// term's first version durable yet): it may not grant or show the lock.
-    pub(super) fn without_lease(&self, now: Now) -> Option<Response> {
-        let consensus = self.consensus.as_ref()?;
+    pub(super) fn without_lease(&self, co: Option<&Coordinated>, now: Now) -> Option<Response> {
+        let co = co?;
+        let consensus = &co.consensus;
         if consensus.has_lease(now) {
             return None;
         }
@@ -154,7 +171,7 @@ impl Node {
                 "this node was just elected coordinator (term {}) and is making the newest version durable; retry",
                 consensus.state.term
             ),
-            _ => return Some(self.no_majority(now)),
+            _ => return Some(co.no_majority(self, now)),
         };
         Some(Response::error(503, &why).with_header("Retry-After", "1"))
     }
@@ -177,12 +194,12 @@ impl Node {
 
     /// Why `name` cannot commit: another name holds the lock, none does, or `name` committed a
     /// moment ago (a client whose answer was lost retries, and must learn that its commit landed).
-    fn not_held(&self, now: Now, name: &str) -> String {
+    fn not_held(&self, co: Option<&Coordinated>, now: Now, name: &str) -> String {
         let held = match &self.lock {
             Some(lock) => format!("{name} does not hold the lock (it is held by {})", lock.name()),
             None => format!("{name} does not hold the lock: no lock is held"),
         };
-        let held = match &self.dropped_lock {
+        let held = match co.and_then(|co| co.dropped_lock.as_ref()) {
             Some((dropped, why)) if dropped == name => format!("{held}; its lock was dropped: {why}"),
             _ => held,
         };
@@ -307,7 +324,7 @@ fn single_segment(below: &str) -> Result<Option<String>, Response> {
     }
 }
 
-impl Node {
+impl Shared {
     /// Committed: the lock's commit landed as `version` and the transaction is over. Returns the
     /// lock, whose answer the caller sends once the store is the new version.
     pub(super) fn commit_landed(&mut self, now: Now, version: Version) -> Lock {

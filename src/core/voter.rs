@@ -5,69 +5,81 @@
 use log::info;
 
 use super::consensus::Accepted;
+use super::coordinated::Coordinated;
 use super::replicate::Pending;
-use super::{Effect, Node, Reply, Ticket};
+use super::{Effect, Reply, Shared, Ticket};
 use crate::core::clock::Now;
 use crate::core::jobs::{Body, Decoding, DiskError, Job, Owner};
 use crate::core::messages::{AcceptAnswer, AcceptRefusal};
 use crate::core::sealed::{DecodeError, Sealed};
 use crate::http::{Bytes, Response};
 
-impl Node {
+impl Coordinated {
     /// `PUT /cluster/accept`: the coordinator pushes a version to this voter; decoded first.
-    pub(super) fn accept_request(&mut self, ticket: Ticket, body: &[u8]) -> Reply {
-        let id = self.ids.job(Owner::Decode(Decoding::Accept(ticket)));
-        self.decodes_in_flight += 1;
-        self.effects.push(Effect::Job(Job::Decode { id, body: body.to_vec() }));
+    pub(super) fn accept_request(&mut self, node: &mut Shared, ticket: Ticket, body: &[u8]) -> Reply {
+        let id = node.ids.job(Owner::Decode(Decoding::Accept(ticket)));
+        node.decodes_in_flight += 1;
+        node.effects.push(Effect::Job(Job::Decode { id, body: body.to_vec() }));
         Reply::Later
     }
 
     /// A pushed version was decoded: accept it (write it, then answer), or refuse it.
-    pub(super) fn accept_decoded(&mut self, now: Now, ticket: Ticket, result: Result<Sealed, DecodeError>) {
+    pub(super) fn accept_decoded(
+        &mut self,
+        node: &mut Shared,
+        now: Now,
+        ticket: Ticket,
+        result: Result<Sealed, DecodeError>,
+    ) {
         let sealed = match result {
             Ok(sealed) if sealed.copy.coordination.is_some() => sealed,
-            Ok(_) => return self.answer(ticket, Response::error(400, "a version to accept carries its coordination")),
-            Err(e) => return self.answer(ticket, Response::error(400, &format!("version refused: {e}"))),
+            Ok(_) => return node.answer(ticket, Response::error(400, "a version to accept carries its coordination")),
+            Err(e) => return node.answer(ticket, Response::error(400, &format!("version refused: {e}"))),
         };
         let term = sealed.copy.term();
-        if let Some(why) = self.term_refusal(term, "a pushed version") {
-            self.store.retire(sealed);
-            return self.answer(ticket, Response::error(409, &format!("version refused: {why}")));
+        if let Some(why) = self.term_refusal(node, term, "a pushed version") {
+            node.store.retire(sealed);
+            return node.answer(ticket, Response::error(409, &format!("version refused: {why}")));
         }
-        let stale = self.saw_term(now, term);
-        let consensus = self.consensus.as_ref().expect("coordinated");
+        let stale = self.saw_term(node, now, term);
+        let consensus = &self.consensus;
         let same_cluster = self
-            .coordination()
+            .coordination(node)
             .is_none_or(|c| Some(&c.cluster) == sealed.copy.coordination.as_ref().map(|o| &o.cluster));
         if stale || !same_cluster {
             let why = if stale { "a version of an older term" } else { "a version of another cluster" };
             let answer = AcceptRefusal { error: why, term: consensus.state.term };
-            self.store.retire(sealed);
-            return self.answer(ticket, Response::json(409, answer.encode()));
+            node.store.retire(sealed);
+            return node.answer(ticket, Response::json(409, answer.encode()));
         }
         let theirs = Accepted::of(&sealed);
-        let accepted = self.accepted();
+        let accepted = self.accepted(node);
         let already = accepted == theirs && self.pending.as_ref().is_none_or(|p| p.writing.is_none());
-        if already || theirs == Accepted::of(self.store.sealed()) {
-            self.store.retire(sealed);
-            return self.answer(ticket, self.accepted_answer(201));
+        if already || theirs == Accepted::of(node.store.sealed()) {
+            node.store.retire(sealed);
+            return node.answer(ticket, self.accepted_answer(node, 201));
         }
         // An older version than one accepted here: a push delayed and overtaken by the next one of
         // the same term (an older term is stale, above). Taking it would forget the newer version,
         // which a majority may hold: then an election could pass over a committed version.
         if theirs.key() < accepted.key() {
-            self.store.retire(sealed);
-            return self.answer(ticket, self.accepted_answer(409));
+            node.store.retire(sealed);
+            return node.answer(ticket, self.accepted_answer(node, 409));
         }
-        let id = self.ids.job(Owner::Accept);
-        let mut node = self.node_json();
-        node.committed = false;
-        self.effects.push(Effect::Job(Job::Write { id, body: Body::Rendered(sealed.body.clone()), node }));
+        let id = node.ids.job(Owner::Accept);
+        let mut json = node.node_json(self.consensus.confirmed);
+        json.committed = false;
+        node.effects.push(Effect::Job(Job::Write { id, body: Body::Rendered(sealed.body.clone()), node: json }));
         self.pending = Some(Pending { sealed, writing: Some((id.serial, Some(ticket))) });
     }
 
     /// A pushed version is on this voter's disk: acknowledge it.
-    pub(super) fn accept_written(&mut self, id: u64, file: Result<Option<std::path::PathBuf>, DiskError>) -> bool {
+    pub(super) fn accept_written(
+        &mut self,
+        node: &mut Shared,
+        id: u64,
+        file: Result<Option<std::path::PathBuf>, DiskError>,
+    ) -> bool {
         let Some(pending) = &mut self.pending else { return false };
         let Some((writing, ticket)) = pending.writing else { return false };
         if writing != id {
@@ -75,30 +87,30 @@ impl Node {
         }
         pending.writing = None;
         let response = match file {
-            Ok(_) => self.accepted_answer(201),
+            Ok(_) => self.accepted_answer(node, 201),
             Err(e) => {
                 // Not durable: not accepted.
-                self.drop_pending();
+                self.drop_pending(node);
                 Response::error(e.status, &e.message)
             }
         };
         if let Some(ticket) = ticket {
-            self.answer(ticket, response);
+            node.answer(ticket, response);
         }
         true
     }
 
     /// `{"term": T, "accepted": {...}}`.
-    fn accepted_answer(&self, status: u16) -> Response {
-        let consensus = self.consensus.as_ref().expect("coordinated");
-        let answer = AcceptAnswer { term: consensus.state.term, accepted: Some(self.accepted()) };
+    fn accepted_answer(&self, node: &Shared, status: u16) -> Response {
+        let consensus = &self.consensus;
+        let answer = AcceptAnswer { term: consensus.state.term, accepted: Some(self.accepted(node)) };
         Response::json(status, answer.encode())
     }
 
     /// `GET /cluster/accepted`: the newest version this node holds, committed or not, for a new
     /// coordinator that must adopt it.
-    pub(super) fn accepted_copy(&mut self) -> Response {
-        let body = self.newest_held().body.clone();
+    pub(super) fn accepted_copy(&mut self, node: &mut Shared) -> Response {
+        let body = self.newest_held(node).body.clone();
         Response {
             status: 200,
             headers: Bytes::Static(b"Content-Type: application/json\r\n"),
@@ -108,15 +120,15 @@ impl Node {
     }
 
     /// A follower learns from a beat which version is committed: it serves it if it holds it.
-    pub(super) fn learn_committed(&mut self, now: Now, committed: Accepted) {
+    pub(super) fn learn_committed(&mut self, node: &mut Shared, now: Now, committed: Accepted) {
         // A late beat may name a version older than one this node has since taken from a peer:
         // that pending version is superseded, never served.
         if self.pending.as_ref().is_some_and(|p| {
             p.writing.is_none()
-                && self.store_confirmed()
-                && p.sealed.copy.version.sequence < self.store.version().sequence
+                && self.consensus.confirmed
+                && p.sealed.copy.version.sequence < node.store.version().sequence
         }) {
-            self.drop_pending();
+            self.drop_pending(node);
         }
         if let Some(pending) = &self.pending
             && pending.writing.is_none()
@@ -124,20 +136,20 @@ impl Node {
         {
             let pending = self.pending.take().expect("checked above");
             let version = pending.sealed.copy.version;
-            self.disk.wrote(version, self.cluster.stamp);
-            if self.store_confirmed() {
-                self.store.promote(pending.sealed);
+            node.disk.wrote(version, node.cluster.stamp);
+            if self.consensus.confirmed {
+                node.store.promote(pending.sealed);
             } else {
                 // The store was never served: the coordinator's version replaces it, even at a
                 // lower sequence (a version no majority held, that no coordinator adopted).
-                self.store.reset(pending.sealed);
-                self.consensus.as_mut().expect("coordinated").confirmed = true;
+                node.store.reset(pending.sealed);
+                self.consensus.confirmed = true;
                 info!("sequence {} is committed: serving it", version.sequence);
             }
-            self.store_changed();
+            node.store_changed(Some(self));
         }
-        let consensus = self.consensus.as_mut().expect("coordinated");
-        if self.store.version() == committed.version && !consensus.confirmed {
+        let consensus = &mut self.consensus;
+        if node.store.version() == committed.version && !consensus.confirmed {
             consensus.confirmed = true;
             info!("sequence {} is committed: serving it", committed.version.sequence);
         }
@@ -148,11 +160,11 @@ impl Node {
         if let Some(before) = consensus.accepted_at_start
             && committed.term > before.term
             && committed.version.sequence < before.version.sequence
-            && self.store.version() == committed.version
+            && node.store.version() == committed.version
         {
             consensus.accepted_at_start = None;
         }
-        self.note_commit_point();
-        self.check_activation(now);
+        self.note_commit_point(node);
+        node.check_activation(now, Some(self));
     }
 }

@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use log::debug;
 
-use super::{Effect, Format, Node, ReadError, Reply, Ticket};
+use super::coordinated::Coordinated;
+use super::{Effect, Format, ReadError, Reply, Shared, Ticket};
 use crate::core::clock::{Deadline, Now};
 use crate::core::path;
 use crate::core::value::Value;
@@ -120,7 +121,7 @@ impl Watches {
     }
 }
 
-impl Node {
+impl Shared {
     /// `GET /data/path?wait=S` with `If-None-Match`: answers now if the content already differs,
     /// else parks until it does or the wait ends.
     pub(super) fn long_poll(
@@ -190,7 +191,7 @@ impl Node {
     }
 
     /// After the store changed: wakes the watchers of every path whose subtree changed.
-    pub(super) fn wake_watchers(&mut self) {
+    pub(super) fn wake_watchers(&mut self, co: Option<&Coordinated>) {
         let sequence = self.store.version().sequence;
         let root = self.store.root().clone();
         let mut changed: Vec<Vec<String>> = Vec::new();
@@ -212,7 +213,7 @@ impl Node {
             let watchers = std::mem::take(&mut group.watchers);
             let mut staying = Vec::with_capacity(watchers.len());
             for mut watcher in watchers {
-                if self.notify(&raw_path, &mut watcher, sequence) {
+                if self.notify(co, &raw_path, &mut watcher, sequence) {
                     staying.push(watcher);
                 } else {
                     self.watches.by_ticket.remove(&watcher.ticket);
@@ -227,16 +228,16 @@ impl Node {
     }
 
     /// Tells one watcher about a change; returns whether it keeps watching.
-    fn notify(&mut self, raw_path: &str, watcher: &mut Watcher, sequence: u64) -> bool {
+    fn notify(&mut self, co: Option<&Coordinated>, raw_path: &str, watcher: &mut Watcher, sequence: u64) -> bool {
         let rendered = self.store.read(raw_path, watcher.format);
         match (&mut watcher.kind, rendered) {
             (Kind::Poll { etag, .. }, Ok(rendered)) if *rendered.etag == **etag => true,
             (Kind::Poll { .. }, Ok(rendered)) => {
-                self.answer_read(watcher.ticket, rendered.response(None));
+                self.answer_read(co, watcher.ticket, rendered.response(None));
                 false
             }
             (Kind::Poll { .. }, Err(e)) => {
-                self.answer_read(watcher.ticket, e.response(&format!("/data{raw_path}")));
+                self.answer_read(co, watcher.ticket, e.response(&format!("/data{raw_path}")));
                 false
             }
             (Kind::Stream { etag }, Ok(rendered)) if *rendered.etag == **etag => true,
@@ -277,7 +278,7 @@ impl Node {
     }
 
     /// After the store changed: answers the reads that waited for a sequence it now has.
-    pub(super) fn wake_version_waiters(&mut self) {
+    pub(super) fn wake_version_waiters(&mut self, co: Option<&Coordinated>) {
         let sequence = self.store.version().sequence;
         let (ready, waiting): (Vec<VersionWait>, Vec<VersionWait>) =
             std::mem::take(&mut self.watches.versions).into_iter().partition(|w| w.sequence <= sequence);
@@ -287,12 +288,12 @@ impl Node {
                 Ok(rendered) => rendered.response(None),
                 Err(e) => e.response(&format!("/data{}", wait.raw_path)),
             };
-            self.answer_read(wait.ticket, response);
+            self.answer_read(co, wait.ticket, response);
         }
     }
 
     /// Answers long-polls whose wait ended (304), and keeps idle streams alive.
-    pub(super) fn expire_watches(&mut self, now: Now) {
+    pub(super) fn expire_watches(&mut self, now: Now, co: Option<&Coordinated>) {
         let (expired, waiting): (Vec<VersionWait>, Vec<VersionWait>) =
             std::mem::take(&mut self.watches.versions).into_iter().partition(|w| w.deadline.fired(now));
         self.watches.versions = waiting;
@@ -320,7 +321,7 @@ impl Node {
                 Ok(rendered) => rendered.response(Some(&etag)),
                 Err(e) => e.response(&format!("/data{raw_path}")),
             };
-            self.answer_read(ticket, response);
+            self.answer_read(co, ticket, response);
         }
         if self.watches.next_heartbeat.is_some_and(|d| d.fired(now)) {
             self.watches.next_heartbeat = (self.watches.streams > 0).then(|| Deadline::after(now, STREAM_HEARTBEAT_MS));
@@ -340,7 +341,7 @@ impl Node {
 
     /// The client of a parked or streaming request left: forget its watcher. Returns whether
     /// the request was a watcher (other parked requests, such as commits, still finish).
-    pub fn disconnected(&mut self, ticket: Ticket) -> bool {
+    pub(super) fn disconnected(&mut self, ticket: Ticket) -> bool {
         let waited = self.watches.versions.len();
         self.watches.versions.retain(|w| w.ticket != ticket);
         let was_watching = self.watches.remove(ticket).is_some() || self.watches.versions.len() < waited;

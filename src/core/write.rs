@@ -13,10 +13,11 @@ use std::collections::VecDeque;
 
 use log::{info, warn};
 
+use super::coordinated::Coordinated;
 use super::data::if_match;
 use super::lock::{Lock, OneRequest};
 use super::store::{content_checksum, etag_matches};
-use super::{Node, Reply, Ticket};
+use super::{Reply, Shared, Ticket};
 use crate::core::clock::{Deadline, Now};
 use crate::core::sealed::Sealed;
 use crate::core::value::{EditError, PatchError, Value, json_patch, merge_patch};
@@ -68,15 +69,15 @@ pub struct Waiting {
 /// The writes waiting for the lock, oldest first.
 pub type WaitingWrites = VecDeque<Waiting>;
 
-impl Node {
+impl Shared {
     /// Carries out a write now, or queues it behind the lock's holder.
-    pub(super) fn write(&mut self, now: Now, ticket: Ticket, write: Write) -> Reply {
+    pub(super) fn write(&mut self, co: Option<&mut Coordinated>, now: Now, ticket: Ticket, write: Write) -> Reply {
         self.expire_lock(now);
-        if let Some(refused) = self.without_lease(now) {
+        if let Some(refused) = self.without_lease(co.as_deref(), now) {
             return Reply::Now(refused);
         }
         if self.lock.is_none() && self.waiting_writes.is_empty() {
-            return match self.start_write(now, ticket, write) {
+            return match self.start_write(co, now, ticket, write) {
                 Some(response) => Reply::Now(self.versioned(response)),
                 None => Reply::Later,
             };
@@ -92,7 +93,7 @@ impl Node {
     }
 
     /// Starts the waiting writes whose turn has come, and refuses those that waited too long.
-    pub(super) fn run_waiting_writes(&mut self, now: Now) {
+    pub(super) fn run_waiting_writes(&mut self, now: Now, mut co: Option<&mut Coordinated>) {
         while let Some(i) = self.waiting_writes.iter().position(|w| w.deadline.fired(now)) {
             let waiting = self.waiting_writes.remove(i).expect("found above");
             let holder = self.lock.as_ref().map_or("a transaction", |l| l.name());
@@ -110,9 +111,9 @@ impl Node {
         while self.lock.is_none()
             && let Some(waiting) = self.waiting_writes.pop_front()
         {
-            let response = match self.without_lease(now) {
+            let response = match self.without_lease(co.as_deref(), now) {
                 Some(refused) => Some(refused),
-                None => self.start_write(now, waiting.ticket, waiting.write),
+                None => self.start_write(co.as_deref_mut(), now, waiting.ticket, waiting.write),
             };
             if let Some(response) = response {
                 let response = self.versioned(response);
@@ -136,9 +137,15 @@ impl Node {
 
     /// Checks the preconditions and makes the change on the current store; commits it under the
     /// lock (the answer comes later), or answers now (refused, or nothing changed).
-    fn start_write(&mut self, now: Now, ticket: Ticket, write: Write) -> Option<Response> {
+    fn start_write(
+        &mut self,
+        co: Option<&mut Coordinated>,
+        now: Now,
+        ticket: Ticket,
+        write: Write,
+    ) -> Option<Response> {
         if matches!(write.edit, Edit::Restore(_)) {
-            return self.start_restore(now, ticket, write);
+            return self.start_restore(co, now, ticket, write);
         }
         let root = self.store.root();
         let version = self.store.version();
@@ -175,10 +182,9 @@ impl Node {
         lock.begin_commit(ticket);
         self.lock = Some(lock);
         self.time_commit(now, ticket);
-        if self.consensus.is_none() {
-            self.pump_disk(now);
-        } else {
-            self.start_lock_commit(now);
+        match co {
+            None => self.pump_disk(now, None),
+            Some(co) => co.start_lock_commit(self, now),
         }
         None
     }
@@ -186,7 +192,13 @@ impl Node {
     /// A restore takes the lock once its turn comes: a copy no newer than the store (by sequence)
     /// is ignored, as the contract says of `PUT /copy` (201); a newer one is committed at its own
     /// sequence, so that the version a backup names is the version the cluster serves.
-    fn start_restore(&mut self, now: Now, ticket: Ticket, write: Write) -> Option<Response> {
+    fn start_restore(
+        &mut self,
+        co: Option<&mut Coordinated>,
+        now: Now,
+        ticket: Ticket,
+        write: Write,
+    ) -> Option<Response> {
         let Edit::Restore(copy) = write.edit else { unreachable!("a restore") };
         let ours = self.store.version();
         let theirs = copy.copy.version;
@@ -211,7 +223,10 @@ impl Node {
         let mut lock = lock.held_by(write.client).written(staged, one_request);
         lock.begin_commit(ticket);
         self.lock = Some(lock);
-        self.start_lock_commit(now);
+        // Only coordinated writes take a client's copy as a restore (`take.rs`).
+        if let Some(co) = co {
+            co.start_lock_commit(self, now);
+        }
         None
     }
 
