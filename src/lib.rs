@@ -14,6 +14,19 @@
 //! for signals; it owns the core outright, so nothing is locked. `http` is the wire format, pure,
 //! used by both sides.
 //!
+//! **Coordinated mode is a value.** A `core::Node` is two values: `Shared`, what every node has
+//! (the store, the lock, the disk queue, the peer table, watches, effects, ids, metrics), and an
+//! `Option<Coordinated>` (`core/coordinated.rs`): terms, votes and leases (`Consensus`), the
+//! version accepted and not known committed, the coordinator's commit in flight, the requests
+//! forwarded to the coordinator, the voters heard while joining, the last lock dropped and the
+//! requests waiting for a lease's renewal. A node of local writes has `None`, so none of its code
+//! can reach coordinated state. Each entry point of `Node` (`handle`, `tick`, `next_deadline`,
+//! `peer_reply`, `job_done`) splits the two once and steps by mode, as etcd's raft steps by role:
+//! the coordinated code is `impl Coordinated` and takes what every node has as `node: &mut
+//! Shared`; shared code that may lead into it (routing, a commit, a copy taken, a store changed, a
+//! read marked unconfirmed) is handed `co: Option<&mut Coordinated>` from the entry point, so the
+//! compiler shows every path that can.
+//!
 //! **The document is a shared tree.** `core::value::Value` keeps arrays and objects behind `Arc`s,
 //! so a copy of the whole store costs one reference count and an edit copies only its path.
 //!
@@ -35,7 +48,7 @@
 //! | `http/request.rs`, `answer.rs`, `chunked.rs`, `response.rs` | request heads, answer heads, chunked bodies, `Response` |
 //! | `http/cors.rs` | `--cors`: which origins a browser lets in, and the headers that say so |
 //! | `http/host.rs` | the `Host` names a node bound to loopback serves (DNS rebinding) |
-//! | `core/mod.rs`, `routing.rs` | `Node`: requests in, answers and effects out; routing by resource |
+//! | `core/mod.rs`, `routing.rs` | `Node` (`Shared` and `Option<Coordinated>`, split once per input): requests in, answers and effects out; routing by resource |
 //! | `core/transaction.rs`, `lock.rs` | `/lock` and `/update`: the lease, staging, commit, abort. `lock.rs` owns where a transaction is (open, or committing and for whom), private behind its transitions; `transaction.rs` ends every commit, in both modes (landed, failed, lost to a newer store) |
 //! | `core/data.rs`, `write.rs` | `/data`: reads; one-request writes (`PUT`, `PATCH`, `DELETE`), preconditions, waiting for the lock |
 //! | `core/store.rs` | the store being served and its render cache (reads) |
@@ -43,7 +56,7 @@
 //! | `core/durability.rs` | the flush queue (`DiskQueue`): which snapshot the writer works on next, a local commit's seal; the sequence of a new version; disk errors |
 //! | `core/cluster.rs`, `take.rs` | the peer table, gossip, push and pull; taking copies; a client's `PUT /copy` as a restore (coordinated writes) |
 //! | `core/joining.rs`, `commit_point.rs` | a node joining its cluster at start (when it serves), and why it does not serve; the commit point in `node.json`, and reads served unconfirmed after a restart |
-//! | `core/consensus.rs`, `election.rs`, `coordinated.rs` | coordinated writes: terms, beats, the lease; standing and voting; `/cluster/*` routing and status; each node's role (`NodeRole`) |
+//! | `core/consensus.rs`, `election.rs`, `coordinated.rs` | coordinated writes: their state (`Coordinated`, `Consensus`), its start and the jobs it owns; terms, beats, the lease; standing and voting; `/cluster/*` routing and status; each node's role (`NodeRole`) |
 //! | `core/renewal.rs` | a coordinator whose lease lapsed (a pause) renews it before it answers a write |
 //! | `core/replicate.rs`, `voter.rs` | a commit made durable on a majority (coordinator; its phase, `InCommit`, private); accepting pushed versions (voter) |
 //! | `core/forward.rs`, `membership.rs` | writes sent on to the coordinator; voters added, replaced and removed (guarded), removed members out of every table |

@@ -1,4 +1,5 @@
-//! Coordinated mode's start, its peer endpoints, and what `GET /state` shows of it.
+//! Coordinated mode's state (`Coordinated`: a node of local writes has none), its start, its peer
+//! endpoints, and what `GET /` and `GET /state` show of it.
 
 use log::{info, warn};
 
@@ -275,7 +276,7 @@ impl Coordinated {
 }
 
 /// What a node is in its cluster, as `GET /state`, the page and `/metrics` show it: one function
-/// (`Node::role_of`) decides it for this node and for each peer, from what the peer told of
+/// (`Shared::role_of`) decides it for this node and for each peer, from what the peer told of
 /// itself (its id, its cluster and write mode) and the coordination of the newest version this
 /// node holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -40,6 +40,7 @@ impl Shared {
                 self.store.version().sequence,
                 super::commit_point::UNCONFIRMED
             ),
+            // Without a limit and with --bootstrap-limit set: coordinated writes.
             None => info!(
                 "joining the cluster: with coordinated writes /data and /ready answer 503 until this node holds \
                  its cluster's store from a majority of the voters, however long that takes (--bootstrap-limit \

@@ -347,6 +347,11 @@ impl Node {
         self.co.as_ref().is_some_and(|co| co.is_removed(&self.shared))
     }
 
+    /// The id of this node's cluster, if it knows it.
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.shared.cluster_id()
+    }
+
     /// Coordinated writes as this node sees them at `now` (`None` in local mode).
     pub fn consensus_status(&self, now: Now) -> Option<ConsensusStatus> {
         self.co.as_ref().map(|co| co.consensus_status(&self.shared, now))
@@ -489,22 +494,6 @@ impl Node {
 }
 
 impl Shared {
-    /// With local writes only the cluster a node joined is saved to `node.json`, and nobody waits
-    /// for it: a failed write is tried again at the next sync round.
-    fn local_state_saved(&mut self, done: Done) {
-        match done {
-            Done::StateSaved { id: JobId { owner: Owner::NodeState, .. }, result: Ok(()) } => {}
-            Done::StateSaved { id: JobId { owner: Owner::NodeState, .. }, result: Err(e) } => {
-                log::error!(
-                    "node.json cannot be written ({}): the cluster this node joined is tried again shortly",
-                    e.message
-                );
-                self.identity_unsaved = true;
-            }
-            done => jobs::no_owner(&done),
-        }
-    }
-
     /// Serving `/data`: caught up with the cluster, and, in coordinated mode, sure that the store
     /// is committed, not removed, and at least as new as the version accepted before a restart.
     fn is_active(&self, co: Option<&Coordinated>) -> bool {

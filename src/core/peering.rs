@@ -13,6 +13,7 @@ use log::{error, info};
 
 use super::Shared;
 use super::coordinated::Coordinated;
+use crate::core::jobs::{Done, JobId, Owner};
 use crate::http::{Headers, Response};
 use crate::limits::FOREIGN_PEERS_LOGGED_MAX;
 
@@ -155,6 +156,22 @@ impl Shared {
         let id = self.ids.job(crate::core::jobs::Owner::NodeState);
         let state = self.identity.clone();
         self.effects.push(super::Effect::Job(crate::core::jobs::Job::SaveState { id, state }));
+    }
+
+    /// With local writes only the cluster a node joined is saved to `node.json`, and nobody waits
+    /// for it: a failed write is tried again at the next sync round.
+    pub(super) fn local_state_saved(&mut self, done: Done) {
+        match done {
+            Done::StateSaved { id: JobId { owner: Owner::NodeState, .. }, result: Ok(()) } => {}
+            Done::StateSaved { id: JobId { owner: Owner::NodeState, .. }, result: Err(e) } => {
+                error!(
+                    "node.json cannot be written ({}): the cluster this node joined is tried again shortly",
+                    e.message
+                );
+                self.identity_unsaved = true;
+            }
+            done => crate::core::jobs::no_owner(&done),
+        }
     }
 
     fn log_mismatch_once(&mut self, address: &str, mismatch: &Mismatch) {

@@ -67,7 +67,8 @@ impl Shared {
         self.route(co, now, ticket, request, resource, below, query)
     }
 
-    /// Hands a request to its resource.
+    /// Hands a request to its resource (with coordinated mode's state, which the resources of
+    /// coordinated writes take: hence one argument more than clippy likes).
     #[allow(clippy::too_many_arguments)]
     fn route(
         &mut self,
@@ -130,7 +131,7 @@ impl Shared {
                 let address = path::decode(below.trim_matches('/')).unwrap_or_default().into_owned();
                 return co.remove_voter(self, now, ticket, &address);
             }
-            "cluster" if let Some(co) = co.as_deref_mut() => {
+            "cluster" if let Some(co) = co => {
                 return co.cluster_request(self, now, ticket, request, below);
             }
             _ => Response::error(404, &format!("no such resource: {raw_path}")),

@@ -155,7 +155,7 @@ impl Shared {
     /// A copy sent with `PUT /copy` by a peer (or, with local writes, by a client) was checked.
     fn copy_checked(
         &mut self,
-        mut co: Option<&mut Coordinated>,
+        co: Option<&mut Coordinated>,
         now: Now,
         ticket: Ticket,
         result: Result<Sealed, DecodeError>,
@@ -171,7 +171,7 @@ impl Shared {
                     Response::error(409, &why)
                 }
                 None => {
-                    if self.take_copy(co.as_deref_mut(), now, sealed) {
+                    if self.take_copy(co, now, sealed) {
                         // Answered once on disk: a node never goes back to an older version.
                         return self.answer_copy_when_durable(ticket);
                     }

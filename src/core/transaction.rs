@@ -74,7 +74,7 @@ impl Shared {
     /// `GET /lock`.
     fn acquire(
         &mut self,
-        mut co: Option<&mut Coordinated>,
+        co: Option<&mut Coordinated>,
         now: Now,
         request: &Request,
         name: &str,
@@ -87,7 +87,7 @@ impl Shared {
             return refused;
         }
         // Writes waiting for a lock just freed take it first: first come, first served.
-        self.run_waiting_writes(now, co.as_deref_mut());
+        self.run_waiting_writes(now, co);
         let lease_ms = match ttl {
             None => self.config.lock_timeout_ms,
             Some(ttl) => match ttl.parse::<u64>() {
