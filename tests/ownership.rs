@@ -9,8 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
-/// The names the core's code reaches the node's state through.
-const RECEIVERS: [&str; 3] = ["self", "node", "shared"];
+/// The names the core's code reaches the node's state through (`co`: coordinated mode's state,
+/// as shared code is handed it).
+const RECEIVERS: [&str; 4] = ["self", "node", "shared", "co"];
 
 /// The blocks whose `self` is the node's state.
 const NODE_IMPLS: [&str; 4] = ["impl Node {", "impl super::Node {", "impl Shared {", "impl Coordinated {"];

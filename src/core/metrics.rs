@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use super::Shared;
 use super::coordinated::NodeRole;
 use crate::http::Method;
 
@@ -184,7 +185,7 @@ pub struct CommitClock {
     pub started: Option<(super::Ticket, u64)>,
 }
 
-impl super::Shared {
+impl Shared {
     /// A commit starts: its answer (whenever, whatever it is) is timed.
     pub(super) fn time_commit(&mut self, now: super::Now, ticket: super::Ticket) {
         self.clock.started = Some((ticket, now.mono_ms));
