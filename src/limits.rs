@@ -124,7 +124,10 @@ pub const WAIT_S_MAX: u64 = 300;
 pub const WATCHERS_MAX: usize = 65_536;
 /// Idle event streams get a comment line this often, so proxies and clients see they are alive.
 pub const STREAM_HEARTBEAT_MS: u64 = 15_000;
-/// Unsent events above which a slow stream reader is disconnected rather than buffered for.
+/// Unsent events above which a slow stream reader is disconnected rather than buffered for. It
+/// counts what is queued behind an event the reader is taking: the first event, and an event
+/// queued when the reader had taken everything before it, may be of any size (a whole large
+/// subtree), since a reader taking it is not falling behind.
 pub const STREAM_BACKLOG_BYTES_MAX: usize = 1024 * 1024;
 
 // ---- The lock ------------------------------------------------------------------------------------

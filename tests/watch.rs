@@ -399,3 +399,41 @@ fn the_tutorial_long_poll_loop_follows_changes_and_does_not_spin_when_the_server
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Reads a child's output until it holds one whole server-sent event (ended by a blank line).
+fn first_event_of(child: &mut std::process::Child) -> String {
+    let stdout = child.stdout.as_mut().expect("piped");
+    let mut text = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    while !text.ends_with(b"\n\n") {
+        let n = stdout.read(&mut chunk).expect("curl's output reads");
+        assert!(n > 0, "curl ended after {} bytes of the first event", text.len());
+        text.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8(text).expect("events are UTF-8")
+}
+
+#[test]
+fn a_first_event_larger_than_the_stream_backlog_arrives_whole_to_curl() {
+    let server = Server::start(&[]);
+    // 24 MB: the case (23 MB) and far past the 1 MiB backlog and the socket's buffers.
+    let entries: Vec<String> = (0..24_000).map(|i| format!("\"k{i:05}\": \"{}\"", "v".repeat(1000))).collect();
+    let store = format!("{{{}}}", entries.join(", "));
+    assert_eq!(server.request("PUT", "/data", store.as_bytes()).status, 200);
+    let mut child = std::process::Command::new("curl")
+        .args(["-s", "-N", "--max-time", "60", "-H", "Accept: text/event-stream", &server.url("/data")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl runs");
+    let event = first_event_of(&mut child);
+    let data: Vec<&str> = event.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    let value: serde_json::Value = serde_json::from_str(&data.join("\n")).expect("the first event is whole JSON");
+    assert_eq!(value, serde_json::from_str::<serde_json::Value>(&store).unwrap());
+    // The stream goes on: the next change arrives on the same connection.
+    transact(&server, "w", "/k00000", "\"changed\"");
+    let next = first_event_of(&mut child);
+    assert!(next.contains("data:   \"k00000\": \"changed\","), "{}", &next[..next.len().min(200)]);
+    assert_eq!(child.try_wait().expect("curl's status reads"), None, "curl still reads the stream");
+    let _ = child.kill();
+    let _ = child.wait();
+}
