@@ -129,6 +129,12 @@ pub const STREAM_HEARTBEAT_MS: u64 = 15_000;
 /// queued when the reader had taken everything before it, may be of any size (a whole large
 /// subtree), since a reader taking it is not falling behind.
 pub const STREAM_BACKLOG_BYTES_MAX: usize = 1024 * 1024;
+/// Versions kept to resume a stream of changes (`?changes` with `Last-Event-ID`) with a patch,
+/// and how long each is kept. A version holds only what later ones do not share with it (an
+/// edit's path), but a store replaced whole is held once per version kept: 8 bounds that to 8
+/// stores for a minute. A client that returns later gets the whole subtree.
+pub const STREAM_RESUME_VERSIONS_MAX: usize = 8;
+pub const STREAM_RESUME_MS: u64 = 60_000;
 
 // ---- The lock ------------------------------------------------------------------------------------
 

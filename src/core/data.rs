@@ -50,7 +50,13 @@ impl Node {
         }
         let headers = request.headers;
         if headers.accept.is_some_and(|a| a.contains("text/event-stream")) && request.method == Method::Get {
-            return self.event_stream(now, ticket, raw_path, format, headers.last_event_id);
+            return self.event_stream(now, ticket, raw_path, format, headers.last_event_id, query.changes);
+        }
+        if query.changes {
+            return Reply::Now(Response::error(
+                400,
+                "changes are sent on an event stream: ask with Accept: text/event-stream",
+            ));
         }
         match self.store.read(raw_path, format) {
             Ok(rendered) => match (wait_ms, headers.if_none_match) {

@@ -7,9 +7,15 @@
 //! did change wake their watchers, so a change elsewhere in the store wakes nobody, and a waiting
 //! client costs no CPU at all. Answers are rendered once per version and path and shared by every
 //! watcher of that path.
+//!
+//! A stream may ask for the changes instead (`?changes`): after the first event, each event is
+//! an RFC 6902 JSON Patch from the group's previous subtree to the new one (`value/diff.rs`),
+//! computed once per group and change and costing about the change. To resume such a stream from
+//! `Last-Event-ID` with a patch, the roots of the last few versions are kept (`Resume`) while
+//! streams of changes are open.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 
 use log::debug;
 
@@ -18,15 +24,19 @@ use crate::core::clock::{Deadline, Now};
 use crate::core::path;
 use crate::core::value::Value;
 use crate::http::{Bytes, Response};
-use crate::limits::{MIN_VERSION_WAIT_MS_DEFAULT, STREAM_HEARTBEAT_MS, WAIT_S_MAX, WATCHERS_MAX};
+use crate::limits::{
+    MIN_VERSION_WAIT_MS_DEFAULT, STREAM_HEARTBEAT_MS, STREAM_RESUME_MS, STREAM_RESUME_VERSIONS_MAX, WAIT_S_MAX,
+    WATCHERS_MAX,
+};
 
 /// What a watcher waits for.
 #[derive(Debug, Clone)]
 enum Kind {
     /// A long-poll: answered once the answer's tag differs from `etag`, or at `deadline_ms` (304).
     Poll { etag: String, deadline_ms: u64 },
-    /// An event stream: one event per change; `etag` is the last one sent.
-    Stream { etag: String },
+    /// An event stream: one event per change; `etag` is the last one sent. With `changes`, an
+    /// event after the first is a JSON Patch from the subtree of the event before.
+    Stream { etag: String, changes: bool },
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +78,55 @@ pub(super) struct Watches {
     deadlines: BinaryHeap<Reverse<(u64, Ticket)>>,
     streams: usize,
     next_heartbeat: Option<Deadline>,
+    /// Streams of changes open, and the versions kept to resume them.
+    changes_streams: usize,
+    resume: Resume,
+}
+
+/// The roots of recent versions, newest last, each with the time it was kept: a stream of
+/// changes that reconnects with `Last-Event-ID` of one of them starts with a patch from it. At
+/// most `STREAM_RESUME_VERSIONS_MAX`, none older than `STREAM_RESUME_MS`; a version holds only
+/// what later ones do not share with it, but a store replaced whole is held once per version.
+#[derive(Debug, Default)]
+struct Resume {
+    versions: VecDeque<(u64, Value, u64)>,
+    /// The clock as last seen (`keep` is called where no `now` is passed).
+    now_ms: u64,
+}
+
+impl Resume {
+    fn keep(&mut self, sequence: u64, root: &Value) {
+        if self.versions.back().is_some_and(|(kept, _, _)| *kept >= sequence) {
+            return;
+        }
+        if self.versions.len() == STREAM_RESUME_VERSIONS_MAX {
+            self.versions.pop_front();
+        }
+        self.versions.push_back((sequence, root.clone(), self.now_ms));
+    }
+
+    fn root_at(&self, sequence: u64) -> Option<&Value> {
+        self.versions.iter().find(|(kept, _, _)| *kept == sequence).map(|(_, root, _)| root)
+    }
+
+    fn next_deadline(&self) -> Option<Deadline> {
+        self.versions.front().map(|(_, _, at)| Deadline(at + STREAM_RESUME_MS))
+    }
+
+    fn expire(&mut self, now: Now) {
+        self.now_ms = now.mono_ms;
+        while self.versions.front().is_some_and(|(_, _, at)| at + STREAM_RESUME_MS <= now.mono_ms) {
+            self.versions.pop_front();
+        }
+    }
+}
+
+/// What the watchers of one group share for one change: the subtree before it, and the events
+/// made so far (each rendered once, whatever the number of watchers).
+struct Change {
+    before: Option<Value>,
+    patch: Option<Bytes>,
+    full: Vec<(Format, Bytes)>,
 }
 
 impl Watches {
@@ -78,7 +137,7 @@ impl Watches {
     pub(super) fn next_deadline(&self) -> Option<Deadline> {
         let poll = self.deadlines.peek().map(|Reverse((at, _))| Deadline(*at));
         let version = self.versions.iter().map(|w| w.deadline).min();
-        [poll, self.next_heartbeat, version].into_iter().flatten().min()
+        [poll, self.next_heartbeat, version, self.resume.next_deadline()].into_iter().flatten().min()
     }
 
     /// The deadline of the long-poll with this ticket, if there is one.
@@ -88,6 +147,11 @@ impl Watches {
             Kind::Poll { deadline_ms, .. } => Some(deadline_ms),
             Kind::Stream { .. } => None,
         }
+    }
+
+    /// Whether any group has a stream of changes.
+    fn has_changes_streams(&self) -> bool {
+        self.changes_streams > 0
     }
 
     fn add(&mut self, key: Vec<String>, raw_path: &str, seen: Option<Value>, watcher: Watcher) {
@@ -113,8 +177,9 @@ impl Watches {
         if group.watchers.is_empty() {
             self.groups.remove(&key);
         }
-        if matches!(watcher.kind, Kind::Stream { .. }) {
+        if let Kind::Stream { changes, .. } = watcher.kind {
             self.streams -= 1;
+            self.changes_streams -= usize::from(changes);
         }
         Some((watcher, raw_path))
     }
@@ -145,7 +210,9 @@ impl Node {
     }
 
     /// `GET /data/path` with `Accept: text/event-stream`: the current subtree as the first event
-    /// (unless `Last-Event-ID` says the client has this version already), then one per change.
+    /// (unless `Last-Event-ID` says the client has this version already), then one per change:
+    /// the subtree, or with `changes` a patch (and a first event that is a patch from
+    /// `Last-Event-ID`'s version when that version is still kept).
     pub(super) fn event_stream(
         &mut self,
         now: Now,
@@ -153,7 +220,11 @@ impl Node {
         raw_path: &str,
         format: Format,
         last_event_id: Option<&str>,
+        changes: bool,
     ) -> Reply {
+        if changes && format != Format::Json {
+            return Reply::Now(Response::error(400, "changes are JSON Patches of the subtree: not with raw or keys"));
+        }
         // A path that does not exist yet starts with the `missing` event, and the stream goes on.
         let rendered = match self.store.read(raw_path, format) {
             Ok(rendered) => Some(rendered),
@@ -167,13 +238,28 @@ impl Node {
             return Reply::Now(Response::error(503, "too many watchers on this node").with_header("Retry-After", "1"));
         }
         let sequence = self.store.version().sequence;
-        let up_to_date = last_event_id.and_then(|id| id.trim().parse::<u64>().ok()).is_some_and(|id| id >= sequence);
-        let (first, etag) = match &rendered {
-            _ if up_to_date => (Vec::new(), rendered.as_ref().map_or(String::new(), |r| r.etag.to_string())),
-            Some(rendered) => (event(sequence, None, rendered.body.as_ref()), rendered.etag.to_string()),
-            None => (missing_event(sequence, raw_path), String::new()),
+        let last_seen = last_event_id.and_then(|id| id.trim().parse::<u64>().ok());
+        let up_to_date = last_seen.is_some_and(|id| id >= sequence);
+        // A stream of changes resuming from a version still kept starts with the patch from it.
+        let resumed = match (changes, last_seen, &seen) {
+            (true, Some(id), Some(_)) => self.watches.resume.root_at(id).and_then(|root| root.resolve(&key)),
+            _ => None,
         };
-        let watcher = Watcher { ticket, format, kind: Kind::Stream { etag } };
+        let (first, etag) = match (&rendered, resumed, &seen) {
+            _ if up_to_date => (Vec::new(), rendered.as_ref().map_or(String::new(), |r| r.etag.to_string())),
+            (Some(rendered), Some(before), Some(after)) => {
+                (event(sequence, Some("patch"), &before.diff(after)), rendered.etag.to_string())
+            }
+            (Some(rendered), _, _) => (event(sequence, None, rendered.body.as_ref()), rendered.etag.to_string()),
+            (None, _, _) => (missing_event(sequence, raw_path), String::new()),
+        };
+        if changes {
+            let root = self.store.root().clone();
+            self.watches.resume.now_ms = now.mono_ms;
+            self.watches.resume.keep(sequence, &root);
+            self.watches.changes_streams += 1;
+        }
+        let watcher = Watcher { ticket, format, kind: Kind::Stream { etag, changes } };
         self.watches.add(key, raw_path, seen, watcher);
         self.watches.streams += 1;
         self.watches.next_heartbeat.get_or_insert(Deadline::after(now, STREAM_HEARTBEAT_MS));
@@ -193,7 +279,10 @@ impl Node {
     pub(super) fn wake_watchers(&mut self) {
         let sequence = self.store.version().sequence;
         let root = self.store.root().clone();
-        let mut changed: Vec<Vec<String>> = Vec::new();
+        if self.watches.has_changes_streams() {
+            self.watches.resume.keep(sequence, &root);
+        }
+        let mut changed: Vec<(Vec<String>, Option<Value>)> = Vec::new();
         for (key, group) in self.watches.groups.iter_mut() {
             let now_there = root.resolve(key);
             let same = match (&group.seen, now_there) {
@@ -202,17 +291,18 @@ impl Node {
                 _ => false,
             };
             if !same {
-                group.seen = now_there.cloned();
-                changed.push(key.clone());
+                let before = std::mem::replace(&mut group.seen, now_there.cloned());
+                changed.push((key.clone(), before));
             }
         }
-        for key in changed {
+        for (key, before) in changed {
             let Some(group) = self.watches.groups.get_mut(&key) else { continue };
             let raw_path = group.raw_path.clone();
             let watchers = std::mem::take(&mut group.watchers);
+            let mut change = Change { before, patch: None, full: Vec::new() };
             let mut staying = Vec::with_capacity(watchers.len());
             for mut watcher in watchers {
-                if self.notify(&raw_path, &mut watcher, sequence) {
+                if self.notify(&raw_path, &key, &mut watcher, sequence, &mut change) {
                     staying.push(watcher);
                 } else {
                     self.watches.by_ticket.remove(&watcher.ticket);
@@ -227,7 +317,14 @@ impl Node {
     }
 
     /// Tells one watcher about a change; returns whether it keeps watching.
-    fn notify(&mut self, raw_path: &str, watcher: &mut Watcher, sequence: u64) -> bool {
+    fn notify(
+        &mut self,
+        raw_path: &str,
+        key: &[String],
+        watcher: &mut Watcher,
+        sequence: u64,
+        change: &mut Change,
+    ) -> bool {
         let rendered = self.store.read(raw_path, watcher.format);
         match (&mut watcher.kind, rendered) {
             (Kind::Poll { etag, .. }, Ok(rendered)) if *rendered.etag == **etag => true,
@@ -239,14 +336,30 @@ impl Node {
                 self.answer_read(watcher.ticket, e.response(&format!("/data{raw_path}")));
                 false
             }
-            (Kind::Stream { etag }, Ok(rendered)) if *rendered.etag == **etag => true,
-            (Kind::Stream { etag }, Ok(rendered)) => {
+            (Kind::Stream { etag, .. }, Ok(rendered)) if *rendered.etag == **etag => true,
+            (Kind::Stream { etag, changes }, Ok(rendered)) => {
                 *etag = rendered.etag.to_string();
-                let bytes = event(sequence, None, rendered.body.as_ref());
-                self.effects.push(Effect::Event { ticket: watcher.ticket, bytes: Bytes::Owned(bytes) });
+                let after = self.store.root().resolve(key);
+                let bytes = match (&change.before, after) {
+                    (Some(before), Some(after)) if *changes => change
+                        .patch
+                        .get_or_insert_with(|| {
+                            Bytes::Shared(event(sequence, Some("patch"), &before.diff(after)).into())
+                        })
+                        .clone(),
+                    _ => match change.full.iter().find(|(format, _)| *format == watcher.format) {
+                        Some((_, bytes)) => bytes.clone(),
+                        None => {
+                            let bytes = Bytes::Shared(event(sequence, None, rendered.body.as_ref()).into());
+                            change.full.push((watcher.format, bytes.clone()));
+                            bytes
+                        }
+                    },
+                };
+                self.effects.push(Effect::Event { ticket: watcher.ticket, bytes });
                 true
             }
-            (Kind::Stream { etag }, Err(_)) => {
+            (Kind::Stream { etag, .. }, Err(_)) => {
                 etag.clear();
                 let bytes = missing_event(sequence, raw_path);
                 self.effects.push(Effect::Event { ticket: watcher.ticket, bytes: Bytes::Owned(bytes) });
@@ -291,8 +404,10 @@ impl Node {
         }
     }
 
-    /// Answers long-polls whose wait ended (304), and keeps idle streams alive.
+    /// Answers long-polls whose wait ended (304), keeps idle streams alive, and lets go of
+    /// versions kept too long for resuming.
     pub(super) fn expire_watches(&mut self, now: Now) {
+        self.watches.resume.expire(now);
         let (expired, waiting): (Vec<VersionWait>, Vec<VersionWait>) =
             std::mem::take(&mut self.watches.versions).into_iter().partition(|w| w.deadline.fired(now));
         self.watches.versions = waiting;
