@@ -8,7 +8,10 @@ use std::sync::Arc;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::{Entry, Str, Value};
-use crate::limits::{PARSE_BLOCK_ITEMS, STORE_DEPTH_MAX};
+use crate::limits::STORE_DEPTH_MAX;
+
+/// Items per block of the scratch stack; small in unit tests, so that they cross many blocks.
+const PARSE_BLOCK_ITEMS: usize = if cfg!(test) { 64 } else { crate::limits::PARSE_BLOCK_ITEMS };
 
 impl Value {
     /// Parses JSON text into a tree, at most `STORE_DEPTH_MAX` levels deep. Duplicate keys keep
@@ -286,7 +289,6 @@ mod tests {
 
     #[test]
     fn containers_across_the_scratch_blocks_parse_as_serde_json_does() {
-        use crate::limits::PARSE_BLOCK_ITEMS;
         let long: Vec<String> = (0..PARSE_BLOCK_ITEMS + 7).map(|i| i.to_string()).collect();
         let wide: Vec<String> = (0..PARSE_BLOCK_ITEMS + 300).map(|i| format!("\"k{i:07}\": [{i}, {{}}]")).collect();
         let unsorted: Vec<String> = (0..2000).map(|i| format!("\"u{}\": {i}", (i * 7919) % 1500)).collect();
