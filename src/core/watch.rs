@@ -225,14 +225,12 @@ impl Node {
         if changes && format != Format::Json {
             return Reply::Now(Response::error(400, "changes are JSON Patches of the subtree: not with raw or keys"));
         }
-        // A path that does not exist yet starts with the `missing` event, and the stream goes on.
-        let rendered = match self.store.read(raw_path, format) {
-            Ok(rendered) => Some(rendered),
-            Err(ReadError::NotFound) => None,
-            Err(e) => return Reply::Now(e.response(&format!("/data{raw_path}"))),
-        };
         let Some((key, seen)) = self.watch_key(raw_path) else {
-            return Reply::Now(Response::error(400, "bad path"));
+            // The read says what is wrong with the path, as a `GET` would.
+            return Reply::Now(match self.store.read(raw_path, format) {
+                Err(e) => e.response(&format!("/data{raw_path}")),
+                Ok(_) => Response::error(400, "bad path"),
+            });
         };
         if self.watches.waiting() >= WATCHERS_MAX {
             return Reply::Now(Response::error(503, "too many watchers on this node").with_header("Retry-After", "1"));
@@ -240,18 +238,23 @@ impl Node {
         let sequence = self.store.version().sequence;
         let last_seen = last_event_id.and_then(|id| id.trim().parse::<u64>().ok());
         let up_to_date = last_seen.is_some_and(|id| id >= sequence);
-        // A stream of changes resuming from a version still kept starts with the patch from it.
+        // A stream of changes resuming from a version still kept starts with the patch from it,
+        // and one that is up to date with nothing: neither renders the subtree.
         let resumed = match (changes, last_seen, &seen) {
             (true, Some(id), Some(_)) => self.watches.resume.root_at(id).and_then(|root| root.resolve(&key)),
             _ => None,
         };
-        let (first, etag) = match (&rendered, resumed, &seen) {
-            _ if up_to_date => (Vec::new(), rendered.as_ref().map_or(String::new(), |r| r.etag.to_string())),
-            (Some(rendered), Some(before), Some(after)) => {
-                (event(sequence, Some("patch"), &before.diff(after)), rendered.etag.to_string())
-            }
-            (Some(rendered), _, _) => (event(sequence, None, rendered.body.as_ref()), rendered.etag.to_string()),
-            (None, _, _) => (missing_event(sequence, raw_path), String::new()),
+        let (first, etag) = match (resumed, &seen) {
+            (_, Some(_)) if changes && up_to_date => (Vec::new(), String::new()),
+            (Some(before), Some(after)) => (event(sequence, Some("patch"), &before.diff(after)), String::new()),
+            // A path that does not exist yet starts with the `missing` event, and the stream goes on.
+            _ => match self.store.read(raw_path, format) {
+                Ok(rendered) if up_to_date => (Vec::new(), rendered.etag.to_string()),
+                Ok(rendered) => (event(sequence, None, rendered.body.as_ref()), rendered.etag.to_string()),
+                Err(ReadError::NotFound) if up_to_date => (Vec::new(), String::new()),
+                Err(ReadError::NotFound) => (missing_event(sequence, raw_path), String::new()),
+                Err(e) => return Reply::Now(e.response(&format!("/data{raw_path}"))),
+            },
         };
         if changes {
             let root = self.store.root().clone();
@@ -325,6 +328,17 @@ impl Node {
         sequence: u64,
         change: &mut Change,
     ) -> bool {
+        // A stream of changes gets the group's patch without the subtree being rendered: on a
+        // large subtree, a render would cost the subtree, not the change.
+        if let (Kind::Stream { changes: true, .. }, Some(before)) = (&watcher.kind, &change.before)
+            && let Some(after) = self.store.root().resolve(key)
+        {
+            let patch = change
+                .patch
+                .get_or_insert_with(|| Bytes::Shared(event(sequence, Some("patch"), &before.diff(after)).into()));
+            self.effects.push(Effect::Event { ticket: watcher.ticket, bytes: patch.clone() });
+            return true;
+        }
         let rendered = self.store.read(raw_path, watcher.format);
         match (&mut watcher.kind, rendered) {
             (Kind::Poll { etag, .. }, Ok(rendered)) if *rendered.etag == **etag => true,
@@ -337,24 +351,15 @@ impl Node {
                 false
             }
             (Kind::Stream { etag, .. }, Ok(rendered)) if *rendered.etag == **etag => true,
-            (Kind::Stream { etag, changes }, Ok(rendered)) => {
+            (Kind::Stream { etag, .. }, Ok(rendered)) => {
                 *etag = rendered.etag.to_string();
-                let after = self.store.root().resolve(key);
-                let bytes = match (&change.before, after) {
-                    (Some(before), Some(after)) if *changes => change
-                        .patch
-                        .get_or_insert_with(|| {
-                            Bytes::Shared(event(sequence, Some("patch"), &before.diff(after)).into())
-                        })
-                        .clone(),
-                    _ => match change.full.iter().find(|(format, _)| *format == watcher.format) {
-                        Some((_, bytes)) => bytes.clone(),
-                        None => {
-                            let bytes = Bytes::Shared(event(sequence, None, rendered.body.as_ref()).into());
-                            change.full.push((watcher.format, bytes.clone()));
-                            bytes
-                        }
-                    },
+                let bytes = match change.full.iter().find(|(format, _)| *format == watcher.format) {
+                    Some((_, bytes)) => bytes.clone(),
+                    None => {
+                        let bytes = Bytes::Shared(event(sequence, None, rendered.body.as_ref()).into());
+                        change.full.push((watcher.format, bytes.clone()));
+                        bytes
+                    }
                 };
                 self.effects.push(Effect::Event { ticket: watcher.ticket, bytes });
                 true
