@@ -85,6 +85,9 @@ fn the_page_shows_the_tree_the_cluster_and_live_changes_and_edits_with_if_match(
     browser.click("#save");
     browser.wait_text("the saved message", "#message", |t| t.starts_with("Saved /data/services/web/port"));
     wait_for("the edit on the other node", || two.get("/data/services/web/port").text() == "9090\n");
+    // The tree is drawn again for the edit's event: click only once that is done, or the click
+    // may land on a node just replaced (a stale element, seen with the page busy).
+    browser.wait_text("the edit in the tree", port, |t| t == "\"port\": 9090");
 
     // An edit that lost a race: someone wrote the value after the editor opened.
     browser.click(port);
