@@ -117,7 +117,7 @@ impl<T> Drain<'_, T> {
             self.at += 1;
             if self.at == PARSE_BLOCK_ITEMS {
                 // Freed unless part of it (before `start`) is kept.
-                if self.block > self.first || self.start % PARSE_BLOCK_ITEMS == 0 {
+                if self.block > self.first || self.start.is_multiple_of(PARSE_BLOCK_ITEMS) {
                     self.stack.blocks[self.block] = Vec::new();
                 }
                 (self.block, self.at) = (self.block + 1, 0);
