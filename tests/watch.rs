@@ -437,3 +437,27 @@ fn a_first_event_larger_than_the_stream_backlog_arrives_whole_to_curl() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A process's resident memory, in bytes.
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc is readable");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("a VmRSS line");
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+#[test]
+fn streams_opened_at_once_on_a_large_store_share_one_first_event() {
+    let server = Server::start(&[]);
+    let entries: Vec<String> = (0..20_000).map(|i| format!("\"k{i:05}\": \"{}\"", "v".repeat(1000))).collect();
+    assert_eq!(server.request("PUT", "/data", format!("{{{}}}", entries.join(", ")).as_bytes()).status, 200);
+    let before = resident_bytes(server.child.id());
+    // Readers that read nothing: each stream's first event waits in the server whole.
+    let mut readers: Vec<Client> = (0..8).map(|_| Client::connect(server.addr)).collect();
+    for reader in &mut readers {
+        reader.send(b"GET /data HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n");
+    }
+    wait_for("the streams to be open", || server.get("/metrics").text().contains("lighthouse_watchers 8\n"));
+    let grown = resident_bytes(server.child.id()).saturating_sub(before);
+    // The event is 20 MB (pretty JSON): eight copies would be 160 MB.
+    assert!(grown < 60_000_000, "eight streams of a 20 MB store took {grown} more bytes");
+}

@@ -81,6 +81,39 @@ pub(super) struct Watches {
     /// Streams of changes open, and the versions kept to resume them.
     changes_streams: usize,
     resume: Resume,
+    /// The last whole first event sent, for the next stream opened on the same path and version.
+    whole: WholeEvent,
+}
+
+/// The first event of the last stream opened with the whole subtree: streams opened on a large
+/// store at once (the page in several tabs, clients reconnecting after a restart) share one
+/// render and one copy of it instead of each rendering the store. One is kept, and only while
+/// its version is the store's.
+#[derive(Debug, Default)]
+enum WholeEvent {
+    #[default]
+    None,
+    Kept {
+        sequence: u64,
+        raw_path: String,
+        format: Format,
+        first: Bytes,
+        etag: String,
+    },
+}
+
+impl WholeEvent {
+    /// The event and its tag, when the one kept is of this version, path and format.
+    fn hit(&self, at: u64, path: &str, wanted: Format) -> Option<(Bytes, String)> {
+        match self {
+            WholeEvent::Kept { sequence, raw_path, format, first, etag }
+                if *sequence == at && raw_path == path && *format == wanted =>
+            {
+                Some((first.clone(), etag.clone()))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The roots of recent versions, newest last, each with the time it was kept: a stream of
@@ -245,14 +278,28 @@ impl Node {
             _ => None,
         };
         let (first, etag) = match (resumed, &seen) {
-            (_, Some(_)) if changes && up_to_date => (Vec::new(), String::new()),
-            (Some(before), Some(after)) => (event(sequence, Some("patch"), &before.diff(after)), String::new()),
+            (_, Some(_)) if changes && up_to_date => (Bytes::EMPTY, String::new()),
+            (Some(before), Some(after)) => {
+                (Bytes::Owned(event(sequence, Some("patch"), &before.diff(after))), String::new())
+            }
+            _ if !up_to_date && let Some(whole) = self.watches.whole.hit(sequence, raw_path, format) => whole,
             // A path that does not exist yet starts with the `missing` event, and the stream goes on.
             _ => match self.store.read(raw_path, format) {
-                Ok(rendered) if up_to_date => (Vec::new(), rendered.etag.to_string()),
-                Ok(rendered) => (event(sequence, None, rendered.body.as_ref()), rendered.etag.to_string()),
-                Err(ReadError::NotFound) if up_to_date => (Vec::new(), String::new()),
-                Err(ReadError::NotFound) => (missing_event(sequence, raw_path), String::new()),
+                Ok(rendered) if up_to_date => (Bytes::EMPTY, rendered.etag.to_string()),
+                Ok(rendered) => {
+                    let first = Bytes::Shared(event(sequence, None, rendered.body.as_ref()).into());
+                    let etag = rendered.etag.to_string();
+                    self.watches.whole = WholeEvent::Kept {
+                        sequence,
+                        raw_path: raw_path.to_string(),
+                        format,
+                        first: first.clone(),
+                        etag: etag.clone(),
+                    };
+                    (first, etag)
+                }
+                Err(ReadError::NotFound) if up_to_date => (Bytes::EMPTY, String::new()),
+                Err(ReadError::NotFound) => (Bytes::Owned(missing_event(sequence, raw_path)), String::new()),
                 Err(e) => return Reply::Now(e.response(&format!("/data{raw_path}"))),
             },
         };
@@ -267,7 +314,7 @@ impl Node {
         self.watches.streams += 1;
         self.watches.next_heartbeat.get_or_insert(Deadline::after(now, STREAM_HEARTBEAT_MS));
         let head = b"Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
-        Reply::Stream(Response { status: 200, headers: Bytes::Static(head), body: Bytes::Owned(first), close: false })
+        Reply::Stream(Response { status: 200, headers: Bytes::Static(head), body: first, close: false })
     }
 
     /// The group key of a path and the subtree there now.
@@ -280,6 +327,7 @@ impl Node {
 
     /// After the store changed: wakes the watchers of every path whose subtree changed.
     pub(super) fn wake_watchers(&mut self) {
+        self.watches.whole = WholeEvent::None;
         let sequence = self.store.version().sequence;
         let root = self.store.root().clone();
         if self.watches.has_changes_streams() {
