@@ -448,6 +448,11 @@ impl EventLoop {
         }
         for slot in 0..self.conns.len() {
             if let Some(conn) = self.conns[slot].as_mut() {
+                // An event stream ends as a chunked answer ends, so its client sees a whole
+                // answer (curl exits 0) rather than a cut connection, and reconnects elsewhere.
+                if let Phase::Streaming { chunked: true, .. } = conn.phase {
+                    conn.send.push_bytes(b"0\r\n\r\n", &mut self.pool);
+                }
                 let _ = conn.send.write_to(&mut conn.socket, WRITE_BUDGET_BYTES, &mut self.pool);
             }
         }
