@@ -195,6 +195,12 @@ fn a_stream_of_changes_resumes_with_a_patch_from_a_kept_version_else_the_whole_s
     let event = fresh.events_through(now)[0].clone();
     assert_eq!((event.id, event.kind.as_str()), (now, "message"));
     assert_eq!(serde_json::from_str::<Value>(&event.data).unwrap(), json!({"a": 2, "b": [1, 2, 3]}));
+
+    // A version this node has not reached (seen on another node): the whole subtree, since this
+    // node's patches would not apply to what the client holds.
+    let ahead = Stream::open(&server, "/data/cfg?changes", &[&format!("Last-Event-ID: {}", now + 5)]);
+    let event = ahead.events_through(now)[0].clone();
+    assert_eq!((event.id, event.kind.as_str()), (now, "message"));
 }
 
 #[test]

@@ -270,7 +270,9 @@ impl Node {
         }
         let sequence = self.store.version().sequence;
         let last_seen = last_event_id.and_then(|id| id.trim().parse::<u64>().ok());
-        let up_to_date = last_seen.is_some_and(|id| id >= sequence);
+        // A stream of changes is up to date only at this very version: a client that saw a later
+        // one (on another node) holds a subtree this node's patches may not apply to.
+        let up_to_date = last_seen.is_some_and(|id| id > sequence && !changes || id == sequence);
         // A stream of changes resuming from a version still kept starts with the patch from it,
         // and one that is up to date with nothing: neither renders the subtree.
         let resumed = match (changes, last_seen, &seen) {
