@@ -82,8 +82,9 @@ impl Patch {
                 ib += 1;
                 continue;
             }
-            let left: Option<&Entry> = a.get(ia).map(|chunk| &chunk[ja]);
-            let right: Option<&Entry> = b.get(ib).map(|chunk| &chunk[jb]);
+            // Only a flat object's one chunk may be empty (`{}`): it has no entry either.
+            let left: Option<&Entry> = a.get(ia).and_then(|chunk| chunk.get(ja));
+            let right: Option<&Entry> = b.get(ib).and_then(|chunk| chunk.get(jb));
             let order = match (left, right) {
                 (None, None) => return,
                 (Some(_), None) => std::cmp::Ordering::Less,
@@ -217,6 +218,59 @@ mod tests {
         }
         let escaped = round_trip(&parse(r#"{"a/b": 1, "c~d": 2}"#), &parse(r#"{"a/b": 2, "c~d": 3}"#));
         assert!(escaped.contains(r#""/a~1b""#) && escaped.contains(r#""/c~0d""#), "{escaped}");
+    }
+
+    #[test]
+    fn random_edits_of_random_documents_round_trip() {
+        // A small deterministic generator (xorshift), so a failure replays.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        let keys = ["a", "b", "a/b", "c~d", "", "k1", "k2", "z"];
+        let mut changed = 0;
+        for _ in 0..300 {
+            let wide: Vec<String> = (0..next(700)).map(|i| format!("\"w{i:04}\": {i}")).collect();
+            let before =
+                parse(&format!(r#"{{"list": [1, [2, 3], {{"x": 4}}], "wide": {{{}}}, "n": null}}"#, wide.join(",")));
+            let mut after = before.clone();
+            for _ in 0..1 + next(6) {
+                let mut path: Vec<String> = Vec::new();
+                let mut node = &after;
+                while node.is_container() && next(3) > 0 {
+                    let segment = match node {
+                        Value::Array(items) if !items.is_empty() => next(items.len() as u64).to_string(),
+                        Value::Array(_) => break,
+                        _ => {
+                            let members: Vec<String> = node.entries().map(|(k, _)| k.as_str().to_string()).collect();
+                            if members.is_empty() || next(4) == 0 {
+                                keys[next(keys.len() as u64) as usize].to_string()
+                            } else {
+                                members[next(members.len() as u64) as usize].clone()
+                            }
+                        }
+                    };
+                    match node.child(&segment) {
+                        Some(child) => node = child,
+                        None => {
+                            path.push(segment);
+                            break;
+                        }
+                    }
+                    path.push(segment);
+                }
+                let value = ["7", "\"s\"", "[1, 2]", "{\"q\": [true]}", "null", "-0.0"][next(6) as usize];
+                let _ = if next(4) == 0 { after.delete(&path) } else { after.put(&path, parse(value), 100) };
+            }
+            if round_trip(&before, &after) != "[]" {
+                changed += 1;
+            }
+            round_trip(&after, &before);
+        }
+        assert!(changed > 200, "only {changed} of 300 rounds changed something");
     }
 
     #[test]
