@@ -39,7 +39,7 @@
 //! | `core/transaction.rs`, `lock.rs` | `/lock` and `/update`: the lease, staging, commit, abort. `lock.rs` owns where a transaction is (open, or committing and for whom), private behind its transitions; `transaction.rs` ends every commit, in both modes (landed, failed, lost to a newer store) |
 //! | `core/data.rs`, `write.rs` | `/data`: reads; one-request writes (`PUT`, `PATCH`, `DELETE`), preconditions, waiting for the lock |
 //! | `core/store.rs` | the store being served and its render cache (reads) |
-//! | `core/watch.rs` | long-polls and event streams (whole subtrees, or JSON Patches with `?changes`), and the recent versions kept to resume them |
+//! | `core/watch.rs`, `watch/kept.rs` | long-polls and event streams (whole subtrees, or JSON Patches with `?changes`); the recent versions kept to resume them, and the whole first event streams share |
 //! | `core/durability.rs` | the flush queue (`DiskQueue`): which snapshot the writer works on next, a local commit's seal; the sequence of a new version; disk errors |
 //! | `core/cluster.rs`, `take.rs` | the peer table, gossip, push and pull; taking copies; a client's `PUT /copy` as a restore (coordinated writes) |
 //! | `core/joining.rs`, `commit_point.rs` | a node joining its cluster at start (when it serves), and why it does not serve; the commit point in `node.json`, and reads served unconfirmed after a restart |

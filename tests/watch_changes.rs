@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use support::{Server, curl, wait_for};
+use support::{Client, Server, curl, wait_for};
 
 /// One server-sent event: its id, its type (`message` when none is given) and its data.
 #[derive(Debug, Clone)]
@@ -211,4 +211,35 @@ fn changes_are_refused_without_an_event_stream_or_with_raw() {
     let (_, answer) =
         curl(&["-s", "-w", " %{http_code}", "-H", "Accept: text/event-stream", &server.url("/data?changes&raw")]);
     assert!(answer.contains("JSON Patch") && answer.ends_with(" 400"), "{answer}");
+}
+
+#[test]
+fn a_long_poll_with_changes_answers_the_patch_from_the_content_its_tag_names() {
+    let server = Server::start(&[]);
+    write(&server, "PUT", "/data", r#"{"cfg": {"port": 8080, "hosts": ["a"]}, "other": 0}"#);
+    let mut held = server.get("/data/cfg").json();
+    let mut tag = server.get("/data/cfg").header("ETag").unwrap().to_string();
+    let writes = [
+        ("/data/cfg/port", "8081"),
+        ("/data/cfg/hosts/1", "\"b\""),
+        ("/data/cfg/new", "{\"x\": [1, 2]}"),
+        ("/data/cfg/hosts/0", "null"),
+    ];
+    for (path, body) in writes {
+        let mut poll = Client::connect(server.addr);
+        poll.send_request("GET", "/data/cfg?wait=10&changes", &[("If-None-Match", &tag)], b"");
+        wait_for("the poll to wait", || server.get("/metrics").text().contains("lighthouse_watchers 1\n"));
+        write(&server, "PUT", "/data/other", "1");
+        write(&server, "PUT", path, body);
+        let answer = poll.read_response();
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(answer.header("Content-Type"), Some("application/json-patch+json"));
+        apply(&mut held, &answer.json());
+        tag = answer.header("ETag").expect("an ETag").to_string();
+        let now = server.get("/data/cfg");
+        assert_eq!((&held, Some(tag.as_str())), (&now.json(), now.header("ETag")), "after {path}: {}", answer.text());
+    }
+    // A tag that is not the current one: the whole subtree at once, as without ?changes.
+    let (_, text) = curl(&["-s", "-D", "-", "-H", "If-None-Match: \"old\"", &server.url("/data/cfg?wait=5&changes")]);
+    assert!(text.contains("Content-Type: application/json\r\n") && text.contains("\"port\""), "{text}");
 }

@@ -15,7 +15,7 @@
 //! streams of changes are open.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use log::debug;
 
@@ -24,16 +24,19 @@ use crate::core::clock::{Deadline, Now};
 use crate::core::path;
 use crate::core::value::Value;
 use crate::http::{Bytes, Response};
-use crate::limits::{
-    MIN_VERSION_WAIT_MS_DEFAULT, STREAM_HEARTBEAT_MS, STREAM_RESUME_MS, STREAM_RESUME_VERSIONS_MAX, WAIT_S_MAX,
-    WATCHERS_MAX,
-};
+use crate::limits::{MIN_VERSION_WAIT_MS_DEFAULT, STREAM_HEARTBEAT_MS, WAIT_S_MAX, WATCHERS_MAX};
+
+mod kept;
+
+use kept::{Resume, WholeEvent};
 
 /// What a watcher waits for.
 #[derive(Debug, Clone)]
 enum Kind {
     /// A long-poll: answered once the answer's tag differs from `etag`, or at `deadline_ms` (304).
-    Poll { etag: String, deadline_ms: u64 },
+    /// With `changes`, the answer is the JSON Patch from the content the client holds (the one
+    /// with `etag`, the group's subtree when it parked) to the new one.
+    Poll { etag: String, deadline_ms: u64, changes: bool },
     /// An event stream: one event per change; `etag` is the last one sent. With `changes`, an
     /// event after the first is a JSON Patch from the subtree of the event before.
     Stream { etag: String, changes: bool },
@@ -83,75 +86,6 @@ pub(super) struct Watches {
     resume: Resume,
     /// The last whole first event sent, for the next stream opened on the same path and version.
     whole: WholeEvent,
-}
-
-/// The first event of the last stream opened with the whole subtree: streams opened on a large
-/// store at once (the page in several tabs, clients reconnecting after a restart) share one
-/// render and one copy of it instead of each rendering the store. One is kept, and only while
-/// its version is the store's.
-#[derive(Debug, Default)]
-enum WholeEvent {
-    #[default]
-    None,
-    Kept {
-        sequence: u64,
-        raw_path: String,
-        format: Format,
-        first: Bytes,
-        etag: String,
-    },
-}
-
-impl WholeEvent {
-    /// The event and its tag, when the one kept is of this version, path and format.
-    fn hit(&self, at: u64, path: &str, wanted: Format) -> Option<(Bytes, String)> {
-        match self {
-            WholeEvent::Kept { sequence, raw_path, format, first, etag }
-                if *sequence == at && raw_path == path && *format == wanted =>
-            {
-                Some((first.clone(), etag.clone()))
-            }
-            _ => None,
-        }
-    }
-}
-
-/// The roots of recent versions, newest last, each with the time it was kept: a stream of
-/// changes that reconnects with `Last-Event-ID` of one of them starts with a patch from it. At
-/// most `STREAM_RESUME_VERSIONS_MAX`, none older than `STREAM_RESUME_MS`; a version holds only
-/// what later ones do not share with it, but a store replaced whole is held once per version.
-#[derive(Debug, Default)]
-struct Resume {
-    versions: VecDeque<(u64, Value, u64)>,
-    /// The clock as last seen (`keep` is called where no `now` is passed).
-    now_ms: u64,
-}
-
-impl Resume {
-    fn keep(&mut self, sequence: u64, root: &Value) {
-        if self.versions.back().is_some_and(|(kept, _, _)| *kept >= sequence) {
-            return;
-        }
-        if self.versions.len() == STREAM_RESUME_VERSIONS_MAX {
-            self.versions.pop_front();
-        }
-        self.versions.push_back((sequence, root.clone(), self.now_ms));
-    }
-
-    fn root_at(&self, sequence: u64) -> Option<&Value> {
-        self.versions.iter().find(|(kept, _, _)| *kept == sequence).map(|(_, root, _)| root)
-    }
-
-    fn next_deadline(&self) -> Option<Deadline> {
-        self.versions.front().map(|(_, _, at)| Deadline(at + STREAM_RESUME_MS))
-    }
-
-    fn expire(&mut self, now: Now) {
-        self.now_ms = now.mono_ms;
-        while self.versions.front().is_some_and(|(_, _, at)| at + STREAM_RESUME_MS <= now.mono_ms) {
-            self.versions.pop_front();
-        }
-    }
 }
 
 /// What the watchers of one group share for one change: the subtree before it, and the events
@@ -220,7 +154,8 @@ impl Watches {
 
 impl Node {
     /// `GET /data/path?wait=S` with `If-None-Match`: answers now if the content already differs,
-    /// else parks until it does or the wait ends.
+    /// else parks until it does or the wait ends (with `changes`, answered with the patch).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn long_poll(
         &mut self,
         now: Now,
@@ -229,6 +164,7 @@ impl Node {
         format: Format,
         etag: &str,
         wait_ms: u64,
+        changes: bool,
     ) -> Reply {
         let Some((key, seen)) = self.watch_key(raw_path) else {
             return Reply::Now(Response::error(400, "bad path"));
@@ -237,7 +173,7 @@ impl Node {
             return Reply::Now(Response::error(503, "too many watchers on this node").with_header("Retry-After", "1"));
         }
         let deadline_ms = now.mono_ms + wait_ms;
-        let watcher = Watcher { ticket, format, kind: Kind::Poll { etag: etag.to_string(), deadline_ms } };
+        let watcher = Watcher { ticket, format, kind: Kind::Poll { etag: etag.to_string(), deadline_ms, changes } };
         self.watches.add(key, raw_path, seen, watcher);
         Reply::Later
     }
@@ -392,6 +328,24 @@ impl Node {
         let rendered = self.store.read(raw_path, watcher.format);
         match (&mut watcher.kind, rendered) {
             (Kind::Poll { etag, .. }, Ok(rendered)) if *rendered.etag == **etag => true,
+            (Kind::Poll { changes: true, .. }, Ok(rendered)) if let Some(before) = &change.before => {
+                let after = self.store.root().resolve(key).expect("a subtree just read is there");
+                let headers = format!(
+                    "Content-Type: application/json-patch+json\r\nETag: {}\r\nX-Lighthouse-Version: {}\r\n",
+                    rendered.etag,
+                    self.store.version().to_header()
+                );
+                let mut body = before.diff(after);
+                body.push(b'\n');
+                let patch = Response {
+                    status: 200,
+                    headers: Bytes::Owned(headers.into_bytes()),
+                    body: Bytes::Owned(body),
+                    close: false,
+                };
+                self.answer_read(watcher.ticket, patch);
+                false
+            }
             (Kind::Poll { .. }, Ok(rendered)) => {
                 self.answer_read(watcher.ticket, rendered.response(None));
                 false
