@@ -52,7 +52,7 @@
 //! | `core/transaction.rs`, `lock.rs` | `/lock` and `/update`: the lease, staging, commit, abort. `lock.rs` owns where a transaction is (open, or committing and for whom), private behind its transitions; `transaction.rs` ends every commit, in both modes (landed, failed, lost to a newer store) |
 //! | `core/data.rs`, `write.rs` | `/data`: reads; one-request writes (`PUT`, `PATCH`, `DELETE`), preconditions, waiting for the lock |
 //! | `core/store.rs` | the store being served and its render cache (reads) |
-//! | `core/watch.rs` | long-polls and event streams |
+//! | `core/watch.rs`, `watch/kept.rs` | long-polls and event streams (whole subtrees, or JSON Patches with `?changes`); the recent versions kept to resume them, and the whole first event streams share |
 //! | `core/durability.rs` | the flush queue (`DiskQueue`): which snapshot the writer works on next, a local commit's seal; the sequence of a new version; disk errors |
 //! | `core/cluster.rs`, `take.rs` | the peer table, gossip, push and pull; taking copies; a client's `PUT /copy` as a restore (coordinated writes) |
 //! | `core/joining.rs`, `commit_point.rs` | a node joining its cluster at start (when it serves), and why it does not serve; the commit point in `node.json`, and reads served unconfirmed after a restart |
@@ -68,7 +68,7 @@
 //! | `core/auth.rs`, `metrics.rs` | tokens and the cluster key; `/metrics` (and the timing of commits) |
 //! | `core/guard.rs` | what no peer sends, refused at the peer endpoints: a browser's marks, terms out of bounds |
 //! | `core/jobs.rs`, `pace.rs` | the workers' jobs, who waits for each (`Owner`: `Node::job_done` hands a report to its owner only), the one allocator of job and call ids, and how jobs are carried out; pacing hooks |
-//! | `core/value/` | the tree (`mod.rs`), wide objects in chunks (`object.rs`), edits, patches (RFC 7396, RFC 6902), rendering, parsing (general, and the one pass over canonical JSON in `canonical.rs`) |
+//! | `core/value/` | the tree (`mod.rs`), wide objects in chunks (`object.rs`), edits, patches (RFC 7396, RFC 6902), the diff of two versions as an RFC 6902 patch (`diff.rs`), rendering, parsing (general, and the one pass over canonical JSON in `canonical.rs`) |
 //! | `core/version.rs`, `lineage.rs` | versions and checksums; a store's recent history |
 //! | `core/sealed.rs`, `snapshot.rs` | the copy format (peers); the snapshot file format (disk) |
 //! | `core/clock.rs`, `path.rs`, `address.rs`, `rng.rs` | time as a value; request paths; `HOST:PORT`; the seeded generator |

@@ -100,6 +100,13 @@ pub const WRITE_SEGMENTS_MAX: usize = 16;
 /// and a snapshot wraps the store in two more levels, so a deeper store could not be reloaded.
 pub const STORE_DEPTH_MAX: usize = 100;
 const _: () = assert!(STORE_DEPTH_MAX + 2 < 128);
+/// Elements per block of the parser's scratch stack (`value/parse.rs`). Large enough (48 MiB of
+/// values, 96 MiB of entries) that the allocator maps every block but the first by itself, above
+/// glibc's largest mmap threshold (32 MiB), so a block emptied while a large container is moved
+/// out goes back to the system at once instead of staying as a hole in the heap (with blocks of
+/// 1.5 MiB, a 79 MB array of pairs ended 106 MB larger). Only the pages used are touched.
+pub const PARSE_BLOCK_ITEMS: usize = 2 * 1024 * 1024;
+const _: () = assert!(PARSE_BLOCK_ITEMS.is_power_of_two(), "a growing vector fills a block exactly");
 /// The buffer between rendering a tree and hashing it, for checksums of subtrees: large enough that
 /// SHA-1 sees big blocks, small enough to sit in the cache.
 pub const HASH_BUFFER_BYTES: usize = 64 * 1024;
@@ -124,8 +131,17 @@ pub const WAIT_S_MAX: u64 = 300;
 pub const WATCHERS_MAX: usize = 65_536;
 /// Idle event streams get a comment line this often, so proxies and clients see they are alive.
 pub const STREAM_HEARTBEAT_MS: u64 = 15_000;
-/// Unsent events above which a slow stream reader is disconnected rather than buffered for.
+/// Unsent events above which a slow stream reader is disconnected rather than buffered for. It
+/// counts what is queued behind an event the reader is taking: the first event, and an event
+/// queued when the reader had taken everything before it, may be of any size (a whole large
+/// subtree), since a reader taking it is not falling behind.
 pub const STREAM_BACKLOG_BYTES_MAX: usize = 1024 * 1024;
+/// Versions kept to resume a stream of changes (`?changes` with `Last-Event-ID`) with a patch,
+/// and how long each is kept. A version holds only what later ones do not share with it (an
+/// edit's path), but a store replaced whole is held once per version kept: 8 bounds that to 8
+/// stores for a minute. A client that returns later gets the whole subtree.
+pub const STREAM_RESUME_VERSIONS_MAX: usize = 8;
+pub const STREAM_RESUME_MS: u64 = 60_000;
 
 // ---- The lock ------------------------------------------------------------------------------------
 

@@ -399,3 +399,67 @@ fn the_tutorial_long_poll_loop_follows_changes_and_does_not_spin_when_the_server
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Reads a child's output until it holds one whole server-sent event (ended by a blank line).
+fn first_event_of(child: &mut std::process::Child) -> String {
+    let stdout = child.stdout.as_mut().expect("piped");
+    let mut text = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    while !text.ends_with(b"\n\n") {
+        let n = stdout.read(&mut chunk).expect("curl's output reads");
+        assert!(n > 0, "curl ended after {} bytes of the first event", text.len());
+        text.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8(text).expect("events are UTF-8")
+}
+
+#[test]
+fn a_first_event_larger_than_the_stream_backlog_arrives_whole_to_curl() {
+    let server = Server::start(&[]);
+    // 24 MB: the case (23 MB) and far past the 1 MiB backlog and the socket's buffers.
+    let entries: Vec<String> = (0..24_000).map(|i| format!("\"k{i:05}\": \"{}\"", "v".repeat(1000))).collect();
+    let store = format!("{{{}}}", entries.join(", "));
+    assert_eq!(server.request("PUT", "/data", store.as_bytes()).status, 200);
+    let mut child = std::process::Command::new("curl")
+        .args(["-s", "-N", "--max-time", "60", "-H", "Accept: text/event-stream", &server.url("/data")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl runs");
+    let event = first_event_of(&mut child);
+    let data: Vec<&str> = event.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    let value: serde_json::Value = serde_json::from_str(&data.join("\n")).expect("the first event is whole JSON");
+    assert_eq!(value, serde_json::from_str::<serde_json::Value>(&store).unwrap());
+    // The stream goes on: the next change arrives on the same connection.
+    transact(&server, "w", "/k00000", "\"changed\"");
+    let next = first_event_of(&mut child);
+    assert!(next.contains("data:   \"k00000\": \"changed\","), "{}", &next[..next.len().min(200)]);
+    assert_eq!(child.try_wait().expect("curl's status reads"), None, "curl still reads the stream");
+    // A node that stops ends its streams as whole answers: curl exits 0.
+    server.terminate();
+    let status = child.wait().expect("curl ends");
+    assert_eq!(status.code(), Some(0), "curl's exit code when the node stops");
+}
+
+/// A process's resident memory, in bytes.
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc is readable");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("a VmRSS line");
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+#[test]
+fn streams_opened_at_once_on_a_large_store_share_one_first_event() {
+    let server = Server::start(&[]);
+    let entries: Vec<String> = (0..20_000).map(|i| format!("\"k{i:05}\": \"{}\"", "v".repeat(1000))).collect();
+    assert_eq!(server.request("PUT", "/data", format!("{{{}}}", entries.join(", ")).as_bytes()).status, 200);
+    let before = resident_bytes(server.child.id());
+    // Readers that read nothing: each stream's first event waits in the server whole.
+    let mut readers: Vec<Client> = (0..8).map(|_| Client::connect(server.addr)).collect();
+    for reader in &mut readers {
+        reader.send(b"GET /data HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n");
+    }
+    wait_for("the streams to be open", || server.get("/metrics").text().contains("lighthouse_watchers 8\n"));
+    let grown = resident_bytes(server.child.id()).saturating_sub(before);
+    // The event is 20 MB (pretty JSON): eight copies would be 160 MB.
+    assert!(grown < 60_000_000, "eight streams of a 20 MB store took {grown} more bytes");
+}

@@ -60,18 +60,23 @@ impl Shared {
         }
         let headers = request.headers;
         if headers.accept.is_some_and(|a| a.contains("text/event-stream")) && request.method == Method::Get {
-            return self.event_stream(now, ticket, raw_path, format, headers.last_event_id);
+            return self.event_stream(now, ticket, raw_path, format, headers.last_event_id, query.changes);
+        }
+        if query.changes && (wait_ms.is_none() || format != Format::Json) {
+            let message = "changes are sent on event streams (Accept: text/event-stream) and long-polls \
+                           (?wait=S with If-None-Match), as JSON Patches of the JSON subtree";
+            return Reply::Now(Response::error(400, message));
         }
         match self.store.read(raw_path, format) {
             Ok(rendered) => match (wait_ms, headers.if_none_match) {
                 (Some(wait_ms), Some(tags)) if etag_matches(tags, &rendered.etag) => {
-                    self.long_poll(now, ticket, raw_path, format, &rendered.etag, wait_ms)
+                    self.long_poll(now, ticket, raw_path, format, &rendered.etag, wait_ms, query.changes)
                 }
                 _ => Reply::Now(rendered.response(headers.if_none_match)),
             },
             // Waiting on a path that does not exist yet: answered once it does (or 404 at the end).
             Err(ReadError::NotFound) if let Some(wait_ms) = wait_ms => {
-                self.long_poll(now, ticket, raw_path, format, "", wait_ms)
+                self.long_poll(now, ticket, raw_path, format, "", wait_ms, query.changes)
             }
             Err(e) => Reply::Now(e.response(path::split_target(request.target).0)),
         }

@@ -98,6 +98,8 @@ pub struct Query<'a> {
     /// `?access_token=T`: the read token in the URL, for clients that cannot send a header (a
     /// browser's `EventSource`; RFC 6750, section 2.3).
     pub access_token: Option<&'a str>,
+    /// `?changes`: an event stream of JSON Patches instead of whole subtrees.
+    pub changes: bool,
 }
 
 impl<'a> Query<'a> {
@@ -112,6 +114,7 @@ impl<'a> Query<'a> {
                 "ttl" => parsed.ttl = Some(value),
                 "min-version" => parsed.min_version = Some(value),
                 "access_token" => parsed.access_token = Some(value),
+                "changes" => parsed.changes = true,
                 _ => {}
             }
         }

@@ -7,6 +7,12 @@
 //! did change wake their watchers, so a change elsewhere in the store wakes nobody, and a waiting
 //! client costs no CPU at all. Answers are rendered once per version and path and shared by every
 //! watcher of that path.
+//!
+//! A stream may ask for the changes instead (`?changes`): after the first event, each event is
+//! an RFC 6902 JSON Patch from the group's previous subtree to the new one (`value/diff.rs`),
+//! computed once per group and change and costing about the change. To resume such a stream from
+//! `Last-Event-ID` with a patch, the roots of the last few versions are kept (`Resume`) while
+//! streams of changes are open.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -21,13 +27,20 @@ use crate::core::value::Value;
 use crate::http::{Bytes, Response};
 use crate::limits::{MIN_VERSION_WAIT_MS_DEFAULT, STREAM_HEARTBEAT_MS, WAIT_S_MAX, WATCHERS_MAX};
 
+mod kept;
+
+use kept::{Resume, WholeEvent};
+
 /// What a watcher waits for.
 #[derive(Debug, Clone)]
 enum Kind {
     /// A long-poll: answered once the answer's tag differs from `etag`, or at `deadline_ms` (304).
-    Poll { etag: String, deadline_ms: u64 },
-    /// An event stream: one event per change; `etag` is the last one sent.
-    Stream { etag: String },
+    /// With `changes`, the answer is the JSON Patch from the content the client holds (the one
+    /// with `etag`, the group's subtree when it parked) to the new one.
+    Poll { etag: String, deadline_ms: u64, changes: bool },
+    /// An event stream: one event per change; `etag` is the last one sent. With `changes`, an
+    /// event after the first is a JSON Patch from the subtree of the event before.
+    Stream { etag: String, changes: bool },
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +82,19 @@ pub(super) struct Watches {
     deadlines: BinaryHeap<Reverse<(u64, Ticket)>>,
     streams: usize,
     next_heartbeat: Option<Deadline>,
+    /// Streams of changes open, and the versions kept to resume them.
+    changes_streams: usize,
+    resume: Resume,
+    /// The last whole first event sent, for the next stream opened on the same path and version.
+    whole: WholeEvent,
+}
+
+/// What the watchers of one group share for one change: the subtree before it, and the events
+/// made so far (each rendered once, whatever the number of watchers).
+struct Change {
+    before: Option<Value>,
+    patch: Option<Bytes>,
+    full: Vec<(Format, Bytes)>,
 }
 
 impl Watches {
@@ -79,7 +105,7 @@ impl Watches {
     pub(super) fn next_deadline(&self) -> Option<Deadline> {
         let poll = self.deadlines.peek().map(|Reverse((at, _))| Deadline(*at));
         let version = self.versions.iter().map(|w| w.deadline).min();
-        [poll, self.next_heartbeat, version].into_iter().flatten().min()
+        [poll, self.next_heartbeat, version, self.resume.next_deadline()].into_iter().flatten().min()
     }
 
     /// The deadline of the long-poll with this ticket, if there is one.
@@ -89,6 +115,11 @@ impl Watches {
             Kind::Poll { deadline_ms, .. } => Some(deadline_ms),
             Kind::Stream { .. } => None,
         }
+    }
+
+    /// Whether any group has a stream of changes.
+    fn has_changes_streams(&self) -> bool {
+        self.changes_streams > 0
     }
 
     fn add(&mut self, key: Vec<String>, raw_path: &str, seen: Option<Value>, watcher: Watcher) {
@@ -114,8 +145,9 @@ impl Watches {
         if group.watchers.is_empty() {
             self.groups.remove(&key);
         }
-        if matches!(watcher.kind, Kind::Stream { .. }) {
+        if let Kind::Stream { changes, .. } = watcher.kind {
             self.streams -= 1;
+            self.changes_streams -= usize::from(changes);
         }
         Some((watcher, raw_path))
     }
@@ -123,7 +155,8 @@ impl Watches {
 
 impl Shared {
     /// `GET /data/path?wait=S` with `If-None-Match`: answers now if the content already differs,
-    /// else parks until it does or the wait ends.
+    /// else parks until it does or the wait ends (with `changes`, answered with the patch).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn long_poll(
         &mut self,
         now: Now,
@@ -132,6 +165,7 @@ impl Shared {
         format: Format,
         etag: &str,
         wait_ms: u64,
+        changes: bool,
     ) -> Reply {
         let Some((key, seen)) = self.watch_key(raw_path) else {
             return Reply::Now(Response::error(400, "bad path"));
@@ -140,13 +174,15 @@ impl Shared {
             return Reply::Now(Response::error(503, "too many watchers on this node").with_header("Retry-After", "1"));
         }
         let deadline_ms = now.mono_ms + wait_ms;
-        let watcher = Watcher { ticket, format, kind: Kind::Poll { etag: etag.to_string(), deadline_ms } };
+        let watcher = Watcher { ticket, format, kind: Kind::Poll { etag: etag.to_string(), deadline_ms, changes } };
         self.watches.add(key, raw_path, seen, watcher);
         Reply::Later
     }
 
     /// `GET /data/path` with `Accept: text/event-stream`: the current subtree as the first event
-    /// (unless `Last-Event-ID` says the client has this version already), then one per change.
+    /// (unless `Last-Event-ID` says the client has this version already), then one per change:
+    /// the subtree, or with `changes` a patch (and a first event that is a patch from
+    /// `Last-Event-ID`'s version when that version is still kept).
     pub(super) fn event_stream(
         &mut self,
         now: Now,
@@ -154,32 +190,70 @@ impl Shared {
         raw_path: &str,
         format: Format,
         last_event_id: Option<&str>,
+        changes: bool,
     ) -> Reply {
-        // A path that does not exist yet starts with the `missing` event, and the stream goes on.
-        let rendered = match self.store.read(raw_path, format) {
-            Ok(rendered) => Some(rendered),
-            Err(ReadError::NotFound) => None,
-            Err(e) => return Reply::Now(e.response(&format!("/data{raw_path}"))),
-        };
+        if changes && format != Format::Json {
+            return Reply::Now(Response::error(400, "changes are JSON Patches of the subtree: not with raw or keys"));
+        }
         let Some((key, seen)) = self.watch_key(raw_path) else {
-            return Reply::Now(Response::error(400, "bad path"));
+            // The read says what is wrong with the path, as a `GET` would.
+            return Reply::Now(match self.store.read(raw_path, format) {
+                Err(e) => e.response(&format!("/data{raw_path}")),
+                Ok(_) => Response::error(400, "bad path"),
+            });
         };
         if self.watches.waiting() >= WATCHERS_MAX {
             return Reply::Now(Response::error(503, "too many watchers on this node").with_header("Retry-After", "1"));
         }
         let sequence = self.store.version().sequence;
-        let up_to_date = last_event_id.and_then(|id| id.trim().parse::<u64>().ok()).is_some_and(|id| id >= sequence);
-        let (first, etag) = match &rendered {
-            _ if up_to_date => (Vec::new(), rendered.as_ref().map_or(String::new(), |r| r.etag.to_string())),
-            Some(rendered) => (event(sequence, None, rendered.body.as_ref()), rendered.etag.to_string()),
-            None => (missing_event(sequence, raw_path), String::new()),
+        let last_seen = last_event_id.and_then(|id| id.trim().parse::<u64>().ok());
+        // A stream of changes is up to date only at this very version: a client that saw a later
+        // one (on another node) holds a subtree this node's patches may not apply to.
+        let up_to_date = last_seen.is_some_and(|id| id > sequence && !changes || id == sequence);
+        // A stream of changes resuming from a version still kept starts with the patch from it,
+        // and one that is up to date with nothing: neither renders the subtree.
+        let resumed = match (changes, last_seen, &seen) {
+            (true, Some(id), Some(_)) => self.watches.resume.root_at(id).and_then(|root| root.resolve(&key)),
+            _ => None,
         };
-        let watcher = Watcher { ticket, format, kind: Kind::Stream { etag } };
+        let (first, etag) = match (resumed, &seen) {
+            (_, Some(_)) if changes && up_to_date => (Bytes::EMPTY, String::new()),
+            (Some(before), Some(after)) => {
+                (Bytes::Owned(event(sequence, Some("patch"), &before.diff(after))), String::new())
+            }
+            _ if !up_to_date && let Some(whole) = self.watches.whole.hit(sequence, raw_path, format) => whole,
+            // A path that does not exist yet starts with the `missing` event, and the stream goes on.
+            _ => match self.store.read(raw_path, format) {
+                Ok(rendered) if up_to_date => (Bytes::EMPTY, rendered.etag.to_string()),
+                Ok(rendered) => {
+                    let first = Bytes::Shared(event(sequence, None, rendered.body.as_ref()).into());
+                    let etag = rendered.etag.to_string();
+                    self.watches.whole = WholeEvent::Kept {
+                        sequence,
+                        raw_path: raw_path.to_string(),
+                        format,
+                        first: first.clone(),
+                        etag: etag.clone(),
+                    };
+                    (first, etag)
+                }
+                Err(ReadError::NotFound) if up_to_date => (Bytes::EMPTY, String::new()),
+                Err(ReadError::NotFound) => (Bytes::Owned(missing_event(sequence, raw_path)), String::new()),
+                Err(e) => return Reply::Now(e.response(&format!("/data{raw_path}"))),
+            },
+        };
+        if changes {
+            let root = self.store.root().clone();
+            self.watches.resume.now_ms = now.mono_ms;
+            self.watches.resume.keep(sequence, &root);
+            self.watches.changes_streams += 1;
+        }
+        let watcher = Watcher { ticket, format, kind: Kind::Stream { etag, changes } };
         self.watches.add(key, raw_path, seen, watcher);
         self.watches.streams += 1;
         self.watches.next_heartbeat.get_or_insert(Deadline::after(now, STREAM_HEARTBEAT_MS));
         let head = b"Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
-        Reply::Stream(Response { status: 200, headers: Bytes::Static(head), body: Bytes::Owned(first), close: false })
+        Reply::Stream(Response { status: 200, headers: Bytes::Static(head), body: first, close: false })
     }
 
     /// The group key of a path and the subtree there now.
@@ -192,9 +266,13 @@ impl Shared {
 
     /// After the store changed: wakes the watchers of every path whose subtree changed.
     pub(super) fn wake_watchers(&mut self, co: Option<&Coordinated>) {
+        self.watches.whole = WholeEvent::None;
         let sequence = self.store.version().sequence;
         let root = self.store.root().clone();
-        let mut changed: Vec<Vec<String>> = Vec::new();
+        if self.watches.has_changes_streams() {
+            self.watches.resume.keep(sequence, &root);
+        }
+        let mut changed: Vec<(Vec<String>, Option<Value>)> = Vec::new();
         for (key, group) in self.watches.groups.iter_mut() {
             let now_there = root.resolve(key);
             let same = match (&group.seen, now_there) {
@@ -203,17 +281,18 @@ impl Shared {
                 _ => false,
             };
             if !same {
-                group.seen = now_there.cloned();
-                changed.push(key.clone());
+                let before = std::mem::replace(&mut group.seen, now_there.cloned());
+                changed.push((key.clone(), before));
             }
         }
-        for key in changed {
+        for (key, before) in changed {
             let Some(group) = self.watches.groups.get_mut(&key) else { continue };
             let raw_path = group.raw_path.clone();
             let watchers = std::mem::take(&mut group.watchers);
+            let mut change = Change { before, patch: None, full: Vec::new() };
             let mut staying = Vec::with_capacity(watchers.len());
             for mut watcher in watchers {
-                if self.notify(co, &raw_path, &mut watcher, sequence) {
+                if self.notify(co, &raw_path, &key, &mut watcher, sequence, &mut change) {
                     staying.push(watcher);
                 } else {
                     self.watches.by_ticket.remove(&watcher.ticket);
@@ -228,10 +307,47 @@ impl Shared {
     }
 
     /// Tells one watcher about a change; returns whether it keeps watching.
-    fn notify(&mut self, co: Option<&Coordinated>, raw_path: &str, watcher: &mut Watcher, sequence: u64) -> bool {
+    fn notify(
+        &mut self,
+        co: Option<&Coordinated>,
+        raw_path: &str,
+        key: &[String],
+        watcher: &mut Watcher,
+        sequence: u64,
+        change: &mut Change,
+    ) -> bool {
+        // A stream of changes gets the group's patch without the subtree being rendered: on a
+        // large subtree, a render would cost the subtree, not the change.
+        if let (Kind::Stream { changes: true, .. }, Some(before)) = (&watcher.kind, &change.before)
+            && let Some(after) = self.store.root().resolve(key)
+        {
+            let patch = change
+                .patch
+                .get_or_insert_with(|| Bytes::Shared(event(sequence, Some("patch"), &before.diff(after)).into()));
+            self.effects.push(Effect::Event { ticket: watcher.ticket, bytes: patch.clone() });
+            return true;
+        }
         let rendered = self.store.read(raw_path, watcher.format);
         match (&mut watcher.kind, rendered) {
             (Kind::Poll { etag, .. }, Ok(rendered)) if *rendered.etag == **etag => true,
+            (Kind::Poll { changes: true, .. }, Ok(rendered)) if let Some(before) = &change.before => {
+                let after = self.store.root().resolve(key).expect("a subtree just read is there");
+                let headers = format!(
+                    "Content-Type: application/json-patch+json\r\nETag: {}\r\nX-Lighthouse-Version: {}\r\n",
+                    rendered.etag,
+                    self.store.version().to_header()
+                );
+                let mut body = before.diff(after);
+                body.push(b'\n');
+                let patch = Response {
+                    status: 200,
+                    headers: Bytes::Owned(headers.into_bytes()),
+                    body: Bytes::Owned(body),
+                    close: false,
+                };
+                self.answer_read(co, watcher.ticket, patch);
+                false
+            }
             (Kind::Poll { .. }, Ok(rendered)) => {
                 self.answer_read(co, watcher.ticket, rendered.response(None));
                 false
@@ -240,14 +356,21 @@ impl Shared {
                 self.answer_read(co, watcher.ticket, e.response(&format!("/data{raw_path}")));
                 false
             }
-            (Kind::Stream { etag }, Ok(rendered)) if *rendered.etag == **etag => true,
-            (Kind::Stream { etag }, Ok(rendered)) => {
+            (Kind::Stream { etag, .. }, Ok(rendered)) if *rendered.etag == **etag => true,
+            (Kind::Stream { etag, .. }, Ok(rendered)) => {
                 *etag = rendered.etag.to_string();
-                let bytes = event(sequence, None, rendered.body.as_ref());
-                self.effects.push(Effect::Event { ticket: watcher.ticket, bytes: Bytes::Owned(bytes) });
+                let bytes = match change.full.iter().find(|(format, _)| *format == watcher.format) {
+                    Some((_, bytes)) => bytes.clone(),
+                    None => {
+                        let bytes = Bytes::Shared(event(sequence, None, rendered.body.as_ref()).into());
+                        change.full.push((watcher.format, bytes.clone()));
+                        bytes
+                    }
+                };
+                self.effects.push(Effect::Event { ticket: watcher.ticket, bytes });
                 true
             }
-            (Kind::Stream { etag }, Err(_)) => {
+            (Kind::Stream { etag, .. }, Err(_)) => {
                 etag.clear();
                 let bytes = missing_event(sequence, raw_path);
                 self.effects.push(Effect::Event { ticket: watcher.ticket, bytes: Bytes::Owned(bytes) });
@@ -292,8 +415,10 @@ impl Shared {
         }
     }
 
-    /// Answers long-polls whose wait ended (304), and keeps idle streams alive.
+    /// Answers long-polls whose wait ended (304), keeps idle streams alive, and lets go of
+    /// versions kept too long for resuming.
     pub(super) fn expire_watches(&mut self, now: Now, co: Option<&Coordinated>) {
+        self.watches.resume.expire(now);
         let (expired, waiting): (Vec<VersionWait>, Vec<VersionWait>) =
             std::mem::take(&mut self.watches.versions).into_iter().partition(|w| w.deadline.fired(now));
         self.watches.versions = waiting;

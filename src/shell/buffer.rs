@@ -158,6 +158,9 @@ pub struct SendQueue {
     /// Bytes of the first segment already written.
     front_written: usize,
     pending: usize,
+    /// Bytes written since the queue was made: with `pending`, it places a byte of a stream
+    /// (`end`, `queued_after`).
+    written: u64,
 }
 
 impl SendQueue {
@@ -168,6 +171,16 @@ impl SendQueue {
 
     pub fn is_empty(&self) -> bool {
         self.pending == 0
+    }
+
+    /// Where the next byte pushed will be, counted from the queue's first byte ever.
+    pub fn end(&self) -> u64 {
+        self.written + self.pending as u64
+    }
+
+    /// Bytes not yet written that were queued after position `mark` (an earlier `end()`).
+    pub fn queued_after(&self, mark: u64) -> usize {
+        (self.end() - mark.max(self.written)) as usize
     }
 
     /// Copies small bytes in, appending to the last pooled buffer when it has room.
@@ -242,18 +255,29 @@ impl SendQueue {
         http::encode_stream_head(&response, http10_client, date, tail);
         insert_before_blank_line(tail, extra);
         self.pending += tail.len() - before;
-        self.push_chunk(response.body.as_slice(), !http10_client, pool);
+        self.push_chunk(response.body, !http10_client, pool);
     }
 
-    /// Queues one piece of a streamed answer.
-    pub fn push_chunk(&mut self, bytes: &[u8], chunked: bool, pool: &mut Pool) {
+    /// Queues one piece of a streamed answer: copied when small; a large one (a whole store as
+    /// an event) is queued by move or reference between its chunk framing, not copied.
+    pub fn push_chunk(&mut self, bytes: Bytes, chunked: bool, pool: &mut Pool) {
         if bytes.is_empty() {
             return;
         }
-        let tail = self.tail(pool);
-        let before = tail.len();
-        http::encode_chunk(bytes, chunked, tail);
-        self.pending += tail.len() - before;
+        if bytes.len() < SHARED_BODY_BYTES_MIN {
+            let tail = self.tail(pool);
+            let before = tail.len();
+            http::encode_chunk(bytes.as_slice(), chunked, tail);
+            self.pending += tail.len() - before;
+            return;
+        }
+        if chunked {
+            self.push_bytes(format!("{:x}\r\n", bytes.len()).as_bytes(), pool);
+        }
+        self.push_body(bytes, pool);
+        if chunked {
+            self.push_bytes(b"\r\n", pool);
+        }
     }
 
     /// Writes as much as the socket takes, up to `budget` bytes, with vectored writes.
@@ -283,6 +307,7 @@ impl SendQueue {
 
     fn advance(&mut self, mut n: usize, pool: &mut Pool) {
         self.pending -= n;
+        self.written += n as u64;
         while n > 0 {
             let front_left =
                 self.segments.front().expect("written bytes were queued").as_slice().len() - self.front_written;

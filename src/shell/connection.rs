@@ -36,7 +36,10 @@ pub enum Phase {
     Parked { ticket: Ticket, shape: AnswerShape },
     /// An event stream: the core sends events until the client goes. Input is read only to see
     /// the client close; `chunked` is false for an HTTP/1.0 client (the stream ends at close).
-    Streaming { ticket: Ticket, chunked: bool },
+    /// Output queued after position `behind_from` of the send queue counts as the reader falling
+    /// behind (`STREAM_BACKLOG_BYTES_MAX`): the first event, and an event queued for a reader that
+    /// had taken everything before it, may be of any size.
+    Streaming { ticket: Ticket, chunked: bool, behind_from: u64 },
     /// The last answer is queued; close once it is sent. `linger` drains unread input first, so
     /// the client reads the answer instead of a reset.
     Closing { linger: bool },

@@ -19,6 +19,7 @@ use std::fmt;
 use std::sync::Arc;
 
 mod canonical;
+mod diff;
 mod edit;
 mod object;
 mod parse;

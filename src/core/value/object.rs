@@ -53,6 +53,22 @@ impl Value {
         }
     }
 
+    /// As `object`, from `count` entries sorted by key, keys unique, handed out in order by
+    /// `take(n)`, n at a time: each chunk is built in place, with no vector of all the entries.
+    pub(super) fn object_by_chunks(count: usize, mut take: impl FnMut(usize) -> Chunk) -> Value {
+        if count <= FLAT_ENTRIES_MAX {
+            return Value::Object(take(count));
+        }
+        let mut chunks = Vec::with_capacity(count.div_ceil(CHUNK_ENTRIES));
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(CHUNK_ENTRIES);
+            chunks.push(take(n));
+            left -= n;
+        }
+        Value::Chunked(Arc::from(chunks))
+    }
+
     /// An array or an object.
     pub fn is_container(&self) -> bool {
         matches!(self, Value::Array(_) | Value::Object(_) | Value::Chunked(_))

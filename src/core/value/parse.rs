@@ -10,6 +10,9 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use super::{Entry, Str, Value};
 use crate::limits::STORE_DEPTH_MAX;
 
+/// Items per block of the scratch stack; small in unit tests, so that they cross many blocks.
+const PARSE_BLOCK_ITEMS: usize = if cfg!(test) { 64 } else { crate::limits::PARSE_BLOCK_ITEMS };
+
 impl Value {
     /// Parses JSON text into a tree, at most `STORE_DEPTH_MAX` levels deep. Duplicate keys keep
     /// the last value, as serde_json does.
@@ -39,8 +42,105 @@ impl<'de> DeserializeSeed<'de> for ValueSeed {
 /// per container and leaves no half-grown vectors behind.
 #[derive(Default)]
 struct Scratch {
-    values: Vec<Value>,
-    entries: Vec<Entry>,
+    values: Stack<Value>,
+    entries: Stack<Entry>,
+}
+
+/// A stack in fixed-size blocks. A vector stays whole while a closing container is moved out of
+/// it into the container's own allocation, so a large array was held twice: a 65 MB array of
+/// 8.3 million numbers peaked at 456 MB of memory. Blocks are allocated as the stack grows and
+/// freed as a closing container's elements are moved out, so parsing holds the finished
+/// containers, the body, and about one block more.
+struct Stack<T> {
+    blocks: Vec<Vec<T>>,
+    len: usize,
+}
+
+impl<T> Default for Stack<T> {
+    fn default() -> Stack<T> {
+        Stack { blocks: Vec::new(), len: 0 }
+    }
+}
+
+impl<T> Stack<T> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, item: T) {
+        if self.len == self.blocks.len() * PARSE_BLOCK_ITEMS {
+            // The first block grows as a vector grows, so a small document allocates little;
+            // the others are whole blocks, mapped on their own and touched only as filled.
+            let block = if self.blocks.is_empty() { Vec::new() } else { Vec::with_capacity(PARSE_BLOCK_ITEMS) };
+            self.blocks.push(block);
+        }
+        self.blocks[self.len / PARSE_BLOCK_ITEMS].push(item);
+        self.len += 1;
+    }
+
+    fn last(&self) -> Option<&T> {
+        self.len.checked_sub(1).map(|i| &self.blocks[i / PARSE_BLOCK_ITEMS][i % PARSE_BLOCK_ITEMS])
+    }
+
+    /// Moves the items from `start` on into one exactly sized allocation, in order.
+    fn take_from<C: FromIterator<T>>(&mut self, start: usize, hole: fn() -> T) -> C {
+        let count = self.len - start;
+        self.drain_from(start, hole).take(count)
+    }
+
+    /// Hands out the items from `start` on, in order, in pieces (`Drain::take`); they leave the
+    /// stack when the drain ends.
+    fn drain_from(&mut self, start: usize, hole: fn() -> T) -> Drain<'_, T> {
+        let first = start / PARSE_BLOCK_ITEMS;
+        Drain { stack: self, start, first, block: first, at: start % PARSE_BLOCK_ITEMS, hole }
+    }
+}
+
+/// The items of a stack from `start` on, being moved out: each block is freed once emptied, so
+/// the stack shrinks as the container it held grows.
+struct Drain<'s, T> {
+    stack: &'s mut Stack<T>,
+    start: usize,
+    first: usize,
+    block: usize,
+    at: usize,
+    /// What is left in a slot moved out of (in the block kept, until truncated).
+    hole: fn() -> T,
+}
+
+impl<T> Drain<'_, T> {
+    /// The next `count` items in one allocation. `repeat_with(..).take(n)` has an exact length,
+    /// so an `Arc<[T]>` collects it into one allocation of that size, with no vector between.
+    fn take<C: FromIterator<T>>(&mut self, count: usize) -> C {
+        std::iter::repeat_with(|| {
+            let item = std::mem::replace(&mut self.stack.blocks[self.block][self.at], (self.hole)());
+            self.at += 1;
+            if self.at == PARSE_BLOCK_ITEMS {
+                // Freed unless part of it (before `start`) is kept.
+                if self.block > self.first || self.start.is_multiple_of(PARSE_BLOCK_ITEMS) {
+                    self.stack.blocks[self.block] = Vec::new();
+                }
+                (self.block, self.at) = (self.block + 1, 0);
+            }
+            item
+        })
+        .take(count)
+        .collect()
+    }
+}
+
+impl<T> Drop for Drain<'_, T> {
+    fn drop(&mut self) {
+        let stack = &mut *self.stack;
+        stack.blocks.truncate(self.first + 1);
+        if let Some(kept) = stack.blocks.get_mut(self.first) {
+            kept.truncate(self.start % PARSE_BLOCK_ITEMS);
+            if kept.is_empty() {
+                stack.blocks.truncate(self.first);
+            }
+        }
+        stack.len = self.start;
+    }
 }
 
 /// Parses a value `depth` levels below the top; deeper than `STORE_DEPTH_MAX` is an error.
@@ -94,34 +194,46 @@ impl<'de> Visitor<'de> for Depth<'_> {
         while let Some(item) = seq.next_element_seed(Depth { depth: child, scratch: self.scratch })? {
             self.scratch.borrow_mut().values.push(item);
         }
-        let items: Arc<[Value]> = self.scratch.borrow_mut().values.drain(start..).collect();
+        let items: Arc<[Value]> = self.scratch.borrow_mut().values.take_from(start, || Value::Null);
         Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let child = self.below::<A::Error>()?;
         let start = self.scratch.borrow().entries.len();
+        let mut sorted = true;
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let value = map.next_value_seed(Depth { depth: child, scratch: self.scratch })?;
-            self.scratch.borrow_mut().entries.push((key, value));
+            let mut scratch = self.scratch.borrow_mut();
+            let after_previous =
+                scratch.entries.len() == start || scratch.entries.last().is_some_and(|(k, _)| *k < key);
+            sorted &= after_previous;
+            scratch.entries.push((key, value));
         }
         let mut scratch = self.scratch.borrow_mut();
-        let entries = &mut scratch.entries[start..];
-        if !entries.is_sorted_by(|a, b| a.0 < b.0) {
-            // Sorted by key; of equal keys the last wins, as in serde_json's map. A stable sort
-            // keeps equal keys in input order, so the last of each run is the one to keep.
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            let sorted: Vec<Entry> = scratch.entries.drain(start..).collect();
-            for entry in sorted {
-                let has_previous = scratch.entries.len() > start;
-                match scratch.entries.last_mut() {
-                    Some(last) if has_previous && last.0 == entry.0 => *last = entry,
-                    _ => scratch.entries.push(entry),
-                }
+        let count = scratch.entries.len() - start;
+        let mut drain = scratch.entries.drain_from(start, hole_entry);
+        if sorted {
+            return Ok(Value::object_by_chunks(count, |n| drain.take(n)));
+        }
+        // Sorted by key; of equal keys the last wins, as in serde_json's map. A stable sort
+        // keeps equal keys in input order, so the last of each run is the one to keep.
+        let mut entries: Vec<Entry> = drain.take(count);
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut unique: Vec<Entry> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match unique.last_mut() {
+                Some(last) if last.0 == entry.0 => *last = entry,
+                _ => unique.push(entry),
             }
         }
-        Ok(Value::object_from_drain(scratch.entries.drain(start..)))
+        Ok(Value::object(unique))
     }
+}
+
+/// What is left where an entry was moved out of the scratch stack (allocates nothing).
+fn hole_entry() -> Entry {
+    (Str::Inline { len: 0, bytes: [0; super::INLINE_BYTES_MAX] }, Value::Null)
 }
 
 impl Depth<'_> {
@@ -173,6 +285,23 @@ mod tests {
         assert_eq!(parse(&ok).depth(), STORE_DEPTH_MAX);
         let deep = format!("{}{}", "[".repeat(STORE_DEPTH_MAX + 1), "]".repeat(STORE_DEPTH_MAX + 1));
         assert!(Value::parse(deep.as_bytes()).unwrap_err().to_string().contains("deeper"));
+    }
+
+    #[test]
+    fn containers_across_the_scratch_blocks_parse_as_serde_json_does() {
+        let long: Vec<String> = (0..PARSE_BLOCK_ITEMS + 7).map(|i| i.to_string()).collect();
+        let wide: Vec<String> = (0..PARSE_BLOCK_ITEMS + 300).map(|i| format!("\"k{i:07}\": [{i}, {{}}]")).collect();
+        let unsorted: Vec<String> = (0..2000).map(|i| format!("\"u{}\": {i}", (i * 7919) % 1500)).collect();
+        let small: Vec<String> = (0..PARSE_BLOCK_ITEMS + 10).map(|i| format!("[{i}]")).collect();
+        let text = format!(
+            "[[{}], {{{}}}, {{{}}}, [{}], {{\"b\": [1, [2, [3]]], \"a\": {{}}}}]",
+            long.join(","),
+            wide.join(","),
+            unsorted.join(","),
+            small.join(",")
+        );
+        let expected = serde_json::to_vec(&serde_json::from_str::<serde_json::Value>(&text).unwrap()).unwrap();
+        assert!(parse(&text).to_compact() == expected, "the tree renders as serde_json's value does");
     }
 
     #[test]

@@ -326,7 +326,7 @@ impl EventLoop {
             for effect in effects.drain(..) {
                 match effect {
                     Effect::Answer { ticket, response } => self.answer_parked(ticket, response),
-                    Effect::Event { ticket, bytes } => self.stream_event(ticket, &bytes),
+                    Effect::Event { ticket, bytes } => self.stream_event(ticket, bytes),
                     Effect::Job(job) if !self.workers.is_shut_down() => self.workers.submit(job),
                     Effect::Job(_) => debug!("stopping: a job queued after shutdown is dropped"),
                     Effect::Peer(request) => {
@@ -357,15 +357,21 @@ impl EventLoop {
     }
 
     /// Sends one event on a stream; a reader too slow to keep up is disconnected.
-    fn stream_event(&mut self, ticket: Ticket, bytes: &crate::http::Bytes) {
+    fn stream_event(&mut self, ticket: Ticket, bytes: crate::http::Bytes) {
         let slot = (ticket & TICKET_SLOT_MASK) as usize;
         let Some(Some(conn)) = self.conns.get_mut(slot) else { return };
-        let Phase::Streaming { ticket: streaming, chunked } = conn.phase else { return };
-        if streaming != ticket {
+        let Phase::Streaming { ticket: streaming, chunked, behind_from } = &mut conn.phase else { return };
+        if *streaming != ticket {
             return;
         }
+        let caught_up = conn.send.is_empty();
+        conn.send.push_chunk(bytes, *chunked, &mut self.pool);
+        if caught_up {
+            // The reader took everything before this event: it is not behind, however large
+            // the event (a whole large subtree); what queues after it counts.
+            *behind_from = conn.send.end();
+        }
         let mut conn = self.conns[slot].take().expect("checked above");
-        conn.send.push_chunk(bytes.as_slice(), chunked, &mut self.pool);
         let verdict = self.drive(slot, &mut conn, false, true);
         self.settle(slot, conn, verdict);
     }
@@ -442,6 +448,11 @@ impl EventLoop {
         }
         for slot in 0..self.conns.len() {
             if let Some(conn) = self.conns[slot].as_mut() {
+                // An event stream ends as a chunked answer ends, so its client sees a whole
+                // answer (curl exits 0) rather than a cut connection, and reconnects elsewhere.
+                if let Phase::Streaming { chunked: true, .. } = conn.phase {
+                    conn.send.push_bytes(b"0\r\n\r\n", &mut self.pool);
+                }
                 let _ = conn.send.write_to(&mut conn.socket, WRITE_BUDGET_BYTES, &mut self.pool);
             }
         }

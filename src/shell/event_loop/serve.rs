@@ -100,7 +100,11 @@ impl EventLoop {
                 }
             }
             Phase::Lingering { drained, .. } if conn.read_closed || drained > LINGER_BYTES_MAX => Verdict::Close,
-            Phase::Streaming { .. } if conn.read_closed || conn.send.len() > STREAM_BACKLOG_BYTES_MAX => Verdict::Close,
+            Phase::Streaming { behind_from, .. }
+                if conn.read_closed || conn.send.queued_after(behind_from) > STREAM_BACKLOG_BYTES_MAX =>
+            {
+                Verdict::Close
+            }
             // A watcher whose client left is dropped; a parked commit still gets its answer.
             Phase::Parked { ticket, .. } if conn.read_closed && self.core.disconnected(ticket) => Verdict::Close,
             // The client closed its side and everything it asked for is answered (requests still
@@ -264,7 +268,7 @@ impl EventLoop {
                 self.core.metrics_mut().count_request(shape.endpoint, shape.method, response.status);
                 let cors = self.cors_headers(&shape);
                 send.push_stream_start(response, cors, shape.http10, &self.date, &mut self.pool);
-                Phase::Streaming { ticket, chunked: !shape.http10 }
+                Phase::Streaming { ticket, chunked: !shape.http10, behind_from: send.end() }
             }
         }
     }
