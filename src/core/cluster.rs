@@ -13,10 +13,10 @@
 use log::{debug, info, warn};
 
 use super::coordinated::Coordinated;
-use super::{Activation, Effect, Shared, json_response};
+use super::{Effect, Shared, json_response};
 use crate::core::address::parse_host_port;
 use crate::core::clock::{Deadline, Now};
-use crate::core::jobs::{Decoding, Owner};
+use crate::core::jobs::Decoding;
 use crate::core::messages::{GossipEntry, PeerProblem, PeerState, StoredPeer};
 use crate::core::version::Version;
 use crate::http::{Bytes, Method, Response};
@@ -159,6 +159,17 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Drops the peers `gone` picks from the table (the table changed: it is written again).
+    pub(super) fn drop_peers(&mut self, gone: impl Fn(&Peer) -> bool) {
+        self.peers.retain(|p| !gone(p));
+        self.stamp += 1;
+    }
+
+    /// A request `id` went out to `address`: its answer is expected.
+    pub(super) fn track(&mut self, id: u64, address: String, kind: CallKind) {
+        self.calls.push((id, address, kind));
+    }
+
     fn find(&mut self, address: &str) -> Option<&mut Peer> {
         self.peers.iter_mut().find(|p| p.address == address)
     }
@@ -379,7 +390,7 @@ impl Shared {
         id: u64,
         result: Result<PeerReply, String>,
     ) {
-        self.clock.now = now;
+        self.handling(now);
         let Some(position) = self.cluster.calls.iter().position(|(call, _, _)| *call == id) else { return };
         let (_, address, kind) = self.cluster.calls.swap_remove(position);
         // Nothing is taken from a peer of another cluster or mode: its answer is a failure.
@@ -443,9 +454,7 @@ impl Shared {
                 self.push_to_older(co.as_deref(), now);
             }
             (CallKind::GetCopy, 200) => {
-                let id = self.ids.job(Owner::Decode(Decoding::Fetched));
-                self.decodes_in_flight += 1;
-                self.effects.push(Effect::Job(crate::core::jobs::Job::Decode { id, body: reply.body }));
+                self.decode(Decoding::Fetched, reply.body);
             }
             (kind, status) => {
                 debug!("peer {address} answered {kind:?} with {status}");
@@ -481,15 +490,7 @@ impl Shared {
         if !peer.committed {
             return;
         }
-        if let Activation::Joining { target, .. } = &mut self.activation {
-            *target = Some(target.map_or(theirs, |t| t.max(theirs)));
-            if let Some(id) = state.id.as_deref()
-                && let Some(co) = co.as_deref_mut()
-                && !co.heard_while_joining.iter().any(|h| h == id)
-            {
-                co.heard_while_joining.push(id.to_string());
-            }
-        }
+        self.heard_while_joining(co.as_deref_mut(), theirs, state.id.as_deref());
         self.check_activation(now, co.as_deref());
         let ours = self.store.version();
         if theirs > ours {
@@ -559,9 +560,7 @@ impl Coordinated {
             }
             CallKind::FetchAccepted => match reply.filter(|r| r.status == 200) {
                 Some(reply) => {
-                    let id = node.ids.job(Owner::Decode(Decoding::Adopt));
-                    node.decodes_in_flight += 1;
-                    node.effects.push(Effect::Job(crate::core::jobs::Job::Decode { id, body: reply.body.clone() }));
+                    node.decode(Decoding::Adopt, reply.body.clone());
                 }
                 None => warn!("could not fetch the version to adopt from {address}; the election will be held again"),
             },

@@ -281,7 +281,7 @@ impl Shared {
                     self.disk.durable = version;
                     self.disk.durable_stamp = stamp;
                 }
-                self.store.replace(sealed);
+                self.store.install(sealed);
                 self.store_changed(co.as_deref_mut());
                 let ticket = lock.commit_ticket().expect("the lock of a landed commit was committing");
                 self.answer(ticket, super::write::committed(&lock, version));

@@ -80,7 +80,7 @@ impl Coordinated {
             headers.push_str(&format!("{name}: {value}\r\n"));
         }
         let call = node.ids.call();
-        node.cluster.calls.push((call, address.clone(), CallKind::Forward));
+        node.cluster.track(call, address.clone(), CallKind::Forward);
         let to = address.clone();
         node.effects.push(super::Effect::Peer(super::PeerRequest {
             id: call,

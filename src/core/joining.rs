@@ -12,6 +12,7 @@ use log::{info, warn};
 use super::coordinated::Coordinated;
 use super::{Activation, Shared, json_response};
 use crate::core::clock::{Deadline, Now};
+use crate::core::version::Version;
 use crate::http::Response;
 use crate::limits::{JOINING_REPORT_MS, LEASE_MS};
 
@@ -74,6 +75,21 @@ impl Shared {
     }
 
     /// Becomes active once caught up with the newest version a peer reported, or at the limit.
+    /// While joining: a peer (`id`, if it said) reported the committed version `theirs`; the
+    /// newest such is what the node catches up to, and with coordinated writes a majority of the
+    /// voters must have answered.
+    pub(super) fn heard_while_joining(&mut self, co: Option<&mut Coordinated>, theirs: Version, id: Option<&str>) {
+        if let Activation::Joining { target, .. } = &mut self.activation {
+            *target = Some(target.map_or(theirs, |t| t.max(theirs)));
+            if let Some(id) = id
+                && let Some(co) = co
+                && !co.heard_while_joining.iter().any(|h| h == id)
+            {
+                co.heard_while_joining.push(id.to_string());
+            }
+        }
+    }
+
     pub(super) fn check_activation(&mut self, now: Now, co: Option<&Coordinated>) {
         let Activation::Joining { limit, target } = self.activation else { return };
         // With coordinated writes, the newest version of a majority of the voters (itself

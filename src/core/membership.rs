@@ -232,6 +232,27 @@ pub struct Departures {
     left: bool,
 }
 
+impl Departures {
+    /// The member at `address` is welcome again (a new node there, not the one removed).
+    fn forget(&mut self, address: &str) {
+        self.departed.retain(|(a, _)| a != address);
+    }
+
+    /// The member `id` at `address` was removed: the newest `REMOVED_MEMBERS_MAX` are kept.
+    fn record(&mut self, address: String, id: String) {
+        self.forget(&address);
+        if self.departed.len() >= REMOVED_MEMBERS_MAX {
+            self.departed.remove(0);
+        }
+        self.departed.push((address, id));
+    }
+
+    /// This node found itself removed; true if it knew already.
+    fn leave(&mut self) -> bool {
+        std::mem::replace(&mut self.left, true)
+    }
+}
+
 /// The peer table and removed members: a removed member leaves every table and stays out.
 impl Shared {
     /// True when the member at `address` was removed: gossip naming it does not add it again.
@@ -259,7 +280,7 @@ impl Shared {
         if self.removed_ids(co).iter().any(|r| r == id) {
             return;
         }
-        self.cluster.departures.departed.retain(|(a, _)| a != address);
+        self.cluster.departures.forget(address);
         self.learn(address, now);
         if let Some(peer) = self.cluster.find_mut(address) {
             peer.id = Some(id.to_string());
@@ -298,21 +319,16 @@ impl Shared {
         }
         for (address, id) in departed {
             info!("peer {address} ({id}) was removed from the cluster: dropping it from the table");
-            self.cluster.departures.departed.retain(|(a, _)| *a != address);
-            if self.cluster.departures.departed.len() >= REMOVED_MEMBERS_MAX {
-                self.cluster.departures.departed.remove(0);
-            }
-            self.cluster.departures.departed.push((address, id));
+            self.cluster.departures.record(address, id);
         }
-        self.cluster.peers.retain(|p| !gone(p));
-        self.cluster.stamp += 1;
+        self.cluster.drop_peers(gone);
         false
     }
 
     /// Says once that this node was removed (its id is on disk since it started, so a restart on
     /// this data directory finds it removed again).
     fn note_removed(&mut self, co: &Coordinated) {
-        if std::mem::replace(&mut self.cluster.departures.left, true) {
+        if self.cluster.departures.leave() {
             return;
         }
         let consensus = &co.consensus;

@@ -186,6 +186,11 @@ pub struct CommitClock {
 }
 
 impl Shared {
+    /// An input is being handled at `now`: the time an answer to it is timed at.
+    pub(super) fn handling(&mut self, now: super::Now) {
+        self.clock.now = now;
+    }
+
     /// A commit starts: its answer (whenever, whatever it is) is timed.
     pub(super) fn time_commit(&mut self, now: super::Now, ticket: super::Ticket) {
         self.clock.started = Some((ticket, now.mono_ms));

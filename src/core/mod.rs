@@ -419,7 +419,7 @@ impl Node {
     /// write to retry.
     pub fn tick(&mut self, now: Now) {
         let Node { shared, co } = self;
-        shared.clock.now = now;
+        shared.handling(now);
         shared.expire_lock(now);
         shared.expire_watches(now, co.as_ref());
         shared.check_activation(now, co.as_ref());
@@ -466,7 +466,7 @@ impl Node {
     pub fn job_done(&mut self, now: Now, done: Done) {
         let Node { shared, co } = self;
         shared.note_disk_error(now, &done);
-        shared.clock.now = now;
+        shared.handling(now);
         match done {
             Done::Sealed { id: JobId { owner: Owner::Disk, serial }, sealed, file, elapsed_us } => {
                 shared.sealed_done(co.as_mut(), now, serial, sealed, file, elapsed_us)

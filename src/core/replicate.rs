@@ -13,6 +13,7 @@ use log::{info, warn};
 
 use super::consensus::{Accepted, Role};
 use super::coordinated::Coordinated;
+use super::lock::Lock;
 use super::{Effect, Shared, Ticket, cluster::CallKind};
 use crate::core::clock::{Deadline, Now};
 use crate::core::jobs::{Body, DiskError, Job, Owner};
@@ -81,23 +82,7 @@ impl InCommit {
     }
 }
 
-/// A version this node accepted and holds durably (or is writing), not known to be committed.
-#[derive(Debug)]
-pub struct Pending {
-    pub sealed: Sealed,
-    /// The write under way, and the coordinator's request that waits for it (`PUT /cluster/accept`).
-    pub writing: Option<(u64, Option<Ticket>)>,
-}
-
 impl Coordinated {
-    /// Forgets the pending version; its tree is freed off the loop (one pushed by the coordinator
-    /// shares no node with the store).
-    pub(super) fn drop_pending(&mut self, node: &mut Shared) {
-        if let Some(pending) = self.pending.take() {
-            node.store.retire(pending.sealed);
-        }
-    }
-
     /// True when this node's writes are coordinated and it has voters other than itself: a commit
     /// is then durable only on a majority.
     fn single_voter(&self, coordination: &Coordination) -> bool {
@@ -196,7 +181,7 @@ impl Coordinated {
         };
         let commit = self.commit.as_mut().expect("a version in flight");
         commit.phase = Phase::Replicating { sealed: Box::new(sealed.clone()), own_write, durable, pushing: Vec::new() };
-        self.pending = Some(super::replicate::Pending { sealed, writing: None });
+        self.hold_pending(sealed, None);
         for voter in coordination.voters.iter().filter(|m| m.id != me) {
             self.push_accept(node, &voter.id.clone(), &voter.address.clone());
         }
@@ -378,7 +363,7 @@ impl Coordinated {
             // A change of voters committed while the restore waited its turn: the copy is no
             // longer newer than the store, and is ignored.
             Some(copy) if copy.copy.version.sequence <= node.store.version().sequence => {
-                let lock = node.lock.take().expect("checked above");
+                let lock = node.release_if(|_| true).expect("checked above");
                 info!("PUT /copy of sequence {} ignored: the store is newer now", copy.copy.version.sequence);
                 node.store.retire(*copy);
                 if let Some(sealed) = lock.into_restore() {
@@ -444,7 +429,7 @@ impl Coordinated {
     /// A lock commit that waits behind a change of voters and will not start: nothing was
     /// committed, so it answers 503 and the lock is free.
     pub(super) fn refuse_waiting_commit(&mut self, node: &mut Shared, why: &str) {
-        if let Some(lock) = node.lock.take_if(|l| l.waiting_commit().is_some()) {
+        if let Some(lock) = node.release_if(|l| l.waiting_commit().is_some()) {
             let ticket = lock.waiting_commit().expect("checked above");
             warn!("the commit of lock {} did not start: {why}; nothing was committed", lock.name());
             let message = format!("the commit did not start: {why}; nothing was committed");
@@ -462,9 +447,7 @@ impl Coordinated {
         if let Purpose::Membership { ticket: Some(ticket), what } = commit.purpose {
             node.answer(ticket, Response::error(503, &format!("{what}: this node stopped coordinating; retry")));
         }
-        if node.lock.as_ref().is_some_and(|l| l.is_committing()) {
-            node.lock = None;
-        }
+        node.release_if(Lock::is_committing);
     }
 
     /// A new coordinator's first act: the newest version among its voters, stamped with its term
@@ -545,7 +528,7 @@ impl Coordinated {
     /// that it is gone, and why.
     pub(super) fn drop_lock_for(&mut self, node: &mut Shared, why: &str) {
         self.refuse_waiting_commit(node, why);
-        if let Some(lock) = node.lock.take_if(|l| !l.is_committing()) {
+        if let Some(lock) = node.release_if(|l| !l.is_committing()) {
             warn!(
                 "lock {} dropped{}: {why}; {} dropped",
                 lock.name(),

@@ -17,7 +17,7 @@ impl Shared {
         ticket: Ticket,
         request: &Request,
     ) -> Reply {
-        self.clock.now = now;
+        self.handling(now);
         if request.method == Method::Unknown {
             return Reply::Now(Response::error(501, "method not implemented"));
         }

@@ -137,7 +137,7 @@ impl Store {
     }
 
     /// Replaces the store with a newer version; every cached answer is of the old one.
-    pub fn replace(&mut self, sealed: Sealed) {
+    pub fn install(&mut self, sealed: Sealed) {
         assert!(sealed.copy.version > self.version(), "the store never goes back to an older version");
         self.retired.push(std::mem::replace(&mut self.sealed, sealed));
         self.cache.clear();
@@ -351,7 +351,7 @@ mod tests {
     fn a_new_version_drops_cached_answers() {
         let mut s = store(r#"{"x": 1}"#);
         assert_eq!(body(&s.read("/x", Format::Json).unwrap()), "1\n");
-        s.replace(seal(Value::parse(br#"{"x": 2}"#).unwrap(), 2, None));
+        s.install(seal(Value::parse(br#"{"x": 2}"#).unwrap(), 2, None));
         assert_eq!(body(&s.read("/x", Format::Json).unwrap()), "2\n");
     }
 }

@@ -23,7 +23,6 @@ use super::{Effect, Lock, Reply, Request, Shared, Ticket, method_not_allowed};
 use crate::core::clock::Now;
 use crate::core::consensus::Accepted;
 use crate::core::jobs::{Decoding, Job, Owner};
-use crate::core::lineage::Lineage;
 use crate::core::sealed::{DecodeError, Sealed};
 use crate::core::version::Version;
 use crate::http::{Bytes, Method, Response};
@@ -51,29 +50,12 @@ fn copy_response(body: Arc<[u8]>) -> Response {
 }
 
 impl Shared {
-    /// Marks this node's commits that a new history leaves out as superseded (and logs and counts
-    /// it), and those it brings back as alive again. A node that moves to another node's branch
-    /// cannot know whether a third node built on its own, so a mark can be undone later; once the
-    /// cluster converges, the marks say exactly which of this node's commits are lost.
-    fn judge_own_commits(&mut self, lineage: &Lineage) {
-        for commit in self.mine.iter_mut() {
-            let version = commit.version;
-            if !commit.superseded && lineage.excludes(&version) {
-                commit.superseded = true;
-                self.metrics.superseded_commits += 1;
-                warn!(
-                    "this node's commit of sequence {} ({}) was superseded by a concurrent commit elsewhere \
-                     (sequence {} wins); it is lost unless a later store built on it",
-                    version.sequence,
-                    version.checksum,
-                    lineage.current().sequence
-                );
-            } else if commit.superseded && lineage.contains(&version) {
-                commit.superseded = false;
-                self.metrics.superseded_commits_recovered += 1;
-                info!("this node's commit of sequence {} ({}) survived after all", version.sequence, version.checksum);
-            }
-        }
+    /// Hands a copy to the decoder thread, for `waiter`: the one way a decode starts, so the
+    /// count of decodes in flight stays true.
+    pub(super) fn decode(&mut self, waiter: Decoding, body: Vec<u8>) {
+        let id = self.ids.job(Owner::Decode(waiter));
+        self.decodes_in_flight += 1;
+        self.effects.push(Effect::Job(Job::Decode { id, body }));
     }
 
     pub(super) fn copy_request(
@@ -112,9 +94,7 @@ impl Shared {
                         Response::error(503, "too many copies being checked; retry").with_header("Retry-After", "1");
                     return Reply::Now(busy);
                 }
-                let id = self.ids.job(Owner::Decode(Decoding::Request(ticket)));
-                self.decodes_in_flight += 1;
-                self.effects.push(Effect::Job(Job::Decode { id, body: request.body.to_vec() }));
+                self.decode(Decoding::Request(ticket), request.body.to_vec());
                 Reply::Later
             }
             (_, _) => Reply::Now(method_not_allowed("GET, HEAD, PUT")),
@@ -204,7 +184,7 @@ impl Shared {
             lock.rebase(theirs, sealed.copy.root.clone());
         }
         let waiting_commit = self.lock.as_ref().and_then(Lock::waiting_commit);
-        self.store.replace(sealed);
+        self.store.install(sealed);
         self.store_changed(None);
         self.metrics.copies_taken += 1;
         if waiting_commit.is_some() {
@@ -259,9 +239,7 @@ impl Coordinated {
             let busy = Response::error(503, "too many copies being checked; retry").with_header("Retry-After", "1");
             return Reply::Now(busy);
         }
-        let id = node.ids.job(Owner::Decode(Decoding::Restore { ticket, client: request.client }));
-        node.decodes_in_flight += 1;
-        node.effects.push(Effect::Job(Job::Decode { id, body: request.body.to_vec() }));
+        node.decode(Decoding::Restore { ticket, client: request.client }, request.body.to_vec());
         Reply::Later
     }
 

@@ -2,13 +2,14 @@
 //! `/update/NAME[/path]` (stage, read back, remove). Status codes are the contract's, which are
 //! the first Lighthouse's, so scripts written for it keep working.
 
-use log::info;
+use log::{info, warn};
 
 use super::coordinated::Coordinated;
 use super::lock::{Lock, RecentCommit, valid_name};
 use super::{Reply, Request, Shared, Ticket, json_response, method_not_allowed};
 use crate::core::clock::{Now, seconds_to_ms};
 use crate::core::jobs::DiskError;
+use crate::core::lineage::Lineage;
 use crate::core::path::{self, Query};
 use crate::core::snapshot::OwnCommit;
 use crate::core::store::{Format, staged_response};
@@ -116,7 +117,7 @@ impl Shared {
             None => {
                 info!("lock {name} acquired at sequence {}{}", self.store.version().sequence, from(request.client));
                 let lock = Lock::new(name, now, lease_ms, self.store.version(), self.store.root().clone());
-                self.lock = Some(lock.held_by(request.client));
+                self.grant(lock.held_by(request.client));
             }
         }
         describe(self.lock.as_ref().expect("held now"), now, request)
@@ -370,6 +371,45 @@ impl Shared {
         let response = self.conflict_response();
         self.answer(ticket, response);
         self.drop_failed_write();
+    }
+
+    /// The lock is granted: the one way a lock comes to be held (`PUT /lock`, a one-request write
+    /// or a restore taking its turn).
+    pub(super) fn grant(&mut self, lock: Lock) {
+        debug_assert!(self.lock.is_none(), "one lock at a time");
+        self.lock = Some(lock);
+    }
+
+    /// The lock ends here if `ends` says so (a commit that will not run, a coordinator that can
+    /// no longer grant it, a write that failed): the one way a lock ends outside this module's
+    /// own commit, abort and lapse.
+    pub(super) fn release_if(&mut self, ends: impl FnOnce(&Lock) -> bool) -> Option<Lock> {
+        self.lock.take_if(|lock| ends(lock))
+    }
+
+    /// Marks this node's commits that a new history leaves out as superseded (and logs and counts
+    /// it), and those it brings back as alive again. A node that moves to another node's branch
+    /// cannot know whether a third node built on its own, so a mark can be undone later; once the
+    /// cluster converges, the marks say exactly which of this node's commits are lost.
+    pub(super) fn judge_own_commits(&mut self, lineage: &Lineage) {
+        for commit in self.mine.iter_mut() {
+            let version = commit.version;
+            if !commit.superseded && lineage.excludes(&version) {
+                commit.superseded = true;
+                self.metrics.superseded_commits += 1;
+                warn!(
+                    "this node's commit of sequence {} ({}) was superseded by a concurrent commit elsewhere \
+                     (sequence {} wins); it is lost unless a later store built on it",
+                    version.sequence,
+                    version.checksum,
+                    lineage.current().sequence
+                );
+            } else if commit.superseded && lineage.contains(&version) {
+                commit.superseded = false;
+                self.metrics.superseded_commits_recovered += 1;
+                info!("this node's commit of sequence {} ({}) survived after all", version.sequence, version.checksum);
+            }
+        }
     }
 
     /// Remembers a commit for `RECENT_COMMIT_MS`, at most `RECENT_COMMITS_MAX` of them.

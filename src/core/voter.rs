@@ -6,7 +6,6 @@ use log::info;
 
 use super::consensus::Accepted;
 use super::coordinated::Coordinated;
-use super::replicate::Pending;
 use super::{Effect, Reply, Shared, Ticket};
 use crate::core::clock::Now;
 use crate::core::jobs::{Body, Decoding, DiskError, Job, Owner};
@@ -14,12 +13,33 @@ use crate::core::messages::{AcceptAnswer, AcceptRefusal};
 use crate::core::sealed::{DecodeError, Sealed};
 use crate::http::{Bytes, Response};
 
+/// A version this node accepted and holds durably (or is writing), not known to be committed.
+#[derive(Debug)]
+pub struct Pending {
+    pub sealed: Sealed,
+    /// The write under way, and the coordinator's request that waits for it (`PUT /cluster/accept`).
+    pub writing: Option<(u64, Option<Ticket>)>,
+}
+
 impl Coordinated {
+    /// Forgets the pending version; its tree is freed off the loop (one pushed by the coordinator
+    /// shares no node with the store).
+    pub(super) fn drop_pending(&mut self, node: &mut Shared) {
+        if let Some(pending) = self.pending.take() {
+            node.store.retire(pending.sealed);
+        }
+    }
+
+    /// Holds `sealed` as this node's pending version: a version pushed to this voter, or the
+    /// coordinator's own commit in flight (it votes for it too); `writing` while its write is
+    /// under way, with the request that waits for it.
+    pub(super) fn hold_pending(&mut self, sealed: Sealed, writing: Option<(u64, Option<Ticket>)>) {
+        self.pending = Some(Pending { sealed, writing });
+    }
+
     /// `PUT /cluster/accept`: the coordinator pushes a version to this voter; decoded first.
     pub(super) fn accept_request(&mut self, node: &mut Shared, ticket: Ticket, body: &[u8]) -> Reply {
-        let id = node.ids.job(Owner::Decode(Decoding::Accept(ticket)));
-        node.decodes_in_flight += 1;
-        node.effects.push(Effect::Job(Job::Decode { id, body: body.to_vec() }));
+        node.decode(Decoding::Accept(ticket), body.to_vec());
         Reply::Later
     }
 
@@ -70,7 +90,7 @@ impl Coordinated {
         let mut json = node.node_json(self.consensus.confirmed);
         json.committed = false;
         node.effects.push(Effect::Job(Job::Write { id, body: Body::Rendered(sealed.body.clone()), node: json }));
-        self.pending = Some(Pending { sealed, writing: Some((id.serial, Some(ticket))) });
+        self.hold_pending(sealed, Some((id.serial, Some(ticket))));
     }
 
     /// A pushed version is on this voter's disk: acknowledge it.

@@ -180,7 +180,7 @@ impl Shared {
         let lock = Lock::new(&write.name, now, self.config.lock_timeout_ms, version, root.clone());
         let mut lock = lock.held_by(write.client).written(staged, OneRequest { etag, whole_store, restore: None });
         lock.begin_commit(ticket);
-        self.lock = Some(lock);
+        self.grant(lock);
         self.time_commit(now, ticket);
         match co {
             None => self.pump_disk(now, None),
@@ -222,7 +222,7 @@ impl Shared {
         let one_request = OneRequest { etag: None, whole_store: true, restore: Some(copy) };
         let mut lock = lock.held_by(write.client).written(staged, one_request);
         lock.begin_commit(ticket);
-        self.lock = Some(lock);
+        self.grant(lock);
         // Only coordinated writes take a client's copy as a restore (`take.rs`).
         if let Some(co) = co {
             co.start_lock_commit(self, now);
@@ -233,7 +233,7 @@ impl Shared {
     /// A one-request write whose commit failed or lost to a newer store: nobody will abort it, so
     /// its lock goes now. Returns whether it was one.
     pub(super) fn drop_failed_write(&mut self) -> bool {
-        let dropped = self.lock.take_if(|l| l.one_request().is_some() && !l.is_committing());
+        let dropped = self.release_if(|l| l.one_request().is_some() && !l.is_committing());
         if let Some(lock) = &dropped {
             warn!("write {} was not committed; its lock is free", lock.name());
         }
