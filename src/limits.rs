@@ -267,7 +267,8 @@ pub const LEASE_WAITERS_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// steady writes one small write a second beside the snapshot each commit writes.
 pub const COMMIT_POINT_SAVE_MS: u64 = 1_000;
 /// A commit not durable on a majority of voters this long after it was asked for answers 504
-/// (outcome unknown); it may still land later.
+/// (outcome unknown); it may still land later. Not for a single voter: its commit ends with its
+/// own write, however long a large store takes.
 pub const COMMIT_TIMEOUT_MS: u64 = 1_500;
 /// A request forwarded to the coordinator and not answered this long after answers 503 (a commit:
 /// 504, outcome unknown).

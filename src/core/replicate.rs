@@ -96,10 +96,11 @@ impl Coordinated {
         let term = consensus.state.term;
         let id = node.ids.job(Owner::Commit);
         let mut json = node.node_json(self.consensus.confirmed);
+        let mut single = false;
         let job = match content {
             Content::New { root, coordination } => {
                 let coordination = coordination.in_term(term);
-                let single = self.single_voter(&coordination);
+                single = self.single_voter(&coordination);
                 json.committed = single;
                 Job::Seal {
                     id,
@@ -117,7 +118,11 @@ impl Coordinated {
         };
         node.effects.push(Effect::Job(job));
         let phase = Phase::Sealing { job: id.serial };
-        self.commit = Some(InCommit { purpose, phase, deadline: Deadline::after(now, COMMIT_TIMEOUT_MS) });
+        // A single voter is its own majority: its commit ends with its own write, done or refused
+        // by the disk, however long a large store takes; there is nobody else to wait for, so
+        // no outcome is unknown.
+        let deadline = if single { Deadline(u64::MAX) } else { Deadline::after(now, COMMIT_TIMEOUT_MS) };
+        self.commit = Some(InCommit { purpose, phase, deadline });
     }
 
     /// A seal (or stamp) of a version this node makes durable; one it stopped making durable (it
