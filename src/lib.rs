@@ -58,7 +58,7 @@
 //! | `core/joining.rs`, `commit_point.rs` | a node joining its cluster at start (when it serves), and why it does not serve; the commit point in `node.json`, and reads served unconfirmed after a restart |
 //! | `core/consensus.rs`, `election.rs`, `coordinated.rs` | coordinated writes: their state (`Coordinated`, `Consensus`), its start and the jobs it owns; terms, beats, the lease; standing and voting; `/cluster/*` routing and status; each node's role (`NodeRole`) |
 //! | `core/renewal.rs` | a coordinator whose lease lapsed (a pause) renews it before it answers a write |
-//! | `core/replicate.rs`, `voter.rs` | a commit made durable on a majority (coordinator; its phase, `InCommit`, private); accepting pushed versions (voter) |
+//! | `core/replicate.rs`, `voter.rs` | a commit made durable on a majority (coordinator; its phase, `InCommit`, private); accepting pushed versions (voter), and the version held but not known committed (`Pending`, the coordinator's own commit too) |
 //! | `core/forward.rs`, `membership.rs` | writes sent on to the coordinator; voters added, replaced and removed (guarded), removed members out of every table |
 //! | `core/roster.rs`, `node_state.rs` | the roster every version carries (`Coordination`: the cluster's id, the term, the voters and the removed); a node's id, term and vote (`node.json`) |
 //! | `core/startup.rs` | how a node starts, from its data directory and flags alone: which snapshot loads, its identity, founding or joining (the server and the simulations both call it) |

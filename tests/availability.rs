@@ -95,7 +95,10 @@ fn a_directory_of_local_writes_started_coordinated_with_seeds_logs_the_upgrade_h
     let server = Server::start(&[&dir.flag(), &seeds, "--bootstrap-limit=1"]);
     wait_for("the upgrade hint", || server.log().iter().any(|l| l.contains("--writes=local")));
     let log = server.log().join("\n");
-    assert!(log.contains("--bootstrap") && log.contains("Upgrading"), "the hint names --bootstrap and README:\n{log}");
+    assert!(
+        log.contains("--bootstrap") && log.contains("docs/clustering.md: Upgrading"),
+        "the hint names --bootstrap and the docs page:\n{log}"
+    );
     std::thread::sleep(Duration::from_millis(2_000));
     assert_eq!(server.get("/ready").status, 503, "a learner of no cluster is not ready");
 }

@@ -146,7 +146,7 @@ impl Coordinated {
                 return format!(
                     "its data (sequence {sequence}) was written with --writes=local and names no coordinated cluster, \
                      and no peer has given it one; if this is an upgrade from local writes, start the node with the \
-                     newest version with --bootstrap, then the others (README: Upgrading a --writes=local cluster)"
+                     newest version with --bootstrap, then the others (docs/clustering.md: Upgrading a --writes=local cluster)"
                 );
             }
             if reached.is_empty() {
