@@ -60,13 +60,7 @@ impl Coordinated {
                 }
                 let what = format!("replacing voter {address} ({}): a new node ({id}) answers at its address", old.id);
                 let next = coordination.removing(&old.id, 0);
-                let root = node.store.root().clone();
-                self.replicate(
-                    node,
-                    now,
-                    Purpose::Membership { what, ticket: None },
-                    Content::New { root, coordination: next },
-                );
+                self.change_voters(node, now, what, next);
                 return;
             }
         }
@@ -74,14 +68,16 @@ impl Coordinated {
             let what = format!("promoting learner {address} ({id}) to voter");
             info!("{what}");
             let next = coordination.adding(Member { id, address }, 0);
-            let root = node.store.root().clone();
-            self.replicate(
-                node,
-                now,
-                Purpose::Membership { what, ticket: None },
-                Content::New { root, coordination: next },
-            );
+            self.change_voters(node, now, what, next);
         }
+    }
+
+    /// Commits the store as it is with the voters `next`, on the coordinator's own initiative
+    /// (`what` says why, for the log).
+    fn change_voters(&mut self, node: &mut Shared, now: Now, what: String, next: Coordination) {
+        let root = node.store.root().clone();
+        let content = Content::New { root, coordination: next };
+        self.replicate(node, now, Purpose::Membership { what, ticket: None }, content);
     }
 
     /// `DELETE /state/ADDRESS` at the coordinator: removes that voter (or learner) by a commit,
