@@ -16,10 +16,12 @@
 //!
 //! **Coordinated mode is a value.** A `core::Node` is two values: `Shared`, what every node has
 //! (the store, the lock, the disk queue, the peer table, watches, effects, ids, metrics), and an
-//! `Option<Coordinated>` (`core/coordinated.rs`): terms, votes and leases (`Consensus`), the
-//! version accepted and not known committed, the coordinator's commit in flight, the requests
-//! forwarded to the coordinator, the voters heard while joining, the last lock dropped and the
-//! requests waiting for a lease's renewal. A node of local writes has `None`, so none of its code
+//! `Option<Coordinated>` (`core/coordinated.rs`): terms, votes and leases (`Consensus`, whose
+//! fields are private to `consensus.rs`: every change is one of its named transitions, such as
+//! `stand`, `win`, `vote_for`, `take_term`, `follow`, `step_down`, `confirm`), the version
+//! accepted and not known committed, the coordinator's commit in flight, the requests forwarded
+//! to the coordinator, the voters heard while joining, the last lock dropped, the requests
+//! waiting for a lease's renewal and the writes of the commit point. A node of local writes has `None`, so none of its code
 //! can reach coordinated state. Each entry point of `Node` (`handle`, `tick`, `next_deadline`,
 //! `peer_reply`, `job_done`) splits the two once and steps by mode, as etcd's raft steps by role:
 //! the coordinated code is `impl Coordinated` and takes what every node has as `node: &mut
@@ -56,7 +58,7 @@
 //! | `core/durability.rs` | the flush queue (`DiskQueue`): which snapshot the writer works on next, a local commit's seal; the sequence of a new version; disk errors |
 //! | `core/cluster.rs`, `take.rs` | the peer table, gossip, push and pull; taking copies; a client's `PUT /copy` as a restore (coordinated writes) |
 //! | `core/joining.rs`, `commit_point.rs` | a node joining its cluster at start (when it serves), and why it does not serve; the commit point in `node.json`, and reads served unconfirmed after a restart |
-//! | `core/consensus.rs`, `election.rs`, `coordinated.rs` | coordinated writes: their state (`Coordinated`, `Consensus`), its start and the jobs it owns; terms, beats, the lease; standing and voting; `/cluster/*` routing and status; each node's role (`NodeRole`) |
+//! | `core/consensus.rs`, `beats.rs`, `election.rs`, `coordinated.rs` | coordinated writes: their state (`Coordinated`; `Consensus`, private behind its transitions in `consensus.rs`), its start and the jobs it owns; terms, the lease, the node's state on disk; beats sent, answered and followed; standing and voting; `/cluster/*` routing and status; each node's role (`NodeRole`) |
 //! | `core/renewal.rs` | a coordinator whose lease lapsed (a pause) renews it before it answers a write |
 //! | `core/replicate.rs`, `voter.rs` | a commit made durable on a majority (coordinator; its phase, `InCommit`, private); accepting pushed versions (voter), and the version held but not known committed (`Pending`, the coordinator's own commit too) |
 //! | `core/forward.rs`, `membership.rs` | writes sent on to the coordinator; voters added, replaced and removed (guarded), removed members out of every table |
@@ -86,10 +88,9 @@
 //! Every field of the node's state, the modules that may change it, and how: directly, or only
 //! through the methods of its own type (whose fields are private to its module, so the compiler
 //! confines them). `tests/ownership.rs` finds every direct write in `src/core/` and fails on one
-//! this table does not name. `effects` and `metrics` are outputs any module appends to; `consensus`
-//! is the one seam left open: the coordinated files still set its fields themselves. `consensus`,
-//! `pending`, `commit`, `forwards`, `heard_while_joining`, `dropped_lock` and `lease_waiters` are
-//! fields of `Coordinated` (reached as `self` in its code, as `co` in the shared code handed it);
+//! this table does not name. `effects` and `metrics` are outputs any module appends to. `consensus`,
+//! `pending`, `commit`, `forwards`, `heard_while_joining`, `dropped_lock`, `lease_waiters` and
+//! `point_writes` are fields of `Coordinated` (reached as `self` in its code, as `co` in the shared code handed it);
 //! the others are fields of `Shared`.
 //!
 //! | state | changed only in | how |
@@ -110,7 +111,7 @@
 //! | `ids` | `jobs.rs` | its methods |
 //! | `metrics` | any | output only: counters where things happen, read by `/metrics` alone |
 //! | `rng` | `rng.rs` | its methods |
-//! | `consensus` | `consensus.rs`, `election.rs`, `coordinated.rs`, `commit_point.rs`, `replicate.rs`, `voter.rs`, `renewal.rs`, `membership.rs`, `guard.rs`, `peering.rs`, `take.rs` | directly: the seam left (its fields are open to the coordinated files) |
+//! | `consensus` | `consensus.rs` | its methods |
 //! | `pending` | `voter.rs` | directly |
 //! | `commit` | `replicate.rs` | its methods |
 //! | `forwards` | `forward.rs` | directly |
@@ -124,6 +125,7 @@
 //! | `last_disk_error` | `durability.rs` | directly |
 //! | `clock` | `metrics.rs` | its methods |
 //! | `lease_waiters` | `renewal.rs` | directly |
+//! | `point_writes` | `commit_point.rs` | directly |
 //! | `joining_report_at` | `joining.rs` | directly |
 //!
 //! Tokens: 0 is the listener, 1 the workers' waker, 2 the signal pipe, 16 and up the client

@@ -248,11 +248,11 @@ impl Shared {
             200,
             &serde_json::json!({
                 "me": self.config.address,
-                "id": co.map(|co| co.consensus.state.id.clone()),
+                "id": co.map(|co| co.consensus.state().id.clone()),
                 "cluster-id": self.cluster_id(),
                 "role": self.own_role(co).as_str(),
                 "version": version.to_json(),
-                "committed": co.is_none_or(|co| co.consensus.confirmed && co.settled(self)),
+                "committed": co.is_none_or(|co| co.consensus.confirmed() && co.settled(self)),
                 "cluster": peers,
                 "own-commits": own_commits,
                 "writes": co.map_or_else(|| serde_json::json!({"writes": "local"}), |co| co.consensus_json(self, now)),
@@ -348,7 +348,7 @@ impl Shared {
     /// `[{"address": me}, {"address": peer}, ...]`: this node and the peers it reaches. An address
     /// nobody reaches does not spread from table to table.
     fn gossip_body(&self, co: Option<&Coordinated>) -> std::sync::Arc<[u8]> {
-        let id = co.map(|co| co.consensus.state.id.as_str());
+        let id = co.map(|co| co.consensus.state().id.as_str());
         let reached = self.cluster.peers.iter().filter(|p| p.reachable).map(|p| p.address.as_str());
         GossipEntry::encode_list(&self.config.address, id, reached).into()
     }

@@ -40,51 +40,45 @@ impl Coordinated {
     /// Notes the store as the commit point when it is known to be committed and newer than the
     /// one noted; `tick` writes it.
     pub(super) fn note_commit_point(&mut self, node: &mut Shared) {
-        let consensus = &self.consensus;
         let sealed = node.store.sealed();
-        if !consensus.confirmed || sealed.copy.coordination.is_none() {
+        if !self.consensus.confirmed() || sealed.copy.coordination.is_none() {
             return;
         }
-        let point = Accepted::of(sealed);
-        let consensus = &mut self.consensus;
-        if consensus.state.committed.is_none_or(|known| known.key() < point.key()) {
-            consensus.state.committed = Some(point);
-        }
+        self.consensus.note_committed(Accepted::of(sealed));
     }
 
     /// Writes the commit point when it changed, no write of it is out, and the last is old enough.
     pub(super) fn save_commit_point(&mut self, node: &mut Shared, now: Now) {
-        let consensus = &mut self.consensus;
-        let point = &mut consensus.point;
-        if point.saving.is_some() || point.written == consensus.state.committed || !point.next_at.fired(now) {
+        let state = self.consensus.state();
+        let point = &mut self.point_writes;
+        if point.saving.is_some() || point.written == state.committed || !point.next_at.fired(now) {
             return;
         }
         let id = node.ids.job(crate::core::jobs::Owner::CommitPoint);
         point.saving = Some(id.serial);
-        point.written = consensus.state.committed;
+        point.written = state.committed;
         point.next_at = Deadline::after(now, COMMIT_POINT_SAVE_MS);
-        let state = consensus.state.clone();
+        let state = state.clone();
         node.effects.push(Effect::Job(Job::SaveState { id, state }));
     }
 
     /// True when `id` is a write of the commit point; its outcome is taken.
     pub(super) fn commit_point_saved(&mut self, id: u64, result: &Result<(), DiskError>) {
-        let consensus = &mut self.consensus;
-        if consensus.point.saving != Some(id) {
+        let point = &mut self.point_writes;
+        if point.saving != Some(id) {
             return;
         }
-        consensus.point.saving = None;
+        point.saving = None;
         if let Err(e) = result {
             log::warn!("the commit point could not be written to node.json ({}); it is tried again", e.message);
-            consensus.point.written = None;
+            point.written = None;
         }
     }
 
     /// When the commit point is next written, if it waits.
     pub(super) fn next_commit_point_deadline(&self) -> Option<Deadline> {
-        let consensus = &self.consensus;
-        let point = &consensus.point;
-        (point.saving.is_none() && point.written != consensus.state.committed).then_some(point.next_at)
+        let point = &self.point_writes;
+        (point.saving.is_none() && point.written != self.consensus.state().committed).then_some(point.next_at)
     }
 
     /// The node serves reads it cannot confirm: it started from a store it knows was committed
@@ -93,7 +87,7 @@ impl Coordinated {
     pub(super) fn serves_unconfirmed(&self, node: &Shared) -> bool {
         // A node removed from its cluster serves nothing at all (it says so instead).
         !self.is_removed(node)
-            && self.consensus.confirmed
+            && self.consensus.confirmed()
             && (matches!(node.activation, Activation::Joining { .. }) || !self.settled(node))
             && node.store.sealed().copy.coordination.is_some()
     }
@@ -102,7 +96,7 @@ impl Coordinated {
     /// point (always, without such a restart).
     pub(super) fn settled(&self, node: &Shared) -> bool {
         let store = Accepted::of(node.store.sealed());
-        self.consensus.accepted_at_start.is_none_or(|a| store.key() >= a.key())
+        self.consensus.accepted_at_start().is_none_or(|a| store.key() >= a.key())
     }
 }
 

@@ -22,20 +22,19 @@
 //!   and `GET /lock`. Commits are fenced by the term, so they stay safe when the clock or pause
 //!   bounds are broken; only the lock's exclusivity depends on them.
 
-use log::{error, info, warn};
+use log::{error, warn};
 
 use super::Shared;
 use super::coordinated::Coordinated;
 use crate::core::clock::{Deadline, Now};
-use crate::core::messages::{Beat, BeatAnswer};
 use crate::core::node_state::NodeState;
 use crate::core::roster::{Coordination, Member};
 use crate::core::sealed::Sealed;
 use crate::core::version::Version;
-use crate::http::{Bytes, Method, Response};
+use crate::http::Response;
 use crate::limits::{
-    BEAT_MS, COORDINATOR_LEASE_MS, ELECTION_STAGGER_MS, ELECTION_TIMEOUT_MS, HANDOVER_GRACE_MS, LEASE_MS,
-    PERSIST_RETRY_MS,
+    BEAT_MS, COORDINATOR_LEASE_MS, ELECTION_RETRY_MS, ELECTION_STAGGER_MS, ELECTION_TIMEOUT_MS, HANDOVER_GRACE_MS,
+    LEASE_MS, PERSIST_RETRY_MS,
 };
 
 /// A version and the term it was accepted in; versions compare by (term, sequence).
@@ -96,41 +95,41 @@ pub struct Leading {
     pub renewal: Option<Deadline>,
 }
 
-/// The consensus state of a node in coordinated mode.
+/// The consensus state of a node in coordinated mode. Its fields are private: every change is one
+/// of the transitions below, named by what happens (as etcd's raft names `becomeFollower`,
+/// `becomeCandidate` and `becomeLeader`), and the other modules read it through the getters.
 #[derive(Debug)]
 pub struct Consensus {
     /// Id, term and vote, as on disk (or about to be: see `saving`).
-    pub state: NodeState,
+    state: NodeState,
     /// The address peers know this node by.
-    pub address: String,
-    pub role: Role,
+    address: String,
+    role: Role,
     /// The coordinator of `state.term`, when known.
-    pub coordinator: Option<Member>,
+    coordinator: Option<Member>,
     /// This voter promised `coordinator` a lease until then: it votes for nobody else before.
-    pub promise_until: Deadline,
+    promise_until: Deadline,
     /// When a follower that is a voter stands for election, unless it hears a beat first.
-    pub election_at: Deadline,
+    election_at: Deadline,
     /// The coordination of a node that starts a new cluster, until its first version carries one.
-    pub founding: Option<Coordination>,
+    founding: Option<Coordination>,
     /// A job writing `state` is in flight (its id), and the answers that wait for it.
-    pub saving: Option<u64>,
-    pub after_save: Vec<AfterSave>,
+    saving: Option<u64>,
+    after_save: Vec<AfterSave>,
     /// The last write of the state failed: it is tried again then (nothing waiting is answered
     /// before it is on disk).
-    pub save_retry: Option<Deadline>,
+    save_retry: Option<Deadline>,
     /// The store being served is known to be committed. False only after a start from a version
     /// that was accepted and not yet known committed: the node serves nothing until it knows.
-    pub confirmed: bool,
+    confirmed: bool,
     /// The rank of this node among the voters, for the stagger of elections.
-    pub rank: u64,
+    rank: u64,
     /// Terms refused as out of bounds (`guard.rs`): the first is logged as a warning.
-    pub terms_refused: u64,
-    /// The writes of the commit point (`state.committed`) to disk.
-    pub point: super::commit_point::PointWrites,
+    terms_refused: u64,
     /// A node restarted from its commit point: the newer version it had accepted, which it may
     /// have served (the commit point is written after). It serves as usual (active, confirmed)
     /// only once its store is at least that new.
-    pub accepted_at_start: Option<Accepted>,
+    accepted_at_start: Option<Accepted>,
 }
 
 /// What waits for the node's state to be on disk.
@@ -142,6 +141,7 @@ pub enum AfterSave {
     Campaign,
 }
 
+/// Reading the state.
 impl Consensus {
     pub fn new(state: NodeState, address: String, confirmed: bool, now: Now) -> Consensus {
         Consensus {
@@ -160,9 +160,46 @@ impl Consensus {
             confirmed,
             rank: 0,
             terms_refused: 0,
-            point: Default::default(),
             accepted_at_start: None,
         }
+    }
+
+    /// Id, term, vote and commit point (`node.json`).
+    pub fn state(&self) -> &NodeState {
+        &self.state
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub fn role(&self) -> &Role {
+        &self.role
+    }
+
+    pub fn coordinator(&self) -> Option<&Member> {
+        self.coordinator.as_ref()
+    }
+
+    pub fn promise_until(&self) -> Deadline {
+        self.promise_until
+    }
+
+    pub fn founding(&self) -> Option<&Coordination> {
+        self.founding.as_ref()
+    }
+
+    /// A write of the node's state is in flight.
+    pub fn is_saving(&self) -> bool {
+        self.saving.is_some()
+    }
+
+    pub fn confirmed(&self) -> bool {
+        self.confirmed
+    }
+
+    pub fn accepted_at_start(&self) -> Option<Accepted> {
+        self.accepted_at_start
     }
 
     pub fn me(&self) -> Member {
@@ -173,8 +210,8 @@ impl Consensus {
         matches!(self.role, Role::Coordinator(_))
     }
 
-    pub fn leading(&mut self) -> Option<&mut Leading> {
-        match &mut self.role {
+    pub fn leading(&self) -> Option<&Leading> {
+        match &self.role {
             Role::Coordinator(leading) => Some(leading),
             _ => None,
         }
@@ -184,37 +221,217 @@ impl Consensus {
     pub fn has_lease(&self, now: Now) -> bool {
         matches!(&self.role, Role::Coordinator(l) if l.ready && l.lease_until.is_some_and(|d| !d.fired(now)))
     }
+
+    /// `base` after `now`, staggered by this node's rank among the voters.
+    fn staggered(&self, now: Now, base: u64) -> Deadline {
+        Deadline::after(now, base + ELECTION_STAGGER_MS * self.rank)
+    }
 }
 
-impl Coordinated {
-    /// The coordination of the newest version this node holds (or of the cluster it founds).
-    pub(super) fn coordination(&self, node: &Shared) -> Option<Coordination> {
-        let consensus = &self.consensus;
-        let newest = self.pending.as_ref().map(|p| &p.sealed).unwrap_or(node.store.sealed());
-        newest.copy.coordination.clone().or_else(|| consensus.founding.clone())
+/// The transitions: every change of the state.
+impl Consensus {
+    /// At start: the newer version it had accepted before it stopped, if any; and a term of a
+    /// version on disk (`newest`) is a term this node took part in.
+    pub(super) fn started_with(&mut self, accepted_at_start: Option<Accepted>, newest: Accepted) {
+        self.accepted_at_start = accepted_at_start;
+        self.state.term = self.state.term.max(newest.term);
     }
 
-    /// The newest version this node holds, committed or not: the one it is accepting (or, as the
-    /// coordinator, committing) when that is newer than its store, else the store. It is what the
-    /// node tells a candidate and what it gives a new coordinator that adopts it, so the two can
-    /// never differ (a pending version older than a store taken since is passed over).
-    pub(super) fn newest_held<'a>(&'a self, node: &'a Shared) -> &'a Sealed {
-        match &self.pending {
-            Some(p) if Accepted::of(&p.sealed).key() > Accepted::of(node.store.sealed()).key() => &p.sealed,
-            _ => node.store.sealed(),
+    /// Founds `cluster` as its only voter: alone, it owes no lease to anyone and can stand at once.
+    pub(super) fn found(&mut self, cluster: String, now: Now) {
+        self.founding = Some(Coordination { cluster, term: 0, voters: vec![self.me()], removed: Vec::new() });
+        self.promise_until = Deadline(now.mono_ms);
+        self.election_at = Deadline(now.mono_ms);
+    }
+
+    /// Its rank among the voters' `addresses` (sorted), by which elections are staggered.
+    pub(super) fn rank_among(&mut self, addresses: &[String]) {
+        self.rank = addresses.iter().position(|a| *a == self.address).unwrap_or(addresses.len()) as u64;
+    }
+
+    /// A node that does not stand now (a learner, or one whose term is at the bound) looks again
+    /// after an election timeout.
+    pub(super) fn wait_for_election(&mut self, now: Now) {
+        self.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS);
+    }
+
+    /// No beat for an election timeout: it no longer knows a coordinator. Returns the one it knew.
+    pub(super) fn forget_coordinator(&mut self) -> Option<Member> {
+        self.coordinator.take()
+    }
+
+    /// Asks the voters whether they would vote for it (a pre-vote), counting its own yes; asks
+    /// again after a retry, staggered by its rank and by `jitter`.
+    pub(super) fn begin_probe(&mut self, now: Now, jitter: u64) {
+        self.role = Role::Probing { granted: vec![self.state.id.clone()] };
+        self.election_at = self.staggered(now, ELECTION_RETRY_MS + jitter);
+    }
+
+    /// `voter` would vote for it: true when that is news to a probing node.
+    pub(super) fn probe_granted(&mut self, voter: &str) -> bool {
+        let Role::Probing { granted } = &mut self.role else { return false };
+        if granted.iter().any(|g| g == voter) {
+            return false;
+        }
+        granted.push(voter.to_string());
+        true
+    }
+
+    /// Stands in `term` (etcd's `becomeCandidate`): votes for itself, knows no coordinator, holds
+    /// `newest` so far, asks for votes once its vote is on disk, and stands again after a retry.
+    pub(super) fn stand(&mut self, term: u64, newest: (Accepted, String), now: Now, jitter: u64) {
+        self.state.term = term;
+        self.state.vote = Some(self.state.id.clone());
+        self.coordinator = None;
+        self.role = Role::Candidate { granted: vec![self.state.id.clone()], newest };
+        self.election_at = self.staggered(now, ELECTION_RETRY_MS + jitter);
+        self.after_save.push(AfterSave::Campaign);
+    }
+
+    /// `voter` granted its vote, and holds `theirs` (at `address`); kept while it is a candidate.
+    pub(super) fn vote_granted(&mut self, voter: &str, theirs: Option<Accepted>, address: &str) {
+        let Role::Candidate { granted, newest } = &mut self.role else { return };
+        if !granted.iter().any(|g| g == voter) {
+            granted.push(voter.to_string());
+        }
+        if let Some(theirs) = theirs
+            && theirs.key() > newest.0.key()
+        {
+            *newest = (theirs, address.to_string());
         }
     }
 
-    /// The (term, version) of `newest_held`.
-    pub(super) fn accepted(&self, node: &Shared) -> Accepted {
-        Accepted::of(self.newest_held(node))
+    /// Won its term (etcd's `becomeLeader`): it coordinates, and beats at once.
+    pub(super) fn win(&mut self, now: Now) {
+        self.lead(false, Deadline(now.mono_ms));
     }
 
-    /// The voters of the newest version, this node's rank among them, and whether it is one.
-    pub(super) fn voters(&self, node: &Shared) -> Vec<Member> {
-        self.coordination(node).map(|c| c.voters).unwrap_or_default()
+    /// Coordinates `term` by its own vote alone (the only voter, or `--force-new-cluster`);
+    /// `ready`: writes are open at once.
+    pub(super) fn coordinate_alone(&mut self, term: u64, ready: bool, now: Now) {
+        self.state.term = term;
+        self.state.vote = Some(self.state.id.clone());
+        self.promise_until = Deadline(now.mono_ms);
+        self.lead(ready, Deadline::after(now, BEAT_MS));
     }
 
+    fn lead(&mut self, ready: bool, next_beat: Deadline) {
+        self.coordinator = Some(self.me());
+        self.role = Role::Coordinator(Leading { ready, next_beat, ..Leading::default() });
+    }
+
+    /// Votes for `candidate` in its term: the answer waits until the vote is on disk.
+    pub(super) fn vote_for(&mut self, candidate: &str, now: Now, ticket: super::Ticket, answer: Response) {
+        self.state.vote = Some(candidate.to_string());
+        self.election_at = self.staggered(now, ELECTION_TIMEOUT_MS);
+        self.after_save.push(AfterSave::Answer { ticket, response: answer });
+    }
+
+    /// A newer term began elsewhere (etcd's `becomeFollower`): no vote in it, no coordinator known
+    /// yet. A deposed coordinator (one that comes back from the minority side, say) waits for the
+    /// new one's beats as a follower does, rather than stand at once in a later term and depose it
+    /// in turn; otherwise the election timer is left as it is: a candidate that cannot win (its
+    /// version is older) must not keep the others from standing by asking again and again.
+    pub(super) fn take_term(&mut self, term: u64, now: Now) {
+        if self.is_coordinator() {
+            warn!("term {term} began elsewhere: this node stops coordinating term {}", self.state.term);
+            self.election_at = self.staggered(now, ELECTION_TIMEOUT_MS);
+        }
+        self.state.term = term;
+        self.state.vote = None;
+        self.coordinator = None;
+        self.role = Role::Follower;
+    }
+
+    /// Stops coordinating (or standing) in its term, and stands again at `election_at`.
+    pub(super) fn step_down(&mut self, election_at: Deadline) {
+        self.role = Role::Follower;
+        self.coordinator = None;
+        self.election_at = election_at;
+    }
+
+    /// Hears a beat of `coordinator` in its term: follows it, promises it a lease, and waits for
+    /// its beats before it stands.
+    pub(super) fn follow(&mut self, coordinator: Member, now: Now) {
+        if matches!(self.role, Role::Candidate { .. } | Role::Probing { .. }) {
+            self.role = Role::Follower;
+        }
+        self.coordinator = Some(coordinator);
+        self.promise_until = Deadline::after(now, LEASE_MS);
+        self.election_at = self.staggered(now, ELECTION_TIMEOUT_MS);
+    }
+
+    /// The coordinator left the voters: it is owed no promise, and the voters stand at once (after
+    /// `HANDOVER_GRACE_MS`, in the order of their ranks). Returns the coordinator it followed.
+    pub(super) fn released(&mut self, now: Now) -> Option<Member> {
+        let left = self.coordinator.take();
+        self.promise_until = Deadline(now.mono_ms);
+        self.election_at = self.staggered(now, HANDOVER_GRACE_MS);
+        left
+    }
+
+    /// The coordinator's next beat goes at `at`.
+    pub(super) fn beat_at(&mut self, at: Deadline) {
+        if let Role::Coordinator(leading) = &mut self.role {
+            leading.next_beat = at;
+        }
+    }
+
+    /// A member acknowledged the beat sent at `sent`; false unless this node coordinates.
+    pub(super) fn acked(&mut self, id: &str, sent: u64) -> bool {
+        let Role::Coordinator(leading) = &mut self.role else { return false };
+        match leading.acks.iter_mut().find(|(member, _)| member == id) {
+            Some((_, at)) => *at = (*at).max(sent),
+            None => leading.acks.push((id.to_string(), sent)),
+        }
+        true
+    }
+
+    /// The lease lapsed and requests wait for beats to renew it, until `until` (`renewal.rs`).
+    pub(super) fn renewing(&mut self, until: Deadline) {
+        if let Role::Coordinator(leading) = &mut self.role {
+            leading.renewal = Some(until);
+        }
+    }
+
+    /// The version adopted at election is durable on a majority in this term: commits may start.
+    pub(super) fn adopted(&mut self) {
+        if let Role::Coordinator(leading) = &mut self.role {
+            leading.ready = true;
+        }
+    }
+
+    /// The store being served is known to be committed.
+    pub(super) fn confirm(&mut self) {
+        self.confirmed = true;
+    }
+
+    /// The version accepted before the restart was never committed: a coordinator of a later
+    /// term committed an older one, which this node holds.
+    pub(super) fn accepted_at_start_lost(&mut self) {
+        self.accepted_at_start = None;
+    }
+
+    /// Notes `point` as the commit point (`node.json`) when it is newer than the one noted.
+    pub(super) fn note_committed(&mut self, point: Accepted) {
+        if self.state.committed.is_none_or(|known| known.key() < point.key()) {
+            self.state.committed = Some(point);
+        }
+    }
+
+    /// Takes `cluster` as the cluster this node belongs to (written with the state).
+    pub(super) fn join_cluster(&mut self, cluster: &str) {
+        self.state.cluster = Some(cluster.to_string());
+    }
+
+    /// Counts a term refused as out of bounds; returns how many were refused before.
+    pub(super) fn refuse_term(&mut self) -> u64 {
+        self.terms_refused += 1;
+        self.terms_refused - 1
+    }
+}
+
+impl Coordinated {
     /// Timers of coordinated mode: elections, beats, the lease.
     pub(super) fn tick_consensus(&mut self, node: &mut Shared, now: Now) {
         let consensus = &mut self.consensus;
@@ -240,8 +457,7 @@ impl Coordinated {
                     self.probe(node, now);
                 } else {
                     // A learner never stands; it looks again later (it may have become a voter).
-                    let consensus = &mut self.consensus;
-                    consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS);
+                    self.consensus.wait_for_election(now);
                 }
             }
         }
@@ -313,20 +529,7 @@ impl Coordinated {
             return true;
         }
         if term > consensus.state.term {
-            if consensus.is_coordinator() {
-                warn!("term {term} began elsewhere: this node stops coordinating term {}", consensus.state.term);
-                // A deposed coordinator (one that comes back from the minority side, say) waits
-                // for the new one's beats as a follower does, rather than stand at once in a
-                // later term and depose it in turn.
-                consensus.election_at =
-                    Deadline::after(now, ELECTION_TIMEOUT_MS + ELECTION_STAGGER_MS * consensus.rank);
-            }
-            // Otherwise the election timer is left as it is: a candidate that cannot win (its
-            // version is older) must not keep the others from standing by asking again and again.
-            consensus.state.term = term;
-            consensus.state.vote = None;
-            consensus.coordinator = None;
-            consensus.role = Role::Follower;
+            consensus.take_term(term, now);
             self.abandon_forwards(node, &format!("a new term ({term}) began"));
             self.drop_lock_for(node, &format!("a new term ({term}) began"));
             self.step_down_commit(node);
@@ -342,41 +545,9 @@ impl Coordinated {
             return;
         }
         warn!("this node stops coordinating term {}: {why}", consensus.state.term);
-        consensus.role = Role::Follower;
-        consensus.coordinator = None;
-        consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS + ELECTION_STAGGER_MS * consensus.rank);
+        consensus.step_down(consensus.staggered(now, ELECTION_TIMEOUT_MS));
         self.drop_lock_for(node, why);
         self.step_down_commit(node);
-    }
-
-    /// Sends a beat to every member: the term, and the committed version to serve.
-    pub(super) fn beat(&mut self, node: &mut Shared, now: Now) {
-        let Some(coordination) = self.coordination(node) else { return };
-        let consensus = &mut self.consensus;
-        let me = consensus.state.id.clone();
-        let Role::Coordinator(leading) = &mut consensus.role else { return };
-        leading.next_beat = Deadline::after(now, BEAT_MS);
-        // A coordinator that committed voters without itself says so in its last beat: the
-        // voters owe it no promise and elect another coordinator at once.
-        let leaving = node.store.sealed().copy.coordination.as_ref().is_some_and(|c| !c.is_voter(&me));
-        let body = Beat {
-            term: consensus.state.term,
-            coordinator: consensus.me(),
-            cluster: Some(coordination.cluster),
-            // Only a store known to be committed: one elected on a store it loaded unconfirmed
-            // says nothing until its adopted version is durable on a majority (else a member
-            // holding the same unconfirmed version would serve it as committed).
-            committed: consensus.confirmed.then(|| Accepted::of(node.store.sealed())),
-            sent: Some(now.mono_ms.into()),
-            leaving,
-        }
-        .encode();
-        let members: Vec<String> = self.members(node).into_iter().filter(|(id, _)| *id != me).map(|(_, a)| a).collect();
-        for address in members {
-            let body = Bytes::Owned(body.clone());
-            node.call(&address, super::cluster::CallKind::Beat, Method::Post, "/cluster/beat", body);
-        }
-        self.check_lease(node, now);
     }
 
     /// Recomputes the lease from the acknowledged beats; a coordinator whose lease ran out drops
@@ -409,100 +580,5 @@ impl Coordinated {
             node.metrics.leases_lost += 1;
             self.drop_lock_for(node, "the coordinator lost its lease (no majority of voters answered)");
         }
-    }
-
-    /// A beat from the coordinator: `POST /cluster/beat`.
-    pub(super) fn beat_request(&mut self, node: &mut Shared, now: Now, body: &[u8]) -> Response {
-        let Some(Beat { term, coordinator, committed, leaving, sent, .. }) = Beat::decode(body) else {
-            return Response::error(400, "a beat is {\"term\", \"coordinator\", \"committed\"}");
-        };
-        if let Some(why) = self.term_refusal(node, term, &format!("a beat from {}", coordinator.address)) {
-            return Response::error(409, &format!("beat refused: {why}"));
-        }
-        let stale = self.saw_term(node, now, term);
-        let consensus = &mut self.consensus;
-        if !stale && consensus.state.id != coordinator.id {
-            if consensus.coordinator.as_ref() != Some(&coordinator) {
-                info!("{} coordinates term {term}", coordinator.address);
-                self.abandon_forwards(node, &format!("{} coordinates term {term} now", coordinator.address));
-            }
-            let consensus = &mut self.consensus;
-            if matches!(consensus.role, Role::Candidate { .. } | Role::Probing { .. }) {
-                consensus.role = Role::Follower;
-            }
-            consensus.coordinator = Some(coordinator);
-            consensus.promise_until = Deadline::after(now, LEASE_MS);
-            consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS + ELECTION_STAGGER_MS * consensus.rank);
-            if let Some(committed) = committed {
-                self.learn_committed(node, now, committed);
-            }
-            if leaving {
-                self.coordinator_left(now);
-            }
-        }
-        let accepted = self.accepted(node);
-        let consensus = &self.consensus;
-        let answer = BeatAnswer {
-            term: consensus.state.term,
-            ok: !stale,
-            id: Some(consensus.state.id.clone()),
-            sent,
-            accepted: Some(accepted),
-            committed: consensus.confirmed.then(|| Accepted::of(node.store.sealed())),
-        };
-        Response::json(200, answer.encode())
-    }
-
-    /// A member's answer to a beat: it renews the lease, and says what the member holds.
-    pub(super) fn beat_reply(&mut self, node: &mut Shared, now: Now, address: &str, body: &[u8]) {
-        let Some(reply) = BeatAnswer::decode(body) else { return };
-        let term = reply.term;
-        if self.saw_term(node, now, term) || !reply.ok {
-            return;
-        }
-        let (Some(id), Some(sent)) = (reply.id.as_deref(), reply.sent_ms()) else {
-            return;
-        };
-        let consensus = &mut self.consensus;
-        if term != consensus.state.term {
-            return;
-        }
-        let Role::Coordinator(leading) = &mut consensus.role else { return };
-        match leading.acks.iter_mut().find(|(member, _)| member == id) {
-            Some((_, at)) => *at = (*at).max(sent),
-            None => leading.acks.push((id.to_string(), sent)),
-        }
-        self.check_lease(node, now);
-        self.run_lease_waiters(node, now);
-        let (accepted, committed) = (reply.accepted, reply.committed);
-        self.member_holds(node, now, id, address, accepted, committed);
-    }
-
-    /// The coordinator said in its last beat that it is no voter any more: this node owes it no
-    /// promise, forwards nothing more to it, and stands (in the order of the voters' ranks) at
-    /// once (after a grace for the answers it sent with the beat: the removal that made it leave
-    /// among them, answered on another connection than the beat).
-    fn coordinator_left(&mut self, now: Now) {
-        let consensus = &mut self.consensus;
-        if let Some(left) = consensus.coordinator.take() {
-            info!("{} left the voters: electing another coordinator", left.address);
-        }
-        consensus.promise_until = Deadline(now.mono_ms);
-        consensus.election_at = Deadline::after(now, HANDOVER_GRACE_MS + ELECTION_STAGGER_MS * consensus.rank);
-    }
-
-    /// The members a coordinator beats: the voters and the learners it knows, as (id, address).
-    pub(super) fn members(&self, node: &Shared) -> Vec<(String, String)> {
-        let mut members: Vec<(String, String)> = self.voters(node).into_iter().map(|m| (m.id, m.address)).collect();
-        let removed = self.coordination(node).map(|c| c.removed).unwrap_or_default();
-        for peer in &node.cluster.peers {
-            if let Some(id) = &peer.id
-                && !members.iter().any(|(m, _)| m == id)
-                && !removed.contains(id)
-            {
-                members.push((id.clone(), peer.address.clone()));
-            }
-        }
-        members
     }
 }

@@ -3,7 +3,7 @@
 
 use log::{info, warn};
 
-use super::consensus::{Accepted, Consensus, Leading, Role};
+use super::consensus::{Accepted, Consensus, Role};
 use super::forward::Forward;
 use super::jobs::{Done, JobId, Owner, no_owner};
 use super::peering::Mismatch;
@@ -15,10 +15,9 @@ use crate::core::roster::{Coordination, Member};
 use crate::core::sealed::Sealed;
 use crate::core::version::Version;
 use crate::http::{Method, Response};
-use crate::limits::BEAT_MS;
 
 /// Coordinated mode's state: a node of coordinated writes has one, a node of local writes none.
-/// The coordinated code (this file, `consensus.rs`, `election.rs`, `replicate.rs`, `voter.rs`,
+/// The coordinated code (this file, `consensus.rs`, `beats.rs`, `election.rs`, `replicate.rs`, `voter.rs`,
 /// `forward.rs`, `renewal.rs`, `membership.rs`, `commit_point.rs`) is `impl Coordinated`, and
 /// takes what every node has as `node: &mut Shared`.
 #[derive(Debug)]
@@ -38,6 +37,8 @@ pub(super) struct Coordinated {
     pub(super) dropped_lock: Option<(String, String)>,
     /// Requests that need the lease, parked while the coordinator renews it.
     pub(super) lease_waiters: Vec<super::renewal::LeaseWaiter>,
+    /// The writes of the commit point (`consensus.state().committed`) to `node.json`.
+    pub(super) point_writes: super::commit_point::PointWrites,
 }
 
 impl Coordinated {
@@ -61,21 +62,16 @@ impl Coordinated {
             heard_while_joining: Vec::new(),
             dropped_lock: None,
             lease_waiters: Vec::new(),
+            point_writes: Default::default(),
         };
         let accepted = co.accepted(node);
-        let consensus = &mut co.consensus;
-        consensus.accepted_at_start = co.pending.as_ref().map(|p| Accepted::of(&p.sealed));
-        // A term of a version on disk is a term this node took part in.
-        consensus.state.term = consensus.state.term.max(accepted.term);
+        let accepted_at_start = co.pending.as_ref().map(|p| Accepted::of(&p.sealed));
+        co.consensus.started_with(accepted_at_start, accepted);
         if node.store.sealed().copy.coordination.is_none()
             && let Some(cluster) = settings.founding
         {
             info!("founding a new cluster ({cluster}) with this node as its only voter");
-            consensus.founding =
-                Some(Coordination { cluster, term: 0, voters: vec![consensus.me()], removed: Vec::new() });
-            // Alone, it owes no lease to anyone and can stand at once.
-            consensus.promise_until = Deadline(now.mono_ms);
-            consensus.election_at = Deadline(now.mono_ms);
+            co.consensus.found(cluster, now);
         }
         if !committed {
             info!(
@@ -133,6 +129,33 @@ impl Coordinated {
         .min()
     }
 
+    /// The coordination of the newest version this node holds (or of the cluster it founds).
+    pub(super) fn coordination(&self, node: &Shared) -> Option<Coordination> {
+        let newest = self.pending.as_ref().map(|p| &p.sealed).unwrap_or(node.store.sealed());
+        newest.copy.coordination.clone().or_else(|| self.consensus.founding().cloned())
+    }
+
+    /// The newest version this node holds, committed or not: the one it is accepting (or, as the
+    /// coordinator, committing) when that is newer than its store, else the store. It is what the
+    /// node tells a candidate and what it gives a new coordinator that adopts it, so the two can
+    /// never differ (a pending version older than a store taken since is passed over).
+    pub(super) fn newest_held<'a>(&'a self, node: &'a Shared) -> &'a Sealed {
+        match &self.pending {
+            Some(p) if Accepted::of(&p.sealed).key() > Accepted::of(node.store.sealed()).key() => &p.sealed,
+            _ => node.store.sealed(),
+        }
+    }
+
+    /// The (term, version) of `newest_held`.
+    pub(super) fn accepted(&self, node: &Shared) -> Accepted {
+        Accepted::of(self.newest_held(node))
+    }
+
+    /// The voters of the newest version, this node's rank among them, and whether it is one.
+    pub(super) fn voters(&self, node: &Shared) -> Vec<Member> {
+        self.coordination(node).map(|c| c.voters).unwrap_or_default()
+    }
+
     /// `--force-new-cluster`: a majority of the voters is lost for good, and this node goes on
     /// with what it holds. Its store becomes the committed version of a new term, stamped with
     /// this node as the only voter (the cluster keeps its id), and made durable here before any
@@ -144,13 +167,8 @@ impl Coordinated {
         let version = node.store.version();
         let consensus = &mut self.consensus;
         let me = consensus.me();
-        consensus.state.term += 1;
-        consensus.state.vote = Some(me.id.clone());
-        consensus.coordinator = Some(me.clone());
-        consensus.promise_until = Deadline(now.mono_ms);
-        let leading = Leading { ready: false, next_beat: Deadline::after(now, BEAT_MS), ..Leading::default() };
-        consensus.role = Role::Coordinator(leading);
-        let term = consensus.state.term;
+        consensus.coordinate_alone(consensus.state().term + 1, false, now);
+        let term = consensus.state().term;
         let mut next = Coordination { voters: vec![me.clone()], ..old.in_term(term) };
         let others: Vec<&Member> = old.voters.iter().filter(|v| v.id != me.id).collect();
         for voter in &others {
@@ -186,25 +204,20 @@ impl Coordinated {
         if !committed
             || self.pending.is_some()
             || coordination.voters.len() != 1
-            || !coordination.is_voter(&consensus.state.id)
+            || !coordination.is_voter(&consensus.state().id)
         {
             return;
         }
-        let Some(next) = super::guard::next_term(consensus.state.term) else {
+        let Some(next) = super::guard::next_term(consensus.state().term) else {
             log::error!(
                 "this node's term ({}) is at the highest a term may be: it cannot coordinate; its node.json holds a \
                  term forged before terms were bounded",
-                consensus.state.term
+                consensus.state().term
             );
             return;
         };
-        consensus.state.term = next;
-        consensus.state.vote = Some(consensus.state.id.clone());
-        consensus.coordinator = Some(consensus.me());
-        consensus.promise_until = Deadline(now.mono_ms);
-        let leading = Leading { ready: true, next_beat: Deadline::after(now, BEAT_MS), ..Leading::default() };
-        consensus.role = Role::Coordinator(leading);
-        info!("coordinating term {} as the only voter", consensus.state.term);
+        consensus.coordinate_alone(next, true, now);
+        info!("coordinating term {} as the only voter", consensus.state().term);
         // An election held with itself: started and won.
         node.metrics.elections_started += 1;
         node.metrics.elections_won += 1;
@@ -214,7 +227,7 @@ impl Coordinated {
         // hand) is stamped with this term first, as a new coordinator stamps what it adopts: the
         // learners that join take only versions of this cluster.
         if node.store.sealed().copy.coordination.is_none() && node.store.version().sequence > 0 {
-            let term = self.consensus.state.term;
+            let term = self.consensus.state().term;
             info!(
                 "sequence {} is from before coordinated writes: stamping it with term {term}",
                 node.store.version().sequence
@@ -227,8 +240,7 @@ impl Coordinated {
     pub(super) fn update_rank(&mut self, node: &mut Shared) {
         let mut addresses: Vec<String> = self.voters(node).into_iter().map(|m| m.address).collect();
         addresses.sort();
-        let consensus = &mut self.consensus;
-        consensus.rank = addresses.iter().position(|a| *a == consensus.address).unwrap_or(addresses.len()) as u64;
+        self.consensus.rank_among(&addresses);
     }
 
     /// The peer endpoints of coordinated writes: `POST /cluster/vote`, `POST /cluster/beat`,
@@ -255,19 +267,19 @@ impl Coordinated {
     /// `"coordinator"`, `"term"` and the voters, for `GET /` and `GET /state`.
     pub(super) fn consensus_json(&self, node: &Shared, now: Now) -> serde_json::Value {
         let consensus = &self.consensus;
-        let role = match &consensus.role {
+        let role = match consensus.role() {
             Role::Coordinator(_) => "coordinator",
             Role::Candidate { .. } | Role::Probing { .. } => "candidate",
             Role::Follower if self.is_removed(node) => "removed",
-            Role::Follower if self.voters(node).iter().any(|m| m.id == consensus.state.id) => "follower",
+            Role::Follower if self.voters(node).iter().any(|m| m.id == consensus.state().id) => "follower",
             Role::Follower => "learner",
         };
         serde_json::json!({
             "writes": "coordinated",
-            "id": consensus.state.id,
-            "term": consensus.state.term,
+            "id": consensus.state().id,
+            "term": consensus.state().term,
             "role": role,
-            "coordinator": consensus.coordinator.as_ref().map(|c| c.address.clone()),
+            "coordinator": consensus.coordinator().map(|c| c.address.clone()),
             "lease": consensus.has_lease(now),
             "voters": self.voters(node).iter().map(Member::to_json).collect::<Vec<_>>(),
             "voter-count": self.voters(node).len(),
@@ -339,7 +351,7 @@ impl Shared {
         let consensus = &co.consensus;
         let coordination = co.coordination(self);
         let voters = coordination.as_ref().map_or(&[][..], |c| &c.voters[..]);
-        let coordinator = consensus.coordinator.as_ref();
+        let coordinator = consensus.coordinator();
         let Some(id) = id else {
             // Not heard from: known only by its address.
             return if coordinator.is_some_and(|c| c.address == address) {
@@ -350,7 +362,7 @@ impl Shared {
                 NodeRole::Unknown
             };
         };
-        let me = id == consensus.state.id;
+        let me = id == consensus.state().id;
         if (me && consensus.is_coordinator()) || (!me && coordinator.is_some_and(|c| c.id == id)) {
             NodeRole::Coordinator
         } else if voters.iter().any(|v| v.id == id) {
@@ -364,7 +376,7 @@ impl Shared {
 
     /// This node's own role.
     pub(super) fn own_role(&self, co: Option<&Coordinated>) -> NodeRole {
-        self.role_of(co, co.map(|co| co.consensus.state.id.as_str()), &self.config.address, None)
+        self.role_of(co, co.map(|co| co.consensus.state().id.as_str()), &self.config.address, None)
     }
 
     /// The entries of `GET /state`'s `cluster`: each peer as its snapshot entry has it, and its role.
@@ -401,8 +413,8 @@ impl Coordinated {
     pub(super) fn consensus_status(&self, node: &Shared, now: Now) -> ConsensusStatus {
         let consensus = &self.consensus;
         ConsensusStatus {
-            id: consensus.state.id.clone(),
-            term: consensus.state.term,
+            id: consensus.state().id.clone(),
+            term: consensus.state().term,
             coordinator: consensus.is_coordinator(),
             lease: consensus.has_lease(now),
             voters: self.voters(node).len(),

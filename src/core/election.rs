@@ -5,12 +5,12 @@
 use log::{error, info};
 
 use super::Shared;
-use super::consensus::{AfterSave, Leading, Role};
+use super::consensus::Role;
 use super::coordinated::Coordinated;
-use crate::core::clock::{Deadline, Now};
+use crate::core::clock::Now;
 use crate::core::messages::{VoteAnswer, VoteRequest};
 use crate::http::{Bytes, Method, Response};
-use crate::limits::{ELECTION_RETRY_MS, ELECTION_STAGGER_MS, ELECTION_TIMEOUT_MS, TERM_MAX};
+use crate::limits::{ELECTION_STAGGER_MS, TERM_MAX};
 
 impl Coordinated {
     /// Asks the other voters whether they would vote for this node in the next term, without
@@ -21,25 +21,23 @@ impl Coordinated {
         let accepted = self.accepted(node);
         let stagger = node.rng.below(ELECTION_STAGGER_MS);
         let consensus = &mut self.consensus;
-        let Some(next) = super::guard::next_term(consensus.state.term) else {
+        let Some(next) = super::guard::next_term(consensus.state().term) else {
             error!(
                 "this node's term ({}) is at the highest a term may be ({TERM_MAX}): it never stands; its node.json \
                  holds a term forged before terms were bounded",
-                consensus.state.term
+                consensus.state().term
             );
-            consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS);
+            consensus.wait_for_election(now);
             return;
         };
         // No beat for an election timeout: it no longer knows a coordinator to forward to.
-        if consensus.coordinator.take().is_some() {
+        if consensus.forget_coordinator().is_some() {
             self.abandon_forwards(node, "no beat from it for an election timeout");
         }
         let consensus = &mut self.consensus;
-        consensus.role = Role::Probing { granted: vec![consensus.state.id.clone()] };
-        consensus.election_at =
-            Deadline::after(now, ELECTION_RETRY_MS + ELECTION_STAGGER_MS * consensus.rank + stagger);
+        consensus.begin_probe(now, stagger);
         let body = VoteRequest { term: next, candidate: consensus.me(), accepted, pre: true }.encode();
-        let me = consensus.state.id.clone();
+        let me = consensus.state().id.clone();
         for voter in self.voters(node).into_iter().filter(|m| m.id != me) {
             let body = Bytes::Owned(body.clone());
             node.call(&voter.address, super::cluster::CallKind::Vote, Method::Post, "/cluster/vote", body);
@@ -51,7 +49,7 @@ impl Coordinated {
     fn count_probes(&mut self, node: &mut Shared, now: Now) {
         let Some(coordination) = self.coordination(node) else { return };
         let consensus = &self.consensus;
-        let Role::Probing { granted } = &consensus.role else { return };
+        let Role::Probing { granted } = consensus.role() else { return };
         if granted.iter().filter(|g| coordination.is_voter(g)).count() >= coordination.majority() {
             self.stand(node, now);
         }
@@ -63,24 +61,18 @@ impl Coordinated {
         let accepted = self.accepted(node);
         let consensus = &mut self.consensus;
         // `probe` went on only below the bound, and every term taken since is below it too.
-        let Some(next) = super::guard::next_term(consensus.state.term) else { return };
-        consensus.state.term = next;
-        consensus.state.vote = Some(consensus.state.id.clone());
-        consensus.coordinator = None;
+        let Some(next) = super::guard::next_term(consensus.state().term) else { return };
         node.metrics.elections_started += 1;
-        let newest = (accepted, consensus.address.clone());
+        let newest = (accepted, consensus.address().to_string());
         self.abandon_forwards(node, "this node stands for election");
+        let jitter = node.rng.below(ELECTION_STAGGER_MS);
         let consensus = &mut self.consensus;
-        consensus.role = Role::Candidate { granted: vec![consensus.state.id.clone()], newest };
-        let stagger = ELECTION_STAGGER_MS * consensus.rank + node.rng.below(ELECTION_STAGGER_MS);
-        let consensus = &mut self.consensus;
-        consensus.election_at = Deadline::after(now, ELECTION_RETRY_MS + stagger);
+        consensus.stand(next, newest, now, jitter);
         info!(
             "standing for election in term {} ({} voters)",
-            consensus.state.term,
+            consensus.state().term,
             coordination.as_ref().map_or(0, |c| c.voters.len())
         );
-        consensus.after_save.push(AfterSave::Campaign);
         self.save_state(node);
         // A cluster of one: this node's own vote is the majority.
         self.count_votes(node, now);
@@ -90,11 +82,12 @@ impl Coordinated {
     pub(super) fn campaign(&mut self, node: &mut Shared) {
         let accepted = self.accepted(node);
         let consensus = &self.consensus;
-        if !matches!(consensus.role, Role::Candidate { .. }) {
+        if !matches!(consensus.role(), Role::Candidate { .. }) {
             return;
         }
-        let body = VoteRequest { term: consensus.state.term, candidate: consensus.me(), accepted, pre: false }.encode();
-        let me = consensus.state.id.clone();
+        let body =
+            VoteRequest { term: consensus.state().term, candidate: consensus.me(), accepted, pre: false }.encode();
+        let me = consensus.state().id.clone();
         for voter in self.voters(node).into_iter().filter(|m| m.id != me) {
             let body = Bytes::Owned(body.clone());
             node.call(&voter.address, super::cluster::CallKind::Vote, Method::Post, "/cluster/vote", body);
@@ -108,17 +101,14 @@ impl Coordinated {
         if reply.pre {
             // A voter that would vote for this node is in an earlier term (or this one): only a
             // later term matters, and ends the probe.
-            if term > self.consensus.state.term {
+            if term > self.consensus.state().term {
                 self.saw_term(node, now, term);
                 return;
             }
-            let consensus = &mut self.consensus;
-            let Role::Probing { granted } = &mut consensus.role else { return };
             if let Some(voter) = reply.voter.as_deref()
                 && reply.granted
-                && !granted.iter().any(|g| g == voter)
+                && self.consensus.probe_granted(voter)
             {
-                granted.push(voter.to_string());
                 self.count_probes(node, now);
             }
             return;
@@ -126,22 +116,16 @@ impl Coordinated {
         if self.saw_term(node, now, term) {
             return;
         }
-        let consensus = &mut self.consensus;
-        let Role::Candidate { granted, newest } = &mut consensus.role else { return };
-        if term != consensus.state.term || !reply.granted {
+        if !matches!(self.consensus.role(), Role::Candidate { .. })
+            || term != self.consensus.state().term
+            || !reply.granted
+        {
             return;
         }
         let Some(voter) = reply.voter.as_deref() else {
             return;
         };
-        if !granted.iter().any(|g| g == voter) {
-            granted.push(voter.to_string());
-        }
-        if let Some(theirs) = reply.accepted
-            && theirs.key() > newest.0.key()
-        {
-            *newest = (theirs, reply.address.clone());
-        }
+        self.consensus.vote_granted(voter, reply.accepted, &reply.address);
         self.count_votes(node, now);
     }
 
@@ -149,11 +133,11 @@ impl Coordinated {
     pub(super) fn count_votes(&mut self, node: &mut Shared, now: Now) {
         let Some(coordination) = self.coordination(node) else { return };
         let consensus = &self.consensus;
-        if consensus.saving.is_some() {
+        if consensus.is_saving() {
             // Its own vote is not on disk yet; it counts once it is.
             return;
         }
-        let Role::Candidate { granted, newest } = &consensus.role else { return };
+        let Role::Candidate { granted, newest } = consensus.role() else { return };
         let votes = granted.iter().filter(|g| coordination.is_voter(g)).count();
         if votes < coordination.majority() {
             return;
@@ -162,13 +146,12 @@ impl Coordinated {
         let consensus = &mut self.consensus;
         info!(
             "coordinating term {} with {votes} of {} votes; the newest version is sequence {} of term {}",
-            consensus.state.term,
+            consensus.state().term,
             coordination.voters.len(),
             newest.0.version.sequence,
             newest.0.term
         );
-        consensus.coordinator = Some(consensus.me());
-        consensus.role = Role::Coordinator(Leading { next_beat: Deadline(now.mono_ms), ..Leading::default() });
+        consensus.win(now);
         node.metrics.elections_won += 1;
         self.drop_lock_for(node, "this node became the coordinator");
         self.adopt(node, now, newest);
@@ -195,10 +178,10 @@ impl Coordinated {
         let consensus = &self.consensus;
         let leading = consensus.is_coordinator() && consensus.has_lease(now);
         let promised =
-            !consensus.promise_until.fired(now) && consensus.coordinator.as_ref().is_none_or(|c| c.id != candidate.id);
+            !consensus.promise_until().fired(now) && consensus.coordinator().is_none_or(|c| c.id != candidate.id);
         // A pre-vote asks whether this node would vote for the candidate in that term: nothing
         // changes here, no term and no vote.
-        if !pre && term > consensus.state.term && (leading || (promised && consensus.coordinator.is_some())) {
+        if !pre && term > consensus.state().term && (leading || (promised && consensus.coordinator().is_some())) {
             // Raft's guard against disruptive candidates: while this node coordinates with a lease,
             // or has promised the coordinator one, no candidate can win, so its term is not taken
             // up (taking it would depose a working coordinator for nothing).
@@ -210,11 +193,11 @@ impl Coordinated {
         }
         let accepted = self.accepted(node);
         let consensus = &self.consensus;
-        let refusal = if pre && term <= consensus.state.term {
-            Some(format!("term {term} is not after this node's ({})", consensus.state.term))
-        } else if term < consensus.state.term {
-            Some(format!("term {term} is over (this node is in term {})", consensus.state.term))
-        } else if !pre && consensus.state.vote.as_ref().is_some_and(|v| *v != candidate.id) {
+        let refusal = if pre && term <= consensus.state().term {
+            Some(format!("term {term} is not after this node's ({})", consensus.state().term))
+        } else if term < consensus.state().term {
+            Some(format!("term {term} is over (this node is in term {})", consensus.state().term))
+        } else if !pre && consensus.state().vote.as_ref().is_some_and(|v| *v != candidate.id) {
             Some(format!("this node voted for another candidate in term {term}"))
         } else if leading || promised {
             Some("this node promised a lease to the coordinator (or started a moment ago)".to_string())
@@ -230,11 +213,8 @@ impl Coordinated {
         if refusal.is_some() || pre {
             return super::Reply::Now(answer);
         }
-        let consensus = &mut self.consensus;
-        consensus.state.vote = Some(candidate.id.clone());
-        consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS + ELECTION_STAGGER_MS * consensus.rank);
+        self.consensus.vote_for(&candidate.id, now, ticket, answer);
         info!("voted for {} in term {term}", candidate.address);
-        consensus.after_save.push(AfterSave::Answer { ticket, response: answer });
         self.save_state(node);
         super::Reply::Later
     }
@@ -243,9 +223,9 @@ impl Coordinated {
     fn vote_answer(&self, node: &Shared, refusal: Option<&str>, pre: bool) -> Response {
         let consensus = &self.consensus;
         let answer = VoteAnswer {
-            term: consensus.state.term,
-            voter: Some(consensus.state.id.clone()),
-            address: consensus.address.clone(),
+            term: consensus.state().term,
+            voter: Some(consensus.state().id.clone()),
+            address: consensus.address().to_string(),
             accepted: Some(self.accepted(node)),
             granted: refusal.is_none(),
             why: refusal.map(str::to_string),

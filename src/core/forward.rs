@@ -60,7 +60,7 @@ impl Coordinated {
                     .with_header("Retry-After", "1"),
             );
         }
-        let coordinator = self.consensus.coordinator.clone();
+        let coordinator = self.consensus.coordinator().cloned();
         let Some(Member { address, .. }) = coordinator else { return Reply::Now(self.no_majority(node, now)) };
         if self.forwards.len() >= FORWARDS_MAX {
             return Reply::Now(
@@ -161,7 +161,7 @@ impl Coordinated {
     /// for any other node, those that answered it within a lease.
     pub(super) fn reachable_voters(&self, node: &Shared, now: Now) -> usize {
         let consensus = &self.consensus;
-        let acked = |id: &str| match &consensus.role {
+        let acked = |id: &str| match consensus.role() {
             super::consensus::Role::Coordinator(leading) => {
                 leading.acks.iter().any(|(by, sent)| by == id && sent + COORDINATOR_LEASE_MS > now.mono_ms)
             }
@@ -174,7 +174,9 @@ impl Coordinated {
         };
         self.voters(node)
             .iter()
-            .filter(|v| v.id == consensus.state.id || if consensus.is_coordinator() { acked(&v.id) } else { lately(v) })
+            .filter(|v| {
+                v.id == consensus.state().id || if consensus.is_coordinator() { acked(&v.id) } else { lately(v) }
+            })
             .count()
     }
 

@@ -55,7 +55,7 @@ impl Coordinated {
     pub(super) fn term_refusal(&mut self, node: &Shared, term: u64, what: &str) -> Option<String> {
         let has_cluster = self.coordination(node).is_some();
         let consensus = &mut self.consensus;
-        let ours = consensus.state.term;
+        let ours = consensus.state().term;
         let why = if term > TERM_MAX {
             format!("term {term} is above the highest a cluster can reach ({TERM_MAX})")
         } else if has_cluster && term > ours.saturating_add(TERM_JUMP_MAX) {
@@ -63,7 +63,7 @@ impl Coordinated {
         } else {
             return None;
         };
-        if consensus.terms_refused == 0 {
+        if consensus.refuse_term() == 0 {
             warn!(
                 "refused {what}: {why}; an honest cluster never does this, so a message was forged or corrupted \
                  (set --cluster-key-file so that only nodes can speak to the peer endpoints); further refusals are \
@@ -72,7 +72,6 @@ impl Coordinated {
         } else {
             debug!("refused {what}: {why}");
         }
-        consensus.terms_refused += 1;
         Some(why)
     }
 }

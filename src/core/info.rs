@@ -22,8 +22,8 @@ impl Shared {
             "cluster": {"peers": self.cluster.peers.len(), "reachable": self.cluster.reachable()},
             "writes": self.writes_mode(),
             "role": self.own_role(co).as_str(),
-            "coordinator": co.and_then(|co| co.consensus.coordinator.as_ref()).map(|c| c.address.clone()),
-            "term": co.map(|co| co.consensus.state.term),
+            "coordinator": co.and_then(|co| co.consensus.coordinator()).map(|c| c.address.clone()),
+            "term": co.map(|co| co.consensus.state().term),
         });
         json_response(200, &body)
     }
@@ -38,7 +38,7 @@ impl Shared {
             peers_reachable: self.cluster.reachable(),
             watchers: self.watches.waiting(),
             role: self.own_role(co),
-            term: co.map_or(0, |co| co.consensus.state.term),
+            term: co.map_or(0, |co| co.consensus.state().term),
             voters: co.map_or(0, |co| co.voters(self).len()),
             voters_reachable: co.map_or(0, |co| co.reachable_voters(self, now)),
         };

@@ -100,7 +100,7 @@ impl Shared {
         // may be down, or of another cluster).
         let (heard_enough, alone_enough) = match (co, co.and_then(|co| co.coordination(self))) {
             (Some(co), Some(coordination)) => {
-                let me = usize::from(coordination.is_voter(&co.consensus.state.id));
+                let me = usize::from(coordination.is_voter(&co.consensus.state().id));
                 let heard = co.heard_while_joining.iter().filter(|h| coordination.is_voter(h)).count();
                 (heard + me >= coordination.majority(), me >= coordination.majority())
             }
@@ -177,7 +177,7 @@ impl Coordinated {
             coordination.majority(),
             coordination.voters.len(),
             self.heard_while_joining.iter().filter(|h| coordination.is_voter(h)).count()
-                + usize::from(coordination.is_voter(&self.consensus.state.id)),
+                + usize::from(coordination.is_voter(&self.consensus.state().id)),
             if up.is_empty() { "none".to_string() } else { up.join(", ") }
         )
     }

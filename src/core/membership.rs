@@ -33,9 +33,9 @@ impl Coordinated {
             return;
         }
         let Some(coordination) = self.coordination(node) else { return };
-        let me = consensus.state.id.clone();
+        let me = consensus.state().id.clone();
         // A learner that answers beats promises like a voter: promoting it keeps the lease.
-        let beaten: Vec<String> = match &consensus.role {
+        let beaten: Vec<String> = match consensus.role() {
             super::consensus::Role::Coordinator(leading) => leading.acks.iter().map(|(id, _)| id.clone()).collect(),
             _ => Vec::new(),
         };
@@ -169,10 +169,10 @@ impl Coordinated {
     /// `BEAT_MS`).
     fn answers_beats(&self, now: Now, id: &str) -> bool {
         let consensus = &self.consensus;
-        if consensus.state.id == id {
+        if consensus.state().id == id {
             return true;
         }
-        let Role::Coordinator(leading) = &consensus.role else { return false };
+        let Role::Coordinator(leading) = consensus.role() else { return false };
         leading.acks.iter().any(|(member, sent)| member == id && sent + COORDINATOR_LEASE_MS > now.mono_ms)
     }
 
@@ -181,18 +181,16 @@ impl Coordinated {
     pub(super) fn leave_if_no_voter(&mut self, node: &mut Shared, now: Now) {
         let consensus = &self.consensus;
         let committed = node.store.sealed().copy.coordination.as_ref();
-        if !consensus.is_coordinator() || committed.is_none_or(|c| c.is_voter(&consensus.state.id)) {
+        if !consensus.is_coordinator() || committed.is_none_or(|c| c.is_voter(&consensus.state().id)) {
             return;
         }
         self.beat(node, now);
         let consensus = &mut self.consensus;
         warn!(
             "this node is no longer a voter: it stops coordinating term {}; the voters elect another coordinator",
-            consensus.state.term
+            consensus.state().term
         );
-        consensus.role = Role::Follower;
-        consensus.coordinator = None;
-        consensus.election_at = Deadline::after(now, ELECTION_TIMEOUT_MS);
+        consensus.step_down(Deadline::after(now, ELECTION_TIMEOUT_MS));
         self.drop_lock_for(node, "this node was removed from the voters");
     }
 
@@ -201,12 +199,12 @@ impl Coordinated {
     pub(super) fn is_removed(&self, node: &Shared) -> bool {
         let consensus = &self.consensus;
         let committed = node.store.sealed().copy.coordination.as_ref();
-        committed.is_some_and(|c| c.removed.contains(&consensus.state.id))
+        committed.is_some_and(|c| c.removed.contains(&consensus.state().id))
     }
 
     /// What a removed node answers on `/data`, `/lock`, `/update` and `/ready`.
     pub(super) fn removed_answer(&self, node: &Shared) -> Response {
-        let id = self.consensus.state.id.as_str();
+        let id = self.consensus.state().id.as_str();
         Response::error(
             503,
             &format!(
@@ -331,7 +329,7 @@ impl Shared {
         warn!(
             "this node ({}) was removed from its cluster: it serves nothing, votes for nobody and syncs with \
              nobody; stop it, or start it with an empty data directory and --seeds to join as a new node",
-            consensus.state.id
+            consensus.state().id
         );
     }
 }

@@ -23,6 +23,7 @@ pub mod value;
 pub mod version;
 
 mod auth;
+mod beats;
 mod cluster;
 mod commit_point;
 mod consensus;
@@ -498,13 +499,13 @@ impl Shared {
     /// is committed, not removed, and at least as new as the version accepted before a restart.
     fn is_active(&self, co: Option<&Coordinated>) -> bool {
         self.activation == Activation::Active
-            && co.is_none_or(|co| co.consensus.confirmed && !co.is_removed(self) && co.settled(self))
+            && co.is_none_or(|co| co.consensus.confirmed() && !co.is_removed(self) && co.settled(self))
     }
 
     /// The store is one the cluster committed: always with local writes; in coordinated mode,
     /// unless the node started from a version it has yet to confirm.
     fn store_confirmed(co: Option<&Coordinated>) -> bool {
-        co.is_none_or(|co| co.consensus.confirmed)
+        co.is_none_or(|co| co.consensus.confirmed())
     }
 
     fn answer(&mut self, ticket: Ticket, response: Response) {

@@ -142,7 +142,7 @@ impl Shared {
         info!("this node joins cluster {cluster} (first heard of from {address})");
         self.identity.cluster = Some(cluster.to_string());
         if let Some(co) = co {
-            co.consensus.state.cluster = Some(cluster.to_string());
+            co.consensus.join_cluster(cluster);
             co.save_state(self);
         } else {
             self.save_identity();

@@ -65,7 +65,7 @@ impl Coordinated {
         }
         // Renews a single voter's lease, and drops a lapsed one (and the lock it covered).
         self.check_lease(node, now);
-        let consensus = &mut self.consensus;
+        let consensus = &self.consensus;
         if consensus.has_lease(now) {
             return None;
         }
@@ -78,7 +78,7 @@ impl Coordinated {
             return None;
         }
         if leading.renewal.is_none() {
-            leading.renewal = Some(Deadline::after(now, LEASE_RENEWAL_WAIT_MS));
+            self.consensus.renewing(Deadline::after(now, LEASE_RENEWAL_WAIT_MS));
             log::info!("the coordinator's lease lapsed (a pause?): beating at once to renew it before answering");
             self.beat(node, now);
         }
@@ -92,7 +92,7 @@ impl Coordinated {
         if self.lease_waiters.is_empty() {
             return;
         }
-        let waiting = match &self.consensus.role {
+        let waiting = match self.consensus.role() {
             _ if self.consensus.has_lease(now) => false,
             super::consensus::Role::Coordinator(leading) => leading.renewal.is_some_and(|d| !d.fired(now)),
             _ => false,
@@ -113,7 +113,7 @@ impl Coordinated {
         if self.lease_waiters.is_empty() {
             return None;
         }
-        match &self.consensus.role {
+        match self.consensus.role() {
             super::consensus::Role::Coordinator(leading) => leading.renewal,
             _ => Some(Deadline(0)),
         }

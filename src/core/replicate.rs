@@ -11,7 +11,7 @@
 
 use log::{info, warn};
 
-use super::consensus::{Accepted, Role};
+use super::consensus::Accepted;
 use super::coordinated::Coordinated;
 use super::lock::Lock;
 use super::{Effect, Shared, Ticket, cluster::CallKind};
@@ -86,16 +86,16 @@ impl Coordinated {
     /// True when this node's writes are coordinated and it has voters other than itself: a commit
     /// is then durable only on a majority.
     fn single_voter(&self, coordination: &Coordination) -> bool {
-        let me = &self.consensus.state.id;
+        let me = &self.consensus.state().id;
         coordination.voters.len() == 1 && coordination.is_voter(me)
     }
 
     /// Starts making a new version durable: seals it from `root` (or stamps `base` in this term).
     pub(super) fn replicate(&mut self, node: &mut Shared, now: Now, purpose: Purpose, content: Content) {
         let consensus = &self.consensus;
-        let term = consensus.state.term;
+        let term = consensus.state().term;
         let id = node.ids.job(Owner::Commit);
-        let mut json = node.node_json(self.consensus.confirmed);
+        let mut json = node.node_json(self.consensus.confirmed());
         let mut single = false;
         let job = match content {
             Content::New { root, coordination } => {
@@ -168,7 +168,7 @@ impl Coordinated {
         file: Result<Option<std::path::PathBuf>, DiskError>,
     ) {
         let coordination = sealed.copy.coordination.clone().expect("a coordinated version");
-        let me = self.consensus.state.id.clone();
+        let me = self.consensus.state().id.clone();
         let written = match file {
             Err(e) => return self.replicate_failed(node, now, e),
             // A single voter wrote it already, committed; else it is written beside the pushes.
@@ -178,7 +178,7 @@ impl Coordinated {
             (vec![me.clone()], None)
         } else {
             let id = node.ids.job(Owner::Commit);
-            let mut json = node.node_json(self.consensus.confirmed);
+            let mut json = node.node_json(self.consensus.confirmed());
             // The only voter's own copy is a majority: the version is committed once written.
             json.committed = self.single_voter(&coordination);
             node.effects.push(Effect::Job(Job::Write { id, body: Body::Rendered(sealed.body.clone()), node: json }));
@@ -208,7 +208,7 @@ impl Coordinated {
 
     /// The coordinator's own write of the version in flight is done (or failed).
     fn replicate_written(&mut self, node: &mut Shared, now: Now, file: Result<Option<std::path::PathBuf>, DiskError>) {
-        let me = self.consensus.state.id.clone();
+        let me = self.consensus.state().id.clone();
         let Some(InCommit { phase: Phase::Replicating { own_write, durable, .. }, .. }) = &mut self.commit else {
             unreachable!("the coordinator's own write is of a sealed version in flight");
         };
@@ -299,7 +299,7 @@ impl Coordinated {
         }
         self.drop_pending(node);
         node.disk.wrote(version, node.cluster.stamp);
-        if self.consensus.confirmed {
+        if self.consensus.confirmed() {
             node.store.promote(sealed);
         } else {
             // Elected on a store loaded unconfirmed: the version it adopted replaces it, even at
@@ -308,17 +308,16 @@ impl Coordinated {
         }
         node.store_changed(Some(self));
         let consensus = &mut self.consensus;
-        consensus.confirmed = true;
+        consensus.confirm();
         match commit.purpose {
             Purpose::Lock { ticket, answered } => self.lock_committed(node, now, ticket, answered, version),
             Purpose::Adopt => {
                 info!(
                     "term {}: sequence {} is durable on a majority; writes are open",
-                    consensus.state.term, version.sequence
+                    consensus.state().term,
+                    version.sequence
                 );
-                if let Role::Coordinator(leading) = &mut consensus.role {
-                    leading.ready = true;
-                }
+                consensus.adopted();
             }
             Purpose::Membership { what, ticket } => {
                 info!("{what}: committed as sequence {}", version.sequence);
@@ -393,9 +392,7 @@ impl Coordinated {
     /// the voters should change.
     fn after_commit(&mut self, node: &mut Shared, now: Now) {
         self.start_lock_commit(node, now);
-        if let Some(leading) = self.consensus.leading() {
-            leading.next_beat = Deadline(now.mono_ms);
-        }
+        self.consensus.beat_at(Deadline(now.mono_ms));
         self.tick_consensus(node, now);
         self.consider_membership(node, now);
     }
@@ -519,7 +516,7 @@ impl Coordinated {
         // Only a store known to be committed is pushed: a coordinator elected on a store it
         // loaded unconfirmed has yet to make its adopted version durable on a majority.
         if behind
-            && self.consensus.confirmed
+            && self.consensus.confirmed()
             && let Some(peer) = node.cluster.find_mut(address)
             && peer.pushing.is_none()
         {

@@ -298,7 +298,7 @@ impl Coordinated {
         // A version committed in a later term proves that term began: a coordinator of an earlier
         // one steps down (else it could count, for its lease, voters that joined in that term).
         self.saw_term(node, now, sealed.copy.term());
-        let confirmed = self.consensus.confirmed;
+        let confirmed = self.consensus.confirmed();
         let ours = Accepted::of(node.store.sealed());
         let theirs = sealed.copy.version;
         let newer = theirs.sequence > ours.version.sequence;
@@ -318,7 +318,7 @@ impl Coordinated {
         {
             self.drop_pending(node);
         }
-        self.consensus.confirmed = true;
+        self.consensus.confirm();
         if confirmed {
             node.store.promote(sealed);
         } else {

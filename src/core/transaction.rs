@@ -167,10 +167,10 @@ impl Shared {
         if consensus.has_lease(now) {
             return None;
         }
-        let why = match &consensus.role {
+        let why = match consensus.role() {
             super::consensus::Role::Coordinator(leading) if !leading.ready => format!(
                 "this node was just elected coordinator (term {}) and is making the newest version durable; retry",
-                consensus.state.term
+                consensus.state().term
             ),
             _ => return Some(co.no_majority(self, now)),
         };

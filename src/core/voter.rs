@@ -68,7 +68,7 @@ impl Coordinated {
             .is_none_or(|c| Some(&c.cluster) == sealed.copy.coordination.as_ref().map(|o| &o.cluster));
         if stale || !same_cluster {
             let why = if stale { "a version of an older term" } else { "a version of another cluster" };
-            let answer = AcceptRefusal { error: why, term: consensus.state.term };
+            let answer = AcceptRefusal { error: why, term: consensus.state().term };
             node.store.retire(sealed);
             return node.answer(ticket, Response::json(409, answer.encode()));
         }
@@ -87,7 +87,7 @@ impl Coordinated {
             return node.answer(ticket, self.accepted_answer(node, 409));
         }
         let id = node.ids.job(Owner::Accept);
-        let mut json = node.node_json(self.consensus.confirmed);
+        let mut json = node.node_json(self.consensus.confirmed());
         json.committed = false;
         node.effects.push(Effect::Job(Job::Write { id, body: Body::Rendered(sealed.body.clone()), node: json }));
         self.hold_pending(sealed, Some((id.serial, Some(ticket))));
@@ -123,7 +123,7 @@ impl Coordinated {
     /// `{"term": T, "accepted": {...}}`.
     fn accepted_answer(&self, node: &Shared, status: u16) -> Response {
         let consensus = &self.consensus;
-        let answer = AcceptAnswer { term: consensus.state.term, accepted: Some(self.accepted(node)) };
+        let answer = AcceptAnswer { term: consensus.state().term, accepted: Some(self.accepted(node)) };
         Response::json(status, answer.encode())
     }
 
@@ -145,7 +145,7 @@ impl Coordinated {
         // that pending version is superseded, never served.
         if self.pending.as_ref().is_some_and(|p| {
             p.writing.is_none()
-                && self.consensus.confirmed
+                && self.consensus.confirmed()
                 && p.sealed.copy.version.sequence < node.store.version().sequence
         }) {
             self.drop_pending(node);
@@ -157,32 +157,32 @@ impl Coordinated {
             let pending = self.pending.take().expect("checked above");
             let version = pending.sealed.copy.version;
             node.disk.wrote(version, node.cluster.stamp);
-            if self.consensus.confirmed {
+            if self.consensus.confirmed() {
                 node.store.promote(pending.sealed);
             } else {
                 // The store was never served: the coordinator's version replaces it, even at a
                 // lower sequence (a version no majority held, that no coordinator adopted).
                 node.store.reset(pending.sealed);
-                self.consensus.confirmed = true;
+                self.consensus.confirm();
                 info!("sequence {} is committed: serving it", version.sequence);
             }
             node.store_changed(Some(self));
         }
         let consensus = &mut self.consensus;
-        if node.store.version() == committed.version && !consensus.confirmed {
-            consensus.confirmed = true;
+        if node.store.version() == committed.version && !consensus.confirmed() {
+            consensus.confirm();
             info!("sequence {} is committed: serving it", committed.version.sequence);
         }
         // What the node had accepted before it restarted was never committed, and so never
         // served, when a coordinator of a later term committed an older sequence: it adopted the
         // newest version a majority held, and that was not it. Holding that committed version,
         // the node serves as usual (seed 684 of the default run waited for ever).
-        if let Some(before) = consensus.accepted_at_start
+        if let Some(before) = consensus.accepted_at_start()
             && committed.term > before.term
             && committed.version.sequence < before.version.sequence
             && node.store.version() == committed.version
         {
-            consensus.accepted_at_start = None;
+            consensus.accepted_at_start_lost();
         }
         self.note_commit_point(node);
         node.check_activation(now, Some(self));
