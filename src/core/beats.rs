@@ -1,8 +1,8 @@
-//! Beats: the coordinator's beats to every member, each member's answer (it renews the lease,
-//! `consensus.rs`, and says what the member holds), and a follower's side: it follows the
-//! coordinator it hears, and stands at once when that one says it left the voters.
+//! Beats: the coordinator's beats to every member; each member's answer, which renews the
+//! coordinator's lease (`check_lease`) and says what the member holds; and a follower's side: it
+//! follows the coordinator it hears, and stands at once when that one says it left the voters.
 
-use log::info;
+use log::{info, warn};
 
 use super::Shared;
 use super::consensus::Accepted;
@@ -123,5 +123,20 @@ impl Coordinated {
             }
         }
         members
+    }
+
+    /// Recomputes the lease from the acknowledged beats; a coordinator whose lease ran out drops
+    /// the lock.
+    pub(super) fn check_lease(&mut self, node: &mut Shared, now: Now) {
+        // The voters in effect are those of the committed version: a change of voters in flight
+        // counts once it is committed.
+        let committed = node.store.sealed().copy.coordination.clone();
+        let founding = self.consensus.founding().cloned();
+        let Some(coordination) = committed.or(founding) else { return };
+        if self.consensus.renew_lease(&coordination, now) {
+            warn!("the coordinator's lease ran out: no majority acknowledged its beats");
+            node.metrics.leases_lost += 1;
+            self.drop_lock_for(node, "the coordinator lost its lease (no majority of voters answered)");
+        }
     }
 }

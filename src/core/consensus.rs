@@ -97,7 +97,7 @@ pub struct Leading {
 
 /// The consensus state of a node in coordinated mode. Its fields are private: every change is one
 /// of the transitions below, named by what happens (as etcd's raft names `becomeFollower`,
-/// `becomeCandidate` and `becomeLeader`), and the other modules read it through the getters.
+/// `becomeCandidate` and `becomeLeader`), and the code outside them reads it through the getters.
 #[derive(Debug)]
 pub struct Consensus {
     /// Id, term and vote, as on disk (or about to be: see `saving`).
@@ -424,6 +424,54 @@ impl Consensus {
         self.state.cluster = Some(cluster.to_string());
     }
 
+    /// Recomputes the lease from the send times of the beats the voters of `coordination`
+    /// acknowledged (and its own, when it is one); true when the lease just ran out.
+    pub(super) fn renew_lease(&mut self, coordination: &Coordination, now: Now) -> bool {
+        let me = &self.state.id;
+        let Role::Coordinator(leading) = &mut self.role else { return false };
+        let mut sent: Vec<u64> =
+            leading.acks.iter().filter(|(id, _)| coordination.is_voter(id) && id != me).map(|(_, at)| *at).collect();
+        if coordination.is_voter(me) {
+            sent.push(now.mono_ms);
+        }
+        sent.sort_unstable_by(|a, b| b.cmp(a));
+        let had = leading.lease_until.is_some();
+        leading.lease_until = sent
+            .get(coordination.majority() - 1)
+            .map(|at| Deadline(at + COORDINATOR_LEASE_MS))
+            .filter(|until| !until.fired(now));
+        if leading.lease_until.is_some() {
+            leading.renewal = None;
+        }
+        had && leading.lease_until.is_none()
+    }
+
+    /// A write of the state (job `id`) starts: the state it writes.
+    pub(super) fn save_started(&mut self, id: u64) -> NodeState {
+        self.saving = Some(id);
+        self.save_retry = None;
+        self.state.clone()
+    }
+
+    /// The write `id` failed: it is tried again after `PERSIST_RETRY_MS`. False when `id` is not
+    /// the write in flight.
+    pub(super) fn save_failed(&mut self, id: u64, now: Now) -> bool {
+        if self.saving != Some(id) {
+            return false;
+        }
+        self.save_retry = Some(Deadline::after(now, PERSIST_RETRY_MS));
+        true
+    }
+
+    /// The write `id` is on disk: what waited for it (`None` when `id` is not the write in flight).
+    pub(super) fn saved(&mut self, id: u64) -> Option<Vec<AfterSave>> {
+        if self.saving != Some(id) {
+            return None;
+        }
+        self.saving = None;
+        Some(std::mem::take(&mut self.after_save))
+    }
+
     /// Counts a term refused as out of bounds; returns how many were refused before.
     pub(super) fn refuse_term(&mut self) -> u64 {
         self.terms_refused += 1;
@@ -479,33 +527,23 @@ impl Coordinated {
 
     /// Writes the node's state (id, term, vote) to disk; what waits for it runs in `state_saved`.
     pub(super) fn save_state(&mut self, node: &mut Shared) {
-        let consensus = &mut self.consensus;
         let id = node.ids.job(crate::core::jobs::Owner::NodeState);
-        consensus.saving = Some(id.serial);
-        consensus.save_retry = None;
-        let state = consensus.state.clone();
+        let state = self.consensus.save_started(id.serial);
         node.effects.push(super::Effect::Job(crate::core::jobs::Job::SaveState { id, state }));
     }
 
     /// The node's state could not be written: nothing that waits for it happens (no vote is
     /// granted, no candidacy goes on) until a retry succeeds.
     pub(super) fn state_not_saved(&mut self, now: Now, id: u64, why: &str) {
-        let consensus = &mut self.consensus;
-        if consensus.saving != Some(id) {
-            return;
+        if self.consensus.save_failed(id, now) {
+            error!("this node's term and vote cannot be written ({why}): it neither votes nor stands until they can");
         }
-        error!("this node's term and vote cannot be written ({why}): it neither votes nor stands until they can");
-        consensus.save_retry = Some(Deadline::after(now, PERSIST_RETRY_MS));
     }
 
     /// The node's state is on disk: answer the votes that waited, ask for the votes this node needs.
     pub(super) fn state_saved(&mut self, node: &mut Shared, now: Now, id: u64) {
-        let consensus = &mut self.consensus;
-        if consensus.saving != Some(id) {
-            return;
-        }
-        consensus.saving = None;
-        for waiting in std::mem::take(&mut consensus.after_save) {
+        let Some(waited) = self.consensus.saved(id) else { return };
+        for waiting in waited {
             match waiting {
                 AfterSave::Answer { ticket, response } => node.answer(ticket, response),
                 AfterSave::Campaign => {
@@ -548,37 +586,5 @@ impl Coordinated {
         consensus.step_down(consensus.staggered(now, ELECTION_TIMEOUT_MS));
         self.drop_lock_for(node, why);
         self.step_down_commit(node);
-    }
-
-    /// Recomputes the lease from the acknowledged beats; a coordinator whose lease ran out drops
-    /// the lock.
-    pub(super) fn check_lease(&mut self, node: &mut Shared, now: Now) {
-        // The voters in effect are those of the committed version: a change of voters in flight
-        // counts once it is committed.
-        let committed = node.store.sealed().copy.coordination.clone();
-        let founding = self.consensus.founding.clone();
-        let Some(coordination) = committed.or(founding) else { return };
-        let consensus = &mut self.consensus;
-        let me = consensus.state.id.clone();
-        let Role::Coordinator(leading) = &mut consensus.role else { return };
-        let mut sent: Vec<u64> =
-            leading.acks.iter().filter(|(id, _)| coordination.is_voter(id) && *id != me).map(|(_, at)| *at).collect();
-        if coordination.is_voter(&me) {
-            sent.push(now.mono_ms);
-        }
-        sent.sort_unstable_by(|a, b| b.cmp(a));
-        let had = leading.lease_until.is_some();
-        leading.lease_until = sent
-            .get(coordination.majority() - 1)
-            .map(|at| Deadline(at + COORDINATOR_LEASE_MS))
-            .filter(|until| !until.fired(now));
-        if leading.lease_until.is_some() {
-            leading.renewal = None;
-        }
-        if had && leading.lease_until.is_none() {
-            warn!("the coordinator's lease ran out: no majority acknowledged its beats");
-            node.metrics.leases_lost += 1;
-            self.drop_lock_for(node, "the coordinator lost its lease (no majority of voters answered)");
-        }
     }
 }
