@@ -56,7 +56,7 @@ impl Coordinated {
         let consensus = Consensus::new(settings.state, node.config.address.clone(), committed, now);
         let mut co = Coordinated {
             consensus,
-            pending: pending.map(|sealed| Pending { sealed, writing: None }),
+            pending: pending.map(|sealed| Pending { sealed, writing: None, replaced: None }),
             commit: None,
             forwards: Vec::new(),
             heard_while_joining: Vec::new(),

@@ -19,6 +19,10 @@ pub struct Pending {
     pub sealed: Sealed,
     /// The write under way, and the coordinator's request that waits for it (`PUT /cluster/accept`).
     pub writing: Option<(u64, Option<Ticket>)>,
+    /// While `sealed` is written: the version held durably before it. A write that fails must not
+    /// forget it: it is still on disk, and a node that forgot it could vote for a candidate without
+    /// it, and so pass over a version a majority holds (a commit answered 200).
+    pub replaced: Option<Sealed>,
 }
 
 impl Coordinated {
@@ -34,7 +38,9 @@ impl Coordinated {
     /// coordinator's own commit in flight (it votes for it too); `writing` while its write is
     /// under way, with the request that waits for it.
     pub(super) fn hold_pending(&mut self, sealed: Sealed, writing: Option<(u64, Option<Ticket>)>) {
-        self.pending = Some(Pending { sealed, writing });
+        let durable = self.pending.take().filter(|p| p.writing.is_none() && writing.is_some());
+        let replaced = durable.map(|p| p.sealed);
+        self.pending = Some(Pending { sealed, writing, replaced });
     }
 
     /// `PUT /cluster/accept`: the coordinator pushes a version to this voter; decoded first.
@@ -106,11 +112,13 @@ impl Coordinated {
             return false;
         }
         pending.writing = None;
+        let replaced = pending.replaced.take();
         let response = match file {
             Ok(_) => self.accepted_answer(node, 201),
             Err(e) => {
-                // Not durable: not accepted.
+                // Not durable: not accepted; the version held durably before it is held again.
                 self.drop_pending(node);
+                self.pending = replaced.map(|sealed| Pending { sealed, writing: None, replaced: None });
                 Response::error(e.status, &e.message)
             }
         };
