@@ -87,7 +87,7 @@
 //!
 //! Every field of the node's state, the modules that may change it, and how: directly, or only
 //! through the methods of its own type (whose fields are private to its module, so the compiler
-//! confines them). `tests/ownership.rs` finds every direct write in `src/core/` and fails on one
+//! confines them). `tests/architecture.rs` finds every direct write in `src/core/` and fails on one
 //! this table does not name. `effects` and `metrics` are outputs any module appends to.
 //! `consensus`, `pending`, `commit`, `forwards`, `heard_while_joining`, `dropped_lock`,
 //! `lease_waiters` and `point_writes` are fields of `Coordinated` (reached as `self` in its code,
