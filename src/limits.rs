@@ -325,3 +325,9 @@ pub const BOOTSTRAP_LIMIT_S_MAX: u64 = 86_400;
 pub const JOINING_REPORT_MS: u64 = 30_000;
 /// The `Retry-After` an inactive node answers `/data` with.
 pub const INACTIVE_RETRY_AFTER_S: u64 = 1;
+
+/// Operations in one change (`core::change`: a commit as the JSON Patch from the version before,
+/// in change files and pushes to voters). A commit whose diff has more is written and sent as
+/// the whole store: applying each operation copies its path, and past this many the whole store
+/// is cheaper to read than the change.
+pub const CHANGE_OPERATIONS_MAX: usize = 100_000;

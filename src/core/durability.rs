@@ -148,8 +148,9 @@ impl Shared {
             self.disk.in_flight = Some(InFlight::Commit { id: id.serial, stamp });
             let (sequence, root) = (self.floor.max(lock.base().sequence).saturating_add(1), lock.staged().clone());
             let parent = self.store.lineage().clone();
+            let before = (self.store.version() == lock.base()).then(|| (lock.base(), self.store.root().clone()));
             let node = self.node_json(Shared::store_confirmed(co));
-            let job = Job::Seal { id, sequence, root, parent, node, coordination: None, write: true };
+            let job = Job::Seal { id, sequence, root, parent, before, node, coordination: None, write: true };
             self.effects.push(Effect::Job(job));
             return;
         }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::core::Ticket;
+use crate::core::change::Change;
 use crate::core::lineage::Lineage;
 use crate::core::node_state::NodeState;
 use crate::core::roster::Coordination;
@@ -99,6 +100,9 @@ pub enum Job {
         sequence: u64,
         root: Value,
         parent: Lineage,
+        /// The version the commit started from and its tree: the seal also gives the commit as
+        /// the change from it (`Sealed::change`).
+        before: Option<(Version, Value)>,
         node: NodeJson,
         coordination: Option<Box<Coordination>>,
         write: bool,
@@ -243,8 +247,11 @@ impl Disk for NoDisk {
 /// Carries out one job. `pace` is called between pieces of long work.
 pub fn run(job: Job, disk: &mut dyn Disk, pace: &mut dyn FnMut()) -> Done {
     match job {
-        Job::Seal { id, sequence, root, parent, mut node, coordination, write } => {
-            let sealed = sealed::seal_paced(root, sequence, Some(&parent), coordination.map(|c| *c), pace);
+        Job::Seal { id, sequence, root, parent, before, mut node, coordination, write } => {
+            let mut sealed = sealed::seal_paced(root, sequence, Some(&parent), coordination.map(|c| *c), pace);
+            sealed.change = before
+                .and_then(|(base, tree)| Change::between(base, &tree, sealed.copy.version, &sealed.copy.root))
+                .map(Arc::new);
             // The node's own commits include this one, which only now has its checksum.
             node.add_mine(sealed.copy.version);
             let file = if write { disk.write_snapshot(&node, &sealed.body, pace) } else { Ok(None) };
@@ -290,5 +297,30 @@ mod tests {
         let decode = ids.job(Owner::Decode(Decoding::Fetched));
         assert_eq!((seal.serial, call, decode.serial), (1, 2, 3));
         assert_eq!(decode.owner, Owner::Decode(Decoding::Fetched));
+    }
+
+    #[test]
+    fn a_seal_from_a_known_base_gives_the_commit_as_its_change() {
+        let before = Value::parse(br#"{"web": {"port": 80}, "db": {"port": 5432}}"#).unwrap();
+        let base = Version { sequence: 3, checksum: crate::core::version::Checksum::of(&before) };
+        let root = Value::parse(br#"{"web": {"port": 8080}, "db": {"port": 5432}}"#).unwrap();
+        let seal = |before| Job::Seal {
+            id: JobId { serial: 1, owner: Owner::Disk },
+            sequence: 4,
+            root: root.clone(),
+            parent: Lineage::of(base),
+            before,
+            node: NodeJson::default(),
+            coordination: None,
+            write: false,
+        };
+        let Done::Sealed { sealed, .. } = run(seal(Some((base, before.clone()))), &mut NoDisk, &mut || {}) else {
+            panic!("a seal reports sealed")
+        };
+        let change = sealed.change.expect("a change from a known base");
+        assert_eq!((change.base, change.version), (base, sealed.copy.version));
+        assert_eq!(&*change.patch, br#"[{"op":"replace","path":"/web/port","value":8080}]"#);
+        let Done::Sealed { sealed, .. } = run(seal(None), &mut NoDisk, &mut || {}) else { panic!() };
+        assert!(sealed.change.is_none(), "no base, no change");
     }
 }

@@ -7,6 +7,7 @@
 //! runs several on a simulated network. The domain types it works on live here too.
 
 pub mod address;
+pub mod change;
 pub mod clock;
 pub mod jobs;
 pub mod lineage;

@@ -107,6 +107,7 @@ impl Coordinated {
                     sequence: node.next_sequence(node.store.version().sequence),
                     root,
                     parent: node.store.lineage().clone(),
+                    before: Some((node.store.version(), node.store.root().clone())),
                     node: json,
                     coordination: Some(Box::new(coordination)),
                     write: single,

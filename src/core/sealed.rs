@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
+use crate::core::change::Change;
 use crate::core::lineage::Lineage;
 use crate::core::pace::Paced;
 use crate::core::roster::Coordination;
@@ -44,6 +45,9 @@ pub struct Sealed {
     pub body: Arc<[u8]>,
     /// Bytes of the store's compact JSON (the `data` part of the body).
     pub data_len: usize,
+    /// The version as the change from the version before it, when it was made by a commit here
+    /// and the change is smaller than the store (`core::change`); `None` for a copy taken whole.
+    pub change: Option<Arc<Change>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +99,7 @@ pub fn seal_paced(
     };
     let copy = StoreCopy { version, root, lineage, coordination };
     finish_body(&mut body, &copy);
-    Sealed { copy, body: body.into(), data_len }
+    Sealed { copy, body: body.into(), data_len, change: None }
 }
 
 /// The same version with another coordination (a new coordinator adopting it in its own term):
@@ -107,7 +111,7 @@ pub fn restamp(sealed: &Sealed, coordination: Coordination) -> Sealed {
     let mut body = body[..data_end].to_vec();
     let copy = StoreCopy { coordination: Some(coordination), ..sealed.copy.clone() };
     finish_body(&mut body, &copy);
-    Sealed { copy, body: body.into(), data_len: sealed.data_len }
+    Sealed { copy, body: body.into(), data_len: sealed.data_len, change: sealed.change.clone() }
 }
 
 /// Where the data starts in every copy body.
@@ -220,7 +224,7 @@ pub(crate) fn seal_checked(copy: StoreCopy, pace: &mut dyn FnMut()) -> Result<Se
         return Err(DecodeError::ChecksumMismatch { declared: copy.version.checksum, actual });
     }
     finish_body(&mut body, &copy);
-    Ok(Sealed { copy, body: body.into(), data_len })
+    Ok(Sealed { copy, body: body.into(), data_len, change: None })
 }
 
 /// Parses and checks a copy sent by a peer (`PUT /copy`, or the answer to `GET /copy`).
@@ -261,7 +265,7 @@ fn parse_canonical_copy(bytes: &[u8], pace: &mut dyn FnMut()) -> Option<Result<S
         return Some(Err(DecodeError::ChecksumMismatch { declared: copy.version.checksum, actual }));
     }
     copy.root = root;
-    Some(Ok(Sealed { copy, body: bytes.into(), data_len }))
+    Some(Ok(Sealed { copy, body: bytes.into(), data_len, change: None }))
 }
 
 /// A copy body's fields, the whole text one copy object.

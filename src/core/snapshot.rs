@@ -169,7 +169,7 @@ pub fn decode_keeping(bytes: &[u8], keep_body: bool) -> Result<Snapshot, DecodeE
     let sealed = match written {
         Some((body, data_len)) => {
             let body = if keep_body { Arc::from(&bytes[body]) } else { Arc::from(Vec::new()) };
-            Sealed { copy: parts.copy, body, data_len }
+            Sealed { copy: parts.copy, body, data_len, change: None }
         }
         None => seal_checked(parts.copy, &mut || {})?,
     };
@@ -202,7 +202,7 @@ fn decode_written(bytes: &[u8], keep_body: bool) -> Option<Snapshot> {
     let keep_body = keep_body || !parts.cluster.is_empty();
     let body_end = frame_body.end - b"null".len() + data_len;
     let body = if keep_body { Arc::from(&bytes[frame_body.start..body_end]) } else { Arc::from(Vec::new()) };
-    let sealed = Sealed { copy: parts.copy, body, data_len };
+    let sealed = Sealed { copy: parts.copy, body, data_len, change: None };
     Some(Snapshot { sealed, cluster: parts.cluster, mine: parts.mine, committed: parts.committed })
 }
 

@@ -19,12 +19,23 @@ impl Value {
         self.diff_counted(after).0
     }
 
+    /// The patch, and how many operations it holds.
+    pub fn diff_with_count(&self, after: &Value) -> (Vec<u8>, usize) {
+        let patch = self.walk(after);
+        (patch.out, patch.operations)
+    }
+
     /// The patch, and how many object entries and chunks the walk looked at (its cost).
     fn diff_counted(&self, after: &Value) -> (Vec<u8>, usize) {
-        let mut patch = Patch { out: b"[".to_vec(), path: String::new(), empty: true, looked_at: 0 };
+        let patch = self.walk(after);
+        (patch.out, patch.looked_at)
+    }
+
+    fn walk(&self, after: &Value) -> Patch {
+        let mut patch = Patch { out: b"[".to_vec(), path: String::new(), empty: true, looked_at: 0, operations: 0 };
         patch.value(self, after);
         patch.out.push(b']');
-        (patch.out, patch.looked_at)
+        patch
     }
 }
 
@@ -34,6 +45,7 @@ struct Patch {
     path: String,
     empty: bool,
     looked_at: usize,
+    operations: usize,
 }
 
 impl Patch {
@@ -138,6 +150,7 @@ impl Patch {
             self.out.push(b',');
         }
         self.empty = false;
+        self.operations += 1;
         // Writing into a vector cannot fail.
         let _ = write!(self.out, "{{\"op\":\"{op}\",\"path\":");
         let _ = write_str(&mut self.out, self.path.as_bytes());

@@ -28,7 +28,7 @@ mod render;
 
 pub use edit::EditError;
 pub use parse::ValueSeed;
-pub use patch::{PatchError, json_patch, merge_patch};
+pub use patch::{PatchError, json_patch, json_patch_bounded, merge_patch};
 pub use render::write_str;
 
 /// Strings at most this long are stored inline, without an allocation.

@@ -79,11 +79,23 @@ pub fn merge_patch(target: Option<&Value>, patch: &Value) -> Value {
 /// RFC 6902: applies `operations` to the subtree of `root` at `base`, all or nothing. Pointers
 /// are relative to that subtree. Returns the new root.
 pub fn json_patch(root: &Value, base: &[String], operations: &Value, depth_max: usize) -> Result<Value, PatchError> {
+    json_patch_bounded(root, base, operations, depth_max, PATCH_OPERATIONS_MAX)
+}
+
+/// As `json_patch`, with at most `operations_max` operations: a client's patch is bounded by
+/// `PATCH_OPERATIONS_MAX`; a change made by this crate (`core::change`) by the store's own size.
+pub fn json_patch_bounded(
+    root: &Value,
+    base: &[String],
+    operations: &Value,
+    depth_max: usize,
+    operations_max: usize,
+) -> Result<Value, PatchError> {
     let Value::Array(operations) = operations else {
         return Err(PatchError::Malformed("a JSON Patch is an array of operations".into()));
     };
-    if operations.len() > PATCH_OPERATIONS_MAX {
-        return Err(PatchError::Malformed(format!("at most {PATCH_OPERATIONS_MAX} operations in one patch")));
+    if operations.len() > operations_max {
+        return Err(PatchError::Malformed(format!("at most {operations_max} operations in one patch")));
     }
     let mut doc = root.clone();
     let mut copied = 0;

@@ -1,0 +1,186 @@
+//! Changes: a version as the difference from the version before it. A commit changes a few
+//! paths of a store that may be large, so the disk (change files between full snapshots) and the
+//! voters (pushes of `PUT /cluster/accept`) take the change rather than the whole store.
+//!
+//! A change is the compact JSON object `{"base":VERSION,"patch":[...],"version":VERSION}`: the
+//! version it applies to, an RFC 6902 JSON Patch (`add`, `remove` and `replace`, made by
+//! `Value::diff`), and the version it makes. Applying it is pure; the checksum of the result is
+//! checked against `version` by the caller, on a worker (`applied_checked`), because it hashes the
+//! whole store.
+
+use std::sync::Arc;
+
+use crate::core::pace::Paced;
+use crate::core::sealed::DecodeError;
+use crate::core::value::{PatchError, Value, json_patch_bounded};
+use crate::core::version::{Checksum, HashWriter, Version};
+use crate::limits::{CHANGE_OPERATIONS_MAX, STORE_DEPTH_MAX};
+
+/// A version as the JSON Patch that makes it from `base`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub base: Version,
+    pub version: Version,
+    /// Compact JSON text of the RFC 6902 patch.
+    pub patch: Arc<[u8]>,
+}
+
+impl Change {
+    /// The change from `before` (the tree of `base`) to `after` (the tree of `version`), or
+    /// `None` when it has more operations than a change may (`CHANGE_OPERATIONS_MAX`): the whole
+    /// store is cheaper then. Two versions share every node an edit did not copy, so this costs
+    /// the change, not the store.
+    pub fn between(base: Version, before: &Value, version: Version, after: &Value) -> Option<Change> {
+        let (patch, operations) = before.diff_with_count(after);
+        (operations <= CHANGE_OPERATIONS_MAX).then(|| Change { base, version, patch: patch.into() })
+    }
+
+    /// Bytes of the change's patch.
+    pub fn len(&self) -> usize {
+        self.patch.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patch.len() <= 2
+    }
+
+    /// `{"base":{...},"patch":[...],"version":{...}}`, compact.
+    pub fn to_compact(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.patch.len() + 160);
+        out.extend_from_slice(b"{\"base\":");
+        out.extend_from_slice(self.base.to_compact().as_bytes());
+        out.extend_from_slice(b",\"patch\":");
+        out.extend_from_slice(&self.patch);
+        out.extend_from_slice(b",\"version\":");
+        out.extend_from_slice(self.version.to_compact().as_bytes());
+        out.push(b'}');
+        out
+    }
+
+    /// Reads a change object (fields in any order). The patch is kept as its text, checked to be
+    /// a JSON array; it is parsed when applied.
+    pub fn parse(bytes: &[u8]) -> Result<Change, DecodeError> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields<'a> {
+            base: serde_json::Value,
+            version: serde_json::Value,
+            #[serde(borrow)]
+            patch: &'a serde_json::value::RawValue,
+        }
+        let fields: Fields = serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+        Change::from_parts(&fields.base, &fields.version, fields.patch.get().as_bytes())
+    }
+
+    /// A change from its three fields, as they stand in a larger object (a change file).
+    pub fn from_parts(
+        base: &serde_json::Value,
+        version: &serde_json::Value,
+        patch: &[u8],
+    ) -> Result<Change, DecodeError> {
+        let shape = "a change is {\"base\": VERSION, \"patch\": [operations], \"version\": VERSION}";
+        let base = Version::from_json(base).ok_or(DecodeError::Shape(shape))?;
+        let version = Version::from_json(version).ok_or(DecodeError::Shape(shape))?;
+        if !patch.starts_with(b"[") {
+            return Err(DecodeError::Shape(shape));
+        }
+        if version.sequence <= base.sequence || version.sequence == u64::MAX {
+            return Err(DecodeError::Shape("a change's version follows its base, with room for the next"));
+        }
+        Ok(Change { base, version, patch: patch.into() })
+    }
+
+    /// The tree of `version`, from `before` (the tree of `base`). The checksum is not checked:
+    /// see `applied_checked`.
+    pub fn apply(&self, before: &Value) -> Result<Value, DecodeError> {
+        let operations =
+            Value::parse(&self.patch).map_err(|e| DecodeError::Json(format!("the change's patch: {e}")))?;
+        json_patch_bounded(before, &[], &operations, STORE_DEPTH_MAX, CHANGE_OPERATIONS_MAX).map_err(|e| match e {
+            PatchError::TooDeep => DecodeError::TooDeep,
+            PatchError::Malformed(m) | PatchError::DoesNotApply(m) => {
+                DecodeError::Json(format!("the change does not apply to sequence {}: {m}", self.base.sequence))
+            }
+            PatchError::TooLarge => DecodeError::Shape("the change copies too many values"),
+        })
+    }
+
+    /// As `apply`, and checks that the result hashes to the change's version: the store is
+    /// rendered straight into the hasher, in pieces, calling `pace` between them (never held as
+    /// one buffer).
+    pub fn applied_checked(&self, before: &Value, pace: &mut dyn FnMut()) -> Result<Value, DecodeError> {
+        let after = self.apply(before)?;
+        let actual = checksum_paced(&after, pace);
+        if actual != self.version.checksum {
+            return Err(DecodeError::ChecksumMismatch { declared: self.version.checksum, actual });
+        }
+        Ok(after)
+    }
+}
+
+/// The checksum of a tree, its canonical text streamed into the hasher (`Checksum::of`), calling
+/// `pace` between pieces.
+pub fn checksum_paced(root: &Value, pace: &mut dyn FnMut()) -> Checksum {
+    let mut hash = Paced::new(HashWriter::default(), pace);
+    root.write_compact(&mut hash).expect("hashing cannot fail");
+    hash.into_inner().finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Value {
+        Value::parse(text.as_bytes()).unwrap()
+    }
+
+    fn version(sequence: u64, root: &Value) -> Version {
+        Version { sequence, checksum: Checksum::of(root) }
+    }
+
+    #[test]
+    fn a_change_round_trips_and_makes_its_version_from_its_base() {
+        let before = parse(r#"{"web": {"port": 80, "hosts": ["a", "b"]}, "db": {"port": 5432}}"#);
+        let after = parse(r#"{"web": {"port": 8080, "hosts": ["a"]}, "db": {"port": 5432}, "new": true}"#);
+        let change = Change::between(version(4, &before), &before, version(5, &after), &after).unwrap();
+        let parsed = Change::parse(&change.to_compact()).unwrap();
+        assert_eq!(parsed, change);
+        let applied = parsed.applied_checked(&before, &mut || {}).unwrap();
+        assert!(applied.same_content(&after));
+    }
+
+    #[test]
+    fn a_change_applied_to_another_tree_is_refused_by_its_checksum() {
+        let before = parse(r#"{"a": 1}"#);
+        let after = parse(r#"{"a": 2}"#);
+        let change = Change::between(version(1, &before), &before, version(2, &after), &after).unwrap();
+        let other = parse(r#"{"a": 1, "b": 0}"#);
+        assert!(matches!(change.applied_checked(&other, &mut || {}), Err(DecodeError::ChecksumMismatch { .. })));
+        let unrelated = parse(r#"{"x": 1}"#);
+        assert!(matches!(change.apply(&unrelated), Err(DecodeError::Json(_))), "the path is missing");
+    }
+
+    #[test]
+    fn malformed_changes_are_refused_with_why() {
+        let v = |s: u64| format!(r#"{{"sequence":{s},"checksum":"{}"}}"#, Version::initial().checksum);
+        let ok = format!(r#"{{"base":{},"patch":[],"version":{}}}"#, v(1), v(2));
+        assert!(Change::parse(ok.as_bytes()).is_ok());
+        let backwards = format!(r#"{{"base":{},"patch":[],"version":{}}}"#, v(2), v(2));
+        assert!(matches!(Change::parse(backwards.as_bytes()), Err(DecodeError::Shape(_))));
+        let not_a_list = format!(r#"{{"base":{},"patch":{{}},"version":{}}}"#, v(1), v(2));
+        assert!(matches!(Change::parse(not_a_list.as_bytes()), Err(DecodeError::Shape(_))));
+        let extra = format!(r#"{{"base":{},"patch":[],"version":{},"x":1}}"#, v(1), v(2));
+        assert!(Change::parse(extra.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_change_with_more_operations_than_allowed_is_not_made() {
+        let before = Value::empty_object();
+        let mut text = String::from("{");
+        for i in 0..=CHANGE_OPERATIONS_MAX {
+            text.push_str(&format!("{}\"k{i}\":0", if i > 0 { "," } else { "" }));
+        }
+        text.push('}');
+        let after = parse(&text);
+        assert!(Change::between(version(1, &before), &before, version(2, &after), &after).is_none());
+    }
+}
