@@ -1,7 +1,8 @@
 //! The page at `/ui` and cross-origin use (`--cors`), in a real browser: headless Chromium driven
-//! through ChromeDriver (`tests/support/browser.rs`). The page is opened on a two-node cluster;
+//! through ChromeDriver (`tests/support/browser.rs`). The page is opened on a three-node cluster;
 //! changes made with curl must appear without a reload, an edit through the page must land on
-//! every node, and an edit that lost a race must say so.
+//! every node, and an edit that lost a race must say so. Keys and items are added and deleted
+//! from the page, tokens are asked for, and a 100 MB store loads and opens level by level.
 //!
 //! `LIGHTHOUSE_UI_SCREENSHOT=docs/ui.png cargo test --release --test ui` saves the screenshot
 //! docs/tutorial.md shows.
@@ -30,7 +31,7 @@ fn cluster_table(browser: &Browser) -> Vec<Vec<String>> {
 
 #[test]
 fn the_page_shows_the_tree_the_cluster_and_live_changes_and_edits_with_if_match() {
-    let members = chain(2, "ui", &[]);
+    let members = chain(3, "ui", &[]);
     let (one, two) = (members[0].server(), members[1].server());
     put(one, "/data", r#"{"services": {"web": {"port": 8080, "hosts": ["a", "b"]}}, "feature": "off"}"#);
 
@@ -49,13 +50,13 @@ fn the_page_shows_the_tree_the_cluster_and_live_changes_and_edits_with_if_match(
     assert_eq!(browser.wait_text("the tree", port, |t| !t.is_empty()), "\"port\": 8080");
     assert!(browser.text(r#"[data-path="/data/services/web/hosts/1"]"#).unwrap().contains("\"b\""));
 
-    // The cluster table: both nodes, one coordinator and one voter, no lag.
-    wait_for("both nodes in the cluster table", || {
+    // The cluster table: every node, one coordinator and two voters, no lag.
+    wait_for("the three nodes and their roles in the cluster table", || {
         let table = cluster_table(&browser);
-        table.len() == 2
+        table.len() == 3
             && table.iter().all(|row| row[2] == "yes" && row[3] == "0")
             && table.iter().filter(|row| row[4] == "coordinator").count() == 1
-            && table.iter().filter(|row| row[4] == "voter").count() == 1
+            && table.iter().filter(|row| row[4] == "voter").count() == 2
     });
     assert!(cluster_table(&browser)[0][0].ends_with("(this node)"));
 
@@ -100,11 +101,15 @@ fn the_page_shows_the_tree_the_cluster_and_live_changes_and_edits_with_if_match(
     assert_eq!(one.get("/data/services/web/port").text(), "7070\n", "the lost edit changed nothing");
     browser.wait_text("the editor showing the current value", "#editor", |t| t.trim() == "7070");
 
-    // Numbers are edited as the server wrote them: JavaScript would round this integer and
-    // write 1.0 as 1, and saving would change what nobody edited.
-    put(one, "/data/account", r#"{"id": 9007199254740993, "ratio": 1.0}"#);
+    // Numbers are shown and edited as the server wrote them: JavaScript would round these
+    // integers and write 1.0 as 1, and saving would change what nobody edited.
+    put(one, "/data/account", r#"{"id": 9007199254740993, "ratio": 1.0, "big": 12345678901234567890}"#);
     let account = r#"[data-path="/data/account"]"#;
     browser.wait_text("the new object", account, |t| t.contains("account"));
+    let shown = |key: &str| browser.text(&format!(r#"[data-path="/data/account/{key}"]"#)).unwrap();
+    assert_eq!(shown("big"), "\"big\": 12345678901234567890");
+    assert_eq!(shown("id"), "\"id\": 9007199254740993");
+    assert_eq!(shown("ratio"), "\"ratio\": 1.0");
     browser.click(account);
     let text = browser.wait_text("the editor", "#editor", |t| t.contains("9007199254740993"));
     assert!(text.contains("1.0"), "{text}");
@@ -127,7 +132,7 @@ fn the_page_shows_the_tree_the_cluster_and_live_changes_and_edits_with_if_match(
 }
 
 #[test]
-fn with_tokens_the_page_streams_and_edits_once_given_one() {
+fn a_server_that_needs_a_read_token_gets_asked_for_it_and_a_write_for_the_write_token() {
     let dir = TempDir::new("ui-tokens");
     std::fs::write(dir.path().join("write"), "w-secret\n").unwrap();
     std::fs::write(dir.path().join("read"), "r-secret\n").unwrap();
@@ -139,25 +144,118 @@ fn with_tokens_the_page_streams_and_edits_once_given_one() {
     assert_eq!(server.request_with("PUT", "/data/x", &write, b"1").status, 200);
 
     let browser = Browser::start();
-    // The page itself needs no token; the data does.
+    // The page itself needs no token; the data does, and the page asks for it up front.
     browser.open(&server.url("/"));
     assert_eq!(browser.eval("return location.pathname;"), "/ui");
-    browser.wait_text("the stream refused", "#live-text", |t| t == "reconnecting");
+    browser.wait_text("the stream refused", "#live-text", |t| t == "needs a token");
+    let asked = browser.wait_text("the read token asked for", "#token-why", |t| t.contains("needs a token to read"));
+    assert!(asked.contains("reads need a token"), "the server's reason is shown: {asked}");
+    assert_eq!(browser.eval("return document.querySelector('#token-form').hidden;"), false);
+    assert!(browser.text("#tree").unwrap().contains("needs a token"), "no \"loading…\" for ever");
     assert_eq!(browser.text("#version").unwrap(), "…");
-    // The write token reads too; the page keeps it for the tab only.
-    browser.type_into("#token", "w-secret");
+    browser.type_into("#token", "r-secret");
     browser.click("#token-form button");
     browser.wait_text("the tree, streamed with the token", r#"[data-path="/data/x"]"#, |t| t == "\"x\": 1");
-    assert_eq!(browser.eval("return sessionStorage.getItem('lighthouse-token');"), "w-secret");
+    assert_eq!(browser.eval("return document.querySelector('#token-form').hidden;"), true);
+    assert_eq!(browser.eval("return sessionStorage.getItem('lighthouse-token');"), "r-secret", "kept for the tab");
+
+    // The read token does not write: the page asks for the write token, then saves.
     browser.click(r#"[data-path="/data/x"]"#);
     browser.wait_text("the editor", "#editor", |t| t.trim() == "1");
     browser.type_into("#editor", "2");
     browser.click("#save");
+    browser.wait_text("the write token asked for", "#token-why", |t| t.contains("needs the write token"));
+    assert!(browser.text("#message").unwrap().starts_with("Not saved"));
+    assert_eq!(server.request_with("GET", "/data/x", &write, b"").text(), "1\n");
+    browser.type_into("#token", "w-secret");
+    browser.click("#token-form button");
     browser.wait_text("the saved message", "#message", |t| t.starts_with("Saved"));
     assert_eq!(server.request_with("GET", "/data/x", &write, b"").text(), "2\n");
+    assert_eq!(browser.eval("return sessionStorage.getItem('lighthouse-write-token');"), "w-secret");
     // The stream, read with the token in a header (never in a URL), goes on live.
     assert_eq!(server.request_with("PUT", "/data/x", &write, b"3").status, 200);
     browser.wait_text("the change streamed", r#"[data-path="/data/x"]"#, |t| t == "\"x\": 3");
+}
+
+#[test]
+fn the_page_adds_and_deletes_keys_and_items_under_if_match() {
+    let server = Server::start(&[]);
+    put(&server, "/data", r#"{"list": ["a", "b", "c"], "team": {"lead": "ana"}}"#);
+    let read = |path: &str| curl(&["-fsS", &server.url(path)]).1;
+    let browser = Browser::start();
+    browser.open(&server.url("/ui"));
+    let team = r#"[data-path="/data/team"]"#;
+    browser.wait_text("the tree", team, |t| t.contains("team"));
+
+    // A key added to an object: its value goes as typed, a big integer included.
+    browser.click(team);
+    browser.wait_text("the add form", "#add", |t| t == "Add key");
+    browser.type_into("#add-key", "limits");
+    browser.type_into("#add-value", r#"{"max": 12345678901234567890, "ratio": 1.0}"#);
+    browser.click("#add");
+    browser.wait_text("the added message", "#message", |t| t.starts_with("Added /data/team/limits"));
+    assert_eq!(read("/data/team/limits"), "{\n  \"max\": 12345678901234567890,\n  \"ratio\": 1.0\n}\n");
+    browser.wait_text("the new key in the tree", r#"[data-path="/data/team/limits/max"]"#, |t| {
+        t == "\"max\": 12345678901234567890"
+    });
+
+    // An item appended to an array, and one deleted.
+    let list = r#"[data-path="/data/list"]"#;
+    browser.click(list);
+    browser.wait_text("the append form", "#add", |t| t == "Append");
+    browser.type_into("#add-value", "\"d\"");
+    browser.click("#add");
+    browser.wait_text("the appended message", "#message", |t| t.starts_with("Added /data/list/3"));
+    assert_eq!(read("/data/list"), "[\n  \"a\",\n  \"b\",\n  \"c\",\n  \"d\"\n]\n");
+    browser.wait_text("the item in the tree", r#"[data-path="/data/list/3"]"#, |t| t == "3: \"d\"");
+    browser.click(r#"[data-path="/data/list/1"]"#);
+    browser.wait_text("the delete button", "#delete", |t| t == "Delete /data/list/1");
+    browser.click("#delete");
+    browser.wait_text("the deleted message", "#message", |t| t.starts_with("Deleted /data/list/1"));
+    assert_eq!(read("/data/list"), "[\n  \"a\",\n  \"c\",\n  \"d\"\n]\n");
+    browser.wait_text("the parent selected", "#selected-path", |t| t == "/data/list");
+
+    // Someone else wrote meanwhile: 412, nothing changes, and the page says so.
+    browser.wait_text("the list redrawn", r#"[data-path="/data/list/1"]"#, |t| t == "1: \"c\"");
+    browser.click(r#"[data-path="/data/list/0"]"#);
+    browser.wait_text("the delete button", "#delete", |t| t == "Delete /data/list/0");
+    put(&server, "/data/list/0", r#""z""#);
+    browser.click("#delete");
+    let message = browser.wait_text("the 412 message", "#message", |t| t.starts_with("Not deleted"));
+    assert!(message.contains("/data/list/0 changed since you opened it"), "{message}");
+    assert_eq!(read("/data/list"), "[\n  \"z\",\n  \"c\",\n  \"d\"\n]\n", "nothing was deleted");
+    browser.wait_text("the current value in the editor", "#editor", |t| t.trim() == "\"z\"");
+    browser.click(team);
+    browser.wait_text("the add form", "#add", |t| t == "Add key");
+    put(&server, "/data/team/lead", r#""bo""#);
+    browser.type_into("#add-key", "size");
+    browser.type_into("#add-value", "3");
+    browser.click("#add");
+    let message = browser.wait_text("the 412 message", "#message", |t| t.starts_with("Not added"));
+    assert!(message.contains("/data/team changed since you opened it"), "{message}");
+    assert_eq!(server.get("/data/team/size").status, 404, "nothing was added");
+}
+
+#[test]
+fn with_a_cluster_key_the_cluster_table_shows_what_this_node_knows() {
+    let dir = TempDir::new("ui-key");
+    let key = dir.path().join("key");
+    std::fs::write(&key, "k-secret\n").unwrap();
+    let members = chain(2, "uikey", &[&format!("--cluster-key-file={}", key.display())]);
+    let one = members[0].server();
+    assert_eq!(one.get("/state").status, 401, "/state is for nodes only");
+    let browser = Browser::start();
+    browser.open(&one.url("/ui"));
+    wait_for("both nodes and their roles in the cluster table", || {
+        let table = cluster_table(&browser);
+        table.len() == 2
+            && table.iter().all(|row| row[2] == "yes")
+            && table.iter().filter(|row| row[4] == "coordinator").count() == 1
+            && table.iter().filter(|row| row[4] == "voter").count() == 1
+    });
+    assert!(cluster_table(&browser)[0][0].ends_with("(this node)"));
+    let note = browser.text("#cluster-note").unwrap();
+    assert!(note.contains("as this node sees it") && note.contains("cluster key"), "{note}");
 }
 
 /// A page on another origin that reads, streams and writes `target` (a Lighthouse node), and
@@ -249,7 +347,7 @@ fn the_page_loads_and_edits_a_100_mb_store() {
     // 100 MB in one PUT: 210,000 keys of 490 bytes, beside the value the page edits.
     let filler = "x".repeat(480);
     let mut store = String::with_capacity(101_000_000);
-    store.push_str(r#"{"services": {"web": {"port": 8080}}, "bulk": {"#);
+    store.push_str(r#"{"services": {"web": {"port": 8080, "id": 12345678901234567890}}, "bulk": {"#);
     for i in 0..210_000 {
         store.push_str(&format!("{}\"k{i:06}\": \"{filler}\"", if i > 0 { ", " } else { "" }));
     }
@@ -263,6 +361,11 @@ fn the_page_loads_and_edits_a_100_mb_store() {
     let port = r#"[data-path="/data/services/web/port"]"#;
     wait_long("the tree of the 100 MB store", 120, || browser.text(port).is_some_and(|t| t == "\"port\": 8080"));
     assert_eq!(browser.text("#live-text").as_deref(), Some("live"));
+    let id = browser.text(r#"[data-path="/data/services/web/id"]"#);
+    assert_eq!(id.as_deref(), Some("\"id\": 12345678901234567890"), "numbers as written, in a 100 MB store too");
+    // Only the open levels are built: the 210,000 keys of "bulk" are not in the page.
+    let rows = || browser.eval("return document.querySelectorAll('#tree .row').length;").as_u64().unwrap();
+    assert!(rows() < 20, "{} rows built", rows());
     let sent = || {
         let metrics = server.get("/metrics").text();
         let line = metrics.lines().find(|l| l.starts_with("lighthouse_sent_bytes_total ")).expect("a byte counter");
@@ -280,4 +383,17 @@ fn the_page_loads_and_edits_a_100_mb_store() {
     assert_eq!(browser.text("#live-text").as_deref(), Some("live"), "the stream stayed up");
     let sent_since = sent() - sent_loaded;
     assert!(sent_since < 10_000_000, "{sent_since} bytes sent for an edit: the store was downloaded again");
+
+    // A level of 210,000 keys opens at once: its first rows, and more on demand.
+    let opened = std::time::Instant::now();
+    browser.click(r#"summary[data-toggle="/data/bulk"]"#);
+    wait_long("the first rows of bulk", 10, || browser.text(r#"[data-path="/data/bulk/k000199"]"#).is_some());
+    let more = r#"button[data-more="/data/bulk"]"#;
+    assert_eq!(browser.text(more).as_deref(), Some("show 200"));
+    browser.click(more);
+    wait_long("the next rows of bulk", 10, || browser.text(r#"[data-path="/data/bulk/k000399"]"#).is_some());
+    let elapsed = opened.elapsed();
+    assert!(elapsed < std::time::Duration::from_secs(3), "opening and showing more took {elapsed:?}");
+    assert!(rows() < 500, "{} rows built", rows());
+    assert!(browser.text("#tree").unwrap().contains("209,600 more"));
 }

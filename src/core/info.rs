@@ -19,7 +19,13 @@ impl Shared {
             "store": version.to_json(),
             "active": self.is_active(co),
             "lock": self.lock.as_ref().map(|l| l.name()),
-            "cluster": {"peers": self.cluster.peers.len(), "reachable": self.cluster.reachable()},
+            // What this node knows of its peers, as `/state` has it: with a cluster key `/state`
+            // is for nodes only, and the page and operators read this instead.
+            "cluster": {
+                "peers": self.cluster.peers.len(),
+                "reachable": self.cluster.reachable(),
+                "nodes": self.peer_entries(co),
+            },
             "writes": self.writes_mode(),
             "role": self.own_role(co).as_str(),
             "coordinator": co.and_then(|co| co.consensus.coordinator()).map(|c| c.address.clone()),
