@@ -225,6 +225,7 @@ fn the_page_adds_and_deletes_keys_and_items_under_if_match() {
     assert!(message.contains("/data/list/0 changed since you opened it"), "{message}");
     assert_eq!(read("/data/list"), "[\n  \"z\",\n  \"c\",\n  \"d\"\n]\n", "nothing was deleted");
     browser.wait_text("the current value in the editor", "#editor", |t| t.trim() == "\"z\"");
+    browser.wait_text("the other write in the tree", r#"[data-path="/data/list/0"]"#, |t| t == "0: \"z\"");
     browser.click(team);
     browser.wait_text("the add form", "#add", |t| t == "Add key");
     put(&server, "/data/team/lead", r#""bo""#);
@@ -357,9 +358,11 @@ fn the_page_loads_and_edits_a_100_mb_store() {
     drop(store);
 
     let browser = Browser::start();
+    let loading = std::time::Instant::now();
     browser.open(&server.url("/ui"));
     let port = r#"[data-path="/data/services/web/port"]"#;
     wait_long("the tree of the 100 MB store", 120, || browser.text(port).is_some_and(|t| t == "\"port\": 8080"));
+    eprintln!("the page showed the 100 MB store in {:?}", loading.elapsed());
     assert_eq!(browser.text("#live-text").as_deref(), Some("live"));
     let id = browser.text(r#"[data-path="/data/services/web/id"]"#);
     assert_eq!(id.as_deref(), Some("\"id\": 12345678901234567890"), "numbers as written, in a 100 MB store too");
@@ -393,6 +396,7 @@ fn the_page_loads_and_edits_a_100_mb_store() {
     browser.click(more);
     wait_long("the next rows of bulk", 10, || browser.text(r#"[data-path="/data/bulk/k000399"]"#).is_some());
     let elapsed = opened.elapsed();
+    eprintln!("bulk opened, and 200 more shown, in {elapsed:?}");
     assert!(elapsed < std::time::Duration::from_secs(3), "opening and showing more took {elapsed:?}");
     assert!(rows() < 500, "{} rows built", rows());
     assert!(browser.text("#tree").unwrap().contains("209,600 more"));

@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 
 use super::{Client, TempDir, wait_for};
 
+/// How many times a click is tried again on an element the page replaced meanwhile.
+const STALE_RETRIES: usize = 5;
+
 /// The key under which WebDriver names an element.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -65,6 +68,14 @@ impl Browser {
 
     /// One WebDriver command; its `value`, or a panic with the driver's error.
     fn call(&self, method: &str, path: &str, body: &Value) -> Value {
+        match self.try_call(method, path, body) {
+            Ok(value) => value,
+            Err(answer) => panic!("WebDriver {method} {path}: {answer}"),
+        }
+    }
+
+    /// One WebDriver command; its `value`, or the driver's whole answer when it refused.
+    fn try_call(&self, method: &str, path: &str, body: &Value) -> Result<Value, Value> {
         let mut client = Client::connect(self.addr);
         let bytes = match (method, body) {
             ("GET", _) => Vec::new(),
@@ -80,8 +91,10 @@ impl Browser {
         client.send(&[head.as_bytes(), &bytes].concat());
         let response = client.read_response();
         let answer = response.json();
-        assert_eq!(response.status, 200, "WebDriver {method} {path}: {answer}");
-        answer["value"].clone()
+        if response.status != 200 {
+            return Err(answer);
+        }
+        Ok(answer["value"].clone())
     }
 
     fn session_call(&self, method: &str, path: &str, body: Value) -> Value {
@@ -123,10 +136,20 @@ impl Browser {
         found[ELEMENT].as_str().expect("an element reference").to_string()
     }
 
-    /// Clicks the element as a user would (WebDriver moves the pointer there and clicks).
+    /// Clicks the element as a user would (WebDriver moves the pointer there and clicks). The page
+    /// draws its tree again on every version: an element replaced between finding and clicking
+    /// it is found again and clicked, as a user would click again.
     pub fn click(&self, css: &str) {
-        let element = self.element(css);
-        self.session_call("POST", &format!("/element/{element}/click"), json!({}));
+        for _ in 0..STALE_RETRIES {
+            let element = self.element(css);
+            let path = format!("/session/{}/element/{element}/click", self.session);
+            match self.try_call("POST", &path, &json!({})) {
+                Ok(_) => return,
+                Err(answer) if answer["value"]["error"] == "stale element reference" => continue,
+                Err(answer) => panic!("WebDriver POST {path}: {answer}"),
+            }
+        }
+        panic!("{css} was replaced {STALE_RETRIES} times in a row before it could be clicked");
     }
 
     /// Replaces a field's text by typing.
