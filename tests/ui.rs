@@ -29,6 +29,18 @@ fn cluster_table(browser: &Browser) -> Vec<Vec<String>> {
     serde_json::from_value(rows).unwrap()
 }
 
+/// The document of docs/ui.png.
+const SCREENSHOT_DOCUMENT: &str = r#"{
+  "services": {
+    "web": {"image": "registry.example/web:2.14.1", "port": 8080, "replicas": 3,
+            "hosts": ["10.0.1.11", "10.0.1.12", "10.0.1.13"], "health": "/healthz"},
+    "api": {"image": "registry.example/api:5.2.0", "port": 9090, "timeout-s": 2.5, "max-body": 67108864}
+  },
+  "features": {"new-checkout": true, "dark-mode": false, "rollout": 1.0},
+  "billing": {"account-id": 12345678901234567890, "currency": "EUR"},
+  "regions": ["eu-west-1", "eu-central-1", "us-east-1"]
+}"#;
+
 #[test]
 fn the_page_shows_the_tree_the_cluster_and_live_changes_and_edits_with_if_match() {
     let members = chain(3, "ui", &[]);
@@ -119,13 +131,19 @@ fn the_page_shows_the_tree_the_cluster_and_live_changes_and_edits_with_if_match(
     assert_eq!(one.request("DELETE", "/data/account", b"").status, 200);
 
     if let Ok(path) = std::env::var("LIGHTHOUSE_UI_SCREENSHOT") {
-        // The deletion's event redraws the tree: a node found before it would be stale.
-        wait_for("the deletion on the page", || browser.text(account).is_none());
-        browser.click(r#"[data-path="/data/feature"]"#);
-        browser.wait_text("the selection", "#selected-path", |t| t == "/data/feature");
+        // A real document: the configuration of a small deployment.
+        put(one, "/data", SCREENSHOT_DOCUMENT);
+        let account = r#"[data-path="/data/billing/account-id"]"#;
+        browser.wait_text("the document", account, |t| t.ends_with("12345678901234567890"));
+        browser.click(r#"[data-path="/data/services/api"]"#);
+        browser.wait_text("the selection", "#selected-path", |t| t == "/data/services/api");
+        browser.wait_text("the add form", "#add", |t| t == "Add key");
         assert_eq!(browser.text("#message").unwrap(), "", "a new selection clears the old message");
         let sequence = one.get("/version").json()["sequence"].to_string();
         wait_for("the table to show the last version", || cluster_table(&browser).iter().all(|row| row[1] == sequence));
+        // Tall enough for the selected object's editor, add form and delete button.
+        browser.resize(1280, 1240);
+        browser.eval("window.scrollTo(0, 0);");
         std::fs::write(&path, browser.screenshot()).unwrap();
     }
     assert!(browser.screenshot().starts_with(b"\x89PNG\r\n\x1a\n"), "a screenshot is a PNG");

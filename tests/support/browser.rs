@@ -159,6 +159,11 @@ impl Browser {
         self.session_call("POST", &format!("/element/{element}/value"), json!({"text": text}));
     }
 
+    /// Sets the size of the browser's window, in CSS pixels.
+    pub fn resize(&self, width: u32, height: u32) {
+        self.session_call("POST", "/window/rect", json!({"width": width, "height": height}));
+    }
+
     /// A PNG of the page as shown.
     pub fn screenshot(&self) -> Vec<u8> {
         let encoded = self.session_call("GET", "/screenshot", Value::Null);
