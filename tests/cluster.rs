@@ -44,6 +44,10 @@ fn gossip_fills_every_table_even_from_a_chain_of_seeds() {
     }
     let summary = members[0].server().get("/").json();
     assert_eq!(summary["cluster"]["peers"], 2);
+    // GET / lists what the node knows of its peers too (for readers where /state needs the key).
+    let nodes = summary["cluster"]["nodes"].as_array().expect("GET / lists the peers");
+    assert_eq!(nodes.len(), 2, "{summary}");
+    assert!(nodes.iter().all(|n| n["address"].is_string() && n["role"].is_string()), "{summary}");
 }
 
 #[test]
