@@ -1,7 +1,9 @@
 //! The page at `/ui`: one self-contained HTML file (`ui.html`: its script and style inline,
 //! nothing fetched from elsewhere), built into the binary. It reads the document through the
-//! event stream, the cluster through `/state` and the lock through `/lock`, and edits a value with
-//! a one-request write under `If-Match`, like any other client.
+//! event stream (`?changes`, building only the open levels of its tree), the cluster through
+//! `/state` (or `GET /` where `/state` needs the cluster key) and the lock through `/lock`, and
+//! edits, adds and deletes values with one-request writes under `If-Match`, like any other
+//! client. It asks for a token when a read or a write answers 401.
 
 use crate::http::{Bytes, Response};
 
