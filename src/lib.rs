@@ -67,7 +67,7 @@
 //! | `core/messages.rs`, `messages/` | every message peers exchange as a type, encoded and decoded in one place (votes, beats, accept answers, gossip, a peer's `/state`, a copy's small objects; `node.json`'s fields); why a peer is not usable (`PeerProblem`) |
 //! | `core/peering.rs` | the boundary of a cluster: the cluster id, write mode and address every peer message carries, and the refusal of a peer of another cluster or mode |
 //! | `core/info.rs` | `GET /` and the figures of `/metrics` |
-//! | `core/auth.rs`, `metrics.rs` | tokens and the cluster key; `/metrics` (and the timing of commits) |
+//! | `core/auth.rs`, `grant.rs`, `metrics.rs` | tokens and the cluster key (replaced on SIGHUP); what a token grants (scope, prefixes, the token-file format, the 403s); `/metrics` (and the timing of commits) |
 //! | `core/guard.rs` | what no peer sends, refused at the peer endpoints: a browser's marks, terms out of bounds |
 //! | `core/jobs.rs`, `pace.rs` | the workers' jobs, who waits for each (`Owner`: `Node::job_done` hands a report to its owner only), the one allocator of job and call ids, and how jobs are carried out; pacing hooks |
 //! | `core/value/` | the tree (`mod.rs`), wide objects in chunks (`object.rs`), edits, patches (RFC 7396, RFC 6902), the diff of two versions as an RFC 6902 patch (`diff.rs`), rendering, parsing (general, and the one pass over canonical JSON in `canonical.rs`) |
@@ -80,6 +80,7 @@
 //! | `shell/buffer.rs` | receive and send buffers from a shared pool |
 //! | `shell/workers.rs`, `data_dir.rs` | the worker threads; the data directory (its lock and start-up probe, load, durable writes, retention, room made on a full disk) |
 //! | `shell/server.rs`, `sys.rs`, `system_clock.rs`, `logger.rs` | start-up; system calls; the system's clocks (read only here); log lines |
+//! | `shell/tokens.rs` | the token files and the cluster key, read at start and on SIGHUP |
 //! | `sha1.rs` | SHA-1, with the processor's SHA extensions where it has them |
 //! | `ui.rs`, `ui.html` | the page at `/ui` |
 //!
@@ -95,7 +96,7 @@
 //!
 //! | state | changed only in | how |
 //! | --- | --- | --- |
-//! | `config` | `none` | directly |
+//! | `config` | `auth.rs` | directly |
 //! | `store` | `store.rs` | its methods |
 //! | `lock` | `transaction.rs` | its methods |
 //! | `disk` | `durability.rs` | its methods |

@@ -159,6 +159,11 @@ pub const LOCK_NAME_BYTES_MAX: usize = 128;
 /// A one-request write holds the lock under the name `METHOD /data/path`, cut to this many bytes
 /// (then `...`): it is never a lock name a client sends, so it may be longer than one.
 pub const WRITE_NAME_BYTES_MAX: usize = 200;
+/// A token's label names it in audit lines and in a forwarded request's header: short, like a
+/// lock's name.
+pub const TOKEN_LABEL_BYTES_MAX: usize = 64;
+/// Prefixes one token may have: every request with it compares its path against each.
+pub const TOKEN_PREFIXES_MAX: usize = 64;
 
 // ---- Browsers ----------------------------------------------------------------------------------
 

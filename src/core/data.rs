@@ -162,6 +162,7 @@ fn parse_write(request: &Request, raw_path: &str) -> Result<Write, Response> {
         if_none_match: headers.if_none_match.map(str::to_string),
         client: request.client,
         body_len: request.body.len(),
+        grant: request.grant.cloned(),
     })
 }
 

@@ -32,6 +32,9 @@ pub struct Forward {
 /// The header that marks a forwarded request; its value is the client's address.
 pub const FORWARDED: &str = "X-Lighthouse-Forwarded";
 
+/// The header that carries what a forwarded request's token grants (`grant.rs`).
+pub const GRANT: &str = "X-Lighthouse-Grant";
+
 impl Coordinated {
     /// True when this request belongs to the coordinator: this node is in coordinated mode and is
     /// not the coordinator.
@@ -70,6 +73,11 @@ impl Coordinated {
         }
         let client = request.client.map_or_else(|| "unknown".to_string(), |c| c.to_string());
         let mut headers = format!("{FORWARDED}: {client}\r\n{}", node.envelope());
+        // The coordinator judges the request by what the client's token grants, not by this
+        // node's credential (which may do everything).
+        if let Some(grant) = request.grant {
+            headers.push_str(&format!("{GRANT}: {}\r\n", grant.to_header()));
+        }
         let passed = [
             ("Accept", request.headers.accept),
             ("Content-Type", request.headers.content_type),

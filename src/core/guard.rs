@@ -147,6 +147,7 @@ mod tests {
             headers,
             body: body.as_bytes(),
             client: None,
+            grant: None,
         };
         match node.handle(now, 1, &request) {
             crate::core::Reply::Now(response) => response.status,

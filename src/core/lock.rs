@@ -47,6 +47,8 @@ pub struct Lock {
     changes: u64,
     /// The address of the client that took or last renewed it, for the audit lines.
     client: Option<std::net::SocketAddr>,
+    /// The label of the token that took, renewed or committed it last, for the audit lines.
+    label: Option<String>,
     /// Held by a one-request write (`PUT /data/x`), not by a client's transaction.
     one_request: Option<OneRequest>,
 }
@@ -85,6 +87,7 @@ impl Lock {
             base_root,
             changes: 0,
             client: None,
+            label: None,
             one_request: None,
         }
     }
@@ -121,6 +124,17 @@ impl Lock {
 
     pub fn client(&self) -> Option<std::net::SocketAddr> {
         self.client
+    }
+
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+
+    /// A request with the token labelled `label` acts for the holder (kept when unlabelled).
+    pub fn signed(&mut self, label: Option<&str>) {
+        if let Some(label) = label {
+            self.label = Some(label.to_string());
+        }
     }
 
     pub fn one_request(&self) -> Option<&OneRequest> {

@@ -33,6 +33,7 @@ mod data;
 mod durability;
 mod election;
 mod forward;
+mod grant;
 mod guard;
 mod info;
 mod joining;
@@ -53,7 +54,8 @@ mod write;
 #[cfg(test)]
 mod tests;
 
-pub use auth::{Access, Secret};
+pub use auth::{Access, Secret, Token};
+pub use grant::{Grant, Scope, TokenLine, parse_token_file};
 pub use cluster::{CallKind, NOT_SENT, Peer, PeerReply, PeerRequest};
 pub use lock::{Lock, valid_name};
 pub use metrics::{Buckets, CommitBuckets, Gauges, Histogram, Metrics, SnapshotBuckets, endpoint_of};
@@ -89,6 +91,9 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     /// The client's address, for the audit lines of the lock (`None` in simulations and tests).
     pub client: Option<std::net::SocketAddr>,
+    /// What its token grants: `None` as the shell hands it in; set once the token is checked
+    /// (`routing.rs`), for the checks that judge a change and for the audit lines.
+    pub grant: Option<&'a Grant>,
 }
 
 /// What the core does with a request.
@@ -361,6 +366,11 @@ impl Node {
 
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// The token files were read again (SIGHUP): requests from now on are checked against them.
+    pub fn set_access(&mut self, access: Access) {
+        self.shared.set_access(access);
     }
 
     /// The counters, for the event loop to count requests, bytes and connections in.

@@ -42,7 +42,7 @@ impl LeaseWaiter {
 
     fn request(&self) -> Request<'_> {
         let headers = self.headers.borrowed();
-        Request { method: self.method, target: &self.target, headers, body: &self.body, client: self.client }
+        Request { method: self.method, target: &self.target, headers, body: &self.body, client: self.client, grant: None }
     }
 }
 

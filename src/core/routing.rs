@@ -49,9 +49,23 @@ impl Shared {
         let forwarded = request.headers.forwarded.is_some();
         let url_token = auth::url_token(request.method, request.headers.authorization, query.access_token);
         let authorization = request.headers.authorization.or(url_token.as_deref());
-        if let Some(refused) = self.config.access.check_forwarded(resource, request.method, authorization, forwarded) {
-            return Reply::Now(refused);
-        }
+        let grant = self
+            .config
+            .access
+            .check_forwarded(resource, request.method, authorization, forwarded)
+            .and_then(|granted| match forwarded {
+                true => auth::Access::forwarded_grant(granted, request.headers.grant),
+                false => Ok(granted),
+            })
+            .and_then(|grant| match grant.refusal(resource, request.method, below) {
+                Some(refused) => Err(refused),
+                None => Ok(grant),
+            });
+        let grant = match grant {
+            Ok(grant) => grant,
+            Err(refused) => return Reply::Now(refused),
+        };
+        let request = &Request { grant: Some(&grant), ..*request };
         if request.headers.peer_writes.is_some() {
             // A peer's request: refused whole when it is of another cluster or mode, and answered
             // with this node's cluster and mode.

@@ -274,6 +274,8 @@ impl Coordinated {
             if_none_match: None,
             client,
             body_len,
+            // Only a token without prefixes restores (`grant.rs`): nothing to narrow.
+            grant: None,
         };
         if let Reply::Now(response) = node.write(Some(self), now, ticket, write) {
             node.answer(ticket, response);

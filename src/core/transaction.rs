@@ -112,11 +112,14 @@ impl Shared {
                     );
                 }
                 lock.renew_by(now, lease_ms, request.client);
+                lock.signed(label(request));
             }
             Some(lock) => return Response::error(403, &format!("the lock is held by {}", lock.name())),
             None => {
-                info!("lock {name} acquired at sequence {}{}", self.store.version().sequence, from(request.client));
-                let lock = Lock::new(name, now, lease_ms, self.store.version(), self.store.root().clone());
+                let sequence = self.store.version().sequence;
+                info!("lock {name} acquired at sequence {sequence}{}{}", from(request.client), by(label(request)));
+                let mut lock = Lock::new(name, now, lease_ms, self.store.version(), self.store.root().clone());
+                lock.signed(label(request));
                 self.grant(lock.held_by(request.client));
             }
         }
@@ -140,14 +143,22 @@ impl Shared {
         }
         if !lock.changed_something() {
             let lock = self.lock.take().expect("checked above");
-            info!("lock {} released without changes{}", lock.name(), from(request.client));
+            info!("lock {} released without changes{}{}", lock.name(), from(request.client), by(label(request)));
             return Reply::Now(Response::json(200, self.store.version().to_pretty_line().into_bytes()));
         }
         if lock.base() != self.store.version() {
             return Reply::Now(self.conflict_response());
         }
+        // Whoever staged the changes, they land only when the committing token may make them all.
+        let held = format!("; the lock is still held: abort with DELETE /lock/{name}");
+        let refused = request.grant.and_then(|g| g.change_refusal(self.store.root(), lock.staged(), &held));
+        if let Some(refused) = refused {
+            info!("lock {name}: commit refused, it changes what the token may not{}{}", from(request.client), by(label(request)));
+            return Reply::Now(refused);
+        }
         self.time_commit(now, ticket);
         let lock = self.lock.as_mut().expect("checked above");
+        lock.signed(label(request));
         lock.begin_commit(ticket);
         let Some(co) = co else {
             self.pump_disk(now, None);
@@ -188,7 +199,8 @@ impl Shared {
             return Response::error(409, "a commit of this lock is in progress");
         }
         let lock = self.lock.take().expect("checked above");
-        info!("lock {} aborted, {} dropped{}", lock.name(), changes(lock.changes()), from(request.client));
+        let (name, dropped) = (lock.name(), changes(lock.changes()));
+        info!("lock {name} aborted, {dropped} dropped{}{}", from(request.client), by(label(request)));
         self.metrics.aborts += 1;
         Response::json(200, self.store.version().to_pretty_line().into_bytes())
     }
@@ -280,6 +292,17 @@ pub(super) fn from(client: Option<std::net::SocketAddr>) -> String {
     client.map(|c| format!(" from {c}")).unwrap_or_default()
 }
 
+/// ` by LABEL`: the label of the token a change was made with, for an audit line (never the
+/// token), or nothing when no token was needed.
+pub(super) fn by(label: Option<&str>) -> String {
+    label.map(|l| format!(" by {l}")).unwrap_or_default()
+}
+
+/// The label of the request's token.
+pub(super) fn label<'a>(request: &Request<'a>) -> Option<&'a str> {
+    request.grant.and_then(|g| g.label.as_deref())
+}
+
 /// "1 change", "3 changes".
 pub(super) fn changes(count: u64) -> String {
     format!("{count} change{}", if count == 1 { "" } else { "s" })
@@ -331,12 +354,13 @@ impl Shared {
     pub(super) fn commit_landed(&mut self, now: Now, version: Version) -> Lock {
         let lock = self.lock.take().expect("a commit that landed has its lock");
         info!(
-            "lock {} committed sequence {} ({}, {}){}",
+            "lock {} committed sequence {} ({}, {}){}{}",
             lock.name(),
             version.sequence,
             version.checksum,
             changes(lock.changes()),
-            from(lock.client())
+            from(lock.client()),
+            by(lock.label())
         );
         // Only transactions: a client retrying a lost commit must find its name among them.
         if lock.one_request().is_none() {

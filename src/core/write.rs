@@ -15,6 +15,7 @@ use log::{info, warn};
 
 use super::coordinated::Coordinated;
 use super::data::if_match;
+use super::grant::Grant;
 use super::lock::{Lock, OneRequest};
 use super::store::{content_checksum, etag_matches};
 use super::{Reply, Shared, Ticket};
@@ -56,6 +57,8 @@ pub struct Write {
     pub client: Option<std::net::SocketAddr>,
     /// The request body's length, counted against `WRITES_WAITING_BYTES_MAX` while it waits.
     pub body_len: usize,
+    /// What the request's token grants (its label names it in the audit lines).
+    pub grant: Option<Grant>,
 }
 
 /// A write waiting for the lock.
@@ -160,6 +163,11 @@ impl Shared {
             Ok(staged) => staged,
             Err(refused) => return Some(refused),
         };
+        // The path was checked against the token's prefixes; what the edit changes is checked
+        // here (a deleted array element at a prefix shifts the elements after it).
+        if let Some(refused) = write.grant.as_ref().and_then(|g| g.change_refusal(root, &staged, "")) {
+            return Some(refused);
+        }
         // The tag of what a PUT wrote costs what parsing its body cost; a patch's result may be a
         // large subtree, whose tag a client reads with GET when it needs one.
         let etag = match &write.edit {
@@ -179,6 +187,7 @@ impl Shared {
         let whole_store = write.path.is_empty() && !matches!(write.edit, Edit::Delete);
         let lock = Lock::new(&write.name, now, self.config.lock_timeout_ms, version, root.clone());
         let mut lock = lock.held_by(write.client).written(staged, OneRequest { etag, whole_store, restore: None });
+        lock.signed(write.grant.as_ref().and_then(|g| g.label.as_deref()));
         lock.begin_commit(ticket);
         self.grant(lock);
         self.time_commit(now, ticket);
@@ -221,6 +230,7 @@ impl Shared {
         let staged = copy.copy.root.clone();
         let one_request = OneRequest { etag: None, whole_store: true, restore: Some(copy) };
         let mut lock = lock.held_by(write.client).written(staged, one_request);
+        lock.signed(write.grant.as_ref().and_then(|g| g.label.as_deref()));
         lock.begin_commit(ticket);
         self.grant(lock);
         // Only coordinated writes take a client's copy as a restore (`take.rs`).

@@ -84,6 +84,10 @@ pub struct HeaderSet<S> {
     /// `X-Lighthouse-Forwarded`: another node forwarded the request to this one (the coordinator);
     /// the value is the client's address.
     pub forwarded: Option<S>,
+    /// `X-Lighthouse-Grant`: what the token of a forwarded request's client grants, as the
+    /// forwarding node found it (`core::grant`); it can only narrow what the request's own
+    /// credential grants.
+    pub grant: Option<S>,
     /// `X-Lighthouse-Writes`, `X-Lighthouse-Cluster`, `X-Lighthouse-From`: a peer's request says
     /// its write mode, its cluster and its address (`core::peering`).
     pub peer_writes: Option<S>,
@@ -104,6 +108,7 @@ impl<S> HeaderSet<S> {
             authorization: self.authorization.as_ref().map(&f),
             last_event_id: self.last_event_id.as_ref().map(&f),
             forwarded: self.forwarded.as_ref().map(&f),
+            grant: self.grant.as_ref().map(&f),
             peer_writes: self.peer_writes.as_ref().map(&f),
             peer_cluster: self.peer_cluster.as_ref().map(&f),
             peer_from: self.peer_from.as_ref().map(&f),
@@ -138,6 +143,7 @@ impl<S: std::fmt::Debug> std::fmt::Debug for HeaderSet<S> {
             .field("authorization", &self.authorization.as_ref().map(|_| ".."))
             .field("last_event_id", &self.last_event_id)
             .field("forwarded", &self.forwarded)
+            .field("grant", &self.grant)
             .field("peer_writes", &self.peer_writes)
             .field("peer_cluster", &self.peer_cluster)
             .field("peer_from", &self.peer_from)
@@ -242,6 +248,8 @@ pub fn parse_head(buf: &[u8], body_bytes_max: u64) -> Result<Option<Head<'_>>, H
             head.headers.last_event_id = text(value);
         } else if name.eq_ignore_ascii_case("x-lighthouse-forwarded") {
             head.headers.forwarded = text(value);
+        } else if name.eq_ignore_ascii_case("x-lighthouse-grant") {
+            head.headers.grant = text(value);
         } else if name.eq_ignore_ascii_case("x-lighthouse-writes") {
             head.headers.peer_writes = text(value);
         } else if name.eq_ignore_ascii_case("x-lighthouse-cluster") {

@@ -11,4 +11,5 @@ pub mod peers;
 pub mod server;
 pub mod sys;
 pub mod system_clock;
+pub mod tokens;
 pub mod workers;

@@ -89,6 +89,11 @@ impl Peers {
         Peers { links: Vec::new(), again: Vec::new(), max_body, extra_headers }
     }
 
+    /// The header lines sent with every request from now on (the secrets were read again).
+    pub fn set_headers(&mut self, extra_headers: String) {
+        self.extra_headers = extra_headers;
+    }
+
     /// Queues a request for its peer, connecting if needed.
     pub fn send(&mut self, request: PeerRequest, now: Now, registry: &Registry, pool: &mut Pool, work: &mut Work) {
         let index = match self.links.iter().position(|l| l.address == request.peer) {

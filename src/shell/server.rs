@@ -10,11 +10,12 @@ use mio::net::TcpListener;
 use crate::config::{Config, Writes};
 use crate::core::clock::seconds_to_ms;
 use crate::core::startup::{self, Directory, Flags, Refusal, Startup};
-use crate::core::{Access, CoreConfig, Node, Secret};
+use crate::core::{CoreConfig, Node};
 use crate::limits::OPEN_FILES_SPARE;
 use crate::shell::data_dir::{self, DiskConfig, StartupDir};
 use crate::shell::event_loop::{EventLoop, Parts};
 use crate::shell::system_clock::SystemClock;
+use crate::shell::tokens::{SecretFiles, Secrets};
 
 /// Runs a server until SIGTERM or SIGINT.
 pub fn run(config: &Config) -> io::Result<()> {
@@ -27,7 +28,8 @@ pub fn run(config: &Config) -> io::Result<()> {
         Ok(_) => {}
         Err(e) => warn!("cannot read the open-files limit: {e}"),
     }
-    let secrets = Secrets::read(config)?;
+    let secret_files = SecretFiles::of(config);
+    let secrets = secret_files.read()?;
     // Held (open and locked) until the server stops: one directory serves one server.
     let _lock = match &config.data_dir {
         Some(dir) => Some(take_data_dir(dir)?),
@@ -89,68 +91,12 @@ pub fn run(config: &Config) -> io::Result<()> {
         max_connections: config.max_connections,
         cors: config.cors.clone(),
         host_guard,
-        peer_headers: secrets
-            .for_peers()
-            .map(|secret| format!("Authorization: Bearer {secret}\r\n"))
-            .unwrap_or_default(),
+        peer_headers: secrets.peer_headers(),
+        secret_files,
     };
     let event_loop = EventLoop::new(parts)?;
     info!("listening on {bound}");
     event_loop.run()
-}
-
-/// The secrets the flags name, read from their files: the first line of each, without surrounding
-/// white space.
-struct Secrets {
-    write: Option<String>,
-    read: Option<String>,
-    cluster: Option<String>,
-}
-
-impl Secrets {
-    fn read(config: &Config) -> io::Result<Secrets> {
-        Ok(Secrets {
-            write: read_secret(config.token_file.as_deref(), "--token-file")?,
-            read: read_secret(config.read_token_file.as_deref(), "--read-token-file")?,
-            cluster: read_secret(config.cluster_key_file.as_deref(), "--cluster-key-file")?,
-        })
-    }
-
-    fn is_empty(&self) -> bool {
-        self.write.is_none() && self.read.is_none() && self.cluster.is_none()
-    }
-
-    /// What this node sends its peers: the cluster key, else the write token (the peer endpoints
-    /// then need it to change anything), else the read token (to read them).
-    fn for_peers(&self) -> Option<&str> {
-        self.cluster.as_deref().or(self.write.as_deref()).or(self.read.as_deref())
-    }
-
-    fn access(&self) -> Access {
-        Access {
-            write: self.write.as_deref().map(Secret::new),
-            read: self.read.as_deref().map(Secret::new),
-            cluster: self.cluster.as_deref().map(Secret::new),
-        }
-    }
-}
-
-fn read_secret(path: Option<&Path>, flag: &str) -> io::Result<Option<String>> {
-    let Some(path) = path else { return Ok(None) };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("{flag}: cannot read {}: {e}", path.display())))?;
-    let secret = text.lines().next().unwrap_or("").trim();
-    if secret.is_empty() || secret.chars().any(|c| c.is_control() || c == ' ') {
-        let why = format!("{flag}: the first line of {} must be the secret: no spaces, not empty", path.display());
-        return Err(io::Error::new(io::ErrorKind::InvalidData, why));
-    }
-    if let Ok(meta) = std::fs::metadata(path) {
-        use std::os::unix::fs::PermissionsExt;
-        if meta.permissions().mode() & 0o077 != 0 {
-            warn!("{flag}: {} can be read by other users (chmod 600 it)", path.display());
-        }
-    }
-    Ok(Some(secret.to_string()))
 }
 
 /// The warning for a node that anyone who can reach it may read and change.
@@ -223,12 +169,13 @@ mod tests {
     #[test]
     fn an_exposed_node_without_secrets_is_warned_about() {
         let none = Secrets { write: None, read: None, cluster: None };
-        let token = Secrets { write: Some("t".into()), read: None, cluster: None };
+        let lines = crate::core::parse_token_file("s label=s prefixes=/x\nt\n", crate::core::Scope::Write, "--token-file");
+        let token = Secrets { write: Some(lines.unwrap()), read: None, cluster: None };
         let public: std::net::SocketAddr = "0.0.0.0:8001".parse().unwrap();
         let loopback: std::net::SocketAddr = "127.0.0.1:8001".parse().unwrap();
         assert!(exposure_warning(public, &none).is_some_and(|w| w.contains("--token-file")));
         assert_eq!(exposure_warning(public, &token), None);
         assert_eq!(exposure_warning(loopback, &none), None);
-        assert_eq!(token.for_peers(), Some("t"), "the write token goes to peers without a cluster key");
+        assert_eq!(token.for_peers(), Some("t"), "a write token without prefixes goes to peers without a cluster key");
     }
 }

@@ -32,7 +32,7 @@ impl Harness {
     fn send(&mut self, method: Method, target: &str, body: &str) -> (Ticket, Reply) {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        let request = Request { method, target, headers: Headers::default(), body: body.as_bytes(), client: None };
+        let request = Request { method, target, headers: Headers::default(), body: body.as_bytes(), client: None, grant: None };
         (ticket, self.node.handle(self.now, ticket, &request))
     }
 
@@ -482,6 +482,7 @@ fn a_stale_long_poll_deadline_does_not_touch_a_later_watcher_of_the_same_connect
         },
         body: b"",
         client: None,
+        grant: None,
     };
     assert!(matches!(h.node.handle(h.now, ticket, &request("/data/x?wait=3", None)), Reply::Later));
     h.call(Method::Put, "/lock", "a");

@@ -77,6 +77,8 @@ pub struct EventLoop {
     cors: Option<&'static crate::http::Cors>,
     /// The `Host` names served, on a node bound to loopback (DNS rebinding).
     host_guard: Option<crate::http::HostGuard>,
+    /// The token files and the cluster key, read again on SIGHUP.
+    secret_files: crate::shell::tokens::SecretFiles,
 }
 
 /// What the loop needs to start: everything else it builds.
@@ -92,6 +94,8 @@ pub struct Parts {
     pub host_guard: Option<crate::http::HostGuard>,
     /// Header lines sent with every request to a peer (the cluster key).
     pub peer_headers: String,
+    /// The token files and the cluster key, read again on SIGHUP.
+    pub secret_files: crate::shell::tokens::SecretFiles,
 }
 
 impl EventLoop {
@@ -140,6 +144,7 @@ impl EventLoop {
             // Lives as long as the process: answers borrow its header blocks without a copy.
             cors: parts.cors.map(|cors| &*Box::leak(Box::new(cors))),
             host_guard: parts.host_guard,
+            secret_files: parts.secret_files,
         })
     }
 
@@ -172,7 +177,7 @@ impl EventLoop {
             match event.token() {
                 LISTENER => self.accept(),
                 WAKER => self.take_reports(),
-                SIGNALS => stop = true,
+                SIGNALS => stop |= self.take_signals(),
                 Token(t) if t >= PEER_TOKEN_BASE => {
                     let mut work = Work::default();
                     self.peers.ready(t, self.now, self.poll.registry(), &mut self.pool, &mut work);
@@ -418,6 +423,43 @@ impl EventLoop {
         }
         self.close(conn);
         self.free_slots.push(slot);
+    }
+
+    // ---- Signals ---------------------------------------------------------------------------------
+
+    /// Reads the signal pipe dry (it is edge-triggered); true when a stop signal came. SIGHUP
+    /// re-reads the token files and the cluster key.
+    fn take_signals(&mut self) -> bool {
+        let mut bytes = [0u8; 64];
+        let (mut stop, mut reload) = (false, false);
+        loop {
+            match self.signals.read(&mut bytes) {
+                Ok(0) => break,
+                Ok(n) => {
+                    reload |= bytes[..n].contains(&crate::shell::sys::RELOAD_BYTE);
+                    stop |= bytes[..n].iter().any(|b| *b != crate::shell::sys::RELOAD_BYTE);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if reload && !stop {
+            self.reload_secrets();
+        }
+        stop
+    }
+
+    /// SIGHUP: the token files and the cluster key again, so a token is rotated without a
+    /// restart. A file that cannot be read or is malformed keeps the secrets in use.
+    fn reload_secrets(&mut self) {
+        match self.secret_files.read() {
+            Ok(secrets) => {
+                self.core.set_access(secrets.access());
+                self.peers.set_headers(secrets.peer_headers());
+                info!("SIGHUP: the token files were read again: {} tokens", secrets.count());
+            }
+            Err(e) => error!("SIGHUP: {e}; the tokens in use are kept"),
+        }
     }
 
     // ---- Stopping --------------------------------------------------------------------------------

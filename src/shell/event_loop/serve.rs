@@ -260,7 +260,7 @@ impl EventLoop {
             return self.queue_answer(send, refused, shape);
         }
         let request =
-            Request { method: head.method, target: head.target, headers: head.headers, body, client: Some(client) };
+            Request { method: head.method, target: head.target, headers: head.headers, body, client: Some(client), grant: None };
         match self.core.handle(self.now, ticket, &request) {
             Reply::Now(response) => self.queue_answer(send, response, shape),
             Reply::Later => Phase::Parked { ticket, shape },

@@ -188,7 +188,7 @@ impl Coordinated {
             let now = self.h.now_of(i);
             let Some(node) = self.h.nodes[i].node.as_mut().filter(|n| !n.is_removed()) else { continue };
             let request =
-                Request { method: Method::Get, target: "/state", headers: Headers::default(), body: b"", client: None };
+                Request { method: Method::Get, target: "/state", headers: Headers::default(), body: b"", client: None, grant: None };
             let Reply::Now(response) = node.handle(now, u64::MAX, &request) else {
                 panic!("GET /state answers at once")
             };

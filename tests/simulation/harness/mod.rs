@@ -243,7 +243,7 @@ impl<E, C> Harness<E, C> {
         let node = sim_node.node.as_mut()?;
         let ticket = sim_node.next_ticket;
         sim_node.next_ticket += 1;
-        let request = Request { method, target, headers, body, client: None };
+        let request = Request { method, target, headers, body, client: None, grant: None };
         Some((ticket, node.handle(now, ticket, &request)))
     }
 
