@@ -88,7 +88,7 @@ fn a_scoped_token_changes_only_below_its_prefixes_on_every_endpoint() {
     refused(call(&server, WEB, "PATCH", "/data/services", escape), may, "a JSON Patch of a parent");
     let inside = r#"[{"op": "copy", "from": "/port", "path": "/old-port"}]"#;
     assert_eq!(call(&server, WEB, "PATCH", "/data/services/web", inside).status, 200, "a JSON Patch inside");
-    assert_eq!(call(&server, WEB, "DELETE", "/data/features/dark", "").status, 204);
+    assert_eq!(call(&server, WEB, "DELETE", "/data/features/dark", "").status, 200);
     refused(call(&server, WEB, "PUT", "/copy", "{}"), "only a token without prefixes", "a restore");
     refused(call(&server, WEB, "GET", "/copy", ""), "only a token without prefixes", "the whole store as a copy");
     refused(call(&server, WEB, "DELETE", "/state/127.0.0.9:1", ""), "may not change the cluster", "removing a voter");
@@ -210,7 +210,7 @@ fn a_forwarded_write_keeps_its_scope_in_a_coordinated_cluster() {
     let dir = TempDir::new("tokens-cluster");
     let tokens = token_file(&dir);
     let members = chain(3, "tokens-cluster", &[&format!("--token-file={tokens}")]);
-    let coordinator = members[0].writes()["coordinator"]["address"].as_str().unwrap().to_string();
+    let coordinator = members[0].writes()["coordinator"].as_str().expect("a coordinator is known").to_string();
     let follower: &Member = members.iter().find(|m| m.address() != coordinator).unwrap();
     let server = follower.server();
     assert_eq!(call(server, ADMIN, "PUT", "/data", r#"{"services": {"web": {}, "db": {}}}"#).status, 200);
