@@ -13,6 +13,7 @@
 
 use std::fmt;
 
+use super::Shared;
 use super::grant::{Grant, Scope, TokenLine};
 use crate::http::{Method, Response};
 
@@ -140,7 +141,7 @@ impl Access {
     }
 }
 
-impl super::Shared {
+impl Shared {
     /// The secrets read again (SIGHUP): the one change of the configuration after start.
     pub(super) fn set_access(&mut self, access: Access) {
         self.config.access = access;
@@ -186,10 +187,14 @@ mod tests {
 
     #[test]
     fn each_kind_of_request_needs_its_own_secret() {
-        let access =
-            Access { write: tokens("w", Scope::Write), read: tokens("r", Scope::Read), cluster: Some(Secret::new("k")) };
-        let status =
-            |resource: &str, method: Method, auth: Option<&str>| access.check(resource, method, auth).err().map(|r| r.status);
+        let access = Access {
+            write: tokens("w", Scope::Write),
+            read: tokens("r", Scope::Read),
+            cluster: Some(Secret::new("k")),
+        };
+        let status = |resource: &str, method: Method, auth: Option<&str>| {
+            access.check(resource, method, auth).err().map(|r| r.status)
+        };
         assert_eq!(status("health", Method::Get, None), None);
         assert_eq!(status("ready", Method::Get, None), None);
         assert_eq!(status("data", Method::Get, None), Some(401));
@@ -208,15 +213,20 @@ mod tests {
     #[test]
     fn without_a_cluster_key_the_peer_endpoints_need_the_tokens() {
         let access = Access { write: tokens("w", Scope::Write), read: None, cluster: None };
-        let status =
-            |resource: &str, method: Method, auth: Option<&str>| access.check(resource, method, auth).err().map(|r| r.status);
+        let status = |resource: &str, method: Method, auth: Option<&str>| {
+            access.check(resource, method, auth).err().map(|r| r.status)
+        };
         assert_eq!(status("copy", Method::Put, None), Some(401), "a copy replaces the store: it needs the token");
         assert_eq!(status("state", Method::Put, None), Some(401));
         assert_eq!(status("copy", Method::Put, Some("Bearer w")), None);
         assert_eq!(status("copy", Method::Get, None), None, "reads stay open without a read token");
         assert_eq!(status("data", Method::Delete, None), Some(401), "every change needs it");
         let reads = Access { write: None, read: tokens("r", Scope::Read), cluster: None };
-        assert_eq!(reads.check("copy", Method::Get, None).err().map(|r| r.status), Some(401), "the copy is the whole store");
+        assert_eq!(
+            reads.check("copy", Method::Get, None).err().map(|r| r.status),
+            Some(401),
+            "the copy is the whole store"
+        );
         assert_eq!(reads.check("state", Method::Get, Some("Bearer r")).err().map(|r| r.status), None);
     }
 

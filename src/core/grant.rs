@@ -346,7 +346,8 @@ mod tests {
         assert!(g.refusal("state", Method::Delete, "/a:1").is_some());
         assert!(g.refusal("lock", Method::Put, "/tx").is_none(), "a commit is judged by its change");
         assert!(g.refusal("metrics", Method::Get, "").is_none());
-        let message = String::from_utf8_lossy(g.refusal("data", Method::Put, "/other").unwrap().body.as_slice()).into_owned();
+        let message =
+            String::from_utf8_lossy(g.refusal("data", Method::Put, "/other").unwrap().body.as_slice()).into_owned();
         assert!(message.contains("(web) may change only /services/web, /features and below"), "{message}");
     }
 

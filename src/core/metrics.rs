@@ -396,8 +396,14 @@ mod tests {
         let mut now = Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 };
         let mut node = Node::new(CoreConfig::single("127.0.0.1:1"), now, Start::empty());
         let body = b"1";
-        let request =
-            Request { method: Method::Put, target: "/data/x", headers: Default::default(), body, client: None, grant: None };
+        let request = Request {
+            method: Method::Put,
+            target: "/data/x",
+            headers: Default::default(),
+            body,
+            client: None,
+            grant: None,
+        };
         assert!(matches!(node.handle(now, 7, &request), Reply::Later));
         // The writer takes 12 ms.
         now.mono_ms += 12;

@@ -55,8 +55,8 @@ mod write;
 mod tests;
 
 pub use auth::{Access, Secret, Token};
-pub use grant::{Grant, Scope, TokenLine, parse_token_file};
 pub use cluster::{CallKind, NOT_SENT, Peer, PeerReply, PeerRequest};
+pub use grant::{Grant, Scope, TokenLine, parse_token_file};
 pub use lock::{Lock, valid_name};
 pub use metrics::{Buckets, CommitBuckets, Gauges, Histogram, Metrics, SnapshotBuckets, endpoint_of};
 pub use store::{Format, ReadError, Rendered, Store, etag_matches};

@@ -42,7 +42,14 @@ impl LeaseWaiter {
 
     fn request(&self) -> Request<'_> {
         let headers = self.headers.borrowed();
-        Request { method: self.method, target: &self.target, headers, body: &self.body, client: self.client, grant: None }
+        Request {
+            method: self.method,
+            target: &self.target,
+            headers,
+            body: &self.body,
+            client: self.client,
+            grant: None,
+        }
     }
 }
 

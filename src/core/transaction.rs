@@ -153,7 +153,11 @@ impl Shared {
         let held = format!("; the lock is still held: abort with DELETE /lock/{name}");
         let refused = request.grant.and_then(|g| g.change_refusal(self.store.root(), lock.staged(), &held));
         if let Some(refused) = refused {
-            info!("lock {name}: commit refused, it changes what the token may not{}{}", from(request.client), by(label(request)));
+            info!(
+                "lock {name}: commit refused, it changes what the token may not{}{}",
+                from(request.client),
+                by(label(request))
+            );
             return Reply::Now(refused);
         }
         self.time_commit(now, ticket);

@@ -169,7 +169,8 @@ mod tests {
     #[test]
     fn an_exposed_node_without_secrets_is_warned_about() {
         let none = Secrets { write: None, read: None, cluster: None };
-        let lines = crate::core::parse_token_file("s label=s prefixes=/x\nt\n", crate::core::Scope::Write, "--token-file");
+        let lines =
+            crate::core::parse_token_file("s label=s prefixes=/x\nt\n", crate::core::Scope::Write, "--token-file");
         let token = Secrets { write: Some(lines.unwrap()), read: None, cluster: None };
         let public: std::net::SocketAddr = "0.0.0.0:8001".parse().unwrap();
         let loopback: std::net::SocketAddr = "127.0.0.1:8001".parse().unwrap();

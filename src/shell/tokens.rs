@@ -62,7 +62,11 @@ impl Secrets {
 
     pub fn access(&self) -> Access {
         let tokens = |lines: &Option<Vec<TokenLine>>| lines.as_ref().map(|l| l.iter().map(Token::of).collect());
-        Access { write: tokens(&self.write), read: tokens(&self.read), cluster: self.cluster.as_deref().map(Secret::new) }
+        Access {
+            write: tokens(&self.write),
+            read: tokens(&self.read),
+            cluster: self.cluster.as_deref().map(Secret::new),
+        }
     }
 
     /// How many tokens, for the line that says the files were read.

@@ -32,7 +32,8 @@ impl Harness {
     fn send(&mut self, method: Method, target: &str, body: &str) -> (Ticket, Reply) {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        let request = Request { method, target, headers: Headers::default(), body: body.as_bytes(), client: None, grant: None };
+        let request =
+            Request { method, target, headers: Headers::default(), body: body.as_bytes(), client: None, grant: None };
         (ticket, self.node.handle(self.now, ticket, &request))
     }
 
@@ -468,8 +469,7 @@ fn a_stale_long_poll_deadline_does_not_touch_a_later_watcher_of_the_same_connect
     h.call(Method::Put, "/lock", "a");
     h.call(Method::Put, "/update/a/x", "1");
     h.call_later(Method::Put, "/lock/a", "");
-    let tag = h.call(Method::Get, "/data/x", "").headers.as_slice().to_vec();
-    let tag = String::from_utf8(tag).unwrap();
+    let tag = String::from_utf8(h.call(Method::Get, "/data/x", "").headers.as_slice().to_vec()).unwrap();
     let etag = tag.lines().find_map(|l| l.strip_prefix("ETag: ")).unwrap().trim().to_string();
     let ticket = 77;
     let request = |target: &'static str, accept: Option<&'static str>| Request {
@@ -480,9 +480,7 @@ fn a_stale_long_poll_deadline_does_not_touch_a_later_watcher_of_the_same_connect
             accept,
             ..Headers::default()
         },
-        body: b"",
-        client: None,
-        grant: None,
+        ..Request { method: Method::Get, target: "", headers: Headers::default(), body: b"", client: None, grant: None }
     };
     assert!(matches!(h.node.handle(h.now, ticket, &request("/data/x?wait=3", None)), Reply::Later));
     h.call(Method::Put, "/lock", "a");

@@ -259,8 +259,14 @@ impl EventLoop {
         if let Some(refused) = self.host_guard.as_ref().and_then(|guard| guard.check(head.headers.host)) {
             return self.queue_answer(send, refused, shape);
         }
-        let request =
-            Request { method: head.method, target: head.target, headers: head.headers, body, client: Some(client), grant: None };
+        let request = Request {
+            method: head.method,
+            target: head.target,
+            headers: head.headers,
+            body,
+            client: Some(client),
+            grant: None,
+        };
         match self.core.handle(self.now, ticket, &request) {
             Reply::Now(response) => self.queue_answer(send, response, shape),
             Reply::Later => Phase::Parked { ticket, shape },

@@ -187,8 +187,14 @@ impl Coordinated {
         for i in 0..self.h.nodes.len() {
             let now = self.h.now_of(i);
             let Some(node) = self.h.nodes[i].node.as_mut().filter(|n| !n.is_removed()) else { continue };
-            let request =
-                Request { method: Method::Get, target: "/state", headers: Headers::default(), body: b"", client: None, grant: None };
+            let request = Request {
+                method: Method::Get,
+                target: "/state",
+                headers: Headers::default(),
+                body: b"",
+                client: None,
+                grant: None,
+            };
             let Reply::Now(response) = node.handle(now, u64::MAX, &request) else {
                 panic!("GET /state answers at once")
             };
