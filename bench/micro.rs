@@ -162,6 +162,7 @@ fn cached_node() -> (Node, Request<'static>, Now) {
         headers: Headers::default(),
         body: b"",
         client: None,
+        grant: None,
     };
     (node, request, now)
 }

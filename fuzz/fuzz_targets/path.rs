@@ -147,7 +147,7 @@ fn check_get(target: &str, path: &str, query: Query, decoded: &Result<Vec<Cow<'_
     // Only targets whose first raw segment is `data` are reads of the store.
     let Some(first) = path.strip_prefix('/').map(|rest| rest.split('/').next().unwrap_or("")) else { return };
     let mut node = Node::new(CoreConfig::single("127.0.0.1:1"), NOW, start().clone());
-    let request = Request { method: Method::Get, target, headers: Default::default(), body: b"" , client: None};
+    let request = Request { method: Method::Get, target, headers: Default::default(), body: b"" , client: None, grant: None};
     let response = match node.handle(NOW, 1, &request) {
         Reply::Now(response) => response,
         // `?wait=S` on a path that does not exist (yet) waits for it; `GET /copy` on a node

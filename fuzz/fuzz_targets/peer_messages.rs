@@ -81,7 +81,7 @@ impl Harness {
         self.next_ticket += 1;
         // As a peer sends it: a JSON body (a POST of another type never reaches the endpoints).
         let headers = Headers { content_type: Some("application/json"), ..Headers::default() };
-        let request = Request { method, target, headers, body, client: None };
+        let request = Request { method, target, headers, body, client: None, grant: None };
         let reply = self.node.handle(self.now, ticket, &request);
         self.settle();
         match reply {

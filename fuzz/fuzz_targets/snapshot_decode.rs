@@ -144,7 +144,7 @@ fn boot(snapshot: Snapshot) {
     let mut node = Node::new(CoreConfig::single("127.0.0.1:1"), NOW, start);
     assert_eq!(node.version(), version);
     for target in ["/copy", "/", "/state", "/version", "/data", "/metrics", "/ready"] {
-        let request = Request { method: Method::Get, target, headers: Default::default(), body: b"" , client: None};
+        let request = Request { method: Method::Get, target, headers: Default::default(), body: b"" , client: None, grant: None};
         let response = match node.handle(NOW, 1, &request) {
             Reply::Now(response) => response,
             // A node without peers sets its copy body aside; the decoder thread renders it.
