@@ -85,11 +85,21 @@ impl Grant {
     pub fn refusal(&self, resource: &str, method: Method, below: &str) -> Option<Response> {
         self.prefixes.as_ref()?;
         let reads = matches!(method, Method::Get | Method::Head);
-        let segments = || path::segments(if below.is_empty() { "/" } else { below }).ok();
-        let path = match resource {
-            "data" => segments()?,
+        // A path that names nothing is refused here as it would be later: never judged as allowed.
+        let segments = || {
+            path::segments(if below.is_empty() { "/" } else { below })
+                .map_err(|e| Response::error(e.status(), e.message()))
+        };
+        let path: Vec<Cow<str>> = match resource {
+            "data" => match segments() {
+                Ok(path) => path,
+                Err(refused) => return Some(refused),
+            },
             // `/update/NAME/path`: the path below the lock's name.
-            "update" => segments()?.into_iter().skip(1).collect(),
+            "update" => match segments() {
+                Ok(path) => path.into_iter().skip(1).collect(),
+                Err(refused) => return Some(refused),
+            },
             "copy" => {
                 let why = "/copy is the whole store: only a token without prefixes may read or restore it";
                 return Some(Response::error(403, &format!("{} may not use it: {why}", self.who())));
@@ -346,6 +356,8 @@ mod tests {
         assert!(g.refusal("state", Method::Delete, "/a:1").is_some());
         assert!(g.refusal("lock", Method::Put, "/tx").is_none(), "a commit is judged by its change");
         assert!(g.refusal("metrics", Method::Get, "").is_none());
+        let bad = g.refusal("data", Method::Put, "/services/web//x").map(|r| r.status);
+        assert_eq!(bad, Some(404), "a path that names nothing is never judged allowed");
         let message =
             String::from_utf8_lossy(g.refusal("data", Method::Put, "/other").unwrap().body.as_slice()).into_owned();
         assert!(message.contains("(web) may change only /services/web, /features and below"), "{message}");
