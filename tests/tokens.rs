@@ -91,7 +91,22 @@ fn a_scoped_token_changes_only_below_its_prefixes_on_every_endpoint() {
     assert_eq!(call(&server, WEB, "DELETE", "/data/features/dark", "").status, 200);
     refused(call(&server, WEB, "PUT", "/copy", "{}"), "only a token without prefixes", "a restore");
     refused(call(&server, WEB, "GET", "/copy", ""), "only a token without prefixes", "the whole store as a copy");
-    refused(call(&server, WEB, "DELETE", "/state/127.0.0.9:1", ""), "may not change the cluster", "removing a voter");
+    refused(
+        call(&server, WEB, "DELETE", "/state/127.0.0.9:1", ""),
+        "may not use this endpoint of the cluster",
+        "removing a voter",
+    );
+    refused(
+        call(&server, WEB, "PUT", "/cluster/accept", "{}"),
+        "may not use this endpoint of the cluster",
+        "a pushed version",
+    );
+    refused(
+        call(&server, WEB, "GET", "/cluster/accepted", ""),
+        "may not use this endpoint of the cluster",
+        "a peer's store",
+    );
+    refused(call(&server, WEB, "PUT", "/state", "[]"), "may not use this endpoint of the cluster", "gossip");
     // A transaction: the lock is anyone's with a write token, staging is kept to the prefixes.
     assert_eq!(call(&server, WEB, "PUT", "/lock", "deploy").status, 200);
     refused(call(&server, WEB, "PUT", "/update/deploy/services/db/port", "1"), may, "staging beside the prefix");

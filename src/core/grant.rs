@@ -104,8 +104,12 @@ impl Grant {
                 let why = "/copy is the whole store: only a token without prefixes may read or restore it";
                 return Some(Response::error(403, &format!("{} may not use it: {why}", self.who())));
             }
-            "state" | "cluster" if !reads => {
-                let why = format!("{} may not change the cluster: only a write token without prefixes may", self.who());
+            // The peer endpoints of coordinated writes: `GET /cluster/accepted` is a whole store.
+            "state" | "cluster" if !reads || resource == "cluster" => {
+                let why = format!(
+                    "{} may not use this endpoint of the cluster: only a token without prefixes may",
+                    self.who()
+                );
                 return Some(Response::error(403, &why));
             }
             _ => return None,
@@ -354,6 +358,8 @@ mod tests {
         assert!(g.refusal("update", Method::Put, "/tx").is_some(), "the staged root is outside");
         assert!(g.refusal("copy", Method::Get, "").is_some());
         assert!(g.refusal("state", Method::Delete, "/a:1").is_some());
+        assert!(g.refusal("cluster", Method::Get, "/accepted").is_some(), "a peer endpoint that shows a whole store");
+        assert!(g.refusal("state", Method::Get, "").is_none());
         assert!(g.refusal("lock", Method::Put, "/tx").is_none(), "a commit is judged by its change");
         assert!(g.refusal("metrics", Method::Get, "").is_none());
         let bad = g.refusal("data", Method::Put, "/services/web//x").map(|r| r.status);
