@@ -28,6 +28,8 @@ use crate::limits::{
     PEER_RESPONSE_STALL_MS, PEER_TOKEN_BASE, PEERS_MAX, READ_BUDGET_BYTES, WRITE_BUDGET_BYTES,
 };
 use crate::shell::buffer::{Pool, Received, RecvBuffer, SendQueue};
+use crate::shell::tls::Connector;
+use crate::shell::transport::Transport;
 
 /// The outcome of one request to a peer.
 pub type Outcome = (u64, Result<PeerReply, String>);
@@ -42,7 +44,8 @@ enum Target {
 }
 
 struct PeerConnection {
-    socket: TcpStream,
+    /// The socket, under TLS when this node speaks TLS.
+    socket: Transport,
     connected: bool,
     send: SendQueue,
     recv: RecvBuffer,
@@ -74,6 +77,8 @@ pub struct Peers {
     max_body: u64,
     /// Sent with every request (the cluster key, with the hardening work).
     extra_headers: String,
+    /// Makes TLS sessions for new connections when this node speaks TLS (`--tls-cert`).
+    connector: Option<Connector>,
 }
 
 /// What the loop must do for the links after a call.
@@ -85,8 +90,13 @@ pub struct Work {
 }
 
 impl Peers {
-    pub fn new(max_body: u64, extra_headers: String) -> Peers {
-        Peers { links: Vec::new(), again: Vec::new(), max_body, extra_headers }
+    pub fn new(max_body: u64, extra_headers: String, connector: Option<Connector>) -> Peers {
+        Peers { links: Vec::new(), again: Vec::new(), max_body, extra_headers, connector }
+    }
+
+    /// New connections verify peers with this (the certificates were re-read); open ones go on.
+    pub fn set_connector(&mut self, connector: Connector) {
+        self.connector = Some(connector);
     }
 
     /// Queues a request for its peer, connecting if needed.
@@ -234,7 +244,11 @@ impl Peers {
                     }
                 },
             };
-            let mut socket = TcpStream::connect(address).map_err(|e| format!("connect: {e}"))?;
+            let socket = TcpStream::connect(address).map_err(|e| format!("connect: {e}"))?;
+            let mut socket = match &self.connector {
+                Some(connector) => connector.connect(socket, &link.address)?,
+                None => Transport::Plain(socket),
+            };
             registry
                 .register(&mut socket, Token(PEER_TOKEN_BASE + index), Interest::READABLE | Interest::WRITABLE)
                 .map_err(|e| format!("register: {e}"))?;
@@ -277,10 +291,11 @@ impl Peers {
         }
         let written =
             conn.send.write_to(&mut conn.socket, WRITE_BUDGET_BYTES, pool).map_err(|e| format!("write: {e}"))?;
+        conn.socket.flush_records().map_err(|e| format!("write: {e}"))?;
         if written >= WRITE_BUDGET_BYTES && !conn.send.is_empty() {
             self.again.push(index);
         }
-        let want_writable = !conn.send.is_empty();
+        let want_writable = !conn.send.is_empty() || conn.socket.wants_write();
         if want_writable != conn.writable_interest {
             let interest = if want_writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
             registry

@@ -28,6 +28,8 @@ pub fn run(config: &Config) -> io::Result<()> {
         Err(e) => warn!("cannot read the open-files limit: {e}"),
     }
     let secrets = Secrets::read(config)?;
+    // Read before anything else starts: a certificate that cannot be used stops the start.
+    let tls = crate::shell::tls::Tls::from_config(config)?;
     // Held (open and locked) until the server stops: one directory serves one server.
     let _lock = match &config.data_dir {
         Some(dir) => Some(take_data_dir(dir)?),
@@ -93,6 +95,7 @@ pub fn run(config: &Config) -> io::Result<()> {
             .for_peers()
             .map(|secret| format!("Authorization: Bearer {secret}\r\n"))
             .unwrap_or_default(),
+        tls,
     };
     let event_loop = EventLoop::new(parts)?;
     info!("listening on {bound}");

@@ -31,6 +31,8 @@ use crate::shell::buffer::Pool;
 use crate::shell::connection::{Connection, NEVER, Phase};
 use crate::shell::peers::{Peers, Work};
 use crate::shell::system_clock::SystemClock;
+use crate::shell::tls::Tls;
+use crate::shell::transport::Transport;
 
 mod serve;
 use crate::shell::workers::{Report, Workers};
@@ -77,6 +79,8 @@ pub struct EventLoop {
     cors: Option<&'static crate::http::Cors>,
     /// The `Host` names served, on a node bound to loopback (DNS rebinding).
     host_guard: Option<crate::http::HostGuard>,
+    /// HTTPS for new connections (`--tls-cert`), re-read on SIGHUP.
+    tls: Option<Tls>,
 }
 
 /// What the loop needs to start: everything else it builds.
@@ -92,6 +96,8 @@ pub struct Parts {
     pub host_guard: Option<crate::http::HostGuard>,
     /// Header lines sent with every request to a peer (the cluster key).
     pub peer_headers: String,
+    /// Clients and peers over TLS (`--tls-cert`).
+    pub tls: Option<Tls>,
 }
 
 impl EventLoop {
@@ -134,12 +140,13 @@ impl EventLoop {
             effects: Vec::new(),
             bodies_reserved: 0,
             request_serial: 0,
-            peers: Peers::new(parts.max_body, parts.peer_headers),
+            peers: Peers::new(parts.max_body, parts.peer_headers, parts.tls.as_ref().map(Tls::connector)),
             max_body: parts.max_body,
             max_connections: parts.max_connections,
             // Lives as long as the process: answers borrow its header blocks without a copy.
             cors: parts.cors.map(|cors| &*Box::leak(Box::new(cors))),
             host_guard: parts.host_guard,
+            tls: parts.tls,
         })
     }
 
@@ -172,7 +179,7 @@ impl EventLoop {
             match event.token() {
                 LISTENER => self.accept(),
                 WAKER => self.take_reports(),
-                SIGNALS => stop = true,
+                SIGNALS => stop |= self.take_signals(),
                 Token(t) if t >= PEER_TOKEN_BASE => {
                     let mut work = Work::default();
                     self.peers.ready(t, self.now, self.poll.registry(), &mut self.pool, &mut work);
@@ -265,7 +272,11 @@ impl EventLoop {
         self.accept_more = true;
     }
 
-    fn add_connection(&mut self, mut socket: TcpStream, client: std::net::SocketAddr) -> io::Result<usize> {
+    fn add_connection(&mut self, socket: TcpStream, client: std::net::SocketAddr) -> io::Result<usize> {
+        let mut socket = match &self.tls {
+            Some(tls) => tls.accept(socket)?,
+            None => Transport::Plain(socket),
+        };
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1
@@ -415,12 +426,36 @@ impl EventLoop {
         if conn.request_in_progress() && conn.send.is_empty() {
             self.fail(&mut conn, HttpError::Timeout);
             let _ = conn.send.write_to(&mut conn.socket, WRITE_BUDGET_BYTES, &mut self.pool);
+            let _ = conn.socket.flush_records();
         }
         self.close(conn);
         self.free_slots.push(slot);
     }
 
-    // ---- Stopping --------------------------------------------------------------------------------
+    // ---- Signals and stopping --------------------------------------------------------------------------------
+
+    /// Takes the bytes the signal handler wrote; true when one says stop. SIGHUP re-reads the
+    /// certificates: new connections get the new ones, and a file that cannot be used leaves the
+    /// ones in use in place.
+    fn take_signals(&mut self) -> bool {
+        let (mut stop, mut reload) = (false, false);
+        let mut bytes = [0u8; 64];
+        // Edge-triggered: read until the pipe is empty, or its next bytes would wake nobody.
+        while let Ok(n @ 1..) = self.signals.read(&mut bytes) {
+            stop |= bytes[..n].contains(&crate::shell::sys::SIGNAL_STOP);
+            reload |= bytes[..n].contains(&crate::shell::sys::SIGNAL_RELOAD);
+        }
+        if reload && let Some(tls) = &mut self.tls {
+            match tls.reload() {
+                Ok(()) => {
+                    info!("SIGHUP: re-read the TLS certificate and key; new connections use them");
+                    self.peers.set_connector(tls.connector());
+                }
+                Err(why) => error!("SIGHUP: {why}; still serving the certificate read before"),
+            }
+        }
+        stop
+    }
 
     /// Stops accepting, lets the writer finish the snapshot in flight, sends the answers that
     /// produced, and returns.
@@ -454,6 +489,7 @@ impl EventLoop {
                     conn.send.push_bytes(b"0\r\n\r\n", &mut self.pool);
                 }
                 let _ = conn.send.write_to(&mut conn.socket, WRITE_BUDGET_BYTES, &mut self.pool);
+                let _ = conn.socket.flush_records();
             }
         }
         info!("stopped");
