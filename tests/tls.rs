@@ -126,11 +126,26 @@ fn https_json(ca: &Path, address: &str, path: &str) -> serde_json::Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} answered {body:?}: {e}"))
 }
 
+/// Runs docs/tls.md's block that makes the CA and the node's certificate, in `dir`: the files
+/// land in `dir/tls/`, as the page says.
+fn make_certificates_as_the_docs_say(dir: &Path) -> (Authority, PathBuf, PathBuf) {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/tls.md")).unwrap();
+    let block = page
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```").map(|(block, _)| block))
+        .find(|block| block.contains("openssl req -x509"))
+        .expect("docs/tls.md has a sh block that makes the CA");
+    let output = Command::new("sh").current_dir(dir).args(["-ec", block]).output().expect("sh runs");
+    assert!(output.status.success(), "docs/tls.md's block failed: {}", String::from_utf8_lossy(&output.stderr));
+    let tls = dir.join("tls");
+    (Authority { cert: tls.join("ca.crt"), key: tls.join("ca.key") }, tls.join("node.crt"), tls.join("node.key"))
+}
+
 #[test]
 fn curl_with_the_cacert_reads_and_writes_over_https() {
     let dir = TempDir::new("tls-curl");
-    let ca = Authority::new(dir.path(), "ca");
-    let (cert, key) = ca.issue(dir.path(), "node");
+    let (ca, cert, key) = make_certificates_as_the_docs_say(dir.path());
     let server = start_tls(&tls_flags(&cert, &key, &ca.cert), &["--bootstrap"]);
     let address = server.addr.to_string();
 
