@@ -289,3 +289,22 @@ fn a_certificate_that_cannot_be_read_stops_the_start_with_one_line() {
     assert!(!output.status.success(), "the start must fail");
     assert!(stderr.contains("--tls-cert: cannot read") && stderr.contains("missing.crt"), "stderr: {stderr}");
 }
+
+#[test]
+fn a_peer_certificate_the_peer_ca_does_not_sign_keeps_the_node_out_and_is_logged_once() {
+    let dir = TempDir::new("tls-wrong-ca");
+    let ca = Authority::new(dir.path(), "ca");
+    let stranger = Authority::new(dir.path(), "stranger");
+    let (cert, key) = ca.issue(dir.path(), "node");
+    let first = start_tls(&tls_flags(&cert, &key, &ca.cert), &[]);
+    let seeds = format!("--seeds={}", first.addr);
+    let second = start_tls(&tls_flags(&cert, &key, &stranger.cert), &[&seeds]);
+
+    wait_for("a warning that the seed's certificate is not trusted", || {
+        second.log().iter().any(|line| line.contains("WARN") && line.contains("invalid peer certificate"))
+    });
+    let (code, _) = https(&ca.cert, &second.addr.to_string(), "/ready", &["--fail"]);
+    assert_eq!(code, 22, "a node that cannot verify its seed does not join (503 on /ready)");
+    let warnings = second.log().iter().filter(|line| line.contains("invalid peer certificate")).count();
+    assert_eq!(warnings, 1, "told once, not at every retry: {:?}", second.log());
+}

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 
-use log::debug;
+use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
@@ -28,7 +28,7 @@ use crate::limits::{
     PEER_RESPONSE_STALL_MS, PEER_TOKEN_BASE, PEERS_MAX, READ_BUDGET_BYTES, WRITE_BUDGET_BYTES,
 };
 use crate::shell::buffer::{Pool, Received, RecvBuffer, SendQueue};
-use crate::shell::tls::Connector;
+use crate::shell::tls::{Connector, TLS_FAILURE};
 use crate::shell::transport::Transport;
 
 /// The outcome of one request to a peer.
@@ -64,6 +64,9 @@ struct Link {
     /// Resting after a failure until this time.
     resting_until: Deadline,
     backoff_ms: u64,
+    /// A TLS failure was logged as a warning since the link last worked: a certificate the
+    /// peer does not accept, or that `--peer-ca` does not sign, is told once, not at every retry.
+    tls_failure_told: bool,
     /// The connect deadline, or when an awaited answer counts as stalled.
     deadline: Deadline,
 }
@@ -351,7 +354,12 @@ impl Peers {
     /// before the next attempt, and the rest doubles.
     fn fail(&mut self, index: usize, why: &str, now: Now, pool: &mut Pool, work: &mut Work) {
         let link = &mut self.links[index];
-        debug!("peer {}: {why}", link.address);
+        if why.contains(TLS_FAILURE) && !link.tls_failure_told {
+            link.tls_failure_told = true;
+            warn!("peer {}: {why} (see --peer-ca, and the certificate it serves)", link.address);
+        } else {
+            debug!("peer {}: {why}", link.address);
+        }
         for id in link.sent.drain(..) {
             work.outcomes.push((id, Err(why.to_string())));
         }
@@ -400,6 +408,7 @@ impl Link {
             sent: VecDeque::new(),
             resting_until: Deadline(0),
             backoff_ms: PEER_BACKOFF_MIN_MS,
+            tls_failure_told: false,
             deadline: Deadline(u64::MAX),
         }
     }
@@ -429,6 +438,7 @@ fn take_answers(link: &mut Link, closed: bool, work: &mut Work) -> Result<(), St
                 let id = link.sent.pop_front().ok_or("an answer nobody asked for")?;
                 // A complete answer: the link works, so the next failure starts the backoff afresh.
                 link.backoff_ms = PEER_BACKOFF_MIN_MS;
+                link.tls_failure_told = false;
                 work.outcomes.push((id, Ok(reply)));
                 if !keep_alive && link.sent.is_empty() {
                     link.conn = None;

@@ -29,6 +29,8 @@ use crate::shell::transport::Transport;
 const SYSTEM_ROOTS_FILES: [&str; 2] = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"];
 /// The first byte of every TLS connection: the content type of a handshake record.
 const HANDSHAKE_RECORD: u8 = 0x16;
+/// What the error of a failed TLS session starts with, so that a peer link can tell it apart.
+pub const TLS_FAILURE: &str = "TLS: ";
 /// The only protocol served: told in ALPN so that a client offering HTTP/2 does not wait for it.
 const HTTP11: &[u8] = b"http/1.1";
 
@@ -237,7 +239,7 @@ impl Read for TlsStream {
             // A handshake answer, or the alert that says why the session failed, goes out now.
             let sent = self.send_records();
             if let Err(e) = processed {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}")));
+                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{TLS_FAILURE}{e}")));
             }
             sent?;
             if received == 0 {

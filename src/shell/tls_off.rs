@@ -9,6 +9,9 @@ use mio::net::TcpStream;
 use crate::config::{BUILT_WITHOUT_TLS, Config};
 use crate::shell::transport::Transport;
 
+/// What the error of a failed TLS session starts with (there is none in this build).
+pub const TLS_FAILURE: &str = "TLS: ";
+
 pub enum Tls {}
 
 /// Never handed out: only a `Tls`, which has no values here, makes one.
