@@ -308,3 +308,58 @@ fn a_peer_certificate_the_peer_ca_does_not_sign_keeps_the_node_out_and_is_logged
     let warnings = second.log().iter().filter(|line| line.contains("invalid peer certificate")).count();
     assert_eq!(warnings, 1, "told once, not at every retry: {:?}", second.log());
 }
+
+#[test]
+fn event_streams_and_long_polls_work_over_https() {
+    use std::io::BufRead;
+    let dir = TempDir::new("tls-watch");
+    let ca = Authority::new(dir.path(), "ca");
+    let (cert, key) = ca.issue(dir.path(), "node");
+    let server = start_tls(&tls_flags(&cert, &key, &ca.cert), &["--bootstrap"]);
+    let address = server.addr.to_string();
+    assert_eq!(https(&ca.cert, &address, "/data/color", &["-X", "PUT", "--data", r#""red""#]).0, 0);
+
+    // An event stream: the answers come from the core, not from a request, through the TLS session.
+    let mut stream = Command::new("curl")
+        .args(["--silent", "--no-buffer", "--max-time", "15", "--cacert", ca.cert.to_str().unwrap()])
+        .args(["-H", "Accept: text/event-stream", &format!("https://{address}/data/color")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl runs");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = stream.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let wait_line = |wanted: &str| loop {
+        match lines.recv_timeout(support::PATIENCE) {
+            Ok(line) if line.contains(wanted) => return,
+            Ok(_) => {}
+            Err(_) => panic!("the event stream over https never carried {wanted}"),
+        }
+    };
+    wait_line("\"red\"");
+    // A long-poll parked on the same path, answered when the next write lands.
+    let (etag_code, head) = https(&ca.cert, &address, "/data/color", &["--head"]);
+    assert_eq!(etag_code, 0);
+    let etag = head.lines().find_map(|l| l.strip_prefix("etag: ").or_else(|| l.strip_prefix("ETag: "))).unwrap();
+    let if_none_match = format!("If-None-Match: {}", etag.trim());
+    let watchers = || -> u64 {
+        let (_, metrics) = https(&ca.cert, &address, "/metrics", &[]);
+        metrics.lines().find_map(|line| line.strip_prefix("lighthouse_watchers ")?.parse().ok()).unwrap_or(0)
+    };
+    let before = watchers();
+    let poll = {
+        let (ca, address, header) = (ca.cert.clone(), address.clone(), if_none_match.clone());
+        std::thread::spawn(move || https(&ca, &address, "/data/color?wait=10", &["-H", &header]))
+    };
+    wait_for("the long-poll to park", || watchers() > before);
+    assert_eq!(https(&ca.cert, &address, "/data/color", &["-X", "PUT", "--data", r#""blue""#]).0, 0);
+    wait_line("\"blue\"");
+    let (code, body) = poll.join().unwrap();
+    assert_eq!((code, body.trim()), (0, "\"blue\""), "the long-poll over https answers the new value");
+    let _ = stream.kill();
+    let _ = stream.wait();
+}
