@@ -13,6 +13,9 @@ use crate::limits::{
 
 pub const DEFAULT_PORT: u16 = 8001;
 
+/// What a build without the `tls` feature answers to `--tls-cert`, `--tls-key` and `--peer-ca`.
+pub const BUILT_WITHOUT_TLS: &str = "built without TLS: rebuild with --features tls";
+
 pub const USAGE: &str = "\
 Usage: lighthouse [OPTIONS]
 
@@ -51,6 +54,10 @@ Options:
   --read-token-file=PATH     require a token for reads too
   --cluster-key-file=PATH    key that protects and authenticates the peer endpoints
   --cors=ORIGIN[,ORIGIN...]  let pages on these origins (or * for any) read and write from a browser
+  --tls-cert=FILE            serve HTTPS with this PEM certificate chain (to clients and peers alike;
+                             needs --tls-key and a build with --features tls); SIGHUP re-reads it
+  --tls-key=FILE             the PEM private key of --tls-cert
+  --peer-ca=FILE             PEM certificates that verify the peers' (default: the system's roots)
 ";
 
 /// Everything the command line says.
@@ -82,6 +89,11 @@ pub struct Config {
     pub cluster_key_file: Option<PathBuf>,
     /// The origins whose pages may use this server from a browser (`--cors`).
     pub cors: Option<crate::http::Cors>,
+    /// The PEM certificate chain and key served over TLS (`--tls-cert`, `--tls-key`).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// The PEM certificates that verify peers' (`--peer-ca`); the system's roots without it.
+    pub peer_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -107,6 +119,9 @@ impl Default for Config {
             read_token_file: None,
             cluster_key_file: None,
             cors: None,
+            tls_cert: None,
+            tls_key: None,
+            peer_ca: None,
         }
     }
 }
@@ -130,6 +145,24 @@ pub enum Command {
 }
 
 impl Config {
+    /// Some TLS flag is given (a build without the feature refuses them all).
+    pub fn wants_tls(&self) -> bool {
+        self.tls_cert.is_some() || self.tls_key.is_some() || self.peer_ca.is_some()
+    }
+
+    /// The TLS flags go together: a certificate with its key, and `--peer-ca` only on a node that
+    /// speaks TLS (its peers are reached over TLS when it does).
+    fn check_tls(&self) -> Result<(), String> {
+        match (&self.tls_cert, &self.tls_key, &self.peer_ca) {
+            (Some(_), None, _) => Err("--tls-cert needs --tls-key, the certificate's private key".into()),
+            (None, Some(_), _) => Err("--tls-key needs --tls-cert, the certificate it is the key of".into()),
+            (None, None, Some(_)) => {
+                Err("--peer-ca needs --tls-cert and --tls-key: peers speak TLS only to a node that does".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The address peers know this node by.
     pub fn address(&self) -> String {
         self.advertise.clone().unwrap_or_else(|| self.bind.to_string())
@@ -152,7 +185,7 @@ impl Config {
 }
 
 /// The flags that take a value, as `--flag=VALUE` or `--flag VALUE`.
-const VALUE_FLAGS: [&str; 17] = [
+const VALUE_FLAGS: [&str; 20] = [
     "--cors",
     "--writes",
     "--data.d",
@@ -170,6 +203,9 @@ const VALUE_FLAGS: [&str; 17] = [
     "--token-file",
     "--read-token-file",
     "--cluster-key-file",
+    "--tls-cert",
+    "--tls-key",
+    "--peer-ca",
 ];
 
 /// Parses the arguments (without the program name). Empty arguments are ignored (scripts pass
@@ -209,6 +245,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         read_token_file: last(&mut args, "--read-token-file", |s| non_empty(s).map(PathBuf::from))?,
         cluster_key_file: last(&mut args, "--cluster-key-file", |s| non_empty(s).map(PathBuf::from))?,
         cors: last(&mut args, "--cors", crate::http::Cors::parse)?,
+        tls_cert: last(&mut args, "--tls-cert", |s| non_empty(s).map(PathBuf::from))?,
+        tls_key: last(&mut args, "--tls-key", |s| non_empty(s).map(PathBuf::from))?,
+        peer_ca: last(&mut args, "--peer-ca", |s| non_empty(s).map(PathBuf::from))?,
     };
     if let Some(port) = last(&mut args, "--port", |s| ranged(s, 0, u64::from(u16::MAX)))? {
         config.bind.set_port(port as u16);
@@ -220,6 +259,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     if !config.seeds.is_empty() {
         config.check_reachable_name()?;
     }
+    config.check_tls()?;
     Ok(Command::Run(Box::new(config)))
 }
 

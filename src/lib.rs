@@ -78,6 +78,7 @@
 //! | `shell/connection.rs` | a client connection: its phases, input limits and timer |
 //! | `shell/peers.rs` | the outbound links to peers |
 //! | `shell/buffer.rs` | receive and send buffers from a shared pool |
+//! | `shell/transport.rs`, `tls.rs`, `tls_off.rs` | what a connection's bytes travel over: plain TCP, or TLS (rustls, `--features tls`: certificates, their reload on SIGHUP, plain HTTP to the TLS port told to use https://); `tls_off.rs` stands in without the feature |
 //! | `shell/workers.rs`, `data_dir.rs` | the worker threads; the data directory (its lock and start-up probe, load, durable writes, retention, room made on a full disk) |
 //! | `shell/server.rs`, `sys.rs`, `system_clock.rs`, `logger.rs` | start-up; system calls; the system's clocks (read only here); log lines |
 //! | `shell/tokens.rs` | the token files and the cluster key, read at start and on SIGHUP |

@@ -57,6 +57,10 @@ pub const LINGER_BYTES_MAX: usize = 1024 * 1024;
 pub const READ_BUDGET_BYTES: usize = 256 * 1024;
 /// Bytes written to one connection per wake-up.
 pub const WRITE_BUDGET_BYTES: usize = 4 * 1024 * 1024;
+/// Plaintext a TLS session holds until its handshake is done, and records it holds until the
+/// socket takes them (`--features tls`): past it a write waits as on a full socket. rustls's own
+/// default; a few records, enough to fill a socket's buffer between two writable events.
+pub const TLS_BUFFER_BYTES_MAX: usize = 64 * 1024;
 /// Connections accepted (and, their request being in, served at once) per wake-up of the listener:
 /// a burst of new connections waits its turn behind the ones already open.
 pub const ACCEPT_BUDGET: usize = 64;

@@ -24,6 +24,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if config.wants_tls() && !cfg!(feature = "tls") {
+        let _ = writeln!(std::io::stderr(), "lighthouse: {}", config::BUILT_WITHOUT_TLS);
+        return ExitCode::from(2);
+    }
     lighthouse::shell::logger::init(config.log_level);
     match lighthouse::shell::server::run(&config) {
         Ok(()) => ExitCode::SUCCESS,

@@ -127,3 +127,30 @@ fn a_closed_stdout_or_stderr_never_crashes_the_process() {
         assert_eq!(status.code(), Some(code), "{arg}: {status:?} (an abort has no exit code)");
     }
 }
+
+#[cfg(not(feature = "tls"))]
+#[test]
+fn tls_flags_in_a_build_without_tls_say_to_rebuild_and_exit_2() {
+    for args in
+        [&["--tls-cert=a.crt", "--tls-key=a.key"][..], &["--tls-cert=a.crt", "--tls-key=a.key", "--peer-ca=ca.crt"]]
+    {
+        let output = Command::new(BINARY).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end(), "lighthouse: built without TLS: rebuild with --features tls", "{args:?}");
+    }
+}
+
+#[test]
+fn tls_flags_go_together() {
+    for (args, says) in [
+        (&["--tls-cert=a.crt"][..], "--tls-cert needs --tls-key"),
+        (&["--tls-key=a.key"], "--tls-key needs --tls-cert"),
+        (&["--peer-ca=ca.crt"], "--peer-ca needs --tls-cert"),
+    ] {
+        let output = Command::new(BINARY).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.lines().next().is_some_and(|line| line.contains(says)), "{args:?}: {stderr}");
+    }
+}

@@ -2,8 +2,6 @@
 //! its timer. The event loop drives it; this file says what each phase means, how much input it
 //! may hold, and when its timer fires.
 
-use mio::net::TcpStream;
-
 use crate::core::Ticket;
 use crate::core::clock::Deadline;
 use crate::http::{Method, Reader, Side};
@@ -12,6 +10,7 @@ use crate::limits::{
     SEND_STALL_TIMEOUT_MS,
 };
 use crate::shell::buffer::{RecvBuffer, SendQueue};
+use crate::shell::transport::Transport;
 
 /// How an answer is framed, remembered while its request waits in the core.
 #[derive(Debug, Clone, Copy)]
@@ -48,7 +47,8 @@ pub enum Phase {
 }
 
 pub struct Connection {
-    pub socket: TcpStream,
+    /// The socket, plain or under TLS.
+    pub socket: Transport,
     /// The client's address, for the audit lines of the lock.
     pub client: std::net::SocketAddr,
     /// Distinguishes this connection from earlier ones in the same slot, for tickets and timers.
@@ -87,7 +87,7 @@ pub const NEVER: Deadline = Deadline(u64::MAX);
 
 impl Connection {
     pub fn new(
-        socket: TcpStream,
+        socket: Transport,
         client: std::net::SocketAddr,
         generation: u64,
         now: Deadline,
@@ -129,7 +129,7 @@ impl Connection {
     /// the core, not on a timer.
     pub fn timer(&self) -> Deadline {
         let after = |ms: u64| Deadline(self.last_progress.0.saturating_add(ms));
-        if !self.send.is_empty() {
+        if self.output_pending() {
             return after(SEND_STALL_TIMEOUT_MS);
         }
         match self.phase {
@@ -140,6 +140,11 @@ impl Connection {
             Phase::Closing { .. } => after(SEND_STALL_TIMEOUT_MS),
             Phase::Lingering { until, .. } => until,
         }
+    }
+
+    /// Output waits: answers queued, or (under TLS) records the socket has not taken yet.
+    pub fn output_pending(&self) -> bool {
+        !self.send.is_empty() || self.socket.wants_write()
     }
 
     /// True while a request is on its way in: a head has begun, or a body is arriving.

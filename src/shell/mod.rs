@@ -11,5 +11,8 @@ pub mod peers;
 pub mod server;
 pub mod sys;
 pub mod system_clock;
+#[cfg_attr(not(feature = "tls"), path = "tls_off.rs")]
+pub mod tls;
 pub mod tokens;
+pub mod transport;
 pub mod workers;

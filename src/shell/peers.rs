@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 
-use log::debug;
+use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
@@ -28,6 +28,8 @@ use crate::limits::{
     PEER_RESPONSE_STALL_MS, PEER_TOKEN_BASE, PEERS_MAX, READ_BUDGET_BYTES, WRITE_BUDGET_BYTES,
 };
 use crate::shell::buffer::{Pool, Received, RecvBuffer, SendQueue};
+use crate::shell::tls::{Connector, TLS_FAILURE};
+use crate::shell::transport::Transport;
 
 /// The outcome of one request to a peer.
 pub type Outcome = (u64, Result<PeerReply, String>);
@@ -42,7 +44,8 @@ enum Target {
 }
 
 struct PeerConnection {
-    socket: TcpStream,
+    /// The socket, under TLS when this node speaks TLS.
+    socket: Transport,
     connected: bool,
     send: SendQueue,
     recv: RecvBuffer,
@@ -61,6 +64,9 @@ struct Link {
     /// Resting after a failure until this time.
     resting_until: Deadline,
     backoff_ms: u64,
+    /// A TLS failure was logged as a warning since the link last worked: a certificate the
+    /// peer does not accept, or that `--peer-ca` does not sign, is told once, not at every retry.
+    tls_failure_told: bool,
     /// The connect deadline, or when an awaited answer counts as stalled.
     deadline: Deadline,
 }
@@ -74,6 +80,8 @@ pub struct Peers {
     max_body: u64,
     /// Sent with every request (the cluster key, with the hardening work).
     extra_headers: String,
+    /// Makes TLS sessions for new connections when this node speaks TLS (`--tls-cert`).
+    connector: Option<Connector>,
 }
 
 /// What the loop must do for the links after a call.
@@ -85,8 +93,13 @@ pub struct Work {
 }
 
 impl Peers {
-    pub fn new(max_body: u64, extra_headers: String) -> Peers {
-        Peers { links: Vec::new(), again: Vec::new(), max_body, extra_headers }
+    pub fn new(max_body: u64, extra_headers: String, connector: Option<Connector>) -> Peers {
+        Peers { links: Vec::new(), again: Vec::new(), max_body, extra_headers, connector }
+    }
+
+    /// New connections verify peers with this (the certificates were re-read); open ones go on.
+    pub fn set_connector(&mut self, connector: Connector) {
+        self.connector = Some(connector);
     }
 
     /// The header lines sent with every request from now on (the secrets were read again).
@@ -239,7 +252,11 @@ impl Peers {
                     }
                 },
             };
-            let mut socket = TcpStream::connect(address).map_err(|e| format!("connect: {e}"))?;
+            let socket = TcpStream::connect(address).map_err(|e| format!("connect: {e}"))?;
+            let mut socket = match &self.connector {
+                Some(connector) => connector.connect(socket, &link.address)?,
+                None => Transport::Plain(socket),
+            };
             registry
                 .register(&mut socket, Token(PEER_TOKEN_BASE + index), Interest::READABLE | Interest::WRITABLE)
                 .map_err(|e| format!("register: {e}"))?;
@@ -282,10 +299,11 @@ impl Peers {
         }
         let written =
             conn.send.write_to(&mut conn.socket, WRITE_BUDGET_BYTES, pool).map_err(|e| format!("write: {e}"))?;
+        conn.socket.flush_records().map_err(|e| format!("write: {e}"))?;
         if written >= WRITE_BUDGET_BYTES && !conn.send.is_empty() {
             self.again.push(index);
         }
-        let want_writable = !conn.send.is_empty();
+        let want_writable = !conn.send.is_empty() || conn.socket.wants_write();
         if want_writable != conn.writable_interest {
             let interest = if want_writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
             registry
@@ -341,7 +359,12 @@ impl Peers {
     /// before the next attempt, and the rest doubles.
     fn fail(&mut self, index: usize, why: &str, now: Now, pool: &mut Pool, work: &mut Work) {
         let link = &mut self.links[index];
-        debug!("peer {}: {why}", link.address);
+        if why.contains(TLS_FAILURE) && !link.tls_failure_told {
+            link.tls_failure_told = true;
+            warn!("peer {}: {why} (see --peer-ca, and the certificate it serves)", link.address);
+        } else {
+            debug!("peer {}: {why}", link.address);
+        }
         for id in link.sent.drain(..) {
             work.outcomes.push((id, Err(why.to_string())));
         }
@@ -390,6 +413,7 @@ impl Link {
             sent: VecDeque::new(),
             resting_until: Deadline(0),
             backoff_ms: PEER_BACKOFF_MIN_MS,
+            tls_failure_told: false,
             deadline: Deadline(u64::MAX),
         }
     }
@@ -419,6 +443,7 @@ fn take_answers(link: &mut Link, closed: bool, work: &mut Work) -> Result<(), St
                 let id = link.sent.pop_front().ok_or("an answer nobody asked for")?;
                 // A complete answer: the link works, so the next failure starts the backoff afresh.
                 link.backoff_ms = PEER_BACKOFF_MIN_MS;
+                link.tls_failure_told = false;
                 work.outcomes.push((id, Ok(reply)));
                 if !keep_alive && link.sent.is_empty() {
                     link.conn = None;

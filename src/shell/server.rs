@@ -30,6 +30,8 @@ pub fn run(config: &Config) -> io::Result<()> {
     }
     let secret_files = SecretFiles::of(config);
     let secrets = secret_files.read()?;
+    // Read before anything else starts: a certificate that cannot be used stops the start.
+    let tls = crate::shell::tls::Tls::from_config(config)?;
     // Held (open and locked) until the server stops: one directory serves one server.
     let _lock = match &config.data_dir {
         Some(dir) => Some(take_data_dir(dir)?),
@@ -93,6 +95,7 @@ pub fn run(config: &Config) -> io::Result<()> {
         host_guard,
         peer_headers: secrets.peer_headers(),
         secret_files,
+        tls,
     };
     let event_loop = EventLoop::new(parts)?;
     info!("listening on {bound}");

@@ -1,7 +1,7 @@
 //! The two things the server asks the operating system for directly, through `libc`:
-//! the file-descriptor limit, and SIGTERM/SIGINT (stop) and SIGHUP (read the token files again)
-//! delivered as a readable byte to the event loop (the self-pipe trick, since a signal handler may
-//! do almost nothing but `write`).
+//! the file-descriptor limit, and SIGTERM/SIGINT (stop) and SIGHUP (re-read the files) delivered
+//! as a readable byte to the event loop (the self-pipe trick, since a signal handler may do
+//! almost nothing but `write`).
 #![allow(unsafe_code)]
 
 use std::io;
@@ -33,21 +33,24 @@ pub fn raise_open_files_limit() -> io::Result<u64> {
 /// The write end of the self-pipe, for the signal handler. -1 until installed.
 static SIGNAL_PIPE_FD: AtomicI32 = AtomicI32::new(-1);
 
-/// The byte SIGHUP writes to the pipe; SIGTERM and SIGINT write another.
-pub const RELOAD_BYTE: u8 = b'h';
+/// The byte a stop signal (SIGTERM, SIGINT) writes to the pipe.
+pub const SIGNAL_STOP: u8 = 1;
+/// The byte SIGHUP writes: re-read the certificates.
+pub const SIGNAL_RELOAD: u8 = 2;
 
-extern "C" fn on_shutdown_signal(signal: libc::c_int) {
+extern "C" fn on_signal(signal: libc::c_int) {
     let fd = SIGNAL_PIPE_FD.load(Ordering::Relaxed);
     if fd >= 0 {
-        let byte = if signal == libc::SIGHUP { RELOAD_BYTE } else { b's' };
+        let byte = if signal == libc::SIGHUP { SIGNAL_RELOAD } else { SIGNAL_STOP };
         // SAFETY: write(2) is async-signal-safe; the fd stays open for the life of the process
         // (the write end is leaked on purpose in `shutdown_signals`). A full pipe drops the
-        // byte, which is fine: one pending byte already says "stop".
+        // byte, which is fine: one pending byte of each kind says all there is to say.
         unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
     }
 }
 
-/// Routes SIGTERM, SIGINT and SIGHUP to a byte on the returned stream, which the loop polls.
+/// Routes SIGTERM and SIGINT (`SIGNAL_STOP`) and SIGHUP (`SIGNAL_RELOAD`) to a byte on the
+/// returned stream, which the loop polls.
 pub fn shutdown_signals() -> io::Result<UnixStream> {
     let (read_end, write_end) = UnixStream::pair()?;
     SIGNAL_PIPE_FD.store(write_end.as_raw_fd(), Ordering::Relaxed);
@@ -55,7 +58,7 @@ pub fn shutdown_signals() -> io::Result<UnixStream> {
     for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         // SAFETY: a zeroed sigaction is a valid starting point; the handler only calls write(2).
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-        action.sa_sigaction = on_shutdown_signal as *const () as libc::sighandler_t;
+        action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
         action.sa_flags = libc::SA_RESTART;
         // SAFETY: `action` is initialised and the handler is async-signal-safe.
         if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {

@@ -31,6 +31,8 @@ use crate::shell::buffer::Pool;
 use crate::shell::connection::{Connection, NEVER, Phase};
 use crate::shell::peers::{Peers, Work};
 use crate::shell::system_clock::SystemClock;
+use crate::shell::tls::Tls;
+use crate::shell::transport::Transport;
 
 mod serve;
 use crate::shell::workers::{Report, Workers};
@@ -79,6 +81,8 @@ pub struct EventLoop {
     host_guard: Option<crate::http::HostGuard>,
     /// The token files and the cluster key, read again on SIGHUP.
     secret_files: crate::shell::tokens::SecretFiles,
+    /// HTTPS for new connections (`--tls-cert`), re-read on SIGHUP.
+    tls: Option<Tls>,
 }
 
 /// What the loop needs to start: everything else it builds.
@@ -96,6 +100,8 @@ pub struct Parts {
     pub peer_headers: String,
     /// The token files and the cluster key, read again on SIGHUP.
     pub secret_files: crate::shell::tokens::SecretFiles,
+    /// Clients and peers over TLS (`--tls-cert`).
+    pub tls: Option<Tls>,
 }
 
 impl EventLoop {
@@ -138,13 +144,14 @@ impl EventLoop {
             effects: Vec::new(),
             bodies_reserved: 0,
             request_serial: 0,
-            peers: Peers::new(parts.max_body, parts.peer_headers),
+            peers: Peers::new(parts.max_body, parts.peer_headers, parts.tls.as_ref().map(Tls::connector)),
             max_body: parts.max_body,
             max_connections: parts.max_connections,
             // Lives as long as the process: answers borrow its header blocks without a copy.
             cors: parts.cors.map(|cors| &*Box::leak(Box::new(cors))),
             host_guard: parts.host_guard,
             secret_files: parts.secret_files,
+            tls: parts.tls,
         })
     }
 
@@ -270,7 +277,11 @@ impl EventLoop {
         self.accept_more = true;
     }
 
-    fn add_connection(&mut self, mut socket: TcpStream, client: std::net::SocketAddr) -> io::Result<usize> {
+    fn add_connection(&mut self, socket: TcpStream, client: std::net::SocketAddr) -> io::Result<usize> {
+        let mut socket = match &self.tls {
+            Some(tls) => tls.accept(socket)?,
+            None => Transport::Plain(socket),
+        };
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1
@@ -420,6 +431,7 @@ impl EventLoop {
         if conn.request_in_progress() && conn.send.is_empty() {
             self.fail(&mut conn, HttpError::Timeout);
             let _ = conn.send.write_to(&mut conn.socket, WRITE_BUDGET_BYTES, &mut self.pool);
+            let _ = conn.socket.flush_records();
         }
         self.close(conn);
         self.free_slots.push(slot);
@@ -427,17 +439,18 @@ impl EventLoop {
 
     // ---- Signals ---------------------------------------------------------------------------------
 
-    /// Reads the signal pipe dry (it is edge-triggered); true when a stop signal came. SIGHUP
-    /// re-reads the token files and the cluster key.
+    /// Takes the bytes the signal handler wrote (the pipe is edge-triggered: read until it is
+    /// empty); true when one says stop. SIGHUP reads again the token files and the cluster key,
+    /// and the TLS certificates: a file that cannot be used leaves the one in use in place.
     fn take_signals(&mut self) -> bool {
-        let mut bytes = [0u8; 64];
         let (mut stop, mut reload) = (false, false);
+        let mut bytes = [0u8; 64];
         loop {
             match self.signals.read(&mut bytes) {
                 Ok(0) => break,
                 Ok(n) => {
-                    reload |= bytes[..n].contains(&crate::shell::sys::RELOAD_BYTE);
-                    stop |= bytes[..n].iter().any(|b| *b != crate::shell::sys::RELOAD_BYTE);
+                    stop |= bytes[..n].contains(&crate::shell::sys::SIGNAL_STOP);
+                    reload |= bytes[..n].contains(&crate::shell::sys::SIGNAL_RELOAD);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => break,
@@ -445,6 +458,7 @@ impl EventLoop {
         }
         if reload && !stop {
             self.reload_secrets();
+            self.reload_tls();
         }
         stop
     }
@@ -459,6 +473,19 @@ impl EventLoop {
                 info!("SIGHUP: the token files were read again: {} tokens", secrets.count());
             }
             Err(e) => error!("SIGHUP: {e}; the tokens in use are kept"),
+        }
+    }
+
+    /// SIGHUP: the certificate and key again (`--tls-cert`); new connections get them.
+    fn reload_tls(&mut self) {
+        if let Some(tls) = &mut self.tls {
+            match tls.reload() {
+                Ok(()) => {
+                    info!("SIGHUP: re-read the TLS certificate and key; new connections use them");
+                    self.peers.set_connector(tls.connector());
+                }
+                Err(why) => error!("SIGHUP: {why}; still serving the certificate read before"),
+            }
         }
     }
 
@@ -496,6 +523,7 @@ impl EventLoop {
                     conn.send.push_bytes(b"0\r\n\r\n", &mut self.pool);
                 }
                 let _ = conn.send.write_to(&mut conn.socket, WRITE_BUDGET_BYTES, &mut self.pool);
+                let _ = conn.socket.flush_records();
             }
         }
         info!("stopped");

@@ -20,6 +20,9 @@ use crate::limits::{CONNECTION_TOKEN_BASE, TICKET_SLOT_BITS};
 use crate::shell::buffer::{Received, SendQueue};
 use crate::shell::connection::{AnswerShape, Connection, Phase, Verdict};
 
+/// The answer to plain HTTP sent to a TLS port (the first byte was not a TLS handshake record).
+const PLAIN_ON_TLS_PORT: &str = "this port speaks HTTPS: use https:// instead of http://";
+
 impl EventLoop {
     // ---- Serving a connection --------------------------------------------------------------------
 
@@ -33,7 +36,7 @@ impl EventLoop {
     /// `readable` is informational: a read is always tried, since with edge-triggered events an
     /// untried read could strand bytes that arrived while the connection was parked or busy.
     pub(super) fn drive(&mut self, slot: usize, conn: &mut Connection, _readable: bool, writable: bool) -> Verdict {
-        if (writable || !conn.send.is_empty()) && self.flush(slot, conn).is_err() {
+        if (writable || conn.output_pending()) && self.flush(slot, conn).is_err() {
             return Verdict::Close;
         }
         let mut budget = READ_BUDGET_BYTES;
@@ -83,7 +86,7 @@ impl EventLoop {
 
     /// Decides whether a served connection stays open.
     pub(super) fn verdict(&mut self, slot: usize, conn: &mut Connection) -> Verdict {
-        let output_done = conn.send.is_empty();
+        let output_done = !conn.output_pending();
         match conn.phase {
             Phase::Closing { linger } if output_done => {
                 let unread = !conn.recv.is_empty();
@@ -127,7 +130,7 @@ impl EventLoop {
             conn.nodelay = true;
         }
         conn.recv.release_if_empty(&mut self.pool);
-        let want_writable = !conn.send.is_empty();
+        let want_writable = conn.output_pending();
         if want_writable != conn.writable_interest {
             let interest = if want_writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
             let token = Token(CONNECTION_TOKEN_BASE + slot);
@@ -156,6 +159,11 @@ impl EventLoop {
 
     /// Parses and answers the complete requests in the receive buffer, in order.
     pub(super) fn process_input(&mut self, slot: usize, conn: &mut Connection) {
+        if conn.socket.is_plain_on_tls_port() && matches!(conn.phase, Phase::Reading { .. }) {
+            // Told in plain HTTP, which is what the client reads; then the connection closes.
+            self.fail(conn, HttpError::Malformed(PLAIN_ON_TLS_PORT));
+            return;
+        }
         for _ in 0..PIPELINE_REQUESTS_PER_WAKE_MAX {
             if conn.send.len() > SEND_BACKLOG_BYTES_MAX || !self.next_request(slot, conn) {
                 return;
@@ -322,7 +330,7 @@ impl EventLoop {
     /// Writes queued output, up to the write budget.
     pub(super) fn flush(&mut self, slot: usize, conn: &mut Connection) -> io::Result<()> {
         if conn.send.is_empty() {
-            return Ok(());
+            return conn.socket.flush_records();
         }
         let written = conn.send.write_to(&mut conn.socket, WRITE_BUDGET_BYTES, &mut self.pool)?;
         if written > 0 {
