@@ -216,8 +216,7 @@ impl Shared {
         let last_seen = last_event_id.and_then(Version::from_header);
         // A stream of changes is up to date only at this very version: a client that saw a later
         // one (on another node) holds a subtree this node's patches may not apply to.
-        let up_to_date =
-            last_seen.is_some_and(|id| id.sequence > version.sequence && !changes || id == version);
+        let up_to_date = last_seen.is_some_and(|id| id.sequence > version.sequence && !changes || id == version);
         // A stream of changes resuming from a version still kept starts with the patch from it,
         // and one that is up to date with nothing: neither renders the subtree.
         let resumed = match (changes, last_seen, &seen) {
@@ -537,7 +536,14 @@ mod tests {
         let version = Version { sequence: 12, checksum: Checksum([0x3c; 20]) };
         assert_eq!(Version::from_header(&version.to_header()), Some(version));
         assert_eq!(Version::from_header(&format!(" {} ", version.to_header())), Some(version));
-        for old_or_bad in ["12", "", "12-", "-3c3c", "x-3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c", "+1-3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c"] {
+        for old_or_bad in [
+            "12",
+            "",
+            "12-",
+            "-3c3c",
+            "x-3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c",
+            "+1-3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c",
+        ] {
             assert_eq!(Version::from_header(old_or_bad), None, "{old_or_bad:?}");
         }
     }
