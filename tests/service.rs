@@ -120,3 +120,37 @@ fn a_bad_flag_exits_with_the_status_the_unit_does_not_restart_on() {
     let output = Command::new(BINARY).arg("--data.d").output().unwrap();
     assert_eq!(output.status.code().map(|c| c.to_string()).as_deref(), setting("RestartPreventExitStatus"));
 }
+
+/// Starts the binary with stderr on a pipe and `JOURNAL_STREAM` set as systemd sets it for a
+/// stream it connected to the journal: the pipe's own device and inode (`named` true), or another
+/// stream's; returns its first log lines (through `listening on`) and those after SIGTERM.
+fn log_lines_with_journal_stream(named: bool) -> (Vec<String>, Vec<String>) {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::MetadataExt;
+
+    let (reader, writer) = std::io::pipe().unwrap();
+    let stream = std::fs::File::from(std::os::fd::OwnedFd::from(reader.try_clone().unwrap())).metadata().unwrap();
+    let journal = if named { format!("{}:{}", stream.dev(), stream.ino()) } else { "1:2".to_string() };
+    let mut child = Command::new(BINARY)
+        .args(["--bind=127.0.0.1:0", "--log-level=info"])
+        .env("JOURNAL_STREAM", journal)
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(reader).lines().map_while(Result::ok);
+    let started: Vec<String> = lines.by_ref().take_while(|l| !l.contains("listening on")).collect();
+    support::signal(&child, libc::SIGTERM);
+    let stopped: Vec<String> = lines.collect();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    (started, stopped)
+}
+
+#[test]
+fn under_the_journal_a_log_line_carries_its_priority_instead_of_a_date() {
+    let (started, stopped) = log_lines_with_journal_stream(true);
+    assert!(stopped.iter().any(|l| l.starts_with("<6>INFO  [") && l.ends_with("stopped")), "{stopped:?}");
+    assert!(started.iter().chain(&stopped).all(|l| l.starts_with('<')), "{started:?} {stopped:?}");
+    // JOURNAL_STREAM naming another stream (inherited by a child whose stderr is elsewhere).
+    let (_, stopped) = log_lines_with_journal_stream(false);
+    assert!(stopped.iter().all(|l| l.starts_with("20") && l.contains("Z INFO  [")), "{stopped:?}");
+}
