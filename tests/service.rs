@@ -48,6 +48,7 @@ fn the_unit_asks_for_what_the_operations_page_promises() {
         ("Restart", "on-failure"),
         ("RestartPreventExitStatus", "2"),
         ("KillSignal", "SIGTERM"),
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
         ("StandardError", "journal"),
         ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
         ("PrivateTmp", "yes"),
@@ -105,6 +106,10 @@ fn the_server_runs_with_the_units_flags_and_stops_cleanly_on_its_kill_signal() {
     let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let server = Server::start(&args);
     assert_eq!(transact(&server, "deploy", "/web", r#"{"port": 8080}"#).status, 200);
+    // systemctl reload (ExecReload sends SIGHUP): the files are read again, the node serves on.
+    support::signal(&server.child, libc::SIGHUP);
+    support::wait_for("the reload to be logged", || server.log().iter().any(|l| l.contains("SIGHUP")));
+    assert_eq!(server.get("/data/web/port").text(), "8080\n");
     assert_eq!(setting("KillSignal"), Some("SIGTERM"));
     let status = server.terminate();
     assert_eq!(status.code(), Some(0), "SIGTERM is a clean stop, which Restart=on-failure leaves stopped");
