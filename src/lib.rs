@@ -73,7 +73,7 @@
 //! | `core/value/` | the tree (`mod.rs`), wide objects in chunks (`object.rs`), edits, patches (RFC 7396, RFC 6902), the diff of two versions as an RFC 6902 patch (`diff.rs`), rendering, parsing (general, and the one pass over canonical JSON in `canonical.rs`) |
 //! | `core/version.rs`, `lineage.rs`, `change.rs` | versions and checksums; a store's recent history; a version as the JSON Patch from the one before (change files, pushes to voters) |
 //! | `core/sealed.rs`, `snapshot.rs` | the copy format (peers); the snapshot file format (disk) |
-//! | `core/clock.rs`, `path.rs`, `address.rs`, `rng.rs` | time as a value; request paths; `HOST:PORT`; the seeded generator |
+//! | `core/clock.rs`, `path.rs`, `address.rs`, `rng.rs` | time as a value; request paths, and the query parameters each resource takes (`PARAMETERS`); `HOST:PORT`; the seeded generator |
 //! | `shell/event_loop/` | the loop (`mod.rs`: turns, accepting, effects, timers) and serving a connection (`serve.rs`) |
 //! | `shell/connection.rs` | a client connection: its phases, input limits and timer |
 //! | `shell/peers.rs` | the outbound links to peers |

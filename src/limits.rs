@@ -168,6 +168,9 @@ pub const WRITE_NAME_BYTES_MAX: usize = 200;
 pub const TOKEN_LABEL_BYTES_MAX: usize = 64;
 /// Prefixes one token may have: every request with it compares its path against each.
 pub const TOKEN_PREFIXES_MAX: usize = 64;
+/// A duplicate key named in a refusal is cut to this many bytes (then `...`): enough to find it
+/// in the body, while a key as large as the body does not come back whole in a one-line error.
+pub const SHOWN_KEY_BYTES_MAX: usize = 200;
 
 // ---- Browsers ----------------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
-            let _ = writeln!(std::io::stdout(), "lighthouse {}", env!("CARGO_PKG_VERSION"));
+            let (version, commit) = (env!("CARGO_PKG_VERSION"), env!("LIGHTHOUSE_COMMIT"));
+            let _ = writeln!(std::io::stdout(), "lighthouse {version} (commit {commit})");
             return ExitCode::SUCCESS;
         }
         Err(message) => {

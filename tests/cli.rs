@@ -17,10 +17,18 @@ fn help_prints_usage_and_exits_0() {
 }
 
 #[test]
-fn version_prints_the_version_and_exits_0() {
+fn version_prints_the_version_and_the_git_commit_and_exits_0() {
     let output = Command::new(BINARY).arg("--version").output().unwrap();
     assert_eq!(output.status.code(), Some(0));
-    assert_eq!(String::from_utf8(output.stdout).unwrap(), format!("lighthouse {}\n", env!("CARGO_PKG_VERSION")));
+    // The commit the test is built from, as build.rs asks git for it ("unknown" without git).
+    let git =
+        Command::new("git").args(["rev-parse", "--short", "HEAD"]).current_dir(env!("CARGO_MANIFEST_DIR")).output();
+    let commit = match git {
+        Ok(out) if out.status.success() => String::from_utf8(out.stdout).unwrap().trim().to_string(),
+        _ => "unknown".to_string(),
+    };
+    let expected = format!("lighthouse {} (commit {commit})\n", env!("CARGO_PKG_VERSION"));
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), expected);
 }
 
 #[test]

@@ -134,7 +134,8 @@ impl EventReader {
     }
 }
 
-/// (id, data) of each complete event in a chunked event stream's text (head included).
+/// (sequence, data) of each complete event in a chunked event stream's text (head included): the
+/// sequence of its id (`SEQUENCE-CHECKSUM`).
 fn parse_events(text: &str) -> Vec<(String, String)> {
     let Some((_, body)) = text.split_once("\r\n\r\n") else { return Vec::new() };
     // Drop the chunk-size lines of the chunked framing; events never contain "\r\n".
@@ -144,7 +145,8 @@ fn parse_events(text: &str) -> Vec<(String, String)> {
         .split("\n\n")
         .filter(|e| e.contains("id: "))
         .map(|event| {
-            let id = event.lines().find_map(|l| l.strip_prefix("id: ")).unwrap_or_default().to_string();
+            let id = event.lines().find_map(|l| l.strip_prefix("id: ")).unwrap_or_default();
+            let id = id.split_once('-').map_or(id, |(sequence, _)| sequence).to_string();
             let data: Vec<&str> = event.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
             (id, data.join("\n"))
         })
@@ -169,10 +171,14 @@ fn an_event_stream_sends_the_subtree_then_each_change_in_order_with_ids() {
 #[test]
 fn a_reconnect_with_last_event_id_gets_only_what_it_missed() {
     let server = seeded(&[]);
+    // An event's id is the version, as X-Lighthouse-Version gives it.
+    let id = |server: &Server| server.get("/data").header("X-Lighthouse-Version").unwrap().to_string();
+    let first = id(&server);
     transact(&server, "w", "/a/x", "2");
-    let mut stale = EventReader::open(&server, "/data/a HTTP/1.1\r\nAccept: text/event-stream\r\nLast-Event-ID: 1");
+    let stream = |id: &str| format!("/data/a HTTP/1.1\r\nAccept: text/event-stream\r\nLast-Event-ID: {id}");
+    let mut stale = EventReader::open(&server, &stream(&first));
     assert_eq!(stale.events(1), vec![("2".to_string(), "{\n  \"x\": 2\n}".to_string())]);
-    let mut current = EventReader::open(&server, "/data/a HTTP/1.1\r\nAccept: text/event-stream\r\nLast-Event-ID: 2");
+    let mut current = EventReader::open(&server, &stream(&id(&server)));
     wait_for("the stream to be watching", || server.get("/metrics").text().contains("lighthouse_watchers 2\n"));
     transact(&server, "w", "/a/x", "3");
     let events = current.events(1);

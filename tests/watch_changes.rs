@@ -12,10 +12,12 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 use support::{Client, Server, curl, wait_for};
 
-/// One server-sent event: its id, its type (`message` when none is given) and its data.
+/// One server-sent event: its sequence, its whole id (`SEQUENCE-CHECKSUM`, the version), its
+/// type (`message` when none is given) and its data.
 #[derive(Debug, Clone)]
 struct Event {
     id: u64,
+    version: String,
     kind: String,
     data: String,
 }
@@ -39,18 +41,21 @@ impl Stream {
         let events = Arc::new(Mutex::new(Vec::new()));
         let collected = events.clone();
         std::thread::spawn(move || {
-            let (mut id, mut kind, mut data) = (0, String::from("message"), Vec::<String>::new());
+            let (mut id, mut version, mut kind, mut data) =
+                (0, String::new(), String::from("message"), Vec::<String>::new());
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { return };
                 if let Some(value) = line.strip_prefix("id: ") {
-                    id = value.parse().expect("ids are sequences");
+                    let (sequence, checksum) = value.split_once('-').expect("ids are SEQUENCE-CHECKSUM");
+                    assert_eq!(checksum.len(), 40, "a whole checksum: {value}");
+                    (id, version) = (sequence.parse().expect("a sequence"), value.to_string());
                 } else if let Some(value) = line.strip_prefix("event: ") {
                     kind = value.to_string();
                 } else if let Some(value) = line.strip_prefix("data: ") {
                     data.push(value.to_string());
                 } else if line.is_empty() && !data.is_empty() {
-                    let event =
-                        Event { id, kind: std::mem::replace(&mut kind, "message".into()), data: data.join("\n") };
+                    let kind = std::mem::replace(&mut kind, "message".into());
+                    let event = Event { id, version: version.clone(), kind, data: data.join("\n") };
                     data.clear();
                     collected.lock().unwrap().push(event);
                 }
@@ -184,7 +189,7 @@ fn a_stream_of_changes_resumes_with_a_patch_from_a_kept_version_else_the_whole_s
     write(&server, "PUT", "/data/cfg/a", "2");
     let now = write(&server, "PUT", "/data/cfg/b/2", "3");
 
-    let resumed = Stream::open(&server, "/data/cfg?changes", &[&format!("Last-Event-ID: {}", first.id)]);
+    let resumed = Stream::open(&server, "/data/cfg?changes", &[&format!("Last-Event-ID: {}", first.version)]);
     let event = resumed.events_through(now)[0].clone();
     assert_eq!((event.id, event.kind.as_str()), (now, "patch"), "{}", event.data);
     apply(&mut held, &serde_json::from_str(&event.data).unwrap());
@@ -198,7 +203,8 @@ fn a_stream_of_changes_resumes_with_a_patch_from_a_kept_version_else_the_whole_s
 
     // A version this node has not reached (seen on another node): the whole subtree, since this
     // node's patches would not apply to what the client holds.
-    let ahead = Stream::open(&server, "/data/cfg?changes", &[&format!("Last-Event-ID: {}", now + 5)]);
+    let checksum = first.version.split_once('-').unwrap().1;
+    let ahead = Stream::open(&server, "/data/cfg?changes", &[&format!("Last-Event-ID: {}-{checksum}", now + 5)]);
     let event = ahead.events_through(now)[0].clone();
     assert_eq!((event.id, event.kind.as_str()), (now, "message"));
 }
@@ -242,4 +248,40 @@ fn a_long_poll_with_changes_answers_the_patch_from_the_content_its_tag_names() {
     // A tag that is not the current one: the whole subtree at once, as without ?changes.
     let (_, text) = curl(&["-s", "-D", "-", "-H", "If-None-Match: \"old\"", &server.url("/data/cfg?wait=5&changes")]);
     assert!(text.contains("Content-Type: application/json\r\n") && text.contains("\"port\""), "{text}");
+}
+
+/// A restore (here: the node started again on an empty data directory) makes a second history
+/// whose sequence 1 is not the first history's: a client that held sequence 1 of the first must
+/// get the subtree again, not be told it is up to date. An id of the older form (a sequence
+/// alone) is still taken, with the whole subtree.
+#[test]
+fn last_event_id_names_a_version_so_a_restored_history_sharing_a_sequence_is_sent_again() {
+    let first_dir = support::TempDir::new("first-history");
+    let server = Server::start(&[&first_dir.flag()]);
+    assert_eq!(write(&server, "PUT", "/data", r#"{"cfg": {"from": "the first history"}}"#), 1);
+    let stream = Stream::open(&server, "/data/cfg", &[]);
+    let held = stream.events_through(1)[0].clone();
+    drop(stream);
+    server.kill9();
+
+    let second_dir = support::TempDir::new("second-history");
+    let server = Server::start(&[&second_dir.flag()]);
+    assert_eq!(write(&server, "PUT", "/data", r#"{"cfg": {"from": "the second history"}}"#), 1);
+    for (path, id) in [("/data/cfg", held.version.as_str()), ("/data/cfg?changes", &held.version), ("/data/cfg", "1")] {
+        let resumed = Stream::open(&server, path, &[&format!("Last-Event-ID: {id}")]);
+        let event = resumed.events_through(1)[0].clone();
+        assert_eq!((event.id, event.kind.as_str()), (1, "message"), "{path} from {id}");
+        assert_eq!(serde_json::from_str::<Value>(&event.data).unwrap(), json!({"from": "the second history"}));
+        assert_ne!(event.version, held.version, "the same sequence, another version");
+    }
+    // The id of the version this node holds: up to date, nothing is sent until a change.
+    let current = Stream::open(&server, "/data/cfg", &[&format!("Last-Event-ID: {}", held_id(&server))]);
+    assert_eq!(write(&server, "PUT", "/data/cfg/from", r#""a change""#), 2);
+    let events = current.events_through(2);
+    assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), [2], "only the change: {events:?}");
+}
+
+/// The id of the version a node holds, as its events name it.
+fn held_id(server: &Server) -> String {
+    server.get("/data").header("X-Lighthouse-Version").expect("a read says its version").to_string()
 }

@@ -85,8 +85,40 @@ pub fn decode(segment: &str) -> Result<Cow<'_, str>, PathError> {
     String::from_utf8(decoded).map(Cow::Owned).map_err(|_| PathError::NotUtf8)
 }
 
-/// The parameters of a query string: `raw`, `keys` (or `shallow`), `wait=S`, `ttl=S`.
-/// Unknown parameters are ignored, as most servers do.
+/// The query parameters each resource takes; `routing.rs` answers 400 to any other name, so a
+/// typo (`?wiat=30`) is not a read that answers at once. A name starting with `_` is a cache
+/// buster (`?_=1733400000`) and passes everywhere. `access_token` (the read token in a URL) is
+/// taken by every resource. A resource not listed answers 404 before its query matters.
+pub const PARAMETERS: [(&str, &[&str]); 12] = [
+    ("data", &["raw", "keys", "shallow", "wait", "min-version", "changes", "access_token"]),
+    ("update", &["raw", "keys", "shallow", "access_token"]),
+    ("lock", &["ttl", "access_token"]),
+    ("", &["access_token"]),
+    ("ui", &["access_token"]),
+    ("version", &["access_token"]),
+    ("health", &["access_token"]),
+    ("ready", &["access_token"]),
+    ("metrics", &["access_token"]),
+    ("copy", &["access_token"]),
+    ("state", &["access_token"]),
+    ("cluster", &["access_token"]),
+];
+
+/// The refusal of a query with a parameter `resource` does not take, naming the parameter.
+pub fn unknown_parameter(resource: &str, query: &str) -> Option<String> {
+    let (_, taken) = PARAMETERS.iter().find(|(name, _)| *name == resource)?;
+    let unknown = query
+        .split('&')
+        .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
+        .find(|name| !name.is_empty() && !name.starts_with('_') && !taken.contains(name))?;
+    Some(format!(
+        "unknown query parameter '{unknown}': /{resource} takes {} (a name starting with _ is ignored)",
+        taken.join(", ")
+    ))
+}
+
+/// The parameters of a query string: `raw`, `keys` (or `shallow`), `wait=S`, `ttl=S`, ...
+/// Which resource takes which is `PARAMETERS`, checked before this.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Query<'a> {
     pub raw: bool,
@@ -163,11 +195,25 @@ mod tests {
     fn query_parameters() {
         assert_eq!(split_target("/data/x?raw"), ("/data/x", "raw"));
         assert_eq!(split_target("/data/x"), ("/data/x", ""));
-        let q = Query::parse("wait=30&keys&x=1&ttl=5");
+        let q = Query::parse("wait=30&keys&_=1&ttl=5");
         assert_eq!(q, Query { raw: false, keys: true, wait: Some("30"), ttl: Some("5"), ..Query::default() });
         assert_eq!(Query::parse("access_token=abc").access_token, Some("abc"));
         assert_eq!(Query::parse("min-version=7").min_version, Some("7"));
         assert!(Query::parse("shallow").keys);
         assert!(Query::parse("raw=1").raw);
+    }
+
+    #[test]
+    fn a_parameter_a_resource_does_not_take_is_named_and_cache_busters_pass() {
+        assert_eq!(unknown_parameter("data", "wait=30&raw&min-version=2&access_token=t"), None);
+        let refused = unknown_parameter("data", "raw&wiat=30").unwrap();
+        assert!(refused.starts_with("unknown query parameter 'wiat': /data takes raw, keys"), "{refused}");
+        assert!(unknown_parameter("lock", "wait=3").unwrap().contains("'wait'"));
+        assert_eq!(unknown_parameter("lock", "ttl=5&_=123&_cache"), None);
+        assert_eq!(unknown_parameter("data", "&&"), None);
+        assert_eq!(unknown_parameter("no-such-resource", "x=1"), None, "its 404 says more");
+        for (resource, _) in PARAMETERS {
+            assert_eq!(unknown_parameter(resource, "access_token=t"), None, "/{resource}");
+        }
     }
 }

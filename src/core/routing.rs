@@ -45,6 +45,9 @@ impl Shared {
             // A browser opening the node is sent to the page (which asks for a token if one is needed).
             return Reply::Now(Response::empty(302).with_header("Location", "/ui"));
         }
+        if let Some(refused) = path::unknown_parameter(resource, raw_query) {
+            return Reply::Now(Response::error(400, &refused));
+        }
         let query = Query::parse(raw_query);
         let forwarded = request.headers.forwarded.is_some();
         let url_token = auth::url_token(request.method, request.headers.authorization, query.access_token);

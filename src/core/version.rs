@@ -101,6 +101,14 @@ impl Version {
         format!("{}-{}", self.sequence, self.checksum)
     }
 
+    /// Reads what `to_header` writes (`SEQUENCE-CHECKSUM`, as `X-Lighthouse-Version` and the
+    /// event ids of streams give it); anything else is `None`.
+    pub fn from_header(text: &str) -> Option<Version> {
+        let (sequence, checksum) = text.trim().split_once('-')?;
+        let digits = !sequence.is_empty() && sequence.bytes().all(|b| b.is_ascii_digit());
+        Some(Version { sequence: sequence.parse().ok().filter(|_| digits)?, checksum: Checksum::parse_hex(checksum)? })
+    }
+
     /// Reads `{"sequence": N, "checksum": "..."}`; anything else is `None`.
     /// Decoded in `messages.rs`, with every other peer message.
     pub fn from_json(value: &serde_json::Value) -> Option<Version> {

@@ -13,6 +13,11 @@
 //! computed once per group and change and costing about the change. To resume such a stream from
 //! `Last-Event-ID` with a patch, the roots of the last few versions are kept (`Resume`) while
 //! streams of changes are open.
+//!
+//! An event's id is the store's version, `SEQUENCE-CHECKSUM` as `X-Lighthouse-Version` gives it:
+//! after a restore, two histories may share a sequence, and a client that resumed by the sequence
+//! alone would be told it is up to date with a store it never saw. An id of the older form, a
+//! sequence alone, is still taken: it starts the stream with the whole subtree.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -24,6 +29,7 @@ use super::{Effect, Format, ReadError, Reply, Shared, Ticket};
 use crate::core::clock::{Deadline, Now};
 use crate::core::path;
 use crate::core::value::Value;
+use crate::core::version::Version;
 use crate::http::{Bytes, Response};
 use crate::limits::{MIN_VERSION_WAIT_MS_DEFAULT, STREAM_HEARTBEAT_MS, WAIT_S_MAX, WATCHERS_MAX};
 
@@ -205,11 +211,12 @@ impl Shared {
         if self.watches.waiting() >= WATCHERS_MAX {
             return Reply::Now(Response::error(503, "too many watchers on this node").with_header("Retry-After", "1"));
         }
-        let sequence = self.store.version().sequence;
-        let last_seen = last_event_id.and_then(|id| id.trim().parse::<u64>().ok());
+        let version = self.store.version();
+        // The version the client holds; an id of the older form (a sequence alone) names none.
+        let last_seen = last_event_id.and_then(Version::from_header);
         // A stream of changes is up to date only at this very version: a client that saw a later
         // one (on another node) holds a subtree this node's patches may not apply to.
-        let up_to_date = last_seen.is_some_and(|id| id > sequence && !changes || id == sequence);
+        let up_to_date = last_seen.is_some_and(|id| id.sequence > version.sequence && !changes || id == version);
         // A stream of changes resuming from a version still kept starts with the patch from it,
         // and one that is up to date with nothing: neither renders the subtree.
         let resumed = match (changes, last_seen, &seen) {
@@ -219,17 +226,17 @@ impl Shared {
         let (first, etag) = match (resumed, &seen) {
             (_, Some(_)) if changes && up_to_date => (Bytes::EMPTY, String::new()),
             (Some(before), Some(after)) => {
-                (Bytes::Owned(event(sequence, Some("patch"), &before.diff(after))), String::new())
+                (Bytes::Owned(event(version, Some("patch"), &before.diff(after))), String::new())
             }
-            _ if !up_to_date && let Some(whole) = self.watches.whole.hit(sequence, raw_path, format) => whole,
+            _ if !up_to_date && let Some(whole) = self.watches.whole.hit(version, raw_path, format) => whole,
             // A path that does not exist yet starts with the `missing` event, and the stream goes on.
             _ => match self.store.read(raw_path, format) {
                 Ok(rendered) if up_to_date => (Bytes::EMPTY, rendered.etag.to_string()),
                 Ok(rendered) => {
-                    let first = Bytes::Shared(event(sequence, None, rendered.body.as_ref()).into());
+                    let first = Bytes::Shared(event(version, None, rendered.body.as_ref()).into());
                     let etag = rendered.etag.to_string();
                     self.watches.whole = WholeEvent::Kept {
-                        sequence,
+                        version,
                         raw_path: raw_path.to_string(),
                         format,
                         first: first.clone(),
@@ -238,14 +245,14 @@ impl Shared {
                     (first, etag)
                 }
                 Err(ReadError::NotFound) if up_to_date => (Bytes::EMPTY, String::new()),
-                Err(ReadError::NotFound) => (Bytes::Owned(missing_event(sequence, raw_path)), String::new()),
+                Err(ReadError::NotFound) => (Bytes::Owned(missing_event(version, raw_path)), String::new()),
                 Err(e) => return Reply::Now(e.response(&format!("/data{raw_path}"))),
             },
         };
         if changes {
             let root = self.store.root().clone();
             self.watches.resume.now_ms = now.mono_ms;
-            self.watches.resume.keep(sequence, &root);
+            self.watches.resume.keep(version, &root);
             self.watches.changes_streams += 1;
         }
         let watcher = Watcher { ticket, format, kind: Kind::Stream { etag, changes } };
@@ -267,10 +274,10 @@ impl Shared {
     /// After the store changed: wakes the watchers of every path whose subtree changed.
     pub(super) fn wake_watchers(&mut self, co: Option<&Coordinated>) {
         self.watches.whole = WholeEvent::None;
-        let sequence = self.store.version().sequence;
+        let version = self.store.version();
         let root = self.store.root().clone();
         if self.watches.has_changes_streams() {
-            self.watches.resume.keep(sequence, &root);
+            self.watches.resume.keep(version, &root);
         }
         let mut changed: Vec<(Vec<String>, Option<Value>)> = Vec::new();
         for (key, group) in self.watches.groups.iter_mut() {
@@ -292,7 +299,7 @@ impl Shared {
             let mut change = Change { before, patch: None, full: Vec::new() };
             let mut staying = Vec::with_capacity(watchers.len());
             for mut watcher in watchers {
-                if self.notify(co, &raw_path, &key, &mut watcher, sequence, &mut change) {
+                if self.notify(co, &raw_path, &key, &mut watcher, version, &mut change) {
                     staying.push(watcher);
                 } else {
                     self.watches.by_ticket.remove(&watcher.ticket);
@@ -313,7 +320,7 @@ impl Shared {
         raw_path: &str,
         key: &[String],
         watcher: &mut Watcher,
-        sequence: u64,
+        version: Version,
         change: &mut Change,
     ) -> bool {
         // A stream of changes gets the group's patch without the subtree being rendered: on a
@@ -323,7 +330,7 @@ impl Shared {
         {
             let patch = change
                 .patch
-                .get_or_insert_with(|| Bytes::Shared(event(sequence, Some("patch"), &before.diff(after)).into()));
+                .get_or_insert_with(|| Bytes::Shared(event(version, Some("patch"), &before.diff(after)).into()));
             self.effects.push(Effect::Event { ticket: watcher.ticket, bytes: patch.clone() });
             return true;
         }
@@ -362,7 +369,7 @@ impl Shared {
                 let bytes = match change.full.iter().find(|(format, _)| *format == watcher.format) {
                     Some((_, bytes)) => bytes.clone(),
                     None => {
-                        let bytes = Bytes::Shared(event(sequence, None, rendered.body.as_ref()).into());
+                        let bytes = Bytes::Shared(event(version, None, rendered.body.as_ref()).into());
                         change.full.push((watcher.format, bytes.clone()));
                         bytes
                     }
@@ -372,7 +379,7 @@ impl Shared {
             }
             (Kind::Stream { etag, .. }, Err(_)) => {
                 etag.clear();
-                let bytes = missing_event(sequence, raw_path);
+                let bytes = missing_event(version, raw_path);
                 self.effects.push(Effect::Event { ticket: watcher.ticket, bytes: Bytes::Owned(bytes) });
                 true
             }
@@ -478,9 +485,9 @@ impl Shared {
 }
 
 /// The `missing` event of a stream whose path does not exist (or no longer does).
-fn missing_event(sequence: u64, raw_path: &str) -> Vec<u8> {
+fn missing_event(version: Version, raw_path: &str) -> Vec<u8> {
     let body = serde_json::json!({ "error": format!("no such path: /data{raw_path}") }).to_string();
-    event(sequence, Some("missing"), body.as_bytes())
+    event(version, Some("missing"), body.as_bytes())
 }
 
 /// The milliseconds of `?wait=SECONDS` (fractions allowed, at most `WAIT_S_MAX`), or the 400 of a
@@ -492,10 +499,10 @@ pub(super) fn parse_wait(wait: &str) -> Result<u64, Response> {
     }
 }
 
-/// One server-sent event: `id: SEQUENCE`, an optional `event:` type, then the body's lines as
-/// `data:` lines.
-fn event(sequence: u64, kind: Option<&str>, body: &[u8]) -> Vec<u8> {
-    let mut out = format!("id: {sequence}\n").into_bytes();
+/// One server-sent event: `id: SEQUENCE-CHECKSUM` (the version), an optional `event:` type, then
+/// the body's lines as `data:` lines.
+fn event(version: Version, kind: Option<&str>, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("id: {}\n", version.to_header()).into_bytes();
     if let Some(kind) = kind {
         out.extend_from_slice(format!("event: {kind}\n").as_bytes());
     }
@@ -512,10 +519,32 @@ fn event(sequence: u64, kind: Option<&str>, body: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::event;
+    use crate::core::version::{Checksum, Version};
 
     #[test]
     fn events_put_every_line_of_the_body_in_a_data_line() {
-        assert_eq!(event(7, None, b"{\n  \"a\": 1\n}\n"), b"id: 7\ndata: {\ndata:   \"a\": 1\ndata: }\n\n");
-        assert_eq!(event(8, Some("missing"), b"{}"), b"id: 8\nevent: missing\ndata: {}\n\n");
+        let version = |sequence| Version { sequence, checksum: Checksum([0xab; 20]) };
+        let id = |sequence| format!("id: {sequence}-{}\n", "ab".repeat(20));
+        let expected = format!("{}data: {{\ndata:   \"a\": 1\ndata: }}\n\n", id(7));
+        assert_eq!(event(version(7), None, b"{\n  \"a\": 1\n}\n"), expected.as_bytes());
+        let expected = format!("{}event: missing\ndata: {{}}\n\n", id(8));
+        assert_eq!(event(version(8), Some("missing"), b"{}"), expected.as_bytes());
+    }
+
+    #[test]
+    fn an_event_id_reads_back_as_its_version_and_the_older_form_as_none() {
+        let version = Version { sequence: 12, checksum: Checksum([0x3c; 20]) };
+        assert_eq!(Version::from_header(&version.to_header()), Some(version));
+        assert_eq!(Version::from_header(&format!(" {} ", version.to_header())), Some(version));
+        for old_or_bad in [
+            "12",
+            "",
+            "12-",
+            "-3c3c",
+            "x-3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c",
+            "+1-3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c",
+        ] {
+            assert_eq!(Version::from_header(old_or_bad), None, "{old_or_bad:?}");
+        }
     }
 }

@@ -242,7 +242,7 @@ pub(crate) mod fixtures {
         18446744073709551615, 18446744073709551616, 5e-324],
         "a": {"": null, "é": "\"quoted\" \\ \n\t\r\b\f \u0001\u001f\u007f ☃ 😀", "nested": [[], {}, [{}]]},
         "a long key that does not fit inline at all": "and a long string value that does not either",
-        "dup": 1, "dup": 2, "m": true, "n": false}"#;
+        "dup": 2, "m": true, "n": false}"#;
 }
 
 #[cfg(test)]

@@ -8,14 +8,15 @@ use std::sync::Arc;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::{Entry, Str, Value};
-use crate::limits::STORE_DEPTH_MAX;
+use crate::limits::{SHOWN_KEY_BYTES_MAX, STORE_DEPTH_MAX};
 
 /// Items per block of the scratch stack; small in unit tests, so that they cross many blocks.
 const PARSE_BLOCK_ITEMS: usize = if cfg!(test) { 64 } else { crate::limits::PARSE_BLOCK_ITEMS };
 
 impl Value {
-    /// Parses JSON text into a tree, at most `STORE_DEPTH_MAX` levels deep. Duplicate keys keep
-    /// the last value, as serde_json does.
+    /// Parses JSON text into a tree, at most `STORE_DEPTH_MAX` levels deep. A key twice in one
+    /// object is an error naming it: serde_json would keep the last value silently, and a client
+    /// that wrote both meant one of them (RFC 8259 leaves duplicates' meaning open).
     pub fn parse(bytes: &[u8]) -> Result<Value, serde_json::Error> {
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
         let value = ValueSeed.deserialize(&mut deserializer)?;
@@ -216,19 +217,27 @@ impl<'de> Visitor<'de> for Depth<'_> {
         if sorted {
             return Ok(Value::object_by_chunks(count, |n| drain.take(n)));
         }
-        // Sorted by key; of equal keys the last wins, as in serde_json's map. A stable sort
-        // keeps equal keys in input order, so the last of each run is the one to keep.
+        // Sorted by key; equal keys end up side by side (in sorted input, a key equal to the one
+        // before it made `sorted` false, so it is found here too).
         let mut entries: Vec<Entry> = drain.take(count);
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut unique: Vec<Entry> = Vec::with_capacity(entries.len());
-        for entry in entries {
-            match unique.last_mut() {
-                Some(last) if last.0 == entry.0 => *last = entry,
-                _ => unique.push(entry),
-            }
+        if let Some(pair) = entries.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+            return Err(de::Error::custom(duplicate_key(pair[0].0.as_str())));
         }
-        Ok(Value::object(unique))
+        Ok(Value::object(entries))
     }
+}
+
+/// The error of a key found twice in one object, naming it (JSON-escaped, cut to
+/// `SHOWN_KEY_BYTES_MAX`).
+fn duplicate_key(key: &str) -> String {
+    let mut shown = serde_json::to_string(key).unwrap_or_default();
+    if shown.len() > SHOWN_KEY_BYTES_MAX {
+        let cut = (0..=SHOWN_KEY_BYTES_MAX).rev().find(|i| shown.is_char_boundary(*i)).unwrap_or(0);
+        shown.truncate(cut);
+        shown.push_str("...");
+    }
+    format!("duplicate key {shown} in one object: send each key once")
 }
 
 /// What is left where an entry was moved out of the scratch stack (allocates nothing).
@@ -275,8 +284,15 @@ mod tests {
     use crate::core::value::fixtures::*;
 
     #[test]
-    fn duplicate_keys_keep_the_last_value_as_serde_json_does() {
-        assert_eq!(parse(r#"{"b": 1, "a": 2, "b": 3}"#).to_compact(), br#"{"a":2,"b":3}"#);
+    fn a_key_twice_in_one_object_is_an_error_naming_it() {
+        for text in [r#"{"b": 1, "a": 2, "b": 3}"#, r#"{"a": 1, "b": 2, "b": 3}"#, r#"[{"x": {"b\n": 1, "b\n": 1}}]"#] {
+            let error = Value::parse(text.as_bytes()).unwrap_err().to_string();
+            assert!(error.starts_with("duplicate key \"b"), "{text}: {error}");
+        }
+        assert_eq!(parse(r#"{"a": {"b": 1}, "b": {"b": 2}}"#).to_compact(), br#"{"a":{"b":1},"b":{"b":2}}"#);
+        let long = format!(r#"{{"{0}": 1, "{0}": 2}}"#, "k".repeat(1000));
+        let error = Value::parse(long.as_bytes()).unwrap_err().to_string();
+        assert!(error.len() < SHOWN_KEY_BYTES_MAX + 100 && error.contains("kkk... in one object"), "{error}");
     }
 
     #[test]
@@ -291,7 +307,7 @@ mod tests {
     fn containers_across_the_scratch_blocks_parse_as_serde_json_does() {
         let long: Vec<String> = (0..PARSE_BLOCK_ITEMS + 7).map(|i| i.to_string()).collect();
         let wide: Vec<String> = (0..PARSE_BLOCK_ITEMS + 300).map(|i| format!("\"k{i:07}\": [{i}, {{}}]")).collect();
-        let unsorted: Vec<String> = (0..2000).map(|i| format!("\"u{}\": {i}", (i * 7919) % 1500)).collect();
+        let unsorted: Vec<String> = (0..2000).map(|i| format!("\"u{}\": {i}", (i * 7919) % 2000)).collect();
         let small: Vec<String> = (0..PARSE_BLOCK_ITEMS + 10).map(|i| format!("[{i}]")).collect();
         let text = format!(
             "[[{}], {{{}}}, {{{}}}, [{}], {{\"b\": [1, [2, [3]]], \"a\": {{}}}}]",

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use crate::core::clock::{Deadline, Now};
 use crate::core::store::Format;
 use crate::core::value::Value;
+use crate::core::version::Version;
 use crate::http::Bytes;
 use crate::limits::{STREAM_RESUME_MS, STREAM_RESUME_VERSIONS_MAX};
 
@@ -19,7 +20,7 @@ pub(super) enum WholeEvent {
     #[default]
     None,
     Kept {
-        sequence: u64,
+        version: Version,
         raw_path: String,
         format: Format,
         first: Bytes,
@@ -29,10 +30,10 @@ pub(super) enum WholeEvent {
 
 impl WholeEvent {
     /// The event and its tag, when the one kept is of this version, path and format.
-    pub(super) fn hit(&self, at: u64, path: &str, wanted: Format) -> Option<(Bytes, String)> {
+    pub(super) fn hit(&self, at: Version, path: &str, wanted: Format) -> Option<(Bytes, String)> {
         match self {
-            WholeEvent::Kept { sequence, raw_path, format, first, etag }
-                if *sequence == at && raw_path == path && *format == wanted =>
+            WholeEvent::Kept { version, raw_path, format, first, etag }
+                if *version == at && raw_path == path && *format == wanted =>
             {
                 Some((first.clone(), etag.clone()))
             }
@@ -42,29 +43,30 @@ impl WholeEvent {
 }
 
 /// The roots of recent versions, newest last, each with the time it was kept: a stream of
-/// changes that reconnects with `Last-Event-ID` of one of them starts with a patch from it. At
+/// changes that reconnects with `Last-Event-ID` of one of them (its sequence and checksum: two
+/// histories may share a sequence after a restore) starts with a patch from it. At
 /// most `STREAM_RESUME_VERSIONS_MAX`, none older than `STREAM_RESUME_MS`; a version holds only
 /// what later ones do not share with it, but a store replaced whole is held once per version.
 #[derive(Debug, Default)]
 pub(super) struct Resume {
-    versions: VecDeque<(u64, Value, u64)>,
+    versions: VecDeque<(Version, Value, u64)>,
     /// The clock as last seen (`keep` is called where no `now` is passed).
     pub(super) now_ms: u64,
 }
 
 impl Resume {
-    pub(super) fn keep(&mut self, sequence: u64, root: &Value) {
-        if self.versions.back().is_some_and(|(kept, _, _)| *kept >= sequence) {
+    pub(super) fn keep(&mut self, version: Version, root: &Value) {
+        if self.versions.back().is_some_and(|(kept, _, _)| kept.sequence >= version.sequence) {
             return;
         }
         if self.versions.len() == STREAM_RESUME_VERSIONS_MAX {
             self.versions.pop_front();
         }
-        self.versions.push_back((sequence, root.clone(), self.now_ms));
+        self.versions.push_back((version, root.clone(), self.now_ms));
     }
 
-    pub(super) fn root_at(&self, sequence: u64) -> Option<&Value> {
-        self.versions.iter().find(|(kept, _, _)| *kept == sequence).map(|(_, root, _)| root)
+    pub(super) fn root_at(&self, version: Version) -> Option<&Value> {
+        self.versions.iter().find(|(kept, _, _)| *kept == version).map(|(_, root, _)| root)
     }
 
     pub(super) fn next_deadline(&self) -> Option<Deadline> {
