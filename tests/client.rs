@@ -1,0 +1,301 @@
+//! The client in the same binary (`lighthouse get|put|...`), driven as a user drives it: through
+//! `sh` pipes, with `$EDITOR` set to a script, a `watch --exec` left running across a server
+//! restart, and `lock -- CMD` around commands that stage with the client itself.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use support::{BINARY, Server, TempDir, wait_for};
+
+/// The client's command for `server`, with nothing of this process's environment that it reads.
+fn client(server: &Server) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .env("LIGHTHOUSE_SERVER", format!("http://{}", server.addr))
+        .env_remove("LIGHTHOUSE_TOKEN_FILE")
+        .env_remove("LIGHTHOUSE_LOCK")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs the client with `args`; its exit status, stdout and stderr.
+fn run(server: &Server, args: &[&str]) -> (i32, String, String) {
+    finished(client(server).args(args).output().expect("the client runs"))
+}
+
+/// Runs a shell command line with the client's environment (`$LH` is the binary).
+fn shell(server: &Server, line: &str) -> (i32, String, String) {
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(line).env("LH", BINARY).env("LIGHTHOUSE_SERVER", format!("http://{}", server.addr));
+    finished(command.env_remove("LIGHTHOUSE_TOKEN_FILE").env_remove("LIGHTHOUSE_LOCK").output().expect("sh runs"))
+}
+
+fn finished(output: Output) -> (i32, String, String) {
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("UTF-8 output");
+    (output.status.code().unwrap_or(-1), text(output.stdout), text(output.stderr))
+}
+
+/// A script at `dir/name` that runs `body` under sh.
+fn script(dir: &Path, name: &str, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+/// A client process left running (a `watch`), killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The lines of a file (none when it does not exist yet).
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+fn sequence(server: &Server) -> u64 {
+    server.get("/version").json()["sequence"].as_u64().unwrap()
+}
+
+#[test]
+fn put_reads_json_from_a_pipe_and_get_prints_it_for_pipes() {
+    let server = Server::start(&[]);
+    let (status, out, err) = shell(&server, r#"echo '{"a": 1, "s": "a b", "list": [1, 2]}' | "$LH" put /x -"#);
+    assert_eq!(status, 0, "put from a pipe: {err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["sequence"], 1, "prints the version");
+    assert_eq!(run(&server, &["get", "/x/a"]), (0, "1\n".into(), String::new()));
+    assert_eq!(run(&server, &["get", "/x/s", "--raw"]).1, "a b");
+    assert_eq!(run(&server, &["get", "/x", "--keys"]).1, "[\n  \"a\",\n  \"list\",\n  \"s\"\n]\n");
+    let (status, out, _) = shell(&server, r#""$LH" get /x | tr -d ' \n'"#);
+    assert_eq!((status, out.as_str()), (0, r#"{"a":1,"list":[1,2],"s":"ab"}"#));
+    assert_eq!(run(&server, &["patch", "/x", "--merge", r#"{"a": null, "b": true}"#]).0, 0);
+    let patch = r#"[{"op": "add", "path": "/list/-", "value": 3}]"#;
+    assert_eq!(run(&server, &["patch", "/x", "--json-patch", patch]).0, 0);
+    assert_eq!(run(&server, &["delete", "/x/s"]).0, 0);
+    assert_eq!(server.get("/data/x").json(), serde_json::json!({"b": true, "list": [1, 2, 3]}));
+}
+
+#[test]
+fn exit_statuses_say_refused_usage_or_unreachable() {
+    let server = Server::start(&[]);
+    let (status, out, err) = run(&server, &["get", "/nope"]);
+    assert_eq!((status, out.as_str()), (1, ""), "a refusal prints nothing on stdout");
+    assert_eq!(err, "lighthouse get: no such path: /data/nope (404)\n", "the server's one line");
+    assert_eq!(run(&server, &["put", "/x", "{nope"]).0, 1, "the server refuses what is not JSON");
+    let tag = "\"0000000000000000000000000000000000000000\"";
+    let (status, _, err) = run(&server, &["put", "/x", "1", "--if-match", tag]);
+    assert!(status == 1 && err.contains("412"), "a failed precondition is a refusal: {err}");
+    for args in [&["put", "/x"][..], &["get"], &["get", "/x", "--nope"], &["get", "x"], &["patch", "/x", "{}"]] {
+        let (status, _, err) = run(&server, args);
+        assert_eq!(status, 2, "{args:?} is a usage error");
+        assert!(err.contains("Usage: lighthouse"), "{args:?} prints its usage: {err}");
+    }
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (status, _, err) = run(&server, &["get", "/", "--server", &format!("http://{closed}")]);
+    assert_eq!(status, 3, "nobody listens: {err}");
+    assert!(err.contains("cannot reach the server"), "{err}");
+    for command in ["get", "put", "patch", "delete", "edit", "watch", "lock", "status"] {
+        let (status, out, _) = run(&server, &[command, "--help"]);
+        assert_eq!(status, 0);
+        assert!(out.starts_with(&format!("Usage: lighthouse {command}")), "{command} --help: {out}");
+    }
+}
+
+#[test]
+fn a_token_file_is_sent_as_the_server_expects() {
+    let dir = TempDir::new("client-token");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let server = Server::start(&[&format!("--token-file={}", token.display())]);
+    let (status, _, err) = run(&server, &["put", "/x", "1"]);
+    assert_eq!(status, 1, "no token: refused");
+    assert!(err.contains("changes need a token"), "{err}");
+    let (status, _, err) = run(&server, &["put", "/x", "1", "--token-file", token.to_str().unwrap()]);
+    assert_eq!(status, 0, "{err}");
+    let status = client(&server).args(["put", "/y", "2"]).env("LIGHTHOUSE_TOKEN_FILE", &token).status().unwrap();
+    assert_eq!(status.code(), Some(0), "the token file from the environment");
+}
+
+#[test]
+fn edit_writes_back_what_the_editor_saved() {
+    let server = Server::start(&[]);
+    let dir = TempDir::new("client-edit");
+    assert_eq!(run(&server, &["put", "/web", r#"{"port": 8080}"#]).0, 0);
+    let editor = script(dir.path(), "editor", r#"sed -i 's/8080/9090/' "$1""#);
+    let (status, _, err) = finished(client(&server).args(["edit", "/web"]).env("EDITOR", &editor).output().unwrap());
+    assert_eq!(status, 0, "{err}");
+    assert_eq!(server.get("/data/web/port").text(), "9090\n");
+    let unchanged = script(dir.path(), "true", "true");
+    let (status, _, err) = finished(client(&server).args(["edit", "/web"]).env("EDITOR", &unchanged).output().unwrap());
+    assert_eq!((status, err.as_str()), (0, "lighthouse edit: no change\n"));
+    assert_eq!(sequence(&server), 2, "an edit that changed nothing writes nothing");
+}
+
+#[test]
+fn edit_refuses_to_overwrite_a_change_made_while_the_editor_was_open() {
+    let server = Server::start(&[]);
+    let dir = TempDir::new("client-edit-412");
+    assert_eq!(run(&server, &["put", "/web", r#"{"port": 8080}"#]).0, 0);
+    // The editor: someone else writes the value through the server meanwhile, then the user saves.
+    let editor = script(dir.path(), "editor", r#""$LH" put /web/port 7070 >/dev/null && sed -i 's/8080/9090/' "$1""#);
+    let output = client(&server).args(["edit", "/web"]).env("EDITOR", &editor).env("LH", BINARY).output().unwrap();
+    let (status, _, err) = finished(output);
+    assert_eq!(status, 1, "without a terminal it gives up: {err}");
+    assert!(err.contains("someone else changed /web since you opened it"), "{err}");
+    assert_eq!(server.get("/data/web/port").text(), "7070\n", "the other change stands");
+    let kept = err.split("kept in ").nth(1).and_then(|rest| rest.strip_suffix(")\n")).expect("names the file");
+    assert!(std::fs::read_to_string(kept).unwrap().contains("9090"), "the edit is kept");
+    let _ = std::fs::remove_file(kept);
+}
+
+#[test]
+fn watch_exec_survives_a_server_restart_and_never_runs_twice_for_one_version() {
+    let data = TempDir::new("client-watch-restart");
+    let dir = TempDir::new("client-watch-runs");
+    let runs = dir.path().join("runs");
+    let server = Server::start(&[&data.flag()]);
+    let addr = server.addr;
+    assert_eq!(run(&server, &["put", "/x", "0"]).0, 0);
+    let exec = format!("echo \"$LIGHTHOUSE_SEQUENCE $LIGHTHOUSE_PATH $(cat)\" >> {}", runs.display());
+    let _watch = Running(client(&server).args(["watch", "/x", "--exec", &exec]).stderr(Stdio::null()).spawn().unwrap());
+    wait_for("the first run, at start", || lines(&runs) == ["1 /x 0"]);
+    assert_eq!(run(&server, &["put", "/x", "1"]).0, 0);
+    wait_for("the run of sequence 2", || lines(&runs).last().map(String::as_str) == Some("2 /x 1"));
+    assert_eq!(server.terminate().code(), Some(0));
+    let server = Server::start_on(&addr.to_string(), &[&data.flag()]);
+    // Back on the same version: the watch resumes from it and runs nothing again.
+    assert_eq!(run(&server, &["put", "/y", "0"]).0, 0, "a change elsewhere");
+    for value in 2..=4 {
+        assert_eq!(run(&server, &["put", "/x", &value.to_string()]).0, 0);
+    }
+    let newest = sequence(&server);
+    wait_for("the run of the newest version", || lines(&runs).last() == Some(&format!("{newest} /x 4")));
+    let seen = lines(&runs);
+    let sequences: Vec<u64> = seen.iter().map(|l| l.split(' ').next().unwrap().parse().unwrap()).collect();
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "each version ran once, in order: {seen:?}");
+    assert!(!sequences.contains(&3), "sequence 3 changed only /y: {seen:?}");
+}
+
+#[test]
+fn watch_coalesces_a_burst_into_one_more_run_with_the_newest_value() {
+    let server = Server::start(&[]);
+    let dir = TempDir::new("client-watch-burst");
+    let (runs, gate) = (dir.path().join("runs"), dir.path().join("gate"));
+    assert_eq!(run(&server, &["put", "/n", "0"]).0, 0);
+    // Each run records its value, then waits for the test to open the gate: a slow command.
+    let exec = format!(
+        "echo \"$LIGHTHOUSE_SEQUENCE $(cat)\" >> {runs}; while [ ! -e {gate} ]; do sleep 0.01; done; rm -f {gate}",
+        runs = runs.display(),
+        gate = gate.display()
+    );
+    let _watch = Running(client(&server).args(["watch", "/n", "--exec", &exec]).stderr(Stdio::null()).spawn().unwrap());
+    wait_for("the first run to start", || lines(&runs).len() == 1);
+    for value in 1..=10 {
+        assert_eq!(run(&server, &["put", "/n", &value.to_string()]).0, 0);
+    }
+    let newest = sequence(&server);
+    // Open the gate for each run until one has run with the newest value.
+    wait_for("a run with the newest value", || {
+        if !gate.exists() {
+            std::fs::write(&gate, "").unwrap();
+        }
+        lines(&runs).last() == Some(&format!("{newest} 10"))
+    });
+    let seen = lines(&runs);
+    // One more run; two when the last event reached the watch just after the first run ended.
+    assert!(seen.len() <= 3, "ten writes coalesced: {seen:?}");
+    let sequences: Vec<u64> = seen.iter().map(|l| l.split(' ').next().unwrap().parse().unwrap()).collect();
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "no version ran twice: {seen:?}");
+}
+
+#[test]
+fn watch_renders_a_file_atomically_and_prints_values_one_per_line() {
+    let server = Server::start(&[]);
+    let dir = TempDir::new("client-watch-render");
+    let file = dir.path().join("motd");
+    assert_eq!(run(&server, &["put", "/motd", "\"hello\""]).0, 0);
+    let args = ["watch", "/motd", "--raw", "--render", file.to_str().unwrap()];
+    let _render = Running(client(&server).args(args).stderr(Stdio::null()).spawn().unwrap());
+    let mut printer = Running(client(&server).args(["watch", "/"]).stdout(Stdio::piped()).spawn().unwrap());
+    wait_for("the file", || std::fs::read_to_string(&file).is_ok_and(|t| t == "hello"));
+    assert_eq!(run(&server, &["put", "/motd", "\"bye\""]).0, 0);
+    wait_for("the file rewritten", || std::fs::read_to_string(&file).is_ok_and(|t| t == "bye"));
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["motd"], "no temporary file is left");
+    let mut stdout = std::io::BufReader::new(printer.0.stdout.take().unwrap());
+    let mut line = String::new();
+    for expected in ["{\"motd\":\"hello\"}\n", "{\"motd\":\"bye\"}\n"] {
+        line.clear();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert_eq!(line, expected);
+    }
+}
+
+#[test]
+fn lock_commits_what_the_command_staged_when_it_succeeds() {
+    let server = Server::start(&[]);
+    let line = r#""$LH" lock deploy -- sh -c '"$LH" put /a 1 && "$LH" put /b "\"$LIGHTHOUSE_LOCK\"" && "$LH" get /a'"#;
+    let (status, out, err) = shell(&server, line);
+    assert_eq!(status, 0, "{err}");
+    assert!(out.starts_with("1\n"), "the command reads what it staged: {out}");
+    assert_eq!(server.get("/data").json(), serde_json::json!({"a": 1, "b": "deploy"}));
+    assert_eq!(server.get("/lock").status, 404, "the lock is free");
+}
+
+#[test]
+fn lock_aborts_when_the_command_fails_and_exits_with_its_status() {
+    let server = Server::start(&[]);
+    let (status, _, err) = shell(&server, r#""$LH" lock deploy -- sh -c '"$LH" put /a 1 && exit 7'"#);
+    assert_eq!(status, 7, "{err}");
+    assert!(err.contains("aborted"), "{err}");
+    assert_eq!(server.get("/data").json(), serde_json::json!({}), "nothing landed");
+    assert_eq!(server.get("/lock").status, 404, "the lock is free");
+    assert_eq!(server.request("PUT", "/lock", b"other").status, 200);
+    let (status, _, err) = run(&server, &["lock", "deploy", "--", "true"]);
+    assert_eq!(status, 1, "another holds the lock");
+    assert!(err.contains("other"), "the server's message names the holder: {err}");
+}
+
+#[test]
+fn lock_renews_the_lease_while_the_command_runs() {
+    let server = Server::start(&[]);
+    // A lease of 1 s, and a command that stages, then works for 2.5 s: only renewals keep it.
+    let line = r#""$LH" lock deploy --ttl 1 -- sh -c '"$LH" put /a 1 && sleep 2.5'"#;
+    let (status, out, err) = shell(&server, line);
+    assert_eq!(status, 0, "committed: {err}");
+    assert!(out.contains("\"sequence\": 1"), "{out}");
+    assert_eq!(server.get("/data/a").text(), "1\n");
+}
+
+#[test]
+fn status_shows_every_node_of_a_three_node_cluster() {
+    let members = support::cluster::chain(3, "client-status", &[]);
+    let report = || {
+        let (status, out, err) = run(members[1].server(), &["status", "--json"]);
+        assert_eq!(status, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    // The peers' sequences are what gossip last told this node: within a round they agree.
+    wait_for("every node at lag 0", || report()["nodes"].as_array().unwrap().iter().all(|n| n["lag"] == 0));
+    let report = report();
+    let nodes = report["nodes"].as_array().unwrap();
+    let mut addresses: Vec<&str> = nodes.iter().map(|n| n["address"].as_str().unwrap()).collect();
+    addresses.sort();
+    let mut expected: Vec<String> = members.iter().map(|m| m.address()).collect();
+    expected.sort();
+    assert_eq!(addresses, expected);
+    assert_eq!(nodes.iter().filter(|n| n["role"] == "coordinator").count(), 1, "{report}");
+    assert!(nodes.iter().all(|n| n["reachable"] == true), "{report}");
+    assert_eq!(report["coordinator"], members[0].writes()["coordinator"]);
+    let (status, table, _) = run(members[1].server(), &["status"]);
+    assert_eq!(status, 0);
+    assert!(table.contains("ADDRESS") && expected.iter().all(|a| table.contains(a.as_str())), "{table}");
+}
