@@ -299,3 +299,51 @@ fn status_shows_every_node_of_a_three_node_cluster() {
     assert_eq!(status, 0);
     assert!(table.contains("ADDRESS") && expected.iter().all(|a| table.contains(a.as_str())), "{table}");
 }
+
+/// docs/client.md's session, each `$ ` command run by bash with the client on `PATH` (stderr
+/// shown with stdout, as a terminal shows it), printing the lines the page shows below it.
+#[test]
+fn the_client_pages_session_prints_what_the_page_shows() {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/client.md")).unwrap();
+    let start = page.find("\n## A session\n").expect("the session's heading");
+    let body = start + page[start..].find("```console\n").expect("its console block") + "```console\n".len();
+    let session = &page[body..body + page[body..].find("```").unwrap()];
+    let server = Server::start(&[]);
+    let bin_dir = Path::new(BINARY).parent().unwrap().display().to_string();
+    let path = format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default());
+    let mut steps: Vec<(String, String)> = Vec::new();
+    for line in session.lines() {
+        match line.strip_prefix("$ ") {
+            Some(command) => steps.push((command.to_string(), String::new())),
+            None => steps.last_mut().expect("a command first").1.push_str(&format!("{line}\n")),
+        }
+    }
+    assert!(steps.len() >= 8, "{steps:?}");
+    for (command, expected) in steps {
+        let mut bash = Command::new("bash");
+        bash.arg("-c").arg(format!("{{ {command}; }} 2>&1")).env("PATH", &path);
+        bash.env("LIGHTHOUSE_SERVER", format!("http://{}", server.addr)).env_remove("LIGHTHOUSE_TOKEN_FILE");
+        let (_, out, _) = finished(bash.env_remove("LIGHTHOUSE_LOCK").output().unwrap());
+        assert_eq!(out, expected, "{command}");
+    }
+}
+
+/// The `lighthouse watch` line docs/tutorial.md shows beside its shell loop, run as written.
+#[test]
+fn the_tutorials_watch_line_reports_each_change() {
+    let tutorial = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/tutorial.md")).unwrap();
+    let line = tutorial.lines().find(|l| l.starts_with("lighthouse watch /providers/beta")).expect("the line");
+    let server = Server::start(&[]);
+    assert_eq!(run(&server, &["put", "/", r#"{"providers": {"beta": ["192.168.2.1"]}}"#]).0, 0);
+    let dir = TempDir::new("client-tutorial-watch");
+    let bin_dir = Path::new(BINARY).parent().unwrap().display().to_string();
+    let mut bash = Command::new("bash");
+    bash.arg("-c").arg(format!("exec {line} > out")).current_dir(dir.path()).stderr(Stdio::null());
+    bash.env("PATH", format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default()));
+    let _watch = Running(bash.env("LIGHTHOUSE_SERVER", format!("http://{}", server.addr)).spawn().unwrap());
+    let out = dir.path().join("out");
+    wait_for("the first report", || lines(&out) == [r#"providers changed: ["192.168.2.1"]"#]);
+    assert_eq!(run(&server, &["put", "/providers/beta/1", "\"192.168.2.2\""]).0, 0);
+    let second = r#"providers changed: ["192.168.2.1","192.168.2.2"]"#;
+    wait_for("the second report", || lines(&out).last().map(String::as_str) == Some(second));
+}

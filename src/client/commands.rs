@@ -24,7 +24,11 @@ fn finish(answer: Answer) -> Result<u8, Failure> {
 /// `If-Match` as the server wants it: a tag in quotes, or `*`.
 fn if_match(args: &Args) -> Option<String> {
     let tag = args.value("--if-match")?;
-    Some(if tag == "*" || tag.starts_with('"') || tag.starts_with("W/") { tag.to_string() } else { format!("\"{tag}\"") })
+    Some(if tag == "*" || tag.starts_with('"') || tag.starts_with("W/") {
+        tag.to_string()
+    } else {
+        format!("\"{tag}\"")
+    })
 }
 
 /// A value from the command line, or from stdin for `-`.

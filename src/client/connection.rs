@@ -108,7 +108,13 @@ impl Server {
     }
 
     /// One request on a new connection, and its whole answer.
-    pub fn send(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Answer, Unreachable> {
+    pub fn send(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Answer, Unreachable> {
         let mut stream = self.connect()?;
         let lost = |why: String| Unreachable(format!("the server at {} did not answer: {why}", self.url));
         let _ = stream.set_read_timeout(Some(Duration::from_millis(CLIENT_ANSWER_TIMEOUT_MS)));
@@ -137,7 +143,11 @@ impl Server {
 
     /// Opens an event stream on `target` (`Accept: text/event-stream`, `Last-Event-ID` when
     /// given). An answer that is not a stream (a refusal) comes back whole as `Err(Ok(answer))`.
-    pub fn open_stream(&self, target: &str, last_event_id: Option<u64>) -> Result<EventStream, Result<Answer, Unreachable>> {
+    pub fn open_stream(
+        &self,
+        target: &str,
+        last_event_id: Option<u64>,
+    ) -> Result<EventStream, Result<Answer, Unreachable>> {
         let id = last_event_id.map(|n| n.to_string());
         let mut headers = vec![("Accept", "text/event-stream")];
         if let Some(id) = &id {
@@ -158,9 +168,10 @@ impl Server {
                 None => {}
             }
         };
-        let streaming = head.status == 200 && header_lines(&buf[..head.len]).iter().any(|(n, v)| {
-            n.eq_ignore_ascii_case("content-type") && v.starts_with("text/event-stream")
-        });
+        let streaming = head.status == 200
+            && header_lines(&buf[..head.len])
+                .iter()
+                .any(|(n, v)| n.eq_ignore_ascii_case("content-type") && v.starts_with("text/event-stream"));
         if !streaming {
             // Read it again whole, with the reader that knows every framing.
             drop(stream);

@@ -38,7 +38,10 @@ pub fn run(server: &Server, args: &Args) -> Result<u8, Failure> {
         }
         let changed = format!("someone else changed {path} since you opened it");
         if !ask(&format!("{changed}. Edit the new version? [y/N] "), false) {
-            return Err(Failure::Refused(format!("{changed}; nothing written (your edit is kept in {})", file.shown())));
+            return Err(Failure::Refused(format!(
+                "{changed}; nothing written (your edit is kept in {})",
+                file.shown()
+            )));
         }
         answer = server.send("GET", &target, &[], b"")?;
     }
@@ -50,7 +53,8 @@ fn edit_until_valid(file: &EditFile, original: &[u8]) -> Result<Option<Vec<u8>>,
     loop {
         file.write(&text)?;
         run_editor(&file.0)?;
-        text = std::fs::read(&file.0).map_err(|e| Failure::Refused(format!("cannot read back {}: {e}", file.shown())))?;
+        text =
+            std::fs::read(&file.0).map_err(|e| Failure::Refused(format!("cannot read back {}: {e}", file.shown())))?;
         if text == original {
             return Ok(None);
         }
