@@ -347,3 +347,47 @@ fn the_tutorials_watch_line_reports_each_change() {
     let second = r#"providers changed: ["192.168.2.1","192.168.2.2"]"#;
     wait_for("the second report", || lines(&out).last().map(String::as_str) == Some(second));
 }
+
+#[test]
+fn lock_aborts_when_ctrl_c_interrupts_the_command() {
+    use std::os::unix::process::CommandExt;
+    let server = Server::start(&[]);
+    // Its own process group, as a terminal's foreground job: Ctrl-C goes to every process in it.
+    let mut command = client(&server);
+    command.args(["lock", "deploy", "--", "sh", "-c", "\"$0\" put /a 1 && exec sleep 60", BINARY]);
+    let mut lock = Running(command.stderr(Stdio::null()).process_group(0).spawn().unwrap());
+    wait_for("the command to stage", || server.get("/update/deploy/a").status == 200);
+    let group = libc::pid_t::try_from(lock.0.id()).unwrap();
+    // SAFETY: a signal to the process group this test made.
+    unsafe { libc::kill(-group, libc::SIGINT) };
+    let mut status = None;
+    wait_for("the client to exit", || {
+        status = lock.0.try_wait().unwrap();
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().code(), Some(130), "the command's death by SIGINT, as a shell reports it");
+    assert_eq!(server.get("/lock").status, 404, "aborted at once, not left to lapse");
+    assert_eq!(server.get("/data").json(), serde_json::json!({}));
+}
+
+#[test]
+fn watch_exits_1_when_the_server_refuses_and_0_when_its_reader_is_gone() {
+    let dir = TempDir::new("client-watch-refused");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "r\n").unwrap();
+    let reads = Server::start(&[&format!("--read-token-file={}", token.display())]);
+    let (status, _, err) = run(&reads, &["watch", "/"]);
+    assert_eq!(status, 1, "no token: the stream is refused, for good");
+    assert!(err.contains("reads need a token"), "{err}");
+    let server = Server::start(&[]);
+    assert_eq!(run(&server, &["put", "/x", "1"]).0, 0);
+    let mut command = Command::new("sh");
+    command.arg("-c").arg("\"$0\" watch /x | head -n 1 > /dev/null").arg(BINARY);
+    let mut pipeline = Running(command.env("LIGHTHOUSE_SERVER", format!("http://{}", server.addr)).spawn().unwrap());
+    let mut value = 2;
+    wait_for("the watch to end once head is gone (on its next print)", || {
+        assert_eq!(run(&server, &["put", "/x", &value.to_string()]).0, 0);
+        value += 1;
+        pipeline.0.try_wait().unwrap().is_some()
+    });
+}

@@ -5,11 +5,10 @@ use std::io::{Read, Write};
 
 use super::{Answer, Args, Failure, Server, lock_of, target};
 
-/// Writes the bytes to stdout; a closed pipe (`| head`) is not an error.
-pub fn print(bytes: &[u8]) {
+/// Writes the bytes to stdout; false when it is closed (`| head -1`), which is not an error.
+pub fn print(bytes: &[u8]) -> bool {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(bytes);
-    let _ = out.flush();
+    out.write_all(bytes).and_then(|()| out.flush()).is_ok()
 }
 
 /// 0 after printing a successful answer's body; the refusal otherwise.

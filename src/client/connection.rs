@@ -119,26 +119,7 @@ impl Server {
         let lost = |why: String| Unreachable(format!("the server at {} did not answer: {why}", self.url));
         let _ = stream.set_read_timeout(Some(Duration::from_millis(CLIENT_ANSWER_TIMEOUT_MS)));
         stream.write_all(&self.request_bytes(method, target, headers, body)).map_err(|e| lost(e.to_string()))?;
-        let mut reader = Reader::new(Side::Answers, CLIENT_ANSWER_BYTES_MAX);
-        let mut buf = Vec::new();
-        let mut closed = false;
-        loop {
-            match reader.step(&buf, closed).map_err(|e| lost(e.message().to_string()))? {
-                Step::Ready => {
-                    let (head, head_bytes, body) = reader.answer(&buf);
-                    return Ok(Answer { status: head.status, headers: header_lines(head_bytes), body: body.to_vec() });
-                }
-                Step::Consume(n) | Step::Body { consume: n, .. } if n > 0 => {
-                    buf.drain(..n);
-                }
-                Step::More | Step::Consume(_) | Step::Body { .. } if closed => {
-                    return Err(lost("the connection closed in the middle of the answer".into()));
-                }
-                Step::More | Step::Consume(_) | Step::Body { .. } => {
-                    closed = read_more(&mut stream, &mut buf).map_err(|e| lost(e.to_string()))?;
-                }
-            }
-        }
+        read_answer(&mut stream, Vec::new()).map_err(lost)
     }
 
     /// Opens an event stream on `target` (`Accept: text/event-stream`, `Last-Event-ID` when
@@ -154,16 +135,18 @@ impl Server {
             headers.push(("Last-Event-ID", id));
         }
         let mut stream = self.connect().map_err(Err)?;
-        let lost = |why: String| Err(Unreachable(format!("the stream from {} broke: {why}", self.url)));
-        stream.write_all(&self.request_bytes("GET", target, &headers, b"")).map_err(|e| lost(e.to_string()))?;
+        let lost = |why: String| Unreachable(format!("the stream from {} broke: {why}", self.url));
+        let write = stream.write_all(&self.request_bytes("GET", target, &headers, b""));
+        write.map_err(|e| Err(lost(e.to_string())))?;
         let _ = stream.set_read_timeout(Some(Duration::from_millis(crate::limits::WATCH_SILENCE_MS)));
         let mut buf = Vec::new();
         let head = loop {
-            match parse_response_head(&buf, CLIENT_ANSWER_BYTES_MAX).map_err(|e| lost(e.message().to_string()))? {
+            let parsed = parse_response_head(&buf, CLIENT_ANSWER_BYTES_MAX);
+            match parsed.map_err(|e| Err(lost(e.message().to_string())))? {
                 Some(head) if (100..200).contains(&head.status) => drop(buf.drain(..head.len)),
                 Some(head) => break head,
-                None if read_more(&mut stream, &mut buf).map_err(|e| lost(e.to_string()))? => {
-                    return Err(lost("closed before the answer".into()));
+                None if read_more(&mut stream, &mut buf).map_err(|e| Err(lost(e.to_string())))? => {
+                    return Err(Err(lost("closed before the answer".into())));
                 }
                 None => {}
             }
@@ -173,13 +156,35 @@ impl Server {
                 .iter()
                 .any(|(n, v)| n.eq_ignore_ascii_case("content-type") && v.starts_with("text/event-stream"));
         if !streaming {
-            // Read it again whole, with the reader that knows every framing.
-            drop(stream);
-            return Err(self.send("GET", target, &headers, b""));
+            // A refusal: read it whole, with the reader that knows every framing.
+            return Err(read_answer(&mut stream, buf).map_err(lost));
         }
         let chunked = (head.framing == Framing::Chunked).then(ChunkedDecoder::default);
         buf.drain(..head.len);
         Ok(EventStream { stream, raw: buf, chunked, text: Vec::new() })
+    }
+}
+
+/// Reads one whole answer from `stream`, whose first bytes may already be in `buf`.
+fn read_answer(stream: &mut TcpStream, mut buf: Vec<u8>) -> Result<Answer, String> {
+    let mut reader = Reader::new(Side::Answers, CLIENT_ANSWER_BYTES_MAX);
+    let mut closed = false;
+    loop {
+        match reader.step(&buf, closed).map_err(|e| e.message().to_string())? {
+            Step::Ready => {
+                let (head, head_bytes, body) = reader.answer(&buf);
+                return Ok(Answer { status: head.status, headers: header_lines(head_bytes), body: body.to_vec() });
+            }
+            Step::Consume(n) | Step::Body { consume: n, .. } if n > 0 => {
+                buf.drain(..n);
+            }
+            Step::More | Step::Consume(_) | Step::Body { .. } if closed => {
+                return Err("the connection closed in the middle of the answer".into());
+            }
+            Step::More | Step::Consume(_) | Step::Body { .. } => {
+                closed = read_more(stream, &mut buf).map_err(|e| e.to_string())?;
+            }
+        }
     }
 }
 

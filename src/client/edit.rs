@@ -22,7 +22,7 @@ pub fn run(server: &Server, args: &Args) -> Result<u8, Failure> {
         let tag = answer.header("etag").map(str::to_string);
         let tag = tag.ok_or_else(|| Failure::Refused("the server sent no ETag to edit against".into()))?;
         let Some(edited) = edit_until_valid(&file, &answer.body)? else {
-            eprintln!("lighthouse edit: no change");
+            note!("lighthouse edit: no change");
             file.remove();
             return Ok(0);
         };

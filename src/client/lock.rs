@@ -39,19 +39,23 @@ pub fn run(server: &Server, args: &Args) -> Result<u8, Failure> {
         .or(ttl)
         .unwrap_or(LOCK_TIMEOUT_S_DEFAULT);
     let renewals = Renewals::start(server.clone(), acquire, name.clone(), lease_s);
-    let status = child(command, name, server, args).status();
+    let status = child(command, name, server, args).spawn().and_then(|mut child| {
+        // Ctrl-C reaches CMD too: let it decide, and abort below if it dies of it.
+        crate::shell::sys::ignore_terminal_interrupts();
+        child.wait()
+    });
     renewals.stop();
     let status = match status {
         Ok(status) => status,
         Err(e) => {
             abort(server, name);
-            eprintln!("lighthouse lock: cannot run {}: {e}; aborted", command[0]);
+            note!("lighthouse lock: cannot run {}: {e}; aborted", command[0]);
             return Ok(127);
         }
     };
     if !status.success() {
         abort(server, name);
-        eprintln!("lighthouse lock: {} failed ({status}); aborted", command[0]);
+        note!("lighthouse lock: {} failed ({status}); aborted", command[0]);
         use std::os::unix::process::ExitStatusExt;
         let code = status.code().or(status.signal().map(|s| 128 + s)).unwrap_or(1);
         return Ok(u8::try_from(code & 0xff).unwrap_or(1));
@@ -78,8 +82,8 @@ fn child(command: &[String], name: &str, server: &Server, args: &Args) -> Comman
 fn abort(server: &Server, name: &str) {
     match server.send("DELETE", &format!("/lock/{name}"), &[], b"") {
         Ok(answer) if answer.ok() => {}
-        Ok(answer) => eprintln!("lighthouse lock: the abort was refused: {}", answer.message()),
-        Err(e) => eprintln!("lighthouse lock: the abort was not sent: {} (the lease will lapse)", e.0),
+        Ok(answer) => note!("lighthouse lock: the abort was refused: {}", answer.message()),
+        Err(e) => note!("lighthouse lock: the abort was not sent: {} (the lease will lapse)", e.0),
     }
 }
 
@@ -106,8 +110,8 @@ impl Renewals {
                     }
                     match server.send("PUT", &acquire, &[("Content-Type", "text/plain")], name.as_bytes()) {
                         Ok(answer) if answer.ok() => {}
-                        Ok(answer) => eprintln!("lighthouse lock: the lease was not renewed: {}", answer.message()),
-                        Err(e) => eprintln!("lighthouse lock: the lease was not renewed: {}", e.0),
+                        Ok(answer) => note!("lighthouse lock: the lease was not renewed: {}", answer.message()),
+                        Err(e) => note!("lighthouse lock: the lease was not renewed: {}", e.0),
                     }
                 }
             })

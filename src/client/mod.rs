@@ -15,6 +15,14 @@
 //! | `watch.rs`, `runner.rs` | `watch`: following the stream; running the command, coalesced |
 //! | `lock.rs` | `lock NAME -- CMD`: a transaction around a command, its lease renewed |
 
+/// Writes one line to stderr, like `eprintln!` but ignoring a closed stderr instead of panicking.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod args;
 mod commands;
 mod connection;

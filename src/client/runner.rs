@@ -34,7 +34,7 @@ pub fn run(latest: &Latest, action: &Action) -> Result<u8, Failure> {
         let change = latest.newer_than(done)?;
         done = Some(change.sequence);
         let Some(value) = &change.value else {
-            eprintln!("lighthouse watch: {} is missing (sequence {})", action.path, change.sequence);
+            note!("lighthouse watch: {} is missing (sequence {})", action.path, change.sequence);
             last_value = None;
             continue;
         };
@@ -42,7 +42,9 @@ pub fn run(latest: &Latest, action: &Action) -> Result<u8, Failure> {
         if last_value.as_ref() == Some(&bytes) {
             continue;
         }
-        perform(action, &change, &bytes);
+        if !perform(action, &change, &bytes) {
+            return Ok(0);
+        }
         last_value = Some(bytes);
     }
 }
@@ -57,7 +59,8 @@ fn shown(data: &[u8], raw: bool) -> Vec<u8> {
     bytes
 }
 
-fn perform(action: &Action, change: &Change, bytes: &[u8]) {
+/// Does what the change asks; false when there is nobody left to print to.
+fn perform(action: &Action, change: &Change, bytes: &[u8]) -> bool {
     if action.exec.is_none() && action.render.is_none() {
         // One line per change, for `| while read`.
         let line = match serde_json::from_slice::<serde_json::Value>(bytes) {
@@ -70,12 +73,13 @@ fn perform(action: &Action, change: &Change, bytes: &[u8]) {
         && let Err(e) = render(file, bytes)
     {
         // The command would act on an old file: skip it, and try again on the next change.
-        eprintln!("lighthouse watch: cannot write {}: {e}", file.display());
-        return;
+        note!("lighthouse watch: cannot write {}: {e}", file.display());
+        return true;
     }
     if let Some(command) = &action.exec {
         execute(command, action, change.sequence, bytes);
     }
+    true
 }
 
 /// Writes `bytes` to `file` atomically: a temporary file beside it, synced, renamed over it.
@@ -105,7 +109,7 @@ fn execute(command: &str, action: &Action, sequence: u64, bytes: &[u8]) {
         .spawn();
     let mut child = match child {
         Ok(child) => child,
-        Err(e) => return eprintln!("lighthouse watch: cannot run {command:?}: {e}"),
+        Err(e) => return note!("lighthouse watch: cannot run {command:?}: {e}"),
     };
     // From another thread: a command that does not read its stdin must not block us.
     let feeder = child.stdin.take().map(|mut stdin| {
@@ -116,8 +120,8 @@ fn execute(command: &str, action: &Action, sequence: u64, bytes: &[u8]) {
     });
     match child.wait() {
         Ok(status) if status.success() => {}
-        Ok(status) => eprintln!("lighthouse watch: {command:?} failed ({status}) at sequence {sequence}"),
-        Err(e) => eprintln!("lighthouse watch: {command:?}: {e}"),
+        Ok(status) => note!("lighthouse watch: {command:?} failed ({status}) at sequence {sequence}"),
+        Err(e) => note!("lighthouse watch: {command:?}: {e}"),
     }
     if let Some(feeder) = feeder {
         let _ = feeder.join();

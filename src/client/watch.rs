@@ -85,7 +85,7 @@ fn follow(server: &Server, target: &str, latest: &Latest) {
         match server.open_stream(target, last_id) {
             Ok(mut stream) => {
                 if down_since_said {
-                    eprintln!("lighthouse watch: following {} again", server.url);
+                    note!("lighthouse watch: following {} again", server.url);
                     down_since_said = false;
                 }
                 while let Ok(event) = stream.next_event() {
@@ -100,7 +100,7 @@ fn follow(server: &Server, target: &str, latest: &Latest) {
             Err(Ok(answer)) if answer.status >= 500 || answer.status == 429 => {}
             Err(Ok(answer)) => return latest.fail(answer.message()),
             Err(Err(unreachable)) if !down_since_said => {
-                eprintln!("lighthouse watch: {}; retrying", unreachable.0);
+                note!("lighthouse watch: {}; retrying", unreachable.0);
                 down_since_said = true;
             }
             Err(Err(_)) => {}
