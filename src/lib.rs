@@ -43,7 +43,7 @@
 //! | file | owns |
 //! | --- | --- |
 //! | `main.rs` | the binary: the client's commands, else flags to `Config`, logging, the server |
-//! | `client/` | `lighthouse get|put|patch|delete|edit|watch|lock|status`: the client, blocking, over `std::net` (its own map in `client/mod.rs`) |
+//! | `client/` | the client in the same binary (`lighthouse get`, `put`, `patch`, `delete`, `edit`, `watch`, `lock`, `status`): blocking, over `std::net`, with `http`'s reader; its own map in `client/mod.rs` |
 //! | `config.rs` | the command line |
 //! | `limits.rs` | every limit and period, unit last, with its reason |
 //! | `http/reader.rs` | the push reader of requests (clients) and answers (peers) |
