@@ -263,6 +263,14 @@ fn lock_aborts_when_the_command_fails_and_exits_with_its_status() {
     let (status, _, err) = run(&server, &["lock", "deploy", "--", "true"]);
     assert_eq!(status, 1, "another holds the lock");
     assert!(err.contains("other"), "the server's message names the holder: {err}");
+    assert_eq!(server.request("DELETE", "/lock/other", b"").status, 200);
+    // A lock its name already holds is another run's transaction: not joined.
+    assert_eq!(server.request("PUT", "/lock", b"deploy").status, 200);
+    assert_eq!(server.request("PUT", "/update/deploy/stale", b"1").status, 201);
+    let (status, _, err) = run(&server, &["lock", "deploy", "--", "true"]);
+    assert_eq!(status, 1);
+    assert!(err.contains("deploy already holds the lock"), "{err}");
+    assert_eq!(server.get("/data").json(), serde_json::json!({}), "the stale change did not land");
 }
 
 #[test]

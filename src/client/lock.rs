@@ -28,6 +28,13 @@ pub fn run(server: &Server, args: &Args) -> Result<u8, Failure> {
         Some(s) => format!("/lock?ttl={s}"),
         None => "/lock".to_string(),
     };
+    // Taking a lock NAME already holds renews it, staged changes and all: that would be another
+    // run's transaction (a `lock NAME` still running, or one that died), so it is refused.
+    let holder = server.send("GET", "/lock", &[], b"")?;
+    if holder.ok() && String::from_utf8_lossy(&holder.body).trim() == name {
+        let why = format!("{name} already holds the lock (another `lighthouse lock {name}`?); abort it or wait");
+        return Err(Failure::Refused(why));
+    }
     let headers = [("Accept", "application/json"), ("Content-Type", "text/plain")];
     let taken = server.send("PUT", &acquire, &headers, name.as_bytes())?;
     if !taken.ok() {
