@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
@@ -190,11 +191,14 @@ fn watch_coalesces_a_burst_into_one_more_run_with_the_newest_value() {
     let dir = TempDir::new("client-watch-burst");
     let (runs, gate) = (dir.path().join("runs"), dir.path().join("gate"));
     assert_eq!(run(&server, &["put", "/n", "0"]).0, 0);
-    // Each run records its value, then waits for the test to open the gate: a slow command.
+    // Each run records its value, then waits for the test to open the gate: a slow command (that
+    // ends too when the test's directory is gone, so none outlives the test).
     let exec = format!(
-        "echo \"$LIGHTHOUSE_SEQUENCE $(cat)\" >> {runs}; while [ ! -e {gate} ]; do sleep 0.01; done; rm -f {gate}",
+        "echo \"$LIGHTHOUSE_SEQUENCE $(cat)\" >> {runs}; \
+         while [ ! -e {gate} ] && [ -d {dir} ]; do sleep 0.01; done; rm -f {gate}",
         runs = runs.display(),
-        gate = gate.display()
+        gate = gate.display(),
+        dir = dir.path().display()
     );
     let _watch = Running(client(&server).args(["watch", "/n", "--exec", &exec]).stderr(Stdio::null()).spawn().unwrap());
     wait_for("the first run to start", || lines(&runs).len() == 1);
@@ -399,4 +403,31 @@ fn watch_exits_1_when_the_server_refuses_and_0_when_its_reader_is_gone() {
         value += 1;
         pipeline.0.try_wait().unwrap().is_some()
     });
+}
+
+#[test]
+fn edit_on_a_terminal_offers_the_new_version_after_a_conflict() {
+    let server = Server::start(&[]);
+    let dir = TempDir::new("client-edit-tty");
+    assert_eq!(run(&server, &["put", "/web", r#"{"port": 8080}"#]).0, 0);
+    // The first time, someone else writes meanwhile; the second time (the new version), the user
+    // edits in peace.
+    let marker = dir.path().join("opened");
+    let body = format!(
+        "if [ -e {m} ]; then sed -i 's/7070/6060/' \"$1\"; else touch {m}; \"$LH\" put /web/port 7070 >/dev/null; \
+         sed -i 's/8080/9090/' \"$1\"; fi",
+        m = marker.display()
+    );
+    let editor = script(dir.path(), "editor", &body);
+    // `script` runs the client on a terminal of its own, whose input is ours: the answer "y".
+    let mut command = Command::new("script");
+    command.args(["-qec", &format!("{BINARY} edit /web"), "/dev/null"]).env("EDITOR", &editor).env("LH", BINARY);
+    command.env("LIGHTHOUSE_SERVER", format!("http://{}", server.addr)).stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = command.spawn().expect("script(1) runs (util-linux)");
+    child.stdin.take().unwrap().write_all(b"y\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("someone else changed /web since you opened it. Edit the new version?"), "{shown}");
+    assert_eq!(server.get("/data/web/port").text(), "6060\n", "the new version, edited");
 }
