@@ -431,3 +431,15 @@ fn edit_on_a_terminal_offers_the_new_version_after_a_conflict() {
     assert!(shown.contains("someone else changed /web since you opened it. Edit the new version?"), "{shown}");
     assert_eq!(server.get("/data/web/port").text(), "6060\n", "the new version, edited");
 }
+
+#[test]
+fn a_body_the_server_refuses_unread_gets_its_refusal_not_unreachable() {
+    let server = Server::start(&["--max-body=1024"]);
+    let big = format!("\"{}\"", "x".repeat(8 * 1024 * 1024));
+    let mut put =
+        client(&server).args(["put", "/x", "-"]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    put.stdin.take().unwrap().write_all(big.as_bytes()).unwrap();
+    let (status, _, err) = finished(put.wait_with_output().unwrap());
+    assert_eq!(status, 1, "a refusal: {err}");
+    assert!(err.contains("413"), "{err}");
+}

@@ -118,8 +118,15 @@ impl Server {
         let mut stream = self.connect()?;
         let lost = |why: String| Unreachable(format!("the server at {} did not answer: {why}", self.url));
         let _ = stream.set_read_timeout(Some(Duration::from_millis(CLIENT_ANSWER_TIMEOUT_MS)));
-        stream.write_all(&self.request_bytes(method, target, headers, body)).map_err(|e| lost(e.to_string()))?;
-        read_answer(&mut stream, Vec::new()).map_err(lost)
+        let written = stream.write_all(&self.request_bytes(method, target, headers, body));
+        // A server that refuses a body (413, 401) may answer and close before reading it all:
+        // its answer says more than the broken pipe.
+        let answer = read_answer(&mut stream, Vec::new());
+        match (written, answer) {
+            (_, Ok(answer)) => Ok(answer),
+            (Err(e), Err(_)) => Err(lost(e.to_string())),
+            (Ok(()), Err(why)) => Err(lost(why)),
+        }
     }
 
     /// Opens an event stream on `target` (`Accept: text/event-stream`, `Last-Event-ID` when
