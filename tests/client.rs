@@ -121,8 +121,29 @@ fn a_token_file_is_sent_as_the_server_expects() {
     assert!(err.contains("changes need a token"), "{err}");
     let (status, _, err) = run(&server, &["put", "/x", "1", "--token-file", token.to_str().unwrap()]);
     assert_eq!(status, 0, "{err}");
-    let status = client(&server).args(["put", "/y", "2"]).env("LIGHTHOUSE_TOKEN_FILE", &token).status().unwrap();
+    let mut put = client(&server);
+    put.args(["put", "/y", "2"]).env("LIGHTHOUSE_TOKEN_FILE", &token).stdout(Stdio::null());
+    let status = put.status().unwrap();
     assert_eq!(status.code(), Some(0), "the token file from the environment");
+    // A line as the server's token file has it: comments and blank lines first, then words after.
+    let line = dir.path().join("line");
+    std::fs::write(
+        &line,
+        "# the deploy job
+
+s3cret label=deploy scope=write
+",
+    )
+    .unwrap();
+    assert_eq!(run(&server, &["put", "/z", "3", "--token-file", line.to_str().unwrap()]).0, 0);
+    let empty = dir.path().join("empty");
+    std::fs::write(
+        &empty,
+        "# nothing
+",
+    )
+    .unwrap();
+    assert_eq!(run(&server, &["get", "/", "--token-file", empty.to_str().unwrap()]).0, 2, "no token: usage");
 }
 
 #[test]

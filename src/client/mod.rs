@@ -123,11 +123,14 @@ fn server(args: &Args) -> Result<Server, Failure> {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| Failure::Usage(format!("--token-file: cannot read {path}: {e}")))?;
-            let token = text.lines().next().unwrap_or("").trim().to_string();
-            if token.is_empty() || token.chars().any(|c| c.is_control() || c == ' ') {
-                return Err(Failure::Usage(format!("--token-file: the first line of {path} must be the token")));
+            // The first word of the first line that is not blank or a comment: a file of one
+            // token, or a line copied from the server's token file (`TOKEN label=... scope=...`).
+            let line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#'));
+            let token = line.and_then(|l| l.split_whitespace().next()).unwrap_or("");
+            if token.is_empty() || token.chars().any(char::is_control) {
+                return Err(Failure::Usage(format!("--token-file: {path} holds no token")));
             }
-            Some(token)
+            Some(token.to_string())
         }
     };
     Server::new(url.as_deref().unwrap_or(DEFAULT_SERVER), token).map_err(Failure::Usage)

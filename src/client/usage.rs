@@ -4,7 +4,7 @@
 const COMMON: &str = "\
 Common options:
   --server URL         the server (default http://127.0.0.1:8001, or $LIGHTHOUSE_SERVER)
-  --token-file PATH    send the first line of PATH as the token (or $LIGHTHOUSE_TOKEN_FILE)
+  --token-file PATH    send the token in PATH, its first word (or $LIGHTHOUSE_TOKEN_FILE)
   --help               print this help
 
 Exit status: 0 done, 1 the server refused (its message on stderr), 2 usage error,
