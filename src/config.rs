@@ -22,6 +22,8 @@ Usage: lighthouse [OPTIONS]
 A highly-available, light-weight, in-memory distributed store for one JSON document, served
 over HTTP. Read with GET /data/PATH; change it by taking the lock (PUT /lock), staging under
 /update/NAME/PATH, and committing (PUT /lock/NAME) or aborting (DELETE /lock/NAME).
+The same binary is a client: lighthouse get|put|patch|delete|edit|watch|lock|status
+(each takes --help; docs/client.md).
 
 Options:
   --help                     print this help and exit

@@ -42,7 +42,8 @@
 //!
 //! | file | owns |
 //! | --- | --- |
-//! | `main.rs` | the binary: flags to `Config`, logging, the server |
+//! | `main.rs` | the binary: the client's commands, else flags to `Config`, logging, the server |
+//! | `client/` | the client in the same binary (`lighthouse get`, `put`, `patch`, `delete`, `edit`, `watch`, `lock`, `status`): blocking, over `std::net`, with `http`'s reader; its own map in `client/mod.rs` |
 //! | `config.rs` | the command line |
 //! | `limits.rs` | every limit and period, unit last, with its reason |
 //! | `http/reader.rs` | the push reader of requests (clients) and answers (peers) |
@@ -136,6 +137,7 @@
 //! compile time that they do not overlap).
 #![deny(unsafe_code)]
 
+pub mod client;
 pub mod config;
 pub mod core;
 pub mod http;

@@ -343,3 +343,26 @@ pub const INACTIVE_RETRY_AFTER_S: u64 = 1;
 /// the whole store: applying each operation copies its path, and past this many the whole store
 /// is cheaper to read than the change.
 pub const CHANGE_OPERATIONS_MAX: usize = 100_000;
+
+// ---- The client (`lighthouse get|put|...|watch|lock|status`) -----------------------------------
+
+/// How long the client tries to connect before it says the server cannot be reached (exit 3): a
+/// node on a LAN answers in milliseconds; a dropped SYN is retried by the kernel within this.
+pub const CLIENT_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// How long the client waits for an answer: a forwarded write answers within 4 s
+/// (`FORWARD_WRITE_TIMEOUT_MS`), and a commit's disk write within a few more.
+pub const CLIENT_ANSWER_TIMEOUT_MS: u64 = 30_000;
+const _: () = assert!(CLIENT_ANSWER_TIMEOUT_MS > FORWARD_WRITE_TIMEOUT_MS * 2, "a forwarded write answers first");
+/// The largest answer the client reads into memory: a whole 100 MB store fits with room.
+pub const CLIENT_ANSWER_BYTES_MAX: u64 = 1024 * 1024 * 1024;
+/// `watch` takes a stream as dead after this long without a byte: the server sends a comment
+/// every `STREAM_HEARTBEAT_MS`, so silence this long means the connection is gone.
+pub const WATCH_SILENCE_MS: u64 = 3 * STREAM_HEARTBEAT_MS;
+/// `watch`'s first wait before reconnecting to a server that is down, doubled on every failure...
+pub const WATCH_BACKOFF_MS_MIN: u64 = 100;
+/// ...up to this: a restarted server is followed within seconds, and a dead one costs one
+/// connection attempt every few seconds.
+pub const WATCH_BACKOFF_MS_MAX: u64 = 5_000;
+const _: () = assert!(WATCH_BACKOFF_MS_MIN < WATCH_BACKOFF_MS_MAX, "the backoff grows");
+/// `lock NAME -- CMD` renews its lease this many times per lease, so one lost renewal is not a lapse.
+pub const LOCK_RENEWALS_PER_LEASE: u64 = 3;

@@ -1,4 +1,5 @@
-//! The `lighthouse` binary: flags to `Config`, logging, then the server.
+//! The `lighthouse` binary: the client when the first word is one of its commands
+//! (`lighthouse get /x`, see `client`), else flags to `Config`, logging, then the server.
 //!
 //! Nothing printed here may abort the process when stdout or stderr is a closed pipe
 //! (`lighthouse --help | head -c 5`): every write ignores its error.
@@ -9,7 +10,11 @@ use std::process::ExitCode;
 use lighthouse::config::{self, Command, USAGE};
 
 fn main() -> ExitCode {
-    let config = match config::parse(std::env::args_os().skip(1).collect()) {
+    let words: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if words.first().is_some_and(|w| lighthouse::client::is_command(w)) {
+        return ExitCode::from(lighthouse::client::run(words));
+    }
+    let config = match config::parse(words) {
         Ok(Command::Run(config)) => config,
         Ok(Command::Help) => {
             let _ = std::io::stdout().write_all(USAGE.as_bytes());

@@ -1,7 +1,8 @@
-//! The two things the server asks the operating system for directly, through `libc`:
-//! the file-descriptor limit, and SIGTERM/SIGINT (stop) and SIGHUP (re-read the files) delivered
-//! as a readable byte to the event loop (the self-pipe trick, since a signal handler may do
-//! almost nothing but `write`).
+//! What the server asks the operating system for directly, through `libc`: the file-descriptor
+//! limit, SIGTERM/SIGINT (stop) and SIGHUP (read the token files and certificates again) delivered as a readable
+//! byte to the event loop (the self-pipe trick, since a signal handler may do almost nothing but
+//! `write`), socket options; and, for the client's `lock -- CMD`, terminal interrupts left to the
+//! command.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -66,6 +67,18 @@ pub fn shutdown_signals() -> io::Result<UnixStream> {
         }
     }
     Ok(read_end)
+}
+
+/// Ignores SIGINT and SIGQUIT in this process from now on, as `system(3)` does while its command
+/// runs: a terminal sends them to the whole foreground group, so the command gets them and
+/// decides, and the caller lives on to see how it ended (`lighthouse lock` then aborts its
+/// transaction instead of leaving the lock to lapse). Call it after spawning the command, which
+/// would otherwise inherit the ignoring.
+pub fn ignore_terminal_interrupts() {
+    for signal in [libc::SIGINT, libc::SIGQUIT] {
+        // SAFETY: SIG_IGN installs no handler; nothing else in the client handles these.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    }
 }
 
 /// Asks the kernel to hand over new connections only once their first bytes have arrived
