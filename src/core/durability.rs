@@ -16,8 +16,9 @@ use log::{error, warn};
 
 use super::coordinated::Coordinated;
 use super::{Effect, Shared, Ticket};
+use crate::core::chain::{ChainState, Writing};
 use crate::core::clock::{Deadline, Now};
-use crate::core::jobs::{Body, DiskError, Done, Job, Owner};
+use crate::core::jobs::{DiskError, Done, Job, Owner};
 use crate::core::sealed::Sealed;
 use crate::core::snapshot::{NodeJson, OwnCommit};
 use crate::core::version::Version;
@@ -49,11 +50,14 @@ pub(super) struct DiskQueue {
     /// later one): a node must not answer a copy it would forget in a crash. Bounded by the
     /// connections.
     copies_waiting: Vec<(u64, Ticket)>,
+    /// The data directory's chain as the writer last reported it (`core::chain`).
+    pub(super) chain: ChainState,
 }
 
 impl DiskQueue {
     pub(super) fn new(durable: Version) -> DiskQueue {
-        DiskQueue { in_flight: None, durable, durable_stamp: 0, retry_at: None, copies_waiting: Vec::new() }
+        let chain = ChainState::default();
+        DiskQueue { in_flight: None, durable, durable_stamp: 0, retry_at: None, copies_waiting: Vec::new(), chain }
     }
 
     /// When a failed background write is retried; nothing while a job is in flight, since its
@@ -166,12 +170,9 @@ impl Shared {
             let version = self.store.version();
             self.disk.in_flight = Some(InFlight::Persist { id: id.serial, version, stamp });
             // A node without peers has set the body aside: the writer renders it.
-            let body = match self.store.body_at_hand() {
-                Some(body) => Body::Rendered(body),
-                None => Body::SetAside(Box::new(self.store.sealed().copy.clone())),
-            };
+            let sealed = Box::new(self.store.sealed().clone());
             let node = self.node_json(Shared::store_confirmed(co));
-            self.effects.push(Effect::Job(Job::Write { id, body, node }));
+            self.effects.push(Effect::Job(Job::Write { id, sealed, node, writing: Writing::AsRuled }));
         }
     }
 

@@ -9,11 +9,11 @@
 
 use log::{info, warn};
 
+use crate::core::chain::ChainState;
+use crate::core::chain_load::{Loader, Newest};
 use crate::core::node_state::NodeState;
 use crate::core::roster::new_id;
-use crate::core::snapshot::{self, decode_keeping};
 use crate::core::{Accepted, CoordinatedConfig, Start};
-use crate::limits::SEQUENCE_PLAUSIBLE_MAX;
 
 /// What start-up reads of a data directory. Errors are the directory's own (permissions, I/O),
 /// never damage: a file that reads but does not decode is damaged, and that is decided here.
@@ -67,6 +67,10 @@ pub struct Startup {
     pub coordinated: Option<CoordinatedConfig>,
     /// `--bootstrap` still holds (it does not when the node must catch up).
     pub bootstrap: bool,
+    /// The chain of the directory's newest file, for the writer to go on with (`core::chain`).
+    pub chain: ChainState,
+    /// The directory's change files, by name (for the retention rules).
+    pub change_files: Vec<String>,
 }
 
 /// Why a node cannot start.
@@ -102,13 +106,16 @@ pub fn decide(
         })?),
         None => None,
     };
-    let Loaded { newest, damaged, highest, unnumbered } = load_newest(dir, flags)?;
+    // Without seeds the copy body is needed only if the snapshot names peers; the loader knows.
+    let mut loader = Loader::new(dir, flags.coordinated, flags.has_seeds)?;
+    let Newest { start: newest, damaged, unnumbered } = loader.newest()?;
+    let highest = loader.highest;
     let state = stored.clone().unwrap_or_else(|| NodeState::new(new_id(random())));
     let none_valid = newest.is_none();
     let (mut start, must_catch_up) = match newest {
         // `--force-new-cluster` goes on with the newest version this node holds, committed or not.
         Some(start) if flags.coordinated && !flags.force_new_cluster => {
-            (start_at_commit_point(dir, &state, start, flags)?, false)
+            (start_at_commit_point(&mut loader, &state, start)?, false)
         }
         Some(start) => (start, false),
         None => (start_without_snapshot(&damaged, flags)?, !damaged.is_empty() && !flags.start_empty),
@@ -126,89 +133,11 @@ pub fn decide(
     if flags.force_new_cluster {
         check_force(&start, flags)?;
     }
+    let (chain, change_files) = (loader.chain(), loader.change_files());
     let mut startup = identify(start, damaged, must_catch_up, state, flags, random);
     startup.save_state = stored.as_ref() != Some(&startup.state);
+    (startup.chain, startup.start.chain, startup.change_files) = (chain, chain, change_files);
     Ok(startup)
-}
-
-/// What the snapshot files of a directory hold.
-struct Loaded {
-    /// The newest snapshot that decodes.
-    newest: Option<Start>,
-    /// The files tried before it that did not.
-    damaged: Vec<Damaged>,
-    /// The highest sequence any file names, damaged ones too (from its last bytes, where the
-    /// version stands): new versions are numbered above it, so that no sequence ever names two
-    /// versions on this node, even when the newest file is lost.
-    highest: u64,
-    /// The damaged files whose last bytes show no sequence at all.
-    unnumbered: Vec<String>,
-}
-
-/// The newest snapshot that decodes, the files tried before it that did not, and the sequences
-/// all of them name. With coordinated writes, files are tried by the (term, sequence) of the
-/// version they hold, newest first, not by their names: a version of a later term wins, and wall
-/// clocks may step back. A file that cannot be read is a refusal, not damage: the node must not
-/// start on an older store than the one it served.
-fn load_newest(dir: &mut dyn Directory, flags: &Flags) -> Result<Loaded, Refusal> {
-    let files = dir.snapshots().map_err(Refusal)?;
-    let mut keyed: Vec<((u64, u64, u64), String, bool)> = Vec::with_capacity(files.len());
-    let mut highest = 0;
-    for (time, name) in files {
-        let tail = dir.tail(&name).map_err(|e| unreadable(&name, &e))?;
-        let peeked = snapshot::peek_order(&tail);
-        // A sequence no store reaches is damage too: it must not push the numbering to the end.
-        let plausible = peeked.filter(|(_, sequence)| *sequence <= SEQUENCE_PLAUSIBLE_MAX);
-        highest = highest.max(plausible.map_or(0, |(_, sequence)| sequence));
-        let order = match peeked {
-            Some(order) if flags.coordinated => order,
-            // A file whose tail shows no version is probably damaged: tried first, so that it is
-            // reported, not silently passed over.
-            None if flags.coordinated => (u64::MAX, u64::MAX),
-            _ => (0, 0),
-        };
-        keyed.push(((order.0, order.1, time), name, plausible.is_some()));
-    }
-    keyed.sort_by(|a, b| b.cmp(a));
-    let mut damaged = Vec::new();
-    let mut unnumbered = Vec::new();
-    // Without seeds the copy body is needed only if the snapshot names peers; the decoder knows.
-    let keep_body = flags.has_seeds;
-    for (_, name, numbered) in keyed {
-        let bytes = dir.read(&name).map_err(|e| unreadable(&name, &e))?;
-        match decode_keeping(&bytes, keep_body) {
-            Ok(snapshot) => {
-                let version = snapshot.sealed.copy.version;
-                info!("loaded {name} (sequence {}, checksum {})", version.sequence, version.checksum);
-                let committed = snapshot.committed;
-                let start = Start {
-                    sealed: snapshot.sealed,
-                    cluster: snapshot.cluster,
-                    mine: snapshot.mine,
-                    committed,
-                    ..Start::empty()
-                };
-                highest = highest.max(version.sequence);
-                return Ok(Loaded { newest: Some(start), damaged, highest, unnumbered });
-            }
-            Err(e) => {
-                warn!("skipping snapshot {name}: {e}");
-                if !numbered {
-                    unnumbered.push(name.clone());
-                }
-                damaged.push((name, e.to_string()));
-            }
-        }
-    }
-    Ok(Loaded { newest: None, damaged, highest, unnumbered })
-}
-
-/// The refusal of a snapshot file that cannot be read (not a damaged one).
-fn unreadable(name: &str, e: &str) -> Refusal {
-    Refusal(format!(
-        "cannot read the snapshot {name}: {e}; this is not damage but a fault to fix (permissions, the disk), or move \
-         the file out of the directory"
-    ))
 }
 
 /// Why writes are refused when damaged files show no sequence (`unnumbered`): the sequences
@@ -266,12 +195,7 @@ fn check_force(start: &Start, flags: &Flags) -> Result<(), Refusal> {
 /// answers, `core::commit_point`); the newer version stays accepted and pending, as it was before
 /// the restart, so an election still counts it. Without a commit point, or a valid file of it,
 /// nothing changes: the node serves nothing until the cluster says which version is committed.
-fn start_at_commit_point(
-    dir: &mut dyn Directory,
-    state: &NodeState,
-    mut start: Start,
-    flags: &Flags,
-) -> Result<Start, Refusal> {
+fn start_at_commit_point(loader: &mut Loader, state: &NodeState, mut start: Start) -> Result<Start, Refusal> {
     let Some(point) = state.committed else { return Ok(start) };
     let newest = Accepted::of(&start.sealed);
     if start.committed || newest.key() < point.key() {
@@ -281,22 +205,13 @@ fn start_at_commit_point(
         start.committed = true;
         return Ok(start);
     }
-    for (_, name) in dir.snapshots().map_err(Refusal)? {
-        let tail = dir.tail(&name).map_err(|e| Refusal(format!("cannot read {name}: {e}")))?;
-        if snapshot::peek_order(&tail) != Some(point.key()) {
-            continue;
-        }
-        let bytes = dir.read(&name).map_err(|e| Refusal(format!("cannot read {name}: {e}")))?;
-        let Ok(snapshot) = decode_keeping(&bytes, flags.has_seeds) else { continue };
-        if Accepted::of(&snapshot.sealed) != point {
-            continue;
-        }
+    if let Some((name, sealed)) = loader.find(point)? {
         info!(
             "loaded {name} (sequence {} of term {}, the newest version this node knows was committed) to serve; \
              sequence {} of term {} stays accepted, not known to be committed",
             point.version.sequence, point.term, newest.version.sequence, newest.term
         );
-        start.pending = Some(std::mem::replace(&mut start.sealed, snapshot.sealed));
+        start.pending = Some(std::mem::replace(&mut start.sealed, sealed));
         start.committed = true;
         return Ok(start);
     }
@@ -381,7 +296,8 @@ fn identify(
             force_new_cluster: flags.force_new_cluster && in_a_cluster,
         }
     });
-    Startup { start, damaged, must_catch_up, save_state: true, coordinated, bootstrap, state }
+    let (chain, change_files) = (ChainState::default(), Vec::new());
+    Startup { start, damaged, must_catch_up, save_state: true, coordinated, bootstrap, state, chain, change_files }
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@ use log::info;
 use super::consensus::Accepted;
 use super::coordinated::Coordinated;
 use super::{Effect, Reply, Shared, Ticket};
+use crate::core::chain::Writing;
 use crate::core::clock::Now;
-use crate::core::jobs::{Body, Decoding, DiskError, Job, Owner};
+use crate::core::jobs::{Decoding, DiskError, Job, Owner};
 use crate::core::messages::{AcceptAnswer, AcceptRefusal};
 use crate::core::sealed::{DecodeError, Sealed};
 use crate::http::{Bytes, Response};
@@ -95,7 +96,8 @@ impl Coordinated {
         let id = node.ids.job(Owner::Accept);
         let mut json = node.node_json(self.consensus.confirmed());
         json.committed = false;
-        node.effects.push(Effect::Job(Job::Write { id, body: Body::Rendered(sealed.body.clone()), node: json }));
+        let job = Job::Write { id, sealed: Box::new(sealed.clone()), node: json, writing: Writing::AsRuled };
+        node.effects.push(Effect::Job(job));
         self.hold_pending(sealed, Some((id.serial, Some(ticket))));
     }
 

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 
 use log::{debug, error, warn};
 
+use crate::core::chain::ChainState;
 use crate::core::jobs::{Disk, DiskError};
 use crate::core::node_state::NodeState;
-use crate::core::snapshot::{self, NodeJson, parse_file_name};
+use crate::core::snapshot::{self, parse_file_name};
 use crate::core::startup::Directory;
 use crate::limits::{SNAPSHOT_TAIL_PEEK_BYTES, SNAPSHOTS_KEPT_WHEN_FULL};
 use crate::shell::system_clock::unix_micros;
@@ -201,30 +202,38 @@ pub struct DiskConfig {
     pub keep_count: usize,
     /// Files that could not be loaded at start: never removed, so an operator can look at them.
     pub damaged: Vec<PathBuf>,
+    /// The change files among the directory's files at start (by name), for the retention rules.
+    pub change_files: Vec<String>,
+    /// The directory's chain at start (`Startup::chain`).
+    pub chain: ChainState,
 }
 
 /// The data directory as the writer thread sees it: where files go, and what it remembers between
 /// jobs. That is the last file name it handed out (names always sort after every earlier one, even
-/// when two snapshots fall in the same microsecond or the wall clock steps back), and the snapshot
-/// files it may remove, oldest first, so the retention rules cost no directory listing.
+/// when two snapshots fall in the same microsecond or the wall clock steps back), the files it may
+/// remove, oldest first, each marked if it is a change file, so the retention rules cost no
+/// directory listing, and the chain of its newest files (`core::chain`).
 #[derive(Debug)]
 pub struct DataDir {
     config: DiskConfig,
     last_micros: u64,
-    files: VecDeque<(u64, String)>,
+    files: VecDeque<(u64, String, bool)>,
+    chain: ChainState,
 }
 
 impl DataDir {
     /// The writer's view of `config.dir`, which holds `files` (newest first, as `list` gives them).
     pub fn new(config: DiskConfig, files: &[(u64, PathBuf)]) -> DataDir {
+        let last_micros = files.first().map_or(0, |(time, _)| *time);
         let removable = files.iter().rev().filter(|(_, file)| !config.damaged.contains(file));
-        DataDir {
-            last_micros: files.first().map_or(0, |(time, _)| *time),
-            files: removable
-                .filter_map(|(time, file)| Some((*time, file.file_name()?.to_str()?.to_string())))
-                .collect(),
-            config,
-        }
+        let files = removable
+            .filter_map(|(time, file)| {
+                let name = file.file_name()?.to_str()?.to_string();
+                let change = config.change_files.contains(&name);
+                Some((*time, name, change))
+            })
+            .collect();
+        DataDir { last_micros, files, chain: config.chain, config }
     }
 
     fn next_name(&mut self) -> String {
@@ -246,18 +255,33 @@ impl DataDir {
         }
     }
 
-    /// Takes out of the list the files the retention rules remove now: past the newest
-    /// `keep_count`, or older than `keep_micros`; never the newest one.
+    /// Takes out of the list the files the retention rules remove now: whole chains (a full
+    /// snapshot and the change files after it), the oldest first, while more than `keep_count`
+    /// files are kept or the chain's newest file is older than `keep_micros`; never the newest
+    /// chain (the newest full snapshot and everything after it), and never a full snapshot
+    /// without the change files that depend on it.
     fn expired(&mut self, now_micros: u64) -> Vec<String> {
         let cutoff = now_micros.saturating_sub(self.config.keep_micros);
         let keep_count = self.config.keep_count.max(1);
         let mut expired = Vec::new();
-        while self.files.len() > 1
-            && (self.files.len() > keep_count || self.files.front().is_some_and(|(t, _)| *t < cutoff))
-        {
-            expired.push(self.files.pop_front().expect("more than one").1);
+        loop {
+            let chain = self.oldest_chain_len();
+            if chain >= self.files.len() {
+                break;
+            }
+            let newest_in_chain = self.files[chain - 1].0;
+            if self.files.len() <= keep_count && newest_in_chain >= cutoff {
+                break;
+            }
+            expired.extend(self.files.drain(..chain).map(|(_, name, _)| name));
         }
         expired
+    }
+
+    /// How many files the oldest chain of the list has: its first file and the change files
+    /// that follow it (a chain whose full snapshot is gone is its change files alone).
+    fn oldest_chain_len(&self) -> usize {
+        1 + self.files.iter().skip(1).take_while(|(_, _, change)| *change).count()
     }
 }
 
@@ -283,12 +307,16 @@ impl DataDir {
     /// ever, the damaged ones). Returns how many it removed.
     fn free_room(&mut self, dir: &Path) -> usize {
         let mut removed = Vec::new();
-        while self.files.len() > SNAPSHOTS_KEPT_WHEN_FULL {
-            let (_, name) = self.files.pop_front().expect("more than kept");
-            let file = dir.join(&name);
-            match fs::remove_file(&file) {
-                Ok(()) => removed.push(name),
-                Err(e) => warn!("the disk is full, and the old snapshot {} cannot be removed: {e}", file.display()),
+        while self.files.len() > SNAPSHOTS_KEPT_WHEN_FULL && self.oldest_chain_len() < self.files.len() {
+            let chain: Vec<_> = self.files.drain(..self.oldest_chain_len()).collect();
+            for (_, name, _) in chain {
+                let file = dir.join(&name);
+                match fs::remove_file(&file) {
+                    Ok(()) => removed.push(name),
+                    Err(e) => {
+                        warn!("the disk is full, and the old snapshot {} cannot be removed: {e}", file.display())
+                    }
+                }
             }
         }
         if !removed.is_empty() {
@@ -307,17 +335,23 @@ impl DataDir {
 }
 
 impl Disk for DataDir {
-    fn write_snapshot(
+    fn chain(&mut self) -> Option<&mut ChainState> {
+        if self.config.dir.is_some() { Some(&mut self.chain) } else { None }
+    }
+
+    fn write_file(
         &mut self,
-        node: &NodeJson,
-        body: &[u8],
-        pace: &mut dyn FnMut(),
-    ) -> Result<Option<PathBuf>, DiskError> {
-        let Some(dir) = self.config.dir.clone() else { return Ok(None) };
+        change: bool,
+        write: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
+    ) -> Result<PathBuf, DiskError> {
+        let Some(dir) = self.config.dir.clone() else {
+            return Err(DiskError { status: 503, message: "no data directory to write to".into() });
+        };
         let name = self.next_name();
-        self.write_durably(&dir, &name, "the snapshot", |file| snapshot::encode(file, node, body, &mut *pace))?;
-        self.files.push_back((self.last_micros, name.clone()));
-        Ok(Some(dir.join(name)))
+        let what = if change { "the change file" } else { "the snapshot" };
+        self.write_durably(&dir, &name, what, |mut file| write(&mut file))?;
+        self.files.push_back((self.last_micros, name.clone(), change));
+        Ok(dir.join(name))
     }
 
     fn save_state(&mut self, state: &NodeState) -> Result<(), DiskError> {
@@ -336,7 +370,8 @@ impl Disk for DataDir {
             error!("cannot remove the superseded snapshot {}: {e}", file.display());
         }
         let name = file.file_name().and_then(|n| n.to_str());
-        self.files.retain(|(_, n)| Some(n.as_str()) != name);
+        self.files.retain(|(_, n, _)| Some(n.as_str()) != name);
+        self.chain.forget();
     }
 }
 
@@ -387,7 +422,7 @@ mod tests {
     use super::*;
     use crate::core::jobs::{self, Done, Job, JobId, Owner};
     use crate::core::lineage::Lineage;
-    use crate::core::snapshot::{Snapshot, decode_keeping};
+    use crate::core::snapshot::{NodeJson, Snapshot, decode_keeping};
     use crate::core::value::Value;
     use crate::core::version::{Checksum, Version};
 
@@ -409,7 +444,8 @@ mod tests {
     }
 
     fn config(dir: &Path, keep_micros: u64, keep_count: usize, damaged: Vec<PathBuf>) -> DiskConfig {
-        DiskConfig { dir: Some(dir.to_path_buf()), keep_micros, keep_count, damaged }
+        let (change_files, chain) = (Vec::new(), ChainState::default());
+        DiskConfig { dir: Some(dir.to_path_buf()), keep_micros, keep_count, damaged, change_files, chain }
     }
 
     #[test]
