@@ -347,6 +347,10 @@ pub const CHANGE_OPERATIONS_MAX: usize = 100_000;
 /// is idle, for a full snapshot of the served store (compaction, off the commit's path): start-up
 /// applies every change file of the chain, and a thousand small patches cost a few milliseconds.
 pub const CHANGE_CHAIN_COMPACT_COMMITS: u64 = 1_000;
+/// Bytes of patches since the last full snapshot below which the queue never asks for one, however
+/// small the store: in a store of a few hundred bytes every change would be followed by a full
+/// snapshot, a second file and fsync per commit, for nothing.
+pub const CHANGE_CHAIN_COMPACT_BYTES_MIN: u64 = 64 * 1024;
 /// Change files since the last full snapshot past which a commit is written as a full snapshot
 /// whatever the queue does: a writer never idle must not grow a chain start-up takes long to apply.
 pub const CHANGE_CHAIN_COMMITS_MAX: u64 = 10_000;

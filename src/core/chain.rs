@@ -18,7 +18,7 @@ use crate::core::sealed::{self, Sealed};
 use crate::core::snapshot::{self, NodeJson};
 use crate::core::value::Value;
 use crate::core::version::{Checksum, HashWriter, Version};
-use crate::limits::{CHANGE_CHAIN_COMMITS_MAX, CHANGE_CHAIN_COMPACT_COMMITS};
+use crate::limits::{CHANGE_CHAIN_COMMITS_MAX, CHANGE_CHAIN_COMPACT_BYTES_MIN, CHANGE_CHAIN_COMPACT_COMMITS};
 
 /// What a directory's newest files are: the version its newest file holds (`None`: unknown, or
 /// the newest file was removed, so the next file is a full one), and the chain of change files
@@ -54,12 +54,14 @@ impl ChainState {
 
     /// Whether a full snapshot of `version` (the served store, `store_bytes` of JSON) is worth
     /// writing now: the newest file holds it as a change, and the chain has reached
-    /// `CHANGE_CHAIN_COMPACT_COMMITS` commits or its patches the store's size, so that the disk
-    /// writes about the change per commit, amortised.
+    /// `CHANGE_CHAIN_COMPACT_COMMITS` commits or its patches the store's size (and at least
+    /// `CHANGE_CHAIN_COMPACT_BYTES_MIN`), so that the disk writes about the change per commit,
+    /// amortised.
     pub fn wants_full(&self, version: Version, store_bytes: usize) -> bool {
+        let bytes = (store_bytes as u64).max(CHANGE_CHAIN_COMPACT_BYTES_MIN);
         self.newest == Some(version)
             && self.commits > 0
-            && (self.commits >= CHANGE_CHAIN_COMPACT_COMMITS || self.bytes >= store_bytes as u64)
+            && (self.commits >= CHANGE_CHAIN_COMPACT_COMMITS || self.bytes >= bytes)
     }
 }
 
@@ -151,7 +153,9 @@ mod tests {
         let change = Change { base: version(1), version: version(2), patch: b"[]".to_vec().into() };
         chain.wrote_change(&change);
         assert_eq!((chain.newest, chain.commits, chain.bytes), (Some(version(2)), 1, 2));
-        assert!(chain.wants_full(version(2), 2) && !chain.wants_full(version(2), 3));
+        assert!(!chain.wants_full(version(2), 1), "a small store waits for a chain of some size");
+        chain.bytes = CHANGE_CHAIN_COMPACT_BYTES_MIN;
+        assert!(chain.wants_full(version(2), 2) && !chain.wants_full(version(2), 1 << 20));
         chain.commits = CHANGE_CHAIN_COMMITS_MAX;
         assert!(!chain.takes(version(2)), "a chain at its limit takes no more");
         chain.forget();

@@ -166,13 +166,42 @@ impl Shared {
         }
         if behind && self.disk.retry_at.is_none_or(|at| at.fired(now)) {
             self.disk.retry_at = None;
-            let id = self.ids.job(Owner::Disk);
-            let version = self.store.version();
-            self.disk.in_flight = Some(InFlight::Persist { id: id.serial, version, stamp });
-            // A node without peers has set the body aside: the writer renders it.
-            let sealed = Box::new(self.store.sealed().clone());
-            let node = self.node_json(Shared::store_confirmed(co));
-            self.effects.push(Effect::Job(Job::Write { id, sealed, node, writing: Writing::AsRuled }));
+            self.persist(co, Writing::AsRuled);
+        } else if !behind && self.wants_full_snapshot() {
+            // Compaction: the writer is idle, and the chain since the last full snapshot is long.
+            self.persist(co, Writing::Compact);
+        }
+    }
+
+    /// Whether the served store is worth a full snapshot now (`ChainState::wants_full`).
+    fn wants_full_snapshot(&self) -> bool {
+        self.config.durable && self.disk.chain.wants_full(self.store.version(), self.store.data_len())
+    }
+
+    /// Writes the served store (a full snapshot, or as the rule says).
+    fn persist(&mut self, co: Option<&Coordinated>, writing: Writing) {
+        let id = self.ids.job(Owner::Disk);
+        let (version, stamp) = (self.store.version(), self.cluster.stamp);
+        self.disk.in_flight = Some(InFlight::Persist { id: id.serial, version, stamp });
+        // A node without peers has set the body aside: the writer renders it.
+        let sealed = Box::new(self.store.sealed().clone());
+        let node = self.node_json(Shared::store_confirmed(co));
+        self.effects.push(Effect::Job(Job::Write { id, sealed, node, writing }));
+    }
+
+    /// At a clean stop: a full snapshot of the served store if the newest file holds it as a
+    /// change, so that the next start reads one file (`None`: nothing to write, or the writer
+    /// is busy; its job finishes first).
+    pub(super) fn closing_snapshot(&mut self, co: Option<&Coordinated>) -> Option<Job> {
+        let chain = self.disk.chain;
+        let worth = chain.newest == Some(self.store.version()) && chain.commits > 0;
+        if !self.config.durable || self.disk.in_flight.is_some() || !worth {
+            return None;
+        }
+        self.persist(co, Writing::Compact);
+        match self.effects.pop() {
+            Some(Effect::Job(job)) => Some(job),
+            _ => unreachable!("persist pushes its job"),
         }
     }
 

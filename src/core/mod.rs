@@ -406,6 +406,13 @@ impl Node {
         self.shared.disk.is_busy()
     }
 
+    /// At a clean stop (SIGTERM, SIGINT): the job that writes a full snapshot of the served store
+    /// if the newest file holds it as a change, so that the next start reads one file.
+    pub fn closing_snapshot(&mut self) -> Option<Job> {
+        let Node { shared, co } = self;
+        shared.closing_snapshot(co.as_ref())
+    }
+
     /// The lock's holder, if any.
     pub fn lock_holder(&self) -> Option<&str> {
         self.shared.lock.as_ref().map(|l| l.name())

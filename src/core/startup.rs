@@ -303,9 +303,12 @@ fn identify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::change::Change;
+    use crate::core::change_file;
     use crate::core::sealed::seal;
     use crate::core::snapshot::{NodeJson, encode, file_name};
     use crate::core::value::Value;
+    use crate::core::version::Checksum;
 
     /// Snapshot files in memory, by name.
     #[derive(Default)]
@@ -319,6 +322,37 @@ mod tests {
             encode(&mut bytes, &NodeJson::default(), &seal(root, sequence, None).body, &mut || {}).unwrap();
             self.0.push((micros, file_name(micros), bytes));
             self.0.len() - 1
+        }
+
+        /// A chain: a full file of `{"n": first}` at `first`, then a change file for each next
+        /// sequence up to `last` (`{"n": sequence}`), a second apart; returns their indexes.
+        fn add_chain(&mut self, micros: u64, first: u64, last: u64) -> Vec<usize> {
+            let root = |n: u64| Value::parse(format!(r#"{{"n": {n}, "same": [1, 2, 3]}}"#).as_bytes()).unwrap();
+            let mut sealed = seal(root(first), first, None);
+            let mut bytes = Vec::new();
+            encode(&mut bytes, &NodeJson::default(), &sealed.body, &mut || {}).unwrap();
+            self.0.push((micros, file_name(micros), bytes));
+            let mut indexes = vec![self.0.len() - 1];
+            for sequence in first + 1..=last {
+                let next = seal(root(sequence), sequence, Some(&sealed.copy.lineage));
+                let change =
+                    Change::between(sealed.copy.version, &sealed.copy.root, next.copy.version, &next.copy.root)
+                        .unwrap();
+                let bytes = change_file::encode(&NodeJson::default(), &change, &next.copy);
+                let at = micros + (sequence - first) * 1_000_000;
+                self.0.push((at, file_name(at), bytes));
+                indexes.push(self.0.len() - 1);
+                sealed = next;
+            }
+            indexes
+        }
+
+        /// Flips a bit inside file `index`'s patch or data (its file checksum then fails).
+        fn damage(&mut self, index: usize) {
+            let bytes = &mut self.0[index].2;
+            let full = bytes.windows(4).position(|w| w == b"\"n\":");
+            let at = full.or_else(|| bytes.windows(3).position(|w| w == b"/n\"")).unwrap();
+            bytes[at + 1] ^= 0x20;
         }
     }
 
@@ -381,5 +415,89 @@ mod tests {
         let start = start(&mut files, &Flags::default());
         assert_eq!(start.floor, 70, "not numbered after {}", 1u64 << 60);
         assert!(start.floor_unknown.is_some(), "writes wait for the operator");
+    }
+
+    /// The value of `n` in a started store.
+    fn n(start: &Start) -> u64 {
+        let Some(Value::UInt(n)) = start.sealed.copy.root.resolve(&["n".to_string()]) else { panic!("no n") };
+        *n
+    }
+
+    #[test]
+    fn a_chain_of_change_files_loads_to_its_last_version() {
+        let mut files = Files::default();
+        files.add_chain(1_000_000, 5, 9);
+        let start = start(&mut files, &Flags::default());
+        assert_eq!((start.sealed.copy.version.sequence, n(&start), start.floor), (9, 9, 9));
+        assert_eq!((start.chain.commits, start.chain.newest), (4, Some(start.sealed.copy.version)));
+        assert_eq!(Checksum::of(&start.sealed.copy.root), start.sealed.copy.version.checksum);
+        assert_eq!(start.sealed.copy.lineage.current(), start.sealed.copy.version);
+    }
+
+    #[test]
+    fn a_damaged_change_file_ends_the_chain_and_new_sequences_go_above_it() {
+        for damaged in [9, 7] {
+            let mut files = Files::default();
+            let chain = files.add_chain(1_000_000, 5, 9);
+            files.damage(chain[(damaged - 5) as usize]);
+            let startup = decide(Some(&mut files as &mut dyn Directory), &Flags::default(), &mut || 7).unwrap();
+            let start = &startup.start;
+            assert_eq!((start.sealed.copy.version.sequence, n(start)), (damaged - 1, damaged - 1), "damaged {damaged}");
+            assert_eq!((start.floor, start.floor_unknown.as_deref()), (9, None), "above every sequence a file names");
+            assert_eq!(startup.damaged.len() as u64, 10 - damaged, "the damaged file and the ones after it");
+            assert_eq!(startup.chain, ChainState::default(), "the newest file did not load: a full file comes next");
+        }
+    }
+
+    #[test]
+    fn a_damaged_full_snapshot_ends_its_chain_and_an_older_chain_loads() {
+        let mut files = Files::default();
+        files.add_chain(1_000_000, 1, 3);
+        let second = files.add_chain(10_000_000, 4, 6);
+        files.damage(second[0]);
+        let start = start(&mut files, &Flags::default());
+        assert_eq!((start.sealed.copy.version.sequence, n(&start), start.floor), (3, 3, 6));
+    }
+
+    #[test]
+    fn a_change_whose_base_no_file_holds_is_skipped() {
+        let mut files = Files::default();
+        files.add_chain(1_000_000, 1, 2);
+        let orphan = files.add_chain(10_000_000, 4, 5);
+        files.0.remove(orphan[0]);
+        let startup = decide(Some(&mut files as &mut dyn Directory), &Flags::default(), &mut || 7).unwrap();
+        assert_eq!((startup.start.sealed.copy.version.sequence, startup.start.floor), (2, 5));
+        assert!(startup.damaged[0].1.contains("which no older file holds"), "{:?}", startup.damaged);
+    }
+
+    #[test]
+    fn a_change_file_cut_short_is_damaged_and_its_lost_sequence_waits_for_the_operator() {
+        let mut files = Files::default();
+        let chain = files.add_chain(1_000_000, 1, 3);
+        files.0[chain[2]].2.truncate(40);
+        let refused = start(&mut files, &Flags::default());
+        assert_eq!(refused.sealed.copy.version.sequence, 2);
+        assert!(refused.floor_unknown.is_some(), "the cut file shows no sequence");
+        let accepted = start(&mut files, &Flags { accept_lost_versions: true, ..Flags::default() });
+        assert_eq!((accepted.sealed.copy.version.sequence, accepted.floor_unknown), (2, None));
+    }
+
+    #[test]
+    fn a_chain_whose_last_version_does_not_hash_to_its_checksum_loads_its_longest_matching_prefix() {
+        let mut files = Files::default();
+        let chain = files.add_chain(1_000_000, 1, 3);
+        // A change file written with another version's checksum: its file checksum matches.
+        let before = seal(Value::parse(br#"{"n": 3, "same": [1, 2, 3]}"#).unwrap(), 3, None);
+        let after = seal(Value::parse(br#"{"n": 4, "same": [1, 2, 3]}"#).unwrap(), 4, None);
+        let mut change =
+            Change::between(before.copy.version, &before.copy.root, after.copy.version, &after.copy.root).unwrap();
+        change.version.checksum = Checksum([9; 20]);
+        let mut copy = after.copy.clone();
+        copy.lineage = crate::core::lineage::Lineage::of(change.version);
+        files.0.push((9_000_000, file_name(9_000_000), change_file::encode(&NodeJson::default(), &change, &copy)));
+        let startup = decide(Some(&mut files as &mut dyn Directory), &Flags::default(), &mut || 7).unwrap();
+        assert_eq!((startup.start.sealed.copy.version.sequence, n(&startup.start), startup.start.floor), (3, 3, 4));
+        assert!(startup.damaged[0].1.contains("hashes to"), "{:?}", startup.damaged);
+        assert_eq!(chain.len(), 3);
     }
 }
