@@ -93,7 +93,7 @@ impl<'a> Loader<'a> {
             };
             keyed.push(((order.0, order.1, time), File { name, time, peeked: plausible }));
         }
-        keyed.sort_by(|a, b| b.0.cmp(&a.0));
+        keyed.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
         let files: Vec<File> = keyed.into_iter().map(|(_, file)| file).collect();
         let mut holding: HashMap<Version, Vec<usize>> = HashMap::new();
         for (index, file) in files.iter().enumerate() {

@@ -154,7 +154,10 @@ impl Shared {
             let parent = self.store.lineage().clone();
             let before = (self.store.version() == lock.base()).then(|| (lock.base(), self.store.root().clone()));
             let node = self.node_json(Shared::store_confirmed(co));
-            let job = Job::Seal { id, sequence, root, parent, before, node, coordination: None, write: true };
+            // A node with peers pushes the body; one without renders it only if it is asked for.
+            let body_needed = !self.cluster.peers.is_empty();
+            let job =
+                Job::Seal { id, sequence, root, parent, before, node, coordination: None, write: true, body_needed };
             self.effects.push(Effect::Job(job));
             return;
         }

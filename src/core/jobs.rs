@@ -108,6 +108,10 @@ pub enum Job {
         node: NodeJson,
         coordination: Option<Box<Coordination>>,
         write: bool,
+        /// The version's copy body is needed at once (the node has peers to push it to): else a
+        /// commit written as a change file is sealed without rendering the store
+        /// (`sealed::seal_set_aside`).
+        body_needed: bool,
     },
     /// Stamp a version with another coordination (a new coordinator's term); nothing is written.
     Restamp { id: JobId, sealed: Box<Sealed>, coordination: Box<Coordination> },
@@ -257,8 +261,14 @@ impl Disk for NoDisk {
 /// Carries out one job. `pace` is called between pieces of long work.
 pub fn run(job: Job, disk: &mut dyn Disk, pace: &mut dyn FnMut()) -> Done {
     match job {
-        Job::Seal { id, sequence, root, parent, before, mut node, coordination, write } => {
-            let mut sealed = sealed::seal_paced(root, sequence, Some(&parent), coordination.map(|c| *c), pace);
+        Job::Seal { id, sequence, root, parent, before, mut node, coordination, write, body_needed } => {
+            let coordination = coordination.map(|c| *c);
+            let as_change = before.as_ref().is_some_and(|(base, _)| chain::would_take(disk, *base));
+            let mut sealed = if write && as_change && !body_needed {
+                sealed::seal_set_aside(root, sequence, Some(&parent), coordination, pace)
+            } else {
+                sealed::seal_paced(root, sequence, Some(&parent), coordination, pace)
+            };
             sealed.change = before
                 .and_then(|(base, tree)| Change::between(base, &tree, sealed.copy.version, &sealed.copy.root))
                 .map(Arc::new);
@@ -321,6 +331,7 @@ mod tests {
             node: NodeJson::default(),
             coordination: None,
             write: false,
+            body_needed: false,
         };
         let Done::Sealed { sealed, .. } = run(seal(Some((base, before.clone()))), &mut NoDisk, &mut || {}) else {
             panic!("a seal reports sealed")

@@ -112,6 +112,8 @@ impl Coordinated {
                     node: json,
                     coordination: Some(Box::new(coordination)),
                     write: single,
+                    // Pushed to the voters (or to peers): the body, until pushes carry the change.
+                    body_needed: !single || !node.cluster.peers.is_empty(),
                 }
             }
             Content::Stamp { base, coordination } => {

@@ -140,7 +140,10 @@ impl Coordinated {
     /// `GET /cluster/accepted`: the newest version this node holds, committed or not, for a new
     /// coordinator that must adopt it.
     pub(super) fn accepted_copy(&mut self, node: &mut Shared) -> Response {
-        let body = self.newest_held(node).body.clone();
+        let held = self.newest_held(node);
+        // A body set aside (a commit written as a change, on a node without peers) is rendered.
+        let body =
+            if held.body.is_empty() { crate::core::sealed::render_body(&held.copy).0 } else { held.body.clone() };
         Response {
             status: 200,
             headers: Bytes::Static(b"Content-Type: application/json\r\n"),

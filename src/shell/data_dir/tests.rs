@@ -43,6 +43,7 @@ fn a_seal_job_writes_a_file_that_loads_back() {
         node: NodeJson::default(),
         coordination: None,
         write: true,
+        body_needed: false,
     };
     let Done::Sealed { id, sealed, file, .. } = jobs::run(job, &mut data_dir, &mut || {}) else {
         panic!("a seal job reports");
@@ -74,6 +75,7 @@ fn commit_many(disk: DiskConfig, count: u64) {
             node,
             coordination: None,
             write: true,
+            body_needed: false,
         };
         let Done::Sealed { sealed, .. } = jobs::run(job, &mut data_dir, &mut || {}) else { panic!() };
         data_dir.tidy();
@@ -154,6 +156,7 @@ fn commit_on(data_dir: &mut DataDir, before: &Sealed, root: Value, full: bool) -
         node: NodeJson::default(),
         coordination: None,
         write: true,
+        body_needed: false,
     };
     let Done::Sealed { sealed, file, .. } = jobs::run(job, data_dir, &mut || {}) else { panic!() };
     data_dir.tidy();
@@ -184,6 +187,10 @@ fn a_commit_on_the_newest_file_is_a_change_file_of_about_the_change_and_loads_ba
         let size = fs::metadata(&file).unwrap().len();
         assert!(size < 4096, "a one-key change into a 1 MB store wrote {size} bytes");
         assert!(crate::core::change_file::is_change_file(&fs::read(&file).unwrap()));
+        // Written as a change, the commit hashed the store without rendering it (item 4).
+        assert!(sealed.body.is_empty(), "the body is set aside");
+        assert_eq!(sealed.data_len, sealed.copy.root.to_compact().len());
+        assert_eq!(sealed.copy.version.checksum, Checksum::of(&sealed.copy.root));
     }
     let startup = decide(Some(&mut StartupDir(&dir)), &Flags::default(), &mut || 7).unwrap();
     assert_eq!(startup.start.sealed.copy.version, sealed.copy.version);
