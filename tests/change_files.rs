@@ -114,3 +114,43 @@ fn a_clean_stop_leaves_a_full_snapshot_newest_and_the_store_loads_from_it() {
     assert_eq!(restarted.get("/data/counter").text(), "3\n");
     assert!(!restarted.log().iter().any(|l| l.contains("change file(s)")), "one file was read");
 }
+
+#[test]
+fn a_change_file_cut_short_loads_the_version_before_and_writes_wait_for_the_operator() {
+    let dir = TempDir::new("change-cut");
+    let server = Server::start(&[&dir.flag()]);
+    let versions = large_store_with_commits(&server, 2);
+    server.kill9();
+    let newest = dir.path().join(dir.snapshots().last().unwrap());
+    let bytes = std::fs::read(&newest).unwrap();
+    std::fs::write(&newest, &bytes[..40]).unwrap();
+
+    let restarted = Server::start(&[&dir.flag()]);
+    assert_eq!(restarted.get("/version").json(), versions[0], "the chain ends before the cut file");
+    let refused = restarted.request("PUT", "/data/counter", b"3");
+    assert_eq!(refused.status, 503, "the cut file shows no sequence: {}", refused.text());
+    assert!(refused.error().contains("--accept-lost-versions"), "{}", refused.text());
+    drop(restarted);
+    let accepted = Server::start(&[&dir.flag(), "--accept-lost-versions"]);
+    assert_eq!(accepted.get("/data/counter").text(), "1\n");
+    put(&accepted, "/data/counter", "3");
+}
+
+#[test]
+fn change_files_whose_full_snapshot_is_gone_load_nothing_and_the_start_is_refused() {
+    let dir = TempDir::new("change-orphans");
+    let server = Server::start(&[&dir.flag()]);
+    large_store_with_commits(&server, 2);
+    server.kill9();
+    let names = dir.snapshots();
+    assert!(!is_change_file(&dir, &names[0]) && names.len() == 3, "{names:?}");
+    std::fs::remove_file(dir.path().join(&names[0])).unwrap();
+    let output = std::process::Command::new(support::BINARY)
+        .args([&dir.flag(), "--bind=127.0.0.1:0"])
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(1), "nothing loads: it refuses to start");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("which no older file holds"), "{log}");
+    assert!(log.contains("--start-empty"), "{log}");
+}
