@@ -226,10 +226,11 @@ impl DataDir {
     pub fn new(config: DiskConfig, files: &[(u64, PathBuf)]) -> DataDir {
         let last_micros = files.first().map_or(0, |(time, _)| *time);
         let removable = files.iter().rev().filter(|(_, file)| !config.damaged.contains(file));
+        let changes: std::collections::HashSet<&str> = config.change_files.iter().map(String::as_str).collect();
         let files = removable
             .filter_map(|(time, file)| {
                 let name = file.file_name()?.to_str()?.to_string();
-                let change = config.change_files.contains(&name);
+                let change = changes.contains(name.as_str());
                 Some((*time, name, change))
             })
             .collect();
