@@ -73,14 +73,15 @@
 //! | `core/jobs.rs`, `pace.rs` | the workers' jobs, who waits for each (`Owner`: `Node::job_done` hands a report to its owner only), the one allocator of job and call ids, and how jobs are carried out; pacing hooks |
 //! | `core/value/` | the tree (`mod.rs`), wide objects in chunks (`object.rs`), edits, patches (RFC 7396, RFC 6902), the diff of two versions as an RFC 6902 patch (`diff.rs`), rendering, parsing (general, and the one pass over canonical JSON in `canonical.rs`) |
 //! | `core/version.rs`, `lineage.rs`, `change.rs` | versions and checksums; a store's recent history; a version as the JSON Patch from the one before (change files, pushes to voters) |
-//! | `core/sealed.rs`, `snapshot.rs` | the copy format (peers); the snapshot file format (disk) |
+//! | `core/sealed.rs`, `snapshot.rs`, `change_file.rs` | the copy format (peers); the snapshot file format (disk); the change file format (a commit's change, between full snapshots) |
+//! | `core/chain.rs`, `chain_load.rs` | which file a version gets (a change file while the chain from the newest file is intact, else a full snapshot), compaction's rule; start-up's loading of the newest version whose chain applies |
 //! | `core/clock.rs`, `path.rs`, `address.rs`, `rng.rs` | time as a value; request paths, and the query parameters each resource takes (`PARAMETERS`); `HOST:PORT`; the seeded generator |
 //! | `shell/event_loop/` | the loop (`mod.rs`: turns, accepting, effects, timers) and serving a connection (`serve.rs`) |
 //! | `shell/connection.rs` | a client connection: its phases, input limits and timer |
 //! | `shell/peers.rs` | the outbound links to peers |
 //! | `shell/buffer.rs` | receive and send buffers from a shared pool |
 //! | `shell/transport.rs`, `tls.rs`, `tls_off.rs` | what a connection's bytes travel over: plain TCP, or TLS (rustls, `--features tls`: certificates, their reload on SIGHUP, plain HTTP to the TLS port told to use https://); `tls_off.rs` stands in without the feature |
-//! | `shell/workers.rs`, `data_dir.rs` | the worker threads; the data directory (its lock and start-up probe, load, durable writes, retention, room made on a full disk) |
+//! | `shell/workers.rs`, `data_dir.rs` | the worker threads; the data directory (its lock and start-up probe, load, durable writes, retention of whole chains, room made on a full disk; its tests in `data_dir/tests.rs`) |
 //! | `shell/server.rs`, `sys.rs`, `system_clock.rs`, `logger.rs` | start-up; system calls; the system's clocks (read only here); log lines |
 //! | `shell/tokens.rs` | the token files and the cluster key, read at start and on SIGHUP |
 //! | `sha1.rs` | SHA-1, with the processor's SHA extensions where it has them |

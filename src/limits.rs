@@ -343,6 +343,17 @@ pub const INACTIVE_RETRY_AFTER_S: u64 = 1;
 /// the whole store: applying each operation copies its path, and past this many the whole store
 /// is cheaper to read than the change.
 pub const CHANGE_OPERATIONS_MAX: usize = 100_000;
+/// Change files since the last full snapshot after which the flush queue asks the writer, when it
+/// is idle, for a full snapshot of the served store (compaction, off the commit's path): start-up
+/// applies every change file of the chain, and a thousand small patches cost a few milliseconds.
+pub const CHANGE_CHAIN_COMPACT_COMMITS: u64 = 1_000;
+/// Bytes of patches since the last full snapshot below which the queue never asks for one, however
+/// small the store: in a store of a few hundred bytes every change would be followed by a full
+/// snapshot, a second file and fsync per commit, for nothing.
+pub const CHANGE_CHAIN_COMPACT_BYTES_MIN: u64 = 64 * 1024;
+/// Change files since the last full snapshot past which a commit is written as a full snapshot
+/// whatever the queue does: a writer never idle must not grow a chain start-up takes long to apply.
+pub const CHANGE_CHAIN_COMMITS_MAX: u64 = 10_000;
 
 // ---- The client (`lighthouse get|put|...|watch|lock|status`) -----------------------------------
 

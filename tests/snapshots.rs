@@ -109,7 +109,8 @@ fn a_snapshot_cut_short_or_with_a_flipped_bit_is_never_loaded() {
     );
     assert_eq!(support::transact(&server, "w", "", &store).status, 200);
     assert_eq!(support::transact(&server, "w", "/note", "\"second\"").status, 200);
-    drop(server);
+    // The second commit is a change file; the clean stop writes a full snapshot of it, newest.
+    assert!(server.terminate().success());
     let files = dir.snapshots();
     let newest = dir.path().join(files.last().unwrap());
     let bytes = fs::read(&newest).unwrap();
@@ -139,7 +140,10 @@ fn a_snapshot_cut_short_or_with_a_flipped_bit_is_never_loaded() {
         }
         fs::write(&newest, &damaged).unwrap();
         let restarted = Server::start(&[&dir.flag()]);
-        assert_eq!(restarted.get("/version").json()["sequence"], 1, "damage at byte {byte}: the file before is loaded");
+        // The files before it: the first full snapshot and the change file of sequence 2.
+        assert_eq!(restarted.get("/version").json()["sequence"], 2, "damage at byte {byte}");
+        let log = restarted.log().join("\n");
+        assert!(log.contains("skipping snapshot") && log.contains("after 1 change file(s)"), "{log}");
         drop(restarted);
         // The server may have written nothing; put the sweep's file back for the next case.
         for extra in dir.snapshots().into_iter().filter(|n| n > files.last().unwrap()) {
@@ -228,9 +232,12 @@ fn at_most_keep_snapshots_files_stay_and_the_newest_loads() {
     for i in 0..8 {
         assert_eq!(support::transact(&server, "w", "/i", &i.to_string()).status, 200);
     }
-    // The writer removes old files just after it reports a write, off the answer's path.
-    support::wait_for("three snapshots left", || dir.snapshots().len() == 3);
-    drop(server);
+    // One chain, a full snapshot and seven change files, is kept whole past --keep-snapshots.
+    assert_eq!(dir.snapshots().len(), 8, "{:?}", dir.snapshots());
+    // The clean stop writes a full snapshot: a newer chain, and the older one goes whole. The
+    // writer removes old files just after it reports a write, before it exits.
+    assert!(server.terminate().success());
+    assert_eq!(dir.snapshots().len(), 1, "{:?}", dir.snapshots());
     let restarted = Server::start(&[&dir.flag(), "--keep-snapshots=3"]);
     assert_eq!(restarted.get("/data/i").text(), "7\n");
     assert_eq!(restarted.get("/version").json()["sequence"], 8);

@@ -92,13 +92,13 @@ impl Coordinated {
     /// Takes the report of a job of coordinated mode (or of a write of the node's state).
     pub(super) fn job_done(&mut self, node: &mut Shared, now: Now, done: Done) {
         match done {
-            Done::Sealed { id: JobId { owner: Owner::Commit, serial }, sealed, file, elapsed_us } => {
+            Done::Sealed { id: JobId { owner: Owner::Commit, serial }, sealed, file, elapsed_us, .. } => {
                 self.commit_sealed(node, now, serial, sealed, file, elapsed_us)
             }
-            Done::Written { id: JobId { owner: Owner::Commit, serial }, file, elapsed_us } => {
+            Done::Written { id: JobId { owner: Owner::Commit, serial }, file, elapsed_us, .. } => {
                 self.commit_written(node, now, serial, file, elapsed_us)
             }
-            Done::Written { id: JobId { owner: Owner::Accept, serial }, file, elapsed_us } => {
+            Done::Written { id: JobId { owner: Owner::Accept, serial }, file, elapsed_us, .. } => {
                 node.count_write(&file, elapsed_us);
                 self.accept_written(node, serial, file);
             }

@@ -16,8 +16,9 @@ use log::{error, warn};
 
 use super::coordinated::Coordinated;
 use super::{Effect, Shared, Ticket};
+use crate::core::chain::{ChainState, Writing};
 use crate::core::clock::{Deadline, Now};
-use crate::core::jobs::{Body, DiskError, Done, Job, Owner};
+use crate::core::jobs::{DiskError, Done, Job, Owner};
 use crate::core::sealed::Sealed;
 use crate::core::snapshot::{NodeJson, OwnCommit};
 use crate::core::version::Version;
@@ -49,11 +50,14 @@ pub(super) struct DiskQueue {
     /// later one): a node must not answer a copy it would forget in a crash. Bounded by the
     /// connections.
     copies_waiting: Vec<(u64, Ticket)>,
+    /// The data directory's chain as the writer last reported it (`core::chain`).
+    pub(super) chain: ChainState,
 }
 
 impl DiskQueue {
     pub(super) fn new(durable: Version) -> DiskQueue {
-        DiskQueue { in_flight: None, durable, durable_stamp: 0, retry_at: None, copies_waiting: Vec::new() }
+        let chain = ChainState::default();
+        DiskQueue { in_flight: None, durable, durable_stamp: 0, retry_at: None, copies_waiting: Vec::new(), chain }
     }
 
     /// When a failed background write is retried; nothing while a job is in flight, since its
@@ -150,7 +154,10 @@ impl Shared {
             let parent = self.store.lineage().clone();
             let before = (self.store.version() == lock.base()).then(|| (lock.base(), self.store.root().clone()));
             let node = self.node_json(Shared::store_confirmed(co));
-            let job = Job::Seal { id, sequence, root, parent, before, node, coordination: None, write: true };
+            // A node with peers pushes the body; one without renders it only if it is asked for.
+            let body_needed = !self.cluster.peers.is_empty();
+            let job =
+                Job::Seal { id, sequence, root, parent, before, node, coordination: None, write: true, body_needed };
             self.effects.push(Effect::Job(job));
             return;
         }
@@ -162,16 +169,42 @@ impl Shared {
         }
         if behind && self.disk.retry_at.is_none_or(|at| at.fired(now)) {
             self.disk.retry_at = None;
-            let id = self.ids.job(Owner::Disk);
-            let version = self.store.version();
-            self.disk.in_flight = Some(InFlight::Persist { id: id.serial, version, stamp });
-            // A node without peers has set the body aside: the writer renders it.
-            let body = match self.store.body_at_hand() {
-                Some(body) => Body::Rendered(body),
-                None => Body::SetAside(Box::new(self.store.sealed().copy.clone())),
-            };
-            let node = self.node_json(Shared::store_confirmed(co));
-            self.effects.push(Effect::Job(Job::Write { id, body, node }));
+            self.persist(co, Writing::AsRuled);
+        } else if !behind && self.wants_full_snapshot() {
+            // Compaction: the writer is idle, and the chain since the last full snapshot is long.
+            self.persist(co, Writing::Compact);
+        }
+    }
+
+    /// Whether the served store is worth a full snapshot now (`ChainState::wants_full`).
+    fn wants_full_snapshot(&self) -> bool {
+        self.config.durable && self.disk.chain.wants_full(self.store.version(), self.store.data_len())
+    }
+
+    /// Writes the served store (a full snapshot, or as the rule says).
+    fn persist(&mut self, co: Option<&Coordinated>, writing: Writing) {
+        let id = self.ids.job(Owner::Disk);
+        let (version, stamp) = (self.store.version(), self.cluster.stamp);
+        self.disk.in_flight = Some(InFlight::Persist { id: id.serial, version, stamp });
+        // A node without peers has set the body aside: the writer renders it.
+        let sealed = Box::new(self.store.sealed().clone());
+        let node = self.node_json(Shared::store_confirmed(co));
+        self.effects.push(Effect::Job(Job::Write { id, sealed, node, writing }));
+    }
+
+    /// At a clean stop: a full snapshot of the served store if the newest file holds it as a
+    /// change, so that the next start reads one file (`None`: nothing to write, or the writer
+    /// is busy; its job finishes first).
+    pub(super) fn closing_snapshot(&mut self, co: Option<&Coordinated>) -> Option<Job> {
+        let chain = self.disk.chain;
+        let worth = chain.newest == Some(self.store.version()) && chain.commits > 0;
+        if !self.config.durable || self.disk.in_flight.is_some() || !worth {
+            return None;
+        }
+        self.persist(co, Writing::Compact);
+        match self.effects.pop() {
+            Some(Effect::Job(job)) => Some(job),
+            _ => unreachable!("persist pushes its job"),
         }
     }
 

@@ -5,10 +5,12 @@
 //! one place a job is carried out: the shell's workers call it with the real data directory and a
 //! pacing hook that yields the core; the simulation calls it with a simulated disk that can fail.
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::core::Ticket;
+use crate::core::chain::{self, ChainState, Writing};
 use crate::core::change::Change;
 use crate::core::lineage::Lineage;
 use crate::core::node_state::NodeState;
@@ -106,13 +108,20 @@ pub enum Job {
         node: NodeJson,
         coordination: Option<Box<Coordination>>,
         write: bool,
+        /// The version's copy body is needed at once (the node has peers to push it to): else a
+        /// commit written as a change file is sealed without rendering the store
+        /// (`sealed::seal_set_aside`).
+        body_needed: bool,
     },
     /// Stamp a version with another coordination (a new coordinator's term); nothing is written.
     Restamp { id: JobId, sealed: Box<Sealed>, coordination: Box<Coordination> },
     /// Write the node's id, term and vote, durably.
     SaveState { id: JobId, state: NodeState },
-    /// Write a store that is already sealed (a copy taken from a peer) to the data directory.
-    Write { id: JobId, body: Body, node: NodeJson },
+    /// Write a version that is already sealed (a copy taken from a peer, a version pushed to a
+    /// voter, the served store) to the data directory, as `writing` says (`core::chain`): a
+    /// change file when its change applies to the newest file, else a full snapshot, its body
+    /// rendered by the writer if it was set aside.
+    Write { id: JobId, sealed: Box<Sealed>, node: NodeJson, writing: Writing },
     /// Remove a snapshot that must never be loaded (a commit that lost to a newer store), durably.
     Remove { id: JobId, file: PathBuf },
     /// Parse a copy sent by a peer, check its checksum and render its canonical body.
@@ -125,14 +134,6 @@ pub enum Job {
     Retire(Box<Sealed>),
 }
 
-/// The copy body a `Job::Write` writes: at hand, or set aside (a node without peers lets it go)
-/// and rendered by the writer from the copy, off the loop.
-#[derive(Debug)]
-pub enum Body {
-    Rendered(Arc<[u8]>),
-    SetAside(Box<StoreCopy>),
-}
-
 impl Job {
     /// True for the jobs that touch the data directory (one writer does them, in order); decoding
     /// and rendering a copy go to their own worker, so they never wait behind an fsync.
@@ -142,19 +143,21 @@ impl Job {
 }
 
 /// A finished job, reported back to the core. `file` is the snapshot written (`None` without a
-/// data directory); `elapsed_us` is how long the job took, for the latency histogram (the shell
-/// measures it).
+/// data directory); `chain` is the directory's chain after it (`None` without a data directory);
+/// `elapsed_us` is how long the job took, for the latency histogram (the shell measures it).
 #[derive(Debug)]
 pub enum Done {
     Sealed {
         id: JobId,
         sealed: Sealed,
         file: Result<Option<PathBuf>, DiskError>,
+        chain: Option<ChainState>,
         elapsed_us: u64,
     },
     Written {
         id: JobId,
         file: Result<Option<PathBuf>, DiskError>,
+        chain: Option<ChainState>,
         elapsed_us: u64,
     },
     Decoded {
@@ -214,15 +217,18 @@ pub struct DiskError {
 
 /// Where the jobs' snapshot files go: the data directory, or a simulated one.
 pub trait Disk {
-    /// Writes a snapshot file durably (it survives `kill -9` and power loss once this returns);
-    /// `Ok(None)` when there is no data directory. Old files are removed later, off the answer's
-    /// path (`shell::data_dir::DataDir::tidy`).
-    fn write_snapshot(
+    /// What the directory's newest files are (`None` without a data directory: nothing is
+    /// written). `core::chain::write_version` decides with it which file a version gets, and
+    /// keeps it up to date.
+    fn chain(&mut self) -> Option<&mut ChainState>;
+    /// Writes a new file durably (it survives `kill -9` and power loss once this returns), its
+    /// bytes given by `write`; `change` says it is a change file (for the retention rules). Old
+    /// files are removed later, off the answer's path (`shell::data_dir::DataDir::tidy`).
+    fn write_file(
         &mut self,
-        node: &NodeJson,
-        body: &[u8],
-        pace: &mut dyn FnMut(),
-    ) -> Result<Option<PathBuf>, DiskError>;
+        change: bool,
+        write: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
+    ) -> Result<PathBuf, DiskError>;
     /// Removes a snapshot file durably. A failure is logged; the file may stay.
     fn remove_snapshot(&mut self, file: &Path);
     /// Writes the node's state durably (nothing without a data directory).
@@ -233,8 +239,16 @@ pub trait Disk {
 pub struct NoDisk;
 
 impl Disk for NoDisk {
-    fn write_snapshot(&mut self, _: &NodeJson, _: &[u8], _: &mut dyn FnMut()) -> Result<Option<PathBuf>, DiskError> {
-        Ok(None)
+    fn chain(&mut self) -> Option<&mut ChainState> {
+        None
+    }
+
+    fn write_file(
+        &mut self,
+        _: bool,
+        _: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
+    ) -> Result<PathBuf, DiskError> {
+        unreachable!("nothing is written without a data directory")
     }
 
     fn remove_snapshot(&mut self, _: &Path) {}
@@ -247,27 +261,31 @@ impl Disk for NoDisk {
 /// Carries out one job. `pace` is called between pieces of long work.
 pub fn run(job: Job, disk: &mut dyn Disk, pace: &mut dyn FnMut()) -> Done {
     match job {
-        Job::Seal { id, sequence, root, parent, before, mut node, coordination, write } => {
-            let mut sealed = sealed::seal_paced(root, sequence, Some(&parent), coordination.map(|c| *c), pace);
+        Job::Seal { id, sequence, root, parent, before, mut node, coordination, write, body_needed } => {
+            let coordination = coordination.map(|c| *c);
+            let as_change = before.as_ref().is_some_and(|(base, _)| chain::would_take(disk, *base));
+            let mut sealed = if write && as_change && !body_needed {
+                sealed::seal_set_aside(root, sequence, Some(&parent), coordination, pace)
+            } else {
+                sealed::seal_paced(root, sequence, Some(&parent), coordination, pace)
+            };
             sealed.change = before
                 .and_then(|(base, tree)| Change::between(base, &tree, sealed.copy.version, &sealed.copy.root))
                 .map(Arc::new);
             // The node's own commits include this one, which only now has its checksum.
             node.add_mine(sealed.copy.version);
-            let file = if write { disk.write_snapshot(&node, &sealed.body, pace) } else { Ok(None) };
-            Done::Sealed { id, sealed, file, elapsed_us: 0 }
+            let file =
+                if write { chain::write_version(disk, &node, &sealed, Writing::AsRuled, pace) } else { Ok(None) };
+            Done::Sealed { id, sealed, file, chain: disk.chain().copied(), elapsed_us: 0 }
         }
         Job::Restamp { id, sealed, coordination } => {
-            Done::Sealed { id, sealed: sealed::restamp(&sealed, *coordination), file: Ok(None), elapsed_us: 0 }
+            let sealed = sealed::restamp(&sealed, *coordination);
+            Done::Sealed { id, sealed, file: Ok(None), chain: None, elapsed_us: 0 }
         }
         Job::SaveState { id, state } => Done::StateSaved { id, result: disk.save_state(&state) },
-        Job::Write { id, body, node } => {
-            let body = match body {
-                Body::Rendered(body) => body,
-                Body::SetAside(copy) => sealed::render_body_paced(&copy, pace).0,
-            };
-            let file = disk.write_snapshot(&node, &body, pace);
-            Done::Written { id, file, elapsed_us: 0 }
+        Job::Write { id, sealed, node, writing } => {
+            let file = chain::write_version(disk, &node, &sealed, writing, pace);
+            Done::Written { id, file, chain: disk.chain().copied(), elapsed_us: 0 }
         }
         Job::Remove { id, file } => {
             disk.remove_snapshot(&file);
@@ -313,6 +331,7 @@ mod tests {
             node: NodeJson::default(),
             coordination: None,
             write: false,
+            body_needed: false,
         };
         let Done::Sealed { sealed, .. } = run(seal(Some((base, before.clone()))), &mut NoDisk, &mut || {}) else {
             panic!("a seal reports sealed")

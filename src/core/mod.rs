@@ -7,7 +7,10 @@
 //! runs several on a simulated network. The domain types it works on live here too.
 
 pub mod address;
+pub mod chain;
+mod chain_load;
 pub mod change;
+pub mod change_file;
 pub mod clock;
 pub mod jobs;
 pub mod lineage;
@@ -199,6 +202,8 @@ pub struct Start {
     /// A newer version the node accepted and holds durably, not known to be committed (coordinated
     /// mode): kept as it was before the restart, while `sealed`, the commit point, is served.
     pub pending: Option<Sealed>,
+    /// The chain of the data directory's newest file (`core::chain`), for compaction.
+    pub chain: chain::ChainState,
 }
 
 impl Start {
@@ -206,7 +211,8 @@ impl Start {
     pub fn empty() -> Start {
         let sealed = seal(Value::default(), 0, None);
         let (cluster, mine) = (Vec::new(), Vec::new());
-        Start { sealed, cluster, mine, committed: true, floor: 0, floor_unknown: None, pending: None }
+        let chain = chain::ChainState::default();
+        Start { sealed, cluster, mine, committed: true, floor: 0, floor_unknown: None, pending: None, chain }
     }
 }
 
@@ -323,6 +329,7 @@ impl Node {
             shared.learn(&seed, now);
         }
         shared.disk.table_written(shared.cluster.stamp);
+        shared.disk.chain = start.chain;
         shared.keep_body_if_needed();
         if !shared.config.bootstrap && !shared.cluster.peers.is_empty() {
             shared.start_joining(now, co.as_ref());
@@ -397,6 +404,13 @@ impl Node {
     /// True while the writer thread works on a snapshot for this node.
     pub fn is_writing(&self) -> bool {
         self.shared.disk.is_busy()
+    }
+
+    /// At a clean stop (SIGTERM, SIGINT): the job that writes a full snapshot of the served store
+    /// if the newest file holds it as a change, so that the next start reads one file.
+    pub fn closing_snapshot(&mut self) -> Option<Job> {
+        let Node { shared, co } = self;
+        shared.closing_snapshot(co.as_ref())
     }
 
     /// The lock's holder, if any.
@@ -478,12 +492,15 @@ impl Node {
     pub fn job_done(&mut self, now: Now, done: Done) {
         let Node { shared, co } = self;
         shared.note_disk_error(now, &done);
+        if let Done::Sealed { chain: Some(chain), .. } | Done::Written { chain: Some(chain), .. } = &done {
+            shared.disk.chain = *chain;
+        }
         shared.handling(now);
         match done {
-            Done::Sealed { id: JobId { owner: Owner::Disk, serial }, sealed, file, elapsed_us } => {
+            Done::Sealed { id: JobId { owner: Owner::Disk, serial }, sealed, file, elapsed_us, .. } => {
                 shared.sealed_done(co.as_mut(), now, serial, sealed, file, elapsed_us)
             }
-            Done::Written { id: JobId { owner: Owner::Disk, serial }, file, elapsed_us } => {
+            Done::Written { id: JobId { owner: Owner::Disk, serial }, file, elapsed_us, .. } => {
                 shared.written_done(co.as_mut(), now, serial, file, elapsed_us)
             }
             Done::Removed { id: JobId { owner: Owner::Disk, serial } } => shared.removed_done(co.as_mut(), now, serial),

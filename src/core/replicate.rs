@@ -15,8 +15,9 @@ use super::consensus::Accepted;
 use super::coordinated::Coordinated;
 use super::lock::Lock;
 use super::{Effect, Shared, Ticket, cluster::CallKind};
+use crate::core::chain::Writing;
 use crate::core::clock::{Deadline, Now};
-use crate::core::jobs::{Body, DiskError, Job, Owner};
+use crate::core::jobs::{DiskError, Job, Owner};
 use crate::core::roster::Coordination;
 use crate::core::sealed::{DecodeError, Sealed};
 use crate::http::{Bytes, Method, Response};
@@ -111,6 +112,8 @@ impl Coordinated {
                     node: json,
                     coordination: Some(Box::new(coordination)),
                     write: single,
+                    // Pushed to the voters (or to peers): the body, until pushes carry the change.
+                    body_needed: !single || !node.cluster.peers.is_empty(),
                 }
             }
             Content::Stamp { base, coordination } => {
@@ -182,7 +185,8 @@ impl Coordinated {
             let mut json = node.node_json(self.consensus.confirmed());
             // The only voter's own copy is a majority: the version is committed once written.
             json.committed = self.single_voter(&coordination);
-            node.effects.push(Effect::Job(Job::Write { id, body: Body::Rendered(sealed.body.clone()), node: json }));
+            let job = Job::Write { id, sealed: Box::new(sealed.clone()), node: json, writing: Writing::AsRuled };
+            node.effects.push(Effect::Job(job));
             (Vec::new(), Some(id.serial))
         };
         let commit = self.commit.as_mut().expect("a version in flight");

@@ -92,14 +92,35 @@ pub fn seal_paced(
 ) -> Sealed {
     let (mut body, data_len, checksum) = render_and_hash(&root, pace);
     let version = Version { sequence, checksum };
-    let lineage = match parent {
-        Some(parent) if parent.current().sequence.checked_add(1) == Some(sequence) => parent.extended(version),
-        // A version numbered past sequences lost with a damaged file starts a history of its own.
-        _ => Lineage::of(version),
-    };
-    let copy = StoreCopy { version, root, lineage, coordination };
+    let copy = StoreCopy { version, root, lineage: lineage_after(parent, version), coordination };
     finish_body(&mut body, &copy);
     Sealed { copy, body: body.into(), data_len, change: None }
+}
+
+/// As `seal_paced`, without the body: the store's canonical text is streamed into the hasher,
+/// never rendered into a buffer, and the body is set aside (empty; rendered if it is ever needed:
+/// `GET /copy` renders it off the loop, a full snapshot's write on the writer). A commit written
+/// as a change file needs nothing more.
+pub fn seal_set_aside(
+    root: Value,
+    sequence: u64,
+    parent: Option<&Lineage>,
+    coordination: Option<Coordination>,
+    pace: &mut dyn FnMut(),
+) -> Sealed {
+    let (checksum, data_len) = crate::core::chain::checksum_and_len(&root, pace);
+    let version = Version { sequence, checksum };
+    let copy = StoreCopy { version, root, lineage: lineage_after(parent, version), coordination };
+    Sealed { copy, body: Arc::from(Vec::new()), data_len, change: None }
+}
+
+/// The lineage of a new `version` extending `parent`.
+fn lineage_after(parent: Option<&Lineage>, version: Version) -> Lineage {
+    match parent {
+        Some(parent) if parent.current().sequence.checked_add(1) == Some(version.sequence) => parent.extended(version),
+        // A version numbered past sequences lost with a damaged file starts a history of its own.
+        _ => Lineage::of(version),
+    }
 }
 
 /// The same version with another coordination (a new coordinator adopting it in its own term):

@@ -222,22 +222,31 @@ struct Parts {
 
 impl Parts {
     fn of(fields: FileFields) -> Result<Parts, DecodeError> {
-        let cluster = match fields.cluster {
-            None | Some(serde_json::Value::Null) => Vec::new(),
-            Some(serde_json::Value::Array(peers)) => peers,
-            Some(_) => return Err(DecodeError::Shape("\"cluster\" is not a list")),
-        };
-        let mine = match fields.mine {
-            None => Vec::new(),
-            Some(serde_json::Value::Array(versions)) => versions
-                .iter()
-                .map(OwnCommit::from_json)
-                .collect::<Option<Vec<OwnCommit>>>()
-                .ok_or(DecodeError::Shape("\"mine\" is not a list of versions"))?,
-            Some(_) => return Err(DecodeError::Shape("\"mine\" is not a list of versions")),
-        };
+        let (cluster, mine) = (cluster_of(fields.cluster)?, mine_of(fields.mine)?);
         let copy = fields.copy.ok_or(DecodeError::Shape("the snapshot has no \"copy\""))?.into_copy()?;
         Ok(Parts { cluster, mine, committed: fields.committed.unwrap_or(true), copy })
+    }
+}
+
+/// A file's `"cluster"` field: a list of peers (none when it is missing).
+pub(crate) fn cluster_of(field: Option<serde_json::Value>) -> Result<Vec<serde_json::Value>, DecodeError> {
+    match field {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::Array(peers)) => Ok(peers),
+        Some(_) => Err(DecodeError::Shape("\"cluster\" is not a list")),
+    }
+}
+
+/// A file's `"mine"` field: this node's own recent commits (none when it is missing).
+pub(crate) fn mine_of(field: Option<serde_json::Value>) -> Result<Vec<OwnCommit>, DecodeError> {
+    match field {
+        None => Ok(Vec::new()),
+        Some(serde_json::Value::Array(versions)) => versions
+            .iter()
+            .map(OwnCommit::from_json)
+            .collect::<Option<Vec<OwnCommit>>>()
+            .ok_or(DecodeError::Shape("\"mine\" is not a list of versions")),
+        Some(_) => Err(DecodeError::Shape("\"mine\" is not a list of versions")),
     }
 }
 
@@ -298,13 +307,13 @@ fn renders_to(root: &Value, expected: &[u8]) -> bool {
 }
 
 /// The field that closes every snapshot file: `,"file-sha1":"<40 hex digits>"}`.
-const FILE_SHA1_OPEN: &[u8] = b",\"file-sha1\":\"";
-const FILE_SHA1_CLOSE: &[u8] = b"\"}";
+pub(crate) const FILE_SHA1_OPEN: &[u8] = b",\"file-sha1\":\"";
+pub(crate) const FILE_SHA1_CLOSE: &[u8] = b"\"}";
 const FILE_SHA1_BYTES: usize = FILE_SHA1_OPEN.len() + 40 + FILE_SHA1_CLOSE.len();
 
 /// Checks the file checksum when the file ends with one: `Ok(true)` if it matches, `Ok(false)`
 /// if there is none, an error if it does not match.
-fn check_file_sha1(bytes: &[u8]) -> Result<bool, DecodeError> {
+pub(crate) fn check_file_sha1(bytes: &[u8]) -> Result<bool, DecodeError> {
     let Some(covered_len) = bytes.len().checked_sub(FILE_SHA1_BYTES) else { return Ok(false) };
     let (covered, trailer) = bytes.split_at(covered_len);
     let Some(hex) = trailer.strip_prefix(FILE_SHA1_OPEN).and_then(|t| t.strip_suffix(FILE_SHA1_CLOSE)) else {

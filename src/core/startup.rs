@@ -9,11 +9,11 @@
 
 use log::{info, warn};
 
+use crate::core::chain::ChainState;
+use crate::core::chain_load::{Loader, Newest};
 use crate::core::node_state::NodeState;
 use crate::core::roster::new_id;
-use crate::core::snapshot::{self, decode_keeping};
 use crate::core::{Accepted, CoordinatedConfig, Start};
-use crate::limits::SEQUENCE_PLAUSIBLE_MAX;
 
 /// What start-up reads of a data directory. Errors are the directory's own (permissions, I/O),
 /// never damage: a file that reads but does not decode is damaged, and that is decided here.
@@ -67,6 +67,10 @@ pub struct Startup {
     pub coordinated: Option<CoordinatedConfig>,
     /// `--bootstrap` still holds (it does not when the node must catch up).
     pub bootstrap: bool,
+    /// The chain of the directory's newest file, for the writer to go on with (`core::chain`).
+    pub chain: ChainState,
+    /// The directory's change files, by name (for the retention rules).
+    pub change_files: Vec<String>,
 }
 
 /// Why a node cannot start.
@@ -102,13 +106,16 @@ pub fn decide(
         })?),
         None => None,
     };
-    let Loaded { newest, damaged, highest, unnumbered } = load_newest(dir, flags)?;
+    // Without seeds the copy body is needed only if the snapshot names peers; the loader knows.
+    let mut loader = Loader::new(dir, flags.coordinated, flags.has_seeds)?;
+    let Newest { start: newest, damaged, unnumbered } = loader.newest()?;
+    let highest = loader.highest;
     let state = stored.clone().unwrap_or_else(|| NodeState::new(new_id(random())));
     let none_valid = newest.is_none();
     let (mut start, must_catch_up) = match newest {
         // `--force-new-cluster` goes on with the newest version this node holds, committed or not.
         Some(start) if flags.coordinated && !flags.force_new_cluster => {
-            (start_at_commit_point(dir, &state, start, flags)?, false)
+            (start_at_commit_point(&mut loader, &state, start)?, false)
         }
         Some(start) => (start, false),
         None => (start_without_snapshot(&damaged, flags)?, !damaged.is_empty() && !flags.start_empty),
@@ -126,89 +133,11 @@ pub fn decide(
     if flags.force_new_cluster {
         check_force(&start, flags)?;
     }
+    let (chain, change_files) = (loader.chain(), loader.change_files());
     let mut startup = identify(start, damaged, must_catch_up, state, flags, random);
     startup.save_state = stored.as_ref() != Some(&startup.state);
+    (startup.chain, startup.start.chain, startup.change_files) = (chain, chain, change_files);
     Ok(startup)
-}
-
-/// What the snapshot files of a directory hold.
-struct Loaded {
-    /// The newest snapshot that decodes.
-    newest: Option<Start>,
-    /// The files tried before it that did not.
-    damaged: Vec<Damaged>,
-    /// The highest sequence any file names, damaged ones too (from its last bytes, where the
-    /// version stands): new versions are numbered above it, so that no sequence ever names two
-    /// versions on this node, even when the newest file is lost.
-    highest: u64,
-    /// The damaged files whose last bytes show no sequence at all.
-    unnumbered: Vec<String>,
-}
-
-/// The newest snapshot that decodes, the files tried before it that did not, and the sequences
-/// all of them name. With coordinated writes, files are tried by the (term, sequence) of the
-/// version they hold, newest first, not by their names: a version of a later term wins, and wall
-/// clocks may step back. A file that cannot be read is a refusal, not damage: the node must not
-/// start on an older store than the one it served.
-fn load_newest(dir: &mut dyn Directory, flags: &Flags) -> Result<Loaded, Refusal> {
-    let files = dir.snapshots().map_err(Refusal)?;
-    let mut keyed: Vec<((u64, u64, u64), String, bool)> = Vec::with_capacity(files.len());
-    let mut highest = 0;
-    for (time, name) in files {
-        let tail = dir.tail(&name).map_err(|e| unreadable(&name, &e))?;
-        let peeked = snapshot::peek_order(&tail);
-        // A sequence no store reaches is damage too: it must not push the numbering to the end.
-        let plausible = peeked.filter(|(_, sequence)| *sequence <= SEQUENCE_PLAUSIBLE_MAX);
-        highest = highest.max(plausible.map_or(0, |(_, sequence)| sequence));
-        let order = match peeked {
-            Some(order) if flags.coordinated => order,
-            // A file whose tail shows no version is probably damaged: tried first, so that it is
-            // reported, not silently passed over.
-            None if flags.coordinated => (u64::MAX, u64::MAX),
-            _ => (0, 0),
-        };
-        keyed.push(((order.0, order.1, time), name, plausible.is_some()));
-    }
-    keyed.sort_by(|a, b| b.cmp(a));
-    let mut damaged = Vec::new();
-    let mut unnumbered = Vec::new();
-    // Without seeds the copy body is needed only if the snapshot names peers; the decoder knows.
-    let keep_body = flags.has_seeds;
-    for (_, name, numbered) in keyed {
-        let bytes = dir.read(&name).map_err(|e| unreadable(&name, &e))?;
-        match decode_keeping(&bytes, keep_body) {
-            Ok(snapshot) => {
-                let version = snapshot.sealed.copy.version;
-                info!("loaded {name} (sequence {}, checksum {})", version.sequence, version.checksum);
-                let committed = snapshot.committed;
-                let start = Start {
-                    sealed: snapshot.sealed,
-                    cluster: snapshot.cluster,
-                    mine: snapshot.mine,
-                    committed,
-                    ..Start::empty()
-                };
-                highest = highest.max(version.sequence);
-                return Ok(Loaded { newest: Some(start), damaged, highest, unnumbered });
-            }
-            Err(e) => {
-                warn!("skipping snapshot {name}: {e}");
-                if !numbered {
-                    unnumbered.push(name.clone());
-                }
-                damaged.push((name, e.to_string()));
-            }
-        }
-    }
-    Ok(Loaded { newest: None, damaged, highest, unnumbered })
-}
-
-/// The refusal of a snapshot file that cannot be read (not a damaged one).
-fn unreadable(name: &str, e: &str) -> Refusal {
-    Refusal(format!(
-        "cannot read the snapshot {name}: {e}; this is not damage but a fault to fix (permissions, the disk), or move \
-         the file out of the directory"
-    ))
 }
 
 /// Why writes are refused when damaged files show no sequence (`unnumbered`): the sequences
@@ -266,12 +195,7 @@ fn check_force(start: &Start, flags: &Flags) -> Result<(), Refusal> {
 /// answers, `core::commit_point`); the newer version stays accepted and pending, as it was before
 /// the restart, so an election still counts it. Without a commit point, or a valid file of it,
 /// nothing changes: the node serves nothing until the cluster says which version is committed.
-fn start_at_commit_point(
-    dir: &mut dyn Directory,
-    state: &NodeState,
-    mut start: Start,
-    flags: &Flags,
-) -> Result<Start, Refusal> {
+fn start_at_commit_point(loader: &mut Loader, state: &NodeState, mut start: Start) -> Result<Start, Refusal> {
     let Some(point) = state.committed else { return Ok(start) };
     let newest = Accepted::of(&start.sealed);
     if start.committed || newest.key() < point.key() {
@@ -281,22 +205,13 @@ fn start_at_commit_point(
         start.committed = true;
         return Ok(start);
     }
-    for (_, name) in dir.snapshots().map_err(Refusal)? {
-        let tail = dir.tail(&name).map_err(|e| Refusal(format!("cannot read {name}: {e}")))?;
-        if snapshot::peek_order(&tail) != Some(point.key()) {
-            continue;
-        }
-        let bytes = dir.read(&name).map_err(|e| Refusal(format!("cannot read {name}: {e}")))?;
-        let Ok(snapshot) = decode_keeping(&bytes, flags.has_seeds) else { continue };
-        if Accepted::of(&snapshot.sealed) != point {
-            continue;
-        }
+    if let Some((name, sealed)) = loader.find(point)? {
         info!(
             "loaded {name} (sequence {} of term {}, the newest version this node knows was committed) to serve; \
              sequence {} of term {} stays accepted, not known to be committed",
             point.version.sequence, point.term, newest.version.sequence, newest.term
         );
-        start.pending = Some(std::mem::replace(&mut start.sealed, snapshot.sealed));
+        start.pending = Some(std::mem::replace(&mut start.sealed, sealed));
         start.committed = true;
         return Ok(start);
     }
@@ -381,15 +296,19 @@ fn identify(
             force_new_cluster: flags.force_new_cluster && in_a_cluster,
         }
     });
-    Startup { start, damaged, must_catch_up, save_state: true, coordinated, bootstrap, state }
+    let (chain, change_files) = (ChainState::default(), Vec::new());
+    Startup { start, damaged, must_catch_up, save_state: true, coordinated, bootstrap, state, chain, change_files }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::change::Change;
+    use crate::core::change_file;
     use crate::core::sealed::seal;
     use crate::core::snapshot::{NodeJson, encode, file_name};
     use crate::core::value::Value;
+    use crate::core::version::Checksum;
 
     /// Snapshot files in memory, by name.
     #[derive(Default)]
@@ -403,6 +322,37 @@ mod tests {
             encode(&mut bytes, &NodeJson::default(), &seal(root, sequence, None).body, &mut || {}).unwrap();
             self.0.push((micros, file_name(micros), bytes));
             self.0.len() - 1
+        }
+
+        /// A chain: a full file of `{"n": first}` at `first`, then a change file for each next
+        /// sequence up to `last` (`{"n": sequence}`), a second apart; returns their indexes.
+        fn add_chain(&mut self, micros: u64, first: u64, last: u64) -> Vec<usize> {
+            let root = |n: u64| Value::parse(format!(r#"{{"n": {n}, "same": [1, 2, 3]}}"#).as_bytes()).unwrap();
+            let mut sealed = seal(root(first), first, None);
+            let mut bytes = Vec::new();
+            encode(&mut bytes, &NodeJson::default(), &sealed.body, &mut || {}).unwrap();
+            self.0.push((micros, file_name(micros), bytes));
+            let mut indexes = vec![self.0.len() - 1];
+            for sequence in first + 1..=last {
+                let next = seal(root(sequence), sequence, Some(&sealed.copy.lineage));
+                let change =
+                    Change::between(sealed.copy.version, &sealed.copy.root, next.copy.version, &next.copy.root)
+                        .unwrap();
+                let bytes = change_file::encode(&NodeJson::default(), &change, &next.copy);
+                let at = micros + (sequence - first) * 1_000_000;
+                self.0.push((at, file_name(at), bytes));
+                indexes.push(self.0.len() - 1);
+                sealed = next;
+            }
+            indexes
+        }
+
+        /// Flips a bit inside file `index`'s patch or data (its file checksum then fails).
+        fn damage(&mut self, index: usize) {
+            let bytes = &mut self.0[index].2;
+            let full = bytes.windows(4).position(|w| w == b"\"n\":");
+            let at = full.or_else(|| bytes.windows(3).position(|w| w == b"/n\"")).unwrap();
+            bytes[at + 1] ^= 0x20;
         }
     }
 
@@ -465,5 +415,89 @@ mod tests {
         let start = start(&mut files, &Flags::default());
         assert_eq!(start.floor, 70, "not numbered after {}", 1u64 << 60);
         assert!(start.floor_unknown.is_some(), "writes wait for the operator");
+    }
+
+    /// The value of `n` in a started store.
+    fn n(start: &Start) -> u64 {
+        let Some(Value::UInt(n)) = start.sealed.copy.root.resolve(&["n".to_string()]) else { panic!("no n") };
+        *n
+    }
+
+    #[test]
+    fn a_chain_of_change_files_loads_to_its_last_version() {
+        let mut files = Files::default();
+        files.add_chain(1_000_000, 5, 9);
+        let start = start(&mut files, &Flags::default());
+        assert_eq!((start.sealed.copy.version.sequence, n(&start), start.floor), (9, 9, 9));
+        assert_eq!((start.chain.commits, start.chain.newest), (4, Some(start.sealed.copy.version)));
+        assert_eq!(Checksum::of(&start.sealed.copy.root), start.sealed.copy.version.checksum);
+        assert_eq!(start.sealed.copy.lineage.current(), start.sealed.copy.version);
+    }
+
+    #[test]
+    fn a_damaged_change_file_ends_the_chain_and_new_sequences_go_above_it() {
+        for damaged in [9, 7] {
+            let mut files = Files::default();
+            let chain = files.add_chain(1_000_000, 5, 9);
+            files.damage(chain[(damaged - 5) as usize]);
+            let startup = decide(Some(&mut files as &mut dyn Directory), &Flags::default(), &mut || 7).unwrap();
+            let start = &startup.start;
+            assert_eq!((start.sealed.copy.version.sequence, n(start)), (damaged - 1, damaged - 1), "damaged {damaged}");
+            assert_eq!((start.floor, start.floor_unknown.as_deref()), (9, None), "above every sequence a file names");
+            assert_eq!(startup.damaged.len() as u64, 10 - damaged, "the damaged file and the ones after it");
+            assert_eq!(startup.chain, ChainState::default(), "the newest file did not load: a full file comes next");
+        }
+    }
+
+    #[test]
+    fn a_damaged_full_snapshot_ends_its_chain_and_an_older_chain_loads() {
+        let mut files = Files::default();
+        files.add_chain(1_000_000, 1, 3);
+        let second = files.add_chain(10_000_000, 4, 6);
+        files.damage(second[0]);
+        let start = start(&mut files, &Flags::default());
+        assert_eq!((start.sealed.copy.version.sequence, n(&start), start.floor), (3, 3, 6));
+    }
+
+    #[test]
+    fn a_change_whose_base_no_file_holds_is_skipped() {
+        let mut files = Files::default();
+        files.add_chain(1_000_000, 1, 2);
+        let orphan = files.add_chain(10_000_000, 4, 5);
+        files.0.remove(orphan[0]);
+        let startup = decide(Some(&mut files as &mut dyn Directory), &Flags::default(), &mut || 7).unwrap();
+        assert_eq!((startup.start.sealed.copy.version.sequence, startup.start.floor), (2, 5));
+        assert!(startup.damaged[0].1.contains("which no older file holds"), "{:?}", startup.damaged);
+    }
+
+    #[test]
+    fn a_change_file_cut_short_is_damaged_and_its_lost_sequence_waits_for_the_operator() {
+        let mut files = Files::default();
+        let chain = files.add_chain(1_000_000, 1, 3);
+        files.0[chain[2]].2.truncate(40);
+        let refused = start(&mut files, &Flags::default());
+        assert_eq!(refused.sealed.copy.version.sequence, 2);
+        assert!(refused.floor_unknown.is_some(), "the cut file shows no sequence");
+        let accepted = start(&mut files, &Flags { accept_lost_versions: true, ..Flags::default() });
+        assert_eq!((accepted.sealed.copy.version.sequence, accepted.floor_unknown), (2, None));
+    }
+
+    #[test]
+    fn a_chain_whose_last_version_does_not_hash_to_its_checksum_loads_its_longest_matching_prefix() {
+        let mut files = Files::default();
+        let chain = files.add_chain(1_000_000, 1, 3);
+        // A change file written with another version's checksum: its file checksum matches.
+        let before = seal(Value::parse(br#"{"n": 3, "same": [1, 2, 3]}"#).unwrap(), 3, None);
+        let after = seal(Value::parse(br#"{"n": 4, "same": [1, 2, 3]}"#).unwrap(), 4, None);
+        let mut change =
+            Change::between(before.copy.version, &before.copy.root, after.copy.version, &after.copy.root).unwrap();
+        change.version.checksum = Checksum([9; 20]);
+        let mut copy = after.copy.clone();
+        copy.lineage = crate::core::lineage::Lineage::of(change.version);
+        files.0.push((9_000_000, file_name(9_000_000), change_file::encode(&NodeJson::default(), &change, &copy)));
+        let startup = decide(Some(&mut files as &mut dyn Directory), &Flags::default(), &mut || 7).unwrap();
+        assert_eq!((startup.start.sealed.copy.version.sequence, n(&startup.start), startup.start.floor), (3, 3, 4));
+        assert!(startup.damaged[0].1.contains("hashes to"), "{:?}", startup.damaged);
+        assert_eq!(chain.len(), 3);
     }
 }

@@ -7,8 +7,9 @@ use log::info;
 use super::consensus::Accepted;
 use super::coordinated::Coordinated;
 use super::{Effect, Reply, Shared, Ticket};
+use crate::core::chain::Writing;
 use crate::core::clock::Now;
-use crate::core::jobs::{Body, Decoding, DiskError, Job, Owner};
+use crate::core::jobs::{Decoding, DiskError, Job, Owner};
 use crate::core::messages::{AcceptAnswer, AcceptRefusal};
 use crate::core::sealed::{DecodeError, Sealed};
 use crate::http::{Bytes, Response};
@@ -95,7 +96,8 @@ impl Coordinated {
         let id = node.ids.job(Owner::Accept);
         let mut json = node.node_json(self.consensus.confirmed());
         json.committed = false;
-        node.effects.push(Effect::Job(Job::Write { id, body: Body::Rendered(sealed.body.clone()), node: json }));
+        let job = Job::Write { id, sealed: Box::new(sealed.clone()), node: json, writing: Writing::AsRuled };
+        node.effects.push(Effect::Job(job));
         self.hold_pending(sealed, Some((id.serial, Some(ticket))));
     }
 
@@ -138,7 +140,10 @@ impl Coordinated {
     /// `GET /cluster/accepted`: the newest version this node holds, committed or not, for a new
     /// coordinator that must adopt it.
     pub(super) fn accepted_copy(&mut self, node: &mut Shared) -> Response {
-        let body = self.newest_held(node).body.clone();
+        let held = self.newest_held(node);
+        // A body set aside (a commit written as a change, on a node without peers) is rendered.
+        let body =
+            if held.body.is_empty() { crate::core::sealed::render_body(&held.copy).0 } else { held.body.clone() };
         Response {
             status: 200,
             headers: Bytes::Static(b"Content-Type: application/json\r\n"),

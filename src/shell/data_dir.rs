@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 
 use log::{debug, error, warn};
 
+use crate::core::chain::ChainState;
 use crate::core::jobs::{Disk, DiskError};
 use crate::core::node_state::NodeState;
-use crate::core::snapshot::{self, NodeJson, parse_file_name};
+use crate::core::snapshot::{self, parse_file_name};
 use crate::core::startup::Directory;
 use crate::limits::{SNAPSHOT_TAIL_PEEK_BYTES, SNAPSHOTS_KEPT_WHEN_FULL};
 use crate::shell::system_clock::unix_micros;
@@ -201,30 +202,39 @@ pub struct DiskConfig {
     pub keep_count: usize,
     /// Files that could not be loaded at start: never removed, so an operator can look at them.
     pub damaged: Vec<PathBuf>,
+    /// The change files among the directory's files at start (by name), for the retention rules.
+    pub change_files: Vec<String>,
+    /// The directory's chain at start (`Startup::chain`).
+    pub chain: ChainState,
 }
 
 /// The data directory as the writer thread sees it: where files go, and what it remembers between
 /// jobs. That is the last file name it handed out (names always sort after every earlier one, even
-/// when two snapshots fall in the same microsecond or the wall clock steps back), and the snapshot
-/// files it may remove, oldest first, so the retention rules cost no directory listing.
+/// when two snapshots fall in the same microsecond or the wall clock steps back), the files it may
+/// remove, oldest first, each marked if it is a change file, so the retention rules cost no
+/// directory listing, and the chain of its newest files (`core::chain`).
 #[derive(Debug)]
 pub struct DataDir {
     config: DiskConfig,
     last_micros: u64,
-    files: VecDeque<(u64, String)>,
+    files: VecDeque<(u64, String, bool)>,
+    chain: ChainState,
 }
 
 impl DataDir {
     /// The writer's view of `config.dir`, which holds `files` (newest first, as `list` gives them).
     pub fn new(config: DiskConfig, files: &[(u64, PathBuf)]) -> DataDir {
+        let last_micros = files.first().map_or(0, |(time, _)| *time);
         let removable = files.iter().rev().filter(|(_, file)| !config.damaged.contains(file));
-        DataDir {
-            last_micros: files.first().map_or(0, |(time, _)| *time),
-            files: removable
-                .filter_map(|(time, file)| Some((*time, file.file_name()?.to_str()?.to_string())))
-                .collect(),
-            config,
-        }
+        let changes: std::collections::HashSet<&str> = config.change_files.iter().map(String::as_str).collect();
+        let files = removable
+            .filter_map(|(time, file)| {
+                let name = file.file_name()?.to_str()?.to_string();
+                let change = changes.contains(name.as_str());
+                Some((*time, name, change))
+            })
+            .collect();
+        DataDir { last_micros, files, chain: config.chain, config }
     }
 
     fn next_name(&mut self) -> String {
@@ -246,18 +256,33 @@ impl DataDir {
         }
     }
 
-    /// Takes out of the list the files the retention rules remove now: past the newest
-    /// `keep_count`, or older than `keep_micros`; never the newest one.
+    /// Takes out of the list the files the retention rules remove now: whole chains (a full
+    /// snapshot and the change files after it), the oldest first, while more than `keep_count`
+    /// files are kept or the chain's newest file is older than `keep_micros`; never the newest
+    /// chain (the newest full snapshot and everything after it), and never a full snapshot
+    /// without the change files that depend on it.
     fn expired(&mut self, now_micros: u64) -> Vec<String> {
         let cutoff = now_micros.saturating_sub(self.config.keep_micros);
         let keep_count = self.config.keep_count.max(1);
         let mut expired = Vec::new();
-        while self.files.len() > 1
-            && (self.files.len() > keep_count || self.files.front().is_some_and(|(t, _)| *t < cutoff))
-        {
-            expired.push(self.files.pop_front().expect("more than one").1);
+        loop {
+            let chain = self.oldest_chain_len();
+            if chain >= self.files.len() {
+                break;
+            }
+            let newest_in_chain = self.files[chain - 1].0;
+            if self.files.len() <= keep_count && newest_in_chain >= cutoff {
+                break;
+            }
+            expired.extend(self.files.drain(..chain).map(|(_, name, _)| name));
         }
         expired
+    }
+
+    /// How many files the oldest chain of the list has: its first file and the change files
+    /// that follow it (a chain whose full snapshot is gone is its change files alone).
+    fn oldest_chain_len(&self) -> usize {
+        1 + self.files.iter().skip(1).take_while(|(_, _, change)| *change).count()
     }
 }
 
@@ -283,12 +308,16 @@ impl DataDir {
     /// ever, the damaged ones). Returns how many it removed.
     fn free_room(&mut self, dir: &Path) -> usize {
         let mut removed = Vec::new();
-        while self.files.len() > SNAPSHOTS_KEPT_WHEN_FULL {
-            let (_, name) = self.files.pop_front().expect("more than kept");
-            let file = dir.join(&name);
-            match fs::remove_file(&file) {
-                Ok(()) => removed.push(name),
-                Err(e) => warn!("the disk is full, and the old snapshot {} cannot be removed: {e}", file.display()),
+        while self.files.len() > SNAPSHOTS_KEPT_WHEN_FULL && self.oldest_chain_len() < self.files.len() {
+            let chain: Vec<_> = self.files.drain(..self.oldest_chain_len()).collect();
+            for (_, name, _) in chain {
+                let file = dir.join(&name);
+                match fs::remove_file(&file) {
+                    Ok(()) => removed.push(name),
+                    Err(e) => {
+                        warn!("the disk is full, and the old snapshot {} cannot be removed: {e}", file.display())
+                    }
+                }
             }
         }
         if !removed.is_empty() {
@@ -307,17 +336,23 @@ impl DataDir {
 }
 
 impl Disk for DataDir {
-    fn write_snapshot(
+    fn chain(&mut self) -> Option<&mut ChainState> {
+        if self.config.dir.is_some() { Some(&mut self.chain) } else { None }
+    }
+
+    fn write_file(
         &mut self,
-        node: &NodeJson,
-        body: &[u8],
-        pace: &mut dyn FnMut(),
-    ) -> Result<Option<PathBuf>, DiskError> {
-        let Some(dir) = self.config.dir.clone() else { return Ok(None) };
+        change: bool,
+        write: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
+    ) -> Result<PathBuf, DiskError> {
+        let Some(dir) = self.config.dir.clone() else {
+            return Err(DiskError { status: 503, message: "no data directory to write to".into() });
+        };
         let name = self.next_name();
-        self.write_durably(&dir, &name, "the snapshot", |file| snapshot::encode(file, node, body, &mut *pace))?;
-        self.files.push_back((self.last_micros, name.clone()));
-        Ok(Some(dir.join(name)))
+        let what = if change { "the change file" } else { "the snapshot" };
+        self.write_durably(&dir, &name, what, |mut file| write(&mut file))?;
+        self.files.push_back((self.last_micros, name.clone(), change));
+        Ok(dir.join(name))
     }
 
     fn save_state(&mut self, state: &NodeState) -> Result<(), DiskError> {
@@ -336,7 +371,8 @@ impl Disk for DataDir {
             error!("cannot remove the superseded snapshot {}: {e}", file.display());
         }
         let name = file.file_name().and_then(|n| n.to_str());
-        self.files.retain(|(_, n)| Some(n.as_str()) != name);
+        self.files.retain(|(_, n, _)| Some(n.as_str()) != name);
+        self.chain.forget();
     }
 }
 
@@ -383,145 +419,4 @@ fn create_private(path: &Path) -> io::Result<File> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::core::jobs::{self, Done, Job, JobId, Owner};
-    use crate::core::lineage::Lineage;
-    use crate::core::snapshot::{Snapshot, decode_keeping};
-    use crate::core::value::Value;
-    use crate::core::version::{Checksum, Version};
-
-    /// The newest snapshot in `dir` that decodes, with its file.
-    fn load_newest(dir: &Path) -> io::Result<Option<(PathBuf, Snapshot)>> {
-        for (_, file) in list(dir)? {
-            if let Ok(snapshot) = decode_keeping(&fs::read(&file)?, true) {
-                return Ok(Some((file, snapshot)));
-            }
-        }
-        Ok(None)
-    }
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("lighthouse-data-dir-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    fn config(dir: &Path, keep_micros: u64, keep_count: usize, damaged: Vec<PathBuf>) -> DiskConfig {
-        DiskConfig { dir: Some(dir.to_path_buf()), keep_micros, keep_count, damaged }
-    }
-
-    #[test]
-    fn a_seal_job_writes_a_file_that_loads_back() {
-        let dir = temp_dir("write");
-        let mut data_dir = DataDir::new(config(&dir, u64::MAX, 20, Vec::new()), &[]);
-        let root = Value::parse(br#"{"a": [1, 2]}"#).unwrap();
-        let parent = Lineage::of(Version::initial());
-        let job = Job::Seal {
-            id: JobId { serial: 7, owner: Owner::Disk },
-            sequence: 1,
-            root: root.clone(),
-            parent,
-            before: None,
-            node: NodeJson::default(),
-            coordination: None,
-            write: true,
-        };
-        let Done::Sealed { id, sealed, file, .. } = jobs::run(job, &mut data_dir, &mut || {}) else {
-            panic!("a seal job reports");
-        };
-        assert_eq!((id.serial, sealed.copy.version.checksum), (7, Checksum::of(&root)));
-        let file = file.unwrap().unwrap();
-        let (loaded_file, snapshot) = load_newest(&dir).unwrap().unwrap();
-        assert_eq!(loaded_file, file);
-        assert_eq!(snapshot.sealed.copy.root, root);
-        assert_eq!(snapshot.sealed.copy.version, sealed.copy.version);
-        assert_eq!(snapshot.sealed.body, sealed.body);
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    /// Seals `count` commits on an empty store with `disk`'s rules, starting from what is in the
-    /// directory.
-    fn commit_many(disk: DiskConfig, count: u64) {
-        let files = list(disk.dir.as_ref().unwrap()).unwrap();
-        let mut data_dir = DataDir::new(disk, &files);
-        let mut parent = Lineage::of(Version::initial());
-        for sequence in 1..=count {
-            let (root, node) = (Value::default(), NodeJson::default());
-            let job = Job::Seal {
-                id: JobId { serial: sequence, owner: Owner::Disk },
-                sequence,
-                root,
-                parent: parent.clone(),
-                before: None,
-                node,
-                coordination: None,
-                write: true,
-            };
-            let Done::Sealed { sealed, .. } = jobs::run(job, &mut data_dir, &mut || {}) else { panic!() };
-            data_dir.tidy();
-            parent = sealed.copy.lineage;
-        }
-    }
-
-    #[test]
-    fn expired_snapshots_are_removed_but_never_the_newest() {
-        let dir = temp_dir("retention");
-        fs::write(dir.join(snapshot::file_name(1_000_000)), b"{}").unwrap();
-        commit_many(config(&dir, 1, 20, Vec::new()), 2);
-        let left = list(&dir).unwrap();
-        assert_eq!(left.len(), 1, "only the newest is kept: {left:?}");
-        assert_eq!(load_newest(&dir).unwrap().unwrap().1.sealed.copy.version.sequence, 2);
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn at_most_keep_count_snapshots_stay_and_damaged_files_are_never_removed() {
-        let dir = temp_dir("count");
-        let damaged = dir.join(snapshot::file_name(1_000_000));
-        fs::write(&damaged, b"{not json").unwrap();
-        commit_many(config(&dir, u64::MAX, 3, vec![damaged]), 10);
-        let left: Vec<u64> = list(&dir).unwrap().iter().map(|(time, _)| *time).collect();
-        assert_eq!(left.len(), 4, "three snapshots and the damaged file: {left:?}");
-        assert_eq!(*left.last().unwrap(), 1_000_000, "the damaged file stays");
-        assert_eq!(load_newest(&dir).unwrap().unwrap().1.sealed.copy.version.sequence, 10);
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn snapshot_files_are_private_whatever_the_umask() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = temp_dir("private");
-        commit_many(config(&dir, u64::MAX, 3, Vec::new()), 1);
-        let (_, file) = list(&dir).unwrap().remove(0);
-        assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
-        let nested = dir.join("a/b");
-        create_private_dir(&nested).unwrap();
-        assert_eq!(fs::metadata(&nested).unwrap().permissions().mode() & 0o777, 0o700);
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn a_failed_write_of_node_json_names_it_not_the_snapshot() {
-        let dir = temp_dir("state-error");
-        // A regular file where the directory should be: the write fails, even for root.
-        let not_a_dir = dir.join("file");
-        fs::write(&not_a_dir, b"x").unwrap();
-        let mut data_dir = DataDir::new(config(&not_a_dir, u64::MAX, 20, Vec::new()), &[]);
-        let state = NodeState::new("0123456789abcdef".into());
-        let error = data_dir.save_state(&state).unwrap_err();
-        assert_eq!(error.status, 503);
-        assert!(error.message.starts_with("cannot write this node's state"), "{}", error.message);
-        assert!(!error.message.contains("snapshot"), "{}", error.message);
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn names_always_increase() {
-        let mut data_dir =
-            DataDir::new(config(Path::new("/x"), 1, 1, Vec::new()), &[(4_000_000_000_000_000, PathBuf::from("x"))]);
-        let (a, b) = (data_dir.next_name(), data_dir.next_name());
-        assert!(b > a);
-    }
-}
+mod tests;

@@ -83,6 +83,8 @@ pub fn run(config: &Config) -> io::Result<()> {
             config.keep_snapshots
         },
         damaged,
+        change_files: startup.change_files.clone(),
+        chain: startup.chain,
     };
     let parts = Parts {
         listener,

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use lighthouse::core::chain::ChainState;
 use lighthouse::core::clock::Now;
 use lighthouse::core::jobs::{Disk, DiskError};
 use lighthouse::core::node_state::NodeState;
@@ -31,6 +32,8 @@ pub struct SimDir {
     node_json: Option<Vec<u8>>,
     /// The time in the name of the last file written, in microseconds: names always increase.
     last_micros: u64,
+    /// The chain of the newest files, as the real writer keeps it (`core::chain`).
+    chain: ChainState,
     pub fault: Option<DiskFault>,
 }
 
@@ -38,7 +41,8 @@ impl SimDir {
     /// A directory holding one snapshot file, as a node of an existing cluster would.
     pub fn with_snapshot(body: &[u8], state: Option<NodeState>) -> SimDir {
         let mut dir = SimDir::default();
-        dir.write(&NodeJson::default(), body, &mut || {}).expect("no fault yet");
+        let node = NodeJson::default();
+        dir.write_file(false, &mut |out| snapshot::encode(out, &node, body, &mut || {})).expect("no fault yet");
         dir.node_json = state.map(|s| s.to_bytes());
         dir
     }
@@ -50,6 +54,8 @@ impl SimDir {
         if startup.save_state {
             self.save_state(&startup.state).ok()?;
         }
+        // The writer goes on with the chain start-up found, as the server's does.
+        self.chain = startup.chain;
         Some(startup)
     }
 
@@ -93,16 +99,6 @@ impl SimDir {
             None => Ok(()),
         }
     }
-
-    fn write(&mut self, node: &NodeJson, body: &[u8], pace: &mut dyn FnMut()) -> Result<String, DiskError> {
-        self.failing()?;
-        let mut bytes = Vec::new();
-        snapshot::encode(&mut bytes, node, body, pace).expect("writing to memory");
-        self.last_micros = (self.last_micros + 1).max(1_800_000_000_000_000);
-        let name = snapshot::file_name(self.last_micros);
-        self.files.insert(name.clone(), bytes);
-        Ok(name)
-    }
 }
 
 /// Every node's `node.json` names one and the same cluster, once the cluster has settled: a node
@@ -116,17 +112,27 @@ pub fn assert_one_cluster<'a>(seed: u64, dirs: impl Iterator<Item = &'a SimDir>)
 }
 
 impl Disk for SimDir {
-    fn write_snapshot(
+    fn chain(&mut self) -> Option<&mut ChainState> {
+        Some(&mut self.chain)
+    }
+
+    fn write_file(
         &mut self,
-        node: &NodeJson,
-        body: &[u8],
-        pace: &mut dyn FnMut(),
-    ) -> Result<Option<PathBuf>, DiskError> {
-        self.write(node, body, pace).map(|name| Some(PathBuf::from(name)))
+        _change: bool,
+        write: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<PathBuf, DiskError> {
+        self.failing()?;
+        let mut bytes = Vec::new();
+        write(&mut bytes).expect("writing to memory");
+        self.last_micros = (self.last_micros + 1).max(1_800_000_000_000_000);
+        let name = snapshot::file_name(self.last_micros);
+        self.files.insert(name.clone(), bytes);
+        Ok(PathBuf::from(name))
     }
 
     fn remove_snapshot(&mut self, file: &Path) {
         self.files.remove(&file.to_string_lossy().into_owned());
+        self.chain.forget();
     }
 
     fn save_state(&mut self, state: &NodeState) -> Result<(), DiskError> {

@@ -274,7 +274,7 @@ fn a_copy_is_answered_once_it_is_on_disk() {
         panic!("the copy is written: {effects:?}");
     };
     let file = Ok(Some(std::path::PathBuf::from("/data/1.json")));
-    h.node.job_done(h.now, Done::Written { id: *id, file, elapsed_us: 1 });
+    h.node.job_done(h.now, Done::Written { id: *id, file, chain: None, elapsed_us: 1 });
     let answered = h
         .node
         .drain_effects()
@@ -290,7 +290,7 @@ fn a_copy_is_answered_once_it_is_on_disk() {
         panic!("the copy is written");
     };
     let full = DiskError { status: 507, message: "no space left".into() };
-    h.node.job_done(h.now, Done::Written { id, file: Err(full), elapsed_us: 1 });
+    h.node.job_done(h.now, Done::Written { id, file: Err(full), chain: None, elapsed_us: 1 });
     let answered = h
         .node
         .drain_effects()
@@ -360,7 +360,7 @@ fn a_failed_snapshot_write_answers_5xx_and_keeps_the_lock_and_the_store() {
     };
     let full = DiskError { status: 507, message: "no space left".into() };
     let sealed = seal(root, sequence, None);
-    h.node.job_done(h.now, Done::Sealed { id, sealed, file: Err(full), elapsed_us: 1 });
+    h.node.job_done(h.now, Done::Sealed { id, sealed, file: Err(full), chain: None, elapsed_us: 1 });
     let answers = h.settle();
     assert_eq!(
         answers,
@@ -387,7 +387,7 @@ fn a_copy_taken_while_the_commit_is_written_wins_and_the_commit_file_is_removed(
     assert!(h.node.take_copy(h.now, theirs.clone()));
     let file = std::path::PathBuf::from("/data/20260101T000000.000001.json");
     let sealed = seal(root, sequence, Some(&parent));
-    h.node.job_done(h.now, Done::Sealed { id, sealed, file: Ok(Some(file.clone())), elapsed_us: 1 });
+    h.node.job_done(h.now, Done::Sealed { id, sealed, file: Ok(Some(file.clone())), chain: None, elapsed_us: 1 });
     let effects: Vec<Effect> = h.node.drain_effects().collect();
     let Some(Effect::Job(Job::Remove { id: removal, file: removed })) = effects.first() else {
         panic!("the losing commit's file is removed first: {effects:?}");
@@ -421,7 +421,7 @@ fn a_failed_background_write_made_good_by_a_commit_leaves_no_deadline_in_the_pas
         panic!("the table is written: {effects:?}");
     };
     let failed = Err(DiskError { status: 503, message: "gone".into() });
-    h.node.job_done(h.now, Done::Written { id: *id, file: failed, elapsed_us: 1 });
+    h.node.job_done(h.now, Done::Written { id: *id, file: failed, chain: None, elapsed_us: 1 });
     // Before the retry, a commit writes everything.
     h.call(Method::Put, "/lock", "a");
     h.call(Method::Put, "/update/a/x", "1");
@@ -434,7 +434,7 @@ fn a_failed_background_write_made_good_by_a_commit_leaves_no_deadline_in_the_pas
         panic!("the commit is sealed");
     };
     let sealed = seal(root, sequence, Some(&parent));
-    h.node.job_done(h.now, Done::Sealed { id, sealed, file: Ok(None), elapsed_us: 1 });
+    h.node.job_done(h.now, Done::Sealed { id, sealed, file: Ok(None), chain: None, elapsed_us: 1 });
     h.advance(2_000);
     let _ = h.node.drain_effects().count();
     let deadline = h.node.next_deadline();

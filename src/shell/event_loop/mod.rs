@@ -502,6 +502,10 @@ impl EventLoop {
         self.listener = None;
         let mut byte = [0u8; 64];
         let _ = self.signals.read(&mut byte);
+        if let Some(job) = self.core.closing_snapshot() {
+            info!("stopping: writing a full snapshot of the store, so that the next start reads one file");
+            self.workers.submit(job);
+        }
         self.workers.shutdown();
         while let Some(report) = self.workers.try_report() {
             if let Report::Job(done) = report {
