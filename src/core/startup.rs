@@ -122,7 +122,10 @@ pub fn decide(
     };
     start.floor = highest;
     start.floor_unknown = floor_unknown(&unnumbered, highest, flags, none_valid);
-    if highest > start.sealed.copy.version.sequence {
+    // The newest version this node holds: a pending one kept beside the commit point counts.
+    let held =
+        start.pending.as_ref().unwrap_or(&start.sealed).copy.version.sequence.max(start.sealed.copy.version.sequence);
+    if highest > held {
         warn!(
             "damaged snapshots name sequences up to {highest}, above the loaded {}: new versions are numbered from \
              {}, so that no sequence names two versions",
