@@ -111,6 +111,8 @@ pub enum CallKind {
     Vote,
     Beat,
     Accept(Version),
+    /// A version pushed to a voter as its change (`messages::AcceptChange`).
+    AcceptChange(Version),
     FetchAccepted,
     Forward,
 }
@@ -554,9 +556,10 @@ impl Coordinated {
                     self.beat_reply(node, now, address, &reply.body);
                 }
             }
-            CallKind::Accept(version) => {
+            CallKind::Accept(version) | CallKind::AcceptChange(version) => {
                 let (status, body) = reply.map_or((0, &[][..]), |r| (r.status, &r.body[..]));
-                self.accept_reply(node, now, address, version, status, body);
+                let as_change = matches!(kind, CallKind::AcceptChange(_));
+                self.accept_reply(node, now, address, (version, as_change), status, body);
             }
             CallKind::FetchAccepted => match reply.filter(|r| r.status == 200) {
                 Some(reply) => {

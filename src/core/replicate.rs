@@ -9,7 +9,7 @@
 //! later majority commits it, or a later coordinator adopts it or replaces it. It is never answered
 //! 200 and lost later. Members that are behind get the committed store pushed to them.
 
-use log::{info, warn};
+use log::{debug, info, warn};
 
 use super::consensus::Accepted;
 use super::coordinated::Coordinated;
@@ -18,8 +18,9 @@ use super::{Effect, Shared, Ticket, cluster::CallKind};
 use crate::core::chain::Writing;
 use crate::core::clock::{Deadline, Now};
 use crate::core::jobs::{DiskError, Job, Owner};
+use crate::core::messages::AcceptChange;
 use crate::core::roster::Coordination;
-use crate::core::sealed::{DecodeError, Sealed};
+use crate::core::sealed::Sealed;
 use crate::http::{Bytes, Method, Response};
 use crate::limits::COMMIT_TIMEOUT_MS;
 
@@ -57,6 +58,9 @@ enum Phase {
         durable: Vec<String>,
         /// Members a push is out to.
         pushing: Vec<String>,
+        /// Voters that could not take the version as its change (they lack its base): they get it
+        /// whole.
+        whole: Vec<String>,
     },
 }
 
@@ -190,7 +194,8 @@ impl Coordinated {
             (Vec::new(), Some(id.serial))
         };
         let commit = self.commit.as_mut().expect("a version in flight");
-        commit.phase = Phase::Replicating { sealed: Box::new(sealed.clone()), own_write, durable, pushing: Vec::new() };
+        let (pushing, whole) = (Vec::new(), Vec::new());
+        commit.phase = Phase::Replicating { sealed: Box::new(sealed.clone()), own_write, durable, pushing, whole };
         self.hold_pending(sealed, None);
         for voter in coordination.voters.iter().filter(|m| m.id != me) {
             self.push_accept(node, &voter.id.clone(), &voter.address.clone());
@@ -198,16 +203,31 @@ impl Coordinated {
         self.check_commit(node, now);
     }
 
-    /// Pushes the version in flight to one voter.
+    /// Pushes the version in flight to one voter: as its change when it has one smaller than the
+    /// store (`messages::AcceptChange`), unless the voter said it lacks the base; else whole.
     fn push_accept(&mut self, node: &mut Shared, id: &str, address: &str) {
-        let Some(InCommit { phase: Phase::Replicating { sealed, durable, pushing, .. }, .. }) = &mut self.commit else {
+        let Some(InCommit { phase: Phase::Replicating { sealed, durable, pushing, whole, .. }, .. }) = &mut self.commit
+        else {
             return;
         };
         if durable.iter().any(|d| d == id) || pushing.iter().any(|p| p == id) {
             return;
         }
         pushing.push(id.to_string());
-        let (version, body) = (sealed.copy.version, Bytes::Shared(sealed.body.clone()));
+        let version = sealed.copy.version;
+        let change = sealed.change.as_ref().filter(|c| c.len() < sealed.data_len && !whole.iter().any(|w| w == id));
+        if let (Some(change), Some(coordination)) = (change, &sealed.copy.coordination) {
+            let body = AcceptChange::encode(change, coordination, &sealed.copy.lineage);
+            node.metrics.changes_pushed += 1;
+            node.call(address, CallKind::AcceptChange(version), Method::Put, "/cluster/accept", Bytes::Owned(body));
+            return;
+        }
+        if sealed.body.is_empty() {
+            // Set aside when it was written as its change: rendered once, for every voter that
+            // needs it whole.
+            (sealed.body, sealed.data_len) = crate::core::sealed::render_body(&sealed.copy);
+        }
+        let body = Bytes::Shared(sealed.body.clone());
         node.call(address, CallKind::Accept(version), Method::Put, "/cluster/accept", body);
     }
 
@@ -258,7 +278,7 @@ impl Coordinated {
         node: &mut Shared,
         now: Now,
         address: &str,
-        version: crate::core::version::Version,
+        (version, as_change): (crate::core::version::Version, bool),
         status: u16,
         body: &[u8],
     ) {
@@ -273,7 +293,9 @@ impl Coordinated {
         if self.saw_term(node, now, term) {
             return;
         }
-        let Some(InCommit { phase: Phase::Replicating { sealed, durable, .. }, .. }) = &mut self.commit else { return };
+        let Some(InCommit { phase: Phase::Replicating { sealed, durable, whole, .. }, .. }) = &mut self.commit else {
+            return;
+        };
         let ours = Accepted::of(sealed);
         let theirs = reply.accepted;
         if status == 201 && ours.version == version && Some(ours) == theirs {
@@ -281,6 +303,13 @@ impl Coordinated {
                 durable.push(id);
             }
             self.check_commit(node, now);
+        } else if as_change && ours.version == version && (reply.need.as_deref() == Some("copy") || status == 400) {
+            // The voter lacks the base, or could not make the version from it (its checksum did
+            // not match, or it reads only whole copies): it gets the version whole, at once.
+            debug!("voter {address} could not take sequence {} as its change: sending it whole", version.sequence);
+            whole.push(id.clone());
+            node.metrics.changes_refused += 1;
+            self.push_accept(node, &id, address);
         }
     }
 
@@ -455,43 +484,6 @@ impl Coordinated {
             node.answer(ticket, Response::error(503, &format!("{what}: this node stopped coordinating; retry")));
         }
         node.release_if(Lock::is_committing);
-    }
-
-    /// A new coordinator's first act: the newest version among its voters, stamped with its term
-    /// and made durable on a majority, before any lock is granted.
-    pub(super) fn adopt(&mut self, node: &mut Shared, now: Now, newest: (Accepted, String)) {
-        let (accepted, holder) = newest;
-        let base = (self.accepted(node) == accepted).then(|| self.newest_held(node).clone());
-        match base {
-            Some(base) => self.stamp(node, now, base),
-            None => {
-                info!(
-                    "fetching sequence {} of term {} from {holder} to adopt it",
-                    accepted.version.sequence, accepted.term
-                );
-                node.call(&holder, CallKind::FetchAccepted, Method::Get, "/cluster/accepted", Bytes::EMPTY);
-            }
-        }
-    }
-
-    /// Stamps `base` with this coordinator's term and makes it durable on a majority.
-    pub(super) fn stamp(&mut self, node: &mut Shared, now: Now, base: Sealed) {
-        let Some(coordination) = base.copy.coordination.clone().or_else(|| self.coordination(node)) else { return };
-        self.replicate(node, now, Purpose::Adopt, Content::Stamp { base: Box::new(base), coordination });
-    }
-
-    /// The version to adopt arrived (decoded): stamp it.
-    pub(super) fn adopted(&mut self, node: &mut Shared, now: Now, result: Result<Sealed, DecodeError>) {
-        if !self.consensus.is_coordinator() || self.commit.is_some() {
-            if let Ok(sealed) = result {
-                node.store.retire(sealed);
-            }
-            return;
-        }
-        match result {
-            Ok(sealed) => self.stamp(node, now, sealed),
-            Err(e) => warn!("the version to adopt was refused: {e}; standing again"),
-        }
     }
 
     /// The coordinator hears what a member holds: a voter that lacks the version in flight gets it

@@ -24,6 +24,7 @@ use crate::core::clock::Now;
 use crate::core::consensus::Accepted;
 use crate::core::jobs::{Decoding, Job, Owner};
 use crate::core::sealed::{DecodeError, Sealed};
+use crate::core::value::Value;
 use crate::core::version::Version;
 use crate::http::{Bytes, Method, Response};
 use crate::limits::DECODES_IN_FLIGHT_MAX;
@@ -56,6 +57,14 @@ impl Shared {
         let id = self.ids.job(Owner::Decode(waiter));
         self.decodes_in_flight += 1;
         self.effects.push(Effect::Job(Job::Decode { id, body }));
+    }
+
+    /// Hands a version pushed as its change to the decoder thread, with the versions it may
+    /// apply to, for `waiter`; counted as a decode.
+    pub(super) fn apply_change(&mut self, waiter: Decoding, body: Vec<u8>, bases: Vec<(Version, Value)>) {
+        let id = self.ids.job(Owner::Decode(waiter));
+        self.decodes_in_flight += 1;
+        self.effects.push(Effect::Job(Job::Apply { id, body, bases }));
     }
 
     pub(super) fn copy_request(
