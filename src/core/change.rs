@@ -143,9 +143,9 @@ fn checksum_and_len_paced(root: &Value, pace: &mut dyn FnMut()) -> (Checksum, us
     (hash.finish(), len)
 }
 
-/// A version pushed to a voter as its change (`PUT /cluster/accept`, `messages::AcceptChange`),
-/// made from the one of `bases` (the voter's store, the version it holds pending) that is its
-/// base, and checked against its checksum, on the decoder thread. The result is the same version
+/// A version pushed as its change (`PUT /cluster/accept`, `PUT /copy/change`:
+/// `messages::AcceptChange`), made from the one of `bases` (the store, the version a voter holds
+/// pending) that is its base, and checked against its checksum, on the decoder thread. The result is the same version
 /// a whole copy gives, with its body set aside (rendered when needed) and its change kept.
 pub fn sealed_from_pushed(
     body: &[u8],
@@ -159,7 +159,7 @@ pub fn sealed_from_pushed(
     if actual != change.version.checksum {
         return Err(DecodeError::ChecksumMismatch { declared: change.version.checksum, actual });
     }
-    let copy = StoreCopy { version: change.version, root, lineage, coordination: Some(coordination) };
+    let copy = StoreCopy { version: change.version, root, lineage, coordination };
     Ok(Sealed { copy, body: Arc::from(Vec::new()), data_len, change: Some(Arc::new(change)) })
 }
 

@@ -106,6 +106,8 @@ pub enum CallKind {
     GetState,
     GetCopy,
     PutCopy(Version),
+    /// Local writes: the store pushed as its change (`PUT /copy/change`).
+    PutChange(Version),
     /// Coordinated mode: a request for a vote, a beat, a version pushed to a voter, the version a
     /// new coordinator adopts, a client's request forwarded to the coordinator.
     Vote,
@@ -170,6 +172,13 @@ impl Cluster {
     /// A request `id` went out to `address`: its answer is expected.
     pub(super) fn track(&mut self, id: u64, address: String, kind: CallKind) {
         self.calls.push((id, address, kind));
+    }
+
+    /// A push of `version` to `address` starts again (whole, after its change was refused).
+    pub(super) fn pushing_again(&mut self, address: &str, version: Version, now: Now) {
+        if let Some(peer) = self.find(address) {
+            (peer.pushing, peer.last_push) = (Some(version), Some(now.unix_ms));
+        }
     }
 
     fn find(&mut self, address: &str) -> Option<&mut Peer> {
@@ -379,8 +388,8 @@ impl Shared {
             let peer = self.cluster.find(&address).expect("listed above");
             peer.pushing = Some(ours);
             peer.last_push = Some(now.unix_ms);
-            let body = Bytes::Shared(self.store.body());
-            self.call(&address, CallKind::PutCopy(ours), Method::Put, "/copy", body);
+            let theirs = peer.version;
+            self.push_copy(&address, theirs);
         }
     }
 
@@ -411,7 +420,7 @@ impl Shared {
         let Some(peer) = self.cluster.find(&address) else { return };
         match kind {
             CallKind::PutState | CallKind::GetState => peer.exchanging = peer.exchanging.saturating_sub(1),
-            CallKind::PutCopy(_) => peer.pushing = None,
+            CallKind::PutCopy(_) | CallKind::PutChange(_) => peer.pushing = None,
             _ => {}
         }
         let reply = match result {
@@ -436,7 +445,7 @@ impl Shared {
         // A peer that refused this node's key for a change stays not usable until a change goes
         // through, even though its reads (open without a read token) still answer.
         let refused = peer.problem == Some(PeerProblem::RefusesKey);
-        if !refused || matches!(kind, CallKind::PutState | CallKind::PutCopy(_)) {
+        if !refused || matches!(kind, CallKind::PutState | CallKind::PutCopy(_) | CallKind::PutChange(_)) {
             if !peer.reachable {
                 let again = if peer.last_reachable.is_some() { " again" } else { "" };
                 info!("peer {address} is reachable{again}");
@@ -447,7 +456,8 @@ impl Shared {
         match (kind, reply.status) {
             (CallKind::GetState, 200) => self.state_read(co, now, &address, &reply.body),
             (CallKind::PutState, 200) => {}
-            (CallKind::PutCopy(_), 201) => {
+            (CallKind::PutChange(version), status) if status != 201 => self.change_refused(now, &address, version),
+            (CallKind::PutCopy(_) | CallKind::PutChange(_), 201) => {
                 if let Some(version) = crate::core::messages::copy_answer(&reply.body) {
                     self.cluster.find(&address).expect("found above").saw_version(version, now);
                     self.metrics.copies_pushed += 1;

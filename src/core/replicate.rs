@@ -216,8 +216,8 @@ impl Coordinated {
         pushing.push(id.to_string());
         let version = sealed.copy.version;
         let change = sealed.change.as_ref().filter(|c| c.len() < sealed.data_len && !whole.iter().any(|w| w == id));
-        if let (Some(change), Some(coordination)) = (change, &sealed.copy.coordination) {
-            let body = AcceptChange::encode(change, coordination, &sealed.copy.lineage);
+        if let Some(change) = change {
+            let body = AcceptChange::encode(change, sealed.copy.coordination.as_ref(), &sealed.copy.lineage);
             node.metrics.changes_pushed += 1;
             node.call(address, CallKind::AcceptChange(version), Method::Put, "/cluster/accept", Bytes::Owned(body));
             return;

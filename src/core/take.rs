@@ -21,8 +21,10 @@ use super::coordinated::Coordinated;
 use super::write::{Edit, Write};
 use super::{Effect, Lock, Reply, Request, Shared, Ticket, method_not_allowed};
 use crate::core::clock::Now;
+use crate::core::cluster::CallKind;
 use crate::core::consensus::Accepted;
 use crate::core::jobs::{Decoding, Job, Owner};
+use crate::core::messages::{AcceptChange, ChangeRefusal};
 use crate::core::sealed::{DecodeError, Sealed};
 use crate::core::value::Value;
 use crate::core::version::Version;
@@ -65,6 +67,57 @@ impl Shared {
         let id = self.ids.job(Owner::Decode(waiter));
         self.decodes_in_flight += 1;
         self.effects.push(Effect::Job(Job::Apply { id, body, bases }));
+    }
+
+    /// Pushes the store to an older peer (`push_to_older` marked it as being pushed to): as its
+    /// change (`PUT /copy/change`) when the peer's last seen version is the change's base, else
+    /// whole (`PUT /copy`).
+    pub(super) fn push_copy(&mut self, address: &str, theirs: Option<Version>) {
+        let (sealed, ours) = (self.store.sealed(), self.store.version());
+        let change = sealed.change.as_ref().filter(|c| Some(c.base) == theirs && c.len() < sealed.data_len);
+        if let Some(change) = change
+            && sealed.copy.coordination.is_none()
+        {
+            let body = AcceptChange::encode(change, None, &sealed.copy.lineage);
+            self.metrics.changes_pushed += 1;
+            self.call(address, CallKind::PutChange(ours), Method::Put, "/copy/change", Bytes::Owned(body));
+            return;
+        }
+        let body = Bytes::Shared(self.store.body());
+        self.call(address, CallKind::PutCopy(ours), Method::Put, "/copy", body);
+    }
+
+    /// A peer did not take the store as its change (it lacks the base, or is of a version that
+    /// takes only whole copies): it gets the store whole, if it is still the store.
+    pub(super) fn change_refused(&mut self, now: Now, address: &str, version: Version) {
+        self.metrics.changes_refused += 1;
+        if version == self.store.version() {
+            self.cluster.pushing_again(address, version, now);
+            let body = Bytes::Shared(self.store.body());
+            self.call(address, CallKind::PutCopy(version), Method::Put, "/copy", body);
+        }
+    }
+
+    /// `PUT /copy/change`, local writes: a peer pushes its store as the change from the version
+    /// this node last showed it; made from the store and checked on the decoder thread, then taken
+    /// as a copy would be. A node without the base answers 409 with `"need": "copy"`.
+    pub(super) fn change_request(&mut self, co: Option<&mut Coordinated>, ticket: Ticket, request: &Request) -> Reply {
+        if request.method != Method::Put {
+            return Reply::Now(method_not_allowed("PUT"));
+        }
+        if !is_peer_push(request) || co.is_some() {
+            let why = "PUT /copy/change takes a peer's push of its store as a change (local writes); a client \
+                       restores with PUT /copy";
+            return Reply::Now(Response::error(403, why));
+        }
+        if self.decodes_in_flight >= DECODES_IN_FLIGHT_MAX {
+            return Reply::Now(
+                Response::error(503, "too many copies being checked; retry").with_header("Retry-After", "1"),
+            );
+        }
+        let base = vec![(self.store.version(), self.store.root().clone())];
+        self.apply_change(Decoding::Request(ticket), request.body.to_vec(), base);
+        Reply::Later
     }
 
     pub(super) fn copy_request(
@@ -150,6 +203,10 @@ impl Shared {
         result: Result<Sealed, DecodeError>,
     ) {
         let response = match result {
+            // The peer pushes the store whole on this answer.
+            Err(e @ DecodeError::BaseMissing(_)) => {
+                Response::json(409, ChangeRefusal { error: e.to_string(), need: "copy", term: 0 }.encode())
+            }
             Err(e) => {
                 warn!("refused a copy: {e}");
                 Response::error(400, &format!("copy refused: {e}"))

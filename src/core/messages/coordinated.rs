@@ -188,16 +188,17 @@ impl AcceptRefusal {
     }
 }
 
-/// `PUT /cluster/accept` of a version as its change: the version the patch makes from `base`,
-/// with what a whole copy carries beside its data (the lineage and the coordination), so that a
-/// voter holding the base makes the same version as from the whole copy. Written
+/// A version pushed as its change: `PUT /cluster/accept` (coordinated writes) and `PUT
+/// /copy/change` (local writes). It is the version the patch makes from `base`, with what a whole
+/// copy carries beside its data (the lineage, and with coordinated writes the coordination), so
+/// that a node holding the base makes the same version as from the whole copy. Written
 /// `{"change":{"base","patch","version"},"coordination":{...},"lineage":{...}}`, keys in
-/// alphabetical order; a whole copy starts `{"data":`, so the two are told apart by their first
-/// key (`is_change`).
+/// alphabetical order (no `coordination` with local writes); a whole copy starts `{"data":`, so
+/// the two are told apart by their first key (`is_change`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AcceptChange {
     pub change: Change,
-    pub coordination: Coordination,
+    pub coordination: Option<Coordination>,
     pub lineage: Lineage,
 }
 
@@ -209,39 +210,44 @@ impl AcceptChange {
         body.starts_with(Self::START)
     }
 
-    pub fn encode(change: &Change, coordination: &Coordination, lineage: &Lineage) -> Vec<u8> {
+    pub fn encode(change: &Change, coordination: Option<&Coordination>, lineage: &Lineage) -> Vec<u8> {
         let mut out = Self::START.to_vec();
         out.extend_from_slice(&change.to_compact());
-        out.extend_from_slice(b",\"coordination\":");
-        out.extend_from_slice(coordination.to_compact().as_bytes());
+        if let Some(coordination) = coordination {
+            out.extend_from_slice(b",\"coordination\":");
+            out.extend_from_slice(coordination.to_compact().as_bytes());
+        }
         out.extend_from_slice(b",\"lineage\":");
         out.extend_from_slice(lineage.to_compact().as_bytes());
         out.push(b'}');
         out
     }
 
-    /// The three fields, each valid; the patch is kept as its text (it is parsed when applied).
+    /// The fields, each valid; the patch is kept as its text (it is parsed when applied).
     pub fn decode(body: &[u8]) -> Result<AcceptChange, DecodeError> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Fields<'a> {
             #[serde(borrow)]
             change: &'a serde_json::value::RawValue,
-            coordination: Value,
+            coordination: Option<Value>,
             lineage: Value,
         }
         let fields: Fields = serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
         let change = Change::parse(fields.change.get().as_bytes())?;
-        let coordination = Coordination::from_json(&fields.coordination).ok_or(DecodeError::Shape(
-            "the change's \"coordination\" is not {\"cluster\", \"term\", \"voters\": [{\"id\", \"address\"}]}",
-        ))?;
+        let coordination = match &fields.coordination {
+            None => None,
+            Some(value) => Some(Coordination::from_json(value).ok_or(DecodeError::Shape(
+                "the change's \"coordination\" is not {\"cluster\", \"term\", \"voters\": [{\"id\", \"address\"}]}",
+            ))?),
+        };
         let lineage = Lineage::from_json(Some(&fields.lineage), change.version);
         Ok(AcceptChange { change, coordination, lineage })
     }
 }
 
-/// A voter's refusal of a change whose base it does not hold (`409`): `need` is `"copy"`, and the
-/// coordinator sends the whole copy instead. Read as an `AcceptAnswer`.
+/// A node's refusal of a change whose base it does not hold (`409`): `need` is `"copy"`, and the
+/// sender sends the whole copy instead. Read as an `AcceptAnswer`; `term` is 0 with local writes.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChangeRefusal {
     pub error: String,

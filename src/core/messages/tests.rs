@@ -167,10 +167,15 @@ fn a_change_pushed_to_a_voter_round_trips_and_is_told_from_a_whole_copy() {
     let coordination =
         Coordination { cluster: "00000000000000cc".into(), term: 3, voters: vec![member], removed: vec![] };
     let lineage = Lineage::of(version(4)).extended(version(5));
-    let body = AcceptChange::encode(&change, &coordination, &lineage);
+    let body = AcceptChange::encode(&change, Some(&coordination), &lineage);
     assert!(AcceptChange::is_change(&body) && !AcceptChange::is_change(br#"{"data":{}}"#));
     let decoded = AcceptChange::decode(&body).expect("decodes");
-    assert_eq!(decoded, AcceptChange { change, coordination, lineage });
+    assert_eq!(
+        decoded,
+        AcceptChange { change: change.clone(), coordination: Some(coordination), lineage: lineage.clone() }
+    );
+    let local = AcceptChange::encode(&change, None, &lineage);
+    assert_eq!(AcceptChange::decode(&local).expect("decodes").coordination, None, "local writes: none");
     let junk = br#"{"change":{"base":1},"coordination":{},"lineage":{}}"#;
     assert!(AcceptChange::decode(junk).is_err());
 }
