@@ -2,12 +2,14 @@
 //!
 //! The coordinator seals a new version (a commit, the version it adopted at election, a change of
 //! voters), writes it itself and, in parallel, pushes it to every other voter (`PUT
-//! /cluster/accept`). A voter acknowledges only once the version is on its disk. When a majority of
-//! the version's voters hold it durably it is committed: the coordinator answers 200, serves it,
-//! and its next beat (sent at once) tells every member to serve it too. A version that does not
-//! reach a majority within `COMMIT_TIMEOUT_MS` answers 504 (outcome unknown) and stays pending: a
-//! later majority commits it, or a later coordinator adopts it or replaces it. It is never answered
-//! 200 and lost later. Members that are behind get the committed store pushed to them.
+//! /cluster/accept`: as its change from the version before, or whole to a voter that lacks that
+//! one). A voter acknowledges only once the version is on its disk. When a majority of the
+//! version's voters hold it durably it is committed: the coordinator answers 200, serves it, and
+//! its next beat (sent at once) tells every member to serve it too. A version that does not reach
+//! a majority within `COMMIT_TIMEOUT_MS` plus the allowance for its size answers 504 (outcome
+//! unknown) and stays pending: a later majority commits it, or a later coordinator adopts it or
+//! replaces it. It is never answered 200 and lost later. Members that are behind get the
+//! committed store pushed to them, whole.
 
 use log::{debug, info, warn};
 
@@ -22,7 +24,7 @@ use crate::core::messages::AcceptChange;
 use crate::core::roster::Coordination;
 use crate::core::sealed::Sealed;
 use crate::http::{Bytes, Method, Response};
-use crate::limits::COMMIT_TIMEOUT_MS;
+use crate::limits::{COMMIT_TIMEOUT_MS, commit_allowance_ms};
 
 /// What a version being made durable is for.
 #[derive(Debug)]
@@ -40,8 +42,10 @@ pub enum Purpose {
 pub struct InCommit {
     purpose: Purpose,
     phase: Phase,
-    /// Answered 504 past this.
+    /// Answered 504 past this: `COMMIT_TIMEOUT_MS` after `started`, plus the allowance for the
+    /// size of the store (`limits::commit_allowance_ms`).
     deadline: Deadline,
+    started: Now,
 }
 
 /// Where a version being made durable is.
@@ -129,8 +133,9 @@ impl Coordinated {
         // A single voter is its own majority: its commit ends with its own write, done or refused
         // by the disk, however long a large store takes; there is nobody else to wait for, so
         // no outcome is unknown.
-        let deadline = if single { Deadline(u64::MAX) } else { Deadline::after(now, COMMIT_TIMEOUT_MS) };
-        self.commit = Some(InCommit { purpose, phase, deadline });
+        let timeout_ms = COMMIT_TIMEOUT_MS + commit_allowance_ms(node.store.data_len() as u64);
+        let deadline = if single { Deadline(u64::MAX) } else { Deadline::after(now, timeout_ms) };
+        self.commit = Some(InCommit { purpose, phase, deadline, started: now });
     }
 
     /// A seal (or stamp) of a version this node makes durable; one it stopped making durable (it
@@ -194,6 +199,9 @@ impl Coordinated {
             (Vec::new(), Some(id.serial))
         };
         let commit = self.commit.as_mut().expect("a version in flight");
+        // The version's own size is known now: a large one is given the time it takes.
+        let timeout_ms = COMMIT_TIMEOUT_MS + commit_allowance_ms(sealed.data_len as u64);
+        commit.deadline = commit.deadline.max(Deadline::after(commit.started, timeout_ms));
         let (pushing, whole) = (Vec::new(), Vec::new());
         commit.phase = Phase::Replicating { sealed: Box::new(sealed.clone()), own_write, durable, pushing, whole };
         self.hold_pending(sealed, None);
@@ -444,14 +452,13 @@ impl Coordinated {
                 *answered = true;
                 let ticket = *ticket;
                 let name = node.lock.as_ref().map(|l| l.name().to_string()).unwrap_or_default();
-                warn!(
-                    "the commit of lock {name} is not durable on a majority after {} ms: answered 504",
-                    COMMIT_TIMEOUT_MS
-                );
+                let waited = now.mono_ms.saturating_sub(commit.started.mono_ms);
+                warn!("the commit of lock {name} is not durable on a majority after {waited} ms: answered 504");
                 node.answer(ticket, outcome_unknown(node.lock.as_ref()));
             }
             Purpose::Membership { what, ticket } => {
-                let what = format!("{what}: not durable on a majority of voters after {COMMIT_TIMEOUT_MS} ms");
+                let waited = now.mono_ms.saturating_sub(commit.started.mono_ms);
+                let what = format!("{what}: not durable on a majority of voters after {waited} ms");
                 warn!("{what}");
                 if let Some(ticket) = ticket.take() {
                     node.answer(ticket, Response::outcome_unknown(&format!("{what}; it may land or not")));
@@ -495,7 +502,7 @@ impl Coordinated {
         _now: Now,
         id: &str,
         address: &str,
-        _accepted: Option<Accepted>,
+        accepted: Option<Accepted>,
         committed: Option<Accepted>,
     ) {
         let in_flight_voter = self
@@ -507,9 +514,13 @@ impl Coordinated {
             self.push_accept(node, id, address);
         }
         let ours = node.store.version();
-        let behind = committed.is_none_or(|c| {
-            c.version.sequence < ours.sequence || (c.version != ours && c.version.sequence == ours.sequence)
-        });
+        // A voter that holds this very version (pushed to it, as its change or whole) learns from
+        // the next beat that it is committed: pushing it the store again would cost the store.
+        let holds_ours = accepted == Some(Accepted::of(node.store.sealed()));
+        let behind = !holds_ours
+            && committed.is_none_or(|c| {
+                c.version.sequence < ours.sequence || (c.version != ours && c.version.sequence == ours.sequence)
+            });
         // Only a store known to be committed is pushed: a coordinator elected on a store it
         // loaded unconfirmed has yet to make its adopted version durable on a majority.
         if behind
@@ -518,8 +529,9 @@ impl Coordinated {
             && peer.pushing.is_none()
         {
             peer.pushing = Some(ours);
-            let body = Bytes::Shared(node.store.body());
-            node.call(address, CallKind::PutCopy(ours), Method::Put, "/copy", body);
+            // One commit behind (a voter whose push was lost, or that answered a beat before it
+            // took the push; a learner): the change. Further behind: the whole store.
+            node.push_copy(address, committed.map(|c| c.version));
         }
     }
 

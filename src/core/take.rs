@@ -69,15 +69,13 @@ impl Shared {
         self.effects.push(Effect::Job(Job::Apply { id, body, bases }));
     }
 
-    /// Pushes the store to an older peer (`push_to_older` marked it as being pushed to): as its
-    /// change (`PUT /copy/change`) when the peer's last seen version is the change's base, else
-    /// whole (`PUT /copy`).
+    /// Pushes the store to an older peer (the caller marked it as being pushed to): as its change
+    /// (`PUT /copy/change`) when the peer's last seen version (with coordinated writes, its last
+    /// committed one) is the change's base, else whole (`PUT /copy`).
     pub(super) fn push_copy(&mut self, address: &str, theirs: Option<Version>) {
         let (sealed, ours) = (self.store.sealed(), self.store.version());
         let change = sealed.change.as_ref().filter(|c| Some(c.base) == theirs && c.len() < sealed.data_len);
-        if let Some(change) = change
-            && sealed.copy.coordination.is_none()
-        {
+        if let Some(change) = change {
             let body = AcceptChange::encode(change, None, &sealed.copy.lineage);
             self.metrics.changes_pushed += 1;
             self.call(address, CallKind::PutChange(ours), Method::Put, "/copy/change", Bytes::Owned(body));
@@ -98,16 +96,16 @@ impl Shared {
         }
     }
 
-    /// `PUT /copy/change`, local writes: a peer pushes its store as the change from the version
-    /// this node last showed it; made from the store and checked on the decoder thread, then taken
-    /// as a copy would be. A node without the base answers 409 with `"need": "copy"`.
-    pub(super) fn change_request(&mut self, co: Option<&mut Coordinated>, ticket: Ticket, request: &Request) -> Reply {
+    /// `PUT /copy/change`: a peer pushes its store (with coordinated writes, the committed one) as
+    /// the change from the version this node last showed it; made from the store (or a voter's
+    /// pending version) and checked on the decoder thread, then taken as a copy would be. A node
+    /// without the base answers 409 with `"need": "copy"`, unless it is past it already.
+    pub(super) fn change_request(&mut self, co: Option<&Coordinated>, ticket: Ticket, request: &Request) -> Reply {
         if request.method != Method::Put {
             return Reply::Now(method_not_allowed("PUT"));
         }
-        if !is_peer_push(request) || co.is_some() {
-            let why = "PUT /copy/change takes a peer's push of its store as a change (local writes); a client \
-                       restores with PUT /copy";
+        if !is_peer_push(request) {
+            let why = "PUT /copy/change takes a peer's push of its store as a change; a client restores with PUT /copy";
             return Reply::Now(Response::error(403, why));
         }
         if self.decodes_in_flight >= DECODES_IN_FLIGHT_MAX {
@@ -115,8 +113,11 @@ impl Shared {
                 Response::error(503, "too many copies being checked; retry").with_header("Retry-After", "1"),
             );
         }
-        let base = vec![(self.store.version(), self.store.root().clone())];
-        self.apply_change(Decoding::Request(ticket), request.body.to_vec(), base);
+        let mut bases = vec![(self.store.version(), self.store.root().clone())];
+        if let Some(pending) = co.and_then(|co| co.pending.as_ref()) {
+            bases.push((pending.sealed.copy.version, pending.sealed.copy.root.clone()));
+        }
+        self.apply_change(Decoding::Request(ticket), request.body.to_vec(), bases);
         Reply::Later
     }
 
@@ -204,6 +205,11 @@ impl Shared {
     ) {
         let response = match result {
             // The peer pushes the store whole on this answer.
+            Err(DecodeError::BaseMissing(base)) if self.store.version().sequence > base.sequence => {
+                // Past the base already (it took the version, or a newer one, another way): as
+                // an older copy, ignored.
+                Response::json(201, self.store.version().to_pretty_line().into_bytes())
+            }
             Err(e @ DecodeError::BaseMissing(_)) => {
                 Response::json(409, ChangeRefusal { error: e.to_string(), need: "copy", term: 0 }.encode())
             }

@@ -306,3 +306,27 @@ fn a_change_whose_result_does_not_match_its_checksum_is_refused_and_changes_noth
     assert!(whole, "the version whole");
     assert!(three.all_serve("/data/counter", "1\n"), "the value the checksum is of, never 3");
 }
+
+#[test]
+fn a_commit_waits_for_a_majority_longer_the_larger_the_store() {
+    use crate::limits::{COMMIT_TIMEOUT_MS, commit_allowance_ms};
+    let mut three = Three::new(8 << 20);
+    let coordinator = three.coordinator().unwrap();
+    let allowance = commit_allowance_ms(8 << 20);
+    assert!(allowance >= 1_000, "{allowance} ms for 8 MiB");
+    three.cut = (0..3).filter(|i| *i != coordinator).collect();
+    let ticket = three.next_ticket;
+    three.next_ticket += 1;
+    let request =
+        Request { method: Method::Put, target: "/data/counter", headers: Headers::default(), body: b"1", client: None };
+    assert!(matches!(three.nodes[coordinator].handle(three.now, ticket, &request), Reply::Later));
+    three.waiting.insert((coordinator, ticket), None);
+    let started = three.now.mono_ms;
+    while three.clients.is_empty() && three.now.mono_ms - started < COMMIT_TIMEOUT_MS + allowance + 500 {
+        three.advance(50);
+    }
+    let waited = three.now.mono_ms - started;
+    let (_, _, answer) = three.clients.pop().expect("answered in the end");
+    assert_eq!(answer.status, 504, "no majority: outcome unknown");
+    assert!(waited >= COMMIT_TIMEOUT_MS + allowance, "answered after {waited} ms, before the allowance for its size");
+}
