@@ -381,7 +381,7 @@ impl Shared {
             .cluster
             .peers
             .iter()
-            .filter(|p| p.version.is_some_and(|v| v < ours) && p.pushing.is_none())
+            .filter(|p| p.version.is_some_and(|v| v < ours) && p.pushing.is_none() && self.pushes_to(co, p.version))
             .map(|p| p.address.clone())
             .collect();
         for address in older {
@@ -456,7 +456,9 @@ impl Shared {
         match (kind, reply.status) {
             (CallKind::GetState, 200) => self.state_read(co, now, &address, &reply.body),
             (CallKind::PutState, 200) => {}
-            (CallKind::PutChange(version), status) if status != 201 => self.change_refused(now, &address, version),
+            (CallKind::PutChange(version), status) if status != 201 => {
+                self.change_refused(co.as_deref(), now, &address, version)
+            }
             (CallKind::PutCopy(_) | CallKind::PutChange(_), 201) => {
                 if let Some(version) = crate::core::messages::copy_answer(&reply.body) {
                     self.cluster.find(&address).expect("found above").saw_version(version, now);

@@ -85,11 +85,21 @@ impl Shared {
         self.call(address, CallKind::PutCopy(ours), Method::Put, "/copy", body);
     }
 
+    /// Whether this node pushes its store to an older peer that last showed `theirs` (gossip's
+    /// version, which lags): with local writes always; with coordinated writes only the change.
+    /// The coordinator pushes the whole store to a member whose beat answer shows it needs it
+    /// (`member_holds`), and a member fetches a newer store itself; else every node would send
+    /// the others the whole store after each commit their gossip had not yet seen.
+    pub(super) fn pushes_to(&self, co: Option<&Coordinated>, theirs: Option<Version>) -> bool {
+        co.is_none() || self.store.sealed().change.as_ref().is_some_and(|c| Some(c.base) == theirs)
+    }
+
     /// A peer did not take the store as its change (it lacks the base, or is of a version that
     /// takes only whole copies): it gets the store whole, if it is still the store.
-    pub(super) fn change_refused(&mut self, now: Now, address: &str, version: Version) {
+    pub(super) fn change_refused(&mut self, co: Option<&Coordinated>, now: Now, address: &str, version: Version) {
         self.metrics.changes_refused += 1;
-        if version == self.store.version() {
+        // With coordinated writes only the coordinator sends a member the whole store (`pushes_to`).
+        if version == self.store.version() && co.is_none_or(|co| co.consensus.is_coordinator()) {
             self.cluster.pushing_again(address, version, now);
             let body = Bytes::Shared(self.store.body());
             self.call(address, CallKind::PutCopy(version), Method::Put, "/copy", body);
