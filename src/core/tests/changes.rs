@@ -24,6 +24,12 @@ struct Sent {
     held: u64,
 }
 
+/// Who waits for a node's parked answer: a peer (its node, its call id, the index in `sent`), or
+/// a client (`None`).
+type Asker = Option<(usize, u64, usize)>;
+/// Changes what a node sends before it travels.
+type Tamper = Box<dyn FnMut(&mut PeerRequest)>;
+
 struct Three {
     nodes: Vec<Node>,
     now: Now,
@@ -31,11 +37,11 @@ struct Three {
     /// Nodes cut off from the others.
     cut: Vec<usize>,
     /// Parked answers: (node, ticket) -> (the asking node, its call id) or a client (`None`).
-    waiting: HashMap<(usize, Ticket), Option<(usize, u64, usize)>>,
+    waiting: HashMap<(usize, Ticket), Asker>,
     clients: Vec<(usize, Ticket, Response)>,
     sent: Vec<Sent>,
     /// Changes what a node sends before it travels (a damaged push).
-    tamper: Option<Box<dyn FnMut(&mut PeerRequest)>>,
+    tamper: Option<Tamper>,
 }
 
 fn address(i: usize) -> String {
@@ -156,7 +162,7 @@ impl Three {
                 let ticket = self.next_ticket;
                 self.next_ticket += 1;
                 let body = request.body.as_slice().to_vec();
-                let incoming = Request { method, target: path, headers, body: &body, client: None };
+                let incoming = Request { method, target: path, headers, body: &body, client: None, grant: None };
                 match self.nodes[to].handle(self.now, ticket, &incoming) {
                     Reply::Now(response) | Reply::Stream(response) => self.reply(i, request.id, index, response),
                     Reply::Later => {
@@ -195,8 +201,14 @@ impl Three {
     fn put(&mut self, i: usize, target: &str, body: &str) -> Response {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        let request =
-            Request { method: Method::Put, target, headers: Headers::default(), body: body.as_bytes(), client: None };
+        let request = Request {
+            method: Method::Put,
+            target,
+            headers: Headers::default(),
+            body: body.as_bytes(),
+            client: None,
+            grant: None,
+        };
         if let Reply::Now(response) = self.nodes[i].handle(self.now, ticket, &request) {
             return response;
         }
@@ -214,7 +226,8 @@ impl Three {
     fn get(&mut self, i: usize, target: &str) -> String {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        let request = Request { method: Method::Get, target, headers: Headers::default(), body: b"", client: None };
+        let request =
+            Request { method: Method::Get, target, headers: Headers::default(), body: b"", client: None, grant: None };
         match self.nodes[i].handle(self.now, ticket, &request) {
             Reply::Now(response) => String::from_utf8_lossy(response.body.as_slice()).into_owned(),
             _ => String::new(),
@@ -317,8 +330,14 @@ fn a_commit_waits_for_a_majority_longer_the_larger_the_store() {
     three.cut = (0..3).filter(|i| *i != coordinator).collect();
     let ticket = three.next_ticket;
     three.next_ticket += 1;
-    let request =
-        Request { method: Method::Put, target: "/data/counter", headers: Headers::default(), body: b"1", client: None };
+    let request = Request {
+        method: Method::Put,
+        target: "/data/counter",
+        headers: Headers::default(),
+        body: b"1",
+        client: None,
+        grant: None,
+    };
     assert!(matches!(three.nodes[coordinator].handle(three.now, ticket, &request), Reply::Later));
     three.waiting.insert((coordinator, ticket), None);
     let started = three.now.mono_ms;
