@@ -291,7 +291,7 @@ pub const COMMIT_TIMEOUT_PER_MIB_MS: u64 = 125;
 
 /// What a commit's waits add for a store of `bytes` (`COMMIT_TIMEOUT_PER_MIB_MS`), in ms.
 pub const fn commit_allowance_ms(bytes: u64) -> u64 {
-    bytes.div_ceil(1 << 20).saturating_mul(COMMIT_TIMEOUT_PER_MIB_MS)
+    bytes.saturating_mul(COMMIT_TIMEOUT_PER_MIB_MS) / (1 << 20)
 }
 /// A request forwarded to the coordinator and not answered this long after answers 503 (a commit:
 /// 504, outcome unknown).
