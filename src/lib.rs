@@ -57,7 +57,7 @@
 //! | `core/store.rs` | the store being served and its render cache (reads) |
 //! | `core/watch.rs`, `watch/kept.rs` | long-polls and event streams (whole subtrees, or JSON Patches with `?changes`); the recent versions kept to resume them, and the whole first event streams share |
 //! | `core/durability.rs` | the flush queue (`DiskQueue`): which snapshot the writer works on next, a local commit's seal; the sequence of a new version; disk errors |
-//! | `core/cluster.rs`, `take.rs` | the peer table, gossip, push and pull; taking copies; a client's `PUT /copy` as a restore (coordinated writes) |
+//! | `core/cluster.rs`, `take.rs` | the peer table, gossip, push and pull; taking copies, whole or as a change (`PUT /copy/change`); a client's `PUT /copy` as a restore (coordinated writes) |
 //! | `core/joining.rs`, `commit_point.rs` | a node joining its cluster at start (when it serves), and why it does not serve; the commit point in `node.json`, and reads served unconfirmed after a restart |
 //! | `core/consensus.rs`, `beats.rs`, `election.rs`, `coordinated.rs` | coordinated writes: their state (`Coordinated`; `Consensus`, private behind its transitions in `consensus.rs`), its start and the jobs it owns; terms, the lease, the node's state on disk; beats sent, answered and followed; standing and voting; `/cluster/*` routing and status; each node's role (`NodeRole`) |
 //! | `core/renewal.rs` | a coordinator whose lease lapsed (a pause) renews it before it answers a write |
@@ -65,14 +65,14 @@
 //! | `core/forward.rs`, `membership.rs` | writes sent on to the coordinator; voters added, replaced and removed (guarded), removed members out of every table |
 //! | `core/roster.rs`, `node_state.rs` | the roster every version carries (`Coordination`: the cluster's id, the term, the voters and the removed); a node's id, term and vote (`node.json`) |
 //! | `core/startup.rs` | how a node starts, from its data directory and flags alone: which snapshot loads, its identity, founding or joining (the server and the simulations both call it) |
-//! | `core/messages.rs`, `messages/` | every message peers exchange as a type, encoded and decoded in one place (votes, beats, accept answers, gossip, a peer's `/state`, a copy's small objects; `node.json`'s fields); why a peer is not usable (`PeerProblem`) |
+//! | `core/messages.rs`, `messages/` | every message peers exchange as a type, encoded and decoded in one place (votes, beats, versions pushed as changes and the answers to pushes, gossip, a peer's `/state`, a copy's small objects; `node.json`'s fields); why a peer is not usable (`PeerProblem`) |
 //! | `core/peering.rs` | the boundary of a cluster: the cluster id, write mode and address every peer message carries, and the refusal of a peer of another cluster or mode |
 //! | `core/info.rs` | `GET /` and the figures of `/metrics` |
 //! | `core/auth.rs`, `grant.rs`, `metrics.rs` | tokens and the cluster key (replaced on SIGHUP); what a token grants (scope, prefixes, the token-file format, the 403s); `/metrics` (and the timing of commits) |
 //! | `core/guard.rs` | what no peer sends, refused at the peer endpoints: a browser's marks, terms out of bounds |
 //! | `core/jobs.rs`, `pace.rs` | the workers' jobs, who waits for each (`Owner`: `Node::job_done` hands a report to its owner only), the one allocator of job and call ids, and how jobs are carried out; pacing hooks |
 //! | `core/value/` | the tree (`mod.rs`), wide objects in chunks (`object.rs`), edits, patches (RFC 7396, RFC 6902), the diff of two versions as an RFC 6902 patch (`diff.rs`), rendering, parsing (general, and the one pass over canonical JSON in `canonical.rs`) |
-//! | `core/version.rs`, `lineage.rs`, `change.rs` | versions and checksums; a store's recent history; a version as the JSON Patch from the one before (change files, pushes to voters) |
+//! | `core/version.rs`, `lineage.rs`, `change.rs` | versions and checksums; a store's recent history; a version as the JSON Patch from the one before (change files, pushes to peers), and made from a pushed change on the decoder thread |
 //! | `core/sealed.rs`, `snapshot.rs`, `change_file.rs` | the copy format (peers); the snapshot file format (disk); the change file format (a commit's change, between full snapshots) |
 //! | `core/chain.rs`, `chain_load.rs` | which file a version gets (a change file while the chain from the newest file is intact, else a full snapshot), compaction's rule; start-up's loading of the newest version whose chain applies |
 //! | `core/clock.rs`, `path.rs`, `address.rs`, `rng.rs` | time as a value; request paths, and the query parameters each resource takes (`PARAMETERS`); `HOST:PORT`; the seeded generator |

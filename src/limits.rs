@@ -282,6 +282,17 @@ pub const COMMIT_POINT_SAVE_MS: u64 = 1_000;
 /// (outcome unknown); it may still land later. Not for a single voter: its commit ends with its
 /// own write, however long a large store takes.
 pub const COMMIT_TIMEOUT_MS: u64 = 1_500;
+/// ...plus this long per MiB of the store the commit makes: every node hashes the whole store
+/// (its checksum), the disks write it, and a voter that lacks the change's base receives it
+/// whole. 125 ms per MiB is 8 MiB/s, well below a slow cloud volume's or a shared gigabit link's
+/// rate, so a `PUT` of tens of MB answers 200 or a clear error, never 504 for being large (a 30
+/// MB one gets 5.3 s). A forwarded write's wait grows the same way (`commit_allowance_ms`).
+pub const COMMIT_TIMEOUT_PER_MIB_MS: u64 = 125;
+
+/// What a commit's waits add for a store of `bytes` (`COMMIT_TIMEOUT_PER_MIB_MS`), in ms.
+pub const fn commit_allowance_ms(bytes: u64) -> u64 {
+    bytes.saturating_mul(COMMIT_TIMEOUT_PER_MIB_MS) / (1 << 20)
+}
 /// A request forwarded to the coordinator and not answered this long after answers 503 (a commit:
 /// 504, outcome unknown).
 pub const FORWARD_TIMEOUT_MS: u64 = 2_000;

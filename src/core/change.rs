@@ -10,8 +10,9 @@
 
 use std::sync::Arc;
 
+use crate::core::messages::AcceptChange;
 use crate::core::pace::Paced;
-use crate::core::sealed::DecodeError;
+use crate::core::sealed::{DecodeError, Sealed, StoreCopy};
 use crate::core::value::{PatchError, Value, json_patch_bounded};
 use crate::core::version::{Checksum, HashWriter, Version};
 use crate::limits::{CHANGE_OPERATIONS_MAX, STORE_DEPTH_MAX};
@@ -120,9 +121,46 @@ impl Change {
 /// The checksum of a tree, its canonical text streamed into the hasher (`Checksum::of`), calling
 /// `pace` between pieces.
 pub fn checksum_paced(root: &Value, pace: &mut dyn FnMut()) -> Checksum {
-    let mut hash = Paced::new(HashWriter::default(), pace);
+    checksum_and_len_paced(root, pace).0
+}
+
+/// As `checksum_paced`, with the length of the canonical text.
+fn checksum_and_len_paced(root: &Value, pace: &mut dyn FnMut()) -> (Checksum, usize) {
+    struct Counted(HashWriter, usize);
+    impl std::io::Write for Counted {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let n = self.0.write(bytes)?;
+            self.1 += n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hash = Paced::new(Counted(HashWriter::default(), 0), pace);
     root.write_compact(&mut hash).expect("hashing cannot fail");
-    hash.into_inner().finish()
+    let Counted(hash, len) = hash.into_inner();
+    (hash.finish(), len)
+}
+
+/// A version pushed as its change (`PUT /cluster/accept`, `PUT /copy/change`:
+/// `messages::AcceptChange`), made from the one of `bases` (the store, the version a voter holds
+/// pending) that is its base, and checked against its checksum, on the decoder thread. The result is the same version
+/// a whole copy gives, with its body set aside (rendered when needed) and its change kept.
+pub fn sealed_from_pushed(
+    body: &[u8],
+    bases: &[(Version, Value)],
+    pace: &mut dyn FnMut(),
+) -> Result<Sealed, DecodeError> {
+    let AcceptChange { change, coordination, lineage } = AcceptChange::decode(body)?;
+    let (_, before) = bases.iter().find(|(v, _)| *v == change.base).ok_or(DecodeError::BaseMissing(change.base))?;
+    let root = change.apply(before)?;
+    let (actual, data_len) = checksum_and_len_paced(&root, pace);
+    if actual != change.version.checksum {
+        return Err(DecodeError::ChecksumMismatch { declared: change.version.checksum, actual });
+    }
+    let copy = StoreCopy { version: change.version, root, lineage, coordination };
+    Ok(Sealed { copy, body: Arc::from(Vec::new()), data_len, change: Some(Arc::new(change)) })
 }
 
 #[cfg(test)]

@@ -106,11 +106,15 @@ pub enum CallKind {
     GetState,
     GetCopy,
     PutCopy(Version),
+    /// Local writes: the store pushed as its change (`PUT /copy/change`).
+    PutChange(Version),
     /// Coordinated mode: a request for a vote, a beat, a version pushed to a voter, the version a
     /// new coordinator adopts, a client's request forwarded to the coordinator.
     Vote,
     Beat,
     Accept(Version),
+    /// A version pushed to a voter as its change (`messages::AcceptChange`).
+    AcceptChange(Version),
     FetchAccepted,
     Forward,
 }
@@ -168,6 +172,13 @@ impl Cluster {
     /// A request `id` went out to `address`: its answer is expected.
     pub(super) fn track(&mut self, id: u64, address: String, kind: CallKind) {
         self.calls.push((id, address, kind));
+    }
+
+    /// A push of `version` to `address` starts again (whole, after its change was refused).
+    pub(super) fn pushing_again(&mut self, address: &str, version: Version, now: Now) {
+        if let Some(peer) = self.find(address) {
+            (peer.pushing, peer.last_push) = (Some(version), Some(now.unix_ms));
+        }
     }
 
     fn find(&mut self, address: &str) -> Option<&mut Peer> {
@@ -370,15 +381,15 @@ impl Shared {
             .cluster
             .peers
             .iter()
-            .filter(|p| p.version.is_some_and(|v| v < ours) && p.pushing.is_none())
+            .filter(|p| p.version.is_some_and(|v| v < ours) && p.pushing.is_none() && self.pushes_to(co, p.version))
             .map(|p| p.address.clone())
             .collect();
         for address in older {
             let peer = self.cluster.find(&address).expect("listed above");
             peer.pushing = Some(ours);
             peer.last_push = Some(now.unix_ms);
-            let body = Bytes::Shared(self.store.body());
-            self.call(&address, CallKind::PutCopy(ours), Method::Put, "/copy", body);
+            let theirs = peer.version;
+            self.push_copy(&address, theirs);
         }
     }
 
@@ -409,7 +420,7 @@ impl Shared {
         let Some(peer) = self.cluster.find(&address) else { return };
         match kind {
             CallKind::PutState | CallKind::GetState => peer.exchanging = peer.exchanging.saturating_sub(1),
-            CallKind::PutCopy(_) => peer.pushing = None,
+            CallKind::PutCopy(_) | CallKind::PutChange(_) => peer.pushing = None,
             _ => {}
         }
         let reply = match result {
@@ -434,7 +445,7 @@ impl Shared {
         // A peer that refused this node's key for a change stays not usable until a change goes
         // through, even though its reads (open without a read token) still answer.
         let refused = peer.problem == Some(PeerProblem::RefusesKey);
-        if !refused || matches!(kind, CallKind::PutState | CallKind::PutCopy(_)) {
+        if !refused || matches!(kind, CallKind::PutState | CallKind::PutCopy(_) | CallKind::PutChange(_)) {
             if !peer.reachable {
                 let again = if peer.last_reachable.is_some() { " again" } else { "" };
                 info!("peer {address} is reachable{again}");
@@ -445,7 +456,10 @@ impl Shared {
         match (kind, reply.status) {
             (CallKind::GetState, 200) => self.state_read(co, now, &address, &reply.body),
             (CallKind::PutState, 200) => {}
-            (CallKind::PutCopy(_), 201) => {
+            (CallKind::PutChange(version), status) if status != 201 => {
+                self.change_refused(co.as_deref(), now, &address, version)
+            }
+            (CallKind::PutCopy(_) | CallKind::PutChange(_), 201) => {
                 if let Some(version) = crate::core::messages::copy_answer(&reply.body) {
                     self.cluster.find(&address).expect("found above").saw_version(version, now);
                     self.metrics.copies_pushed += 1;
@@ -554,9 +568,10 @@ impl Coordinated {
                     self.beat_reply(node, now, address, &reply.body);
                 }
             }
-            CallKind::Accept(version) => {
+            CallKind::Accept(version) | CallKind::AcceptChange(version) => {
                 let (status, body) = reply.map_or((0, &[][..]), |r| (r.status, &r.body[..]));
-                self.accept_reply(node, now, address, version, status, body);
+                let as_change = matches!(kind, CallKind::AcceptChange(_));
+                self.accept_reply(node, now, address, (version, as_change), status, body);
             }
             CallKind::FetchAccepted => match reply.filter(|r| r.status == 200) {
                 Some(reply) => {

@@ -2,13 +2,17 @@
 //! other voters for their votes, and coordinates once a majority granted them; and the voter's
 //! side, which grants a vote only by the rules in `consensus.rs` (written to disk first).
 
-use log::{error, info};
+use log::{error, info, warn};
 
 use super::Shared;
+use super::cluster::CallKind;
+use super::consensus::Accepted;
 use super::consensus::Role;
 use super::coordinated::Coordinated;
+use super::replicate::{Content, Purpose};
 use crate::core::clock::Now;
 use crate::core::messages::{VoteAnswer, VoteRequest};
+use crate::core::sealed::{DecodeError, Sealed};
 use crate::http::{Bytes, Method, Response};
 use crate::limits::{ELECTION_STAGGER_MS, TERM_MAX};
 
@@ -232,5 +236,45 @@ impl Coordinated {
             pre,
         };
         Response::json(200, answer.encode())
+    }
+}
+
+/// A new coordinator's first act: adopting the newest version among its voters.
+impl Coordinated {
+    /// A new coordinator's first act: the newest version among its voters, stamped with its term
+    /// and made durable on a majority, before any lock is granted.
+    pub(super) fn adopt(&mut self, node: &mut Shared, now: Now, newest: (Accepted, String)) {
+        let (accepted, holder) = newest;
+        let base = (self.accepted(node) == accepted).then(|| self.newest_held(node).clone());
+        match base {
+            Some(base) => self.stamp(node, now, base),
+            None => {
+                info!(
+                    "fetching sequence {} of term {} from {holder} to adopt it",
+                    accepted.version.sequence, accepted.term
+                );
+                node.call(&holder, CallKind::FetchAccepted, Method::Get, "/cluster/accepted", Bytes::EMPTY);
+            }
+        }
+    }
+
+    /// Stamps `base` with this coordinator's term and makes it durable on a majority.
+    pub(super) fn stamp(&mut self, node: &mut Shared, now: Now, base: Sealed) {
+        let Some(coordination) = base.copy.coordination.clone().or_else(|| self.coordination(node)) else { return };
+        self.replicate(node, now, Purpose::Adopt, Content::Stamp { base: Box::new(base), coordination });
+    }
+
+    /// The version to adopt arrived (decoded): stamp it.
+    pub(super) fn adopted(&mut self, node: &mut Shared, now: Now, result: Result<Sealed, DecodeError>) {
+        if !self.consensus.is_coordinator() || self.commit.is_some() {
+            if let Ok(sealed) = result {
+                node.store.retire(sealed);
+            }
+            return;
+        }
+        match result {
+            Ok(sealed) => self.stamp(node, now, sealed),
+            Err(e) => warn!("the version to adopt was refused: {e}; standing again"),
+        }
     }
 }

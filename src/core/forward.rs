@@ -15,7 +15,9 @@ use super::{Reply, Request, Shared, Ticket};
 use crate::core::clock::{Deadline, Now};
 use crate::core::roster::Member;
 use crate::http::{Bytes, Method, Response};
-use crate::limits::{COORDINATOR_LEASE_MS, FORWARD_TIMEOUT_MS, FORWARD_WRITE_TIMEOUT_MS, FORWARDS_MAX, LEASE_MS};
+use crate::limits::{
+    COORDINATOR_LEASE_MS, FORWARD_TIMEOUT_MS, FORWARD_WRITE_TIMEOUT_MS, FORWARDS_MAX, LEASE_MS, commit_allowance_ms,
+};
 
 /// A request forwarded to the coordinator and waiting for its answer.
 #[derive(Debug)]
@@ -100,7 +102,14 @@ impl Coordinated {
         }));
         // A one-request write (or a restore) may wait for the lock on the coordinator before it commits.
         let write = request.target.starts_with("/data") || request.target.starts_with("/copy");
-        let timeout_ms = if write { FORWARD_WRITE_TIMEOUT_MS } else { FORWARD_TIMEOUT_MS };
+        // A commit (a large write, or one into a large store) is given the time the coordinator
+        // gives it (`limits::commit_allowance_ms`); a transaction's commit has only the store.
+        let allowance = commit_allowance_ms((node.store.data_len() + request.body.len()) as u64);
+        let timeout_ms = match (write, commit) {
+            (true, _) => FORWARD_WRITE_TIMEOUT_MS + allowance,
+            (false, true) => FORWARD_TIMEOUT_MS + allowance,
+            (false, false) => FORWARD_TIMEOUT_MS,
+        };
         self.forwards.push(Forward { call, to, ticket, commit, deadline: Deadline::after(now, timeout_ms) });
         Reply::Later
     }

@@ -126,6 +126,9 @@ pub enum Job {
     Remove { id: JobId, file: PathBuf },
     /// Parse a copy sent by a peer, check its checksum and render its canonical body.
     Decode { id: JobId, body: Vec<u8> },
+    /// Make a version pushed as its change (`PUT /cluster/accept`) from the one of `bases` it
+    /// applies to, and check its checksum (`change::sealed_from_pushed`); reported as `Decoded`.
+    Apply { id: JobId, body: Vec<u8>, bases: Vec<(Version, Value)> },
     /// Render the copy body of a store whose body was set aside (`GET /copy` on a node without
     /// peers), off the loop.
     Render { id: JobId, copy: Box<StoreCopy> },
@@ -138,7 +141,7 @@ impl Job {
     /// True for the jobs that touch the data directory (one writer does them, in order); decoding
     /// and rendering a copy go to their own worker, so they never wait behind an fsync.
     pub fn writes(&self) -> bool {
-        !matches!(self, Job::Decode { .. } | Job::Render { .. } | Job::Retire(_))
+        !matches!(self, Job::Decode { .. } | Job::Apply { .. } | Job::Render { .. } | Job::Retire(_))
     }
 }
 
@@ -292,6 +295,9 @@ pub fn run(job: Job, disk: &mut dyn Disk, pace: &mut dyn FnMut()) -> Done {
             Done::Removed { id }
         }
         Job::Decode { id, body } => Done::Decoded { id, result: sealed::parse_copy_paced(&body, pace) },
+        Job::Apply { id, body, bases } => {
+            Done::Decoded { id, result: crate::core::change::sealed_from_pushed(&body, &bases, pace) }
+        }
         Job::Retire(sealed) => {
             drop(sealed);
             Done::Retired

@@ -317,7 +317,9 @@ impl std::fmt::Display for PeerProblem {
 
 mod coordinated;
 mod gossip;
-pub use coordinated::{AcceptAnswer, AcceptRefusal, Beat, BeatAnswer, VoteAnswer, VoteRequest};
+pub use coordinated::{
+    AcceptAnswer, AcceptChange, AcceptRefusal, Beat, BeatAnswer, ChangeRefusal, VoteAnswer, VoteRequest,
+};
 pub use gossip::{GossipEntry, PeerState, PeerStateEntry, StoredPeer};
 
 #[cfg(test)]

@@ -108,6 +108,10 @@ pub struct Metrics {
     pub copies_taken: u64,
     /// Copies this node pushed that a peer took in.
     pub copies_pushed: u64,
+    /// Coordinated writes: versions pushed to voters as their change, and pushes of a change a
+    /// voter could not take (it lacked the base), after which it got the version whole.
+    pub changes_pushed: u64,
+    pub changes_refused: u64,
     /// Copies this node fetched from a peer and took.
     pub copies_pulled: u64,
     /// Times a commit of this node was superseded by a concurrent commit elsewhere...
@@ -130,6 +134,8 @@ pub struct Metrics {
     pub requests: [[[u64; 5]; 7]; 6],
     pub bytes_received: u64,
     pub bytes_sent: u64,
+    /// Bytes of requests written to peers (pushes, accepts, gossip, beats, forwards).
+    pub peer_bytes_sent: u64,
     pub connections_accepted: u64,
     pub connections_refused: u64,
     /// A gauge: connections open now.
@@ -239,6 +245,12 @@ pub fn render(metrics: &Metrics, gauges: &Gauges) -> String {
             ),
             ("received_bytes_total", COUNTER, "Bytes read from clients.", m.bytes_received),
             ("sent_bytes_total", COUNTER, "Bytes written to clients.", m.bytes_sent),
+            (
+                "peer_sent_bytes_total",
+                COUNTER,
+                "Bytes of requests written to peers: pushes of versions (whole or as changes), gossip, beats, forwards.",
+                m.peer_bytes_sent,
+            ),
             ("store_sequence", GAUGE, "Sequence number of the store being served.", g.sequence),
             ("store_bytes", GAUGE, "Size of the store as compact JSON.", g.store_bytes as u64),
             (
@@ -290,6 +302,18 @@ pub fn render(metrics: &Metrics, gauges: &Gauges) -> String {
             ("peers", GAUGE, "Peers in the cluster table.", g.peers as u64),
             ("peers_reachable", GAUGE, "Peers that answered the last request.", g.peers_reachable as u64),
             ("copies_pushed_total", COUNTER, "Copies pushed to peers that took them.", m.copies_pushed),
+            (
+                "changes_pushed_total",
+                COUNTER,
+                "Versions pushed to peers as their change from the version before, rather than whole.",
+                m.changes_pushed,
+            ),
+            (
+                "changes_refused_total",
+                COUNTER,
+                "Changes pushed that a peer could not take (it lacked their base): the version went whole.",
+                m.changes_refused,
+            ),
             ("copies_pulled_total", COUNTER, "Copies fetched from peers and taken.", m.copies_pulled),
             ("copies_taken_total", COUNTER, "Newer stores taken from peers, pushed or pulled.", m.copies_taken),
             (

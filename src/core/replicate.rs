@@ -2,14 +2,16 @@
 //!
 //! The coordinator seals a new version (a commit, the version it adopted at election, a change of
 //! voters), writes it itself and, in parallel, pushes it to every other voter (`PUT
-//! /cluster/accept`). A voter acknowledges only once the version is on its disk. When a majority of
-//! the version's voters hold it durably it is committed: the coordinator answers 200, serves it,
-//! and its next beat (sent at once) tells every member to serve it too. A version that does not
-//! reach a majority within `COMMIT_TIMEOUT_MS` answers 504 (outcome unknown) and stays pending: a
-//! later majority commits it, or a later coordinator adopts it or replaces it. It is never answered
-//! 200 and lost later. Members that are behind get the committed store pushed to them.
+//! /cluster/accept`: as its change from the version before, or whole to a voter that lacks that
+//! one). A voter acknowledges only once the version is on its disk. When a majority of the
+//! version's voters hold it durably it is committed: the coordinator answers 200, serves it, and
+//! its next beat (sent at once) tells every member to serve it too. A version that does not reach
+//! a majority within `COMMIT_TIMEOUT_MS` plus the allowance for its size answers 504 (outcome
+//! unknown) and stays pending: a later majority commits it, or a later coordinator adopts it or
+//! replaces it. It is never answered 200 and lost later. Members that are behind get the
+//! committed store pushed to them, whole.
 
-use log::{info, warn};
+use log::{debug, info, warn};
 
 use super::consensus::Accepted;
 use super::coordinated::Coordinated;
@@ -18,10 +20,11 @@ use super::{Effect, Shared, Ticket, cluster::CallKind};
 use crate::core::chain::Writing;
 use crate::core::clock::{Deadline, Now};
 use crate::core::jobs::{DiskError, Job, Owner};
+use crate::core::messages::AcceptChange;
 use crate::core::roster::Coordination;
-use crate::core::sealed::{DecodeError, Sealed};
+use crate::core::sealed::Sealed;
 use crate::http::{Bytes, Method, Response};
-use crate::limits::COMMIT_TIMEOUT_MS;
+use crate::limits::{COMMIT_TIMEOUT_MS, commit_allowance_ms};
 
 /// What a version being made durable is for.
 #[derive(Debug)]
@@ -39,8 +42,10 @@ pub enum Purpose {
 pub struct InCommit {
     purpose: Purpose,
     phase: Phase,
-    /// Answered 504 past this.
+    /// Answered 504 past this: `COMMIT_TIMEOUT_MS` after `started`, plus the allowance for the
+    /// size of the store (`limits::commit_allowance_ms`).
     deadline: Deadline,
+    started: Now,
 }
 
 /// Where a version being made durable is.
@@ -57,6 +62,9 @@ enum Phase {
         durable: Vec<String>,
         /// Members a push is out to.
         pushing: Vec<String>,
+        /// Voters that could not take the version as its change (they lack its base): they get it
+        /// whole.
+        whole: Vec<String>,
     },
 }
 
@@ -125,8 +133,9 @@ impl Coordinated {
         // A single voter is its own majority: its commit ends with its own write, done or refused
         // by the disk, however long a large store takes; there is nobody else to wait for, so
         // no outcome is unknown.
-        let deadline = if single { Deadline(u64::MAX) } else { Deadline::after(now, COMMIT_TIMEOUT_MS) };
-        self.commit = Some(InCommit { purpose, phase, deadline });
+        let timeout_ms = COMMIT_TIMEOUT_MS + commit_allowance_ms(node.store.data_len() as u64);
+        let deadline = if single { Deadline(u64::MAX) } else { Deadline::after(now, timeout_ms) };
+        self.commit = Some(InCommit { purpose, phase, deadline, started: now });
     }
 
     /// A seal (or stamp) of a version this node makes durable; one it stopped making durable (it
@@ -190,7 +199,11 @@ impl Coordinated {
             (Vec::new(), Some(id.serial))
         };
         let commit = self.commit.as_mut().expect("a version in flight");
-        commit.phase = Phase::Replicating { sealed: Box::new(sealed.clone()), own_write, durable, pushing: Vec::new() };
+        // The version's own size is known now: a large one is given the time it takes.
+        let timeout_ms = COMMIT_TIMEOUT_MS + commit_allowance_ms(sealed.data_len as u64);
+        commit.deadline = commit.deadline.max(Deadline::after(commit.started, timeout_ms));
+        let (pushing, whole) = (Vec::new(), Vec::new());
+        commit.phase = Phase::Replicating { sealed: Box::new(sealed.clone()), own_write, durable, pushing, whole };
         self.hold_pending(sealed, None);
         for voter in coordination.voters.iter().filter(|m| m.id != me) {
             self.push_accept(node, &voter.id.clone(), &voter.address.clone());
@@ -198,16 +211,31 @@ impl Coordinated {
         self.check_commit(node, now);
     }
 
-    /// Pushes the version in flight to one voter.
+    /// Pushes the version in flight to one voter: as its change when it has one smaller than the
+    /// store (`messages::AcceptChange`), unless the voter said it lacks the base; else whole.
     fn push_accept(&mut self, node: &mut Shared, id: &str, address: &str) {
-        let Some(InCommit { phase: Phase::Replicating { sealed, durable, pushing, .. }, .. }) = &mut self.commit else {
+        let Some(InCommit { phase: Phase::Replicating { sealed, durable, pushing, whole, .. }, .. }) = &mut self.commit
+        else {
             return;
         };
         if durable.iter().any(|d| d == id) || pushing.iter().any(|p| p == id) {
             return;
         }
         pushing.push(id.to_string());
-        let (version, body) = (sealed.copy.version, Bytes::Shared(sealed.body.clone()));
+        let version = sealed.copy.version;
+        let change = sealed.change.as_ref().filter(|c| c.len() < sealed.data_len && !whole.iter().any(|w| w == id));
+        if let Some(change) = change {
+            let body = AcceptChange::encode(change, sealed.copy.coordination.as_ref(), &sealed.copy.lineage);
+            node.metrics.changes_pushed += 1;
+            node.call(address, CallKind::AcceptChange(version), Method::Put, "/cluster/accept", Bytes::Owned(body));
+            return;
+        }
+        if sealed.body.is_empty() {
+            // Set aside when it was written as its change: rendered once, for every voter that
+            // needs it whole.
+            (sealed.body, sealed.data_len) = crate::core::sealed::render_body(&sealed.copy);
+        }
+        let body = Bytes::Shared(sealed.body.clone());
         node.call(address, CallKind::Accept(version), Method::Put, "/cluster/accept", body);
     }
 
@@ -258,7 +286,7 @@ impl Coordinated {
         node: &mut Shared,
         now: Now,
         address: &str,
-        version: crate::core::version::Version,
+        (version, as_change): (crate::core::version::Version, bool),
         status: u16,
         body: &[u8],
     ) {
@@ -273,7 +301,9 @@ impl Coordinated {
         if self.saw_term(node, now, term) {
             return;
         }
-        let Some(InCommit { phase: Phase::Replicating { sealed, durable, .. }, .. }) = &mut self.commit else { return };
+        let Some(InCommit { phase: Phase::Replicating { sealed, durable, whole, .. }, .. }) = &mut self.commit else {
+            return;
+        };
         let ours = Accepted::of(sealed);
         let theirs = reply.accepted;
         if status == 201 && ours.version == version && Some(ours) == theirs {
@@ -281,6 +311,13 @@ impl Coordinated {
                 durable.push(id);
             }
             self.check_commit(node, now);
+        } else if as_change && ours.version == version && (reply.need.as_deref() == Some("copy") || status == 400) {
+            // The voter lacks the base, or could not make the version from it (its checksum did
+            // not match, or it reads only whole copies): it gets the version whole, at once.
+            debug!("voter {address} could not take sequence {} as its change: sending it whole", version.sequence);
+            whole.push(id.clone());
+            node.metrics.changes_refused += 1;
+            self.push_accept(node, &id, address);
         }
     }
 
@@ -415,14 +452,13 @@ impl Coordinated {
                 *answered = true;
                 let ticket = *ticket;
                 let name = node.lock.as_ref().map(|l| l.name().to_string()).unwrap_or_default();
-                warn!(
-                    "the commit of lock {name} is not durable on a majority after {} ms: answered 504",
-                    COMMIT_TIMEOUT_MS
-                );
+                let waited = now.mono_ms.saturating_sub(commit.started.mono_ms);
+                warn!("the commit of lock {name} is not durable on a majority after {waited} ms: answered 504");
                 node.answer(ticket, outcome_unknown(node.lock.as_ref()));
             }
             Purpose::Membership { what, ticket } => {
-                let what = format!("{what}: not durable on a majority of voters after {COMMIT_TIMEOUT_MS} ms");
+                let waited = now.mono_ms.saturating_sub(commit.started.mono_ms);
+                let what = format!("{what}: not durable on a majority of voters after {waited} ms");
                 warn!("{what}");
                 if let Some(ticket) = ticket.take() {
                     node.answer(ticket, Response::outcome_unknown(&format!("{what}; it may land or not")));
@@ -457,43 +493,6 @@ impl Coordinated {
         node.release_if(Lock::is_committing);
     }
 
-    /// A new coordinator's first act: the newest version among its voters, stamped with its term
-    /// and made durable on a majority, before any lock is granted.
-    pub(super) fn adopt(&mut self, node: &mut Shared, now: Now, newest: (Accepted, String)) {
-        let (accepted, holder) = newest;
-        let base = (self.accepted(node) == accepted).then(|| self.newest_held(node).clone());
-        match base {
-            Some(base) => self.stamp(node, now, base),
-            None => {
-                info!(
-                    "fetching sequence {} of term {} from {holder} to adopt it",
-                    accepted.version.sequence, accepted.term
-                );
-                node.call(&holder, CallKind::FetchAccepted, Method::Get, "/cluster/accepted", Bytes::EMPTY);
-            }
-        }
-    }
-
-    /// Stamps `base` with this coordinator's term and makes it durable on a majority.
-    pub(super) fn stamp(&mut self, node: &mut Shared, now: Now, base: Sealed) {
-        let Some(coordination) = base.copy.coordination.clone().or_else(|| self.coordination(node)) else { return };
-        self.replicate(node, now, Purpose::Adopt, Content::Stamp { base: Box::new(base), coordination });
-    }
-
-    /// The version to adopt arrived (decoded): stamp it.
-    pub(super) fn adopted(&mut self, node: &mut Shared, now: Now, result: Result<Sealed, DecodeError>) {
-        if !self.consensus.is_coordinator() || self.commit.is_some() {
-            if let Ok(sealed) = result {
-                node.store.retire(sealed);
-            }
-            return;
-        }
-        match result {
-            Ok(sealed) => self.stamp(node, now, sealed),
-            Err(e) => warn!("the version to adopt was refused: {e}; standing again"),
-        }
-    }
-
     /// The coordinator hears what a member holds: a voter that lacks the version in flight gets it
     /// again, a member whose committed store is behind gets the committed store (once this node's
     /// store is known to be committed).
@@ -503,7 +502,7 @@ impl Coordinated {
         _now: Now,
         id: &str,
         address: &str,
-        _accepted: Option<Accepted>,
+        accepted: Option<Accepted>,
         committed: Option<Accepted>,
     ) {
         let in_flight_voter = self
@@ -515,9 +514,13 @@ impl Coordinated {
             self.push_accept(node, id, address);
         }
         let ours = node.store.version();
-        let behind = committed.is_none_or(|c| {
-            c.version.sequence < ours.sequence || (c.version != ours && c.version.sequence == ours.sequence)
-        });
+        // A voter that holds this very version (pushed to it, as its change or whole) learns from
+        // the next beat that it is committed: pushing it the store again would cost the store.
+        let holds_ours = accepted == Some(Accepted::of(node.store.sealed()));
+        let behind = !holds_ours
+            && committed.is_none_or(|c| {
+                c.version.sequence < ours.sequence || (c.version != ours && c.version.sequence == ours.sequence)
+            });
         // Only a store known to be committed is pushed: a coordinator elected on a store it
         // loaded unconfirmed has yet to make its adopted version durable on a majority.
         if behind
@@ -526,8 +529,9 @@ impl Coordinated {
             && peer.pushing.is_none()
         {
             peer.pushing = Some(ours);
-            let body = Bytes::Shared(node.store.body());
-            node.call(address, CallKind::PutCopy(ours), Method::Put, "/copy", body);
+            // One commit behind (a voter whose push was lost, or that answered a beat before it
+            // took the push; a learner): the change. Further behind: the whole store.
+            node.push_copy(address, committed.map(|c| c.version));
         }
     }
 

@@ -132,6 +132,7 @@ impl Shared {
             "lock" => return self.lock_request(co, now, ticket, request, below, query),
             "update" => self.update_request(now, request, below, query),
             "copy" if below.is_empty() => return self.copy_request(co, now, ticket, request),
+            "copy" if below == "/change" => return self.change_request(co.as_deref(), ticket, request),
             "state" if below.is_empty() => self.state_request(co.as_deref(), now, request.method, request.body),
             // A removal is a commit: unanswered once sent, its outcome is unknown (504).
             "state"

@@ -55,8 +55,16 @@ pub enum DecodeError {
     Json(String),
     Shape(&'static str),
     TooDeep,
-    ChecksumMismatch { declared: Checksum, actual: Checksum },
-    FileChecksumMismatch { declared: String, actual: String },
+    ChecksumMismatch {
+        declared: Checksum,
+        actual: Checksum,
+    },
+    FileChecksumMismatch {
+        declared: String,
+        actual: String,
+    },
+    /// A change whose base this node does not hold (its store, nor the version it holds pending).
+    BaseMissing(Version),
 }
 
 impl std::fmt::Display for DecodeError {
@@ -71,6 +79,11 @@ impl std::fmt::Display for DecodeError {
             DecodeError::FileChecksumMismatch { declared, actual } => {
                 write!(f, "file checksum mismatch: the file says {declared}, its bytes hash to {actual}")
             }
+            DecodeError::BaseMissing(base) => write!(
+                f,
+                "this node does not hold sequence {} ({}), the base of the change; send the whole copy",
+                base.sequence, base.checksum
+            ),
         }
     }
 }

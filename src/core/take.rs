@@ -21,9 +21,12 @@ use super::coordinated::Coordinated;
 use super::write::{Edit, Write};
 use super::{Effect, Lock, Reply, Request, Shared, Ticket, method_not_allowed};
 use crate::core::clock::Now;
+use crate::core::cluster::CallKind;
 use crate::core::consensus::Accepted;
 use crate::core::jobs::{Decoding, Job, Owner};
+use crate::core::messages::{AcceptChange, ChangeRefusal};
 use crate::core::sealed::{DecodeError, Sealed};
+use crate::core::value::Value;
 use crate::core::version::Version;
 use crate::http::{Bytes, Method, Response};
 use crate::limits::DECODES_IN_FLIGHT_MAX;
@@ -56,6 +59,76 @@ impl Shared {
         let id = self.ids.job(Owner::Decode(waiter));
         self.decodes_in_flight += 1;
         self.effects.push(Effect::Job(Job::Decode { id, body }));
+    }
+
+    /// Hands a version pushed as its change to the decoder thread, with the versions it may
+    /// apply to, for `waiter`; counted as a decode.
+    pub(super) fn apply_change(&mut self, waiter: Decoding, body: Vec<u8>, bases: Vec<(Version, Value)>) {
+        let id = self.ids.job(Owner::Decode(waiter));
+        self.decodes_in_flight += 1;
+        self.effects.push(Effect::Job(Job::Apply { id, body, bases }));
+    }
+
+    /// Pushes the store to an older peer (the caller marked it as being pushed to): as its change
+    /// (`PUT /copy/change`) when the peer's last seen version (with coordinated writes, its last
+    /// committed one) is the change's base, else whole (`PUT /copy`).
+    pub(super) fn push_copy(&mut self, address: &str, theirs: Option<Version>) {
+        let (sealed, ours) = (self.store.sealed(), self.store.version());
+        let change = sealed.change.as_ref().filter(|c| Some(c.base) == theirs && c.len() < sealed.data_len);
+        if let Some(change) = change {
+            let body = AcceptChange::encode(change, None, &sealed.copy.lineage);
+            self.metrics.changes_pushed += 1;
+            self.call(address, CallKind::PutChange(ours), Method::Put, "/copy/change", Bytes::Owned(body));
+            return;
+        }
+        let body = Bytes::Shared(self.store.body());
+        self.call(address, CallKind::PutCopy(ours), Method::Put, "/copy", body);
+    }
+
+    /// Whether this node pushes its store to an older peer that last showed `theirs` (gossip's
+    /// version, which lags): with local writes always; with coordinated writes only the change.
+    /// The coordinator pushes the whole store to a member whose beat answer shows it needs it
+    /// (`member_holds`), and a member fetches a newer store itself; else every node would send
+    /// the others the whole store after each commit their gossip had not yet seen.
+    pub(super) fn pushes_to(&self, co: Option<&Coordinated>, theirs: Option<Version>) -> bool {
+        co.is_none() || self.store.sealed().change.as_ref().is_some_and(|c| Some(c.base) == theirs)
+    }
+
+    /// A peer did not take the store as its change (it lacks the base, or is of a version that
+    /// takes only whole copies): it gets the store whole, if it is still the store.
+    pub(super) fn change_refused(&mut self, co: Option<&Coordinated>, now: Now, address: &str, version: Version) {
+        self.metrics.changes_refused += 1;
+        // With coordinated writes only the coordinator sends a member the whole store (`pushes_to`).
+        if version == self.store.version() && co.is_none_or(|co| co.consensus.is_coordinator()) {
+            self.cluster.pushing_again(address, version, now);
+            let body = Bytes::Shared(self.store.body());
+            self.call(address, CallKind::PutCopy(version), Method::Put, "/copy", body);
+        }
+    }
+
+    /// `PUT /copy/change`: a peer pushes its store (with coordinated writes, the committed one) as
+    /// the change from the version this node last showed it; made from the store (or a voter's
+    /// pending version) and checked on the decoder thread, then taken as a copy would be. A node
+    /// without the base answers 409 with `"need": "copy"`, unless it is past it already.
+    pub(super) fn change_request(&mut self, co: Option<&Coordinated>, ticket: Ticket, request: &Request) -> Reply {
+        if request.method != Method::Put {
+            return Reply::Now(method_not_allowed("PUT"));
+        }
+        if !is_peer_push(request) {
+            let why = "PUT /copy/change takes a peer's push of its store as a change; a client restores with PUT /copy";
+            return Reply::Now(Response::error(403, why));
+        }
+        if self.decodes_in_flight >= DECODES_IN_FLIGHT_MAX {
+            return Reply::Now(
+                Response::error(503, "too many copies being checked; retry").with_header("Retry-After", "1"),
+            );
+        }
+        let mut bases = vec![(self.store.version(), self.store.root().clone())];
+        if let Some(pending) = co.and_then(|co| co.pending.as_ref()) {
+            bases.push((pending.sealed.copy.version, pending.sealed.copy.root.clone()));
+        }
+        self.apply_change(Decoding::Request(ticket), request.body.to_vec(), bases);
+        Reply::Later
     }
 
     pub(super) fn copy_request(
@@ -141,6 +214,15 @@ impl Shared {
         result: Result<Sealed, DecodeError>,
     ) {
         let response = match result {
+            // The peer pushes the store whole on this answer.
+            Err(DecodeError::BaseMissing(base)) if self.store.version().sequence > base.sequence => {
+                // Past the base already (it took the version, or a newer one, another way): as
+                // an older copy, ignored.
+                Response::json(201, self.store.version().to_pretty_line().into_bytes())
+            }
+            Err(e @ DecodeError::BaseMissing(_)) => {
+                Response::json(409, ChangeRefusal { error: e.to_string(), need: "copy", term: 0 }.encode())
+            }
             Err(e) => {
                 warn!("refused a copy: {e}");
                 Response::error(400, &format!("copy refused: {e}"))

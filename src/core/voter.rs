@@ -10,7 +10,7 @@ use super::{Effect, Reply, Shared, Ticket};
 use crate::core::chain::Writing;
 use crate::core::clock::Now;
 use crate::core::jobs::{Decoding, DiskError, Job, Owner};
-use crate::core::messages::{AcceptAnswer, AcceptRefusal};
+use crate::core::messages::{AcceptAnswer, AcceptChange, AcceptRefusal, ChangeRefusal};
 use crate::core::sealed::{DecodeError, Sealed};
 use crate::http::{Bytes, Response};
 
@@ -44,9 +44,20 @@ impl Coordinated {
         self.pending = Some(Pending { sealed, writing, replaced });
     }
 
-    /// `PUT /cluster/accept`: the coordinator pushes a version to this voter; decoded first.
+    /// `PUT /cluster/accept`: the coordinator pushes a version to this voter, whole or as its
+    /// change (`messages::AcceptChange`); decoded first, or made from its base and checked, on the
+    /// decoder thread. The base may be the store or the version held pending.
     pub(super) fn accept_request(&mut self, node: &mut Shared, ticket: Ticket, body: &[u8]) -> Reply {
-        node.decode(Decoding::Accept(ticket), body.to_vec());
+        if AcceptChange::is_change(body) {
+            let store = node.store.sealed();
+            let mut bases = vec![(store.copy.version, store.copy.root.clone())];
+            if let Some(pending) = &self.pending {
+                bases.push((pending.sealed.copy.version, pending.sealed.copy.root.clone()));
+            }
+            node.apply_change(Decoding::Accept(ticket), body.to_vec(), bases);
+        } else {
+            node.decode(Decoding::Accept(ticket), body.to_vec());
+        }
         Reply::Later
     }
 
@@ -61,6 +72,11 @@ impl Coordinated {
         let sealed = match result {
             Ok(sealed) if sealed.copy.coordination.is_some() => sealed,
             Ok(_) => return node.answer(ticket, Response::error(400, "a version to accept carries its coordination")),
+            // The coordinator sends the whole copy on this answer.
+            Err(e @ DecodeError::BaseMissing(_)) => {
+                let refusal = ChangeRefusal { error: e.to_string(), need: "copy", term: self.consensus.state().term };
+                return node.answer(ticket, Response::json(409, refusal.encode()));
+            }
             Err(e) => return node.answer(ticket, Response::error(400, &format!("version refused: {e}"))),
         };
         let term = sealed.copy.term();
@@ -133,7 +149,7 @@ impl Coordinated {
     /// `{"term": T, "accepted": {...}}`.
     fn accepted_answer(&self, node: &Shared, status: u16) -> Response {
         let consensus = &self.consensus;
-        let answer = AcceptAnswer { term: consensus.state().term, accepted: Some(self.accepted(node)) };
+        let answer = AcceptAnswer { term: consensus.state().term, accepted: Some(self.accepted(node)), need: None };
         Response::json(status, answer.encode())
     }
 
@@ -141,7 +157,8 @@ impl Coordinated {
     /// coordinator that must adopt it.
     pub(super) fn accepted_copy(&mut self, node: &mut Shared) -> Response {
         let held = self.newest_held(node);
-        // A body set aside (a commit written as a change, on a node without peers) is rendered.
+        // A body set aside (a commit written as a change, a version made from a pushed change)
+        // is rendered here (an election's rare request).
         let body =
             if held.body.is_empty() { crate::core::sealed::render_body(&held.copy).0 } else { held.body.clone() };
         Response {

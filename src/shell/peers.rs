@@ -90,6 +90,8 @@ pub struct Work {
     pub outcomes: Vec<Outcome>,
     /// Names to resolve on a worker thread.
     pub resolve: Vec<String>,
+    /// Bytes written to peers (requests' heads and bodies), for `lighthouse_peer_sent_bytes_total`.
+    pub sent_bytes: u64,
 }
 
 impl Peers {
@@ -300,6 +302,7 @@ impl Peers {
         let written =
             conn.send.write_to(&mut conn.socket, WRITE_BUDGET_BYTES, pool).map_err(|e| format!("write: {e}"))?;
         conn.socket.flush_records().map_err(|e| format!("write: {e}"))?;
+        work.sent_bytes += written as u64;
         if written >= WRITE_BUDGET_BYTES && !conn.send.is_empty() {
             self.again.push(index);
         }

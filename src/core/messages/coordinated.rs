@@ -1,12 +1,16 @@
 //! The messages of coordinated writes: elections (`POST /cluster/vote` and its answer), leases
-//! (`POST /cluster/beat` and its answer) and replication (the answer to `PUT /cluster/accept`).
+//! (`POST /cluster/beat` and its answer) and replication (`PUT /cluster/accept` as a change, and
+//! the answers to `PUT /cluster/accept`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{body_fields, encode, field, is_false, need, to_answer, to_bytes};
+use crate::core::change::Change;
 use crate::core::consensus::Accepted;
-use crate::core::roster::Member;
+use crate::core::lineage::Lineage;
+use crate::core::roster::{Coordination, Member};
+use crate::core::sealed::DecodeError;
 
 // --- Elections: `POST /cluster/vote` and its answer. ---
 
@@ -152,6 +156,10 @@ impl BeatAnswer {
 pub struct AcceptAnswer {
     #[serde(default, deserialize_with = "field::accepted", serialize_with = "encode::accepted_or_null")]
     pub accepted: Option<Accepted>,
+    /// `"copy"` when the voter does not hold the base of a change pushed to it (`ChangeRefusal`):
+    /// the coordinator sends it the whole copy.
+    #[serde(default, deserialize_with = "field::text", skip_serializing_if = "Option::is_none")]
+    pub need: Option<String>,
     #[serde(default, deserialize_with = "field::u64_or_zero")]
     pub term: u64,
 }
@@ -175,6 +183,79 @@ pub struct AcceptRefusal {
 }
 
 impl AcceptRefusal {
+    pub fn encode(&self) -> Vec<u8> {
+        to_answer(self)
+    }
+}
+
+/// A version pushed as its change: `PUT /cluster/accept` (coordinated writes) and `PUT
+/// /copy/change` (local writes). It is the version the patch makes from `base`, with what a whole
+/// copy carries beside its data (the lineage, and with coordinated writes the coordination), so
+/// that a node holding the base makes the same version as from the whole copy. Written
+/// `{"change":{"base","patch","version"},"coordination":{...},"lineage":{...}}`, keys in
+/// alphabetical order (no `coordination` with local writes); a whole copy starts `{"data":`, so
+/// the two are told apart by their first key (`is_change`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcceptChange {
+    pub change: Change,
+    pub coordination: Option<Coordination>,
+    pub lineage: Lineage,
+}
+
+impl AcceptChange {
+    const START: &'static [u8] = b"{\"change\":";
+
+    /// Whether a body pushed to `PUT /cluster/accept` is a change (else it is a whole copy).
+    pub fn is_change(body: &[u8]) -> bool {
+        body.starts_with(Self::START)
+    }
+
+    pub fn encode(change: &Change, coordination: Option<&Coordination>, lineage: &Lineage) -> Vec<u8> {
+        let mut out = Self::START.to_vec();
+        out.extend_from_slice(&change.to_compact());
+        if let Some(coordination) = coordination {
+            out.extend_from_slice(b",\"coordination\":");
+            out.extend_from_slice(coordination.to_compact().as_bytes());
+        }
+        out.extend_from_slice(b",\"lineage\":");
+        out.extend_from_slice(lineage.to_compact().as_bytes());
+        out.push(b'}');
+        out
+    }
+
+    /// The fields, each valid; the patch is kept as its text (it is parsed when applied).
+    pub fn decode(body: &[u8]) -> Result<AcceptChange, DecodeError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields<'a> {
+            #[serde(borrow)]
+            change: &'a serde_json::value::RawValue,
+            coordination: Option<Value>,
+            lineage: Value,
+        }
+        let fields: Fields = serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
+        let change = Change::parse(fields.change.get().as_bytes())?;
+        let coordination = match &fields.coordination {
+            None => None,
+            Some(value) => Some(Coordination::from_json(value).ok_or(DecodeError::Shape(
+                "the change's \"coordination\" is not {\"cluster\", \"term\", \"voters\": [{\"id\", \"address\"}]}",
+            ))?),
+        };
+        let lineage = Lineage::from_json(Some(&fields.lineage), change.version);
+        Ok(AcceptChange { change, coordination, lineage })
+    }
+}
+
+/// A node's refusal of a change whose base it does not hold (`409`): `need` is `"copy"`, and the
+/// sender sends the whole copy instead. Read as an `AcceptAnswer`; `term` is 0 with local writes.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeRefusal {
+    pub error: String,
+    pub need: &'static str,
+    pub term: u64,
+}
+
+impl ChangeRefusal {
     pub fn encode(&self) -> Vec<u8> {
         to_answer(self)
     }

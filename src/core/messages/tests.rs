@@ -142,13 +142,42 @@ fn a_beat_answer_echoes_sent_as_it_came_and_round_trips() {
 
 #[test]
 fn an_accept_answer_round_trips_and_junk_says_nothing() {
-    let answer = AcceptAnswer { term: 4, accepted: Some(accepted(4, 2)) };
+    let answer = AcceptAnswer { term: 4, accepted: Some(accepted(4, 2)), need: None };
     assert_eq!(answer.encode(), pretty(&json!({"term": 4, "accepted": accepted(4, 2).to_json()})));
     assert_eq!(AcceptAnswer::decode(&answer.encode()), answer);
     assert_eq!(AcceptAnswer::decode(b""), AcceptAnswer::default(), "a lost push");
     let refusal = AcceptRefusal { error: "a version of an older term", term: 5 };
     assert_eq!(refusal.encode(), pretty(&json!({"error": "a version of an older term", "term": 5})));
-    assert_eq!(AcceptAnswer::decode(&refusal.encode()), AcceptAnswer { term: 5, accepted: None });
+    assert_eq!(AcceptAnswer::decode(&refusal.encode()), AcceptAnswer { term: 5, accepted: None, need: None });
+    let lacks = ChangeRefusal { error: "no base".into(), need: "copy", term: 6 };
+    assert_eq!(lacks.encode(), pretty(&json!({"error": "no base", "need": "copy", "term": 6})));
+    let decoded = AcceptAnswer::decode(&lacks.encode());
+    assert_eq!(decoded, AcceptAnswer { term: 6, accepted: None, need: Some("copy".into()) });
+}
+
+#[test]
+fn a_change_pushed_to_a_voter_round_trips_and_is_told_from_a_whole_copy() {
+    use crate::core::change::Change;
+    use crate::core::lineage::Lineage;
+    use crate::core::roster::{Coordination, Member};
+    let version = |sequence| Version { sequence, checksum: Checksum::of(&crate::core::value::Value::default()) };
+    let change =
+        Change { base: version(4), version: version(5), patch: br#"[{"op":"add","path":"/a","value":1}]"#[..].into() };
+    let member = Member { id: "00000000000000aa".into(), address: "127.0.0.1:1".into() };
+    let coordination =
+        Coordination { cluster: "00000000000000cc".into(), term: 3, voters: vec![member], removed: vec![] };
+    let lineage = Lineage::of(version(4)).extended(version(5));
+    let body = AcceptChange::encode(&change, Some(&coordination), &lineage);
+    assert!(AcceptChange::is_change(&body) && !AcceptChange::is_change(br#"{"data":{}}"#));
+    let decoded = AcceptChange::decode(&body).expect("decodes");
+    assert_eq!(
+        decoded,
+        AcceptChange { change: change.clone(), coordination: Some(coordination), lineage: lineage.clone() }
+    );
+    let local = AcceptChange::encode(&change, None, &lineage);
+    assert_eq!(AcceptChange::decode(&local).expect("decodes").coordination, None, "local writes: none");
+    let junk = br#"{"change":{"base":1},"coordination":{},"lineage":{}}"#;
+    assert!(AcceptChange::decode(junk).is_err());
 }
 
 #[test]

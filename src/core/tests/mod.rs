@@ -4,7 +4,7 @@ use super::*;
 use crate::core::jobs::{self, DiskError, NoDisk};
 use crate::core::sealed::{Sealed, seal};
 use crate::core::version::Checksum;
-
+mod changes;
 mod single_voter;
 
 impl Node {

@@ -322,6 +322,7 @@ impl EventLoop {
 
     /// Hands peer outcomes to the core and name lookups to the workers.
     fn peer_work(&mut self, work: Work) {
+        self.core.metrics_mut().peer_bytes_sent += work.sent_bytes;
         for (id, outcome) in work.outcomes {
             self.core.peer_reply(self.now, id, outcome);
         }

@@ -28,6 +28,7 @@ mod clients;
 mod faults;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lighthouse::core::node_state::NodeState;
 use lighthouse::core::rng::Rng;
@@ -61,12 +62,23 @@ const CHAOS_MS: u64 = 15_000;
 const SETTLE_MS: u64 = 25_000;
 const CLIENTS: usize = 3;
 
+/// What the runs pushed to voters (`PUT /cluster/accept`), across seeds: versions as their
+/// change, and versions sent whole to a voter whose last push from the same node was a change
+/// (mostly the fallback after a voter that lacked the base answered so).
+static CHANGES_PUSHED: AtomicUsize = AtomicUsize::new(0);
+static WHOLE_AFTER_CHANGE: AtomicUsize = AtomicUsize::new(0);
+
 #[test]
 fn coordinated_writes_keep_every_acknowledged_commit_under_faults() {
     let (commits, coordinators) = super::run_seeds(|seed| Coordinated::new(seed).run());
-    eprintln!("coordinated writes: {commits} commits answered 200, {coordinators} terms with a coordinator");
+    let (changes, whole) = (CHANGES_PUSHED.load(Ordering::Relaxed), WHOLE_AFTER_CHANGE.load(Ordering::Relaxed));
+    eprintln!(
+        "coordinated writes: {commits} commits answered 200, {coordinators} terms with a coordinator; {changes} \
+         versions pushed as changes, {whole} sent whole after a change"
+    );
     let seeds = super::seeds().len();
     assert!(seeds < 100 || commits >= 5 * seeds, "the runs committed too little to prove anything: {commits}");
+    assert!(seeds < 100 || (changes >= seeds && whole > 0), "both paths of a push ran: {changes}, {whole}");
 }
 
 /// What the clients, the operator and the faults of this mode do.
@@ -135,6 +147,8 @@ struct Coordinated {
     /// The operator's removals waiting for their answers: request -> (the node it removes, how
     /// many more times the operator would ask).
     removals: HashMap<u64, (usize, u32)>,
+    /// Whether the last push from one node to another was a change (for the counts above).
+    last_push_was_change: HashMap<(usize, usize), bool>,
 }
 
 impl Sim for Coordinated {
@@ -168,6 +182,13 @@ impl Sim for Coordinated {
 
     fn sending(&mut self, from: usize, to: usize, request: &lighthouse::core::PeerRequest) {
         if request.path == "/cluster/accept" {
+            let change = request.body.as_slice().starts_with(b"{\"change\":");
+            if change {
+                CHANGES_PUSHED.fetch_add(1, Ordering::Relaxed);
+            } else if self.last_push_was_change.get(&(from, to)) == Some(&true) {
+                WHOLE_AFTER_CHANGE.fetch_add(1, Ordering::Relaxed);
+            }
+            self.last_push_was_change.insert((from, to), change);
             self.spring_trap_on_push(from, to);
         }
     }
@@ -214,6 +235,7 @@ impl Coordinated {
             next_append: 1,
             trap: None,
             removals: HashMap::new(),
+            last_push_was_change: HashMap::new(),
         };
         // A cluster that exists already: every node holds the same first version, whose voters are
         // all of them, and elects a coordinator.

@@ -1,0 +1,351 @@
+//! Voters take a commit as its change (`PUT /cluster/accept` with `{"change": ...}`): three
+//! coordinated nodes in memory, on a network that delivers at once, or not at all to a node cut
+//! off.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::core::node_state::NodeState;
+use crate::core::roster::{Coordination, Member};
+use crate::core::sealed::seal_paced;
+use crate::http::Bytes;
+use crate::http::{encode_request_head, parse_head};
+
+/// A request one node sent another, and the answer it got (status 0: none, it was cut off).
+#[derive(Debug)]
+struct Sent {
+    from: usize,
+    to: usize,
+    path: String,
+    body: Vec<u8>,
+    status: u16,
+    answer: String,
+    /// The sequence the receiver held (accepted) when it answered.
+    held: u64,
+}
+
+/// Who waits for a node's parked answer: a peer (its node, its call id, the index in `sent`), or
+/// a client (`None`).
+type Asker = Option<(usize, u64, usize)>;
+/// Changes what a node sends before it travels.
+type Tamper = Box<dyn FnMut(&mut PeerRequest)>;
+
+struct Three {
+    nodes: Vec<Node>,
+    now: Now,
+    next_ticket: Ticket,
+    /// Nodes cut off from the others.
+    cut: Vec<usize>,
+    /// Parked answers: (node, ticket) -> (the asking node, its call id) or a client (`None`).
+    waiting: HashMap<(usize, Ticket), Asker>,
+    clients: Vec<(usize, Ticket, Response)>,
+    sent: Vec<Sent>,
+    /// Changes what a node sends before it travels (a damaged push).
+    tamper: Option<Tamper>,
+}
+
+fn address(i: usize) -> String {
+    format!("10.0.9.{}:8001", i + 1)
+}
+
+fn id(i: usize) -> String {
+    format!("00000000000000b{i}")
+}
+
+impl Three {
+    /// Three voters of one cluster, each holding the same first version: `big` bytes of padding
+    /// beside a counter.
+    fn new(big: usize) -> Three {
+        let now = Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 };
+        let cluster = "00000000000000c9".to_string();
+        let voters: Vec<Member> = (0..3).map(|i| Member { id: id(i), address: address(i) }).collect();
+        let coordination = Coordination { cluster: cluster.clone(), term: 0, voters, removed: Vec::new() };
+        let data = format!(r#"{{"counter": 0, "padding": "{}"}}"#, "x".repeat(big));
+        let first = seal_paced(Value::parse(data.as_bytes()).unwrap(), 1, None, Some(coordination), &mut || {});
+        let nodes = (0..3)
+            .map(|i| {
+                let state = NodeState { cluster: Some(cluster.clone()), ..NodeState::new(id(i)) };
+                let coordinated = CoordinatedConfig { state: state.clone(), founding: None, force_new_cluster: false };
+                let config = CoreConfig {
+                    seeds: (0..3).filter(|j| *j != i).map(address).collect(),
+                    bootstrap: true,
+                    rng_seed: 7 + i as u64,
+                    identity: state,
+                    coordinated: Some(coordinated),
+                    ..CoreConfig::single(&address(i))
+                };
+                let start = Start { sealed: first.clone(), floor: 1, ..Start::empty() };
+                Node::new(config, now, start)
+            })
+            .collect();
+        let mut three = Three {
+            nodes,
+            now,
+            next_ticket: 1,
+            cut: Vec::new(),
+            waiting: HashMap::new(),
+            clients: Vec::new(),
+            sent: Vec::new(),
+            tamper: None,
+        };
+        for _ in 0..200 {
+            three.advance(50);
+            if three.coordinator().is_some() && three.all_serve("/data/counter", "0\n") {
+                return three;
+            }
+        }
+        panic!("no coordinator elected");
+    }
+
+    fn coordinator(&self) -> Option<usize> {
+        (0..3).find(|i| self.nodes[*i].consensus_status(self.now).is_some_and(|s| s.coordinator && s.lease))
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now.mono_ms += ms;
+        self.now.unix_ms += ms;
+        for node in &mut self.nodes {
+            node.tick(self.now);
+        }
+        self.settle();
+    }
+
+    /// Carries out every effect of every node until none is left.
+    fn settle(&mut self) {
+        loop {
+            let mut any = false;
+            for i in 0..3 {
+                let effects: Vec<Effect> = self.nodes[i].drain_effects().collect();
+                any |= !effects.is_empty();
+                for effect in effects {
+                    self.effect(i, effect);
+                }
+            }
+            if !any {
+                return;
+            }
+        }
+    }
+
+    fn effect(&mut self, i: usize, effect: Effect) {
+        match effect {
+            Effect::Answer { ticket, response } => self.answered(i, ticket, response),
+            Effect::Event { .. } => {}
+            Effect::Job(job) => {
+                let done = jobs::run(job, &mut NoDisk, &mut || {});
+                self.nodes[i].job_done(self.now, done);
+            }
+            Effect::Peer(mut request) => {
+                let to = (0..3).find(|j| address(*j) == request.peer).expect("a peer of the three");
+                if let Some(tamper) = &mut self.tamper {
+                    tamper(&mut request);
+                }
+                let index = self.sent.len();
+                let body = request.body.as_slice().to_vec();
+                self.sent.push(Sent {
+                    from: i,
+                    to,
+                    path: request.path.clone(),
+                    body,
+                    status: 0,
+                    answer: String::new(),
+                    held: 0,
+                });
+                if self.cut.contains(&i) || self.cut.contains(&to) {
+                    self.nodes[i].peer_reply(self.now, request.id, Err("lost".into()));
+                    return;
+                }
+                let mut head = Vec::new();
+                let (method, path, length) = (request.method, &request.path, request.body.len());
+                encode_request_head(method, path, &request.peer, length, &request.headers, &mut head);
+                let headers = parse_head(&head, u64::MAX).unwrap().unwrap().headers;
+                let ticket = self.next_ticket;
+                self.next_ticket += 1;
+                let body = request.body.as_slice().to_vec();
+                let incoming = Request { method, target: path, headers, body: &body, client: None, grant: None };
+                match self.nodes[to].handle(self.now, ticket, &incoming) {
+                    Reply::Now(response) | Reply::Stream(response) => self.reply(i, request.id, index, response),
+                    Reply::Later => {
+                        self.waiting.insert((to, ticket), Some((i, request.id, index)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn answered(&mut self, i: usize, ticket: Ticket, response: Response) {
+        match self.waiting.remove(&(i, ticket)) {
+            Some(Some((from, call, index))) => self.reply(from, call, index, response),
+            _ => self.clients.push((i, ticket, response)),
+        }
+    }
+
+    fn reply(&mut self, to: usize, call: u64, index: usize, response: Response) {
+        let sent = &mut self.sent[index];
+        sent.status = response.status;
+        sent.answer = String::from_utf8_lossy(response.body.as_slice()).into_owned();
+        sent.held = self.nodes[sent.to].consensus_status(self.now).map_or(0, |s| s.accepted.version.sequence);
+        if self.cut.contains(&sent.from) || self.cut.contains(&sent.to) {
+            self.nodes[to].peer_reply(self.now, call, Err("lost".into()));
+            return;
+        }
+        let reply = PeerReply {
+            status: response.status,
+            headers: response.headers.as_slice().to_vec(),
+            body: response.body.as_slice().to_vec(),
+        };
+        self.nodes[to].peer_reply(self.now, call, Ok(reply));
+    }
+
+    /// A client's request to node `i`, answered once the cluster settles.
+    fn put(&mut self, i: usize, target: &str, body: &str) -> Response {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let request = Request {
+            method: Method::Put,
+            target,
+            headers: Headers::default(),
+            body: body.as_bytes(),
+            client: None,
+            grant: None,
+        };
+        if let Reply::Now(response) = self.nodes[i].handle(self.now, ticket, &request) {
+            return response;
+        }
+        self.waiting.insert((i, ticket), None);
+        self.settle();
+        for _ in 0..100 {
+            if let Some(at) = self.clients.iter().position(|(n, t, _)| (*n, *t) == (i, ticket)) {
+                return self.clients.remove(at).2;
+            }
+            self.advance(10);
+        }
+        panic!("PUT {target} was never answered");
+    }
+
+    fn get(&mut self, i: usize, target: &str) -> String {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let request =
+            Request { method: Method::Get, target, headers: Headers::default(), body: b"", client: None, grant: None };
+        match self.nodes[i].handle(self.now, ticket, &request) {
+            Reply::Now(response) => String::from_utf8_lossy(response.body.as_slice()).into_owned(),
+            _ => String::new(),
+        }
+    }
+
+    fn all_serve(&mut self, target: &str, body: &str) -> bool {
+        (0..3).all(|i| self.get(i, target) == body)
+    }
+
+    /// Pushes of versions to voters since `from`: (to, as a change, status).
+    fn accepts(&self, from: usize) -> Vec<(usize, bool, u16, &str)> {
+        self.sent[from..]
+            .iter()
+            .filter(|s| s.path == "/cluster/accept")
+            .map(|s| (s.to, s.body.starts_with(b"{\"change\":"), s.status, s.answer.as_str()))
+            .collect()
+    }
+}
+
+#[test]
+fn voters_take_a_commit_as_its_change_and_serve_it() {
+    let mut three = Three::new(20_000);
+    let coordinator = three.coordinator().unwrap();
+    let from = three.sent.len();
+    assert_eq!(three.put(coordinator, "/data/counter", "1").status, 200);
+    let accepts = three.accepts(from);
+    assert_eq!(accepts.len(), 2, "{accepts:?}");
+    assert!(accepts.iter().all(|(_, change, status, _)| *change && *status == 201), "{accepts:?}");
+    let largest = three.sent[from..].iter().filter(|s| s.path == "/cluster/accept").map(|s| s.body.len()).max();
+    assert!(largest.unwrap() < 2_000, "a change, not the store: {largest:?} bytes");
+    for _ in 0..20 {
+        three.advance(50);
+    }
+    assert!(three.all_serve("/data/counter", "1\n"));
+    assert_eq!(three.nodes[coordinator].metrics().changes_pushed, 2);
+}
+
+#[test]
+fn a_voter_without_the_base_answers_so_and_then_gets_the_whole_version() {
+    let mut three = Three::new(20_000);
+    let coordinator = three.coordinator().unwrap();
+    let away = (coordinator + 1) % 3;
+    three.cut.push(away);
+    assert_eq!(three.put(coordinator, "/data/counter", "1").status, 200, "a majority without it");
+    // Back, and the next commit comes before anything else tells it of the one it missed.
+    three.cut.clear();
+    let from = three.sent.len();
+    assert_eq!(three.put(coordinator, "/data/counter", "2").status, 200);
+    let to_away: Vec<_> = three.accepts(from).into_iter().filter(|(to, ..)| *to == away).collect();
+    let (_, change, status, answer) = to_away[0];
+    assert!(change && status == 409, "{to_away:?}");
+    assert!(answer.contains("\"need\": \"copy\"") && answer.contains("does not hold sequence 2"), "{answer}");
+    assert!(to_away[1..].iter().any(|(_, change, status, _)| !change && *status == 201), "then whole: {to_away:?}");
+    for _ in 0..20 {
+        three.advance(50);
+    }
+    assert!(three.all_serve("/data/counter", "2\n"));
+    assert!(three.nodes[coordinator].metrics().changes_refused >= 1);
+}
+
+#[test]
+fn a_change_whose_result_does_not_match_its_checksum_is_refused_and_changes_nothing() {
+    let mut three = Three::new(20_000);
+    let coordinator = three.coordinator().unwrap();
+    let victim = (coordinator + 1) % 3;
+    // The patch says 3 where the version's checksum is of 1: only pushes to one voter, and only
+    // the change (the whole copy that follows is left alone).
+    three.tamper = Some(Box::new(move |request: &mut PeerRequest| {
+        let body = request.body.as_slice();
+        if request.path == "/cluster/accept" && request.peer == address(victim) && body.starts_with(b"{\"change\":") {
+            let text = String::from_utf8_lossy(body).replace("\"value\":1}", "\"value\":3}");
+            request.body = Bytes::Owned(text.into_bytes());
+        }
+    }));
+    let from = three.sent.len();
+    assert_eq!(three.put(coordinator, "/data/counter", "1").status, 200);
+    let to_victim: Vec<_> = three.accepts(from).into_iter().filter(|(to, ..)| *to == victim).collect();
+    let (_, change, status, answer) = to_victim[0];
+    assert!(change && status == 400 && answer.contains("checksum mismatch"), "{to_victim:?}");
+    let refused = three.sent[from..].iter().find(|s| s.to == victim && s.status == 400).unwrap();
+    assert_eq!(refused.held, 1, "nothing changed: it holds the base still");
+    for _ in 0..20 {
+        three.advance(50);
+    }
+    // The commit had its majority without it: the committed version reaches it whole.
+    let whole =
+        three.sent[from..].iter().any(|s| s.to == victim && s.body.starts_with(b"{\"data\":") && s.status == 201);
+    assert!(whole, "the version whole");
+    assert!(three.all_serve("/data/counter", "1\n"), "the value the checksum is of, never 3");
+}
+
+#[test]
+fn a_commit_waits_for_a_majority_longer_the_larger_the_store() {
+    use crate::limits::{COMMIT_TIMEOUT_MS, commit_allowance_ms};
+    let mut three = Three::new(8 << 20);
+    let coordinator = three.coordinator().unwrap();
+    let allowance = commit_allowance_ms(8 << 20);
+    assert!(allowance >= 1_000, "{allowance} ms for 8 MiB");
+    three.cut = (0..3).filter(|i| *i != coordinator).collect();
+    let ticket = three.next_ticket;
+    three.next_ticket += 1;
+    let request = Request {
+        method: Method::Put,
+        target: "/data/counter",
+        headers: Headers::default(),
+        body: b"1",
+        client: None,
+        grant: None,
+    };
+    assert!(matches!(three.nodes[coordinator].handle(three.now, ticket, &request), Reply::Later));
+    three.waiting.insert((coordinator, ticket), None);
+    let started = three.now.mono_ms;
+    while three.clients.is_empty() && three.now.mono_ms - started < COMMIT_TIMEOUT_MS + allowance + 500 {
+        three.advance(50);
+    }
+    let waited = three.now.mono_ms - started;
+    let (_, _, answer) = three.clients.pop().expect("answered in the end");
+    assert_eq!(answer.status, 504, "no majority: outcome unknown");
+    assert!(waited >= COMMIT_TIMEOUT_MS + allowance, "answered after {waited} ms, before the allowance for its size");
+}

@@ -1,0 +1,111 @@
+//! Peers get the change: a commit of one key into a large store sends the voters (and, with local
+//! writes, the peers it pushes to) the change, not the store; a node that was down catches up
+//! whole; a large `PUT` into three nodes answers 200. Bytes are read from each node's
+//! `lighthouse_peer_sent_bytes_total`.
+
+mod support;
+
+use support::cluster::{Member, chain};
+use support::wait_for;
+
+/// The bytes a change may cost on the wire, per peer: the patch, its versions and lineage, the
+/// request's head, and the gossip and beats that run meanwhile.
+const CHANGE_WIRE_BYTES_MAX: u64 = 64 * 1024;
+
+/// A store of about `mib` MiB: 1 KiB values under keys `k0`, `k1`, ...
+fn store(mib: usize) -> Vec<u8> {
+    let value = "v".repeat(1_000);
+    let entries: Vec<String> = (0..mib * 1_024).map(|i| format!("\"k{i}\":\"{value}\"")).collect();
+    format!("{{{}}}", entries.join(",")).into_bytes()
+}
+
+fn metric(member: &Member, name: &str) -> u64 {
+    let text = member.server().get("/metrics").text();
+    let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn sent(members: &[Member]) -> Vec<u64> {
+    members.iter().map(|m| metric(m, "lighthouse_peer_sent_bytes_total")).collect()
+}
+
+fn coordinator(members: &[Member]) -> usize {
+    let address = members[0].writes()["coordinator"].as_str().expect("a coordinator is known").to_string();
+    members.iter().position(|m| m.address() == address).expect("the coordinator is a member")
+}
+
+fn wait_all_serve(members: &[&Member], path: &str, value: &str) {
+    wait_for(&format!("every node to serve {path} = {value}"), || {
+        members.iter().all(|m| m.server().get(path).text().trim() == value)
+    });
+}
+
+#[test]
+fn a_one_key_commit_into_a_10_mb_store_sends_the_voters_the_change_and_a_voter_back_catches_up() {
+    let mut members = chain(3, "change", &[]);
+    let leader = coordinator(&members);
+    let put = members[leader].server().request("PUT", "/data", &store(10));
+    assert_eq!(put.status, 200, "{}", put.text());
+    support::cluster::wait_settled(&members);
+    let before = sent(&members);
+    let put = members[leader].server().request("PUT", "/data/k1", b"\"changed\"");
+    assert_eq!(put.status, 200, "{}", put.text());
+    let all: Vec<&Member> = members.iter().collect();
+    wait_all_serve(&all, "/data/k1", "\"changed\"");
+    let after = sent(&members);
+    let by_leader = after[leader] - before[leader];
+    eprintln!("a one-key commit into a 10 MiB store: the coordinator sent {by_leader} bytes to its 2 peers");
+    assert!(by_leader < 2 * CHANGE_WIRE_BYTES_MAX, "the change, not the store: {by_leader} bytes");
+    assert!(metric(&members[leader], "lighthouse_changes_pushed_total") >= 2);
+
+    // A voter down while two commits land, then back: it catches up, whole.
+    let away = (leader + 1) % 3;
+    members[away].kill9();
+    for value in ["\"one\"", "\"two\""] {
+        let put = members[leader].server().request("PUT", "/data/k2", value.as_bytes());
+        assert_eq!(put.status, 200, "{}", put.text());
+    }
+    members[away].start(&[]);
+    wait_all_serve(&all_members(&members), "/data/k2", "\"two\"");
+    let put = members[leader].server().request("PUT", "/data/k3", b"\"after\"");
+    assert_eq!(put.status, 200, "{}", put.text());
+    wait_all_serve(&all_members(&members), "/data/k3", "\"after\"");
+}
+
+fn all_members(members: &[Member]) -> Vec<&Member> {
+    members.iter().collect()
+}
+
+#[test]
+fn a_30_mb_put_into_three_nodes_answers_200() {
+    let members = chain(3, "large-put", &[]);
+    let leader = coordinator(&members);
+    // Through a node that forwards it, and to the coordinator itself.
+    let other = (leader + 1) % 3;
+    let put = members[other].server().request("PUT", "/data", &store(30));
+    assert_eq!(put.status, 200, "{}", put.text());
+    let put = members[leader].server().request("PUT", "/data/k0", b"\"small\"");
+    assert_eq!(put.status, 200, "{}", put.text());
+    wait_all_serve(&all_members(&members), "/data/k0", "\"small\"");
+}
+
+#[test]
+fn with_local_writes_a_commit_pushes_the_change_and_values_converge() {
+    let members = chain(3, "change-local", &["--writes=local"]);
+    let put = members[0].server().request("PUT", "/data", &store(10));
+    assert_eq!(put.status, 200, "{}", put.text());
+    let all = all_members(&members);
+    wait_for("every node to take the 10 MiB store", || {
+        let versions: Vec<_> = members.iter().map(Member::version).collect();
+        versions.iter().all(|v| *v == versions[0])
+    });
+    let before = sent(&members);
+    let pushed = metric(&members[0], "lighthouse_changes_pushed_total");
+    let put = members[0].server().request("PUT", "/data/k1", b"\"changed\"");
+    assert_eq!(put.status, 200, "{}", put.text());
+    wait_all_serve(&all, "/data/k1", "\"changed\"");
+    let by_writer = sent(&members)[0] - before[0];
+    eprintln!("local writes, a one-key commit into a 10 MiB store: the writer sent {by_writer} bytes to its peers");
+    assert!(by_writer < 2 * CHANGE_WIRE_BYTES_MAX, "the change, not the store: {by_writer} bytes");
+    assert!(metric(&members[0], "lighthouse_changes_pushed_total") > pushed);
+}
