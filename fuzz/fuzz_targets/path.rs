@@ -18,7 +18,7 @@ use lighthouse::core::clock::Now;
 use lighthouse::core::{CoreConfig, Node, Reply, Request, Start};
 use lighthouse::http::Method;
 use lighthouse::limits::STORE_DEPTH_MAX;
-use lighthouse::core::path::{PathError, Query, decode, raw_segments, segments, split_target};
+use lighthouse::core::path::{PathError, Query, decode, raw_segments, segments, split_target, unknown_parameter};
 use lighthouse::core::sealed::seal;
 use lighthouse::core::value::{EditError, Value};
 
@@ -48,9 +48,9 @@ fn start() -> &'static Start {
 
 fuzz_target!(|data: &[u8]| {
     let Ok(target) = std::str::from_utf8(data) else { return };
-    let (path, query) = split_target(target);
-    check_split(target, path, query);
-    let query = Query::parse(query);
+    let (path, query_text) = split_target(target);
+    check_split(target, path, query_text);
+    let query = Query::parse(query_text);
     for value in [query.wait, query.ttl].into_iter().flatten() {
         assert!(!value.contains('&'), "a parameter's value runs past '&': {value:?}");
     }
@@ -60,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(decoded) = &decoded {
         check_resolve(root, decoded);
     }
-    check_get(target, path, query, &decoded, root);
+    check_get(target, path, (query, query_text), &decoded, root);
 });
 
 fn check_split(target: &str, path: &str, query: &str) {
@@ -143,7 +143,13 @@ fn check_resolve(root: &Value, path: &[Cow<'_, str>]) {
 }
 
 /// The core's answer to `GET target`, compared with what the path module and the tree say.
-fn check_get(target: &str, path: &str, query: Query, decoded: &Result<Vec<Cow<'_, str>>, PathError>, root: &Value) {
+fn check_get(
+    target: &str,
+    path: &str,
+    (query, query_text): (Query, &str),
+    decoded: &Result<Vec<Cow<'_, str>>, PathError>,
+    root: &Value,
+) {
     // Only targets whose first raw segment is `data` are reads of the store.
     let Some(first) = path.strip_prefix('/').map(|rest| rest.split('/').next().unwrap_or("")) else { return };
     let mut node = Node::new(CoreConfig::single("127.0.0.1:1"), NOW, start().clone());
@@ -156,6 +162,11 @@ fn check_get(target: &str, path: &str, query: Query, decoded: &Result<Vec<Cow<'_
         other => panic!("a GET without If-None-Match or Accept was not answered at once: {other:?}"),
     };
     if first != "data" {
+        return;
+    }
+    // A parameter `/data` does not take (a typo such as `?wiat=30`) is refused before anything else.
+    if unknown_parameter("data", query_text).is_some() {
+        assert_eq!(response.status, 400, "GET {target:?}: an unknown query parameter is refused");
         return;
     }
     if query.wait.is_some_and(|wait| wait.parse::<f64>().map_or(true, |s| !s.is_finite() || s < 0.0)) {
