@@ -266,6 +266,27 @@ fn watch_renders_a_file_atomically_and_prints_values_one_per_line() {
 }
 
 #[test]
+fn watch_renders_a_template_and_goes_on_after_a_value_it_cannot_fill() {
+    let server = Server::start(&[]);
+    let dir = TempDir::new("client-watch-template");
+    let (template, file) = (dir.path().join("upstream.tmpl"), dir.path().join("upstream.conf"));
+    std::fs::write(&template, "upstream web { server {{/host}}:{{/port}}; } # {{/tags}}\n").unwrap();
+    let put = |value: &str| assert_eq!(run(&server, &["put", "/web", value]).0, 0);
+    put(r#"{"host": "10.0.0.5", "port": 8080, "tags": ["blue"]}"#);
+    let render = format!("{}:{}", template.display(), file.display());
+    let _watch =
+        Running(client(&server).args(["watch", "/web", "--render", &render]).stderr(Stdio::null()).spawn().unwrap());
+    let filled = "upstream web { server 10.0.0.5:8080; } # [\"blue\"]\n";
+    wait_for("the file from the template", || std::fs::read_to_string(&file).is_ok_and(|t| t == filled));
+    // A value the template cannot be filled from leaves the file as it was...
+    put(r#"{"host": "10.0.0.6", "tags": []}"#);
+    put(r#"{"host": "10.0.0.7", "port": 9090, "tags": []}"#);
+    // ...and the next one that can rewrites it.
+    let refilled = "upstream web { server 10.0.0.7:9090; } # []\n";
+    wait_for("the file filled again", || std::fs::read_to_string(&file).is_ok_and(|t| t == refilled));
+}
+
+#[test]
 fn lock_commits_what_the_command_staged_when_it_succeeds() {
     let server = Server::start(&[]);
     let line = r#""$LH" lock deploy -- sh -c '"$LH" put /a 1 && "$LH" put /b "\"$LIGHTHOUSE_LOCK\"" && "$LH" get /a'"#;

@@ -12,7 +12,7 @@
 //! | `usage.rs` | every subcommand's `--help` |
 //! | `commands.rs` | `get`, `put`, `patch`, `delete`, `status` |
 //! | `edit.rs` | `edit`: `$EDITOR` and compare-and-set |
-//! | `watch.rs`, `runner.rs` | `watch`: following the stream; running the command, coalesced |
+//! | `watch.rs`, `runner.rs`, `template.rs` | `watch`: following the stream; running the command, coalesced; `--render TEMPLATE:FILE` |
 //! | `lock.rs` | `lock NAME -- CMD`: a transaction around a command, its lease renewed |
 
 /// Writes one line to stderr, like `eprintln!` but ignoring a closed stderr instead of panicking.
@@ -29,6 +29,7 @@ mod connection;
 mod edit;
 mod lock;
 mod runner;
+mod template;
 mod usage;
 mod watch;
 

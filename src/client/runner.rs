@@ -21,10 +21,37 @@ pub struct Action {
     pub path: String,
     /// `--exec CMD`, run by `sh -c`.
     pub exec: Option<String>,
-    /// `--render FILE`.
-    pub render: Option<PathBuf>,
+    /// `--render FILE` (the value), or `--render TEMPLATE:FILE` (the template filled from it).
+    pub render: Option<Render>,
     /// `--raw`: a string value as its text.
     pub raw: bool,
+}
+
+/// Where `--render` writes, and from what.
+#[derive(Debug)]
+pub struct Render {
+    pub template: Option<PathBuf>,
+    pub file: PathBuf,
+}
+
+impl Render {
+    /// `FILE`, or `TEMPLATE:FILE` (split at the first colon).
+    pub fn of(text: &str) -> Render {
+        match text.split_once(':') {
+            Some((template, file)) if !template.is_empty() && !file.is_empty() => {
+                Render { template: Some(template.into()), file: file.into() }
+            }
+            _ => Render { template: None, file: text.into() },
+        }
+    }
+
+    /// The bytes to write for a value shown as `bytes` (its JSON, or with `--raw` a string's text)
+    /// whose JSON is `data`.
+    fn contents(&self, data: &[u8], bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let Some(template) = &self.template else { return Ok(bytes.to_vec()) };
+        let text = std::fs::read_to_string(template).map_err(|e| format!("cannot read {}: {e}", template.display()))?;
+        super::template::fill(&text, data).map_err(|e| format!("{}: {e}", template.display()))
+    }
 }
 
 /// Runs `action` on every change `latest` receives, until the follower stops.
@@ -43,7 +70,7 @@ pub fn run(latest: &Latest, action: &Action) -> Result<u8, Failure> {
         if last_value.as_ref() == Some(&bytes) {
             continue;
         }
-        if !perform(action, &change, &bytes) {
+        if !perform(action, &change, value, &bytes) {
             return Ok(0);
         }
         last_value = Some(bytes);
@@ -61,7 +88,7 @@ fn shown(data: &[u8], raw: bool) -> Vec<u8> {
 }
 
 /// Does what the change asks; false when there is nobody left to print to.
-fn perform(action: &Action, change: &Change, bytes: &[u8]) -> bool {
+fn perform(action: &Action, change: &Change, data: &[u8], bytes: &[u8]) -> bool {
     if action.exec.is_none() && action.render.is_none() {
         // One line per change, for `| while read`.
         let line = match serde_json::from_slice::<serde_json::Value>(bytes) {
@@ -70,12 +97,15 @@ fn perform(action: &Action, change: &Change, bytes: &[u8]) -> bool {
         };
         return print(&line);
     }
-    if let Some(file) = &action.render
-        && let Err(e) = render(file, bytes)
-    {
-        // The command would act on an old file: skip it, and try again on the next change.
-        note!("lighthouse watch: cannot write {}: {e}", file.display());
-        return true;
+    if let Some(target) = &action.render {
+        let written = target.contents(data, bytes).and_then(|contents| {
+            render(&target.file, &contents).map_err(|e| format!("cannot write {}: {e}", target.file.display()))
+        });
+        if let Err(e) = written {
+            // The command would act on an old file: skip it, and try again on the next change.
+            note!("lighthouse watch: {e}");
+            return true;
+        }
     }
     if let Some(command) = &action.exec {
         execute(command, action, change.sequence, bytes);

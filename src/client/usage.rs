@@ -69,12 +69,16 @@ edit the new version; without a terminal it exits 1.
 "
         }
         "watch" => {
-            "Usage: lighthouse watch PATH [--exec CMD] [--render FILE] [--raw]
+            "Usage: lighthouse watch PATH [--exec CMD] [--render [TEMPLATE:]FILE] [--raw]
 
 Follows the value at PATH (an event stream, resumed with Last-Event-ID after a disconnection,
 retried with a growing pause up to 5 s while the server is down). On start and on every change:
   (neither)      prints the value as one line of compact JSON
   --render FILE  writes the value to FILE atomically (a temporary file renamed over it)
+  --render TEMPLATE:FILE
+                 writes FILE from the text of TEMPLATE, each {{/json/pointer}} in it replaced
+                 by that part of the value (a string as its text, the rest as JSON; {{}} is
+                 the whole value); a pointer that names nothing leaves FILE as it was
   --exec CMD     runs `sh -c CMD` with the value on stdin and LIGHTHOUSE_SEQUENCE (the store's
                  sequence) and LIGHTHOUSE_PATH in its environment; with --render, after the write
   --raw          a string value as its text, without quotes

@@ -67,7 +67,7 @@ pub fn run(server: &Server, args: &Args) -> Result<u8, Failure> {
     let action = runner::Action {
         path: path.clone(),
         exec: args.value("--exec").map(str::to_string),
-        render: args.value("--render").map(std::path::PathBuf::from),
+        render: args.value("--render").map(runner::Render::of),
         raw: args.has("--raw"),
     };
     let latest = Arc::new(Latest::default());
