@@ -500,8 +500,7 @@ impl Coordinated {
                 if !consensus.election_at.fired(now) {
                     return;
                 }
-                let me = consensus.state.id.clone();
-                if self.voters(node).iter().any(|m| m.id == me) {
+                if self.may_stand(node) {
                     self.probe(node, now);
                 } else {
                     // A learner never stands; it looks again later (it may have become a voter).

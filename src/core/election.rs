@@ -17,6 +17,21 @@ use crate::http::{Bytes, Method, Response};
 use crate::limits::{ELECTION_STAGGER_MS, TERM_MAX};
 
 impl Coordinated {
+    /// Whether this node stands when its election timer fires: a voter of the newest roster it
+    /// holds; or a voter of its committed roster that a newer roster, not known to be committed,
+    /// removes (a coordinator that removed itself and restarted before it learned the outcome).
+    /// That one stands as Raft has it (a server not in its own latest configuration still starts
+    /// elections, since it may be needed until that configuration is committed): it asks the
+    /// voters of the newest roster and counts only theirs, not its own (`count_probes`,
+    /// `count_votes`); once elected it commits the roster it holds (`adopt`) and steps down
+    /// (`leave_if_no_voter`). Else the voters left may wait on it for ever: they hold the older
+    /// roster, and it refuses them its vote, holding the newer version.
+    pub(super) fn may_stand(&self, node: &Shared) -> bool {
+        let me = self.consensus.state().id.as_str();
+        let committed = node.store.sealed().copy.coordination.as_ref();
+        self.coordination(node).is_some_and(|c| c.is_voter(me)) || committed.is_some_and(|c| c.is_voter(me))
+    }
+
     /// Asks the other voters whether they would vote for this node in the next term, without
     /// starting that term (Raft's pre-vote): a voter cut off from a majority does not raise its
     /// term while it is away, so when it comes back it cannot depose a working coordinator. It
