@@ -5,6 +5,7 @@ use crate::core::jobs::{self, DiskError, NoDisk};
 use crate::core::sealed::{Sealed, seal};
 use crate::core::version::Checksum;
 mod changes;
+mod removal;
 mod single_voter;
 
 impl Node {
