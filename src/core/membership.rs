@@ -8,10 +8,12 @@
 //! voter (or a learner) by a commit, and refuses (409) a removal after which the voters left could
 //! not commit: none left, or fewer of them answering the coordinator than make their majority.
 //! The coordinator may remove itself: the new voters' majority commits it (as in Raft), then it
-//! says so in a last beat and stops coordinating, and the voters elect another at once. Removed
-//! ids are remembered in the configuration and never promoted again; every node drops them from
-//! its table (`cluster.rs`), and a removed node serves nothing (503 saying why) and never votes
-//! or stands, even when restarted on its old data directory.
+//! says so in a last beat and stops coordinating, and the voters elect another at once. A node that
+//! holds its own removal, not known committed (a coordinator restarted before it learned the
+//! outcome), still stands, with the votes of the new voters only, until it commits it
+//! (`Coordinated::may_stand`). Removed ids are remembered in the configuration and never promoted
+//! again; every node drops them from its table (`cluster.rs`), and a removed node serves nothing
+//! (503 saying why) and never votes or stands, even when restarted on its old data directory.
 
 use log::{debug, info, warn};
 
