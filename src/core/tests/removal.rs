@@ -58,8 +58,7 @@ impl Net {
                 boot(i, state, Start { sealed: first.clone(), floor: 1, ..Start::empty() }, now)
             })
             .collect();
-        let mut net =
-            Net { nodes, now, next_ticket: 1, cut: Vec::new(), waiting: HashMap::new(), clients: Vec::new() };
+        let mut net = Net { nodes, now, next_ticket: 1, cut: Vec::new(), waiting: HashMap::new(), clients: Vec::new() };
         assert!(net.run_until(20_000, |net| net.coordinator().is_some()), "no coordinator elected");
         net
     }
