@@ -114,6 +114,15 @@ const _: () = assert!(PARSE_BLOCK_ITEMS.is_power_of_two(), "a growing vector fil
 /// The buffer between rendering a tree and hashing it, for checksums of subtrees: large enough that
 /// SHA-1 sees big blocks, small enough to sit in the cache.
 pub const HASH_BUFFER_BYTES: usize = 64 * 1024;
+/// The largest subtree whose canonical text a worker keeps between versions (`value::TextCache`),
+/// so that a commit's checksum hashes kept text instead of rendering the store: small enough
+/// that an edit re-renders little (a chunk of a wide object is about 256 entries), large enough
+/// that the store is a few thousand pieces and the walk over them costs nothing beside SHA-1.
+pub const TEXT_CACHE_UNIT_BYTES_MAX: usize = 64 * 1024;
+/// The smallest text kept: a kept piece costs about 100 bytes of bookkeeping, so smaller ones
+/// would cost more memory than they save time (their parent's text is kept when it is small enough).
+pub const TEXT_CACHE_UNIT_BYTES_MIN: usize = 1024;
+const _: () = assert!(TEXT_CACHE_UNIT_BYTES_MIN < TEXT_CACHE_UNIT_BYTES_MAX);
 /// Rendered answers kept per version. A miss costs one render, so the bound only protects memory
 /// from a client that reads many distinct paths.
 pub const RENDER_CACHE_ENTRIES_MAX: usize = 4096;

@@ -25,11 +25,13 @@ mod object;
 mod parse;
 mod patch;
 mod render;
+mod text_cache;
 
 pub use edit::EditError;
 pub use parse::ValueSeed;
 pub use patch::{PatchError, json_patch, json_patch_bounded, merge_patch};
 pub use render::write_str;
+pub use text_cache::TextCache;
 
 /// Strings at most this long are stored inline, without an allocation.
 const INLINE_BYTES_MAX: usize = 22;

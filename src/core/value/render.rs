@@ -35,7 +35,7 @@ impl Value {
         }
     }
 
-    fn write_scalar<W: Write>(&self, out: &mut W) -> io::Result<()> {
+    pub(super) fn write_scalar<W: Write>(&self, out: &mut W) -> io::Result<()> {
         match self {
             Value::Null => out.write_all(b"null"),
             Value::Bool(true) => out.write_all(b"true"),
