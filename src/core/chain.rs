@@ -16,7 +16,7 @@ use crate::core::jobs::{Disk, DiskError};
 use crate::core::pace::Paced;
 use crate::core::sealed::{self, Sealed};
 use crate::core::snapshot::{self, NodeJson};
-use crate::core::value::Value;
+use crate::core::value::{TextCache, Value};
 use crate::core::version::{Checksum, HashWriter, Version};
 use crate::limits::{CHANGE_CHAIN_COMMITS_MAX, CHANGE_CHAIN_COMPACT_BYTES_MIN, CHANGE_CHAIN_COMPACT_COMMITS};
 
@@ -83,6 +83,7 @@ pub fn write_version(
     node: &NodeJson,
     sealed: &Sealed,
     writing: Writing,
+    text: &mut TextCache,
     pace: &mut dyn FnMut(),
 ) -> Result<Option<PathBuf>, DiskError> {
     let Some(chain) = disk.chain() else { return Ok(None) };
@@ -98,8 +99,11 @@ pub fn write_version(
         disk.chain().expect("a directory").wrote_change(change);
         return Ok(Some(file));
     }
-    let body =
-        if sealed.body.is_empty() { sealed::render_body_paced(&sealed.copy, pace).0 } else { sealed.body.clone() };
+    let body = if sealed.body.is_empty() {
+        sealed::render_body_cached(&sealed.copy, text, pace).0
+    } else {
+        sealed.body.clone()
+    };
     let file = disk.write_file(false, &mut |out| snapshot::encode(out, node, &body, &mut *pace))?;
     disk.chain().expect("a directory").wrote_full(version);
     Ok(Some(file))
@@ -114,22 +118,34 @@ pub fn would_take(disk: &mut dyn Disk, base: Version) -> bool {
 /// The checksum of a tree and the bytes of its compact JSON, the text streamed into the hasher
 /// (never held as one buffer), calling `pace` between pieces.
 pub fn checksum_and_len(root: &Value, pace: &mut dyn FnMut()) -> (Checksum, usize) {
-    /// Feeds SHA-1 and counts.
-    struct Counting(HashWriter, usize);
-    impl Write for Counting {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.1 += bytes.len();
-            self.0.write_all(bytes)?;
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
     let mut hash = Paced::new(Counting(HashWriter::default(), 0), pace);
     root.write_compact(&mut hash).expect("hashing cannot fail");
     let counting = hash.into_inner();
     (counting.0.finish(), counting.1)
+}
+
+/// As `checksum_and_len`, with the text kept of the subtrees unchanged since the tree `text` walked
+/// last: a commit hashes the store's text without rendering more of it than its change (see
+/// `value::TextCache`).
+pub fn checksum_and_len_cached(root: &Value, text: &mut TextCache, pace: &mut dyn FnMut()) -> (Checksum, usize) {
+    let mut hash = Paced::new(Counting(HashWriter::default(), 0), pace);
+    text.write(root, &mut hash).expect("hashing cannot fail");
+    let counting = hash.into_inner();
+    (counting.0.finish(), counting.1)
+}
+
+/// Feeds SHA-1 and counts.
+struct Counting(HashWriter, usize);
+
+impl Write for Counting {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.1 += bytes.len();
+        self.0.write_all(bytes)?;
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::core::messages::AcceptChange;
 use crate::core::pace::Paced;
 use crate::core::sealed::{DecodeError, Sealed, StoreCopy};
-use crate::core::value::{PatchError, Value, json_patch_bounded};
+use crate::core::value::{PatchError, TextCache, Value, json_patch_bounded};
 use crate::core::version::{Checksum, HashWriter, Version};
 use crate::limits::{CHANGE_OPERATIONS_MAX, STORE_DEPTH_MAX};
 
@@ -150,12 +150,14 @@ fn checksum_and_len_paced(root: &Value, pace: &mut dyn FnMut()) -> (Checksum, us
 pub fn sealed_from_pushed(
     body: &[u8],
     bases: &[(Version, Value)],
+    text: &mut TextCache,
     pace: &mut dyn FnMut(),
 ) -> Result<Sealed, DecodeError> {
     let AcceptChange { change, coordination, lineage } = AcceptChange::decode(body)?;
     let (_, before) = bases.iter().find(|(v, _)| *v == change.base).ok_or(DecodeError::BaseMissing(change.base))?;
     let root = change.apply(before)?;
-    let (actual, data_len) = checksum_and_len_paced(&root, pace);
+    // The decoder's text of the version before: only the change is rendered.
+    let (actual, data_len) = crate::core::chain::checksum_and_len_cached(&root, text, pace);
     if actual != change.version.checksum {
         return Err(DecodeError::ChecksumMismatch { declared: change.version.checksum, actual });
     }

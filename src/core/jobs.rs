@@ -17,7 +17,7 @@ use crate::core::node_state::NodeState;
 use crate::core::roster::Coordination;
 use crate::core::sealed::{self, DecodeError, Sealed, StoreCopy};
 use crate::core::snapshot::NodeJson;
-use crate::core::value::Value;
+use crate::core::value::{TextCache, Value};
 use crate::core::version::Version;
 
 /// Who waits for a job's report: `Node::job_done` hands each report to its owner, and to no one
@@ -261,16 +261,18 @@ impl Disk for NoDisk {
     }
 }
 
-/// Carries out one job. `pace` is called between pieces of long work.
-pub fn run(job: Job, disk: &mut dyn Disk, pace: &mut dyn FnMut()) -> Done {
+/// Carries out one job. `text` is the thread's text of the store it walked last
+/// (`value::TextCache`): hashing and rendering a new version render only what changed. `pace` is
+/// called between pieces of long work.
+pub fn run(job: Job, disk: &mut dyn Disk, text: &mut TextCache, pace: &mut dyn FnMut()) -> Done {
     match job {
         Job::Seal { id, sequence, root, parent, before, mut node, coordination, write, body_needed } => {
             let coordination = coordination.map(|c| *c);
             let as_change = before.as_ref().is_some_and(|(base, _)| chain::would_take(disk, *base));
             let mut sealed = if write && as_change && !body_needed {
-                sealed::seal_set_aside(root, sequence, Some(&parent), coordination, pace)
+                sealed::seal_set_aside(root, sequence, Some(&parent), coordination, text, pace)
             } else {
-                sealed::seal_paced(root, sequence, Some(&parent), coordination, pace)
+                sealed::seal_rendered(root, sequence, Some(&parent), coordination, Some(text), pace)
             };
             sealed.change = before
                 .and_then(|(base, tree)| Change::between(base, &tree, sealed.copy.version, &sealed.copy.root))
@@ -278,7 +280,7 @@ pub fn run(job: Job, disk: &mut dyn Disk, pace: &mut dyn FnMut()) -> Done {
             // The node's own commits include this one, which only now has its checksum.
             node.add_mine(sealed.copy.version);
             let file =
-                if write { chain::write_version(disk, &node, &sealed, Writing::AsRuled, pace) } else { Ok(None) };
+                if write { chain::write_version(disk, &node, &sealed, Writing::AsRuled, text, pace) } else { Ok(None) };
             Done::Sealed { id, sealed, file, chain: disk.chain().copied(), elapsed_us: 0 }
         }
         Job::Restamp { id, sealed, coordination } => {
@@ -287,7 +289,7 @@ pub fn run(job: Job, disk: &mut dyn Disk, pace: &mut dyn FnMut()) -> Done {
         }
         Job::SaveState { id, state } => Done::StateSaved { id, result: disk.save_state(&state) },
         Job::Write { id, sealed, node, writing } => {
-            let file = chain::write_version(disk, &node, &sealed, writing, pace);
+            let file = chain::write_version(disk, &node, &sealed, writing, text, pace);
             Done::Written { id, file, chain: disk.chain().copied(), elapsed_us: 0 }
         }
         Job::Remove { id, file } => {
@@ -296,14 +298,20 @@ pub fn run(job: Job, disk: &mut dyn Disk, pace: &mut dyn FnMut()) -> Done {
         }
         Job::Decode { id, body } => Done::Decoded { id, result: sealed::parse_copy_paced(&body, pace) },
         Job::Apply { id, body, bases } => {
-            Done::Decoded { id, result: crate::core::change::sealed_from_pushed(&body, &bases, pace) }
+            Done::Decoded { id, result: crate::core::change::sealed_from_pushed(&body, &bases, text, pace) }
         }
         Job::Retire(sealed) => {
             drop(sealed);
             Done::Retired
         }
         Job::Render { id, copy } => {
-            let (body, data_len) = sealed::render_body_paced(&copy, pace);
+            // A thread that has not walked a store (the decoder of a node without voters' pushes)
+            // renders plainly: keeping the text of a store for one render would only cost memory.
+            let (body, data_len) = if text.is_empty() {
+                sealed::render_body_paced(&copy, pace)
+            } else {
+                sealed::render_body_cached(&copy, text, pace)
+            };
             Done::Rendered { id, version: copy.version, body, data_len }
         }
     }
@@ -339,13 +347,17 @@ mod tests {
             write: false,
             body_needed: false,
         };
-        let Done::Sealed { sealed, .. } = run(seal(Some((base, before.clone()))), &mut NoDisk, &mut || {}) else {
+        let Done::Sealed { sealed, .. } =
+            run(seal(Some((base, before.clone()))), &mut NoDisk, &mut TextCache::default(), &mut || {})
+        else {
             panic!("a seal reports sealed")
         };
         let change = sealed.change.expect("a change from a known base");
         assert_eq!((change.base, change.version), (base, sealed.copy.version));
         assert_eq!(&*change.patch, br#"[{"op":"replace","path":"/web/port","value":8080}]"#);
-        let Done::Sealed { sealed, .. } = run(seal(None), &mut NoDisk, &mut || {}) else { panic!() };
+        let Done::Sealed { sealed, .. } = run(seal(None), &mut NoDisk, &mut TextCache::default(), &mut || {}) else {
+            panic!()
+        };
         assert!(sealed.change.is_none(), "no base, no change");
     }
 }

@@ -15,7 +15,7 @@ use crate::core::change::Change;
 use crate::core::lineage::Lineage;
 use crate::core::pace::Paced;
 use crate::core::roster::Coordination;
-use crate::core::value::{Value, ValueSeed};
+use crate::core::value::{TextCache, Value, ValueSeed};
 use crate::core::version::{Checksum, HashWriter, Version};
 use crate::limits::STORE_DEPTH_MAX;
 
@@ -103,7 +103,20 @@ pub fn seal_paced(
     coordination: Option<Coordination>,
     pace: &mut dyn FnMut(),
 ) -> Sealed {
-    let (mut body, data_len, checksum) = render_and_hash(&root, pace);
+    seal_rendered(root, sequence, parent, coordination, None, pace)
+}
+
+/// As `seal_paced`, the body rendered with the text kept of unchanged subtrees when `text` is
+/// given (`value::TextCache`, a worker's).
+pub fn seal_rendered(
+    root: Value,
+    sequence: u64,
+    parent: Option<&Lineage>,
+    coordination: Option<Coordination>,
+    text: Option<&mut TextCache>,
+    pace: &mut dyn FnMut(),
+) -> Sealed {
+    let (mut body, data_len, checksum) = render_and_hash(&root, text, pace);
     let version = Version { sequence, checksum };
     let copy = StoreCopy { version, root, lineage: lineage_after(parent, version), coordination };
     finish_body(&mut body, &copy);
@@ -119,9 +132,10 @@ pub fn seal_set_aside(
     sequence: u64,
     parent: Option<&Lineage>,
     coordination: Option<Coordination>,
+    text: &mut TextCache,
     pace: &mut dyn FnMut(),
 ) -> Sealed {
-    let (checksum, data_len) = crate::core::chain::checksum_and_len(&root, pace);
+    let (checksum, data_len) = crate::core::chain::checksum_and_len_cached(&root, text, pace);
     let version = Version { sequence, checksum };
     let copy = StoreCopy { version, root, lineage: lineage_after(parent, version), coordination };
     Sealed { copy, body: Arc::from(Vec::new()), data_len, change: None }
@@ -161,6 +175,16 @@ pub fn render_body(copy: &StoreCopy) -> (Arc<[u8]>, usize) {
 pub fn render_body_paced(copy: &StoreCopy, pace: &mut dyn FnMut()) -> (Arc<[u8]>, usize) {
     let mut body = DATA_START.to_vec();
     copy.root.write_compact(&mut Paced::new(&mut body, pace)).expect("writing to a Vec cannot fail");
+    let data_len = body.len() - DATA_START.len();
+    finish_body(&mut body, copy);
+    (body.into(), data_len)
+}
+
+/// As `render_body_paced`, copying the text kept of unchanged subtrees (`value::TextCache`)
+/// instead of rendering it.
+pub fn render_body_cached(copy: &StoreCopy, text: &mut TextCache, pace: &mut dyn FnMut()) -> (Arc<[u8]>, usize) {
+    let mut body = DATA_START.to_vec();
+    text.write(&copy.root, &mut Paced::new(&mut body, pace)).expect("writing to a Vec cannot fail");
     let data_len = body.len() - DATA_START.len();
     finish_body(&mut body, copy);
     (body.into(), data_len)
@@ -253,7 +277,7 @@ impl<'de> Visitor<'de> for CopySeed {
 
 /// Renders the canonical body of a copy and checks the data against the version's checksum.
 pub(crate) fn seal_checked(copy: StoreCopy, pace: &mut dyn FnMut()) -> Result<Sealed, DecodeError> {
-    let (mut body, data_len, actual) = render_and_hash(&copy.root, pace);
+    let (mut body, data_len, actual) = render_and_hash(&copy.root, None, pace);
     if actual != copy.version.checksum {
         return Err(DecodeError::ChecksumMismatch { declared: copy.version.checksum, actual });
     }
@@ -314,10 +338,15 @@ pub(crate) fn json_error(e: serde_json::Error) -> DecodeError {
 
 /// The start of a copy body, `{"data":` and the store's compact JSON, with the length and the
 /// checksum of that JSON; rendered and hashed paced, since the workers call it on large stores.
-fn render_and_hash(root: &Value, pace: &mut dyn FnMut()) -> (Vec<u8>, usize, Checksum) {
+fn render_and_hash(root: &Value, text: Option<&mut TextCache>, pace: &mut dyn FnMut()) -> (Vec<u8>, usize, Checksum) {
     let mut body = DATA_START.to_vec();
     let data_start = body.len();
-    root.write_compact(&mut Paced::new(&mut body, &mut *pace)).expect("writing to a Vec cannot fail");
+    let mut out = Paced::new(&mut body, &mut *pace);
+    match text {
+        Some(text) => text.write(root, &mut out),
+        None => root.write_compact(&mut out),
+    }
+    .expect("writing to a Vec cannot fail");
     let mut hash = Paced::new(HashWriter::default(), pace);
     hash.write_all(&body[data_start..]).expect("hashing cannot fail");
     let data_len = body.len() - data_start;

@@ -15,6 +15,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 use crate::core::jobs::{self, Disk, Done, Job, NoDisk};
+use crate::core::value::TextCache;
 use crate::shell::data_dir::{self, DataDir, DiskConfig};
 
 /// What a worker reports.
@@ -47,14 +48,19 @@ impl Workers {
             None => Vec::new(),
         };
         let mut data_dir = DataDir::new(disk.clone(), &files);
+        // Each thread that hashes or renders whole stores keeps the text of the one it walked
+        // last (`core::value::TextCache`): the writer for commits' seals and full snapshots, the
+        // decoder for the versions voters are pushed as changes.
+        let mut writer_text = TextCache::default();
         let writer = spawn(&mut threads, "lighthouse-writer", report.clone(), wake.clone(), move |job: Job, send| {
-            send(Report::Job(Box::new(run_timed(job, &mut data_dir))));
+            send(Report::Job(Box::new(run_timed(job, &mut data_dir, &mut writer_text))));
             // Once the report is out: old snapshots go while the loop answers.
             data_dir.tidy();
         })?;
+        let mut decoder_text = TextCache::default();
         let decoder =
             spawn(&mut threads, "lighthouse-decoder", report.clone(), wake.clone(), move |job: Job, send| {
-                send(Report::Job(Box::new(run_timed(job, &mut NoDisk))));
+                send(Report::Job(Box::new(run_timed(job, &mut NoDisk, &mut decoder_text))));
             })?;
         let resolver = spawn(&mut threads, "lighthouse-resolver", report, wake, |address: String, send| {
             let result = match address.to_socket_addrs() {
@@ -130,8 +136,8 @@ fn spawn<T: Send + 'static>(
 }
 
 /// Runs a core job, yielding the core between pieces of long work, and records how long it took.
-fn run_timed(job: Job, disk: &mut dyn Disk) -> Done {
+fn run_timed(job: Job, disk: &mut dyn Disk, text: &mut TextCache) -> Done {
     let started = Instant::now();
-    let done = jobs::run(job, disk, &mut thread::yield_now);
+    let done = jobs::run(job, disk, text, &mut thread::yield_now);
     done.took(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX))
 }

@@ -81,7 +81,8 @@ impl TextCache {
     /// is dropped.
     pub fn write(&mut self, root: &Value, out: &mut dyn Write) -> io::Result<()> {
         self.walk += 1;
-        let mut walk = Walk { cache: self, out, pending: Vec::new(), open: Vec::new(), viable_from: 0, met: Vec::new() };
+        let mut walk =
+            Walk { cache: self, out, pending: Vec::new(), open: Vec::new(), viable_from: 0, met: Vec::new() };
         walk.value(root)?;
         walk.flush_all()?;
         let walk_number = self.walk;

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use lighthouse::core::clock::Now;
 use lighthouse::core::jobs::Job;
 use lighthouse::core::rng::Rng;
+use lighthouse::core::value::TextCache;
 use lighthouse::core::{Node, PeerReply, PeerRequest, Reply, Request, Ticket};
 use lighthouse::http::{Headers, Method, Response};
 
@@ -146,6 +147,8 @@ pub struct SimNode<C> {
     pub clock: Clock,
     /// Left the cluster for good (removed, and stopped).
     pub gone: bool,
+    /// The workers' text of the store walked last (one for both, as the jobs run one at a time).
+    pub text: TextCache,
 }
 
 impl<C> SimNode<C> {
@@ -193,7 +196,8 @@ impl<E, C> Harness<E, C> {
     /// A node that has not started yet, with its directory and clock.
     pub fn add_node(&mut self, address: String, dir: SimDir, clock: Clock) {
         let (node, generation, origins, next_ticket, gone) = (None, 0, HashMap::new(), 1, false);
-        self.nodes.push(SimNode { address, node, generation, dir, origins, next_ticket, clock, gone });
+        let text = TextCache::default();
+        self.nodes.push(SimNode { address, node, generation, dir, origins, next_ticket, clock, gone, text });
     }
 
     pub fn at(&mut self, delay: u64, event: Event<E>) {

@@ -180,7 +180,8 @@ pub trait Sim: Sized {
         if h.nodes[i].generation != generation || h.nodes[i].node.is_none() {
             return;
         }
-        let done = jobs::run(job, &mut h.nodes[i].dir, &mut || {});
+        let sim_node = &mut h.nodes[i];
+        let done = jobs::run(job, &mut sim_node.dir, &mut sim_node.text, &mut || {});
         let now = h.node_now(i);
         h.nodes[i].node.as_mut().expect("checked above").job_done(now, done);
         self.drain(i);

@@ -13,7 +13,12 @@ fn check(cache: &mut TextCache, root: &Value, what: &str) -> usize {
     let mut text = Vec::new();
     cache.write(root, &mut text).unwrap();
     let fresh = root.to_compact();
-    assert!(text == fresh, "{what}: the cached text differs from a fresh render ({} against {} bytes)", text.len(), fresh.len());
+    assert!(
+        text == fresh,
+        "{what}: the cached text differs from a fresh render ({} against {} bytes)",
+        text.len(),
+        fresh.len()
+    );
     assert!(
         cache.text_bytes() <= fresh.len(),
         "{what}: {} bytes kept for a store of {}: each byte is kept at most once",
@@ -23,8 +28,15 @@ fn check(cache: &mut TextCache, root: &Value, what: &str) -> usize {
     fresh.len()
 }
 
-const AWKWARD_STRINGS: &[&str] =
-    &["", "plain", "\"quoted\" \\ slash", "\n\t\r\u{8}\u{c}", "\u{1}\u{1f}\u{7f}", "é☃😀", "a string long enough to be shared, not inline"];
+const AWKWARD_STRINGS: &[&str] = &[
+    "",
+    "plain",
+    "\"quoted\" \\ slash",
+    "\n\t\r\u{8}\u{c}",
+    "\u{1}\u{1f}\u{7f}",
+    "é☃😀",
+    "a string long enough to be shared, not inline",
+];
 
 fn scalar(rng: &mut Rng) -> Value {
     match rng.below(9) {
@@ -54,7 +66,8 @@ fn tree(rng: &mut Rng, budget: usize, depth: usize) -> Value {
         // A chain of single-member containers, deep.
         let mut value = tree(rng, budget - 1, depth + 30);
         for i in 0..30 {
-            value = if i % 2 == 0 { Value::Array(vec![value].into()) } else { Value::object(vec![(Str::new("d"), value)]) };
+            value =
+                if i % 2 == 0 { Value::Array(vec![value].into()) } else { Value::object(vec![(Str::new("d"), value)]) };
         }
         return value;
     }
@@ -168,7 +181,13 @@ fn random_stores_edited_over_many_versions_hash_as_a_fresh_render() {
 fn wide(keys: usize, version: u64) -> Value {
     let entries = (0..keys)
         .map(|i| {
-            let item = format!(r#"{{"host": "10.0.{}.{}", "port": {}, "tags": ["blue", "zone-{}"], "v": {version}}}"#, i / 256, i % 256, 8000 + i, i % 7);
+            let item = format!(
+                r#"{{"host": "10.0.{}.{}", "port": {}, "tags": ["blue", "zone-{}"], "v": {version}}}"#,
+                i / 256,
+                i % 256,
+                8000 + i,
+                i % 7
+            );
             (Str::new(&format!("service-{i:07}")), Value::parse(item.as_bytes()).unwrap())
         })
         .collect();
@@ -239,5 +258,45 @@ fn small_and_scalar_stores_render_alike() {
     let mut cache = TextCache::default();
     for text in [crate::core::value::fixtures::AWKWARD, "{}", "[]", "0", "\"x\"", "[[[]]]", "-1", "1.5e-7"] {
         check(&mut cache, &crate::core::value::fixtures::parse(text), text);
+    }
+}
+
+/// Not a test: the times of a commit's checksum on a 100 MiB store of the benchmark's shape
+/// (`cargo test --release --lib text_cache_timing -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn text_cache_timing() {
+    use crate::core::chain::{checksum_and_len, checksum_and_len_cached};
+    use std::time::Instant;
+    let mut root = Value::object(vec![(Str::new("counter"), Value::UInt(0)), (Str::new("services"), wide(850_000, 0))]);
+    let text = root.to_compact();
+    let started = Instant::now();
+    let floor = crate::sha1::Sha1::digest(&text);
+    println!("{} MiB: sha1 of the text {:?}", text.len() >> 20, started.elapsed());
+    let started = Instant::now();
+    let (plain, _) = checksum_and_len(&root, &mut || {});
+    println!("rendered into the hasher {:?}", started.elapsed());
+    assert_eq!(plain.0, floor);
+    let mut cache = TextCache::default();
+    let started = Instant::now();
+    checksum_and_len_cached(&root, &mut cache, &mut || {});
+    println!("first cached walk {:?} ({} units, {} MiB)", started.elapsed(), cache.units(), cache.text_bytes() >> 20);
+    for n in 1..4 {
+        root.put(&["counter"], Value::UInt(n), STORE_DEPTH_MAX).unwrap();
+        let started = Instant::now();
+        let (cached, _) = checksum_and_len_cached(&root, &mut cache, &mut || {});
+        println!("walk after an edit {:?}", started.elapsed());
+        let _ = cached;
+    }
+}
+
+#[test]
+#[ignore]
+fn sha1_timing() {
+    let text = vec![b'x'; 100 << 20];
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        crate::sha1::Sha1::digest(&text);
+        println!("sha1 of 100 MiB {:?}", started.elapsed());
     }
 }
