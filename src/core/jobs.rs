@@ -305,13 +305,7 @@ pub fn run(job: Job, disk: &mut dyn Disk, text: &mut TextCache, pace: &mut dyn F
             Done::Retired
         }
         Job::Render { id, copy } => {
-            // A thread that has not walked a store (the decoder of a node without voters' pushes)
-            // renders plainly: keeping the text of a store for one render would only cost memory.
-            let (body, data_len) = if text.is_empty() {
-                sealed::render_body_paced(&copy, pace)
-            } else {
-                sealed::render_body_cached(&copy, text, pace)
-            };
+            let (body, data_len) = sealed::render_body_cached(&copy, text, pace);
             Done::Rendered { id, version: copy.version, body, data_len }
         }
     }

@@ -181,8 +181,13 @@ pub fn render_body_paced(copy: &StoreCopy, pace: &mut dyn FnMut()) -> (Arc<[u8]>
 }
 
 /// As `render_body_paced`, copying the text kept of unchanged subtrees (`value::TextCache`)
-/// instead of rendering it.
+/// instead of rendering it, when the thread keeps some. A thread that keeps none (it has not
+/// hashed a store: the decoder of a node no peer sends changes to, the writer of a voter)
+/// renders plainly: keeping a store's text for an occasional render would only cost memory.
 pub fn render_body_cached(copy: &StoreCopy, text: &mut TextCache, pace: &mut dyn FnMut()) -> (Arc<[u8]>, usize) {
+    if text.is_empty() {
+        return render_body_paced(copy, pace);
+    }
     let mut body = DATA_START.to_vec();
     text.write(&copy.root, &mut Paced::new(&mut body, pace)).expect("writing to a Vec cannot fail");
     let data_len = body.len() - DATA_START.len();
@@ -370,6 +375,25 @@ mod tests {
         assert_eq!(parsed.body, again.body, "the body is canonical");
         assert_eq!(parsed.copy.coordination, Some(first.in_term(5)));
         assert_eq!(parse_copy(&seal(seed(), 4, None).body).unwrap().copy.coordination, None);
+    }
+
+    #[test]
+    fn a_body_rendered_with_kept_text_is_the_plain_body() {
+        let wide: Vec<String> =
+            (0..3_000).map(|i| format!(r#""service-{i:05}": {{"port": {i}, "tags": ["a", "b"]}}"#)).collect();
+        let mut root = Value::parse(format!("{{{}}}", wide.join(",")).as_bytes()).unwrap();
+        let mut text = TextCache::default();
+        let sealed = seal(root.clone(), 1, None);
+        assert_eq!(render_body_cached(&sealed.copy, &mut text, &mut || {}).0, sealed.body);
+        assert!(text.is_empty(), "a thread that keeps no text renders plainly and keeps none");
+        for sequence in 2..6 {
+            root.put(&["service-00042", "port"], Value::UInt(sequence), STORE_DEPTH_MAX).unwrap();
+            let kept = seal_rendered(root.clone(), sequence, None, None, Some(&mut text), &mut || {});
+            let plain = seal(root.clone(), sequence, None);
+            assert_eq!((&kept.body, kept.data_len), (&plain.body, plain.data_len));
+            assert_eq!(render_body_cached(&plain.copy, &mut text, &mut || {}).0, plain.body);
+            assert!(!text.is_empty());
+        }
     }
 
     fn seed() -> Value {

@@ -289,14 +289,3 @@ fn text_cache_timing() {
         let _ = cached;
     }
 }
-
-#[test]
-#[ignore]
-fn sha1_timing() {
-    let text = vec![b'x'; 100 << 20];
-    for _ in 0..3 {
-        let started = std::time::Instant::now();
-        crate::sha1::Sha1::digest(&text);
-        println!("sha1 of 100 MiB {:?}", started.elapsed());
-    }
-}
