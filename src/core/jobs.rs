@@ -261,10 +261,16 @@ impl Disk for NoDisk {
     }
 }
 
+/// Carries out one job, keeping no text between jobs (tests; see `run_keeping`). `pace` is called
+/// between pieces of long work.
+pub fn run(job: Job, disk: &mut dyn Disk, pace: &mut dyn FnMut()) -> Done {
+    run_keeping(job, disk, &mut TextCache::default(), pace)
+}
+
 /// Carries out one job. `text` is the thread's text of the store it walked last
 /// (`value::TextCache`): hashing and rendering a new version render only what changed. `pace` is
 /// called between pieces of long work.
-pub fn run(job: Job, disk: &mut dyn Disk, text: &mut TextCache, pace: &mut dyn FnMut()) -> Done {
+pub fn run_keeping(job: Job, disk: &mut dyn Disk, text: &mut TextCache, pace: &mut dyn FnMut()) -> Done {
     match job {
         Job::Seal { id, sequence, root, parent, before, mut node, coordination, write, body_needed } => {
             let coordination = coordination.map(|c| *c);
@@ -341,17 +347,13 @@ mod tests {
             write: false,
             body_needed: false,
         };
-        let Done::Sealed { sealed, .. } =
-            run(seal(Some((base, before.clone()))), &mut NoDisk, &mut TextCache::default(), &mut || {})
-        else {
+        let Done::Sealed { sealed, .. } = run(seal(Some((base, before.clone()))), &mut NoDisk, &mut || {}) else {
             panic!("a seal reports sealed")
         };
         let change = sealed.change.expect("a change from a known base");
         assert_eq!((change.base, change.version), (base, sealed.copy.version));
         assert_eq!(&*change.patch, br#"[{"op":"replace","path":"/web/port","value":8080}]"#);
-        let Done::Sealed { sealed, .. } = run(seal(None), &mut NoDisk, &mut TextCache::default(), &mut || {}) else {
-            panic!()
-        };
+        let Done::Sealed { sealed, .. } = run(seal(None), &mut NoDisk, &mut || {}) else { panic!() };
         assert!(sealed.change.is_none(), "no base, no change");
     }
 }

@@ -439,10 +439,7 @@ mod tests {
             }
             for effect in effects {
                 match effect {
-                    Effect::Job(job) => node.job_done(
-                        now,
-                        jobs::run(job, &mut jobs::NoDisk, &mut crate::core::value::TextCache::default(), &mut || {}),
-                    ),
+                    Effect::Job(job) => node.job_done(now, jobs::run(job, &mut jobs::NoDisk, &mut || {})),
                     Effect::Answer { ticket, response } => answers.push((ticket, response.status)),
                     _ => {}
                 }

@@ -2,8 +2,8 @@
 //!
 //! Like Redis's `bio.c`, the event loop hands them immutable work through queues and goes on
 //! serving; each thread reports back through one channel and wakes the loop with a `mio::Waker`.
-//! The writer thread carries out the core's jobs that touch the data directory (`core::jobs::run`
-//! with a `DataDir`), in order; the decoder thread checks copies sent by peers, so a large
+//! The writer thread carries out the core's jobs that touch the data directory
+//! (`core::jobs::run_keeping` with a `DataDir`), in order; the decoder thread checks copies sent by peers, so a large
 //! `PUT /copy` never waits behind an fsync; the resolver looks up peers' host names, since a DNS
 //! lookup may block. They run at a lower priority and yield the core between pieces of long work.
 
@@ -138,6 +138,6 @@ fn spawn<T: Send + 'static>(
 /// Runs a core job, yielding the core between pieces of long work, and records how long it took.
 fn run_timed(job: Job, disk: &mut dyn Disk, text: &mut TextCache) -> Done {
     let started = Instant::now();
-    let done = jobs::run(job, disk, text, &mut thread::yield_now);
+    let done = jobs::run_keeping(job, disk, text, &mut thread::yield_now);
     done.took(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX))
 }

@@ -132,7 +132,7 @@ impl Three {
             Effect::Answer { ticket, response } => self.answered(i, ticket, response),
             Effect::Event { .. } => {}
             Effect::Job(job) => {
-                let done = jobs::run(job, &mut NoDisk, &mut crate::core::value::TextCache::default(), &mut || {});
+                let done = jobs::run(job, &mut NoDisk, &mut || {});
                 self.nodes[i].job_done(self.now, done);
             }
             Effect::Peer(mut request) => {

@@ -79,8 +79,7 @@ impl Harness {
                     Effect::Peer(request) => panic!("a single node asked a peer: {request:?}"),
                     Effect::Event { .. } => {}
                     Effect::Job(job) => {
-                        let done =
-                            jobs::run(job, &mut NoDisk, &mut crate::core::value::TextCache::default(), &mut || {});
+                        let done = jobs::run(job, &mut NoDisk, &mut || {});
                         self.node.job_done(self.now, done);
                     }
                 }
@@ -268,10 +267,7 @@ fn a_copy_is_answered_once_it_is_on_disk() {
     let (ticket, reply) = h.send(Method::Put, "/copy", &copy_body(&copy_of(5, r#"{"v": 5}"#)));
     assert!(matches!(reply, Reply::Later));
     let Some(Effect::Job(Job::Decode { id, body })) = h.node.drain_effects().next() else { panic!("decoded first") };
-    h.node.job_done(
-        h.now,
-        jobs::run(Job::Decode { id, body }, &mut NoDisk, &mut crate::core::value::TextCache::default(), &mut || {}),
-    );
+    h.node.job_done(h.now, jobs::run(Job::Decode { id, body }, &mut NoDisk, &mut || {}));
     let effects: Vec<Effect> = h.node.drain_effects().collect();
     assert!(!effects.iter().any(|e| matches!(e, Effect::Answer { .. })), "not answered before the write");
     let Some(Effect::Job(Job::Write { id, .. })) = effects.iter().find(|e| matches!(e, Effect::Job(Job::Write { .. })))
@@ -288,10 +284,7 @@ fn a_copy_is_answered_once_it_is_on_disk() {
 
     let (ticket, _) = h.send(Method::Put, "/copy", &copy_body(&copy_of(6, r#"{"v": 6}"#)));
     let Some(Effect::Job(Job::Decode { id, body })) = h.node.drain_effects().next() else { panic!("decoded first") };
-    h.node.job_done(
-        h.now,
-        jobs::run(Job::Decode { id, body }, &mut NoDisk, &mut crate::core::value::TextCache::default(), &mut || {}),
-    );
+    h.node.job_done(h.now, jobs::run(Job::Decode { id, body }, &mut NoDisk, &mut || {}));
     let Some(Effect::Job(Job::Write { id, .. })) =
         h.node.drain_effects().find(|e| matches!(e, Effect::Job(Job::Write { .. })))
     else {

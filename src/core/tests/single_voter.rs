@@ -33,7 +33,7 @@ fn a_single_voters_commit_is_answered_when_its_write_is_done_however_slow() {
     }
     for effect in held {
         if let Effect::Job(job) = effect {
-            let done = jobs::run(job, &mut NoDisk, &mut crate::core::value::TextCache::default(), &mut || {});
+            let done = jobs::run(job, &mut NoDisk, &mut || {});
             h.node.job_done(h.now, done);
         }
     }

@@ -45,9 +45,7 @@ fn a_seal_job_writes_a_file_that_loads_back() {
         write: true,
         body_needed: false,
     };
-    let Done::Sealed { id, sealed, file, .. } =
-        jobs::run(job, &mut data_dir, &mut crate::core::value::TextCache::default(), &mut || {})
-    else {
+    let Done::Sealed { id, sealed, file, .. } = jobs::run(job, &mut data_dir, &mut || {}) else {
         panic!("a seal job reports");
     };
     assert_eq!((id.serial, sealed.copy.version.checksum), (7, Checksum::of(&root)));
@@ -79,11 +77,7 @@ fn commit_many(disk: DiskConfig, count: u64) {
             write: true,
             body_needed: false,
         };
-        let Done::Sealed { sealed, .. } =
-            jobs::run(job, &mut data_dir, &mut crate::core::value::TextCache::default(), &mut || {})
-        else {
-            panic!()
-        };
+        let Done::Sealed { sealed, .. } = jobs::run(job, &mut data_dir, &mut || {}) else { panic!() };
         data_dir.tidy();
         parent = sealed.copy.lineage;
     }
@@ -164,11 +158,7 @@ fn commit_on(data_dir: &mut DataDir, before: &Sealed, root: Value, full: bool) -
         write: true,
         body_needed: false,
     };
-    let Done::Sealed { sealed, file, .. } =
-        jobs::run(job, data_dir, &mut crate::core::value::TextCache::default(), &mut || {})
-    else {
-        panic!()
-    };
+    let Done::Sealed { sealed, file, .. } = jobs::run(job, data_dir, &mut || {}) else { panic!() };
     data_dir.tidy();
     (sealed, file.unwrap().unwrap())
 }

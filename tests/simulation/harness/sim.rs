@@ -181,7 +181,7 @@ pub trait Sim: Sized {
             return;
         }
         let sim_node = &mut h.nodes[i];
-        let done = jobs::run(job, &mut sim_node.dir, &mut sim_node.text, &mut || {});
+        let done = jobs::run_keeping(job, &mut sim_node.dir, &mut sim_node.text, &mut || {});
         let now = h.node_now(i);
         h.nodes[i].node.as_mut().expect("checked above").job_done(now, done);
         self.drain(i);

@@ -44,7 +44,7 @@ fn scalar(rng: &mut Rng) -> Value {
         1 => Value::Bool(rng.chance(500)),
         2 => Value::UInt(rng.next_u64() >> rng.below(64)),
         3 => Value::Int(-1 - (rng.next_u64() >> (1 + rng.below(63))) as i64),
-        4 => Value::Float([0.1, -0.0, 1e300, 5e-324, 1.5e-7, 9467308077970.2143, -2.5][rng.below(7) as usize]),
+        4 => Value::Float([0.1, -0.0, 1e300, 5e-324, 1.5e-7, 9467308077970.215, -2.5][rng.below(7) as usize]),
         5 => Value::Float(f64::from_bits(rng.next_u64() >> 2)),
         _ => {
             let base = AWKWARD_STRINGS[rng.below(AWKWARD_STRINGS.len() as u64) as usize];
