@@ -4,7 +4,8 @@
 //! resolving a 4-segment path in a store of a few thousand keys, rendering JSON (pretty and
 //! compact, a small subtree and a 1 MiB store) and hashing it, reading a store back (parsing,
 //! SHA-1), a whole GET answered by the pure
-//! core from its render cache, and encoding that answer's head. Run them with
+//! core from its render cache, encoding that answer's head, and a commit's checksum on a 10 MiB
+//! store (rendered, or from the text kept of unchanged subtrees, against SHA-1 alone). Run them with
 //!
 //! ```sh
 //! cargo bench --bench micro                     # all of them
@@ -16,12 +17,14 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use lighthouse::core::chain::{checksum_and_len, checksum_and_len_cached};
 use lighthouse::core::clock::{Now, http_date};
-use lighthouse::core::value::Value;
+use lighthouse::core::value::{TextCache, Value};
 use lighthouse::core::version::Checksum;
 use lighthouse::core::{CoreConfig, Node, Reply, Request, Start};
 use lighthouse::core::{path, sealed};
 use lighthouse::http::{self, ChunkedDecoder, Headers, Method, Response};
+use lighthouse::sha1::Sha1;
 
 /// The server's default `--max-body`.
 const MAX_BODY: u64 = 64 << 20;
@@ -196,5 +199,29 @@ fn encode_head(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, parse_head, chunked, resolve, render, load, core_cached_get, encode_head);
+/// A commit's checksum on a store of about 10 MiB after a one-key edit: rendered into the hasher
+/// (what every commit did before the workers kept text), with the text kept of the unchanged
+/// subtrees (`value::TextCache`, what a commit does), and the floor, SHA-1 of the text alone.
+fn commit_checksum(c: &mut Criterion) {
+    let mut root = store(10 * ONE_MIB);
+    let text = root.to_compact();
+    let mut kept = TextCache::default();
+    checksum_and_len_cached(&root, &mut kept, &mut || {});
+    let mut group = c.benchmark_group("commit_checksum");
+    group.sample_size(20);
+    group.throughput(Throughput::Bytes(text.len() as u64));
+    group.bench_function("sha1_of_the_text_10MiB", |b| b.iter(|| Sha1::digest(black_box(&text))));
+    group.bench_function("rendered_10MiB", |b| b.iter(|| checksum_and_len(black_box(&root), &mut || {})));
+    let mut port = 0;
+    group.bench_function("kept_text_10MiB", |b| {
+        b.iter(|| {
+            port += 1;
+            root.put(&["services", "svc-01234", "port"], Value::UInt(port), 100).unwrap();
+            checksum_and_len_cached(black_box(&root), &mut kept, &mut || {})
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parse_head, chunked, resolve, render, load, core_cached_get, encode_head, commit_checksum);
 criterion_main!(benches);

@@ -260,32 +260,3 @@ fn small_and_scalar_stores_render_alike() {
         check(&mut cache, &crate::core::value::fixtures::parse(text), text);
     }
 }
-
-/// Not a test: the times of a commit's checksum on a 100 MiB store of the benchmark's shape
-/// (`cargo test --release --lib text_cache_timing -- --ignored --nocapture`).
-#[test]
-#[ignore]
-fn text_cache_timing() {
-    use crate::core::chain::{checksum_and_len, checksum_and_len_cached};
-    use std::time::Instant;
-    let mut root = Value::object(vec![(Str::new("counter"), Value::UInt(0)), (Str::new("services"), wide(850_000, 0))]);
-    let text = root.to_compact();
-    let started = Instant::now();
-    let floor = crate::sha1::Sha1::digest(&text);
-    println!("{} MiB: sha1 of the text {:?}", text.len() >> 20, started.elapsed());
-    let started = Instant::now();
-    let (plain, _) = checksum_and_len(&root, &mut || {});
-    println!("rendered into the hasher {:?}", started.elapsed());
-    assert_eq!(plain.0, floor);
-    let mut cache = TextCache::default();
-    let started = Instant::now();
-    checksum_and_len_cached(&root, &mut cache, &mut || {});
-    println!("first cached walk {:?} ({} units, {} MiB)", started.elapsed(), cache.units(), cache.text_bytes() >> 20);
-    for n in 1..4 {
-        root.put(&["counter"], Value::UInt(n), STORE_DEPTH_MAX).unwrap();
-        let started = Instant::now();
-        let (cached, _) = checksum_and_len_cached(&root, &mut cache, &mut || {});
-        println!("walk after an edit {:?}", started.elapsed());
-        let _ = cached;
-    }
-}
