@@ -7,7 +7,7 @@
 //! `CHANGE_CHAIN_COMMITS_MAX`; else a full snapshot. The real directory (`shell::data_dir`) and
 //! the simulated one call the same `write_version`, so both hold the same files.
 
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use crate::core::change::Change;
@@ -18,7 +18,9 @@ use crate::core::sealed::{self, Sealed};
 use crate::core::snapshot::{self, NodeJson};
 use crate::core::value::{TextCache, Value};
 use crate::core::version::{Checksum, HashWriter, Version};
-use crate::limits::{CHANGE_CHAIN_COMMITS_MAX, CHANGE_CHAIN_COMPACT_BYTES_MIN, CHANGE_CHAIN_COMPACT_COMMITS};
+use crate::limits::{
+    CHANGE_CHAIN_COMMITS_MAX, CHANGE_CHAIN_COMPACT_BYTES_MIN, CHANGE_CHAIN_COMPACT_COMMITS, HASH_BUFFER_BYTES,
+};
 
 /// What a directory's newest files are: the version its newest file holds (`None`: unknown, or
 /// the newest file was removed, so the next file is a full one), and the chain of change files
@@ -116,11 +118,14 @@ pub fn would_take(disk: &mut dyn Disk, base: Version) -> bool {
 }
 
 /// The checksum of a tree and the bytes of its compact JSON, the text streamed into the hasher
-/// (never held as one buffer), calling `pace` between pieces.
+/// (never held as one buffer, but gathered in `HASH_BUFFER_BYTES` pieces: fed the render's small
+/// writes one by one, SHA-1 spent more time copying them into its block buffer than hashing),
+/// calling `pace` between pieces.
 pub fn checksum_and_len(root: &Value, pace: &mut dyn FnMut()) -> (Checksum, usize) {
-    let mut hash = Paced::new(Counting(HashWriter::default(), 0), pace);
+    let mut hash = BufWriter::with_capacity(HASH_BUFFER_BYTES, Paced::new(Counting(HashWriter::default(), 0), pace));
     root.write_compact(&mut hash).expect("hashing cannot fail");
-    let counting = hash.into_inner();
+    let Ok(paced) = hash.into_inner() else { unreachable!("hashing cannot fail") };
+    let counting = paced.into_inner();
     (counting.0.finish(), counting.1)
 }
 
