@@ -52,6 +52,21 @@ impl Sha1 {
         sha1.finish()
     }
 
+    /// The SHA-1s of two inputs, computed together: with the extensions, in one pass that costs
+    /// little more than the longer input alone (`hardware::compress_pair`).
+    pub fn digest_pair(first: &[u8], second: &[u8]) -> ([u8; 20], [u8; 20]) {
+        let (mut one, mut two) = (Sha1::default(), Sha1::default());
+        if let (Sha1::Hardware(a), Sha1::Hardware(b)) = (&mut one, &mut two) {
+            let (first_whole, second_whole) = (first.len() / 64 * 64, second.len() / 64 * 64);
+            hardware::compress_pair((&mut a.state, &first[..first_whole]), (&mut b.state, &second[..second_whole]));
+            (a.length, b.length) = (first_whole as u64, second_whole as u64);
+            one.update(&first[first_whole..]);
+            two.update(&second[second_whole..]);
+            return (one.finish(), two.finish());
+        }
+        (Sha1::digest(first), Sha1::digest(second))
+    }
+
     pub fn update(&mut self, mut bytes: &[u8]) {
         let blocks = match self {
             Sha1::Software(sha1) => return sha1.update(bytes),
@@ -122,33 +137,42 @@ mod hardware {
         unsafe { compress_blocks(state, blocks) }
     }
 
+    /// Runs the block function over two inputs of whole 64-byte blocks at once, a block of each
+    /// in turn. The rounds of one block depend each on the one before, so a single input keeps
+    /// the SHA unit waiting on its own results; two independent inputs fill those gaps, and the
+    /// pair costs little more than the longer of the two alone.
+    pub fn compress_pair(first: (&mut [u32; 5], &[u8]), second: (&mut [u32; 5], &[u8])) {
+        assert!(available() && first.1.len().is_multiple_of(64) && second.1.len().is_multiple_of(64));
+        let together = first.1.len().min(second.1.len());
+        // SAFETY: as in `compress`.
+        unsafe { compress_two(first.0, &first.1[..together], second.0, &second.1[..together]) };
+        compress(first.0, &first.1[together..]);
+        compress(second.0, &second.1[together..]);
+    }
+
     /// The SHA-1 block function, four rounds per `sha1rnds4`. The state is kept as A B C D in
     /// one register (A in the highest lane) and E in the highest lane of another; each group of
     /// four message words is loaded big-endian with the first word highest. `sha1nexte` derives
     /// the next group's E (A of four rounds ago, rotated) and adds it to the words; `sha1msg1`,
     /// a XOR and `sha1msg2` compute the next four words of the schedule from the last sixteen.
-    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-    unsafe fn compress_blocks(state: &mut [u32; 5], blocks: &[u8]) {
-        let byte_order = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f);
-        // SAFETY: unaligned loads of 16 bytes from a 20-byte array, and of each block's four
-        // 16-byte words below, all in bounds.
-        let mut abcd = _mm_shuffle_epi32(unsafe { _mm_loadu_si128(state.as_ptr().cast()) }, 0x1b);
-        let mut e = _mm_set_epi32(state[4] as i32, 0, 0, 0);
-        for block in blocks.chunks_exact(64) {
-            let (abcd_before, e_before) = (abcd, e);
+    macro_rules! block {
+        ($abcd:ident, $e:ident, $block:expr) => {{
+            let block: &[u8] = $block;
+            let byte_order = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f);
+            let (abcd_before, e_before) = ($abcd, $e);
             // SAFETY: four loads of 16 bytes within the 64-byte block.
             let load =
                 |i: usize| _mm_shuffle_epi8(unsafe { _mm_loadu_si128(block.as_ptr().add(16 * i).cast()) }, byte_order);
             let (mut w0, mut w1, mut w2, mut w3) = (load(0), load(1), load(2), load(3));
-            let mut previous = abcd;
-            abcd = _mm_sha1rnds4_epu32(abcd, _mm_add_epi32(e, w0), 0);
+            let mut previous = $abcd;
+            $abcd = _mm_sha1rnds4_epu32($abcd, _mm_add_epi32($e, w0), 0);
             // Four rounds with the words `$w` and function `$f`; the words four groups later are
             // computed from these and the next three, fully unrolled so all stays in registers.
             macro_rules! rounds {
                 ($w:ident, $f:literal) => {{
                     let e_and_words = _mm_sha1nexte_epu32(previous, $w);
-                    previous = abcd;
-                    abcd = _mm_sha1rnds4_epu32(abcd, e_and_words, $f);
+                    previous = $abcd;
+                    $abcd = _mm_sha1rnds4_epu32($abcd, e_and_words, $f);
                 }};
             }
             macro_rules! schedule {
@@ -191,12 +215,45 @@ mod hardware {
             rounds!(w2, 3);
             schedule!(w3, w0, w1, w2);
             rounds!(w3, 3);
-            e = _mm_sha1nexte_epu32(previous, e_before);
-            abcd = _mm_add_epi32(abcd, abcd_before);
-        }
+            $e = _mm_sha1nexte_epu32(previous, e_before);
+            $abcd = _mm_add_epi32($abcd, abcd_before);
+        }};
+    }
+
+    /// A state in registers: A B C D in one (A highest), E in the highest lane of another.
+    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+    fn load_state(state: &[u32; 5]) -> (__m128i, __m128i) {
+        // SAFETY: an unaligned load of 16 bytes from a 20-byte array.
+        let abcd = _mm_shuffle_epi32(unsafe { _mm_loadu_si128(state.as_ptr().cast()) }, 0x1b);
+        (abcd, _mm_set_epi32(state[4] as i32, 0, 0, 0))
+    }
+
+    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+    fn store_state(state: &mut [u32; 5], abcd: __m128i, e: __m128i) {
         // SAFETY: an unaligned store of 16 bytes into the 20-byte state.
         unsafe { _mm_storeu_si128(state.as_mut_ptr().cast(), _mm_shuffle_epi32(abcd, 0x1b)) };
         state[4] = _mm_extract_epi32(e, 3) as u32;
+    }
+
+    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+    unsafe fn compress_blocks(state: &mut [u32; 5], blocks: &[u8]) {
+        let (mut abcd, mut e) = load_state(state);
+        for block in blocks.chunks_exact(64) {
+            block!(abcd, e, block);
+        }
+        store_state(state, abcd, e);
+    }
+
+    /// Two inputs of the same length, a block of each in turn (`compress_pair`).
+    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+    unsafe fn compress_two(first: &mut [u32; 5], first_blocks: &[u8], second: &mut [u32; 5], second_blocks: &[u8]) {
+        let ((mut abcd, mut e), (mut abcd2, mut e2)) = (load_state(first), load_state(second));
+        for (block, block2) in first_blocks.chunks_exact(64).zip(second_blocks.chunks_exact(64)) {
+            block!(abcd, e, block);
+            block!(abcd2, e2, block2);
+        }
+        store_state(first, abcd, e);
+        store_state(second, abcd2, e2);
     }
 }
 
@@ -207,6 +264,10 @@ mod hardware {
     }
 
     pub fn compress(_: &mut [u32; 5], _: &[u8]) {
+        unreachable!("never called without the SHA extensions")
+    }
+
+    pub fn compress_pair(_: (&mut [u32; 5], &[u8]), _: (&mut [u32; 5], &[u8])) {
         unreachable!("never called without the SHA extensions")
     }
 }
@@ -248,6 +309,29 @@ mod tests {
             }
             assert_eq!(sha1.finish(), reference(&input), "piece {piece}");
         }
+    }
+
+    #[test]
+    fn a_pair_hashes_as_each_alone() {
+        let input = bytes(5000);
+        for (first, second) in [(0, 0), (1, 200), (64, 63), (4999, 130), (128, 4096), (3000, 3000)] {
+            let (a, b) = (&input[..first], &input[input.len() - second..]);
+            assert_eq!(Sha1::digest_pair(a, b), (reference(a), reference(b)), "lengths {first} and {second}");
+        }
+    }
+
+    #[test]
+    #[ignore = "timing, run by hand"]
+    fn timing_of_a_pair_against_two_apart() {
+        let input = bytes(64 << 20);
+        let started = std::time::Instant::now();
+        let two = (Sha1::digest(&input), Sha1::digest(&input[1000..]));
+        let apart = started.elapsed();
+        let started = std::time::Instant::now();
+        let pair = Sha1::digest_pair(&input, &input[1000..]);
+        let together = started.elapsed();
+        assert_eq!(two, pair);
+        println!("64 MiB twice: apart {apart:?}, as a pair {together:?}");
     }
 
     /// On a machine with the extensions (this project's CI and benchmark machines have them), the

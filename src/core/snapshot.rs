@@ -21,6 +21,7 @@ use crate::core::sealed::{
 };
 use crate::core::value::Value;
 use crate::core::version::{Checksum, HashWriter, Version};
+use crate::sha1::Sha1;
 
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -139,10 +140,12 @@ impl<'de> Visitor<'de> for FileSeed {
 
 /// Parses and checks a snapshot file's bytes.
 ///
-/// A file whose file checksum matches and that is laid out as this server writes it has its copy
-/// body taken as it stands in the file, and its data read in one pass that also checks that it is
-/// the tree's canonical JSON: loading costs that parse and a SHA-1 pass over the file and one over
-/// the data. Any other file is parsed in general and checked by rendering its data into a new
+/// A file laid out as this server writes it has its copy body taken as it stands in the file, and
+/// its data read in one pass that also checks that it is the tree's canonical JSON; then the file
+/// checksum (over every byte before it) and the data's checksum (over the data's bytes) are
+/// computed together, in one pass that costs little more than one (`Sha1::digest_pair`), and
+/// both must match. Any other file, or one whose data does not match its version, has its file
+/// checksum checked first, then is parsed in general and checked by rendering its data into a new
 /// body and hashing that.
 pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     decode_keeping(bytes, true)
@@ -153,10 +156,10 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
 /// without peers has no use for it, and it is as large as the store's JSON. A file that names
 /// peers keeps it whatever `keep_body` says.
 pub fn decode_keeping(bytes: &[u8], keep_body: bool) -> Result<Snapshot, DecodeError> {
-    let file_checked = check_file_sha1(bytes)?;
-    if file_checked && let Some(snapshot) = decode_written(bytes, keep_body) {
+    if let Some(snapshot) = decode_written(bytes, keep_body)? {
         return Ok(snapshot);
     }
+    let file_checked = check_file_sha1(bytes)?;
     let fields = parse_fields(bytes)?;
     if fields.file_sha1 && !file_checked {
         return Err(DecodeError::Shape("\"file-sha1\" is not the last field of the snapshot"));
@@ -178,9 +181,44 @@ pub fn decode_keeping(bytes: &[u8], keep_body: bool) -> Result<Snapshot, DecodeE
 
 /// A file this server wrote, read in one pass: its data parsed as canonical JSON where it stands,
 /// and the rest (the frame: the file with `null` for the data, a few hundred bytes) parsed and
-/// checked as `written_body` checks any file. `None` when anything departs from that, for
-/// `decode_keeping` to parse the file in general (and say what is wrong with it, if anything).
-fn decode_written(bytes: &[u8], keep_body: bool) -> Option<Snapshot> {
+/// checked as `written_body` checks any file; then its file checksum and its data's checksum,
+/// computed together. An error when the file checksum does not match (as `check_file_sha1` says
+/// it); `None` when anything else departs from that, for `decode_keeping` to check the file
+/// checksum and parse the file in general (and say what is wrong with it, if anything).
+fn decode_written(bytes: &[u8], keep_body: bool) -> Result<Option<Snapshot>, DecodeError> {
+    let Some((covered, declared)) = file_sha1_parts(bytes) else { return Ok(None) };
+    let Some(written) = parse_written(bytes) else { return Ok(None) };
+    let data = &bytes[written.data.clone()];
+    // Both checksums before anything is taken from the file: the file's, over every byte before
+    // it (the data too), and the data's, over the data alone, which the version names.
+    let (file, data_checksum) = Sha1::digest_pair(covered, data);
+    compare_file_sha1(declared, Checksum(file))?;
+    let WrittenFile { mut parts, root, data: data_range, frame_body } = written;
+    if Checksum(data_checksum) != parts.copy.version.checksum {
+        return Ok(None);
+    }
+    parts.copy.root = root;
+    let keep_body = keep_body || !parts.cluster.is_empty();
+    let data_len = data_range.len();
+    let body_end = frame_body.end - b"null".len() + data_len;
+    let body = if keep_body { Arc::from(&bytes[frame_body.start..body_end]) } else { Arc::from(Vec::new()) };
+    let sealed = Sealed { copy: parts.copy, body, data_len, change: None };
+    Ok(Some(Snapshot { sealed, cluster: parts.cluster, mine: parts.mine, committed: parts.committed }))
+}
+
+/// A file laid out as this server writes it, parsed, not yet checked against its checksums.
+struct WrittenFile {
+    parts: Parts,
+    root: Value,
+    /// Where the data stands in the file.
+    data: std::ops::Range<usize>,
+    /// Where the copy body stands in the frame (the file with `null` for the data).
+    frame_body: std::ops::Range<usize>,
+}
+
+/// Parses a file laid out as this server writes it: the data as canonical JSON where it stands,
+/// the frame in general, its layout checked by `written_body`.
+fn parse_written(bytes: &[u8]) -> Option<WrittenFile> {
     const CLUSTER: &[u8] = b"{\"cluster\":";
     const DATA: &[u8] = b",\"copy\":{\"data\":";
     let cluster = bytes.strip_prefix(CLUSTER)?;
@@ -191,19 +229,10 @@ fn decode_written(bytes: &[u8], keep_body: bool) -> Option<Snapshot> {
         return None;
     }
     let (root, data_len) = Value::parse_canonical(&bytes[data_start..], &mut || {})?;
-    let data = &bytes[data_start..data_start + data_len];
     let frame = [&bytes[..data_start], b"null", &bytes[data_start + data_len..]].concat();
-    let mut parts = Parts::of(parse_fields(&frame).ok()?).ok()?;
+    let parts = Parts::of(parse_fields(&frame).ok()?).ok()?;
     let (frame_body, _) = written_body(&frame, &parts, |data| data == b"null")?;
-    if Checksum::of_bytes(data) != parts.copy.version.checksum {
-        return None;
-    }
-    parts.copy.root = root;
-    let keep_body = keep_body || !parts.cluster.is_empty();
-    let body_end = frame_body.end - b"null".len() + data_len;
-    let body = if keep_body { Arc::from(&bytes[frame_body.start..body_end]) } else { Arc::from(Vec::new()) };
-    let sealed = Sealed { copy: parts.copy, body, data_len, change: None };
-    Some(Snapshot { sealed, cluster: parts.cluster, mine: parts.mine, committed: parts.committed })
+    Some(WrittenFile { parts, root, data: data_start..data_start + data_len, frame_body })
 }
 
 fn parse_fields(bytes: &[u8]) -> Result<FileFields, DecodeError> {
@@ -314,17 +343,26 @@ const FILE_SHA1_BYTES: usize = FILE_SHA1_OPEN.len() + 40 + FILE_SHA1_CLOSE.len()
 /// Checks the file checksum when the file ends with one: `Ok(true)` if it matches, `Ok(false)`
 /// if there is none, an error if it does not match.
 pub(crate) fn check_file_sha1(bytes: &[u8]) -> Result<bool, DecodeError> {
-    let Some(covered_len) = bytes.len().checked_sub(FILE_SHA1_BYTES) else { return Ok(false) };
-    let (covered, trailer) = bytes.split_at(covered_len);
-    let Some(hex) = trailer.strip_prefix(FILE_SHA1_OPEN).and_then(|t| t.strip_suffix(FILE_SHA1_CLOSE)) else {
-        return Ok(false);
-    };
+    let Some((covered, declared)) = file_sha1_parts(bytes) else { return Ok(false) };
+    compare_file_sha1(declared, Checksum::of_bytes(covered)).map(|()| true)
+}
+
+/// The bytes a file's checksum covers and the checksum it declares (as text), when the file ends
+/// with one.
+fn file_sha1_parts(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (covered, trailer) = bytes.split_at(bytes.len().checked_sub(FILE_SHA1_BYTES)?);
+    let declared = trailer.strip_prefix(FILE_SHA1_OPEN)?.strip_suffix(FILE_SHA1_CLOSE)?;
+    Some((covered, declared))
+}
+
+/// A file checksum as declared against the one its bytes hash to.
+fn compare_file_sha1(declared: &[u8], actual: Checksum) -> Result<(), DecodeError> {
     // Compared as text, not parsed: a flipped case bit in a hex letter must not pass.
-    let actual = Checksum::of_bytes(covered).to_string();
-    if hex == actual.as_bytes() {
-        Ok(true)
+    let actual = actual.to_string();
+    if declared == actual.as_bytes() {
+        Ok(())
     } else {
-        Err(DecodeError::FileChecksumMismatch { declared: String::from_utf8_lossy(hex).into_owned(), actual })
+        Err(DecodeError::FileChecksumMismatch { declared: String::from_utf8_lossy(declared).into_owned(), actual })
     }
 }
 
