@@ -22,6 +22,7 @@ pub mod rng;
 pub mod roster;
 pub mod sealed;
 pub mod snapshot;
+mod snapshot_written;
 pub mod startup;
 pub mod value;
 pub mod version;

@@ -19,9 +19,9 @@ use crate::core::pace::Paced;
 use crate::core::sealed::{
     CopyFields, CopySeed, DecodeError, Sealed, StoreCopy, finish_body_tail, json_error, seal_checked,
 };
+use crate::core::snapshot_written;
 use crate::core::value::Value;
 use crate::core::version::{Checksum, HashWriter, Version};
-use crate::sha1::Sha1;
 
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -89,7 +89,7 @@ impl Default for NodeJson {
 }
 
 #[derive(Default)]
-struct FileFields {
+pub(super) struct FileFields {
     cluster: Option<serde_json::Value>,
     committed: Option<bool>,
     copy: Option<CopyFields>,
@@ -156,7 +156,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
 /// without peers has no use for it, and it is as large as the store's JSON. A file that names
 /// peers keeps it whatever `keep_body` says.
 pub fn decode_keeping(bytes: &[u8], keep_body: bool) -> Result<Snapshot, DecodeError> {
-    if let Some(snapshot) = decode_written(bytes, keep_body)? {
+    if let Some(snapshot) = snapshot_written::decode(bytes, keep_body)? {
         return Ok(snapshot);
     }
     let file_checked = check_file_sha1(bytes)?;
@@ -179,78 +179,22 @@ pub fn decode_keeping(bytes: &[u8], keep_body: bool) -> Result<Snapshot, DecodeE
     Ok(Snapshot { sealed, cluster: parts.cluster, mine: parts.mine, committed: parts.committed })
 }
 
-/// A file this server wrote, read in one pass: its data parsed as canonical JSON where it stands,
-/// and the rest (the frame: the file with `null` for the data, a few hundred bytes) parsed and
-/// checked as `written_body` checks any file; then its file checksum and its data's checksum,
-/// computed together. An error when the file checksum does not match (as `check_file_sha1` says
-/// it); `None` when anything else departs from that, for `decode_keeping` to check the file
-/// checksum and parse the file in general (and say what is wrong with it, if anything).
-fn decode_written(bytes: &[u8], keep_body: bool) -> Result<Option<Snapshot>, DecodeError> {
-    let Some((covered, declared)) = file_sha1_parts(bytes) else { return Ok(None) };
-    let Some(written) = parse_written(bytes) else { return Ok(None) };
-    let data = &bytes[written.data.clone()];
-    // Both checksums before anything is taken from the file: the file's, over every byte before
-    // it (the data too), and the data's, over the data alone, which the version names.
-    let (file, data_checksum) = Sha1::digest_pair(covered, data);
-    compare_file_sha1(declared, Checksum(file))?;
-    let WrittenFile { mut parts, root, data: data_range, frame_body } = written;
-    if Checksum(data_checksum) != parts.copy.version.checksum {
-        return Ok(None);
-    }
-    parts.copy.root = root;
-    let keep_body = keep_body || !parts.cluster.is_empty();
-    let data_len = data_range.len();
-    let body_end = frame_body.end - b"null".len() + data_len;
-    let body = if keep_body { Arc::from(&bytes[frame_body.start..body_end]) } else { Arc::from(Vec::new()) };
-    let sealed = Sealed { copy: parts.copy, body, data_len, change: None };
-    Ok(Some(Snapshot { sealed, cluster: parts.cluster, mine: parts.mine, committed: parts.committed }))
-}
-
-/// A file laid out as this server writes it, parsed, not yet checked against its checksums.
-struct WrittenFile {
-    parts: Parts,
-    root: Value,
-    /// Where the data stands in the file.
-    data: std::ops::Range<usize>,
-    /// Where the copy body stands in the frame (the file with `null` for the data).
-    frame_body: std::ops::Range<usize>,
-}
-
-/// Parses a file laid out as this server writes it: the data as canonical JSON where it stands,
-/// the frame in general, its layout checked by `written_body`.
-fn parse_written(bytes: &[u8]) -> Option<WrittenFile> {
-    const CLUSTER: &[u8] = b"{\"cluster\":";
-    const DATA: &[u8] = b",\"copy\":{\"data\":";
-    let cluster = bytes.strip_prefix(CLUSTER)?;
-    let mut peers = serde_json::Deserializer::from_slice(cluster).into_iter::<IgnoredAny>();
-    peers.next()?.ok()?;
-    let data_start = CLUSTER.len() + peers.byte_offset() + DATA.len();
-    if !bytes.get(..data_start)?.ends_with(DATA) {
-        return None;
-    }
-    let (root, data_len) = Value::parse_canonical(&bytes[data_start..], &mut || {})?;
-    let frame = [&bytes[..data_start], b"null", &bytes[data_start + data_len..]].concat();
-    let parts = Parts::of(parse_fields(&frame).ok()?).ok()?;
-    let (frame_body, _) = written_body(&frame, &parts, |data| data == b"null")?;
-    Some(WrittenFile { parts, root, data: data_start..data_start + data_len, frame_body })
-}
-
-fn parse_fields(bytes: &[u8]) -> Result<FileFields, DecodeError> {
+pub(super) fn parse_fields(bytes: &[u8]) -> Result<FileFields, DecodeError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let fields = FileSeed.deserialize(&mut deserializer).and_then(|f| deserializer.end().map(|()| f));
     fields.map_err(json_error)
 }
 
 /// A snapshot file's fields, checked.
-struct Parts {
-    cluster: Vec<serde_json::Value>,
-    mine: Vec<OwnCommit>,
-    committed: bool,
-    copy: StoreCopy,
+pub(super) struct Parts {
+    pub(super) cluster: Vec<serde_json::Value>,
+    pub(super) mine: Vec<OwnCommit>,
+    pub(super) committed: bool,
+    pub(super) copy: StoreCopy,
 }
 
 impl Parts {
-    fn of(fields: FileFields) -> Result<Parts, DecodeError> {
+    pub(super) fn of(fields: FileFields) -> Result<Parts, DecodeError> {
         let (cluster, mine) = (cluster_of(fields.cluster)?, mine_of(fields.mine)?);
         let copy = fields.copy.ok_or(DecodeError::Shape("the snapshot has no \"copy\""))?.into_copy()?;
         Ok(Parts { cluster, mine, committed: fields.committed.unwrap_or(true), copy })
@@ -286,7 +230,7 @@ pub(crate) fn mine_of(field: Option<serde_json::Value>) -> Result<Vec<OwnCommit>
 /// inside DATA can be taken for a boundary. `data_is_canonical` must hold of DATA: that it hashes
 /// to the version's checksum and is the tree's own compact JSON, since a file checksum vouches
 /// that no byte changed since it was written, not that the writer was this server.
-fn written_body(
+pub(super) fn written_body(
     bytes: &[u8],
     parts: &Parts,
     data_is_canonical: impl FnOnce(&[u8]) -> bool,
@@ -349,14 +293,14 @@ pub(crate) fn check_file_sha1(bytes: &[u8]) -> Result<bool, DecodeError> {
 
 /// The bytes a file's checksum covers and the checksum it declares (as text), when the file ends
 /// with one.
-fn file_sha1_parts(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+pub(super) fn file_sha1_parts(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let (covered, trailer) = bytes.split_at(bytes.len().checked_sub(FILE_SHA1_BYTES)?);
     let declared = trailer.strip_prefix(FILE_SHA1_OPEN)?.strip_suffix(FILE_SHA1_CLOSE)?;
     Some((covered, declared))
 }
 
 /// A file checksum as declared against the one its bytes hash to.
-fn compare_file_sha1(declared: &[u8], actual: Checksum) -> Result<(), DecodeError> {
+pub(super) fn compare_file_sha1(declared: &[u8], actual: Checksum) -> Result<(), DecodeError> {
     // Compared as text, not parsed: a flipped case bit in a hex letter must not pass.
     let actual = actual.to_string();
     if declared == actual.as_bytes() {
