@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::object::{CHUNK_ENTRIES, Chunk, FLAT_ENTRIES_MAX};
 use super::{Entry, Str, Value};
 use crate::limits::{PACE_PIECE_BYTES, SHARED_NODES_MAX, SHARED_TEXT_BYTES_MAX, STORE_DEPTH_MAX};
 
@@ -34,6 +35,7 @@ impl Value {
             pace,
             values: Vec::new(),
             entries: Vec::new(),
+            chunks: Vec::new(),
             text: Vec::new(),
             shared: HashMap::new(),
         };
@@ -50,6 +52,11 @@ struct Canonical<'a, 'p> {
     /// The elements of the open containers, innermost last (as in `parse`).
     values: Vec<Value>,
     entries: Vec<Entry>,
+    /// The chunks of the open wide objects, innermost last: a wide object's entries are moved
+    /// into chunks as they come (`object`), so the parse never holds them all in one vector (the
+    /// top object of a store of a million services was 48 MB in `entries`, doubled as it grew,
+    /// then copied again into its chunks).
+    chunks: Vec<Chunk>,
     /// A string with escapes, unescaped.
     text: Vec<u8>,
     /// Small containers of scalars parsed so far, by their text: the same text again (canonical
@@ -139,7 +146,7 @@ impl<'a> Canonical<'a, '_> {
         }
         let open = self.at;
         self.at += 1;
-        let start = self.entries.len();
+        let (start, first_chunk) = (self.entries.len(), self.chunks.len());
         if !self.eat(b'}') {
             loop {
                 if self.bytes.get(self.at) != Some(&b'"') {
@@ -152,6 +159,11 @@ impl<'a> Canonical<'a, '_> {
                 }
                 let value = self.value(depth + 1)?;
                 self.entries.push((key, value));
+                // Past the flat size the object is chunked: a whole chunk moves out, at least
+                // one entry stays (the next key is checked against the last).
+                if self.entries.len() - start > FLAT_ENTRIES_MAX {
+                    self.chunks.push(self.entries.drain(start..start + CHUNK_ENTRIES).collect());
+                }
                 if self.eat(b'}') {
                     break;
                 }
@@ -159,6 +171,14 @@ impl<'a> Canonical<'a, '_> {
                     return None;
                 }
             }
+        }
+        if self.chunks.len() > first_chunk {
+            // The same chunks as `Value::object` makes of the same entries: all full but the last.
+            while self.entries.len() > start {
+                let end = self.entries.len().min(start + CHUNK_ENTRIES);
+                self.chunks.push(self.entries.drain(start..end).collect());
+            }
+            return Some(Value::Chunked(self.chunks.drain(first_chunk..).collect()));
         }
         let scalars = self.entries[start..].iter().all(|(_, value)| !value.is_container());
         if let Some(shared) = self.shared_node(open, scalars) {
@@ -382,6 +402,32 @@ mod tests {
         assert!(!same(5, 6), "containers of containers are not looked up");
         tree.put(&["1", "a"], Value::UInt(9), 100).unwrap();
         assert_eq!(tree.to_compact(), br#"[{"a":1},{"a":9},{"a":2},["x",null],["x",null],[["x",null]],[["x",null]]]"#);
+    }
+
+    #[test]
+    fn wide_objects_are_chunked_as_they_are_read_into_the_chunks_of_the_general_parse() {
+        for width in [512, 513, 600, 768, 769, 1000, 1025] {
+            let inner =
+                |i: usize| if i % 300 == 7 { format!("{{{}}}", keys(width + i % 3, "1")) } else { i.to_string() };
+            let text = format!(
+                "{{{}}}",
+                (0..width).map(|i| format!("\"k{i:05}\":{}", inner(i))).collect::<Vec<_>>().join(",")
+            );
+            let general = Value::parse(text.as_bytes()).unwrap();
+            let (canonical, length) = Value::parse_canonical(text.as_bytes(), &mut || {}).expect("canonical");
+            assert_eq!((&canonical, length), (&general, text.len()), "width {width}");
+            let layout = |v: &Value| v.chunks().unwrap().iter().map(|c| c.len()).collect::<Vec<_>>();
+            assert_eq!(layout(&canonical), layout(&general), "width {width}");
+            let nested = canonical.entries().map(|(_, v)| v).find(|v| v.is_object()).unwrap();
+            assert_eq!(layout(nested), layout(general.entries().map(|(_, v)| v).find(|v| v.is_object()).unwrap()));
+        }
+        let unordered = format!("{{{},\"a\":1}}", keys(700, "0"));
+        assert!(Value::parse_canonical(unordered.as_bytes(), &mut || {}).is_none(), "a key out of order after a chunk");
+    }
+
+    /// `count` keys in order, each with the value `value`, as the inside of an object's text.
+    fn keys(count: usize, value: &str) -> String {
+        (0..count).map(|i| format!("\"w{i:05}\":{value}")).collect::<Vec<_>>().join(",")
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::{Entry, Str, Value, find_key};
 pub const CHUNK_ENTRIES: usize = 256;
 
 /// Objects of more entries than this are chunked when built.
-const FLAT_ENTRIES_MAX: usize = 2 * CHUNK_ENTRIES;
+pub(super) const FLAT_ENTRIES_MAX: usize = 2 * CHUNK_ENTRIES;
 
 /// Entries in key order, in one allocation: a flat object's, or one chunk of a wide one.
 pub type Chunk = Arc<[Entry]>;
