@@ -223,7 +223,7 @@ impl<'a> Canonical<'a, '_> {
         let end = self.at;
         self.at += 1;
         if run == start {
-            return self.source.get(start..end).map(Str::new);
+            return self.source.get(start..end).map(|text| Str::new_from_window(text, &self.bytes[start..]));
         }
         // Pieces of the text and the bytes of escapes: checked again only in a string with one.
         self.text.extend_from_slice(&self.bytes[run..end]);
@@ -454,6 +454,20 @@ mod tests {
         }
         let unordered = format!("{{{},\"a\":1}}", keys(700, "0"));
         assert!(Value::parse_canonical(unordered.as_bytes(), &mut || {}).is_none(), "a key out of order after a chunk");
+    }
+
+    #[test]
+    fn strings_of_every_length_around_the_inline_room_are_read_whole() {
+        for length in 0..48 {
+            let text: String = (0..length).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            for rest in ["", "]", "]0123456789012345678901234567890"] {
+                let input = format!("[\"{text}\"{rest}");
+                let parsed = Value::parse_canonical(input.as_bytes(), &mut || {});
+                let expected =
+                    (!rest.is_empty()).then(|| (Value::Array(Arc::from([Value::String(Str::new(&text))])), length + 4));
+                assert_eq!(parsed, expected, "{input}");
+            }
+        }
     }
 
     #[test]

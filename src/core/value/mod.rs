@@ -96,6 +96,22 @@ impl Str {
         }
     }
 
+    /// `s`, which is followed in `window` by at least the rest of an inline string's room:
+    /// copied as one block of `INLINE_BYTES_MAX` bytes and cut to its length, without a call
+    /// (the parser's strings, most of them short; a `memcpy` of their varying lengths left the
+    /// new string in pieces the next read had to wait for).
+    pub(super) fn new_from_window(s: &str, window: &[u8]) -> Str {
+        let Some(block) = window.first_chunk::<INLINE_BYTES_MAX>().filter(|_| s.len() <= INLINE_BYTES_MAX) else {
+            return Str::new(s);
+        };
+        debug_assert!(window.starts_with(s.as_bytes()));
+        let mut bytes = *block;
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = if i < s.len() { *byte } else { 0 };
+        }
+        Str::Inline { len: s.len() as u8, bytes }
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         match self {
             Str::Inline { len, bytes } => &bytes[..usize::from(*len)],
