@@ -76,6 +76,13 @@ struct Canonical<'a, 'p> {
 
 impl<'a> Canonical<'a, '_> {
     fn value(&mut self, depth: usize) -> Option<Value> {
+        self.item(depth)
+    }
+
+    /// A value, inlined into the containers' loops: a scalar is made where it is stored, not
+    /// returned through memory and read back wider than it was written (a wait on every value).
+    #[inline(always)]
+    fn item(&mut self, depth: usize) -> Option<Value> {
         if self.at - self.paced_at >= PACE_PIECE_BYTES {
             self.paced_at = self.at;
             (self.pace)();
@@ -115,7 +122,7 @@ impl<'a> Canonical<'a, '_> {
         let start = self.values.len();
         if !self.eat(b']') {
             loop {
-                let item = self.value(depth + 1)?;
+                let item = self.item(depth + 1)?;
                 self.values.push(item);
                 if self.eat(b']') {
                     break;
@@ -168,7 +175,7 @@ impl<'a> Canonical<'a, '_> {
                 if !in_order || !self.eat(b':') {
                     return None;
                 }
-                let value = self.value(depth + 1)?;
+                let value = self.item(depth + 1)?;
                 self.entries.push((key, value));
                 // Past the flat size the object is chunked: a whole chunk moves out, at least
                 // one entry stays (the next key is checked against the last).
