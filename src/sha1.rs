@@ -6,7 +6,8 @@
 //! Ice Lake, AMD Zen) compute four rounds of SHA-1 in one instruction (`sha1rnds4`), with the
 //! message schedule in two more (`sha1msg1`, `sha1msg2`), several times faster. Only the block
 //! function uses them; the padding and buffering around it are plain Rust, and the result is
-//! checked against `sha1_smol` in the tests below on every length up to a few blocks.
+//! checked against `sha1_smol` in the tests below on every length up to a few blocks. The two
+//! hashes of a start-up run side by side (`digest_pair`), each filling the other's waits.
 //!
 //! This module is outside `core` because it needs `unsafe` to call the intrinsics; it does no I/O.
 //! With `shell::sys`, it is one of the two places the crate allows `unsafe`.
