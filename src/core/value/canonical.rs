@@ -46,6 +46,7 @@ impl Value {
             chunks: Vec::new(),
             text: Vec::new(),
             shared: HashMap::new(),
+            recent: std::array::from_fn(|_| None),
         };
         let value = parser.value(0)?;
         Some((value, parser.at))
@@ -72,6 +73,23 @@ struct Canonical<'a, 'p> {
     /// Small containers of scalars parsed so far, by their text: the same text again (canonical
     /// text is the same exactly when the content is) shares the node instead of allocating one.
     shared: HashMap<&'a [u8], Value>,
+    /// The last node of `shared` found or kept in each of a few slots, by a cheap hash of its
+    /// text: a store's recurring containers are found here without hashing their text with
+    /// SipHash (4% of a start-up). A text of another slot's hash, or not there, is looked up
+    /// in `shared` as before, so texts made to collide cost no more than that.
+    recent: [Option<(&'a [u8], Value)>; RECENT_SLOTS],
+}
+
+/// Slots of `Canonical::recent` (a power of two).
+const RECENT_SLOTS: usize = 64;
+
+/// The slot of `text` in `Canonical::recent`: its length and last eight bytes, mixed.
+fn recent_slot(text: &[u8]) -> usize {
+    let mut last = [0u8; 8];
+    let tail = &text[text.len().saturating_sub(8)..];
+    last[..tail.len()].copy_from_slice(tail);
+    let mixed = (u64::from_le_bytes(last) ^ text.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (mixed >> (64 - RECENT_SLOTS.trailing_zeros())) as usize
 }
 
 impl<'a> Canonical<'a, '_> {
@@ -143,9 +161,20 @@ impl<'a> Canonical<'a, '_> {
 
     /// The node already made of the same text as the container from `open` to the cursor, if it
     /// is small and of scalars only.
-    fn shared_node(&self, open: usize, scalars: bool) -> Option<Value> {
+    fn shared_node(&mut self, open: usize, scalars: bool) -> Option<Value> {
         let text = &self.bytes[open..self.at];
-        (scalars && text.len() <= SHARED_TEXT_BYTES_MAX).then(|| self.shared.get(text).cloned()).flatten()
+        if !scalars || text.len() > SHARED_TEXT_BYTES_MAX {
+            return None;
+        }
+        let slot = recent_slot(text);
+        if let Some((recent, node)) = &self.recent[slot]
+            && *recent == text
+        {
+            return Some(node.clone());
+        }
+        let node = self.shared.get(text)?.clone();
+        self.recent[slot] = Some((text, node.clone()));
+        Some(node)
     }
 
     /// Keeps a small container of scalars to share with later ones of the same text.
@@ -153,6 +182,7 @@ impl<'a> Canonical<'a, '_> {
         let text = &self.bytes[open..self.at];
         if scalars && text.len() <= SHARED_TEXT_BYTES_MAX && self.shared.len() < SHARED_NODES_MAX {
             self.shared.insert(text, value.clone());
+            self.recent[recent_slot(text)] = Some((text, value.clone()));
         }
         value
     }
@@ -503,6 +533,21 @@ mod tests {
     /// `count` keys in order, each with the value `value`, as the inside of an object's text.
     fn keys(count: usize, value: &str) -> String {
         (0..count).map(|i| format!("\"w{i:05}\":{value}")).collect::<Vec<_>>().join(",")
+    }
+
+    #[test]
+    fn many_recurring_texts_share_their_nodes_and_are_never_taken_for_each_other() {
+        // 300 distinct lists, more than the recent slots, each three times, interleaved.
+        let lists: Vec<String> = (0..900).map(|i| format!("[\"t\",{}]", (i * 7) % 300)).collect();
+        let text = format!("[{}]", lists.join(","));
+        let (tree, _) = Value::parse_canonical(text.as_bytes(), &mut || {}).unwrap();
+        assert_eq!(tree, parse(&text), "no list was taken for another");
+        let Value::Array(items) = &tree else { panic!("an array") };
+        for (i, item) in items.iter().enumerate() {
+            // Item i has the text of item i % 300, its first occurrence.
+            let (Value::Array(first), Value::Array(this)) = (&items[i % 300], item) else { panic!("arrays") };
+            assert!(Arc::ptr_eq(first, this), "item {i} shares the node of its first occurrence");
+        }
     }
 
     #[test]
