@@ -98,6 +98,13 @@ impl Coordinated {
             Done::Written { id: JobId { owner: Owner::Commit, serial }, file, elapsed_us, .. } => {
                 self.commit_written(node, now, serial, file, elapsed_us)
             }
+            Done::Rendered { id: JobId { owner: Owner::Commit, serial }, body, data_len, .. } => {
+                self.commit_rendered(node, serial, body, data_len)
+            }
+            Done::Rendered { id: JobId { owner: Owner::HeldCopy(ticket), .. }, body, .. } => {
+                node.metrics.bodies_rendered += 1;
+                node.answer(ticket, super::take::copy_response(body))
+            }
             Done::Written { id: JobId { owner: Owner::Accept, serial }, file, elapsed_us, .. } => {
                 node.count_write(&file, elapsed_us);
                 self.accept_written(node, serial, file);
@@ -257,7 +264,7 @@ impl Coordinated {
             (Method::Post, "/vote") => return self.vote_request(node, now, ticket, request.body),
             (Method::Post, "/beat") => self.beat_request(node, now, request.body),
             (Method::Put, "/accept") => return self.accept_request(node, ticket, request.body),
-            (Method::Get, "/accepted") => self.accepted_copy(node),
+            (Method::Get, "/accepted") => return self.accepted_copy(node, ticket),
             (_, "/vote" | "/beat" | "/accept" | "/accepted") => super::method_not_allowed("the method the path names"),
             _ => Response::error(404, &format!("no such resource: /cluster{below}")),
         };

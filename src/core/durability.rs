@@ -85,6 +85,18 @@ impl DiskQueue {
 }
 
 impl Shared {
+    /// Counts a snapshot file written (or failed) by a job of coordinated mode.
+    pub(super) fn count_write(&mut self, file: &Result<Option<std::path::PathBuf>, DiskError>, elapsed_us: u64) {
+        match file {
+            Ok(Some(_)) => {
+                self.metrics.snapshot_writes += 1;
+                self.metrics.snapshot_seconds.observe(elapsed_us as f64 / 1e6);
+            }
+            Ok(None) => {}
+            Err(_) => self.metrics.flush_failures += 1,
+        }
+    }
+
     /// Answers a taken `PUT /copy` once its version is on disk (at once without a data directory).
     pub(super) fn answer_copy_when_durable(&mut self, ticket: Ticket) {
         let sequence = self.store.version().sequence;
@@ -154,7 +166,8 @@ impl Shared {
             let parent = self.store.lineage().clone();
             let before = (self.store.version() == lock.base()).then(|| (lock.base(), self.store.root().clone()));
             let node = self.node_json(Shared::store_confirmed(co));
-            // A node with peers pushes the body; one without renders it only if it is asked for.
+            // A node with peers pushes the change; the seal renders the body only if the change
+            // cannot go (a peer that lacks its base gets the body rendered by a worker).
             let body_needed = !self.cluster.peers.is_empty();
             let job =
                 Job::Seal { id, sequence, root, parent, before, node, coordination: None, write: true, body_needed };
@@ -232,6 +245,8 @@ impl Shared {
             unreachable!("a sealed report for job {id} without a commit in flight");
         };
         assert_eq!(commit, id, "the sealed commit is the one in flight");
+        // A seal that rendered the store (a full snapshot, or a change too large to go).
+        self.metrics.bodies_rendered += u64::from(!sealed.body.is_empty());
         if file.as_ref().is_ok_and(Option::is_some) {
             self.metrics.snapshot_writes += 1;
             self.metrics.snapshot_seconds.observe(elapsed_us as f64 / 1e6);

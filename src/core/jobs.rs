@@ -27,14 +27,18 @@ pub enum Owner {
     /// The flush queue (`durability.rs`): a local commit's seal, a write of the served store, the
     /// removal of a commit that lost.
     Disk,
-    /// The version the coordinator is making durable (`replicate.rs`): its seal and its own write.
+    /// The version the coordinator is making durable (`replicate.rs`): its seal, its own write,
+    /// and its body rendered for voters that lack the change's base.
     Commit,
     /// A version the coordinator pushed, written here before it is acknowledged (`voter.rs`).
     Accept,
     /// A copy being checked, and who waits for it.
     Decode(Decoding),
-    /// The copy body of `GET /copy` (`take.rs`).
+    /// The store's copy body, for `GET /copy` and for peers that take it whole (`take.rs`).
     Render,
+    /// The copy body of the newest version a voter holds, for a new coordinator's `GET
+    /// /cluster/accepted` (`voter.rs`).
+    HeldCopy(Ticket),
     /// The node's id, term and vote (`consensus.rs`), or, with local writes, the cluster it joined.
     NodeState,
     /// The commit point in `node.json` (`commit_point.rs`).
@@ -108,9 +112,11 @@ pub enum Job {
         node: NodeJson,
         coordination: Option<Box<Coordination>>,
         write: bool,
-        /// The version's copy body is needed at once (the node has peers to push it to): else a
-        /// commit written as a change file is sealed without rendering the store
-        /// (`sealed::seal_set_aside`).
+        /// The version goes to peers: its copy body is rendered with the seal only if its change
+        /// cannot go instead (there is none, or it is not smaller than the store). Otherwise the
+        /// body is set aside (`sealed::seal_set_aside`), unless the seal writes a full snapshot,
+        /// which renders it anyway; a peer that later needs it whole gets it rendered by
+        /// `Job::Render`.
         body_needed: bool,
     },
     /// Stamp a version with another coordination (a new coordinator's term); nothing is written.
@@ -129,8 +135,8 @@ pub enum Job {
     /// Make a version pushed as its change (`PUT /cluster/accept`) from the one of `bases` it
     /// applies to, and check its checksum (`change::sealed_from_pushed`); reported as `Decoded`.
     Apply { id: JobId, body: Vec<u8>, bases: Vec<(Version, Value)> },
-    /// Render the copy body of a store whose body was set aside (`GET /copy` on a node without
-    /// peers), off the loop.
+    /// Render the copy body of a version whose body was set aside, off the loop: for `GET /copy`,
+    /// for a peer pushed the store whole, for a voter that lacks the base of a commit's change.
     Render { id: JobId, copy: Box<StoreCopy> },
     /// Let go of a version the store no longer serves: freeing a large tree (every node of a copy
     /// taken from a peer, or a wide object an edit copied) takes milliseconds.
@@ -274,15 +280,22 @@ pub fn run_keeping(job: Job, disk: &mut dyn Disk, text: &mut TextCache, pace: &m
     match job {
         Job::Seal { id, sequence, root, parent, before, mut node, coordination, write, body_needed } => {
             let coordination = coordination.map(|c| *c);
-            let as_change = before.as_ref().is_some_and(|(base, _)| chain::would_take(disk, *base));
-            let mut sealed = if write && as_change && !body_needed {
-                sealed::seal_set_aside(root, sequence, Some(&parent), coordination, text, pace)
-            } else {
+            // A full snapshot needs the body: rendered and hashed in one pass.
+            let full_file = write
+                && disk.chain().is_some()
+                && !before.as_ref().is_some_and(|(base, _)| chain::would_take(disk, *base));
+            let mut sealed = if full_file {
                 sealed::seal_rendered(root, sequence, Some(&parent), coordination, Some(text), pace)
+            } else {
+                sealed::seal_set_aside(root, sequence, Some(&parent), coordination, text, pace)
             };
             sealed.change = before
                 .and_then(|(base, tree)| Change::between(base, &tree, sealed.copy.version, &sealed.copy.root))
                 .map(Arc::new);
+            let change_goes = sealed.change.as_ref().is_some_and(|c| c.len() < sealed.data_len);
+            if body_needed && sealed.body.is_empty() && !change_goes {
+                (sealed.body, sealed.data_len) = sealed::render_body_cached(&sealed.copy, text, pace);
+            }
             // The node's own commits include this one, which only now has its checksum.
             node.add_mine(sealed.copy.version);
             let file =

@@ -112,6 +112,10 @@ pub struct Metrics {
     /// voter could not take (it lacked the base), after which it got the version whole.
     pub changes_pushed: u64,
     pub changes_refused: u64,
+    /// Copy bodies of a whole version rendered for peers or `GET /copy`: by a commit's seal (a
+    /// full snapshot, or a change too large to go) or by a render job. A commit whose change goes
+    /// to every peer renders none.
+    pub bodies_rendered: u64,
     /// Copies this node fetched from a peer and took.
     pub copies_pulled: u64,
     /// Times a commit of this node was superseded by a concurrent commit elsewhere...
@@ -313,6 +317,12 @@ pub fn render(metrics: &Metrics, gauges: &Gauges) -> String {
                 COUNTER,
                 "Changes pushed that a peer could not take (it lacked their base): the version went whole.",
                 m.changes_refused,
+            ),
+            (
+                "bodies_rendered_total",
+                COUNTER,
+                "Whole copy bodies rendered (a seal that renders the store, a render for peers or GET /copy).",
+                m.bodies_rendered,
             ),
             ("copies_pulled_total", COUNTER, "Copies fetched from peers and taken.", m.copies_pulled),
             ("copies_taken_total", COUNTER, "Newer stores taken from peers, pushed or pulled.", m.copies_taken),

@@ -509,7 +509,7 @@ impl Node {
                 shared.copy_decoded(co.as_mut(), now, waiter, result)
             }
             Done::Rendered { id: JobId { owner: Owner::Render, serial }, version, body, data_len } => {
-                shared.copy_rendered(serial, version, body, data_len)
+                shared.copy_rendered(co.as_ref(), now, (serial, version, body, data_len))
             }
             Done::Retired => {}
             // The jobs of coordinated mode (and the node's state, which both modes write).

@@ -10,6 +10,8 @@
 //! unknown) and stays pending: a later majority commits it, or a later coordinator adopts it or
 //! replaces it. It is never answered 200 and lost later. Members that are behind get the
 //! committed store pushed to them, whole.
+//! A commit renders its copy body only for a voter that needs it whole (it lacks the change's base):
+//! the seal sets it aside, a worker renders it (`Job::Render`) and the push goes out on its report.
 
 use log::{debug, info, warn};
 
@@ -51,8 +53,8 @@ pub struct InCommit {
 /// Where a version being made durable is.
 #[derive(Debug)]
 enum Phase {
-    /// A worker seals it (or stamps it) as job `job`.
-    Sealing { job: u64 },
+    /// A worker seals it (or, when not `seal`, stamps it) as job `job`.
+    Sealing { job: u64, seal: bool },
     /// Sealed: pushed to the other voters and written here.
     Replicating {
         sealed: Box<Sealed>,
@@ -65,6 +67,8 @@ enum Phase {
         /// Voters that could not take the version as its change (they lack its base): they get it
         /// whole.
         whole: Vec<String>,
+        /// The worker rendering the version's body for `whole`, as job `render`.
+        render: Option<u64>,
     },
 }
 
@@ -120,7 +124,8 @@ impl Coordinated {
                     node: json,
                     coordination: Some(Box::new(coordination)),
                     write: single,
-                    // Pushed to the voters (or to peers): the body, until pushes carry the change.
+                    // Pushed to the voters (or to peers): the body is rendered with the seal only
+                    // if the change cannot go instead.
                     body_needed: !single || !node.cluster.peers.is_empty(),
                 }
             }
@@ -128,8 +133,8 @@ impl Coordinated {
                 Job::Restamp { id, sealed: base, coordination: Box::new(coordination.in_term(term)) }
             }
         };
+        let phase = Phase::Sealing { job: id.serial, seal: matches!(job, Job::Seal { .. }) };
         node.effects.push(Effect::Job(job));
-        let phase = Phase::Sealing { job: id.serial };
         // A single voter is its own majority: its commit ends with its own write, done or refused
         // by the disk, however long a large store takes; there is nobody else to wait for, so
         // no outcome is unknown.
@@ -149,7 +154,10 @@ impl Coordinated {
         file: Result<Option<std::path::PathBuf>, DiskError>,
         elapsed_us: u64,
     ) {
-        if self.commit.as_ref().is_some_and(|c| matches!(c.phase, Phase::Sealing { job } if job == serial)) {
+        let Some(InCommit { phase: Phase::Sealing { job, seal }, .. }) = self.commit else { return };
+        if job == serial {
+            // A seal that rendered the store (a full snapshot, or a change too large to go).
+            node.metrics.bodies_rendered += u64::from(seal && !sealed.body.is_empty());
             node.count_write(&file, elapsed_us);
             self.replicate_sealed(node, now, sealed, file);
         }
@@ -202,8 +210,9 @@ impl Coordinated {
         // The version's own size is known now: a large one is given the time it takes.
         let timeout_ms = COMMIT_TIMEOUT_MS + commit_allowance_ms(sealed.data_len as u64);
         commit.deadline = commit.deadline.max(Deadline::after(commit.started, timeout_ms));
-        let (pushing, whole) = (Vec::new(), Vec::new());
-        commit.phase = Phase::Replicating { sealed: Box::new(sealed.clone()), own_write, durable, pushing, whole };
+        let (pushing, whole, render) = (Vec::new(), Vec::new(), None);
+        let sealed_box = Box::new(sealed.clone());
+        commit.phase = Phase::Replicating { sealed: sealed_box, own_write, durable, pushing, whole, render };
         self.hold_pending(sealed, None);
         for voter in coordination.voters.iter().filter(|m| m.id != me) {
             self.push_accept(node, &voter.id.clone(), &voter.address.clone());
@@ -212,31 +221,62 @@ impl Coordinated {
     }
 
     /// Pushes the version in flight to one voter: as its change when it has one smaller than the
-    /// store (`messages::AcceptChange`), unless the voter said it lacks the base; else whole.
+    /// store (`messages::AcceptChange`), unless the voter said it lacks the base; else whole, once
+    /// a worker has rendered the body set aside at the seal (`commit_rendered` pushes then).
     fn push_accept(&mut self, node: &mut Shared, id: &str, address: &str) {
-        let Some(InCommit { phase: Phase::Replicating { sealed, durable, pushing, whole, .. }, .. }) = &mut self.commit
+        let Some(InCommit { phase: Phase::Replicating { sealed, durable, pushing, whole, render, .. }, .. }) =
+            &mut self.commit
         else {
             return;
         };
         if durable.iter().any(|d| d == id) || pushing.iter().any(|p| p == id) {
             return;
         }
-        pushing.push(id.to_string());
         let version = sealed.copy.version;
         let change = sealed.change.as_ref().filter(|c| c.len() < sealed.data_len && !whole.iter().any(|w| w == id));
         if let Some(change) = change {
+            pushing.push(id.to_string());
             let body = AcceptChange::encode(change, sealed.copy.coordination.as_ref(), &sealed.copy.lineage);
             node.metrics.changes_pushed += 1;
             node.call(address, CallKind::AcceptChange(version), Method::Put, "/cluster/accept", Bytes::Owned(body));
             return;
         }
         if sealed.body.is_empty() {
-            // Set aside when it was written as its change: rendered once, for every voter that
-            // needs it whole.
-            (sealed.body, sealed.data_len) = crate::core::sealed::render_body(&sealed.copy);
+            // Rendering a large store would stall the loop: a worker renders it once, for every
+            // voter that needs it whole.
+            if !whole.iter().any(|w| w == id) {
+                whole.push(id.to_string());
+            }
+            if render.is_none() {
+                let job = node.ids.job(Owner::Commit);
+                *render = Some(job.serial);
+                let copy = Box::new(sealed.copy.clone());
+                node.effects.push(Effect::Job(Job::Render { id: job, copy }));
+            }
+            return;
         }
+        pushing.push(id.to_string());
         let body = Bytes::Shared(sealed.body.clone());
         node.call(address, CallKind::Accept(version), Method::Put, "/cluster/accept", body);
+    }
+
+    /// A worker rendered the body of a version this node makes durable: the voters that need it
+    /// whole get it now. A render for a commit that ended meanwhile (committed without them,
+    /// failed, or this node stepped down) is dropped.
+    pub(super) fn commit_rendered(&mut self, node: &mut Shared, serial: u64, body: std::sync::Arc<[u8]>, len: usize) {
+        let Some(InCommit { phase: Phase::Replicating { sealed, whole, render, .. }, .. }) = &mut self.commit else {
+            return;
+        };
+        if *render != Some(serial) {
+            return;
+        }
+        node.metrics.bodies_rendered += 1;
+        *render = None;
+        (sealed.body, sealed.data_len) = (body, len);
+        let (coordination, whole) = (sealed.copy.coordination.clone().expect("a coordinated version"), whole.clone());
+        for voter in coordination.voters.iter().filter(|v| whole.contains(&v.id)) {
+            self.push_accept(node, &voter.id, &voter.address);
+        }
     }
 
     /// The coordinator's own write of the version in flight is done (or failed).
@@ -424,7 +464,7 @@ impl Coordinated {
             Some(copy) => Content::Stamp { base: copy, coordination },
         };
         self.replicate(node, now, Purpose::Lock { ticket, answered: false }, content);
-        let Some(InCommit { phase: Phase::Sealing { job }, .. }) = self.commit else {
+        let Some(InCommit { phase: Phase::Sealing { job, .. }, .. }) = self.commit else {
             unreachable!("a version in flight is sealed first");
         };
         node.lock.as_mut().expect("checked above").commit_running(job);
@@ -454,7 +494,7 @@ impl Coordinated {
                 let name = node.lock.as_ref().map(|l| l.name().to_string()).unwrap_or_default();
                 let waited = now.mono_ms.saturating_sub(commit.started.mono_ms);
                 warn!("the commit of lock {name} is not durable on a majority after {waited} ms: answered 504");
-                node.answer(ticket, outcome_unknown(node.lock.as_ref()));
+                node.answer(ticket, super::write::outcome_unknown(node.lock.as_ref()));
             }
             Purpose::Membership { what, ticket } => {
                 let waited = now.mono_ms.saturating_sub(commit.started.mono_ms);
@@ -485,7 +525,7 @@ impl Coordinated {
         self.refuse_waiting_commit(node, "this node stopped coordinating");
         let Some(commit) = self.commit.take() else { return };
         if let Purpose::Lock { ticket, answered: false } = commit.purpose {
-            node.answer(ticket, outcome_unknown(node.lock.as_ref()));
+            node.answer(ticket, super::write::outcome_unknown(node.lock.as_ref()));
         }
         if let Purpose::Membership { ticket: Some(ticket), what } = commit.purpose {
             node.answer(ticket, Response::error(503, &format!("{what}: this node stopped coordinating; retry")));
@@ -551,40 +591,10 @@ impl Coordinated {
     }
 }
 
-impl Shared {
-    /// Counts a snapshot file written (or failed) by a job of coordinated mode.
-    pub(super) fn count_write(&mut self, file: &Result<Option<std::path::PathBuf>, DiskError>, elapsed_us: u64) {
-        match file {
-            Ok(Some(_)) => {
-                self.metrics.snapshot_writes += 1;
-                self.metrics.snapshot_seconds.observe(elapsed_us as f64 / 1e6);
-            }
-            Ok(None) => {}
-            Err(_) => self.metrics.flush_failures += 1,
-        }
-    }
-}
-
 /// What a new version is made from.
 pub enum Content {
     /// A new store: sealed at the next sequence with `coordination` (in this term).
     New { root: crate::core::value::Value, coordination: Coordination },
     /// An existing version, stamped with this term.
     Stamp { base: Box<Sealed>, coordination: Coordination },
-}
-
-/// The 504 of a commit whose outcome is not known.
-pub(super) fn outcome_unknown(lock: Option<&super::Lock>) -> Response {
-    let name = lock.map_or("", |l| l.name());
-    if lock.is_some_and(|l| l.one_request().is_some()) {
-        return Response::outcome_unknown(&format!(
-            "the write {name} is not durable on a majority of voters yet: it may land or not; read the data to find out"
-        ));
-    }
-    let message = format!(
-        "the commit of lock {name} is not durable on a majority of voters yet: it may land or not; do not reuse the \
-         lock name, and read the version to find out (PUT /lock/{name} again tells whether it committed, as long \
-         as this node coordinates)"
-    );
-    Response::outcome_unknown(&message)
 }

@@ -153,11 +153,13 @@ fn lineage_after(parent: Option<&Lineage>, version: Version) -> Lineage {
 /// The same version with another coordination (a new coordinator adopting it in its own term):
 /// the data part of the body is kept, the rest rendered again.
 pub fn restamp(sealed: &Sealed, coordination: Coordination) -> Sealed {
-    // A body set aside to save memory is rendered again first.
-    let body = if sealed.body.is_empty() { render_body(&sealed.copy).0 } else { sealed.body.clone() };
-    let data_end = DATA_START.len() + sealed.data_len;
-    let mut body = body[..data_end].to_vec();
     let copy = StoreCopy { coordination: Some(coordination), ..sealed.copy.clone() };
+    if sealed.body.is_empty() {
+        // A body set aside stays so: it is rendered only if a peer needs the version whole.
+        return Sealed { copy, body: sealed.body.clone(), data_len: sealed.data_len, change: sealed.change.clone() };
+    }
+    let data_end = DATA_START.len() + sealed.data_len;
+    let mut body = sealed.body[..data_end].to_vec();
     finish_body(&mut body, &copy);
     Sealed { copy, body: body.into(), data_len: sealed.data_len, change: sealed.change.clone() }
 }

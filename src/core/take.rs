@@ -1,6 +1,7 @@
 //! `/copy`: the whole store with its version, as nodes exchange it.
 //!
-//! `GET /copy` answers the current store's copy body, rendered once per version by the workers.
+//! `GET /copy` answers the current store's copy body, rendered once per version by the workers;
+//! a peer pushed the store whole waits for the same render, never one on the loop.
 //! `PUT /copy` offers one: its body goes to the decoder thread (parsing and hashing a large store
 //! would stall the loop), and once checked it replaces the store if, and only if, it is newer.
 //! An older or equal copy is ignored; a malformed one or one whose checksum does not match its
@@ -36,14 +37,17 @@ fn is_peer_push(request: &Request) -> bool {
     request.headers.peer_writes.is_some() && request.headers.forwarded.is_none()
 }
 
-/// `GET /copy` requests waiting for the decoder thread to render the copy body.
+/// `GET /copy` requests and whole pushes to peers waiting for the decoder thread to render the
+/// copy body.
 #[derive(Default)]
 pub(super) struct CopyRenders {
     job: Option<u64>,
     waiting: Vec<Ticket>,
+    /// Peers marked as being pushed the store (`Peer::pushing`), to get it whole once rendered.
+    pushes: Vec<String>,
 }
 
-fn copy_response(body: Arc<[u8]>) -> Response {
+pub(super) fn copy_response(body: Arc<[u8]>) -> Response {
     Response {
         status: 200,
         headers: Bytes::Static(b"Content-Type: application/json\r\n"),
@@ -81,8 +85,34 @@ impl Shared {
             self.call(address, CallKind::PutChange(ours), Method::Put, "/copy/change", Bytes::Owned(body));
             return;
         }
-        let body = Bytes::Shared(self.store.body());
-        self.call(address, CallKind::PutCopy(ours), Method::Put, "/copy", body);
+        self.push_whole(address);
+    }
+
+    /// Pushes the store whole to a peer marked as being pushed to: at once if its body is at
+    /// hand, else once the decoder thread has rendered it (`copy_rendered`).
+    fn push_whole(&mut self, address: &str) {
+        match self.store.body_at_hand() {
+            Some(body) => {
+                let version = self.store.version();
+                self.call(address, CallKind::PutCopy(version), Method::Put, "/copy", Bytes::Shared(body));
+            }
+            None => {
+                if !self.copy_renders.pushes.iter().any(|a| a == address) {
+                    self.copy_renders.pushes.push(address.to_string());
+                }
+                self.render_copy();
+            }
+        }
+    }
+
+    /// Has the decoder thread render the store's copy body, unless it does already.
+    fn render_copy(&mut self) {
+        if self.copy_renders.job.is_none() {
+            let id = self.ids.job(Owner::Render);
+            self.copy_renders.job = Some(id.serial);
+            let copy = Box::new(self.store.sealed().copy.clone());
+            self.effects.push(Effect::Job(Job::Render { id, copy }));
+        }
     }
 
     /// Whether this node pushes its store to an older peer that last showed `theirs` (gossip's
@@ -101,8 +131,7 @@ impl Shared {
         // With coordinated writes only the coordinator sends a member the whole store (`pushes_to`).
         if version == self.store.version() && co.is_none_or(|co| co.consensus.is_coordinator()) {
             self.cluster.pushing_again(address, version, now);
-            let body = Bytes::Shared(self.store.body());
-            self.call(address, CallKind::PutCopy(version), Method::Put, "/copy", body);
+            self.push_whole(address);
         }
     }
 
@@ -150,12 +179,7 @@ impl Shared {
                     // Rendering a large store would stall the loop: the decoder thread renders
                     // it once for every request waiting (their number is bounded by the
                     // connections).
-                    if self.copy_renders.job.is_none() {
-                        let id = self.ids.job(Owner::Render);
-                        self.copy_renders.job = Some(id.serial);
-                        let copy = Box::new(self.store.sealed().copy.clone());
-                        self.effects.push(Effect::Job(Job::Render { id, copy }));
-                    }
+                    self.render_copy();
                     self.copy_renders.waiting.push(ticket);
                     Reply::Later
                 }
@@ -175,14 +199,36 @@ impl Shared {
     }
 
     /// The decoder thread rendered a copy body: it answers every `GET /copy` waiting, and is kept
-    /// while it is the store's (until the next version).
-    pub(super) fn copy_rendered(&mut self, id: u64, version: Version, body: Arc<[u8]>, data_len: usize) {
+    /// while it is the store's (until the next version). The peers waiting get it if it is still
+    /// the store's; else they are no longer pushed to, and the usual rules push them the store
+    /// that replaced it (`push_to_older`; with coordinated writes, the coordinator's next beat).
+    pub(super) fn copy_rendered(
+        &mut self,
+        co: Option<&Coordinated>,
+        now: Now,
+        rendered: (u64, Version, Arc<[u8]>, usize),
+    ) {
+        let (id, version, body, data_len) = rendered;
         assert_eq!(self.copy_renders.job, Some(id), "a rendered copy was asked for");
         self.copy_renders.job = None;
+        self.metrics.bodies_rendered += 1;
         self.store.keep_body(version, body.clone(), data_len);
         for ticket in std::mem::take(&mut self.copy_renders.waiting) {
             self.answer(ticket, copy_response(body.clone()));
         }
+        let pushes = std::mem::take(&mut self.copy_renders.pushes);
+        if version == self.store.version() {
+            for address in pushes {
+                self.call(&address, CallKind::PutCopy(version), Method::Put, "/copy", Bytes::Shared(body.clone()));
+            }
+            return;
+        }
+        for address in &pushes {
+            if let Some(peer) = self.cluster.find_mut(address) {
+                peer.pushing = None;
+            }
+        }
+        self.push_to_older(co, now);
     }
 
     /// The decoder thread checked a copy: one sent with `PUT /copy`, or one fetched from a peer.

@@ -12,7 +12,7 @@ use crate::core::clock::Now;
 use crate::core::jobs::{Decoding, DiskError, Job, Owner};
 use crate::core::messages::{AcceptAnswer, AcceptChange, AcceptRefusal, ChangeRefusal};
 use crate::core::sealed::{DecodeError, Sealed};
-use crate::http::{Bytes, Response};
+use crate::http::Response;
 
 /// A version this node accepted and holds durably (or is writing), not known to be committed.
 #[derive(Debug)]
@@ -155,18 +155,17 @@ impl Coordinated {
 
     /// `GET /cluster/accepted`: the newest version this node holds, committed or not, for a new
     /// coordinator that must adopt it.
-    pub(super) fn accepted_copy(&mut self, node: &mut Shared) -> Response {
+    pub(super) fn accepted_copy(&mut self, node: &mut Shared, ticket: Ticket) -> Reply {
         let held = self.newest_held(node);
-        // A body set aside (a commit written as a change, a version made from a pushed change)
-        // is rendered here (an election's rare request).
-        let body =
-            if held.body.is_empty() { crate::core::sealed::render_body(&held.copy).0 } else { held.body.clone() };
-        Response {
-            status: 200,
-            headers: Bytes::Static(b"Content-Type: application/json\r\n"),
-            body: Bytes::Shared(body),
-            close: false,
+        if !held.body.is_empty() {
+            return Reply::Now(super::take::copy_response(held.body.clone()));
         }
+        // A body set aside (a commit written as a change, a version made from a pushed change)
+        // is rendered by a worker, off the loop, and answered when it reports.
+        let copy = Box::new(held.copy.clone());
+        let id = node.ids.job(Owner::HeldCopy(ticket));
+        node.effects.push(Effect::Job(Job::Render { id, copy }));
+        Reply::Later
     }
 
     /// A follower learns from a beat which version is committed: it serves it if it holds it.

@@ -265,6 +265,22 @@ pub(super) fn committed(lock: &Lock, version: Version) -> Response {
     }
 }
 
+/// The 504 of a commit whose outcome is not known.
+pub(super) fn outcome_unknown(lock: Option<&super::Lock>) -> Response {
+    let name = lock.map_or("", |l| l.name());
+    if lock.is_some_and(|l| l.one_request().is_some()) {
+        return Response::outcome_unknown(&format!(
+            "the write {name} is not durable on a majority of voters yet: it may land or not; read the data to find out"
+        ));
+    }
+    let message = format!(
+        "the commit of lock {name} is not durable on a majority of voters yet: it may land or not; do not reuse the \
+         lock name, and read the version to find out (PUT /lock/{name} again tells whether it committed, as long \
+         as this node coordinates)"
+    );
+    Response::outcome_unknown(&message)
+}
+
 /// The ETag `GET /data/path` gives a subtree: its checksum (the store's version for the root).
 fn tag(subtree: &Value, path: &[String], version: Version) -> String {
     format!("\"{}\"", content_checksum(subtree, version, path.is_empty()))
