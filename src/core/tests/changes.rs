@@ -42,6 +42,9 @@ struct Three {
     sent: Vec<Sent>,
     /// Changes what a node sends before it travels (a damaged push).
     tamper: Option<Tamper>,
+    /// Jobs held back from the workers (a slow render), and which of them to hold.
+    held: Vec<(usize, Job)>,
+    hold: Option<fn(&Job) -> bool>,
 }
 
 fn address(i: usize) -> String {
@@ -87,6 +90,8 @@ impl Three {
             clients: Vec::new(),
             sent: Vec::new(),
             tamper: None,
+            held: Vec::new(),
+            hold: None,
         };
         for _ in 0..200 {
             three.advance(50);
@@ -95,6 +100,33 @@ impl Three {
             }
         }
         panic!("no coordinator elected");
+    }
+
+    /// The workers carry out the jobs held back, late.
+    fn release(&mut self) {
+        for (i, job) in std::mem::take(&mut self.held) {
+            let done = jobs::run(job, &mut NoDisk, &mut || {});
+            self.nodes[i].job_done(self.now, done);
+        }
+        self.settle();
+    }
+
+    /// A client's request to node `i`, parked; its answer is collected in `clients`.
+    fn put_later(&mut self, i: usize, target: &str, body: &str) -> Ticket {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let request = Request {
+            method: Method::Put,
+            target,
+            headers: Headers::default(),
+            body: body.as_bytes(),
+            client: None,
+            grant: None,
+        };
+        assert!(matches!(self.nodes[i].handle(self.now, ticket, &request), Reply::Later));
+        self.waiting.insert((i, ticket), None);
+        self.settle();
+        ticket
     }
 
     fn coordinator(&self) -> Option<usize> {
@@ -131,6 +163,7 @@ impl Three {
         match effect {
             Effect::Answer { ticket, response } => self.answered(i, ticket, response),
             Effect::Event { .. } => {}
+            Effect::Job(job) if self.hold.is_some_and(|hold| hold(&job)) => self.held.push((i, job)),
             Effect::Job(job) => {
                 let done = jobs::run(job, &mut NoDisk, &mut || {});
                 self.nodes[i].job_done(self.now, done);
@@ -348,4 +381,90 @@ fn a_commit_waits_for_a_majority_longer_the_larger_the_store() {
     let (_, _, answer) = three.clients.pop().expect("answered in the end");
     assert_eq!(answer.status, 504, "no majority: outcome unknown");
     assert!(waited >= COMMIT_TIMEOUT_MS + allowance, "answered after {waited} ms, before the allowance for its size");
+}
+
+/// A render for the version a coordinator makes durable (`replicate.rs`'s push to a voter that
+/// lacks the base).
+fn commit_render(job: &Job) -> bool {
+    matches!(job, Job::Render { id: JobId { owner: jobs::Owner::Commit, .. }, .. })
+}
+
+#[test]
+fn a_commit_whose_voters_take_its_change_renders_no_body() {
+    let mut three = Three::new(20_000);
+    let coordinator = three.coordinator().unwrap();
+    for value in ["1", "2"] {
+        assert_eq!(three.put(coordinator, "/data/counter", value).status, 200);
+    }
+    for _ in 0..20 {
+        three.advance(50);
+    }
+    assert!(three.all_serve("/data/counter", "2\n"));
+    for (i, node) in three.nodes.iter().enumerate() {
+        assert_eq!(node.metrics().bodies_rendered, 0, "node {i} rendered a whole body");
+        assert!(node.shared.store.body_at_hand().is_none(), "node {i} holds its store's body: it was rendered");
+    }
+}
+
+#[test]
+fn a_voter_without_the_base_gets_the_body_rendered_off_the_loop_and_a_late_render_is_dropped() {
+    let mut three = Three::new(20_000);
+    let coordinator = three.coordinator().unwrap();
+    let away = (coordinator + 1) % 3;
+    three.cut.push(away);
+    assert_eq!(three.put(coordinator, "/data/counter", "1").status, 200, "a majority without it");
+    three.cut.clear();
+    three.hold = Some(commit_render);
+    assert_eq!(three.put(coordinator, "/data/counter", "2").status, 200, "a majority without it again");
+    assert!(
+        three.held.iter().any(|(i, job)| *i == coordinator && commit_render(job)),
+        "the body is rendered by a worker, not on the loop"
+    );
+    // The commit ended before the render reported: the report is stale, and nothing is pushed.
+    three.hold = None;
+    let from = three.sent.len();
+    let rendered = three.nodes[coordinator].metrics().bodies_rendered;
+    three.release();
+    let whole = three.accepts(from).into_iter().filter(|(to, change, ..)| *to == away && !change).count();
+    assert_eq!(whole, 0, "a version no longer in flight is not pushed");
+    assert_eq!(three.nodes[coordinator].metrics().bodies_rendered, rendered, "a stale render is not counted");
+    for _ in 0..40 {
+        three.advance(50);
+    }
+    assert!(three.all_serve("/data/counter", "2\n"), "the voter catches up all the same");
+}
+
+#[test]
+fn a_render_that_reports_after_the_commit_timed_out_still_pushes_and_the_commit_lands() {
+    let mut three = Three::new(20_000);
+    let coordinator = three.coordinator().unwrap();
+    let (away, other) = ((coordinator + 1) % 3, (coordinator + 2) % 3);
+    three.cut.push(away);
+    assert_eq!(three.put(coordinator, "/data/counter", "1").status, 200, "a majority without it");
+    // Back, lacking the base, while the only other voter is cut off: its whole copy is the
+    // commit's majority, and it waits for a render that takes longer than the commit's timeout.
+    three.cut = vec![other];
+    three.hold = Some(commit_render);
+    let ticket = three.put_later(coordinator, "/data/counter", "2");
+    let started = three.now.mono_ms;
+    while three.clients.is_empty() && three.now.mono_ms - started < 10_000 {
+        three.advance(50);
+    }
+    let (_, answered, answer) = three.clients.pop().expect("answered in the end");
+    assert_eq!((answered, answer.status), (ticket, 504), "no majority in time: outcome unknown");
+    assert!(three.held.iter().any(|(_, job)| commit_render(job)), "the render is still out");
+    three.hold = None;
+    let from = three.sent.len();
+    three.release();
+    let whole: Vec<_> = three.accepts(from).into_iter().filter(|(to, change, ..)| *to == away && !change).collect();
+    assert!(whole.iter().any(|(.., status, _)| *status == 201), "the version in flight goes whole: {whole:?}");
+    for _ in 0..20 {
+        three.advance(50);
+    }
+    assert_eq!(three.get(coordinator, "/data/counter"), "2\n", "the commit landed after its 504");
+    three.cut.clear();
+    for _ in 0..40 {
+        three.advance(50);
+    }
+    assert!(three.all_serve("/data/counter", "2\n"));
 }
