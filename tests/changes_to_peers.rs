@@ -116,3 +116,59 @@ fn with_local_writes_a_commit_pushes_the_change_and_values_converge() {
     assert!(by_writer < 2 * CHANGE_WIRE_BYTES_MAX, "the change, not the store: {by_writer} bytes");
     assert!(metric(&members[0], "lighthouse_changes_pushed_total") > pushed);
 }
+
+/// The longest a node may take to answer `GET /health` while a worker renders a whole copy: the
+/// loop never renders one, so this is the machine's scheduling, not the store's size.
+const HEALTH_WHILE_RENDERING_MS_MAX: u128 = 1_000;
+
+fn rendered(members: &[Member]) -> Vec<u64> {
+    members.iter().map(|m| metric(m, "lighthouse_bodies_rendered_total")).collect()
+}
+
+#[test]
+fn commits_into_a_10_mb_store_render_no_whole_body_and_a_voter_back_with_an_older_store_gets_it_whole() {
+    let mut members = chain(3, "bodies", &[]);
+    let leader = coordinator(&members);
+    let put = members[leader].server().request("PUT", "/data", &store(10));
+    assert_eq!(put.status, 200, "{}", put.text());
+    support::cluster::wait_settled(&members);
+    let before = rendered(&members);
+    for i in 0..5 {
+        let put = members[leader].server().request("PUT", &format!("/data/k{i}"), b"\"changed\"");
+        assert_eq!(put.status, 200, "{}", put.text());
+    }
+    wait_all_serve(&all_members(&members), "/data/k4", "\"changed\"");
+    assert_eq!(rendered(&members), before, "a commit whose change goes to every voter renders no whole body");
+
+    // A voter down while two commits land comes back with its older store: it gets the whole
+    // copy, rendered by a worker, while every node's loop keeps answering.
+    let away = (leader + 1) % 3;
+    let up: Vec<usize> = (0..3).filter(|i| *i != away).collect();
+    let rendered_up = |members: &[Member]| -> u64 {
+        up.iter().map(|i| metric(&members[*i], "lighthouse_bodies_rendered_total")).sum()
+    };
+    members[away].kill9();
+    let before = rendered_up(&members);
+    for value in ["\"one\"", "\"two\""] {
+        let put = members[leader].server().request("PUT", "/data/k2", value.as_bytes());
+        assert_eq!(put.status, 200, "{}", put.text());
+    }
+    assert_eq!(rendered_up(&members), before, "nor when a voter is down");
+    members[away].start(&[]);
+    let mut slowest = 0;
+    wait_for("the voter back to serve the newest value", || {
+        for member in up.iter().map(|i| &members[*i]) {
+            let started = std::time::Instant::now();
+            assert_eq!(member.server().get("/health").status, 200);
+            slowest = slowest.max(started.elapsed().as_millis());
+        }
+        members[away].server().get("/data/k2").text().trim() == "\"two\""
+    });
+    eprintln!("GET /health answered within {slowest} ms while the voter caught up");
+    assert!(slowest < HEALTH_WHILE_RENDERING_MS_MAX, "a loop stalled for {slowest} ms");
+    let after = rendered_up(&members);
+    assert!(after > before, "the voter got the store whole, rendered by a worker: {before} bodies, then {after}");
+    let put = members[leader].server().request("PUT", "/data/k3", b"\"after\"");
+    assert_eq!(put.status, 200, "{}", put.text());
+    wait_all_serve(&all_members(&members), "/data/k3", "\"after\"");
+}
