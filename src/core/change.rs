@@ -45,6 +45,21 @@ impl Change {
         self.patch.len() <= 2
     }
 
+    /// This change followed by `next` (whose base is this change's version), as one change from
+    /// this one's base: the two patches' operations in order. A voter that missed this change
+    /// gets the two at once rather than the whole store.
+    pub fn then(&self, next: &Change) -> Option<Change> {
+        if self.version != next.base {
+            return None;
+        }
+        let patch: Arc<[u8]> = match (self.is_empty(), next.is_empty()) {
+            (true, _) => next.patch.clone(),
+            (_, true) => self.patch.clone(),
+            _ => [&self.patch[..self.patch.len() - 1], b",", &next.patch[1..]].concat().into(),
+        };
+        Some(Change { base: self.base, version: next.version, patch })
+    }
+
     /// `{"base":{...},"patch":[...],"version":{...}}`, compact.
     pub fn to_compact(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.patch.len() + 160);

@@ -507,7 +507,10 @@ impl Shared {
         self.heard_while_joining(co.as_deref_mut(), theirs, state.id.as_deref());
         self.check_activation(now, co.as_deref());
         let ours = self.store.version();
-        if theirs > ours {
+        // A voter that holds their version pending serves it at the next beat: a fetch would
+        // cost the peer a render and the wire the whole store.
+        let held = co.as_deref().and_then(|co| co.pending.as_ref()).is_some_and(|p| p.sealed.copy.version == theirs);
+        if theirs > ours && !held {
             self.fetch(address, theirs);
         } else if theirs < ours {
             self.push_to_older(co.as_deref(), now);

@@ -25,6 +25,7 @@ use crate::core::jobs::{DiskError, Job, Owner};
 use crate::core::messages::AcceptChange;
 use crate::core::roster::Coordination;
 use crate::core::sealed::Sealed;
+use crate::core::version::Version;
 use crate::http::{Bytes, Method, Response};
 use crate::limits::{COMMIT_TIMEOUT_MS, commit_allowance_ms};
 
@@ -69,6 +70,8 @@ enum Phase {
         whole: Vec<String>,
         /// The worker rendering the version's body for `whole`, as job `render`.
         render: Option<u64>,
+        /// Voters one commit further behind, sent the store's change and this one's at once.
+        bridged: Vec<String>,
     },
 }
 
@@ -79,7 +82,7 @@ impl InCommit {
     }
 
     /// The version, once sealed, and the members that hold it durably (`/cluster/status`).
-    pub(super) fn progress(&self) -> (Option<crate::core::version::Version>, Vec<String>) {
+    pub(super) fn progress(&self) -> (Option<Version>, Vec<String>) {
         match &self.phase {
             Phase::Sealing { .. } => (None, Vec::new()),
             Phase::Replicating { sealed, durable, .. } => (Some(sealed.copy.version), durable.clone()),
@@ -210,9 +213,9 @@ impl Coordinated {
         // The version's own size is known now: a large one is given the time it takes.
         let timeout_ms = COMMIT_TIMEOUT_MS + commit_allowance_ms(sealed.data_len as u64);
         commit.deadline = commit.deadline.max(Deadline::after(commit.started, timeout_ms));
-        let (pushing, whole, render) = (Vec::new(), Vec::new(), None);
+        let (pushing, whole, render, bridged) = (Vec::new(), Vec::new(), None, Vec::new());
         let sealed_box = Box::new(sealed.clone());
-        commit.phase = Phase::Replicating { sealed: sealed_box, own_write, durable, pushing, whole, render };
+        commit.phase = Phase::Replicating { sealed: sealed_box, own_write, durable, pushing, whole, render, bridged };
         self.hold_pending(sealed, None);
         for voter in coordination.voters.iter().filter(|m| m.id != me) {
             self.push_accept(node, &voter.id.clone(), &voter.address.clone());
@@ -326,7 +329,7 @@ impl Coordinated {
         node: &mut Shared,
         now: Now,
         address: &str,
-        (version, as_change): (crate::core::version::Version, bool),
+        (version, as_change): (Version, bool),
         status: u16,
         body: &[u8],
     ) {
@@ -341,7 +344,7 @@ impl Coordinated {
         if self.saw_term(node, now, term) {
             return;
         }
-        let Some(InCommit { phase: Phase::Replicating { sealed, durable, whole, .. }, .. }) = &mut self.commit else {
+        let Some(InCommit { phase: Phase::Replicating { sealed, durable, .. }, .. }) = &mut self.commit else {
             return;
         };
         let ours = Accepted::of(sealed);
@@ -352,13 +355,39 @@ impl Coordinated {
             }
             self.check_commit(node, now);
         } else if as_change && ours.version == version && (reply.need.as_deref() == Some("copy") || status == 400) {
-            // The voter lacks the base, or could not make the version from it (its checksum did
-            // not match, or it reads only whole copies): it gets the version whole, at once.
-            debug!("voter {address} could not take sequence {} as its change: sending it whole", version.sequence);
-            whole.push(id.clone());
             node.metrics.changes_refused += 1;
+            let holds = theirs.filter(|_| status == 409).map(|a| a.version);
+            if self.push_bridge(node, &id, address, holds) {
+                return;
+            }
+            // The voter lacks the base, or could not make the version from it (its checksum did
+            // not match, or it reads only whole copies): it gets the version whole.
+            debug!("voter {address} could not take sequence {} as its change: sending it whole", version.sequence);
+            let Some(InCommit { phase: Phase::Replicating { whole, .. }, .. }) = &mut self.commit else { return };
+            whole.push(id.clone());
             self.push_accept(node, &id, address);
         }
+    }
+
+    /// A voter that lacks the base of the version in flight but holds the store's own base (it
+    /// missed one commit) gets the two changes at once, once; true when they went.
+    fn push_bridge(&mut self, node: &mut Shared, id: &str, address: &str, holds: Option<Version>) -> bool {
+        let Some(InCommit { phase: Phase::Replicating { sealed, pushing, bridged, .. }, .. }) = &mut self.commit else {
+            return false;
+        };
+        let before = node.store.sealed().change.as_ref().filter(|c| Some(c.base) == holds);
+        let change = before.zip(sealed.change.as_ref()).and_then(|(before, change)| before.then(change));
+        let Some(change) = change.filter(|c| c.len() < sealed.data_len && !bridged.iter().any(|b| b == id)) else {
+            return false;
+        };
+        debug!("voter {address} holds sequence {}: sending it the changes since", change.base.sequence);
+        bridged.push(id.to_string());
+        pushing.push(id.to_string());
+        let body = AcceptChange::encode(&change, sealed.copy.coordination.as_ref(), &sealed.copy.lineage);
+        node.metrics.changes_pushed += 1;
+        let kind = CallKind::AcceptChange(sealed.copy.version);
+        node.call(address, kind, Method::Put, "/cluster/accept", Bytes::Owned(body));
+        true
     }
 
     /// Commits the version in flight once a majority of its voters hold it durably.
@@ -392,7 +421,7 @@ impl Coordinated {
         let consensus = &mut self.consensus;
         consensus.confirm();
         match commit.purpose {
-            Purpose::Lock { ticket, answered } => self.lock_committed(node, now, ticket, answered, version),
+            Purpose::Lock { ticket, answered } => node.lock_committed(now, ticket, answered, version),
             Purpose::Adopt => {
                 info!(
                     "term {}: sequence {} is durable on a majority; writes are open",
@@ -411,27 +440,6 @@ impl Coordinated {
         node.check_activation(now, Some(self));
         self.leave_if_no_voter(node, now);
         self.after_commit(node, now);
-    }
-
-    /// The lock's commit is durable on a majority: the transaction is over.
-    fn lock_committed(
-        &mut self,
-        node: &mut Shared,
-        now: Now,
-        ticket: Ticket,
-        answered: bool,
-        version: crate::core::version::Version,
-    ) {
-        let lock = node.commit_landed(now, version);
-        if answered {
-            warn!(
-                "the commit of lock {} that answered 504 landed after all, as sequence {}",
-                lock.name(),
-                version.sequence
-            );
-        } else {
-            node.answer(ticket, super::write::committed(&lock, version));
-        }
     }
 
     /// Starts the lock's commit, once nothing else is in flight (a change of voters may be).
@@ -503,26 +511,15 @@ impl Coordinated {
                 if let Some(ticket) = ticket.take() {
                     node.answer(ticket, Response::outcome_unknown(&format!("{what}; it may land or not")));
                 }
-                self.refuse_waiting_commit(node, &what);
+                node.refuse_waiting_commit(&what);
             }
             _ => {}
         }
     }
 
-    /// A lock commit that waits behind a change of voters and will not start: nothing was
-    /// committed, so it answers 503 and the lock is free.
-    pub(super) fn refuse_waiting_commit(&mut self, node: &mut Shared, why: &str) {
-        if let Some(lock) = node.release_if(|l| l.waiting_commit().is_some()) {
-            let ticket = lock.waiting_commit().expect("checked above");
-            warn!("the commit of lock {} did not start: {why}; nothing was committed", lock.name());
-            let message = format!("the commit did not start: {why}; nothing was committed");
-            node.answer(ticket, Response::error(503, &message).with_header("Retry-After", "1"));
-        }
-    }
-
     /// This node stops coordinating: a commit in flight ends here, its outcome unknown.
     pub(super) fn step_down_commit(&mut self, node: &mut Shared) {
-        self.refuse_waiting_commit(node, "this node stopped coordinating");
+        node.refuse_waiting_commit("this node stopped coordinating");
         let Some(commit) = self.commit.take() else { return };
         if let Purpose::Lock { ticket, answered: false } = commit.purpose {
             node.answer(ticket, super::write::outcome_unknown(node.lock.as_ref()));
@@ -578,7 +575,7 @@ impl Coordinated {
     /// Drops the lock when this node can no longer grant it: its holder's next request answers
     /// that it is gone, and why.
     pub(super) fn drop_lock_for(&mut self, node: &mut Shared, why: &str) {
-        self.refuse_waiting_commit(node, why);
+        node.refuse_waiting_commit(why);
         if let Some(lock) = node.release_if(|l| !l.is_committing()) {
             warn!(
                 "lock {} dropped{}: {why}; {} dropped",

@@ -266,9 +266,10 @@ impl Shared {
                 // an older copy, ignored.
                 Response::json(201, self.store.version().to_pretty_line().into_bytes())
             }
-            Err(e @ DecodeError::BaseMissing(_)) => {
-                Response::json(409, ChangeRefusal { error: e.to_string(), need: "copy", term: 0 }.encode())
-            }
+            Err(e @ DecodeError::BaseMissing(_)) => Response::json(
+                409,
+                ChangeRefusal { accepted: None, error: e.to_string(), need: "copy", term: 0 }.encode(),
+            ),
             Err(e) => {
                 warn!("refused a copy: {e}");
                 Response::error(400, &format!("copy refused: {e}"))

@@ -378,6 +378,29 @@ impl Shared {
         lock
     }
 
+    /// Committed on a majority (coordinated writes): the lock's commit landed as `version`; its
+    /// client gets 200, unless it was answered 504 already.
+    pub(super) fn lock_committed(&mut self, now: Now, ticket: Ticket, answered: bool, version: Version) {
+        let lock = self.commit_landed(now, version);
+        if answered {
+            let name = lock.name();
+            warn!("the commit of lock {name} that answered 504 landed after all, as sequence {}", version.sequence);
+        } else {
+            self.answer(ticket, super::write::committed(&lock, version));
+        }
+    }
+
+    /// A lock commit that waits behind a change of voters and will not start (coordinated
+    /// writes): nothing was committed, so it answers 503 and the lock is free.
+    pub(super) fn refuse_waiting_commit(&mut self, why: &str) {
+        if let Some(lock) = self.release_if(|l| l.waiting_commit().is_some()) {
+            let ticket = lock.waiting_commit().expect("checked above");
+            warn!("the commit of lock {} did not start: {why}; nothing was committed", lock.name());
+            let message = format!("the commit did not start: {why}; nothing was committed");
+            self.answer(ticket, Response::error(503, &message).with_header("Retry-After", "1"));
+        }
+    }
+
     /// Failed: the commit could not be made durable. Nothing was committed and the transaction
     /// goes on (a one-request write's lock goes); its client is told why, unless `answered`.
     pub(super) fn commit_failed(&mut self, now: Now, e: &DiskError, answered: bool) {

@@ -74,7 +74,8 @@ impl Coordinated {
             Ok(_) => return node.answer(ticket, Response::error(400, "a version to accept carries its coordination")),
             // The coordinator sends the whole copy on this answer.
             Err(e @ DecodeError::BaseMissing(_)) => {
-                let refusal = ChangeRefusal { error: e.to_string(), need: "copy", term: self.consensus.state().term };
+                let (accepted, term) = (Some(self.accepted(node)), self.consensus.state().term);
+                let refusal = ChangeRefusal { accepted, error: e.to_string(), need: "copy", term };
                 return node.answer(ticket, Response::json(409, refusal.encode()));
             }
             Err(e) => return node.answer(ticket, Response::error(400, &format!("version refused: {e}"))),

@@ -247,9 +247,13 @@ impl AcceptChange {
 }
 
 /// A node's refusal of a change whose base it does not hold (`409`): `need` is `"copy"`, and the
-/// sender sends the whole copy instead. Read as an `AcceptAnswer`; `term` is 0 with local writes.
+/// sender sends the whole copy instead, or, to a voter that holds the version before the base
+/// (`accepted`, said by voters only), the two changes at once. Read as an `AcceptAnswer`; `term`
+/// is 0 with local writes.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChangeRefusal {
+    #[serde(serialize_with = "encode::accepted_or_null", skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<Accepted>,
     pub error: String,
     pub need: &'static str,
     pub term: u64,

@@ -149,10 +149,14 @@ fn an_accept_answer_round_trips_and_junk_says_nothing() {
     let refusal = AcceptRefusal { error: "a version of an older term", term: 5 };
     assert_eq!(refusal.encode(), pretty(&json!({"error": "a version of an older term", "term": 5})));
     assert_eq!(AcceptAnswer::decode(&refusal.encode()), AcceptAnswer { term: 5, accepted: None, need: None });
-    let lacks = ChangeRefusal { error: "no base".into(), need: "copy", term: 6 };
+    let lacks = ChangeRefusal { accepted: None, error: "no base".into(), need: "copy", term: 6 };
     assert_eq!(lacks.encode(), pretty(&json!({"error": "no base", "need": "copy", "term": 6})));
     let decoded = AcceptAnswer::decode(&lacks.encode());
     assert_eq!(decoded, AcceptAnswer { term: 6, accepted: None, need: Some("copy".into()) });
+    // A voter says what it holds: the coordinator may send it the changes since.
+    let lacks = ChangeRefusal { accepted: Some(accepted(6, 3)), ..lacks };
+    let decoded = AcceptAnswer::decode(&lacks.encode());
+    assert_eq!(decoded, AcceptAnswer { term: 6, accepted: Some(accepted(6, 3)), need: Some("copy".into()) });
 }
 
 #[test]

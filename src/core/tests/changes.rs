@@ -300,7 +300,7 @@ fn voters_take_a_commit_as_its_change_and_serve_it() {
 }
 
 #[test]
-fn a_voter_without_the_base_answers_so_and_then_gets_the_whole_version() {
+fn a_voter_that_missed_one_commit_gets_the_two_changes_at_once() {
     let mut three = Three::new(20_000);
     let coordinator = three.coordinator().unwrap();
     let away = (coordinator + 1) % 3;
@@ -314,11 +314,46 @@ fn a_voter_without_the_base_answers_so_and_then_gets_the_whole_version() {
     let (_, change, status, answer) = to_away[0];
     assert!(change && status == 409, "{to_away:?}");
     assert!(answer.contains("\"need\": \"copy\"") && answer.contains("does not hold sequence 2"), "{answer}");
-    assert!(to_away[1..].iter().any(|(_, change, status, _)| !change && *status == 201), "then whole: {to_away:?}");
+    assert!(answer.contains("\"sequence\": 1"), "it says what it holds: {answer}");
+    assert!(to_away[1..].iter().all(|(_, change, ..)| *change), "never whole: {to_away:?}");
+    assert!(to_away[1..].iter().any(|(_, _, status, _)| *status == 201), "the two changes: {to_away:?}");
+    let largest = three.sent[from..].iter().filter(|s| s.to == away).map(|s| s.body.len()).max();
+    assert!(largest.unwrap() < 2_000, "changes, not the store: {largest:?} bytes");
     for _ in 0..20 {
         three.advance(50);
     }
     assert!(three.all_serve("/data/counter", "2\n"));
+    assert_eq!(three.nodes[coordinator].metrics().bodies_rendered, 0);
+}
+
+/// Cuts `away` off while `values` are committed one by one, then lets it back: it lacks the base
+/// of the next commit's change and the one before.
+fn miss(three: &mut Three, away: usize, values: &[&str]) {
+    let coordinator = three.coordinator().unwrap();
+    three.cut.push(away);
+    for value in values {
+        assert_eq!(three.put(coordinator, "/data/counter", value).status, 200, "a majority without it");
+    }
+    three.cut.retain(|i| *i != away);
+}
+
+#[test]
+fn a_voter_further_behind_answers_so_and_then_gets_the_whole_version() {
+    let mut three = Three::new(20_000);
+    let coordinator = three.coordinator().unwrap();
+    let away = (coordinator + 1) % 3;
+    miss(&mut three, away, &["1", "2"]);
+    let from = three.sent.len();
+    assert_eq!(three.put(coordinator, "/data/counter", "3").status, 200);
+    let to_away: Vec<_> = three.accepts(from).into_iter().filter(|(to, ..)| *to == away).collect();
+    let (_, change, status, answer) = to_away[0];
+    assert!(change && status == 409, "{to_away:?}");
+    assert!(answer.contains("\"need\": \"copy\"") && answer.contains("does not hold sequence 3"), "{answer}");
+    assert!(to_away[1..].iter().any(|(_, change, status, _)| !change && *status == 201), "then whole: {to_away:?}");
+    for _ in 0..20 {
+        three.advance(50);
+    }
+    assert!(three.all_serve("/data/counter", "3\n"));
     assert!(three.nodes[coordinator].metrics().changes_refused >= 1);
 }
 
@@ -411,11 +446,9 @@ fn a_voter_without_the_base_gets_the_body_rendered_off_the_loop_and_a_late_rende
     let mut three = Three::new(20_000);
     let coordinator = three.coordinator().unwrap();
     let away = (coordinator + 1) % 3;
-    three.cut.push(away);
-    assert_eq!(three.put(coordinator, "/data/counter", "1").status, 200, "a majority without it");
-    three.cut.clear();
+    miss(&mut three, away, &["1", "2"]);
     three.hold = Some(commit_render);
-    assert_eq!(three.put(coordinator, "/data/counter", "2").status, 200, "a majority without it again");
+    assert_eq!(three.put(coordinator, "/data/counter", "3").status, 200, "a majority without it again");
     assert!(
         three.held.iter().any(|(i, job)| *i == coordinator && commit_render(job)),
         "the body is rendered by a worker, not on the loop"
@@ -431,7 +464,7 @@ fn a_voter_without_the_base_gets_the_body_rendered_off_the_loop_and_a_late_rende
     for _ in 0..40 {
         three.advance(50);
     }
-    assert!(three.all_serve("/data/counter", "2\n"), "the voter catches up all the same");
+    assert!(three.all_serve("/data/counter", "3\n"), "the voter catches up all the same");
 }
 
 #[test]
@@ -439,13 +472,12 @@ fn a_render_that_reports_after_the_commit_timed_out_still_pushes_and_the_commit_
     let mut three = Three::new(20_000);
     let coordinator = three.coordinator().unwrap();
     let (away, other) = ((coordinator + 1) % 3, (coordinator + 2) % 3);
-    three.cut.push(away);
-    assert_eq!(three.put(coordinator, "/data/counter", "1").status, 200, "a majority without it");
+    miss(&mut three, away, &["1", "2"]);
     // Back, lacking the base, while the only other voter is cut off: its whole copy is the
     // commit's majority, and it waits for a render that takes longer than the commit's timeout.
     three.cut = vec![other];
     three.hold = Some(commit_render);
-    let ticket = three.put_later(coordinator, "/data/counter", "2");
+    let ticket = three.put_later(coordinator, "/data/counter", "3");
     let started = three.now.mono_ms;
     while three.clients.is_empty() && three.now.mono_ms - started < 10_000 {
         three.advance(50);
@@ -461,10 +493,10 @@ fn a_render_that_reports_after_the_commit_timed_out_still_pushes_and_the_commit_
     for _ in 0..20 {
         three.advance(50);
     }
-    assert_eq!(three.get(coordinator, "/data/counter"), "2\n", "the commit landed after its 504");
+    assert_eq!(three.get(coordinator, "/data/counter"), "3\n", "the commit landed after its 504");
     three.cut.clear();
     for _ in 0..40 {
         three.advance(50);
     }
-    assert!(three.all_serve("/data/counter", "2\n"));
+    assert!(three.all_serve("/data/counter", "3\n"));
 }
