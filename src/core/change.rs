@@ -204,6 +204,20 @@ mod tests {
     }
 
     #[test]
+    fn two_changes_in_a_row_make_one_from_the_first_base_and_others_do_not() {
+        let (one, two, three) = (parse(r#"{"a": 1}"#), parse(r#"{"a": 2, "b": [1]}"#), parse(r#"{"b": [1, 2]}"#));
+        let first = Change::between(version(1, &one), &one, version(2, &two), &two).unwrap();
+        let second = Change::between(version(2, &two), &two, version(3, &three), &three).unwrap();
+        let both = first.then(&second).expect("the second follows the first");
+        assert_eq!((both.base, both.version), (first.base, second.version));
+        assert!(both.applied_checked(&one, &mut || {}).unwrap().same_content(&three));
+        assert!(second.then(&first).is_none(), "not in a row");
+        let same = Change::between(version(3, &three), &three, version(4, &three), &three).unwrap();
+        assert!(same.is_empty());
+        assert_eq!(second.then(&same).unwrap().patch, second.patch, "an empty patch adds nothing");
+    }
+
+    #[test]
     fn a_change_applied_to_another_tree_is_refused_by_its_checksum() {
         let before = parse(r#"{"a": 1}"#);
         let after = parse(r#"{"a": 2}"#);
