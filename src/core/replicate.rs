@@ -542,18 +542,16 @@ impl Coordinated {
         accepted: Option<Accepted>,
         committed: Option<Accepted>,
     ) {
-        let in_flight_voter = self
-            .commit
-            .as_ref()
-            .and_then(InCommit::sealed)
-            .is_some_and(|s| s.copy.coordination.as_ref().is_some_and(|c| c.is_voter(id)));
-        if in_flight_voter {
+        let sealed = self.commit.as_ref().and_then(InCommit::sealed);
+        let in_flight = sealed.map(Accepted::of);
+        if sealed.is_some_and(|s| s.copy.coordination.as_ref().is_some_and(|c| c.is_voter(id))) {
             self.push_accept(node, id, address);
         }
         let ours = node.store.version();
-        // A voter that holds this very version (pushed to it, as its change or whole) learns from
-        // the next beat that it is committed: pushing it the store again would cost the store.
-        let holds_ours = accepted == Some(Accepted::of(node.store.sealed()));
+        // A voter that holds this very version, or the one in flight (pushed to it, as its change
+        // or whole), learns from a beat that it is committed: pushing it the store would not help.
+        let holds_ours =
+            accepted == Some(Accepted::of(node.store.sealed())) || (accepted.is_some() && accepted == in_flight);
         let behind = !holds_ours
             && committed.is_none_or(|c| {
                 c.version.sequence < ours.sequence || (c.version != ours && c.version.sequence == ours.sequence)
@@ -567,8 +565,11 @@ impl Coordinated {
         {
             peer.pushing = Some(ours);
             // One commit behind (a voter whose push was lost, or that answered a beat before it
-            // took the push; a learner): the change. Further behind: the whole store.
-            node.push_copy(address, committed.map(|c| c.version));
+            // took the push; a learner), its store or the version it holds pending: the change.
+            // Further behind: the whole store.
+            let base = node.store.sealed().change.as_ref().map(|c| c.base);
+            let theirs = accepted.map(|a| a.version).filter(|v| Some(*v) == base).or(committed.map(|c| c.version));
+            node.push_copy(address, theirs);
         }
     }
 
