@@ -548,10 +548,14 @@ impl Coordinated {
             self.push_accept(node, id, address);
         }
         let ours = node.store.version();
-        // A voter that holds this very version, or the one in flight (pushed to it, as its change
-        // or whole), learns from a beat that it is committed: pushing it the store would not help.
-        let holds_ours =
-            accepted == Some(Accepted::of(node.store.sealed())) || (accepted.is_some() && accepted == in_flight);
+        // A voter that holds this very version or the one in flight, or has a push of a version
+        // still to answer (it is about to hold it), learns from a beat that it is committed.
+        let pushed = |(_, to, kind): &(u64, String, CallKind)| {
+            to == address && matches!(kind, CallKind::Accept(_) | CallKind::AcceptChange(_))
+        };
+        let holds_ours = accepted == Some(Accepted::of(node.store.sealed()))
+            || (accepted.is_some() && accepted == in_flight)
+            || node.cluster.calls.iter().any(pushed);
         let behind = !holds_ours
             && committed.is_none_or(|c| {
                 c.version.sequence < ours.sequence || (c.version != ours && c.version.sequence == ours.sequence)
@@ -564,9 +568,7 @@ impl Coordinated {
             && peer.pushing.is_none()
         {
             peer.pushing = Some(ours);
-            // One commit behind (a voter whose push was lost, or that answered a beat before it
-            // took the push; a learner), its store or the version it holds pending: the change.
-            // Further behind: the whole store.
+            // One commit behind (a push lost; a learner), in its store or pending: the change.
             let base = node.store.sealed().change.as_ref().map(|c| c.base);
             let theirs = accepted.map(|a| a.version).filter(|v| Some(*v) == base).or(committed.map(|c| c.version));
             node.push_copy(address, theirs);
