@@ -507,10 +507,7 @@ impl Shared {
         self.heard_while_joining(co.as_deref_mut(), theirs, state.id.as_deref());
         self.check_activation(now, co.as_deref());
         let ours = self.store.version();
-        // A voter taking pushes (it holds a newer version pending) is brought up to date by the
-        // beats and the coordinator's pushes: a fetch would cost the whole store.
-        let pending = co.as_deref().and_then(|co| co.pending.as_ref()).map(|p| p.sealed.copy.version);
-        if theirs > ours && pending.is_none_or(|p| p.sequence <= ours.sequence) {
+        if theirs > ours {
             self.fetch(address, theirs);
         } else if theirs < ours {
             self.push_to_older(co.as_deref(), now);
