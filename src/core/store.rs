@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::core::lineage::Lineage;
 use crate::core::path::{self, PathError};
-use crate::core::sealed::{Sealed, render_body};
+use crate::core::sealed::Sealed;
 use crate::core::value::Value;
 use crate::core::version::{Checksum, Version};
 use crate::http::{Bytes, Response};
@@ -107,15 +107,6 @@ impl Store {
     /// Bytes of the store's compact JSON.
     pub fn data_len(&self) -> usize {
         self.sealed.data_len
-    }
-
-    /// The copy body, as `GET /copy`, pushes and snapshot files give it; rendered again here if
-    /// it was set aside.
-    pub fn body(&mut self) -> Arc<[u8]> {
-        if self.sealed.body.is_empty() {
-            (self.sealed.body, self.sealed.data_len) = render_body(&self.sealed.copy);
-        }
-        self.sealed.body.clone()
     }
 
     /// The copy body if it is at hand (it is set aside on a node without peers).
