@@ -23,6 +23,7 @@ pub mod roster;
 pub mod sealed;
 pub mod snapshot;
 mod snapshot_written;
+pub mod spare;
 pub mod startup;
 pub mod value;
 pub mod version;

@@ -1,6 +1,7 @@
 //! The data directory (`--data.d`): listing and loading snapshot files at start, and writing them
-//! durably (temporary name, fsync, rename, directory fsync) with the retention rules. The file
-//! format itself is `core::snapshot`'s.
+//! durably (into a spare file and `fdatasync`, or temporary name, fsync, rename, directory fsync:
+//! `core::spare` says which, through `DirFiles`) with the retention rules. The file format itself
+//! is `core::snapshot`'s.
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
@@ -13,6 +14,7 @@ use crate::core::chain::ChainState;
 use crate::core::jobs::{Disk, DiskError};
 use crate::core::node_state::NodeState;
 use crate::core::snapshot::{self, parse_file_name};
+use crate::core::spare::{self, Files, Spares};
 use crate::core::startup::Directory;
 use crate::limits::{SNAPSHOT_TAIL_PEEK_BYTES, SNAPSHOTS_KEPT_WHEN_FULL};
 use crate::shell::system_clock::unix_micros;
@@ -46,12 +48,12 @@ fn tail(file: &Path) -> io::Result<Vec<u8>> {
 pub struct StartupDir<'a>(pub &'a Path);
 
 impl StartupDir<'_> {
-    /// Creates the directory (private to its owner) if it is missing, and removes what a crash
-    /// left in the middle of a write.
+    /// Creates the directory (private to its owner) if it is missing, removes what a crash left
+    /// in the middle of a write, and places the files spare files hold (`core::spare::recover`).
     pub fn prepare(&self) -> io::Result<()> {
         create_private_dir(self.0)?;
         remove_temporary_files(self.0);
-        Ok(())
+        spare::recover(&mut DirFiles(self.0), unix_micros()).map_err(io::Error::other)
     }
 }
 
@@ -83,9 +85,8 @@ impl Directory for StartupDir<'_> {
 /// Writes `node.json` durably (fsync'd, and the directory fsync'd): start-up does it before the
 /// node first speaks to a peer.
 pub fn save_state(dir: &Path, state: &NodeState) -> io::Result<()> {
-    use std::io::Write;
     let bytes = state.to_bytes();
-    write_atomically(dir, STATE_FILE, &mut |mut file: &File| file.write_all(&bytes))
+    spare::write_atomically(&mut DirFiles(dir), STATE_FILE, &mut |file| file.write_all(&bytes))
 }
 
 /// The file of the node's state, beside the snapshots.
@@ -219,6 +220,9 @@ pub struct DataDir {
     last_micros: u64,
     files: VecDeque<(u64, String, bool)>,
     chain: ChainState,
+    spares: Spares,
+    /// The last `settle` failed: not tried again before the next write.
+    settle_failed: bool,
 }
 
 impl DataDir {
@@ -234,7 +238,29 @@ impl DataDir {
                 Some((*time, name, change))
             })
             .collect();
-        DataDir { last_micros, files, chain: config.chain, config }
+        let names = config.dir.as_deref().and_then(|dir| DirFiles(dir).names().ok()).unwrap_or_default();
+        let spares = Spares::new(&names);
+        DataDir { last_micros, files, chain: config.chain, spares, settle_failed: false, config }
+    }
+
+    /// Whether the writer has work of its own to do when idle (`settle`).
+    pub fn unsettled(&self) -> bool {
+        self.config.dir.is_some() && !self.settle_failed && self.spares.unsettled()
+    }
+
+    /// Whether no spare file is ready: the writer settles at once, not when idle.
+    pub fn spares_exhausted(&self) -> bool {
+        self.spares.exhausted()
+    }
+
+    /// Renames the files written into spares to their names and makes new spares, under one
+    /// directory fsync (`core::spare::settle`). The writer does it off the commits' path.
+    pub fn settle(&mut self) {
+        let Some(dir) = self.config.dir.clone() else { return };
+        if let Err(e) = spare::settle(&mut DirFiles(&dir), &mut self.spares) {
+            warn!("cannot make spare files in {}: {e}; files are written by the whole write cycle", dir.display());
+            self.settle_failed = true;
+        }
     }
 
     fn next_name(&mut self) -> String {
@@ -247,6 +273,11 @@ impl DataDir {
     /// answer to a commit need not wait for it.
     pub fn tidy(&mut self) {
         let Some(dir) = self.config.dir.clone() else { return };
+        // A file still held by a spare is among the newest, which retention keeps anyway; its
+        // name is not in the directory yet.
+        if self.files.iter().any(|(_, name, _)| self.spares.holds(name)) {
+            return;
+        }
         for expired in self.expired(unix_micros()) {
             let file = dir.join(expired);
             match fs::remove_file(&file) {
@@ -290,15 +321,25 @@ impl DataDir {
     /// Writes `name` (`what` it is, for the error) durably with `write`. On a full disk it frees
     /// what the retention rules allow, the older snapshot files, and tries once more: a store
     /// needs room for a few copies of itself, not for the `--keep-snapshots` it keeps by default.
+    /// A version's file (`spare`) may go into a spare file; `node.json` never does.
     fn write_durably(
         &mut self,
         dir: &Path,
         name: &str,
         what: &str,
-        mut write: impl FnMut(&File) -> io::Result<()>,
+        spare: bool,
+        write: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
     ) -> Result<(), DiskError> {
-        let written = match write_atomically(dir, name, &mut write) {
-            Err(e) if is_full(&e) && self.free_room(dir) > 0 => write_atomically(dir, name, &mut write),
+        let mut attempt = |spares: &mut Spares| {
+            let files = &mut DirFiles(dir);
+            if spare {
+                spare::write_new(files, spares, name, write)
+            } else {
+                spare::write_atomically(files, name, write)
+            }
+        };
+        let written = match attempt(&mut self.spares) {
+            Err(e) if is_full(&e) && self.free_room(dir) > 0 => attempt(&mut self.spares),
             written => written,
         };
         written.map_err(|e| disk_error(&e, what, &dir.join(name)))
@@ -350,19 +391,23 @@ impl Disk for DataDir {
         };
         let name = self.next_name();
         let what = if change { "the change file" } else { "the snapshot" };
-        self.write_durably(&dir, &name, what, |mut file| write(&mut file))?;
+        self.settle_failed = false;
+        self.write_durably(&dir, &name, what, true, write)?;
         self.files.push_back((self.last_micros, name.clone(), change));
         Ok(dir.join(name))
     }
 
     fn save_state(&mut self, state: &NodeState) -> Result<(), DiskError> {
         let Some(dir) = self.config.dir.clone() else { return Ok(()) };
-        use std::io::Write;
         let bytes = state.to_bytes();
-        self.write_durably(&dir, STATE_FILE, "this node's state", |mut file| file.write_all(&bytes))
+        self.write_durably(&dir, STATE_FILE, "this node's state", false, &mut |file| file.write_all(&bytes))
     }
 
     fn remove_snapshot(&mut self, file: &Path) {
+        // A file still in a spare gets its name first, so that it is removed for good.
+        if file.file_name().and_then(|n| n.to_str()).is_some_and(|name| self.spares.holds(name)) {
+            self.settle();
+        }
         let removed = fs::remove_file(file).and_then(|()| match file.parent() {
             Some(dir) => File::open(dir)?.sync_all(),
             None => Ok(()),
@@ -376,23 +421,43 @@ impl Disk for DataDir {
     }
 }
 
-/// Writes `name` in `dir` so that it is there whole or not at all: under a temporary name, fsync'd,
-/// renamed into place, and the directory fsync'd. After it returns, the file survives `kill -9`
-/// and power loss.
-fn write_atomically(dir: &Path, name: &str, write: &mut impl FnMut(&File) -> io::Result<()>) -> io::Result<()> {
-    let temporary = dir.join(snapshot::temporary_name(name));
-    let finished = dir.join(name);
-    let mut attempt = || -> io::Result<()> {
-        let file = create_private(&temporary)?;
-        write(&file)?;
-        file.sync_all()?;
-        fs::rename(&temporary, &finished)?;
-        File::open(dir)?.sync_all()
-    };
-    attempt().inspect_err(|_| {
-        // Best effort: the temporary name is never loaded, and start-up removes leftovers.
-        let _ = fs::remove_file(&temporary);
-    })
+/// The data directory's files for `core::spare`, as system calls.
+pub struct DirFiles<'a>(pub &'a Path);
+
+impl Files for DirFiles<'_> {
+    fn names(&mut self) -> io::Result<Vec<String>> {
+        let entries = fs::read_dir(self.0)?.filter_map(Result::ok);
+        Ok(entries.filter_map(|entry| entry.file_name().into_string().ok()).collect())
+    }
+
+    fn read(&mut self, name: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.0.join(name))
+    }
+
+    fn write(
+        &mut self,
+        name: &str,
+        create: bool,
+        data_only: bool,
+        write: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let path = self.0.join(name);
+        let mut file = if create { create_private(&path)? } else { fs::OpenOptions::new().write(true).open(&path)? };
+        write(&mut file)?;
+        if data_only { file.sync_data() } else { file.sync_all() }
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {
+        fs::rename(self.0.join(from), self.0.join(to))
+    }
+
+    fn remove(&mut self, name: &str) -> io::Result<()> {
+        fs::remove_file(self.0.join(name))
+    }
+
+    fn sync_dir(&mut self) -> io::Result<()> {
+        File::open(self.0)?.sync_all()
+    }
 }
 
 /// True for the errors of a full disk or an exhausted quota.

@@ -47,16 +47,11 @@ impl Workers {
             Some(dir) => data_dir::list(dir)?,
             None => Vec::new(),
         };
-        let mut data_dir = DataDir::new(disk.clone(), &files);
+        let data_dir = DataDir::new(disk.clone(), &files);
         // Each thread that hashes or renders whole stores keeps the text of the one it walked
         // last (`core::value::TextCache`): the writer for commits' seals and full snapshots, the
         // decoder for the versions voters are pushed as changes.
-        let mut writer_text = TextCache::default();
-        let writer = spawn(&mut threads, "lighthouse-writer", report.clone(), wake.clone(), move |job: Job, send| {
-            send(Report::Job(Box::new(run_timed(job, &mut data_dir, &mut writer_text))));
-            // Once the report is out: old snapshots go while the loop answers.
-            data_dir.tidy();
-        })?;
+        let writer = spawn_writer(&mut threads, report.clone(), wake.clone(), data_dir)?;
         let mut decoder_text = TextCache::default();
         let decoder =
             spawn(&mut threads, "lighthouse-decoder", report.clone(), wake.clone(), move |job: Job, send| {
@@ -131,6 +126,55 @@ fn spawn<T: Send + 'static>(
                 break;
             }
         }
+    })?);
+    Ok(sender)
+}
+
+/// Starts the writer thread: it carries out the jobs that touch the data directory, in order, and
+/// between them its own work, off the commits' path (`DataDir::settle`: the names of files written
+/// into spare files, and new spares) when no job has come for `SPARE_SETTLE_IDLE_MS` or no spare
+/// is left, and at the end (a clean stop leaves every file under its name); then old snapshots go.
+fn spawn_writer(
+    threads: &mut Vec<JoinHandle<()>>,
+    report: Sender<Report>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+    mut data_dir: DataDir,
+) -> io::Result<Sender<Job>> {
+    use std::sync::mpsc::RecvTimeoutError;
+    use std::time::Duration;
+    let (sender, receiver) = mpsc::channel::<Job>();
+    let idle = Duration::from_millis(crate::limits::SPARE_SETTLE_IDLE_MS);
+    threads.push(thread::Builder::new().name("lighthouse-writer".into()).spawn(move || {
+        crate::shell::sys::lower_thread_priority();
+        let mut text = TextCache::default();
+        data_dir.settle();
+        loop {
+            let job = if data_dir.unsettled() {
+                match receiver.recv_timeout(idle) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => {
+                        data_dir.settle();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match receiver.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                }
+            };
+            if report.send(Report::Job(Box::new(run_timed(job, &mut data_dir, &mut text)))).is_err() {
+                break;
+            }
+            wake();
+            if data_dir.spares_exhausted() && data_dir.unsettled() {
+                data_dir.settle();
+            }
+            // Once the report is out: old snapshots go while the loop answers.
+            data_dir.tidy();
+        }
+        data_dir.settle();
     })?);
     Ok(sender)
 }

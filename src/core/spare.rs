@@ -1,0 +1,227 @@
+//! How a version's file reaches the disk durably without a directory fsync on the commit's path.
+//!
+//! A new file needs its directory entry made durable (an fsync of the directory: a journal commit
+//! on ext4), which costs about three times a write and `fdatasync` into a file that exists. So
+//! the writer keeps `SPARE_FILES` **spare files**: empty files named `.spare-N`, made between
+//! commits, each created, fsync'd and its directory fsync'd before it is used, so its entry is
+//! durable. A file (a change file or a full snapshot) is written into a spare from its start and
+//! `fdatasync`'d (the size it grows to is part of what `fdatasync` makes durable), and only then
+//! reported, so its commit is answered once its bytes are durable under the spare's name. Later,
+//! off the commit's path (`settle`), the spare is renamed to the file's own name
+//! (`YYYYMMDDTHHMMSS.ffffff.json`) and the directory fsync'd, and new spares are made, all under
+//! one directory fsync.
+//!
+//! A spare is recognised by its contents at start (`recover`): empty, it is a spare and is
+//! removed (the writer makes new ones); holding a whole file (its `file-sha1` matches), it holds
+//! a version that was written, maybe answered, and is renamed to a file name after every other
+//! file's, in the order of the versions the spares hold; anything else is a write cut short,
+//! never answered (its answer waited for `fdatasync`), like a temporary file of the write cycle
+//! before: it is removed with a warning, and blocks nothing. Pending spares are always newer
+//! than every named file: a file written without a spare (`write_new`) first renames the pending
+//! spares and fsyncs the directory.
+//!
+//! The real directory (`shell::data_dir`) and the simulated one (`tests/simulation/disk.rs`)
+//! carry out these steps through `Files`, so the simulation's crashes cut the same sequence of
+//! operations the server makes.
+
+use std::io;
+
+use log::{info, warn};
+
+use crate::core::change_file;
+use crate::core::snapshot::{self, check_file_sha1};
+use crate::limits::SPARE_FILES;
+
+/// The file operations of a data directory, by name: the real one's are system calls, the
+/// simulation's model what a crash keeps (a file's bytes once synced, a name once the directory
+/// is synced).
+pub trait Files {
+    /// The names in the directory.
+    fn names(&mut self) -> io::Result<Vec<String>>;
+    /// A file's bytes.
+    fn read(&mut self, name: &str) -> io::Result<Vec<u8>>;
+    /// Writes `name` from its start with `write` and syncs it: `create` makes it new (empty,
+    /// private to its owner), else it exists (a spare); `data_only` syncs as `fdatasync` does,
+    /// else as `fsync`.
+    fn write(
+        &mut self,
+        name: &str,
+        create: bool,
+        data_only: bool,
+        write: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
+    ) -> io::Result<()>;
+    fn rename(&mut self, from: &str, to: &str) -> io::Result<()>;
+    fn remove(&mut self, name: &str) -> io::Result<()>;
+    /// Makes the directory's entries durable (fsync of the directory).
+    fn sync_dir(&mut self) -> io::Result<()>;
+}
+
+/// The prefix of a spare's name: a dot-name, so listings of versions (and `ls`) pass it over.
+pub const SPARE_PREFIX: &str = ".spare-";
+
+/// The number in a spare's name, or `None` if the name is not a spare's.
+pub fn spare_number(name: &str) -> Option<u64> {
+    name.strip_prefix(SPARE_PREFIX)?.parse().ok()
+}
+
+/// The writer's spares: the ones ready (their entries durable, empty), and the ones holding a
+/// file not yet renamed to its name.
+#[derive(Debug, Default)]
+pub struct Spares {
+    ready: Vec<String>,
+    /// (spare, the file's name), oldest first.
+    pending: Vec<(String, String)>,
+    next: u64,
+}
+
+impl Spares {
+    /// Spares for a directory holding `names` (after `recover`): new ones are numbered after any
+    /// spare there.
+    pub fn new(names: &[String]) -> Spares {
+        let next = names.iter().filter_map(|n| spare_number(n)).max().map_or(0, |n| n + 1);
+        Spares { next, ..Spares::default() }
+    }
+
+    /// Whether `settle` has work: a file to rename, or spares to make.
+    pub fn unsettled(&self) -> bool {
+        !self.pending.is_empty() || self.ready.len() < SPARE_FILES
+    }
+
+    /// Whether no spare is ready (the next file would take the whole write cycle).
+    pub fn exhausted(&self) -> bool {
+        self.ready.is_empty()
+    }
+
+    /// Whether `name` is still held by a spare.
+    pub fn holds(&self, name: &str) -> bool {
+        self.pending.iter().any(|(_, n)| n == name)
+    }
+}
+
+/// Writes the new file `name` durably with `write`: into a ready spare when there is one
+/// (written and `fdatasync`'d; renamed later by `settle`), else by the write cycle (pending
+/// spares renamed first, then a temporary file written, fsync'd, renamed, the directory
+/// fsync'd). Either way the file's bytes survive `kill -9` and power loss once this returns.
+pub fn write_new(
+    files: &mut dyn Files,
+    spares: &mut Spares,
+    name: &str,
+    write: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
+) -> io::Result<()> {
+    if let Some(spare) = spares.ready.pop() {
+        match files.write(&spare, false, true, write) {
+            Ok(()) => {
+                spares.pending.push((spare, name.to_string()));
+                return Ok(());
+            }
+            Err(e) => {
+                // What it holds was never reported: start-up would remove it too.
+                warn!("cannot write into the spare file {spare} ({e}): writing {name} by the whole write cycle");
+                let _ = files.remove(&spare);
+            }
+        }
+    }
+    rename_pending(files, spares)?;
+    write_atomically(files, name, write)
+}
+
+/// Writes `name` so that it is there whole or not at all: under a temporary name, fsync'd,
+/// renamed into place, and the directory fsync'd.
+pub fn write_atomically(
+    files: &mut dyn Files,
+    name: &str,
+    write: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
+) -> io::Result<()> {
+    let temporary = snapshot::temporary_name(name);
+    let written = files.write(&temporary, true, false, write).and_then(|()| files.rename(&temporary, name));
+    if let Err(e) = written {
+        // Best effort: the temporary name is never loaded, and start-up removes leftovers.
+        let _ = files.remove(&temporary);
+        return Err(e);
+    }
+    files.sync_dir()
+}
+
+/// Renames the files held by spares to their names, and fsyncs the directory. A spare whose
+/// rename fails stays as it is (start-up places it) and is not used again.
+fn rename_pending(files: &mut dyn Files, spares: &mut Spares) -> io::Result<()> {
+    if spares.pending.is_empty() {
+        return Ok(());
+    }
+    for (spare, name) in std::mem::take(&mut spares.pending) {
+        if let Err(e) = files.rename(&spare, &name) {
+            warn!("cannot rename the spare file {spare} to {name}: {e}; start-up will place it");
+        }
+    }
+    files.sync_dir()
+}
+
+/// The work the writer does off the commits' path: renames the files held by spares and makes
+/// spares up to `SPARE_FILES`, under one directory fsync. On an error the spares made so far are
+/// not used (their entries may not be durable), and it is tried again later.
+pub fn settle(files: &mut dyn Files, spares: &mut Spares) -> io::Result<()> {
+    for (spare, name) in std::mem::take(&mut spares.pending) {
+        if let Err(e) = files.rename(&spare, &name) {
+            warn!("cannot rename the spare file {spare} to {name}: {e}; start-up will place it");
+        }
+    }
+    let mut made = Vec::new();
+    while spares.ready.len() + made.len() < SPARE_FILES {
+        let spare = format!("{SPARE_PREFIX}{}", spares.next);
+        spares.next += 1;
+        files.write(&spare, true, false, &mut |_| Ok(()))?;
+        made.push(spare);
+    }
+    files.sync_dir()?;
+    spares.ready.extend(made);
+    Ok(())
+}
+
+/// What start-up does with the spares a stopped server left (see the module): places each one
+/// holding a whole file under a name after every file's (`after_micros` and on, in the order of
+/// the versions they hold), removes the others, and fsyncs the directory. An error is the
+/// directory's (permissions, I/O), and stops the start.
+pub fn recover(files: &mut dyn Files, after_micros: u64) -> Result<(), String> {
+    let names = files.names().map_err(|e| format!("cannot list the data directory: {e}"))?;
+    let spares: Vec<&String> = names.iter().filter(|n| spare_number(n).is_some()).collect();
+    if spares.is_empty() {
+        return Ok(());
+    }
+    let newest = names.iter().filter_map(|n| snapshot::parse_file_name(n)).max().unwrap_or(0);
+    let mut whole = Vec::new();
+    for spare in spares {
+        let bytes = files.read(spare).map_err(|e| format!("cannot read the spare file {spare}: {e}"))?;
+        let peeked = change_file::peek(tail(&bytes));
+        match peeked {
+            _ if bytes.is_empty() => {}
+            Some(peeked) if matches!(check_file_sha1(&bytes), Ok(true)) => {
+                let key = (peeked.term, peeked.version.sequence, peeked.version.checksum.0);
+                whole.push((key, spare.clone()));
+                continue;
+            }
+            _ => warn!(
+                "the spare file {spare} holds a write cut short ({} bytes, not a whole file): it was never \
+                 answered (an answer waits until the file is synced), and is removed",
+                bytes.len()
+            ),
+        }
+        files.remove(spare).map_err(|e| format!("cannot remove the spare file {spare}: {e}"))?;
+    }
+    whole.sort();
+    let mut micros = after_micros.max(newest + 1);
+    for (_, spare) in whole {
+        let name = snapshot::file_name(micros);
+        micros += 1;
+        files.rename(&spare, &name).map_err(|e| format!("cannot rename the spare file {spare} to {name}: {e}"))?;
+        info!("the spare file {spare} holds a whole file, written before the server stopped: now {name}");
+    }
+    files.sync_dir().map_err(|e| format!("cannot sync the data directory: {e}"))
+}
+
+/// The last bytes of a file, where its version stands.
+fn tail(bytes: &[u8]) -> &[u8] {
+    &bytes[bytes.len().saturating_sub(crate::limits::SNAPSHOT_TAIL_PEEK_BYTES)..]
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,116 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::core::sealed::seal;
+use crate::core::snapshot::NodeJson;
+use crate::core::value::Value;
+
+/// A directory in memory: names to bytes, every operation done at once.
+#[derive(Default)]
+struct Memory(BTreeMap<String, Vec<u8>>, Vec<String>);
+
+impl Files for Memory {
+    fn names(&mut self) -> io::Result<Vec<String>> {
+        Ok(self.0.keys().cloned().collect())
+    }
+    fn read(&mut self, name: &str) -> io::Result<Vec<u8>> {
+        self.0.get(name).cloned().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+    fn write(
+        &mut self,
+        name: &str,
+        create: bool,
+        _: bool,
+        write: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.1.push(format!("write {name}"));
+        if !create && !self.0.contains_key(name) {
+            return Err(io::ErrorKind::NotFound.into());
+        }
+        let mut bytes = Vec::new();
+        write(&mut bytes)?;
+        self.0.insert(name.to_string(), bytes);
+        Ok(())
+    }
+    fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {
+        self.1.push(format!("rename {from} {to}"));
+        let bytes = self.0.remove(from).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        self.0.insert(to.to_string(), bytes);
+        Ok(())
+    }
+    fn remove(&mut self, name: &str) -> io::Result<()> {
+        self.0.remove(name).map(|_| ()).ok_or_else(|| io::ErrorKind::NotFound.into())
+    }
+    fn sync_dir(&mut self) -> io::Result<()> {
+        self.1.push("sync_dir".into());
+        Ok(())
+    }
+}
+
+/// A snapshot file of `{"n": sequence}` at `sequence`.
+fn file(sequence: u64) -> Vec<u8> {
+    let sealed = seal(Value::parse(format!(r#"{{"n": {sequence}}}"#).as_bytes()).unwrap(), sequence, None);
+    let mut bytes = Vec::new();
+    snapshot::encode(&mut bytes, &NodeJson::default(), &sealed.body, &mut || {}).unwrap();
+    bytes
+}
+
+fn put(bytes: Vec<u8>) -> impl FnMut(&mut dyn io::Write) -> io::Result<()> {
+    move |out| out.write_all(&bytes)
+}
+
+#[test]
+fn a_file_goes_into_a_spare_and_gets_its_name_when_the_writer_settles() {
+    let mut dir = Memory::default();
+    let mut spares = Spares::new(&[]);
+    settle(&mut dir, &mut spares).unwrap();
+    assert_eq!(dir.0.len(), SPARE_FILES, "spares made: {:?}", dir.0.keys());
+    assert!(!spares.unsettled());
+    dir.1.clear();
+    let name = snapshot::file_name(1_800_000_000_000_000);
+    write_new(&mut dir, &mut spares, &name, &mut put(file(1))).unwrap();
+    assert_eq!(dir.1.len(), 1, "one write into a spare, no directory sync: {:?}", dir.1);
+    assert!(spares.holds(&name) && !dir.0.contains_key(&name));
+    settle(&mut dir, &mut spares).unwrap();
+    assert_eq!(dir.0.get(&name), Some(&file(1)));
+    assert_eq!(dir.0.len(), SPARE_FILES + 1);
+    assert_eq!(dir.1.iter().filter(|op| *op == "sync_dir").count(), 1, "one directory sync: {:?}", dir.1);
+}
+
+#[test]
+fn without_a_spare_the_pending_ones_are_named_before_the_file_is_written_whole() {
+    let mut dir = Memory::default();
+    let mut spares = Spares::new(&[]);
+    settle(&mut dir, &mut spares).unwrap();
+    dir.1.clear();
+    let names: Vec<String> = (0..=SPARE_FILES as u64).map(|i| snapshot::file_name(1_800_000_000_000_000 + i)).collect();
+    for (i, name) in names.iter().enumerate() {
+        write_new(&mut dir, &mut spares, name, &mut put(file(i as u64 + 1))).unwrap();
+    }
+    assert!(spares.exhausted() && !spares.holds(&names[SPARE_FILES - 1]), "the last one took the cycle");
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(dir.0.get(name), Some(&file(i as u64 + 1)), "{name}");
+    }
+    let renamed = dir.1.iter().position(|op| op.starts_with("rename .spare-")).unwrap();
+    let temporary = dir.1.iter().position(|op| op.ends_with(".json.tmp")).unwrap();
+    assert!(renamed < temporary, "{:?}", dir.1);
+}
+
+#[test]
+fn start_up_places_whole_spares_in_version_order_and_removes_the_rest() {
+    let mut dir = Memory::default();
+    let newest = 1_800_000_000_000_000;
+    dir.0.insert(snapshot::file_name(newest), file(1));
+    dir.0.insert(".spare-7".into(), file(3));
+    dir.0.insert(".spare-8".into(), file(2));
+    dir.0.insert(".spare-9".into(), Vec::new());
+    let cut = file(4);
+    dir.0.insert(".spare-10".into(), cut[..cut.len() - 5].to_vec());
+    recover(&mut dir, 0).unwrap();
+    let names: Vec<(&String, &Vec<u8>)> = dir.0.iter().collect();
+    assert_eq!(names.len(), 3, "{:?}", dir.0.keys());
+    assert_eq!(names[1], (&snapshot::file_name(newest + 1), &file(2)));
+    assert_eq!(names[2], (&snapshot::file_name(newest + 2), &file(3)));
+    assert_eq!(Spares::new(&dir.names().unwrap()).next, 0);
+    assert_eq!(Spares::new(&[".spare-12".into()]).next, 13);
+}
