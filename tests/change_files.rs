@@ -33,6 +33,7 @@ fn a_commit_into_a_large_store_writes_a_file_of_about_the_change_and_a_restart_l
     let dir = TempDir::new("change-files");
     let server = Server::start(&[&dir.flag()]);
     let versions = large_store_with_commits(&server, 5);
+    dir.wait_named();
     let names = dir.snapshots();
     let changes: Vec<&String> = names.iter().filter(|n| is_change_file(&dir, n)).collect();
     assert!(changes.len() >= 5, "every one-key commit is a change file: {names:?}");
@@ -53,6 +54,7 @@ fn a_damaged_change_file_mid_chain_ends_the_chain_there_and_new_sequences_go_abo
     let dir = TempDir::new("change-damaged");
     let server = Server::start(&[&dir.flag()]);
     let versions = large_store_with_commits(&server, 4);
+    dir.wait_named();
     server.kill9();
     let names = dir.snapshots();
     let changes: Vec<&String> = names.iter().filter(|n| is_change_file(&dir, n)).collect();
@@ -109,6 +111,7 @@ fn a_clean_stop_leaves_a_full_snapshot_newest_and_the_store_loads_from_it() {
     let dir = TempDir::new("change-stop");
     let server = Server::start(&[&dir.flag()]);
     let versions = large_store_with_commits(&server, 3);
+    dir.wait_named();
     let before = dir.snapshots();
     assert!(is_change_file(&dir, before.last().unwrap()), "the newest file is a change before the stop");
     assert!(server.terminate().success());
@@ -125,6 +128,7 @@ fn a_change_file_cut_short_loads_the_version_before_and_writes_wait_for_the_oper
     let dir = TempDir::new("change-cut");
     let server = Server::start(&[&dir.flag()]);
     let versions = large_store_with_commits(&server, 2);
+    dir.wait_named();
     server.kill9();
     let newest = dir.path().join(dir.snapshots().last().unwrap());
     let bytes = std::fs::read(&newest).unwrap();
@@ -146,6 +150,7 @@ fn change_files_whose_full_snapshot_is_gone_load_nothing_and_the_start_is_refuse
     let dir = TempDir::new("change-orphans");
     let server = Server::start(&[&dir.flag()]);
     large_store_with_commits(&server, 2);
+    dir.wait_named();
     server.kill9();
     let names = dir.snapshots();
     assert!(!is_change_file(&dir, &names[0]) && names.len() == 3, "{names:?}");

@@ -125,3 +125,77 @@ fn a_snapshot_write_interrupted_at_any_moment_leaves_a_startable_directory() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(!dir.path().join(lighthouse::core::snapshot::temporary_name(&name)).exists(), "the leftover is removed");
 }
+
+/// The non-empty spare files of `dir`: files written and not yet renamed, or writes cut short.
+fn spares_holding_bytes(dir: &TempDir) -> Vec<String> {
+    let entries = std::fs::read_dir(dir.path()).unwrap().filter_map(Result::ok);
+    let held = entries.filter(|e| e.file_name().to_string_lossy().starts_with(".spare-"));
+    let mut names: Vec<String> = held
+        .filter(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_spare_file_cut_short_leaves_a_startable_directory_and_loses_no_answered_commit() {
+    let dir = TempDir::new("spare-cut");
+    let server = Server::start(&[&dir.flag()]);
+    for i in 1..=3 {
+        assert_eq!(transact(&server, "a", "/x", &i.to_string()).status, 200);
+    }
+    dir.wait_named();
+    server.kill9();
+    // A write killed part of the way into spare files (never answered: an answer waits for the
+    // fdatasync): the first half of a real file, and bytes that are no file at all.
+    let newest = std::fs::read(dir.path().join(dir.snapshots().pop().unwrap())).unwrap();
+    std::fs::write(dir.path().join(".spare-40"), &newest[..newest.len() / 2]).unwrap();
+    std::fs::write(dir.path().join(".spare-41"), b"\0\0\0\0garbage").unwrap();
+    // Cut just before its file checksum: the tail still names a version.
+    std::fs::write(dir.path().join(".spare-42"), &newest[..newest.len() - 3]).unwrap();
+
+    let restarted = Server::start(&[&dir.flag()]);
+    assert_eq!(restarted.get("/data/x").text(), "3\n", "every answered commit is there");
+    assert!(spares_holding_bytes(&dir).is_empty(), "the cut writes are removed: {:?}", spares_holding_bytes(&dir));
+    let warned = restarted.log().iter().filter(|l| l.contains("holds a write cut short")).count();
+    assert_eq!(warned, 3, "{:?}", restarted.log());
+    // Nothing waits for the operator: writes go on at the next sequence.
+    assert_eq!(restarted.get("/version").json()["sequence"], 3);
+    assert_eq!(transact(&restarted, "a", "/x", "4").status, 200);
+    assert_eq!(restarted.get("/version").json()["sequence"], 4);
+}
+
+#[test]
+fn an_answered_commit_still_in_a_spare_file_loads_at_start() {
+    let dir = TempDir::new("spare-pending");
+    let server = Server::start(&[&dir.flag()]);
+    assert_eq!(transact(&server, "a", "/x", "1").status, 200);
+    dir.wait_named();
+    // The writer renames a spare only once it is idle for a moment: killed right after the
+    // answer, the commit's file is (almost always) still in its spare.
+    assert_eq!(transact(&server, "a", "/x", "2").status, 200);
+    let answered = server.get("/version").json();
+    server.kill9();
+    if spares_holding_bytes(&dir).is_empty() {
+        // The writer was quicker than the kill: put the newest file back into a spare by hand.
+        let newest = dir.snapshots().pop().unwrap();
+        std::fs::rename(dir.path().join(&newest), dir.path().join(".spare-7")).unwrap();
+    }
+    let held = spares_holding_bytes(&dir);
+    assert_eq!(held.len(), 1, "{held:?}");
+    let named_before = dir.snapshots();
+
+    let restarted = Server::start(&[&dir.flag()]);
+    assert_eq!(restarted.get("/data/x").text(), "2\n");
+    assert_eq!(restarted.get("/version").json(), answered, "the answered version, its checksum too");
+    assert!(spares_holding_bytes(&dir).is_empty(), "the spare is placed under a file name");
+    let placed: Vec<String> = dir.snapshots().into_iter().filter(|n| !named_before.contains(n)).collect();
+    assert_eq!(placed.len(), 1, "{:?}", dir.snapshots());
+    assert!(placed[0] > *named_before.last().unwrap(), "after every other file: {placed:?} {named_before:?}");
+    assert!(restarted.log().iter().any(|l| l.contains(&format!("now {}", placed[0]))), "{:?}", restarted.log());
+    assert_eq!(transact(&restarted, "a", "/x", "3").status, 200);
+    drop(restarted);
+    let again = Server::start(&[&dir.flag()]);
+    assert_eq!(again.get("/data/x").text(), "3\n");
+}

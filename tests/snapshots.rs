@@ -233,6 +233,7 @@ fn at_most_keep_snapshots_files_stay_and_the_newest_loads() {
         assert_eq!(support::transact(&server, "w", "/i", &i.to_string()).status, 200);
     }
     // One chain, a full snapshot and seven change files, is kept whole past --keep-snapshots.
+    dir.wait_named();
     assert_eq!(dir.snapshots().len(), 8, "{:?}", dir.snapshots());
     // The clean stop writes a full snapshot: a newer chain, and the older one goes whole. The
     // writer removes old files just after it reports a write, before it exits.

@@ -154,6 +154,7 @@ fn spawn_writer(
                     Ok(job) => job,
                     Err(RecvTimeoutError::Timeout) => {
                         data_dir.settle();
+                        data_dir.tidy();
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -175,6 +176,7 @@ fn spawn_writer(
             data_dir.tidy();
         }
         data_dir.settle();
+        data_dir.tidy();
     })?);
     Ok(sender)
 }

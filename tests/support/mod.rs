@@ -336,6 +336,17 @@ impl TempDir {
         names.sort();
         names
     }
+
+    /// Waits until every file the server wrote is under its name: a commit's file is written
+    /// into a spare file (`.spare-N`) and renamed by the writer a moment after the answer.
+    pub fn wait_named(&self) {
+        wait_for("the files written into spare files to be renamed", || {
+            std::fs::read_dir(&self.0).unwrap().filter_map(Result::ok).all(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                !name.starts_with(".spare-") || entry.metadata().map_or(true, |m| m.len() == 0)
+            })
+        });
+    }
 }
 
 impl Drop for TempDir {
