@@ -160,6 +160,9 @@ fn rename_pending(files: &mut dyn Files, spares: &mut Spares) -> io::Result<()> 
 /// spares up to `SPARE_FILES`, under one directory fsync. On an error the spares made so far are
 /// not used (their entries may not be durable), and it is tried again later.
 pub fn settle(files: &mut dyn Files, spares: &mut Spares) -> io::Result<()> {
+    if !spares.unsettled() {
+        return Ok(());
+    }
     for (spare, name) in std::mem::take(&mut spares.pending) {
         if let Err(e) = files.rename(&spare, &name) {
             warn!("cannot rename the spare file {spare} to {name}: {e}; start-up will place it");
@@ -177,12 +180,18 @@ pub fn settle(files: &mut dyn Files, spares: &mut Spares) -> io::Result<()> {
     Ok(())
 }
 
-/// What start-up does with the spares a stopped server left (see the module): places each one
-/// holding a whole file under a name after every file's (`after_micros` and on, in the order of
-/// the versions they hold), removes the others, and fsyncs the directory. An error is the
-/// directory's (permissions, I/O), and stops the start.
+/// What start-up does with what a stopped server left in the middle of its writes: removes
+/// temporary files (never loaded), places each spare holding a whole file under a name after
+/// every file's (`after_micros` and on, in the order of the versions they hold), removes the other
+/// spares (see the module), and fsyncs the directory. An error is the directory's (permissions,
+/// I/O), and stops the start.
 pub fn recover(files: &mut dyn Files, after_micros: u64) -> Result<(), String> {
     let names = files.names().map_err(|e| format!("cannot list the data directory: {e}"))?;
+    for temporary in names.iter().filter(|n| n.starts_with('.') && n.ends_with(".json.tmp")) {
+        if let Err(e) = files.remove(temporary) {
+            warn!("cannot remove the unfinished snapshot {temporary}: {e}");
+        }
+    }
     let spares: Vec<&String> = names.iter().filter(|n| spare_number(n).is_some()).collect();
     if spares.is_empty() {
         return Ok(());

@@ -52,7 +52,6 @@ impl StartupDir<'_> {
     /// in the middle of a write, and places the files spare files hold (`core::spare::recover`).
     pub fn prepare(&self) -> io::Result<()> {
         create_private_dir(self.0)?;
-        remove_temporary_files(self.0);
         spare::recover(&mut DirFiles(self.0), unix_micros()).map_err(io::Error::other)
     }
 }
@@ -175,21 +174,6 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     }
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-}
-
-/// Removes what a crash left in the middle of a write: temporary files are never loaded.
-fn remove_temporary_files(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
-    for entry in entries.filter_map(Result::ok) {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.')
-            && name.ends_with(".json.tmp")
-            && let Err(e) = fs::remove_file(entry.path())
-        {
-            warn!("cannot remove the unfinished snapshot {}: {e}", entry.path().display());
-        }
-    }
 }
 
 /// Where snapshots go and how long they are kept.

@@ -1,9 +1,11 @@
-//! A node's data directory in memory, shared by both simulations: snapshot files and `node.json`
-//! as the bytes the real directory would hold (written by the writer's own code, `jobs::run`),
-//! and the faults of a bad disk. A node is booted from it by the server's own start-up decision
-//! (`core::startup::decide`), so a restart in a simulation is a restart as operators do it.
+//! A node's data directory in memory, shared by both simulations: snapshot files, spare files
+//! and `node.json` as the bytes the real directory would hold (written by the writer's own code,
+//! `jobs::run` and `core::spare`, through `SimFiles`, which keeps what a crash keeps), and the
+//! faults of a bad disk. A node is booted from it by the server's own start-up steps
+//! (`core::spare::recover`, then `core::startup::decide`), so a restart in a simulation is a
+//! restart as operators do it.
 
-use std::collections::BTreeMap;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use lighthouse::core::chain::ChainState;
@@ -12,8 +14,11 @@ use lighthouse::core::jobs::{Disk, DiskError};
 use lighthouse::core::node_state::NodeState;
 use lighthouse::core::rng::Rng;
 use lighthouse::core::snapshot::{self, NodeJson};
+use lighthouse::core::spare::{self, Spares};
 use lighthouse::core::startup::{self, Directory, Flags, Startup};
 use lighthouse::core::{CoreConfig, Node};
+
+use super::files::SimFiles;
 
 /// What a failing disk does to a write.
 #[derive(Debug, Clone, Copy)]
@@ -27,14 +32,14 @@ pub enum DiskFault {
 /// One node's directory.
 #[derive(Debug, Default)]
 pub struct SimDir {
-    /// Snapshot files by name (names sort by time, as the real ones do).
-    files: BTreeMap<String, Vec<u8>>,
-    node_json: Option<Vec<u8>>,
+    /// Its files (snapshot names sort by time, as the real ones do).
+    pub files: SimFiles,
+    /// The writer's spare files (`core::spare`).
+    spares: Spares,
     /// The time in the name of the last file written, in microseconds: names always increase.
     last_micros: u64,
     /// The chain of the newest files, as the real writer keeps it (`core::chain`).
     chain: ChainState,
-    pub fault: Option<DiskFault>,
 }
 
 impl SimDir {
@@ -43,13 +48,36 @@ impl SimDir {
         let mut dir = SimDir::default();
         let node = NodeJson::default();
         dir.write_file(false, &mut |out| snapshot::encode(out, &node, body, &mut || {})).expect("no fault yet");
-        dir.node_json = state.map(|s| s.to_bytes());
+        if let Some(state) = state {
+            dir.save_state(&state).expect("no fault yet");
+        }
         dir
+    }
+
+    pub fn set_fault(&mut self, fault: Option<DiskFault>) {
+        self.files.fault = fault;
+    }
+
+    /// Whether the writer has work of its own (`core::spare::settle`).
+    pub fn unsettled(&self) -> bool {
+        self.spares.unsettled()
+    }
+
+    /// The writer's work off the commits' path, as the server's writer does it when idle: a
+    /// failure leaves it for later.
+    pub fn settle(&mut self) {
+        let _ = spare::settle(&mut self.files, &mut self.spares);
     }
 
     /// Decides how the node starts, as the server does, and writes `node.json` first if it must.
     /// `None`: the node cannot start (its disk refuses `node.json`), as the server exits.
     pub fn start_up(&mut self, flags: &Flags, random: &mut dyn FnMut() -> u64) -> Option<Startup> {
+        // As `StartupDir::prepare`: what a crash left in spare files is placed or removed.
+        spare::recover(&mut self.files, self.last_micros + 1).ok()?;
+        let names: Vec<String> = self.files.list().cloned().collect();
+        let newest = names.iter().filter_map(|n| snapshot::parse_file_name(n)).max();
+        self.last_micros = self.last_micros.max(newest.unwrap_or(0));
+        self.spares = Spares::new(&names);
         let startup = startup::decide(Some(self), flags, random).expect("a simulated directory never refuses start-up");
         if startup.save_state {
             self.save_state(&startup.state).ok()?;
@@ -89,17 +117,18 @@ impl SimDir {
 
     /// The node's state as `node.json` holds it.
     pub fn state(&self) -> Option<NodeState> {
-        NodeState::from_bytes(self.node_json.as_ref()?)
+        NodeState::from_bytes(self.files.get(STATE_FILE)?)
     }
 
-    fn failing(&self) -> Result<(), DiskError> {
-        match self.fault {
-            Some(DiskFault::Full) => Err(DiskError { status: 507, message: "no space left (simulated)".into() }),
-            Some(DiskFault::ReadOnly) => Err(DiskError { status: 503, message: "read-only (simulated)".into() }),
-            None => Ok(()),
-        }
+    /// The answer to a write the disk refused.
+    fn error(&self, e: &io::Error) -> DiskError {
+        let status = if matches!(self.files.fault, Some(DiskFault::Full)) { 507 } else { 503 };
+        DiskError { status, message: e.to_string() }
     }
 }
+
+/// `shell::data_dir::STATE_FILE`.
+const STATE_FILE: &str = "node.json";
 
 /// Every node's `node.json` names one and the same cluster, once the cluster has settled: a node
 /// that was restarted is the node it was, of the cluster it was.
@@ -119,32 +148,34 @@ impl Disk for SimDir {
     fn write_file(
         &mut self,
         _change: bool,
-        write: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+        write: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
     ) -> Result<PathBuf, DiskError> {
-        self.failing()?;
-        let mut bytes = Vec::new();
-        write(&mut bytes).expect("writing to memory");
         self.last_micros = (self.last_micros + 1).max(1_800_000_000_000_000);
         let name = snapshot::file_name(self.last_micros);
-        self.files.insert(name.clone(), bytes);
+        spare::write_new(&mut self.files, &mut self.spares, &name, write).map_err(|e| self.error(&e))?;
         Ok(PathBuf::from(name))
     }
 
     fn remove_snapshot(&mut self, file: &Path) {
-        self.files.remove(&file.to_string_lossy().into_owned());
+        let name = file.to_string_lossy().into_owned();
+        if self.spares.holds(&name) {
+            self.settle();
+        }
+        let _ = lighthouse::core::spare::Files::remove(&mut self.files, &name)
+            .and_then(|()| lighthouse::core::spare::Files::sync_dir(&mut self.files));
         self.chain.forget();
     }
 
     fn save_state(&mut self, state: &NodeState) -> Result<(), DiskError> {
-        self.failing()?;
-        self.node_json = Some(state.to_bytes());
-        Ok(())
+        let bytes = state.to_bytes();
+        spare::write_atomically(&mut self.files, STATE_FILE, &mut |out| out.write_all(&bytes))
+            .map_err(|e| self.error(&e))
     }
 }
 
 impl Directory for SimDir {
     fn snapshots(&mut self) -> Result<Vec<(u64, String)>, String> {
-        let names = self.files.keys().filter_map(|name| Some((snapshot::parse_file_name(name)?, name.clone())));
+        let names = self.files.list().filter_map(|name| Some((snapshot::parse_file_name(name)?, name.clone())));
         Ok(names.collect())
     }
 
@@ -159,6 +190,6 @@ impl Directory for SimDir {
     }
 
     fn node_state(&mut self) -> Result<Option<Vec<u8>>, String> {
-        Ok(self.node_json.clone())
+        Ok(self.files.get(STATE_FILE).cloned())
     }
 }

@@ -19,6 +19,7 @@
 
 mod coordinated;
 mod disk;
+mod files;
 mod harness;
 mod local;
 

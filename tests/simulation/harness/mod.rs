@@ -76,6 +76,11 @@ pub enum Event<E> {
         generation: u64,
         job: Job,
     },
+    /// The writer of node `node` does its own work (`SimDir::settle`), idle between jobs.
+    Settle {
+        node: usize,
+        generation: u64,
+    },
     Crash {
         node: usize,
     },
@@ -286,11 +291,27 @@ impl<E, C> Harness<E, C> {
     }
 
     /// Node `i`'s process dies: what it had not written is lost, and it is started again a little
-    /// later from its disk.
+    /// later from its disk. Its writer may die in the middle of a job (after some of its file
+    /// operations), and half the time the machine loses power too: only what was synced stays.
     pub fn crash(&mut self, i: usize) {
         if self.nodes[i].gone || self.nodes[i].node.take().is_none() {
             return;
         }
+        let generation = self.nodes[i].generation;
+        let writing = self.pending.iter().find_map(|(id, e)| match e {
+            Event::JobDone { node, generation: g, job } if *node == i && *g == generation && job.writes() => Some(*id),
+            _ => None,
+        });
+        if let Some(id) = writing
+            && self.rng.chance(500)
+            && let Some(Event::JobDone { job, .. }) = self.pending.remove(&id)
+        {
+            let dir = &mut self.nodes[i].dir;
+            dir.files.cut_after(self.rng.below(6) as u32);
+            let _ = lighthouse::core::jobs::run(job, dir, &mut || {});
+        }
+        let power_loss = self.rng.chance(500);
+        self.nodes[i].dir.files.crash(power_loss);
         self.nodes[i].generation += 1;
         self.nodes[i].origins.clear();
         if self.profile.cut_in_flight {

@@ -50,6 +50,9 @@ pub trait Sim: Sized {
             return;
         };
         h.nodes[i].node = Some(node);
+        // Its writer makes its spare files as it starts, beside the loop's first steps.
+        let (generation, delay) = (h.nodes[i].generation, h.rng.below(h.profile.job_ms));
+        h.at(delay, Event::Settle { node: i, generation });
         self.booted(i);
         self.drain(i);
     }
@@ -182,6 +185,11 @@ pub trait Sim: Sized {
         }
         let sim_node = &mut h.nodes[i];
         let done = jobs::run_keeping(job, &mut sim_node.dir, &mut sim_node.text, &mut || {});
+        if h.nodes[i].dir.unsettled() {
+            // The writer renames and makes spare files when idle, or at once with none left.
+            let delay = h.rng.below(h.profile.job_ms);
+            h.at(delay, Event::Settle { node: i, generation });
+        }
         let now = h.node_now(i);
         h.nodes[i].node.as_mut().expect("checked above").job_done(now, done);
         self.drain(i);
@@ -192,7 +200,7 @@ pub trait Sim: Sized {
         // A paused node's events wait for it.
         let target = match &event {
             Event::Deliver { to, .. } | Event::Outcome { to, .. } => Some(*to),
-            Event::JobDone { node, .. } => Some(*node),
+            Event::JobDone { node, .. } | Event::Settle { node, .. } => Some(*node),
             _ => None,
         };
         if let Some(i) = target
@@ -206,6 +214,11 @@ pub trait Sim: Sized {
             Event::Deliver { to, from, from_generation, request } => self.deliver(to, from, from_generation, request),
             Event::Outcome { to, from, generation, id, result } => self.outcome(to, from, generation, id, result),
             Event::JobDone { node, generation, job } => self.job_done(node, generation, job),
+            Event::Settle { node, generation } => {
+                if h.nodes[node].generation == generation && h.nodes[node].node.is_some() {
+                    h.nodes[node].dir.settle();
+                }
+            }
             Event::Crash { node } => h.crash(node),
             Event::Restart { node } => {
                 if h.nodes[node].node.is_none() && !h.nodes[node].gone {
@@ -228,7 +241,7 @@ pub trait Sim: Sized {
                 clock.stale = Some(now);
             }
             Event::Disk { node, fault } => {
-                h.nodes[node].dir.fault = fault;
+                h.nodes[node].dir.set_fault(fault);
                 if fault.is_some() {
                     let delay = 200 + h.rng.below(2_000);
                     h.at(delay, Event::Disk { node, fault: None });
@@ -291,7 +304,7 @@ pub trait Sim: Sized {
         self.hm().blocked.clear();
         for i in 0..self.h().nodes.len() {
             let sim_node = &mut self.hm().nodes[i];
-            sim_node.dir.fault = None;
+            sim_node.dir.set_fault(None);
             if sim_node.node.is_none() && !sim_node.gone {
                 self.boot(i);
             }
