@@ -307,7 +307,7 @@ impl<E, C> Harness<E, C> {
             && let Some(Event::JobDone { job, .. }) = self.pending.remove(&id)
         {
             let dir = &mut self.nodes[i].dir;
-            dir.files.cut_after(self.rng.below(6) as u32);
+            dir.files.cut_after(self.rng.below(4) as u32);
             let _ = lighthouse::core::jobs::run(job, dir, &mut || {});
         }
         let power_loss = self.rng.chance(500);

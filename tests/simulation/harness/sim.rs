@@ -186,8 +186,9 @@ pub trait Sim: Sized {
         let sim_node = &mut h.nodes[i];
         let done = jobs::run_keeping(job, &mut sim_node.dir, &mut sim_node.text, &mut || {});
         if h.nodes[i].dir.unsettled() {
-            // The writer renames and makes spare files when idle, or at once with none left.
-            let delay = h.rng.below(h.profile.job_ms);
+            // The writer renames and makes spare files when idle, or at once with none left:
+            // meanwhile a crash finds commits in spares, and commits may find none ready.
+            let delay = h.rng.below(8 * h.profile.job_ms);
             h.at(delay, Event::Settle { node: i, generation });
         }
         let now = h.node_now(i);
