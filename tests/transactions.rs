@@ -225,7 +225,7 @@ fn a_durable_commit_is_on_disk_when_it_is_answered() {
     // moment after the answer: docs/operations.md, "Spare files").
     let files: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
-        .filter_map(|e| Some(e.ok()?.file_name().into_string().ok()?))
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| lighthouse::core::snapshot::parse_file_name(n).is_some() || n.starts_with(".spare-"))
         .filter(|n| std::fs::metadata(dir.path().join(n)).is_ok_and(|m| m.len() > 0))
         .collect();

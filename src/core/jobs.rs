@@ -230,8 +230,8 @@ pub trait Disk {
     /// written). `core::chain::write_version` decides with it which file a version gets, and
     /// keeps it up to date.
     fn chain(&mut self) -> Option<&mut ChainState>;
-    /// Writes a new file durably (it survives `kill -9` and power loss once this returns), its
-    /// bytes given by `write`; `change` says it is a change file (for the retention rules). Old
+    /// Writes a new file durably (it survives `kill -9` and power loss once this returns, under
+    /// its name or in a spare file that start-up places: `core::spare`), its bytes given by `write`; `change` says it is a change file (for the retention rules). Old
     /// files are removed later, off the answer's path (`shell::data_dir::DataDir::tidy`).
     fn write_file(
         &mut self,

@@ -217,10 +217,8 @@ pub fn recover(files: &mut dyn Files, after_micros: u64) -> Result<(), String> {
         files.remove(spare).map_err(|e| format!("cannot remove the spare file {spare}: {e}"))?;
     }
     whole.sort();
-    let mut micros = after_micros.max(newest + 1);
-    for (_, spare) in whole {
+    for (micros, (_, spare)) in (after_micros.max(newest + 1)..).zip(whole) {
         let name = snapshot::file_name(micros);
-        micros += 1;
         files.rename(&spare, &name).map_err(|e| format!("cannot rename the spare file {spare} to {name}: {e}"))?;
         info!("the spare file {spare} holds a whole file, written before the server stopped: now {name}");
     }
