@@ -11,8 +11,8 @@
 //! (`YYYYMMDDTHHMMSS.ffffff.json`) and the directory fsync'd, and new spares are made, all under
 //! one directory fsync.
 //!
-//! A spare is recognised by its contents at start (`recover`): empty, it is a spare and is
-//! removed (the writer makes new ones); holding a whole file (its `file-sha1` matches), it holds
+//! A spare is recognised by its contents at start (`recover`): empty, it is a spare, fsync'd
+//! with the directory so that the writer takes it as ready; holding a whole file (its `file-sha1` matches), it holds
 //! a version that was written, maybe answered, and is renamed to a file name after every other
 //! file's, in the order of the versions the spares hold; anything else is a write cut short,
 //! never answered (its answer waited for `fdatasync`), like a temporary file of the write cycle
@@ -40,20 +40,32 @@ pub trait Files {
     fn names(&mut self) -> io::Result<Vec<String>>;
     /// A file's bytes.
     fn read(&mut self, name: &str) -> io::Result<Vec<u8>>;
-    /// Writes `name` from its start with `write` and syncs it: `create` makes it new (empty,
-    /// private to its owner), else it exists (a spare); `data_only` syncs as `fdatasync` does,
-    /// else as `fsync`.
+    /// Writes `name` from its start with `write`, then syncs it as `sync` says: `create` makes it
+    /// new (empty, private to its owner), else it exists (a spare).
     fn write(
         &mut self,
         name: &str,
         create: bool,
-        data_only: bool,
+        sync: Sync,
         write: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
     ) -> io::Result<()>;
+    /// Syncs a file (`fsync`).
+    fn sync(&mut self, name: &str) -> io::Result<()>;
     fn rename(&mut self, from: &str, to: &str) -> io::Result<()>;
     fn remove(&mut self, name: &str) -> io::Result<()>;
     /// Makes the directory's entries durable (fsync of the directory).
     fn sync_dir(&mut self) -> io::Result<()>;
+}
+
+/// How a file written is synced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sync {
+    /// Not yet (`Files::sync` follows).
+    Later,
+    /// `fdatasync`: the bytes and the size, which is all a reader needs.
+    Data,
+    /// `fsync`.
+    All,
 }
 
 /// The prefix of a spare's name: a dot-name, so listings of versions (and `ls`) pass it over.
@@ -75,11 +87,13 @@ pub struct Spares {
 }
 
 impl Spares {
-    /// Spares for a directory holding `names` (after `recover`): new ones are numbered after any
-    /// spare there.
+    /// Spares for a directory holding `names` after `recover`, which leaves only empty spares,
+    /// synced: they are ready, and new ones are numbered after them.
     pub fn new(names: &[String]) -> Spares {
+        let mut ready: Vec<String> = names.iter().filter(|n| spare_number(n).is_some()).cloned().collect();
+        ready.sort_by_key(|n| std::cmp::Reverse(spare_number(n)));
         let next = names.iter().filter_map(|n| spare_number(n)).max().map_or(0, |n| n + 1);
-        Spares { next, ..Spares::default() }
+        Spares { ready, next, ..Spares::default() }
     }
 
     /// Whether `settle` has work: a file to rename, or spares to make.
@@ -109,7 +123,7 @@ pub fn write_new(
     write: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
 ) -> io::Result<()> {
     if let Some(spare) = spares.ready.pop() {
-        match files.write(&spare, false, true, write) {
+        match files.write(&spare, false, Sync::Data, write) {
             Ok(()) => {
                 spares.pending.push((spare, name.to_string()));
                 return Ok(());
@@ -133,7 +147,7 @@ pub fn write_atomically(
     write: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
 ) -> io::Result<()> {
     let temporary = snapshot::temporary_name(name);
-    let written = files.write(&temporary, true, false, write).and_then(|()| files.rename(&temporary, name));
+    let written = files.write(&temporary, true, Sync::All, write).and_then(|()| files.rename(&temporary, name));
     if let Err(e) = written {
         // Best effort: the temporary name is never loaded, and start-up removes leftovers.
         let _ = files.remove(&temporary);
@@ -157,8 +171,10 @@ fn rename_pending(files: &mut dyn Files, spares: &mut Spares) -> io::Result<()> 
 }
 
 /// The work the writer does off the commits' path: renames the files held by spares and makes
-/// spares up to `SPARE_FILES`, under one directory fsync. On an error the spares made so far are
-/// not used (their entries may not be durable), and it is tried again later.
+/// spares up to `SPARE_FILES`, under one journal commit: every change is made first, then each
+/// new spare is fsync'd (the first fsync commits them all) and the directory. On an error the
+/// spares made so far are not used (their entries may not be durable), and it is tried again
+/// later.
 pub fn settle(files: &mut dyn Files, spares: &mut Spares) -> io::Result<()> {
     if !spares.unsettled() {
         return Ok(());
@@ -172,8 +188,11 @@ pub fn settle(files: &mut dyn Files, spares: &mut Spares) -> io::Result<()> {
     while spares.ready.len() + made.len() < SPARE_FILES {
         let spare = format!("{SPARE_PREFIX}{}", spares.next);
         spares.next += 1;
-        files.write(&spare, true, false, &mut |_| Ok(()))?;
+        files.write(&spare, true, Sync::Later, &mut |_| Ok(()))?;
         made.push(spare);
+    }
+    for spare in &made {
+        files.sync(spare)?;
     }
     files.sync_dir()?;
     spares.ready.extend(made);
@@ -182,8 +201,9 @@ pub fn settle(files: &mut dyn Files, spares: &mut Spares) -> io::Result<()> {
 
 /// What start-up does with what a stopped server left in the middle of its writes: removes
 /// temporary files (never loaded), places each spare holding a whole file under a name after
-/// every file's (`after_micros` and on, in the order of the versions they hold), removes the other
-/// spares (see the module), and fsyncs the directory. An error is the directory's (permissions,
+/// every file's (`after_micros` and on, in the order of the versions they hold), fsyncs the empty
+/// ones (the writer takes them as ready), removes the rest (see the module), and fsyncs the
+/// directory. An error is the directory's (permissions,
 /// I/O), and stops the start.
 pub fn recover(files: &mut dyn Files, after_micros: u64) -> Result<(), String> {
     let names = files.names().map_err(|e| format!("cannot list the data directory: {e}"))?;
@@ -202,7 +222,10 @@ pub fn recover(files: &mut dyn Files, after_micros: u64) -> Result<(), String> {
         let bytes = files.read(spare).map_err(|e| format!("cannot read the spare file {spare}: {e}"))?;
         let peeked = change_file::peek(tail(&bytes));
         match peeked {
-            _ if bytes.is_empty() => {}
+            _ if bytes.is_empty() => {
+                files.sync(spare).map_err(|e| format!("cannot sync the spare file {spare}: {e}"))?;
+                continue;
+            }
             Some(peeked) if matches!(check_file_sha1(&bytes), Ok(true)) => {
                 let key = (peeked.term, peeked.version.sequence, peeked.version.checksum.0);
                 whole.push((key, spare.clone()));

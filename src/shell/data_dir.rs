@@ -14,7 +14,7 @@ use crate::core::chain::ChainState;
 use crate::core::jobs::{Disk, DiskError};
 use crate::core::node_state::NodeState;
 use crate::core::snapshot::{self, parse_file_name};
-use crate::core::spare::{self, Files, Spares};
+use crate::core::spare::{self, Files, Spares, Sync};
 use crate::core::startup::Directory;
 use crate::limits::{SNAPSHOT_TAIL_PEEK_BYTES, SNAPSHOTS_KEPT_WHEN_FULL};
 use crate::shell::system_clock::unix_micros;
@@ -422,13 +422,21 @@ impl Files for DirFiles<'_> {
         &mut self,
         name: &str,
         create: bool,
-        data_only: bool,
+        sync: Sync,
         write: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
     ) -> io::Result<()> {
         let path = self.0.join(name);
         let mut file = if create { create_private(&path)? } else { fs::OpenOptions::new().write(true).open(&path)? };
         write(&mut file)?;
-        if data_only { file.sync_data() } else { file.sync_all() }
+        match sync {
+            Sync::Later => Ok(()),
+            Sync::Data => file.sync_data(),
+            Sync::All => file.sync_all(),
+        }
+    }
+
+    fn sync(&mut self, name: &str) -> io::Result<()> {
+        File::open(self.0.join(name))?.sync_all()
     }
 
     fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 
-use lighthouse::core::spare::Files;
+use lighthouse::core::spare::{Files, Sync};
 
 use super::disk::DiskFault;
 
@@ -95,7 +95,7 @@ impl Files for SimFiles {
         &mut self,
         name: &str,
         create: bool,
-        _data_only: bool,
+        sync: Sync,
         write: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
     ) -> io::Result<()> {
         let last = self.ops_left == Some(1);
@@ -119,7 +119,17 @@ impl Files for SimFiles {
             return Err(io::Error::other("the process is dead (simulated)"));
         }
         inode.bytes = bytes;
-        // Synced: `fdatasync` keeps the size, and the file holds nothing else.
+        if sync != Sync::Later {
+            // `fdatasync` keeps the size too, and the file holds nothing else.
+            inode.durable = inode.bytes.clone();
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self, name: &str) -> io::Result<()> {
+        self.step(false, false)?;
+        let id = *self.names.get(name).ok_or_else(|| Self::not_found(name))?;
+        let inode = self.inodes.get_mut(&id).expect("a named file");
         inode.durable = inode.bytes.clone();
         Ok(())
     }

@@ -20,7 +20,7 @@ impl Files for Memory {
         &mut self,
         name: &str,
         create: bool,
-        _: bool,
+        _: Sync,
         write: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
     ) -> io::Result<()> {
         self.1.push(format!("write {name}"));
@@ -30,6 +30,9 @@ impl Files for Memory {
         let mut bytes = Vec::new();
         write(&mut bytes)?;
         self.0.insert(name.to_string(), bytes);
+        Ok(())
+    }
+    fn sync(&mut self, _: &str) -> io::Result<()> {
         Ok(())
     }
     fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {
@@ -108,9 +111,10 @@ fn start_up_places_whole_spares_in_version_order_and_removes_the_rest() {
     dir.0.insert(".spare-10".into(), cut[..cut.len() - 5].to_vec());
     recover(&mut dir, 0).unwrap();
     let names: Vec<(&String, &Vec<u8>)> = dir.0.iter().collect();
-    assert_eq!(names.len(), 3, "{:?}", dir.0.keys());
-    assert_eq!(names[1], (&snapshot::file_name(newest + 1), &file(2)));
-    assert_eq!(names[2], (&snapshot::file_name(newest + 2), &file(3)));
-    assert_eq!(Spares::new(&dir.names().unwrap()).next, 0);
-    assert_eq!(Spares::new(&[".spare-12".into()]).next, 13);
+    assert_eq!(names.len(), 4, "{:?}", dir.0.keys());
+    assert_eq!(names[0], (&".spare-9".to_string(), &Vec::new()), "an empty spare stays a spare");
+    assert_eq!(names[2], (&snapshot::file_name(newest + 1), &file(2)));
+    assert_eq!(names[3], (&snapshot::file_name(newest + 2), &file(3)));
+    let spares = Spares::new(&dir.names().unwrap());
+    assert_eq!((spares.ready.as_slice(), spares.next), ([".spare-9".to_string()].as_slice(), 10));
 }
