@@ -83,6 +83,10 @@ pub struct Spares {
     ready: Vec<String>,
     /// (spare, the file's name), oldest first.
     pending: Vec<(String, String)>,
+    /// Spares a write into failed and that could not be removed: what they hold was never
+    /// answered, and may be whole (a failed `fdatasync`), so no other file is written until they
+    /// are gone (start-up would place them after it).
+    failed: Vec<String>,
     next: u64,
 }
 
@@ -122,6 +126,7 @@ pub fn write_new(
     name: &str,
     write: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
 ) -> io::Result<()> {
+    remove_failed(files, spares)?;
     if let Some(spare) = spares.ready.pop() {
         match files.write(&spare, false, Sync::Data, write) {
             Ok(()) => {
@@ -129,13 +134,16 @@ pub fn write_new(
                 return Ok(());
             }
             Err(e) => {
-                // What it holds was never reported: start-up would remove it too.
                 warn!("cannot write into the spare file {spare} ({e}): writing {name} by the whole write cycle");
-                let _ = files.remove(&spare);
+                spares.failed.push(spare);
+                remove_failed(files, spares)?;
             }
         }
     }
-    rename_pending(files, spares)?;
+    if !spares.pending.is_empty() {
+        rename_pending(files, spares)?;
+        files.sync_dir()?;
+    }
     write_atomically(files, name, write)
 }
 
@@ -156,18 +164,25 @@ pub fn write_atomically(
     files.sync_dir()
 }
 
-/// Renames the files held by spares to their names, and fsyncs the directory. A spare whose
-/// rename fails stays as it is (start-up places it) and is not used again.
+/// Removes the spares whose write failed (their answer was an error, so they must never load).
+fn remove_failed(files: &mut dyn Files, spares: &mut Spares) -> io::Result<()> {
+    while let Some(spare) = spares.failed.last() {
+        files.remove(spare)?;
+        spares.failed.pop();
+    }
+    Ok(())
+}
+
+/// Renames the files held by spares to their names, oldest first (the caller fsyncs the
+/// directory). A rename that fails leaves that spare and the ones after it pending, and is an
+/// error: no file may be written under its name while an older one is still in a spare, since
+/// start-up places spares after every named file.
 fn rename_pending(files: &mut dyn Files, spares: &mut Spares) -> io::Result<()> {
-    if spares.pending.is_empty() {
-        return Ok(());
+    while let Some((spare, name)) = spares.pending.first() {
+        files.rename(spare, name)?;
+        spares.pending.remove(0);
     }
-    for (spare, name) in std::mem::take(&mut spares.pending) {
-        if let Err(e) = files.rename(&spare, &name) {
-            warn!("cannot rename the spare file {spare} to {name}: {e}; start-up will place it");
-        }
-    }
-    files.sync_dir()
+    Ok(())
 }
 
 /// The work the writer does off the commits' path: renames the files held by spares and makes
@@ -179,11 +194,8 @@ pub fn settle(files: &mut dyn Files, spares: &mut Spares) -> io::Result<()> {
     if !spares.unsettled() {
         return Ok(());
     }
-    for (spare, name) in std::mem::take(&mut spares.pending) {
-        if let Err(e) = files.rename(&spare, &name) {
-            warn!("cannot rename the spare file {spare} to {name}: {e}; start-up will place it");
-        }
-    }
+    remove_failed(files, spares)?;
+    rename_pending(files, spares)?;
     let mut made = Vec::new();
     while spares.ready.len() + made.len() < SPARE_FILES {
         let spare = format!("{SPARE_PREFIX}{}", spares.next);
