@@ -62,7 +62,7 @@ fn every_commit_answered_200_survives_kill_9() {
     let seed = std::env::var("LIGHTHOUSE_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_1234_u64);
     let mut rng = Rng::new(seed);
     let mut acknowledged: u64 = 0;
-    // Restarts that found an answered commit's file still in a spare file (`core::spare`).
+    // Files that restarts found still in spare files and placed (`core::spare`).
     let mut from_spares = 0;
     for round in 0..kills() {
         let server = Server::start(&[&dir.flag()]);
@@ -107,8 +107,8 @@ fn every_commit_answered_200_survives_kill_9() {
     assert!(counter >= acknowledged, "after the last kill: counter {counter} < acknowledged {acknowledged}");
     assert!(acknowledged > kills(), "the test made progress: {acknowledged} commits acknowledged");
     eprintln!(
-        "{} kills, {acknowledged} commits acknowledged, all of them in the restarted store; {from_spares} restart(s) \
-         placed a file found in a spare",
+        "{} kills, {acknowledged} commits acknowledged, all of them in the restarted store; restarts placed {from_spares} \
+         file(s) found in spare files",
         kills()
     );
 }
