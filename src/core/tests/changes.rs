@@ -9,7 +9,6 @@ use crate::core::node_state::NodeState;
 use crate::core::roster::{Coordination, Member};
 use crate::core::sealed::seal_paced;
 use crate::http::Bytes;
-use crate::http::{encode_request_head, parse_head};
 
 /// A request one node sent another, and the answer it got (status 0: none, it was cut off).
 #[derive(Debug)]
@@ -188,15 +187,9 @@ impl Three {
                     self.nodes[i].peer_reply(self.now, request.id, Err("lost".into()));
                     return;
                 }
-                let mut head = Vec::new();
-                let (method, path, length) = (request.method, &request.path, request.body.len());
-                encode_request_head(method, path, &request.peer, length, &request.headers, &mut head);
-                let headers = parse_head(&head, u64::MAX).unwrap().unwrap().headers;
                 let ticket = self.next_ticket;
                 self.next_ticket += 1;
-                let body = request.body.as_slice().to_vec();
-                let incoming = Request { method, target: path, headers, body: &body, client: None, grant: None };
-                match self.nodes[to].handle(self.now, ticket, &incoming) {
+                match deliver(&mut self.nodes[to], self.now, ticket, &request) {
                     Reply::Now(response) | Reply::Stream(response) => self.reply(i, request.id, index, response),
                     Reply::Later => {
                         self.waiting.insert((to, ticket), Some((i, request.id, index)));
@@ -279,6 +272,17 @@ impl Three {
             .map(|s| (s.to, s.body.starts_with(b"{\"change\":"), s.status, s.answer.as_str()))
             .collect()
     }
+}
+
+/// Hands a peer request one in-memory node sent to node `to`, as the wire would carry it (its head
+/// encoded and parsed again), under `ticket`: this file's harness and `removal.rs`'s.
+pub(super) fn deliver(to: &mut Node, now: Now, ticket: Ticket, request: &PeerRequest) -> Reply {
+    let mut head = Vec::new();
+    let (method, path, length) = (request.method, &request.path, request.body.len());
+    crate::http::encode_request_head(method, path, &request.peer, length, &request.headers, &mut head);
+    let headers = crate::http::parse_head(&head, u64::MAX).unwrap().unwrap().headers;
+    let body = request.body.as_slice().to_vec();
+    to.handle(now, ticket, &Request { method, target: path, headers, body: &body, client: None, grant: None })
 }
 
 #[test]

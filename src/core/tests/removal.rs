@@ -8,7 +8,6 @@ use super::*;
 use crate::core::node_state::NodeState;
 use crate::core::roster::{Coordination, Member};
 use crate::core::sealed::seal_paced;
-use crate::http::{encode_request_head, parse_head};
 
 fn address(i: usize) -> String {
     format!("10.0.8.{}:8001", i + 1)
@@ -120,15 +119,9 @@ impl Net {
                     self.nodes[i].peer_reply(self.now, request.id, Err("lost".into()));
                     return;
                 }
-                let mut head = Vec::new();
-                let (method, path, length) = (request.method, &request.path, request.body.len());
-                encode_request_head(method, path, &request.peer, length, &request.headers, &mut head);
-                let headers = parse_head(&head, u64::MAX).unwrap().unwrap().headers;
                 let ticket = self.next_ticket;
                 self.next_ticket += 1;
-                let body = request.body.as_slice().to_vec();
-                let incoming = Request { method, target: path, headers, body: &body, client: None, grant: None };
-                match self.nodes[to].handle(self.now, ticket, &incoming) {
+                match super::changes::deliver(&mut self.nodes[to], self.now, ticket, &request) {
                     Reply::Now(response) | Reply::Stream(response) => self.reply(i, request.id, to, response),
                     Reply::Later => {
                         self.waiting.insert((to, ticket), (i, request.id));
