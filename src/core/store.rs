@@ -73,11 +73,15 @@ pub struct Store {
     cache: RenderCache,
     /// Versions replaced since the core last handed them to a worker to free (`retired`).
     retired: Vec<Sealed>,
+    /// Counts the versions served: a body rendered off the loop is kept only if the store is
+    /// still the one it was rendered from. The version alone does not tell: a version stamped
+    /// in a later term has the same sequence and checksum, and another body.
+    generation: u64,
 }
 
 impl Store {
     pub fn new(sealed: Sealed) -> Store {
-        Store { sealed, cache: RenderCache::default(), retired: Vec::new() }
+        Store { sealed, cache: RenderCache::default(), retired: Vec::new(), generation: 0 }
     }
 
     /// A version decoded and not taken (older, equal, or refused): freed off the loop too, since
@@ -114,9 +118,14 @@ impl Store {
         (!self.sealed.body.is_empty()).then(|| self.sealed.body.clone())
     }
 
-    /// Keeps a copy body rendered off the loop, if it is still the store's version's.
-    pub fn keep_body(&mut self, version: Version, body: Arc<[u8]>, data_len: usize) {
-        if version == self.version() && self.sealed.body.is_empty() {
+    /// Which store this is: it changes with every version served, and with every stamp.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Keeps a copy body rendered off the loop from the store of `generation`, if it still is.
+    pub fn keep_body(&mut self, generation: u64, body: Arc<[u8]>, data_len: usize) {
+        if generation == self.generation && self.sealed.body.is_empty() {
             (self.sealed.body, self.sealed.data_len) = (body, data_len);
         }
     }
@@ -131,6 +140,7 @@ impl Store {
     pub fn install(&mut self, sealed: Sealed) {
         assert!(sealed.copy.version > self.version(), "the store never goes back to an older version");
         self.retired.push(std::mem::replace(&mut self.sealed, sealed));
+        self.generation += 1;
         self.cache.clear();
     }
 
@@ -142,6 +152,7 @@ impl Store {
             self.cache.clear();
         }
         self.retired.push(std::mem::replace(&mut self.sealed, sealed));
+        self.generation += 1;
     }
 
     /// Replaces a store that was never served (loaded at start without knowing it was committed)
@@ -149,6 +160,7 @@ impl Store {
     pub fn reset(&mut self, sealed: Sealed) {
         self.cache.clear();
         self.retired.push(std::mem::replace(&mut self.sealed, sealed));
+        self.generation += 1;
     }
 
     /// The store as sealed: version, tree, lineage, coordination and body.

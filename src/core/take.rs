@@ -41,7 +41,8 @@ fn is_peer_push(request: &Request) -> bool {
 /// copy body.
 #[derive(Default)]
 pub(super) struct CopyRenders {
-    job: Option<u64>,
+    /// The render in flight: its job's serial, and the store's generation it renders.
+    job: Option<(u64, u64)>,
     waiting: Vec<Ticket>,
     /// Peers marked as being pushed the store (`Peer::pushing`), to get it whole once rendered.
     pushes: Vec<String>,
@@ -109,7 +110,7 @@ impl Shared {
     fn render_copy(&mut self) {
         if self.copy_renders.job.is_none() {
             let id = self.ids.job(Owner::Render);
-            self.copy_renders.job = Some(id.serial);
+            self.copy_renders.job = Some((id.serial, self.store.generation()));
             let copy = Box::new(self.store.sealed().copy.clone());
             self.effects.push(Effect::Job(Job::Render { id, copy }));
         }
@@ -209,15 +210,19 @@ impl Shared {
         rendered: (u64, Version, Arc<[u8]>, usize),
     ) {
         let (id, version, body, data_len) = rendered;
-        assert_eq!(self.copy_renders.job, Some(id), "a rendered copy was asked for");
-        self.copy_renders.job = None;
+        let Some((serial, generation)) = self.copy_renders.job.take() else {
+            unreachable!("a rendered copy was asked for")
+        };
+        assert_eq!(serial, id, "the rendered copy is the one asked for");
         self.metrics.bodies_rendered += 1;
-        self.store.keep_body(version, body.clone(), data_len);
+        self.store.keep_body(generation, body.clone(), data_len);
         for ticket in std::mem::take(&mut self.copy_renders.waiting) {
             self.answer(ticket, copy_response(body.clone()));
         }
         let pushes = std::mem::take(&mut self.copy_renders.pushes);
-        if version == self.store.version() {
+        // Only a render of the store still served goes to peers: a version stamped in a later
+        // term meanwhile has the same sequence and checksum, and another term and voters.
+        if generation == self.store.generation() {
             for address in pushes {
                 self.call(&address, CallKind::PutCopy(version), Method::Put, "/copy", Bytes::Shared(body.clone()));
             }

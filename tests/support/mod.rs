@@ -44,7 +44,13 @@ impl Server {
         let mut all: Vec<String> = vec![format!("--bind={bind}")];
         all.extend(args.iter().map(|a| a.to_string()));
         if !all.iter().any(|a| a.starts_with("--log-level")) {
-            all.push("--log-level=info".into());
+            // LIGHTHOUSE_TEST_LOG_LEVEL=debug (with LIGHTHOUSE_TEST_LOG=1 to echo) when a test
+            // needs the servers' whole story.
+            all.push(
+                std::env::var("LIGHTHOUSE_TEST_LOG_LEVEL")
+                    .map(|l| format!("--log-level={l}"))
+                    .unwrap_or("--log-level=info".into()),
+            );
         }
         let mut child = Command::new(BINARY)
             .args(&all)
