@@ -297,6 +297,14 @@ pub fn curl(args: &[&str]) -> (i32, String) {
     (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// Held by a test that keeps every core busy (three nodes hashing and writing a store of tens of
+/// MiB): such tests of one file run one at a time, so that none waits past a commit's timeout for
+/// CPU its neighbours took (CI machines have two cores).
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Polls `condition` until it holds or `PATIENCE` runs out, then fails with `what`.
 pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
