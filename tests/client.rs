@@ -410,6 +410,15 @@ fn lock_aborts_when_ctrl_c_interrupts_the_command() {
     // Its own process group, as a terminal's foreground job: Ctrl-C goes to every process in it.
     let mut command = client(&server);
     command.args(["lock", "deploy", "--", "sh", "-c", "\"$0\" put /a 1 && exec sleep 60", BINARY]);
+    // With Ctrl-C's default action, as an interactive shell starts a job, even when this test
+    // runs where SIGINT is ignored (a background job of a script), which every child inherits.
+    // SAFETY: signal() is async-signal-safe, as a function run between fork and exec must be.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        })
+    };
     let mut lock = Running(command.stderr(Stdio::null()).process_group(0).spawn().unwrap());
     wait_for("the command to stage", || server.get("/update/deploy/a").status == 200);
     let group = libc::pid_t::try_from(lock.0.id()).unwrap();
