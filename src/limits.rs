@@ -339,6 +339,10 @@ pub const FOREIGN_PEERS_LOGGED_MAX: usize = 64;
 /// The last bytes of a snapshot file read to order files by the (term, sequence) they hold: the
 /// lineage (4 KiB), the version and the coordination (voters, removed ids) fit with room to spare.
 pub const SNAPSHOT_TAIL_PEEK_BYTES: usize = 64 * 1024;
+
+/// A file read at start-up at least this large is read into memory advised to use huge pages
+/// (`shell::sys::read_file`): below it the page faults saved are too few to matter.
+pub const HUGE_PAGE_READ_BYTES_MIN: usize = 4 * 1024 * 1024;
 /// Removed members remembered in the cluster's configuration, so they are never promoted again.
 pub const REMOVED_MEMBERS_MAX: usize = 64;
 /// Requests forwarded to the coordinator and waiting for its answer, on one node.

@@ -64,7 +64,7 @@ impl Directory for StartupDir<'_> {
     }
 
     fn read(&mut self, name: &str) -> Result<Vec<u8>, String> {
-        fs::read(self.0.join(name)).map_err(|e| e.to_string())
+        crate::shell::sys::read_file(&self.0.join(name)).map_err(|e| e.to_string())
     }
 
     fn tail(&mut self, name: &str) -> Result<Vec<u8>, String> {
