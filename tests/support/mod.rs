@@ -123,10 +123,22 @@ impl Server {
     }
 }
 
+/// The last lines of each server's log a failing test prints (its servers are dropped as the
+/// panic unwinds), so that a failure seen once, in CI, tells what the servers did.
+const LOG_LINES_SHOWN_ON_FAILURE: usize = 40;
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() && std::env::var_os("LIGHTHOUSE_TEST_LOG").is_none() {
+            let log = self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let shown = &log[log.len().saturating_sub(LOG_LINES_SHOWN_ON_FAILURE)..];
+            eprintln!("--- the last {} log lines of the server at {}:", shown.len(), self.addr);
+            for line in shown {
+                eprintln!("    {line}");
+            }
+        }
     }
 }
 
