@@ -14,7 +14,8 @@
 //! A spare is recognised by its contents at start (`recover`): empty, it is a spare, fsync'd
 //! with the directory so that the writer takes it as ready; holding a whole file (its `file-sha1` matches), it holds
 //! a version that was written, maybe answered, and is renamed to a file name after every other
-//! file's, in the order of the versions the spares hold; anything else is a write cut short,
+//! file's, in the order of the versions the spares hold (a version's change file before a full
+//! snapshot of it: the order they were written in); anything else is a write cut short,
 //! never answered (its answer waited for `fdatasync`), like a temporary file of the write cycle
 //! before: it is removed with a warning, and blocks nothing. Pending spares are always newer
 //! than every named file: a file written without a spare (`write_new`) first renames the pending
@@ -213,7 +214,8 @@ pub fn settle(files: &mut dyn Files, spares: &mut Spares) -> io::Result<()> {
 
 /// What start-up does with what a stopped server left in the middle of its writes: removes
 /// temporary files (never loaded), places each spare holding a whole file under a name after
-/// every file's (`after_micros` and on, in the order of the versions they hold), fsyncs the empty
+/// every file's (`after_micros` and on, in the order of the versions they hold, the change file
+/// of a version before a full snapshot of it: the order they were written in), fsyncs the empty
 /// ones (the writer takes them as ready), removes the rest (see the module), and fsyncs the
 /// directory. An error is the directory's (permissions,
 /// I/O), and stops the start.
@@ -239,7 +241,13 @@ pub fn recover(files: &mut dyn Files, after_micros: u64) -> Result<(), String> {
                 continue;
             }
             Some(peeked) if matches!(check_file_sha1(&bytes), Ok(true)) => {
-                let key = (peeked.term, peeked.version.sequence, peeked.version.checksum.0);
+                // Two files of one version are its change file and then a full snapshot of it
+                // (`chain::Writing::Compact`): no change file of a version follows a full one.
+                // Placed the other way round, the change file would start a chain of its own
+                // after the full snapshot, the next change files would apply to it, and once
+                // retention removed the older chain its base is gone and none of them loads.
+                let full = peeked.base.is_none();
+                let key = (peeked.term, peeked.version.sequence, peeked.version.checksum.0, full);
                 whole.push((key, spare.clone()));
                 continue;
             }

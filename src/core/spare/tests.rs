@@ -1,8 +1,10 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::core::sealed::seal;
+use crate::core::change::Change;
+use crate::core::sealed::{Sealed, seal};
 use crate::core::snapshot::NodeJson;
+use crate::core::startup::{Directory, Flags, decide};
 use crate::core::value::Value;
 
 /// A directory in memory: names to bytes, every operation done at once.
@@ -117,4 +119,72 @@ fn start_up_places_whole_spares_in_version_order_and_removes_the_rest() {
     assert_eq!(names[3], (&snapshot::file_name(newest + 2), &file(3)));
     let spares = Spares::new(&dir.names().unwrap());
     assert_eq!((spares.ready.as_slice(), spares.next), ([".spare-9".to_string()].as_slice(), 10));
+}
+
+/// The version `{"n": sequence}` at `sequence`, sealed after `before`.
+fn version(sequence: u64, before: Option<&Sealed>) -> Sealed {
+    let root = Value::parse(format!(r#"{{"n": {sequence}, "same": [1, 2, 3]}}"#).as_bytes()).unwrap();
+    seal(root, sequence, before.map(|b| &b.copy.lineage))
+}
+
+/// A full snapshot of `sealed`, as `chain::write_version` writes it.
+fn full(sealed: &Sealed) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    snapshot::encode(&mut bytes, &NodeJson::default(), &sealed.body, &mut || {}).unwrap();
+    bytes
+}
+
+/// The change file of `after`, applying to `before`.
+fn change(before: &Sealed, after: &Sealed) -> Vec<u8> {
+    let version = |s: &Sealed| s.copy.version;
+    let change = Change::between(version(before), &before.copy.root, version(after), &after.copy.root).unwrap();
+    change_file::encode(&NodeJson::default(), &change, &after.copy)
+}
+
+/// `Memory` as start-up reads it.
+impl Directory for Memory {
+    fn snapshots(&mut self) -> Result<Vec<(u64, String)>, String> {
+        Ok(self.0.keys().filter_map(|n| Some((snapshot::parse_file_name(n)?, n.clone()))).collect())
+    }
+    fn read(&mut self, name: &str) -> Result<Vec<u8>, String> {
+        self.0.get(name).cloned().ok_or_else(|| "no such file".into())
+    }
+    fn tail(&mut self, name: &str) -> Result<Vec<u8>, String> {
+        Directory::read(self, name)
+    }
+    fn node_state(&mut self) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
+    }
+}
+
+#[test]
+fn start_up_places_the_change_file_of_a_version_before_its_full_snapshot_so_the_chain_after_it_loads() {
+    // A chain compacted at sequence 2 (its change file, then a full snapshot of it, then the
+    // change file of 3 on top), written into spares after a settle (the writer takes the newest
+    // spare first), and killed before the next settle.
+    let mut dir = Memory::default();
+    let mut spares = Spares::new(&[]);
+    settle(&mut dir, &mut spares).unwrap();
+    let micros = 1_800_000_000_000_000;
+    let one = version(1, None);
+    let two = version(2, Some(&one));
+    let three = version(3, Some(&two));
+    let written = [full(&one), change(&one, &two), full(&two), change(&two, &three)];
+    write_new(&mut dir, &mut spares, &snapshot::file_name(micros), &mut put(written[0].clone())).unwrap();
+    settle(&mut dir, &mut spares).unwrap();
+    for (i, bytes) in written.iter().enumerate().skip(1) {
+        write_new(&mut dir, &mut spares, &snapshot::file_name(micros + i as u64), &mut put(bytes.clone())).unwrap();
+    }
+    recover(&mut dir, 0).unwrap();
+    let placed: Vec<&Vec<u8>> =
+        dir.0.iter().filter(|(n, _)| snapshot::parse_file_name(n).is_some()).map(|f| f.1).collect();
+    assert!(placed.iter().copied().eq(written.iter()), "placed in the order they were written");
+    // Retention may remove every chain before the newest full snapshot's: the newest version
+    // still loads.
+    let newest_full =
+        dir.0.iter().filter(|(n, b)| snapshot::parse_file_name(n).is_some() && !change_file::is_change_file(b));
+    let newest_full = newest_full.map(|(n, _)| n.clone()).max().unwrap();
+    dir.0.retain(|n, _| snapshot::parse_file_name(n).is_none() || *n >= newest_full);
+    let start = decide(Some(&mut dir), &Flags::default(), &mut || 7).expect("it starts").start;
+    assert_eq!(start.sealed.copy.version, three.copy.version);
 }
