@@ -9,7 +9,8 @@
 //! reported, so its commit is answered once its bytes are durable under the spare's name. Later,
 //! off the commit's path (`settle`), the spare is renamed to the file's own name
 //! (`YYYYMMDDTHHMMSS.ffffff.json`) and the directory fsync'd, and new spares are made, all under
-//! one directory fsync.
+//! one directory fsync. The server does that disk work (`run`) on a thread of its own while the
+//! writer goes on writing into the spares still ready (`begin` and `finish` on the writer).
 //!
 //! A spare is recognised by its contents at start (`recover`): empty, it is a spare, fsync'd
 //! with the directory so that the writer takes it as ready; holding a whole file (its `file-sha1` matches), it holds
@@ -89,6 +90,9 @@ pub struct Spares {
     /// are gone (start-up would place them after it).
     failed: Vec<String>,
     next: u64,
+    /// A settle is under way (`begin` without `finish`), and the names of the files it renames.
+    settling: bool,
+    in_flight: Vec<String>,
 }
 
 impl Spares {
@@ -111,9 +115,19 @@ impl Spares {
         self.ready.is_empty()
     }
 
-    /// Whether `name` is still held by a spare.
+    /// Whether `name` is still held by a spare (or being renamed by a settle under way).
     pub fn holds(&self, name: &str) -> bool {
-        self.pending.iter().any(|(_, n)| n == name)
+        self.pending.iter().any(|(_, n)| n == name) || self.in_flight.iter().any(|n| n == name)
+    }
+
+    /// Whether a settle is under way (`begin` without `finish`).
+    pub fn settling(&self) -> bool {
+        self.settling
+    }
+
+    /// How many spares are ready.
+    pub fn ready(&self) -> usize {
+        self.ready.len()
     }
 }
 
@@ -121,6 +135,9 @@ impl Spares {
 /// (written and `fdatasync`'d; renamed later by `settle`), else by the write cycle (pending
 /// spares renamed first, then a temporary file written, fsync'd, renamed, the directory
 /// fsync'd). Either way the file's bytes survive `kill -9` and power loss once this returns.
+/// The whole write cycle waits for a settle under way, which may rename older files: it fails
+/// with `ErrorKind::WouldBlock` (nothing written), and the caller `finish`es the settle and
+/// calls again.
 pub fn write_new(
     files: &mut dyn Files,
     spares: &mut Spares,
@@ -140,6 +157,9 @@ pub fn write_new(
                 remove_failed(files, spares)?;
             }
         }
+    }
+    if spares.settling {
+        return Err(io::Error::new(io::ErrorKind::WouldBlock, "a settle of the spare files is under way"));
     }
     if !spares.pending.is_empty() {
         rename_pending(files, spares)?;
@@ -166,7 +186,7 @@ pub fn write_atomically(
 }
 
 /// Removes the spares whose write failed (their answer was an error, so they must never load).
-fn remove_failed(files: &mut dyn Files, spares: &mut Spares) -> io::Result<()> {
+pub fn remove_failed(files: &mut dyn Files, spares: &mut Spares) -> io::Result<()> {
     while let Some(spare) = spares.failed.last() {
         files.remove(spare)?;
         spares.failed.pop();
@@ -187,29 +207,80 @@ fn rename_pending(files: &mut dyn Files, spares: &mut Spares) -> io::Result<()> 
 }
 
 /// The work the writer does off the commits' path: renames the files held by spares and makes
-/// spares up to `SPARE_FILES`, under one journal commit: every change is made first, then each
-/// new spare is fsync'd (the first fsync commits them all) and the directory. On an error the
-/// spares made so far are not used (their entries may not be durable), and it is tried again
-/// later.
+/// spares up to `SPARE_FILES`, under one journal commit (`begin`, `run` and `finish` back to back;
+/// the server runs `run` on another thread while the writer goes on writing into the spares
+/// still ready). Spares a write failed into are removed first.
 pub fn settle(files: &mut dyn Files, spares: &mut Spares) -> io::Result<()> {
-    if !spares.unsettled() {
-        return Ok(());
-    }
     remove_failed(files, spares)?;
-    rename_pending(files, spares)?;
-    let mut made = Vec::new();
-    while spares.ready.len() + made.len() < SPARE_FILES {
-        let spare = format!("{SPARE_PREFIX}{}", spares.next);
-        spares.next += 1;
-        files.write(&spare, true, Sync::Later, &mut |_| Ok(()))?;
-        made.push(spare);
+    let Some(mut work) = begin(spares) else { return Ok(()) };
+    let result = run(files, &mut work);
+    finish(spares, work, result)
+}
+
+/// The disk work of one settle, taken from the writer's `Spares` by `begin` and handed back to
+/// `finish`; `run` does it.
+#[derive(Debug, Clone)]
+pub struct Settle {
+    /// (spare, the file's name), oldest first, and how many of them `run` renamed.
+    pending: Vec<(String, String)>,
+    renamed: usize,
+    /// The spares to make, and how many `run` made and synced (all or none).
+    make: Vec<String>,
+    made: bool,
+}
+
+/// Starts a settle on the writer (nothing on disk): takes the pending spares and the names of
+/// the spares to make. `None` when there is nothing to do, a settle is already under way, or a
+/// spare a write failed into is still there (the next write removes it first).
+pub fn begin(spares: &mut Spares) -> Option<Settle> {
+    if spares.settling || !spares.unsettled() || !spares.failed.is_empty() {
+        return None;
     }
-    for spare in &made {
+    let pending = std::mem::take(&mut spares.pending);
+    let make = (spares.ready.len()..SPARE_FILES)
+        .map(|_| {
+            spares.next += 1;
+            format!("{SPARE_PREFIX}{}", spares.next - 1)
+        })
+        .collect();
+    spares.settling = true;
+    spares.in_flight = pending.iter().map(|(_, name)| name.clone()).collect();
+    Some(Settle { pending, renamed: 0, make, made: false })
+}
+
+/// The disk work of a settle: renames the files held by spares to their names, oldest first,
+/// then creates the new spares; every change is made first, then each new spare is fsync'd (the
+/// first fsync commits them all) and the directory. It touches only the spares `begin` took and
+/// the names it gave, so the writer may write into other ready spares meanwhile.
+pub fn run(files: &mut dyn Files, work: &mut Settle) -> io::Result<()> {
+    while let Some((spare, name)) = work.pending.get(work.renamed) {
+        files.rename(spare, name)?;
+        work.renamed += 1;
+    }
+    for spare in &work.make {
+        files.write(spare, true, Sync::Later, &mut |_| Ok(()))?;
+    }
+    for spare in &work.make {
         files.sync(spare)?;
     }
     files.sync_dir()?;
-    spares.ready.extend(made);
+    work.made = true;
     Ok(())
+}
+
+/// Ends a settle on the writer, with what `run` returned: the new spares become ready; on an
+/// error the files not renamed go back in front of the pending ones (they are older), and the
+/// spares made are not used (their entries may not be durable); it is tried again later.
+pub fn finish(spares: &mut Spares, work: Settle, result: io::Result<()>) -> io::Result<()> {
+    spares.settling = false;
+    spares.in_flight.clear();
+    let mut pending: Vec<(String, String)> = work.pending.into_iter().skip(work.renamed).collect();
+    pending.append(&mut spares.pending);
+    spares.pending = pending;
+    if result.is_ok() && work.made {
+        spares.ready.extend(work.make);
+    }
+    result
 }
 
 /// What start-up does with what a stopped server left in the middle of its writes: removes

@@ -7,9 +7,25 @@ use crate::core::snapshot::NodeJson;
 use crate::core::startup::{Directory, Flags, decide};
 use crate::core::value::Value;
 
-/// A directory in memory: names to bytes, every operation done at once.
-#[derive(Default)]
-struct Memory(BTreeMap<String, Vec<u8>>, Vec<String>);
+/// A directory in memory: names to bytes, every operation done at once (what `kill -9` keeps),
+/// the operations that change it, and how many more it takes before the process dies (`None`:
+/// it lives on).
+#[derive(Default, Clone)]
+struct Memory(BTreeMap<String, Vec<u8>>, Vec<String>, Option<usize>);
+
+impl Memory {
+    /// One more operation, or the process is dead.
+    fn step(&mut self) -> io::Result<()> {
+        match &mut self.2 {
+            Some(0) => Err(io::Error::other("dead")),
+            Some(left) => {
+                *left -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
 
 impl Files for Memory {
     fn names(&mut self) -> io::Result<Vec<String>> {
@@ -25,6 +41,7 @@ impl Files for Memory {
         _: Sync,
         write: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
     ) -> io::Result<()> {
+        self.step()?;
         self.1.push(format!("write {name}"));
         if !create && !self.0.contains_key(name) {
             return Err(io::ErrorKind::NotFound.into());
@@ -35,18 +52,21 @@ impl Files for Memory {
         Ok(())
     }
     fn sync(&mut self, _: &str) -> io::Result<()> {
-        Ok(())
+        self.step()
     }
     fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {
+        self.step()?;
         self.1.push(format!("rename {from} {to}"));
         let bytes = self.0.remove(from).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         self.0.insert(to.to_string(), bytes);
         Ok(())
     }
     fn remove(&mut self, name: &str) -> io::Result<()> {
+        self.step()?;
         self.0.remove(name).map(|_| ()).ok_or_else(|| io::ErrorKind::NotFound.into())
     }
     fn sync_dir(&mut self) -> io::Result<()> {
+        self.step()?;
         self.1.push("sync_dir".into());
         Ok(())
     }
@@ -119,6 +139,78 @@ fn start_up_places_whole_spares_in_version_order_and_removes_the_rest() {
     assert_eq!(names[3], (&snapshot::file_name(newest + 2), &file(3)));
     let spares = Spares::new(&dir.names().unwrap());
     assert_eq!((spares.ready.as_slice(), spares.next), ([".spare-9".to_string()].as_slice(), 10));
+}
+
+#[test]
+fn commits_go_into_the_ready_spares_while_a_settle_runs_and_the_whole_cycle_waits_for_it() {
+    let mut dir = Memory::default();
+    let mut spares = Spares::new(&[]);
+    settle(&mut dir, &mut spares).unwrap();
+    let names: Vec<String> = (0..40).map(|i| snapshot::file_name(1_800_000_000_000_000 + i)).collect();
+    let half = SPARE_FILES / 2;
+    for (i, name) in names[..half].iter().enumerate() {
+        write_new(&mut dir, &mut spares, name, &mut put(file(i as u64 + 1))).unwrap();
+    }
+    let mut work = begin(&mut spares).unwrap();
+    assert!(begin(&mut spares).is_none(), "one settle at a time");
+    dir.1.clear();
+    for (i, name) in names[half..SPARE_FILES].iter().enumerate() {
+        write_new(&mut dir, &mut spares, name, &mut put(file((half + i) as u64 + 1))).unwrap();
+    }
+    assert_eq!(dir.1.len(), SPARE_FILES - half, "one write into a spare each, no directory sync: {:?}", dir.1);
+    let blocked = write_new(&mut dir, &mut spares, &names[SPARE_FILES], &mut put(file(99)));
+    assert_eq!(blocked.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    assert_eq!(dir.1.len(), SPARE_FILES - half, "nothing written while the settle runs: {:?}", dir.1);
+    let result = run(&mut dir, &mut work);
+    finish(&mut spares, work, result).unwrap();
+    assert_eq!(spares.ready(), SPARE_FILES - half, "the spares made are ready");
+    for (i, name) in names[..half].iter().enumerate() {
+        assert_eq!(dir.0.get(name), Some(&file(i as u64 + 1)), "{name} renamed by the settle");
+    }
+    assert!(spares.holds(&names[half]), "the files written meanwhile wait for the next settle");
+}
+
+/// Writes `count` files (sequences from `first`) as the writer does, noting the answered ones.
+fn commit(dir: &mut Memory, spares: &mut Spares, first: u64, count: u64, answered: &mut Vec<u64>) {
+    for sequence in first..first + count {
+        let name = snapshot::file_name(1_800_000_000_000_000 + sequence);
+        if write_new(dir, spares, &name, &mut put(file(sequence))).is_ok() {
+            answered.push(sequence);
+        }
+    }
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_settle_beside_writes_loses_no_answered_file_and_keeps_their_order() {
+    let half = SPARE_FILES as u64 / 2;
+    for cut in 0..3 * SPARE_FILES + 20 {
+        let mut dir = Memory::default();
+        let mut spares = Spares::new(&[]);
+        settle(&mut dir, &mut spares).unwrap();
+        let mut answered = Vec::new();
+        commit(&mut dir, &mut spares, 1, half, &mut answered);
+        dir.2 = Some(cut);
+        let mut work = begin(&mut spares).unwrap();
+        commit(&mut dir, &mut spares, half + 1, 2, &mut answered);
+        let result = run(&mut dir, &mut work);
+        commit(&mut dir, &mut spares, half + 3, 2, &mut answered);
+        let _ = finish(&mut spares, work, result);
+        commit(&mut dir, &mut spares, half + 5, SPARE_FILES as u64, &mut answered);
+        let _ = settle(&mut dir, &mut spares);
+        // The process dies here (`kill -9` keeps every operation done) and starts again.
+        let mut after = Memory(dir.0.clone(), Vec::new(), None);
+        recover(&mut after, 0).unwrap();
+        let loaded: Vec<u64> = after
+            .0
+            .iter()
+            .filter(|(name, _)| snapshot::parse_file_name(name).is_some())
+            .map(|(_, bytes)| (1..100).find(|s| *bytes == file(*s)).expect("a whole file"))
+            .collect();
+        for sequence in &answered {
+            assert!(loaded.contains(sequence), "cut after {cut}: answered {sequence} lost: {loaded:?}");
+        }
+        assert!(loaded.windows(2).all(|w| w[0] < w[1]), "cut after {cut}: files out of order: {loaded:?}");
+    }
 }
 
 /// The version `{"n": sequence}` at `sequence`, sealed after `before`.
