@@ -81,7 +81,7 @@
 //! | `shell/peers.rs` | the outbound links to peers |
 //! | `shell/buffer.rs` | receive and send buffers from a shared pool |
 //! | `shell/transport.rs`, `tls.rs`, `tls_off.rs` | what a connection's bytes travel over: plain TCP, or TLS (rustls, `--features tls`: certificates, their reload on SIGHUP, plain HTTP to the TLS port told to use https://); `tls_off.rs` stands in without the feature |
-//! | `shell/workers.rs`, `data_dir.rs` | the worker threads; the data directory (its lock and start-up probe, load, durable writes, retention of whole chains, room made on a full disk; its tests in `data_dir/tests.rs`) |
+//! | `shell/workers.rs`, `data_dir.rs` | the worker threads; the data directory (its lock and start-up probe, load, durable writes, retention of whole chains, room made on a full disk; the settler thread of spare files in `data_dir/settler.rs`; its tests in `data_dir/tests.rs`) |
 //! | `shell/server.rs`, `sys.rs`, `system_clock.rs`, `logger.rs` | start-up; system calls; the system's clocks (read only here); log lines |
 //! | `shell/tokens.rs` | the token files and the cluster key, read at start and on SIGHUP |
 //! | `sha1.rs` | SHA-1, with the processor's SHA extensions where it has them |

@@ -217,6 +217,10 @@ pub const SPARE_FILES: usize = 16;
 /// once when none is left): a commit that arrives meanwhile waits behind a journal commit, so the
 /// writer waits for a pause longer than a client's between two writes.
 pub const SPARE_SETTLE_IDLE_MS: u64 = 10;
+/// The writer hands a settle to the settler thread once this many spares or fewer are ready:
+/// the other half carries the commits that come while it runs (a settle takes a few
+/// milliseconds; a commit into a spare about half a millisecond), so none waits for it.
+pub const SPARE_SETTLE_AT_READY: usize = SPARE_FILES / 2;
 /// A snapshot write that failed in the background (a copy taken from a peer, a table change) is
 /// tried again after this long, never in a tight loop.
 pub const PERSIST_RETRY_MS: u64 = 1_000;

@@ -16,7 +16,7 @@ use crate::core::node_state::NodeState;
 use crate::core::snapshot::{self, parse_file_name};
 use crate::core::spare::{self, Files, Spares, Sync};
 use crate::core::startup::Directory;
-use crate::limits::{SNAPSHOT_TAIL_PEEK_BYTES, SNAPSHOTS_KEPT_WHEN_FULL};
+use crate::limits::{SNAPSHOT_TAIL_PEEK_BYTES, SNAPSHOTS_KEPT_WHEN_FULL, SPARE_SETTLE_AT_READY};
 use crate::shell::system_clock::unix_micros;
 
 /// Snapshot files in `dir`, newest first, with their times.
@@ -207,6 +207,10 @@ pub struct DataDir {
     spares: Spares,
     /// The last `settle` failed: not tried again before the next write.
     settle_failed: bool,
+    /// The thread that settles spares while the writer goes on (started at the first settle),
+    /// and a copy of the settle it has, for the case it is gone.
+    settler: Option<settler::Settler>,
+    settling: Option<spare::Settle>,
 }
 
 impl DataDir {
@@ -224,27 +228,31 @@ impl DataDir {
             .collect();
         let names = config.dir.as_deref().and_then(|dir| DirFiles(dir).names().ok()).unwrap_or_default();
         let spares = Spares::new(&names);
-        DataDir { last_micros, files, chain: config.chain, spares, settle_failed: false, config }
+        DataDir {
+            last_micros,
+            files,
+            chain: config.chain,
+            spares,
+            settle_failed: false,
+            settler: None,
+            settling: None,
+            config,
+        }
     }
 
-    /// Whether the writer has work of its own to do when idle (`settle`).
+    /// Whether the writer has work of its own to do when idle (`start_settle`, `collect_settle`).
     pub fn unsettled(&self) -> bool {
-        self.config.dir.is_some() && !self.settle_failed && self.spares.unsettled()
+        self.config.dir.is_some() && !self.settle_failed && (self.spares.unsettled() || self.spares.settling())
     }
 
-    /// Whether no spare file is ready: the writer settles at once, not when idle.
+    /// Whether no spare file is ready.
     pub fn spares_exhausted(&self) -> bool {
         self.spares.exhausted()
     }
 
-    /// Renames the files written into spares to their names and makes new spares, under one
-    /// directory fsync (`core::spare::settle`). The writer does it off the commits' path.
-    pub fn settle(&mut self) {
-        let Some(dir) = self.config.dir.clone() else { return };
-        if let Err(e) = spare::settle(&mut DirFiles(&dir), &mut self.spares) {
-            warn!("cannot make spare files in {}: {e}; files are written by the whole write cycle", dir.display());
-            self.settle_failed = true;
-        }
+    /// Whether the writer should start a settle now, after a write: half the spares are used.
+    pub fn spares_low(&self) -> bool {
+        self.spares.ready() <= SPARE_SETTLE_AT_READY
     }
 
     fn next_name(&mut self) -> String {
@@ -257,6 +265,10 @@ impl DataDir {
     /// answer to a commit need not wait for it.
     pub fn tidy(&mut self) {
         let Some(dir) = self.config.dir.clone() else { return };
+        // Never beside a settle: it renames in the same directory.
+        if self.spares.settling() {
+            return;
+        }
         // A file still held by a spare is among the newest, which retention keeps anyway; its
         // name is not in the directory yet.
         if self.files.iter().any(|(_, name, _)| self.spares.holds(name)) {
@@ -322,7 +334,13 @@ impl DataDir {
                 spare::write_atomically(files, name, write)
             }
         };
-        let written = match attempt(&mut self.spares) {
+        let mut written = attempt(&mut self.spares);
+        if matches!(&written, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            // The whole write cycle waits for the settle under way (`core::spare::write_new`).
+            self.collect_settle(true);
+            written = attempt(&mut self.spares);
+        }
+        let written = match written {
             Err(e) if is_full(&e) && self.free_room(dir) > 0 => attempt(&mut self.spares),
             written => written,
         };
@@ -376,6 +394,7 @@ impl Disk for DataDir {
         let name = self.next_name();
         let what = if change { "the change file" } else { "the snapshot" };
         self.settle_failed = false;
+        self.collect_settle(false);
         self.write_durably(&dir, &name, what, true, write)?;
         self.files.push_back((self.last_micros, name.clone(), change));
         Ok(dir.join(name))
@@ -475,5 +494,6 @@ fn create_private(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+mod settler;
 #[cfg(test)]
 mod tests;

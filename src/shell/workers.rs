@@ -131,9 +131,12 @@ fn spawn<T: Send + 'static>(
 }
 
 /// Starts the writer thread: it carries out the jobs that touch the data directory, in order, and
-/// between them its own work, off the commits' path (`DataDir::settle`: the names of files written
-/// into spare files, and new spares) when no job has come for `SPARE_SETTLE_IDLE_MS` or no spare
-/// is left, and at the end (a clean stop leaves every file under its name); then old snapshots go.
+/// between them its own work, off the commits' path: it hands the settling of spare files
+/// (`DataDir::start_settle`: the names of files written into spare files, and new spares) to the
+/// settler thread once half the spares are used or no job has come for `SPARE_SETTLE_IDLE_MS`,
+/// and goes on writing into the spares still ready meanwhile, picking up the settle's end before
+/// each write and when idle; then old snapshots go. A clean stop waits for the settle and leaves
+/// every file under its name.
 fn spawn_writer(
     threads: &mut Vec<JoinHandle<()>>,
     report: Sender<Report>,
@@ -153,7 +156,8 @@ fn spawn_writer(
                 match receiver.recv_timeout(idle) {
                     Ok(job) => job,
                     Err(RecvTimeoutError::Timeout) => {
-                        data_dir.settle();
+                        data_dir.collect_settle(false);
+                        data_dir.start_settle();
                         data_dir.tidy();
                         continue;
                     }
@@ -169,8 +173,9 @@ fn spawn_writer(
                 break;
             }
             wake();
-            if data_dir.spares_exhausted() && data_dir.unsettled() {
-                data_dir.settle();
+            data_dir.collect_settle(false);
+            if data_dir.spares_low() {
+                data_dir.start_settle();
             }
             // Once the report is out: old snapshots go while the loop answers.
             data_dir.tidy();
