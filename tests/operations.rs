@@ -1,12 +1,14 @@
 //! Operating a cluster as operators do, with real processes: restarting a node that joined, stopping
-//! every node and starting them again (SIGTERM, and kill -9), and the boundary between clusters
-//! (a mistyped seed, a node of the other write mode).
+//! every node and starting them again (SIGTERM, and kill -9), a clean stop while a slow disk is
+//! still writing, and the boundary between clusters (a mistyped seed, a node of the other write
+//! mode).
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use support::cluster::{Member, chain, wait_settled};
+use support::slow_disk::SlowDisk;
 use support::{Server, TempDir, wait_for};
 
 /// Starts `member` again with the command line a chain gave it (`--seeds` of the one before).
@@ -301,4 +303,34 @@ fn a_new_cluster_at_a_voters_address_is_not_taken_for_its_replacement() {
     wait_for("the new node to be a voter in the founder's place", || voters(&members[1]).contains(&id));
     wait_settled(&members);
     assert_eq!(members[0].server().get("/data/kept").json(), true);
+}
+
+#[test]
+fn a_clean_stop_leaves_the_served_store_on_disk_even_one_taken_while_an_older_write_ran() {
+    // With local writes a node serves a version taken from a peer at once and writes it after; a
+    // newer one that arrives while that write runs waits for it. A clean stop must end both
+    // writes, or the next start serves the older store (and a cluster founded on it holds its
+    // peers back for ever). Its disk made slow, the node is still writing the first version when
+    // it takes the second and is stopped.
+    let mut members = chain(2, "stop-in-flight", &["--writes=local"]);
+    let write = Duration::from_millis(1_500);
+    let Some(slow) = SlowDisk::attach(members[0].server().child.id(), write) else { return };
+    let put = |m: &Member, path: &str, body: &[u8]| m.server().request("PUT", path, body).status;
+    assert_eq!(put(&members[1], "/data/n", b"1"), 200);
+    wait_for("the peer to serve the first commit", || members[0].server().get("/data/n").text() == "1\n");
+    let started = Instant::now();
+    assert_eq!(put(&members[1], "/data/n", b"2"), 200);
+    wait_for("the peer to serve the second commit", || members[0].server().get("/data/n").text() == "2\n");
+    let served = members[0].version();
+    let taken = started.elapsed();
+    assert!(taken < write / 2, "the second was taken while the first was written: {taken:?}");
+    let (status, log) = members[0].server.take().expect("it runs").terminate_logged();
+    assert!(status.success(), "{status:?}");
+    assert!(log.iter().any(|l| l.contains("finishing the snapshot write in flight")), "{log:?}");
+    drop(slow);
+    members[1].kill9();
+    // Alone now: `--bootstrap` serves what it loaded without waiting for its stored peer.
+    members[0].start(&["--bootstrap"]);
+    assert_eq!(members[0].version(), served, "the store it served when it was stopped");
+    assert_eq!(members[0].server().get("/data/n").text(), "2\n");
 }

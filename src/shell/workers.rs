@@ -85,6 +85,11 @@ impl Workers {
         self.reports.try_recv().ok()
     }
 
+    /// The next report, once it arrives (`None`: every worker is gone).
+    pub fn wait_report(&self) -> Option<Report> {
+        self.reports.recv().ok()
+    }
+
     /// Lets the threads finish the work they have, then joins them.
     pub fn shutdown(&mut self) {
         (self.writer, self.decoder, self.resolver) = (None, None, None);

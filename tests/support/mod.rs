@@ -16,6 +16,7 @@ pub mod browser;
 pub mod cluster;
 pub mod counter;
 pub mod proxy;
+pub mod slow_disk;
 pub mod tmpfs;
 
 /// The server binary cargo built for these tests.
@@ -99,6 +100,16 @@ impl Server {
     pub fn terminate(mut self) -> ExitStatus {
         signal(&self.child, libc::SIGTERM);
         wait_exit(&mut self.child)
+    }
+
+    /// Sends SIGTERM, waits for the exit, and returns it with everything the server logged.
+    pub fn terminate_logged(self) -> (ExitStatus, Vec<String>) {
+        let log = self.log.clone();
+        let status = self.terminate();
+        // The reader thread takes the last lines from the pipe a moment after the exit.
+        wait_for("the stopped server's last log line", || log.lock().unwrap().iter().any(|l| l.contains("stopped")));
+        let lines = log.lock().unwrap().clone();
+        (status, lines)
     }
 
     /// `kill -9`.

@@ -492,8 +492,35 @@ impl EventLoop {
 
     // ---- Stopping --------------------------------------------------------------------------------
 
-    /// Stops accepting, lets the writer finish the snapshot in flight, sends the answers that
-    /// produced, and returns.
+    /// Before the workers stop: the write in flight ends, and so does every write the core asks
+    /// for after it, until none is in flight. A version served while an older one was being
+    /// written (a copy taken from a peer, a commit waiting for the disk) is on disk when a clean
+    /// stop ends, so the next start serves it, not the older one. The answers are sent by `stop`.
+    fn finish_writes(&mut self) {
+        let mut effects = std::mem::take(&mut self.effects);
+        loop {
+            effects.extend(self.core.drain_effects());
+            for effect in effects.drain(..) {
+                match effect {
+                    Effect::Job(job) if job.writes() => self.workers.submit(job),
+                    answer @ Effect::Answer { .. } => self.effects.push(answer),
+                    // Peers, streams and renders: nobody is served any more.
+                    _ => {}
+                }
+            }
+            if !self.core.is_writing() {
+                return;
+            }
+            match self.workers.wait_report() {
+                Some(Report::Job(done)) => self.core.job_done(self.now, *done),
+                Some(Report::Resolved { .. }) => {}
+                None => return,
+            }
+        }
+    }
+
+    /// Stops accepting, lets the writer finish the writes the store needs (`finish_writes`) and
+    /// a full snapshot, sends the answers that produced, and returns.
     fn stop(mut self) -> io::Result<()> {
         if self.core.is_writing() {
             info!("stopping: finishing the snapshot write in flight");
@@ -503,6 +530,7 @@ impl EventLoop {
         self.listener = None;
         let mut byte = [0u8; 64];
         let _ = self.signals.read(&mut byte);
+        self.finish_writes();
         if let Some(job) = self.core.closing_snapshot() {
             info!("stopping: writing a full snapshot of the store, so that the next start reads one file");
             self.workers.submit(job);
