@@ -404,3 +404,25 @@ fn a_first_node_started_on_a_snapshot_from_before_coordinated_writes_is_joined_b
     }
     assert_eq!(transact(members[1].server(), "after", "/more", "1").status, 200);
 }
+
+#[test]
+fn a_node_with_local_writes_newer_than_the_founders_store_says_how_to_keep_its_data() {
+    // The upgrade from local writes founds the cluster on the node with the newest version; when
+    // an operator picks another, a node holding a newer one is never replaced (the coordinator
+    // pushes only to older stores) and waits: its 503 says why and both ways out.
+    let mut members: Vec<Member> = (0..2).map(|i| Member::new(&format!("older-founder{i}"))).collect();
+    support::write_snapshot(members[1].dir.path(), 1_700_000_000_000_000, 5, r#"{"kept":"newer"}"#);
+    members[0].start(&["--bootstrap"]);
+    let seed = format!("--seeds={}", members[0].address());
+    members[1].start(&[&seed]);
+    let mut said = String::new();
+    wait_for("the node to say why it waits", || {
+        let answer = members[1].server().get("/data/kept");
+        said = answer.text();
+        answer.status == 503 && said.contains(&members[0].address())
+    });
+    assert!(said.contains("sequence 5") && said.contains("start this one first, with --bootstrap"), "{said}");
+    assert!(said.contains("empty data directory"), "{said}");
+    assert_eq!(members[1].version()["sequence"], 5, "its data is kept meanwhile");
+    assert_eq!(members[0].server().get("/data").text(), "{}\n", "nor does it replace the cluster's");
+}

@@ -136,12 +136,24 @@ impl Shared {
 
 impl Coordinated {
     /// Why a joining node of coordinated writes does not serve yet, and what may help.
-    fn joining_why(&self, node: &Shared, now: Now) -> String {
+    pub(super) fn joining_why(&self, node: &Shared, now: Now) -> String {
         let reached: Vec<&str> =
             node.cluster.peers.iter().filter(|p| p.last_reachable.is_some()).map(|p| p.address.as_str()).collect();
         let known: Vec<&str> = node.cluster.peers.iter().map(|p| p.address.as_str()).collect();
         let sequence = node.store.version().sequence;
         let Some(coordination) = self.coordination(node) else {
+            if let Some(coordinator) = self.consensus.coordinator().filter(|_| sequence > 0) {
+                // The coordinator pushes its store only to a member whose store is older
+                // (`Coordinated::member_holds`): a learner newer than the cluster waits for ever.
+                return format!(
+                    "its data (sequence {sequence}) was written with --writes=local, and the coordinator {} has not \
+                     replaced it with the cluster's store, which it does only for an older one: the cluster was \
+                     founded on an older version than this node holds; to keep this node's data, stop every node and \
+                     start this one first, with --bootstrap (docs/clustering.md: Upgrading a --writes=local cluster); \
+                     to take the cluster's store instead, start this node on an empty data directory",
+                    coordinator.address
+                );
+            }
             if sequence > 0 {
                 return format!(
                     "its data (sequence {sequence}) was written with --writes=local and names no coordinated cluster, \

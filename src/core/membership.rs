@@ -260,11 +260,13 @@ impl Shared {
         departed
     }
 
-    /// The answer of a node that does not serve: removed from its cluster, or not caught up yet.
+    /// The answer of a node that does not serve: removed from its cluster, or not caught up yet
+    /// (with coordinated writes, and why: what `report_joining` logs).
     pub(super) fn inactive(&self, co: Option<&Coordinated>) -> Response {
         match co {
             Some(co) if co.is_removed(self) => co.removed_answer(self),
-            _ => super::inactive(),
+            Some(co) => super::inactive_because(&co.joining_why(self, self.clock.now)),
+            None => super::inactive(),
         }
     }
 

@@ -565,8 +565,14 @@ impl Shared {
 
 /// The 503 of a node that is still catching up with its cluster.
 fn inactive() -> Response {
-    Response::error(503, "this node is starting and has not caught up with its cluster yet")
-        .with_header("Retry-After", &INACTIVE_RETRY_AFTER_S.to_string())
+    inactive_because("")
+}
+
+/// As `inactive`, saying why (empty: no more to say).
+fn inactive_because(why: &str) -> Response {
+    let what = "this node is starting and has not caught up with its cluster yet";
+    let message = if why.is_empty() { what.to_string() } else { format!("{what}: {why}") };
+    Response::error(503, &message).with_header("Retry-After", &INACTIVE_RETRY_AFTER_S.to_string())
 }
 
 fn method_not_allowed(allow: &str) -> Response {
