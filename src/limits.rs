@@ -303,8 +303,9 @@ pub const LEASE_WAITERS_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// most this often: at once after a quiet spell, so a restart serves the last commit; under
 /// steady writes one small write a second beside the snapshot each commit writes.
 pub const COMMIT_POINT_SAVE_MS: u64 = 1_000;
-/// A commit not durable on a majority of voters this long after it was asked for answers 504
-/// (outcome unknown); it may still land later. Not for a single voter: its commit ends with its
+/// A commit not durable on a majority of voters this long after its version was sealed (the
+/// wait for the voters; the seal is the coordinator's own work) answers 504 (outcome unknown); it
+/// may still land later. Not for a single voter: its commit ends with its
 /// own write, however long a large store takes.
 pub const COMMIT_TIMEOUT_MS: u64 = 1_500;
 /// ...plus this long per MiB of the store the commit makes: every node hashes the whole store

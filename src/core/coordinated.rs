@@ -129,7 +129,7 @@ impl Coordinated {
             self.next_forward_deadline(),
             self.next_lease_waiters_deadline(),
             self.next_commit_point_deadline(),
-            self.commit.as_ref().map(InCommit::deadline),
+            self.commit.as_ref().and_then(InCommit::deadline),
         ]
         .into_iter()
         .flatten()

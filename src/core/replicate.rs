@@ -76,9 +76,10 @@ enum Phase {
 }
 
 impl InCommit {
-    /// When its lock commit is answered 504 if no majority holds it by then.
-    pub(super) fn deadline(&self) -> Deadline {
-        self.deadline
+    /// When its lock commit is answered 504 if no majority holds it by then; none while it is
+    /// sealed (`expire_commit`).
+    pub(super) fn deadline(&self) -> Option<Deadline> {
+        (!matches!(self.phase, Phase::Sealing { .. })).then_some(self.deadline)
     }
 
     /// The version, once sealed, and the members that hold it durably (`/cluster/status`).
@@ -210,9 +211,10 @@ impl Coordinated {
             (Vec::new(), Some(id.serial))
         };
         let commit = self.commit.as_mut().expect("a version in flight");
-        // The version's own size is known now: a large one is given the time it takes.
+        // The wait for a majority starts now that the version exists, and its own size is known:
+        // a large one is given the time it takes.
         let timeout_ms = COMMIT_TIMEOUT_MS + commit_allowance_ms(sealed.data_len as u64);
-        commit.deadline = commit.deadline.max(Deadline::after(commit.started, timeout_ms));
+        commit.deadline = commit.deadline.max(Deadline::after(now, timeout_ms));
         let (pushing, whole, render, bridged) = (Vec::new(), Vec::new(), None, Vec::new());
         let sealed_box = Box::new(sealed.clone());
         commit.phase = Phase::Replicating { sealed: sealed_box, own_write, durable, pushing, whole, render, bridged };
@@ -491,7 +493,10 @@ impl Coordinated {
     /// the version may still land.
     pub(super) fn expire_commit(&mut self, node: &mut Shared, now: Now) {
         let Some(commit) = &mut self.commit else { return };
-        if !commit.deadline.fired(now) {
+        // Sealing is this node's own work, and no voter has been asked yet: the wait for a
+        // majority starts when the version is sealed (`replicate_sealed`), however long a large
+        // store took (a 30 MB `PUT` whose seal took over 1.5 s on a busy machine answered 504).
+        if !commit.deadline.fired(now) || matches!(commit.phase, Phase::Sealing { .. }) {
             return;
         }
         commit.deadline = Deadline(u64::MAX);

@@ -421,6 +421,32 @@ fn a_commit_waits_for_a_majority_longer_the_larger_the_store() {
     assert!(waited >= COMMIT_TIMEOUT_MS + allowance, "answered after {waited} ms, before the allowance for its size");
 }
 
+/// The seal of a version a coordinator makes durable.
+fn commit_seal(job: &Job) -> bool {
+    matches!(job, Job::Seal { id: JobId { owner: jobs::Owner::Commit, .. }, .. })
+}
+
+#[test]
+fn a_commit_whose_seal_is_slow_waits_for_it_and_then_for_a_majority() {
+    use crate::limits::{COMMIT_TIMEOUT_MS, commit_allowance_ms};
+    let mut three = Three::new(1 << 10);
+    let coordinator = three.coordinator().unwrap();
+    three.hold = Some(commit_seal);
+    three.put_later(coordinator, "/data/counter", "1");
+    assert_eq!(three.held.len(), 1, "the seal is under way");
+    // A busy worker: the seal takes longer than a commit may wait for its voters.
+    let slow = 2 * (COMMIT_TIMEOUT_MS + commit_allowance_ms(1 << 10));
+    for _ in 0..slow / 50 {
+        three.advance(50);
+    }
+    assert!(three.clients.is_empty(), "answered while sealing: {:?}", three.clients.first().map(|c| c.2.status));
+    three.hold = None;
+    three.release();
+    let (_, _, answer) = three.clients.pop().expect("answered once sealed and durable on a majority");
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(answer.body.as_slice()));
+    assert!(three.all_serve("/data/counter", "1\n"));
+}
+
 /// A render for the version a coordinator makes durable (`replicate.rs`'s push to a voter that
 /// lacks the base).
 fn commit_render(job: &Job) -> bool {
