@@ -7,7 +7,7 @@ use super::consensus::{Accepted, Consensus, Role};
 use super::forward::Forward;
 use super::jobs::{Done, JobId, Owner, no_owner};
 use super::peering::Mismatch;
-use super::replicate::{Content, InCommit, Purpose};
+use super::replicate::{InCommit, Purpose};
 use super::voter::Pending;
 use super::{CoordinatedConfig, Shared};
 use crate::core::clock::{Deadline, Now};
@@ -429,4 +429,12 @@ impl Coordinated {
             in_flight: self.commit.as_ref().map(super::replicate::InCommit::progress),
         }
     }
+}
+
+/// What a new version is made from.
+pub enum Content {
+    /// A new store: sealed at the next sequence with `coordination` (in this term).
+    New { root: crate::core::value::Value, coordination: Coordination },
+    /// An existing version, stamped with this term.
+    Stamp { base: Box<Sealed>, coordination: Coordination },
 }

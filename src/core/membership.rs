@@ -18,8 +18,9 @@
 use log::{debug, info, warn};
 
 use super::consensus::Role;
+use super::coordinated::Content;
 use super::coordinated::Coordinated;
-use super::replicate::{Content, Purpose};
+use super::replicate::Purpose;
 use super::{Reply, Shared, Ticket};
 use crate::core::clock::{Deadline, Now};
 use crate::core::cluster::Peer;

@@ -16,7 +16,7 @@
 use log::{debug, info, warn};
 
 use super::consensus::Accepted;
-use super::coordinated::Coordinated;
+use super::coordinated::{Content, Coordinated};
 use super::lock::Lock;
 use super::{Effect, Shared, Ticket, cluster::CallKind};
 use crate::core::chain::Writing;
@@ -45,7 +45,7 @@ pub enum Purpose {
 pub struct InCommit {
     purpose: Purpose,
     phase: Phase,
-    /// Answered 504 past this: `COMMIT_TIMEOUT_MS` after `started`, plus the allowance for the
+    /// Answered 504 past this: `COMMIT_TIMEOUT_MS` after the seal, plus the allowance for the
     /// size of the store (`limits::commit_allowance_ms`).
     deadline: Deadline,
     started: Now,
@@ -594,12 +594,4 @@ impl Coordinated {
             self.dropped_lock = Some((lock.name().to_string(), why.to_string()));
         }
     }
-}
-
-/// What a new version is made from.
-pub enum Content {
-    /// A new store: sealed at the next sequence with `coordination` (in this term).
-    New { root: crate::core::value::Value, coordination: Coordination },
-    /// An existing version, stamped with this term.
-    Stamp { base: Box<Sealed>, coordination: Coordination },
 }
