@@ -18,8 +18,7 @@
 use log::{debug, info, warn};
 
 use super::consensus::Role;
-use super::coordinated::Content;
-use super::coordinated::Coordinated;
+use super::coordinated::{Content, Coordinated};
 use super::replicate::Purpose;
 use super::{Reply, Shared, Ticket};
 use crate::core::clock::{Deadline, Now};

@@ -125,7 +125,8 @@ pub fn lower_thread_priority() {
 
 /// Reads a whole file, into memory the kernel may back with huge pages when the file is large
 /// (`madvise(MADV_HUGEPAGE)`, which systems with transparent huge pages in `madvise` mode need):
-/// a 100 MiB snapshot read into 4 KiB pages costs 25,600 page faults, a quarter of start-up.
+/// a 100 MiB snapshot read into 4 KiB pages costs 25,600 page faults, a quarter of those of
+/// its start-up.
 pub fn read_file(path: &std::path::Path) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
